@@ -1,0 +1,543 @@
+//! Lifecycle events: their wire form, validation with field-precise errors, and how each one
+//! changes a person and their engagements.
+
+use crate::model::{Client, Engagement, Person, PersonStatus, WorkerType, string_enum};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+string_enum!(
+    /// What happened to a person.
+    EventType {
+        Hire => "hire",
+        Transfer => "transfer",
+        Leave => "leave",
+        Rehire => "rehire",
+        ContractChange => "contract_change",
+        EngagementStart => "engagement_start",
+        EngagementEnd => "engagement_end",
+    }
+);
+
+impl EventType {
+    /// Leavers lose access first: steps of these events run ahead of all others.
+    pub fn is_urgent(self) -> bool {
+        matches!(self, EventType::Leave | EventType::EngagementEnd)
+    }
+}
+
+/// A lifecycle event as it arrives on `POST /api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// The sender's own id for the event; doubles as an idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Who it happened to: `id` always, the rest as the event type needs.
+    pub person: PersonInput,
+    /// The engagement, for `engagement_start` and `engagement_end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<EngagementInput>,
+    /// When the event takes effect (RFC 3339); now if absent. Future events wait until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
+    /// Which system sent it (`workday`, `csv`, `scim`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Person fields carried by an event; absent fields keep their stored value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonInput {
+    /// The HR id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_type: Option<WorkerType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+}
+
+/// The client of an engagement: its id alone, or its id with name and attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClientInput {
+    /// Just the id of a known client.
+    Id(String),
+    /// The client in full; upserted.
+    Full(Client),
+}
+
+impl ClientInput {
+    /// The client's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ClientInput::Id(id) => id,
+            ClientInput::Full(c) => &c.id,
+        }
+    }
+}
+
+/// Engagement fields carried by an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementInput {
+    /// Stable id; derived from person, client and role when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The client.
+    pub client: ClientInput,
+    /// The engagement role.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+}
+
+impl EngagementInput {
+    /// The engagement's id for `person_id`: the given one, or `person:client:role`.
+    pub fn id_for(&self, person_id: &str) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("{person_id}:{}:{}", self.client.id(), self.role))
+    }
+}
+
+/// An event that failed validation, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct EventError {
+    /// The JSON path of the offending field (`person.email`), or `body`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl EventError {
+    fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Parses and validates an event body, with an error that names the field at fault.
+pub fn parse_event(body: &[u8]) -> Result<EventInput, EventError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let event: EventInput = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path == "?" || path.is_empty() {
+            "body".to_string()
+        } else {
+            path
+        };
+        let inner = e.into_inner();
+        // serde_json appends " at line L column C"; keep it, it helps with large bodies.
+        EventError::new(field, inner)
+    })?;
+    validate_event(&event)?;
+    Ok(event)
+}
+
+/// Checks what the type system cannot: required fields per event type and value formats.
+pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
+    let p = &e.person;
+    check_id("person.id", &p.id)?;
+    if let Some(id) = &e.id {
+        check_id("id", id)?;
+    }
+    if let Some(email) = &p.email {
+        if !is_email(email) {
+            return Err(EventError::new(
+                "person.email",
+                format!("`{email}` is not an email address"),
+            ));
+        }
+    }
+    if let Some(name) = &p.name {
+        if name.trim().is_empty() {
+            return Err(EventError::new("person.name", "must not be empty"));
+        }
+    }
+    if let (Some(s), Some(end)) = (p.start_date, p.end_date) {
+        if end < s {
+            return Err(EventError::new(
+                "person.end_date",
+                format!("{end} is before start_date {s}"),
+            ));
+        }
+    }
+    match e.kind {
+        EventType::Hire | EventType::Rehire => {
+            if p.name.is_none() {
+                return Err(EventError::new(
+                    "person.name",
+                    format!("required for a {} event", e.kind),
+                ));
+            }
+            if p.email.is_none() {
+                return Err(EventError::new(
+                    "person.email",
+                    format!("required for a {} event", e.kind),
+                ));
+            }
+            if p.worker_type.is_none() {
+                return Err(EventError::new(
+                    "person.worker_type",
+                    format!(
+                        "required for a {} event (employee, contractor or partner)",
+                        e.kind
+                    ),
+                ));
+            }
+        }
+        EventType::EngagementStart | EventType::EngagementEnd => {
+            let Some(en) = &e.engagement else {
+                return Err(EventError::new(
+                    "engagement",
+                    format!("required for a {} event", e.kind),
+                ));
+            };
+            check_id("engagement.client", en.client.id())?;
+            if en.role.trim().is_empty() {
+                return Err(EventError::new("engagement.role", "must not be empty"));
+            }
+            if let (Some(s), Some(end)) = (en.start_date, en.end_date) {
+                if end < s {
+                    return Err(EventError::new(
+                        "engagement.end_date",
+                        format!("{end} is before start_date {s}"),
+                    ));
+                }
+            }
+        }
+        EventType::Transfer | EventType::Leave | EventType::ContractChange => {}
+    }
+    if e.engagement.is_some()
+        && !matches!(
+            e.kind,
+            EventType::EngagementStart | EventType::EngagementEnd
+        )
+    {
+        return Err(EventError::new(
+            "engagement",
+            format!(
+                "only engagement_start and engagement_end carry an engagement, not {}",
+                e.kind
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), EventError> {
+    if id.is_empty() {
+        return Err(EventError::new(field, "must not be empty"));
+    }
+    if id.len() > 200 {
+        return Err(EventError::new(field, "must be at most 200 characters"));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(EventError::new(
+            field,
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+/// Why an event cannot be applied to the stored state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Transfer, leave, contract change or engagement events need a known person.
+    #[error("person `{0}` is not known; send a hire event first")]
+    UnknownPerson(String),
+    /// Engagement end names an engagement the person does not have.
+    #[error("person `{person}` has no engagement `{engagement}`")]
+    UnknownEngagement {
+        /// Whose engagement.
+        person: String,
+        /// The engagement id looked for.
+        engagement: String,
+    },
+}
+
+/// The person and engagements after an event, as the planner needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The person after the event.
+    pub person: Person,
+    /// Engagements to upsert (new or changed).
+    pub engagements: Vec<Engagement>,
+    /// The client to upsert, when the event carried one in full.
+    pub client: Option<Client>,
+    /// Whether attributes that target systems hold (name, email, title, ...) changed.
+    pub attributes_changed: bool,
+}
+
+/// Applies an event to the stored person (if any) and their engagements, on day `today`.
+pub fn apply_event(
+    event: &EventInput,
+    stored: Option<&Person>,
+    engagements: &[Engagement],
+    today: NaiveDate,
+) -> Result<Applied, ApplyError> {
+    let input = &event.person;
+    let person = match (event.kind, stored) {
+        (EventType::Hire | EventType::Rehire, prior) => {
+            let base = prior.cloned().unwrap_or_else(|| Person {
+                id: input.id.clone(),
+                name: String::new(),
+                email: String::new(),
+                worker_type: WorkerType::Employee,
+                department: None,
+                title: None,
+                location: None,
+                manager: None,
+                start_date: None,
+                end_date: None,
+                status: PersonStatus::Active,
+            });
+            let mut p = merge(base, input);
+            if event.kind == EventType::Rehire && input.end_date.is_none() {
+                p.end_date = None;
+            }
+            p.status = if p.start_date.is_some_and(|d| d > today) {
+                PersonStatus::PreHire
+            } else {
+                PersonStatus::Active
+            };
+            p
+        }
+        (_, None) => return Err(ApplyError::UnknownPerson(input.id.clone())),
+        (EventType::Leave, Some(prior)) => {
+            let mut p = merge(prior.clone(), input);
+            p.status = PersonStatus::Terminated;
+            if p.end_date.is_none() {
+                p.end_date = Some(today);
+            }
+            p
+        }
+        (_, Some(prior)) => merge(prior.clone(), input),
+    };
+    let attributes_changed = stored.is_none_or(|s| {
+        s.name != person.name
+            || s.email != person.email
+            || s.title != person.title
+            || s.department != person.department
+            || s.location != person.location
+            || s.manager != person.manager
+            || s.worker_type != person.worker_type
+    });
+
+    let mut changed = Vec::new();
+    let mut client = None;
+    match event.kind {
+        EventType::EngagementStart => {
+            let en = event
+                .engagement
+                .as_ref()
+                .expect("validated: engagement_start carries one");
+            if let ClientInput::Full(c) = &en.client {
+                client = Some(c.clone());
+            }
+            changed.push(Engagement {
+                id: en.id_for(&person.id),
+                person_id: person.id.clone(),
+                client_id: en.client.id().to_string(),
+                role: en.role.clone(),
+                start_date: en.start_date,
+                end_date: en.end_date,
+                active: true,
+            });
+        }
+        EventType::EngagementEnd => {
+            let en = event
+                .engagement
+                .as_ref()
+                .expect("validated: engagement_end carries one");
+            let id = en.id_for(&person.id);
+            let Some(found) = engagements.iter().find(|g| g.id == id) else {
+                return Err(ApplyError::UnknownEngagement {
+                    person: person.id.clone(),
+                    engagement: id,
+                });
+            };
+            let mut ended = found.clone();
+            ended.active = false;
+            ended.end_date = Some(en.end_date.unwrap_or(today));
+            changed.push(ended);
+        }
+        EventType::Leave => {
+            // A leaver's engagements end with them.
+            for g in engagements.iter().filter(|g| g.active) {
+                let mut ended = g.clone();
+                ended.active = false;
+                ended.end_date = Some(
+                    person
+                        .end_date
+                        .unwrap_or(today)
+                        .min(g.end_date.unwrap_or(today)),
+                );
+                changed.push(ended);
+            }
+        }
+        _ => {}
+    }
+    Ok(Applied {
+        person,
+        engagements: changed,
+        client,
+        attributes_changed,
+    })
+}
+
+fn merge(mut p: Person, i: &PersonInput) -> Person {
+    if let Some(v) = &i.name {
+        p.name = v.clone();
+    }
+    if let Some(v) = &i.email {
+        p.email = v.clone();
+    }
+    if let Some(v) = i.worker_type {
+        p.worker_type = v;
+    }
+    if let Some(v) = &i.department {
+        p.department = Some(v.clone());
+    }
+    if let Some(v) = &i.title {
+        p.title = Some(v.clone());
+    }
+    if let Some(v) = &i.location {
+        p.location = Some(v.clone());
+    }
+    if let Some(v) = &i.manager {
+        p.manager = Some(v.clone());
+    }
+    if let Some(v) = i.start_date {
+        p.start_date = Some(v);
+    }
+    if let Some(v) = i.end_date {
+        p.end_date = Some(v);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> EventError {
+        parse_event(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_valid_hire_parses() {
+        let e = parse_event(
+            br#"{"type":"hire","person":{"id":"e1","name":"Ada","email":"ada@example.com","worker_type":"employee","start_date":"2026-01-05"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventType::Hire);
+        assert_eq!(e.person.start_date, NaiveDate::from_ymd_opt(2026, 1, 5));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err(r#"{"type":"hire","person":{"id":"e1","name":"Ada","email":"ada","worker_type":"employee"}}"#).field, "person.email");
+        assert_eq!(
+            err(r#"{"type":"hire","person":{"id":"e1","name":"Ada","email":"a@b.io"}}"#).field,
+            "person.worker_type"
+        );
+        assert_eq!(err(r#"{"type":"hire","person":{"id":"e1","name":"Ada","email":"a@b.io","worker_type":"robot"}}"#).field, "person.worker_type");
+        assert_eq!(err(r#"{"type":"fire","person":{"id":"e1"}}"#).field, "type");
+        assert_eq!(
+            err(r#"{"type":"leave","person":{"id":"e1","start_date":"2026-13-01"}}"#).field,
+            "person.start_date"
+        );
+        assert_eq!(
+            err(r#"{"type":"leave","person":{"id":"e1","nmae":"x"}}"#).field,
+            "person.nmae"
+        );
+        assert_eq!(
+            err(r#"{"type":"leave","person":{"id":""}}"#).field,
+            "person.id"
+        );
+        assert_eq!(
+            err(r#"{"type":"engagement_start","person":{"id":"e1"}}"#).field,
+            "engagement"
+        );
+        assert_eq!(err(r#"{"type":"leave"}"#).field, "body");
+        assert_eq!(err(r#"{"type":"leave","#).field, "body");
+        assert_eq!(err(r#"[]"#).field, "body");
+    }
+
+    fn hire(id: &str) -> EventInput {
+        parse_event(
+            format!(r#"{{"type":"hire","person":{{"id":"{id}","name":"Ada","email":"ada@example.com","worker_type":"employee","title":"Engineer"}}}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn leave_terminates_and_ends_engagements() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let p = apply_event(&hire("e1"), None, &[], today).unwrap().person;
+        let en = Engagement {
+            id: "g".into(),
+            person_id: "e1".into(),
+            client_id: "acme".into(),
+            role: "consultant".into(),
+            start_date: None,
+            end_date: None,
+            active: true,
+        };
+        let leave = parse_event(br#"{"type":"leave","person":{"id":"e1"}}"#).unwrap();
+        let out = apply_event(&leave, Some(&p), &[en], today).unwrap();
+        assert_eq!(out.person.status, PersonStatus::Terminated);
+        assert_eq!(out.person.end_date, Some(today));
+        assert!(!out.engagements[0].active);
+    }
+
+    #[test]
+    fn transfer_of_unknown_person_is_refused() {
+        let t =
+            parse_event(br#"{"type":"transfer","person":{"id":"nobody","title":"CTO"}}"#).unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        assert_eq!(
+            apply_event(&t, None, &[], today),
+            Err(ApplyError::UnknownPerson("nobody".into()))
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The canonical model: people, clients, engagements, systems, entitlements, accounts, grants.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Declares a closed, snake_case string enum with `as_str`, `FromStr` and `Display`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable text form stored in the database and used in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::model::UnknownValue {
+                        kind: stringify!($name),
+                        value: s.to_string(),
+                        expected: &[$($text),+],
+                    }),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// A text value that names no variant of a closed enum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`, expected one of: {}", expected.join(", "))]
+pub struct UnknownValue {
+    /// The enum's name.
+    pub kind: &'static str,
+    /// The text that was given.
+    pub value: String,
+    /// The accepted texts.
+    pub expected: &'static [&'static str],
+}
+
+string_enum!(
+    /// What kind of worker a person is.
+    WorkerType { Employee => "employee", Contractor => "contractor", Partner => "partner" }
+);
+
+string_enum!(
+    /// Where a person stands in their lifecycle.
+    PersonStatus {
+        /// Hired, start date still ahead.
+        PreHire => "pre_hire",
+        /// Working.
+        Active => "active",
+        /// Leave announced, end date ahead.
+        Leaving => "leaving",
+        /// Gone: holds no access.
+        Terminated => "terminated",
+    }
+);
+
+string_enum!(
+    /// How risky an entitlement is to hold.
+    Risk { Low => "low", Medium => "medium", High => "high", Privileged => "privileged" }
+);
+
+string_enum!(
+    /// Why a person holds a grant.
+    GrantSource {
+        /// From a role template matching the person's attributes.
+        Birthright => "birthright",
+        /// From a role template matching an active client engagement.
+        Engagement => "engagement",
+        /// From an access request.
+        Request => "request",
+    }
+);
+
+string_enum!(
+    /// The state of a grant (person x entitlement).
+    GrantState {
+        Pending => "pending",
+        AwaitingApproval => "awaiting_approval",
+        Granted => "granted",
+        Revoked => "revoked",
+        Denied => "denied",
+        Failed => "failed",
+    }
+);
+
+string_enum!(
+    /// The state of an account (person x system).
+    AccountState { Pending => "pending", Active => "active", Disabled => "disabled", Deleted => "deleted" }
+);
+
+string_enum!(
+    /// What happens to an account on a target system once its owner no longer needs it.
+    Retention {
+        /// Disable, revoke, then delete the account.
+        Delete => "delete",
+        /// Disable and revoke, but keep the disabled account (for legal hold or audit).
+        Keep => "keep",
+    }
+);
+
+/// A person, keyed by the id their HR system gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// The HR system's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Work email address.
+    pub email: String,
+    /// Employee, contractor or partner.
+    pub worker_type: WorkerType,
+    /// Department, matched by role templates.
+    pub department: Option<String>,
+    /// Job title, matched by role templates.
+    pub title: Option<String>,
+    /// Location (office or country), matched by role templates.
+    pub location: Option<String>,
+    /// The HR id of the person's manager.
+    pub manager: Option<String>,
+    /// First working day.
+    pub start_date: Option<NaiveDate>,
+    /// Last working day (contract end for contractors).
+    pub end_date: Option<NaiveDate>,
+    /// Lifecycle status.
+    pub status: PersonStatus,
+}
+
+/// A client the company works for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    /// Stable id, used in client-scoped entitlement ids.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form attributes (NDA required, data region, ...), used by policy.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A person working on a client account in a given role for a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engagement {
+    /// Stable id (given by the staffing system, or derived from person, client and role).
+    pub id: String,
+    /// Who works on the engagement.
+    pub person_id: String,
+    /// For which client.
+    pub client_id: String,
+    /// The engagement role, matched by role templates (e.g. `consultant`, `account-lead`).
+    pub role: String,
+    /// First day on the engagement.
+    pub start_date: Option<NaiveDate>,
+    /// Last day on the engagement.
+    pub end_date: Option<NaiveDate>,
+    /// False once the engagement has ended (by event or end date).
+    pub active: bool,
+}
+
+impl Engagement {
+    /// Whether the engagement gives access on `today`.
+    pub fn is_current(&self, today: NaiveDate) -> bool {
+        self.active
+            && self.start_date.is_none_or(|d| d <= today)
+            && self.end_date.is_none_or(|d| d >= today)
+    }
+}
+
+/// A target system: one configured connector instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    /// Stable id, e.g. `directory`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Which connector drives it, e.g. `sandbox`.
+    pub connector: String,
+    /// Delete or keep accounts that are no longer needed.
+    pub retention: Retention,
+    /// At most this many calls in flight to the system at once.
+    pub max_concurrency: u32,
+    /// Connector-specific settings.
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Something a person can hold on a system: a group, role, license, ...
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    /// Stable id, unique across systems, e.g. `crm:acme-read`.
+    pub id: String,
+    /// The system it lives on.
+    pub system: String,
+    /// Kind: group, role, license, ...
+    pub kind: String,
+    /// The name the target system knows it by (defaults to the id).
+    pub name: String,
+    /// How risky it is to hold.
+    pub risk: Risk,
+    /// Who answers for it (a person id or team name).
+    pub owner: Option<String>,
+    /// The client it belongs to, for client-scoped access.
+    pub client: Option<String>,
+}
+
+/// An account of a person on a system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Whose account.
+    pub person_id: String,
+    /// On which system.
+    pub system: String,
+    /// Pending, active, disabled or deleted.
+    pub state: AccountState,
+}
+
+/// A person holding (or meant to hold) an entitlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who holds it.
+    pub person_id: String,
+    /// What is held.
+    pub entitlement: String,
+    /// Why: birthright, engagement or request.
+    pub source: GrantSource,
+    /// The template, engagement or request id that caused it.
+    pub source_ref: String,
+    /// Where the grant stands.
+    pub state: GrantState,
+    /// When it was granted (epoch ms).
+    pub granted_at: Option<i64>,
+    /// When it expires by itself (epoch ms).
+    pub expires_at: Option<i64>,
+}
+
+impl Grant {
+    /// Whether the grant counts as held (or about to be) when diffing.
+    pub fn is_held(&self) -> bool {
+        matches!(self.state, GrantState::Granted | GrantState::Pending)
+    }
+}
+
+impl Account {
+    /// Whether the account exists on the system and can sign in (or is about to).
+    pub fn is_enabled(&self) -> bool {
+        matches!(self.state, AccountState::Active | AccountState::Pending)
+    }
+}

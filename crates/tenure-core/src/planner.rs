@@ -1,0 +1,622 @@
+//! The planner: desired access (role templates, active engagements, live requests) minus current
+//! access (accounts and grants) gives an ordered plan of steps. Pure and deterministic.
+//!
+//! Phases order the steps of one run; steps within a phase run in parallel:
+//! - phase 0: create or enable accounts that are needed, update changed attributes, revoke
+//!   entitlements that are no longer wanted on accounts that stay, and disable accounts that
+//!   are no longer needed (a leaver's every account is disabled here, on all systems at once);
+//! - phase 1: grant new entitlements (their accounts exist now) and revoke what remains on the
+//!   accounts disabled in phase 0;
+//! - phase 2: delete disabled accounts on systems whose retention is `delete`.
+
+use crate::config::Config;
+use crate::model::{
+    Account, AccountState, Engagement, Grant, GrantSource, GrantState, Person, PersonStatus,
+    Retention, string_enum,
+};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+string_enum!(
+    /// What a step does on a target system.
+    Action {
+        CreateAccount => "create_account",
+        UpdateAccount => "update_account",
+        EnableAccount => "enable_account",
+        DisableAccount => "disable_account",
+        DeleteAccount => "delete_account",
+        Grant => "grant",
+        Revoke => "revoke",
+    }
+);
+
+impl Action {
+    /// The action that undoes this one, used when a cancelled run is compensated.
+    /// Deleting an account and updating attributes cannot be undone.
+    pub fn compensation(self) -> Option<Action> {
+        match self {
+            Action::CreateAccount => Some(Action::DeleteAccount),
+            Action::EnableAccount => Some(Action::DisableAccount),
+            Action::DisableAccount => Some(Action::EnableAccount),
+            Action::Grant => Some(Action::Revoke),
+            Action::Revoke => Some(Action::Grant),
+            Action::UpdateAccount | Action::DeleteAccount => None,
+        }
+    }
+
+    /// Whether the action takes access away.
+    pub fn is_removal(self) -> bool {
+        matches!(
+            self,
+            Action::DisableAccount | Action::DeleteAccount | Action::Revoke
+        )
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Steps of a lower phase finish before a higher phase starts.
+    pub phase: u32,
+    /// The target system.
+    pub system: String,
+    /// What to do.
+    pub action: Action,
+    /// The entitlement, for grant and revoke.
+    pub entitlement: Option<String>,
+    /// Why the access is wanted (grants only).
+    pub source: Option<GrantSource>,
+    /// The template, engagement or request id behind a grant.
+    pub source_ref: Option<String>,
+}
+
+/// Why a wanted entitlement is left out of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The entitlement id the template produced.
+    pub entitlement: String,
+    /// The template that produced it.
+    pub template: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// The ordered steps for one run, and what was left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Steps sorted by phase.
+    pub steps: Vec<PlannedStep>,
+    /// Wanted entitlements that could not be planned.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Where a wanted entitlement comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// Birthright, engagement or request.
+    pub source: GrantSource,
+    /// The template, engagement or request id.
+    pub source_ref: String,
+}
+
+/// The access a person should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Entitlement id to the first source that wants it.
+    pub entitlements: BTreeMap<String, Want>,
+    /// Systems the person needs an account on.
+    pub systems: BTreeSet<String>,
+    /// Template output that named no known entitlement.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Computes the access `person` should hold on `today` (at `now_ms` for request expiry).
+pub fn desired_access(
+    config: &Config,
+    person: &Person,
+    engagements: &[Engagement],
+    grants: &[Grant],
+    today: NaiveDate,
+    now_ms: i64,
+) -> Desired {
+    let mut d = Desired::default();
+    if person.status == PersonStatus::Terminated {
+        return d;
+    }
+    let want =
+        |d: &mut Desired, ent: String, template: &str, source: GrantSource, source_ref: &str| {
+            match config.entitlements.get(&ent) {
+                Some(e) => {
+                    d.systems.insert(e.system.clone());
+                    d.entitlements.entry(ent).or_insert_with(|| Want {
+                        source,
+                        source_ref: source_ref.to_string(),
+                    });
+                }
+                None => d.skipped.push(Skipped {
+                    entitlement: ent,
+                    template: template.to_string(),
+                    reason: "no such entitlement in the catalog".into(),
+                }),
+            }
+        };
+    for t in &config.templates {
+        if t.rule.is_engagement_rule() {
+            for g in engagements
+                .iter()
+                .filter(|g| g.is_current(today) && t.rule.matches_role(&g.role))
+            {
+                for ent in &t.entitlements {
+                    let ent = ent.replace("{client}", &g.client_id);
+                    want(&mut d, ent, &t.id, GrantSource::Engagement, &g.id);
+                }
+            }
+        } else if t.rule.matches_person(person) {
+            for ent in &t.entitlements {
+                want(&mut d, ent.clone(), &t.id, GrantSource::Birthright, &t.id);
+            }
+        }
+    }
+    for g in grants.iter().filter(|g| g.source == GrantSource::Request) {
+        let live = matches!(
+            g.state,
+            GrantState::Granted | GrantState::Pending | GrantState::AwaitingApproval
+        ) && g.expires_at.is_none_or(|t| t > now_ms);
+        if live {
+            want(
+                &mut d,
+                g.entitlement.clone(),
+                "request",
+                GrantSource::Request,
+                &g.source_ref,
+            );
+        }
+    }
+    d
+}
+
+/// Diffs desired against current access and orders the steps that close the gap.
+///
+/// `attributes_changed` adds an account update on every account that stays enabled.
+pub fn plan(
+    config: &Config,
+    desired: &Desired,
+    accounts: &[Account],
+    grants: &[Grant],
+    attributes_changed: bool,
+) -> Plan {
+    let mut steps = Vec::new();
+    let account_of: BTreeMap<&str, AccountState> = accounts
+        .iter()
+        .map(|a| (a.system.as_str(), a.state))
+        .collect();
+
+    for system in &desired.systems {
+        match account_of.get(system.as_str()) {
+            None | Some(AccountState::Deleted) => {
+                steps.push(step(0, system, Action::CreateAccount, None))
+            }
+            Some(AccountState::Disabled) => {
+                steps.push(step(0, system, Action::EnableAccount, None))
+            }
+            Some(AccountState::Active | AccountState::Pending) => {
+                if attributes_changed {
+                    steps.push(step(0, system, Action::UpdateAccount, None));
+                }
+            }
+        }
+    }
+
+    let held: BTreeMap<&str, &Grant> = grants
+        .iter()
+        .filter(|g| g.is_held())
+        .map(|g| (g.entitlement.as_str(), g))
+        .collect();
+    for (ent, want) in &desired.entitlements {
+        if !held.contains_key(ent.as_str()) {
+            let system = &config.entitlements[ent].system;
+            steps.push(PlannedStep {
+                source: Some(want.source),
+                source_ref: Some(want.source_ref.clone()),
+                ..step(1, system, Action::Grant, Some(ent))
+            });
+        }
+    }
+    for ent in held.keys() {
+        if desired.entitlements.contains_key(*ent) {
+            continue;
+        }
+        // An entitlement that left the catalog can no longer be addressed; reconciliation finds it.
+        let Some(e) = config.entitlements.get(*ent) else {
+            continue;
+        };
+        let phase = if desired.systems.contains(&e.system) {
+            0
+        } else {
+            1
+        };
+        steps.push(step(phase, &e.system, Action::Revoke, Some(ent)));
+    }
+
+    for a in accounts {
+        if desired.systems.contains(&a.system) {
+            continue;
+        }
+        let Some(system) = config.systems.get(&a.system) else {
+            continue;
+        };
+        if a.is_enabled() {
+            steps.push(step(0, &a.system, Action::DisableAccount, None));
+        }
+        if a.state != AccountState::Deleted && system.retention == Retention::Delete {
+            steps.push(step(2, &a.system, Action::DeleteAccount, None));
+        }
+    }
+
+    steps.sort();
+    Plan {
+        steps,
+        skipped: desired.skipped.clone(),
+    }
+}
+
+fn step(phase: u32, system: &str, action: Action, entitlement: Option<&str>) -> PlannedStep {
+    PlannedStep {
+        phase,
+        system: system.to_string(),
+        action,
+        entitlement: entitlement.map(str::to_string),
+        source: None,
+        source_ref: None,
+    }
+}
+
+/// Applies the effect of a succeeded step to the current accounts and grants, as the engine
+/// records it; used by the engine's store and by the planner's own tests.
+pub fn apply_step(
+    person_id: &str,
+    s: &PlannedStep,
+    accounts: &mut Vec<Account>,
+    grants: &mut Vec<Grant>,
+    now_ms: i64,
+) {
+    let set_account = |accounts: &mut Vec<Account>, state: AccountState| match accounts
+        .iter_mut()
+        .find(|a| a.system == s.system)
+    {
+        Some(a) => a.state = state,
+        None => accounts.push(Account {
+            person_id: person_id.to_string(),
+            system: s.system.clone(),
+            state,
+        }),
+    };
+    match s.action {
+        Action::CreateAccount | Action::EnableAccount => {
+            set_account(accounts, AccountState::Active)
+        }
+        Action::DisableAccount => set_account(accounts, AccountState::Disabled),
+        Action::DeleteAccount => set_account(accounts, AccountState::Deleted),
+        Action::UpdateAccount => {}
+        Action::Grant | Action::Revoke => {
+            let ent = s.entitlement.clone().unwrap_or_default();
+            let state = if s.action == Action::Grant {
+                GrantState::Granted
+            } else {
+                GrantState::Revoked
+            };
+            match grants.iter_mut().find(|g| g.entitlement == ent) {
+                Some(g) => {
+                    g.state = state;
+                    if let (Some(src), Some(r)) = (s.source, &s.source_ref) {
+                        g.source = src;
+                        g.source_ref = r.clone();
+                    }
+                }
+                None => grants.push(Grant {
+                    person_id: person_id.to_string(),
+                    entitlement: ent,
+                    source: s.source.unwrap_or(GrantSource::Birthright),
+                    source_ref: s.source_ref.clone().unwrap_or_default(),
+                    state,
+                    granted_at: Some(now_ms),
+                    expires_at: None,
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SourceFile};
+    use crate::model::WorkerType;
+    use proptest::prelude::*;
+
+    fn config() -> Config {
+        let main = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "chat"
+connector = "sandbox"
+retention = "keep"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+[[clients]]
+id = "acme"
+[[clients]]
+id = "globex"
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:eng"
+system = "directory"
+[[entitlements]]
+id = "directory:sales"
+system = "directory"
+[[entitlements]]
+id = "chat:general"
+system = "chat"
+[[entitlements]]
+id = "chat:eng"
+system = "chat"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+client = "acme"
+[[entitlements]]
+id = "crm:globex"
+system = "crm"
+client = "globex"
+"#;
+        let t = |p: &str, s: &str| SourceFile {
+            path: p.into(),
+            text: s.into(),
+        };
+        Config::parse(
+            &t("tenure.toml", main),
+            &[
+                t("all.toml", "entitlements = [\"directory:staff\", \"chat:general\"]"),
+                t("eng.toml", "entitlements = [\"directory:eng\", \"chat:eng\"]\n[match]\ndepartment = [\"Engineering\"]\n"),
+                t("sales.toml", "entitlements = [\"directory:sales\"]\n[match]\ndepartment = [\"Sales\"]\n"),
+                t("consultant.toml", "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n"),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn person(dept: &str, status: PersonStatus) -> Person {
+        Person {
+            id: "p1".into(),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            worker_type: WorkerType::Employee,
+            department: Some(dept.into()),
+            title: None,
+            location: None,
+            manager: None,
+            start_date: None,
+            end_date: None,
+            status,
+        }
+    }
+
+    fn engagement(client: &str, active: bool) -> Engagement {
+        Engagement {
+            id: format!("p1:{client}:consultant"),
+            person_id: "p1".into(),
+            client_id: client.into(),
+            role: "consultant".into(),
+            start_date: None,
+            end_date: None,
+            active,
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()
+    }
+
+    fn run_to_completion(
+        c: &Config,
+        p: &Person,
+        en: &[Engagement],
+        accounts: &mut Vec<Account>,
+        grants: &mut Vec<Grant>,
+    ) -> Plan {
+        let d = desired_access(c, p, en, grants, today(), 0);
+        let plan = plan(c, &d, accounts, grants, false);
+        for s in &plan.steps {
+            apply_step(&p.id, s, accounts, grants, 0);
+        }
+        plan
+    }
+
+    #[test]
+    fn hire_creates_accounts_before_grants() {
+        let c = config();
+        let p = person("Engineering", PersonStatus::Active);
+        let d = desired_access(&c, &p, &[], &[], today(), 0);
+        let plan = plan(&c, &d, &[], &[], false);
+        let creates: Vec<_> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::CreateAccount)
+            .collect();
+        assert_eq!(creates.len(), 2);
+        assert!(creates.iter().all(|s| s.phase == 0));
+        assert_eq!(
+            plan.steps
+                .iter()
+                .filter(|s| s.action == Action::Grant && s.phase == 1)
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn leave_disables_everything_first_then_revokes_then_deletes_per_retention() {
+        let c = config();
+        let (mut a, mut g) = (vec![], vec![]);
+        let p = person("Engineering", PersonStatus::Active);
+        run_to_completion(&c, &p, &[engagement("acme", true)], &mut a, &mut g);
+        let gone = person("Engineering", PersonStatus::Terminated);
+        let d = desired_access(&c, &gone, &[], &g, today(), 0);
+        let plan = plan(&c, &d, &a, &g, false);
+        let phase = |act: Action| {
+            plan.steps
+                .iter()
+                .filter(|s| s.action == act)
+                .map(|s| s.phase)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(phase(Action::DisableAccount), vec![0, 0, 0]);
+        assert_eq!(phase(Action::Revoke), vec![1; 5]);
+        // chat keeps its disabled accounts; crm and directory delete them.
+        assert_eq!(phase(Action::DeleteAccount), vec![2, 2]);
+    }
+
+    #[test]
+    fn transfer_swaps_exactly_the_role_difference() {
+        let c = config();
+        let (mut a, mut g) = (vec![], vec![]);
+        run_to_completion(
+            &c,
+            &person("Engineering", PersonStatus::Active),
+            &[],
+            &mut a,
+            &mut g,
+        );
+        let d = desired_access(
+            &c,
+            &person("Sales", PersonStatus::Active),
+            &[],
+            &g,
+            today(),
+            0,
+        );
+        let plan = plan(&c, &d, &a, &g, false);
+        let summary: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.action, s.entitlement.clone().unwrap_or(s.system.clone())))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (Action::Revoke, "chat:eng".to_string()),
+                (Action::Revoke, "directory:eng".to_string()),
+                (Action::Grant, "directory:sales".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn engagement_end_removes_exactly_that_clients_access() {
+        let c = config();
+        let (mut a, mut g) = (vec![], vec![]);
+        let p = person("Engineering", PersonStatus::Active);
+        run_to_completion(
+            &c,
+            &p,
+            &[engagement("acme", true), engagement("globex", true)],
+            &mut a,
+            &mut g,
+        );
+        let d = desired_access(
+            &c,
+            &p,
+            &[engagement("acme", false), engagement("globex", true)],
+            &g,
+            today(),
+            0,
+        );
+        let plan = plan(&c, &d, &a, &g, false);
+        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(plan.steps[0].action, Action::Revoke);
+        assert_eq!(plan.steps[0].entitlement.as_deref(), Some("crm:acme"));
+    }
+
+    #[test]
+    fn unknown_client_entitlements_are_skipped_not_planned() {
+        let c = config();
+        let p = person("Engineering", PersonStatus::Active);
+        let d = desired_access(&c, &p, &[engagement("initech", true)], &[], today(), 0);
+        assert_eq!(d.skipped.len(), 1);
+        assert_eq!(d.skipped[0].entitlement, "crm:initech");
+    }
+
+    fn arb_person() -> impl Strategy<Value = (Person, Vec<Engagement>)> {
+        (
+            prop::sample::select(vec!["Engineering", "Sales", "Finance"]),
+            any::<bool>(),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec!["acme", "globex", "initech"]),
+                    any::<bool>(),
+                ),
+                0..3,
+            ),
+        )
+            .prop_map(|(dept, gone, ens)| {
+                let status = if gone {
+                    PersonStatus::Terminated
+                } else {
+                    PersonStatus::Active
+                };
+                let mut seen = BTreeSet::new();
+                let ens = ens
+                    .into_iter()
+                    .filter(|(c, _)| seen.insert(*c))
+                    .map(|(c, active)| engagement(c, active))
+                    .collect();
+                (person(dept, status), ens)
+            })
+    }
+
+    proptest! {
+        /// From any state reached by earlier plans, applying a plan reaches the desired state and
+        /// planning again yields nothing.
+        #[test]
+        fn plans_converge(history in prop::collection::vec(arb_person(), 1..6)) {
+            let c = config();
+            let (mut a, mut g) = (vec![], vec![]);
+            for (p, en) in &history {
+                run_to_completion(&c, p, en, &mut a, &mut g);
+                let d = desired_access(&c, p, en, &g, today(), 0);
+                let again = plan(&c, &d, &a, &g, false);
+                prop_assert!(again.steps.is_empty(), "replan not empty: {:?}", again.steps);
+                let held: BTreeSet<_> = g.iter().filter(|g| g.is_held()).map(|g| g.entitlement.clone()).collect();
+                let wanted: BTreeSet<_> = d.entitlements.keys().cloned().collect();
+                prop_assert_eq!(held, wanted);
+                for acc in &a {
+                    prop_assert_eq!(acc.is_enabled(), d.systems.contains(&acc.system));
+                }
+            }
+        }
+
+        /// Plans are ordered: accounts exist before grants, and every removal of an account
+        /// comes after its entitlements are revoked.
+        #[test]
+        fn plans_are_ordered(history in prop::collection::vec(arb_person(), 1..5)) {
+            let c = config();
+            let (mut a, mut g) = (vec![], vec![]);
+            for (p, en) in &history {
+                let plan = run_to_completion(&c, p, en, &mut a, &mut g);
+                for s in &plan.steps {
+                    match s.action {
+                        Action::Grant => prop_assert!(plan.steps.iter().filter(|o| o.system == s.system && matches!(o.action, Action::CreateAccount | Action::EnableAccount)).all(|o| o.phase < s.phase)),
+                        Action::DeleteAccount => prop_assert!(plan.steps.iter().filter(|o| o.system == s.system && o.action == Action::Revoke).all(|o| o.phase < s.phase)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
