@@ -1,1 +1,127 @@
-//! placeholder
+//! The connector trait tenure drives target systems through, and the built-in connectors.
+//!
+//! A connector only translates: it turns one step into calls on its system and classifies
+//! failures as retryable or permanent. Retries, backoff, circuit breaking, concurrency limits
+//! and metrics live once in the engine, around the trait, never inside a connector.
+//!
+//! Every call carries the step's deterministic operation id, and every connector treats
+//! "already done" (the account exists, the member is already in the group, the account is
+//! already gone) as success, so a retry after a crash never doubles an effect.
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tenure_core::planner::Action;
+use tenure_core::{Entitlement, Person};
+
+/// A failure classified for the engine's retry policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// Worth trying again later: unreachable, timed out, throttled, 5xx.
+    #[error("retryable: {message}")]
+    Retryable {
+        /// What happened.
+        message: String,
+        /// How long the system asked us to wait, if it said.
+        retry_after_ms: Option<u64>,
+    },
+    /// Will fail the same way every time: refused, invalid, not found where it must exist.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl ConnectorError {
+    /// A retryable failure with no hint of when to retry.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ConnectorError::Retryable {
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// Whether the engine should retry.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ConnectorError::Retryable { .. })
+    }
+}
+
+/// What identifies one call: the step's operation id and the attempt number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// Deterministic per step; the same on every retry.
+    pub id: String,
+    /// 1 for the first call.
+    pub attempt: u32,
+}
+
+/// An account as a target system reports it, for reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteAccount {
+    /// The person's id as the system knows it.
+    pub person_id: String,
+    /// Whether the account can sign in.
+    pub enabled: bool,
+}
+
+/// A target system tenure provisions into.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Creates the person's account; an existing account counts as success.
+    async fn create_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError>;
+    /// Pushes changed attributes to the account.
+    async fn update_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError>;
+    /// Lets the account sign in again.
+    async fn enable_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError>;
+    /// Stops the account signing in; a missing account counts as success.
+    async fn disable_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError>;
+    /// Deletes the account; a missing account counts as success.
+    async fn delete_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError>;
+    /// Adds the entitlement; already held counts as success.
+    async fn grant(
+        &self,
+        op: &Op,
+        person: &Person,
+        entitlement: &Entitlement,
+    ) -> Result<(), ConnectorError>;
+    /// Removes the entitlement; not held counts as success.
+    async fn revoke(
+        &self,
+        op: &Op,
+        person: &Person,
+        entitlement: &Entitlement,
+    ) -> Result<(), ConnectorError>;
+    /// Every account on the system.
+    async fn list_accounts(&self) -> Result<Vec<RemoteAccount>, ConnectorError>;
+    /// The entitlements (by tenure id or system name) the person holds on the system.
+    async fn list_memberships(&self, person_id: &str) -> Result<Vec<String>, ConnectorError>;
+    /// Whether the system answers.
+    async fn health(&self) -> Result<(), ConnectorError>;
+    /// Connector-specific figures for `GET /api/v1/systems` (the sandbox's counters).
+    async fn stats(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// Performs one step's action through a connector.
+pub async fn execute(
+    connector: &dyn Connector,
+    op: &Op,
+    action: Action,
+    person: &Person,
+    entitlement: Option<&Entitlement>,
+) -> Result<(), ConnectorError> {
+    let need = || {
+        entitlement
+            .ok_or_else(|| ConnectorError::Permanent(format!("{action} needs an entitlement")))
+    };
+    match action {
+        Action::CreateAccount => connector.create_account(op, person).await,
+        Action::UpdateAccount => connector.update_account(op, person).await,
+        Action::EnableAccount => connector.enable_account(op, person).await,
+        Action::DisableAccount => connector.disable_account(op, person).await,
+        Action::DeleteAccount => connector.delete_account(op, person).await,
+        Action::Grant => connector.grant(op, person, need()?).await,
+        Action::Revoke => connector.revoke(op, person, need()?).await,
+    }
+}

@@ -127,6 +127,10 @@ pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
         });
     }
     match next_phase(steps.iter()) {
+        // Steps cancelled without an operator's cancel: another run (a leave) superseded this one.
+        Next::Done if steps.iter().any(|s| s.state == StepState::Cancelled) => {
+            keep(RunState::Cancelled)
+        }
         Next::Done => keep(RunState::Succeeded),
         Next::Release(p) => Evaluation {
             state: RunState::Running,

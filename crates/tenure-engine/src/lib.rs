@@ -1,1 +1,325 @@
-//! placeholder
+//! The tenure engine: takes lifecycle events in, plans them, and drives the resulting runs
+//! through connectors until every step has succeeded, failed for good, or been compensated.
+//!
+//! Three loops share the work, each committing in batches (group commit):
+//! - the **ingester** stores events (and plans those due now) many per transaction, and answers
+//!   each submitter only after the transaction is on disk;
+//! - the **dispatcher** plans due runs (future-dated events, runs that waited for an earlier run
+//!   of the same person), claims ready steps most-urgent-first (leavers ahead of everyone) and
+//!   hands them to connector calls, bounded per system and overall, behind a circuit breaker;
+//! - the **completer** records call outcomes, schedules retries with backoff and jitter,
+//!   advances runs phase by phase, and writes the audit entries, many per transaction.
+//!
+//! Invariant: every state change and its audit entry share one transaction; a crash at any
+//! point leaves either the old or the new state, and running steps are retried with the same
+//! operation id on restart, which connectors answer as "already done".
+
+mod clock;
+mod ingest;
+mod planning;
+mod worker;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ingest::{IngestOutcome, Submission};
+pub use planning::RunDetail;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tenure_connectors::Connector;
+use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
+use tenure_core::breaker::{Breaker, CircuitState};
+use tenure_core::config::Config;
+use tenure_store::Store;
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+
+/// Errors the engine reports to its callers.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] tenure_store::StoreError),
+    /// No such run, event or person.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The configuration cannot be turned into working connectors.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// Shorthand for engine results.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A run reached a terminal state.
+#[derive(Debug, Clone)]
+pub struct RunFinished {
+    /// The run.
+    pub run_id: String,
+    /// The event type behind it.
+    pub kind: String,
+    /// Its final state.
+    pub state: tenure_core::run::RunState,
+    /// From the event's receipt (or effective time, if later) to the last step done.
+    pub latency_ms: i64,
+}
+
+/// Tuning that is not part of the policy configuration.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Steps in flight at once, over all systems.
+    pub max_in_flight: usize,
+    /// Steps claimed per transaction.
+    pub claim_batch: usize,
+    /// How long a claimed step is held before another instance may take it over.
+    pub lease_ms: i64,
+    /// Seed for retry jitter (random when absent).
+    pub seed: Option<u64>,
+    /// Whether this instance is the only one on its database (SQLite): on start it may take
+    /// back every running step at once instead of waiting for leases to run out.
+    pub sole_instance: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            claim_batch: 256,
+            lease_ms: 60_000,
+            seed: None,
+            sole_instance: true,
+        }
+    }
+}
+
+pub(crate) struct SystemHandle {
+    connector: Arc<dyn Connector>,
+    permits: Arc<Semaphore>,
+    breaker: Mutex<Breaker>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    config: Arc<Config>,
+    systems: HashMap<String, SystemHandle>,
+    clock: Arc<dyn Clock>,
+    rng: Mutex<StdRng>,
+    options: EngineOptions,
+    wake: Notify,
+    in_flight: AtomicUsize,
+    finished: broadcast::Sender<RunFinished>,
+    ingest_tx: mpsc::Sender<ingest::Job>,
+    outcome_tx: mpsc::Sender<worker::Outcome>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The running engine: cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// A target system's state for `GET /api/v1/systems`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SystemStatus {
+    /// System id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Connector kind.
+    pub connector: String,
+    /// `ok` or the health check's error.
+    pub health: String,
+    /// The circuit breaker.
+    pub circuit: CircuitState,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Connector figures (the sandbox's call and change counters).
+    pub stats: Option<serde_json::Value>,
+}
+
+impl Engine {
+    /// Builds connectors for every configured system and starts the engine's loops.
+    pub async fn start(
+        store: Store,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        options: EngineOptions,
+    ) -> Result<Engine> {
+        let sandbox = SandboxHub::start(
+            store.write_pool().clone(),
+            store.backend() == tenure_store::Backend::Sqlite,
+        )
+        .await
+        .map_err(|e| EngineError::Store(e.into()))?;
+        let mut systems = HashMap::new();
+        for s in config.systems.values() {
+            let connector: Arc<dyn Connector> = match s.connector.as_str() {
+                "sandbox" => {
+                    let settings = SandboxSettings::from_map(&s.settings)
+                        .map_err(|e| EngineError::Config(format!("system `{}`: {e}", s.id)))?;
+                    Arc::new(sandbox.connector(&s.id, settings))
+                }
+                other => {
+                    return Err(EngineError::Config(format!(
+                        "system `{}`: unknown connector `{other}`",
+                        s.id
+                    )));
+                }
+            };
+            systems.insert(
+                s.id.clone(),
+                SystemHandle {
+                    connector,
+                    permits: Arc::new(Semaphore::new(s.max_concurrency as usize)),
+                    breaker: Mutex::new(Breaker::new(
+                        config.engine.breaker_failure_threshold,
+                        config.engine.breaker_open_ms,
+                    )),
+                },
+            );
+        }
+        let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+        let (outcome_tx, outcome_rx) = mpsc::channel(8192);
+        let (finished, _) = broadcast::channel(16_384);
+        let (shutdown, _) = watch::channel(false);
+        let seed = options
+            .seed
+            .unwrap_or_else(|| StdRng::from_os_rng().next_u64_compat());
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            systems,
+            clock,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            options,
+            wake: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            finished,
+            ingest_tx,
+            outcome_tx,
+            shutdown,
+        });
+        worker::recover(&inner).await?;
+        let tasks = vec![
+            tokio::spawn(ingest::run(inner.clone(), ingest_rx)),
+            tokio::spawn(worker::dispatcher(inner.clone())),
+            tokio::spawn(worker::completer(inner.clone(), outcome_rx)),
+        ];
+        Ok(Engine {
+            inner,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// The store the engine runs on.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The configuration the engine runs on.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Stores an event durably and starts its run; see [`Submission`].
+    pub async fn submit(&self, submission: Submission) -> Result<IngestOutcome> {
+        ingest::submit(&self.inner, submission).await
+    }
+
+    /// Notice of every run that ends from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunFinished> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Looks for due work now (after the clock moved, in tests).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// A run with its steps.
+    pub async fn run_detail(&self, run_id: &str) -> Result<RunDetail> {
+        planning::run_detail(&self.inner, run_id).await
+    }
+
+    /// Cancels a run: stops its pending steps and undoes the steps already done.
+    pub async fn cancel_run(&self, run_id: &str, actor: &str) -> Result<RunDetail> {
+        planning::cancel_run(&self.inner, run_id, actor).await?;
+        self.wake();
+        self.run_detail(run_id).await
+    }
+
+    /// Retries a failed run's failed steps with fresh attempts.
+    pub async fn retry_run(&self, run_id: &str, actor: &str) -> Result<RunDetail> {
+        planning::retry_run(&self.inner, run_id, actor).await?;
+        self.wake();
+        self.run_detail(run_id).await
+    }
+
+    /// Every configured system with its health, circuit and counters.
+    pub async fn systems(&self) -> Vec<SystemStatus> {
+        let mut out = Vec::new();
+        for s in self.inner.config.systems.values() {
+            let h = &self.inner.systems[&s.id];
+            let health = match h.connector.health().await {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            out.push(SystemStatus {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                connector: s.connector.clone(),
+                health,
+                circuit: h.breaker.lock().expect("breaker lock").state(),
+                in_flight: s.max_concurrency as usize - h.permits.available_permits(),
+                stats: h.connector.stats().await,
+            });
+        }
+        out
+    }
+
+    /// The connector of a system, for tests and reconciliation.
+    pub fn connector(&self, system: &str) -> Option<Arc<dyn Connector>> {
+        self.inner.systems.get(system).map(|h| h.connector.clone())
+    }
+
+    /// Steps in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new work, lets calls in flight finish and record, then stops the loops.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.wake.notify_waiters();
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("task list lock"));
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "engine task ended abnormally");
+            }
+        }
+    }
+}
+
+/// `rand` 0.9 spells "a random u64" through `RngCore`; this keeps the call site short.
+trait NextU64 {
+    fn next_u64_compat(&mut self) -> u64;
+}
+impl NextU64 for StdRng {
+    fn next_u64_compat(&mut self) -> u64 {
+        rand::RngCore::next_u64(self)
+    }
+}

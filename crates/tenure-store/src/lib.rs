@@ -1,1 +1,181 @@
-//! placeholder
+//! Persistence for tenure: SQLite (the embedded default) and PostgreSQL, through one SQL path
+//! (sqlx's `Any` driver, `$n` placeholders, BIGINT and TEXT columns only).
+//!
+//! Writes go through [`Tx`]: one database transaction that also carries the audit entries of
+//! the change, chained and written at commit, so a change and its audit record land together or
+//! not at all. On SQLite all writes share one connection (`BEGIN IMMEDIATE`, WAL,
+//! `synchronous=FULL`), so writers queue in-process instead of fighting over the file lock;
+//! callers reach throughput by putting many changes in one transaction (group commit).
+
+mod queries;
+mod tx;
+
+pub use queries::*;
+pub use tx::{NewAudit, Tx};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::time::Duration;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused a statement.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored value could not be read back (a bug or a hand-edited database).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// The database URL names a backend tenure does not support.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server, shareable by several instances.
+    Postgres,
+}
+
+/// A handle on the database: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
+
+/// Sets every SQLite connection up: WAL lets readers run beside the writer, `synchronous = FULL`
+/// makes every commit durable, and a busy timeout lets other processes (the CLI) wait their turn.
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        for p in [
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA busy_timeout = 10000",
+            "PRAGMA foreign_keys = ON",
+        ] {
+            conn.execute(p).await?;
+        }
+        Ok(())
+    })
+}
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Store::connect(&url).await
+    }
+
+    /// Connects to `sqlite://PATH` or `postgres://...` and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let store = if url.starts_with("sqlite:") {
+            let pragmas = sqlite_pragmas;
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .after_connect(pragmas)
+                .connect(url)
+                .await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(pragmas)
+                .connect(url)
+                .await?;
+            Store {
+                read,
+                write,
+                backend: Backend::Sqlite,
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect(url)
+                .await?;
+            Store {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+            }
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Instances starting together take turns creating the schema.
+            sqlx::query("SELECT pg_advisory_xact_lock(7317001)")
+                .execute(tx.conn())
+                .await?;
+        }
+        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let sql = statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if sql.trim().is_empty() {
+                continue;
+            }
+            tx.conn().execute(sqlx::AssertSqlSafe(sql)).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        };
+        Ok(Tx::new(tx, self.backend))
+    }
+
+    /// A connection for reads outside any write transaction.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.read.acquire().await?)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// The pool writes go through, for components that keep their own tables (the sandbox).
+    pub fn write_pool(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}

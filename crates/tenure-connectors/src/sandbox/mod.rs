@@ -1,0 +1,463 @@
+//! `sandbox`: a simulated target system stored in tenure's own database.
+//!
+//! It behaves like a real one where it matters: calls take time (`latency_ms`), some fail
+//! (`failure_rate`; half of those after the change was made, like a timeout after the server
+//! acted), granting on a missing account is refused, and a repeated operation id is answered
+//! as "already done". It counts every call and every effective change, durably, so tests and
+//! the demo can prove that nothing was lost or applied twice.
+//!
+//! All sandbox systems share one writer task that applies calls in batches, one transaction per
+//! batch (group commit), and answers each call only after its batch is on disk.
+
+use crate::{Connector, ConnectorError, Op, RemoteAccount};
+use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use sqlx::{AnyPool, Executor, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tenure_core::{Entitlement, Person};
+use tokio::sync::{mpsc, oneshot};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS sandbox_accounts (system TEXT NOT NULL, person_id TEXT NOT NULL,
+       enabled BIGINT NOT NULL, attrs TEXT NOT NULL, PRIMARY KEY (system, person_id))",
+    "CREATE TABLE IF NOT EXISTS sandbox_memberships (system TEXT NOT NULL, person_id TEXT NOT NULL,
+       entitlement TEXT NOT NULL, PRIMARY KEY (system, person_id, entitlement))",
+    "CREATE TABLE IF NOT EXISTS sandbox_ops (system TEXT NOT NULL, op_id TEXT NOT NULL, PRIMARY KEY (system, op_id))",
+    "CREATE TABLE IF NOT EXISTS sandbox_counters (system TEXT PRIMARY KEY, calls BIGINT NOT NULL,
+       changes BIGINT NOT NULL, failures BIGINT NOT NULL)",
+];
+
+/// A sandbox system's settings (the `[systems.settings]` table).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Time each call takes.
+    pub latency_ms: u64,
+    /// Share of calls that fail with a retryable error (0.0 to 1.0).
+    pub failure_rate: f64,
+    /// Seed for the failure draw, for reproducible runs.
+    pub seed: Option<u64>,
+}
+
+impl SandboxSettings {
+    /// Reads settings from a system's settings map, naming the bad key on error.
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let s: SandboxSettings = serde_json::from_value(serde_json::Value::Object(map.clone()))
+            .map_err(|e| e.to_string())?;
+        if !(0.0..=1.0).contains(&s.failure_rate) {
+            return Err(format!(
+                "failure_rate must be between 0 and 1, not {}",
+                s.failure_rate
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// Durable counters of one sandbox system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SandboxStats {
+    /// Calls received (including repeats and injected failures).
+    pub calls: i64,
+    /// Calls that changed something.
+    pub changes: i64,
+    /// Injected failures.
+    pub failures: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Update,
+    Enable,
+    Disable,
+    Delete,
+    Grant,
+    Revoke,
+}
+
+struct Call {
+    system: Arc<str>,
+    op_id: String,
+    kind: Kind,
+    person_id: String,
+    attrs: String,
+    entitlement: String,
+    /// Injected failure after applying: the change is made, the caller hears an error.
+    fail_after: bool,
+    reply: oneshot::Sender<Result<(), ConnectorError>>,
+}
+
+/// The store behind every sandbox system; hands out one connector per system.
+#[derive(Clone)]
+pub struct SandboxHub {
+    pool: AnyPool,
+    tx: mpsc::Sender<Call>,
+    sqlite: bool,
+}
+
+impl SandboxHub {
+    /// Creates the sandbox tables and starts the writer. `sqlite` selects `BEGIN IMMEDIATE`.
+    pub async fn start(pool: AnyPool, sqlite: bool) -> Result<SandboxHub, sqlx::Error> {
+        for ddl in SCHEMA {
+            pool.execute(*ddl).await?;
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer(pool.clone(), sqlite, rx));
+        Ok(SandboxHub { pool, tx, sqlite })
+    }
+
+    /// A connector for system `system` with these settings.
+    pub fn connector(&self, system: &str, settings: SandboxSettings) -> SandboxConnector {
+        let seed = settings
+            .seed
+            .unwrap_or_else(|| StdRng::from_os_rng().random());
+        SandboxConnector {
+            hub: self.clone(),
+            system: system.into(),
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            settings,
+        }
+    }
+
+    /// The durable counters of `system`.
+    pub async fn stats(&self, system: &str) -> Result<SandboxStats, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT calls, changes, failures FROM sandbox_counters WHERE system = $1")
+                .bind(system.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(r) => SandboxStats {
+                calls: r.try_get(0)?,
+                changes: r.try_get(1)?,
+                failures: r.try_get(2)?,
+            },
+            None => SandboxStats::default(),
+        })
+    }
+
+    /// Whether this hub writes with SQLite locking.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+}
+
+async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let calls = std::mem::take(&mut batch);
+        match apply_batch(&pool, sqlite, &calls).await {
+            Ok(results) => {
+                for (call, result) in calls.into_iter().zip(results) {
+                    let _ = call.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox batch failed; its calls are answered as retryable");
+                for call in calls {
+                    let _ = call.reply.send(Err(ConnectorError::retryable(format!(
+                        "sandbox storage: {e}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+async fn apply_batch(
+    pool: &AnyPool,
+    sqlite: bool,
+    calls: &[Call],
+) -> Result<Vec<Result<(), ConnectorError>>, sqlx::Error> {
+    let mut tx = if sqlite {
+        pool.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        pool.begin().await?
+    };
+    let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
+    let mut results = Vec::with_capacity(calls.len());
+    for call in calls {
+        let count = counters.entry(call.system.clone()).or_default();
+        count.calls += 1;
+        let sys = call.system.to_string();
+        let seen = sqlx::query(
+            "INSERT INTO sandbox_ops (system, op_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(sys.clone())
+        .bind(call.op_id.clone())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 0;
+        if seen {
+            // A repeat of an operation already applied: answer as done, change nothing.
+            results.push(Ok(()));
+            continue;
+        }
+        let person = call.person_id.clone();
+        let affected = match call.kind {
+            Kind::Create => sqlx::query(
+                "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(sys.clone())
+            .bind(person.clone())
+            .bind(call.attrs.clone())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Kind::Update => sqlx::query("UPDATE sandbox_accounts SET attrs = $3 WHERE system = $1 AND person_id = $2 AND attrs <> $3")
+                .bind(sys.clone())
+                .bind(person.clone())
+                .bind(call.attrs.clone())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            Kind::Enable | Kind::Disable => {
+                let want = (call.kind == Kind::Enable) as i64;
+                sqlx::query("UPDATE sandbox_accounts SET enabled = $3 WHERE system = $1 AND person_id = $2 AND enabled <> $3")
+                    .bind(sys.clone())
+                    .bind(person.clone())
+                    .bind(want)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            Kind::Delete => {
+                sqlx::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2")
+                    .bind(sys.clone())
+                    .bind(person.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
+                    .bind(sys.clone())
+                    .bind(person.clone())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            Kind::Grant => sqlx::query(
+                "INSERT INTO sandbox_memberships (system, person_id, entitlement)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM sandbox_accounts WHERE system = $1 AND person_id = $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(sys.clone())
+            .bind(person.clone())
+            .bind(call.entitlement.clone())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Kind::Revoke => sqlx::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2 AND entitlement = $3")
+                .bind(sys.clone())
+                .bind(person.clone())
+                .bind(call.entitlement.clone())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        };
+        let needs_account = matches!(call.kind, Kind::Update | Kind::Enable | Kind::Grant);
+        if affected == 0 && needs_account {
+            let exists =
+                sqlx::query("SELECT 1 FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
+                    .bind(sys.clone())
+                    .bind(person.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            if !exists {
+                // Like a real system's 404: nothing to act on. Forget the op so a retry after
+                // the account appears is applied.
+                sqlx::query("DELETE FROM sandbox_ops WHERE system = $1 AND op_id = $2")
+                    .bind(sys.clone())
+                    .bind(call.op_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(Err(ConnectorError::Permanent(format!(
+                    "{}: no account for `{}`",
+                    call.system, person
+                ))));
+                continue;
+            }
+        }
+        count.changes += affected.min(1) as i64;
+        if call.fail_after {
+            count.failures += 1;
+            results.push(Err(ConnectorError::retryable(format!(
+                "{}: timed out after the change was made",
+                call.system
+            ))));
+        } else {
+            results.push(Ok(()));
+        }
+    }
+    for (system, c) in counters {
+        sqlx::query(
+            "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + excluded.calls,
+               changes = sandbox_counters.changes + excluded.changes,
+               failures = sandbox_counters.failures + excluded.failures",
+        )
+        .bind(system.to_string())
+        .bind(c.calls)
+        .bind(c.changes)
+        .bind(c.failures)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// A connector for one sandbox system.
+#[derive(Clone)]
+pub struct SandboxConnector {
+    hub: SandboxHub,
+    system: Arc<str>,
+    rng: Arc<Mutex<StdRng>>,
+    settings: SandboxSettings,
+}
+
+impl SandboxConnector {
+    async fn call(
+        &self,
+        op: &Op,
+        kind: Kind,
+        person: &Person,
+        entitlement: Option<&Entitlement>,
+    ) -> Result<(), ConnectorError> {
+        if self.settings.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.settings.latency_ms)).await;
+        }
+        let (fail_before, fail_after) = {
+            let mut rng = self.rng.lock().expect("sandbox rng lock");
+            let fail =
+                self.settings.failure_rate > 0.0 && rng.random_bool(self.settings.failure_rate);
+            let after = fail && rng.random_bool(0.5);
+            (fail && !after, after)
+        };
+        if fail_before {
+            self.count_failure().await;
+            return Err(ConnectorError::retryable(format!(
+                "{}: service unavailable (injected)",
+                self.system
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let attrs = serde_json::json!({"name": person.name, "email": person.email, "title": person.title, "department": person.department}).to_string();
+        let call = Call {
+            system: self.system.clone(),
+            op_id: op.id.clone(),
+            kind,
+            person_id: person.id.clone(),
+            attrs,
+            entitlement: entitlement.map(|e| e.name.clone()).unwrap_or_default(),
+            fail_after,
+            reply,
+        };
+        self.hub
+            .tx
+            .send(call)
+            .await
+            .map_err(|_| ConnectorError::retryable("sandbox writer stopped"))?;
+        answer
+            .await
+            .map_err(|_| ConnectorError::retryable("sandbox writer stopped"))?
+    }
+
+    async fn count_failure(&self) {
+        let _ = sqlx::query(
+            "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, 1, 0, 1)
+             ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + 1, failures = sandbox_counters.failures + 1",
+        )
+        .bind(self.system.to_string())
+        .execute(&self.hub.pool)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "sandbox failure counter not stored"));
+    }
+}
+
+#[async_trait]
+impl Connector for SandboxConnector {
+    async fn create_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Create, person, None).await
+    }
+    async fn update_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Update, person, None).await
+    }
+    async fn enable_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Enable, person, None).await
+    }
+    async fn disable_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Disable, person, None).await
+    }
+    async fn delete_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Delete, person, None).await
+    }
+    async fn grant(
+        &self,
+        op: &Op,
+        person: &Person,
+        entitlement: &Entitlement,
+    ) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Grant, person, Some(entitlement)).await
+    }
+    async fn revoke(
+        &self,
+        op: &Op,
+        person: &Person,
+        entitlement: &Entitlement,
+    ) -> Result<(), ConnectorError> {
+        self.call(op, Kind::Revoke, person, Some(entitlement)).await
+    }
+    async fn list_accounts(&self) -> Result<Vec<RemoteAccount>, ConnectorError> {
+        let rows = sqlx::query(
+            "SELECT person_id, enabled FROM sandbox_accounts WHERE system = $1 ORDER BY person_id",
+        )
+        .bind(self.system.to_string())
+        .fetch_all(&self.hub.pool)
+        .await
+        .map_err(|e| ConnectorError::retryable(e.to_string()))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RemoteAccount {
+                    person_id: r
+                        .try_get(0)
+                        .map_err(|e| ConnectorError::retryable(e.to_string()))?,
+                    enabled: r
+                        .try_get::<i64, _>(1)
+                        .map_err(|e| ConnectorError::retryable(e.to_string()))?
+                        != 0,
+                })
+            })
+            .collect()
+    }
+    async fn list_memberships(&self, person_id: &str) -> Result<Vec<String>, ConnectorError> {
+        let rows = sqlx::query(
+            "SELECT entitlement FROM sandbox_memberships WHERE system = $1 AND person_id = $2 ORDER BY entitlement",
+        )
+        .bind(self.system.to_string())
+        .bind(person_id.to_string())
+        .fetch_all(&self.hub.pool)
+        .await
+        .map_err(|e| ConnectorError::retryable(e.to_string()))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get(0)
+                    .map_err(|e| ConnectorError::retryable(e.to_string()))
+            })
+            .collect()
+    }
+    async fn health(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn stats(&self) -> Option<serde_json::Value> {
+        match self.hub.stats(&self.system).await {
+            Ok(s) => serde_json::to_value(s).ok(),
+            Err(e) => Some(serde_json::json!({"error": e.to_string()})),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Storing events: many per transaction, each answered once its transaction is on disk.
+
+use crate::{EngineError, Inner, Result, planning};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tenure_core::event::EventInput;
+use tenure_core::run::RunState;
+use tenure_store::{EventRow, NewAudit, RunRow};
+use tokio::sync::{mpsc, oneshot};
+
+/// An event to store, with who sent it and how to recognise a retry of it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The validated event.
+    pub event: EventInput,
+    /// The `Idempotency-Key` header, if any; else the event's own `id` is the key.
+    pub idempotency_key: Option<String>,
+    /// The token name (or component) that sent it.
+    pub actor: String,
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored (or stored before, when `replay`).
+    Accepted {
+        /// tenure's event id.
+        event_id: String,
+        /// The run it started.
+        run_id: String,
+        /// True when this is a repeat of an event already stored under the same key.
+        replay: bool,
+    },
+    /// The key was used before for a different event.
+    KeyReused {
+        /// The key.
+        key: String,
+        /// The event stored under it.
+        event_id: String,
+    },
+}
+
+pub(crate) struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<IngestOutcome>>,
+}
+
+pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<IngestOutcome> {
+    let (reply, answer) = oneshot::channel();
+    inner
+        .ingest_tx
+        .send(Job { submission, reply })
+        .await
+        .map_err(|_| EngineError::ShuttingDown)?;
+    answer.await.map_err(|_| EngineError::ShuttingDown)?
+}
+
+pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(256);
+    while rx.recv_many(&mut jobs, 256).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        let subs: Vec<&Submission> = batch.iter().map(|j| &j.submission).collect();
+        match store_batch(&inner, &subs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                inner.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "storing events failed; none of the batch was stored");
+                let msg = e.to_string();
+                for job in batch {
+                    let _ =
+                        job.reply
+                            .send(Err(EngineError::Store(tenure_store::StoreError::Corrupt(
+                                msg.clone(),
+                            ))));
+                }
+            }
+        }
+    }
+}
+
+async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOutcome>> {
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let mut outcomes = Vec::with_capacity(subs.len());
+    let mut due = Vec::new();
+    for sub in subs {
+        let hash = body_hash(&sub.event);
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let key = sub
+            .idempotency_key
+            .clone()
+            .or_else(|| sub.event.id.clone())
+            .unwrap_or_else(|| event_id.clone());
+        if let Some(prior) = tenure_store::event_by_key(tx.conn(), &key).await? {
+            outcomes.push(if prior.body_hash == hash {
+                IngestOutcome::Accepted {
+                    event_id: prior.id,
+                    run_id: prior.run_id,
+                    replay: true,
+                }
+            } else {
+                IngestOutcome::KeyReused {
+                    key,
+                    event_id: prior.id,
+                }
+            });
+            continue;
+        }
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let effective_at = sub.event.effective_at.map_or(now, |t| t.timestamp_millis());
+        let person_id = sub.event.person.id.clone();
+        let kind = sub.event.kind;
+        tenure_store::insert_event(
+            tx.conn(),
+            &EventRow {
+                id: event_id.clone(),
+                idem_key: key,
+                body_hash: hash,
+                kind: kind.as_str().to_string(),
+                person_id: person_id.clone(),
+                source: sub.event.source.clone(),
+                body: serde_json::to_string(&sub.event).expect("events serialize"),
+                effective_at,
+                received_at: now,
+                actor: sub.actor.clone(),
+                run_id: run_id.clone(),
+            },
+        )
+        .await?;
+        let run = RunRow {
+            id: run_id.clone(),
+            event_id: Some(event_id.clone()),
+            person_id: person_id.clone(),
+            kind: kind.as_str().to_string(),
+            state: RunState::Pending,
+            priority: if kind.is_urgent() { 0 } else { 10 },
+            effective_at,
+            created_at: now,
+            planned_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            error: None,
+            note: None,
+        };
+        tenure_store::insert_run(tx.conn(), &run).await?;
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: sub.actor.clone(),
+            action: "event.received".into(),
+            person_id: Some(person_id),
+            run_id: Some(run_id.clone()),
+            reason: format!(
+                "{kind} event from {}",
+                sub.event.source.as_deref().unwrap_or("api")
+            ),
+            correlation_id: Some(event_id.clone()),
+            details: serde_json::json!({ "effective_at": effective_at }),
+            ..Default::default()
+        });
+        if effective_at <= now {
+            due.push(run);
+        }
+        outcomes.push(IngestOutcome::Accepted {
+            event_id,
+            run_id,
+            replay: false,
+        });
+    }
+    // Plan what is due now in the same transaction: its steps are claimable the moment the
+    // event is acknowledged.
+    for run in &due {
+        planning::plan_run(inner, &mut tx, run, now).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// SHA-256 of the event's canonical JSON: the same event sent twice hashes the same, whatever
+/// its whitespace or key order on the wire.
+fn body_hash(e: &EventInput) -> String {
+    let canonical = serde_json::to_vec(e).expect("events serialize");
+    hex::encode(Sha256::digest(&canonical))
+}

@@ -1,0 +1,490 @@
+//! Planning runs and moving them along: from an event to steps, from step outcomes to the
+//! run's next phase, and the operator's cancel and retry.
+
+use crate::{EngineError, Inner, Result, RunFinished};
+use chrono::DateTime;
+use serde::Serialize;
+use tenure_core::event::{EventInput, EventType, apply_event};
+use tenure_core::planner::{self, Action};
+use tenure_core::run::{RunState, StepState, evaluate, operation_id};
+use tenure_core::{AccountState, Grant, GrantState};
+use tenure_store::{NewAudit, RunRow, StepRow, Tx};
+
+/// A run with its steps, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunRow,
+    /// Its steps in order.
+    pub steps: Vec<StepRow>,
+}
+
+pub(crate) async fn run_detail(inner: &Inner, run_id: &str) -> Result<RunDetail> {
+    let mut c = inner.store.reader().await?;
+    let run = tenure_store::get_run(&mut c, run_id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
+    let steps = tenure_store::steps_of_run(&mut c, run_id).await?;
+    Ok(RunDetail { run, steps })
+}
+
+/// Whether `plan_run` planned the run or left it waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Planned {
+    Yes,
+    Waiting,
+}
+
+/// Plans a pending run inside `tx`: applies its event to the person, diffs desired against
+/// current access, stores the steps and starts the first phase.
+///
+/// Runs of one person go one at a time, in order. A leave (or engagement end) does not queue:
+/// it cancels the unstarted steps of the person's earlier runs and waits only for calls already
+/// in flight.
+pub(crate) async fn plan_run(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    now: i64,
+) -> Result<Planned> {
+    let event_row = match &run.event_id {
+        Some(id) => tenure_store::get_event(tx.conn(), id).await?,
+        None => None,
+    };
+    let Some(event_row) = event_row else {
+        fail_run(inner, tx, run, "the run's event is missing", now).await?;
+        return Ok(Planned::Yes);
+    };
+    let event: EventInput = serde_json::from_str(&event_row.body)
+        .map_err(|e| tenure_store::StoreError::Corrupt(format!("event {}: {e}", event_row.id)))?;
+
+    let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
+    if !earlier.is_empty() {
+        if !event.kind.is_urgent() {
+            return Ok(Planned::Waiting);
+        }
+        let mut waiting = false;
+        for other in &earlier {
+            let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
+            forget_planned_effects(tx, &cancelled).await?;
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: "engine".into(),
+                action: "run.superseded".into(),
+                person_id: Some(run.person_id.clone()),
+                run_id: Some(other.id.clone()),
+                reason: format!("{} run {} takes precedence", event.kind, run.id),
+                correlation_id: other.event_id.clone(),
+                details: serde_json::json!({ "cancelled_steps": cancelled.len(), "by_run": run.id }),
+                ..Default::default()
+            });
+            if other.state == RunState::Pending {
+                tenure_store::set_run_state(
+                    tx.conn(),
+                    &other.id,
+                    RunState::Cancelled,
+                    Some("superseded"),
+                    now,
+                )
+                .await?;
+                continue;
+            }
+            if tenure_store::run_has_running_steps(tx.conn(), &other.id).await? {
+                waiting = true;
+            } else {
+                advance_run(inner, tx, &other.id, now).await?;
+            }
+        }
+        if waiting {
+            return Ok(Planned::Waiting);
+        }
+    }
+
+    let config = &inner.config;
+    let today = DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .date_naive();
+    let stored = tenure_store::get_person(tx.conn(), &run.person_id).await?;
+    let engagements = tenure_store::engagements_of(tx.conn(), &run.person_id).await?;
+    let applied = match apply_event(&event, stored.as_ref(), &engagements, today) {
+        Ok(a) => a,
+        Err(e) => {
+            fail_run(inner, tx, run, &e.to_string(), now).await?;
+            return Ok(Planned::Yes);
+        }
+    };
+    tenure_store::upsert_person(tx.conn(), &applied.person, now).await?;
+    if let Some(client) = &applied.client {
+        tenure_store::upsert_client(tx.conn(), client).await?;
+    }
+    for en in &applied.engagements {
+        tenure_store::upsert_engagement(tx.conn(), en).await?;
+    }
+    let mut all_engagements = engagements;
+    for en in &applied.engagements {
+        match all_engagements.iter_mut().find(|g| g.id == en.id) {
+            Some(g) => *g = en.clone(),
+            None => all_engagements.push(en.clone()),
+        }
+    }
+    let accounts = tenure_store::accounts_of(tx.conn(), &run.person_id).await?;
+    let grants: Vec<Grant> = tenure_store::grants_of(tx.conn(), &run.person_id)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    let desired = planner::desired_access(
+        config,
+        &applied.person,
+        &all_engagements,
+        &grants,
+        today,
+        now,
+    );
+    let plan = planner::plan(
+        config,
+        &desired,
+        &accounts,
+        &grants,
+        applied.attributes_changed && stored.is_some(),
+    );
+
+    let priority = if event.kind.is_urgent() || event.kind == EventType::Leave {
+        0
+    } else {
+        10
+    };
+    let steps: Vec<StepRow> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: run.id.clone(),
+            idx: i as i64,
+            phase: s.phase as i64,
+            ready: false,
+            state: StepState::Pending,
+            priority,
+            available_at: now,
+            person_id: run.person_id.clone(),
+            system: s.system.clone(),
+            action: s.action,
+            entitlement: s.entitlement.clone(),
+            source: s.source,
+            source_ref: s.source_ref.clone(),
+            op_id: operation_id(
+                &run.id,
+                i as u32,
+                s.action,
+                &s.system,
+                s.entitlement.as_deref(),
+            ),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+        })
+        .collect();
+    tenure_store::insert_steps(tx.conn(), &steps).await?;
+    // Show planned access as pending right away.
+    for s in &steps {
+        match s.action {
+            Action::CreateAccount => {
+                tenure_store::set_account(
+                    tx.conn(),
+                    &s.person_id,
+                    &s.system,
+                    AccountState::Pending,
+                    now,
+                )
+                .await?
+            }
+            Action::Grant => {
+                let g = Grant {
+                    person_id: s.person_id.clone(),
+                    entitlement: s.entitlement.clone().unwrap_or_default(),
+                    source: s.source.unwrap_or(tenure_core::GrantSource::Birthright),
+                    source_ref: s.source_ref.clone().unwrap_or_default(),
+                    state: GrantState::Pending,
+                    granted_at: None,
+                    expires_at: None,
+                };
+                tenure_store::upsert_grant(tx.conn(), &g, &s.system, now).await?;
+            }
+            _ => {}
+        }
+    }
+    let note = (!plan.skipped.is_empty())
+        .then(|| serde_json::json!({ "skipped": plan.skipped }).to_string());
+    tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "run.planned".into(),
+        person_id: Some(run.person_id.clone()),
+        run_id: Some(run.id.clone()),
+        reason: format!("{} event {}", event.kind, event_row.id),
+        correlation_id: run.event_id.clone(),
+        details: serde_json::json!({
+            "status": applied.person.status,
+            "steps": plan.steps.iter().map(|s| serde_json::json!({
+                "phase": s.phase, "action": s.action, "system": s.system, "entitlement": s.entitlement,
+                "source": s.source, "source_ref": s.source_ref,
+            })).collect::<Vec<_>>(),
+            "skipped": plan.skipped,
+        }),
+        ..Default::default()
+    });
+    advance_run(inner, tx, &run.id, now).await?;
+    Ok(Planned::Yes)
+}
+
+/// Undoes the "pending" marks that planning put on accounts and grants whose steps were
+/// cancelled before they ran.
+async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()> {
+    for s in cancelled {
+        match s.action {
+            Action::CreateAccount => {
+                tenure_store::forget_pending_account(tx.conn(), &s.person_id, &s.system).await?
+            }
+            Action::Grant => {
+                if let Some(e) = &s.entitlement {
+                    tenure_store::forget_pending_grant(tx.conn(), &s.person_id, e).await?
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn fail_run(inner: &Inner, tx: &mut Tx, run: &RunRow, error: &str, now: i64) -> Result<()> {
+    tenure_store::set_run_state(tx.conn(), &run.id, RunState::Failed, Some(error), now).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "run.failed".into(),
+        person_id: Some(run.person_id.clone()),
+        run_id: Some(run.id.clone()),
+        reason: error.to_string(),
+        correlation_id: run.event_id.clone(),
+        details: serde_json::json!({}),
+        ..Default::default()
+    });
+    let _ = inner.finished.send(RunFinished {
+        run_id: run.id.clone(),
+        kind: run.kind.clone(),
+        state: RunState::Failed,
+        latency_ms: now - run.effective_at.max(run.created_at),
+    });
+    Ok(())
+}
+
+/// Re-evaluates a run from its steps: starts its next phase, compensates a cancelled run, or
+/// records that it ended. Returns whether new steps became claimable.
+pub(crate) async fn advance_run(
+    inner: &Inner,
+    tx: &mut Tx,
+    run_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let Some(run) = tenure_store::get_run(tx.conn(), run_id).await? else {
+        return Ok(false);
+    };
+    if run.state.is_terminal() || run.state == RunState::Pending {
+        return Ok(false);
+    }
+    let statuses = tenure_store::step_statuses(tx.conn(), run_id).await?;
+    let eval = evaluate(&statuses, run.cancel_requested);
+    let mut released = false;
+    if eval.compensate {
+        add_compensation(tx, &run, now).await?;
+        return Box::pin(advance_run(inner, tx, run_id, now)).await;
+    }
+    if let Some(phase) = eval.release_phase {
+        tenure_store::release_phase(tx.conn(), run_id, phase, now).await?;
+        released = true;
+    }
+    if eval.state != run.state {
+        tenure_store::set_run_state(tx.conn(), run_id, eval.state, None, now).await?;
+        if eval.state.is_terminal() {
+            let event = match &run.event_id {
+                Some(id) => tenure_store::get_event(tx.conn(), id).await?,
+                None => None,
+            };
+            let started = event.map_or(run.created_at, |e| e.received_at.max(e.effective_at));
+            let latency_ms = (now - started).max(0);
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: "engine".into(),
+                action: format!("run.{}", eval.state),
+                person_id: Some(run.person_id.clone()),
+                run_id: Some(run.id.clone()),
+                reason: format!("{} run ended", run.kind),
+                correlation_id: run.event_id.clone(),
+                details: serde_json::json!({ "latency_ms": latency_ms }),
+                ..Default::default()
+            });
+            if eval.state == RunState::Succeeded {
+                match run.kind.as_str() {
+                    "hire" | "rehire" => metrics::histogram!("tenure_time_to_provision_seconds")
+                        .record(latency_ms as f64 / 1000.0),
+                    "leave" => metrics::histogram!("tenure_time_to_revoke_seconds")
+                        .record(latency_ms as f64 / 1000.0),
+                    _ => {}
+                }
+            }
+            metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.clone(), "state" => eval.state.as_str())
+                .increment(1);
+            let _ = inner.finished.send(RunFinished {
+                run_id: run.id.clone(),
+                kind: run.kind.clone(),
+                state: eval.state,
+                latency_ms,
+            });
+            // A run of the same person may have been waiting for this one.
+            inner.wake.notify_one();
+        }
+    }
+    Ok(released)
+}
+
+/// Adds steps that undo, in reverse order, what a cancelled run had done.
+async fn add_compensation(tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
+    let steps = tenure_store::steps_of_run(tx.conn(), &run.id).await?;
+    let max_phase = steps.iter().map(|s| s.phase).max().unwrap_or(0);
+    let mut next_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
+    let mut comp = Vec::new();
+    for s in steps
+        .iter()
+        .rev()
+        .filter(|s| s.state == StepState::Succeeded && s.compensation_of.is_none())
+    {
+        let Some(undo) = s.action.compensation() else {
+            continue;
+        };
+        comp.push(StepRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            idx: next_idx,
+            phase: 100 + (max_phase - s.phase),
+            ready: false,
+            state: StepState::Pending,
+            priority: 0,
+            available_at: now,
+            action: undo,
+            op_id: operation_id(
+                &run.id,
+                next_idx as u32,
+                undo,
+                &s.system,
+                s.entitlement.as_deref(),
+            ),
+            attempts: 0,
+            last_error: None,
+            compensation_of: Some(s.idx),
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            ..s.clone()
+        });
+        next_idx += 1;
+    }
+    if comp.is_empty() {
+        // Nothing done can be undone (updates and deletes only): record the cancel as final.
+        tenure_store::set_run_state(tx.conn(), &run.id, RunState::Cancelled, None, now).await?;
+        return Ok(());
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "run.compensating".into(),
+        person_id: Some(run.person_id.clone()),
+        run_id: Some(run.id.clone()),
+        reason: "run cancelled: undoing the steps already done".into(),
+        correlation_id: run.event_id.clone(),
+        details: serde_json::json!({ "steps": comp.len() }),
+        ..Default::default()
+    });
+    tenure_store::insert_steps(tx.conn(), &comp).await?;
+    Ok(())
+}
+
+pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let run = tenure_store::get_run(tx.conn(), run_id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
+    if run.state.is_terminal() && run.state != RunState::Failed {
+        return Err(EngineError::Conflict(format!(
+            "run `{run_id}` has already ended ({})",
+            run.state
+        )));
+    }
+    if run.cancel_requested {
+        return Err(EngineError::Conflict(format!(
+            "run `{run_id}` is already being cancelled"
+        )));
+    }
+    tenure_store::request_cancel(tx.conn(), run_id).await?;
+    let cancelled = tenure_store::cancel_pending_steps(tx.conn(), run_id, now).await?;
+    forget_planned_effects(&mut tx, &cancelled).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "run.cancel_requested".into(),
+        person_id: Some(run.person_id.clone()),
+        run_id: Some(run.id.clone()),
+        reason: "cancelled by an operator".into(),
+        correlation_id: run.event_id.clone(),
+        details: serde_json::json!({ "cancelled_steps": cancelled.len() }),
+        ..Default::default()
+    });
+    if run.state == RunState::Pending || run.state == RunState::Failed {
+        // Never planned, or failed: make it evaluable (failed runs compensate too).
+        tenure_store::set_run_state(tx.conn(), run_id, RunState::Running, None, now).await?;
+    }
+    advance_run(inner, &mut tx, run_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let run = tenure_store::get_run(tx.conn(), run_id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
+    if run.state != RunState::Failed {
+        return Err(EngineError::Conflict(format!(
+            "only failed runs can be retried; run `{run_id}` is {}",
+            run.state
+        )));
+    }
+    let steps = tenure_store::retry_failed_steps(tx.conn(), run_id, now).await?;
+    if steps == 0 {
+        return Err(EngineError::Conflict(format!(
+            "run `{run_id}` failed before planning ({}); send a corrected event instead",
+            run.error.as_deref().unwrap_or("no error recorded")
+        )));
+    }
+    tenure_store::set_run_state(tx.conn(), run_id, RunState::Running, None, now).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "run.retried".into(),
+        person_id: Some(run.person_id.clone()),
+        run_id: Some(run.id.clone()),
+        reason: "retried by an operator".into(),
+        correlation_id: run.event_id.clone(),
+        details: serde_json::json!({ "steps": steps }),
+        ..Default::default()
+    });
+    advance_run(inner, &mut tx, run_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}

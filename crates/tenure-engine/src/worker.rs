@@ -1,0 +1,465 @@
+//! The dispatcher (plan due runs, claim ready steps, call connectors) and the completer
+//! (record outcomes, retry, advance runs), each batching its writes into few transactions.
+
+use crate::{Inner, Result, planning};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tenure_connectors::{ConnectorError, Op};
+use tenure_core::planner::Action;
+use tenure_core::retry::backoff_ms;
+use tenure_core::run::StepState;
+use tenure_core::{AccountState, GrantState};
+use tenure_store::{NewAudit, StepRow};
+use tokio::sync::mpsc;
+
+/// How often the dispatcher looks for work nobody announced (other instances, expired leases).
+const POLL_MS: i64 = 1_000;
+/// How often expired leases are taken back.
+const REQUEUE_EVERY_MS: i64 = 5_000;
+
+/// What came of one claimed step.
+pub(crate) struct Outcome {
+    step: StepRow,
+    result: CallResult,
+}
+
+enum CallResult {
+    /// The system's circuit is open: put the step back until then, no attempt spent.
+    Deferred(i64),
+    /// The connector was called.
+    Called(Result<(), ConnectorError>),
+}
+
+/// Takes back steps a previous process left running.
+pub(crate) async fn recover(inner: &Inner) -> Result<()> {
+    let now = inner.clock.now_ms();
+    let lease_before = if inner.options.sole_instance {
+        i64::MAX
+    } else {
+        now
+    };
+    let mut tx = inner.store.begin().await?;
+    let n = tenure_store::requeue_expired(tx.conn(), lease_before, now).await?;
+    if n > 0 {
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "engine.recovered".into(),
+            reason: "steps left running by a stopped process are retried with their operation ids"
+                .into(),
+            details: serde_json::json!({ "steps": n }),
+            ..Default::default()
+        });
+        tracing::info!(
+            steps = n,
+            "recovered steps left running by a previous process"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn dispatcher(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut last_requeue = inner.clock.now_ms();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = inner.clock.now_ms();
+        if let Err(e) = plan_due(&inner, now).await {
+            tracing::error!(error = %e, "planning due runs failed; will try again");
+        }
+        if now - last_requeue >= REQUEUE_EVERY_MS {
+            last_requeue = now;
+            match requeue(&inner, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(steps = n, "took back steps whose lease ran out"),
+                Err(e) => tracing::error!(error = %e, "taking back expired steps failed"),
+            }
+        }
+        let capacity = inner
+            .options
+            .max_in_flight
+            .saturating_sub(inner.in_flight.load(Ordering::Acquire));
+        let want = capacity.min(inner.options.claim_batch);
+        let mut claimed = 0;
+        if want > 0 {
+            match claim(&inner, now, want).await {
+                Ok(steps) => {
+                    claimed = steps.len();
+                    for step in steps {
+                        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+                        let inner = inner.clone();
+                        tokio::spawn(async move {
+                            let result = call(&inner, &step).await;
+                            // The completer lives as long as the engine; a closed channel means
+                            // the process is going down and the lease will hand the step back.
+                            let _ = inner.outcome_tx.send(Outcome { step, result }).await;
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "claiming steps failed; will try again"),
+            }
+        }
+        if claimed > 0 && claimed == want {
+            continue; // more may be waiting
+        }
+        let wait = match next_due(&inner, now).await {
+            Ok(Some(t)) if t > now => (t - now).min(POLL_MS),
+            Ok(Some(_)) if want > 0 && claimed == 0 => POLL_MS, // due but waiting on another run
+            Ok(Some(_)) => 0,
+            Ok(None) => POLL_MS,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the queue failed");
+                POLL_MS
+            }
+        };
+        if wait == 0 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn plan_due(inner: &Inner, now: i64) -> Result<()> {
+    let mut c = inner.store.reader().await?;
+    if tenure_store::runs_due(&mut c, now, 1).await?.is_empty() {
+        return Ok(());
+    }
+    drop(c);
+    let mut tx = inner.store.begin().await?;
+    let due = tenure_store::runs_due(tx.conn(), now, 256).await?;
+    for run in &due {
+        planning::plan_run(inner, &mut tx, run, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn requeue(inner: &Inner, now: i64) -> Result<u64> {
+    let mut tx = inner.store.begin().await?;
+    let n = tenure_store::requeue_expired(tx.conn(), now, now).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+async fn claim(inner: &Inner, now: i64, limit: usize) -> Result<Vec<StepRow>> {
+    let mut tx = inner.store.begin().await?;
+    let lease_until = now + inner.options.lease_ms;
+    let backend = tx.backend();
+    let steps =
+        tenure_store::claim_steps(tx.conn(), backend, now, lease_until, limit as i64).await?;
+    tx.commit().await?;
+    Ok(steps)
+}
+
+/// The earliest time a step or a run becomes due; runs already due but waiting on an earlier
+/// run of the same person count as "due now" only through the caller's logic.
+async fn next_due(inner: &Inner, now: i64) -> Result<Option<i64>> {
+    let mut c = inner.store.reader().await?;
+    let step = tenure_store::next_step_available(&mut c).await?;
+    let run = tenure_store::next_run_due(&mut c).await?;
+    // A run due now that stayed pending is waiting for another run; do not spin on it.
+    let run = run.filter(|t| *t > now);
+    Ok(match (step, run) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+async fn call(inner: &Inner, step: &StepRow) -> CallResult {
+    let Some(handle) = inner.systems.get(&step.system) else {
+        return CallResult::Called(Err(ConnectorError::Permanent(format!(
+            "system `{}` is no longer configured",
+            step.system
+        ))));
+    };
+    if let Err(until) = handle
+        .breaker
+        .lock()
+        .expect("breaker lock")
+        .try_acquire(inner.clock.now_ms())
+    {
+        return CallResult::Deferred(until);
+    }
+    let Ok(_permit) = handle.permits.acquire().await else {
+        return CallResult::Called(Err(ConnectorError::retryable("system is shutting down")));
+    };
+    let person = match inner.store.reader().await {
+        Ok(mut c) => tenure_store::get_person(&mut c, &step.person_id).await,
+        Err(e) => Err(e),
+    };
+    let person = match person {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return CallResult::Called(Err(ConnectorError::Permanent(format!(
+                "person `{}` is not stored",
+                step.person_id
+            ))));
+        }
+        Err(e) => {
+            return CallResult::Called(Err(ConnectorError::retryable(format!(
+                "reading the person: {e}"
+            ))));
+        }
+    };
+    let entitlement = match &step.entitlement {
+        Some(id) => match inner.config.entitlements.get(id) {
+            Some(e) => Some(e),
+            None => {
+                return CallResult::Called(Err(ConnectorError::Permanent(format!(
+                    "entitlement `{id}` is no longer in the catalog"
+                ))));
+            }
+        },
+        None => None,
+    };
+    let op = Op {
+        id: step.op_id.clone(),
+        attempt: step.attempts as u32 + 1,
+    };
+    let started = Instant::now();
+    let result = tenure_connectors::execute(
+        handle.connector.as_ref(),
+        &op,
+        step.action,
+        &person,
+        entitlement,
+    )
+    .await;
+    metrics::histogram!("tenure_connector_call_seconds", "system" => step.system.clone())
+        .record(started.elapsed().as_secs_f64());
+    let mut breaker = handle.breaker.lock().expect("breaker lock");
+    match &result {
+        Err(e) if e.is_retryable() => breaker.on_failure(inner.clock.now_ms()),
+        _ => breaker.on_success(), // the system answered, even if it said no
+    }
+    CallResult::Called(result)
+}
+
+pub(crate) async fn completer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Outcome>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut batch = Vec::with_capacity(512);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 512) => {
+                if n == 0 { break; }
+                let outcomes = std::mem::take(&mut batch);
+                let count = outcomes.len();
+                if let Err(e) = record(&inner, outcomes).await {
+                    // Nothing of the batch was stored; its steps stay leased and are taken back
+                    // when the lease runs out, then retried with the same operation ids.
+                    tracing::error!(error = %e, steps = count, "recording step outcomes failed");
+                }
+                inner.in_flight.fetch_sub(count, Ordering::AcqRel);
+                inner.wake.notify_one();
+            }
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() && inner.in_flight.load(Ordering::Acquire) == 0 {
+            break;
+        }
+    }
+}
+
+async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
+    let now = inner.clock.now_ms();
+    let settings = &inner.config.engine;
+    let mut tx = inner.store.begin().await?;
+    let mut runs = BTreeSet::new();
+    for Outcome { step, result } in outcomes {
+        runs.insert(step.run_id.clone());
+        let attempts = step.attempts + 1;
+        let audit = |action: &str, reason: String, details: serde_json::Value| NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: action.into(),
+            person_id: Some(step.person_id.clone()),
+            entitlement: step.entitlement.clone(),
+            system: Some(step.system.clone()),
+            run_id: Some(step.run_id.clone()),
+            reason,
+            correlation_id: Some(step.op_id.clone()),
+            details,
+        };
+        let why = match (&step.source, &step.source_ref, step.compensation_of) {
+            (_, _, Some(idx)) => format!("undoing step {idx} of a cancelled run"),
+            (Some(src), Some(r), _) => format!("{src} {r}"),
+            _ => format!(
+                "{} run {}",
+                if step.priority == 0 {
+                    "urgent"
+                } else {
+                    "lifecycle"
+                },
+                step.run_id
+            ),
+        };
+        match result {
+            CallResult::Deferred(until) => {
+                tenure_store::update_step(
+                    tx.conn(),
+                    &step.id,
+                    StepState::Pending,
+                    step.attempts,
+                    Some("circuit open"),
+                    Some(until),
+                    now,
+                )
+                .await?;
+            }
+            CallResult::Called(Ok(())) => {
+                tenure_store::update_step(
+                    tx.conn(),
+                    &step.id,
+                    StepState::Succeeded,
+                    attempts,
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+                apply_success(&mut tx, &step, now).await?;
+                if let Some(idx) = step.compensation_of {
+                    tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
+                }
+                tx.audit(audit(
+                    &format!("step.{}", step.action),
+                    why,
+                    serde_json::json!({ "attempts": attempts, "op_id": step.op_id }),
+                ));
+                metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "succeeded")
+                    .increment(1);
+            }
+            CallResult::Called(Err(e)) => {
+                let retry_after = match &e {
+                    ConnectorError::Retryable { retry_after_ms, .. }
+                        if attempts < settings.max_attempts as i64 =>
+                    {
+                        let mut rng = inner.rng.lock().expect("rng lock");
+                        let delay = backoff_ms(
+                            attempts as u32,
+                            settings.backoff_base_ms,
+                            settings.backoff_max_ms,
+                            &mut *rng,
+                        );
+                        Some(delay.max(retry_after_ms.unwrap_or(0)) as i64)
+                    }
+                    _ => None,
+                };
+                let message = e.to_string();
+                match retry_after {
+                    Some(delay) => {
+                        tenure_store::update_step(
+                            tx.conn(),
+                            &step.id,
+                            StepState::Pending,
+                            attempts,
+                            Some(&message),
+                            Some(now + delay),
+                            now,
+                        )
+                        .await?;
+                        tx.audit(audit(
+                            "step.retry_scheduled",
+                            message,
+                            serde_json::json!({ "attempts": attempts, "retry_in_ms": delay, "action": step.action }),
+                        ));
+                        metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "retried")
+                            .increment(1);
+                    }
+                    None => {
+                        tenure_store::update_step(
+                            tx.conn(),
+                            &step.id,
+                            StepState::Failed,
+                            attempts,
+                            Some(&message),
+                            None,
+                            now,
+                        )
+                        .await?;
+                        apply_failure(&mut tx, &step, now).await?;
+                        tx.audit(audit(
+                            "step.failed",
+                            message,
+                            serde_json::json!({ "attempts": attempts, "action": step.action, "why": why }),
+                        ));
+                        metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "failed")
+                            .increment(1);
+                    }
+                }
+            }
+        }
+    }
+    for run in &runs {
+        planning::advance_run(inner, &mut tx, run, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records what a succeeded step changed on the target system.
+async fn apply_success(tx: &mut tenure_store::Tx, s: &StepRow, now: i64) -> Result<()> {
+    let account = |state| (s.person_id.as_str(), s.system.as_str(), state);
+    let grant = |state| {
+        (
+            s.person_id.as_str(),
+            s.entitlement.as_deref().unwrap_or_default(),
+            state,
+        )
+    };
+    match s.action {
+        Action::CreateAccount | Action::EnableAccount => {
+            let (p, sys, st) = account(AccountState::Active);
+            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
+        }
+        Action::DisableAccount => {
+            let (p, sys, st) = account(AccountState::Disabled);
+            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
+        }
+        Action::DeleteAccount => {
+            let (p, sys, st) = account(AccountState::Deleted);
+            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
+        }
+        Action::Grant => {
+            let (p, e, st) = grant(GrantState::Granted);
+            tenure_store::set_grant_state(tx.conn(), p, e, st, now).await?
+        }
+        Action::Revoke => {
+            let (p, e, st) = grant(GrantState::Revoked);
+            tenure_store::set_grant_state(tx.conn(), p, e, st, now).await?
+        }
+        Action::UpdateAccount => {}
+    }
+    Ok(())
+}
+
+/// Records that a step failed for good: planned access that did not happen.
+async fn apply_failure(tx: &mut tenure_store::Tx, s: &StepRow, now: i64) -> Result<()> {
+    match s.action {
+        Action::CreateAccount => {
+            tenure_store::forget_pending_account(tx.conn(), &s.person_id, &s.system).await?
+        }
+        Action::Grant => {
+            tenure_store::set_grant_state(
+                tx.conn(),
+                &s.person_id,
+                s.entitlement.as_deref().unwrap_or_default(),
+                GrantState::Failed,
+                now,
+            )
+            .await?
+        }
+        _ => {}
+    }
+    Ok(())
+}

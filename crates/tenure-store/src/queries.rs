@@ -1,0 +1,1035 @@
+//! Queries over one connection (a transaction's or a reader's). Every function here takes
+//! `&mut AnyConnection`, so reads run the same inside a write transaction and outside it.
+
+use crate::{Backend, Result, StoreError};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::str::FromStr;
+use tenure_core::audit::AuditEntry;
+use tenure_core::planner::Action;
+use tenure_core::run::{RunState, StepState, StepStatus};
+use tenure_core::{
+    Account, AccountState, Client, Engagement, Grant, GrantSource, GrantState, Person,
+};
+
+/// Appends `rows` groups of `cols` numbered placeholders: `($1, $2), ($3, $4)`.
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let _ = write!(
+                sql,
+                "{}${}",
+                if c == 0 { "" } else { ", " },
+                r * cols + c + 1
+            );
+        }
+        sql.push(')');
+    }
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types serialize")
+}
+
+// ---------------------------------------------------------------- people, clients, engagements
+
+/// The person with this HR id.
+pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person>> {
+    let row = sqlx::query("SELECT data FROM people WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.map(|r| json(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// Stores a person.
+pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO people (id, status, data, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at",
+    )
+    .bind(p.id.clone())
+    .bind(p.status.as_str())
+    .bind(to_json(p))
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// People in id order, after `after`, at most `limit`.
+pub async fn list_people(
+    c: &mut AnyConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Person>> {
+    let rows = sqlx::query("SELECT data FROM people WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// How many people are stored.
+pub async fn count_people(c: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM people")
+        .fetch_one(c)
+        .await?
+        .try_get(0)?)
+}
+
+/// Stores a client.
+pub async fn upsert_client(c: &mut AnyConnection, client: &Client) -> Result<()> {
+    sqlx::query("INSERT INTO clients (id, data) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET data = excluded.data")
+        .bind(client.id.clone())
+        .bind(to_json(client))
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// All stored clients.
+pub async fn list_clients(c: &mut AnyConnection) -> Result<Vec<Client>> {
+    let rows = sqlx::query("SELECT data FROM clients ORDER BY id")
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// The person's engagements, active or not.
+pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Engagement>> {
+    let rows = sqlx::query("SELECT data FROM engagements WHERE person_id = $1 ORDER BY id")
+        .bind(person.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// Stores an engagement.
+pub async fn upsert_engagement(c: &mut AnyConnection, e: &Engagement) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO engagements (id, person_id, client_id, active, data) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET active = excluded.active, data = excluded.data",
+    )
+    .bind(e.id.clone())
+    .bind(e.person_id.clone())
+    .bind(e.client_id.clone())
+    .bind(e.active as i64)
+    .bind(to_json(e))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- accounts and grants
+
+/// The person's accounts.
+pub async fn accounts_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Account>> {
+    let rows =
+        sqlx::query("SELECT system, state FROM accounts WHERE person_id = $1 ORDER BY system")
+            .bind(person.to_string())
+            .fetch_all(c)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Account {
+                person_id: person.to_string(),
+                system: r.try_get(0)?,
+                state: parse::<AccountState>(&r.try_get::<String, _>(1)?)?,
+            })
+        })
+        .collect()
+}
+
+/// Sets the state of a person's account on a system.
+pub async fn set_account(
+    c: &mut AnyConnection,
+    person: &str,
+    system: &str,
+    state: AccountState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (person_id, system) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .bind(person.to_string())
+    .bind(system.to_string())
+    .bind(state.as_str())
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The person's grants in every state.
+pub async fn grants_of(c: &mut AnyConnection, person: &str) -> Result<Vec<(Grant, String)>> {
+    let rows = sqlx::query(
+        "SELECT entitlement, system, source, source_ref, state, granted_at, expires_at
+         FROM grants WHERE person_id = $1 ORDER BY entitlement",
+    )
+    .bind(person.to_string())
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                Grant {
+                    person_id: person.to_string(),
+                    entitlement: r.try_get(0)?,
+                    source: parse::<GrantSource>(&r.try_get::<String, _>(2)?)?,
+                    source_ref: r.try_get(3)?,
+                    state: parse::<GrantState>(&r.try_get::<String, _>(4)?)?,
+                    granted_at: r.try_get(5)?,
+                    expires_at: r.try_get(6)?,
+                },
+                r.try_get::<String, _>(1)?,
+            ))
+        })
+        .collect()
+}
+
+/// Stores a grant (on `system`) as it is now.
+pub async fn upsert_grant(c: &mut AnyConnection, g: &Grant, system: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, granted_at, expires_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (person_id, entitlement) DO UPDATE SET system = excluded.system, source = excluded.source,
+           source_ref = excluded.source_ref, state = excluded.state, granted_at = excluded.granted_at,
+           expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+    )
+    .bind(g.person_id.clone())
+    .bind(g.entitlement.clone())
+    .bind(system.to_string())
+    .bind(g.source.as_str())
+    .bind(g.source_ref.clone())
+    .bind(g.state.as_str())
+    .bind(g.granted_at)
+    .bind(g.expires_at)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Sets a grant's state (and `granted_at` when it becomes granted).
+pub async fn set_grant_state(
+    c: &mut AnyConnection,
+    person: &str,
+    entitlement: &str,
+    state: GrantState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE grants SET state = $1, updated_at = $2,
+           granted_at = CASE WHEN $1 = 'granted' THEN $2 ELSE granted_at END
+         WHERE person_id = $3 AND entitlement = $4",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(person.to_string())
+    .bind(entitlement.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- events
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// tenure's id for the event.
+    pub id: String,
+    /// The idempotency key (header, the event's own id, or tenure's id).
+    pub idem_key: String,
+    /// SHA-256 of the canonical body, to tell a retry from a different event.
+    pub body_hash: String,
+    /// The event type.
+    pub kind: String,
+    /// The person concerned.
+    pub person_id: String,
+    /// The sending system.
+    pub source: Option<String>,
+    /// The event as received (JSON).
+    pub body: String,
+    /// When it takes effect (epoch ms).
+    pub effective_at: i64,
+    /// When it was received (epoch ms).
+    pub received_at: i64,
+    /// Who sent it (token name).
+    pub actor: String,
+    /// The run it started.
+    pub run_id: String,
+}
+
+const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id";
+
+fn event_row(r: &AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        idem_key: r.try_get(1)?,
+        body_hash: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        person_id: r.try_get(4)?,
+        source: r.try_get(5)?,
+        body: r.try_get(6)?,
+        effective_at: r.try_get(7)?,
+        received_at: r.try_get(8)?,
+        actor: r.try_get(9)?,
+        run_id: r.try_get(10)?,
+    })
+}
+
+/// The event stored under an idempotency key.
+pub async fn event_by_key(c: &mut AnyConnection, key: &str) -> Result<Option<EventRow>> {
+    let sql = format!("SELECT {EVENT_COLS} FROM events WHERE idem_key = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(event_row).transpose()
+}
+
+/// The event with this id.
+pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRow>> {
+    let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(event_row).transpose()
+}
+
+/// Stores an event.
+pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(e.id.clone())
+        .bind(e.idem_key.clone())
+        .bind(e.body_hash.clone())
+        .bind(e.kind.clone())
+        .bind(e.person_id.clone())
+        .bind(e.source.clone())
+        .bind(e.body.clone())
+        .bind(e.effective_at)
+        .bind(e.received_at)
+        .bind(e.actor.clone())
+        .bind(e.run_id.clone())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- runs
+
+/// A stored run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// The event that started it.
+    pub event_id: Option<String>,
+    /// The person concerned.
+    pub person_id: String,
+    /// The event type (or `request`).
+    pub kind: String,
+    /// Where it stands.
+    pub state: RunState,
+    /// Lower runs first: leavers are 0.
+    pub priority: i64,
+    /// When it may be planned (epoch ms).
+    pub effective_at: i64,
+    /// When it was created (epoch ms).
+    pub created_at: i64,
+    /// When it was planned.
+    pub planned_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// Whether an operator cancelled it.
+    pub cancel_requested: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Planner notes (skipped entitlements), JSON.
+    pub note: Option<String>,
+}
+
+const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
+
+fn run_row(r: &AnyRow) -> Result<RunRow> {
+    Ok(RunRow {
+        id: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        person_id: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        state: parse(&r.try_get::<String, _>(4)?)?,
+        priority: r.try_get(5)?,
+        effective_at: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        planned_at: r.try_get(8)?,
+        finished_at: r.try_get(9)?,
+        cancel_requested: r.try_get::<i64, _>(10)? != 0,
+        error: r.try_get(11)?,
+        note: r.try_get(12)?,
+    })
+}
+
+/// Stores a new run.
+pub async fn insert_run(c: &mut AnyConnection, r: &RunRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(r.id.clone())
+        .bind(r.event_id.clone())
+        .bind(r.person_id.clone())
+        .bind(r.kind.clone())
+        .bind(r.state.as_str())
+        .bind(r.priority)
+        .bind(r.effective_at)
+        .bind(r.created_at)
+        .bind(r.planned_at)
+        .bind(r.finished_at)
+        .bind(r.cancel_requested as i64)
+        .bind(r.error.clone())
+        .bind(r.note.clone())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The run with this id.
+pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(run_row).transpose()
+}
+
+/// Runs, newest first, optionally only those in `state`, for `person`.
+pub async fn list_runs(
+    c: &mut AnyConnection,
+    state: Option<RunState>,
+    person: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLS} FROM runs WHERE ($1 = '' OR state = $1) AND ($2 = '' OR person_id = $2) AND ($3 = '' OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.map_or("", |s| s.as_str()))
+        .bind(person.unwrap_or("").to_string())
+        .bind(before.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(run_row).collect()
+}
+
+/// Pending runs whose time has come, oldest first (ids are time-ordered UUIDv7).
+pub async fn runs_due(c: &mut AnyConnection, now: i64, limit: i64) -> Result<Vec<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLS} FROM runs WHERE state = 'pending' AND effective_at <= $1 ORDER BY priority, effective_at, id LIMIT $2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(run_row).collect()
+}
+
+/// When the next future-dated run becomes due.
+pub async fn next_run_due(c: &mut AnyConnection) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query("SELECT MIN(effective_at) FROM runs WHERE state = 'pending'")
+            .fetch_one(c)
+            .await?
+            .try_get(0)?,
+    )
+}
+
+/// The person's unfinished runs that come before `run` (by effective time, then creation;
+/// ids are time-ordered UUIDv7).
+pub async fn earlier_open_runs(
+    c: &mut AnyConnection,
+    person: &str,
+    run: &RunRow,
+) -> Result<Vec<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLS} FROM runs WHERE person_id = $1
+           AND (effective_at < $3 OR (effective_at = $3 AND id < $2))
+           AND state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(person.to_string())
+        .bind(run.id.clone())
+        .bind(run.effective_at)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(run_row).collect()
+}
+
+/// Records a run's state; terminal states also set `finished_at`.
+pub async fn set_run_state(
+    c: &mut AnyConnection,
+    id: &str,
+    state: RunState,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET state = $1, error = COALESCE($2, error),
+           finished_at = CASE WHEN $3 = 1 THEN $4 ELSE NULL END
+         WHERE id = $5",
+    )
+    .bind(state.as_str())
+    .bind(error.map(str::to_string))
+    .bind(state.is_terminal() as i64)
+    .bind(now)
+    .bind(id.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Marks a run planned, with the planner's notes.
+pub async fn set_run_planned(
+    c: &mut AnyConnection,
+    id: &str,
+    note: Option<String>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE runs SET state = 'running', planned_at = $1, note = $2 WHERE id = $3")
+        .bind(now)
+        .bind(note)
+        .bind(id.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Flags a run as cancelled by an operator.
+pub async fn request_cancel(c: &mut AnyConnection, id: &str) -> Result<()> {
+    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Counts runs per state.
+pub async fn run_counts(c: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+// ---------------------------------------------------------------- steps
+
+/// A stored step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    /// Step id.
+    pub id: String,
+    /// Its run.
+    pub run_id: String,
+    /// Position in the run.
+    pub idx: i64,
+    /// Phase within the run.
+    pub phase: i64,
+    /// Whether its phase has started.
+    pub ready: bool,
+    /// Where it stands.
+    pub state: StepState,
+    /// Lower first: leaver steps are 0.
+    pub priority: i64,
+    /// Not before this time (epoch ms): retries wait here.
+    pub available_at: i64,
+    /// Whose access.
+    pub person_id: String,
+    /// Which system.
+    pub system: String,
+    /// What to do.
+    pub action: Action,
+    /// Which entitlement (grant and revoke).
+    pub entitlement: Option<String>,
+    /// Why the access is wanted (grant).
+    pub source: Option<GrantSource>,
+    /// The template, engagement or request behind it.
+    pub source_ref: Option<String>,
+    /// The operation id the connector call carries.
+    pub op_id: String,
+    /// Calls made so far.
+    pub attempts: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// For compensation steps: the index of the step undone.
+    pub compensation_of: Option<i64>,
+    /// Until when a claimed step is held by its worker.
+    pub lease_until: Option<i64>,
+    /// First call (epoch ms).
+    pub started_at: Option<i64>,
+    /// End (epoch ms).
+    pub finished_at: Option<i64>,
+}
+
+const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at";
+
+fn step_row(r: &AnyRow) -> Result<StepRow> {
+    Ok(StepRow {
+        id: r.try_get(0)?,
+        run_id: r.try_get(1)?,
+        idx: r.try_get(2)?,
+        phase: r.try_get(3)?,
+        ready: r.try_get::<i64, _>(4)? != 0,
+        state: parse(&r.try_get::<String, _>(5)?)?,
+        priority: r.try_get(6)?,
+        available_at: r.try_get(7)?,
+        person_id: r.try_get(8)?,
+        system: r.try_get(9)?,
+        action: parse(&r.try_get::<String, _>(10)?)?,
+        entitlement: r.try_get(11)?,
+        source: r
+            .try_get::<Option<String>, _>(12)?
+            .map(|s| parse(&s))
+            .transpose()?,
+        source_ref: r.try_get(13)?,
+        op_id: r.try_get(14)?,
+        attempts: r.try_get(15)?,
+        last_error: r.try_get(16)?,
+        compensation_of: r.try_get(17)?,
+        lease_until: r.try_get(18)?,
+        started_at: r.try_get(19)?,
+        finished_at: r.try_get(20)?,
+    })
+}
+
+/// Stores new steps.
+pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()> {
+    const COLS: usize = 21;
+    for chunk in steps.chunks(300) {
+        let mut sql = format!("INSERT INTO steps ({STEP_COLS}) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), COLS);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(s.id.clone())
+                .bind(s.run_id.clone())
+                .bind(s.idx)
+                .bind(s.phase)
+                .bind(s.ready as i64)
+                .bind(s.state.as_str())
+                .bind(s.priority)
+                .bind(s.available_at)
+                .bind(s.person_id.clone())
+                .bind(s.system.clone())
+                .bind(s.action.as_str())
+                .bind(s.entitlement.clone())
+                .bind(s.source.map(|x| x.as_str()))
+                .bind(s.source_ref.clone())
+                .bind(s.op_id.clone())
+                .bind(s.attempts)
+                .bind(s.last_error.clone())
+                .bind(s.compensation_of)
+                .bind(s.lease_until)
+                .bind(s.started_at)
+                .bind(s.finished_at);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` ready steps, most urgent first, leasing them until `lease_until`.
+/// On PostgreSQL, `SKIP LOCKED` lets several instances claim side by side.
+pub async fn claim_steps(
+    c: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<StepRow>> {
+    let lock = if backend == Backend::Postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE steps SET state = 'running', lease_until = $1,
+           started_at = COALESCE(started_at, $2)
+         WHERE id IN (SELECT id FROM steps WHERE state = 'pending' AND ready = 1 AND available_at <= $2
+                      ORDER BY priority, available_at LIMIT $3 {lock})
+         RETURNING {STEP_COLS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    let mut steps: Vec<StepRow> = rows.iter().map(step_row).collect::<Result<_>>()?;
+    steps.sort_by_key(|s| (s.priority, s.available_at));
+    Ok(steps)
+}
+
+/// When the next pending, ready step becomes claimable.
+pub async fn next_step_available(c: &mut AnyConnection) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query("SELECT MIN(available_at) FROM steps WHERE state = 'pending' AND ready = 1")
+            .fetch_one(c)
+            .await?
+            .try_get(0)?,
+    )
+}
+
+/// Puts running steps whose lease ends before `lease_before` (their worker died) back in the
+/// queue, claimable from `now`; returns how many. The retry carries the same operation id, so
+/// connectors see it as a repeat.
+pub async fn requeue_expired(c: &mut AnyConnection, lease_before: i64, now: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE steps SET state = 'pending', lease_until = NULL, available_at = $1
+         WHERE state = 'running' AND lease_until < $2",
+    )
+    .bind(now)
+    .bind(lease_before)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Every step of a run, in order.
+pub async fn steps_of_run(c: &mut AnyConnection, run: &str) -> Result<Vec<StepRow>> {
+    let sql = format!("SELECT {STEP_COLS} FROM steps WHERE run_id = $1 ORDER BY idx");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(step_row).collect()
+}
+
+/// What the run evaluator needs to know of a run's steps.
+pub async fn step_statuses(c: &mut AnyConnection, run: &str) -> Result<Vec<StepStatus>> {
+    let rows =
+        sqlx::query("SELECT phase, state, ready, compensation_of FROM steps WHERE run_id = $1")
+            .bind(run.to_string())
+            .fetch_all(c)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StepStatus {
+                phase: r.try_get::<i64, _>(0)? as u32,
+                state: parse(&r.try_get::<String, _>(1)?)?,
+                ready: r.try_get::<i64, _>(2)? != 0,
+                compensation: r.try_get::<Option<i64>, _>(3)?.is_some(),
+            })
+        })
+        .collect()
+}
+
+/// Makes the pending steps of a run's phase claimable.
+pub async fn release_phase(c: &mut AnyConnection, run: &str, phase: u32, now: i64) -> Result<()> {
+    sqlx::query("UPDATE steps SET ready = 1, available_at = $1 WHERE run_id = $2 AND phase = $3 AND state = 'pending'")
+        .bind(now)
+        .bind(run.to_string())
+        .bind(phase as i64)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Records a step's new state and attempt count. `available_at` schedules a retry.
+pub async fn update_step(
+    c: &mut AnyConnection,
+    id: &str,
+    state: StepState,
+    attempts: i64,
+    last_error: Option<&str>,
+    available_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE steps SET state = $1, last_error = COALESCE($2, last_error), lease_until = NULL, attempts = $6,
+           available_at = COALESCE($3, available_at),
+           finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN $4 ELSE NULL END
+         WHERE id = $5",
+    )
+    .bind(state.as_str())
+    .bind(last_error.map(str::to_string))
+    .bind(available_at)
+    .bind(now)
+    .bind(id.to_string())
+    .bind(attempts)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Marks the step at `idx` of `run` compensated (its effect was undone).
+pub async fn mark_compensated(c: &mut AnyConnection, run: &str, idx: i64) -> Result<()> {
+    sqlx::query("UPDATE steps SET state = 'compensated' WHERE run_id = $1 AND idx = $2 AND state = 'succeeded'")
+        .bind(run.to_string())
+        .bind(idx)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Removes an account row that was only planned (never created).
+pub async fn forget_pending_account(
+    c: &mut AnyConnection,
+    person: &str,
+    system: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM accounts WHERE person_id = $1 AND system = $2 AND state = 'pending'")
+        .bind(person.to_string())
+        .bind(system.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Removes a grant row that was only planned (never granted).
+pub async fn forget_pending_grant(
+    c: &mut AnyConnection,
+    person: &str,
+    entitlement: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM grants WHERE person_id = $1 AND entitlement = $2 AND state IN ('pending', 'awaiting_approval')")
+        .bind(person.to_string())
+        .bind(entitlement.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Whether any step of the run is running.
+pub async fn run_has_running_steps(c: &mut AnyConnection, run: &str) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 FROM steps WHERE run_id = $1 AND state = 'running' LIMIT 1")
+            .bind(run.to_string())
+            .fetch_optional(c)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Cancels a run's steps that have not started; returns them.
+pub async fn cancel_pending_steps(
+    c: &mut AnyConnection,
+    run: &str,
+    now: i64,
+) -> Result<Vec<StepRow>> {
+    let sql = format!(
+        "UPDATE steps SET state = 'cancelled', finished_at = $1 WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval')
+         RETURNING {STEP_COLS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(run.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(step_row).collect()
+}
+
+/// Puts a failed run's failed steps back in the queue with fresh attempts.
+pub async fn retry_failed_steps(c: &mut AnyConnection, run: &str, now: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE steps SET state = 'pending', attempts = 0, available_at = $1, finished_at = NULL
+         WHERE run_id = $2 AND state = 'failed'",
+    )
+    .bind(now)
+    .bind(run.to_string())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Counts steps per system and state.
+pub async fn step_counts(c: &mut AnyConnection) -> Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT system, state, COUNT(*) FROM steps GROUP BY system, state ORDER BY system, state",
+    )
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// A stored API token (its hash only).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRow {
+    /// Token id (shown, never secret).
+    pub id: String,
+    /// Who or what holds it.
+    pub name: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Stores a token by the hash of its secret.
+pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Result<()> {
+    sqlx::query("INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+        .bind(t.id.clone())
+        .bind(t.name.clone())
+        .bind(hash.to_string())
+        .bind(t.scopes.clone())
+        .bind(t.created_at)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The live (unrevoked) token with this secret hash.
+pub async fn token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>> {
+    let row = sqlx::query("SELECT id, name, scopes, created_at, revoked_at FROM tokens WHERE hash = $1 AND revoked_at IS NULL")
+        .bind(hash.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.map(|r| {
+        Ok(TokenRow {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            scopes: r.try_get(2)?,
+            created_at: r.try_get(3)?,
+            revoked_at: r.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// Every token, revoked ones too.
+pub async fn list_tokens(c: &mut AnyConnection) -> Result<Vec<TokenRow>> {
+    let rows = sqlx::query(
+        "SELECT id, name, scopes, created_at, revoked_at FROM tokens ORDER BY created_at, id",
+    )
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenRow {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                scopes: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+                revoked_at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes a token; false if no live token has this id.
+pub async fn revoke_token(c: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(c)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many tokens exist (revoked included).
+pub async fn count_tokens(c: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM tokens")
+        .fetch_one(c)
+        .await?
+        .try_get(0)?)
+}
+
+// ---------------------------------------------------------------- audit
+
+/// Audit entries after `after_seq`, in chain order, at most `limit`; optionally one person's.
+pub async fn audit_page(
+    c: &mut AnyConnection,
+    after_seq: i64,
+    person: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash
+         FROM audit_log WHERE seq > $1 AND ($2 = '' OR person_id = $2) ORDER BY seq LIMIT $3",
+    )
+    .bind(after_seq)
+    .bind(person.unwrap_or("").to_string())
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                seq: r.try_get(0)?,
+                at_ms: r.try_get(1)?,
+                actor: r.try_get(2)?,
+                action: r.try_get(3)?,
+                person_id: r.try_get(4)?,
+                entitlement: r.try_get(5)?,
+                system: r.try_get(6)?,
+                run_id: r.try_get(7)?,
+                reason: r.try_get(8)?,
+                correlation_id: r.try_get(9)?,
+                details: r.try_get(10)?,
+                prev_hash: r.try_get(11)?,
+                hash: r.try_get(12)?,
+            })
+        })
+        .collect()
+}
+
+/// The chain head: the last entry's seq and hash.
+pub async fn audit_head(c: &mut AnyConnection) -> Result<(i64, String)> {
+    let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(c)
+        .await?;
+    Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_across_rows() {
+        let mut s = String::new();
+        push_placeholders(&mut s, 2, 3);
+        assert_eq!(s, "($1, $2, $3), ($4, $5, $6)");
+    }
+}

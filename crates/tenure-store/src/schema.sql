@@ -1,0 +1,139 @@
+-- tenure schema, version 1. One DDL for SQLite and PostgreSQL: integers are BIGINT (epoch ms
+-- for times, 0/1 for flags), ids and JSON documents are TEXT.
+
+CREATE TABLE IF NOT EXISTS tokens (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,
+    scopes      TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);
+
+CREATE TABLE IF NOT EXISTS people (
+    id          TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS clients (
+    id          TEXT PRIMARY KEY,
+    data        TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS engagements (
+    id          TEXT PRIMARY KEY,
+    person_id   TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    active      BIGINT NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS engagements_person ON engagements (person_id);
+
+CREATE TABLE IF NOT EXISTS accounts (
+    person_id   TEXT NOT NULL,
+    system      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (person_id, system)
+);
+
+CREATE TABLE IF NOT EXISTS grants (
+    person_id   TEXT NOT NULL,
+    entitlement TEXT NOT NULL,
+    system      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    source_ref  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    granted_at  BIGINT,
+    expires_at  BIGINT,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (person_id, entitlement)
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    id           TEXT PRIMARY KEY,
+    idem_key     TEXT NOT NULL UNIQUE,
+    body_hash    TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    person_id    TEXT NOT NULL,
+    source       TEXT,
+    body         TEXT NOT NULL,
+    effective_at BIGINT NOT NULL,
+    received_at  BIGINT NOT NULL,
+    actor        TEXT NOT NULL,
+    run_id       TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id               TEXT PRIMARY KEY,
+    event_id         TEXT,
+    person_id        TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    priority         BIGINT NOT NULL,
+    effective_at     BIGINT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    planned_at       BIGINT,
+    finished_at      BIGINT,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    error            TEXT,
+    note             TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_due ON runs (effective_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS runs_person ON runs (person_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at);
+
+CREATE TABLE IF NOT EXISTS steps (
+    id              TEXT PRIMARY KEY,
+    run_id          TEXT NOT NULL,
+    idx             BIGINT NOT NULL,
+    phase           BIGINT NOT NULL,
+    ready           BIGINT NOT NULL,
+    state           TEXT NOT NULL,
+    priority        BIGINT NOT NULL,
+    available_at    BIGINT NOT NULL,
+    person_id       TEXT NOT NULL,
+    system          TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    entitlement     TEXT,
+    source          TEXT,
+    source_ref      TEXT,
+    op_id           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    compensation_of BIGINT,
+    lease_until     BIGINT,
+    started_at      BIGINT,
+    finished_at     BIGINT,
+    UNIQUE (run_id, idx)
+);
+CREATE INDEX IF NOT EXISTS steps_claim ON steps (priority, available_at) WHERE state = 'pending' AND ready = 1;
+CREATE INDEX IF NOT EXISTS steps_running ON steps (lease_until) WHERE state = 'running';
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq            BIGINT PRIMARY KEY,
+    at_ms          BIGINT NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    person_id      TEXT,
+    entitlement    TEXT,
+    system         TEXT,
+    run_id         TEXT,
+    reason         TEXT NOT NULL,
+    correlation_id TEXT,
+    details        TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_person ON audit_log (person_id);
+
+CREATE TABLE IF NOT EXISTS audit_head (
+    id    BIGINT PRIMARY KEY,
+    seq   BIGINT NOT NULL,
+    hash  TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash)
+    VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
+    ON CONFLICT (id) DO NOTHING;

@@ -1,0 +1,133 @@
+//! The write transaction and the audit entries that ride along with it.
+
+use crate::{Backend, Result};
+use sqlx::{Any, AnyConnection, Row};
+use tenure_core::audit::{AuditEntry, entry_hash};
+
+/// An audit entry before it has a place in the chain.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit {
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The person concerned.
+    pub person_id: Option<String>,
+    /// The entitlement concerned.
+    pub entitlement: Option<String>,
+    /// The system concerned.
+    pub system: Option<String>,
+    /// The run concerned.
+    pub run_id: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Ties together what one event caused.
+    pub correlation_id: Option<String>,
+    /// Further facts.
+    pub details: serde_json::Value,
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, Any>,
+    audit: Vec<NewAudit>,
+    backend: Backend,
+}
+
+impl Tx {
+    pub(crate) fn new(tx: sqlx::Transaction<'static, Any>, backend: Backend) -> Self {
+        Tx {
+            tx,
+            audit: Vec::new(),
+            backend,
+        }
+    }
+
+    /// The connection, for queries inside the transaction.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Records an audit entry; it is chained and written at commit, with the change.
+    pub fn audit(&mut self, entry: NewAudit) {
+        self.audit.push(entry);
+    }
+
+    /// Appends the audit entries to the chain and commits.
+    pub async fn commit(mut self) -> Result<()> {
+        if !self.audit.is_empty() {
+            let entries = std::mem::take(&mut self.audit);
+            append_audit(&mut self.tx, entries).await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn append_audit(conn: &mut AnyConnection, entries: Vec<NewAudit>) -> Result<()> {
+    // Touching the head row locks it (PostgreSQL), so concurrent writers chain in turn.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (mut seq, mut prev): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
+    let mut chained = Vec::with_capacity(entries.len());
+    for n in entries {
+        seq += 1;
+        let mut e = AuditEntry {
+            seq,
+            at_ms: n.at_ms,
+            actor: n.actor,
+            action: n.action,
+            person_id: n.person_id,
+            entitlement: n.entitlement,
+            system: n.system,
+            run_id: n.run_id,
+            reason: n.reason,
+            correlation_id: n.correlation_id,
+            details: n.details.to_string(),
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        };
+        e.hash = entry_hash(&e, &prev);
+        prev = e.hash.clone();
+        chained.push(e);
+    }
+    const COLS: usize = 13;
+    for chunk in chained.chunks(400) {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash) VALUES ",
+        );
+        crate::queries::push_placeholders(&mut sql, chunk.len(), COLS);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.seq)
+                .bind(e.at_ms)
+                .bind(e.actor.clone())
+                .bind(e.action.clone())
+                .bind(e.person_id.clone())
+                .bind(e.entitlement.clone())
+                .bind(e.system.clone())
+                .bind(e.run_id.clone())
+                .bind(e.reason.clone())
+                .bind(e.correlation_id.clone())
+                .bind(e.details.clone())
+                .bind(e.prev_hash.clone())
+                .bind(e.hash.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(prev)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
