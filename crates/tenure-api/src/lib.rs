@@ -1,1 +1,52 @@
-//! placeholder
+//! The HTTP API of tenure: lifecycle events in; people, runs, systems, entitlements and the
+//! audit trail out. Handlers are thin: they authenticate, parse, call the engine or the store,
+//! and map errors to responses in one place ([`ApiError`]).
+
+mod auth;
+mod error;
+mod routes;
+
+pub use auth::{Principal, Scope, hash_token, new_token};
+pub use error::ApiError;
+pub use routes::{issue_token, revoke_token_by_id};
+
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tenure_engine::Engine;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    engine: Engine,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// State over a running engine; `metrics` renders `GET /metrics` when set.
+    pub fn new(engine: Engine, metrics: Option<PrometheusHandle>) -> Self {
+        AppState {
+            inner: Arc::new(StateInner { engine, metrics }),
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    fn store(&self) -> &tenure_store::Store {
+        self.inner.engine.store()
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// The OpenAPI document describing the API.
+pub const OPENAPI: &str = include_str!("openapi.json");

@@ -56,8 +56,14 @@ pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<Inge
 }
 
 pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
+    let mut shutdown = inner.shutdown.subscribe();
     let mut jobs = Vec::with_capacity(256);
-    while rx.recv_many(&mut jobs, 256).await > 0 {
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut jobs, 256) => if n == 0 { return },
+            // Submissions still queued get "shutting down" when their reply channel drops.
+            _ = shutdown.changed() => return,
+        }
         let batch = std::mem::take(&mut jobs);
         let subs: Vec<&Submission> = batch.iter().map(|j| &j.submission).collect();
         match store_batch(&inner, &subs).await {
@@ -71,11 +77,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
                 tracing::error!(error = %e, events = batch.len(), "storing events failed; none of the batch was stored");
                 let msg = e.to_string();
                 for job in batch {
-                    let _ =
-                        job.reply
-                            .send(Err(EngineError::Store(tenure_store::StoreError::Corrupt(
-                                msg.clone(),
-                            ))));
+                    let _ = job.reply.send(Err(EngineError::Unavailable(msg.clone())));
                 }
             }
         }

@@ -50,6 +50,9 @@ pub enum EngineError {
     /// The configuration cannot be turned into working connectors.
     #[error("configuration: {0}")]
     Config(String),
+    /// The database could not take the change now; nothing was stored. Try again.
+    #[error("storage unavailable, nothing was stored: {0}")]
+    Unavailable(String),
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -112,12 +115,18 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     rng: Mutex<StdRng>,
     options: EngineOptions,
-    wake: Notify,
+    wake: Arc<Notify>,
     in_flight: AtomicUsize,
     finished: broadcast::Sender<RunFinished>,
     ingest_tx: mpsc::Sender<ingest::Job>,
     outcome_tx: mpsc::Sender<worker::Outcome>,
     shutdown: watch::Sender<bool>,
+}
+
+impl Inner {
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
 }
 
 /// The running engine: cheap to clone.
@@ -201,7 +210,7 @@ impl Engine {
             clock,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             options,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             in_flight: AtomicUsize::new(0),
             finished,
             ingest_tx,
@@ -278,14 +287,16 @@ impl Engine {
                 Ok(()) => "ok".to_string(),
                 Err(e) => e.to_string(),
             };
+            let circuit = h.breaker.lock().expect("breaker lock").state();
+            let stats = h.connector.stats().await;
             out.push(SystemStatus {
                 id: s.id.clone(),
                 name: s.name.clone(),
                 connector: s.connector.clone(),
                 health,
-                circuit: h.breaker.lock().expect("breaker lock").state(),
+                circuit,
                 in_flight: s.max_concurrency as usize - h.permits.available_permits(),
-                stats: h.connector.stats().await,
+                stats,
             });
         }
         out

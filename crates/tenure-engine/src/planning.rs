@@ -88,6 +88,16 @@ pub(crate) async fn plan_run(
                     now,
                 )
                 .await?;
+                announce(
+                    inner,
+                    tx,
+                    RunFinished {
+                        run_id: other.id.clone(),
+                        kind: other.kind.clone(),
+                        state: RunState::Cancelled,
+                        latency_ms: now - other.effective_at.max(other.created_at),
+                    },
+                );
                 continue;
             }
             if tenure_store::run_has_running_steps(tx.conn(), &other.id).await? {
@@ -275,12 +285,16 @@ async fn fail_run(inner: &Inner, tx: &mut Tx, run: &RunRow, error: &str, now: i6
         details: serde_json::json!({}),
         ..Default::default()
     });
-    let _ = inner.finished.send(RunFinished {
-        run_id: run.id.clone(),
-        kind: run.kind.clone(),
-        state: RunState::Failed,
-        latency_ms: now - run.effective_at.max(run.created_at),
-    });
+    announce(
+        inner,
+        tx,
+        RunFinished {
+            run_id: run.id.clone(),
+            kind: run.kind.clone(),
+            state: RunState::Failed,
+            latency_ms: now - run.effective_at.max(run.created_at),
+        },
+    );
     Ok(())
 }
 
@@ -302,7 +316,7 @@ pub(crate) async fn advance_run(
     let eval = evaluate(&statuses, run.cancel_requested);
     let mut released = false;
     if eval.compensate {
-        add_compensation(tx, &run, now).await?;
+        add_compensation(inner, tx, &run, now).await?;
         return Box::pin(advance_run(inner, tx, run_id, now)).await;
     }
     if let Some(phase) = eval.release_phase {
@@ -340,21 +354,23 @@ pub(crate) async fn advance_run(
             }
             metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.clone(), "state" => eval.state.as_str())
                 .increment(1);
-            let _ = inner.finished.send(RunFinished {
-                run_id: run.id.clone(),
-                kind: run.kind.clone(),
-                state: eval.state,
-                latency_ms,
-            });
-            // A run of the same person may have been waiting for this one.
-            inner.wake.notify_one();
+            announce(
+                inner,
+                tx,
+                RunFinished {
+                    run_id: run.id.clone(),
+                    kind: run.kind.clone(),
+                    state: eval.state,
+                    latency_ms,
+                },
+            );
         }
     }
     Ok(released)
 }
 
 /// Adds steps that undo, in reverse order, what a cancelled run had done.
-async fn add_compensation(tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
+async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
     let steps = tenure_store::steps_of_run(tx.conn(), &run.id).await?;
     let max_phase = steps.iter().map(|s| s.phase).max().unwrap_or(0);
     let mut next_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
@@ -396,6 +412,16 @@ async fn add_compensation(tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
     if comp.is_empty() {
         // Nothing done can be undone (updates and deletes only): record the cancel as final.
         tenure_store::set_run_state(tx.conn(), &run.id, RunState::Cancelled, None, now).await?;
+        announce(
+            inner,
+            tx,
+            RunFinished {
+                run_id: run.id.clone(),
+                kind: run.kind.clone(),
+                state: RunState::Cancelled,
+                latency_ms: now - run.effective_at.max(run.created_at),
+            },
+        );
         return Ok(());
     }
     tx.audit(NewAudit {
@@ -487,4 +513,15 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
     advance_run(inner, &mut tx, run_id, now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Tells subscribers a run ended, once the transaction that ended it is committed, and wakes
+/// the dispatcher: a run of the same person may have been waiting for this one.
+fn announce(inner: &Inner, tx: &mut Tx, notice: RunFinished) {
+    let finished = inner.finished.clone();
+    let wake = inner.wake_handle();
+    tx.after_commit(move || {
+        let _ = finished.send(notice);
+        wake.notify_one();
+    });
 }

@@ -34,6 +34,7 @@ pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
     audit: Vec<NewAudit>,
     backend: Backend,
+    on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Tx {
@@ -42,6 +43,7 @@ impl Tx {
             tx,
             audit: Vec::new(),
             backend,
+            on_commit: Vec::new(),
         }
     }
 
@@ -60,13 +62,22 @@ impl Tx {
         self.audit.push(entry);
     }
 
-    /// Appends the audit entries to the chain and commits.
+    /// Runs `f` once the transaction is committed (never if it is not): for notices that
+    /// must not announce a change before it is durable.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_commit.push(Box::new(f));
+    }
+
+    /// Appends the audit entries to the chain, commits, then runs the `after_commit` hooks.
     pub async fn commit(mut self) -> Result<()> {
         if !self.audit.is_empty() {
             let entries = std::mem::take(&mut self.audit);
             append_audit(&mut self.tx, entries).await?;
         }
         self.tx.commit().await?;
+        for f in self.on_commit {
+            f();
+        }
         Ok(())
     }
 }

@@ -1,0 +1,175 @@
+//! Bearer tokens: random secrets shown once, stored as SHA-256 hashes, each with scopes.
+
+use crate::{ApiError, AppState};
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use rand::TryRngCore;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Send lifecycle events.
+    EventsWrite,
+    /// Read people, runs, systems, entitlements, audit, metrics.
+    Read,
+    /// Decide approvals.
+    Approve,
+    /// Everything, including tokens and cancelling or retrying runs.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [
+        Scope::EventsWrite,
+        Scope::Read,
+        Scope::Approve,
+        Scope::Admin,
+    ];
+
+    /// The scope's name in tokens and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::EventsWrite => "events:write",
+            Scope::Read => "read",
+            Scope::Approve => "approve",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope `{s}`; scopes are {}",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// A fresh token secret: `tnr_` and 64 hex digits (256 random bits).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random source works");
+    format!("tnr_{}", hex::encode(bytes))
+}
+
+/// What is stored of a token: the SHA-256 of its secret. Secrets are long and random, so a
+/// fast hash is enough; a slow password hash would only slow every request.
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token id.
+    pub token_id: String,
+    /// Token name: the actor in the audit trail.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// Refuses with 403 unless the token holds `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the `{scope}` scope"),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                unauthorized("missing bearer token: send `Authorization: Bearer <token>`")
+            })?;
+        let value = header
+            .to_str()
+            .map_err(|_| unauthorized("malformed Authorization header"))?;
+        let secret = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
+            .trim();
+        let mut c = state.store().reader().await?;
+        let token = tenure_store::token_by_hash(&mut c, &hash_token(secret))
+            .await?
+            .ok_or_else(|| unauthorized("unknown or revoked token"))?;
+        let scopes = token
+            .scopes
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Ok(Principal {
+            token_id: token.id,
+            name: token.name,
+            scopes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hash_stably() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 68);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn admin_implies_every_scope() {
+        let p = Principal {
+            token_id: "t".into(),
+            name: "n".into(),
+            scopes: vec![Scope::Admin],
+        };
+        assert!(Scope::ALL.iter().all(|s| p.require(*s).is_ok()));
+        let r = Principal {
+            scopes: vec![Scope::Read],
+            ..p
+        };
+        assert!(r.require(Scope::EventsWrite).is_err());
+        assert_eq!("events:write".parse::<Scope>(), Ok(Scope::EventsWrite));
+        assert!("root".parse::<Scope>().is_err());
+    }
+}

@@ -1,0 +1,501 @@
+//! Routes and handlers.
+
+use crate::auth::{Principal, Scope, hash_token, new_token};
+use crate::{ApiError, AppState, OPENAPI};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tenure_core::event::parse_event;
+use tenure_core::run::RunState;
+use tenure_engine::{IngestOutcome, Submission};
+use tenure_store::NewAudit;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/events", post(post_event))
+        .route("/api/v1/events/{id}", get(get_event))
+        .route("/api/v1/people", get(list_people))
+        .route("/api/v1/people/{id}", get(get_person))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/retry", post(retry_run))
+        .route("/api/v1/entitlements", get(list_entitlements))
+        .route("/api/v1/systems", get(list_systems))
+        .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.store().ping().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
+    p.require(Scope::Read)?;
+    let body = s
+        .inner
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// ---------------------------------------------------------------- events
+
+async fn post_event(
+    State(s): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    p.require(Scope::EventsWrite)?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !ct.starts_with("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send the event as application/json, not `{ct}`"),
+            ));
+        }
+    }
+    let key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
+                .trim();
+            if k.is_empty() || k.len() > 200 {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "must be 1 to 200 characters",
+                ));
+            }
+            Some(k.to_string())
+        }
+        None => None,
+    };
+    let event = parse_event(&body).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let outcome = s
+        .engine()
+        .submit(Submission {
+            event,
+            idempotency_key: key,
+            actor: p.name.clone(),
+        })
+        .await?;
+    match outcome {
+        IngestOutcome::Accepted {
+            event_id,
+            run_id,
+            replay,
+        } => {
+            let mut res = (
+                StatusCode::ACCEPTED,
+                Json(json!({ "event_id": event_id, "run_id": run_id })),
+            )
+                .into_response();
+            if replay {
+                res.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            Ok(res)
+        }
+        IngestOutcome::KeyReused { key, event_id } => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "idempotency_key_reused",
+            message: format!(
+                "idempotency key `{key}` was already used for a different event ({event_id})"
+            ),
+            field: Some("Idempotency-Key".into()),
+        }),
+    }
+}
+
+async fn get_event(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let mut c = s.store().reader().await?;
+    let e = tenure_store::get_event(&mut c, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("event `{id}`")))?;
+    let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "id": e.id, "type": e.kind, "person_id": e.person_id, "source": e.source, "run_id": e.run_id,
+        "effective_at": ms_to_rfc3339(e.effective_at), "received_at": ms_to_rfc3339(e.received_at),
+        "actor": e.actor, "event": body,
+    })))
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- people
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l {
+        None => Ok(100),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+    }
+}
+
+async fn list_people(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let limit = limit(q.limit)?;
+    let mut c = s.store().reader().await?;
+    let people = tenure_store::list_people(&mut c, q.after.as_deref(), limit).await?;
+    let next = (people.len() as i64 == limit)
+        .then(|| people.last().map(|p| p.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "items": people, "next_after": next })))
+}
+
+#[derive(Serialize)]
+struct GrantView {
+    entitlement: String,
+    system: String,
+    source: tenure_core::GrantSource,
+    source_ref: String,
+    state: tenure_core::GrantState,
+    granted_at: Option<String>,
+    expires_at: Option<String>,
+}
+
+async fn get_person(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let mut c = s.store().reader().await?;
+    let person = tenure_store::get_person(&mut c, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("person `{id}`")))?;
+    let accounts = tenure_store::accounts_of(&mut c, &id).await?;
+    let grants: Vec<GrantView> = tenure_store::grants_of(&mut c, &id)
+        .await?
+        .into_iter()
+        .map(|(g, system)| GrantView {
+            entitlement: g.entitlement,
+            system,
+            source: g.source,
+            source_ref: g.source_ref,
+            state: g.state,
+            granted_at: g.granted_at.map(ms_to_rfc3339),
+            expires_at: g.expires_at.map(ms_to_rfc3339),
+        })
+        .collect();
+    let engagements = tenure_store::engagements_of(&mut c, &id).await?;
+    let mut v = serde_json::to_value(&person).map_err(ApiError::internal)?;
+    v["accounts"] = json!(
+        accounts
+            .iter()
+            .map(|a| json!({ "system": a.system, "state": a.state }))
+            .collect::<Vec<_>>()
+    );
+    v["grants"] = json!(grants);
+    v["engagements"] = json!(engagements);
+    Ok(Json(v))
+}
+
+// ---------------------------------------------------------------- runs
+
+#[derive(Deserialize)]
+struct RunQuery {
+    state: Option<String>,
+    person: Option<String>,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_runs(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<RunQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let limit = limit(q.limit)?;
+    let state = q
+        .state
+        .as_deref()
+        .map(str::parse::<RunState>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e.to_string()))?;
+    let mut c = s.store().reader().await?;
+    let runs = tenure_store::list_runs(
+        &mut c,
+        state,
+        q.person.as_deref(),
+        q.before.as_deref(),
+        limit,
+    )
+    .await?;
+    let next = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "items": runs, "next_before": next })))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    /// Long-poll: hold the answer up to this long (max 30 s) until the run has ended.
+    wait_ms: Option<u64>,
+}
+
+async fn get_run(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let engine = s.engine();
+    if let Some(wait) = q.wait_ms {
+        let mut rx = engine.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.min(30_000));
+        let detail = engine.run_detail(&id).await?;
+        if !detail.run.state.is_terminal() {
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Ok(f)) if f.run_id == id => break,
+                    Ok(Ok(_)) => continue,
+                    // Lagged: some notices were dropped; look at the run itself.
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                        if engine.run_detail(&id).await?.run.state.is_terminal() {
+                            break;
+                        }
+                    }
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+        }
+    }
+    let detail = engine.run_detail(&id).await?;
+    Ok(Json(
+        serde_json::to_value(detail).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Admin)?;
+    let d = s.engine().cancel_run(&id, &p.name).await?;
+    Ok(Json(serde_json::to_value(d).map_err(ApiError::internal)?))
+}
+
+async fn retry_run(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Admin)?;
+    let d = s.engine().retry_run(&id, &p.name).await?;
+    Ok(Json(serde_json::to_value(d).map_err(ApiError::internal)?))
+}
+
+// ---------------------------------------------------------------- catalog
+
+async fn list_entitlements(
+    State(s): State<AppState>,
+    p: Principal,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let items: Vec<_> = s.engine().config().entitlements.values().collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn list_systems(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    Ok(Json(json!({ "items": s.engine().systems().await })))
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<i64>,
+    person: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_audit(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let limit = limit(q.limit)?;
+    let mut c = s.store().reader().await?;
+    let items =
+        tenure_store::audit_page(&mut c, q.after.unwrap_or(0), q.person.as_deref(), limit).await?;
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_after": next })))
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    scopes: Vec<String>,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    p.require(Scope::Admin)?;
+    let req: NewToken =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let scopes = parse_scopes(&req.scopes)?;
+    if req.name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    let (row, secret) = issue_token(s.store(), &req.name, &scopes, &p.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": row.id, "name": row.name, "scopes": row.scopes, "token": secret })),
+    )
+        .into_response())
+}
+
+fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::invalid("scopes", "name at least one scope"));
+    }
+    raw.iter()
+        .map(|s| {
+            s.parse::<Scope>()
+                .map_err(|e| ApiError::invalid("scopes", e))
+        })
+        .collect()
+}
+
+/// Creates a token and returns its row and its secret (shown once).
+pub async fn issue_token(
+    store: &tenure_store::Store,
+    name: &str,
+    scopes: &[Scope],
+    actor: &str,
+) -> Result<(tenure_store::TokenRow, String), tenure_store::StoreError> {
+    let secret = new_token();
+    let now = chrono::Utc::now().timestamp_millis();
+    let row = tenure_store::TokenRow {
+        id: format!("tok_{}", &uuid::Uuid::now_v7().simple().to_string()[..20]),
+        name: name.to_string(),
+        scopes: scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        created_at: now,
+        revoked_at: None,
+    };
+    let mut tx = store.begin().await?;
+    tenure_store::insert_token(tx.conn(), &row, &hash_token(&secret)).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "token.created".into(),
+        reason: format!("token `{}` for {}", row.id, row.name),
+        details: json!({ "token_id": row.id, "name": row.name, "scopes": row.scopes }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    Ok((row, secret))
+}
+
+/// Revokes a token; false if there is no live token with that id.
+pub async fn revoke_token_by_id(
+    store: &tenure_store::Store,
+    id: &str,
+    actor: &str,
+) -> Result<bool, tenure_store::StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut tx = store.begin().await?;
+    let done = tenure_store::revoke_token(tx.conn(), id, now).await?;
+    if done {
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: actor.to_string(),
+            action: "token.revoked".into(),
+            reason: format!("token `{id}` revoked"),
+            details: json!({ "token_id": id }),
+            ..Default::default()
+        });
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+async fn list_tokens(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Admin)?;
+    let mut c = s.store().reader().await?;
+    Ok(Json(
+        json!({ "items": tenure_store::list_tokens(&mut c).await? }),
+    ))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require(Scope::Admin)?;
+    if revoke_token_by_id(s.store(), &id, &p.name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("live token `{id}`")))
+    }
+}

@@ -1,0 +1,219 @@
+//! `tenure bench`: the engine in process against zero-latency sandbox systems.
+//!
+//! N hires (eight entitlements each over four systems) are sent as fast as the engine takes
+//! them; once half are in, the leaves of the earliest hires are sent among the rest. Figures:
+//! steps per second over the whole run, and time-to-provision and time-to-revoke percentiles
+//! (event received to last step done).
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use tenure_core::config::{Config, SourceFile};
+use tenure_core::event::parse_event;
+use tenure_core::run::RunState;
+use tenure_engine::{Engine, EngineOptions, IngestOutcome, Submission, SystemClock};
+use tenure_store::Store;
+
+/// Options of `tenure bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// How many hires.
+    #[arg(long, default_value_t = 10_000)]
+    hires: usize,
+    /// How many leaves, sent while hires are still flowing.
+    #[arg(long, default_value_t = 1_000)]
+    leaves: usize,
+    /// Database URL; a fresh SQLite file in a temporary folder by default.
+    #[arg(long)]
+    database: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench_config() -> Config {
+    let mut main = String::from("[engine]\nmax_attempts = 6\n");
+    let mut ents = Vec::new();
+    for sys in ["directory", "chat", "crm", "ticketing"] {
+        main.push_str(&format!(
+            "[[systems]]\nid = \"{sys}\"\nconnector = \"sandbox\"\nmax_concurrency = 64\n[systems.settings]\nlatency_ms = 0\nseed = 1\n"
+        ));
+        for n in 1..=2 {
+            main.push_str(&format!(
+                "[[entitlements]]\nid = \"{sys}:group-{n}\"\nsystem = \"{sys}\"\n"
+            ));
+            ents.push(format!("\"{sys}:group-{n}\""));
+        }
+    }
+    let template = format!("entitlements = [{}]\n", ents.join(", "));
+    Config::parse(
+        &SourceFile {
+            path: "bench/tenure.toml".into(),
+            text: main,
+        },
+        &[SourceFile {
+            path: "bench/templates/all.toml".into(),
+            text: template,
+        }],
+    )
+    .expect("bench configuration is valid")
+}
+
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.leaves > args.hires {
+        bail!(
+            "--leaves ({}) cannot exceed --hires ({})",
+            args.leaves,
+            args.hires
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let store = match &args.database {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_sqlite(&dir.path().join("bench.db")).await?,
+    };
+    let sole = store.backend() == tenure_store::Backend::Sqlite;
+    let engine = Engine::start(
+        store.clone(),
+        Arc::new(bench_config()),
+        Arc::new(SystemClock),
+        EngineOptions {
+            sole_instance: sole,
+            seed: Some(42),
+            ..Default::default()
+        },
+    )
+    .await?;
+
+    let expected = args.hires + args.leaves;
+    let mut finished = engine.subscribe();
+    let collector = tokio::spawn(async move {
+        let (mut provision, mut revoke, mut other) = (Vec::new(), Vec::new(), 0usize);
+        while provision.len() + revoke.len() + other < expected {
+            match finished.recv().await {
+                Ok(f) if f.kind == "hire" && f.state == RunState::Succeeded => {
+                    provision.push(f.latency_ms)
+                }
+                Ok(f) if f.kind == "leave" && f.state == RunState::Succeeded => {
+                    revoke.push(f.latency_ms)
+                }
+                Ok(f) if f.kind == "leave" => {
+                    anyhow::bail!("leave run {} ended {}", f.run_id, f.state)
+                }
+                Ok(_) => other += 1, // hires superseded by their leave
+                Err(e) => anyhow::bail!("lost run notices: {e}"),
+            }
+        }
+        Ok((provision, revoke, other))
+    });
+
+    // The order events go out: the first half of the hires, then the rest of the hires with
+    // the leaves of the earliest hires among them, then any leaves left over.
+    let hire = |h: usize| {
+        format!(
+            r#"{{"type":"hire","person":{{"id":"p{h}","name":"Person {h}","email":"p{h}@example.com","worker_type":"employee"}}}}"#
+        )
+    };
+    let leave = |l: usize| format!(r#"{{"type":"leave","person":{{"id":"p{l}"}}}}"#);
+    let half = args.hires / 2;
+    let mut events: Vec<String> = (0..half).map(hire).collect();
+    for j in 0..(args.hires - half).max(args.leaves) {
+        if half + j < args.hires {
+            events.push(hire(half + j));
+        }
+        if j < args.leaves {
+            events.push(leave(j));
+        }
+    }
+    let events = Arc::new(events);
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..32 {
+        let (engine, next, events) = (engine.clone(), next.clone(), events.clone());
+        senders.push(tokio::spawn(async move {
+            while let Some(body) = events.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let event = parse_event(body.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                match engine
+                    .submit(Submission {
+                        event,
+                        idempotency_key: None,
+                        actor: "bench".into(),
+                    })
+                    .await?
+                {
+                    IngestOutcome::Accepted { .. } => {}
+                    other => bail!("unexpected {other:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for s in senders {
+        s.await??;
+    }
+    let (mut provision, mut revoke, superseded) =
+        collector.await?.context("collecting run results")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut c = store.reader().await?;
+    let steps: i64 = tenure_store::step_counts(&mut c)
+        .await?
+        .iter()
+        .filter(|(_, state, _)| state == "succeeded")
+        .map(|(_, _, n)| n)
+        .sum();
+    drop(c);
+    engine.shutdown().await;
+    provision.sort_unstable();
+    revoke.sort_unstable();
+    let figures = serde_json::json!({
+        "backend": format!("{:?}", store.backend()).to_lowercase(),
+        "hires": args.hires,
+        "leaves": args.leaves,
+        "hires_superseded_by_leave": superseded,
+        "steps": steps,
+        "seconds": (elapsed * 1000.0).round() / 1000.0,
+        "steps_per_sec": (steps as f64 / elapsed).round(),
+        "provision_p50_ms": percentile(&provision, 50.0),
+        "provision_p99_ms": percentile(&provision, 99.0),
+        "revoke_p50_ms": percentile(&revoke, 50.0),
+        "revoke_p99_ms": percentile(&revoke, 99.0),
+    });
+    store.close().await;
+    if args.json {
+        println!("{figures}");
+    } else {
+        println!(
+            "tenure bench ({} backend)",
+            figures["backend"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  hires: {}  leaves: {}  (hires superseded by their leave: {superseded})",
+            args.hires, args.leaves
+        );
+        println!(
+            "  steps succeeded: {steps} in {elapsed:.2} s = {} steps/s",
+            figures["steps_per_sec"]
+        );
+        println!(
+            "  time-to-provision: p50 {} ms, p99 {} ms",
+            figures["provision_p50_ms"], figures["provision_p99_ms"]
+        );
+        println!(
+            "  time-to-revoke:    p50 {} ms, p99 {} ms",
+            figures["revoke_p50_ms"], figures["revoke_p99_ms"]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `tenure serve`: the engine and the HTTP API, with graceful shutdown.
+
+use crate::{DbArgs, config_files, demo};
+use anyhow::{Context, Result};
+use clap::Args;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tenure_api::{AppState, Scope};
+use tenure_engine::{Engine, EngineOptions, SystemClock};
+use tenure_store::Backend;
+use tracing_subscriber::EnvFilter;
+
+/// Options of `tenure serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENURE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// tenure.toml; without it the built-in demo configuration is used.
+    #[arg(long, env = "TENURE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Seed a small demo company (about 40 people) on first start.
+    #[arg(long)]
+    demo: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = match &args.config {
+        Some(path) => config_files::load(path)?,
+        None => {
+            tracing::info!("no --config given: using the built-in demo configuration");
+            config_files::demo()
+        }
+    };
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ])?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+
+    let store = args.db.open().await?;
+    bootstrap_token(&store).await?;
+    let sole_instance = store.backend() == Backend::Sqlite;
+    let engine = Engine::start(
+        store.clone(),
+        Arc::new(config),
+        Arc::new(SystemClock),
+        EngineOptions {
+            sole_instance,
+            ..Default::default()
+        },
+    )
+    .await?;
+    if args.demo {
+        demo::seed(&engine).await?;
+    }
+
+    let app = tenure_api::router(AppState::new(engine.clone(), Some(metrics)))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?store.backend(), "tenure is listening");
+    println!("tenure listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("draining: waiting for calls in flight to finish and be recorded");
+    engine.shutdown().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On first start (no token at all), creates the admin token: `TENURE_BOOTSTRAP_TOKEN` if set,
+/// else a fresh one printed once on standard output (never logged).
+async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
+    let mut c = store.reader().await?;
+    if tenure_store::count_tokens(&mut c).await? > 0 {
+        return Ok(());
+    }
+    drop(c);
+    let given = std::env::var("TENURE_BOOTSTRAP_TOKEN")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let secret = given.clone().unwrap_or_else(tenure_api::new_token);
+    let now = chrono::Utc::now().timestamp_millis();
+    let row = tenure_store::TokenRow {
+        id: "tok_bootstrap".into(),
+        name: "bootstrap-admin".into(),
+        scopes: Scope::ALL.map(Scope::as_str).join(" "),
+        created_at: now,
+        revoked_at: None,
+    };
+    let mut tx = store.begin().await?;
+    tenure_store::insert_token(tx.conn(), &row, &tenure_api::hash_token(&secret)).await?;
+    tx.audit(tenure_store::NewAudit {
+        at_ms: now,
+        actor: "tenure".into(),
+        action: "token.created".into(),
+        reason: "first start: bootstrap admin token".into(),
+        details: serde_json::json!({ "token_id": row.id, "scopes": row.scopes, "from_env": given.is_some() }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    if given.is_none() {
+        println!("admin token (shown once, store it now): {secret}");
+    } else {
+        println!("admin token taken from TENURE_BOOTSTRAP_TOKEN");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
