@@ -88,15 +88,13 @@ pub(crate) async fn plan_run(
                     now,
                 )
                 .await?;
-                announce(
+                run_ended(
                     inner,
                     tx,
-                    RunFinished {
-                        run_id: other.id.clone(),
-                        kind: other.kind.clone(),
-                        state: RunState::Cancelled,
-                        latency_ms: now - other.effective_at.max(other.created_at),
-                    },
+                    other,
+                    RunState::Cancelled,
+                    format!("superseded by {} run {}", event.kind, run.id),
+                    now,
                 );
                 continue;
             }
@@ -201,20 +199,17 @@ pub(crate) async fn plan_run(
         .collect();
     tenure_store::insert_steps(tx.conn(), &steps).await?;
     // Show planned access as pending right away.
+    let mut accounts_pending = Vec::new();
+    let mut grants_pending = Vec::new();
     for s in &steps {
         match s.action {
-            Action::CreateAccount => {
-                tenure_store::set_account(
-                    tx.conn(),
-                    &s.person_id,
-                    &s.system,
-                    AccountState::Pending,
-                    now,
-                )
-                .await?
-            }
-            Action::Grant => {
-                let g = Grant {
+            Action::CreateAccount => accounts_pending.push((
+                s.person_id.clone(),
+                s.system.clone(),
+                AccountState::Pending,
+            )),
+            Action::Grant => grants_pending.push((
+                Grant {
                     person_id: s.person_id.clone(),
                     entitlement: s.entitlement.clone().unwrap_or_default(),
                     source: s.source.unwrap_or(tenure_core::GrantSource::Birthright),
@@ -222,12 +217,14 @@ pub(crate) async fn plan_run(
                     state: GrantState::Pending,
                     granted_at: None,
                     expires_at: None,
-                };
-                tenure_store::upsert_grant(tx.conn(), &g, &s.system, now).await?;
-            }
+                },
+                s.system.clone(),
+            )),
             _ => {}
         }
     }
+    tenure_store::upsert_accounts(tx.conn(), &accounts_pending, now).await?;
+    tenure_store::upsert_grants(tx.conn(), &grants_pending, now).await?;
     let note = (!plan.skipped.is_empty())
         .then(|| serde_json::json!({ "skipped": plan.skipped }).to_string());
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
@@ -274,99 +271,94 @@ async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()
 
 async fn fail_run(inner: &Inner, tx: &mut Tx, run: &RunRow, error: &str, now: i64) -> Result<()> {
     tenure_store::set_run_state(tx.conn(), &run.id, RunState::Failed, Some(error), now).await?;
+    run_ended(inner, tx, run, RunState::Failed, error.to_string(), now);
+    Ok(())
+}
+
+/// Re-evaluates a run from its steps; see [`advance_runs`].
+pub(crate) async fn advance_run(inner: &Inner, tx: &mut Tx, run_id: &str, now: i64) -> Result<()> {
+    advance_runs(inner, tx, &[run_id.to_string()], now).await
+}
+
+/// Re-evaluates runs from their steps: starts each one's next phase, compensates a cancelled
+/// run, or records that it ended. One read of the runs and one of their steps for the batch.
+pub(crate) async fn advance_runs(
+    inner: &Inner,
+    tx: &mut Tx,
+    run_ids: &[String],
+    now: i64,
+) -> Result<()> {
+    let runs = tenure_store::runs_by_ids(tx.conn(), run_ids).await?;
+    let statuses = tenure_store::step_statuses_of_runs(tx.conn(), run_ids).await?;
+    let (mut releases, mut states) = (Vec::new(), Vec::new());
+    for run in runs {
+        if run.state.is_terminal() || run.state == RunState::Pending {
+            continue;
+        }
+        let steps = statuses.get(&run.id).map_or(&[][..], Vec::as_slice);
+        let eval = evaluate(steps, run.cancel_requested);
+        if eval.compensate {
+            add_compensation(inner, tx, &run, now).await?;
+            Box::pin(advance_run(inner, tx, &run.id, now)).await?;
+            continue;
+        }
+        if let Some(phase) = eval.release_phase {
+            releases.push((run.id.clone(), phase));
+        }
+        if eval.state != run.state {
+            states.push((run.id.clone(), eval.state));
+            if eval.state.is_terminal() {
+                run_ended(
+                    inner,
+                    tx,
+                    &run,
+                    eval.state,
+                    format!("{} run ended", run.kind),
+                    now,
+                );
+            }
+        }
+    }
+    tenure_store::release_phases(tx.conn(), &releases, now).await?;
+    tenure_store::set_run_states(tx.conn(), &states, now).await?;
+    Ok(())
+}
+
+/// Audits, measures and announces the end of a run.
+fn run_ended(inner: &Inner, tx: &mut Tx, run: &RunRow, state: RunState, reason: String, now: i64) {
+    let latency_ms = (now - run.created_at.max(run.effective_at)).max(0);
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "run.failed".into(),
+        action: format!("run.{state}"),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
-        reason: error.to_string(),
+        reason,
         correlation_id: run.event_id.clone(),
-        details: serde_json::json!({}),
+        details: serde_json::json!({ "latency_ms": latency_ms }),
         ..Default::default()
     });
+    if state == RunState::Succeeded {
+        let seconds = latency_ms as f64 / 1000.0;
+        match run.kind.as_str() {
+            "hire" | "rehire" => {
+                metrics::histogram!("tenure_time_to_provision_seconds").record(seconds)
+            }
+            "leave" => metrics::histogram!("tenure_time_to_revoke_seconds").record(seconds),
+            _ => {}
+        }
+    }
+    metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.clone(), "state" => state.as_str()).increment(1);
     announce(
         inner,
         tx,
         RunFinished {
             run_id: run.id.clone(),
             kind: run.kind.clone(),
-            state: RunState::Failed,
-            latency_ms: now - run.effective_at.max(run.created_at),
+            state,
+            latency_ms,
         },
     );
-    Ok(())
-}
-
-/// Re-evaluates a run from its steps: starts its next phase, compensates a cancelled run, or
-/// records that it ended. Returns whether new steps became claimable.
-pub(crate) async fn advance_run(
-    inner: &Inner,
-    tx: &mut Tx,
-    run_id: &str,
-    now: i64,
-) -> Result<bool> {
-    let Some(run) = tenure_store::get_run(tx.conn(), run_id).await? else {
-        return Ok(false);
-    };
-    if run.state.is_terminal() || run.state == RunState::Pending {
-        return Ok(false);
-    }
-    let statuses = tenure_store::step_statuses(tx.conn(), run_id).await?;
-    let eval = evaluate(&statuses, run.cancel_requested);
-    let mut released = false;
-    if eval.compensate {
-        add_compensation(inner, tx, &run, now).await?;
-        return Box::pin(advance_run(inner, tx, run_id, now)).await;
-    }
-    if let Some(phase) = eval.release_phase {
-        tenure_store::release_phase(tx.conn(), run_id, phase, now).await?;
-        released = true;
-    }
-    if eval.state != run.state {
-        tenure_store::set_run_state(tx.conn(), run_id, eval.state, None, now).await?;
-        if eval.state.is_terminal() {
-            let event = match &run.event_id {
-                Some(id) => tenure_store::get_event(tx.conn(), id).await?,
-                None => None,
-            };
-            let started = event.map_or(run.created_at, |e| e.received_at.max(e.effective_at));
-            let latency_ms = (now - started).max(0);
-            tx.audit(NewAudit {
-                at_ms: now,
-                actor: "engine".into(),
-                action: format!("run.{}", eval.state),
-                person_id: Some(run.person_id.clone()),
-                run_id: Some(run.id.clone()),
-                reason: format!("{} run ended", run.kind),
-                correlation_id: run.event_id.clone(),
-                details: serde_json::json!({ "latency_ms": latency_ms }),
-                ..Default::default()
-            });
-            if eval.state == RunState::Succeeded {
-                match run.kind.as_str() {
-                    "hire" | "rehire" => metrics::histogram!("tenure_time_to_provision_seconds")
-                        .record(latency_ms as f64 / 1000.0),
-                    "leave" => metrics::histogram!("tenure_time_to_revoke_seconds")
-                        .record(latency_ms as f64 / 1000.0),
-                    _ => {}
-                }
-            }
-            metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.clone(), "state" => eval.state.as_str())
-                .increment(1);
-            announce(
-                inner,
-                tx,
-                RunFinished {
-                    run_id: run.id.clone(),
-                    kind: run.kind.clone(),
-                    state: eval.state,
-                    latency_ms,
-                },
-            );
-        }
-    }
-    Ok(released)
 }
 
 /// Adds steps that undo, in reverse order, what a cancelled run had done.
@@ -412,15 +404,13 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
     if comp.is_empty() {
         // Nothing done can be undone (updates and deletes only): record the cancel as final.
         tenure_store::set_run_state(tx.conn(), &run.id, RunState::Cancelled, None, now).await?;
-        announce(
+        run_ended(
             inner,
             tx,
-            RunFinished {
-                run_id: run.id.clone(),
-                kind: run.kind.clone(),
-                state: RunState::Cancelled,
-                latency_ms: now - run.effective_at.max(run.created_at),
-            },
+            run,
+            RunState::Cancelled,
+            "cancelled; nothing to undo".into(),
+            now,
         );
         return Ok(());
     }

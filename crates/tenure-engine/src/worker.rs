@@ -3,6 +3,7 @@
 
 use crate::{Inner, Result, planning};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,8 +11,8 @@ use tenure_connectors::{ConnectorError, Op};
 use tenure_core::planner::Action;
 use tenure_core::retry::backoff_ms;
 use tenure_core::run::StepState;
-use tenure_core::{AccountState, GrantState};
-use tenure_store::{NewAudit, StepRow};
+use tenure_core::{AccountState, GrantState, Person};
+use tenure_store::{NewAudit, StepRow, StepUpdate};
 use tokio::sync::mpsc;
 
 /// How often the dispatcher looks for work nobody announced (other instances, expired leases).
@@ -90,11 +91,19 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             match claim(&inner, now, want).await {
                 Ok(steps) => {
                     claimed = steps.len();
+                    inner.in_flight.fetch_add(claimed, Ordering::AcqRel);
+                    let people = match load_people(&inner, &steps).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading people for claimed steps failed");
+                            HashMap::new()
+                        }
+                    };
                     for step in steps {
-                        inner.in_flight.fetch_add(1, Ordering::AcqRel);
                         let inner = inner.clone();
+                        let person = people.get(&step.person_id).cloned();
                         tokio::spawn(async move {
-                            let result = call(&inner, &step).await;
+                            let result = call(&inner, &step, person).await;
                             // The completer lives as long as the engine; a closed channel means
                             // the process is going down and the lease will hand the step back.
                             let _ = inner.outcome_tx.send(Outcome { step, result }).await;
@@ -175,7 +184,19 @@ async fn next_due(inner: &Inner, now: i64) -> Result<Option<i64>> {
     })
 }
 
-async fn call(inner: &Inner, step: &StepRow) -> CallResult {
+async fn load_people(inner: &Inner, steps: &[StepRow]) -> Result<HashMap<String, Person>> {
+    let mut ids: Vec<String> = steps.iter().map(|s| s.person_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut c = inner.store.reader().await?;
+    Ok(tenure_store::people_by_ids(&mut c, &ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect())
+}
+
+async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResult {
     let Some(handle) = inner.systems.get(&step.system) else {
         return CallResult::Called(Err(ConnectorError::Permanent(format!(
             "system `{}` is no longer configured",
@@ -193,23 +214,12 @@ async fn call(inner: &Inner, step: &StepRow) -> CallResult {
     let Ok(_permit) = handle.permits.acquire().await else {
         return CallResult::Called(Err(ConnectorError::retryable("system is shutting down")));
     };
-    let person = match inner.store.reader().await {
-        Ok(mut c) => tenure_store::get_person(&mut c, &step.person_id).await,
-        Err(e) => Err(e),
-    };
-    let person = match person {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return CallResult::Called(Err(ConnectorError::Permanent(format!(
-                "person `{}` is not stored",
-                step.person_id
-            ))));
-        }
-        Err(e) => {
-            return CallResult::Called(Err(ConnectorError::retryable(format!(
-                "reading the person: {e}"
-            ))));
-        }
+    let Some(person) = person else {
+        // Either the person is gone or reading them failed; a retry reads again.
+        return CallResult::Called(Err(ConnectorError::retryable(format!(
+            "person `{}` could not be read",
+            step.person_id
+        ))));
     };
     let entitlement = match &step.entitlement {
         Some(id) => match inner.config.entitlements.get(id) {
@@ -275,6 +285,9 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
     let settings = &inner.config.engine;
     let mut tx = inner.store.begin().await?;
     let mut runs = BTreeSet::new();
+    let mut updates = Vec::with_capacity(outcomes.len());
+    let mut accounts = Vec::new();
+    let mut grants = Vec::new();
     for Outcome { step, result } in outcomes {
         runs.insert(step.run_id.clone());
         let attempts = step.attempts + 1;
@@ -303,31 +316,36 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
                 step.run_id
             ),
         };
+        let update = |state, attempts, last_error: Option<String>, available_at| StepUpdate {
+            id: step.id.clone(),
+            state,
+            attempts,
+            last_error,
+            available_at,
+        };
         match result {
             CallResult::Deferred(until) => {
-                tenure_store::update_step(
-                    tx.conn(),
-                    &step.id,
+                updates.push(update(
                     StepState::Pending,
                     step.attempts,
-                    Some("circuit open"),
+                    Some("circuit open".into()),
                     Some(until),
-                    now,
-                )
-                .await?;
+                ));
             }
             CallResult::Called(Ok(())) => {
-                tenure_store::update_step(
-                    tx.conn(),
-                    &step.id,
-                    StepState::Succeeded,
-                    attempts,
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
-                apply_success(&mut tx, &step, now).await?;
+                updates.push(update(StepState::Succeeded, attempts, None, None));
+                let (p, sys) = (step.person_id.clone(), step.system.clone());
+                let ent = || step.entitlement.clone().unwrap_or_default();
+                match step.action {
+                    Action::CreateAccount | Action::EnableAccount => {
+                        accounts.push((p, sys, AccountState::Active))
+                    }
+                    Action::DisableAccount => accounts.push((p, sys, AccountState::Disabled)),
+                    Action::DeleteAccount => accounts.push((p, sys, AccountState::Deleted)),
+                    Action::Grant => grants.push((p, ent(), GrantState::Granted)),
+                    Action::Revoke => grants.push((p, ent(), GrantState::Revoked)),
+                    Action::UpdateAccount => {}
+                }
                 if let Some(idx) = step.compensation_of {
                     tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
                 }
@@ -340,7 +358,7 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
                     .increment(1);
             }
             CallResult::Called(Err(e)) => {
-                let retry_after = match &e {
+                let retry_in = match &e {
                     ConnectorError::Retryable { retry_after_ms, .. }
                         if attempts < settings.max_attempts as i64 =>
                     {
@@ -356,110 +374,60 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
                     _ => None,
                 };
                 let message = e.to_string();
-                match retry_after {
-                    Some(delay) => {
-                        tenure_store::update_step(
-                            tx.conn(),
-                            &step.id,
-                            StepState::Pending,
-                            attempts,
-                            Some(&message),
-                            Some(now + delay),
-                            now,
-                        )
-                        .await?;
-                        tx.audit(audit(
-                            "step.retry_scheduled",
-                            message,
-                            serde_json::json!({ "attempts": attempts, "retry_in_ms": delay, "action": step.action }),
-                        ));
-                        metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "retried")
-                            .increment(1);
+                if let Some(delay) = retry_in {
+                    updates.push(update(
+                        StepState::Pending,
+                        attempts,
+                        Some(message.clone()),
+                        Some(now + delay),
+                    ));
+                    tx.audit(audit(
+                        "step.retry_scheduled",
+                        message,
+                        serde_json::json!({ "attempts": attempts, "retry_in_ms": delay, "action": step.action }),
+                    ));
+                    metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "retried")
+                        .increment(1);
+                } else {
+                    updates.push(update(
+                        StepState::Failed,
+                        attempts,
+                        Some(message.clone()),
+                        None,
+                    ));
+                    // Planned access that did not happen.
+                    match step.action {
+                        Action::CreateAccount => {
+                            tenure_store::forget_pending_account(
+                                tx.conn(),
+                                &step.person_id,
+                                &step.system,
+                            )
+                            .await?
+                        }
+                        Action::Grant => grants.push((
+                            step.person_id.clone(),
+                            step.entitlement.clone().unwrap_or_default(),
+                            GrantState::Failed,
+                        )),
+                        _ => {}
                     }
-                    None => {
-                        tenure_store::update_step(
-                            tx.conn(),
-                            &step.id,
-                            StepState::Failed,
-                            attempts,
-                            Some(&message),
-                            None,
-                            now,
-                        )
-                        .await?;
-                        apply_failure(&mut tx, &step, now).await?;
-                        tx.audit(audit(
-                            "step.failed",
-                            message,
-                            serde_json::json!({ "attempts": attempts, "action": step.action, "why": why }),
-                        ));
-                        metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "failed")
-                            .increment(1);
-                    }
+                    tx.audit(audit(
+                        "step.failed",
+                        message,
+                        serde_json::json!({ "attempts": attempts, "action": step.action, "why": why }),
+                    ));
+                    metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "failed")
+                        .increment(1);
                 }
             }
         }
     }
-    for run in &runs {
-        planning::advance_run(inner, &mut tx, run, now).await?;
-    }
+    tenure_store::update_steps(tx.conn(), &updates, now).await?;
+    tenure_store::upsert_accounts(tx.conn(), &accounts, now).await?;
+    tenure_store::set_grant_states(tx.conn(), &grants, now).await?;
+    let runs: Vec<String> = runs.into_iter().collect();
+    planning::advance_runs(inner, &mut tx, &runs, now).await?;
     tx.commit().await?;
-    Ok(())
-}
-
-/// Records what a succeeded step changed on the target system.
-async fn apply_success(tx: &mut tenure_store::Tx, s: &StepRow, now: i64) -> Result<()> {
-    let account = |state| (s.person_id.as_str(), s.system.as_str(), state);
-    let grant = |state| {
-        (
-            s.person_id.as_str(),
-            s.entitlement.as_deref().unwrap_or_default(),
-            state,
-        )
-    };
-    match s.action {
-        Action::CreateAccount | Action::EnableAccount => {
-            let (p, sys, st) = account(AccountState::Active);
-            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
-        }
-        Action::DisableAccount => {
-            let (p, sys, st) = account(AccountState::Disabled);
-            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
-        }
-        Action::DeleteAccount => {
-            let (p, sys, st) = account(AccountState::Deleted);
-            tenure_store::set_account(tx.conn(), p, sys, st, now).await?
-        }
-        Action::Grant => {
-            let (p, e, st) = grant(GrantState::Granted);
-            tenure_store::set_grant_state(tx.conn(), p, e, st, now).await?
-        }
-        Action::Revoke => {
-            let (p, e, st) = grant(GrantState::Revoked);
-            tenure_store::set_grant_state(tx.conn(), p, e, st, now).await?
-        }
-        Action::UpdateAccount => {}
-    }
-    Ok(())
-}
-
-/// Records that a step failed for good: planned access that did not happen.
-async fn apply_failure(tx: &mut tenure_store::Tx, s: &StepRow, now: i64) -> Result<()> {
-    match s.action {
-        Action::CreateAccount => {
-            tenure_store::forget_pending_account(tx.conn(), &s.person_id, &s.system).await?
-        }
-        Action::Grant => {
-            tenure_store::set_grant_state(
-                tx.conn(),
-                &s.person_id,
-                s.entitlement.as_deref().unwrap_or_default(),
-                GrantState::Failed,
-                now,
-            )
-            .await?
-        }
-        _ => {}
-    }
     Ok(())
 }

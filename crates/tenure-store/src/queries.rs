@@ -13,21 +13,47 @@ use tenure_core::{
     Account, AccountState, Client, Engagement, Grant, GrantSource, GrantState, Person,
 };
 
-/// Appends `rows` groups of `cols` numbered placeholders: `($1, $2), ($3, $4)`.
-pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
+/// Appends `rows` groups of `cols` placeholders: `($1, $2), ($3, $4)` on PostgreSQL, anonymous
+/// `(?, ?), (?, ?)` on SQLite, where looking up numbered parameters costs time linear in their
+/// count (quadratic over a large multi-row statement).
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqlite: bool) {
     use std::fmt::Write;
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..cols {
-            let _ = write!(
-                sql,
-                "{}${}",
-                if c == 0 { "" } else { ", " },
-                r * cols + c + 1
-            );
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if sqlite {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", r * cols + c + 1);
+            }
         }
         sql.push(')');
     }
+}
+
+/// Whether the connection is SQLite (placeholder style differs for bulk statements).
+pub(crate) fn is_sqlite(c: &AnyConnection) -> bool {
+    c.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
+/// Runs `make(chunk)` over `items` in chunks small enough for any database's parameter limit.
+macro_rules! bulk {
+    ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, |$q:ident, $it:ident| $bind:block) => {{
+        let sqlite = is_sqlite($c);
+        for chunk in $items.chunks((30_000 / $cols).min(500)) {
+            let mut sql = String::from($prefix);
+            push_placeholders(&mut sql, chunk.len(), $cols, sqlite);
+            sql.push_str($suffix);
+            let mut $q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for $it in chunk {
+                $q = $bind;
+            }
+            $q.execute(&mut *$c).await?;
+        }
+    }};
 }
 
 fn parse<T: FromStr>(s: &str) -> Result<T>
@@ -254,6 +280,106 @@ pub async fn set_grant_state(
     .execute(c)
     .await?;
     Ok(())
+}
+
+/// Sets many accounts' states at once (later entries win for the same person and system).
+pub async fn upsert_accounts(
+    c: &mut AnyConnection,
+    rows: &[(String, String, AccountState)],
+    now: i64,
+) -> Result<()> {
+    let rows = dedupe_last(rows, |r| (r.0.clone(), r.1.clone()));
+    bulk!(
+        c,
+        rows,
+        4,
+        "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ",
+        " ON CONFLICT (person_id, system) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        |q, r| {
+            q.bind(r.0.clone())
+                .bind(r.1.clone())
+                .bind(r.2.as_str())
+                .bind(now)
+        }
+    );
+    Ok(())
+}
+
+/// Stores many grants at once (later entries win for the same person and entitlement).
+pub async fn upsert_grants(
+    c: &mut AnyConnection,
+    rows: &[(Grant, String)],
+    now: i64,
+) -> Result<()> {
+    let rows = dedupe_last(rows, |(g, _)| (g.person_id.clone(), g.entitlement.clone()));
+    bulk!(c, rows, 9,
+        "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, granted_at, expires_at, updated_at) VALUES ",
+        " ON CONFLICT (person_id, entitlement) DO UPDATE SET system = excluded.system, source = excluded.source,
+           source_ref = excluded.source_ref, state = excluded.state, granted_at = excluded.granted_at,
+           expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        |q, r| {
+            let (g, system) = r;
+            q.bind(g.person_id.clone())
+                .bind(g.entitlement.clone())
+                .bind(system.clone())
+                .bind(g.source.as_str())
+                .bind(g.source_ref.clone())
+                .bind(g.state.as_str())
+                .bind(g.granted_at)
+                .bind(g.expires_at)
+                .bind(now)
+        });
+    Ok(())
+}
+
+/// Sets many grants' states at once; `granted_at` is set for those that become granted.
+pub async fn set_grant_states(
+    c: &mut AnyConnection,
+    rows: &[(String, String, GrantState)],
+    now: i64,
+) -> Result<()> {
+    let rows = dedupe_last(rows, |r| (r.0.clone(), r.1.clone()));
+    let suffix =
+        format!(") AS v WHERE grants.person_id = v.column1 AND grants.entitlement = v.column2");
+    let prefix = format!(
+        "UPDATE grants SET state = v.column3, updated_at = {now},
+           granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END
+         FROM (VALUES "
+    );
+    bulk!(c, rows, 3, prefix.as_str(), suffix.as_str(), |q, r| {
+        q.bind(r.0.clone()).bind(r.1.clone()).bind(r.2.as_str())
+    });
+    Ok(())
+}
+
+fn dedupe_last<T: Clone, K: Eq + std::hash::Hash>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut last = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(key(r), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, r)| last[&key(r)] == *i)
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+/// People by id, for a batch of steps.
+pub async fn people_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<Person>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut sql = String::from("SELECT data FROM people WHERE id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(json(&r.try_get::<String, _>(0)?)?);
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- events
@@ -537,6 +663,46 @@ pub async fn set_run_planned(
     Ok(())
 }
 
+/// Runs by id, for a batch of step outcomes.
+pub async fn runs_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<RunRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(run_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Records many runs' states at once; terminal states also set `finished_at`.
+pub async fn set_run_states(
+    c: &mut AnyConnection,
+    rows: &[(String, RunState)],
+    now: i64,
+) -> Result<()> {
+    let prefix = format!(
+        "UPDATE runs SET state = v.column2,
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+         FROM (VALUES "
+    );
+    bulk!(
+        c,
+        rows,
+        2,
+        prefix.as_str(),
+        ") AS v WHERE runs.id = v.column1",
+        |q, r| { q.bind(r.0.clone()).bind(r.1.as_str()) }
+    );
+    Ok(())
+}
+
 /// Flags a run as cancelled by an operator.
 pub async fn request_cancel(c: &mut AnyConnection, id: &str) -> Result<()> {
     sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
@@ -641,7 +807,7 @@ pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()
     const COLS: usize = 21;
     for chunk in steps.chunks(300) {
         let mut sql = format!("INSERT INTO steps ({STEP_COLS}) VALUES ");
-        push_placeholders(&mut sql, chunk.len(), COLS);
+        push_placeholders(&mut sql, chunk.len(), COLS, is_sqlite(c));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
             q = q
@@ -727,6 +893,89 @@ pub async fn requeue_expired(c: &mut AnyConnection, lease_before: i64, now: i64)
     .execute(c)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The step statuses of many runs at once.
+pub async fn step_statuses_of_runs(
+    c: &mut AnyConnection,
+    runs: &[String],
+) -> Result<std::collections::HashMap<String, Vec<StepStatus>>> {
+    let mut out: std::collections::HashMap<String, Vec<StepStatus>> =
+        std::collections::HashMap::new();
+    let sqlite = is_sqlite(c);
+    for chunk in runs.chunks(500) {
+        let mut sql = String::from(
+            "SELECT run_id, phase, state, ready, compensation_of FROM steps WHERE run_id IN ",
+        );
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.entry(r.try_get(0)?).or_default().push(StepStatus {
+                phase: r.try_get::<i64, _>(1)? as u32,
+                state: parse(&r.try_get::<String, _>(2)?)?,
+                ready: r.try_get::<i64, _>(3)? != 0,
+                compensation: r.try_get::<Option<i64>, _>(4)?.is_some(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the pending steps of many (run, phase) pairs claimable at once.
+pub async fn release_phases(c: &mut AnyConnection, rows: &[(String, u32)], now: i64) -> Result<()> {
+    let prefix = format!("UPDATE steps SET ready = 1, available_at = {now} FROM (VALUES ");
+    bulk!(
+        c,
+        rows,
+        2,
+        prefix.as_str(),
+        ") AS v WHERE steps.run_id = v.column1 AND steps.phase = v.column2 AND steps.state = 'pending'",
+        |q, r| { q.bind(r.0.clone()).bind(r.1 as i64) }
+    );
+    Ok(())
+}
+
+/// A step's new state after a call, for [`update_steps`].
+#[derive(Debug, Clone)]
+pub struct StepUpdate {
+    /// Step id.
+    pub id: String,
+    /// New state.
+    pub state: StepState,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// The failure, if any (kept when `None`).
+    pub last_error: Option<String>,
+    /// Not before (kept when `None`).
+    pub available_at: Option<i64>,
+}
+
+/// Records many steps' new states at once.
+pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) -> Result<()> {
+    let prefix = format!(
+        "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
+           lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+         FROM (VALUES "
+    );
+    bulk!(
+        c,
+        rows,
+        5,
+        prefix.as_str(),
+        ") AS v WHERE steps.id = v.column1",
+        |q, r| {
+            q.bind(r.id.clone())
+                .bind(r.state.as_str())
+                .bind(r.attempts)
+                .bind(r.last_error.clone())
+                .bind(r.available_at)
+        }
+    );
+    Ok(())
 }
 
 /// Every step of a run, in order.
@@ -1029,7 +1278,10 @@ mod tests {
     #[test]
     fn placeholders_number_across_rows() {
         let mut s = String::new();
-        push_placeholders(&mut s, 2, 3);
+        push_placeholders(&mut s, 2, 3, false);
         assert_eq!(s, "($1, $2, $3), ($4, $5, $6)");
+        let mut s = String::new();
+        push_placeholders(&mut s, 2, 2, true);
+        assert_eq!(s, "(?, ?), (?, ?)");
     }
 }

@@ -115,7 +115,12 @@ async fn append_audit(conn: &mut AnyConnection, entries: Vec<NewAudit>) -> Resul
         let mut sql = String::from(
             "INSERT INTO audit_log (seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash) VALUES ",
         );
-        crate::queries::push_placeholders(&mut sql, chunk.len(), COLS);
+        crate::queries::push_placeholders(
+            &mut sql,
+            chunk.len(),
+            COLS,
+            crate::queries::is_sqlite(conn),
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
             q = q

@@ -181,20 +181,34 @@ async fn apply_batch(
     };
     let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
     let mut results = Vec::with_capacity(calls.len());
+    // One statement records every operation id of the batch; the ones already there are repeats.
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in calls.chunks(1000) {
+        let mut sql = String::from("INSERT INTO sandbox_ops (system, op_id) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if sqlite {
+                sql.push_str("(?, ?)");
+            } else {
+                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+            }
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING system, op_id");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for call in chunk {
+            q = q.bind(call.system.to_string()).bind(call.op_id.clone());
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            fresh.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+        }
+    }
     for call in calls {
         let count = counters.entry(call.system.clone()).or_default();
         count.calls += 1;
         let sys = call.system.to_string();
-        let seen = sqlx::query(
-            "INSERT INTO sandbox_ops (system, op_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(sys.clone())
-        .bind(call.op_id.clone())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 0;
-        if seen {
+        if !fresh.remove(&(sys.clone(), call.op_id.clone())) {
             // A repeat of an operation already applied: answer as done, change nothing.
             results.push(Ok(()));
             continue;
