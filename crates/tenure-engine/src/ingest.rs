@@ -1,6 +1,6 @@
 //! Storing events: many per transaction, each answered once its transaction is on disk.
 
-use crate::{EngineError, Inner, Result, planning};
+use crate::{EngineError, Inner, Result, planning, worker};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tenure_core::event::EventInput;
@@ -42,14 +42,21 @@ pub enum IngestOutcome {
 
 pub(crate) struct Job {
     submission: Submission,
+    /// When the engine was handed the event: latencies count from here.
+    received_at: i64,
     reply: oneshot::Sender<Result<IngestOutcome>>,
 }
 
 pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<IngestOutcome> {
     let (reply, answer) = oneshot::channel();
+    let received_at = inner.clock.now_ms();
     inner
         .ingest_tx
-        .send(Job { submission, reply })
+        .send(Job {
+            submission,
+            received_at,
+            reply,
+        })
         .await
         .map_err(|_| EngineError::ShuttingDown)?;
     answer.await.map_err(|_| EngineError::ShuttingDown)?
@@ -60,36 +67,54 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(256);
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut jobs, 256) => if n == 0 { return },
+            n = rx.recv_many(&mut jobs, 128) => if n == 0 { return },
             // Submissions still queued get "shutting down" when their reply channel drops.
             _ = shutdown.changed() => return,
         }
-        let batch = std::mem::take(&mut jobs);
-        let subs: Vec<&Submission> = batch.iter().map(|j| &j.submission).collect();
-        match store_batch(&inner, &subs).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-                inner.wake.notify_one();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "storing events failed; none of the batch was stored");
-                let msg = e.to_string();
-                for job in batch {
-                    let _ = job.reply.send(Err(EngineError::Unavailable(msg.clone())));
-                }
+        // Leaves and engagement ends are stored (and planned) in a transaction of their own,
+        // ahead of the hires queued beside them.
+        let (urgent, normal): (Vec<Job>, Vec<Job>) = std::mem::take(&mut jobs)
+            .into_iter()
+            .partition(|j| j.submission.event.kind.is_urgent());
+        for batch in [urgent, normal] {
+            if !batch.is_empty() {
+                store_and_reply(&inner, batch).await;
             }
         }
     }
 }
 
-async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOutcome>> {
+async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>) {
+    let jobs: Vec<(&Submission, i64)> = batch
+        .iter()
+        .map(|j| (&j.submission, j.received_at))
+        .collect();
+    match store_batch(inner, &jobs).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+            inner.wake.notify_one();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = batch.len(), "storing events failed; none of the batch was stored");
+            let msg = e.to_string();
+            for job in batch {
+                let _ = job.reply.send(Err(EngineError::Unavailable(msg.clone())));
+            }
+        }
+    }
+}
+
+async fn store_batch(
+    inner: &Arc<Inner>,
+    subs: &[(&Submission, i64)],
+) -> Result<Vec<IngestOutcome>> {
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
     let mut outcomes = Vec::with_capacity(subs.len());
     let mut due = Vec::new();
-    for sub in subs {
+    for &(sub, received_at) in subs {
         let hash = body_hash(&sub.event);
         let event_id = uuid::Uuid::now_v7().to_string();
         let key = sub
@@ -113,7 +138,10 @@ async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOu
             continue;
         }
         let run_id = uuid::Uuid::now_v7().to_string();
-        let effective_at = sub.event.effective_at.map_or(now, |t| t.timestamp_millis());
+        let effective_at = sub
+            .event
+            .effective_at
+            .map_or(received_at, |t| t.timestamp_millis());
         let person_id = sub.event.person.id.clone();
         let kind = sub.event.kind;
         tenure_store::insert_event(
@@ -127,7 +155,7 @@ async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOu
                 source: sub.event.source.clone(),
                 body: serde_json::to_string(&sub.event).expect("events serialize"),
                 effective_at,
-                received_at: now,
+                received_at,
                 actor: sub.actor.clone(),
                 run_id: run_id.clone(),
             },
@@ -141,7 +169,7 @@ async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOu
             state: RunState::Pending,
             priority: if kind.is_urgent() { 0 } else { 10 },
             effective_at,
-            created_at: now,
+            created_at: received_at,
             planned_at: None,
             finished_at: None,
             cancel_requested: false,
@@ -174,9 +202,15 @@ async fn store_batch(inner: &Inner, subs: &[&Submission]) -> Result<Vec<IngestOu
     }
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.
+    let mut urgent = Vec::new();
     for run in &due {
-        planning::plan_run(inner, &mut tx, run, now).await?;
+        if planning::plan_run(inner, &mut tx, run, now).await? == planning::Planned::Yes
+            && run.priority == 0
+        {
+            urgent.push(run.id.clone());
+        }
     }
+    worker::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -79,6 +79,8 @@ pub struct RunFinished {
 pub struct EngineOptions {
     /// Steps in flight at once, over all systems.
     pub max_in_flight: usize,
+    /// Leaver steps in flight at once, on top of `max_in_flight`.
+    pub max_urgent_in_flight: usize,
     /// Steps claimed per transaction.
     pub claim_batch: usize,
     /// How long a claimed step is held before another instance may take it over.
@@ -94,6 +96,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_in_flight: 512,
+            max_urgent_in_flight: 256,
             claim_batch: 256,
             lease_ms: 60_000,
             seed: None,
@@ -117,9 +120,11 @@ pub(crate) struct Inner {
     options: EngineOptions,
     wake: Arc<Notify>,
     in_flight: AtomicUsize,
+    urgent_in_flight: AtomicUsize,
     finished: broadcast::Sender<RunFinished>,
     ingest_tx: mpsc::Sender<ingest::Job>,
     outcome_tx: mpsc::Sender<worker::Outcome>,
+    urgent_tx: mpsc::Sender<worker::Outcome>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -198,6 +203,7 @@ impl Engine {
         }
         let (ingest_tx, ingest_rx) = mpsc::channel(4096);
         let (outcome_tx, outcome_rx) = mpsc::channel(8192);
+        let (urgent_tx, urgent_rx) = mpsc::channel(4096);
         let (finished, _) = broadcast::channel(16_384);
         let (shutdown, _) = watch::channel(false);
         let seed = options
@@ -212,16 +218,18 @@ impl Engine {
             options,
             wake: Arc::new(Notify::new()),
             in_flight: AtomicUsize::new(0),
+            urgent_in_flight: AtomicUsize::new(0),
             finished,
             ingest_tx,
             outcome_tx,
+            urgent_tx,
             shutdown,
         });
         worker::recover(&inner).await?;
         let tasks = vec![
             tokio::spawn(ingest::run(inner.clone(), ingest_rx)),
             tokio::spawn(worker::dispatcher(inner.clone())),
-            tokio::spawn(worker::completer(inner.clone(), outcome_rx)),
+            tokio::spawn(worker::completer(inner.clone(), urgent_rx, outcome_rx)),
         ];
         Ok(Engine {
             inner,
@@ -310,6 +318,7 @@ impl Engine {
     /// Steps in flight now.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)
+            + self.inner.urgent_in_flight.load(Ordering::Relaxed)
     }
 
     /// Stops taking new work, lets calls in flight finish and record, then stops the loops.

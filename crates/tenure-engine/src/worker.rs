@@ -81,34 +81,26 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
                 Err(e) => tracing::error!(error = %e, "taking back expired steps failed"),
             }
         }
-        let capacity = inner
+        // Leaver steps have capacity of their own: a backlog of hires never holds them back.
+        let normal = inner
             .options
             .max_in_flight
             .saturating_sub(inner.in_flight.load(Ordering::Acquire));
-        let want = capacity.min(inner.options.claim_batch);
+        let urgent = inner
+            .options
+            .max_urgent_in_flight
+            .saturating_sub(inner.urgent_in_flight.load(Ordering::Acquire));
+        let (want, urgent_only) = if normal > 0 {
+            (normal.min(inner.options.claim_batch), false)
+        } else {
+            (urgent.min(inner.options.claim_batch), true)
+        };
         let mut claimed = 0;
         if want > 0 {
-            match claim(&inner, now, want).await {
+            match claim(&inner, now, want, urgent_only).await {
                 Ok(steps) => {
                     claimed = steps.len();
-                    inner.in_flight.fetch_add(claimed, Ordering::AcqRel);
-                    let people = match load_people(&inner, &steps).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading people for claimed steps failed");
-                            HashMap::new()
-                        }
-                    };
-                    for step in steps {
-                        let inner = inner.clone();
-                        let person = people.get(&step.person_id).cloned();
-                        tokio::spawn(async move {
-                            let result = call(&inner, &step, person).await;
-                            // The completer lives as long as the engine; a closed channel means
-                            // the process is going down and the lease will hand the step back.
-                            let _ = inner.outcome_tx.send(Outcome { step, result }).await;
-                        });
-                    }
+                    dispatch(&inner, steps).await;
                 }
                 Err(e) => tracing::error!(error = %e, "claiming steps failed; will try again"),
             }
@@ -160,12 +152,19 @@ async fn requeue(inner: &Inner, now: i64) -> Result<u64> {
     Ok(n)
 }
 
-async fn claim(inner: &Inner, now: i64, limit: usize) -> Result<Vec<StepRow>> {
+async fn claim(inner: &Inner, now: i64, limit: usize, urgent_only: bool) -> Result<Vec<StepRow>> {
     let mut tx = inner.store.begin().await?;
     let lease_until = now + inner.options.lease_ms;
     let backend = tx.backend();
-    let steps =
-        tenure_store::claim_steps(tx.conn(), backend, now, lease_until, limit as i64).await?;
+    let steps = tenure_store::claim_steps(
+        tx.conn(),
+        backend,
+        now,
+        lease_until,
+        limit as i64,
+        urgent_only,
+    )
+    .await?;
     tx.commit().await?;
     Ok(steps)
 }
@@ -182,6 +181,61 @@ async fn next_due(inner: &Inner, now: i64) -> Result<Option<i64>> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// Hands claimed steps to connector calls, each outcome to the completer's lane for its
+/// priority.
+pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
+    let n_urgent = steps.iter().filter(|s| s.priority == 0).count();
+    inner.urgent_in_flight.fetch_add(n_urgent, Ordering::AcqRel);
+    inner
+        .in_flight
+        .fetch_add(steps.len() - n_urgent, Ordering::AcqRel);
+    let people = match load_people(inner, &steps).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading people for claimed steps failed");
+            HashMap::new()
+        }
+    };
+    for step in steps {
+        let inner = inner.clone();
+        let person = people.get(&step.person_id).cloned();
+        tokio::spawn(async move {
+            let result = call(&inner, &step, person).await;
+            // The completer lives as long as the engine; a closed channel means the process
+            // is going down and the lease will hand the step back.
+            let lane = if step.priority == 0 {
+                &inner.urgent_tx
+            } else {
+                &inner.outcome_tx
+            };
+            let _ = lane.send(Outcome { step, result }).await;
+        });
+    }
+}
+
+/// Claims, inside `tx`, the ready steps of these leaver runs and dispatches them once `tx`
+/// commits: a leave moves from phase to phase without waiting for the dispatcher.
+pub(crate) async fn claim_urgent_now(
+    inner: &Arc<Inner>,
+    tx: &mut tenure_store::Tx,
+    runs: &[String],
+    now: i64,
+) -> Result<()> {
+    if runs.is_empty() || *inner.shutdown.borrow() {
+        return Ok(());
+    }
+    let steps =
+        tenure_store::claim_ready_steps_of_runs(tx.conn(), runs, now, now + inner.options.lease_ms)
+            .await?;
+    if !steps.is_empty() {
+        let inner = inner.clone();
+        tx.after_commit(move || {
+            tokio::spawn(async move { dispatch(&inner, steps).await });
+        });
+    }
+    Ok(())
 }
 
 async fn load_people(inner: &Inner, steps: &[StepRow]) -> Result<HashMap<String, Person>> {
@@ -255,32 +309,41 @@ async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResu
     CallResult::Called(result)
 }
 
-pub(crate) async fn completer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Outcome>) {
+pub(crate) async fn completer(
+    inner: Arc<Inner>,
+    mut urgent: mpsc::Receiver<Outcome>,
+    mut normal: mpsc::Receiver<Outcome>,
+) {
     let mut shutdown = inner.shutdown.subscribe();
-    let mut batch = Vec::with_capacity(512);
+    let (mut urgent_batch, mut normal_batch) = (Vec::with_capacity(128), Vec::with_capacity(512));
     loop {
-        tokio::select! {
-            n = rx.recv_many(&mut batch, 512) => {
-                if n == 0 { break; }
-                let outcomes = std::mem::take(&mut batch);
-                let count = outcomes.len();
-                if let Err(e) = record(&inner, outcomes).await {
-                    // Nothing of the batch was stored; its steps stay leased and are taken back
-                    // when the lease runs out, then retried with the same operation ids.
-                    tracing::error!(error = %e, steps = count, "recording step outcomes failed");
-                }
-                inner.in_flight.fetch_sub(count, Ordering::AcqRel);
-                inner.wake.notify_one();
+        // Leaver outcomes go first and in small transactions of their own.
+        let lane = tokio::select! {
+            biased;
+            n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight)),
+            n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight)),
+            _ = shutdown.changed() => None,
+        };
+        if let Some((batch, counter)) = lane {
+            let outcomes = std::mem::take(batch);
+            let count = outcomes.len();
+            if let Err(e) = record(&inner, outcomes).await {
+                // Nothing of the batch was stored; its steps stay leased and are taken back
+                // when the lease runs out, then retried with the same operation ids.
+                tracing::error!(error = %e, steps = count, "recording step outcomes failed");
             }
-            _ = shutdown.changed() => {}
+            counter.fetch_sub(count, Ordering::AcqRel);
+            inner.wake.notify_one();
         }
-        if *shutdown.borrow() && inner.in_flight.load(Ordering::Acquire) == 0 {
+        let idle = inner.in_flight.load(Ordering::Acquire) == 0
+            && inner.urgent_in_flight.load(Ordering::Acquire) == 0;
+        if *shutdown.borrow() && idle {
             break;
         }
     }
 }
 
-async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
+async fn record(inner: &Arc<Inner>, outcomes: Vec<Outcome>) -> Result<()> {
     let now = inner.clock.now_ms();
     let settings = &inner.config.engine;
     let mut tx = inner.store.begin().await?;
@@ -288,8 +351,12 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
     let mut updates = Vec::with_capacity(outcomes.len());
     let mut accounts = Vec::new();
     let mut grants = Vec::new();
+    let mut urgent_runs = BTreeSet::new();
     for Outcome { step, result } in outcomes {
         runs.insert(step.run_id.clone());
+        if step.priority == 0 {
+            urgent_runs.insert(step.run_id.clone());
+        }
         let attempts = step.attempts + 1;
         let audit = |action: &str, reason: String, details: serde_json::Value| NewAudit {
             at_ms: now,
@@ -428,6 +495,8 @@ async fn record(inner: &Inner, outcomes: Vec<Outcome>) -> Result<()> {
     tenure_store::set_grant_states(tx.conn(), &grants, now).await?;
     let runs: Vec<String> = runs.into_iter().collect();
     planning::advance_runs(inner, &mut tx, &runs, now).await?;
+    let urgent_runs: Vec<String> = urgent_runs.into_iter().collect();
+    claim_urgent_now(inner, &mut tx, &urgent_runs, now).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -839,23 +839,26 @@ pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()
 }
 
 /// Claims up to `limit` ready steps, most urgent first, leasing them until `lease_until`.
-/// On PostgreSQL, `SKIP LOCKED` lets several instances claim side by side.
+/// On PostgreSQL, `SKIP LOCKED` lets several instances claim side by side. With `urgent_only`,
+/// only priority-0 (leaver) steps are claimed.
 pub async fn claim_steps(
     c: &mut AnyConnection,
     backend: Backend,
     now: i64,
     lease_until: i64,
     limit: i64,
+    urgent_only: bool,
 ) -> Result<Vec<StepRow>> {
     let lock = if backend == Backend::Postgres {
         "FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
+    let urgent = if urgent_only { "AND priority = 0" } else { "" };
     let sql = format!(
         "UPDATE steps SET state = 'running', lease_until = $1,
            started_at = COALESCE(started_at, $2)
-         WHERE id IN (SELECT id FROM steps WHERE state = 'pending' AND ready = 1 AND available_at <= $2
+         WHERE id IN (SELECT id FROM steps WHERE state = 'pending' AND ready = 1 AND available_at <= $2 {urgent}
                       ORDER BY priority, available_at LIMIT $3 {lock})
          RETURNING {STEP_COLS}"
     );
@@ -868,6 +871,34 @@ pub async fn claim_steps(
     let mut steps: Vec<StepRow> = rows.iter().map(step_row).collect::<Result<_>>()?;
     steps.sort_by_key(|s| (s.priority, s.available_at));
     Ok(steps)
+}
+
+/// Claims the ready steps of these runs (leaver runs whose next phase just started), so they
+/// go out at once instead of waiting for the dispatcher's next round.
+pub async fn claim_ready_steps_of_runs(
+    c: &mut AnyConnection,
+    runs: &[String],
+    now: i64,
+    lease_until: i64,
+) -> Result<Vec<StepRow>> {
+    let mut out = Vec::new();
+    let sqlite = is_sqlite(c);
+    for chunk in runs.chunks(500) {
+        let mut sql = format!(
+            "UPDATE steps SET state = 'running', lease_until = {lease_until}, started_at = COALESCE(started_at, {now})
+             WHERE state = 'pending' AND ready = 1 AND available_at <= {now} AND run_id IN "
+        );
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        sql.push_str(&format!(" RETURNING {STEP_COLS}"));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(step_row(&r)?);
+        }
+    }
+    Ok(out)
 }
 
 /// When the next pending, ready step becomes claimable.
