@@ -49,6 +49,7 @@ fn config(extra_system_settings: &str) -> Arc<Config> {
             &[
                 t("all.toml", "entitlements = [\"directory:staff\"]\n"),
                 t("eng.toml", "entitlements = [\"directory:eng\"]\n[match]\ndepartment = [\"Engineering\"]\n"),
+                t("consulting.toml", "entitlements = [\"crm:acme\"]\n[match]\ndepartment = [\"Consulting\"]\n"),
                 t("consultant.toml", "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n"),
             ],
         )
@@ -141,23 +142,202 @@ async fn hire_then_leave() {
 }
 
 #[tokio::test]
-async fn retries_then_fails_then_operator_retry() {
+async fn an_event_for_an_unknown_person_fails_its_run_with_a_reason() {
     let h = harness(config("")).await;
-    // Make the first steps fail: an engagement for a person who does not exist fails at planning.
     let run = h
         .send(r#"{"type":"engagement_start","person":{"id":"ghost"},"engagement":{"client":"acme","role":"consultant"}}"#)
         .await;
     assert_eq!(h.finish(&run).await, RunState::Failed);
     let d = h.engine.run_detail(&run).await.unwrap();
     assert!(d.run.error.unwrap().contains("not known"));
-    let _ = h.clock.now_ms_for_tests();
 }
 
-trait ClockPeek {
-    fn now_ms_for_tests(&self) -> i64;
+#[tokio::test]
+async fn future_dated_events_wait_for_their_time() {
+    let h = harness(config("")).await;
+    let now = h.clock.now();
+    let at = chrono::DateTime::from_timestamp_millis(now + 3_600_000)
+        .unwrap()
+        .to_rfc3339();
+    let run = h
+        .send(&format!(
+            r#"{{"type":"hire","effective_at":"{at}","person":{{"id":"e9","name":"Bo","email":"bo@example.com","worker_type":"contractor"}}}}"#
+        ))
+        .await;
+    h.engine.wake();
+    assert_eq!(
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::Pending
+    );
+    h.clock.advance(3_600_000);
+    h.engine.wake();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
 }
-impl ClockPeek for ManualClock {
-    fn now_ms_for_tests(&self) -> i64 {
+
+#[tokio::test]
+async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
+    // Every call to crm fails (retryably); directory works.
+    let cfg = config("").as_ref().clone();
+    let mut cfg = cfg;
+    cfg.systems.get_mut("crm").unwrap().settings =
+        serde_json::json!({"failure_rate": 1.0, "seed": 3})
+            .as_object()
+            .unwrap()
+            .clone();
+    let h = harness(Arc::new(cfg)).await;
+    h.send(HIRE).await;
+    let run = h
+        .send(r#"{"type":"engagement_start","person":{"id":"e1"},"engagement":{"client":"acme","role":"consultant"}}"#)
+        .await;
+    // The injected clock moves only when told: step it past each backoff and wake the engine.
+    assert_eq!(drive_until_done(&h, &run).await, RunState::Failed);
+    let d = h.engine.run_detail(&run).await.unwrap();
+    let crm = d
+        .steps
+        .iter()
+        .find(|s| s.system == "crm" && s.action.as_str() == "create_account")
+        .unwrap();
+    assert_eq!(crm.attempts, 3, "max_attempts from the config");
+    assert!(crm.last_error.as_deref().unwrap().contains("retryable"));
+    // Grants on crm were never attempted: their phase never started.
+    assert!(
+        d.steps
+            .iter()
+            .filter(|s| s.phase == 1)
+            .all(|s| s.attempts == 0)
+    );
+    let systems = h.engine.systems().await;
+    let crm = systems.iter().find(|s| s.id == "crm").unwrap();
+    let stats = crm.stats.as_ref().unwrap();
+    // Three calls, all answered with an error; some may have made the change before the answer
+    // was lost (a timeout after the fact), which is what the operation id is for.
+    assert_eq!(
+        (stats["calls"].as_i64(), stats["failures"].as_i64()),
+        (Some(3), Some(3))
+    );
+    assert!(stats["changes"].as_i64().unwrap() <= 1);
+}
+
+#[tokio::test]
+async fn a_leave_supersedes_the_unfinished_hire_and_removes_everything() {
+    let cfg = config("");
+    let mut slow = cfg.as_ref().clone();
+    slow.systems.get_mut("directory").unwrap().settings = serde_json::json!({"latency_ms": 50})
+        .as_object()
+        .unwrap()
+        .clone();
+    let h = harness(Arc::new(slow)).await;
+    let hire = h.send(HIRE).await;
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let hire_state = h.engine.run_detail(&hire).await.unwrap().run.state;
+    assert!(
+        matches!(hire_state, RunState::Cancelled | RunState::Succeeded),
+        "{hire_state}"
+    );
+    let dir = h.engine.connector("directory").unwrap();
+    assert!(dir.list_accounts().await.unwrap().is_empty());
+    assert!(dir.list_memberships("e1").await.unwrap().is_empty());
+}
+
+/// Steps the injected clock past every backoff until `run` ends.
+async fn drive_until_done(h: &Harness, run: &str) -> RunState {
+    let mut rx = h.engine.subscribe();
+    if let Ok(d) = h.engine.run_detail(run).await {
+        if d.run.state.is_terminal() {
+            return d.run.state;
+        }
+    }
+    for _ in 0..200 {
+        h.clock.advance(60_000);
+        h.engine.wake();
+        if let Ok(Ok(f)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            if f.run_id == run {
+                return f.state;
+            }
+        }
+    }
+    panic!("run {run} did not finish");
+}
+
+#[tokio::test]
+async fn cancelling_a_failed_run_undoes_what_it_did() {
+    let mut cfg = config("").as_ref().clone();
+    cfg.systems.get_mut("crm").unwrap().settings =
+        serde_json::json!({"failure_rate": 1.0, "seed": 9})
+            .as_object()
+            .unwrap()
+            .clone();
+    let h = harness(Arc::new(cfg)).await;
+    // A consultant needs accounts on directory (works) and crm (always fails).
+    let run = h
+        .send(r#"{"type":"hire","person":{"id":"c1","name":"Cy","email":"cy@example.com","worker_type":"employee","department":"Consulting"}}"#)
+        .await;
+    assert_eq!(drive_until_done(&h, &run).await, RunState::Failed);
+    let dir = h.engine.connector("directory").unwrap();
+    assert_eq!(
+        dir.list_accounts().await.unwrap().len(),
+        1,
+        "the directory account was created"
+    );
+
+    let d = h.engine.cancel_run(&run, "ops").await.unwrap();
+    assert!(d.run.cancel_requested);
+    assert_eq!(h.finish(&run).await, RunState::Compensated);
+    assert!(
+        dir.list_accounts().await.unwrap().is_empty(),
+        "compensation deleted it"
+    );
+    let d = h.engine.run_detail(&run).await.unwrap();
+    let undone = d
+        .steps
+        .iter()
+        .find(|s| s.system == "directory" && s.action.as_str() == "create_account")
+        .unwrap();
+    assert_eq!(undone.state.as_str(), "compensated");
+    // A run that has ended cannot be cancelled again.
+    assert!(h.engine.cancel_run(&run, "ops").await.is_err());
+}
+
+#[tokio::test]
+async fn the_same_key_replays_and_a_different_body_is_refused() {
+    let h = harness(config("")).await;
+    let event = parse_event(HIRE.as_bytes()).unwrap();
+    let sub = |e: tenure_core::event::EventInput| Submission {
+        event: e,
+        idempotency_key: Some("k1".into()),
+        actor: "t".into(),
+    };
+    let first = h.engine.submit(sub(event.clone())).await.unwrap();
+    let again = h.engine.submit(sub(event.clone())).await.unwrap();
+    match (&first, &again) {
+        (
+            IngestOutcome::Accepted {
+                run_id: a,
+                replay: false,
+                ..
+            },
+            IngestOutcome::Accepted {
+                run_id: b,
+                replay: true,
+                ..
+            },
+        ) => assert_eq!(a, b),
+        other => panic!("{other:?}"),
+    }
+    let mut other = event;
+    other.person.title = Some("CTO".into());
+    assert!(matches!(
+        h.engine.submit(sub(other)).await.unwrap(),
+        IngestOutcome::KeyReused { .. }
+    ));
+}
+
+trait Now {
+    fn now(&self) -> i64;
+}
+impl Now for ManualClock {
+    fn now(&self) -> i64 {
         use tenure_engine::Clock;
         self.now_ms()
     }

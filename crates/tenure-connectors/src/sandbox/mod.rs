@@ -209,8 +209,17 @@ async fn apply_batch(
         count.calls += 1;
         let sys = call.system.to_string();
         if !fresh.remove(&(sys.clone(), call.op_id.clone())) {
-            // A repeat of an operation already applied: answer as done, change nothing.
-            results.push(Ok(()));
+            // A repeat of an operation already applied: answer as done, change nothing (unless
+            // this call's answer is lost too).
+            results.push(if call.fail_after {
+                count.failures += 1;
+                Err(ConnectorError::retryable(format!(
+                    "{}: timed out",
+                    call.system
+                )))
+            } else {
+                Ok(())
+            });
             continue;
         }
         let person = call.person_id.clone();
