@@ -65,7 +65,16 @@ struct Harness {
 
 async fn harness(config: Arc<Config>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    let store = match std::env::var("TENURE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("tenure_engine_{}", uuid::Uuid::new_v4().simple());
+            let url = tenure_store::create_scratch_database(&url, &name)
+                .await
+                .unwrap();
+            Store::connect(&url).await.unwrap()
+        }
+        _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
+    };
     let clock = Arc::new(ManualClock::new(1_780_000_000_000));
     let engine = Engine::start(
         store,

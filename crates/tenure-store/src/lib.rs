@@ -35,6 +35,42 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Creates a fresh, empty PostgreSQL database next to the one `url` names and returns its URL:
+/// test suites give every test a database of its own this way.
+pub async fn create_scratch_database(url: &str, name: &str) -> Result<String> {
+    install_default_drivers();
+    if !config_ok_name(name) {
+        return Err(StoreError::Corrupt(format!(
+            "`{name}` is not a safe database name"
+        )));
+    }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let Some((server, _db)) = base.rsplit_once('/') else {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await?;
+    pool.close().await;
+    Ok(match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    })
+}
+
+fn config_ok_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 60
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
