@@ -3,7 +3,8 @@
 use crate::{EngineError, Inner, Result, planning, worker};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use tenure_core::event::EventInput;
+use tenure_core::PersonStatus;
+use tenure_core::event::{EventInput, EventType};
 use tenure_core::run::RunState;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
@@ -193,6 +194,17 @@ async fn store_batch(
         });
         if effective_at <= now {
             due.push(run);
+        } else if kind == EventType::Leave {
+            // Announced but not yet effective: the person is leaving; access stays until then.
+            if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await? {
+                if matches!(p.status, PersonStatus::Active | PersonStatus::PreHire) {
+                    p.status = PersonStatus::Leaving;
+                    if let Some(end) = sub.event.person.end_date {
+                        p.end_date = Some(end);
+                    }
+                    tenure_store::upsert_person(tx.conn(), &p, now).await?;
+                }
+            }
         }
         outcomes.push(IngestOutcome::Accepted {
             event_id,

@@ -184,6 +184,41 @@ async fn future_dated_events_wait_for_their_time() {
 }
 
 #[tokio::test]
+async fn a_future_leave_marks_the_person_leaving_and_revokes_on_time() {
+    let h = harness(config("")).await;
+    assert_eq!(h.finish(&h.send(HIRE).await).await, RunState::Succeeded);
+    let at = chrono::DateTime::from_timestamp_millis(h.clock.now() + 86_400_000)
+        .unwrap()
+        .to_rfc3339();
+    let leave = h
+        .send(&format!(
+            r#"{{"type":"leave","effective_at":"{at}","person":{{"id":"e1"}}}}"#
+        ))
+        .await;
+    let mut c = h.engine.store().reader().await.unwrap();
+    let p = tenure_store::get_person(&mut c, "e1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.status, tenure_core::PersonStatus::Leaving);
+    let dir = h.engine.connector("directory").unwrap();
+    assert_eq!(
+        dir.list_accounts().await.unwrap().len(),
+        1,
+        "access stays until the leave takes effect"
+    );
+    h.clock.advance(86_400_000);
+    h.engine.wake();
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert!(dir.list_accounts().await.unwrap().is_empty());
+    let p = tenure_store::get_person(&mut c, "e1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.status, tenure_core::PersonStatus::Terminated);
+}
+
+#[tokio::test]
 async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
     // Every call to crm fails (retryably); directory works.
     let cfg = config("").as_ref().clone();
