@@ -165,27 +165,24 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
     if let Some(id) = &e.id {
         check_id("id", id)?;
     }
-    if let Some(email) = &p.email {
-        if !is_email(email) {
+    if let Some(email) = &p.email
+        && !is_email(email) {
             return Err(EventError::new(
                 "person.email",
                 format!("`{email}` is not an email address"),
             ));
         }
-    }
-    if let Some(name) = &p.name {
-        if name.trim().is_empty() {
+    if let Some(name) = &p.name
+        && name.trim().is_empty() {
             return Err(EventError::new("person.name", "must not be empty"));
         }
-    }
-    if let (Some(s), Some(end)) = (p.start_date, p.end_date) {
-        if end < s {
+    if let (Some(s), Some(end)) = (p.start_date, p.end_date)
+        && end < s {
             return Err(EventError::new(
                 "person.end_date",
                 format!("{end} is before start_date {s}"),
             ));
         }
-    }
     match e.kind {
         EventType::Hire | EventType::Rehire => {
             if p.name.is_none() {
@@ -221,14 +218,13 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
             if en.role.trim().is_empty() {
                 return Err(EventError::new("engagement.role", "must not be empty"));
             }
-            if let (Some(s), Some(end)) = (en.start_date, en.end_date) {
-                if end < s {
+            if let (Some(s), Some(end)) = (en.start_date, en.end_date)
+                && end < s {
                     return Err(EventError::new(
                         "engagement.end_date",
                         format!("{end} is before start_date {s}"),
                     ));
                 }
-            }
         }
         EventType::Transfer | EventType::Leave | EventType::ContractChange => {}
     }

@@ -196,15 +196,14 @@ async fn store_batch(
             due.push(run);
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
-            if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await? {
-                if matches!(p.status, PersonStatus::Active | PersonStatus::PreHire) {
+            if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?
+                && matches!(p.status, PersonStatus::Active | PersonStatus::PreHire) {
                     p.status = PersonStatus::Leaving;
                     if let Some(end) = sub.event.person.end_date {
                         p.end_date = Some(end);
                     }
                     tenure_store::upsert_person(tx.conn(), &p, now).await?;
                 }
-            }
         }
         outcomes.push(IngestOutcome::Accepted {
             event_id,

@@ -287,19 +287,17 @@ async fn a_leave_supersedes_the_unfinished_hire_and_removes_everything() {
 /// Steps the injected clock past every backoff until `run` ends.
 async fn drive_until_done(h: &Harness, run: &str) -> RunState {
     let mut rx = h.engine.subscribe();
-    if let Ok(d) = h.engine.run_detail(run).await {
-        if d.run.state.is_terminal() {
+    if let Ok(d) = h.engine.run_detail(run).await
+        && d.run.state.is_terminal() {
             return d.run.state;
         }
-    }
     for _ in 0..200 {
         h.clock.advance(60_000);
         h.engine.wake();
-        if let Ok(Ok(f)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
-            if f.run_id == run {
+        if let Ok(Ok(f)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
+            && f.run_id == run {
                 return f.state;
             }
-        }
     }
     panic!("run {run} did not finish");
 }

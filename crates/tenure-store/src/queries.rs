@@ -340,7 +340,7 @@ pub async fn set_grant_states(
 ) -> Result<()> {
     let rows = dedupe_last(rows, |r| (r.0.clone(), r.1.clone()));
     let suffix =
-        format!(") AS v WHERE grants.person_id = v.column1 AND grants.entitlement = v.column2");
+        ") AS v WHERE grants.person_id = v.column1 AND grants.entitlement = v.column2".to_string();
     let prefix = format!(
         "UPDATE grants SET state = v.column3, updated_at = {now},
            granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END
