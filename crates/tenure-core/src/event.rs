@@ -142,17 +142,44 @@ impl EventError {
 
 /// Parses and validates an event body, with an error that names the field at fault.
 pub fn parse_event(body: &[u8]) -> Result<EventInput, EventError> {
+    // serde accepts a JSON array for a struct (fields by position); an event is an object.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(EventError::new("body", "must be a JSON object")),
+        None => {
+            return Err(EventError::new(
+                "body",
+                "is empty; send the event as a JSON object",
+            ));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let event: EventInput = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path == "?" || path.is_empty() {
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde_json appends " at line L column C"; keep it, it helps with large bodies.
+        let field = if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            // Malformed JSON: the path where the parser stopped names no field.
+            "body".to_string()
+        } else if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            // A missing field is reported on its parent; name the field itself.
+            match path.as_str() {
+                "." | "?" | "" => missing.to_string(),
+                parent => format!("{parent}.{missing}"),
+            }
+        } else if path == "." || path == "?" || path.is_empty() {
             "body".to_string()
         } else {
             path
         };
-        let inner = e.into_inner();
-        // serde_json appends " at line L column C"; keep it, it helps with large bodies.
-        EventError::new(field, inner)
+        EventError::new(field, message)
     })?;
     validate_event(&event)?;
     Ok(event)
@@ -166,23 +193,26 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
         check_id("id", id)?;
     }
     if let Some(email) = &p.email
-        && !is_email(email) {
-            return Err(EventError::new(
-                "person.email",
-                format!("`{email}` is not an email address"),
-            ));
-        }
+        && !is_email(email)
+    {
+        return Err(EventError::new(
+            "person.email",
+            format!("`{email}` is not an email address"),
+        ));
+    }
     if let Some(name) = &p.name
-        && name.trim().is_empty() {
-            return Err(EventError::new("person.name", "must not be empty"));
-        }
+        && name.trim().is_empty()
+    {
+        return Err(EventError::new("person.name", "must not be empty"));
+    }
     if let (Some(s), Some(end)) = (p.start_date, p.end_date)
-        && end < s {
-            return Err(EventError::new(
-                "person.end_date",
-                format!("{end} is before start_date {s}"),
-            ));
-        }
+        && end < s
+    {
+        return Err(EventError::new(
+            "person.end_date",
+            format!("{end} is before start_date {s}"),
+        ));
+    }
     match e.kind {
         EventType::Hire | EventType::Rehire => {
             if p.name.is_none() {
@@ -219,12 +249,13 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
                 return Err(EventError::new("engagement.role", "must not be empty"));
             }
             if let (Some(s), Some(end)) = (en.start_date, en.end_date)
-                && end < s {
-                    return Err(EventError::new(
-                        "engagement.end_date",
-                        format!("{end} is before start_date {s}"),
-                    ));
-                }
+                && end < s
+            {
+                return Err(EventError::new(
+                    "engagement.end_date",
+                    format!("{end} is before start_date {s}"),
+                ));
+            }
         }
         EventType::Transfer | EventType::Leave | EventType::ContractChange => {}
     }
@@ -493,9 +524,13 @@ mod tests {
             err(r#"{"type":"engagement_start","person":{"id":"e1"}}"#).field,
             "engagement"
         );
-        assert_eq!(err(r#"{"type":"leave"}"#).field, "body");
+        assert_eq!(err(r#"{"type":"leave"}"#).field, "person");
+        assert_eq!(err(r#"{"type":"leave","person":{}}"#).field, "person.id");
         assert_eq!(err(r#"{"type":"leave","#).field, "body");
+        assert_eq!(err(r#"{"type":"leave","person":{"id":"#).field, "body");
         assert_eq!(err(r#"[]"#).field, "body");
+        assert_eq!(err(r#"[null,"hire",{"id":"x"}]"#).field, "body");
+        assert_eq!(err("").field, "body");
     }
 
     fn hire(id: &str) -> EventInput {

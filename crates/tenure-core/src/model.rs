@@ -254,15 +254,18 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the grant counts as held (or about to be) when diffing.
+    /// Whether the grant counts as held when diffing. A `pending` grant is one whose step has
+    /// not run: runs of one person go one at a time, so when the next is planned, such a grant
+    /// belongs to a run that failed or was cancelled and is planned again.
     pub fn is_held(&self) -> bool {
-        matches!(self.state, GrantState::Granted | GrantState::Pending)
+        matches!(self.state, GrantState::Granted)
     }
 }
 
 impl Account {
-    /// Whether the account exists on the system and can sign in (or is about to).
+    /// Whether the account exists on the system and can sign in. A `pending` account's create
+    /// step has not run (see [`Grant::is_held`]), so it is created again if still needed.
     pub fn is_enabled(&self) -> bool {
-        matches!(self.state, AccountState::Active | AccountState::Pending)
+        matches!(self.state, AccountState::Active)
     }
 }

@@ -194,13 +194,13 @@ pub fn plan(
 
     for system in &desired.systems {
         match account_of.get(system.as_str()) {
-            None | Some(AccountState::Deleted) => {
+            None | Some(AccountState::Deleted | AccountState::Pending) => {
                 steps.push(step(0, system, Action::CreateAccount, None))
             }
             Some(AccountState::Disabled) => {
                 steps.push(step(0, system, Action::EnableAccount, None))
             }
-            Some(AccountState::Active | AccountState::Pending) => {
+            Some(AccountState::Active) => {
                 if attributes_changed {
                     steps.push(step(0, system, Action::UpdateAccount, None));
                 }
@@ -240,7 +240,8 @@ pub fn plan(
     }
 
     for a in accounts {
-        if desired.systems.contains(&a.system) {
+        // A pending account was never created: nothing to take away.
+        if desired.systems.contains(&a.system) || a.state == AccountState::Pending {
             continue;
         }
         let Some(system) = config.systems.get(&a.system) else {

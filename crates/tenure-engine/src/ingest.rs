@@ -73,10 +73,17 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
             _ = shutdown.changed() => return,
         }
         // Leaves and engagement ends are stored (and planned) in a transaction of their own,
-        // ahead of the hires queued beside them.
-        let (urgent, normal): (Vec<Job>, Vec<Job>) = std::mem::take(&mut jobs)
-            .into_iter()
-            .partition(|j| j.submission.event.kind.is_urgent());
+        // ahead of the hires queued beside them, unless the same person has an event among
+        // those: one person's events keep their order.
+        let jobs_now = std::mem::take(&mut jobs);
+        let others: std::collections::HashSet<String> = jobs_now
+            .iter()
+            .filter(|j| !j.submission.event.kind.is_urgent())
+            .map(|j| j.submission.event.person.id.clone())
+            .collect();
+        let (urgent, normal): (Vec<Job>, Vec<Job>) = jobs_now.into_iter().partition(|j| {
+            j.submission.event.kind.is_urgent() && !others.contains(&j.submission.event.person.id)
+        });
         for batch in [urgent, normal] {
             if !batch.is_empty() {
                 store_and_reply(&inner, batch).await;
@@ -197,13 +204,14 @@ async fn store_batch(
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
             if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?
-                && matches!(p.status, PersonStatus::Active | PersonStatus::PreHire) {
-                    p.status = PersonStatus::Leaving;
-                    if let Some(end) = sub.event.person.end_date {
-                        p.end_date = Some(end);
-                    }
-                    tenure_store::upsert_person(tx.conn(), &p, now).await?;
+                && matches!(p.status, PersonStatus::Active | PersonStatus::PreHire)
+            {
+                p.status = PersonStatus::Leaving;
+                if let Some(end) = sub.event.person.end_date {
+                    p.end_date = Some(end);
                 }
+                tenure_store::upsert_person(tx.conn(), &p, now).await?;
+            }
         }
         outcomes.push(IngestOutcome::Accepted {
             event_id,

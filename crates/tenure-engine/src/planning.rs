@@ -34,6 +34,8 @@ pub(crate) async fn run_detail(inner: &Inner, run_id: &str) -> Result<RunDetail>
 pub(crate) enum Planned {
     Yes,
     Waiting,
+    /// No longer pending (ended or planned meanwhile).
+    Skipped,
 }
 
 /// Plans a pending run inside `tx`: applies its event to the person, diffs desired against
@@ -48,6 +50,11 @@ pub(crate) async fn plan_run(
     run: &RunRow,
     now: i64,
 ) -> Result<Planned> {
+    // The caller's copy may be stale: an earlier plan in the same batch may have ended it.
+    match tenure_store::get_run(tx.conn(), &run.id).await? {
+        Some(current) if current.state == RunState::Pending => {}
+        _ => return Ok(Planned::Skipped),
+    }
     let event_row = match &run.event_id {
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
@@ -61,42 +68,28 @@ pub(crate) async fn plan_run(
 
     let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
     if !earlier.is_empty() {
-        if !event.kind.is_urgent() {
+        // Events of one person apply in order. Only a leave jumps ahead of work already
+        // planned: it cancels the steps that have not started and waits just for calls in flight.
+        // Earlier events not yet planned still apply first (they may create the person).
+        if event.kind != EventType::Leave || earlier.iter().any(|o| o.state == RunState::Pending) {
             return Ok(Planned::Waiting);
         }
         let mut waiting = false;
         for other in &earlier {
             let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
             forget_planned_effects(tx, &cancelled).await?;
-            tx.audit(NewAudit {
-                at_ms: now,
-                actor: "engine".into(),
-                action: "run.superseded".into(),
-                person_id: Some(run.person_id.clone()),
-                run_id: Some(other.id.clone()),
-                reason: format!("{} run {} takes precedence", event.kind, run.id),
-                correlation_id: other.event_id.clone(),
-                details: serde_json::json!({ "cancelled_steps": cancelled.len(), "by_run": run.id }),
-                ..Default::default()
-            });
-            if other.state == RunState::Pending {
-                tenure_store::set_run_state(
-                    tx.conn(),
-                    &other.id,
-                    RunState::Cancelled,
-                    Some("superseded"),
-                    now,
-                )
-                .await?;
-                run_ended(
-                    inner,
-                    tx,
-                    other,
-                    RunState::Cancelled,
-                    format!("superseded by {} run {}", event.kind, run.id),
-                    now,
-                );
-                continue;
+            if !cancelled.is_empty() {
+                tx.audit(NewAudit {
+                    at_ms: now,
+                    actor: "engine".into(),
+                    action: "run.superseded".into(),
+                    person_id: Some(run.person_id.clone()),
+                    run_id: Some(other.id.clone()),
+                    reason: format!("{} run {} takes precedence", event.kind, run.id),
+                    correlation_id: other.event_id.clone(),
+                    details: serde_json::json!({ "cancelled_steps": cancelled.len(), "by_run": run.id }),
+                    ..Default::default()
+                });
             }
             if tenure_store::run_has_running_steps(tx.conn(), &other.id).await? {
                 waiting = true;
@@ -158,11 +151,7 @@ pub(crate) async fn plan_run(
         applied.attributes_changed && stored.is_some(),
     );
 
-    let priority = if event.kind.is_urgent() || event.kind == EventType::Leave {
-        0
-    } else {
-        10
-    };
+    let priority = if event.kind.is_urgent() { 0 } else { 10 };
     let steps: Vec<StepRow> = plan
         .steps
         .iter()

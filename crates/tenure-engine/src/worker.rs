@@ -70,10 +70,18 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             break;
         }
         let now = inner.clock.now_ms();
-        if let Err(e) = plan_due(&inner, now).await {
-            tracing::error!(error = %e, "planning due runs failed; will try again");
+        // Planning one run can unblock the next of the same person: go again while it helps.
+        for _ in 0..16 {
+            match plan_due(&inner, now).await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "planning due runs failed; will try again");
+                    break;
+                }
+            }
         }
-        if now - last_requeue >= REQUEUE_EVERY_MS {
+        if now - last_requeue >= REQUEUE_EVERY_MS.min(inner.options.lease_ms / 2) {
             last_requeue = now;
             match requeue(&inner, now).await {
                 Ok(0) => {}
@@ -130,19 +138,28 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
     }
 }
 
-async fn plan_due(inner: &Inner, now: i64) -> Result<()> {
+/// Plans the runs whose time has come; returns how many were planned. Runs waiting for an
+/// earlier run of the same person stay pending.
+async fn plan_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
     let mut c = inner.store.reader().await?;
     if tenure_store::runs_due(&mut c, now, 1).await?.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     drop(c);
     let mut tx = inner.store.begin().await?;
     let due = tenure_store::runs_due(tx.conn(), now, 256).await?;
+    let (mut planned, mut urgent) = (0, Vec::new());
     for run in &due {
-        planning::plan_run(inner, &mut tx, run, now).await?;
+        if planning::plan_run(inner, &mut tx, run, now).await? == planning::Planned::Yes {
+            planned += 1;
+            if run.priority == 0 {
+                urgent.push(run.id.clone());
+            }
+        }
     }
+    claim_urgent_now(inner, &mut tx, &urgent, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(planned)
 }
 
 async fn requeue(inner: &Inner, now: i64) -> Result<u64> {

@@ -288,16 +288,18 @@ async fn a_leave_supersedes_the_unfinished_hire_and_removes_everything() {
 async fn drive_until_done(h: &Harness, run: &str) -> RunState {
     let mut rx = h.engine.subscribe();
     if let Ok(d) = h.engine.run_detail(run).await
-        && d.run.state.is_terminal() {
-            return d.run.state;
-        }
+        && d.run.state.is_terminal()
+    {
+        return d.run.state;
+    }
     for _ in 0..200 {
         h.clock.advance(60_000);
         h.engine.wake();
         if let Ok(Ok(f)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
-            && f.run_id == run {
-                return f.state;
-            }
+            && f.run_id == run
+        {
+            return f.state;
+        }
     }
     panic!("run {run} did not finish");
 }

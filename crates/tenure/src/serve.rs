@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// How long a claimed step is held before another instance (or this one, after a crash)
+    /// may take it over. Calls that take longer may run twice (safely: they carry operation ids).
+    #[arg(long, env = "TENURE_STEP_LEASE_SECS", default_value_t = 60)]
+    step_lease_secs: u64,
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -65,6 +69,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Arc::new(SystemClock),
         EngineOptions {
             sole_instance,
+            lease_ms: args.step_lease_secs.max(1) as i64 * 1000,
             ..Default::default()
         },
     )

@@ -1,0 +1,627 @@
+//! Shared harness for the end-to-end tests: runs the real `tenure` binary on a fresh database
+//! (a SQLite file in a temporary folder, or a fresh PostgreSQL database when
+//! `TENURE_TEST_DATABASE_URL` is set) and talks to it over HTTP.
+//!
+//! Nothing here sleeps to wait: the server's address is read from its standard output, runs are
+//! awaited with the long-poll `GET /api/v1/runs/{id}?wait_ms=...`, and every child process is
+//! killed when its guard is dropped.
+
+#![allow(dead_code)]
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// The admin token every test server is bootstrapped with.
+pub const TOKEN: &str = "tnr_e2e_0123456789abcdef0123456789abcdef";
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tenure");
+/// How long any one wait may take before the test fails (not a sleep: an upper bound).
+pub const PATIENCE: Duration = Duration::from_secs(150);
+
+/// The PostgreSQL server to test against, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TENURE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// A fresh PostgreSQL database, dropped when the guard is.
+pub struct PgDatabase {
+    /// URL of the fresh database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create(admin_url: &str) -> PgDatabase {
+        let name = format!("tenure_t_{}", uuid::Uuid::new_v4().simple());
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url, String::new()),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let prefix = match base[scheme_end..].find('/') {
+            Some(i) => &base[..scheme_end + i],
+            None => base,
+        };
+        let url = format!("{prefix}/{name}{query}");
+        execute_admin(admin_url, &format!("CREATE DATABASE {name}")).await;
+        PgDatabase {
+            url,
+            admin_url: admin_url.to_string(),
+            name,
+        }
+    }
+}
+
+async fn execute_admin(url: &str, sql: &str) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    c.execute(sqlx::AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = c.close().await;
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: use a runtime of our own on another thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(execute_admin(
+                &url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ));
+        })
+        .join();
+    }
+}
+
+/// One test's world: a temporary folder holding `tenure.toml`, its templates and (on SQLite)
+/// the database; or a fresh PostgreSQL database.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub pg: Option<PgDatabase>,
+}
+
+impl TestEnv {
+    /// Writes the configuration; uses PostgreSQL when `TENURE_TEST_DATABASE_URL` is set.
+    pub async fn new(tenure_toml: &str, templates: &[(&str, &str)]) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let config = dir.path().join("tenure.toml");
+        std::fs::write(&config, tenure_toml).expect("writing tenure.toml");
+        let tdir = dir.path().join("templates");
+        std::fs::create_dir_all(&tdir).expect("templates folder");
+        for (name, text) in templates {
+            std::fs::write(tdir.join(format!("{name}.toml")), text).expect("writing a template");
+        }
+        let pg = match postgres_url() {
+            Some(admin) => Some(PgDatabase::create(&admin).await),
+            None => None,
+        };
+        TestEnv { dir, config, pg }
+    }
+
+    /// Replaces `tenure.toml` (takes effect at the next start).
+    pub fn write_config(&self, tenure_toml: &str) {
+        std::fs::write(&self.config, tenure_toml).expect("writing tenure.toml");
+    }
+
+    /// The data directory (SQLite file lives here).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The SQLite file.
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.data_dir().join("tenure.db")
+    }
+
+    /// A URL to open the test database directly (for tampering).
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}", self.sqlite_file().display()),
+        }
+    }
+
+    /// Which backend, for messages.
+    pub fn backend(&self) -> &'static str {
+        if self.pg.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// `--data-dir D` or `--database URL`.
+    pub fn db_args(&self) -> Vec<String> {
+        match &self.pg {
+            Some(pg) => vec!["--database".into(), pg.url.clone()],
+            None => vec!["--data-dir".into(), self.data_dir().display().to_string()],
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        for var in [
+            "TENURE_DATA_DIR",
+            "TENURE_DATABASE_URL",
+            "TENURE_CONFIG",
+            "TENURE_LISTEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("TENURE_BOOTSTRAP_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn,sqlx=error");
+        cmd
+    }
+
+    /// Runs a CLI subcommand (`token create ...`, `audit verify`) on this test's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args).args(self.db_args());
+        cmd.output().expect("running the tenure CLI")
+    }
+
+    /// Starts `tenure serve` and waits for its "listening" line.
+    pub async fn start(&self) -> Server {
+        let mut cmd = self.command();
+        // A short lease: on PostgreSQL, steps a killed server left running come back this soon.
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--step-lease-secs",
+            "2",
+            "--config",
+        ])
+        .arg(&self.config)
+        .args(self.db_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting tenure serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let out_logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("tenure listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                push_log(&out_logs, line);
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let err_logs = logs.clone();
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = stderr.read_to_string(&mut buf);
+            for line in buf.lines() {
+                push_log(&err_logs, format!("stderr: {line}"));
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            base: String::new(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            logs,
+        };
+        // The reader thread sends the address, or hangs up when the process exits.
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .expect("waiting for the address");
+        match addr {
+            Ok(a) => server.base = a,
+            Err(_) => {
+                let status = server.child.as_mut().and_then(|c| c.try_wait().ok());
+                panic!(
+                    "tenure serve did not print its address (exit: {status:?}); output:\n{}",
+                    server.log_text()
+                );
+            }
+        }
+        server
+    }
+}
+
+fn push_log(logs: &Mutex<Vec<String>>, line: String) {
+    let mut l = logs.lock().unwrap_or_else(|e| e.into_inner());
+    l.push(line);
+    if l.len() > 5_000 {
+        l.drain(..1_000);
+    }
+}
+
+/// A running `tenure serve`; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub http: Client,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// An HTTP answer: status, headers and the body as JSON (`Value::String` when not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// A sandbox system's durable counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub calls: i64,
+    pub changes: i64,
+    pub failures: i64,
+}
+
+impl Server {
+    /// What the server printed so far.
+    pub fn log_text(&self) -> String {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// SIGKILL: no shutdown, nothing drained.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reaping the server");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (graceful shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let ok = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("running kill")
+                .success();
+            assert!(ok, "kill -TERM failed");
+            let status = c.wait().expect("reaping the server");
+            assert!(
+                status.success(),
+                "tenure serve exited with {status} after SIGTERM:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// Any request. `token` None sends no Authorization header.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}\nserver output:\n{}", self.log_text()));
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("reading the body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with the admin token; panics unless 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let a = self
+            .request(Method::GET, path, Some(TOKEN), &[], None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "GET {path}: {}", a.body);
+        a.body
+    }
+
+    /// POST JSON with the admin token.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.request(
+            Method::POST,
+            path,
+            Some(TOKEN),
+            &[("content-type", "application/json")],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// POST /api/v1/events with the admin token and optional Idempotency-Key.
+    pub async fn send_event(&self, event: &Value, key: Option<&str>) -> Answer {
+        self.send_raw_event(&event.to_string(), key).await
+    }
+
+    /// POST /api/v1/events with a raw body.
+    pub async fn send_raw_event(&self, body: &str, key: Option<&str>) -> Answer {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(k) = key {
+            headers.push(("idempotency-key", k));
+        }
+        self.request(
+            Method::POST,
+            "/api/v1/events",
+            Some(TOKEN),
+            &headers,
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Sends an event that must be accepted; returns its run id.
+    pub async fn accept(&self, event: &Value) -> String {
+        let a = self.send_event(event, None).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "event {event}: {}", a.body);
+        a.body["run_id"].as_str().expect("run_id").to_string()
+    }
+
+    /// Long-polls a run until it is terminal; returns the run with its steps.
+    pub async fn wait_run(&self, run_id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let run = self
+                .get(&format!("/api/v1/runs/{run_id}?wait_ms=10000"))
+                .await;
+            if is_terminal(&run) {
+                return run;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "run {run_id} still {} after {:?}: {run:#}\nserver output:\n{}",
+                run["state"],
+                start.elapsed(),
+                self.log_text()
+            );
+        }
+    }
+
+    /// Sends an event and waits for its run; returns the finished run.
+    pub async fn apply(&self, event: &Value) -> Value {
+        let id = self.accept(event).await;
+        self.wait_run(&id).await
+    }
+
+    /// Sends an event, waits, and insists the run succeeded.
+    pub async fn apply_ok(&self, event: &Value) -> Value {
+        let run = self.apply(event).await;
+        assert_eq!(
+            run["state"], "succeeded",
+            "{} run did not succeed: {run:#}",
+            event["type"]
+        );
+        run
+    }
+
+    /// GET /api/v1/people/{id}.
+    pub async fn person(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/people/{id}")).await
+    }
+
+    /// Every sandbox system's counters.
+    pub async fn stats(&self) -> BTreeMap<String, Stats> {
+        let systems = self.get("/api/v1/systems").await;
+        systems["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|s| {
+                let st = &s["stats"];
+                let n = |k: &str| {
+                    st[k]
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("stats.{k} missing: {s}"))
+                };
+                (
+                    s["id"].as_str().expect("id").to_string(),
+                    Stats {
+                        calls: n("calls"),
+                        changes: n("changes"),
+                        failures: n("failures"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// All items of a paged list (`people`, `audit`, `runs`), up to 1000.
+    pub async fn items(&self, path: &str) -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let v = self.get(&format!("{path}{sep}limit=1000")).await;
+        v["items"].as_array().expect("items").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(80).collect();
+            eprintln!("---- tenure serve output (last {} lines) ----", tail.len());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// Whether a run (JSON) has ended.
+pub fn is_terminal(run: &Value) -> bool {
+    matches!(
+        run["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled" | "compensated")
+    )
+}
+
+/// The person's accounts as system -> state.
+pub fn accounts(person: &Value) -> BTreeMap<String, String> {
+    person["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| {
+            (
+                a["system"].as_str().expect("system").to_string(),
+                a["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The person's grants as entitlement -> state.
+pub fn grants(person: &Value) -> BTreeMap<String, String> {
+    person["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .map(|g| {
+            (
+                g["entitlement"].as_str().expect("entitlement").to_string(),
+                g["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Builds a map from pairs, for compact expectations.
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A hire event.
+pub fn hire(id: &str, department: &str) -> Value {
+    json!({
+        "type": "hire",
+        "person": {
+            "id": id,
+            "name": format!("Person {id}"),
+            "email": format!("{id}@example.com"),
+            "worker_type": "employee",
+            "department": department,
+        },
+        "source": "e2e",
+    })
+}
+
+/// Sum of the `changes` counters.
+pub fn total_changes(stats: &BTreeMap<String, Stats>) -> i64 {
+    stats.values().map(|s| s.changes).sum()
+}
+
+/// Runs a SQL statement directly on the test database (the server must be stopped).
+pub async fn tamper(url: &str, sql: &str, binds: &[Bind<'_>]) -> u64 {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for b in binds {
+        q = match b {
+            Bind::Int(i) => q.bind(*i),
+            Bind::Text(s) => q.bind(s.to_string()),
+        };
+    }
+    let n = q
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows_affected();
+    let _ = c.close().await;
+    n
+}
+
+/// A parameter for [`tamper`].
+pub enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Reads one text column of one row (for tampering tests).
+pub async fn query_text(url: &str, sql: &str, seq: i64) -> String {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(seq)
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let v: String = row.try_get(0).expect("a text column");
+    let _ = c.close().await;
+    v
+}
+
+/// The output of a CLI run, for messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Path helper for messages.
+pub fn show(p: &Path) -> String {
+    p.display().to_string()
+}
