@@ -130,7 +130,9 @@ async fn store_batch(
             .clone()
             .or_else(|| sub.event.id.clone())
             .unwrap_or_else(|| event_id.clone());
-        if let Some(prior) = tenure_store::event_by_key(tx.conn(), &key).await? {
+        if let Some(prior) =
+            tenure_store::event_by_key(tx.conn(), &key, sub.event.id.as_deref()).await?
+        {
             outcomes.push(if prior.body_hash == hash {
                 IngestOutcome::Accepted {
                     event_id: prior.id,
@@ -157,6 +159,7 @@ async fn store_batch(
             &EventRow {
                 id: event_id.clone(),
                 idem_key: key,
+                source_id: sub.event.id.clone(),
                 body_hash: hash,
                 kind: kind.as_str().to_string(),
                 person_id: person_id.clone(),

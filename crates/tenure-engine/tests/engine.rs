@@ -369,6 +369,33 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         ) => assert_eq!(a, b),
         other => panic!("{other:?}"),
     }
+    // The event's own id is a key too: sent again without the header, it is the same event.
+    let mut with_id = event.clone();
+    with_id.id = Some("hr-42".into());
+    let keyed = |e: tenure_core::event::EventInput, k: Option<&str>| Submission {
+        event: e,
+        idempotency_key: k.map(str::to_string),
+        actor: "t".into(),
+    };
+    let a = h
+        .engine
+        .submit(keyed(with_id.clone(), Some("k2")))
+        .await
+        .unwrap();
+    let b = h.engine.submit(keyed(with_id, None)).await.unwrap();
+    match (&a, &b) {
+        (
+            IngestOutcome::Accepted { run_id: x, .. },
+            IngestOutcome::Accepted {
+                run_id: y,
+                replay: true,
+                ..
+            },
+        ) => {
+            assert_eq!(x, y)
+        }
+        other => panic!("{other:?}"),
+    }
     let mut other = event;
     other.person.title = Some("CTO".into());
     assert!(matches!(

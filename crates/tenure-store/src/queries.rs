@@ -391,6 +391,9 @@ pub struct EventRow {
     pub id: String,
     /// The idempotency key (header, the event's own id, or tenure's id).
     pub idem_key: String,
+    /// The sender's own id for the event, if it gave one: a second idempotency key, so a
+    /// retry with or without the header is recognised either way.
+    pub source_id: Option<String>,
     /// SHA-256 of the canonical body, to tell a retry from a different event.
     pub body_hash: String,
     /// The event type.
@@ -411,7 +414,7 @@ pub struct EventRow {
     pub run_id: String,
 }
 
-const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id";
+const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
 
 fn event_row(r: &AnyRow) -> Result<EventRow> {
     Ok(EventRow {
@@ -426,14 +429,22 @@ fn event_row(r: &AnyRow) -> Result<EventRow> {
         received_at: r.try_get(8)?,
         actor: r.try_get(9)?,
         run_id: r.try_get(10)?,
+        source_id: r.try_get(11)?,
     })
 }
 
-/// The event stored under an idempotency key.
-pub async fn event_by_key(c: &mut AnyConnection, key: &str) -> Result<Option<EventRow>> {
-    let sql = format!("SELECT {EVENT_COLS} FROM events WHERE idem_key = $1");
+/// The event stored under an idempotency key, or carrying the sender's own event id.
+pub async fn event_by_key(
+    c: &mut AnyConnection,
+    key: &str,
+    source_id: Option<&str>,
+) -> Result<Option<EventRow>> {
+    let sql = format!(
+        "SELECT {EVENT_COLS} FROM events WHERE idem_key = $1 OR source_id = $2 ORDER BY received_at LIMIT 1"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(key.to_string())
+        .bind(source_id.map(str::to_string))
         .fetch_optional(c)
         .await?;
     row.as_ref().map(event_row).transpose()
@@ -452,7 +463,7 @@ pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRo
 /// Stores an event.
 pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
     let sql = format!(
-        "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(e.id.clone())
@@ -466,6 +477,7 @@ pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
         .bind(e.received_at)
         .bind(e.actor.clone())
         .bind(e.run_id.clone())
+        .bind(e.source_id.clone())
         .execute(c)
         .await?;
     Ok(())

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE TABLE IF NOT EXISTS events (
     id           TEXT PRIMARY KEY,
     idem_key     TEXT NOT NULL UNIQUE,
+    source_id    TEXT UNIQUE,
     body_hash    TEXT NOT NULL,
     kind         TEXT NOT NULL,
     person_id    TEXT NOT NULL,
