@@ -208,7 +208,7 @@ impl Engine {
         let (shutdown, _) = watch::channel(false);
         let seed = options
             .seed
-            .unwrap_or_else(|| StdRng::from_os_rng().next_u64_compat());
+            .unwrap_or_else(|| rand::RngCore::next_u64(&mut StdRng::from_os_rng()));
         let inner = Arc::new(Inner {
             store,
             config,
@@ -331,15 +331,5 @@ impl Engine {
                 tracing::error!(error = %e, "engine task ended abnormally");
             }
         }
-    }
-}
-
-/// `rand` 0.9 spells "a random u64" through `RngCore`; this keeps the call site short.
-trait NextU64 {
-    fn next_u64_compat(&mut self) -> u64;
-}
-impl NextU64 for StdRng {
-    fn next_u64_compat(&mut self) -> u64 {
-        rand::RngCore::next_u64(self)
     }
 }
