@@ -420,13 +420,14 @@ fn validate(
             );
         }
         if let Some(c) = &e.client
-            && !clients.contains_key(c.get_ref()) {
-                err(
-                    main,
-                    c.span(),
-                    format!("entitlement `{id}` names unknown client `{}`", c.get_ref()),
-                );
-            }
+            && !clients.contains_key(c.get_ref())
+        {
+            err(
+                main,
+                c.span(),
+                format!("entitlement `{id}` names unknown client `{}`", c.get_ref()),
+            );
+        }
         let ent = Entitlement {
             name: e.name.unwrap_or_else(|| id.clone()),
             id: id.clone(),
