@@ -50,3 +50,26 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document describing the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    /// Every route the router serves is described in the OpenAPI document, and nothing else is.
+    #[test]
+    fn the_openapi_document_matches_the_router() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON");
+        let documented: std::collections::BTreeSet<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        let served: std::collections::BTreeSet<String> = include_str!("routes.rs")
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_string)
+            .collect();
+        assert_eq!(documented, served);
+    }
+}
