@@ -72,7 +72,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         let now = inner.clock.now_ms();
         // Planning one run can unblock the next of the same person: go again while it helps.
         for _ in 0..16 {
-            match plan_due(&inner, now).await {
+            match plan_due(&inner, inner.clock.now_ms()).await {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) => {
