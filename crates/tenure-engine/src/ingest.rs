@@ -70,7 +70,8 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
         tokio::select! {
             n = rx.recv_many(&mut jobs, 128) => if n == 0 { return },
             // Submissions still queued get "shutting down" when their reply channel drops.
-            _ = shutdown.changed() => return,
+            // `wait_for` also sees a stop requested before this task first ran.
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
         // Leaves and engagement ends are stored (and planned) in a transaction of their own,
         // ahead of the hires queued beside them, unless the same person has an event among

@@ -323,7 +323,8 @@ impl Engine {
 
     /// Stops taking new work, lets calls in flight finish and record, then stops the loops.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        // `send` would drop the value when no task has subscribed yet; this always stores it.
+        self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("task list lock"));
         for t in tasks {

@@ -133,7 +133,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
 }
@@ -333,13 +333,19 @@ pub(crate) async fn completer(
 ) {
     let mut shutdown = inner.shutdown.subscribe();
     let (mut urgent_batch, mut normal_batch) = (Vec::with_capacity(128), Vec::with_capacity(512));
+    // Once stopping, only the outcomes of calls still in flight are awaited. `wait_for` sees a
+    // stop requested before this task first ran, which `changed` would miss.
+    let mut stopping = false;
     loop {
         // Leaver outcomes go first and in small transactions of their own.
         let lane = tokio::select! {
             biased;
             n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight)),
             n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight)),
-            _ = shutdown.changed() => None,
+            _ = shutdown.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                None
+            }
         };
         if let Some((batch, counter)) = lane {
             let outcomes = std::mem::take(batch);
@@ -354,7 +360,7 @@ pub(crate) async fn completer(
         }
         let idle = inner.in_flight.load(Ordering::Acquire) == 0
             && inner.urgent_in_flight.load(Ordering::Acquire) == 0;
-        if *shutdown.borrow() && idle {
+        if stopping && idle {
             break;
         }
     }

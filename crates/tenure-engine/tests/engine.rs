@@ -413,3 +413,13 @@ impl Now for ManualClock {
         self.now_ms()
     }
 }
+
+/// A stop requested right after start, before the engine's tasks first ran (on this
+/// single-threaded test runtime they have not), still stops every one of them.
+#[tokio::test]
+async fn an_engine_stopped_at_once_stops() {
+    let h = harness(config("")).await;
+    tokio::time::timeout(Duration::from_secs(10), h.engine.shutdown())
+        .await
+        .expect("the engine did not stop");
+}
