@@ -22,6 +22,8 @@ mod worker;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;
+/// The policy crate, so callers can load the policy set they start the engine with.
+pub use tenure_policy;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -32,6 +34,7 @@ use tenure_connectors::Connector;
 use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
 use tenure_core::breaker::{Breaker, CircuitState};
 use tenure_core::config::Config;
+use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 
@@ -114,6 +117,8 @@ pub(crate) struct SystemHandle {
 pub(crate) struct Inner {
     store: Store,
     config: Arc<Config>,
+    /// Decides every grant a plan would make (allows all when there are no policy files).
+    policy: Arc<PolicyEngine>,
     systems: HashMap<String, SystemHandle>,
     clock: Arc<dyn Clock>,
     rng: Mutex<StdRng>,
@@ -161,10 +166,24 @@ pub struct SystemStatus {
 }
 
 impl Engine {
-    /// Builds connectors for every configured system and starts the engine's loops.
+    /// Builds connectors for every configured system and starts the engine's loops, without
+    /// policy: every grant is allowed. See [`Engine::start_with_policy`].
     pub async fn start(
         store: Store,
         config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        options: EngineOptions,
+    ) -> Result<Engine> {
+        let policy = Arc::new(PolicyEngine::allow_all());
+        Engine::start_with_policy(store, config, policy, clock, options).await
+    }
+
+    /// Like [`Engine::start`], with a policy set (loaded against the same `config`) that
+    /// authorizes every grant before it becomes a step.
+    pub async fn start_with_policy(
+        store: Store,
+        config: Arc<Config>,
+        policy: Arc<PolicyEngine>,
         clock: Arc<dyn Clock>,
         options: EngineOptions,
     ) -> Result<Engine> {
@@ -212,6 +231,7 @@ impl Engine {
         let inner = Arc::new(Inner {
             store,
             config,
+            policy,
             systems,
             clock,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -245,6 +265,11 @@ impl Engine {
     /// The configuration the engine runs on.
     pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
+    }
+
+    /// The policy set that authorizes grants.
+    pub fn policy(&self) -> &Arc<PolicyEngine> {
+        &self.inner.policy
     }
 
     /// The engine's clock.

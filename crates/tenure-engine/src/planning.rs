@@ -4,10 +4,12 @@
 use crate::{EngineError, Inner, Result, RunFinished};
 use chrono::DateTime;
 use serde::Serialize;
+use tenure_core::config::Config;
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
-use tenure_core::{AccountState, Grant, GrantState};
+use tenure_core::{AccountState, Grant, GrantState, Person};
+use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{NewAudit, RunRow, StepRow, Tx};
 
 /// A run with its steps, as the API shows it.
@@ -135,7 +137,7 @@ pub(crate) async fn plan_run(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
-    let desired = planner::desired_access(
+    let mut desired = planner::desired_access(
         config,
         &applied.person,
         &all_engagements,
@@ -143,6 +145,17 @@ pub(crate) async fn plan_run(
         today,
         now,
     );
+    let authorized = authorize_grants(
+        config,
+        &inner.policy,
+        &applied.person,
+        &mut desired,
+        &grants,
+    );
+    for d in authorized.denied() {
+        // A grant planned by an earlier run that never ran is no longer wanted.
+        tenure_store::forget_pending_grant(tx.conn(), &run.person_id, &d.entitlement).await?;
+    }
     let plan = planner::plan(
         config,
         &desired,
@@ -162,7 +175,12 @@ pub(crate) async fn plan_run(
             idx: i as i64,
             phase: s.phase as i64,
             ready: false,
-            state: StepState::Pending,
+            state: match &s.entitlement {
+                Some(e) if s.action == Action::Grant && authorized.needs_approval(e) => {
+                    StepState::AwaitingApproval
+                }
+                _ => StepState::Pending,
+            },
             priority,
             available_at: now,
             person_id: run.person_id.clone(),
@@ -203,7 +221,11 @@ pub(crate) async fn plan_run(
                     entitlement: s.entitlement.clone().unwrap_or_default(),
                     source: s.source.unwrap_or(tenure_core::GrantSource::Birthright),
                     source_ref: s.source_ref.clone().unwrap_or_default(),
-                    state: GrantState::Pending,
+                    state: if s.state == StepState::AwaitingApproval {
+                        GrantState::AwaitingApproval
+                    } else {
+                        GrantState::Pending
+                    },
                     granted_at: None,
                     expires_at: None,
                 },
@@ -214,9 +236,24 @@ pub(crate) async fn plan_run(
     }
     tenure_store::upsert_accounts(tx.conn(), &accounts_pending, now).await?;
     tenure_store::upsert_grants(tx.conn(), &grants_pending, now).await?;
-    let note = (!plan.skipped.is_empty())
-        .then(|| serde_json::json!({ "skipped": plan.skipped }).to_string());
+    let mut note = serde_json::Map::new();
+    if !plan.skipped.is_empty() {
+        note.insert("skipped".into(), serde_json::json!(plan.skipped));
+    }
+    authorized.add_to_note(&mut note);
+    let note = (!note.is_empty()).then(|| serde_json::Value::Object(note).to_string());
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+    let mut details = serde_json::json!({
+        "status": applied.person.status,
+        "steps": plan.steps.iter().map(|s| serde_json::json!({
+            "phase": s.phase, "action": s.action, "system": s.system, "entitlement": s.entitlement,
+            "source": s.source, "source_ref": s.source_ref,
+        })).collect::<Vec<_>>(),
+        "skipped": plan.skipped,
+    });
+    if let Some(d) = details.as_object_mut() {
+        authorized.add_to_audit(d);
+    }
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
@@ -225,18 +262,189 @@ pub(crate) async fn plan_run(
         run_id: Some(run.id.clone()),
         reason: format!("{} event {}", event.kind, event_row.id),
         correlation_id: run.event_id.clone(),
-        details: serde_json::json!({
-            "status": applied.person.status,
-            "steps": plan.steps.iter().map(|s| serde_json::json!({
-                "phase": s.phase, "action": s.action, "system": s.system, "entitlement": s.entitlement,
-                "source": s.source, "source_ref": s.source_ref,
-            })).collect::<Vec<_>>(),
-            "skipped": plan.skipped,
-        }),
+        details,
         ..Default::default()
     });
     advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
+}
+
+/// Policy's decision on one grant a plan would make.
+struct GrantDecision {
+    entitlement: String,
+    decision: Decision,
+    /// Who must approve, per required approval: (approver, person or team if known, policy).
+    approvers: Vec<(Approver, Option<String>, String)>,
+}
+
+/// What policy said about the grants of one plan.
+#[derive(Default)]
+struct Authorized {
+    decisions: Vec<GrantDecision>,
+}
+
+impl Authorized {
+    fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
+        self.decisions.iter().filter(|d| !d.decision.allowed)
+    }
+
+    fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision.needs_approval())
+    }
+
+    fn needs_approval(&self, entitlement: &str) -> bool {
+        self.awaiting().any(|d| d.entitlement == entitlement)
+    }
+
+    fn denied_json(&self) -> Vec<serde_json::Value> {
+        self.denied()
+            .map(|d| {
+                serde_json::json!({
+                    "entitlement": d.entitlement,
+                    "policies": d.decision.reasons,
+                    "reason": d.decision.explain(),
+                    "errors": d.decision.errors,
+                })
+            })
+            .collect()
+    }
+
+    fn awaiting_json(&self) -> Vec<serde_json::Value> {
+        self.awaiting()
+            .map(|d| {
+                serde_json::json!({
+                    "entitlement": d.entitlement,
+                    "approvals": d.approvers.iter().map(|(a, who, policy)| serde_json::json!({
+                        "approver": a, "who": who, "policy": policy,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    }
+
+    /// The run's note: what was denied (with the deciding policies) and what waits for whom.
+    fn add_to_note(&self, note: &mut serde_json::Map<String, serde_json::Value>) {
+        let denied = self.denied_json();
+        if !denied.is_empty() {
+            note.insert("denied".into(), denied.into());
+        }
+        let awaiting = self.awaiting_json();
+        if !awaiting.is_empty() {
+            note.insert("awaiting_approval".into(), awaiting.into());
+        }
+    }
+
+    /// The `run.planned` audit entry: every decision with its reasons, then the denied grants
+    /// and the approvals required.
+    fn add_to_audit(&self, details: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.decisions.is_empty() {
+            return;
+        }
+        let all: Vec<_> = self
+            .decisions
+            .iter()
+            .map(|d| {
+                let outcome = if !d.decision.allowed {
+                    "deny"
+                } else if d.decision.needs_approval() {
+                    "approval_required"
+                } else {
+                    "allow"
+                };
+                serde_json::json!({
+                    "entitlement": d.entitlement,
+                    "decision": outcome,
+                    "policies": d.decision.reasons,
+                    "errors": d.decision.errors,
+                })
+            })
+            .collect();
+        details.insert("authorization".into(), all.into());
+        details.insert("denied".into(), self.denied_json().into());
+        details.insert("awaiting_approval".into(), self.awaiting_json().into());
+    }
+}
+
+/// Asks policy about every grant the plan would make (wanted, not held). Denied entitlements
+/// leave `desired`, so no step is planned for them, nor an account needed only for them.
+/// Held entitlements are not asked about again: policy decides grants, it does not revoke.
+fn authorize_grants(
+    config: &Config,
+    policy: &PolicyEngine,
+    person: &Person,
+    desired: &mut planner::Desired,
+    grants: &[Grant],
+) -> Authorized {
+    let mut out = Authorized::default();
+    if !policy.is_enforcing() {
+        return out;
+    }
+    let held: std::collections::BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| g.is_held())
+        .map(|g| g.entitlement.as_str())
+        .collect();
+    for (id, want) in &desired.entitlements {
+        if held.contains(id.as_str()) {
+            continue;
+        }
+        let Some(ent) = config.entitlements.get(id) else {
+            continue;
+        };
+        let client = ent.client.as_ref().and_then(|c| config.clients.get(c));
+        let decision = policy.authorize(
+            person,
+            ent,
+            client,
+            GrantContext {
+                source: want.source,
+                source_ref: &want.source_ref,
+            },
+        );
+        let outcome = if !decision.allowed {
+            "deny"
+        } else if decision.needs_approval() {
+            "approval_required"
+        } else {
+            "allow"
+        };
+        metrics::counter!("tenure_policy_decisions_total", "decision" => outcome).increment(1);
+        let approvers = decision
+            .approvals
+            .iter()
+            .map(|a| {
+                let who = match a.approver {
+                    Approver::Owner => ent.owner.clone(),
+                    Approver::Manager => person.manager.clone(),
+                    Approver::ClientOwner => client
+                        .and_then(|c| c.attributes.get("owner"))
+                        .and_then(|o| o.as_str())
+                        .map(str::to_string),
+                };
+                (a.approver, who, a.policy.clone())
+            })
+            .collect();
+        out.decisions.push(GrantDecision {
+            entitlement: id.clone(),
+            decision,
+            approvers,
+        });
+    }
+    let denied: Vec<String> = out.denied().map(|d| d.entitlement.clone()).collect();
+    if !denied.is_empty() {
+        for id in &denied {
+            desired.entitlements.remove(id);
+        }
+        desired.systems = desired
+            .entitlements
+            .keys()
+            .filter_map(|e| config.entitlements.get(e))
+            .map(|e| e.system.clone())
+            .collect();
+    }
+    out
 }
 
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were

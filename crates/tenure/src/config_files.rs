@@ -1,8 +1,10 @@
-//! Reads a configuration folder from disk (or the built-in demo) for the pure parser.
+//! Reads a configuration folder from disk (or the built-in demo) for the pure parsers: the
+//! configuration (`tenure.toml` and its templates) and the Cedar policies in `policies/`.
 
-use anyhow::{Context, Result, anyhow};
-use std::path::Path;
-use tenure_core::config::{Config, SourceFile};
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use tenure_core::config::{Config, ConfigError, SourceFile};
+use tenure_engine::tenure_policy::PolicyEngine;
 
 /// The built-in demo configuration: `tenure.toml` and its templates.
 pub const DEMO_CONFIG: &str = include_str!("../demo/tenure.toml");
@@ -30,10 +32,46 @@ pub const DEMO_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("sales.toml", include_str!("../demo/templates/sales.toml")),
     (
+        "staff-engineers.toml",
+        include_str!("../demo/templates/staff-engineers.toml"),
+    ),
+    (
         "support.toml",
         include_str!("../demo/templates/support.toml"),
     ),
 ];
+/// The built-in demo policies, as (file name, text).
+pub const DEMO_POLICIES: &[(&str, &str)] = &[
+    (
+        "approvals.cedar",
+        include_str!("../demo/policies/approvals.cedar"),
+    ),
+    ("base.cedar", include_str!("../demo/policies/base.cedar")),
+    (
+        "contractors.cedar",
+        include_str!("../demo/policies/contractors.cedar"),
+    ),
+    (
+        "data-residency.cedar",
+        include_str!("../demo/policies/data-residency.cedar"),
+    ),
+];
+
+/// The folder beside `tenure.toml` that holds the `*.cedar` policy files.
+pub const POLICIES_DIR: &str = "policies";
+
+/// A configuration with its policies, validated together.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The policy set (allows everything when there are no policy files).
+    pub policy: PolicyEngine,
+    /// How many policy files were read.
+    pub policy_files: usize,
+    /// Located warnings that do not stop tenure.
+    pub warnings: Vec<ConfigError>,
+}
 
 /// Parses the built-in demo configuration.
 pub fn demo() -> Config {
@@ -51,9 +89,107 @@ pub fn demo() -> Config {
     Config::parse(&main, &templates).expect("the built-in demo configuration is valid")
 }
 
-/// Reads `tenure.toml` and every `*.toml` in its templates folder (`templates_dir`, default
-/// `templates` beside it), then validates the whole; errors name file, line and column.
+/// The built-in demo policies, checked against the built-in demo configuration.
+pub fn demo_policy() -> PolicyEngine {
+    let files: Vec<_> = DEMO_POLICIES
+        .iter()
+        .map(|(name, text)| SourceFile {
+            path: format!("demo/{POLICIES_DIR}/{name}"),
+            text: (*text).into(),
+        })
+        .collect();
+    PolicyEngine::load(&demo(), None, &files)
+        .expect("the built-in demo policies are valid")
+        .engine
+}
+
+/// Writes the demo configuration (`tenure.toml`, `templates/`, `policies/`) into `dir`, so that
+/// `tenure serve --config DIR/tenure.toml` serves it. Refuses to overwrite a file unless `force`.
+pub fn write_demo(dir: &Path, force: bool) -> Result<Vec<PathBuf>> {
+    let mut files = vec![(dir.join("tenure.toml"), DEMO_CONFIG)];
+    for (name, text) in DEMO_TEMPLATES {
+        files.push((dir.join("templates").join(name), text));
+    }
+    for (name, text) in DEMO_POLICIES {
+        files.push((dir.join(POLICIES_DIR).join(name), text));
+    }
+    if !force {
+        let existing: Vec<_> = files
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            bail!(
+                "not overwriting existing files (use --force): {}",
+                existing.join(", ")
+            );
+        }
+    }
+    for (path, text) in &files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Reads `tenure.toml`, its templates and its policies, and validates them together (see
+/// [`load_all`]); warnings are logged.
 pub fn load(path: &Path) -> Result<Config> {
+    let loaded = load_all(path)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+/// Reads `tenure.toml`, every `*.toml` in its templates folder (`templates_dir`, default
+/// `templates` beside it) and every `*.cedar` in `policies/` beside it, then validates the
+/// configuration and the policies against the schema generated from it; errors name file, line
+/// and column.
+pub fn load_all(path: &Path) -> Result<Loaded> {
+    let (config, main) = load_config(path)?;
+    let dir = path.parent().unwrap_or(Path::new(".")).join(POLICIES_DIR);
+    let policies = read_dir_files(&dir, "cedar")?;
+    let loaded = PolicyEngine::load(&config, Some(&main), &policies)
+        .map_err(|e| anyhow!("invalid policy:\n{e}"))?;
+    Ok(Loaded {
+        config,
+        policy: loaded.engine,
+        policy_files: policies.len(),
+        warnings: loaded.warnings,
+    })
+}
+
+/// Every `*.{ext}` file in `dir` (none if it does not exist), in name order.
+fn read_dir_files(dir: &Path, ext: &str) -> Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let p = entry.path();
+        if p.is_file() && p.extension().is_some_and(|e| e == ext) {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            out.push(SourceFile {
+                path: p.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and validates `tenure.toml` and its templates only; returns the main file too.
+pub fn load_config(path: &Path) -> Result<(Config, SourceFile)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let main = SourceFile {
@@ -69,33 +205,89 @@ pub fn load(path: &Path) -> Result<Config> {
         })
         .unwrap_or_else(|| "templates".into());
     let dir = path.parent().unwrap_or(Path::new(".")).join(dir_name);
-    let mut templates = Vec::new();
-    if dir.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let p = entry.path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                templates.push(SourceFile {
-                    path: p.display().to_string(),
-                    text,
-                });
-            }
-        }
-    }
-    Config::parse(&main, &templates).map_err(|e| anyhow!("invalid configuration:\n{e}"))
+    let templates = read_dir_files(&dir, "toml")?;
+    let config =
+        Config::parse(&main, &templates).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    Ok((config, main))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use tenure_core::model::{GrantSource, Person, PersonStatus, WorkerType};
+    use tenure_engine::tenure_policy::{Approver, GrantContext};
+
     #[test]
     fn the_demo_configuration_is_valid() {
         let c = super::demo();
         assert_eq!(c.systems.len(), 4);
         assert_eq!(c.clients.len(), 3);
+    }
+
+    fn person(worker_type: WorkerType, title: &str, location: &str) -> Person {
+        Person {
+            id: "p".into(),
+            name: "P".into(),
+            email: "p@example.com".into(),
+            worker_type,
+            department: Some("Engineering".into()),
+            title: Some(title.into()),
+            location: Some(location.into()),
+            manager: None,
+            start_date: None,
+            end_date: None,
+            status: PersonStatus::Active,
+        }
+    }
+
+    #[test]
+    fn the_demo_policies_say_what_their_comments_say() {
+        let c = demo();
+        let p = demo_policy();
+        assert!(p.is_enforcing());
+        assert_eq!(p.policy_ids().len(), 4);
+        let ask = |person: &Person, ent: &str| {
+            let e = &c.entitlements[ent];
+            let client = e.client.as_ref().and_then(|id| c.clients.get(id));
+            let ctx = GrantContext {
+                source: GrantSource::Birthright,
+                source_ref: "t",
+            };
+            p.authorize(person, e, client, ctx)
+        };
+        let staff = person(WorkerType::Employee, "Staff Engineer", "London");
+        let contractor = person(WorkerType::Contractor, "Staff Engineer", "Berlin");
+        let berlin = person(WorkerType::Employee, "Software Engineer", "Berlin");
+        // Base permit.
+        let d = ask(&staff, "directory:all-staff");
+        assert!(d.allowed && !d.needs_approval(), "{d:?}");
+        // Contractors never privileged; employees wait for the owner.
+        let d = ask(&contractor, "directory:admins");
+        assert_eq!(d.reasons, vec!["contractors-never-privileged"]);
+        assert!(!d.allowed);
+        let d = ask(&staff, "directory:admins");
+        assert!(d.needs_approval(), "{d:?}");
+        assert_eq!(d.approvals[0].approver, Approver::Owner);
+        // acme keeps its data in the EU; globex does not.
+        let d = ask(&staff, "crm:client-acme");
+        assert_eq!(d.reasons, vec!["eu-data-stays-with-eu-staff"]);
+        assert!(ask(&berlin, "crm:client-acme").allowed);
+        assert!(ask(&staff, "crm:client-globex").allowed);
+    }
+
+    #[test]
+    fn init_writes_a_configuration_that_loads_with_its_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_demo(dir.path(), false).unwrap();
+        assert_eq!(
+            written.len(),
+            1 + DEMO_TEMPLATES.len() + DEMO_POLICIES.len()
+        );
+        let loaded = load_all(&dir.path().join("tenure.toml")).unwrap();
+        assert_eq!(loaded.policy_files, DEMO_POLICIES.len());
+        assert!(loaded.policy.is_enforcing());
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(write_demo(dir.path(), false).is_err());
+        write_demo(dir.path(), true).unwrap();
     }
 }

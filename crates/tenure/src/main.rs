@@ -3,6 +3,7 @@
 mod bench;
 mod config_files;
 mod demo;
+mod policy_cmd;
 mod serve;
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +43,20 @@ enum Command {
     /// Run the engine in process against zero-latency sandbox systems and print throughput
     /// and latency figures.
     Bench(bench::BenchArgs),
+    /// Policy as code (Cedar): check policies, print the schema, measure decisions.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
+    /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
+    /// for `tenure serve --config DIR/tenure.toml`.
+    Init {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,6 +151,19 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Bench(args) => bench::run(args).await,
+            Command::Policy { command } => policy_cmd::run(command),
+            Command::Init { dir, force } => {
+                let written = config_files::write_demo(&dir, force)?;
+                for p in &written {
+                    println!("wrote {}", p.display());
+                }
+                let config = dir.join("tenure.toml");
+                println!(
+                    "next: tenure policy check --config {0}\n      tenure serve --config {0}",
+                    config.display()
+                );
+                Ok(())
+            }
         }
     })
 }

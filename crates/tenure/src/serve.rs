@@ -46,11 +46,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let config = match &args.config {
-        Some(path) => config_files::load(path)?,
+    let (config, policy) = match &args.config {
+        Some(path) => {
+            let loaded = config_files::load_all(path)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            tracing::info!(
+                policy_files = loaded.policy_files,
+                enforcing = loaded.policy.is_enforcing(),
+                "configuration and policies loaded"
+            );
+            (loaded.config, loaded.policy)
+        }
         None => {
-            tracing::info!("no --config given: using the built-in demo configuration");
-            config_files::demo()
+            tracing::info!("no --config given: using the built-in demo configuration and policies");
+            (config_files::demo(), config_files::demo_policy())
         }
     };
     let metrics = PrometheusBuilder::new()
@@ -63,9 +74,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let store = args.db.open().await?;
     bootstrap_token(&store).await?;
     let sole_instance = store.backend() == Backend::Sqlite;
-    let engine = Engine::start(
+    let engine = Engine::start_with_policy(
         store.clone(),
         Arc::new(config),
+        Arc::new(policy),
         Arc::new(SystemClock),
         EngineOptions {
             sole_instance,

@@ -1,0 +1,320 @@
+//! Policy in the engine: every grant a plan would make is authorized first. A forbidden grant
+//! becomes no step (and no account only it needed), with the deciding policy recorded in the
+//! run's note and audit entry; a grant that needs approval waits in `awaiting_approval`.
+//! `TENURE_TEST_DATABASE_URL=postgres://...` runs the same tests on PostgreSQL.
+
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tenure_core::config::{Config, SourceFile};
+use tenure_core::event::parse_event;
+use tenure_core::run::{RunState, StepState};
+use tenure_core::{GrantState, planner::Action};
+use tenure_engine::tenure_policy::PolicyEngine;
+use tenure_engine::{Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
+use tenure_store::Store;
+
+const CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+
+[[clients]]
+id = "acme"
+[clients.attributes]
+data_region = "eu"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:admins"
+system = "directory"
+risk = "privileged"
+owner = "it-ops"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+client = "acme"
+"#;
+
+const POLICIES: &[(&str, &str)] = &[
+    (
+        "policies/base.cedar",
+        r#"@id("base") permit (principal is Person, action == Action::"grant", resource is Entitlement);"#,
+    ),
+    (
+        "policies/contractors.cedar",
+        r#"@id("contractors-never-privileged")
+forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { principal.worker_type == "contractor" && resource.risk == "privileged" };"#,
+    ),
+    (
+        "policies/eu.cedar",
+        r#"@id("eu-data-stays-with-eu-staff")
+forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource has client && resource.client has data_region && resource.client.data_region == "eu" }
+unless { principal has location && ["Berlin", "Paris"].contains(principal.location) };"#,
+    ),
+    (
+        "policies/approvals.cedar",
+        r#"@id("high-risk-needs-owner-approval")
+@approval("owner")
+permit (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource.risk == "high" || resource.risk == "privileged" };"#,
+    ),
+];
+
+fn src(p: &str, s: &str) -> SourceFile {
+    SourceFile {
+        path: p.into(),
+        text: s.into(),
+    }
+}
+
+fn config() -> Config {
+    Config::parse(
+        &src("tenure.toml", CONFIG),
+        &[
+            src("all.toml", "entitlements = [\"directory:staff\"]\n"),
+            src(
+                "admins.toml",
+                "entitlements = [\"directory:admins\"]\n[match]\ntitle = [\"Admin\"]\n",
+            ),
+            src(
+                "consultant.toml",
+                "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n",
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+struct Harness {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = match std::env::var("TENURE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("tenure_policy_{}", uuid::Uuid::new_v4().simple());
+            let url = tenure_store::create_scratch_database(&url, &name)
+                .await
+                .unwrap();
+            Store::connect(&url).await.unwrap()
+        }
+        _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
+    };
+    let config = config();
+    let files: Vec<_> = POLICIES.iter().map(|(p, t)| src(p, t)).collect();
+    let policy = PolicyEngine::load(&config, None, &files)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .engine;
+    let engine = Engine::start_with_policy(
+        store,
+        Arc::new(config),
+        Arc::new(policy),
+        Arc::new(ManualClock::new(1_780_000_000_000)),
+        EngineOptions {
+            seed: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    Harness { engine, _dir: dir }
+}
+
+impl Harness {
+    async fn send(&self, body: &str) -> String {
+        let event = parse_event(body.as_bytes()).unwrap();
+        match self
+            .engine
+            .submit(Submission {
+                event,
+                idempotency_key: None,
+                actor: "test".into(),
+            })
+            .await
+            .unwrap()
+        {
+            IngestOutcome::Accepted { run_id, .. } => run_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits until the run is in `state` (terminal or not).
+    async fn reach(&self, run_id: &str, state: RunState) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.engine.run_detail(run_id).await.unwrap().run.state;
+            if now == state {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline && !now.is_terminal(),
+                "run {run_id} is {now}, expected {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn planned_audit(&self, run_id: &str) -> Value {
+        let mut c = self.engine.store().reader().await.unwrap();
+        let entries = tenure_store::audit_page(&mut c, 0, None, 10_000)
+            .await
+            .unwrap();
+        let e = entries
+            .iter()
+            .find(|e| e.action == "run.planned" && e.run_id.as_deref() == Some(run_id))
+            .expect("a run.planned entry");
+        serde_json::from_str(&e.details).unwrap()
+    }
+
+    async fn grant_state(&self, person: &str, entitlement: &str) -> Option<GrantState> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        tenure_store::grants_of(&mut c, person)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(g, _)| g.entitlement == entitlement)
+            .map(|(g, _)| g.state)
+    }
+}
+
+fn hire(id: &str, worker_type: &str, title: &str, location: &str) -> String {
+    format!(
+        r#"{{"type":"hire","person":{{"id":"{id}","name":"N {id}","email":"{id}@example.com","worker_type":"{worker_type}","title":"{title}","location":"{location}","manager":"boss"}}}}"#
+    )
+}
+
+fn grants_in(steps: &[tenure_store::StepRow]) -> Vec<&str> {
+    steps
+        .iter()
+        .filter(|s| s.action == Action::Grant)
+        .filter_map(|s| s.entitlement.as_deref())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_forbidden_grant_makes_no_step_and_records_why() {
+    let h = harness().await;
+    let run = h.send(&hire("c1", "contractor", "Admin", "Berlin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert_eq!(
+        grants_in(&d.steps),
+        vec!["directory:staff"],
+        "{:#?}",
+        d.steps
+    );
+    assert_eq!(h.grant_state("c1", "directory:admins").await, None);
+
+    let note: Value = serde_json::from_str(d.run.note.as_deref().expect("a note")).unwrap();
+    assert_eq!(note["denied"][0]["entitlement"], "directory:admins");
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["contractors-never-privileged"])
+    );
+
+    let audit = h.planned_audit(&run).await;
+    assert_eq!(audit["denied"][0]["entitlement"], "directory:admins");
+    assert_eq!(
+        audit["denied"][0]["reason"],
+        "forbidden by contractors-never-privileged"
+    );
+    let decisions = audit["authorization"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["entitlement"] == "directory:staff"
+                && d["decision"] == "allow"
+                && d["policies"] == serde_json::json!(["base"]))
+    );
+}
+
+#[tokio::test]
+async fn a_grant_needing_approval_waits_in_awaiting_approval() {
+    let h = harness().await;
+    let run = h.send(&hire("e1", "employee", "Admin", "Paris")).await;
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    let admins = d
+        .steps
+        .iter()
+        .find(|s| s.entitlement.as_deref() == Some("directory:admins"))
+        .expect("a step for the privileged grant");
+    assert_eq!(admins.state, StepState::AwaitingApproval);
+    assert!(
+        d.steps
+            .iter()
+            .filter(|s| s.id != admins.id)
+            .all(|s| s.state == StepState::Succeeded),
+        "{:#?}",
+        d.steps
+    );
+    assert_eq!(
+        h.grant_state("e1", "directory:admins").await,
+        Some(GrantState::AwaitingApproval)
+    );
+    assert_eq!(
+        h.grant_state("e1", "directory:staff").await,
+        Some(GrantState::Granted)
+    );
+    // The privileged group was not granted on the target system.
+    let dir = h.engine.connector("directory").unwrap();
+    assert_eq!(
+        dir.list_memberships("e1").await.unwrap(),
+        vec!["directory:staff"]
+    );
+
+    let want = serde_json::json!([{
+        "entitlement": "directory:admins",
+        "approvals": [{ "approver": "owner", "who": "it-ops", "policy": "high-risk-needs-owner-approval" }],
+    }]);
+    assert_eq!(h.planned_audit(&run).await["awaiting_approval"], want);
+    let note: Value = serde_json::from_str(d.run.note.as_deref().unwrap()).unwrap();
+    assert_eq!(note["awaiting_approval"], want);
+
+    // A leave does not wait for the approval: it cancels the waiting grant and revokes the rest.
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    h.reach(&leave, RunState::Succeeded).await;
+    assert_eq!(h.grant_state("e1", "directory:admins").await, None);
+}
+
+#[tokio::test]
+async fn a_system_reached_only_by_denied_grants_gets_no_account() {
+    let h = harness().await;
+    let run = h
+        .send(&hire("u1", "employee", "Engineer", "New York"))
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let run = h
+        .send(r#"{"type":"engagement_start","person":{"id":"u1"},"engagement":{"client":"acme","role":"consultant"}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert!(d.steps.is_empty(), "{:#?}", d.steps);
+    let note: Value = serde_json::from_str(d.run.note.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["eu-data-stays-with-eu-staff"])
+    );
+    let crm = h.engine.connector("crm").unwrap();
+    assert!(crm.list_accounts().await.unwrap().is_empty());
+
+    // Staff in the EU get the client's access.
+    let run = h.send(&hire("u2", "employee", "Engineer", "Berlin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let run = h
+        .send(r#"{"type":"engagement_start","person":{"id":"u2"},"engagement":{"client":"acme","role":"consultant"}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    assert_eq!(crm.list_memberships("u2").await.unwrap(), vec!["crm:acme"]);
+}
