@@ -3,6 +3,7 @@
 //! every error points at a file, line and column.
 
 use crate::model::{Client, Entitlement, Person, Retention, Risk, System, WorkerType};
+use crate::roster::{ColumnMap, Field};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -98,6 +99,26 @@ pub struct Config {
     pub entitlements: BTreeMap<String, Entitlement>,
     /// Role templates, in id order.
     pub templates: Vec<RoleTemplate>,
+    /// How `tenure import` reads HR rosters (`[import]`, optional).
+    pub import: ImportSettings,
+}
+
+/// `[import]`: how `tenure import` reads an HR roster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportSettings {
+    /// The largest share of people (0 to 1) one import may terminate without `--confirm`.
+    pub max_leave_share: f64,
+    /// Which CSV header holds each field (`[import.columns]`, field = "Header").
+    pub columns: ColumnMap,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            max_leave_share: 0.05,
+            columns: ColumnMap::default(),
+        }
+    }
 }
 
 /// Maps person attributes or an engagement role to entitlements.
@@ -201,6 +222,49 @@ struct RawConfig {
     #[serde(default)]
     #[allow(dead_code)]
     templates_dir: Option<String>,
+    #[serde(default)]
+    import: RawImport,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    max_leave_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    columns: RawColumns,
+}
+
+/// `[import.columns]`: one optional header per roster field.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawColumns {
+    id: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    email: Option<Spanned<String>>,
+    worker_type: Option<Spanned<String>>,
+    department: Option<Spanned<String>>,
+    title: Option<Spanned<String>>,
+    location: Option<Spanned<String>>,
+    manager: Option<Spanned<String>>,
+    start_date: Option<Spanned<String>>,
+    end_date: Option<Spanned<String>>,
+}
+
+impl RawColumns {
+    fn get(&self, field: Field) -> Option<&Spanned<String>> {
+        match field {
+            Field::Id => self.id.as_ref(),
+            Field::Name => self.name.as_ref(),
+            Field::Email => self.email.as_ref(),
+            Field::WorkerType => self.worker_type.as_ref(),
+            Field::Department => self.department.as_ref(),
+            Field::Title => self.title.as_ref(),
+            Field::Location => self.location.as_ref(),
+            Field::Manager => self.manager.as_ref(),
+            Field::StartDate => self.start_date.as_ref(),
+            Field::EndDate => self.end_date.as_ref(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -507,13 +571,63 @@ fn validate(
     }
     templates.sort_by(|a, b| a.id.cmp(&b.id));
 
+    let import = validate_import(main, &raw.import, &mut err);
+
     Config {
         engine: raw.engine,
         systems,
         clients,
         entitlements,
         templates,
+        import,
     }
+}
+
+fn validate_import(
+    main: &SourceFile,
+    raw: &RawImport,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> ImportSettings {
+    let mut settings = ImportSettings::default();
+    if let Some(share) = &raw.max_leave_share {
+        let v = *share.get_ref();
+        if v.is_finite() && (0.0..=1.0).contains(&v) {
+            settings.max_leave_share = v;
+        } else {
+            err(
+                main,
+                share.span(),
+                format!("max_leave_share must be a share between 0 and 1 (0.05 is 5%), not {v}"),
+            );
+        }
+    }
+    let mut seen: BTreeMap<String, (Field, Option<Range<usize>>)> = BTreeMap::new();
+    for field in Field::ALL {
+        let (header, span) = match raw.columns.get(field) {
+            Some(h) => (h.get_ref().trim().to_string(), Some(h.span())),
+            None => (field.as_str().to_string(), None),
+        };
+        if let Some(span) = &span {
+            if header.is_empty() {
+                err(
+                    main,
+                    span.clone(),
+                    format!("the column header for `{field}` must not be empty"),
+                );
+                continue;
+            }
+            settings.columns.set(field, header.clone());
+        }
+        if let Some((other, other_span)) = seen.insert(header.to_lowercase(), (field, span.clone()))
+        {
+            err(
+                main,
+                span.or(other_span).unwrap_or(0..0),
+                format!("`{field}` and `{other}` both read column `{header}`"),
+            );
+        }
+    }
+    settings
 }
 
 /// Ids are non-empty and made of letters, digits, `-`, `_`, `.` and `:`.
@@ -577,6 +691,49 @@ system = "directory"
             (errs[1].file.as_str(), errs[1].line, errs[1].column),
             ("templates/eng.toml", 2, 3)
         );
+    }
+
+    #[test]
+    fn the_import_section_is_optional_and_validated() {
+        let c = Config::parse(&file("tenure.toml", MAIN), &[]).unwrap();
+        assert_eq!(c.import, ImportSettings::default());
+        assert_eq!(c.import.columns.header(Field::Id), "id");
+
+        let text = format!(
+            "{MAIN}\n[import]\nmax_leave_share = 0.1\n[import.columns]\nid = \"Employee ID\"\nemail = \" Work Email \"\n"
+        );
+        let c = Config::parse(&file("tenure.toml", &text), &[]).unwrap();
+        assert_eq!(c.import.max_leave_share, 0.1);
+        assert_eq!(c.import.columns.header(Field::Id), "Employee ID");
+        assert_eq!(c.import.columns.header(Field::Email), "Work Email");
+        assert_eq!(c.import.columns.header(Field::Name), "name");
+
+        let bad = format!(
+            "{MAIN}\n[import]\nmax_leave_share = 5\n[import.columns]\nid = \"name\"\ntitle = \"\"\n"
+        );
+        let errs = Config::parse(&file("tenure.toml", &bad), &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!((errs[0].line, errs[0].column), (11, 19));
+        assert!(errs[0].message.contains("between 0 and 1"));
+        assert_eq!(errs[1].line, 13);
+        assert!(
+            errs[1]
+                .message
+                .contains("`name` and `id` both read column `name`"),
+            "{}",
+            errs[1].message
+        );
+        assert_eq!(errs[2].line, 14);
+        assert!(errs[2].message.contains("`title`"), "{}", errs[2].message);
+
+        let typo = format!("{MAIN}\n[import.columns]\nemial = \"E-mail\"\n");
+        let errs = Config::parse(&file("tenure.toml", &typo), &[])
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].line, 11, "{errs:?}");
+        assert!(errs[0].message.contains("emial"), "{}", errs[0].message);
     }
 
     #[test]

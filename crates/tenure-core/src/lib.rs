@@ -15,6 +15,7 @@ pub mod event;
 pub mod model;
 pub mod planner;
 pub mod retry;
+pub mod roster;
 pub mod run;
 
 pub use model::*;

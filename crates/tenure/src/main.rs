@@ -3,6 +3,7 @@
 mod bench;
 mod config_files;
 mod demo;
+mod import;
 mod policy_cmd;
 mod serve;
 
@@ -48,6 +49,9 @@ enum Command {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
     },
+    /// Import an HR roster (CSV, the full current list of people): diff it against tenure's
+    /// people and send the hire, rehire, transfer, contract_change and leave events.
+    Import(import::ImportArgs),
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -152,6 +156,7 @@ fn main() -> Result<()> {
             }
             Command::Bench(args) => bench::run(args).await,
             Command::Policy { command } => policy_cmd::run(command),
+            Command::Import(args) => import::run(args).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {
