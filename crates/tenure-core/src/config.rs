@@ -4,6 +4,7 @@
 
 use crate::model::{Client, Entitlement, Person, Retention, Risk, System, WorkerType};
 use crate::roster::{ColumnMap, Field};
+use crate::sod::{self, SodEffect, SodRule};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -101,6 +102,9 @@ pub struct Config {
     pub templates: Vec<RoleTemplate>,
     /// How `tenure import` reads HR rosters (`[import]`, optional).
     pub import: ImportSettings,
+    /// Separation-of-duties rules (`[[separation_of_duties]]`), `{client}` rules expanded per
+    /// client.
+    pub sod: Vec<SodRule>,
 }
 
 /// `[import]`: how `tenure import` reads an HR roster.
@@ -224,6 +228,24 @@ struct RawConfig {
     templates_dir: Option<String>,
     #[serde(default)]
     import: RawImport,
+    #[serde(default)]
+    separation_of_duties: Vec<RawSod>,
+}
+
+/// `[[separation_of_duties]]`: a combination of entitlements nobody may hold together.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSod {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    entitlements: Spanned<Vec<Spanned<String>>>,
+    /// For `{client}` rules: only these clients (default: every client).
+    clients: Option<Vec<Spanned<String>>>,
+    /// `deny` (default) or `approval`.
+    effect: Option<Spanned<String>>,
+    /// With `effect = "approval"`: `manager`, `owner` (default) or `client_owner`.
+    approver: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -572,6 +594,13 @@ fn validate(
     templates.sort_by(|a, b| a.id.cmp(&b.id));
 
     let import = validate_import(main, &raw.import, &mut err);
+    let sod = validate_sod(
+        main,
+        raw.separation_of_duties,
+        &entitlements,
+        &clients,
+        &mut err,
+    );
 
     Config {
         engine: raw.engine,
@@ -580,7 +609,164 @@ fn validate(
         entitlements,
         templates,
         import,
+        sod,
     }
+}
+
+/// The approvers an exception to a separation-of-duties rule may name.
+pub const SOD_APPROVERS: &[&str] = &["manager", "owner", "client_owner"];
+
+fn validate_sod(
+    main: &SourceFile,
+    raw: Vec<RawSod>,
+    entitlements: &BTreeMap<String, Entitlement>,
+    clients: &BTreeMap<String, Client>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> Vec<SodRule> {
+    let mut rules = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in raw {
+        let id = r.id.get_ref().clone();
+        if !valid_id(&id) {
+            err(
+                main,
+                r.id.span(),
+                format!("rule id `{id}` must be non-empty letters, digits, '-', '_', '.' or ':'"),
+            );
+            continue;
+        }
+        if !seen.insert(id.clone()) {
+            err(
+                main,
+                r.id.span(),
+                format!("separation-of-duties rule `{id}` is declared twice"),
+            );
+        }
+        let effect = match r.effect.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("deny") => {
+                if let Some(a) = &r.approver {
+                    err(
+                        main,
+                        a.span(),
+                        "`approver` only goes with effect = \"approval\"".into(),
+                    );
+                }
+                SodEffect::Deny
+            }
+            Some("approval") => {
+                let approver = r
+                    .approver
+                    .as_ref()
+                    .map_or("owner", |a| a.get_ref().as_str());
+                if !SOD_APPROVERS.contains(&approver) {
+                    let span = r.approver.as_ref().map(|a| a.span()).unwrap_or(r.id.span());
+                    err(
+                        main,
+                        span,
+                        format!(
+                            "unknown approver `{approver}`; expected one of: {}",
+                            SOD_APPROVERS.join(", ")
+                        ),
+                    );
+                }
+                SodEffect::Approval {
+                    approver: approver.to_string(),
+                }
+            }
+            Some(other) => {
+                let span = r.effect.as_ref().map(|e| e.span()).unwrap_or(r.id.span());
+                err(
+                    main,
+                    span,
+                    format!("unknown effect `{other}`; expected deny or approval"),
+                );
+                continue;
+            }
+        };
+        let patterns: BTreeSet<String> = r
+            .entitlements
+            .get_ref()
+            .iter()
+            .map(|e| e.get_ref().clone())
+            .collect();
+        if patterns.len() < 2 {
+            err(
+                main,
+                r.entitlements.span(),
+                format!("rule `{id}` needs at least two different entitlements"),
+            );
+            continue;
+        }
+        let per_client = patterns.iter().any(|p| p.contains("{client}"));
+        if !per_client {
+            for e in r.entitlements.get_ref() {
+                if !entitlements.contains_key(e.get_ref()) {
+                    err(
+                        main,
+                        e.span(),
+                        format!("rule `{id}` names unknown entitlement `{}`", e.get_ref()),
+                    );
+                }
+            }
+            if let Some(c) = r.clients.as_ref().and_then(|c| c.first()) {
+                err(
+                    main,
+                    c.span(),
+                    format!(
+                        "rule `{id}` has no {{client}} entitlement, so `clients` has nothing to choose"
+                    ),
+                );
+            }
+            rules.push(SodRule {
+                id,
+                client: None,
+                entitlements: patterns,
+                effect,
+                description: r.description,
+            });
+            continue;
+        }
+        let chosen: Vec<String> = match &r.clients {
+            Some(list) => {
+                let mut out = Vec::new();
+                for c in list {
+                    if clients.contains_key(c.get_ref()) {
+                        out.push(c.get_ref().clone());
+                    } else {
+                        err(
+                            main,
+                            c.span(),
+                            format!("rule `{id}` names unknown client `{}`", c.get_ref()),
+                        );
+                    }
+                }
+                out
+            }
+            None => clients.keys().cloned().collect(),
+        };
+        let before = rules.len();
+        for client in chosen {
+            let set: BTreeSet<String> = patterns.iter().map(|p| sod::expand(p, &client)).collect();
+            // A client without one of the entitlements cannot complete the combination.
+            if set.iter().all(|e| entitlements.contains_key(e)) {
+                rules.push(SodRule {
+                    id: id.clone(),
+                    client: Some(client),
+                    entitlements: set,
+                    effect: effect.clone(),
+                    description: r.description.clone(),
+                });
+            }
+        }
+        if rules.len() == before {
+            err(
+                main,
+                r.entitlements.span(),
+                format!("rule `{id}` matches no client: no client has all of its entitlements"),
+            );
+        }
+    }
+    rules
 }
 
 fn validate_import(
@@ -669,6 +855,79 @@ system = "directory"
         let c = Config::parse(&file("tenure.toml", MAIN), &[t]).unwrap();
         assert_eq!(c.templates[0].id, "all");
         assert_eq!(c.systems["directory"].max_concurrency, 16);
+    }
+
+    const SOD_MAIN: &str = r#"
+[[systems]]
+id = "erp"
+connector = "sandbox"
+
+[[clients]]
+id = "acme"
+[[clients]]
+id = "globex"
+
+[[entitlements]]
+id = "erp:vendors"
+system = "erp"
+[[entitlements]]
+id = "erp:payments"
+system = "erp"
+[[entitlements]]
+id = "erp:acme:admin"
+system = "erp"
+client = "acme"
+[[entitlements]]
+id = "erp:acme:audit"
+system = "erp"
+client = "acme"
+[[entitlements]]
+id = "erp:globex:admin"
+system = "erp"
+client = "globex"
+"#;
+
+    #[test]
+    fn separation_of_duties_rules_load_and_expand_per_client() {
+        let text = format!(
+            "{SOD_MAIN}\n[[separation_of_duties]]\nid = \"vendor-payments\"\nentitlements = [\"erp:vendors\", \"erp:payments\"]\n\n[[separation_of_duties]]\nid = \"admin-audit\"\nentitlements = [\"erp:{{client}}:admin\", \"erp:{{client}}:audit\"]\neffect = \"approval\"\napprover = \"client_owner\"\n"
+        );
+        let c = Config::parse(&file("tenure.toml", &text), &[]).unwrap();
+        assert_eq!(c.sod.len(), 2, "{:?}", c.sod);
+        assert_eq!(c.sod[0].reason_id(), "sod:vendor-payments");
+        assert_eq!(c.sod[0].effect, SodEffect::Deny);
+        // globex has no audit entitlement: only acme gets an instance of the client rule.
+        assert_eq!(c.sod[1].reason_id(), "sod:admin-audit/acme");
+        assert_eq!(
+            c.sod[1].effect,
+            SodEffect::Approval {
+                approver: "client_owner".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_separation_of_duties_rules_are_located() {
+        let text = format!(
+            "{SOD_MAIN}\n[[separation_of_duties]]\nid = \"one\"\nentitlements = [\"erp:vendors\"]\n\n[[separation_of_duties]]\nid = \"typo\"\nentitlements = [\"erp:vendors\", \"erp:paymnts\"]\neffect = \"block\"\n\n[[separation_of_duties]]\nid = \"who\"\nentitlements = [\"erp:vendors\", \"erp:payments\"]\neffect = \"approval\"\napprover = \"cfo\"\n"
+        );
+        let errs = Config::parse(&file("tenure.toml", &text), &[])
+            .unwrap_err()
+            .0;
+        let msgs: Vec<_> = errs.iter().map(|e| (e.line, e.message.clone())).collect();
+        assert_eq!(errs.len(), 3, "{msgs:?}");
+        assert_eq!(errs[0].line, 32, "{msgs:?}");
+        assert!(errs[0].message.contains("at least two"), "{msgs:?}");
+        assert_eq!(errs[1].line, 37, "{msgs:?}");
+        assert!(
+            errs[1].message.contains("unknown effect `block`"),
+            "{msgs:?}"
+        );
+        assert_eq!(errs[2].line, 43, "{msgs:?}");
+        assert!(
+            errs[2].message.contains("unknown approver `cfo`"),
+            "{msgs:?}"
+        );
     }
 
     #[test]

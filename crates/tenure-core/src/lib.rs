@@ -17,5 +17,6 @@ pub mod planner;
 pub mod retry;
 pub mod roster;
 pub mod run;
+pub mod sod;
 
 pub use model::*;

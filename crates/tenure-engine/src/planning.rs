@@ -4,10 +4,12 @@
 use crate::{EngineError, Inner, Result, RunFinished};
 use chrono::DateTime;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use tenure_core::config::Config;
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
+use tenure_core::sod::{self, SodEffect};
 use tenure_core::{AccountState, Grant, GrantState, Person};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{NewAudit, RunRow, StepRow, Tx};
@@ -279,7 +281,7 @@ struct GrantDecision {
 
 /// What policy said about the grants of one plan.
 #[derive(Default)]
-struct Authorized {
+pub(crate) struct Authorized {
     decisions: Vec<GrantDecision>,
 }
 
@@ -367,10 +369,12 @@ impl Authorized {
     }
 }
 
-/// Asks policy about every grant the plan would make (wanted, not held). Denied entitlements
-/// leave `desired`, so no step is planned for them, nor an account needed only for them.
-/// Held entitlements are not asked about again: policy decides grants, it does not revoke.
-fn authorize_grants(
+/// Asks policy about every grant the plan would make (wanted, not held), then separation of
+/// duties: a grant that would complete a toxic combination with what the person keeps is
+/// denied, or waits for the rule's exception approver. Denied entitlements leave `desired`, so
+/// no step is planned for them, nor an account needed only for them. Held entitlements are not
+/// asked about again: policy decides grants, it does not revoke.
+pub(crate) fn authorize_grants(
     config: &Config,
     policy: &PolicyEngine,
     person: &Person,
@@ -378,31 +382,53 @@ fn authorize_grants(
     grants: &[Grant],
 ) -> Authorized {
     let mut out = Authorized::default();
-    if !policy.is_enforcing() {
+    if !policy.is_enforcing() && config.sod.is_empty() {
         return out;
     }
-    let held: std::collections::BTreeSet<&str> = grants
+    let have: BTreeSet<&str> = grants
         .iter()
-        .filter(|g| g.is_held())
+        .filter(|g| {
+            matches!(
+                g.state,
+                GrantState::Granted | GrantState::Pending | GrantState::AwaitingApproval
+            )
+        })
         .map(|g| g.entitlement.as_str())
         .collect();
+    // What the person keeps once this plan has run: wanted and already held (or on its way).
+    let mut holding: BTreeSet<String> = desired
+        .entitlements
+        .keys()
+        .filter(|e| have.contains(e.as_str()))
+        .cloned()
+        .collect();
     for (id, want) in &desired.entitlements {
-        if held.contains(id.as_str()) {
+        if have.contains(id.as_str()) {
             continue;
         }
         let Some(ent) = config.entitlements.get(id) else {
             continue;
         };
         let client = ent.client.as_ref().and_then(|c| config.clients.get(c));
-        let decision = policy.authorize(
-            person,
-            ent,
-            client,
-            GrantContext {
-                source: want.source,
-                source_ref: &want.source_ref,
-            },
-        );
+        let mut decision = if policy.is_enforcing() {
+            policy.authorize(
+                person,
+                ent,
+                client,
+                GrantContext {
+                    source: want.source,
+                    source_ref: &want.source_ref,
+                },
+            )
+        } else {
+            Decision {
+                allowed: true,
+                ..Decision::default()
+            }
+        };
+        if decision.allowed {
+            apply_sod(config, &holding, id, &mut decision);
+        }
         let outcome = if !decision.allowed {
             "deny"
         } else if decision.needs_approval() {
@@ -411,6 +437,9 @@ fn authorize_grants(
             "allow"
         };
         metrics::counter!("tenure_policy_decisions_total", "decision" => outcome).increment(1);
+        if decision.allowed {
+            holding.insert(id.clone());
+        }
         let approvers = decision
             .approvals
             .iter()
@@ -445,6 +474,34 @@ fn authorize_grants(
             .collect();
     }
     out
+}
+
+/// Applies the separation-of-duties rules that granting `adding` on top of `holding` would
+/// violate: a denying rule denies (its id, `sod:...`, becomes the reason); an exception rule
+/// adds its approver to the approvals the grant waits for.
+fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision: &mut Decision) {
+    for rule in sod::completed_by(&config.sod, holding, adding) {
+        match &rule.effect {
+            SodEffect::Deny => {
+                if decision.allowed {
+                    decision.allowed = false;
+                    decision.reasons.clear();
+                    decision.approvals.clear();
+                }
+                decision.reasons.push(rule.reason_id());
+            }
+            SodEffect::Approval { approver } if decision.allowed => {
+                // Validated against the same list when the configuration was loaded.
+                if let Ok(approver) = approver.parse::<Approver>() {
+                    decision.approvals.push(tenure_policy::Approval {
+                        approver,
+                        policy: rule.reason_id(),
+                    });
+                }
+            }
+            SodEffect::Approval { .. } => {}
+        }
+    }
 }
 
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were

@@ -39,6 +39,31 @@ owner = "it-ops"
 id = "crm:acme"
 system = "crm"
 client = "acme"
+
+[[systems]]
+id = "erp"
+connector = "sandbox"
+[[entitlements]]
+id = "erp:vendors"
+system = "erp"
+[[entitlements]]
+id = "erp:payments"
+system = "erp"
+[[entitlements]]
+id = "erp:refunds"
+system = "erp"
+
+# Nobody both creates vendors and pays them.
+[[separation_of_duties]]
+id = "vendors-payments"
+entitlements = ["erp:vendors", "erp:payments"]
+
+# Creating vendors and issuing refunds together needs the manager's exception approval.
+[[separation_of_duties]]
+id = "vendors-refunds"
+entitlements = ["erp:vendors", "erp:refunds"]
+effect = "approval"
+approver = "manager"
 "#;
 
 const POLICIES: &[(&str, &str)] = &[
@@ -83,6 +108,18 @@ fn config() -> Config {
             src(
                 "admins.toml",
                 "entitlements = [\"directory:admins\"]\n[match]\ntitle = [\"Admin\"]\n",
+            ),
+            src(
+                "buyers.toml",
+                "entitlements = [\"erp:vendors\"]\n[match]\ndepartment = [\"Procurement\"]\n",
+            ),
+            src(
+                "payables.toml",
+                "entitlements = [\"erp:payments\"]\n[match]\ntitle = [\"Payables Clerk\"]\n",
+            ),
+            src(
+                "refunds.toml",
+                "entitlements = [\"erp:refunds\"]\n[match]\ntitle = [\"Refunds Clerk\"]\n",
             ),
             src(
                 "consultant.toml",
@@ -317,4 +354,89 @@ async fn a_system_reached_only_by_denied_grants_gets_no_account() {
         .await;
     h.reach(&run, RunState::Succeeded).await;
     assert_eq!(crm.list_memberships("u2").await.unwrap(), vec!["crm:acme"]);
+}
+
+fn hire_in(id: &str, department: &str, title: &str) -> String {
+    format!(
+        r#"{{"type":"hire","person":{{"id":"{id}","name":"N {id}","email":"{id}@example.com","worker_type":"employee","department":"{department}","title":"{title}","location":"Paris","manager":"boss"}}}}"#
+    )
+}
+
+fn transfer(id: &str, department: &str, title: &str) -> String {
+    format!(
+        r#"{{"type":"transfer","person":{{"id":"{id}","department":"{department}","title":"{title}"}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_grant_completing_a_toxic_combination_is_denied_citing_the_rule() {
+    let h = harness().await;
+    let run = h.send(&hire_in("b1", "Procurement", "Buyer")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    assert_eq!(
+        h.grant_state("b1", "erp:vendors").await,
+        Some(GrantState::Granted)
+    );
+
+    // Still in Procurement, now also a payables clerk: paying would complete the combination.
+    let run = h
+        .send(&transfer("b1", "Procurement", "Payables Clerk"))
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert!(grants_in(&d.steps).is_empty(), "{:#?}", d.steps);
+    assert_eq!(h.grant_state("b1", "erp:payments").await, None);
+    let note: Value = serde_json::from_str(d.run.note.as_deref().expect("a note")).unwrap();
+    assert_eq!(note["denied"][0]["entitlement"], "erp:payments");
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["sod:vendors-payments"])
+    );
+    let audit = h.planned_audit(&run).await;
+    assert_eq!(
+        audit["denied"][0]["reason"],
+        "forbidden by sod:vendors-payments"
+    );
+    let erp = h.engine.connector("erp").unwrap();
+    assert_eq!(
+        erp.list_memberships("b1").await.unwrap(),
+        vec!["erp:vendors"]
+    );
+
+    // Leaving Procurement for Finance gives up vendors in the same plan: no combination.
+    let run = h.send(&transfer("b1", "Finance", "Payables Clerk")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    assert_eq!(
+        erp.list_memberships("b1").await.unwrap(),
+        vec!["erp:payments"]
+    );
+    assert_eq!(
+        h.grant_state("b1", "erp:payments").await,
+        Some(GrantState::Granted)
+    );
+}
+
+#[tokio::test]
+async fn a_toxic_combination_with_an_exception_rule_waits_for_its_approver() {
+    let h = harness().await;
+    let run = h.send(&hire_in("r1", "Procurement", "Refunds Clerk")).await;
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    // Both are new: grants are decided in id order, so erp:refunds goes through and erp:vendors
+    // is the one that completes the pair.
+    let vendors = d
+        .steps
+        .iter()
+        .find(|s| s.entitlement.as_deref() == Some("erp:vendors"))
+        .expect("a step for the exception");
+    assert_eq!(vendors.state, StepState::AwaitingApproval);
+    assert_eq!(
+        h.grant_state("r1", "erp:refunds").await,
+        Some(GrantState::Granted)
+    );
+    let want = serde_json::json!([{
+        "entitlement": "erp:vendors",
+        "approvals": [{ "approver": "manager", "who": "boss", "policy": "sod:vendors-refunds" }],
+    }]);
+    assert_eq!(h.planned_audit(&run).await["awaiting_approval"], want);
 }
