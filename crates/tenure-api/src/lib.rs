@@ -24,14 +24,77 @@ pub struct AppState {
 struct StateInner {
     engine: Engine,
     metrics: Option<PrometheusHandle>,
+    rules: Option<RulesLoader>,
 }
+
+/// Files that stand in for the configuration folder's own, in a what-if or a reload: the main
+/// `tenure.toml` text, and whole sets of templates or policies (file name to text). What is
+/// not given is read from the folder as it is.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFiles {
+    /// The text of `tenure.toml`.
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Every template, by file name (`engineering.toml`).
+    #[serde(default)]
+    pub templates: Option<std::collections::BTreeMap<String, String>>,
+    /// Every policy, by file name (`base.cedar`).
+    #[serde(default)]
+    pub policies: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl RuleFiles {
+    /// Whether nothing is replaced.
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.templates.is_none() && self.policies.is_none()
+    }
+}
+
+/// Reads the configuration folder (with some files replaced) and validates configuration and
+/// policy together; the error is the located, human-readable list of problems.
+pub type RulesLoader = Arc<
+    dyn Fn(
+            &RuleFiles,
+        ) -> Result<
+            (
+                tenure_core::config::Config,
+                tenure_engine::tenure_policy::PolicyEngine,
+            ),
+            String,
+        > + Send
+        + Sync,
+>;
 
 impl AppState {
     /// State over a running engine; `metrics` renders `GET /metrics` when set.
     pub fn new(engine: Engine, metrics: Option<PrometheusHandle>) -> Self {
         AppState {
-            inner: Arc::new(StateInner { engine, metrics }),
+            inner: Arc::new(StateInner {
+                engine,
+                metrics,
+                rules: None,
+            }),
         }
+    }
+
+    /// State whose reload and what-if read rules through `loader`.
+    pub fn with_rules(
+        engine: Engine,
+        metrics: Option<PrometheusHandle>,
+        loader: RulesLoader,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(StateInner {
+                engine,
+                metrics,
+                rules: Some(loader),
+            }),
+        }
+    }
+
+    fn rules_loader(&self) -> Option<&RulesLoader> {
+        self.inner.rules.as_ref()
     }
 
     fn engine(&self) -> &Engine {

@@ -34,6 +34,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/simulate", post(simulate))
+        .route("/api/v1/reload", post(reload))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -353,7 +355,8 @@ async fn list_entitlements(
     p: Principal,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
-    let items: Vec<_> = s.engine().config().entitlements.values().collect();
+    let config = s.engine().config();
+    let items: Vec<_> = config.entitlements.values().collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -504,4 +507,115 @@ async fn revoke_token(
     } else {
         Err(ApiError::not_found(format!("live token `{id}`")))
     }
+}
+
+/// `POST /api/v1/simulate`: what one event, or a changed set of rule files, would do.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulateBody {
+    #[serde(default)]
+    event: Option<Value>,
+    #[serde(default)]
+    config: Option<String>,
+    #[serde(default)]
+    templates: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    policies: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The most plans one what-if lists (totals always count everyone).
+const SIMULATE_MAX_LIMIT: usize = 10_000;
+
+async fn simulate(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Read)?;
+    let body: SimulateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a what-if request: {e}")))?;
+    let limit = body.limit.unwrap_or(100);
+    if limit > SIMULATE_MAX_LIMIT {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("at most {SIMULATE_MAX_LIMIT} plans are listed; totals count everyone"),
+        ));
+    }
+    let files = crate::RuleFiles {
+        config: body.config,
+        templates: body.templates,
+        policies: body.policies,
+    };
+    let started = std::time::Instant::now();
+    let result = match (body.event, files.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::invalid(
+                "event",
+                "ask about one event or about changed rule files, not both",
+            ));
+        }
+        (Some(event), true) => {
+            let raw = serde_json::to_vec(&event).unwrap_or_default();
+            let event = parse_event(&raw)
+                .map_err(|e| ApiError::invalid(format!("event.{}", e.field), e.message))?;
+            s.engine()
+                .what_if_event(&event)
+                .await
+                .map_err(|e| match e {
+                    tenure_engine::EngineError::Conflict(m) => ApiError::invalid("event", m),
+                    other => other.into(),
+                })?
+        }
+        (None, true) => {
+            return Err(ApiError::invalid(
+                "body",
+                "give `event`, or rule files (`config`, `templates`, `policies`) to compare with the rules in force",
+            ));
+        }
+        (None, false) => {
+            let (config, policy) = load_rules(&s, &files)?;
+            let rules = tenure_engine::Rules {
+                config: std::sync::Arc::new(config),
+                policy: std::sync::Arc::new(policy),
+                label: "what-if".into(),
+            };
+            s.engine().what_if(&rules, limit).await?
+        }
+    };
+    let mut v = serde_json::to_value(result).map_err(ApiError::internal)?;
+    v["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
+    Ok(Json(v))
+}
+
+fn load_rules(
+    s: &AppState,
+    files: &crate::RuleFiles,
+) -> Result<
+    (
+        tenure_core::config::Config,
+        tenure_engine::tenure_policy::PolicyEngine,
+    ),
+    ApiError,
+> {
+    let loader = s.rules_loader().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_available",
+            "this server was started without a configuration folder to read rules from",
+        )
+    })?;
+    loader(files).map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", m))
+}
+
+/// `POST /api/v1/reload`: re-reads the configuration folder and swaps rules, or keeps the old
+/// ones and says why.
+async fn reload(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Admin)?;
+    let (config, policy) = load_rules(&s, &crate::RuleFiles::default())?;
+    let reloaded = s.engine().reload(config, policy, &p.name).await?;
+    Ok(Json(
+        serde_json::to_value(reloaded).map_err(ApiError::internal)?,
+    ))
 }

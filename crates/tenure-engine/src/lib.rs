@@ -17,11 +17,13 @@
 mod clock;
 mod ingest;
 mod planning;
+mod reconcile;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;
+pub use reconcile::{PersonPlan, Reloaded, WhatIf, what_if, what_if_event};
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
@@ -29,7 +31,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tenure_connectors::Connector;
 use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
 use tenure_core::breaker::{Breaker, CircuitState};
@@ -114,11 +116,24 @@ pub(crate) struct SystemHandle {
     breaker: Mutex<Breaker>,
 }
 
+/// The rules runs are planned with: the configuration and the policy set, swapped together
+/// when they are reloaded, so a plan never sees the templates of one and the policy of another.
+#[derive(Debug)]
+pub struct Rules {
+    /// Systems, entitlements, templates, separation of duties, engine settings.
+    pub config: Arc<Config>,
+    /// Decides every grant a plan would make (allows all when there are no policy files).
+    pub policy: Arc<PolicyEngine>,
+    /// Which rules these are, for run reasons and audit entries ("as started", "reload 2").
+    pub label: String,
+}
+
 pub(crate) struct Inner {
     store: Store,
-    config: Arc<Config>,
-    /// Decides every grant a plan would make (allows all when there are no policy files).
-    policy: Arc<PolicyEngine>,
+    /// Read with [`Inner::rules`]; replaced whole by [`Engine::reload`].
+    rules: RwLock<Arc<Rules>>,
+    /// Serializes reloads (each one swaps, audits and schedules re-plans).
+    reloading: tokio::sync::Mutex<u64>,
     systems: HashMap<String, SystemHandle>,
     clock: Arc<dyn Clock>,
     rng: Mutex<StdRng>,
@@ -136,6 +151,11 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// The rules in force now (a cheap clone of a shared snapshot).
+    pub(crate) fn rules(&self) -> Arc<Rules> {
+        self.rules.read().expect("rules lock").clone()
     }
 }
 
@@ -230,8 +250,12 @@ impl Engine {
             .unwrap_or_else(|| rand::RngCore::next_u64(&mut StdRng::from_os_rng()));
         let inner = Arc::new(Inner {
             store,
-            config,
-            policy,
+            rules: RwLock::new(Arc::new(Rules {
+                config,
+                policy,
+                label: "as started".into(),
+            })),
+            reloading: tokio::sync::Mutex::new(0),
             systems,
             clock,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -262,14 +286,52 @@ impl Engine {
         &self.inner.store
     }
 
-    /// The configuration the engine runs on.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.inner.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.rules().config.clone()
     }
 
-    /// The policy set that authorizes grants.
-    pub fn policy(&self) -> &Arc<PolicyEngine> {
-        &self.inner.policy
+    /// The policy set in force.
+    pub fn policy(&self) -> Arc<PolicyEngine> {
+        self.inner.rules().policy.clone()
+    }
+
+    /// The configuration and policy in force, together.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules()
+    }
+
+    /// Replaces the configuration and policy (already validated together) in one swap: plans
+    /// made from now on use the new rules, plans already stored are not touched. Then every
+    /// person whose access the new rules change gets a `reconcile` run, which carries out
+    /// exactly what [`Engine::what_if`] showed for them. Systems cannot change while running
+    /// (their connectors are built at start): a reload that changes them is refused and the old
+    /// rules stay.
+    pub async fn reload(
+        &self,
+        config: Config,
+        policy: PolicyEngine,
+        actor: &str,
+    ) -> Result<reconcile::Reloaded> {
+        reconcile::reload(&self.inner, config, policy, actor).await
+    }
+
+    /// What the given rules would do to everyone's access, without executing or storing
+    /// anything: every grant, revoke and account change per person, with policy's reasons.
+    /// `limit` caps how many people's plans are listed (the totals count everyone).
+    pub async fn what_if(&self, rules: &Rules, limit: usize) -> Result<reconcile::WhatIf> {
+        let now = self.inner.clock.now_ms();
+        reconcile::what_if(&self.inner.store, rules, now, limit).await
+    }
+
+    /// What one event would do, without storing it or anything else: the person's plan with
+    /// policy's reasons, as the engine would plan it now.
+    pub async fn what_if_event(
+        &self,
+        event: &tenure_core::event::EventInput,
+    ) -> Result<reconcile::WhatIf> {
+        let now = self.inner.clock.now_ms();
+        reconcile::what_if_event(&self.inner.store, &self.inner.rules(), event, now).await
     }
 
     /// The engine's clock.
@@ -314,7 +376,7 @@ impl Engine {
     /// Every configured system with its health, circuit and counters.
     pub async fn systems(&self) -> Vec<SystemStatus> {
         let mut out = Vec::new();
-        for s in self.inner.config.systems.values() {
+        for s in self.inner.rules().config.systems.values() {
             let h = &self.inner.systems[&s.id];
             let health = match h.connector.health().await {
                 Ok(()) => "ok".to_string(),

@@ -1,7 +1,7 @@
 //! Planning runs and moving them along: from an event to steps, from step outcomes to the
 //! run's next phase, and the operator's cancel and retry.
 
-use crate::{EngineError, Inner, Result, RunFinished};
+use crate::{EngineError, Inner, Result, Rules, RunFinished};
 use chrono::DateTime;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -59,6 +59,9 @@ pub(crate) async fn plan_run(
         Some(current) if current.state == RunState::Pending => {}
         _ => return Ok(Planned::Skipped),
     }
+    if run.kind == RECONCILE {
+        return plan_reconcile(inner, tx, run, now).await;
+    }
     let event_row = match &run.event_id {
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
@@ -106,7 +109,7 @@ pub(crate) async fn plan_run(
         }
     }
 
-    let config = &inner.config;
+    let rules = inner.rules();
     let today = DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
         .date_naive();
@@ -139,34 +142,140 @@ pub(crate) async fn plan_run(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
+    let computed = compute(
+        &rules,
+        &State {
+            person: &applied.person,
+            engagements: &all_engagements,
+            accounts: &accounts,
+            grants: &grants,
+        },
+        applied.attributes_changed && stored.is_some(),
+        now,
+    );
+    let priority = if event.kind.is_urgent() { 0 } else { 10 };
+    let reason = format!("{} event {}", event.kind, event_row.id);
+    store_plan(
+        inner,
+        tx,
+        run,
+        &applied.person,
+        computed,
+        priority,
+        reason,
+        now,
+    )
+    .await?;
+    Ok(Planned::Yes)
+}
+
+/// The run kind of a re-plan after the rules changed: no event, the stored person planned
+/// against the rules in force.
+pub(crate) const RECONCILE: &str = "reconcile";
+
+/// Plans a `reconcile` run: the stored person, unchanged, against the rules in force. Waits
+/// behind the person's earlier runs like any run.
+async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> Result<Planned> {
+    if !tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run)
+        .await?
+        .is_empty()
+    {
+        return Ok(Planned::Waiting);
+    }
+    let Some(person) = tenure_store::get_person(tx.conn(), &run.person_id).await? else {
+        fail_run(inner, tx, run, "the person is not known", now).await?;
+        return Ok(Planned::Yes);
+    };
+    let engagements = tenure_store::engagements_of(tx.conn(), &run.person_id).await?;
+    let accounts = tenure_store::accounts_of(tx.conn(), &run.person_id).await?;
+    let grants: Vec<Grant> = tenure_store::grants_of(tx.conn(), &run.person_id)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    let rules = inner.rules();
+    let state = State {
+        person: &person,
+        engagements: &engagements,
+        accounts: &accounts,
+        grants: &grants,
+    };
+    let computed = compute(&rules, &state, false, now);
+    let reason = format!("rules changed: {}", rules.label);
+    store_plan(inner, tx, run, &person, computed, 10, reason, now).await?;
+    Ok(Planned::Yes)
+}
+
+/// What one person holds now, as stored.
+pub(crate) struct State<'a> {
+    pub person: &'a Person,
+    pub engagements: &'a [tenure_core::Engagement],
+    pub accounts: &'a [tenure_core::Account],
+    pub grants: &'a [Grant],
+}
+
+/// A plan with policy's decisions on its grants.
+pub(crate) struct Computed {
+    pub plan: planner::Plan,
+    pub authorized: Authorized,
+}
+
+/// The one place a plan is computed, for runs and for what-if alike: desired access from the
+/// templates, engagements and requests; policy and separation of duties on every new grant;
+/// the diff against what the person holds.
+pub(crate) fn compute(
+    rules: &Rules,
+    state: &State<'_>,
+    attributes_changed: bool,
+    now: i64,
+) -> Computed {
+    let config = &rules.config;
+    let today = DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .date_naive();
     let mut desired = planner::desired_access(
         config,
-        &applied.person,
-        &all_engagements,
-        &grants,
+        state.person,
+        state.engagements,
+        state.grants,
         today,
         now,
     );
     let authorized = authorize_grants(
         config,
-        &inner.policy,
-        &applied.person,
+        &rules.policy,
+        state.person,
         &mut desired,
-        &grants,
+        state.grants,
     );
+    let plan = planner::plan(
+        config,
+        &desired,
+        state.accounts,
+        state.grants,
+        attributes_changed,
+    );
+    Computed { plan, authorized }
+}
+
+/// Stores a computed plan as the run's steps, marks planned access pending, audits
+/// `run.planned` and starts the first phase.
+#[allow(clippy::too_many_arguments)]
+async fn store_plan(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    person: &Person,
+    computed: Computed,
+    priority: i64,
+    reason: String,
+    now: i64,
+) -> Result<()> {
+    let Computed { plan, authorized } = computed;
     for d in authorized.denied() {
         // A grant planned by an earlier run that never ran is no longer wanted.
         tenure_store::forget_pending_grant(tx.conn(), &run.person_id, &d.entitlement).await?;
     }
-    let plan = planner::plan(
-        config,
-        &desired,
-        &accounts,
-        &grants,
-        applied.attributes_changed && stored.is_some(),
-    );
-
-    let priority = if event.kind.is_urgent() { 0 } else { 10 };
     let steps: Vec<StepRow> = plan
         .steps
         .iter()
@@ -246,7 +355,7 @@ pub(crate) async fn plan_run(
     let note = (!note.is_empty()).then(|| serde_json::Value::Object(note).to_string());
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
     let mut details = serde_json::json!({
-        "status": applied.person.status,
+        "status": person.status,
         "steps": plan.steps.iter().map(|s| serde_json::json!({
             "phase": s.phase, "action": s.action, "system": s.system, "entitlement": s.entitlement,
             "source": s.source, "source_ref": s.source_ref,
@@ -262,17 +371,17 @@ pub(crate) async fn plan_run(
         action: "run.planned".into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
-        reason: format!("{} event {}", event.kind, event_row.id),
+        reason,
         correlation_id: run.event_id.clone(),
         details,
         ..Default::default()
     });
     advance_run(inner, tx, &run.id, now).await?;
-    Ok(Planned::Yes)
+    Ok(())
 }
 
 /// Policy's decision on one grant a plan would make.
-struct GrantDecision {
+pub(crate) struct GrantDecision {
     entitlement: String,
     decision: Decision,
     /// Who must approve, per required approval: (approver, person or team if known, policy).
@@ -286,11 +395,11 @@ pub(crate) struct Authorized {
 }
 
 impl Authorized {
-    fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
+    pub(crate) fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions.iter().filter(|d| !d.decision.allowed)
     }
 
-    fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
+    pub(crate) fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions
             .iter()
             .filter(|d| d.decision.needs_approval())
@@ -300,7 +409,7 @@ impl Authorized {
         self.awaiting().any(|d| d.entitlement == entitlement)
     }
 
-    fn denied_json(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn denied_json(&self) -> Vec<serde_json::Value> {
         self.denied()
             .map(|d| {
                 serde_json::json!({
@@ -313,7 +422,7 @@ impl Authorized {
             .collect()
     }
 
-    fn awaiting_json(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn awaiting_json(&self) -> Vec<serde_json::Value> {
         self.awaiting()
             .map(|d| {
                 serde_json::json!({

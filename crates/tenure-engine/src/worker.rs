@@ -292,8 +292,9 @@ async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResu
             step.person_id
         ))));
     };
+    let rules = inner.rules();
     let entitlement = match &step.entitlement {
-        Some(id) => match inner.config.entitlements.get(id) {
+        Some(id) => match rules.config.entitlements.get(id) {
             Some(e) => Some(e),
             None => {
                 return CallResult::Called(Err(ConnectorError::Permanent(format!(
@@ -368,7 +369,8 @@ pub(crate) async fn completer(
 
 async fn record(inner: &Arc<Inner>, outcomes: Vec<Outcome>) -> Result<()> {
     let now = inner.clock.now_ms();
-    let settings = &inner.config.engine;
+    let rules = inner.rules();
+    let settings = &rules.config.engine;
     let mut tx = inner.store.begin().await?;
     let mut runs = BTreeSet::new();
     let mut updates = Vec::with_capacity(outcomes.len());

@@ -1328,3 +1328,98 @@ mod tests {
         assert_eq!(s, "(?, ?), (?, ?)");
     }
 }
+
+/// One person with everything the planner reads about them.
+#[derive(Debug, Clone)]
+pub struct PersonState {
+    /// The person.
+    pub person: Person,
+    /// Their engagements, in id order.
+    pub engagements: Vec<Engagement>,
+    /// Their accounts, in system order.
+    pub accounts: Vec<Account>,
+    /// Their grants (every state), in entitlement order.
+    pub grants: Vec<Grant>,
+}
+
+/// A page of people after `after` in id order, each with engagements, accounts and grants:
+/// four range reads per page, however many people it holds (for what-if over everyone).
+pub async fn people_states(
+    c: &mut AnyConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<PersonState>> {
+    let people = list_people(c, after, limit).await?;
+    let (Some(first), Some(last)) = (people.first(), people.last()) else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = (first.id.clone(), last.id.clone());
+    let mut out: Vec<PersonState> = people
+        .into_iter()
+        .map(|person| PersonState {
+            person,
+            engagements: Vec::new(),
+            accounts: Vec::new(),
+            grants: Vec::new(),
+        })
+        .collect();
+    let index: std::collections::HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.person.id.clone(), i))
+        .collect();
+    let rows = sqlx::query(
+        "SELECT person_id, data FROM engagements WHERE person_id >= $1 AND person_id <= $2
+         ORDER BY person_id, id",
+    )
+    .bind(lo.clone())
+    .bind(hi.clone())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rows {
+        if let Some(&i) = index.get(&r.try_get::<String, _>(0)?) {
+            out[i].engagements.push(json(&r.try_get::<String, _>(1)?)?);
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT person_id, system, state FROM accounts WHERE person_id >= $1 AND person_id <= $2
+         ORDER BY person_id, system",
+    )
+    .bind(lo.clone())
+    .bind(hi.clone())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rows {
+        let person_id: String = r.try_get(0)?;
+        if let Some(&i) = index.get(&person_id) {
+            out[i].accounts.push(Account {
+                person_id,
+                system: r.try_get(1)?,
+                state: parse::<AccountState>(&r.try_get::<String, _>(2)?)?,
+            });
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT person_id, entitlement, source, source_ref, state, granted_at, expires_at
+         FROM grants WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id, entitlement",
+    )
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&mut *c)
+    .await?;
+    for r in &rows {
+        let person_id: String = r.try_get(0)?;
+        if let Some(&i) = index.get(&person_id) {
+            out[i].grants.push(Grant {
+                person_id,
+                entitlement: r.try_get(1)?,
+                source: parse::<GrantSource>(&r.try_get::<String, _>(2)?)?,
+                source_ref: r.try_get(3)?,
+                state: parse::<GrantState>(&r.try_get::<String, _>(4)?)?,
+                granted_at: r.try_get(5)?,
+                expires_at: r.try_get(6)?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -89,20 +89,6 @@ pub fn demo() -> Config {
     Config::parse(&main, &templates).expect("the built-in demo configuration is valid")
 }
 
-/// The built-in demo policies, checked against the built-in demo configuration.
-pub fn demo_policy() -> PolicyEngine {
-    let files: Vec<_> = DEMO_POLICIES
-        .iter()
-        .map(|(name, text)| SourceFile {
-            path: format!("demo/{POLICIES_DIR}/{name}"),
-            text: (*text).into(),
-        })
-        .collect();
-    PolicyEngine::load(&demo(), None, &files)
-        .expect("the built-in demo policies are valid")
-        .engine
-}
-
 /// Writes the demo configuration (`tenure.toml`, `templates/`, `policies/`) into `dir`, so that
 /// `tenure serve --config DIR/tenure.toml` serves it. Refuses to overwrite a file unless `force`.
 pub fn write_demo(dir: &Path, force: bool) -> Result<Vec<PathBuf>> {
@@ -211,6 +197,112 @@ pub fn load_config(path: &Path) -> Result<(Config, SourceFile)> {
     Ok((config, main))
 }
 
+/// The files of a configuration folder (or of the built-in demo), before validation.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// `tenure.toml`.
+    pub main: SourceFile,
+    /// `templates/*.toml`.
+    pub templates: Vec<SourceFile>,
+    /// `policies/*.cedar`.
+    pub policies: Vec<SourceFile>,
+}
+
+impl Sources {
+    /// Reads the folder of `path` (a `tenure.toml`), or takes the built-in demo when `None`.
+    pub fn read(path: Option<&Path>) -> Result<Sources> {
+        let Some(path) = path else {
+            let files = |dir: &str, list: &[(&str, &str)]| -> Vec<SourceFile> {
+                list.iter()
+                    .map(|(name, text)| SourceFile {
+                        path: format!("demo/{dir}/{name}"),
+                        text: (*text).into(),
+                    })
+                    .collect()
+            };
+            return Ok(Sources {
+                main: SourceFile {
+                    path: "demo/tenure.toml".into(),
+                    text: DEMO_CONFIG.into(),
+                },
+                templates: files("templates", DEMO_TEMPLATES),
+                policies: files(POLICIES_DIR, DEMO_POLICIES),
+            });
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let main = SourceFile {
+            path: path.display().to_string(),
+            text,
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let templates = read_dir_files(&base.join(templates_dir(&main.text)), "toml")?;
+        let policies = read_dir_files(&base.join(POLICIES_DIR), "cedar")?;
+        Ok(Sources {
+            main,
+            templates,
+            policies,
+        })
+    }
+
+    /// Replaces the files given in `files` (each set whole), as a what-if asks.
+    pub fn replace(&mut self, files: &tenure_api::RuleFiles) {
+        if let Some(text) = &files.config {
+            self.main.text = text.clone();
+        }
+        let as_files = |dir: &str, map: &std::collections::BTreeMap<String, String>| {
+            map.iter()
+                .map(|(name, text)| SourceFile {
+                    path: format!("{dir}/{name}"),
+                    text: text.clone(),
+                })
+                .collect()
+        };
+        if let Some(t) = &files.templates {
+            self.templates = as_files("templates", t);
+        }
+        if let Some(p) = &files.policies {
+            self.policies = as_files(POLICIES_DIR, p);
+        }
+    }
+
+    /// Validates the configuration, then the policies against the schema generated from it.
+    pub fn load(&self) -> Result<Loaded> {
+        let config = Config::parse(&self.main, &self.templates)
+            .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+        let loaded = PolicyEngine::load(&config, Some(&self.main), &self.policies)
+            .map_err(|e| anyhow!("invalid policy:\n{e}"))?;
+        Ok(Loaded {
+            config,
+            policy: loaded.engine,
+            policy_files: self.policies.len(),
+            warnings: loaded.warnings,
+        })
+    }
+}
+
+/// The loader `serve` hands the API for reload and what-if: the folder read afresh each time.
+pub fn rules_loader(path: Option<PathBuf>) -> tenure_api::RulesLoader {
+    std::sync::Arc::new(move |files: &tenure_api::RuleFiles| {
+        let mut sources = Sources::read(path.as_deref()).map_err(|e| format!("{e:#}"))?;
+        sources.replace(files);
+        let loaded = sources.load().map_err(|e| format!("{e:#}"))?;
+        Ok((loaded.config, loaded.policy))
+    })
+}
+
+/// The `templates_dir` a `tenure.toml` names, else `templates`.
+fn templates_dir(main: &str) -> String {
+    toml::from_str::<toml::Table>(main)
+        .ok()
+        .and_then(|t| {
+            t.get("templates_dir")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "templates".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +335,7 @@ mod tests {
     #[test]
     fn the_demo_policies_say_what_their_comments_say() {
         let c = demo();
-        let p = demo_policy();
+        let p = Sources::read(None).unwrap().load().unwrap().policy;
         assert!(p.is_enforcing());
         assert_eq!(p.policy_ids().len(), 4);
         let ask = |person: &Person, ent: &str| {

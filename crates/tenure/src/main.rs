@@ -4,6 +4,7 @@ mod bench;
 mod config_files;
 mod demo;
 mod import;
+mod plan_cmd;
 mod policy_cmd;
 mod serve;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Import an HR roster (CSV, the full current list of people): diff it against tenure's
     /// people and send the hire, rehire, transfer, contract_change and leave events.
     Import(import::ImportArgs),
+    /// What-if: every grant, revoke and account change that one event, or a changed
+    /// configuration folder, would cause, with policy's reasons; nothing is executed or stored.
+    Plan(plan_cmd::PlanArgs),
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -157,6 +161,7 @@ fn main() -> Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Policy { command } => policy_cmd::run(command),
             Command::Import(args) => import::run(args).await,
+            Command::Plan(args) => plan_cmd::run(args).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {

@@ -46,24 +46,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let (config, policy) = match &args.config {
-        Some(path) => {
-            let loaded = config_files::load_all(path)?;
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            tracing::info!(
-                policy_files = loaded.policy_files,
-                enforcing = loaded.policy.is_enforcing(),
-                "configuration and policies loaded"
-            );
-            (loaded.config, loaded.policy)
-        }
-        None => {
-            tracing::info!("no --config given: using the built-in demo configuration and policies");
-            (config_files::demo(), config_files::demo_policy())
-        }
-    };
+    if args.config.is_none() {
+        tracing::info!("no --config given: using the built-in demo configuration and policies");
+    }
+    let loaded = config_files::Sources::read(args.config.as_deref())?.load()?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        policy_files = loaded.policy_files,
+        enforcing = loaded.policy.is_enforcing(),
+        "configuration and policies loaded"
+    );
+    let (config, policy) = (loaded.config, loaded.policy);
     let metrics = PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -90,7 +85,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         demo::seed(&engine).await?;
     }
 
-    let app = tenure_api::router(AppState::new(engine.clone(), Some(metrics)))
+    let loader = config_files::rules_loader(args.config.clone());
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(engine.clone(), loader.clone()));
+    let app = tenure_api::router(AppState::with_rules(engine.clone(), Some(metrics), loader))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -145,6 +143,34 @@ async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
         println!("admin token taken from TENURE_BOOTSTRAP_TOKEN");
     }
     Ok(())
+}
+
+/// On SIGHUP, re-reads the configuration folder and swaps the rules; an invalid folder is
+/// logged and the rules in force stay.
+#[cfg(unix)]
+async fn reload_on_hangup(engine: Engine, loader: tenure_api::RulesLoader) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /api/v1/reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let loaded = match loader(&tenure_api::RuleFiles::default()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("reload refused, the rules in force stay: {e}");
+                continue;
+            }
+        };
+        match engine.reload(loaded.0, loaded.1, "signal:SIGHUP").await {
+            Ok(r) => {
+                tracing::info!(label = %r.label, policies = r.policies.len(), templates = r.templates.len(), replans = r.runs, "rules reloaded")
+            }
+            Err(e) => tracing::error!("reload refused, the rules in force stay: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,294 @@
+//! Changing the rules: what-if over everyone (or for one event) without touching anything, and
+//! reload, which swaps the rules and gives every person they change a `reconcile` run.
+//!
+//! Both go through [`planning::compute`], the function that plans real runs, so what a what-if
+//! shows for a person is what their `reconcile` run then does (unless their state changes in
+//! between, in which case the run plans from the newer state).
+
+use crate::planning::{self, Computed, RECONCILE, State};
+use crate::{EngineError, Inner, Result, Rules};
+use chrono::DateTime;
+use serde::Serialize;
+use std::sync::Arc;
+use tenure_core::config::Config;
+use tenure_core::event::{EventInput, apply_event};
+use tenure_core::planner::{Action, PlannedStep, Skipped};
+use tenure_core::run::RunState;
+use tenure_policy::PolicyEngine;
+use tenure_store::{NewAudit, PersonState, RunRow, Store};
+
+/// People read per page while scanning everyone.
+const PAGE: i64 = 1_000;
+
+/// One person's plan under the rules asked about.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonPlan {
+    /// The person.
+    pub person_id: String,
+    /// The steps, in phase order, each with its source (template, engagement or request).
+    pub steps: Vec<PlannedStep>,
+    /// Grants policy or separation of duties would refuse, with the deciding rules.
+    pub denied: Vec<serde_json::Value>,
+    /// Grants that would wait for an approval, and whose.
+    pub awaiting_approval: Vec<serde_json::Value>,
+    /// Template output naming no known entitlement.
+    pub skipped: Vec<Skipped>,
+}
+
+/// What a set of rules (or one event) would change, person by person.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WhatIf {
+    /// People looked at.
+    pub people: usize,
+    /// People whose access would change (a step, a denial or an approval).
+    pub people_changed: usize,
+    /// Grant steps in all.
+    pub grants: usize,
+    /// Revoke steps in all.
+    pub revokes: usize,
+    /// Account steps in all (create, enable, update, disable, delete).
+    pub account_changes: usize,
+    /// Grants refused.
+    pub denied: usize,
+    /// Grants that would wait for approval.
+    pub awaiting_approval: usize,
+    /// The plans of the people whose access would change, in id order, up to the limit asked.
+    pub plans: Vec<PersonPlan>,
+    /// Whether more people changed than `plans` lists.
+    pub truncated: bool,
+}
+
+impl WhatIf {
+    fn add(&mut self, person_id: &str, computed: Computed, limit: usize) {
+        self.people += 1;
+        let Computed { plan, authorized } = computed;
+        let denied = authorized.denied_json();
+        let awaiting = authorized.awaiting_json();
+        if plan.steps.is_empty() && denied.is_empty() {
+            return;
+        }
+        self.people_changed += 1;
+        for s in &plan.steps {
+            match s.action {
+                Action::Grant => self.grants += 1,
+                Action::Revoke => self.revokes += 1,
+                _ => self.account_changes += 1,
+            }
+        }
+        self.denied += denied.len();
+        self.awaiting_approval += awaiting.len();
+        if self.plans.len() < limit {
+            self.plans.push(PersonPlan {
+                person_id: person_id.to_string(),
+                steps: plan.steps,
+                denied,
+                awaiting_approval: awaiting,
+                skipped: plan.skipped,
+            });
+        } else {
+            self.truncated = true;
+        }
+    }
+}
+
+fn state(p: &PersonState) -> State<'_> {
+    State {
+        person: &p.person,
+        engagements: &p.engagements,
+        accounts: &p.accounts,
+        grants: &p.grants,
+    }
+}
+
+/// Plans everyone against `rules`, reading the store page by page; changes nothing.
+pub async fn what_if(store: &Store, rules: &Rules, now: i64, limit: usize) -> Result<WhatIf> {
+    let mut out = WhatIf::default();
+    scan(store, rules, now, |p, computed| {
+        out.add(&p.person.id, computed, limit);
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Calls `each` with every stored person's plan under `rules`.
+async fn scan(
+    store: &Store,
+    rules: &Rules,
+    now: i64,
+    mut each: impl FnMut(&PersonState, Computed),
+) -> Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let mut c = store.reader().await?;
+        let page = tenure_store::people_states(&mut c, after.as_deref(), PAGE).await?;
+        drop(c);
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.person.id.clone());
+        for p in &page {
+            let computed = planning::compute(rules, &state(p), false, now);
+            each(p, computed);
+        }
+    }
+}
+
+/// What `event` would do to its person under `rules`: applied to a copy of the stored state,
+/// nothing stored.
+pub async fn what_if_event(
+    store: &Store,
+    rules: &Rules,
+    event: &EventInput,
+    now: i64,
+) -> Result<WhatIf> {
+    let today = DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .date_naive();
+    let id = &event.person.id;
+    let mut c = store.reader().await?;
+    let stored = tenure_store::get_person(&mut c, id).await?;
+    let engagements = tenure_store::engagements_of(&mut c, id).await?;
+    let accounts = tenure_store::accounts_of(&mut c, id).await?;
+    let grants: Vec<_> = tenure_store::grants_of(&mut c, id)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    drop(c);
+    let applied = apply_event(event, stored.as_ref(), &engagements, today)
+        .map_err(|e| EngineError::Conflict(e.to_string()))?;
+    let mut all = engagements;
+    for en in &applied.engagements {
+        match all.iter_mut().find(|g| g.id == en.id) {
+            Some(g) => *g = en.clone(),
+            None => all.push(en.clone()),
+        }
+    }
+    let computed = planning::compute(
+        rules,
+        &State {
+            person: &applied.person,
+            engagements: &all,
+            accounts: &accounts,
+            grants: &grants,
+        },
+        applied.attributes_changed && stored.is_some(),
+        now,
+    );
+    let mut out = WhatIf::default();
+    out.add(id, computed, 1);
+    Ok(out)
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// The rules' label from now on ("reload 1", ...).
+    pub label: String,
+    /// Policy ids in force.
+    pub policies: Vec<String>,
+    /// Template ids in force.
+    pub templates: Vec<String>,
+    /// People given a `reconcile` run because the new rules change their access.
+    pub runs: usize,
+}
+
+/// How many `reconcile` runs are stored per transaction.
+const RUNS_PER_TX: usize = 500;
+
+pub(crate) async fn reload(
+    inner: &Arc<Inner>,
+    config: Config,
+    policy: PolicyEngine,
+    actor: &str,
+) -> Result<Reloaded> {
+    let mut count = inner.reloading.lock().await;
+    let old = inner.rules();
+    if config.systems != old.config.systems {
+        return Err(EngineError::Conflict(
+            "the reloaded configuration changes systems; their connectors are built at start, so restart tenure to apply it (the rules in force are unchanged)".into(),
+        ));
+    }
+    *count += 1;
+    let rules = Arc::new(Rules {
+        config: Arc::new(config),
+        policy: Arc::new(policy),
+        label: format!("reload {count}"),
+    });
+    let now = inner.clock.now_ms();
+    let reloaded = Reloaded {
+        label: rules.label.clone(),
+        policies: rules.policy.policy_ids().to_vec(),
+        templates: rules
+            .config
+            .templates
+            .iter()
+            .map(|t| t.id.clone())
+            .collect(),
+        runs: 0,
+    };
+    // The swap and its audit entry: the entry is written first, so an audit trail never lacks
+    // the rules a later plan cites.
+    let mut tx = inner.store.begin().await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "rules.reloaded".into(),
+        reason: format!("{}: configuration and policy replaced", rules.label),
+        details: serde_json::json!({
+            "policies": reloaded.policies,
+            "templates": reloaded.templates,
+            "separation_of_duties": rules.config.sod.iter().map(|r| r.reason_id()).collect::<Vec<_>>(),
+        }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    *inner.rules.write().expect("rules lock") = rules.clone();
+
+    // Everyone the new rules change gets a re-plan, in batches.
+    let mut changed = Vec::new();
+    scan(&inner.store, &rules, now, |p, computed| {
+        if !computed.plan.steps.is_empty() {
+            changed.push(p.person.id.clone());
+        }
+    })
+    .await?;
+    for chunk in changed.chunks(RUNS_PER_TX) {
+        let mut tx = inner.store.begin().await?;
+        for person_id in chunk {
+            let run = RunRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                event_id: None,
+                person_id: person_id.clone(),
+                kind: RECONCILE.into(),
+                state: RunState::Pending,
+                priority: 10,
+                effective_at: now,
+                created_at: now,
+                planned_at: None,
+                finished_at: None,
+                cancel_requested: false,
+                error: None,
+                note: None,
+            };
+            tenure_store::insert_run(tx.conn(), &run).await?;
+        }
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: actor.to_string(),
+            action: "rules.reconcile_scheduled".into(),
+            reason: format!(
+                "{}: the new rules change these people's access",
+                rules.label
+            ),
+            details: serde_json::json!({ "people": chunk }),
+            ..Default::default()
+        });
+        tx.commit().await?;
+    }
+    inner.wake.notify_one();
+    Ok(Reloaded {
+        runs: changed.len(),
+        ..reloaded
+    })
+}
