@@ -7,6 +7,7 @@ mod import;
 mod plan_cmd;
 mod policy_cmd;
 mod serve;
+mod whatif_bench;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -159,7 +160,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Bench(args) => bench::run(args).await,
-            Command::Policy { command } => policy_cmd::run(command),
+            Command::Policy { command } => policy_cmd::run(command).await,
             Command::Import(args) => import::run(args).await,
             Command::Plan(args) => plan_cmd::run(args).await,
             Command::Init { dir, force } => {
