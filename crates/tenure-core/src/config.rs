@@ -105,7 +105,47 @@ pub struct Config {
     /// Separation-of-duties rules (`[[separation_of_duties]]`), `{client}` rules expanded per
     /// client.
     pub sod: Vec<SodRule>,
+    /// Person attributes policy may read, with their types (`[person_attributes]`).
+    pub person_attributes: BTreeMap<String, AttrType>,
 }
+
+/// The type of a declared person attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    /// `true` or `false`.
+    Bool,
+    /// Text.
+    String,
+    /// An integer.
+    Long,
+    /// A list of strings (a set in policy).
+    StringSet,
+}
+
+impl AttrType {
+    /// Every type, as written in `[person_attributes]`.
+    pub const ALL: [(&'static str, AttrType); 4] = [
+        ("bool", AttrType::Bool),
+        ("string", AttrType::String),
+        ("long", AttrType::Long),
+        ("set", AttrType::StringSet),
+    ];
+}
+
+/// Attribute names every person has already; declared attributes may not reuse them.
+pub const PERSON_BUILTIN: &[&str] = &[
+    "id",
+    "name",
+    "email",
+    "worker_type",
+    "department",
+    "title",
+    "location",
+    "manager",
+    "start_date",
+    "end_date",
+    "status",
+];
 
 /// `[import]`: how `tenure import` reads an HR roster.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +270,8 @@ struct RawConfig {
     import: RawImport,
     #[serde(default)]
     separation_of_duties: Vec<RawSod>,
+    #[serde(default)]
+    person_attributes: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// `[[separation_of_duties]]`: a combination of entitlements nobody may hold together.
@@ -601,6 +643,44 @@ fn validate(
         &clients,
         &mut err,
     );
+    let mut person_attributes = BTreeMap::new();
+    for (name, ty) in &raw.person_attributes {
+        let n = name.get_ref();
+        let ident = n
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && n.len() <= 64;
+        if !ident {
+            err(
+                main,
+                name.span(),
+                format!(
+                    "`{n}` is not an attribute name (letters, digits and `_`, not starting with a digit)"
+                ),
+            );
+        } else if PERSON_BUILTIN.contains(&n.as_str()) {
+            err(
+                main,
+                name.span(),
+                format!("`{n}` is a built-in person attribute; choose another name"),
+            );
+        }
+        match AttrType::ALL.iter().find(|(t, _)| t == ty.get_ref()) {
+            Some((_, t)) => {
+                person_attributes.insert(n.clone(), *t);
+            }
+            None => err(
+                main,
+                ty.span(),
+                format!(
+                    "unknown type `{}`; expected bool, string, long or set (a list of strings)",
+                    ty.get_ref()
+                ),
+            ),
+        }
+    }
 
     Config {
         engine: raw.engine,
@@ -610,6 +690,7 @@ fn validate(
         templates,
         import,
         sod,
+        person_attributes,
     }
 }
 
@@ -903,6 +984,30 @@ client = "globex"
             SodEffect::Approval {
                 approver: "client_owner".into()
             }
+        );
+    }
+
+    #[test]
+    fn person_attributes_are_declared_with_types() {
+        let ok =
+            format!("{MAIN}\n[person_attributes]\nnda_signed = \"bool\"\ntrainings = \"set\"\n");
+        let c = Config::parse(&file("tenure.toml", &ok), &[]).unwrap();
+        assert_eq!(c.person_attributes["nda_signed"], AttrType::Bool);
+        assert_eq!(c.person_attributes["trainings"], AttrType::StringSet);
+        let bad = format!("{MAIN}\n[person_attributes]\ntitle = \"string\"\nlevel = \"float\"\n");
+        let errs = Config::parse(&file("tenure.toml", &bad), &[])
+            .unwrap_err()
+            .0;
+        let msgs: Vec<_> = errs.iter().map(|e| (e.line, e.message.clone())).collect();
+        assert_eq!(errs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|(l, m)| *l == 12 && m.contains("unknown type `float`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|(l, m)| *l == 11 && m.contains("built-in")),
+            "{msgs:?}"
         );
     }
 

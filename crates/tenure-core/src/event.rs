@@ -73,6 +73,11 @@ pub struct PersonInput {
     pub start_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<NaiveDate>,
+    /// Facts for policy (`{"nda_signed": true, "trainings": ["gdpr"]}`): each key given replaces
+    /// the stored value; `null` removes it. Values are booleans, strings, integers or lists of
+    /// strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The client of an engagement: its id alone, or its id with name and attributes.
@@ -212,6 +217,9 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
             "person.end_date",
             format!("{end} is before start_date {s}"),
         ));
+    }
+    if let Some(attrs) = &p.attributes {
+        check_attributes(attrs)?;
     }
     match e.kind {
         EventType::Hire | EventType::Rehire => {
@@ -355,6 +363,7 @@ pub fn apply_event(
                 start_date: None,
                 end_date: None,
                 status: PersonStatus::Active,
+                attributes: Default::default(),
             });
             let mut p = merge(base, input);
             if event.kind == EventType::Rehire && input.end_date.is_none() {
@@ -450,7 +459,51 @@ pub fn apply_event(
     })
 }
 
+/// Person attribute names are identifiers policy can read (`nda_signed`); values are booleans,
+/// strings, integers, lists of strings, or `null` to remove one.
+fn check_attributes(attrs: &serde_json::Map<String, serde_json::Value>) -> Result<(), EventError> {
+    use serde_json::Value;
+    for (k, v) in attrs {
+        let field = format!("person.attributes.{k}");
+        let ident = k.len() <= 64
+            && k.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return Err(EventError::new(
+                "person.attributes",
+                format!(
+                    "`{k}` is not an attribute name (letters, digits and `_`, at most 64, not starting with a digit)"
+                ),
+            ));
+        }
+        let ok = match v {
+            Value::Null | Value::Bool(_) | Value::String(_) => true,
+            Value::Number(n) => n.is_i64(),
+            Value::Array(items) => items.iter().all(Value::is_string),
+            Value::Object(_) => false,
+        };
+        if !ok {
+            return Err(EventError::new(
+                field,
+                "must be a boolean, a string, an integer, a list of strings, or null to remove it",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn merge(mut p: Person, i: &PersonInput) -> Person {
+    if let Some(attrs) = &i.attributes {
+        for (k, v) in attrs {
+            if v.is_null() {
+                p.attributes.remove(k);
+            } else {
+                p.attributes.insert(k.clone(), v.clone());
+            }
+        }
+    }
     if let Some(v) = &i.name {
         p.name = v.clone();
     }
@@ -487,6 +540,28 @@ mod tests {
 
     fn err(body: &str) -> EventError {
         parse_event(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn person_attributes_are_checked_and_merged() {
+        let e = err(r#"{"type":"transfer","person":{"id":"p","attributes":{"nda signed":true}}}"#);
+        assert_eq!(e.field, "person.attributes");
+        let e =
+            err(r#"{"type":"transfer","person":{"id":"p","attributes":{"nda":{"signed":true}}}}"#);
+        assert_eq!(e.field, "person.attributes.nda");
+        let e = err(r#"{"type":"transfer","person":{"id":"p","attributes":{"level":1.5}}}"#);
+        assert_eq!(e.field, "person.attributes.level");
+
+        let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let hire = parse_event(br#"{"type":"hire","person":{"id":"p","name":"P","email":"p@example.com","worker_type":"employee","attributes":{"nda_signed":true,"trainings":["gdpr"]}}}"#).unwrap();
+        let p = apply_event(&hire, None, &[], today).unwrap().person;
+        assert_eq!(p.attributes["trainings"], serde_json::json!(["gdpr"]));
+        // A key given replaces, null removes, keys not given stay.
+        let t = parse_event(br#"{"type":"transfer","person":{"id":"p","attributes":{"nda_signed":null,"level":3}}}"#).unwrap();
+        let p = apply_event(&t, Some(&p), &[], today).unwrap().person;
+        assert!(!p.attributes.contains_key("nda_signed"));
+        assert_eq!(p.attributes["level"], 3);
+        assert_eq!(p.attributes["trainings"], serde_json::json!(["gdpr"]));
     }
 
     #[test]

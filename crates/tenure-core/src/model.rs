@@ -144,6 +144,10 @@ pub struct Person {
     pub end_date: Option<NaiveDate>,
     /// Lifecycle status.
     pub status: PersonStatus,
+    /// Facts policy reads, as the HR system sends them (`nda_signed`, `trainings`, ...);
+    /// declared with their types in `[person_attributes]`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A client the company works for.

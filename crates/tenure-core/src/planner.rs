@@ -405,6 +405,7 @@ client = "globex"
             start_date: None,
             end_date: None,
             status,
+            attributes: Default::default(),
         }
     }
 

@@ -1170,6 +1170,7 @@ mod tests {
             start_date: None,
             end_date: None,
             status,
+            attributes: Default::default(),
         }
     }
 
@@ -1480,6 +1481,7 @@ mod tests {
                     start_date: s,
                     end_date: e,
                     status,
+                    attributes: Default::default(),
                 }
             })
     }

@@ -40,6 +40,20 @@ id = "crm:acme"
 system = "crm"
 client = "acme"
 
+[[clients]]
+id = "globex"
+[clients.attributes]
+nda_required = true
+required_trainings = ["secure-coding"]
+[[entitlements]]
+id = "crm:globex"
+system = "crm"
+client = "globex"
+
+[person_attributes]
+nda_signed = "bool"
+trainings = "set"
+
 [[systems]]
 id = "erp"
 connector = "sandbox"
@@ -83,6 +97,18 @@ when { principal.worker_type == "contractor" && resource.risk == "privileged" };
 forbid (principal is Person, action == Action::"grant", resource is Entitlement)
 when { resource has client && resource.client has data_region && resource.client.data_region == "eu" }
 unless { principal has location && ["Berlin", "Paris"].contains(principal.location) };"#,
+    ),
+    (
+        "policies/nda.cedar",
+        r#"@id("client-nda-signed")
+forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource has client && resource.client has nda_required && resource.client.nda_required }
+unless { principal has nda_signed && principal.nda_signed };
+
+@id("client-trainings-done")
+forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource has client && resource.client has required_trainings }
+unless { principal has trainings && principal.trainings.containsAll(resource.client.required_trainings) };"#,
     ),
     (
         "policies/approvals.cedar",
@@ -439,4 +465,73 @@ async fn a_toxic_combination_with_an_exception_rule_waits_for_its_approver() {
         "approvals": [{ "approver": "manager", "who": "boss", "policy": "sod:vendors-refunds" }],
     }]);
     assert_eq!(h.planned_audit(&run).await["awaiting_approval"], want);
+}
+
+#[tokio::test]
+async fn client_contract_rules_read_facts_that_come_with_the_person() {
+    let h = harness().await;
+    let run = h.send(&hire("n1", "employee", "Engineer", "Berlin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let start = r#"{"type":"engagement_start","person":{"id":"n1"},"engagement":{"client":"globex","role":"consultant"}}"#;
+    let run = h.send(start).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert!(grants_in(&d.steps).is_empty(), "{:#?}", d.steps);
+    let note: Value = serde_json::from_str(d.run.note.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["client-nda-signed", "client-trainings-done"])
+    );
+
+    // The NDA is signed, but the training is not done: still denied, by the training rule only.
+    let run = h
+        .send(r#"{"type":"transfer","person":{"id":"n1","attributes":{"nda_signed":true,"trainings":["gdpr"]}}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let note: Value = serde_json::from_str(
+        h.engine
+            .run_detail(&run)
+            .await
+            .unwrap()
+            .run
+            .note
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["client-trainings-done"])
+    );
+
+    // Both done: the client's access follows on the same engagement.
+    let run = h
+        .send(r#"{"type":"transfer","person":{"id":"n1","attributes":{"trainings":["gdpr","secure-coding"]}}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert_eq!(grants_in(&d.steps), vec!["crm:globex"], "{:#?}", d.steps);
+
+    // A fact of the wrong type counts as absent: the NDA rule denies.
+    let run = h
+        .send(r#"{"type":"hire","person":{"id":"n2","name":"N","email":"n2@example.com","worker_type":"employee","attributes":{"nda_signed":"yes","trainings":["secure-coding"]}}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let run = h.send(&start.replace("\"n1\"", "\"n2\"")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let note: Value = serde_json::from_str(
+        h.engine
+            .run_detail(&run)
+            .await
+            .unwrap()
+            .run
+            .note
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        note["denied"][0]["policies"],
+        serde_json::json!(["client-nda-signed"])
+    );
 }

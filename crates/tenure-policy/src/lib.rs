@@ -156,6 +156,7 @@ pub struct PolicyEngine {
     policies: PolicySet,
     ids: Vec<String>,
     client_attributes: BTreeMap<String, Ty>,
+    person_attributes: BTreeMap<String, Ty>,
     authorizer: Authorizer,
     action: EntityUid,
     person_type: EntityTypeName,
@@ -200,6 +201,7 @@ impl PolicyEngine {
             policies: PolicySet::new(),
             ids: Vec::new(),
             client_attributes: BTreeMap::new(),
+            person_attributes: BTreeMap::new(),
             authorizer: Authorizer::new(),
             action: EntityUid::from_type_name_and_id(type_name("Action"), EntityId::new("grant")),
             person_type: type_name("Person"),
@@ -372,6 +374,7 @@ impl PolicyEngine {
                 policies: combined,
                 ids,
                 client_attributes: generated.client_attributes,
+                person_attributes: generated.person_attributes,
                 ..PolicyEngine::allow_all()
             },
             warnings,
@@ -444,6 +447,13 @@ impl PolicyEngine {
         ] {
             if let Some(v) = v {
                 attrs.insert(k.to_string(), s(v));
+            }
+        }
+        // A value of another type than declared is left out: to policy it is absent, so a rule
+        // that needs it (`principal has nda_signed && ...`) does not pass on a malformed fact.
+        for (k, t) in &self.person_attributes {
+            if let Some(e) = person.attributes.get(k).and_then(|v| value_expr(v, t)) {
+                attrs.insert(k.clone(), e);
             }
         }
         entities.push(

@@ -10,7 +10,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use tenure_core::config::Config;
+use tenure_core::config::{AttrType, Config};
 
 /// A client attribute's type, as far as the values seen tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,7 @@ pub struct SchemaWarning {
 pub(crate) struct Generated {
     pub text: String,
     pub client_attributes: BTreeMap<String, Ty>,
+    pub person_attributes: BTreeMap<String, Ty>,
     pub warnings: Vec<SchemaWarning>,
 }
 
@@ -204,6 +205,25 @@ pub(crate) fn generate(config: &Config) -> Generated {
             );
         }
     }
+    let person_attributes: BTreeMap<String, Ty> = config
+        .person_attributes
+        .iter()
+        .map(|(k, t)| {
+            let ty = match t {
+                AttrType::Bool => Ty::Bool,
+                AttrType::String => Ty::String,
+                AttrType::Long => Ty::Long,
+                AttrType::StringSet => Ty::Set(Some(Box::new(Ty::String))),
+            };
+            (k.clone(), ty)
+        })
+        .collect();
+    let mut person_fields = String::new();
+    for (k, t) in &person_attributes {
+        let _ = write!(person_fields, "  {}?: ", quote(k));
+        t.write(&mut person_fields);
+        person_fields.push_str(",\n");
+    }
     let mut client_fields = String::new();
     for (k, t) in &client_attributes {
         let _ = write!(client_fields, "  {}?: ", quote(k));
@@ -221,7 +241,8 @@ entity Person = {{
   "department"?: String,
   "title"?: String,
   "location"?: String,
-}};
+  // Declared in [person_attributes]; optional (test with `has` first).
+{person_fields}}};
 
 // A client. Attributes other than `name` come from [clients.attributes] in tenure.toml; all are
 // optional (test with `has` first).
@@ -252,6 +273,7 @@ action "grant" appliesTo {{
     Generated {
         text,
         client_attributes,
+        person_attributes,
         warnings: dropped.into_values().collect(),
     }
 }

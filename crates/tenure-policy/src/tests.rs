@@ -99,6 +99,7 @@ fn person(worker_type: WorkerType, location: Option<&str>) -> Person {
         start_date: None,
         end_date: None,
         status: PersonStatus::Active,
+        attributes: Default::default(),
     }
 }
 

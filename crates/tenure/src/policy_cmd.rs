@@ -158,6 +158,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             start_date: None,
             end_date: None,
             status: PersonStatus::Active,
+            attributes: Default::default(),
         })
         .collect();
     let ents: Vec<_> = config.entitlements.values().collect();

@@ -138,6 +138,7 @@ async fn seed(store: &Store, config: &tenure_core::config::Config, n: usize) -> 
                 start_date: None,
                 end_date: None,
                 status: PersonStatus::Active,
+                attributes: Default::default(),
             };
             let desired = planner::desired_access(config, &person, &[], &[], today, now);
             for system in &desired.systems {
