@@ -2,6 +2,7 @@
 //! audit trail out. Handlers are thin: they authenticate, parse, call the engine or the store,
 //! and map errors to responses in one place ([`ApiError`]).
 
+mod access;
 mod auth;
 mod error;
 mod routes;

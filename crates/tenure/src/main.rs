@@ -70,9 +70,13 @@ enum TokenCommand {
         /// Who or what will hold it (shows as the actor in the audit trail).
         #[arg(long)]
         name: String,
-        /// A scope to grant: events:write, read, approve, admin. Repeat for several.
+        /// A scope to grant: events:write, read, approve, request, break_glass, admin. Repeat
+        /// for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// The person (HR id) the token acts as when it asks for or approves access.
+        #[arg(long = "as", value_name = "PERSON")]
+        person: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -175,14 +179,26 @@ fn main() -> Result<()> {
 
 async fn token(command: TokenCommand) -> Result<()> {
     match command {
-        TokenCommand::Create { name, scopes, db } => {
+        TokenCommand::Create {
+            name,
+            scopes,
+            person,
+            db,
+        } => {
             let scopes = scopes
                 .iter()
                 .map(|s| s.parse::<Scope>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             let store = db.open().await?;
-            let (row, secret) = tenure_api::issue_token(&store, &name, &scopes, "cli").await?;
+            if let Some(p) = &person {
+                let mut c = store.reader().await?;
+                if tenure_store::get_person(&mut c, p).await?.is_none() {
+                    bail!("no person `{p}` in this database: --as names a person's HR id");
+                }
+            }
+            let (row, secret) =
+                tenure_api::issue_token(&store, &name, &scopes, person.as_deref(), "cli").await?;
             println!("{secret}");
             eprintln!(
                 "created {} ({}) with scopes: {}. The secret above is shown only once.",

@@ -127,6 +127,7 @@ async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
         scopes: Scope::ALL.map(Scope::as_str).join(" "),
         created_at: now,
         revoked_at: None,
+        person_id: None,
     };
     let mut tx = store.begin().await?;
     tenure_store::insert_token(tx.conn(), &row, &tenure_api::hash_token(&secret)).await?;
