@@ -42,6 +42,8 @@ string_enum!(
         Denied => "denied",
         /// Nobody decided before the deadline: denied automatically.
         Expired => "expired",
+        /// The grant is no longer wanted (a leave or a cancel came first).
+        Withdrawn => "withdrawn",
     }
 );
 

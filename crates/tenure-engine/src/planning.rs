@@ -536,6 +536,17 @@ fn authorize_grants(
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
 /// cancelled before they ran.
 async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()> {
+    let waiting: Vec<String> = cancelled
+        .iter()
+        .filter(|s| s.action == Action::Grant)
+        .map(|s| s.id.clone())
+        .collect();
+    let at = cancelled
+        .iter()
+        .filter_map(|s| s.finished_at)
+        .max()
+        .unwrap_or(0);
+    tenure_store::withdraw_approvals(tx.conn(), &waiting, at).await?;
     for s in cancelled {
         match s.action {
             Action::CreateAccount => {

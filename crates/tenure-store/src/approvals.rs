@@ -463,6 +463,32 @@ pub async fn list_approvals(
     rows.iter().map(approval_row).collect()
 }
 
+/// Withdraws the pending approvals of these steps (cancelled before anyone decided).
+pub async fn withdraw_approvals(
+    c: &mut AnyConnection,
+    step_ids: &[String],
+    now: i64,
+) -> Result<()> {
+    for id in step_ids {
+        sqlx::query(
+            "UPDATE access_requests SET state = 'withdrawn', decided_at = $1
+             WHERE state = 'pending' AND id IN (SELECT request_id FROM approvals WHERE step_id = $2 AND state = 'pending')",
+        )
+        .bind(now)
+        .bind(id.clone())
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "UPDATE approvals SET state = 'withdrawn', decided_at = $1 WHERE step_id = $2 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id.clone())
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
 /// One recorded decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRow {
