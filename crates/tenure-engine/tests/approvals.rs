@@ -12,7 +12,7 @@ use tenure_core::run::RunState;
 use tenure_core::{GrantState, PersonStatus};
 use tenure_engine::tenure_policy::PolicyEngine;
 use tenure_engine::{
-    Engine, EngineError, EngineOptions, IngestOutcome, ManualClock, NewRequest, Submission,
+    Clock, Engine, EngineError, EngineOptions, IngestOutcome, ManualClock, NewRequest, Submission,
 };
 use tenure_store::{ApprovalRow, Store};
 
@@ -728,4 +728,125 @@ async fn contract_end_dates_revoke_on_the_day_without_an_event() {
         drop(c);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+/// A webhook receiver on loopback that fails its first call, like a receiver restarting.
+async fn receiver() -> (Receiver, String) {
+    use axum::http::StatusCode;
+    let r = Receiver::default();
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let mut got = state.got.lock().unwrap();
+                got.push((headers, body));
+                if got.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, url)
+}
+
+#[tokio::test]
+async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (rx, url) = receiver().await;
+    let h = harness_with(
+        &format!(
+            "[notifications]\nwebhook_url = \"{url}\"\nsecret_env = \"TENURE_WEBHOOK_SECRET\"\n"
+        ),
+        Some(SECRET),
+    )
+    .await;
+    let (_, run) = h
+        .request("ann", "ann", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    h.engine.fire_due_timers().await.unwrap();
+    // The scheduler's loop may have sent it first; either way one call has failed by now.
+    while rx.got.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first delivery failed; it is retried after a backoff, not before.
+    let mut c = h.engine.store().reader().await.unwrap();
+    let waiting = tenure_store::timers_of_kind(&mut c, "webhook", "pending")
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(waiting[0].due_at > START);
+    drop(c);
+    h.advance(10 * 60_000).await;
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one failed call, then one delivered");
+    let key = tenure_core::webhook::secret_key(SECRET).unwrap();
+    let header = |h: &axum::http::HeaderMap, n: &str| h[n].to_str().unwrap().to_string();
+    assert_eq!(
+        header(&got[0].0, "webhook-id"),
+        header(&got[1].0, "webhook-id")
+    );
+    let (headers, body) = &got[1];
+    let ts: i64 = header(headers, "webhook-timestamp").parse().unwrap();
+    assert!(tenure_core::webhook::verify(
+        &key,
+        &header(headers, "webhook-id"),
+        ts,
+        body.as_bytes(),
+        &header(headers, "webhook-signature"),
+        h.clock.now_ms() / 1000,
+    ));
+    // A body changed in transit does not verify.
+    assert!(!tenure_core::webhook::verify(
+        &key,
+        &header(headers, "webhook-id"),
+        ts,
+        body.replace("mia", "eve").as_bytes(),
+        &header(headers, "webhook-signature"),
+        h.clock.now_ms() / 1000,
+    ));
+    let msg: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(msg["type"], "approval.requested");
+    assert_eq!(msg["data"]["recipients"], serde_json::json!(["mia"]));
+    assert_eq!(msg["data"]["event"]["entitlement"], "directory:reports");
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert_eq!(
+        tenure_store::timers_of_kind(&mut c, "webhook", "fired")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_without_its_secret_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    let config = Arc::new(config(
+        "[notifications]\nwebhook_url = \"http://127.0.0.1:9/x\"\nsecret_env = \"TENURE_WEBHOOK_SECRET\"\n",
+    ));
+    let err = Engine::start(
+        store,
+        config,
+        Arc::new(ManualClock::new(START)),
+        EngineOptions::default(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("TENURE_WEBHOOK_SECRET"), "{err}");
 }
