@@ -688,6 +688,7 @@ async fn finish_approved(
     actor: &str,
     now: i64,
 ) -> Result<()> {
+    row.state = ApprovalState::Approved;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;
     scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;

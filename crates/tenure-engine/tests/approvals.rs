@@ -358,6 +358,11 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
     );
     h.decide(&a.id, "dan", Verdict::Approve).await.unwrap();
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    assert_eq!(
+        h.engine.approval(&a.id).await.unwrap().approval.state,
+        ApprovalState::Approved
+    );
+    assert!(h.engine.pending_approvals(None).await.unwrap().is_empty());
     let g = h.grant("ann", "db:prod-admin").await.unwrap();
     assert_eq!(g.state, GrantState::Granted);
     assert_eq!(g.expires_at, Some(START + 2 * HOUR));

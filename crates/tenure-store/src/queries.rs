@@ -701,7 +701,7 @@ pub async fn set_run_states(
 ) -> Result<()> {
     let prefix = format!(
         "UPDATE runs SET state = v.column2,
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
          FROM (VALUES "
     );
     bulk!(
@@ -1001,7 +1001,7 @@ pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) 
     let prefix = format!(
         "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
            lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
          FROM (VALUES "
     );
     bulk!(
@@ -1074,7 +1074,7 @@ pub async fn update_step(
     sqlx::query(
         "UPDATE steps SET state = $1, last_error = COALESCE($2, last_error), lease_until = NULL, attempts = $6,
            available_at = COALESCE($3, available_at),
-           finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN $4 ELSE NULL END
+           finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN $4 ELSE NULL END
          WHERE id = $5",
     )
     .bind(state.as_str())

@@ -1,5 +1,6 @@
 //! `tenure`: the identity-lifecycle engine as one binary.
 
+mod approvals_cmd;
 mod bench;
 mod config_files;
 mod demo;
@@ -52,6 +53,11 @@ enum Command {
     /// Import an HR roster (CSV, the full current list of people): diff it against tenure's
     /// people and send the hire, rehire, transfer, contract_change and leave events.
     Import(import::ImportArgs),
+    /// Decide access approvals over the HTTP API (token in TENURE_TOKEN, acting as you).
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -161,6 +167,7 @@ fn main() -> Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Policy { command } => policy_cmd::run(command),
             Command::Import(args) => import::run(args).await,
+            Command::Approvals { command } => approvals_cmd::run(command).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {

@@ -71,6 +71,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
 
+    // The secret itself never sits in the configuration: only the variable's name.
+    let webhook_secret = config
+        .notifications
+        .secret_env
+        .as_deref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|s| !s.is_empty());
     let store = args.db.open().await?;
     bootstrap_token(&store).await?;
     let sole_instance = store.backend() == Backend::Sqlite;
@@ -82,6 +89,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         EngineOptions {
             sole_instance,
             lease_ms: args.step_lease_secs.max(1) as i64 * 1000,
+            webhook_secret,
             ..Default::default()
         },
     )
