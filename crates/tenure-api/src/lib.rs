@@ -66,9 +66,9 @@ mod tests {
             .cloned()
             .collect();
         let served: std::collections::BTreeSet<String> = include_str!("routes.rs")
-            .split(".route(\"")
+            .split(".route(")
             .skip(1)
-            .filter_map(|s| s.split('"').next())
+            .filter_map(|s| s.trim_start().strip_prefix('"')?.split('"').next())
             .map(str::to_string)
             .collect();
         assert_eq!(documented, served);
