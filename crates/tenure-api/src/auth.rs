@@ -16,18 +16,24 @@ pub enum Scope {
     EventsWrite,
     /// Read people, runs, systems, entitlements, audit, metrics.
     Read,
-    /// Decide approvals.
+    /// Decide approvals (as the person the token acts as).
     Approve,
+    /// Ask for access (for the token's person, or as their manager for a report).
+    Request,
+    /// Ask for emergency access that skips approval.
+    BreakGlass,
     /// Everything, including tokens and cancelling or retrying runs.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 6] = [
         Scope::EventsWrite,
         Scope::Read,
         Scope::Approve,
+        Scope::Request,
+        Scope::BreakGlass,
         Scope::Admin,
     ];
 
@@ -37,6 +43,8 @@ impl Scope {
             Scope::EventsWrite => "events:write",
             Scope::Read => "read",
             Scope::Approve => "approve",
+            Scope::Request => "request",
+            Scope::BreakGlass => "break_glass",
             Scope::Admin => "admin",
         }
     }
@@ -87,9 +95,27 @@ pub struct Principal {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// The person it acts as (`tenure token create --as PERSON`).
+    pub person_id: Option<String>,
 }
 
 impl Principal {
+    /// Whether the token holds `admin`.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// The person the token acts as, or 403 naming what is missing.
+    pub fn person(&self) -> Result<&str, ApiError> {
+        self.person_id.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token acts as no person: create it with `tenure token create --as PERSON`",
+            )
+        })
+    }
+
     /// Refuses with 403 unless the token holds `scope` (or `admin`).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
@@ -139,6 +165,7 @@ impl FromRequestParts<AppState> for Principal {
             token_id: token.id,
             name: token.name,
             scopes,
+            person_id: token.person_id,
         })
     }
 }
@@ -162,6 +189,7 @@ mod tests {
             token_id: "t".into(),
             name: "n".into(),
             scopes: vec![Scope::Admin],
+            person_id: None,
         };
         assert!(Scope::ALL.iter().all(|s| p.require(*s).is_ok()));
         let r = Principal {

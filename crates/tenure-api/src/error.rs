@@ -75,6 +75,13 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(what) => ApiError::not_found(what),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            EngineError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            EngineError::Invalid { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_request",
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
             EngineError::Unavailable(m) => {
                 tracing::error!(error = %m, "request not stored");
                 ApiError::new(

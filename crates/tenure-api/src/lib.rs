@@ -2,6 +2,7 @@
 //! audit trail out. Handlers are thin: they authenticate, parse, call the engine or the store,
 //! and map errors to responses in one place ([`ApiError`]).
 
+mod access;
 mod auth;
 mod error;
 mod routes;
@@ -128,9 +129,9 @@ mod tests {
             .cloned()
             .collect();
         let served: std::collections::BTreeSet<String> = include_str!("routes.rs")
-            .split(".route(\"")
+            .split(".route(")
             .skip(1)
-            .filter_map(|s| s.split('"').next())
+            .filter_map(|s| s.trim_start().strip_prefix('"')?.split('"').next())
             .map(str::to_string)
             .collect();
         assert_eq!(documented, served);

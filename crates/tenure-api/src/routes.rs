@@ -1,7 +1,7 @@
 //! Routes and handlers.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
-use crate::{ApiError, AppState, OPENAPI};
+use crate::{ApiError, AppState, OPENAPI, access};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -36,6 +36,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/simulate", post(simulate))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/requests", post(access::post_request))
+        .route("/api/v1/requests/{id}", get(access::get_request))
+        .route("/api/v1/approvals", get(access::list_approvals))
+        .route("/api/v1/approvals/{id}", get(access::get_approval))
+        .route(
+            "/api/v1/approvals/{id}/decision",
+            post(access::post_decision),
+        )
+        .route("/api/v1/delegations", post(access::post_delegation))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -397,6 +406,9 @@ async fn list_audit(
 struct NewToken {
     name: String,
     scopes: Vec<String>,
+    /// The person the token acts as when it asks for or approves access.
+    #[serde(default)]
+    person_id: Option<String>,
 }
 
 async fn create_token(
@@ -411,10 +423,28 @@ async fn create_token(
     if req.name.trim().is_empty() {
         return Err(ApiError::invalid("name", "must not be empty"));
     }
-    let (row, secret) = issue_token(s.store(), &req.name, &scopes, &p.name).await?;
+    if let Some(person) = &req.person_id {
+        let mut c = s.store().reader().await?;
+        if tenure_store::get_person(&mut c, person).await?.is_none() {
+            return Err(ApiError::invalid(
+                "person_id",
+                format!("no person `{person}`"),
+            ));
+        }
+    }
+    let (row, secret) = issue_token(
+        s.store(),
+        &req.name,
+        &scopes,
+        req.person_id.as_deref(),
+        &p.name,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": row.id, "name": row.name, "scopes": row.scopes, "token": secret })),
+        Json(
+            json!({ "id": row.id, "name": row.name, "scopes": row.scopes, "person_id": row.person_id, "token": secret }),
+        ),
     )
         .into_response())
 }
@@ -436,6 +466,7 @@ pub async fn issue_token(
     store: &tenure_store::Store,
     name: &str,
     scopes: &[Scope],
+    person_id: Option<&str>,
     actor: &str,
 ) -> Result<(tenure_store::TokenRow, String), tenure_store::StoreError> {
     let secret = new_token();
@@ -450,6 +481,7 @@ pub async fn issue_token(
             .join(" "),
         created_at: now,
         revoked_at: None,
+        person_id: person_id.map(str::to_string),
     };
     let mut tx = store.begin().await?;
     tenure_store::insert_token(tx.conn(), &row, &hash_token(&secret)).await?;
@@ -458,7 +490,7 @@ pub async fn issue_token(
         actor: actor.to_string(),
         action: "token.created".into(),
         reason: format!("token `{}` for {}", row.id, row.name),
-        details: json!({ "token_id": row.id, "name": row.name, "scopes": row.scopes }),
+        details: json!({ "token_id": row.id, "name": row.name, "scopes": row.scopes, "person_id": row.person_id }),
         ..Default::default()
     });
     tx.commit().await?;

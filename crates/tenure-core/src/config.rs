@@ -107,6 +107,67 @@ pub struct Config {
     pub sod: Vec<SodRule>,
     /// Person attributes policy may read, with their types (`[person_attributes]`).
     pub person_attributes: BTreeMap<String, AttrType>,
+    /// Access requests, approval chains and time-bound access (`[approvals]`, optional).
+    pub approvals: ApprovalSettings,
+    /// Where approvers and requesters are notified (`[notifications]`, optional).
+    pub notifications: NotificationSettings,
+}
+
+/// `[approvals]`: how access requests are decided and how long granted access lasts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalSettings {
+    /// Stages every access request goes through, policy's `@approval` stages added to them.
+    pub request_stages: Vec<crate::approval::StageKind>,
+    /// Stages whose every approver must approve (the others need one).
+    pub require_all: Vec<crate::approval::StageKind>,
+    /// A stage not decided within this escalates to the approvers' managers (ms).
+    pub stage_timeout_ms: i64,
+    /// A request not decided within this is denied automatically (ms).
+    pub deadline_ms: i64,
+    /// The longest window of `high` and `privileged` access (ms); such grants always expire.
+    pub max_window_ms: i64,
+    /// The longest window of break-glass access (ms).
+    pub break_glass_max_ms: i64,
+    /// Team names (as in an entitlement's `owner`) and their members.
+    pub teams: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        use crate::approval::StageKind;
+        const MINUTE: i64 = 60_000;
+        ApprovalSettings {
+            request_stages: vec![StageKind::Manager],
+            require_all: Vec::new(),
+            stage_timeout_ms: 24 * 60 * MINUTE,
+            deadline_ms: 72 * 60 * MINUTE,
+            max_window_ms: 8 * 60 * MINUTE,
+            break_glass_max_ms: 60 * MINUTE,
+            teams: BTreeMap::new(),
+        }
+    }
+}
+
+impl ApprovalSettings {
+    /// The approvers an owner name stands for: a team's members, or the person it names.
+    pub fn members(&self, owner: &str) -> Vec<String> {
+        self.teams
+            .get(owner)
+            .cloned()
+            .unwrap_or_else(|| vec![owner.to_string()])
+    }
+}
+
+/// `[notifications]`: a signed webhook (Standard Webhooks) told of approvals to make and
+/// decisions made.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NotificationSettings {
+    /// Where to POST notifications; none sends nothing.
+    pub webhook_url: Option<String>,
+    /// The environment variable that holds the signing secret (never the secret itself).
+    pub secret_env: Option<String>,
+    /// Deliveries tried before one is given up (with backoff between them).
+    pub max_attempts: u32,
 }
 
 /// The type of a declared person attribute.
@@ -272,6 +333,10 @@ struct RawConfig {
     separation_of_duties: Vec<RawSod>,
     #[serde(default)]
     person_attributes: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    approvals: RawApprovals,
+    #[serde(default)]
+    notifications: RawNotifications,
 }
 
 /// `[[separation_of_duties]]`: a combination of entitlements nobody may hold together.
@@ -288,6 +353,27 @@ struct RawSod {
     effect: Option<Spanned<String>>,
     /// With `effect = "approval"`: `manager`, `owner` (default) or `client_owner`.
     approver: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    request_stages: Option<Spanned<Vec<String>>>,
+    require_all: Option<Spanned<Vec<String>>>,
+    stage_timeout_minutes: Option<Spanned<i64>>,
+    deadline_minutes: Option<Spanned<i64>>,
+    max_window_minutes: Option<Spanned<i64>>,
+    break_glass_max_minutes: Option<Spanned<i64>>,
+    #[serde(default)]
+    teams: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    webhook_url: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    max_attempts: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -681,6 +767,8 @@ fn validate(
             ),
         }
     }
+    let approvals = validate_approvals(main, raw.approvals, &mut err);
+    let notifications = validate_notifications(main, raw.notifications, &mut err);
 
     Config {
         engine: raw.engine,
@@ -691,6 +779,8 @@ fn validate(
         import,
         sod,
         person_attributes,
+        approvals,
+        notifications,
     }
 }
 
@@ -848,6 +938,117 @@ fn validate_sod(
         }
     }
     rules
+}
+
+fn validate_approvals(
+    main: &SourceFile,
+    raw: RawApprovals,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> ApprovalSettings {
+    use crate::approval::StageKind;
+    let mut settings = ApprovalSettings::default();
+    let mut stages = |list: &Spanned<Vec<String>>, what: &str| -> Vec<StageKind> {
+        let mut out = Vec::new();
+        for s in list.get_ref() {
+            match s.parse::<StageKind>() {
+                Ok(k) if !out.contains(&k) => out.push(k),
+                Ok(_) => {}
+                Err(e) => err(main, list.span(), format!("{what}: {e}")),
+            }
+        }
+        out
+    };
+    if let Some(list) = &raw.request_stages {
+        settings.request_stages = stages(list, "request_stages");
+    }
+    if let Some(list) = &raw.require_all {
+        settings.require_all = stages(list, "require_all");
+    }
+    let mut minutes = |v: &Option<Spanned<i64>>, name: &str, target: &mut i64| {
+        if let Some(v) = v {
+            let m = *v.get_ref();
+            if (1..=525_600).contains(&m) {
+                *target = m * 60_000;
+            } else {
+                err(
+                    main,
+                    v.span(),
+                    format!("{name} must be between 1 and 525600 minutes (a year), not {m}"),
+                );
+            }
+        }
+    };
+    minutes(
+        &raw.stage_timeout_minutes,
+        "stage_timeout_minutes",
+        &mut settings.stage_timeout_ms,
+    );
+    minutes(
+        &raw.deadline_minutes,
+        "deadline_minutes",
+        &mut settings.deadline_ms,
+    );
+    minutes(
+        &raw.max_window_minutes,
+        "max_window_minutes",
+        &mut settings.max_window_ms,
+    );
+    minutes(
+        &raw.break_glass_max_minutes,
+        "break_glass_max_minutes",
+        &mut settings.break_glass_max_ms,
+    );
+    settings.teams = raw.teams;
+    settings
+}
+
+fn validate_notifications(
+    main: &SourceFile,
+    raw: RawNotifications,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> NotificationSettings {
+    let mut settings = NotificationSettings {
+        max_attempts: 8,
+        ..Default::default()
+    };
+    if let Some(url) = &raw.webhook_url {
+        let u = url.get_ref().trim();
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            err(
+                main,
+                url.span(),
+                format!("webhook_url must be an http:// or https:// URL, not `{u}`"),
+            );
+        }
+        settings.webhook_url = Some(u.to_string());
+        if raw.secret_env.is_none() {
+            err(
+                main,
+                url.span(),
+                "a webhook_url needs secret_env: the environment variable holding the signing secret".into(),
+            );
+        }
+    }
+    if let Some(env) = &raw.secret_env {
+        let e = env.get_ref();
+        if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            err(
+                main,
+                env.span(),
+                format!(
+                    "secret_env must name an environment variable (letters, digits, '_'), not `{e}`"
+                ),
+            );
+        }
+        settings.secret_env = Some(e.clone());
+    }
+    if let Some(n) = &raw.max_attempts {
+        if *n.get_ref() == 0 {
+            err(main, n.span(), "max_attempts must be at least 1".into());
+        }
+        settings.max_attempts = *n.get_ref();
+    }
+    settings
 }
 
 fn validate_import(

@@ -8,6 +8,7 @@
 //! Invariant: this crate does no I/O and reads no clock. Time and randomness come in as
 //! arguments, so every decision here is deterministic and easy to test.
 
+pub mod approval;
 pub mod audit;
 pub mod breaker;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod retry;
 pub mod roster;
 pub mod run;
 pub mod sod;
+pub mod webhook;
 
 pub use model::*;

@@ -18,6 +18,8 @@ string_enum!(
         Failed => "failed",
         Cancelled => "cancelled",
         Compensated => "compensated",
+        /// Its approval was denied (or expired): it never runs.
+        Denied => "denied",
     }
 );
 
@@ -31,6 +33,8 @@ string_enum!(
         Failed => "failed",
         Cancelled => "cancelled",
         Compensated => "compensated",
+        /// A grant it was to make was denied by its approvers; the rest of it ran.
+        Denied => "denied",
     }
 );
 
@@ -39,7 +43,11 @@ impl RunState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunState::Succeeded | RunState::Cancelled | RunState::Compensated | RunState::Failed
+            RunState::Succeeded
+                | RunState::Cancelled
+                | RunState::Compensated
+                | RunState::Failed
+                | RunState::Denied
         )
     }
 }
@@ -53,6 +61,7 @@ impl StepState {
                 | StepState::Failed
                 | StepState::Cancelled
                 | StepState::Compensated
+                | StepState::Denied
         )
     }
 }
@@ -131,6 +140,7 @@ pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
         Next::Done if steps.iter().any(|s| s.state == StepState::Cancelled) => {
             keep(RunState::Cancelled)
         }
+        Next::Done if steps.iter().any(|s| s.state == StepState::Denied) => keep(RunState::Denied),
         Next::Done => keep(RunState::Succeeded),
         Next::Release(p) => Evaluation {
             state: RunState::Running,
@@ -162,7 +172,10 @@ fn next_phase<'a>(steps: impl Iterator<Item = &'a StepStatus> + Clone) -> Next {
     let unfinished = |s: &&StepStatus| {
         !matches!(
             s.state,
-            StepState::Succeeded | StepState::Cancelled | StepState::Compensated
+            StepState::Succeeded
+                | StepState::Cancelled
+                | StepState::Compensated
+                | StepState::Denied
         )
     };
     let Some(phase) = steps.clone().filter(unfinished).map(|s| s.phase).min() else {
@@ -284,6 +297,20 @@ mod tests {
             evaluate(&[s(0, Compensated, true), done], true).state,
             RunState::Compensated
         );
+    }
+
+    #[test]
+    fn a_denied_grant_ends_the_run_denied_once_the_rest_is_done() {
+        let steps = [s(0, Succeeded, true), s(1, AwaitingApproval, false)];
+        assert_eq!(evaluate(&steps, false).state, RunState::AwaitingApproval);
+        let steps = [s(0, Succeeded, true), s(1, Denied, false)];
+        assert_eq!(evaluate(&steps, false).state, RunState::Denied);
+        let steps = [
+            s(0, Succeeded, true),
+            s(1, Denied, false),
+            s(1, Pending, false),
+        ];
+        assert_eq!(evaluate(&steps, false).release_phase, Some(1));
     }
 
     #[test]

@@ -121,6 +121,19 @@ async fn store_batch(
 ) -> Result<Vec<IngestOutcome>> {
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let outcomes = store_events(inner, &mut tx, subs, now).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Stores events and their runs inside `tx`, and plans those due now (the ingester's batch, or
+/// an event the scheduler raises itself, such as a leave on a contract's end date).
+pub(crate) async fn store_events(
+    inner: &Arc<Inner>,
+    tx: &mut tenure_store::Tx,
+    subs: &[(&Submission, i64)],
+    now: i64,
+) -> Result<Vec<IngestOutcome>> {
     let mut outcomes = Vec::with_capacity(subs.len());
     let mut due = Vec::new();
     for &(sub, received_at) in subs {
@@ -227,14 +240,13 @@ async fn store_batch(
     // event is acknowledged.
     let mut urgent = Vec::new();
     for run in &due {
-        if planning::plan_run(inner, &mut tx, run, now).await? == planning::Planned::Yes
+        if planning::plan_run(inner, tx, run, now).await? == planning::Planned::Yes
             && run.priority == 0
         {
             urgent.push(run.id.clone());
         }
     }
-    worker::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
-    tx.commit().await?;
+    worker::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
 }
 

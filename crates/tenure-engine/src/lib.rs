@@ -14,12 +14,15 @@
 //! point leaves either the old or the new state, and running steps are retried with the same
 //! operation id on restart, which connectors answer as "already done".
 
+mod approvals;
 mod clock;
 mod ingest;
 mod planning;
 mod reconcile;
+mod scheduler;
 mod worker;
 
+pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;
@@ -52,6 +55,17 @@ pub enum EngineError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (decide an approval they are not an approver of, ...).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A value the caller gave is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The configuration cannot be turned into working connectors.
     #[error("configuration: {0}")]
     Config(String),
@@ -95,6 +109,9 @@ pub struct EngineOptions {
     /// Whether this instance is the only one on its database (SQLite): on start it may take
     /// back every running step at once instead of waiting for leases to run out.
     pub sole_instance: bool,
+    /// The secret notifications are signed with (read from the environment variable the
+    /// configuration's `[notifications] secret_env` names); required when a webhook is set.
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -106,6 +123,7 @@ impl Default for EngineOptions {
             lease_ms: 60_000,
             seed: None,
             sole_instance: true,
+            webhook_secret: None,
         }
     }
 }
@@ -139,6 +157,12 @@ pub(crate) struct Inner {
     rng: Mutex<StdRng>,
     options: EngineOptions,
     wake: Arc<Notify>,
+    /// Wakes the scheduler (timers and notifications).
+    timer_wake: Arc<Notify>,
+    /// Sends notifications.
+    http: reqwest::Client,
+    /// The notification signing key, when a webhook is configured.
+    webhook_key: Option<Vec<u8>>,
     in_flight: AtomicUsize,
     urgent_in_flight: AtomicUsize,
     finished: broadcast::Sender<RunFinished>,
@@ -156,6 +180,12 @@ impl Inner {
     /// The rules in force now (a cheap clone of a shared snapshot).
     pub(crate) fn rules(&self) -> Arc<Rules> {
         self.rules.read().expect("rules lock").clone()
+    }
+
+    /// Wakes the dispatcher and the scheduler.
+    pub(crate) fn wake_all(&self) {
+        self.wake.notify_one();
+        self.timer_wake.notify_one();
     }
 }
 
@@ -240,6 +270,27 @@ impl Engine {
                 },
             );
         }
+        let webhook_key = match (&config.notifications.webhook_url, &options.webhook_secret) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(EngineError::Config(format!(
+                    "notifications: the webhook secret is missing: set the environment variable {}",
+                    config
+                        .notifications
+                        .secret_env
+                        .as_deref()
+                        .unwrap_or("named by secret_env")
+                )));
+            }
+            (Some(_), Some(secret)) => Some(
+                tenure_core::webhook::secret_key(secret)
+                    .map_err(|e| EngineError::Config(format!("notifications: {e}")))?,
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| EngineError::Config(format!("notifications: HTTP client: {e}")))?;
         let (ingest_tx, ingest_rx) = mpsc::channel(4096);
         let (outcome_tx, outcome_rx) = mpsc::channel(8192);
         let (urgent_tx, urgent_rx) = mpsc::channel(4096);
@@ -261,6 +312,9 @@ impl Engine {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             options,
             wake: Arc::new(Notify::new()),
+            timer_wake: Arc::new(Notify::new()),
+            http,
+            webhook_key,
             in_flight: AtomicUsize::new(0),
             urgent_in_flight: AtomicUsize::new(0),
             finished,
@@ -274,6 +328,7 @@ impl Engine {
             tokio::spawn(ingest::run(inner.clone(), ingest_rx)),
             tokio::spawn(worker::dispatcher(inner.clone())),
             tokio::spawn(worker::completer(inner.clone(), urgent_rx, outcome_rx)),
+            tokio::spawn(scheduler::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -349,9 +404,75 @@ impl Engine {
         self.inner.finished.subscribe()
     }
 
-    /// Looks for due work now (after the clock moved, in tests).
+    /// Looks for due work and due timers now (after the clock moved, in tests).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        self.inner.wake_all();
+    }
+
+    /// Asks for access on a person's behalf; see [`NewRequest`]. The run's grant waits for
+    /// its approvals (none for break-glass).
+    pub async fn request_access(&self, request: NewRequest) -> Result<RequestAccepted> {
+        approvals::request_access(&self.inner, request).await
+    }
+
+    /// An access request.
+    pub async fn request(&self, id: &str) -> Result<tenure_store::RequestRow> {
+        let mut c = self.inner.store.reader().await?;
+        tenure_store::get_request(&mut c, id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("request `{id}`")))
+    }
+
+    /// The approvals `person` may decide now (every pending one for `None`).
+    pub async fn pending_approvals(
+        &self,
+        person: Option<&str>,
+    ) -> Result<Vec<tenure_store::ApprovalRow>> {
+        approvals::pending_for(&self.inner, person).await
+    }
+
+    /// An approval with its decisions.
+    pub async fn approval(&self, id: &str) -> Result<ApprovalDetail> {
+        approvals::detail(&self.inner, id).await
+    }
+
+    /// Records `actor`'s decision (a person id) on an approval.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        actor: &str,
+        verdict: tenure_core::approval::Verdict,
+        comment: &str,
+    ) -> Result<ApprovalDetail> {
+        approvals::decide(&self.inner, id, actor, verdict, comment).await
+    }
+
+    /// `delegator` names `delegate` to decide their approvals from `starts_at` until `ends_at`.
+    pub async fn delegate(
+        &self,
+        delegator: &str,
+        delegate: &str,
+        starts_at: i64,
+        ends_at: i64,
+        actor: &str,
+    ) -> Result<tenure_store::DelegationRow> {
+        approvals::delegate(&self.inner, delegator, delegate, starts_at, ends_at, actor).await
+    }
+
+    /// Fires the timers due now and sends due notifications, without waiting for the
+    /// scheduler's loop; returns how many timers fired. For tests and benchmarks.
+    pub async fn fire_due_timers(&self) -> Result<usize> {
+        let now = self.inner.clock.now_ms();
+        let mut total = 0;
+        loop {
+            let n = scheduler::fire_due(&self.inner, now).await?;
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        scheduler::deliver(&self.inner, now).await?;
+        Ok(total)
     }
 
     /// A run with its steps.

@@ -1,10 +1,11 @@
 //! Planning runs and moving them along: from an event to steps, from step outcomes to the
 //! run's next phase, and the operator's cancel and retry.
 
-use crate::{EngineError, Inner, Result, Rules, RunFinished};
+use crate::{EngineError, Inner, Result, Rules, RunFinished, approvals, scheduler};
 use chrono::DateTime;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use tenure_core::approval::StageKind;
 use tenure_core::config::Config;
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
@@ -66,19 +67,31 @@ pub(crate) async fn plan_run(
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
-    let Some(event_row) = event_row else {
-        fail_run(inner, tx, run, "the run's event is missing", now).await?;
-        return Ok(Planned::Yes);
+    // An access request's run has no event: it plans the person as stored, with the request's
+    // grant among their wants (see `approvals`).
+    let request = match (&event_row, run.kind.as_str()) {
+        (None, approvals::REQUEST_RUN) => tenure_store::request_of_run(tx.conn(), &run.id).await?,
+        _ => None,
     };
-    let event: EventInput = serde_json::from_str(&event_row.body)
-        .map_err(|e| tenure_store::StoreError::Corrupt(format!("event {}: {e}", event_row.id)))?;
+    let event: Option<EventInput> = match (&event_row, &request) {
+        (Some(row), _) => Some(
+            serde_json::from_str(&row.body)
+                .map_err(|e| tenure_store::StoreError::Corrupt(format!("event {}: {e}", row.id)))?,
+        ),
+        (None, Some(_)) => None,
+        (None, None) => {
+            fail_run(inner, tx, run, "the run's event is missing", now).await?;
+            return Ok(Planned::Yes);
+        }
+    };
+    let kind = event.as_ref().map(|e| e.kind);
 
     let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
     if !earlier.is_empty() {
         // Events of one person apply in order. Only a leave jumps ahead of work already
         // planned: it cancels the steps that have not started and waits just for calls in flight.
         // Earlier events not yet planned still apply first (they may create the person).
-        if event.kind != EventType::Leave || earlier.iter().any(|o| o.state == RunState::Pending) {
+        if kind != Some(EventType::Leave) || earlier.iter().any(|o| o.state == RunState::Pending) {
             return Ok(Planned::Waiting);
         }
         let mut waiting = false;
@@ -92,7 +105,7 @@ pub(crate) async fn plan_run(
                     action: "run.superseded".into(),
                     person_id: Some(run.person_id.clone()),
                     run_id: Some(other.id.clone()),
-                    reason: format!("{} run {} takes precedence", event.kind, run.id),
+                    reason: format!("{} run {} takes precedence", run.kind, run.id),
                     correlation_id: other.event_id.clone(),
                     details: serde_json::json!({ "cancelled_steps": cancelled.len(), "by_run": run.id }),
                     ..Default::default()
@@ -115,7 +128,19 @@ pub(crate) async fn plan_run(
         .date_naive();
     let stored = tenure_store::get_person(tx.conn(), &run.person_id).await?;
     let engagements = tenure_store::engagements_of(tx.conn(), &run.person_id).await?;
-    let applied = match apply_event(&event, stored.as_ref(), &engagements, today) {
+    let applied = match (&event, &stored) {
+        (Some(event), _) => apply_event(event, stored.as_ref(), &engagements, today),
+        (None, Some(person)) => Ok(tenure_core::event::Applied {
+            person: person.clone(),
+            engagements: Vec::new(),
+            client: None,
+            attributes_changed: false,
+        }),
+        (None, None) => Err(tenure_core::event::ApplyError::UnknownPerson(
+            run.person_id.clone(),
+        )),
+    };
+    let applied = match applied {
         Ok(a) => a,
         Err(e) => {
             fail_run(inner, tx, run, &e.to_string(), now).await?;
@@ -129,6 +154,7 @@ pub(crate) async fn plan_run(
     for en in &applied.engagements {
         tenure_store::upsert_engagement(tx.conn(), en).await?;
     }
+    scheduler::schedule_end_dates(tx, &applied.person, &applied.engagements, now).await?;
     let mut all_engagements = engagements;
     for en in &applied.engagements {
         match all_engagements.iter_mut().find(|g| g.id == en.id) {
@@ -142,7 +168,7 @@ pub(crate) async fn plan_run(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
-    let computed = compute(
+    let mut computed = compute(
         &rules,
         &State {
             person: &applied.person,
@@ -153,8 +179,21 @@ pub(crate) async fn plan_run(
         applied.attributes_changed && stored.is_some(),
         now,
     );
-    let priority = if event.kind.is_urgent() { 0 } else { 10 };
-    let reason = format!("{} event {}", event.kind, event_row.id);
+    if let Some(r) = &request {
+        computed
+            .authorized
+            .for_request(r, &rules.config.approvals.request_stages);
+    }
+    let priority = if kind.is_some_and(EventType::is_urgent) || run.priority == 0 {
+        0
+    } else {
+        10
+    };
+    let reason = match (&event, &event_row, &request) {
+        (Some(e), Some(row), _) => format!("{} event {}", e.kind, row.id),
+        (_, _, Some(r)) => format!("access request {}", r.id),
+        _ => run.kind.clone(),
+    };
     store_plan(
         inner,
         tx,
@@ -163,6 +202,7 @@ pub(crate) async fn plan_run(
         computed,
         priority,
         reason,
+        request.as_ref(),
         now,
     )
     .await?;
@@ -202,7 +242,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     };
     let computed = compute(&rules, &state, false, now);
     let reason = format!("rules changed: {}", rules.label);
-    store_plan(inner, tx, run, &person, computed, 10, reason, now).await?;
+    store_plan(inner, tx, run, &person, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
 }
 
@@ -269,6 +309,7 @@ async fn store_plan(
     computed: Computed,
     priority: i64,
     reason: String,
+    request: Option<&tenure_store::RequestRow>,
     now: i64,
 ) -> Result<()> {
     let Computed { plan, authorized } = computed;
@@ -372,10 +413,15 @@ async fn store_plan(
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason,
-        correlation_id: run.event_id.clone(),
+        correlation_id: run
+            .event_id
+            .clone()
+            .or_else(|| request.map(|r| r.id.clone())),
         details,
         ..Default::default()
     });
+    let stages = authorized.stages();
+    approvals::on_planned(inner, tx, run, request, &steps, &stages, now).await?;
     advance_run(inner, tx, &run.id, now).await?;
     Ok(())
 }
@@ -388,25 +434,68 @@ pub(crate) struct GrantDecision {
     approvers: Vec<(Approver, Option<String>, String)>,
 }
 
-/// What policy said about the grants of one plan.
+/// What policy said about the grants of one plan, with what an access request adds: its
+/// configured stages, or no approval at all for break-glass.
 #[derive(Default)]
 pub(crate) struct Authorized {
     decisions: Vec<GrantDecision>,
+    /// Stages required on top of policy's, per entitlement (access requests).
+    extra: BTreeMap<String, Vec<StageKind>>,
+    /// Entitlements whose approval is waived (break-glass).
+    waived: BTreeSet<String>,
 }
 
 impl Authorized {
+    /// Applies an access request: its entitlement needs the configured request stages, or
+    /// nothing at all when it is break-glass.
+    fn for_request(&mut self, request: &tenure_store::RequestRow, stages: &[StageKind]) {
+        if request.break_glass {
+            self.waived.insert(request.entitlement.clone());
+        } else if !stages.is_empty() {
+            self.extra
+                .insert(request.entitlement.clone(), stages.to_vec());
+        }
+    }
+
+    /// The approval stages each waiting entitlement needs (policy's and the request's).
+    fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
+        let mut out: BTreeMap<String, Vec<StageKind>> = self.extra.clone();
+        for d in self.awaiting_policy() {
+            let kinds = out.entry(d.entitlement.clone()).or_default();
+            for a in &d.decision.approvals {
+                let k = match a.approver {
+                    Approver::Manager => StageKind::Manager,
+                    Approver::Owner => StageKind::Owner,
+                    Approver::ClientOwner => StageKind::ClientOwner,
+                };
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        out.retain(|e, _| !self.waived.contains(e));
+        out
+    }
+
     pub(crate) fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions.iter().filter(|d| !d.decision.allowed)
     }
 
-    pub(crate) fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
+    fn awaiting_policy(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions
             .iter()
             .filter(|d| d.decision.needs_approval())
     }
 
+    pub(crate) fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
+        self.awaiting_policy()
+            .filter(|d| !self.waived.contains(&d.entitlement))
+    }
+
     fn needs_approval(&self, entitlement: &str) -> bool {
-        self.awaiting().any(|d| d.entitlement == entitlement)
+        !self.waived.contains(entitlement)
+            && (self.extra.contains_key(entitlement)
+                || self.awaiting().any(|d| d.entitlement == entitlement))
     }
 
     pub(crate) fn denied_json(&self) -> Vec<serde_json::Value> {
@@ -616,6 +705,17 @@ fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
 /// cancelled before they ran.
 async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()> {
+    let waiting: Vec<String> = cancelled
+        .iter()
+        .filter(|s| s.action == Action::Grant)
+        .map(|s| s.id.clone())
+        .collect();
+    let at = cancelled
+        .iter()
+        .filter_map(|s| s.finished_at)
+        .max()
+        .unwrap_or(0);
+    tenure_store::withdraw_approvals(tx.conn(), &waiting, at).await?;
     for s in cancelled {
         match s.action {
             Action::CreateAccount => {

@@ -7,9 +7,11 @@
 //! `synchronous=FULL`), so writers queue in-process instead of fighting over the file lock;
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
+mod approvals;
 mod queries;
 mod tx;
 
+pub use approvals::*;
 pub use queries::*;
 pub use tx::{NewAudit, Tx};
 

@@ -701,7 +701,7 @@ pub async fn set_run_states(
 ) -> Result<()> {
     let prefix = format!(
         "UPDATE runs SET state = v.column2,
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
          FROM (VALUES "
     );
     bulk!(
@@ -1001,7 +1001,7 @@ pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) 
     let prefix = format!(
         "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
            lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN {now} ELSE NULL END
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
          FROM (VALUES "
     );
     bulk!(
@@ -1074,7 +1074,7 @@ pub async fn update_step(
     sqlx::query(
         "UPDATE steps SET state = $1, last_error = COALESCE($2, last_error), lease_until = NULL, attempts = $6,
            available_at = COALESCE($3, available_at),
-           finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated') THEN $4 ELSE NULL END
+           finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN $4 ELSE NULL END
          WHERE id = $5",
     )
     .bind(state.as_str())
@@ -1195,9 +1195,11 @@ pub struct TokenRow {
     pub created_at: i64,
     /// When it was revoked.
     pub revoked_at: Option<i64>,
+    /// The person the token acts as, when it asks for or approves access.
+    pub person_id: Option<String>,
 }
 
-/// Stores a token by the hash of its secret.
+/// Stores a token by the hash of its secret (and the person it acts as).
 pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Result<()> {
     sqlx::query("INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
         .bind(t.id.clone())
@@ -1205,47 +1207,51 @@ pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Re
         .bind(hash.to_string())
         .bind(t.scopes.clone())
         .bind(t.created_at)
-        .execute(c)
+        .execute(&mut *c)
         .await?;
+    if let Some(person) = &t.person_id {
+        sqlx::query("INSERT INTO token_identities (token_id, person_id) VALUES ($1, $2)")
+            .bind(t.id.clone())
+            .bind(person.clone())
+            .execute(&mut *c)
+            .await?;
+    }
     Ok(())
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        scopes: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        revoked_at: r.try_get(4)?,
+        person_id: r.try_get(5)?,
+    })
 }
 
 /// The live (unrevoked) token with this secret hash.
 pub async fn token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>> {
-    let row = sqlx::query("SELECT id, name, scopes, created_at, revoked_at FROM tokens WHERE hash = $1 AND revoked_at IS NULL")
-        .bind(hash.to_string())
-        .fetch_optional(c)
-        .await?;
-    row.map(|r| {
-        Ok(TokenRow {
-            id: r.try_get(0)?,
-            name: r.try_get(1)?,
-            scopes: r.try_get(2)?,
-            created_at: r.try_get(3)?,
-            revoked_at: r.try_get(4)?,
-        })
-    })
-    .transpose()
+    let row = sqlx::query(
+        "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
+         FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id
+         WHERE t.hash = $1 AND t.revoked_at IS NULL",
+    )
+    .bind(hash.to_string())
+    .fetch_optional(c)
+    .await?;
+    row.as_ref().map(token_row).transpose()
 }
 
 /// Every token, revoked ones too.
 pub async fn list_tokens(c: &mut AnyConnection) -> Result<Vec<TokenRow>> {
     let rows = sqlx::query(
-        "SELECT id, name, scopes, created_at, revoked_at FROM tokens ORDER BY created_at, id",
+        "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
+         FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id ORDER BY t.created_at, t.id",
     )
     .fetch_all(c)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TokenRow {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                scopes: r.try_get(2)?,
-                created_at: r.try_get(3)?,
-                revoked_at: r.try_get(4)?,
-            })
-        })
-        .collect()
+    rows.iter().map(token_row).collect()
 }
 
 /// Revokes a token; false if no live token has this id.

@@ -138,3 +138,89 @@ CREATE TABLE IF NOT EXISTS audit_head (
 INSERT INTO audit_head (id, seq, hash)
     VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
     ON CONFLICT (id) DO NOTHING;
+
+-- Durable timers: grant expiries, approval escalations and deadlines, contract and engagement
+-- end dates, webhook deliveries (the outbox). One row per (kind, subject): rescheduling moves it.
+-- state: pending (waits for due_at), running (a delivery in flight until lease_until),
+-- fired (done), dead (a delivery given up after its attempts).
+CREATE TABLE IF NOT EXISTS timers (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    due_at      BIGINT NOT NULL,
+    payload     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    lease_until BIGINT,
+    last_error  TEXT,
+    created_at  BIGINT NOT NULL,
+    fired_at    BIGINT,
+    UNIQUE (kind, subject)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at) WHERE state = 'pending';
+
+-- Access requests: someone asks for an entitlement for a person, for a while.
+CREATE TABLE IF NOT EXISTS access_requests (
+    id            TEXT PRIMARY KEY,
+    person_id     TEXT NOT NULL,
+    entitlement   TEXT NOT NULL,
+    requester     TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    duration_ms   BIGINT,
+    break_glass   BIGINT NOT NULL,
+    state         TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    decided_at    BIGINT,
+    expires_at    BIGINT
+);
+CREATE INDEX IF NOT EXISTS access_requests_person ON access_requests (person_id, created_at);
+
+-- One approval per grant that waits for people: its chain of stages as JSON.
+CREATE TABLE IF NOT EXISTS approvals (
+    id           TEXT PRIMARY KEY,
+    run_id       TEXT NOT NULL,
+    step_id      TEXT,
+    request_id   TEXT,
+    person_id    TEXT NOT NULL,
+    entitlement  TEXT NOT NULL,
+    requester    TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    chain        TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    stage_due_at BIGINT NOT NULL,
+    deadline_at  BIGINT NOT NULL,
+    decided_at   BIGINT
+);
+CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (created_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS approvals_run ON approvals (run_id);
+
+CREATE TABLE IF NOT EXISTS approval_decisions (
+    approval_id  TEXT NOT NULL,
+    seq          BIGINT NOT NULL,
+    stage        BIGINT NOT NULL,
+    actor        TEXT NOT NULL,
+    on_behalf_of TEXT NOT NULL,
+    decision     TEXT NOT NULL,
+    comment      TEXT NOT NULL,
+    at_ms        BIGINT NOT NULL,
+    PRIMARY KEY (approval_id, seq)
+);
+
+-- An approver's substitute for a period.
+CREATE TABLE IF NOT EXISTS delegations (
+    id         TEXT PRIMARY KEY,
+    delegator  TEXT NOT NULL,
+    delegate   TEXT NOT NULL,
+    starts_at  BIGINT NOT NULL,
+    ends_at    BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS delegations_delegate ON delegations (delegate, starts_at);
+
+-- The person a token acts as (`tenure token create --as PERSON`): who is asking or approving.
+CREATE TABLE IF NOT EXISTS token_identities (
+    token_id  TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL
+);

@@ -552,7 +552,7 @@ impl Http {
 }
 
 /// The `message` (and `field`) of an API error body, else the body.
-fn error_message(body: &str) -> String {
+pub(crate) fn error_message(body: &str) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(v) if v["error"]["message"].is_string() => {
             let msg = v["error"]["message"].as_str().unwrap_or_default();

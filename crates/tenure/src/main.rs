@@ -1,5 +1,6 @@
 //! `tenure`: the identity-lifecycle engine as one binary.
 
+mod approvals_cmd;
 mod bench;
 mod config_files;
 mod demo;
@@ -57,6 +58,11 @@ enum Command {
     /// What-if: every grant, revoke and account change that one event, or a changed
     /// configuration folder, would cause, with policy's reasons; nothing is executed or stored.
     Plan(plan_cmd::PlanArgs),
+    /// Decide access approvals over the HTTP API (token in TENURE_TOKEN, acting as you).
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -75,9 +81,13 @@ enum TokenCommand {
         /// Who or what will hold it (shows as the actor in the audit trail).
         #[arg(long)]
         name: String,
-        /// A scope to grant: events:write, read, approve, admin. Repeat for several.
+        /// A scope to grant: events:write, read, approve, request, break_glass, admin. Repeat
+        /// for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// The person (HR id) the token acts as when it asks for or approves access.
+        #[arg(long = "as", value_name = "PERSON")]
+        person: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -163,6 +173,7 @@ fn main() -> Result<()> {
             Command::Policy { command } => policy_cmd::run(command).await,
             Command::Import(args) => import::run(args).await,
             Command::Plan(args) => plan_cmd::run(args).await,
+            Command::Approvals { command } => approvals_cmd::run(command).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {
@@ -181,14 +192,26 @@ fn main() -> Result<()> {
 
 async fn token(command: TokenCommand) -> Result<()> {
     match command {
-        TokenCommand::Create { name, scopes, db } => {
+        TokenCommand::Create {
+            name,
+            scopes,
+            person,
+            db,
+        } => {
             let scopes = scopes
                 .iter()
                 .map(|s| s.parse::<Scope>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             let store = db.open().await?;
-            let (row, secret) = tenure_api::issue_token(&store, &name, &scopes, "cli").await?;
+            if let Some(p) = &person {
+                let mut c = store.reader().await?;
+                if tenure_store::get_person(&mut c, p).await?.is_none() {
+                    bail!("no person `{p}` in this database: --as names a person's HR id");
+                }
+            }
+            let (row, secret) =
+                tenure_api::issue_token(&store, &name, &scopes, person.as_deref(), "cli").await?;
             println!("{secret}");
             eprintln!(
                 "created {} ({}) with scopes: {}. The secret above is shown only once.",

@@ -66,6 +66,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
 
+    // The secret itself never sits in the configuration: only the variable's name.
+    let webhook_secret = config
+        .notifications
+        .secret_env
+        .as_deref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|s| !s.is_empty());
     let store = args.db.open().await?;
     bootstrap_token(&store).await?;
     let sole_instance = store.backend() == Backend::Sqlite;
@@ -77,6 +84,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         EngineOptions {
             sole_instance,
             lease_ms: args.step_lease_secs.max(1) as i64 * 1000,
+            webhook_secret,
             ..Default::default()
         },
     )
@@ -125,6 +133,7 @@ async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
         scopes: Scope::ALL.map(Scope::as_str).join(" "),
         created_at: now,
         revoked_at: None,
+        person_id: None,
     };
     let mut tx = store.begin().await?;
     tenure_store::insert_token(tx.conn(), &row, &tenure_api::hash_token(&secret)).await?;

@@ -503,7 +503,7 @@ impl Drop for Server {
 pub fn is_terminal(run: &Value) -> bool {
     matches!(
         run["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled" | "compensated")
+        Some("succeeded" | "failed" | "cancelled" | "compensated" | "denied")
     )
 }
 

@@ -1,0 +1,1083 @@
+//! Access requests and approvals: a request becomes a run whose grant step waits in
+//! `awaiting_approval`; an approval (one per waiting grant) carries its chain of stages
+//! (`tenure_core::approval`), and deciding it releases the step, or denies it and ends the run.
+//! Escalations, deadlines and expiries are durable timers (see `scheduler`). Every decision,
+//! escalation and expiry is audited with its actor, in the transaction that makes it.
+
+use crate::{EngineError, Inner, Result, planning, scheduler};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tenure_core::approval::{
+    ApprovalState, Chain, ChainError, DecisionError, Parties, Progress, StageKind, StageRule,
+    Verdict, build_chain,
+};
+use tenure_core::run::{RunState, StepState};
+use tenure_core::{Grant, GrantSource, GrantState, PersonStatus, Risk};
+use tenure_store::{ApprovalRow, DecisionRow, NewAudit, RequestRow, RunRow, StepRow, Tx};
+
+/// The kind of a run made for an access request.
+pub(crate) const REQUEST_RUN: &str = "request";
+
+/// An access request as the API hands it in.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Who would hold the access.
+    pub person_id: String,
+    /// What is asked for.
+    pub entitlement: String,
+    /// Who asks: a person id (the token's identity), or an operator token's name.
+    pub requester: String,
+    /// Why.
+    pub justification: String,
+    /// For how long (ms); required for high and privileged risk up to the configured maximum,
+    /// which is also the default there.
+    pub duration_ms: Option<i64>,
+    /// Emergency: skip approval, short window, flagged, approvers told afterwards.
+    pub break_glass: bool,
+}
+
+/// A request accepted: its id and the run that carries it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestAccepted {
+    /// The request.
+    pub request_id: String,
+    /// Its run.
+    pub run_id: String,
+}
+
+/// An approval with its decisions, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalDetail {
+    /// The approval.
+    #[serde(flatten)]
+    pub approval: ApprovalRow,
+    /// The decisions made on it, in order.
+    pub decisions: Vec<DecisionRow>,
+}
+
+/// The window access lasts once granted, by risk and kind of request; `Err` names the problem.
+fn window(
+    settings: &tenure_core::config::ApprovalSettings,
+    risk: Risk,
+    requested: Option<i64>,
+    break_glass: bool,
+) -> std::result::Result<Option<i64>, String> {
+    let mins = |ms: i64| ms / 60_000;
+    if let Some(d) = requested
+        && d <= 0
+    {
+        return Err("must be a positive number of seconds".into());
+    }
+    let max = if break_glass {
+        Some(settings.break_glass_max_ms)
+    } else if matches!(risk, Risk::High | Risk::Privileged) {
+        Some(settings.max_window_ms)
+    } else {
+        None
+    };
+    match (requested, max) {
+        (Some(d), Some(m)) if d > m => Err(format!(
+            "at most {} minutes for {} access",
+            mins(m),
+            if break_glass {
+                "break-glass".to_string()
+            } else {
+                format!("{risk}-risk")
+            }
+        )),
+        (Some(d), _) => Ok(Some(d)),
+        (None, m) => Ok(m),
+    }
+}
+
+/// Stores a request, its grant as wanted and its run, and plans the run at once (it waits if an
+/// earlier run of the person is still open).
+pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Result<RequestAccepted> {
+    let rules = inner.rules();
+    let config = &rules.config;
+    let invalid = |field: &str, message: String| EngineError::Invalid {
+        field: field.to_string(),
+        message,
+    };
+    let Some(ent) = config.entitlements.get(&req.entitlement) else {
+        return Err(invalid(
+            "entitlement",
+            format!("no entitlement `{}` in the catalog", req.entitlement),
+        ));
+    };
+    window(
+        &config.approvals,
+        ent.risk,
+        req.duration_ms,
+        req.break_glass,
+    )
+    .map_err(|m| invalid("duration_secs", m))?;
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let person = tenure_store::get_person(tx.conn(), &req.person_id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("person `{}`", req.person_id)))?;
+    if matches!(person.status, PersonStatus::Terminated) {
+        return Err(EngineError::Conflict(format!(
+            "person `{}` has left; access cannot be requested for them",
+            person.id
+        )));
+    }
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let existing = tenure_store::grants_of(tx.conn(), &person.id)
+        .await?
+        .into_iter()
+        .find(|(g, _)| g.entitlement == ent.id);
+    match &existing {
+        Some((g, _)) if g.state == GrantState::Granted && g.source != GrantSource::Request => {
+            return Err(EngineError::Conflict(format!(
+                "`{}` already holds `{}` through {} {}",
+                person.id, ent.id, g.source, g.source_ref
+            )));
+        }
+        Some((g, _)) if matches!(g.state, GrantState::Pending | GrantState::AwaitingApproval) => {
+            return Err(EngineError::Conflict(format!(
+                "`{}` is already being granted `{}` ({} {}); wait for that to end",
+                person.id, ent.id, g.source, g.source_ref
+            )));
+        }
+        // Held through an earlier request: this one extends it once approved.
+        Some((g, _)) if g.state == GrantState::Granted => {}
+        _ => {
+            let grant = Grant {
+                person_id: person.id.clone(),
+                entitlement: ent.id.clone(),
+                source: GrantSource::Request,
+                source_ref: request_id.clone(),
+                state: GrantState::Pending,
+                granted_at: None,
+                expires_at: None,
+            };
+            tenure_store::upsert_grant(tx.conn(), &grant, &ent.system, now).await?;
+        }
+    }
+    let request = RequestRow {
+        id: request_id.clone(),
+        person_id: person.id.clone(),
+        entitlement: ent.id.clone(),
+        requester: req.requester.clone(),
+        justification: req.justification.clone(),
+        duration_ms: req.duration_ms,
+        break_glass: req.break_glass,
+        state: "pending".into(),
+        run_id: run_id.clone(),
+        created_at: now,
+        decided_at: None,
+        expires_at: None,
+    };
+    tenure_store::insert_request(tx.conn(), &request).await?;
+    let run = RunRow {
+        id: run_id.clone(),
+        event_id: None,
+        person_id: person.id.clone(),
+        kind: REQUEST_RUN.into(),
+        state: RunState::Pending,
+        priority: if req.break_glass { 0 } else { 10 },
+        effective_at: now,
+        created_at: now,
+        planned_at: None,
+        finished_at: None,
+        cancel_requested: false,
+        error: None,
+        note: None,
+    };
+    tenure_store::insert_run(tx.conn(), &run).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: req.requester.clone(),
+        action: if req.break_glass {
+            "request.break_glass".into()
+        } else {
+            "request.created".into()
+        },
+        person_id: Some(person.id.clone()),
+        entitlement: Some(ent.id.clone()),
+        system: Some(ent.system.clone()),
+        run_id: Some(run_id.clone()),
+        reason: req.justification.clone(),
+        correlation_id: Some(request_id.clone()),
+        details: serde_json::json!({
+            "request_id": request_id, "duration_ms": req.duration_ms,
+            "break_glass": req.break_glass, "extension": existing.is_some_and(|(g, _)| g.state == GrantState::Granted),
+        }),
+    });
+    let planned = planning::plan_run(inner, &mut tx, &run, now).await?;
+    if planned == planning::Planned::Yes && run.priority == 0 {
+        crate::worker::claim_urgent_now(inner, &mut tx, std::slice::from_ref(&run_id), now).await?;
+    }
+    tx.commit().await?;
+    inner.wake_all();
+    Ok(RequestAccepted { request_id, run_id })
+}
+
+/// Called by `plan_run` once a run's steps are stored: opens an approval for every grant step
+/// that waits, and settles the run's access request (break-glass released at once, an
+/// extension waiting without a step, a request that policy denied).
+pub(crate) async fn on_planned(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    request: Option<&RequestRow>,
+    steps: &[StepRow],
+    stages: &BTreeMap<String, Vec<StageKind>>,
+    now: i64,
+) -> Result<()> {
+    let requester = match request {
+        Some(r) => r.requester.clone(),
+        None => match &run.event_id {
+            Some(id) => tenure_store::get_event(tx.conn(), id)
+                .await?
+                .map_or_else(|| "engine".to_string(), |e| e.actor),
+            None => "engine".into(),
+        },
+    };
+    let mut request_step = false;
+    for step in steps
+        .iter()
+        .filter(|s| s.state == StepState::AwaitingApproval)
+    {
+        let Some(ent) = step.entitlement.as_deref() else {
+            continue;
+        };
+        let for_request = request.filter(|r| r.entitlement == ent);
+        request_step |= for_request.is_some();
+        let kinds = stages.get(ent).cloned().unwrap_or_default();
+        open(
+            inner,
+            tx,
+            run,
+            Some(step),
+            for_request,
+            ent,
+            &requester,
+            &kinds,
+            now,
+        )
+        .await?;
+    }
+    let Some(r) = request else {
+        return Ok(());
+    };
+    let grant_step = steps.iter().find(|s| {
+        s.entitlement.as_deref() == Some(r.entitlement.as_str())
+            && s.action == tenure_core::planner::Action::Grant
+    });
+    if r.break_glass {
+        release_request(inner, tx, r, "engine", now).await?;
+        notify_break_glass(inner, tx, r, now).await?;
+        return Ok(());
+    }
+    if request_step {
+        return Ok(());
+    }
+    if grant_step.is_some() {
+        // Neither policy nor configuration asks for approval: granted as requested.
+        return release_request(inner, tx, r, "engine", now).await;
+    }
+    let held = tenure_store::grants_of(tx.conn(), &r.person_id)
+        .await?
+        .into_iter()
+        .any(|(g, _)| g.entitlement == r.entitlement && g.state == GrantState::Granted);
+    if held {
+        // An extension of access already held: approvers decide on the new window alone.
+        let kinds = stages
+            .get(&r.entitlement)
+            .cloned()
+            .unwrap_or_else(|| inner.rules().config.approvals.request_stages.clone());
+        if kinds.is_empty() {
+            return release_request(inner, tx, r, "engine", now).await;
+        }
+        open(
+            inner,
+            tx,
+            run,
+            None,
+            Some(r),
+            &r.entitlement,
+            &requester,
+            &kinds,
+            now,
+        )
+        .await?;
+    } else {
+        // No grant planned: policy denied it (the run's note says which policy).
+        tenure_store::decide_request(tx.conn(), &r.id, "denied", None, now).await?;
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "request.denied".into(),
+            person_id: Some(r.person_id.clone()),
+            entitlement: Some(r.entitlement.clone()),
+            run_id: Some(run.id.clone()),
+            reason: "policy does not allow this grant; see the run's note".into(),
+            correlation_id: Some(r.id.clone()),
+            details: serde_json::json!({ "request_id": r.id }),
+            ..Default::default()
+        });
+        notify(
+            inner,
+            tx,
+            "request.denied",
+            &[r.requester.clone()],
+            serde_json::json!({ "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement, "reason": "policy" }),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Person id to manager id, for everyone up the management lines of `seeds`.
+async fn management_lines(
+    tx: &mut Tx,
+    seeds: impl IntoIterator<Item = String>,
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let mut todo: Vec<String> = seeds.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p.clone()) || seen.len() > 256 {
+            continue;
+        }
+        if let Some(person) = tenure_store::get_person(tx.conn(), &p).await?
+            && let Some(m) = person.manager
+        {
+            out.insert(p, m.clone());
+            todo.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Who the model names for a stage of this grant.
+async fn stage_approvers(
+    inner: &Inner,
+    tx: &mut Tx,
+    person_id: &str,
+    entitlement: &str,
+    kind: StageKind,
+) -> Result<Vec<String>> {
+    let rules = inner.rules();
+    let settings = &rules.config.approvals;
+    let ent = rules.config.entitlements.get(entitlement);
+    Ok(match kind {
+        StageKind::Manager => tenure_store::get_person(tx.conn(), person_id)
+            .await?
+            .and_then(|p| p.manager)
+            .into_iter()
+            .collect(),
+        StageKind::Owner => ent
+            .and_then(|e| e.owner.as_deref())
+            .map(|o| settings.members(o))
+            .unwrap_or_default(),
+        StageKind::ClientOwner => {
+            let client = ent
+                .and_then(|e| e.client.as_ref())
+                .and_then(|c| rules.config.clients.get(c));
+            match client.and_then(|c| c.attributes.get("owner")) {
+                Some(serde_json::Value::String(o)) => settings.members(o),
+                Some(serde_json::Value::Array(list)) => list
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .flat_map(|o| settings.members(o))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+    })
+}
+
+/// Opens an approval for one waiting grant (or an extension, without a step).
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    step: Option<&StepRow>,
+    request: Option<&RequestRow>,
+    entitlement: &str,
+    requester: &str,
+    kinds: &[StageKind],
+    now: i64,
+) -> Result<()> {
+    let rules = inner.rules();
+    let settings = &rules.config.approvals;
+    let mut named: BTreeMap<StageKind, Vec<String>> = BTreeMap::new();
+    for k in kinds {
+        named.insert(
+            *k,
+            stage_approvers(inner, tx, &run.person_id, entitlement, *k).await?,
+        );
+    }
+    let seeds = named
+        .values()
+        .flatten()
+        .cloned()
+        .chain([requester.to_string(), run.person_id.clone()]);
+    let lines = management_lines(tx, seeds).await?;
+    let parties = Parties {
+        requester,
+        beneficiary: &run.person_id,
+    };
+    let built = build_chain(
+        kinds,
+        &|k| named.get(&k).cloned().unwrap_or_default(),
+        &|k| {
+            if settings.require_all.contains(&k) {
+                StageRule::All
+            } else {
+                StageRule::Any
+            }
+        },
+        &|p| lines.get(p).cloned(),
+        parties,
+    );
+    let id = uuid::Uuid::now_v7().to_string();
+    let (chain, no_approver) = match built {
+        Ok(c) => (c, None),
+        Err(e @ ChainError::NoApprover(_)) => (
+            Chain {
+                stages: Vec::new(),
+                current: 0,
+                state: ApprovalState::Denied,
+            },
+            Some(e.to_string()),
+        ),
+    };
+    let mut row = ApprovalRow {
+        id: id.clone(),
+        run_id: run.id.clone(),
+        step_id: step.map(|s| s.id.clone()),
+        request_id: request.map(|r| r.id.clone()),
+        person_id: run.person_id.clone(),
+        entitlement: entitlement.to_string(),
+        requester: requester.to_string(),
+        state: chain.state,
+        chain,
+        created_at: now,
+        stage_due_at: now + settings.stage_timeout_ms,
+        deadline_at: now + settings.deadline_ms,
+        decided_at: None,
+    };
+    tenure_store::insert_approval(tx.conn(), &row).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "approval.opened".into(),
+        person_id: Some(run.person_id.clone()),
+        entitlement: Some(entitlement.to_string()),
+        run_id: Some(run.id.clone()),
+        reason: format!("stages: {}", kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")),
+        correlation_id: Some(id.clone()),
+        details: serde_json::json!({ "approval_id": id, "requester": requester, "chain": row.chain, "request_id": row.request_id }),
+        ..Default::default()
+    });
+    if let Some(reason) = no_approver {
+        return finish_denied(
+            inner,
+            tx,
+            &mut row,
+            "engine",
+            &reason,
+            ApprovalState::Denied,
+            now,
+        )
+        .await;
+    }
+    scheduler::schedule(
+        tx,
+        scheduler::ESCALATE,
+        &id,
+        row.stage_due_at,
+        serde_json::json!({}),
+        now,
+    )
+    .await?;
+    scheduler::schedule(
+        tx,
+        scheduler::DEADLINE,
+        &id,
+        row.deadline_at,
+        serde_json::json!({}),
+        now,
+    )
+    .await?;
+    notify_stage(inner, tx, &row, "approval.requested", now).await
+}
+
+/// Who the approval waits for now.
+fn waiting_for(row: &ApprovalRow) -> Vec<String> {
+    row.chain
+        .current_stage()
+        .map(|s| {
+            s.approvers
+                .iter()
+                .filter(|a| !s.approved_by.contains(a))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn notify_stage(
+    inner: &Inner,
+    tx: &mut Tx,
+    row: &ApprovalRow,
+    kind: &str,
+    now: i64,
+) -> Result<()> {
+    let to = waiting_for(row);
+    notify(
+        inner,
+        tx,
+        kind,
+        &to,
+        serde_json::json!({
+            "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement,
+            "requester": row.requester, "request_id": row.request_id,
+            "stage": row.chain.current_stage().map(|s| s.kind),
+            "deadline_at": row.deadline_at,
+        }),
+        now,
+    )
+    .await
+}
+
+/// The approvals `person` may decide now (as an approver of the current stage, or as the
+/// delegate of one); every pending approval when `person` is `None` (an operator).
+pub(crate) async fn pending_for(inner: &Inner, person: Option<&str>) -> Result<Vec<ApprovalRow>> {
+    let now = inner.clock.now_ms();
+    let mut c = inner.store.reader().await?;
+    let pending = tenure_store::list_approvals(&mut c, true, None, 10_000).await?;
+    let Some(person) = person else {
+        return Ok(pending);
+    };
+    let delegators = tenure_store::delegators_of(&mut c, person, now).await?;
+    Ok(pending
+        .into_iter()
+        .filter(|a| {
+            let parties = Parties {
+                requester: &a.requester,
+                beneficiary: &a.person_id,
+            };
+            !parties.involves(person) && a.chain.acts_for(person, &delegators).is_some()
+        })
+        .collect())
+}
+
+/// One approval with its decisions.
+pub(crate) async fn detail(inner: &Inner, id: &str) -> Result<ApprovalDetail> {
+    let mut c = inner.store.reader().await?;
+    let approval = tenure_store::get_approval(&mut c, id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("approval `{id}`")))?;
+    let decisions = tenure_store::decisions_of(&mut c, id).await?;
+    Ok(ApprovalDetail {
+        approval,
+        decisions,
+    })
+}
+
+/// Records `actor`'s decision on an approval, and what follows from it.
+pub(crate) async fn decide(
+    inner: &Arc<Inner>,
+    id: &str,
+    actor: &str,
+    verdict: Verdict,
+    comment: &str,
+) -> Result<ApprovalDetail> {
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let mut row = tenure_store::get_approval(tx.conn(), id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("approval `{id}`")))?;
+    let delegators = tenure_store::delegators_of(tx.conn(), actor, now).await?;
+    let parties = Parties {
+        requester: &row.requester.clone(),
+        beneficiary: &row.person_id.clone(),
+    };
+    let on_behalf_of = row
+        .chain
+        .acts_for(actor, &delegators)
+        .unwrap_or_else(|| actor.to_string());
+    let stage = row.chain.current as i64;
+    let progress = row
+        .chain
+        .decide(actor, &on_behalf_of, verdict, parties)
+        .map_err(|e| match e {
+            DecisionError::NotPending(_) | DecisionError::AlreadyApproved(_) => {
+                EngineError::Conflict(e.to_string())
+            }
+            DecisionError::SelfApproval(_) | DecisionError::NotAnApprover(..) => {
+                EngineError::Forbidden(e.to_string())
+            }
+        })?;
+    tenure_store::insert_decision(
+        tx.conn(),
+        id,
+        &DecisionRow {
+            stage,
+            actor: actor.to_string(),
+            on_behalf_of: on_behalf_of.clone(),
+            decision: verdict.as_str().into(),
+            comment: comment.to_string(),
+            at_ms: now,
+        },
+    )
+    .await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: format!("approval.{verdict}"),
+        person_id: Some(row.person_id.clone()),
+        entitlement: Some(row.entitlement.clone()),
+        run_id: Some(row.run_id.clone()),
+        reason: comment.to_string(),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({
+            "approval_id": row.id, "stage": stage, "on_behalf_of": on_behalf_of,
+            "delegated": on_behalf_of != actor,
+        }),
+        ..Default::default()
+    });
+    match progress {
+        Progress::StageWaiting => tenure_store::update_approval(tx.conn(), &row).await?,
+        Progress::NextStage(_) => {
+            row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
+            tenure_store::update_approval(tx.conn(), &row).await?;
+            scheduler::schedule(
+                &mut tx,
+                scheduler::ESCALATE,
+                id,
+                row.stage_due_at,
+                serde_json::json!({}),
+                now,
+            )
+            .await?;
+            notify_stage(inner, &mut tx, &row, "approval.requested", now).await?;
+        }
+        Progress::Approved => finish_approved(inner, &mut tx, &mut row, actor, now).await?,
+        Progress::Denied => {
+            finish_denied(
+                inner,
+                &mut tx,
+                &mut row,
+                actor,
+                comment,
+                ApprovalState::Denied,
+                now,
+            )
+            .await?
+        }
+    }
+    tx.commit().await?;
+    inner.wake_all();
+    detail(inner, id).await
+}
+
+/// Every stage approved: release the waiting step (its phase makes it ready) and, for a
+/// request, start its window.
+async fn finish_approved(
+    inner: &Inner,
+    tx: &mut Tx,
+    row: &mut ApprovalRow,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    row.state = ApprovalState::Approved;
+    row.decided_at = Some(now);
+    tenure_store::update_approval(tx.conn(), row).await?;
+    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
+    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    if let Some(step) = &row.step_id
+        && tenure_store::set_step_approval(tx.conn(), step, StepState::Pending, None, now).await?
+    {
+        tenure_store::set_grant_state(
+            tx.conn(),
+            &row.person_id,
+            &row.entitlement,
+            GrantState::Pending,
+            now,
+        )
+        .await?;
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "approval.approved".into(),
+        person_id: Some(row.person_id.clone()),
+        entitlement: Some(row.entitlement.clone()),
+        run_id: Some(row.run_id.clone()),
+        reason: "every stage approved".into(),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({ "approval_id": row.id, "chain": row.chain }),
+        ..Default::default()
+    });
+    if let Some(request_id) = &row.request_id
+        && let Some(r) = tenure_store::get_request(tx.conn(), request_id).await?
+    {
+        release_request(inner, tx, &r, actor, now).await?;
+    }
+    notify(
+        inner,
+        tx,
+        "approval.approved",
+        &[row.requester.clone()],
+        serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "request_id": row.request_id }),
+        now,
+    )
+    .await?;
+    planning::advance_run(inner, tx, &row.run_id, now).await
+}
+
+/// A request's access goes ahead: record the decision and, when the access is time-bound, its
+/// expiry and the timer that revokes it.
+async fn release_request(
+    inner: &Inner,
+    tx: &mut Tx,
+    r: &RequestRow,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let risk = inner
+        .rules()
+        .config
+        .entitlements
+        .get(&r.entitlement)
+        .map_or(Risk::Privileged, |e| e.risk);
+    let window = window(
+        &inner.rules().config.approvals,
+        risk,
+        r.duration_ms,
+        r.break_glass,
+    )
+    .map_err(|m| EngineError::Conflict(format!("request {}: {m}", r.id)))?;
+    let expires_at = window.map(|w| now + w);
+    tenure_store::decide_request(tx.conn(), &r.id, "approved", expires_at, now).await?;
+    // The grant row is this request's now (an extension takes over the one held).
+    tenure_store::claim_grant_for_request(
+        tx.conn(),
+        &r.person_id,
+        &r.entitlement,
+        &r.id,
+        expires_at,
+        now,
+    )
+    .await?;
+    match expires_at {
+        Some(at) => {
+            scheduler::schedule(
+                tx,
+                scheduler::EXPIRY,
+                &scheduler::grant_subject(&r.person_id, &r.entitlement),
+                at,
+                serde_json::json!({ "person_id": r.person_id, "entitlement": r.entitlement, "request_id": r.id }),
+                now,
+            )
+            .await?
+        }
+        None => {
+            scheduler::cancel(
+                tx,
+                scheduler::EXPIRY,
+                &scheduler::grant_subject(&r.person_id, &r.entitlement),
+            )
+            .await?
+        }
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "request.approved".into(),
+        person_id: Some(r.person_id.clone()),
+        entitlement: Some(r.entitlement.clone()),
+        run_id: Some(r.run_id.clone()),
+        reason: if r.break_glass {
+            "break-glass: approval skipped, reviewed afterwards".into()
+        } else {
+            "approved".into()
+        },
+        correlation_id: Some(r.id.clone()),
+        details: serde_json::json!({ "request_id": r.id, "expires_at": expires_at, "break_glass": r.break_glass }),
+        ..Default::default()
+    });
+    Ok(())
+}
+
+/// Break-glass access went ahead: tell the approvers it would have needed, for review.
+async fn notify_break_glass(inner: &Inner, tx: &mut Tx, r: &RequestRow, now: i64) -> Result<()> {
+    let mut to = Vec::new();
+    let kinds: Vec<StageKind> = tenure_core::approval::STAGE_ORDER.to_vec();
+    for k in kinds {
+        for a in stage_approvers(inner, tx, &r.person_id, &r.entitlement, k).await? {
+            if !to.contains(&a) && a != r.requester && a != r.person_id {
+                to.push(a);
+            }
+        }
+    }
+    notify(
+        inner,
+        tx,
+        "request.break_glass",
+        &to,
+        serde_json::json!({
+            "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement,
+            "requester": r.requester, "justification": r.justification, "review": true,
+        }),
+        now,
+    )
+    .await
+}
+
+/// Denied (by an approver, or automatically at the deadline): the waiting step is denied, the
+/// grant with it, and the run ends once the rest of it has.
+async fn finish_denied(
+    inner: &Inner,
+    tx: &mut Tx,
+    row: &mut ApprovalRow,
+    actor: &str,
+    reason: &str,
+    state: ApprovalState,
+    now: i64,
+) -> Result<()> {
+    row.state = state;
+    row.chain.state = state;
+    row.decided_at = Some(now);
+    tenure_store::update_approval(tx.conn(), row).await?;
+    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
+    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    if let Some(step) = &row.step_id
+        && tenure_store::set_step_approval(
+            tx.conn(),
+            step,
+            StepState::Denied,
+            Some(&format!("{state} by {actor}: {reason}")),
+            now,
+        )
+        .await?
+    {
+        tenure_store::set_grant_state(
+            tx.conn(),
+            &row.person_id,
+            &row.entitlement,
+            GrantState::Denied,
+            now,
+        )
+        .await?;
+    }
+    if let Some(request_id) = &row.request_id {
+        tenure_store::decide_request(tx.conn(), request_id, state.as_str(), None, now).await?;
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: if state == ApprovalState::Expired {
+            "approval.expired".into()
+        } else {
+            "approval.denied".into()
+        },
+        person_id: Some(row.person_id.clone()),
+        entitlement: Some(row.entitlement.clone()),
+        run_id: Some(row.run_id.clone()),
+        reason: reason.to_string(),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({ "approval_id": row.id, "request_id": row.request_id }),
+        ..Default::default()
+    });
+    notify(
+        inner,
+        tx,
+        &format!("approval.{state}"),
+        &[row.requester.clone()],
+        serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "request_id": row.request_id, "reason": reason }),
+        now,
+    )
+    .await?;
+    planning::advance_run(inner, tx, &row.run_id, now).await
+}
+
+/// The escalation timer of an approval fired: widen its current stage to the managers of
+/// those who did not answer.
+pub(crate) async fn escalate(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> Result<()> {
+    let Some(mut row) = tenure_store::get_approval(tx.conn(), id).await? else {
+        return Ok(());
+    };
+    if row.state != ApprovalState::Pending {
+        return Ok(());
+    }
+    let seeds = row
+        .chain
+        .current_stage()
+        .map(|s| s.approvers.clone())
+        .unwrap_or_default();
+    let lines = management_lines(tx, seeds).await?;
+    let parties = Parties {
+        requester: &row.requester.clone(),
+        beneficiary: &row.person_id.clone(),
+    };
+    let stage_before = row.chain.current;
+    let added = row.chain.escalate(&|p| lines.get(p).cloned(), parties);
+    row.state = row.chain.state;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "scheduler".into(),
+        action: "approval.escalated".into(),
+        person_id: Some(row.person_id.clone()),
+        entitlement: Some(row.entitlement.clone()),
+        run_id: Some(row.run_id.clone()),
+        reason: if added.is_empty() {
+            "stage timed out; nobody above its approvers to escalate to".into()
+        } else {
+            format!("stage timed out; escalated to {}", added.join(", "))
+        },
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({ "approval_id": row.id, "stage": stage_before, "added": added }),
+        ..Default::default()
+    });
+    if row.state == ApprovalState::Approved {
+        return finish_approved(inner, tx, &mut row, "scheduler", now).await;
+    }
+    if !added.is_empty() {
+        row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
+        scheduler::schedule(
+            tx,
+            scheduler::ESCALATE,
+            id,
+            row.stage_due_at,
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        notify(
+            inner,
+            tx,
+            "approval.escalated",
+            &added,
+            serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "requester": row.requester }),
+            now,
+        )
+        .await?;
+    }
+    tenure_store::update_approval(tx.conn(), &row).await?;
+    Ok(())
+}
+
+/// The deadline timer of an approval fired: still undecided, it is denied automatically.
+pub(crate) async fn expire(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> Result<()> {
+    let Some(mut row) = tenure_store::get_approval(tx.conn(), id).await? else {
+        return Ok(());
+    };
+    if !row.chain.expire() {
+        return Ok(());
+    }
+    finish_denied(
+        inner,
+        tx,
+        &mut row,
+        "scheduler",
+        "not decided before the deadline",
+        ApprovalState::Expired,
+        now,
+    )
+    .await
+}
+
+/// Records that `delegate` decides `delegator`'s approvals from `starts_at` until `ends_at`.
+pub(crate) async fn delegate(
+    inner: &Inner,
+    delegator: &str,
+    delegate: &str,
+    starts_at: i64,
+    ends_at: i64,
+    actor: &str,
+) -> Result<tenure_store::DelegationRow> {
+    let invalid = |field: &str, message: &str| EngineError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    };
+    if delegate == delegator {
+        return Err(invalid(
+            "delegate",
+            "an approver cannot delegate to themselves",
+        ));
+    }
+    if ends_at <= starts_at {
+        return Err(invalid("ends_at", "must be after starts_at"));
+    }
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    if tenure_store::get_person(tx.conn(), delegate)
+        .await?
+        .is_none()
+    {
+        return Err(EngineError::NotFound(format!("person `{delegate}`")));
+    }
+    let row = tenure_store::DelegationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        delegator: delegator.to_string(),
+        delegate: delegate.to_string(),
+        starts_at,
+        ends_at,
+        created_at: now,
+    };
+    tenure_store::insert_delegation(tx.conn(), &row).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "approval.delegated".into(),
+        person_id: Some(delegator.to_string()),
+        reason: format!("{delegate} decides for {delegator}"),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({ "delegation_id": row.id, "delegate": delegate, "starts_at": starts_at, "ends_at": ends_at }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Queues a signed webhook notification (when one is configured) in the outbox, inside `tx`.
+pub(crate) async fn notify(
+    inner: &Inner,
+    tx: &mut Tx,
+    kind: &str,
+    recipients: &[String],
+    data: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    if inner.rules().config.notifications.webhook_url.is_none() || recipients.is_empty() {
+        return Ok(());
+    }
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let body = serde_json::json!({
+        "type": kind,
+        "timestamp": chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339(),
+        "data": { "recipients": recipients, "event": data },
+    });
+    scheduler::schedule(tx, tenure_store::WEBHOOK_TIMER, &id, now, body, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenure_core::config::ApprovalSettings;
+
+    #[test]
+    fn windows_are_bounded_for_risky_access_and_break_glass() {
+        let s = ApprovalSettings::default();
+        let h = 3_600_000;
+        assert_eq!(window(&s, Risk::Low, None, false), Ok(None));
+        assert_eq!(window(&s, Risk::Low, Some(h), false), Ok(Some(h)));
+        assert_eq!(window(&s, Risk::High, None, false), Ok(Some(8 * h)));
+        assert!(window(&s, Risk::Privileged, Some(9 * h), false).is_err());
+        assert_eq!(window(&s, Risk::Low, None, true), Ok(Some(h)));
+        assert!(window(&s, Risk::Low, Some(2 * h), true).is_err());
+        assert!(window(&s, Risk::Low, Some(0), false).is_err());
+    }
+}

@@ -1,0 +1,529 @@
+//! The durable scheduler: timers live in the `timers` table, not in memory, so a timer due while
+//! the process was down fires when it comes back, and fires once.
+//!
+//! Two kinds of timer:
+//! - **in-transaction** timers (grant expiries, approval escalations and deadlines, contract and
+//!   engagement end dates) are claimed and marked fired in the transaction that carries out
+//!   their effect, so the effect and the mark commit together (`FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL lets instances share them; SQLite has one writer);
+//! - **webhook deliveries** (the notification outbox) call out over HTTP, which never happens
+//!   inside a transaction: they are leased, sent, then recorded, and a delivery whose lease ran
+//!   out (the process died mid-call) is sent again with the same `webhook-id`.
+//!
+//! Time is the engine's injected clock: tests move a `ManualClock` and wake the loop.
+
+use crate::ingest::{self, Submission};
+use crate::{Inner, Result, approvals, worker};
+use chrono::{DateTime, NaiveDate};
+use std::sync::Arc;
+use std::time::Duration;
+use tenure_core::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
+use tenure_core::planner::{self, Action};
+use tenure_core::run::{RunState, StepState, operation_id};
+use tenure_core::{Engagement, GrantSource, GrantState, Person, PersonStatus};
+use tenure_store::{NewAudit, RunRow, StepRow, TimerRow, Tx};
+
+/// A time-bound grant reaches its end: revoke it.
+pub(crate) const EXPIRY: &str = "grant.expiry";
+/// An approval stage waited too long: escalate it.
+pub(crate) const ESCALATE: &str = "approval.escalate";
+/// An approval was not decided in time: deny it.
+pub(crate) const DEADLINE: &str = "approval.deadline";
+/// A person's end date has passed: they leave.
+pub(crate) const PERSON_END: &str = "person.end";
+/// An engagement's end date has passed: it ends.
+pub(crate) const ENGAGEMENT_END: &str = "engagement.end";
+
+/// The kind of a run that revokes expired access.
+pub(crate) const EXPIRY_RUN: &str = "expiry";
+
+/// Timers fired per transaction.
+const FIRE_BATCH: i64 = 512;
+/// Deliveries sent at once.
+const DELIVERY_BATCH: i64 = 32;
+/// How long a delivery may take before another attempt may be made.
+const DELIVERY_LEASE_MS: i64 = 30_000;
+/// How long the loop sleeps at most when nothing is due soon.
+const POLL_MS: i64 = 1_000;
+
+/// The timer subject of a person's grant of an entitlement.
+pub(crate) fn grant_subject(person: &str, entitlement: &str) -> String {
+    serde_json::json!([person, entitlement]).to_string()
+}
+
+/// Schedules (or moves) a timer inside `tx`.
+pub(crate) async fn schedule(
+    tx: &mut Tx,
+    kind: &str,
+    subject: &str,
+    due_at: i64,
+    payload: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    tenure_store::schedule_timer(tx.conn(), kind, subject, due_at, &payload, now).await?;
+    Ok(())
+}
+
+/// Cancels a pending timer inside `tx`.
+pub(crate) async fn cancel(tx: &mut Tx, kind: &str, subject: &str) -> Result<()> {
+    tenure_store::cancel_timer(tx.conn(), kind, subject).await?;
+    Ok(())
+}
+
+/// The first moment after a last day: access ends at midnight UTC after `last_day`.
+fn after(last_day: NaiveDate) -> i64 {
+    last_day
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
+}
+
+/// Schedules the end of a person's contract and of their engagements, so access goes on the
+/// day without anyone sending an event. A timer whose date has changed since does nothing.
+pub(crate) async fn schedule_end_dates(
+    tx: &mut Tx,
+    person: &Person,
+    engagements: &[Engagement],
+    now: i64,
+) -> Result<()> {
+    if let Some(end) = person.end_date
+        && matches!(person.status, PersonStatus::Active | PersonStatus::PreHire)
+    {
+        let payload = serde_json::json!({ "end_date": end });
+        schedule(tx, PERSON_END, &person.id, after(end), payload, now).await?;
+    }
+    for e in engagements.iter().filter(|e| e.active) {
+        if let Some(end) = e.end_date {
+            let payload = serde_json::json!({
+                "person_id": e.person_id, "client_id": e.client_id, "role": e.role, "end_date": end,
+            });
+            schedule(tx, ENGAGEMENT_END, &e.id, after(end), payload, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The scheduler's loop: fire due timers, send due notifications, sleep until the next is due
+/// (or a second at most: other instances may add timers), or until woken.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = inner.clock.now_ms();
+        let fired = match fire_due(&inner, now).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "firing due timers failed; will try again");
+                0
+            }
+        };
+        if let Err(e) = deliver(&inner, now).await {
+            tracing::error!(error = %e, "sending notifications failed; will try again");
+        }
+        if fired as i64 == FIRE_BATCH {
+            continue; // more may be due
+        }
+        let wait = match next_due(&inner).await {
+            Ok(Some(t)) => (t - inner.clock.now_ms()).clamp(0, POLL_MS),
+            Ok(None) => POLL_MS,
+            Err(e) => {
+                tracing::error!(error = %e, "reading timers failed");
+                POLL_MS
+            }
+        };
+        if wait == 0 && fired > 0 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            _ = inner.timer_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait.max(1) as u64)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+async fn next_due(inner: &Inner) -> Result<Option<i64>> {
+    let mut c = inner.store.reader().await?;
+    Ok(tenure_store::next_timer_due(&mut c).await?)
+}
+
+/// Fires up to a batch of due timers in one transaction; returns how many fired.
+pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
+    if next_due(inner).await?.is_none_or(|t| t > now) {
+        return Ok(0);
+    }
+    let mut tx = inner.store.begin().await?;
+    let backend = tx.backend();
+    let timers = tenure_store::claim_due_timers(tx.conn(), backend, now, FIRE_BATCH).await?;
+    let mut urgent = Vec::new();
+    for t in &timers {
+        match t.kind.as_str() {
+            EXPIRY => {
+                if let Some(run) = expire_grant(inner, &mut tx, t, now).await? {
+                    urgent.push(run);
+                }
+            }
+            ESCALATE => approvals::escalate(inner, &mut tx, &t.subject, now).await?,
+            DEADLINE => approvals::expire(inner, &mut tx, &t.subject, now).await?,
+            PERSON_END => person_end(inner, &mut tx, t, now).await?,
+            ENGAGEMENT_END => engagement_end(inner, &mut tx, t, now).await?,
+            other => tracing::warn!(kind = other, id = %t.id, "unknown timer kind; dropped"),
+        }
+    }
+    worker::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
+    tx.commit().await?;
+    if !timers.is_empty() {
+        metrics::counter!("tenure_timers_fired_total").increment(timers.len() as u64);
+        inner.wake.notify_one();
+    }
+    Ok(timers.len())
+}
+
+fn payload_str<'a>(t: &'a TimerRow, key: &str) -> Option<&'a str> {
+    t.payload.get(key).and_then(|v| v.as_str())
+}
+
+/// A time-bound grant's end: a run of one revoke step, urgent like a leaver's. Returns the run.
+async fn expire_grant(
+    inner: &Inner,
+    tx: &mut Tx,
+    t: &TimerRow,
+    now: i64,
+) -> Result<Option<String>> {
+    let (Some(person_id), Some(entitlement), Some(request_id)) = (
+        payload_str(t, "person_id"),
+        payload_str(t, "entitlement"),
+        payload_str(t, "request_id"),
+    ) else {
+        tracing::warn!(id = %t.id, "expiry timer without person, entitlement or request; dropped");
+        return Ok(None);
+    };
+    let grants: Vec<_> = tenure_store::grants_of(tx.conn(), person_id)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    let Some(grant) = grants.iter().find(|g| g.entitlement == entitlement) else {
+        return Ok(None);
+    };
+    let ours = grant.source == GrantSource::Request
+        && grant.source_ref == request_id
+        && grant.expires_at.is_some_and(|e| e <= now);
+    if !ours {
+        return Ok(None); // extended, replaced or already gone
+    }
+    match grant.state {
+        GrantState::Granted => {}
+        GrantState::Pending => {
+            // Its grant step has not finished (a system is down): look again shortly.
+            schedule(tx, EXPIRY, &t.subject, now + 30_000, t.payload.clone(), now).await?;
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    }
+    let Some(system) = inner
+        .rules()
+        .config
+        .system_of(entitlement)
+        .map(|s| s.id.clone())
+    else {
+        return Ok(None);
+    };
+    // Still wanted for another reason (a template or an engagement now gives it): keep it.
+    if let Some(person) = tenure_store::get_person(tx.conn(), person_id).await? {
+        let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
+        let others: Vec<_> = grants
+            .iter()
+            .filter(|g| g.entitlement != entitlement)
+            .cloned()
+            .collect();
+        let today = DateTime::from_timestamp_millis(now)
+            .unwrap_or_default()
+            .date_naive();
+        let desired = planner::desired_access(
+            &inner.rules().config,
+            &person,
+            &engagements,
+            &others,
+            today,
+            now,
+        );
+        if let Some(want) = desired.entitlements.get(entitlement) {
+            let mut kept = grant.clone();
+            kept.source = want.source;
+            kept.source_ref = want.source_ref.clone();
+            kept.expires_at = None;
+            tenure_store::upsert_grant(tx.conn(), &kept, &system, now).await?;
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: "scheduler".into(),
+                action: "grant.expiry_superseded".into(),
+                person_id: Some(person_id.to_string()),
+                entitlement: Some(entitlement.to_string()),
+                system: Some(system),
+                reason: format!("now held through {} {}", want.source, want.source_ref),
+                correlation_id: Some(request_id.to_string()),
+                details: serde_json::json!({ "request_id": request_id }),
+                ..Default::default()
+            });
+            return Ok(None);
+        }
+    }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let expires_at = grant.expires_at.unwrap_or(now);
+    tenure_store::insert_run(
+        tx.conn(),
+        &RunRow {
+            id: run_id.clone(),
+            event_id: None,
+            person_id: person_id.to_string(),
+            kind: EXPIRY_RUN.into(),
+            state: RunState::Running,
+            priority: 0,
+            effective_at: expires_at,
+            created_at: expires_at,
+            planned_at: Some(now),
+            finished_at: None,
+            cancel_requested: false,
+            error: None,
+            note: None,
+        },
+    )
+    .await?;
+    tenure_store::insert_steps(
+        tx.conn(),
+        &[StepRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: run_id.clone(),
+            idx: 0,
+            phase: 0,
+            ready: true,
+            state: StepState::Pending,
+            priority: 0,
+            available_at: now,
+            person_id: person_id.to_string(),
+            system: system.clone(),
+            action: Action::Revoke,
+            entitlement: Some(entitlement.to_string()),
+            source: Some(GrantSource::Request),
+            source_ref: Some(request_id.to_string()),
+            op_id: operation_id(&run_id, 0, Action::Revoke, &system, Some(entitlement)),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+        }],
+    )
+    .await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "scheduler".into(),
+        action: "grant.expired".into(),
+        person_id: Some(person_id.to_string()),
+        entitlement: Some(entitlement.to_string()),
+        system: Some(system),
+        run_id: Some(run_id.clone()),
+        reason: format!("time-bound access from request {request_id} ended"),
+        correlation_id: Some(request_id.to_string()),
+        details: serde_json::json!({ "request_id": request_id, "expires_at": expires_at, "late_ms": now - expires_at }),
+    });
+    Ok(Some(run_id))
+}
+
+/// A person's end date has passed and no leave came: they leave now, through an event of the
+/// scheduler's own (keyed by person and date, so it is stored once).
+async fn person_end(inner: &Arc<Inner>, tx: &mut Tx, t: &TimerRow, now: i64) -> Result<()> {
+    let Some(end) = payload_str(t, "end_date").and_then(|d| d.parse::<NaiveDate>().ok()) else {
+        return Ok(());
+    };
+    let Some(person) = tenure_store::get_person(tx.conn(), &t.subject).await? else {
+        return Ok(());
+    };
+    // Changed since, already leaving (a dated leave is on its way), or gone: nothing to do.
+    if person.end_date != Some(end)
+        || !matches!(person.status, PersonStatus::Active | PersonStatus::PreHire)
+    {
+        return Ok(());
+    }
+    let event = EventInput {
+        id: Some(format!("end-date:{}:{end}", person.id)),
+        kind: EventType::Leave,
+        person: PersonInput {
+            id: person.id.clone(),
+            end_date: Some(end),
+            ..Default::default()
+        },
+        engagement: None,
+        effective_at: None,
+        source: Some("scheduler".into()),
+    };
+    raise(inner, tx, event, "end date reached", now).await
+}
+
+/// An engagement's end date has passed and no engagement end came: it ends now.
+async fn engagement_end(inner: &Arc<Inner>, tx: &mut Tx, t: &TimerRow, now: i64) -> Result<()> {
+    let (Some(person_id), Some(end)) = (
+        payload_str(t, "person_id"),
+        payload_str(t, "end_date").and_then(|d| d.parse::<NaiveDate>().ok()),
+    ) else {
+        return Ok(());
+    };
+    let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
+    let Some(e) = engagements.iter().find(|e| e.id == t.subject) else {
+        return Ok(());
+    };
+    if !e.active || e.end_date != Some(end) {
+        return Ok(());
+    }
+    let event = EventInput {
+        id: Some(format!("end-date:{}:{end}", e.id)),
+        kind: EventType::EngagementEnd,
+        person: PersonInput {
+            id: person_id.to_string(),
+            ..Default::default()
+        },
+        engagement: Some(EngagementInput {
+            id: Some(e.id.clone()),
+            client: ClientInput::Id(e.client_id.clone()),
+            role: e.role.clone(),
+            start_date: None,
+            end_date: Some(end),
+        }),
+        effective_at: None,
+        source: Some("scheduler".into()),
+    };
+    raise(inner, tx, event, "engagement end date reached", now).await
+}
+
+/// Stores an event the scheduler raises, like one from HR, and plans it in the same transaction.
+async fn raise(
+    inner: &Arc<Inner>,
+    tx: &mut Tx,
+    event: EventInput,
+    why: &str,
+    now: i64,
+) -> Result<()> {
+    let person = event.person.id.clone();
+    let kind = event.kind;
+    let sub = Submission {
+        event,
+        idempotency_key: None,
+        actor: "scheduler".into(),
+    };
+    let outcome = ingest::store_events(inner, tx, &[(&sub, now)], now).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "scheduler".into(),
+        action: format!("scheduler.{kind}"),
+        person_id: Some(person),
+        reason: why.to_string(),
+        details: serde_json::json!({ "outcome": format!("{outcome:?}") }),
+        ..Default::default()
+    });
+    Ok(())
+}
+
+/// Sends due notifications: lease them, POST each signed (Standard Webhooks) outside any
+/// transaction, then record delivery, a retry with backoff, or giving up.
+pub(crate) async fn deliver(inner: &Arc<Inner>, now: i64) -> Result<usize> {
+    let (Some(url), Some(key)) = (
+        inner.rules().config.notifications.webhook_url.clone(),
+        inner.webhook_key.clone(),
+    ) else {
+        return Ok(0);
+    };
+    let mut tx = inner.store.begin().await?;
+    let backend = tx.backend();
+    let due = tenure_store::claim_deliveries(
+        tx.conn(),
+        backend,
+        now,
+        now + DELIVERY_LEASE_MS,
+        DELIVERY_BATCH,
+    )
+    .await?;
+    tx.commit().await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for t in due {
+        let (client, url, key) = (inner.http.clone(), url.clone(), key.clone());
+        let ts = inner.clock.now_ms() / 1000;
+        calls.spawn(async move {
+            let body = t.payload.to_string();
+            let signature = tenure_core::webhook::sign(&key, &t.subject, ts, body.as_bytes());
+            let result = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &t.subject)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await;
+            let outcome = match result {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("the receiver answered {}", r.status())),
+                Err(e) => Err(format!("could not reach the receiver: {e}")),
+            };
+            (t, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = calls.join_next().await {
+        match r {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::error!(error = %e, "a notification task ended abnormally"),
+        }
+    }
+    let now = inner.clock.now_ms();
+    let max = inner.rules().config.notifications.max_attempts as i64;
+    let mut tx = inner.store.begin().await?;
+    for (t, outcome) in &results {
+        match outcome {
+            Ok(()) => {
+                tenure_store::finish_delivery(tx.conn(), &t.id, "fired", None, None, now).await?;
+                metrics::counter!("tenure_notifications_total", "outcome" => "delivered")
+                    .increment(1);
+            }
+            Err(e) if t.attempts < max => {
+                let delay = {
+                    let mut rng = inner.rng.lock().expect("rng lock");
+                    tenure_core::retry::backoff_ms(t.attempts as u32, 1_000, 300_000, &mut *rng)
+                };
+                tenure_store::finish_delivery(
+                    tx.conn(),
+                    &t.id,
+                    "pending",
+                    Some(now + delay as i64),
+                    Some(e),
+                    now,
+                )
+                .await?;
+                metrics::counter!("tenure_notifications_total", "outcome" => "retried")
+                    .increment(1);
+            }
+            Err(e) => {
+                tenure_store::finish_delivery(tx.conn(), &t.id, "dead", None, Some(e), now).await?;
+                tx.audit(NewAudit {
+                    at_ms: now,
+                    actor: "scheduler".into(),
+                    action: "notification.failed".into(),
+                    reason: e.clone(),
+                    correlation_id: Some(t.subject.clone()),
+                    details: serde_json::json!({ "attempts": t.attempts, "type": t.payload.get("type") }),
+                    ..Default::default()
+                });
+                metrics::counter!("tenure_notifications_total", "outcome" => "failed").increment(1);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results.len())
+}

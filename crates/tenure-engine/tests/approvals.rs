@@ -1,0 +1,857 @@
+//! Access requests, approval chains, time-bound access and the durable scheduler, in process,
+//! on an injected clock: time moves only when a test moves it, and timers fire when the test
+//! asks (`Engine::fire_due_timers`), so nothing here sleeps to wait for time to pass.
+//! `TENURE_TEST_DATABASE_URL=postgres://...` runs the same tests on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tenure_core::approval::{ApprovalState, StageKind, Verdict};
+use tenure_core::config::{Config, SourceFile};
+use tenure_core::event::parse_event;
+use tenure_core::run::RunState;
+use tenure_core::{GrantState, PersonStatus};
+use tenure_engine::tenure_policy::PolicyEngine;
+use tenure_engine::{
+    Clock, Engine, EngineError, EngineOptions, IngestOutcome, ManualClock, NewRequest, Submission,
+};
+use tenure_store::{ApprovalRow, Store};
+
+const HOUR: i64 = 3_600_000;
+const START: i64 = 1_780_000_000_000;
+
+const CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "db"
+connector = "sandbox"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+
+[[clients]]
+id = "acme"
+[clients.attributes]
+owner = "carl"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:reports"
+system = "directory"
+owner = "olga"
+[[entitlements]]
+id = "db:prod-admin"
+system = "db"
+risk = "privileged"
+owner = "dba-team"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+client = "acme"
+
+[approvals]
+request_stages = ["manager"]
+require_all = ["owner"]
+stage_timeout_minutes = 1440
+deadline_minutes = 4320
+max_window_minutes = 480
+break_glass_max_minutes = 60
+[approvals.teams]
+dba-team = ["dora", "dan"]
+"#;
+
+const POLICIES: &[(&str, &str)] = &[
+    (
+        "policies/base.cedar",
+        r#"@id("base") permit (principal is Person, action == Action::"grant", resource is Entitlement);"#,
+    ),
+    (
+        "policies/owner.cedar",
+        r#"@id("privileged-needs-owner") @approval("owner")
+permit (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource.risk == "privileged" };"#,
+    ),
+    (
+        "policies/client.cedar",
+        r#"@id("client-needs-client-owner") @approval("client_owner")
+permit (principal is Person, action == Action::"grant", resource is Entitlement)
+when { resource has client };"#,
+    ),
+];
+
+fn src(p: &str, s: &str) -> SourceFile {
+    SourceFile {
+        path: p.into(),
+        text: s.into(),
+    }
+}
+
+fn config(extra: &str) -> Config {
+    Config::parse(
+        &src("tenure.toml", &format!("{CONFIG}{extra}")),
+        &[src("all.toml", "entitlements = [\"directory:staff\"]\n")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Harness {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    url: String,
+    config: Arc<Config>,
+    secret: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness_with(extra: &str, secret: Option<&str>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match std::env::var("TENURE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("tenure_appr_{}", uuid::Uuid::new_v4().simple());
+            tenure_store::create_scratch_database(&url, &name)
+                .await
+                .unwrap()
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+    };
+    let clock = Arc::new(ManualClock::new(START));
+    let config = Arc::new(config(extra));
+    let secret = secret.map(str::to_string);
+    let engine = start(&url, &config, &clock, secret.clone()).await;
+    let h = Harness {
+        engine,
+        clock,
+        url,
+        config,
+        secret,
+        _dir: dir,
+    };
+    for (id, manager) in [
+        ("ceo", None),
+        ("mia", Some("ceo")),
+        ("ann", Some("mia")),
+        ("bob", Some("mia")),
+        ("olga", Some("ceo")),
+        ("dora", Some("ceo")),
+        ("dan", Some("ceo")),
+        ("carl", Some("ceo")),
+        ("sub", Some("ceo")),
+    ] {
+        let run = h.send(&hire(id, manager, None)).await;
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+    h
+}
+
+async fn harness() -> Harness {
+    harness_with("", None).await
+}
+
+async fn start(
+    url: &str,
+    config: &Arc<Config>,
+    clock: &Arc<ManualClock>,
+    secret: Option<String>,
+) -> Engine {
+    let store = Store::connect(url).await.unwrap();
+    let files: Vec<_> = POLICIES.iter().map(|(p, t)| src(p, t)).collect();
+    let policy = PolicyEngine::load(config, None, &files)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .engine;
+    Engine::start_with_policy(
+        store,
+        config.clone(),
+        Arc::new(policy),
+        clock.clone(),
+        EngineOptions {
+            seed: Some(1),
+            webhook_secret: secret,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn hire(id: &str, manager: Option<&str>, end_date: Option<&str>) -> String {
+    let mut person = serde_json::json!({
+        "id": id, "name": format!("N {id}"), "email": format!("{id}@example.com"),
+        "worker_type": "employee",
+    });
+    if let Some(m) = manager {
+        person["manager"] = m.into();
+    }
+    if let Some(d) = end_date {
+        person["end_date"] = d.into();
+    }
+    serde_json::json!({ "type": "hire", "person": person }).to_string()
+}
+
+impl Harness {
+    async fn restart(&mut self) {
+        self.engine.shutdown().await;
+        self.engine.store().close().await;
+        self.engine = start(&self.url, &self.config, &self.clock, self.secret.clone()).await;
+    }
+
+    async fn send(&self, body: &str) -> String {
+        let event = parse_event(body.as_bytes()).unwrap();
+        match self
+            .engine
+            .submit(Submission {
+                event,
+                idempotency_key: None,
+                actor: "hr".into(),
+            })
+            .await
+            .unwrap()
+        {
+            IngestOutcome::Accepted { run_id, .. } => run_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn request(
+        &self,
+        person: &str,
+        requester: &str,
+        entitlement: &str,
+        hours: Option<i64>,
+        break_glass: bool,
+    ) -> Result<(String, String), EngineError> {
+        self.engine
+            .request_access(NewRequest {
+                person_id: person.into(),
+                entitlement: entitlement.into(),
+                requester: requester.into(),
+                justification: "quarterly close".into(),
+                duration_ms: hours.map(|h| h * HOUR),
+                break_glass,
+            })
+            .await
+            .map(|a| (a.request_id, a.run_id))
+    }
+
+    /// Waits until the run is in `state`, failing if it ends in another.
+    async fn reach(&self, run_id: &str, state: RunState) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.engine.run_detail(run_id).await.unwrap().run.state;
+            if now == state {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline && !now.is_terminal(),
+                "run {run_id} is {now}, expected {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn finish(&self, run_id: &str) -> RunState {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.engine.run_detail(run_id).await.unwrap().run.state;
+            if now.is_terminal() {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} still {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn grant(&self, person: &str, entitlement: &str) -> Option<tenure_core::Grant> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        tenure_store::grants_of(&mut c, person)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(g, _)| g.entitlement == entitlement)
+            .map(|(g, _)| g)
+    }
+
+    async fn approval_of_run(&self, run: &str) -> ApprovalRow {
+        let mut c = self.engine.store().reader().await.unwrap();
+        let mut all = tenure_store::list_approvals(&mut c, false, Some(run), 10)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.remove(0)
+    }
+
+    async fn decide(&self, id: &str, actor: &str, verdict: Verdict) -> Result<(), EngineError> {
+        self.engine
+            .decide_approval(id, actor, verdict, &format!("{actor} says {verdict}"))
+            .await
+            .map(|_| ())
+    }
+
+    async fn audit(&self, action: &str) -> Vec<tenure_core::audit::AuditEntry> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        tenure_store::audit_page(&mut c, 0, None, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == action)
+            .collect()
+    }
+
+    /// Moves the clock and fires what became due.
+    async fn advance(&self, ms: i64) {
+        self.clock.advance(ms);
+        self.engine.fire_due_timers().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
+    let h = harness().await;
+    let (request, run) = h
+        .request("ann", "ann", "db:prod-admin", Some(2), false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(a.request_id.as_deref(), Some(request.as_str()));
+    let kinds: Vec<_> = a.chain.stages.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![StageKind::Manager, StageKind::Owner]);
+    assert_eq!(a.chain.stages[1].approvers, vec!["dora", "dan"]);
+
+    // The owner stage is not open yet: dora cannot decide before the manager.
+    assert!(matches!(
+        h.decide(&a.id, "dora", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+    // Pending lists follow the current stage.
+    let ids = |v: Vec<ApprovalRow>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(h.engine.pending_approvals(Some("mia")).await.unwrap()),
+        vec![a.id.clone()]
+    );
+    assert!(
+        h.engine
+            .pending_approvals(Some("dora"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
+    assert_eq!(
+        ids(h.engine.pending_approvals(Some("dora")).await.unwrap()),
+        vec![a.id.clone()]
+    );
+    // `all` on the owner stage: one owner is not enough.
+    h.decide(&a.id, "dora", Verdict::Approve).await.unwrap();
+    assert_eq!(
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::AwaitingApproval
+    );
+    h.decide(&a.id, "dan", Verdict::Approve).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    assert_eq!(
+        h.engine.approval(&a.id).await.unwrap().approval.state,
+        ApprovalState::Approved
+    );
+    assert!(h.engine.pending_approvals(None).await.unwrap().is_empty());
+    let g = h.grant("ann", "db:prod-admin").await.unwrap();
+    assert_eq!(g.state, GrantState::Granted);
+    assert_eq!(g.expires_at, Some(START + 2 * HOUR));
+    let db = h.engine.connector("db").unwrap();
+    assert_eq!(
+        db.list_memberships("ann").await.unwrap(),
+        vec!["db:prod-admin"]
+    );
+    let r = h.engine.request(&request).await.unwrap();
+    assert_eq!(r.state, "approved");
+
+    // Every decision is audited with its actor and comment.
+    let decided = h.audit("approval.approve").await;
+    let actors: Vec<_> = decided.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, vec!["mia", "dora", "dan"]);
+    assert_eq!(decided[0].reason, "mia says approve");
+
+    // Not yet: one minute before the end.
+    h.advance(2 * HOUR - 60_000).await;
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::Granted
+    );
+    h.advance(60_000).await;
+    let expired = h.audit("grant.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].actor, "scheduler");
+    let revoke_run = expired[0].run_id.clone().unwrap();
+    assert_eq!(h.finish(&revoke_run).await, RunState::Succeeded);
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::Revoked
+    );
+    assert!(db.list_memberships("ann").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
+    let h = harness().await;
+    let (request, run) = h
+        .request("ann", "ann", "crm:acme", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    let kinds: Vec<_> = a.chain.stages.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![StageKind::Manager, StageKind::ClientOwner]);
+
+    // Meanwhile a transfer of ann waits behind the open request.
+    let transfer = h
+        .send(r#"{"type":"transfer","person":{"id":"ann","title":"Lead"}}"#)
+        .await;
+    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
+    assert_eq!(
+        h.engine.run_detail(&transfer).await.unwrap().run.state,
+        RunState::Pending
+    );
+    h.decide(&a.id, "carl", Verdict::Deny).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Denied);
+    assert_eq!(
+        h.grant("ann", "crm:acme").await.unwrap().state,
+        GrantState::Denied
+    );
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "denied");
+    let detail = h.engine.approval(&a.id).await.unwrap();
+    assert_eq!(detail.approval.state, ApprovalState::Denied);
+    assert_eq!(detail.decisions.len(), 2);
+    assert_eq!(detail.decisions[1].comment, "carl says deny");
+    assert!(
+        h.engine
+            .connector("crm")
+            .unwrap()
+            .list_memberships("ann")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A decided approval takes no more decisions.
+    assert!(matches!(
+        h.decide(&a.id, "carl", Verdict::Approve).await,
+        Err(EngineError::Conflict(_))
+    ));
+    // The person's next run is no longer held back.
+    h.engine.wake();
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
+    assert_eq!(h.audit("approval.denied").await[0].actor, "carl");
+}
+
+#[tokio::test]
+async fn nobody_approves_their_own_request_or_their_own_access() {
+    let h = harness().await;
+    // mia asks for her report ann: the manager stage would be mia herself, so it goes to
+    // mia's manager instead.
+    let (_, run) = h
+        .request("ann", "mia", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(a.chain.stages[0].approvers, vec!["ceo"]);
+    for actor in ["mia", "ann"] {
+        let err = h.decide(&a.id, actor, Verdict::Approve).await.unwrap_err();
+        assert!(matches!(err, EngineError::Forbidden(_)), "{actor}: {err}");
+        assert!(
+            h.engine
+                .pending_approvals(Some(actor))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // A delegate of the approver who is the beneficiary still cannot approve it.
+    h.engine
+        .delegate("ceo", "ann", START, START + HOUR, "test")
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.decide(&a.id, "ann", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+    h.decide(&a.id, "ceo", Verdict::Approve).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
+    let h = harness().await;
+    h.engine
+        .delegate("mia", "sub", START, START + HOUR, "mia")
+        .await
+        .unwrap();
+    let (_, run) = h
+        .request("ann", "ann", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(
+        h.engine.pending_approvals(Some("sub")).await.unwrap().len(),
+        1
+    );
+    h.decide(&a.id, "sub", Verdict::Approve).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let d = h.engine.approval(&a.id).await.unwrap();
+    assert_eq!(d.decisions[0].actor, "sub");
+    assert_eq!(d.decisions[0].on_behalf_of, "mia");
+
+    // After the delegation has ended, sub decides nothing for mia.
+    h.clock.advance(2 * HOUR);
+    let (_, run) = h
+        .request("bob", "bob", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    assert!(
+        h.engine
+            .pending_approvals(Some("sub"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        h.decide(&a.id, "sub", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_deadline() {
+    let h = harness().await;
+    let (request, run) = h
+        .request("ann", "ann", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    assert!(
+        h.engine
+            .pending_approvals(Some("ceo"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    h.advance(24 * HOUR - 1).await;
+    assert!(h.audit("approval.escalated").await.is_empty());
+    h.advance(1).await;
+    let esc = h.audit("approval.escalated").await;
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0].actor, "scheduler");
+    assert_eq!(esc[0].reason, "stage timed out; escalated to ceo");
+    assert_eq!(
+        h.engine.pending_approvals(Some("ceo")).await.unwrap()[0].id,
+        a.id
+    );
+    // The second escalation finds nobody above the ceo; the deadline then denies.
+    h.advance(24 * HOUR).await;
+    assert_eq!(h.audit("approval.escalated").await.len(), 2);
+    h.advance(24 * HOUR).await;
+    let expired = h.audit("approval.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].actor, "scheduler");
+    assert_eq!(h.finish(&run).await, RunState::Denied);
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "expired");
+    assert_eq!(
+        h.grant("ann", "directory:reports").await.unwrap().state,
+        GrantState::Denied
+    );
+    // Fired once: more time changes nothing.
+    h.advance(100 * HOUR).await;
+    assert_eq!(h.audit("approval.expired").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
+    let mut h = harness().await;
+    let (_, run) = h
+        .request("ann", "ann", "db:prod-admin", Some(1), false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let a = h.approval_of_run(&run).await;
+    for who in ["mia", "dora", "dan"] {
+        h.decide(&a.id, who, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+
+    h.engine.shutdown().await;
+    h.clock.advance(3 * HOUR);
+    h.restart().await;
+    // The scheduler's own loop fires it: nothing is asked of the engine here.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h.grant("ann", "db:prod-admin").await.unwrap().state != GrantState::Revoked {
+        assert!(tokio::time::Instant::now() < deadline, "not revoked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let expired = h.audit("grant.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        expired[0].details,
+        serde_json::json!({ "request_id": a.request_id, "expires_at": START + HOUR, "late_ms": 2 * HOUR })
+            .to_string()
+    );
+    h.restart().await;
+    h.advance(HOUR).await;
+    assert_eq!(h.audit("grant.expired").await.len(), 1);
+    assert!(
+        h.engine
+            .connector("db")
+            .unwrap()
+            .list_memberships("ann")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn break_glass_skips_approval_is_flagged_and_expires_within_its_short_window() {
+    let h = harness().await;
+    assert!(matches!(
+        h.request("ann", "ann", "db:prod-admin", Some(2), true)
+            .await,
+        Err(EngineError::Invalid { .. })
+    ));
+    let (request, run) = h
+        .request("ann", "ann", "db:prod-admin", None, true)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert!(
+        tenure_store::list_approvals(&mut c, false, Some(&run), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(c);
+    let r = h.engine.request(&request).await.unwrap();
+    assert!(r.break_glass);
+    assert_eq!(r.expires_at, Some(START + HOUR));
+    let flagged = h.audit("request.break_glass").await;
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0].actor, "ann");
+    h.advance(HOUR).await;
+    let expired = h.audit("grant.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        h.finish(expired[0].run_id.as_deref().unwrap()).await,
+        RunState::Succeeded
+    );
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::Revoked
+    );
+}
+
+#[tokio::test]
+async fn risky_access_is_never_unbounded_and_bad_requests_are_refused() {
+    let h = harness().await;
+    assert!(matches!(
+        h.request("ann", "ann", "db:prod-admin", Some(9), false)
+            .await,
+        Err(EngineError::Invalid { field, .. }) if field == "duration_secs"
+    ));
+    assert!(matches!(
+        h.request("ann", "ann", "nope:x", None, false).await,
+        Err(EngineError::Invalid { field, .. }) if field == "entitlement"
+    ));
+    assert!(matches!(
+        h.request("ghost", "ghost", "directory:reports", None, false)
+            .await,
+        Err(EngineError::NotFound(_))
+    ));
+    // Birthright access is not asked for.
+    assert!(matches!(
+        h.request("ann", "ann", "directory:staff", None, false)
+            .await,
+        Err(EngineError::Conflict(_))
+    ));
+    // No duration on privileged access: the maximum window applies.
+    let (request, run) = h
+        .request("bob", "bob", "db:prod-admin", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    // A second request for the same access while the first is open is refused.
+    assert!(matches!(
+        h.request("bob", "bob", "db:prod-admin", None, false).await,
+        Err(EngineError::Conflict(_))
+    ));
+    let a = h.approval_of_run(&run).await;
+    for who in ["mia", "dora", "dan"] {
+        h.decide(&a.id, who, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().expires_at,
+        Some(START + 8 * HOUR)
+    );
+}
+
+#[tokio::test]
+async fn contract_end_dates_revoke_on_the_day_without_an_event() {
+    let h = harness().await;
+    // 1_780_000_000_000 is 2026-05-28T20:26:40Z.
+    let run = h.send(&hire("kim", Some("mia"), Some("2026-05-30"))).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let midnight_after = 1_780_185_600_000; // 2026-05-31T00:00:00Z
+    h.advance(midnight_after - 1 - START).await;
+    assert!(h.audit("scheduler.leave").await.is_empty());
+    h.advance(1).await;
+    assert_eq!(h.audit("scheduler.leave").await.len(), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let p = tenure_store::get_person(&mut c, "kim")
+            .await
+            .unwrap()
+            .unwrap();
+        if p.status == PersonStatus::Terminated
+            && h.grant("kim", "directory:staff").await.unwrap().state == GrantState::Revoked
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "kim did not leave");
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+/// A webhook receiver on loopback that fails its first call, like a receiver restarting.
+async fn receiver() -> (Receiver, String) {
+    use axum::http::StatusCode;
+    let r = Receiver::default();
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let mut got = state.got.lock().unwrap();
+                got.push((headers, body));
+                if got.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, url)
+}
+
+#[tokio::test]
+async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (rx, url) = receiver().await;
+    let h = harness_with(
+        &format!(
+            "[notifications]\nwebhook_url = \"{url}\"\nsecret_env = \"TENURE_WEBHOOK_SECRET\"\n"
+        ),
+        Some(SECRET),
+    )
+    .await;
+    let (_, run) = h
+        .request("ann", "ann", "directory:reports", None, false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    h.engine.fire_due_timers().await.unwrap();
+    // The scheduler's loop may have sent it first; either way one call has failed by now.
+    while rx.got.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first delivery failed; it is retried after a backoff, not before.
+    let mut c = h.engine.store().reader().await.unwrap();
+    let waiting = tenure_store::timers_of_kind(&mut c, "webhook", "pending")
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(waiting[0].due_at > START);
+    drop(c);
+    h.advance(10 * 60_000).await;
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one failed call, then one delivered");
+    let key = tenure_core::webhook::secret_key(SECRET).unwrap();
+    let header = |h: &axum::http::HeaderMap, n: &str| h[n].to_str().unwrap().to_string();
+    assert_eq!(
+        header(&got[0].0, "webhook-id"),
+        header(&got[1].0, "webhook-id")
+    );
+    let (headers, body) = &got[1];
+    let ts: i64 = header(headers, "webhook-timestamp").parse().unwrap();
+    assert!(tenure_core::webhook::verify(
+        &key,
+        &header(headers, "webhook-id"),
+        ts,
+        body.as_bytes(),
+        &header(headers, "webhook-signature"),
+        h.clock.now_ms() / 1000,
+    ));
+    // A body changed in transit does not verify.
+    assert!(!tenure_core::webhook::verify(
+        &key,
+        &header(headers, "webhook-id"),
+        ts,
+        body.replace("mia", "eve").as_bytes(),
+        &header(headers, "webhook-signature"),
+        h.clock.now_ms() / 1000,
+    ));
+    let msg: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(msg["type"], "approval.requested");
+    assert_eq!(msg["data"]["recipients"], serde_json::json!(["mia"]));
+    assert_eq!(msg["data"]["event"]["entitlement"], "directory:reports");
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert_eq!(
+        tenure_store::timers_of_kind(&mut c, "webhook", "fired")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_without_its_secret_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    let config = Arc::new(config(
+        "[notifications]\nwebhook_url = \"http://127.0.0.1:9/x\"\nsecret_env = \"TENURE_WEBHOOK_SECRET\"\n",
+    ));
+    let err = Engine::start(
+        store,
+        config,
+        Arc::new(ManualClock::new(START)),
+        EngineOptions::default(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("TENURE_WEBHOOK_SECRET"), "{err}");
+}

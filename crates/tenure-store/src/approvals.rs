@@ -1,0 +1,708 @@
+//! Queries for the durable timers, access requests, approvals, delegations and the person a
+//! token acts as. Like `queries`, every function takes `&mut AnyConnection`.
+
+use crate::queries::is_sqlite;
+use crate::{Backend, Result, StoreError};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tenure_core::approval::{ApprovalState, Chain};
+use tenure_core::run::StepState;
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+// ---------------------------------------------------------------- timers
+
+/// The timer kind of webhook deliveries: claimed with a lease and delivered outside any
+/// transaction, unlike the others, which fire inside the transaction that claims them.
+pub const WEBHOOK_TIMER: &str = "webhook";
+
+/// A durable timer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerRow {
+    /// Timer id.
+    pub id: String,
+    /// What fires: `grant.expiry`, `approval.escalate`, `approval.deadline`, `person.end`,
+    /// `engagement.end`, `webhook`.
+    pub kind: String,
+    /// What it is about (unique per kind).
+    pub subject: String,
+    /// When it is due (epoch ms).
+    pub due_at: i64,
+    /// What the handler needs, JSON.
+    pub payload: serde_json::Value,
+    /// Tries so far (webhook deliveries).
+    pub attempts: i64,
+}
+
+const TIMER_COLS: &str = "id, kind, subject, due_at, payload, attempts";
+
+fn timer_row(r: &AnyRow) -> Result<TimerRow> {
+    Ok(TimerRow {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        subject: r.try_get(2)?,
+        due_at: r.try_get(3)?,
+        payload: serde_json::from_str(&r.try_get::<String, _>(4)?).map_err(corrupt)?,
+        attempts: r.try_get(5)?,
+    })
+}
+
+/// Schedules (or moves) the timer of `kind` for `subject` to `due_at`.
+pub async fn schedule_timer(
+    c: &mut AnyConnection,
+    kind: &str,
+    subject: &str,
+    due_at: i64,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO timers (id, kind, subject, due_at, payload, state, attempts, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)
+         ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload,
+           state = 'pending', attempts = 0, lease_until = NULL, last_error = NULL, fired_at = NULL",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .bind(due_at)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Cancels the pending timer of `kind` for `subject`, if any.
+pub async fn cancel_timer(c: &mut AnyConnection, kind: &str, subject: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND subject = $2 AND state = 'pending'",
+    )
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due timers (webhook deliveries excepted) and marks them fired, inside
+/// the caller's transaction: the handler's effects commit with the mark, so a timer fires once.
+/// On PostgreSQL, `SKIP LOCKED` lets several instances fire side by side.
+pub async fn claim_due_timers(
+    c: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<TimerRow>> {
+    let lock = if backend == Backend::Postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE timers SET state = 'fired', fired_at = $1
+         WHERE id IN (SELECT id FROM timers WHERE state = 'pending' AND due_at <= $1 AND kind <> '{WEBHOOK_TIMER}'
+                      ORDER BY due_at LIMIT $2 {lock})
+         RETURNING {TIMER_COLS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    let mut out: Vec<TimerRow> = rows.iter().map(timer_row).collect::<Result<_>>()?;
+    out.sort_by_key(|t| t.due_at);
+    Ok(out)
+}
+
+/// Claims due webhook deliveries (and those whose lease ran out: the process died mid-call),
+/// leasing them until `lease_until` and counting the attempt.
+pub async fn claim_deliveries(
+    c: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<TimerRow>> {
+    let lock = if backend == Backend::Postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE timers SET state = 'running', lease_until = $1, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM timers WHERE kind = '{WEBHOOK_TIMER}'
+                        AND ((state = 'pending' AND due_at <= $2) OR (state = 'running' AND lease_until < $2))
+                      ORDER BY due_at LIMIT $3 {lock})
+         RETURNING {TIMER_COLS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(timer_row).collect()
+}
+
+/// Records a delivery's end: `fired` (delivered), `pending` again at `retry_at`, or `dead`.
+pub async fn finish_delivery(
+    c: &mut AnyConnection,
+    id: &str,
+    state: &str,
+    retry_at: Option<i64>,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE timers SET state = $1, due_at = COALESCE($2, due_at), last_error = $3, lease_until = NULL,
+           fired_at = CASE WHEN $1 = 'fired' THEN $4 ELSE fired_at END
+         WHERE id = $5",
+    )
+    .bind(state.to_string())
+    .bind(retry_at)
+    .bind(error.map(str::to_string))
+    .bind(now)
+    .bind(id.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// When the next pending timer is due.
+pub async fn next_timer_due(c: &mut AnyConnection) -> Result<Option<i64>> {
+    let next: Option<i64> = sqlx::query("SELECT MIN(due_at) FROM timers WHERE state = 'pending'")
+        .fetch_one(&mut *c)
+        .await?
+        .try_get(0)?;
+    let lease: Option<i64> =
+        sqlx::query("SELECT MIN(lease_until) FROM timers WHERE state = 'running'")
+            .fetch_one(&mut *c)
+            .await?
+            .try_get(0)?;
+    Ok(match (next, lease) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Timers by kind and state, oldest due first (for the API's view of deliveries and tests).
+pub async fn timers_of_kind(
+    c: &mut AnyConnection,
+    kind: &str,
+    state: &str,
+) -> Result<Vec<TimerRow>> {
+    let sql = format!(
+        "SELECT {TIMER_COLS} FROM timers WHERE kind = $1 AND state = $2 ORDER BY due_at, id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(kind.to_string())
+        .bind(state.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(timer_row).collect()
+}
+
+// ---------------------------------------------------------------- access requests
+
+/// An access request.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    /// Request id.
+    pub id: String,
+    /// Who would hold the access.
+    pub person_id: String,
+    /// What is asked for.
+    pub entitlement: String,
+    /// Who asked (a person id, or a token's name).
+    pub requester: String,
+    /// Why.
+    pub justification: String,
+    /// For how long once granted (ms); none is until revoked (low and medium risk only).
+    pub duration_ms: Option<i64>,
+    /// An emergency grant that skipped approval.
+    pub break_glass: bool,
+    /// `pending`, `approved`, `denied`, `expired`.
+    pub state: String,
+    /// The run that grants it.
+    pub run_id: String,
+    /// When it was made (epoch ms).
+    pub created_at: i64,
+    /// When it was decided.
+    pub decided_at: Option<i64>,
+    /// When the access it gave ends.
+    pub expires_at: Option<i64>,
+}
+
+const REQUEST_COLS: &str = "id, person_id, entitlement, requester, justification, duration_ms, break_glass, state, run_id, created_at, decided_at, expires_at";
+
+fn request_row(r: &AnyRow) -> Result<RequestRow> {
+    Ok(RequestRow {
+        id: r.try_get(0)?,
+        person_id: r.try_get(1)?,
+        entitlement: r.try_get(2)?,
+        requester: r.try_get(3)?,
+        justification: r.try_get(4)?,
+        duration_ms: r.try_get(5)?,
+        break_glass: r.try_get::<i64, _>(6)? != 0,
+        state: r.try_get(7)?,
+        run_id: r.try_get(8)?,
+        created_at: r.try_get(9)?,
+        decided_at: r.try_get(10)?,
+        expires_at: r.try_get(11)?,
+    })
+}
+
+/// Stores a new request.
+pub async fn insert_request(c: &mut AnyConnection, r: &RequestRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO access_requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(r.id.clone())
+        .bind(r.person_id.clone())
+        .bind(r.entitlement.clone())
+        .bind(r.requester.clone())
+        .bind(r.justification.clone())
+        .bind(r.duration_ms)
+        .bind(r.break_glass as i64)
+        .bind(r.state.clone())
+        .bind(r.run_id.clone())
+        .bind(r.created_at)
+        .bind(r.decided_at)
+        .bind(r.expires_at)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The request with this id.
+pub async fn get_request(c: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>> {
+    let sql = format!("SELECT {REQUEST_COLS} FROM access_requests WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(request_row).transpose()
+}
+
+/// The request a run was made for.
+pub async fn request_of_run(c: &mut AnyConnection, run_id: &str) -> Result<Option<RequestRow>> {
+    let sql = format!("SELECT {REQUEST_COLS} FROM access_requests WHERE run_id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run_id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(request_row).transpose()
+}
+
+/// Requests, newest first, optionally for one person.
+pub async fn list_requests(
+    c: &mut AnyConnection,
+    person: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLS} FROM access_requests WHERE ($1 = '' OR person_id = $1) ORDER BY id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(person.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(request_row).collect()
+}
+
+/// Records a request's decision (and when the access it gives ends).
+pub async fn decide_request(
+    c: &mut AnyConnection,
+    id: &str,
+    state: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE access_requests SET state = $1, decided_at = $2, expires_at = $3 WHERE id = $4",
+    )
+    .bind(state.to_string())
+    .bind(now)
+    .bind(expires_at)
+    .bind(id.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- approvals
+
+/// An approval: one grant waiting for people, with its chain of stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRow {
+    /// Approval id.
+    pub id: String,
+    /// The run whose grant waits.
+    pub run_id: String,
+    /// The waiting step (none for an extension of access already held).
+    pub step_id: Option<String>,
+    /// The access request, if the grant was asked for.
+    pub request_id: Option<String>,
+    /// Who would hold the access.
+    pub person_id: String,
+    /// What access.
+    pub entitlement: String,
+    /// Who asked for it (a person id, or the event's sender).
+    pub requester: String,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// Stages, approvers and who approved.
+    pub chain: Chain,
+    /// When it was opened.
+    pub created_at: i64,
+    /// When the current stage escalates.
+    pub stage_due_at: i64,
+    /// When it is denied if still undecided.
+    pub deadline_at: i64,
+    /// When it was decided.
+    pub decided_at: Option<i64>,
+}
+
+const APPROVAL_COLS: &str = "id, run_id, step_id, request_id, person_id, entitlement, requester, state, chain, created_at, stage_due_at, deadline_at, decided_at";
+
+fn approval_row(r: &AnyRow) -> Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        id: r.try_get(0)?,
+        run_id: r.try_get(1)?,
+        step_id: r.try_get(2)?,
+        request_id: r.try_get(3)?,
+        person_id: r.try_get(4)?,
+        entitlement: r.try_get(5)?,
+        requester: r.try_get(6)?,
+        state: r
+            .try_get::<String, _>(7)?
+            .parse()
+            .map_err(|e: tenure_core::UnknownValue| corrupt(e))?,
+        chain: serde_json::from_str(&r.try_get::<String, _>(8)?).map_err(corrupt)?,
+        created_at: r.try_get(9)?,
+        stage_due_at: r.try_get(10)?,
+        deadline_at: r.try_get(11)?,
+        decided_at: r.try_get(12)?,
+    })
+}
+
+/// Stores a new approval.
+pub async fn insert_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(a.id.clone())
+        .bind(a.run_id.clone())
+        .bind(a.step_id.clone())
+        .bind(a.request_id.clone())
+        .bind(a.person_id.clone())
+        .bind(a.entitlement.clone())
+        .bind(a.requester.clone())
+        .bind(a.state.as_str())
+        .bind(serde_json::to_string(&a.chain).expect("chains serialize"))
+        .bind(a.created_at)
+        .bind(a.stage_due_at)
+        .bind(a.deadline_at)
+        .bind(a.decided_at)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Saves an approval's chain, state and times.
+pub async fn update_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE approvals SET state = $1, chain = $2, stage_due_at = $3, decided_at = $4 WHERE id = $5",
+    )
+    .bind(a.state.as_str())
+    .bind(serde_json::to_string(&a.chain).expect("chains serialize"))
+    .bind(a.stage_due_at)
+    .bind(a.decided_at)
+    .bind(a.id.clone())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The approval with this id. Inside a write transaction on PostgreSQL the row is locked, so
+/// two decisions on one approval take turns.
+pub async fn get_approval(c: &mut AnyConnection, id: &str) -> Result<Option<ApprovalRow>> {
+    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(approval_row).transpose()
+}
+
+/// Approvals, oldest first: pending ones only, or every one of a run.
+pub async fn list_approvals(
+    c: &mut AnyConnection,
+    pending_only: bool,
+    run: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ApprovalRow>> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE ($1 = 0 OR state = 'pending') AND ($2 = '' OR run_id = $2)
+         ORDER BY created_at, id LIMIT $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(pending_only as i64)
+        .bind(run.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(approval_row).collect()
+}
+
+/// Withdraws the pending approvals of these steps (cancelled before anyone decided).
+pub async fn withdraw_approvals(
+    c: &mut AnyConnection,
+    step_ids: &[String],
+    now: i64,
+) -> Result<()> {
+    for id in step_ids {
+        sqlx::query(
+            "UPDATE access_requests SET state = 'withdrawn', decided_at = $1
+             WHERE state = 'pending' AND id IN (SELECT request_id FROM approvals WHERE step_id = $2 AND state = 'pending')",
+        )
+        .bind(now)
+        .bind(id.clone())
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "UPDATE approvals SET state = 'withdrawn', decided_at = $1 WHERE step_id = $2 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id.clone())
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One recorded decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRow {
+    /// The stage decided (0-based).
+    pub stage: i64,
+    /// Who decided.
+    pub actor: String,
+    /// The approver they decided for (themselves, or whoever delegated to them).
+    pub on_behalf_of: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Their comment.
+    pub comment: String,
+    /// When (epoch ms).
+    pub at_ms: i64,
+}
+
+/// Records a decision on an approval.
+pub async fn insert_decision(
+    c: &mut AnyConnection,
+    approval_id: &str,
+    d: &DecisionRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO approval_decisions (approval_id, seq, stage, actor, on_behalf_of, decision, comment, at_ms)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM approval_decisions WHERE approval_id = $1",
+    )
+    .bind(approval_id.to_string())
+    .bind(d.stage)
+    .bind(d.actor.clone())
+    .bind(d.on_behalf_of.clone())
+    .bind(d.decision.clone())
+    .bind(d.comment.clone())
+    .bind(d.at_ms)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The decisions on an approval, in order.
+pub async fn decisions_of(c: &mut AnyConnection, approval_id: &str) -> Result<Vec<DecisionRow>> {
+    let rows = sqlx::query(
+        "SELECT stage, actor, on_behalf_of, decision, comment, at_ms FROM approval_decisions
+         WHERE approval_id = $1 ORDER BY seq",
+    )
+    .bind(approval_id.to_string())
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DecisionRow {
+                stage: r.try_get(0)?,
+                actor: r.try_get(1)?,
+                on_behalf_of: r.try_get(2)?,
+                decision: r.try_get(3)?,
+                comment: r.try_get(4)?,
+                at_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Sets a waiting step's state: `pending` (approved: its phase releases it) or `denied`.
+pub async fn set_step_approval(
+    c: &mut AnyConnection,
+    step_id: &str,
+    state: StepState,
+    note: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE steps SET state = $1, ready = 0, available_at = $2, last_error = COALESCE($3, last_error),
+           finished_at = CASE WHEN $1 = 'denied' THEN $2 ELSE finished_at END
+         WHERE id = $4 AND state = 'awaiting_approval'",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(note.map(str::to_string))
+    .bind(step_id.to_string())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- delegations
+
+/// An approver's substitute for a period.
+#[derive(Debug, Clone, Serialize)]
+pub struct DelegationRow {
+    /// Delegation id.
+    pub id: String,
+    /// The approver who is away.
+    pub delegator: String,
+    /// Who decides for them.
+    pub delegate: String,
+    /// From (epoch ms, inclusive).
+    pub starts_at: i64,
+    /// Until (epoch ms, exclusive).
+    pub ends_at: i64,
+    /// When it was made.
+    pub created_at: i64,
+}
+
+/// Stores a delegation.
+pub async fn insert_delegation(c: &mut AnyConnection, d: &DelegationRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO delegations (id, delegator, delegate, starts_at, ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(d.id.clone())
+    .bind(d.delegator.clone())
+    .bind(d.delegate.clone())
+    .bind(d.starts_at)
+    .bind(d.ends_at)
+    .bind(d.created_at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Who has delegated to `delegate` at `now`.
+pub async fn delegators_of(c: &mut AnyConnection, delegate: &str, now: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT delegator FROM delegations
+         WHERE delegate = $1 AND starts_at <= $2 AND ends_at > $2 AND revoked_at IS NULL ORDER BY delegator",
+    )
+    .bind(delegate.to_string())
+    .bind(now)
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The delegations `person` made or received that have not ended by `now`.
+pub async fn delegations_of(
+    c: &mut AnyConnection,
+    person: &str,
+    now: i64,
+) -> Result<Vec<DelegationRow>> {
+    let rows = sqlx::query(
+        "SELECT id, delegator, delegate, starts_at, ends_at, created_at FROM delegations
+         WHERE (delegator = $1 OR delegate = $1) AND ends_at > $2 AND revoked_at IS NULL ORDER BY starts_at, id",
+    )
+    .bind(person.to_string())
+    .bind(now)
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DelegationRow {
+                id: r.try_get(0)?,
+                delegator: r.try_get(1)?,
+                delegate: r.try_get(2)?,
+                starts_at: r.try_get(3)?,
+                ends_at: r.try_get(4)?,
+                created_at: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- time-bound grants
+
+/// Sets when a grant ends by itself.
+pub async fn set_grant_expiry(
+    c: &mut AnyConnection,
+    person: &str,
+    entitlement: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE grants SET expires_at = $1, updated_at = $2 WHERE person_id = $3 AND entitlement = $4",
+    )
+    .bind(expires_at)
+    .bind(now)
+    .bind(person.to_string())
+    .bind(entitlement.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// For grants that expired and were revoked: (expires_at, revoked at) pairs, for the benchmark.
+pub async fn expiry_latencies(c: &mut AnyConnection) -> Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT expires_at, updated_at FROM grants WHERE state = 'revoked' AND expires_at IS NOT NULL",
+    )
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Makes a grant the request's: its source, and when it ends (an extension takes over the
+/// grant an earlier request gave).
+pub async fn claim_grant_for_request(
+    c: &mut AnyConnection,
+    person: &str,
+    entitlement: &str,
+    request_id: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE grants SET source = 'request', source_ref = $1, expires_at = $2, updated_at = $3
+         WHERE person_id = $4 AND entitlement = $5",
+    )
+    .bind(request_id.to_string())
+    .bind(expires_at)
+    .bind(now)
+    .bind(person.to_string())
+    .bind(entitlement.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
