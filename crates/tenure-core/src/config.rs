@@ -101,6 +101,8 @@ pub struct Config {
     pub templates: Vec<RoleTemplate>,
     /// How `tenure import` reads HR rosters (`[import]`, optional).
     pub import: ImportSettings,
+    /// HR webhook mappings by source name (`[hr.<source>]`, optional).
+    pub hr: BTreeMap<String, crate::hr::HrMapping>,
 }
 
 /// `[import]`: how `tenure import` reads an HR roster.
@@ -224,6 +226,8 @@ struct RawConfig {
     templates_dir: Option<String>,
     #[serde(default)]
     import: RawImport,
+    #[serde(default)]
+    hr: BTreeMap<String, Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -345,7 +349,7 @@ struct RawMatch {
 }
 
 /// Known connector kinds; a system naming another one is refused at load.
-pub const CONNECTOR_KINDS: &[&str] = &["sandbox"];
+pub const CONNECTOR_KINDS: &[&str] = &["sandbox", "postgres", "ldap", "webhook", "manual"];
 
 fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
@@ -573,6 +577,23 @@ fn validate(
 
     let import = validate_import(main, &raw.import, &mut err);
 
+    let mut hr = BTreeMap::new();
+    for (source, table) in &raw.hr {
+        if !valid_id(source) {
+            err(
+                main,
+                table.span(),
+                format!("hr source `{source}` must be letters, digits, '-', '_', '.' or ':'"),
+            );
+        }
+        match crate::hr::parse_mapping(source, table.get_ref()) {
+            Ok(m) => {
+                hr.insert(source.clone(), m);
+            }
+            Err(e) => err(main, table.span(), format!("hr.{source}: {e}")),
+        }
+    }
+
     Config {
         engine: raw.engine,
         systems,
@@ -580,6 +601,7 @@ fn validate(
         entitlements,
         templates,
         import,
+        hr,
     }
 }
 

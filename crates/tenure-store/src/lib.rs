@@ -8,9 +8,11 @@
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
 mod queries;
+mod tasks;
 mod tx;
 
 pub use queries::*;
+pub use tasks::*;
 pub use tx::{NewAudit, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
