@@ -18,16 +18,19 @@ pub enum Scope {
     Read,
     /// Decide approvals.
     Approve,
+    /// Complete or fail tasks (manual steps, webhook completion callbacks).
+    TasksWrite,
     /// Everything, including tokens and cancelling or retrying runs.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::EventsWrite,
         Scope::Read,
         Scope::Approve,
+        Scope::TasksWrite,
         Scope::Admin,
     ];
 
@@ -37,6 +40,7 @@ impl Scope {
             Scope::EventsWrite => "events:write",
             Scope::Read => "read",
             Scope::Approve => "approve",
+            Scope::TasksWrite => "tasks:write",
             Scope::Admin => "admin",
         }
     }

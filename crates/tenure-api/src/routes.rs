@@ -34,6 +34,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/tasks", get(crate::tasks::list_tasks))
+        .route(
+            "/api/v1/tasks/{id}/complete",
+            post(crate::tasks::complete_task),
+        )
+        .route("/api/v1/tasks/{id}/fail", post(crate::tasks::fail_task))
+        .route("/api/v1/hr/{source}", post(crate::tasks::post_hr))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -54,6 +61,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     p.require(Scope::Read)?;
+    crate::tasks::record_task_gauges(&s).await?;
     let body = s
         .inner
         .metrics

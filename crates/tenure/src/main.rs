@@ -6,6 +6,7 @@ mod demo;
 mod import;
 mod policy_cmd;
 mod serve;
+mod tasks_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +53,11 @@ enum Command {
     /// Import an HR roster (CSV, the full current list of people): diff it against tenure's
     /// people and send the hire, rehire, transfer, contract_change and leave events.
     Import(import::ImportArgs),
+    /// Tasks that steps wait on (manual systems, webhook callbacks): list, complete, fail.
+    Tasks {
+        #[command(subcommand)]
+        command: tasks_cmd::TasksCommand,
+    },
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -157,6 +163,7 @@ fn main() -> Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Policy { command } => policy_cmd::run(command),
             Command::Import(args) => import::run(args).await,
+            Command::Tasks { command } => tasks_cmd::run(command).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {
