@@ -1,6 +1,7 @@
 //! Routes and handlers.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
+use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
 use crate::{ApiError, AppState, OPENAPI};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -34,13 +35,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/v1/tasks", get(crate::tasks::list_tasks))
-        .route(
-            "/api/v1/tasks/{id}/complete",
-            post(crate::tasks::complete_task),
-        )
-        .route("/api/v1/tasks/{id}/fail", post(crate::tasks::fail_task))
-        .route("/api/v1/hr/{source}", post(crate::tasks::post_hr))
+        .route("/api/v1/tasks", get(list_tasks))
+        .route("/api/v1/tasks/{id}/complete", post(complete_task))
+        .route("/api/v1/tasks/{id}/fail", post(fail_task))
+        .route("/api/v1/hr/{source}", post(post_hr))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
