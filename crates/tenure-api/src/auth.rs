@@ -22,18 +22,21 @@ pub enum Scope {
     Request,
     /// Ask for emergency access that skips approval.
     BreakGlass,
+    /// Complete or fail tasks (manual steps, webhook completion callbacks).
+    TasksWrite,
     /// Everything, including tokens and cancelling or retrying runs.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::EventsWrite,
         Scope::Read,
         Scope::Approve,
         Scope::Request,
         Scope::BreakGlass,
+        Scope::TasksWrite,
         Scope::Admin,
     ];
 
@@ -45,6 +48,7 @@ impl Scope {
             Scope::Approve => "approve",
             Scope::Request => "request",
             Scope::BreakGlass => "break_glass",
+            Scope::TasksWrite => "tasks:write",
             Scope::Admin => "admin",
         }
     }

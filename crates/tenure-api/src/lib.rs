@@ -6,6 +6,7 @@ mod access;
 mod auth;
 mod error;
 mod routes;
+mod tasks;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
 pub use error::ApiError;

@@ -1,6 +1,7 @@
 //! Routes and handlers.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
+use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
 use crate::{ApiError, AppState, OPENAPI, access};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -45,6 +46,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(access::post_decision),
         )
         .route("/api/v1/delegations", post(access::post_delegation))
+        .route("/api/v1/tasks", get(list_tasks))
+        .route("/api/v1/tasks/{id}/complete", post(complete_task))
+        .route("/api/v1/tasks/{id}/fail", post(fail_task))
+        .route("/api/v1/hr/{source}", post(post_hr))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -65,6 +70,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     p.require(Scope::Read)?;
+    crate::tasks::record_task_gauges(&s).await?;
     let body = s
         .inner
         .metrics

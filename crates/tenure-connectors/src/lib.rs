@@ -8,7 +8,53 @@
 //! "already done" (the account exists, the member is already in the group, the account is
 //! already gone) as success, so a retry after a crash never doubles an effect.
 
+/// Implements [`Connector`] for a connector whose every action goes through one method
+/// `$call(&self, op, action, person, entitlement)`, and that cannot list what the system holds
+/// (`$kind` names it in the error). Further trait methods (`health`, `stats`) follow in braces.
+macro_rules! connector_by_action {
+    ($ty:ty, $call:ident, $kind:literal, { $($rest:item)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Connector for $ty {
+            async fn create_account(&self, op: &$crate::Op, person: &tenure_core::Person) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::CreateAccount, person, None).await
+            }
+            async fn update_account(&self, op: &$crate::Op, person: &tenure_core::Person) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::UpdateAccount, person, None).await
+            }
+            async fn enable_account(&self, op: &$crate::Op, person: &tenure_core::Person) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::EnableAccount, person, None).await
+            }
+            async fn disable_account(&self, op: &$crate::Op, person: &tenure_core::Person) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::DisableAccount, person, None).await
+            }
+            async fn delete_account(&self, op: &$crate::Op, person: &tenure_core::Person) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::DeleteAccount, person, None).await
+            }
+            async fn grant(&self, op: &$crate::Op, person: &tenure_core::Person, entitlement: &tenure_core::Entitlement) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::Grant, person, Some(entitlement)).await
+            }
+            async fn revoke(&self, op: &$crate::Op, person: &tenure_core::Person, entitlement: &tenure_core::Entitlement) -> Result<(), $crate::ConnectorError> {
+                self.$call(op, tenure_core::planner::Action::Revoke, person, Some(entitlement)).await
+            }
+            async fn list_accounts(&self) -> Result<Vec<$crate::RemoteAccount>, $crate::ConnectorError> {
+                Err($crate::ConnectorError::Permanent(concat!("a ", $kind, " system cannot list its accounts").into()))
+            }
+            async fn list_memberships(&self, _person_id: &str) -> Result<Vec<String>, $crate::ConnectorError> {
+                Err($crate::ConnectorError::Permanent(concat!("a ", $kind, " system cannot list memberships").into()))
+            }
+            $($rest)*
+        }
+    };
+}
+pub(crate) use connector_by_action;
+
+pub mod ldap;
+pub mod manual;
+pub mod postgres;
 pub mod sandbox;
+pub mod settings;
+pub mod template;
+pub mod webhook;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -29,6 +75,17 @@ pub enum ConnectorError {
     /// Will fail the same way every time: refused, invalid, not found where it must exist.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Accepted but not finished: a person or a remote system completes it later (a manual
+    /// task, a webhook's asynchronous callback). The step waits without spending an attempt
+    /// and is called again when its task is finished, or at the latest after
+    /// `recheck_after_ms`; the connector then answers from the task's state.
+    #[error("waiting: {message}")]
+    Waiting {
+        /// What it waits for.
+        message: String,
+        /// Call again after this long even if nothing announced the end.
+        recheck_after_ms: u64,
+    },
 }
 
 impl ConnectorError {

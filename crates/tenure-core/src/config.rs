@@ -111,6 +111,8 @@ pub struct Config {
     pub approvals: ApprovalSettings,
     /// Where approvers and requesters are notified (`[notifications]`, optional).
     pub notifications: NotificationSettings,
+    /// HR webhook mappings by source name (`[hr.<source>]`, optional).
+    pub hr: BTreeMap<String, crate::hr::HrMapping>,
 }
 
 /// `[approvals]`: how access requests are decided and how long granted access lasts.
@@ -330,6 +332,8 @@ struct RawConfig {
     #[serde(default)]
     import: RawImport,
     #[serde(default)]
+    hr: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
     separation_of_duties: Vec<RawSod>,
     #[serde(default)]
     person_attributes: BTreeMap<Spanned<String>, Spanned<String>>,
@@ -495,7 +499,7 @@ struct RawMatch {
 }
 
 /// Known connector kinds; a system naming another one is refused at load.
-pub const CONNECTOR_KINDS: &[&str] = &["sandbox"];
+pub const CONNECTOR_KINDS: &[&str] = &["sandbox", "postgres", "ldap", "webhook", "manual"];
 
 fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
@@ -770,6 +774,23 @@ fn validate(
     let approvals = validate_approvals(main, raw.approvals, &mut err);
     let notifications = validate_notifications(main, raw.notifications, &mut err);
 
+    let mut hr = BTreeMap::new();
+    for (source, table) in &raw.hr {
+        if !valid_id(source) {
+            err(
+                main,
+                table.span(),
+                format!("hr source `{source}` must be letters, digits, '-', '_', '.' or ':'"),
+            );
+        }
+        match crate::hr::parse_mapping(source, table.get_ref()) {
+            Ok(m) => {
+                hr.insert(source.clone(), m);
+            }
+            Err(e) => err(main, table.span(), format!("hr.{source}: {e}")),
+        }
+    }
+
     Config {
         engine: raw.engine,
         systems,
@@ -781,6 +802,7 @@ fn validate(
         person_attributes,
         approvals,
         notifications,
+        hr,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod breaker;
 pub mod config;
 pub mod event;
+pub mod hr;
 pub mod model;
 pub mod planner;
 pub mod retry;

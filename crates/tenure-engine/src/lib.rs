@@ -36,7 +36,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tenure_connectors::Connector;
+use tenure_connectors::ldap::LdapConnector;
+use tenure_connectors::manual::{ManualConnector, ManualSettings, NowFn};
+use tenure_connectors::postgres::PostgresConnector;
 use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
+use tenure_connectors::webhook::WebhookConnector;
 use tenure_core::breaker::{Breaker, CircuitState};
 use tenure_core::config::Config;
 use tenure_policy::PolicyEngine;
@@ -244,12 +248,31 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Store(e.into()))?;
         let mut systems = HashMap::new();
+        let now: NowFn = {
+            let clock = clock.clone();
+            Arc::new(move || clock.now_ms())
+        };
         for s in config.systems.values() {
+            let bad = |e: String| EngineError::Config(format!("system `{}`: {e}", s.id));
             let connector: Arc<dyn Connector> = match s.connector.as_str() {
                 "sandbox" => {
-                    let settings = SandboxSettings::from_map(&s.settings)
-                        .map_err(|e| EngineError::Config(format!("system `{}`: {e}", s.id)))?;
+                    let settings = SandboxSettings::from_map(&s.settings).map_err(bad)?;
                     Arc::new(sandbox.connector(&s.id, settings))
+                }
+                "postgres" => Arc::new(PostgresConnector::from_map(&s.settings).map_err(bad)?),
+                "ldap" => Arc::new(LdapConnector::from_map(&s.settings).map_err(bad)?),
+                "webhook" => Arc::new(
+                    WebhookConnector::from_map(&s.id, &s.settings, store.clone(), now.clone())
+                        .map_err(bad)?,
+                ),
+                "manual" => {
+                    let settings = ManualSettings::from_map(&s.settings).map_err(bad)?;
+                    Arc::new(ManualConnector::new(
+                        store.clone(),
+                        &s.id,
+                        settings,
+                        now.clone(),
+                    ))
                 }
                 other => {
                     return Err(EngineError::Config(format!(

@@ -944,6 +944,7 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
             run.state
         )));
     }
+    let tasks = tenure_store::reopen_failed_tasks_of_run(tx.conn(), run_id).await?;
     let steps = tenure_store::retry_failed_steps(tx.conn(), run_id, now).await?;
     if steps == 0 {
         return Err(EngineError::Conflict(format!(
@@ -960,7 +961,7 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
         run_id: Some(run.id.clone()),
         reason: "retried by an operator".into(),
         correlation_id: run.event_id.clone(),
-        details: serde_json::json!({ "steps": steps }),
+        details: serde_json::json!({ "steps": steps, "tasks_reopened": tasks }),
         ..Default::default()
     });
     advance_run(inner, &mut tx, run_id, now).await?;

@@ -322,6 +322,7 @@ async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResu
     let mut breaker = handle.breaker.lock().expect("breaker lock");
     match &result {
         Err(e) if e.is_retryable() => breaker.on_failure(inner.clock.now_ms()),
+        // Waiting: the system (or its task queue) answered.
         _ => breaker.on_success(), // the system answered, even if it said no
     }
     CallResult::Called(result)
@@ -447,6 +448,28 @@ async fn record(inner: &Arc<Inner>, outcomes: Vec<Outcome>) -> Result<()> {
                     serde_json::json!({ "attempts": attempts, "op_id": step.op_id }),
                 ));
                 metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "succeeded")
+                    .increment(1);
+            }
+            CallResult::Called(Err(ConnectorError::Waiting {
+                message,
+                recheck_after_ms,
+            })) => {
+                // Accepted, finished later by a person or a callback: no attempt spent, no
+                // lease held; the task's completion makes the step due again at once.
+                if step.last_error.as_deref() != Some(message.as_str()) {
+                    tx.audit(audit(
+                        "step.waiting",
+                        message.clone(),
+                        serde_json::json!({ "action": step.action, "recheck_after_ms": recheck_after_ms }),
+                    ));
+                }
+                updates.push(update(
+                    StepState::Pending,
+                    step.attempts,
+                    Some(message),
+                    Some(now + recheck_after_ms as i64),
+                ));
+                metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "waiting")
                     .increment(1);
             }
             CallResult::Called(Err(e)) => {

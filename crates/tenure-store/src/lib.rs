@@ -9,10 +9,12 @@
 
 mod approvals;
 mod queries;
+mod tasks;
 mod tx;
 
 pub use approvals::*;
 pub use queries::*;
+pub use tasks::*;
 pub use tx::{NewAudit, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -224,3 +224,24 @@ CREATE TABLE IF NOT EXISTS token_identities (
     token_id  TEXT PRIMARY KEY,
     person_id TEXT NOT NULL
 );
+-- Work a step waits on outside tenure: a manual task for a team, or a webhook receiver's
+-- asynchronous completion. The id is the step's operation id, so a step called again finds
+-- its task instead of opening a second one.
+CREATE TABLE IF NOT EXISTS tasks (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    system      TEXT NOT NULL,
+    team        TEXT,
+    person_id   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    entitlement TEXT,
+    title       TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    message     TEXT,
+    created_at  BIGINT NOT NULL,
+    due_at      BIGINT,
+    finished_at BIGINT,
+    finished_by TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, created_at);
+CREATE INDEX IF NOT EXISTS steps_op ON steps (op_id);

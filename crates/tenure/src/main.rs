@@ -8,6 +8,7 @@ mod import;
 mod plan_cmd;
 mod policy_cmd;
 mod serve;
+mod tasks_cmd;
 mod whatif_bench;
 
 use anyhow::{Context, Result, bail};
@@ -62,6 +63,11 @@ enum Command {
     Approvals {
         #[command(subcommand)]
         command: approvals_cmd::ApprovalsCommand,
+    },
+    /// Tasks that steps wait on (manual systems, webhook callbacks): list, complete, fail.
+    Tasks {
+        #[command(subcommand)]
+        command: tasks_cmd::TasksCommand,
     },
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
@@ -174,6 +180,7 @@ fn main() -> Result<()> {
             Command::Import(args) => import::run(args).await,
             Command::Plan(args) => plan_cmd::run(args).await,
             Command::Approvals { command } => approvals_cmd::run(command).await,
+            Command::Tasks { command } => tasks_cmd::run(command).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {

@@ -1,0 +1,331 @@
+//! The `ldap` connector against a real OpenLDAP `slapd` started by the test (see
+//! `support/slapd.rs`), over StartTLS. Skips with a notice where slapd is not installed; fails
+//! in CI (`CI=true`).
+
+mod support;
+
+use ldap3::{LdapConnAsync, Mod, Scope, SearchEntry};
+use std::collections::HashSet;
+use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
+use support::*;
+use tenure_connectors::ldap::{LdapConnector, LdapSettings};
+use tenure_connectors::settings::Secret;
+use tenure_connectors::{Connector, ConnectorError};
+
+const PEOPLE: &str = "ou=people,dc=example,dc=com";
+const DISABLED: &str = "ou=disabled,dc=example,dc=com";
+const GROUPS: &str = "ou=groups,dc=example,dc=com";
+const PLACEHOLDER: &str = "cn=nobody,dc=example,dc=com";
+
+async fn admin(url: &str) -> ldap3::Ldap {
+    let settings = ldap3::LdapConnSettings::new()
+        .set_starttls(true)
+        .set_no_tls_verify(true);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url).await.unwrap();
+    tokio::spawn(async move { conn.drive().await });
+    ldap.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    ldap
+}
+
+fn set(vals: &[&str]) -> HashSet<String> {
+    vals.iter().map(|s| s.to_string()).collect()
+}
+
+/// The directory's skeleton: base, three OUs, two groups.
+async fn seed(url: &str) {
+    let mut l = admin(url).await;
+    l.add(
+        SUFFIX,
+        vec![
+            (
+                "objectClass".to_string(),
+                set(&["top", "dcObject", "organization"]),
+            ),
+            ("dc".to_string(), set(&["example"])),
+            ("o".to_string(), set(&["Example"])),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    for ou in ["people", "disabled", "groups"] {
+        l.add(
+            &format!("ou={ou},{SUFFIX}"),
+            vec![
+                ("objectClass".to_string(), set(&["organizationalUnit"])),
+                ("ou".to_string(), set(&[ou])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+    for g in ["developers", "vpn users"] {
+        l.add(
+            &format!("cn={g},{GROUPS}"),
+            vec![
+                ("objectClass".to_string(), set(&["groupOfNames"])),
+                ("cn".to_string(), set(&[g])),
+                ("member".to_string(), set(&[PLACEHOLDER])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+}
+
+fn connector(url: &str, starttls: bool) -> LdapConnector {
+    let map = serde_json::json!({
+        "url": url,
+        "starttls": starttls,
+        "tls_insecure_skip_verify": true,
+        "bind_dn": ADMIN_DN,
+        "bind_password_env": "UNUSED_IN_TESTS",
+        "users_dn": PEOPLE,
+        "disabled_users_dn": DISABLED,
+        "groups_dn": GROUPS,
+        "empty_group_member": PLACEHOLDER,
+        "page_size": 2,
+        "timeout_ms": 5000,
+    });
+    let settings = LdapSettings::from_map(map.as_object().unwrap()).unwrap();
+    LdapConnector::new(settings, Secret::new(ADMIN_PASSWORD))
+}
+
+async fn members(url: &str, group: &str) -> Vec<String> {
+    let mut l = admin(url).await;
+    let (rs, _) = l
+        .search(
+            &format!("cn={group},{GROUPS}"),
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["member"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let mut m = SearchEntry::construct(rs.into_iter().next().unwrap())
+        .attrs
+        .remove("member")
+        .unwrap_or_default();
+    m.sort();
+    m
+}
+
+async fn entry(url: &str, dn: &str) -> Option<SearchEntry> {
+    let mut l = admin(url).await;
+    match l
+        .search(dn, Scope::Base, "(objectClass=*)", vec!["*"])
+        .await
+        .unwrap()
+        .success()
+    {
+        Ok((rs, _)) => rs.into_iter().next().map(SearchEntry::construct),
+        Err(_) => None,
+    }
+}
+
+async fn can_bind(url: &str, dn: &str, pw: &str) -> bool {
+    let settings = ldap3::LdapConnSettings::new()
+        .set_starttls(true)
+        .set_no_tls_verify(true);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url).await.unwrap();
+    tokio::spawn(async move { conn.drive().await });
+    ldap.simple_bind(dn, pw).await.unwrap().rc == 0
+}
+
+#[tokio::test]
+async fn hire_transfer_leave_against_real_slapd_over_starttls() {
+    // This directory refuses any operation on a connection without TLS.
+    let Some(slapd) = Slapd::start_with(true) else {
+        return;
+    };
+    let plain = connector(&slapd.url, false);
+    let e = plain.health().await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}"); // confidentialityRequired
+    seed(&slapd.url).await;
+    let c = connector(&slapd.url, true);
+    c.health().await.unwrap();
+
+    let ada = person("ada");
+    let dev = entitlement("dir:dev", "dir", "developers");
+    let vpn = entitlement("dir:vpn", "dir", "vpn users");
+    let ada_dn = format!("uid=ada,{PEOPLE}");
+
+    // Hire (twice: the retry after a crash is "already done").
+    c.create_account(&op("1"), &ada).await.unwrap();
+    c.create_account(&op("1"), &ada).await.unwrap();
+    c.grant(&op("2"), &ada, &dev).await.unwrap();
+    c.grant(&op("2"), &ada, &dev).await.unwrap();
+    let e = entry(&slapd.url, &ada_dn).await.expect("ada's entry");
+    assert_eq!(e.attrs["mail"], vec!["ada@example.com"]);
+    assert_eq!(e.attrs["departmentNumber"], vec!["Engineering"]);
+    assert_eq!(
+        members(&slapd.url, "developers").await,
+        vec![ada_dn.clone()]
+    );
+
+    // She sets a password (outside tenure) and can sign in.
+    admin(&slapd.url)
+        .await
+        .modify(
+            &ada_dn,
+            vec![Mod::Replace("userPassword", HashSet::from(["pw1"]))],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    assert!(can_bind(&slapd.url, &ada_dn, "pw1").await);
+
+    // Transfer: title changes, one group goes (the placeholder comes back), another comes.
+    let mut moved = ada.clone();
+    moved.title = Some("Manager".into());
+    c.update_account(&op("3"), &moved).await.unwrap();
+    c.revoke(&op("4"), &ada, &dev).await.unwrap();
+    c.revoke(&op("4"), &ada, &dev).await.unwrap();
+    c.grant(&op("5"), &ada, &vpn).await.unwrap();
+    assert_eq!(
+        members(&slapd.url, "developers").await,
+        vec![PLACEHOLDER.to_string()]
+    );
+    assert_eq!(members(&slapd.url, "vpn users").await, vec![ada_dn.clone()]);
+    assert_eq!(c.list_memberships("ada").await.unwrap(), vec!["vpn users"]);
+    assert_eq!(
+        entry(&slapd.url, &ada_dn).await.unwrap().attrs["title"],
+        vec!["Manager"]
+    );
+
+    // Leave: disabled (moved, password removed), revoked, deleted; each twice.
+    c.disable_account(&op("6"), &ada).await.unwrap();
+    c.disable_account(&op("6"), &ada).await.unwrap();
+    let disabled_dn = format!("uid=ada,{DISABLED}");
+    assert!(entry(&slapd.url, &ada_dn).await.is_none());
+    let d = entry(&slapd.url, &disabled_dn)
+        .await
+        .expect("moved to the disabled OU");
+    assert!(!d.attrs.contains_key("userPassword"));
+    assert!(!can_bind(&slapd.url, &disabled_dn, "pw1").await);
+    let listed = c.list_accounts().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].enabled);
+    c.revoke(&op("7"), &ada, &vpn).await.unwrap();
+    assert_eq!(
+        members(&slapd.url, "vpn users").await,
+        vec![PLACEHOLDER.to_string()]
+    );
+    c.delete_account(&op("8"), &ada).await.unwrap();
+    c.delete_account(&op("8"), &ada).await.unwrap();
+    assert!(entry(&slapd.url, &disabled_dn).await.is_none());
+    assert!(c.list_accounts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rehire_enables_and_paged_list_sees_everyone() {
+    let Some(slapd) = Slapd::start() else { return };
+    seed(&slapd.url).await;
+    let c = connector(&slapd.url, false);
+    // Five people with a page size of two: the list pages three times.
+    for i in 0..5 {
+        c.create_account(&op("c"), &person(&format!("p{i}")))
+            .await
+            .unwrap();
+    }
+    // A hostile id stays one RDN value.
+    let odd = person("x,ou=groups+cn=evil");
+    c.create_account(&op("c"), &odd).await.unwrap();
+    c.disable_account(&op("d"), &person("p1")).await.unwrap();
+    let listed = c.list_accounts().await.unwrap();
+    assert_eq!(listed.len(), 6);
+    assert_eq!(listed.iter().filter(|a| !a.enabled).count(), 1);
+    c.enable_account(&op("e"), &person("p1")).await.unwrap();
+    assert!(c.list_accounts().await.unwrap().iter().all(|a| a.enabled));
+    assert!(
+        entry(&slapd.url, &format!("uid=p1,{PEOPLE}"))
+            .await
+            .is_some()
+    );
+    assert!(
+        entry(&slapd.url, "cn=evil,ou=groups,dc=example,dc=com")
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn errors_are_classified_against_real_slapd() {
+    let Some(slapd) = Slapd::start() else { return };
+    seed(&slapd.url).await;
+    let c = connector(&slapd.url, false);
+    let bob = person("bob");
+    // A group that does not exist: permanent.
+    c.create_account(&op("1"), &bob).await.unwrap();
+    let e = c
+        .grant(
+            &op("2"),
+            &bob,
+            &entitlement("dir:x", "dir", "no such group"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}");
+    // A group DN under a parent that does not exist: permanent.
+    let e = c
+        .grant(
+            &op("3"),
+            &bob,
+            &entitlement("dir:y", "dir", "cn=g,ou=nowhere,dc=example,dc=com"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}");
+    // A schema violation (mail is IA5String: ASCII only): permanent.
+    let mut umlaut = person("dora");
+    umlaut.email = "dörte@example.com".into();
+    let e = c.create_account(&op("3b"), &umlaut).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}");
+    assert!(e.to_string().contains("ldap result 21"), "{e}");
+    // Granting to someone with no account: permanent.
+    let e = c
+        .grant(
+            &op("4"),
+            &person("ghost"),
+            &entitlement("dir:dev", "dir", "developers"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}");
+    // Wrong bind password: permanent (and not in the message).
+    let map = serde_json::json!({
+        "url": slapd.url, "bind_dn": ADMIN_DN, "bind_password_env": "X",
+        "users_dn": PEOPLE, "disabled_users_dn": DISABLED, "groups_dn": GROUPS,
+    });
+    let wrong = LdapConnector::new(
+        LdapSettings::from_map(map.as_object().unwrap()).unwrap(),
+        Secret::new("not-the-password"),
+    );
+    let e = wrong.create_account(&op("5"), &bob).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Permanent(_)), "{e}");
+    assert!(e.to_string().contains("49"), "{e}");
+    assert!(!e.to_string().contains("not-the-password"));
+
+    // The server goes away: retryable; it comes back on another port only in real life.
+    let url = slapd.url.clone();
+    drop(slapd);
+    let e = c
+        .create_account(&op("6"), &person("carol"))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    let fresh = connector(&url, false);
+    assert!(fresh.health().await.unwrap_err().is_retryable());
+}

@@ -1,0 +1,264 @@
+//! Tasks: work a step waits on outside tenure (a manual task for a team, or a webhook
+//! receiver's asynchronous completion), keyed by the step's operation id.
+
+use crate::{Result, StoreError};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// What a task is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A person of a team does it by hand.
+    Manual,
+    /// A webhook receiver reports it done.
+    Callback,
+}
+
+impl TaskKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Manual => "manual",
+            TaskKind::Callback => "callback",
+        }
+    }
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting.
+    Open,
+    /// Done: the step succeeds.
+    Done,
+    /// Could not be done: the step fails.
+    Failed,
+}
+
+impl TaskState {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Open => "open",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<TaskState> {
+        match s {
+            "open" => Ok(TaskState::Open),
+            "done" => Ok(TaskState::Done),
+            "failed" => Ok(TaskState::Failed),
+            other => Err(StoreError::Corrupt(format!("task state `{other}`"))),
+        }
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRow {
+    /// The step's operation id.
+    pub id: String,
+    /// Manual or callback.
+    pub kind: TaskKind,
+    /// The system the step is for.
+    pub system: String,
+    /// The team that does it (manual tasks).
+    pub team: Option<String>,
+    /// Whose access.
+    pub person_id: String,
+    /// The step's action.
+    pub action: String,
+    /// The entitlement (grant and revoke).
+    pub entitlement: Option<String>,
+    /// What to do, in words.
+    pub title: String,
+    /// Open, done or failed.
+    pub state: TaskState,
+    /// Why it failed, or a note on completion.
+    pub message: Option<String>,
+    /// When it was opened (epoch ms).
+    pub created_at: i64,
+    /// When it should be done by (epoch ms), if it has an SLA.
+    pub due_at: Option<i64>,
+    /// When it was completed or failed.
+    pub finished_at: Option<i64>,
+    /// Who completed or failed it.
+    pub finished_by: Option<String>,
+}
+
+impl TaskRow {
+    /// Whether it is still open after its due time.
+    pub fn is_overdue(&self, now_ms: i64) -> bool {
+        self.state == TaskState::Open && self.due_at.is_some_and(|d| d < now_ms)
+    }
+}
+
+/// A task to open.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The step's operation id.
+    pub id: String,
+    /// Manual or callback.
+    pub kind: TaskKind,
+    /// The system.
+    pub system: String,
+    /// The team (manual tasks).
+    pub team: Option<String>,
+    /// Whose access.
+    pub person_id: String,
+    /// The step's action.
+    pub action: String,
+    /// The entitlement.
+    pub entitlement: Option<String>,
+    /// What to do.
+    pub title: String,
+    /// Now (epoch ms).
+    pub created_at: i64,
+    /// Due time (epoch ms).
+    pub due_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, kind, system, team, person_id, action, entitlement, title, state, \
+                       message, created_at, due_at, finished_at, finished_by";
+
+fn row(r: &AnyRow) -> Result<TaskRow> {
+    let kind: String = r.try_get(1)?;
+    Ok(TaskRow {
+        id: r.try_get(0)?,
+        kind: match kind.as_str() {
+            "manual" => TaskKind::Manual,
+            "callback" => TaskKind::Callback,
+            other => return Err(StoreError::Corrupt(format!("task kind `{other}`"))),
+        },
+        system: r.try_get(2)?,
+        team: r.try_get(3)?,
+        person_id: r.try_get(4)?,
+        action: r.try_get(5)?,
+        entitlement: r.try_get(6)?,
+        title: r.try_get(7)?,
+        state: TaskState::parse(&r.try_get::<String, _>(8)?)?,
+        message: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        due_at: r.try_get(11)?,
+        finished_at: r.try_get(12)?,
+        finished_by: r.try_get(13)?,
+    })
+}
+
+/// Opens the task unless one with its id exists; returns the stored task and whether it was
+/// opened now.
+pub async fn open_task(c: &mut AnyConnection, t: &NewTask) -> Result<(TaskRow, bool)> {
+    let inserted = sqlx::query(
+        "INSERT INTO tasks (id, kind, system, team, person_id, action, entitlement, title, state,
+                            created_at, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(t.id.clone())
+    .bind(t.kind.as_str())
+    .bind(t.system.clone())
+    .bind(t.team.clone())
+    .bind(t.person_id.clone())
+    .bind(t.action.clone())
+    .bind(t.entitlement.clone())
+    .bind(t.title.clone())
+    .bind(t.created_at)
+    .bind(t.due_at)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()
+        == 1;
+    let task = get_task(c, &t.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("task {} vanished", t.id)))?;
+    Ok((task, inserted))
+}
+
+/// The task with this id.
+pub async fn get_task(c: &mut AnyConnection, id: &str) -> Result<Option<TaskRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| row(&r))
+        .transpose()
+}
+
+/// Tasks in a state (all states when `None`), optionally of one team, oldest first.
+pub async fn list_tasks(
+    c: &mut AnyConnection,
+    state: Option<TaskState>,
+    team: Option<&str>,
+    limit: i64,
+) -> Result<Vec<TaskRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks
+          WHERE ($1 = '' OR state = $1) AND ($2 = '' OR team = $2)
+          ORDER BY created_at, id LIMIT $3"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.map_or("", TaskState::as_str))
+        .bind(team.unwrap_or("").to_string())
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// Finishes an open task as done or failed and makes its waiting step due now. Returns the
+/// task as it was before (so the caller can tell "no such task" from "already finished"),
+/// and whether this call finished it.
+pub async fn finish_task(
+    c: &mut AnyConnection,
+    id: &str,
+    state: TaskState,
+    message: Option<&str>,
+    actor: &str,
+    now: i64,
+) -> Result<Option<(TaskRow, bool)>> {
+    let Some(before) = get_task(c, id).await? else {
+        return Ok(None);
+    };
+    let changed = sqlx::query(
+        "UPDATE tasks SET state = $1, message = $2, finished_at = $3, finished_by = $4
+          WHERE id = $5 AND state = 'open'",
+    )
+    .bind(state.as_str())
+    .bind(message.map(str::to_string))
+    .bind(now)
+    .bind(actor.to_string())
+    .bind(id.to_string())
+    .execute(&mut *c)
+    .await?
+    .rows_affected()
+        == 1;
+    if changed {
+        sqlx::query("UPDATE steps SET available_at = $1 WHERE op_id = $2 AND state = 'pending'")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(Some((before, changed)))
+}
+
+/// Opens again the failed tasks of a run's failed steps (an operator retries the run: the
+/// team gets the task back). Call before the steps are reset.
+pub async fn reopen_failed_tasks_of_run(c: &mut AnyConnection, run_id: &str) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE tasks SET state = 'open', message = NULL, finished_at = NULL, finished_by = NULL
+          WHERE state = 'failed'
+            AND id IN (SELECT op_id FROM steps WHERE run_id = $1 AND state = 'failed')",
+    )
+    .bind(run_id.to_string())
+    .execute(&mut *c)
+    .await?
+    .rows_affected())
+}
