@@ -20,15 +20,18 @@ pub enum Scope {
     Approve,
     /// Everything, including tokens and cancelling or retrying runs.
     Admin,
+    /// Provision users over SCIM 2.0 (`/scim/v2`), as an identity provider does.
+    Scim,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::EventsWrite,
         Scope::Read,
         Scope::Approve,
         Scope::Admin,
+        Scope::Scim,
     ];
 
     /// The scope's name in tokens and on the command line.
@@ -38,6 +41,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Approve => "approve",
             Scope::Admin => "admin",
+            Scope::Scim => "scim",
         }
     }
 }

@@ -8,9 +8,11 @@
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
 mod queries;
+mod scim;
 mod tx;
 
 pub use queries::*;
+pub use scim::*;
 pub use tx::{NewAudit, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
