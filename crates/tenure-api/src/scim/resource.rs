@@ -247,18 +247,29 @@ fn norm(def: &Attr, v: &Value) -> Option<String> {
 }
 
 const EXTERNAL_ID: Attr = Attr {
-    case_exact: true,
-    ..schema::USER_ATTRS[0]
-};
-const ID: Attr = Attr {
+    name: "externalId",
     case_exact: true,
     required: false,
     unique_server: false,
     ..schema::USER_ATTRS[0]
 };
-const META_TIME: Attr = Attr {
+const ID: Attr = Attr {
+    name: "id",
+    ..EXTERNAL_ID
+};
+const META_CREATED: Attr = Attr {
+    name: "created",
     ty: Ty::DateTime,
-    ..ID
+    ..EXTERNAL_ID
+};
+const META_MODIFIED: Attr = Attr {
+    name: "lastModified",
+    ..META_CREATED
+};
+const META: Attr = Attr {
+    name: "meta",
+    ty: Ty::Complex,
+    ..EXTERNAL_ID
 };
 
 /// The rows of the value index for a stored document.
@@ -344,12 +355,14 @@ fn resolve(schemas: &Schemas, path: &AttrPath) -> Res<Resolved> {
             Some(&EXTERNAL_ID)
         } else if path.attr.eq_ignore_ascii_case("meta") {
             let sub = path.sub_attr.as_deref().unwrap_or("");
-            if sub.eq_ignore_ascii_case("created") || sub.eq_ignore_ascii_case("lastModified") {
-                return Ok(Resolved {
-                    key: "meta".into(),
-                    def: &META_TIME,
-                    sub: Some(&META_TIME),
-                });
+            for m in [&META_CREATED, &META_MODIFIED] {
+                if sub.eq_ignore_ascii_case(m.name) {
+                    return Ok(Resolved {
+                        key: "meta".into(),
+                        def: &META,
+                        sub: Some(m),
+                    });
+                }
             }
             return Err(bad_filter(format!(
                 "`{path}`: only meta.created and meta.lastModified can be filtered on"
@@ -979,7 +992,7 @@ fn locate<'a>(
         ));
     }
     let def = if p.schema.is_none() && p.attr.eq_ignore_ascii_case("externalId") {
-        &EXTERNAL_ID_RW
+        &EXTERNAL_ID
     } else {
         schema::find(attrs, &p.attr).ok_or_else(|| no_target(format!("unknown attribute `{p}`")))?
     };
@@ -991,13 +1004,6 @@ fn locate<'a>(
     }
     Ok((container, def))
 }
-
-const EXTERNAL_ID_RW: Attr = Attr {
-    name: "externalId",
-    required: false,
-    unique_server: false,
-    ..EXTERNAL_ID
-};
 
 fn is_primary(v: &Value) -> bool {
     v.get("primary").and_then(as_bool) == Some(true)
