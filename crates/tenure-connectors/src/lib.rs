@@ -9,6 +9,7 @@
 //! already gone) as success, so a retry after a crash never doubles an effect.
 
 pub mod sandbox;
+pub mod scim;
 
 use async_trait::async_trait;
 use serde::Serialize;

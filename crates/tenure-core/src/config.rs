@@ -345,7 +345,7 @@ struct RawMatch {
 }
 
 /// Known connector kinds; a system naming another one is refused at load.
-pub const CONNECTOR_KINDS: &[&str] = &["sandbox"];
+pub const CONNECTOR_KINDS: &[&str] = &["sandbox", "scim"];
 
 fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
