@@ -526,22 +526,3 @@ pub async fn entitlement_holders(c: &mut AnyConnection, entitlement: &str) -> Re
     .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
-
-/// The queued events with these keys.
-pub async fn scim_outbox_by_keys(c: &mut AnyConnection, keys: &[String]) -> Result<Vec<OutboxRow>> {
-    let mut out = Vec::new();
-    for k in keys {
-        let row = sqlx::query("SELECT key, resource_id, event FROM scim_outbox WHERE key = $1")
-            .bind(k)
-            .fetch_optional(&mut *c)
-            .await?;
-        if let Some(r) = row {
-            out.push(OutboxRow {
-                key: r.try_get(0)?,
-                resource_id: r.try_get(1)?,
-                event: r.try_get(2)?,
-            });
-        }
-    }
-    Ok(out)
-}

@@ -815,3 +815,59 @@ async fn scim_discovery_groups_bulk_and_bad_input() {
         all.body
     );
 }
+
+/// A crash between a SCIM change's commit and the engine storing its event leaves the event in
+/// the outbox: the next start sends it, and one already stored is a replay, not a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    let mut s = env.start().await;
+    let t = scim_token(&s).await;
+    let a = call(
+        &s,
+        &t,
+        Method::POST,
+        "/Users",
+        Some(rfc_enterprise_user()),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    settled(&s, &id).await;
+    s.stop();
+
+    // The hire's row is still queued (rows go at the next write or drain): as after a crash
+    // right after the engine stored it. And as if the process died before a transfer reached
+    // the engine:
+    let queued = tamper(
+        &env.database_url(),
+        "UPDATE scim_outbox SET created_at = created_at WHERE key = $1",
+        &[Bind::Text(&format!("scim:{id}:1"))],
+    )
+    .await;
+    assert_eq!(queued, 1, "the hire's outbox row is still there");
+    let transfer = json!({ "type": "transfer", "person": { "id": id, "title": "Night Guide" }, "source": "scim" });
+    let n = tamper(
+        &env.database_url(),
+        "INSERT INTO scim_outbox (key, resource_id, event, created_at) VALUES ($1, $2, $3, $4)",
+        &[
+            Bind::Text(&format!("scim:{id}:2")),
+            Bind::Text(&id),
+            Bind::Text(&transfer.to_string()),
+            Bind::Int(i64::MAX),
+        ],
+    )
+    .await;
+    assert_eq!(n, 1);
+    let s = env.start().await;
+    let p = settled(&s, &id).await;
+    assert_eq!(p["title"], "Night Guide");
+    assert_eq!(
+        run_kinds(&s, &id).await,
+        ["hire", "transfer"],
+        "the hire was not run twice"
+    );
+    let left = tamper(&env.database_url(), "DELETE FROM scim_outbox", &[]).await;
+    assert_eq!(left, 0, "the outbox was emptied");
+}

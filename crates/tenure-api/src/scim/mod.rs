@@ -625,11 +625,17 @@ async fn write_user(
     change: Change,
     if_match: Option<&str>,
 ) -> R<Written> {
-    // Two writers of one user race on the version: the loser starts over on fresh state.
+    // One user's changes are written and handed to the engine one at a time, so its events
+    // reach the engine in the order of its versions.
+    let _turn = match id {
+        Some(id) => Some(user_lock(id).lock().await),
+        None => None,
+    };
+    // A writer that lost a race on the version starts over on fresh state.
     for _ in 0..5 {
-        if let Some(w) = try_write(engine, actor, id, &change, if_match).await? {
-            send_outbox(engine, &w.0).await;
-            return Ok(w.1);
+        if let Some((queued, written)) = try_write(engine, actor, id, &change, if_match).await? {
+            submit_rows(engine, queued).await;
+            return Ok(written);
         }
     }
     Err(status(
@@ -638,13 +644,32 @@ async fn write_user(
     ))
 }
 
+/// Striped locks: the same user always maps to the same lock.
+fn user_lock(id: &str) -> &'static tokio::sync::Mutex<()> {
+    static LOCKS: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+    let locks = LOCKS.get_or_init(|| (0..256).map(|_| tokio::sync::Mutex::new(())).collect());
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    &locks[(h % locks.len() as u64) as usize]
+}
+
+/// Keys of outbox rows whose events the engine has stored: deleted by the next SCIM write
+/// transaction (or the next drain), so handing an event over costs no commit of its own. A
+/// crash before that only means the event is sent again at start: a replay.
+static SENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn take_sent() -> Vec<String> {
+    std::mem::take(&mut *SENT.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 async fn try_write(
     engine: &Engine,
     actor: &str,
     id: Option<&str>,
     change: &Change,
     if_match: Option<&str>,
-) -> R<Option<(Vec<String>, Written)>> {
+) -> R<Option<(Vec<OutboxRow>, Written)>> {
     let store = engine.store();
     let now = engine.clock().now_ms();
     // Read and validate outside the transaction; the write checks the version it read.
@@ -706,7 +731,11 @@ async fn try_write(
     }
     let outcome = lifecycle::event_for(&id, lifecycle, before_doc.as_ref(), after_doc.as_ref())?;
     let mut tx = store.begin().await?;
-    let mut keys = Vec::new();
+    let sent = take_sent();
+    if !sent.is_empty() {
+        tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
+    }
+    let mut queued = Vec::new();
     let version = before.as_ref().map_or(1, |b| b.version + 1);
     let (row, action) = match &after_doc {
         Some(doc) => {
@@ -778,18 +807,13 @@ async fn try_write(
         }
     };
     if let Some(event) = &outcome.event {
-        let key = format!("scim:{id}:{version}");
-        tenure_store::insert_scim_outbox(
-            tx.conn(),
-            &OutboxRow {
-                key: key.clone(),
-                resource_id: id.clone(),
-                event: serde_json::to_string(event).map_err(ApiError::internal)?,
-            },
-            now,
-        )
-        .await?;
-        keys.push(key);
+        let row = OutboxRow {
+            key: format!("scim:{id}:{version}"),
+            resource_id: id.clone(),
+            event: serde_json::to_string(event).map_err(ApiError::internal)?,
+        };
+        tenure_store::insert_scim_outbox(tx.conn(), &row, now).await?;
+        queued.push(row);
     }
     tx.audit(NewAudit {
         at_ms: now,
@@ -806,7 +830,7 @@ async fn try_write(
     });
     tx.commit().await?;
     Ok(Some((
-        keys,
+        queued,
         Written {
             created: before.is_none(),
             row,
@@ -814,27 +838,8 @@ async fn try_write(
     )))
 }
 
-/// Hands queued events to the engine and removes those it stored. Ones that fail stay queued
-/// for [`drain_outbox`].
-async fn send_outbox(engine: &Engine, keys: &[String]) {
-    if keys.is_empty() {
-        return;
-    }
-    let rows = {
-        let Ok(mut c) = engine.store().reader().await else {
-            return;
-        };
-        match tenure_store::scim_outbox_by_keys(&mut c, keys).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the SCIM outbox failed; events stay queued");
-                return;
-            }
-        }
-    };
-    submit_rows(engine, rows).await;
-}
-
+/// Hands queued events to the engine; those it stored are removed from the outbox later
+/// (see [`SENT`]), those it did not stay for [`drain_outbox`].
 async fn submit_rows(engine: &Engine, rows: Vec<OutboxRow>) -> usize {
     let mut done = Vec::new();
     for row in rows {
@@ -860,19 +865,19 @@ async fn submit_rows(engine: &Engine, rows: Vec<OutboxRow>) -> usize {
         }
     }
     let n = done.len();
-    if !done.is_empty() {
-        let res = async {
-            let mut tx = engine.store().begin().await?;
-            tenure_store::delete_scim_outbox(tx.conn(), &done).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = res {
-            // They are stored in the engine; sending them again later is a replay.
-            tracing::warn!(error = %e, "clearing the SCIM outbox failed");
-        }
-    }
+    SENT.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
     n
+}
+
+/// Removes from the outbox the events the engine has stored.
+async fn flush_sent(engine: &Engine) -> Result<(), StoreError> {
+    let sent = take_sent();
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let mut tx = engine.store().begin().await?;
+    tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
+    tx.commit().await
 }
 
 /// Sends every event still queued in the SCIM outbox (after a crash, or a failed submit);
@@ -880,6 +885,7 @@ async fn submit_rows(engine: &Engine, rows: Vec<OutboxRow>) -> usize {
 pub async fn drain_outbox(engine: &Engine) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
+        flush_sent(engine).await?;
         let rows = {
             let mut c = engine.store().reader().await?;
             tenure_store::scim_outbox(&mut c, 500).await?
