@@ -223,10 +223,10 @@ fn field(p: &Person, f: &str) -> Option<String> {
 
 /// Splits `urn:…:User:attr.sub` into (extension URN, `attr.sub`).
 fn split_path(path: &str) -> (Option<&str>, &str) {
-    if path.starts_with("urn:") {
-        if let Some(i) = path.rfind(':') {
-            return (Some(&path[..i]), &path[i + 1..]);
-        }
+    if path.starts_with("urn:")
+        && let Some(i) = path.rfind(':')
+    {
+        return (Some(&path[..i]), &path[i + 1..]);
     }
     (None, path)
 }
@@ -854,7 +854,10 @@ mod tests {
     /// A minimal HTTP/1.1 server on loopback answering each request by its request line, so
     /// the connector's handling of what real providers send (throttling, SCIM errors, pages)
     /// is tested over a real socket.
-    async fn fake(answer: fn(&str) -> (u16, Vec<(&'static str, String)>, String)) -> String {
+    /// An answer: status, extra headers, body.
+    type Answer = (u16, Vec<(&'static str, String)>, String);
+
+    async fn fake(answer: fn(&str) -> Answer) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -375,11 +375,8 @@ fn resolve(schemas: &Schemas, path: &AttrPath) -> Res<Resolved> {
     };
     let def = match common {
         Some(d) => d,
-        None => {
-            let d = schema::find(attrs, &path.attr)
-                .ok_or_else(|| bad_filter(format!("unknown attribute `{path}`")))?;
-            d
-        }
+        None => schema::find(attrs, &path.attr)
+            .ok_or_else(|| bad_filter(format!("unknown attribute `{path}`")))?,
     };
     if def.mutability == Mutability::ReadOnly {
         return Err(bad_filter(format!(
@@ -729,13 +726,14 @@ pub fn project(
         for p in include {
             let (ext, attr, sub) = path_location(schemas, p);
             // A bare extension URN asks for the whole extension.
-            if p.schema.is_none() && p.sub_attr.is_none() {
-                if let Some((u, _)) = is_extension(schemas, &p.attr) {
-                    if let Some(v) = full.get(u) {
-                        out.insert(u.into(), v.clone());
-                    }
-                    continue;
+            if p.schema.is_none()
+                && p.sub_attr.is_none()
+                && let Some((u, _)) = is_extension(schemas, &p.attr)
+            {
+                if let Some(v) = full.get(u) {
+                    out.insert(u.into(), v.clone());
                 }
+                continue;
             }
             let (src, dst) = match ext {
                 Some(u) => {
@@ -782,11 +780,12 @@ pub fn project(
     }
     for p in exclude {
         let (ext, attr, sub) = path_location(schemas, p);
-        if p.schema.is_none() && p.sub_attr.is_none() {
-            if let Some((u, _)) = is_extension(schemas, &p.attr) {
-                full.remove(u);
-                continue;
-            }
+        if p.schema.is_none()
+            && p.sub_attr.is_none()
+            && let Some((u, _)) = is_extension(schemas, &p.attr)
+        {
+            full.remove(u);
+            continue;
         }
         if ext.is_none()
             && ["id", "schemas"]
