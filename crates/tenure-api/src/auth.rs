@@ -26,11 +26,13 @@ pub enum Scope {
     TasksWrite,
     /// Everything, including tokens and cancelling or retrying runs.
     Admin,
+    /// Provision users over SCIM 2.0 (`/scim/v2`), as an identity provider does.
+    Scim,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::EventsWrite,
         Scope::Read,
         Scope::Approve,
@@ -38,6 +40,7 @@ impl Scope {
         Scope::BreakGlass,
         Scope::TasksWrite,
         Scope::Admin,
+        Scope::Scim,
     ];
 
     /// The scope's name in tokens and on the command line.
@@ -50,6 +53,7 @@ impl Scope {
             Scope::BreakGlass => "break_glass",
             Scope::TasksWrite => "tasks:write",
             Scope::Admin => "admin",
+            Scope::Scim => "scim",
         }
     }
 }

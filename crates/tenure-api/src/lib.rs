@@ -6,11 +6,13 @@ mod access;
 mod auth;
 mod error;
 mod routes;
+mod scim;
 mod tasks;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
 pub use error::ApiError;
 pub use routes::{issue_token, revoke_token_by_id};
+pub use scim::drain_outbox as drain_scim_outbox;
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;

@@ -50,6 +50,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/complete", post(complete_task))
         .route("/api/v1/tasks/{id}/fail", post(fail_task))
         .route("/api/v1/hr/{source}", post(post_hr))
+        .nest("/scim/v2", crate::scim::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

@@ -52,6 +52,7 @@ pub mod ldap;
 pub mod manual;
 pub mod postgres;
 pub mod sandbox;
+pub mod scim;
 pub mod settings;
 pub mod template;
 pub mod webhook;

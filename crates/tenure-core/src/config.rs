@@ -499,7 +499,7 @@ struct RawMatch {
 }
 
 /// Known connector kinds; a system naming another one is refused at load.
-pub const CONNECTOR_KINDS: &[&str] = &["sandbox", "postgres", "ldap", "webhook", "manual"];
+pub const CONNECTOR_KINDS: &[&str] = &["sandbox", "postgres", "ldap", "webhook", "manual", "scim"];
 
 fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,

@@ -274,6 +274,11 @@ impl Engine {
                         now.clone(),
                     ))
                 }
+                "scim" => Arc::new(
+                    tenure_connectors::scim::ScimSettings::from_map(&s.settings)
+                        .and_then(|c| tenure_connectors::scim::ScimConnector::new(&s.id, c))
+                        .map_err(|e| EngineError::Config(format!("system `{}`: {e}", s.id)))?,
+                ),
                 other => {
                     return Err(EngineError::Config(format!(
                         "system `{}`: unknown connector `{other}`",

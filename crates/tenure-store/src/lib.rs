@@ -9,11 +9,13 @@
 
 mod approvals;
 mod queries;
+mod scim;
 mod tasks;
 mod tx;
 
 pub use approvals::*;
 pub use queries::*;
+pub use scim::*;
 pub use tasks::*;
 pub use tx::{NewAudit, Tx};
 

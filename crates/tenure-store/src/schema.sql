@@ -245,3 +245,38 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, created_at);
 CREATE INDEX IF NOT EXISTS steps_op ON steps (op_id);
+-- SCIM 2.0 server. `scim_users.doc` is the resource as the identity provider last wrote it
+-- (without meta). `scim_values` indexes every attribute value of it, normalized (lowercased
+-- unless case-exact, booleans `true`/`false`, times in UTC), so filters run in SQL.
+-- `lifecycle` is what tenure made of the user so far: none (never hired), active, left.
+CREATE TABLE IF NOT EXISTS scim_users (
+    id           TEXT PRIMARY KEY,
+    user_name_ci TEXT NOT NULL,
+    deleted      BIGINT NOT NULL DEFAULT 0,
+    lifecycle    TEXT NOT NULL,
+    version      BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    doc          TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS scim_users_user_name ON scim_users (user_name_ci) WHERE deleted = 0;
+
+CREATE TABLE IF NOT EXISTS scim_values (
+    resource_id TEXT NOT NULL,
+    attr        TEXT NOT NULL,
+    idx         BIGINT NOT NULL,
+    sub         TEXT NOT NULL,
+    val         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scim_values_lookup ON scim_values (attr, sub, val, resource_id);
+CREATE INDEX IF NOT EXISTS scim_values_resource ON scim_values (resource_id);
+
+-- Lifecycle events a SCIM change produced, written in the change's transaction and removed
+-- once the engine has stored them: a crash in between is repaired at start by sending them again
+-- (their idempotency key makes that a replay).
+CREATE TABLE IF NOT EXISTS scim_outbox (
+    key         TEXT PRIMARY KEY,
+    resource_id TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);

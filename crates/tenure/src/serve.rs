@@ -92,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if args.demo {
         demo::seed(&engine).await?;
     }
+    spawn_scim_outbox(engine.clone()).await?;
 
     let loader = config_files::rules_loader(args.config.clone());
     #[cfg(unix)]
@@ -111,6 +112,25 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     engine.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Sends lifecycle events a SCIM change queued but did not hand to the engine (a crash in
+/// between, or storage that refused): now, then every few seconds while any are left.
+async fn spawn_scim_outbox(engine: Engine) -> Result<()> {
+    let sent = tenure_api::drain_scim_outbox(&engine).await?;
+    if sent > 0 {
+        tracing::info!(sent, "SCIM events recovered from the outbox");
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = tenure_api::drain_scim_outbox(&engine).await {
+                tracing::warn!(error = %e, "SCIM outbox: will try again");
+            }
+        }
+    });
     Ok(())
 }
 

@@ -1,0 +1,1342 @@
+//! The SCIM 2.0 server under `/scim/v2` (RFC 7643, RFC 7644), for identity providers.
+//!
+//! - `Users` are people: each user an identity provider creates is stored as it sent it
+//!   (`scim_users`, with a value index that filters run on in SQL) and becomes lifecycle events
+//!   through the engine's normal ingest ([`lifecycle`]). tenure's own view of the person
+//!   (status, engagements, entitlements held) is added read-only.
+//! - `Groups` are tenure's entitlements, read-only: members are the people holding the grant.
+//!   Access follows role templates and engagements, so a group membership pushed by an
+//!   identity provider would have nothing to act on; writes answer 405.
+//! - Discovery (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`) is generated from the same
+//!   schema table validation and filtering use ([`schema`]).
+//!
+//! Every error is a SCIM error body; every change is one transaction with its audit entry and
+//! the outbox row of the event it makes, so an event is never lost between the two.
+
+mod lifecycle;
+mod resource;
+mod schema;
+
+use crate::auth::{Principal, Scope};
+use crate::{ApiError, AppState};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lifecycle::Lifecycle;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use tenure_engine::{Engine, Submission};
+use tenure_scim::{AttrPath, Filter, PatchRequest, ScimError, ScimType};
+use tenure_store::{NewAudit, OutboxRow, ScimUserRow, StoreError};
+
+const SCIM_JSON: &str = "application/scim+json";
+const USER_SCHEMAS: [(&str, &[schema::Attr]); 3] = [
+    (schema::USER, schema::USER_ATTRS),
+    (schema::ENTERPRISE, schema::ENTERPRISE_ATTRS),
+    (schema::TENURE, schema::TENURE_ATTRS),
+];
+const GROUP_SCHEMAS: [(&str, &[schema::Attr]); 1] = [(schema::GROUP, schema::GROUP_ATTRS)];
+
+/// A SCIM error as a response.
+#[derive(Debug)]
+pub struct Scim(pub ScimError);
+
+impl From<ScimError> for Scim {
+    fn from(e: ScimError) -> Self {
+        Scim(e)
+    }
+}
+
+impl From<ApiError> for Scim {
+    fn from(e: ApiError) -> Self {
+        Scim(ScimError::with_status(e.status.as_u16(), e.message))
+    }
+}
+
+impl From<StoreError> for Scim {
+    fn from(e: StoreError) -> Self {
+        if let StoreError::Db(db) = &e
+            && db
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+        {
+            return Scim(ScimError::new(
+                ScimType::Uniqueness,
+                "userName is already taken by another user",
+            ));
+        }
+        ApiError::internal(e).into()
+    }
+}
+
+impl From<tenure_engine::EngineError> for Scim {
+    fn from(e: tenure_engine::EngineError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for Scim {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, scim_body(json!(self.0))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenure-scim\""),
+            );
+        }
+        res
+    }
+}
+
+type R<T> = Result<T, Scim>;
+
+fn scim_body(v: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))],
+        Json(v),
+    )
+        .into_response()
+}
+
+fn err(t: ScimType, m: impl Into<String>) -> Scim {
+    Scim(ScimError::new(t, m))
+}
+
+fn status(code: u16, m: impl Into<String>) -> Scim {
+    Scim(ScimError::with_status(code, m))
+}
+
+fn auth(p: Result<Principal, ApiError>) -> R<Principal> {
+    let p = p?;
+    p.require(Scope::Scim)?;
+    Ok(p)
+}
+
+/// The SCIM routes, to be nested under `/scim/v2`.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{id}", get(resource_type))
+        .route("/Schemas", get(schemas))
+        .route("/Schemas/{id}", get(schema_one))
+        .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", post(search_users))
+        .route(
+            "/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .route("/Groups", get(list_groups).post(groups_read_only))
+        .route("/Groups/.search", post(search_groups))
+        .route(
+            "/Groups/{id}",
+            get(get_group)
+                .put(groups_read_only)
+                .patch(groups_read_only)
+                .delete(groups_read_only),
+        )
+        .route("/Bulk", post(bulk))
+        .route("/.search", post(search_root))
+        .route("/Me", get(me).post(me).put(me).patch(me).delete(me))
+        .fallback(|| async { status(404, "no such SCIM endpoint") })
+        .method_not_allowed_fallback(|| async {
+            status(405, "method not allowed on this SCIM endpoint")
+        })
+}
+
+/// The absolute base URL of the SCIM endpoints, for `meta.location`.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{proto}://{host}/scim/v2")
+}
+
+fn parse_body(body: &Bytes, headers: &HeaderMap) -> R<Value> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let essence = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(status(
+                415,
+                format!("send {SCIM_JSON} or application/json, not `{essence}`"),
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        err(
+            ScimType::InvalidSyntax,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+// ------------------------------------------------------------------ discovery
+
+async fn service_provider_config(
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+) -> R<Response> {
+    auth(p)?;
+    Ok(scim_body(schema::service_provider_config(&base_url(
+        &headers,
+    ))))
+}
+
+fn list_of(items: Vec<Value>) -> Value {
+    json!({
+        "schemas": [schema::LIST],
+        "totalResults": items.len(),
+        "startIndex": 1,
+        "itemsPerPage": items.len(),
+        "Resources": items,
+    })
+}
+
+async fn resource_types(p: Result<Principal, ApiError>, headers: HeaderMap) -> R<Response> {
+    auth(p)?;
+    let base = base_url(&headers);
+    let items = ["User", "Group"]
+        .iter()
+        .filter_map(|n| schema::resource_type_json(n, &base))
+        .collect();
+    Ok(scim_body(list_of(items)))
+}
+
+async fn resource_type(
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Response> {
+    auth(p)?;
+    schema::resource_type_json(&id, &base_url(&headers))
+        .map(scim_body)
+        .ok_or_else(|| status(404, format!("no resource type `{id}`")))
+}
+
+async fn schemas(p: Result<Principal, ApiError>, headers: HeaderMap) -> R<Response> {
+    auth(p)?;
+    let base = base_url(&headers);
+    let items = schema::ALL_SCHEMAS
+        .iter()
+        .filter_map(|u| schema::schema_json(u, &base))
+        .collect();
+    Ok(scim_body(list_of(items)))
+}
+
+async fn schema_one(
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Response> {
+    auth(p)?;
+    schema::schema_json(&id, &base_url(&headers))
+        .map(scim_body)
+        .ok_or_else(|| status(404, format!("no schema `{id}`")))
+}
+
+async fn me(p: Result<Principal, ApiError>) -> R<Response> {
+    auth(p)?;
+    Err(status(
+        501,
+        "/Me is not supported: tokens belong to systems, not to users",
+    ))
+}
+
+async fn search_root(p: Result<Principal, ApiError>) -> R<Response> {
+    auth(p)?;
+    Err(status(
+        501,
+        "searching several resource types at once is not supported: POST /Users/.search or /Groups/.search",
+    ))
+}
+
+async fn groups_read_only(p: Result<Principal, ApiError>) -> R<Response> {
+    auth(p)?;
+    Err(status(
+        405,
+        "groups are tenure's entitlements and read-only here: access follows role templates and engagements; change those in tenure",
+    ))
+}
+
+// ------------------------------------------------------------------ queries
+
+/// Query or `.search` parameters.
+#[derive(Default)]
+struct ListParams {
+    filter: Option<String>,
+    sort_by: Option<String>,
+    descending: bool,
+    start_index: i64,
+    count: i64,
+    attributes: Vec<AttrPath>,
+    excluded: Vec<AttrPath>,
+}
+
+fn parse_int(name: &str, v: &str) -> R<i64> {
+    v.trim().parse::<i64>().map_err(|_| {
+        err(
+            ScimType::InvalidValue,
+            format!("{name} must be an integer, not `{v}`"),
+        )
+    })
+}
+
+fn list_params(get: impl Fn(&str) -> Option<String>) -> R<ListParams> {
+    let descending = match get("sortOrder").as_deref() {
+        None => false,
+        Some(o) if o.eq_ignore_ascii_case("ascending") => false,
+        Some(o) if o.eq_ignore_ascii_case("descending") => true,
+        Some(o) => {
+            return Err(err(
+                ScimType::InvalidValue,
+                format!("sortOrder must be ascending or descending, not `{o}`"),
+            ));
+        }
+    };
+    let attributes = get("attributes")
+        .map(|a| resource::parse_attr_list(&a))
+        .transpose()?
+        .unwrap_or_default();
+    let excluded = get("excludedAttributes")
+        .map(|a| resource::parse_attr_list(&a))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(ListParams {
+        filter: get("filter"),
+        sort_by: get("sortBy"),
+        descending,
+        // RFC 7644 §3.4.2.4: below 1 is 1; a negative count is 0; above the maximum, the maximum.
+        start_index: get("startIndex")
+            .map(|v| parse_int("startIndex", &v))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1),
+        count: get("count")
+            .map(|v| parse_int("count", &v))
+            .transpose()?
+            .unwrap_or(100)
+            .clamp(0, schema::MAX_RESULTS),
+        attributes,
+        excluded,
+    })
+}
+
+fn query_params(raw: Option<String>) -> R<ListParams> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| {
+            err(
+                ScimType::InvalidValue,
+                format!("malformed query string: {e}"),
+            )
+        })?;
+    let map: HashMap<String, String> = pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    list_params(|k| map.get(&k.to_ascii_lowercase()).cloned())
+}
+
+fn search_params(body: &Value) -> R<ListParams> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| err(ScimType::InvalidSyntax, "a search request is a JSON object"))?;
+    let get = |k: &str| -> Option<String> {
+        let v = obj
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|x| x.1)?;
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Array(a) => Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => None,
+        }
+    };
+    list_params(get)
+}
+
+fn parse_filter(f: &str) -> R<Filter> {
+    Filter::parse(f).map_err(|e| Scim(ScimError::invalid_filter(&e)))
+}
+
+// ------------------------------------------------------------------ users: reading
+
+fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+fn ms_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn parse_doc(row: &ScimUserRow) -> R<Map<String, Value>> {
+    serde_json::from_str(&row.doc)
+        .map_err(|e| ApiError::internal(format!("scim_users.doc: {e}")).into())
+}
+
+/// Whether `attributes` asks for tenure's status or engagements (returned on request only).
+fn wants_status(include: &[AttrPath]) -> bool {
+    include.iter().any(|p| {
+        let full = p.to_string().to_ascii_lowercase();
+        let tenure = schema::TENURE.to_ascii_lowercase();
+        full == tenure
+            || full.starts_with(&format!("{tenure}:status"))
+            || full.starts_with(&format!("{tenure}:engagements"))
+    })
+}
+
+/// The user as served: the stored document, tenure's read-only view, and `meta`.
+async fn render_user(
+    c: &mut sqlx::AnyConnection,
+    row: &ScimUserRow,
+    base: &str,
+    include: &[AttrPath],
+) -> R<Value> {
+    let doc = parse_doc(row)?;
+    let mut out = Map::new();
+    let mut schemas = vec![json!(schema::USER)];
+    out.insert("id".into(), json!(row.id));
+    for (k, v) in doc {
+        out.insert(k, v);
+    }
+    let person = tenure_store::get_person(c, &row.id).await?;
+    if let Some(p) = person.as_ref().filter(|_| wants_status(include)) {
+        let engagements = tenure_store::engagements_of(c, &row.id).await?;
+        let ext = out
+            .entry(schema::TENURE.to_string())
+            .or_insert_with(|| json!({}));
+        ext["status"] = json!(p.status);
+        if !engagements.is_empty() {
+            ext["engagements"] = json!(
+                engagements
+                    .iter()
+                    .map(|e| {
+                        let mut v = json!({ "value": e.id, "client": e.client_id, "role": e.role, "active": e.active });
+                        if let Some(d) = e.start_date {
+                            v["startDate"] = json!(d.to_string());
+                        }
+                        if let Some(d) = e.end_date {
+                            v["endDate"] = json!(d.to_string());
+                        }
+                        v
+                    })
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    if person.is_some() {
+        let groups: Vec<Value> = tenure_store::grants_of(c, &row.id)
+            .await?
+            .into_iter()
+            .filter(|(g, _)| g.state == tenure_core::GrantState::Granted)
+            .map(|(g, _)| {
+                json!({
+                    "value": g.entitlement,
+                    "$ref": format!("{base}/Groups/{}", g.entitlement),
+                    "display": g.entitlement,
+                    "type": "direct",
+                })
+            })
+            .collect();
+        if !groups.is_empty() {
+            out.insert("groups".into(), Value::Array(groups));
+        }
+    }
+    for urn in [schema::ENTERPRISE, schema::TENURE] {
+        if out.contains_key(urn) {
+            schemas.push(json!(urn));
+        }
+    }
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert(
+        "meta".into(),
+        json!({
+            "resourceType": "User",
+            "created": ms_rfc3339(row.created_at),
+            "lastModified": ms_rfc3339(row.updated_at),
+            "version": etag(row.version),
+            "location": format!("{base}/Users/{}", row.id),
+        }),
+    );
+    Ok(Value::Object(out))
+}
+
+fn with_etag(mut res: Response, version: i64, location: Option<&str>) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    if let Some(l) = location
+        && let Ok(v) = HeaderValue::from_str(l)
+    {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Whether an `If-Match` / `If-None-Match` header value names `version`.
+fn etag_matches(header_value: &str, version: i64) -> bool {
+    header_value.split(',').map(str::trim).any(|t| {
+        t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == version.to_string()
+    })
+}
+
+async fn get_user(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> R<Response> {
+    auth(p)?;
+    let params = query_params(q)?;
+    let mut c = s.store().reader().await?;
+    let row = tenure_store::scim_user(&mut c, &id)
+        .await?
+        .ok_or_else(|| status(404, format!("no user `{id}`")))?;
+    if let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && etag_matches(v, row.version)
+    {
+        return Ok(with_etag(
+            StatusCode::NOT_MODIFIED.into_response(),
+            row.version,
+            None,
+        ));
+    }
+    let base = base_url(&headers);
+    let full = render_user(&mut c, &row, &base, &params.attributes).await?;
+    let body = resource::project(&USER_SCHEMAS, full, &params.attributes, &params.excluded);
+    Ok(with_etag(scim_body(body), row.version, None))
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R<Response> {
+    auth(p)?;
+    let params = query_params(q)?;
+    search(&s, &headers, params).await
+}
+
+async fn search_users(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R<Response> {
+    auth(p)?;
+    let params = search_params(&parse_body(&body, &headers)?)?;
+    search(&s, &headers, params).await
+}
+
+async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Response> {
+    let cond = params
+        .filter
+        .as_deref()
+        .map(|f| resource::to_cond(&USER_SCHEMAS, &parse_filter(f)?).map_err(Scim))
+        .transpose()?;
+    let sort = params
+        .sort_by
+        .as_deref()
+        .map(|b| resource::sort_key(&USER_SCHEMAS, b, params.descending))
+        .transpose()?;
+    let mut c = s.store().reader().await?;
+    let (total, rows) = tenure_store::search_scim_users(
+        &mut c,
+        cond.as_ref(),
+        sort.as_ref(),
+        params.start_index - 1,
+        params.count,
+    )
+    .await?;
+    let base = base_url(headers);
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let full = render_user(&mut c, row, &base, &params.attributes).await?;
+        items.push(resource::project(
+            &USER_SCHEMAS,
+            full,
+            &params.attributes,
+            &params.excluded,
+        ));
+    }
+    Ok(scim_body(json!({
+        "schemas": [schema::LIST],
+        "totalResults": total,
+        "startIndex": params.start_index,
+        "itemsPerPage": items.len(),
+        "Resources": items,
+    })))
+}
+
+// ------------------------------------------------------------------ users: writing
+
+/// A change to one user, as the write path needs it.
+enum Change {
+    Create(Value),
+    Replace(Value),
+    Patch(Value),
+    Delete,
+}
+
+/// What a write did.
+struct Written {
+    row: ScimUserRow,
+    created: bool,
+}
+
+/// Applies one change in one transaction (the user, its index, the audit entry and the
+/// event's outbox row), then hands the event to the engine.
+async fn write_user(
+    engine: &Engine,
+    actor: &str,
+    id: Option<&str>,
+    change: Change,
+    if_match: Option<&str>,
+) -> R<Written> {
+    // One user's changes are written and handed to the engine one at a time, so its events
+    // reach the engine in the order of its versions.
+    let _turn = match id {
+        Some(id) => Some(user_lock(id).lock().await),
+        None => None,
+    };
+    // A writer that lost a race on the version starts over on fresh state.
+    for _ in 0..5 {
+        if let Some((queued, written)) = try_write(engine, actor, id, &change, if_match).await? {
+            submit_rows(engine, queued).await;
+            return Ok(written);
+        }
+    }
+    Err(status(
+        409,
+        "the user keeps changing under concurrent writes; try again",
+    ))
+}
+
+/// Striped locks: the same user always maps to the same lock.
+fn user_lock(id: &str) -> &'static tokio::sync::Mutex<()> {
+    static LOCKS: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+    let locks = LOCKS.get_or_init(|| (0..256).map(|_| tokio::sync::Mutex::new(())).collect());
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    &locks[(h % locks.len() as u64) as usize]
+}
+
+/// Keys of outbox rows whose events the engine has stored: deleted by the next SCIM write
+/// transaction (or the next drain), so handing an event over costs no commit of its own. A
+/// crash before that only means the event is sent again at start: a replay.
+static SENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn take_sent() -> Vec<String> {
+    std::mem::take(&mut *SENT.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+async fn try_write(
+    engine: &Engine,
+    actor: &str,
+    id: Option<&str>,
+    change: &Change,
+    if_match: Option<&str>,
+) -> R<Option<(Vec<OutboxRow>, Written)>> {
+    let store = engine.store();
+    let now = engine.clock().now_ms();
+    // Read and validate outside the transaction; the write checks the version it read.
+    let before = match id {
+        None => None,
+        Some(id) => {
+            let mut c = store.reader().await?;
+            Some(
+                tenure_store::scim_user(&mut c, id)
+                    .await?
+                    .ok_or_else(|| status(404, format!("no user `{id}`")))?,
+            )
+        }
+    };
+    if let (Some(b), Some(m)) = (&before, if_match)
+        && !etag_matches(m, b.version)
+    {
+        return Err(status(
+            412,
+            format!(
+                "If-Match does not match the current version {}",
+                etag(b.version)
+            ),
+        ));
+    }
+    let before_doc = before.as_ref().map(parse_doc).transpose()?;
+    let after_doc = match change {
+        Change::Create(v) | Change::Replace(v) => Some(resource::clean(&USER_SCHEMAS, v)?),
+        Change::Patch(v) => {
+            let req: PatchRequest = serde_json::from_value(v.clone())
+                .map_err(|e| err(ScimType::InvalidSyntax, format!("not a PATCH request: {e}")))?;
+            Some(resource::apply_patch(
+                &USER_SCHEMAS,
+                before_doc.as_ref().expect("patch has a user"),
+                &req,
+            )?)
+        }
+        Change::Delete => None,
+    };
+    let id = before
+        .as_ref()
+        .map(|b| b.id.clone())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let lifecycle = before
+        .as_ref()
+        .map_or(Lifecycle::None, |b| Lifecycle::parse(&b.lifecycle));
+    if let (Some(b), Some(a)) = (&before_doc, &after_doc)
+        && b == a
+    {
+        // Nothing changed: no new version, no event (an identity provider's retry or resync).
+        let b = before.expect("before");
+        return Ok(Some((
+            Vec::new(),
+            Written {
+                row: b,
+                created: false,
+            },
+        )));
+    }
+    let outcome = lifecycle::event_for(&id, lifecycle, before_doc.as_ref(), after_doc.as_ref())?;
+    let mut tx = store.begin().await?;
+    let sent = take_sent();
+    if !sent.is_empty() {
+        tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
+    }
+    let mut queued = Vec::new();
+    let version = before.as_ref().map_or(1, |b| b.version + 1);
+    let (row, action) = match &after_doc {
+        Some(doc) => {
+            let user_name_ci = doc
+                .get("userName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_lowercase();
+            if let Some(other) =
+                tenure_store::scim_user_id_by_name(tx.conn(), &user_name_ci).await?
+                && other != id
+            {
+                return Err(err(
+                    ScimType::Uniqueness,
+                    format!("userName `{user_name_ci}` is already taken by user {other}"),
+                ));
+            }
+            let row = ScimUserRow {
+                id: id.clone(),
+                user_name_ci,
+                lifecycle: outcome.next.as_str().to_string(),
+                version,
+                created_at: before.as_ref().map_or(now, |b| b.created_at),
+                updated_at: now,
+                doc: Value::Object(doc.clone()).to_string(),
+            };
+            let index = resource::index(
+                &USER_SCHEMAS,
+                &id,
+                doc,
+                &ms_rfc3339(row.created_at),
+                &ms_rfc3339(now),
+            );
+            let prev = before.as_ref().map(|b| b.version);
+            if !tenure_store::put_scim_user(tx.conn(), &row, prev, &index).await? {
+                return Ok(None);
+            }
+            (
+                row,
+                if before.is_none() {
+                    "scim.user.created"
+                } else {
+                    "scim.user.updated"
+                },
+            )
+        }
+        None => {
+            let b = before.clone().expect("delete has a user");
+            if !tenure_store::delete_scim_user(
+                tx.conn(),
+                &id,
+                b.version,
+                outcome.next.as_str(),
+                now,
+            )
+            .await?
+            {
+                return Ok(None);
+            }
+            (
+                ScimUserRow {
+                    version,
+                    lifecycle: outcome.next.as_str().to_string(),
+                    updated_at: now,
+                    ..b
+                },
+                "scim.user.deleted",
+            )
+        }
+    };
+    if let Some(event) = &outcome.event {
+        let row = OutboxRow {
+            key: format!("scim:{id}:{version}"),
+            resource_id: id.clone(),
+            event: serde_json::to_string(event).map_err(ApiError::internal)?,
+        };
+        tenure_store::insert_scim_outbox(tx.conn(), &row, now).await?;
+        queued.push(row);
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: action.into(),
+        person_id: Some(id.clone()),
+        reason: match (&outcome.event, &outcome.waiting) {
+            (Some(e), _) => format!("SCIM change becomes a {} event", e.kind),
+            (None, Some(w)) => w.clone(),
+            (None, None) => "SCIM change with no lifecycle effect".into(),
+        },
+        details: json!({ "version": version, "user_name": row.user_name_ci }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    Ok(Some((
+        queued,
+        Written {
+            created: before.is_none(),
+            row,
+        },
+    )))
+}
+
+/// Hands queued events to the engine; those it stored are removed from the outbox later
+/// (see [`SENT`]), those it did not stay for [`drain_outbox`].
+async fn submit_rows(engine: &Engine, rows: Vec<OutboxRow>) -> usize {
+    let mut done = Vec::new();
+    for row in rows {
+        let event = match serde_json::from_str(&row.event) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(key = %row.key, error = %e, "unreadable SCIM outbox event; left queued");
+                continue;
+            }
+        };
+        match engine
+            .submit(Submission {
+                event,
+                idempotency_key: Some(row.key.clone()),
+                actor: "scim".into(),
+            })
+            .await
+        {
+            Ok(_) => done.push(row.key),
+            Err(e) => {
+                tracing::warn!(key = %row.key, error = %e, "SCIM event not stored yet; it stays queued");
+            }
+        }
+    }
+    let n = done.len();
+    SENT.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
+    n
+}
+
+/// Removes from the outbox the events the engine has stored.
+async fn flush_sent(engine: &Engine) -> Result<(), StoreError> {
+    let sent = take_sent();
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let mut tx = engine.store().begin().await?;
+    tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
+    tx.commit().await
+}
+
+/// Sends every event still queued in the SCIM outbox (after a crash, or a failed submit);
+/// returns how many the engine took. Idempotency keys make a repeat a replay.
+pub async fn drain_outbox(engine: &Engine) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        flush_sent(engine).await?;
+        let rows = {
+            let mut c = engine.store().reader().await?;
+            tenure_store::scim_outbox(&mut c, 500).await?
+        };
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        let n = rows.len();
+        let sent = submit_rows(engine, rows).await;
+        total += sent;
+        if sent < n {
+            return Ok(total);
+        }
+    }
+}
+
+async fn respond_written(s: &AppState, headers: &HeaderMap, w: Written) -> R<Response> {
+    let mut c = s.store().reader().await?;
+    let base = base_url(headers);
+    let body = render_user(&mut c, &w.row, &base, &[]).await?;
+    let location = format!("{base}/Users/{}", w.row.id);
+    let code = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_etag(
+        (code, scim_body(body)).into_response(),
+        w.row.version,
+        w.created.then_some(location.as_str()),
+    ))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R<Response> {
+    let p = auth(p)?;
+    let v = parse_body(&body, &headers)?;
+    let w = write_user(s.engine(), &p.name, None, Change::Create(v), None).await?;
+    respond_written(&s, &headers, w).await
+}
+
+async fn replace_user(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> R<Response> {
+    let p = auth(p)?;
+    let v = parse_body(&body, &headers)?;
+    let w = write_user(
+        s.engine(),
+        &p.name,
+        Some(&id),
+        Change::Replace(v),
+        if_match(&headers).as_deref(),
+    )
+    .await?;
+    respond_written(&s, &headers, w).await
+}
+
+async fn patch_user(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> R<Response> {
+    let p = auth(p)?;
+    let v = parse_body(&body, &headers)?;
+    let w = write_user(
+        s.engine(),
+        &p.name,
+        Some(&id),
+        Change::Patch(v),
+        if_match(&headers).as_deref(),
+    )
+    .await?;
+    respond_written(&s, &headers, w).await
+}
+
+async fn delete_user(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Response> {
+    let p = auth(p)?;
+    write_user(
+        s.engine(),
+        &p.name,
+        Some(&id),
+        Change::Delete,
+        if_match(&headers).as_deref(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ------------------------------------------------------------------ groups
+
+async fn render_group(
+    c: &mut sqlx::AnyConnection,
+    e: &tenure_core::Entitlement,
+    base: &str,
+) -> R<Value> {
+    let holders = tenure_store::entitlement_holders(c, &e.id).await?;
+    let members: Vec<Value> = holders
+        .iter()
+        .map(|p| json!({ "value": p, "$ref": format!("{base}/Users/{p}"), "type": "User" }))
+        .collect();
+    let mut v = json!({
+        "schemas": [schema::GROUP],
+        "id": e.id,
+        "displayName": e.name,
+        "meta": { "resourceType": "Group", "location": format!("{base}/Groups/{}", e.id) },
+    });
+    if !members.is_empty() {
+        v["members"] = Value::Array(members);
+    }
+    Ok(v)
+}
+
+/// Index rows of a group, for evaluating filters in memory (the catalog is configuration,
+/// small and already in memory; members are not filterable).
+fn group_rows(e: &tenure_core::Entitlement) -> Vec<tenure_store::IndexedValue> {
+    let row = |attr: &str, val: String| tenure_store::IndexedValue {
+        attr: attr.into(),
+        idx: 0,
+        sub: String::new(),
+        val,
+    };
+    vec![
+        row("id", e.id.clone()),
+        row("displayname", e.name.to_lowercase()),
+    ]
+}
+
+async fn groups(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Response> {
+    let cond = match params.filter.as_deref() {
+        None => None,
+        Some(f) => {
+            let filter = parse_filter(f)?;
+            for path in filter.attribute_paths() {
+                let ok = path.sub_attr.is_none()
+                    && (path.attr.eq_ignore_ascii_case("id")
+                        || path.attr.eq_ignore_ascii_case("displayName"));
+                if !ok {
+                    return Err(err(
+                        ScimType::InvalidFilter,
+                        format!("groups can be filtered on id and displayName, not `{path}`"),
+                    ));
+                }
+            }
+            Some(resource::to_cond(&GROUP_FILTER_SCHEMAS, &filter)?)
+        }
+    };
+    let config = s.engine().config();
+    let mut all: Vec<&tenure_core::Entitlement> = config
+        .entitlements
+        .values()
+        .filter(|e| {
+            cond.as_ref()
+                .is_none_or(|c| resource::eval(&group_rows(e), c))
+        })
+        .collect();
+    if let Some(by) = &params.sort_by {
+        if !by.eq_ignore_ascii_case("displayName") && !by.eq_ignore_ascii_case("id") {
+            return Err(err(
+                ScimType::InvalidValue,
+                format!("groups sort by id or displayName, not `{by}`"),
+            ));
+        }
+        if by.eq_ignore_ascii_case("displayName") {
+            all.sort_by_key(|e| e.name.to_lowercase());
+        }
+        if params.descending {
+            all.reverse();
+        }
+    }
+    let total = all.len();
+    let page: Vec<_> = all
+        .into_iter()
+        .skip((params.start_index - 1) as usize)
+        .take(params.count as usize)
+        .collect();
+    let base = base_url(headers);
+    let mut c = s.store().reader().await?;
+    let mut items = Vec::new();
+    for e in page {
+        let full = render_group(&mut c, e, &base).await?;
+        items.push(resource::project(
+            &GROUP_SCHEMAS,
+            full,
+            &params.attributes,
+            &params.excluded,
+        ));
+    }
+    Ok(scim_body(json!({
+        "schemas": [schema::LIST],
+        "totalResults": total,
+        "startIndex": params.start_index,
+        "itemsPerPage": items.len(),
+        "Resources": items,
+    })))
+}
+
+/// Group attributes as filters see them: `displayName` is a plain, case-insensitive string
+/// (in the Group schema it is read-only, which would refuse it as computed).
+const GROUP_DISPLAY_NAME: schema::Attr = schema::Attr {
+    mutability: schema::Mutability::ReadWrite,
+    ..schema::GROUP_ATTRS[0]
+};
+const GROUP_FILTER_ATTRS: &[schema::Attr] = &[GROUP_DISPLAY_NAME];
+const GROUP_FILTER_SCHEMAS: [(&str, &[schema::Attr]); 1] = [(schema::GROUP, GROUP_FILTER_ATTRS)];
+
+async fn list_groups(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R<Response> {
+    auth(p)?;
+    groups(&s, &headers, query_params(q)?).await
+}
+
+async fn search_groups(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R<Response> {
+    auth(p)?;
+    let params = search_params(&parse_body(&body, &headers)?)?;
+    groups(&s, &headers, params).await
+}
+
+async fn get_group(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> R<Response> {
+    auth(p)?;
+    let params = query_params(q)?;
+    let config = s.engine().config();
+    let e = config
+        .entitlements
+        .get(&id)
+        .ok_or_else(|| status(404, format!("no group `{id}`")))?;
+    let mut c = s.store().reader().await?;
+    let full = render_group(&mut c, e, &base_url(&headers)).await?;
+    Ok(scim_body(resource::project(
+        &GROUP_SCHEMAS,
+        full,
+        &params.attributes,
+        &params.excluded,
+    )))
+}
+
+// ------------------------------------------------------------------ bulk
+
+/// Replaces every `"bulkId:x"` string in `v` by the id created for `x`; errors on one not
+/// (yet) created.
+fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), String> {
+    match v {
+        Value::String(s) => {
+            if let Some(b) = s.strip_prefix("bulkId:") {
+                *s = ids
+                    .get(b)
+                    .cloned()
+                    .ok_or_else(|| format!("bulkId `{b}` is not (yet) created"))?;
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                resolve_bulk_ids(x, ids)?;
+            }
+        }
+        Value::Object(o) => {
+            for x in o.values_mut() {
+                resolve_bulk_ids(x, ids)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn bulk(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R<Response> {
+    let p = auth(p)?;
+    if body.len() > schema::MAX_BULK_PAYLOAD {
+        return Err(status(
+            413,
+            format!(
+                "the bulk request is {} bytes; at most {} are accepted",
+                body.len(),
+                schema::MAX_BULK_PAYLOAD
+            ),
+        ));
+    }
+    let req = parse_body(&body, &headers)?;
+    if !req["schemas"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(schema::BULK_REQUEST)))
+    {
+        return Err(err(
+            ScimType::InvalidSyntax,
+            format!(
+                "a bulk request declares the schema {}",
+                schema::BULK_REQUEST
+            ),
+        ));
+    }
+    let ops = req
+        .get("Operations")
+        .or_else(|| req.get("operations"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(ScimType::InvalidSyntax, "a bulk request carries Operations"))?;
+    if ops.len() > schema::MAX_BULK_OPERATIONS {
+        return Err(status(
+            413,
+            format!(
+                "{} operations; at most {} per bulk request",
+                ops.len(),
+                schema::MAX_BULK_OPERATIONS
+            ),
+        ));
+    }
+    let fail_on_errors = match req.get("failOnErrors") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            err(
+                ScimType::InvalidValue,
+                "failOnErrors must be a positive integer",
+            )
+        })?),
+    };
+    let base = base_url(&headers);
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::new();
+    let mut errors = 0u64;
+    for (i, op) in ops.iter().enumerate() {
+        if fail_on_errors.is_some_and(|n| errors >= n) {
+            break;
+        }
+        let method = op["method"].as_str().unwrap_or("").to_ascii_uppercase();
+        let bulk_id = op["bulkId"].as_str().map(str::to_string);
+        let path = op["path"].as_str().unwrap_or("");
+        let mut entry = json!({ "method": method });
+        if let Some(b) = &bulk_id {
+            entry["bulkId"] = json!(b);
+        }
+        let outcome = bulk_one(&s, &p, &method, path, op, bulk_id.as_deref(), &mut ids, i).await;
+        match outcome {
+            Ok((code, row)) => {
+                if let Some(row) = row {
+                    entry["location"] = json!(format!("{base}/Users/{}", row.id));
+                    entry["version"] = json!(etag(row.version));
+                }
+                entry["status"] = json!(code.to_string());
+            }
+            Err(Scim(e)) => {
+                errors += 1;
+                entry["status"] = json!(e.status.to_string());
+                entry["response"] = json!(e);
+            }
+        }
+        results.push(entry);
+    }
+    Ok(scim_body(json!({
+        "schemas": [schema::BULK_RESPONSE],
+        "Operations": results,
+    })))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bulk_one(
+    s: &AppState,
+    p: &Principal,
+    method: &str,
+    path: &str,
+    op: &Value,
+    bulk_id: Option<&str>,
+    ids: &mut HashMap<String, String>,
+    i: usize,
+) -> Result<(u16, Option<ScimUserRow>), Scim> {
+    let mut data = op.get("data").cloned().unwrap_or(Value::Null);
+    resolve_bulk_ids(&mut data, ids)
+        .map_err(|m| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}")))?;
+    let mut path = path.to_string();
+    if let Some(rest) = path.strip_prefix("/Users/bulkId:") {
+        path = format!(
+            "/Users/{}",
+            ids.get(rest).ok_or_else(|| err(
+                ScimType::InvalidValue,
+                format!("Operations[{i}]: bulkId `{rest}` is not (yet) created")
+            ))?
+        );
+    }
+    let version = op["version"].as_str();
+    let target = path.strip_prefix("/Users/").map(str::to_string);
+    let engine = s.engine();
+    match (method, path.as_str(), target) {
+        ("POST", "/Users", _) => {
+            let b = bulk_id.ok_or_else(|| {
+                err(
+                    ScimType::InvalidSyntax,
+                    format!("Operations[{i}]: a POST needs a bulkId"),
+                )
+            })?;
+            let w = write_user(engine, &p.name, None, Change::Create(data), None).await?;
+            ids.insert(b.to_string(), w.row.id.clone());
+            Ok((201, Some(w.row)))
+        }
+        ("PUT", _, Some(id)) => {
+            let w = write_user(engine, &p.name, Some(&id), Change::Replace(data), version).await?;
+            Ok((200, Some(w.row)))
+        }
+        ("PATCH", _, Some(id)) => {
+            let w = write_user(engine, &p.name, Some(&id), Change::Patch(data), version).await?;
+            Ok((200, Some(w.row)))
+        }
+        ("DELETE", _, Some(id)) => {
+            write_user(engine, &p.name, Some(&id), Change::Delete, version).await?;
+            Ok((204, None))
+        }
+        (_, p, _) if p.starts_with("/Groups") => Err(status(
+            405,
+            format!("Operations[{i}]: groups are read-only"),
+        )),
+        (m, p, _) => Err(err(
+            ScimType::InvalidSyntax,
+            format!("Operations[{i}]: `{m} {p}` is not a bulk operation this server performs"),
+        )),
+    }
+}

@@ -1,0 +1,528 @@
+//! Storage of the SCIM server: user documents, the value index that filters run on, and the
+//! outbox of lifecycle events a SCIM change produced.
+//!
+//! The store knows nothing of SCIM schemas: the API resolves attribute paths and normalizes
+//! values, and hands over a [`Cond`] tree whose names and values are already in the form the
+//! index holds. Every value reaches the database as a bound parameter; only fixed SQL text
+//! and placeholders are ever concatenated.
+
+use crate::{Backend, Result};
+use sqlx::{AnyConnection, Row};
+use std::fmt::Write as _;
+
+/// One indexed value of a resource: `attr` (lowercase, extension attributes prefixed with
+/// their schema URN), `idx` (the position in a multi-valued attribute, else 0), `sub`
+/// (lowercase sub-attribute name, or empty) and the normalized value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedValue {
+    /// Attribute name, normalized.
+    pub attr: String,
+    /// Position within a multi-valued attribute.
+    pub idx: i64,
+    /// Sub-attribute name, normalized, or empty.
+    pub sub: String,
+    /// The value, normalized.
+    pub val: String,
+}
+
+/// A comparison, in the terms of the value index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CondOp {
+    /// Equal.
+    Eq,
+    /// Not equal (also true when the attribute has no value).
+    Ne,
+    /// Contains.
+    Co,
+    /// Starts with.
+    Sw,
+    /// Ends with.
+    Ew,
+    /// Greater than (by code point order of the normalized text).
+    Gt,
+    /// Greater or equal.
+    Ge,
+    /// Less than.
+    Lt,
+    /// Less or equal.
+    Le,
+}
+
+/// A filter over the value index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    /// Some value at `attr`/`sub` compares true with `val`.
+    Cmp {
+        /// Attribute.
+        attr: String,
+        /// Sub-attribute or empty.
+        sub: String,
+        /// Comparison.
+        op: CondOp,
+        /// Normalized value.
+        val: String,
+    },
+    /// Some value at `attr`/`sub` exists.
+    Present {
+        /// Attribute.
+        attr: String,
+        /// Sub-attribute or empty.
+        sub: String,
+    },
+    /// All hold.
+    And(Vec<Cond>),
+    /// One holds.
+    Or(Vec<Cond>),
+    /// Does not hold.
+    Not(Box<Cond>),
+    /// One element of the multi-valued `attr` satisfies `cond`, whose `Cmp`/`Present` name
+    /// sub-attributes of that same element (their `attr` is ignored).
+    Element {
+        /// The multi-valued attribute.
+        attr: String,
+        /// The condition on one element.
+        cond: Box<Cond>,
+    },
+}
+
+/// How to order a listing: by the smallest value of `attr`/`sub`, then by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    /// Attribute.
+    pub attr: String,
+    /// Sub-attribute or empty.
+    pub sub: String,
+    /// Descending.
+    pub descending: bool,
+}
+
+/// A stored SCIM user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimUserRow {
+    /// The resource id (also the person id).
+    pub id: String,
+    /// userName, lowercased (unique among live users).
+    pub user_name_ci: String,
+    /// `none`, `active` or `left`: the lifecycle tenure made of the user so far.
+    pub lifecycle: String,
+    /// Version, bumped on every change; the ETag.
+    pub version: i64,
+    /// Created (epoch ms).
+    pub created_at: i64,
+    /// Last modified (epoch ms).
+    pub updated_at: i64,
+    /// The resource document (JSON), without `id` and `meta`.
+    pub doc: String,
+}
+
+/// A lifecycle event waiting to reach the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Idempotency key of the event.
+    pub key: String,
+    /// The SCIM resource that produced it.
+    pub resource_id: String,
+    /// The event (JSON).
+    pub event: String,
+}
+
+/// SQL text and the parameters it binds, in order.
+struct Sql {
+    text: String,
+    binds: Vec<String>,
+    backend: Backend,
+}
+
+impl Sql {
+    fn param(&mut self, v: &str) -> String {
+        self.binds.push(v.to_string());
+        format!("${}", self.binds.len())
+    }
+
+    /// `column op $n`, in each dialect, comparing by code point order.
+    fn compare(&mut self, column: &str, op: CondOp, val: &str) -> String {
+        let p = self.param(val);
+        let pg = self.backend == Backend::Postgres;
+        let collate = if pg { " COLLATE \"C\"" } else { "" };
+        match op {
+            CondOp::Eq | CondOp::Ne => format!("{column} = {p}"),
+            CondOp::Co if pg => format!("strpos({column}, {p}) > 0"),
+            CondOp::Co => format!("instr({column}, {p}) > 0"),
+            CondOp::Sw if pg => format!("starts_with({column}, {p})"),
+            CondOp::Sw => format!("substr({column}, 1, length({p})) = {p}"),
+            CondOp::Ew if pg => format!("right({column}, length({p})) = {p}"),
+            CondOp::Ew => format!(
+                "length({column}) >= length({p}) AND substr({column}, length({column}) - length({p}) + 1) = {p}"
+            ),
+            CondOp::Gt => format!("{column}{collate} > {p}"),
+            CondOp::Ge => format!("{column}{collate} >= {p}"),
+            CondOp::Lt => format!("{column}{collate} < {p}"),
+            CondOp::Le => format!("{column}{collate} <= {p}"),
+        }
+    }
+
+    /// A predicate on `scim_users u`.
+    fn cond(&mut self, c: &Cond) {
+        match c {
+            Cond::Cmp { attr, sub, op, val } => {
+                let a = self.param(attr);
+                let s = self.param(sub);
+                let op2 = if *op == CondOp::Ne { CondOp::Eq } else { *op };
+                let cmp = self.compare("v.val", op2, val);
+                let not = if *op == CondOp::Ne { "NOT " } else { "" };
+                let _ = write!(
+                    self.text,
+                    "u.id {not}IN (SELECT v.resource_id FROM scim_values v WHERE v.attr = {a} AND v.sub = {s} AND {cmp})"
+                );
+            }
+            Cond::Present { attr, sub } => {
+                let a = self.param(attr);
+                let s = self.param(sub);
+                let _ = write!(
+                    self.text,
+                    "u.id IN (SELECT v.resource_id FROM scim_values v WHERE v.attr = {a} AND v.sub = {s})"
+                );
+            }
+            Cond::And(cs) | Cond::Or(cs) => {
+                let joiner = if matches!(c, Cond::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.text.push('(');
+                for (i, c) in cs.iter().enumerate() {
+                    if i > 0 {
+                        self.text.push_str(joiner);
+                    }
+                    self.cond(c);
+                }
+                self.text.push(')');
+            }
+            Cond::Not(c) => {
+                self.text.push_str("NOT (");
+                self.cond(c);
+                self.text.push(')');
+            }
+            Cond::Element { attr, cond } => {
+                let a = self.param(attr);
+                let _ = write!(
+                    self.text,
+                    "u.id IN (SELECT e.resource_id FROM scim_values e WHERE e.attr = {a} AND "
+                );
+                self.element(cond);
+                self.text.push(')');
+            }
+        }
+    }
+
+    /// A predicate on one element `e` of a multi-valued attribute.
+    fn element(&mut self, c: &Cond) {
+        match c {
+            Cond::Cmp { sub, op, val, .. } => {
+                let s = self.param(sub);
+                let op2 = if *op == CondOp::Ne { CondOp::Eq } else { *op };
+                let cmp = self.compare("w.val", op2, val);
+                let not = if *op == CondOp::Ne { "NOT " } else { "" };
+                let _ = write!(
+                    self.text,
+                    "{not}EXISTS (SELECT 1 FROM scim_values w WHERE w.resource_id = e.resource_id AND w.attr = e.attr AND w.idx = e.idx AND w.sub = {s} AND {cmp})"
+                );
+            }
+            Cond::Present { sub, .. } => {
+                let s = self.param(sub);
+                let _ = write!(
+                    self.text,
+                    "EXISTS (SELECT 1 FROM scim_values w WHERE w.resource_id = e.resource_id AND w.attr = e.attr AND w.idx = e.idx AND w.sub = {s})"
+                );
+            }
+            Cond::And(cs) | Cond::Or(cs) => {
+                let joiner = if matches!(c, Cond::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.text.push('(');
+                for (i, c) in cs.iter().enumerate() {
+                    if i > 0 {
+                        self.text.push_str(joiner);
+                    }
+                    self.element(c);
+                }
+                self.text.push(')');
+            }
+            Cond::Not(c) => {
+                self.text.push_str("NOT (");
+                self.element(c);
+                self.text.push(')');
+            }
+            // The API never nests value paths (the grammar forbids it); treat one as its body.
+            Cond::Element { cond, .. } => self.element(cond),
+        }
+    }
+}
+
+fn backend_of(c: &AnyConnection) -> Backend {
+    if crate::queries::is_sqlite(c) {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
+fn user_row(r: &sqlx::any::AnyRow) -> Result<ScimUserRow> {
+    Ok(ScimUserRow {
+        id: r.try_get(0)?,
+        user_name_ci: r.try_get(1)?,
+        lifecycle: r.try_get(2)?,
+        version: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        updated_at: r.try_get(5)?,
+        doc: r.try_get(6)?,
+    })
+}
+
+const USER_COLS: &str =
+    "u.id, u.user_name_ci, u.lifecycle, u.version, u.created_at, u.updated_at, u.doc";
+
+/// A live (not deleted) SCIM user.
+pub async fn scim_user(c: &mut AnyConnection, id: &str) -> Result<Option<ScimUserRow>> {
+    let sql = format!("SELECT {USER_COLS} FROM scim_users u WHERE u.id = $1 AND u.deleted = 0");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    row.as_ref().map(user_row).transpose()
+}
+
+/// The live user holding `user_name_ci`, if any.
+pub async fn scim_user_id_by_name(
+    c: &mut AnyConnection,
+    user_name_ci: &str,
+) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT id FROM scim_users WHERE user_name_ci = $1 AND deleted = 0")
+        .bind(user_name_ci)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Users matching `filter`, ordered by `sort` (else by id), `offset` skipped, at most `limit`;
+/// with the total count of matches.
+pub async fn search_scim_users(
+    c: &mut AnyConnection,
+    filter: Option<&Cond>,
+    sort: Option<&SortKey>,
+    offset: i64,
+    limit: i64,
+) -> Result<(i64, Vec<ScimUserRow>)> {
+    let mut q = Sql {
+        text: String::from("u.deleted = 0"),
+        binds: Vec::new(),
+        backend: backend_of(c),
+    };
+    if let Some(f) = filter {
+        q.text.push_str(" AND ");
+        q.cond(f);
+    }
+    let where_sql = std::mem::take(&mut q.text);
+    let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
+    let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+    for b in &q.binds {
+        count = count.bind(b.clone());
+    }
+    let total: i64 = count.fetch_one(&mut *c).await?.try_get(0)?;
+    if limit == 0 || total <= offset {
+        return Ok((total, Vec::new()));
+    }
+    let mut order = String::new();
+    if let Some(s) = sort {
+        let a = q.param(&s.attr);
+        let sb = q.param(&s.sub);
+        let collate = if q.backend == Backend::Postgres {
+            " COLLATE \"C\""
+        } else {
+            ""
+        };
+        let dir = if s.descending { "DESC" } else { "ASC" };
+        // Resources without the attribute sort last ascending, first descending (RFC 7644 §3.4.2.3).
+        let _ = write!(
+            order,
+            "(SELECT MIN(s.val) FROM scim_values s WHERE s.resource_id = u.id AND s.attr = {a} AND s.sub = {sb}) IS NULL {dir_nulls}, (SELECT MIN(s.val) FROM scim_values s WHERE s.resource_id = u.id AND s.attr = {a} AND s.sub = {sb}){collate} {dir}, ",
+            dir_nulls = if s.descending { "DESC" } else { "ASC" },
+        );
+    }
+    order.push_str("u.id");
+    let lim = q.param(&limit.to_string());
+    let off = q.param(&offset.to_string());
+    let cast = |p: &str| format!("CAST({p} AS BIGINT)");
+    let sql = format!(
+        "SELECT {USER_COLS} FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
+        cast(&lim),
+        cast(&off)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in &q.binds {
+        query = query.bind(b.clone());
+    }
+    let rows = query.fetch_all(&mut *c).await?;
+    Ok((total, rows.iter().map(user_row).collect::<Result<_>>()?))
+}
+
+/// Writes a user and its value index: a new one when `prev_version` is `None`, else a
+/// replacement of the live user at exactly that version. Returns false (and writes nothing)
+/// when the stored version moved on in between.
+pub async fn put_scim_user(
+    c: &mut AnyConnection,
+    u: &ScimUserRow,
+    prev_version: Option<i64>,
+    values: &[IndexedValue],
+) -> Result<bool> {
+    match prev_version {
+        None => {
+            sqlx::query(
+                "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc)
+                 VALUES ($1, $2, 0, $3, $4, $5, $6, $7)",
+            )
+            .bind(&u.id)
+            .bind(&u.user_name_ci)
+            .bind(&u.lifecycle)
+            .bind(u.version)
+            .bind(u.created_at)
+            .bind(u.updated_at)
+            .bind(&u.doc)
+            .execute(&mut *c)
+            .await?;
+        }
+        Some(prev) => {
+            let n = sqlx::query(
+                "UPDATE scim_users SET user_name_ci = $2, lifecycle = $3, version = $4, updated_at = $5, doc = $6
+                 WHERE id = $1 AND version = $7 AND deleted = 0",
+            )
+            .bind(&u.id)
+            .bind(&u.user_name_ci)
+            .bind(&u.lifecycle)
+            .bind(u.version)
+            .bind(u.updated_at)
+            .bind(&u.doc)
+            .bind(prev)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+        }
+    }
+    sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+        .bind(&u.id)
+        .execute(&mut *c)
+        .await?;
+    let sqlite = crate::queries::is_sqlite(c);
+    for chunk in values.chunks(500) {
+        let mut sql =
+            String::from("INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ");
+        crate::queries::push_placeholders(&mut sql, chunk.len(), 5, sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in chunk {
+            q = q
+                .bind(u.id.clone())
+                .bind(v.attr.clone())
+                .bind(v.idx)
+                .bind(v.sub.clone())
+                .bind(v.val.clone());
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(true)
+}
+
+/// Marks a user deleted (its id stays taken; its userName is free again) and drops its index.
+pub async fn delete_scim_user(
+    c: &mut AnyConnection,
+    id: &str,
+    prev_version: i64,
+    lifecycle: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE scim_users SET deleted = 1, lifecycle = $2, version = version + 1, updated_at = $3 WHERE id = $1 AND deleted = 0 AND version = $4",
+    )
+    .bind(id)
+    .bind(lifecycle)
+    .bind(now)
+    .bind(prev_version)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(n == 1)
+}
+
+/// Queues a lifecycle event for the engine.
+pub async fn insert_scim_outbox(c: &mut AnyConnection, o: &OutboxRow, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO scim_outbox (key, resource_id, event, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&o.key)
+    .bind(&o.resource_id)
+    .bind(&o.event)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Events still waiting, oldest first.
+pub async fn scim_outbox(c: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+    let rows = sqlx::query(
+        "SELECT key, resource_id, event FROM scim_outbox ORDER BY created_at, key LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxRow {
+                key: r.try_get(0)?,
+                resource_id: r.try_get(1)?,
+                event: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Removes events the engine has stored.
+pub async fn delete_scim_outbox(c: &mut AnyConnection, keys: &[String]) -> Result<()> {
+    for chunk in keys.chunks(500) {
+        let mut sql = String::from("DELETE FROM scim_outbox WHERE key IN (");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", i + 1);
+        }
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(k.clone());
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// Person ids holding each entitlement in `granted` state, for SCIM groups.
+pub async fn entitlement_holders(c: &mut AnyConnection, entitlement: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT person_id FROM grants WHERE entitlement = $1 AND state = 'granted' ORDER BY person_id",
+    )
+    .bind(entitlement)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
