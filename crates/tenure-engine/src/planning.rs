@@ -600,8 +600,15 @@ pub(crate) fn authorize_grants(
         .filter(|e| have.contains(e.as_str()))
         .cloned()
         .collect();
+    let held: BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| g.is_held())
+        .map(|g| g.entitlement.as_str())
+        .collect();
     for (id, want) in &desired.entitlements {
-        if have.contains(id.as_str()) {
+        // Held access is not asked about again; access still on its way (pending, or waiting
+        // for an approval) is, so a plan sees the approvals it needs.
+        if held.contains(id.as_str()) {
             continue;
         }
         let Some(ent) = config.entitlements.get(id) else {
@@ -624,7 +631,9 @@ pub(crate) fn authorize_grants(
                 ..Decision::default()
             }
         };
-        if decision.allowed {
+        // Separation of duties judges what is new; access already on its way was judged when
+        // it was first planned.
+        if decision.allowed && !have.contains(id.as_str()) {
             apply_sod(config, &holding, id, &mut decision);
         }
         let outcome = if !decision.allowed {

@@ -340,7 +340,12 @@ async fn a_failing_system_fails_the_run_retry_fails_again_and_the_circuit_opens(
         retried.body
     );
     let step = down_step(&retried.body);
-    assert_eq!(step["state"], "pending", "{step}");
+    // Back in the queue with fresh attempts; the dispatcher, woken by the retry, may already
+    // have claimed it by the time the answer is read.
+    assert!(
+        matches!(step["state"].as_str(), Some("pending" | "running")),
+        "{step}"
+    );
     assert_eq!(step["attempts"], 0, "{step}");
     let again = s
         .post(&format!("/api/v1/runs/{run_id}/retry"), &json!({}))
