@@ -407,7 +407,10 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     if args.json {
         println!("{figures}");
     } else {
-        println!("tenure bench --expiry ({} backend)", figures["backend"].as_str().unwrap_or("?"));
+        println!(
+            "tenure bench --expiry ({} backend)",
+            figures["backend"].as_str().unwrap_or("?")
+        );
         println!(
             "  {n} time-bound grants expiring within {} ms of each other; {} revoked, {} early",
             last - first,
