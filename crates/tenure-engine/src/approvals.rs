@@ -324,7 +324,7 @@ pub(crate) async fn on_planned(
             inner,
             tx,
             "request.denied",
-            &[r.requester.clone()],
+            std::slice::from_ref(&r.requester),
             serde_json::json!({ "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement, "reason": "policy" }),
             now,
         )
@@ -726,7 +726,7 @@ async fn finish_approved(
         inner,
         tx,
         "approval.approved",
-        &[row.requester.clone()],
+        std::slice::from_ref(&row.requester),
         serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "request_id": row.request_id }),
         now,
     )
@@ -886,7 +886,7 @@ async fn finish_denied(
         inner,
         tx,
         &format!("approval.{state}"),
-        &[row.requester.clone()],
+        std::slice::from_ref(&row.requester),
         serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "request_id": row.request_id, "reason": reason }),
         now,
     )
