@@ -160,6 +160,7 @@ async fn next_due(inner: &Inner) -> Result<Option<i64>> {
 
 /// Fires up to a batch of due timers in one transaction; returns how many fired.
 pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
+    let _one_at_a_time = inner.firing.lock().await;
     let mut c = inner.store.reader().await?;
     let due = tenure_store::next_firing_due(&mut c).await?;
     drop(c);
