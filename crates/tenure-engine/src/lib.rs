@@ -163,6 +163,9 @@ pub(crate) struct Inner {
     wake: Arc<Notify>,
     /// Wakes the scheduler (timers and notifications).
     timer_wake: Arc<Notify>,
+    /// Held while a batch of timers fires, so `Engine::fire_due_timers` returns only once what
+    /// was due has fired, whoever fired it.
+    firing: tokio::sync::Mutex<()>,
     /// Sends notifications.
     http: reqwest::Client,
     /// The notification signing key, when a webhook is configured.
@@ -341,6 +344,7 @@ impl Engine {
             options,
             wake: Arc::new(Notify::new()),
             timer_wake: Arc::new(Notify::new()),
+            firing: tokio::sync::Mutex::new(()),
             http,
             webhook_key,
             in_flight: AtomicUsize::new(0),

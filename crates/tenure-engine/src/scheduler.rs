@@ -119,27 +119,35 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 0
             }
         };
-        if let Err(e) = deliver(&inner, now).await {
-            tracing::error!(error = %e, "sending notifications failed; will try again");
-        }
+        let delivered = match deliver(&inner, now).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "sending notifications failed; will try again");
+                0
+            }
+        };
         if fired as i64 == FIRE_BATCH {
             continue; // more may be due
         }
+        let now = inner.clock.now_ms();
         let wait = match next_due(&inner).await {
-            Ok(Some(t)) => (t - inner.clock.now_ms()).clamp(0, POLL_MS),
-            Ok(None) => POLL_MS,
+            Ok(Some(t)) if t > now => (t - now).min(POLL_MS),
+            // Due and acted on: look again at once. Due but nothing could be done (a delivery
+            // left over from a webhook no longer configured): do not spin on it.
+            Ok(Some(_)) if fired + delivered > 0 => 0,
+            Ok(_) => POLL_MS,
             Err(e) => {
                 tracing::error!(error = %e, "reading timers failed");
                 POLL_MS
             }
         };
-        if wait == 0 && fired > 0 {
+        if wait == 0 {
             tokio::task::yield_now().await;
             continue;
         }
         tokio::select! {
             _ = inner.timer_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(wait.max(1) as u64)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
@@ -152,7 +160,11 @@ async fn next_due(inner: &Inner) -> Result<Option<i64>> {
 
 /// Fires up to a batch of due timers in one transaction; returns how many fired.
 pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
-    if next_due(inner).await?.is_none_or(|t| t > now) {
+    let _one_at_a_time = inner.firing.lock().await;
+    let mut c = inner.store.reader().await?;
+    let due = tenure_store::next_firing_due(&mut c).await?;
+    drop(c);
+    if due.is_none_or(|t| t > now) {
         return Ok(0);
     }
     let mut tx = inner.store.begin().await?;

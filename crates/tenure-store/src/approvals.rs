@@ -189,6 +189,17 @@ pub async fn next_timer_due(c: &mut AnyConnection) -> Result<Option<i64>> {
     })
 }
 
+/// When the next pending timer that fires in a transaction (not a webhook delivery) is due.
+pub async fn next_firing_due(c: &mut AnyConnection) -> Result<Option<i64>> {
+    let sql = format!(
+        "SELECT MIN(due_at) FROM timers WHERE state = 'pending' AND kind <> '{WEBHOOK_TIMER}'"
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(c)
+        .await?
+        .try_get(0)?)
+}
+
 /// Timers by kind and state, oldest due first (for the API's view of deliveries and tests).
 pub async fn timers_of_kind(
     c: &mut AnyConnection,
