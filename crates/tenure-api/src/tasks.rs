@@ -16,7 +16,7 @@ use tenure_store::{NewAudit, TaskRow, TaskState};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskQuery {
-    /// `open` (default), `done`, `failed` or `all`.
+    /// `open` (default), `done`, `failed`, `cancelled` or `all`.
     state: Option<String>,
     team: Option<String>,
     limit: Option<i64>,
@@ -38,11 +38,12 @@ pub(crate) async fn list_tasks(
         "open" => Some(TaskState::Open),
         "done" => Some(TaskState::Done),
         "failed" => Some(TaskState::Failed),
+        "cancelled" => Some(TaskState::Cancelled),
         "all" => None,
         other => {
             return Err(ApiError::invalid(
                 "state",
-                format!("`{other}` is not one of open, done, failed, all"),
+                format!("`{other}` is not one of open, done, failed, cancelled, all"),
             ));
         }
     };

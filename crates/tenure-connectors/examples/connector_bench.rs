@@ -149,58 +149,7 @@ async fn postgres(n: usize, concurrency: usize) {
 async fn ldap(n: usize, concurrency: usize) {
     use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
     let slapd = Slapd::start().expect("slapd is installed");
-    let (conn, mut l) = ldap3::LdapConnAsync::new(&slapd.url).await.unwrap();
-    tokio::spawn(async move { conn.drive().await });
-    l.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let set = |v: &[&str]| {
-        v.iter()
-            .map(|s| s.to_string())
-            .collect::<std::collections::HashSet<_>>()
-    };
-    l.add(
-        SUFFIX,
-        vec![
-            (
-                "objectClass".to_string(),
-                set(&["top", "dcObject", "organization"]),
-            ),
-            ("dc".to_string(), set(&["example"])),
-            ("o".to_string(), set(&["Example"])),
-        ],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    for ou in ["people", "disabled", "groups"] {
-        l.add(
-            &format!("ou={ou},{SUFFIX}"),
-            vec![
-                ("objectClass".to_string(), set(&["organizationalUnit"])),
-                ("ou".to_string(), set(&[ou])),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
-    l.add(
-        &format!("cn=staff,ou=groups,{SUFFIX}"),
-        vec![
-            ("objectClass".to_string(), set(&["groupOfNames"])),
-            ("cn".to_string(), set(&["staff"])),
-            ("member".to_string(), set(&["cn=nobody"])),
-        ],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
+    support::slapd::seed(&slapd.url, &["staff"], "cn=nobody").await;
     let map = serde_json::json!({
         "url": slapd.url, "bind_dn": ADMIN_DN, "bind_password_env": "UNUSED",
         "users_dn": format!("ou=people,{SUFFIX}"),

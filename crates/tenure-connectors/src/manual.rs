@@ -115,6 +115,10 @@ pub(crate) fn answer(task: &TaskRow, recheck_ms: u64) -> Result<(), ConnectorErr
                 .unwrap_or_default(),
             task.message.as_deref().unwrap_or("no reason given")
         ))),
+        TaskState::Cancelled => Err(ConnectorError::Permanent(format!(
+            "task {} was withdrawn: its step was cancelled",
+            task.id
+        ))),
         TaskState::Open => Err(ConnectorError::Waiting {
             message: match &task.team {
                 Some(team) => format!("task {} open for team {team}", task.id),

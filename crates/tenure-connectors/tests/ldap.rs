@@ -6,7 +6,7 @@ mod support;
 
 use ldap3::{LdapConnAsync, Mod, Scope, SearchEntry};
 use std::collections::HashSet;
-use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd};
+use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, Slapd};
 use support::*;
 use tenure_connectors::ldap::{LdapConnector, LdapSettings};
 use tenure_connectors::settings::Secret;
@@ -18,68 +18,12 @@ const GROUPS: &str = "ou=groups,dc=example,dc=com";
 const PLACEHOLDER: &str = "cn=nobody,dc=example,dc=com";
 
 async fn admin(url: &str) -> ldap3::Ldap {
-    let settings = ldap3::LdapConnSettings::new()
-        .set_starttls(true)
-        .set_no_tls_verify(true);
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url).await.unwrap();
-    tokio::spawn(async move { conn.drive().await });
-    ldap.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    ldap
-}
-
-fn set(vals: &[&str]) -> HashSet<String> {
-    vals.iter().map(|s| s.to_string()).collect()
+    support::slapd::admin(url).await
 }
 
 /// The directory's skeleton: base, three OUs, two groups.
 async fn seed(url: &str) {
-    let mut l = admin(url).await;
-    l.add(
-        SUFFIX,
-        vec![
-            (
-                "objectClass".to_string(),
-                set(&["top", "dcObject", "organization"]),
-            ),
-            ("dc".to_string(), set(&["example"])),
-            ("o".to_string(), set(&["Example"])),
-        ],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    for ou in ["people", "disabled", "groups"] {
-        l.add(
-            &format!("ou={ou},{SUFFIX}"),
-            vec![
-                ("objectClass".to_string(), set(&["organizationalUnit"])),
-                ("ou".to_string(), set(&[ou])),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
-    for g in ["developers", "vpn users"] {
-        l.add(
-            &format!("cn={g},{GROUPS}"),
-            vec![
-                ("objectClass".to_string(), set(&["groupOfNames"])),
-                ("cn".to_string(), set(&[g])),
-                ("member".to_string(), set(&[PLACEHOLDER])),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
+    support::slapd::seed(url, &["developers", "vpn users"], PLACEHOLDER).await;
 }
 
 fn connector(url: &str, starttls: bool) -> LdapConnector {

@@ -1137,12 +1137,14 @@ pub async fn run_has_running_steps(c: &mut AnyConnection, run: &str) -> Result<b
     )
 }
 
-/// Cancels a run's steps that have not started; returns them.
+/// Cancels a run's steps that have not started (and the open tasks they wait on); returns
+/// them.
 pub async fn cancel_pending_steps(
     c: &mut AnyConnection,
     run: &str,
     now: i64,
 ) -> Result<Vec<StepRow>> {
+    crate::tasks::cancel_open_tasks_of_run(&mut *c, run, now).await?;
     let sql = format!(
         "UPDATE steps SET state = 'cancelled', finished_at = $1 WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval')
          RETURNING {STEP_COLS}"

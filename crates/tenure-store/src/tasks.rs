@@ -35,6 +35,8 @@ pub enum TaskState {
     Done,
     /// Could not be done: the step fails.
     Failed,
+    /// Withdrawn: the step waiting on it was cancelled (its run was cancelled or superseded).
+    Cancelled,
 }
 
 impl TaskState {
@@ -44,6 +46,7 @@ impl TaskState {
             TaskState::Open => "open",
             TaskState::Done => "done",
             TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
         }
     }
 
@@ -52,6 +55,7 @@ impl TaskState {
             "open" => Ok(TaskState::Open),
             "done" => Ok(TaskState::Done),
             "failed" => Ok(TaskState::Failed),
+            "cancelled" => Ok(TaskState::Cancelled),
             other => Err(StoreError::Corrupt(format!("task state `{other}`"))),
         }
     }
@@ -257,6 +261,27 @@ pub async fn reopen_failed_tasks_of_run(c: &mut AnyConnection, run_id: &str) -> 
           WHERE state = 'failed'
             AND id IN (SELECT op_id FROM steps WHERE run_id = $1 AND state = 'failed')",
     )
+    .bind(run_id.to_string())
+    .execute(&mut *c)
+    .await?
+    .rows_affected())
+}
+
+/// Withdraws the open tasks of a run's steps that are about to be cancelled, so nobody works on
+/// them; a step called again (it will not be) would find them cancelled.
+pub async fn cancel_open_tasks_of_run(
+    c: &mut AnyConnection,
+    run_id: &str,
+    now: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE tasks SET state = 'cancelled', message = 'the step was cancelled', finished_at = $1,
+                finished_by = 'engine'
+          WHERE state = 'open'
+            AND id IN (SELECT op_id FROM steps
+                        WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval'))",
+    )
+    .bind(now)
     .bind(run_id.to_string())
     .execute(&mut *c)
     .await?

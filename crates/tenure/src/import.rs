@@ -37,10 +37,24 @@ pub const EXIT_HELD: i32 = 3;
 pub const EXIT_PARTIAL: i32 = 4;
 
 /// Options of `tenure import`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// The roster: a CSV file with a header row that lists everyone who works here now.
+    /// The roster: a CSV file with a header row that lists everyone who works here now. With
+    /// --watch, the drop folder rosters arrive in.
     pub file: PathBuf,
+    /// Treat FILE as a drop folder: import every `*.csv` in it, oldest name first, then move
+    /// each to `done/`, `held/` (over the leave share; move it back with --confirm to apply)
+    /// or `failed/` beside it, with the time of the import in front of its name; then look
+    /// again every --every-secs. Writers should write elsewhere (or as `*.part`) and rename
+    /// the finished file in, so a half-written roster is never read.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: seconds between looks at the drop folder.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub every_secs: u64,
+    /// With --watch: look once, import what is there, and exit (for cron or a systemd timer).
+    #[arg(long)]
+    pub once: bool,
     /// A running tenure to import into (`http://HOST:PORT`), with the token in TENURE_TOKEN
     /// (scopes `read` and `events:write`). Without it, the database (--data-dir or --database)
     /// is opened directly: only while `tenure serve` is stopped.
@@ -82,11 +96,63 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    if args.watch {
+        return watch(args).await;
+    }
     let code = import(args).await?;
     if code != 0 {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// The drop-folder loop of `tenure import --watch`.
+async fn watch(args: ImportArgs) -> Result<()> {
+    let dir = args.file.clone();
+    if !dir.is_dir() {
+        bail!("--watch: {} is not a folder", dir.display());
+    }
+    if args.dry_run {
+        bail!("--watch moves the files it imports; it does not take --dry-run");
+    }
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading the drop folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        files.sort();
+        for file in files {
+            let mut one = args.clone();
+            one.watch = false;
+            one.file = file.clone();
+            let (outcome, code) = match import(one).await {
+                Ok(0) => ("done", 0),
+                Ok(EXIT_HELD) => ("held", EXIT_HELD),
+                Ok(code) => ("done", code), // some rows bad: the good ones went through
+                Err(e) => {
+                    eprintln!("{}: {e:#}", file.display());
+                    ("failed", 1)
+                }
+            };
+            let to = dir.join(outcome);
+            std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let name = file.file_name().expect("a file").to_string_lossy();
+            let target = to.join(format!("{stamp}-{name}"));
+            std::fs::rename(&file, &target)
+                .with_context(|| format!("moving {} to {}", file.display(), target.display()))?;
+            eprintln!(
+                "{} imported: {outcome} (exit {code}), moved to {}",
+                file.display(),
+                target.display()
+            );
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(args.every_secs.max(1))).await;
+    }
 }
 
 /// Where current people come from and events go.

@@ -217,6 +217,43 @@ async fn a_failed_task_fails_the_run_and_a_retry_reopens_it() {
     assert_eq!(reopened[0]["state"], "open");
 }
 
+#[tokio::test]
+async fn a_leave_withdraws_the_task_of_a_hire_still_waiting() {
+    let env = TestEnv::new(MANUAL, &[("all", "entitlements = [\"vpn:acme\"]\n")]).await;
+    let s = env.start().await;
+    let hire_run = s.accept(&hire("cy", "Sales")).await;
+    let t = open_tasks(&s, &hire_run, 1).await[0].clone();
+    // She leaves before the desk got to it: the hire is superseded, the task withdrawn.
+    let leave = s
+        .apply(&json!({"type": "leave", "person": {"id": "cy"}}))
+        .await;
+    assert!(is_terminal(&leave), "{leave:#}");
+    let hired = s.wait_run(&hire_run).await;
+    assert_ne!(hired["state"], "succeeded", "{hired:#}");
+    let all = s.get("/api/v1/tasks?state=all").await["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let first = all
+        .iter()
+        .find(|x| x["id"] == t["id"])
+        .expect("the hire's task");
+    assert_eq!(first["state"], "cancelled", "{all:#?}");
+    assert!(
+        s.get("/api/v1/tasks").await["tasks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let a = s
+        .post(
+            &format!("/api/v1/tasks/{}/complete", t["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+}
+
 const HR: &str = r#"
 [[systems]]
 id = "directory"

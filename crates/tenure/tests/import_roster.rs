@@ -558,3 +558,59 @@ async fn url_imports_into_a_running_tenure() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TENURE_TOKEN"));
 }
+
+#[tokio::test]
+async fn a_drop_folder_imports_each_roster_in_name_order_and_files_it() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    let drop = env.dir.path().join("drop");
+    std::fs::create_dir(&drop).unwrap();
+    // Two rosters: the first hires 40, the second (later name) has lost a quarter of them and
+    // is held. A half-written file (not *.csv yet) is left alone.
+    std::fs::write(drop.join("2026-11-01.csv"), csv(&people(1..=40))).unwrap();
+    std::fs::write(drop.join("2026-11-02.csv"), csv(&people(1..=30))).unwrap();
+    std::fs::write(drop.join("2026-11-03.csv.part"), "id,na").unwrap();
+    let dir = drop.display().to_string();
+    let config = env.config.display().to_string();
+    let out = env.cli(&[
+        "import",
+        &dir,
+        "--watch",
+        "--once",
+        "--config",
+        &config,
+        "--wait-secs",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let names = |sub: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(drop.join(sub))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let done = names("done");
+    let held = names("held");
+    assert_eq!(done.len(), 1, "{done:?}\n{}", describe(&out));
+    assert!(done[0].ends_with("-2026-11-01.csv"), "{done:?}");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].ends_with("-2026-11-02.csv"), "{held:?}");
+    assert!(names("failed").is_empty());
+    assert!(drop.join("2026-11-03.csv.part").exists());
+    assert!(!drop.join("2026-11-01.csv").exists());
+    // The first roster went in; the held one changed nothing.
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM events").await, 40);
+    // --watch refuses what it cannot do.
+    let out = env.cli(&["import", &dir, "--watch", "--once", "--dry-run"]);
+    assert!(!out.status.success());
+    let file = drop.join("done").join(&done[0]).display().to_string();
+    let out = env.cli(&["import", &file, "--watch", "--once"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a folder"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -164,3 +164,65 @@ access to * by * read
         Some(slapd)
     }
 }
+
+/// A connection bound as the directory's administrator (over StartTLS, which every test
+/// server offers).
+pub async fn admin(url: &str) -> ldap3::Ldap {
+    let settings = ldap3::LdapConnSettings::new()
+        .set_starttls(true)
+        .set_no_tls_verify(true);
+    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
+        .await
+        .unwrap();
+    tokio::spawn(async move { conn.drive().await });
+    ldap.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    ldap
+}
+
+/// The directory's skeleton: the base entry, `ou=people`, `ou=disabled`, `ou=groups`, and a
+/// `groupOfNames` per name in `groups` holding only `placeholder`.
+pub async fn seed(url: &str, groups: &[&str], placeholder: &str) {
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let mut entries = vec![(
+        SUFFIX.to_string(),
+        vec![
+            (
+                "objectClass".to_string(),
+                set(&["top", "dcObject", "organization"]),
+            ),
+            ("dc".to_string(), set(&["example"])),
+            ("o".to_string(), set(&["Example"])),
+        ],
+    )];
+    for ou in ["people", "disabled", "groups"] {
+        entries.push((
+            format!("ou={ou},{SUFFIX}"),
+            vec![
+                ("objectClass".to_string(), set(&["organizationalUnit"])),
+                ("ou".to_string(), set(&[ou])),
+            ],
+        ));
+    }
+    for g in groups {
+        entries.push((
+            format!("cn={g},ou=groups,{SUFFIX}"),
+            vec![
+                ("objectClass".to_string(), set(&["groupOfNames"])),
+                ("cn".to_string(), set(&[g])),
+                ("member".to_string(), set(&[placeholder])),
+            ],
+        ));
+    }
+    let mut l = admin(url).await;
+    for (dn, attrs) in entries {
+        l.add(&dn, attrs).await.unwrap().success().unwrap();
+    }
+}
