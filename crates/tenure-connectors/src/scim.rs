@@ -286,6 +286,7 @@ pub struct ScimConnector {
     cache: Mutex<Cached>,
 }
 
+#[derive(Debug)]
 struct Reply {
     status: StatusCode,
     body: Value,
@@ -852,7 +853,8 @@ mod tests {
         assert_eq!(retry_after_ms(&h), None);
     }
 
-    /// A minimal HTTP/1.1 server on loopback answering each request by its request line, so
+    /// A minimal HTTP/1.1 server on loopback answering each request by its head (request line
+    /// and headers), so
     /// the connector's handling of what real providers send (throttling, SCIM errors, pages)
     /// is tested over a real socket.
     /// An answer: status, extra headers, body.
@@ -890,7 +892,7 @@ mod tests {
                         if len > 0 && sock.read_exact(&mut body).await.is_err() {
                             return;
                         }
-                        let (status, headers, text) = answer(head.lines().next().unwrap_or(""));
+                        let (status, headers, text) = answer(&head);
                         let mut out = format!(
                             "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: application/scim+json\r\n",
                             text.len()
@@ -925,7 +927,8 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_retryable_with_its_delay_and_scim_errors_are_permanent() {
-        let base = fake(|line| {
+        let base = fake(|head| {
+            let line = head.lines().next().unwrap_or("");
             if line.contains("ServiceProviderConfig") {
                 (429, vec![("retry-after", "7".into())], String::new())
             } else if line.starts_with("DELETE") {
@@ -971,7 +974,8 @@ mod tests {
 
     #[tokio::test]
     async fn listing_pages_through_every_user() {
-        let base = fake(|line| {
+        let base = fake(|head| {
+            let line = head.lines().next().unwrap_or("");
             // 5 users, served 2 per page whatever count is asked: the connector follows
             // startIndex and totalResults.
             let start: usize = line
@@ -999,6 +1003,89 @@ mod tests {
                 ("p5", true)
             ]
             .map(|(p, e)| (p.to_string(), e))
+        );
+    }
+
+    #[tokio::test]
+    async fn oauth_client_credentials_fetch_a_token_keep_it_and_drop_it_on_401() {
+        let base = fake(|head| {
+            let line = head.lines().next().unwrap_or("");
+            let auth = head
+                .lines()
+                .find_map(|l| l.strip_prefix("authorization: "))
+                .unwrap_or("");
+            if line.starts_with("POST /scim/v2/token") {
+                // Basic base64("tenure:s3cret")
+                if auth == "Basic dGVudXJlOnMzY3JldA=="
+                    && head.contains("application/x-www-form-urlencoded")
+                {
+                    (
+                        200,
+                        vec![],
+                        json!({ "access_token": "tok-1", "expires_in": 3600 }).to_string(),
+                    )
+                } else {
+                    (
+                        401,
+                        vec![],
+                        json!({ "error": "invalid_client" }).to_string(),
+                    )
+                }
+            } else if line.contains("/Users/gone") {
+                (401, vec![], String::new())
+            } else if auth == "Bearer tok-1" {
+                (
+                    200,
+                    vec![],
+                    json!({ "patch": { "supported": true } }).to_string(),
+                )
+            } else {
+                (401, vec![], String::new())
+            }
+        })
+        .await;
+        let c = ScimConnector::new(
+            "peer",
+            ScimSettings {
+                base_url: base.clone(),
+                auth: Auth::ClientCredentials {
+                    token_url: format!("{base}/token"),
+                    client_id: "tenure".into(),
+                    client_secret: "s3cret".into(),
+                    scope: Some("scim".into()),
+                },
+                attributes: default_attributes(),
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.health().await, Ok(()));
+        assert!(c.cache.lock().unwrap().token.is_some(), "the token is kept");
+        assert_eq!(c.health().await, Ok(()));
+        // A 401 drops the token (retryable: the next call fetches a fresh one).
+        let e = c.send(Method::GET, "/Users/gone", None).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert!(c.cache.lock().unwrap().token.is_none());
+        // Wrong credentials are permanent.
+        let bad = ScimConnector::new(
+            "peer",
+            ScimSettings {
+                base_url: base.clone(),
+                auth: Auth::ClientCredentials {
+                    token_url: format!("{base}/token"),
+                    client_id: "tenure".into(),
+                    client_secret: "wrong".into(),
+                    scope: None,
+                },
+                attributes: default_attributes(),
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        let e = bad.health().await.unwrap_err();
+        assert!(
+            !e.is_retryable() && e.to_string().contains("invalid_client"),
+            "{e}"
         );
     }
 }

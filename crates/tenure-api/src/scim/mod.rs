@@ -427,8 +427,14 @@ async fn render_user(
     for (k, v) in doc {
         out.insert(k, v);
     }
-    let person = tenure_store::get_person(c, &row.id).await?;
-    if let Some(p) = person.as_ref().filter(|_| wants_status(include)) {
+    // The person is read only when its status is asked for: a plain read costs two queries
+    // (the user, the grants behind `groups`).
+    let person = if wants_status(include) {
+        tenure_store::get_person(c, &row.id).await?
+    } else {
+        None
+    };
+    if let Some(p) = &person {
         let engagements = tenure_store::engagements_of(c, &row.id).await?;
         let ext = out
             .entry(schema::TENURE.to_string())
@@ -452,7 +458,7 @@ async fn render_user(
             );
         }
     }
-    if person.is_some() {
+    {
         let groups: Vec<Value> = tenure_store::grants_of(c, &row.id)
             .await?
             .into_iter()
