@@ -213,6 +213,15 @@ pub(crate) async fn record_task_gauges(s: &AppState) -> Result<(), ApiError> {
     let mut c = s.store().reader().await?;
     let open = tenure_store::list_tasks(&mut c, Some(TaskState::Open), None, 100_000).await?;
     let mut per_team: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    // Every configured team gets a value, so a queue that empties reads 0, not its last count.
+    for sys in s.engine().config().systems.values() {
+        if sys.connector == "manual"
+            && let Some(team) = sys.settings.get("team").and_then(|t| t.as_str())
+        {
+            per_team.entry(team.to_string()).or_default();
+        }
+    }
+    per_team.entry("callback".into()).or_default();
     for t in &open {
         let e = per_team
             .entry(t.team.clone().unwrap_or_else(|| "callback".into()))
