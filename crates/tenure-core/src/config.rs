@@ -736,13 +736,7 @@ fn validate(
     let mut person_attributes = BTreeMap::new();
     for (name, ty) in &raw.person_attributes {
         let n = name.get_ref();
-        let ident = n
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && n.len() <= 64;
-        if !ident {
+        if !crate::model::is_attribute_name(n) {
             err(
                 main,
                 name.span(),

@@ -465,12 +465,7 @@ fn check_attributes(attrs: &serde_json::Map<String, serde_json::Value>) -> Resul
     use serde_json::Value;
     for (k, v) in attrs {
         let field = format!("person.attributes.{k}");
-        let ident = k.len() <= 64
-            && k.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident {
+        if !crate::model::is_attribute_name(k) {
             return Err(EventError::new(
                 "person.attributes",
                 format!(

@@ -150,6 +150,17 @@ pub struct Person {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Whether `name` can name a person attribute policy reads: letters, digits and `_`, at most
+/// 64, not starting with a digit (a Cedar identifier).
+pub fn is_attribute_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A client the company works for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Client {
