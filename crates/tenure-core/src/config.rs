@@ -312,6 +312,45 @@ impl Config {
             .get(entitlement)
             .and_then(|e| self.systems.get(&e.system))
     }
+
+    /// The longest an entitlement may be held in one go, whatever gives it: the approvals
+    /// window for `high` and `privileged` risk, the client's `max_access_days` for a client's
+    /// entitlement, the shorter of the two when both apply. `None`: standing access is allowed.
+    /// An entitlement not in the catalog is treated as privileged.
+    pub fn time_bound(&self, entitlement: &str) -> Option<TimeBound> {
+        let e = self.entitlements.get(entitlement);
+        let risky = e.is_none_or(|e| matches!(e.risk, Risk::High | Risk::Privileged));
+        let by_risk = risky.then(|| TimeBound {
+            ms: self.approvals.max_window_ms,
+            why: format!(
+                "{}-risk access lasts at most {} minutes",
+                e.map_or(Risk::Privileged, |e| e.risk),
+                self.approvals.max_window_ms / 60_000
+            ),
+        });
+        let by_client = e
+            .and_then(|e| e.client.as_ref())
+            .and_then(|c| self.clients.get(c))
+            .and_then(|c| {
+                c.max_access_days.map(|d| TimeBound {
+                    ms: i64::from(d) * 86_400_000,
+                    why: format!("client `{}` allows access for at most {d} days", c.id),
+                })
+            });
+        match (by_risk, by_client) {
+            (Some(a), Some(b)) => Some(if b.ms < a.ms { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How long access may last, and the rule that says so (for the run note and the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeBound {
+    /// The window, from the moment the access is given (ms).
+    pub ms: i64,
+    /// The rule, in words.
+    pub why: String,
 }
 
 #[derive(Deserialize)]
@@ -447,6 +486,7 @@ fn default_concurrency() -> Spanned<u32> {
 struct RawClient {
     id: Spanned<String>,
     name: Option<String>,
+    max_access_days: Option<Spanned<i64>>,
     #[serde(default)]
     attributes: toml::Table,
 }
@@ -601,10 +641,25 @@ fn validate(
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
+        let max_access_days = match c.max_access_days {
+            None => None,
+            Some(d) if (1..=MAX_ACCESS_DAYS).contains(d.get_ref()) => Some(*d.get_ref() as u32),
+            Some(d) => {
+                err(
+                    main,
+                    d.span(),
+                    format!(
+                        "client `{id}`: max_access_days must be a whole number of days from 1 to {MAX_ACCESS_DAYS}"
+                    ),
+                );
+                None
+            }
+        };
         let client = Client {
             name: c.name.unwrap_or_else(|| id.clone()),
             id: id.clone(),
             attributes,
+            max_access_days,
         };
         if clients.insert(id.clone(), client).is_some() {
             err(
@@ -1114,6 +1169,9 @@ fn validate_import(
     settings
 }
 
+/// The longest contract window a client may set (ten years).
+const MAX_ACCESS_DAYS: i64 = 3650;
+
 /// Ids are non-empty and made of letters, digits, `-`, `_`, `.` and `:`.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -1132,6 +1190,74 @@ mod tests {
             path: path.into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn time_bounds_come_from_risk_and_the_clients_contract_the_shorter_winning() {
+        let main = file(
+            "tenure.toml",
+            r#"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+[[clients]]
+id = "acme"
+max_access_days = 30
+[[clients]]
+id = "brief"
+max_access_days = 0
+[approvals]
+max_window_minutes = 120
+[[entitlements]]
+id = "crm:low"
+system = "crm"
+risk = "low"
+[[entitlements]]
+id = "crm:high"
+system = "crm"
+risk = "high"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+client = "acme"
+[[entitlements]]
+id = "crm:acme-admin"
+system = "crm"
+risk = "privileged"
+client = "acme"
+"#,
+        );
+        let errors = Config::parse(&main, &[]).unwrap_err().to_string();
+        assert!(
+            errors.contains("tenure.toml:10:19:")
+                && errors.contains(
+                    "client `brief`: max_access_days must be a whole number of days from 1 to 3650"
+                ),
+            "{errors}"
+        );
+        let main = file(
+            "tenure.toml",
+            &main
+                .text
+                .replace("max_access_days = 0", "max_access_days = 1"),
+        );
+        let c = Config::parse(&main, &[]).unwrap();
+        assert_eq!(c.time_bound("crm:low"), None);
+        let high = c.time_bound("crm:high").unwrap();
+        assert_eq!(
+            (high.ms, high.why.as_str()),
+            (2 * 3_600_000, "high-risk access lasts at most 120 minutes")
+        );
+        let acme = c.time_bound("crm:acme").unwrap();
+        assert_eq!(
+            (acme.ms, acme.why.as_str()),
+            (
+                30 * 86_400_000,
+                "client `acme` allows access for at most 30 days"
+            )
+        );
+        assert_eq!(c.time_bound("crm:acme-admin").unwrap().ms, 2 * 3_600_000);
+        assert_eq!(c.time_bound("not:in-catalog").unwrap().ms, 2 * 3_600_000);
     }
 
     const MAIN: &str = r#"

@@ -171,6 +171,10 @@ pub struct Client {
     /// Free-form attributes (NDA required, data region, ...), used by policy.
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The contract's maximum access duration: every grant of this client's entitlements ends
+    /// this many days after it was given, whatever gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_access_days: Option<u32>,
 }
 
 /// A person working on a client account in a given role for a period.

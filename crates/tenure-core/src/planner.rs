@@ -124,8 +124,41 @@ pub fn desired_access(
     if person.status == PersonStatus::Terminated {
         return d;
     }
+    // Time-bound access that ran out is not given again by the templates (or by the same
+    // engagement) on their own: it comes back through a request, approved like any other, or
+    // with a new engagement. A rehire (a start date after the expiry) starts afresh.
+    let employed_since = person
+        .start_date
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis());
+    let ran_out_at = |ent: &str, source: GrantSource, source_ref: &str| {
+        let g = grants.iter().find(|g| g.entitlement == ent)?;
+        let same_source =
+            g.source == source && (source == GrantSource::Birthright || g.source_ref == source_ref);
+        let at = g.expires_at?;
+        (same_source
+            && at <= now_ms
+            && employed_since.is_none_or(|s| at >= s)
+            && config.time_bound(ent).is_some())
+        .then_some(at)
+    };
     let want =
         |d: &mut Desired, ent: String, template: &str, source: GrantSource, source_ref: &str| {
+            if source != GrantSource::Request
+                && let Some(at) = ran_out_at(&ent, source, source_ref)
+            {
+                let when = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                d.skipped.push(Skipped {
+                    entitlement: ent,
+                    template: template.to_string(),
+                    reason: format!(
+                        "time-bound access ended at {when}; ask for it again with a request"
+                    ),
+                });
+                return;
+            }
             match config.entitlements.get(&ent) {
                 Some(e) => {
                     d.systems.insert(e.system.clone());
@@ -350,6 +383,7 @@ id = "crm"
 connector = "sandbox"
 [[clients]]
 id = "acme"
+max_access_days = 30
 [[clients]]
 id = "globex"
 [[entitlements]]
@@ -438,6 +472,74 @@ client = "globex"
             apply_step(&p.id, s, accounts, grants, 0);
         }
         plan
+    }
+
+    #[test]
+    fn time_bound_access_that_ran_out_is_not_given_again_by_the_same_source() {
+        let c = config();
+        let p = person("Engineering", PersonStatus::Active);
+        let en = [engagement("acme", true)];
+        let ran_out = |source_ref: &str, state: GrantState| Grant {
+            person_id: "p1".into(),
+            entitlement: "crm:acme".into(),
+            source: GrantSource::Engagement,
+            source_ref: source_ref.into(),
+            state,
+            granted_at: Some(0),
+            expires_at: Some(1_000),
+        };
+        let wants = |grants: &[Grant], p: &Person, now: i64| {
+            desired_access(&c, p, &en, grants, today(), now)
+        };
+        // Ran out (revoked at its expiry, or due and not yet revoked): skipped, with the reason.
+        for state in [GrantState::Revoked, GrantState::Granted] {
+            let d = wants(&[ran_out("p1:acme:consultant", state)], &p, 1_000);
+            assert!(!d.entitlements.contains_key("crm:acme"), "{d:?}");
+            assert_eq!(d.skipped.len(), 1);
+            assert!(
+                d.skipped[0]
+                    .reason
+                    .starts_with("time-bound access ended at 1970-01-01T00:00:01Z")
+            );
+        }
+        // Not yet due, another engagement, or a rehire after it ran out: wanted.
+        let g = ran_out("p1:acme:consultant", GrantState::Granted);
+        assert!(
+            wants(std::slice::from_ref(&g), &p, 999)
+                .entitlements
+                .contains_key("crm:acme")
+        );
+        let other = ran_out("p1:acme:old", GrantState::Revoked);
+        assert!(
+            wants(&[other], &p, 5_000)
+                .entitlements
+                .contains_key("crm:acme")
+        );
+        let rehired = Person {
+            start_date: NaiveDate::from_ymd_opt(1970, 1, 2),
+            ..p.clone()
+        };
+        let g = ran_out("p1:acme:consultant", GrantState::Revoked);
+        assert!(
+            wants(&[g], &rehired, 100_000_000)
+                .entitlements
+                .contains_key("crm:acme")
+        );
+        // An entitlement that is no longer time-bound (the rule was lifted) is wanted again.
+        let standing = Grant {
+            entitlement: "crm:globex".into(),
+            source_ref: "p1:globex:consultant".into(),
+            ..ran_out("", GrantState::Revoked)
+        };
+        let d = desired_access(
+            &c,
+            &p,
+            &[engagement("globex", true)],
+            &[standing],
+            today(),
+            5_000,
+        );
+        assert!(d.entitlements.contains_key("crm:globex"));
     }
 
     #[test]

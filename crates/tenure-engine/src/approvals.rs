@@ -13,7 +13,7 @@ use tenure_core::approval::{
     Verdict, build_chain,
 };
 use tenure_core::run::{RunState, StepState};
-use tenure_core::{Grant, GrantSource, GrantState, PersonStatus, Risk};
+use tenure_core::{Grant, GrantSource, GrantState, PersonStatus};
 use tenure_store::{ApprovalRow, DecisionRow, NewAudit, RequestRow, RunRow, StepRow, Tx};
 
 /// The kind of a run made for an access request.
@@ -56,38 +56,34 @@ pub struct ApprovalDetail {
     pub decisions: Vec<DecisionRow>,
 }
 
-/// The window access lasts once granted, by risk and kind of request; `Err` names the problem.
+/// The window requested access lasts once granted: what was asked for, within the entitlement's
+/// bound (risk, the client's maximum access duration) and break-glass's cap; `Err` names the
+/// problem.
 fn window(
-    settings: &tenure_core::config::ApprovalSettings,
-    risk: Risk,
+    config: &tenure_core::config::Config,
+    entitlement: &str,
     requested: Option<i64>,
     break_glass: bool,
 ) -> std::result::Result<Option<i64>, String> {
-    let mins = |ms: i64| ms / 60_000;
     if let Some(d) = requested
         && d <= 0
     {
         return Err("must be a positive number of seconds".into());
     }
-    let max = if break_glass {
-        Some(settings.break_glass_max_ms)
-    } else if matches!(risk, Risk::High | Risk::Privileged) {
-        Some(settings.max_window_ms)
-    } else {
-        None
-    };
+    let mut max = config.time_bound(entitlement);
+    if break_glass {
+        let cap = config.approvals.break_glass_max_ms;
+        if max.as_ref().is_none_or(|m| m.ms > cap) {
+            max = Some(tenure_core::config::TimeBound {
+                ms: cap,
+                why: format!("break-glass access lasts at most {} minutes", cap / 60_000),
+            });
+        }
+    }
     match (requested, max) {
-        (Some(d), Some(m)) if d > m => Err(format!(
-            "at most {} minutes for {} access",
-            mins(m),
-            if break_glass {
-                "break-glass".to_string()
-            } else {
-                format!("{risk}-risk")
-            }
-        )),
+        (Some(d), Some(m)) if d > m.ms => Err(m.why),
         (Some(d), _) => Ok(Some(d)),
-        (None, m) => Ok(m),
+        (None, m) => Ok(m.map(|m| m.ms)),
     }
 }
 
@@ -106,13 +102,8 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
             format!("no entitlement `{}` in the catalog", req.entitlement),
         ));
     };
-    window(
-        &config.approvals,
-        ent.risk,
-        req.duration_ms,
-        req.break_glass,
-    )
-    .map_err(|m| invalid("duration_secs", m))?;
+    window(config, &ent.id, req.duration_ms, req.break_glass)
+        .map_err(|m| invalid("duration_secs", m))?;
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
     let person = tenure_store::get_person(tx.conn(), &req.person_id)
@@ -707,6 +698,27 @@ async fn finish_approved(
             now,
         )
         .await?;
+        // Planned time-bound access: its window starts now. A request's starts in
+        // `release_request`.
+        if row.request_id.is_none()
+            && let Some(bound) = inner.rules().config.time_bound(&row.entitlement)
+            && let Some((g, _)) = tenure_store::grants_of(tx.conn(), &row.person_id)
+                .await?
+                .into_iter()
+                .find(|(g, _)| g.entitlement == row.entitlement)
+        {
+            scheduler::bound_grant(
+                tx,
+                &row.person_id,
+                &row.entitlement,
+                g.source,
+                &g.source_ref,
+                &bound,
+                Some(&row.run_id),
+                now,
+            )
+            .await?;
+        }
     }
     tx.audit(NewAudit {
         at_ms: now,
@@ -746,15 +758,9 @@ async fn release_request(
     actor: &str,
     now: i64,
 ) -> Result<()> {
-    let risk = inner
-        .rules()
-        .config
-        .entitlements
-        .get(&r.entitlement)
-        .map_or(Risk::Privileged, |e| e.risk);
     let window = window(
-        &inner.rules().config.approvals,
-        risk,
+        &inner.rules().config,
+        &r.entitlement,
         r.duration_ms,
         r.break_glass,
     )
@@ -1066,18 +1072,61 @@ pub(crate) async fn notify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_core::config::ApprovalSettings;
 
     #[test]
-    fn windows_are_bounded_for_risky_access_and_break_glass() {
-        let s = ApprovalSettings::default();
+    fn windows_are_bounded_for_risky_access_clients_and_break_glass() {
+        let main = tenure_core::config::SourceFile {
+            path: "tenure.toml".into(),
+            text: r#"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+[[clients]]
+id = "acme"
+max_access_days = 30
+[[entitlements]]
+id = "chat:low"
+system = "crm"
+risk = "low"
+[[entitlements]]
+id = "erp:admin"
+system = "crm"
+risk = "privileged"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+risk = "low"
+client = "acme"
+[[entitlements]]
+id = "crm:acme-admin"
+system = "crm"
+risk = "high"
+client = "acme"
+"#
+            .into(),
+        };
+        let config = tenure_core::config::Config::parse(&main, &[]).expect("config");
         let h = 3_600_000;
-        assert_eq!(window(&s, Risk::Low, None, false), Ok(None));
-        assert_eq!(window(&s, Risk::Low, Some(h), false), Ok(Some(h)));
-        assert_eq!(window(&s, Risk::High, None, false), Ok(Some(8 * h)));
-        assert!(window(&s, Risk::Privileged, Some(9 * h), false).is_err());
-        assert_eq!(window(&s, Risk::Low, None, true), Ok(Some(h)));
-        assert!(window(&s, Risk::Low, Some(2 * h), true).is_err());
-        assert!(window(&s, Risk::Low, Some(0), false).is_err());
+        let day = 24 * h;
+        assert_eq!(window(&config, "chat:low", None, false), Ok(None));
+        assert_eq!(window(&config, "chat:low", Some(h), false), Ok(Some(h)));
+        assert_eq!(window(&config, "erp:admin", None, false), Ok(Some(8 * h)));
+        assert_eq!(
+            window(&config, "erp:admin", Some(9 * h), false),
+            Err("privileged-risk access lasts at most 480 minutes".into())
+        );
+        assert_eq!(window(&config, "chat:low", None, true), Ok(Some(h)));
+        assert!(window(&config, "chat:low", Some(2 * h), true).is_err());
+        assert!(window(&config, "chat:low", Some(0), false).is_err());
+        // The client's contract caps low-risk access too, and the shorter bound wins.
+        assert_eq!(window(&config, "crm:acme", None, false), Ok(Some(30 * day)));
+        assert_eq!(
+            window(&config, "crm:acme", Some(31 * day), false),
+            Err("client `acme` allows access for at most 30 days".into())
+        );
+        assert_eq!(
+            window(&config, "crm:acme-admin", None, false),
+            Ok(Some(8 * h))
+        );
     }
 }

@@ -11,7 +11,7 @@ use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
 use tenure_core::sod::{self, SodEffect};
-use tenure_core::{AccountState, Grant, GrantState, Person};
+use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{NewAudit, RunRow, StepRow, Tx};
 
@@ -200,6 +200,7 @@ pub(crate) async fn plan_run(
         run,
         &applied.person,
         computed,
+        &grants,
         priority,
         reason,
         request.as_ref(),
@@ -242,7 +243,10 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     };
     let computed = compute(&rules, &state, false, now);
     let reason = format!("rules changed: {}", rules.label);
-    store_plan(inner, tx, run, &person, computed, 10, reason, None, now).await?;
+    store_plan(
+        inner, tx, run, &person, computed, &grants, 10, reason, None, now,
+    )
+    .await?;
     Ok(Planned::Yes)
 }
 
@@ -298,6 +302,54 @@ pub(crate) fn compute(
     Computed { plan, authorized }
 }
 
+/// Time-bound access (risky entitlements, clients with a maximum access duration) gets its
+/// window as it is planned; a grant that waits for approval gets it when approved. Held access
+/// without a window, or with a longer one than the rules now allow (a client's contract
+/// changed), is bound from now. A request's own grant is bound by the request's flow.
+async fn bound_planned_grants(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    planned: &[(Grant, String)],
+    held: &[&Grant],
+    request: Option<&tenure_store::RequestRow>,
+    now: i64,
+) -> Result<()> {
+    let rules = inner.rules();
+    let config = &rules.config;
+    let planned = planned
+        .iter()
+        .map(|(g, _)| g)
+        .filter(|g| {
+            g.state == GrantState::Pending
+                && g.source != GrantSource::Request
+                && request.is_none_or(|r| r.entitlement != g.entitlement)
+        })
+        .filter_map(|g| Some((g, config.time_bound(&g.entitlement)?)));
+    let held = held
+        .iter()
+        .filter(|g| g.state == GrantState::Granted && g.source != GrantSource::Request)
+        .filter_map(|g| Some((*g, config.time_bound(&g.entitlement)?)))
+        .filter(|(g, bound)| {
+            g.expires_at
+                .is_none_or(|at| at > now.saturating_add(bound.ms))
+        });
+    for (g, bound) in planned.chain(held) {
+        scheduler::bound_grant(
+            tx,
+            &g.person_id,
+            &g.entitlement,
+            g.source,
+            &g.source_ref,
+            &bound,
+            Some(&run.id),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Stores a computed plan as the run's steps, marks planned access pending, audits
 /// `run.planned` and starts the first phase.
 #[allow(clippy::too_many_arguments)]
@@ -307,6 +359,7 @@ async fn store_plan(
     run: &RunRow,
     person: &Person,
     computed: Computed,
+    held: &[Grant],
     priority: i64,
     reason: String,
     request: Option<&tenure_store::RequestRow>,
@@ -388,6 +441,17 @@ async fn store_plan(
     }
     tenure_store::upsert_accounts(tx.conn(), &accounts_pending, now).await?;
     tenure_store::upsert_grants(tx.conn(), &grants_pending, now).await?;
+    let revoking: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Revoke)
+        .filter_map(|s| s.entitlement.as_deref())
+        .collect();
+    let held: Vec<&Grant> = held
+        .iter()
+        .filter(|g| !revoking.contains(g.entitlement.as_str()))
+        .collect();
+    bound_planned_grants(inner, tx, run, &grants_pending, &held, request, now).await?;
     let mut note = serde_json::Map::new();
     if !plan.skipped.is_empty() {
         note.insert("skipped".into(), serde_json::json!(plan.skipped));

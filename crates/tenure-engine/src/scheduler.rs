@@ -17,6 +17,7 @@ use crate::{Inner, Result, approvals, worker};
 use chrono::{DateTime, NaiveDate};
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::config::TimeBound;
 use tenure_core::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, operation_id};
@@ -62,6 +63,49 @@ pub(crate) async fn schedule(
 ) -> Result<()> {
     tenure_store::schedule_timer(tx.conn(), kind, subject, due_at, &payload, now).await?;
     Ok(())
+}
+
+/// Makes a grant time-bound: it ends `bound.ms` after `now` (or at `cap`, when that is sooner),
+/// and a timer revokes it then. Audited with the rule that bounds it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn bound_grant(
+    tx: &mut Tx,
+    person_id: &str,
+    entitlement: &str,
+    source: GrantSource,
+    source_ref: &str,
+    bound: &TimeBound,
+    run_id: Option<&str>,
+    now: i64,
+) -> Result<i64> {
+    let expires_at = now.saturating_add(bound.ms);
+    tenure_store::set_grant_expiry(tx.conn(), person_id, entitlement, Some(expires_at), now)
+        .await?;
+    schedule(
+        tx,
+        EXPIRY,
+        &grant_subject(person_id, entitlement),
+        expires_at,
+        serde_json::json!({
+            "person_id": person_id, "entitlement": entitlement,
+            "source": source, "source_ref": source_ref,
+        }),
+        now,
+    )
+    .await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "grant.time_bound".into(),
+        person_id: Some(person_id.to_string()),
+        entitlement: Some(entitlement.to_string()),
+        run_id: run_id.map(str::to_string),
+        reason: bound.why.clone(),
+        correlation_id: Some(source_ref.to_string()),
+        details: serde_json::json!({ "expires_at": expires_at, "source": source, "source_ref": source_ref }),
+        ..Default::default()
+    });
+    Ok(expires_at)
 }
 
 /// Cancels a pending timer inside `tx`.
@@ -205,13 +249,28 @@ async fn expire_grant(
     t: &TimerRow,
     now: i64,
 ) -> Result<Option<String>> {
-    let (Some(person_id), Some(entitlement), Some(request_id)) = (
-        payload_str(t, "person_id"),
-        payload_str(t, "entitlement"),
-        payload_str(t, "request_id"),
-    ) else {
-        tracing::warn!(id = %t.id, "expiry timer without person, entitlement or request; dropped");
+    let (Some(person_id), Some(entitlement)) =
+        (payload_str(t, "person_id"), payload_str(t, "entitlement"))
+    else {
+        tracing::warn!(id = %t.id, "expiry timer without person or entitlement; dropped");
         return Ok(None);
+    };
+    // Timers set before planned grants could be time-bound name a request only.
+    let (source, source_ref) = match (payload_str(t, "source"), payload_str(t, "source_ref")) {
+        (Some(s), Some(r)) => match s.parse::<GrantSource>() {
+            Ok(s) => (s, r),
+            Err(_) => {
+                tracing::warn!(id = %t.id, source = s, "expiry timer with an unknown source; dropped");
+                return Ok(None);
+            }
+        },
+        _ => match payload_str(t, "request_id") {
+            Some(r) => (GrantSource::Request, r),
+            None => {
+                tracing::warn!(id = %t.id, "expiry timer without a source; dropped");
+                return Ok(None);
+            }
+        },
     };
     let grants: Vec<_> = tenure_store::grants_of(tx.conn(), person_id)
         .await?
@@ -221,8 +280,8 @@ async fn expire_grant(
     let Some(grant) = grants.iter().find(|g| g.entitlement == entitlement) else {
         return Ok(None);
     };
-    let ours = grant.source == GrantSource::Request
-        && grant.source_ref == request_id
+    let ours = grant.source == source
+        && grant.source_ref == source_ref
         && grant.expires_at.is_some_and(|e| e <= now);
     if !ours {
         return Ok(None); // extended, replaced or already gone
@@ -236,33 +295,23 @@ async fn expire_grant(
         }
         _ => return Ok(None),
     }
-    let Some(system) = inner
-        .rules()
-        .config
-        .system_of(entitlement)
-        .map(|s| s.id.clone())
-    else {
+    let rules = inner.rules();
+    let Some(system) = rules.config.system_of(entitlement).map(|s| s.id.clone()) else {
         return Ok(None);
     };
-    // Still wanted for another reason (a template or an engagement now gives it): keep it.
-    if let Some(person) = tenure_store::get_person(tx.conn(), person_id).await? {
+    // Still wanted for another reason that gives standing access (a template or an engagement,
+    // for an entitlement that need not be time-bound): keep it. Time-bound access is never
+    // carried over into another source's window here; that source gives it anew, with its own
+    // approval and window, on the person's next run.
+    if let Some(person) = tenure_store::get_person(tx.conn(), person_id).await?
+        && rules.config.time_bound(entitlement).is_none()
+    {
         let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
-        let others: Vec<_> = grants
-            .iter()
-            .filter(|g| g.entitlement != entitlement)
-            .cloned()
-            .collect();
         let today = DateTime::from_timestamp_millis(now)
             .unwrap_or_default()
             .date_naive();
-        let desired = planner::desired_access(
-            &inner.rules().config,
-            &person,
-            &engagements,
-            &others,
-            today,
-            now,
-        );
+        let desired =
+            planner::desired_access(&rules.config, &person, &engagements, &grants, today, now);
         if let Some(want) = desired.entitlements.get(entitlement) {
             let mut kept = grant.clone();
             kept.source = want.source;
@@ -277,8 +326,8 @@ async fn expire_grant(
                 entitlement: Some(entitlement.to_string()),
                 system: Some(system),
                 reason: format!("now held through {} {}", want.source, want.source_ref),
-                correlation_id: Some(request_id.to_string()),
-                details: serde_json::json!({ "request_id": request_id }),
+                correlation_id: Some(source_ref.to_string()),
+                details: serde_json::json!({ "source": source, "source_ref": source_ref }),
                 ..Default::default()
             });
             return Ok(None);
@@ -320,8 +369,8 @@ async fn expire_grant(
             system: system.clone(),
             action: Action::Revoke,
             entitlement: Some(entitlement.to_string()),
-            source: Some(GrantSource::Request),
-            source_ref: Some(request_id.to_string()),
+            source: Some(source),
+            source_ref: Some(source_ref.to_string()),
             op_id: operation_id(&run_id, 0, Action::Revoke, &system, Some(entitlement)),
             attempts: 0,
             last_error: None,
@@ -340,9 +389,13 @@ async fn expire_grant(
         entitlement: Some(entitlement.to_string()),
         system: Some(system),
         run_id: Some(run_id.clone()),
-        reason: format!("time-bound access from request {request_id} ended"),
-        correlation_id: Some(request_id.to_string()),
-        details: serde_json::json!({ "request_id": request_id, "expires_at": expires_at, "late_ms": now - expires_at }),
+        reason: format!("time-bound access from {source} {source_ref} ended"),
+        correlation_id: Some(source_ref.to_string()),
+        details: serde_json::json!({
+            "source": source, "source_ref": source_ref,
+            "request_id": (source == GrantSource::Request).then_some(source_ref),
+            "expires_at": expires_at, "late_ms": now - expires_at,
+        }),
     });
     Ok(Some(run_id))
 }

@@ -90,11 +90,18 @@ fn src(p: &str, s: &str) -> SourceFile {
 }
 
 fn config(extra: &str) -> Config {
-    Config::parse(
-        &src("tenure.toml", &format!("{CONFIG}{extra}")),
-        &[src("all.toml", "entitlements = [\"directory:staff\"]\n")],
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    config_with(extra, &[])
+}
+
+/// The base configuration with `extra` appended and more templates beside `all.toml`.
+fn config_with(extra: &str, templates: &[(&str, &str)]) -> Config {
+    config_from(&format!("{CONFIG}{extra}"), templates)
+}
+
+fn config_from(main: &str, templates: &[(&str, &str)]) -> Config {
+    let mut files = vec![src("all.toml", "entitlements = [\"directory:staff\"]\n")];
+    files.extend(templates.iter().map(|(p, t)| src(p, t)));
+    Config::parse(&src("tenure.toml", main), &files).unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Harness {
@@ -107,6 +114,10 @@ struct Harness {
 }
 
 async fn harness_with(extra: &str, secret: Option<&str>) -> Harness {
+    harness_full(config(extra), secret).await
+}
+
+async fn harness_full(config: Config, secret: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let url = match std::env::var("TENURE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
@@ -118,7 +129,7 @@ async fn harness_with(extra: &str, secret: Option<&str>) -> Harness {
         _ => format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
     };
     let clock = Arc::new(ManualClock::new(START));
-    let config = Arc::new(config(extra));
+    let config = Arc::new(config);
     let secret = secret.map(str::to_string);
     let engine = start(&url, &config, &clock, secret.clone()).await;
     let h = Harness {
@@ -625,8 +636,14 @@ async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     assert_eq!(expired.len(), 1);
     assert_eq!(
         expired[0].details,
-        serde_json::json!({ "request_id": a.request_id, "expires_at": START + HOUR, "late_ms": 2 * HOUR })
-            .to_string()
+        serde_json::json!({
+            "source": "request",
+            "source_ref": a.request_id,
+            "request_id": a.request_id,
+            "expires_at": START + HOUR,
+            "late_ms": 2 * HOUR
+        })
+        .to_string()
     );
     h.restart().await;
     h.advance(HOUR).await;
@@ -861,4 +878,174 @@ async fn a_webhook_without_its_secret_refuses_to_start() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("TENURE_WEBHOOK_SECRET"), "{err}");
+}
+
+/// Waits until the person's grant of `entitlement` is in `state`.
+async fn grant_reaches(
+    h: &Harness,
+    person: &str,
+    entitlement: &str,
+    state: GrantState,
+) -> tenure_core::Grant {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(g) = h.grant(person, entitlement).await
+            && g.state == state
+        {
+            return g;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{person}'s {entitlement} never became {state}: {:?}",
+            h.grant(person, entitlement).await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn dba(id: &str, department: &str) -> String {
+    serde_json::json!({ "type": "hire", "person": {
+        "id": id, "name": format!("N {id}"), "email": format!("{id}@example.com"),
+        "worker_type": "employee", "manager": "mia", "department": department,
+        "start_date": "2026-05-01",
+    }})
+    .to_string()
+}
+
+#[tokio::test]
+async fn privileged_birthright_access_expires_and_comes_back_only_through_a_request() {
+    let h = harness_full(
+        config_with(
+            "",
+            &[(
+                "dbas.toml",
+                "entitlements = [\"db:prod-admin\"]\n[match]\ndepartment = [\"Databases\"]\n",
+            )],
+        ),
+        None,
+    )
+    .await;
+    let run = h.send(&dba("pia", "Databases")).await;
+    h.reach(&run, RunState::AwaitingApproval).await;
+    // The window starts when the grant is approved, not when it was planned.
+    h.clock.advance(HOUR);
+    let approval = h.approval_of_run(&run).await;
+    for dba in ["dora", "dan"] {
+        h.decide(&approval.id, dba, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let g = grant_reaches(&h, "pia", "db:prod-admin", GrantState::Granted).await;
+    assert_eq!(g.expires_at, Some(START + HOUR + 8 * HOUR), "{g:?}");
+    let bound = h.audit("grant.time_bound").await;
+    assert_eq!(bound.len(), 1, "{bound:#?}");
+    assert_eq!(
+        bound[0].reason,
+        "privileged-risk access lasts at most 480 minutes"
+    );
+
+    // One millisecond early: still held. At the end of the window: revoked, audited.
+    h.advance(8 * HOUR - 1).await;
+    assert_eq!(
+        h.grant("pia", "db:prod-admin").await.unwrap().state,
+        GrantState::Granted
+    );
+    h.advance(1).await;
+    let g = grant_reaches(&h, "pia", "db:prod-admin", GrantState::Revoked).await;
+    assert_eq!(
+        g.expires_at,
+        Some(START + 9 * HOUR),
+        "the record that it ran out stays"
+    );
+    let expired = h.audit("grant.expired").await;
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    assert!(
+        expired[0].reason.contains("birthright dbas"),
+        "{}",
+        expired[0].reason
+    );
+
+    // The template still matches, but a later change of the person does not give it back.
+    let mut transfer: serde_json::Value = serde_json::from_str(&dba("pia", "Databases")).unwrap();
+    transfer["type"] = "transfer".into();
+    transfer["person"]["title"] = "Senior DBA".into();
+    let run = h.send(&transfer.to_string()).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let detail = h.engine.run_detail(&run).await.unwrap();
+    assert!(
+        detail
+            .steps
+            .iter()
+            .all(|s| s.entitlement.as_deref() != Some("db:prod-admin")),
+        "{:#?}",
+        detail.steps
+    );
+    let note = detail.run.note.unwrap_or_default();
+    assert!(note.contains("time-bound access ended at"), "{note}");
+    assert_eq!(
+        h.grant("pia", "db:prod-admin").await.unwrap().state,
+        GrantState::Revoked
+    );
+
+    // A request brings it back, through the approvals, for a new window.
+    let (_, run) = h
+        .request("pia", "pia", "db:prod-admin", Some(2), false)
+        .await
+        .unwrap();
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&run).await;
+    for who in ["mia", "dora", "dan"] {
+        h.decide(&approval.id, who, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let g = grant_reaches(&h, "pia", "db:prod-admin", GrantState::Granted).await;
+    assert_eq!(g.expires_at, Some(h.clock.now_ms() + 2 * HOUR));
+}
+
+#[tokio::test]
+async fn a_client_contract_bounds_engagement_access_and_a_new_engagement_starts_afresh() {
+    let h = harness_full(
+        config_from(
+            &CONFIG.replace("id = \"acme\"\n", "id = \"acme\"\nmax_access_days = 30\n"),
+            &[(
+                "acme.toml",
+                "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n",
+            )],
+        ),
+        None,
+    )
+    .await;
+    let engagement = |id: &str| {
+        serde_json::json!({ "type": "engagement_start", "person": { "id": "bob" },
+            "engagement": { "id": id, "client": "acme", "role": "consultant" } })
+        .to_string()
+    };
+    let run = h.send(&engagement("e1")).await;
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&run).await;
+    h.decide(&approval.id, "carl", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let g = grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
+    let day = 24 * HOUR;
+    assert_eq!(g.expires_at, Some(START + 30 * day), "{g:?}");
+    h.advance(30 * day).await;
+    grant_reaches(&h, "bob", "crm:acme", GrantState::Revoked).await;
+    let bound = h.audit("grant.time_bound").await;
+    assert_eq!(
+        bound[0].reason,
+        "client `acme` allows access for at most 30 days"
+    );
+
+    // A new engagement with the client is a new contract period: access again, bounded again.
+    let run = h.send(&engagement("e2")).await;
+    h.reach(&run, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&run).await;
+    h.decide(&approval.id, "carl", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let g = grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
+    assert_eq!(g.source_ref, "e2");
+    assert_eq!(g.expires_at, Some(h.clock.now_ms() + 30 * day));
 }

@@ -332,7 +332,9 @@ pub async fn upsert_grants(
     Ok(())
 }
 
-/// Sets many grants' states at once; `granted_at` is set for those that become granted.
+/// Sets many grants' states at once; `granted_at` is set for those that become granted. A grant
+/// revoked before its expiry forgets it (it did not run out: a rehire or a new source may give
+/// it again); one revoked at or after its expiry keeps it as the record that it ran out.
 pub async fn set_grant_states(
     c: &mut AnyConnection,
     rows: &[(String, String, GrantState)],
@@ -343,7 +345,9 @@ pub async fn set_grant_states(
         ") AS v WHERE grants.person_id = v.column1 AND grants.entitlement = v.column2".to_string();
     let prefix = format!(
         "UPDATE grants SET state = v.column3, updated_at = {now},
-           granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END
+           granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END,
+           expires_at = CASE WHEN v.column3 = 'revoked' AND grants.expires_at > {now} THEN NULL
+                             ELSE grants.expires_at END
          FROM (VALUES "
     );
     bulk!(c, rows, 3, prefix.as_str(), suffix.as_str(), |q, r| {
