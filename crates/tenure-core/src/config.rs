@@ -316,8 +316,14 @@ impl Config {
     /// The longest an entitlement may be held in one go, whatever gives it: the approvals
     /// window for `high` and `privileged` risk, the client's `max_access_days` for a client's
     /// entitlement, the shorter of the two when both apply. `None`: standing access is allowed.
-    /// An entitlement not in the catalog is treated as privileged.
+    /// An entitlement not in the catalog is treated as privileged. The client's terms are the
+    /// configured ones; [`Config::time_bound_with`] also reads what events told of the client.
     pub fn time_bound(&self, entitlement: &str) -> Option<TimeBound> {
+        self.time_bound_with(entitlement, &ClientFacts::default())
+    }
+
+    /// [`Config::time_bound`], with the client's terms as `clients` knows them.
+    pub fn time_bound_with(&self, entitlement: &str, clients: &ClientFacts) -> Option<TimeBound> {
         let e = self.entitlements.get(entitlement);
         let risky = e.is_none_or(|e| matches!(e.risk, Risk::High | Risk::Privileged));
         let by_risk = risky.then(|| TimeBound {
@@ -329,8 +335,8 @@ impl Config {
             ),
         });
         let by_client = e
-            .and_then(|e| e.client.as_ref())
-            .and_then(|c| self.clients.get(c))
+            .and_then(|e| e.client.as_deref())
+            .and_then(|c| clients.get(self, c))
             .and_then(|c| {
                 c.max_access_days.map(|d| TimeBound {
                     ms: i64::from(d) * 86_400_000,
@@ -341,6 +347,76 @@ impl Config {
             (Some(a), Some(b)) => Some(if b.ms < a.ms { b } else { a }),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The clients whose terms can bear on `person`'s access: those of their engagements, of
+    /// the entitlements they hold or asked for (`entitlements`), and of the entitlements the
+    /// person-matched templates give.
+    pub fn clients_involved<'a>(
+        &'a self,
+        engagements: &'a [crate::model::Engagement],
+        entitlements: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeSet<&'a str> {
+        let of = |e: &str| self.entitlements.get(e).and_then(|e| e.client.as_deref());
+        let by_templates = self
+            .templates
+            .iter()
+            .filter(|t| !t.rule.is_engagement_rule())
+            .flat_map(|t| t.entitlements.iter())
+            .filter_map(|e| of(e));
+        engagements
+            .iter()
+            .map(|g| g.client_id.as_str())
+            .chain(entitlements.into_iter().filter_map(of))
+            .chain(by_templates)
+            .collect()
+    }
+}
+
+/// What the engine knows of clients beyond `tenure.toml`: an engagement event may carry its
+/// client in full (its attributes and contract terms, from the staffing system), and what it
+/// says is stored and wins over the configured values, attribute by attribute. Policy, the
+/// approvers and time bounds read clients through here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientFacts {
+    told: BTreeMap<String, Client>,
+}
+
+impl ClientFacts {
+    /// The clients as stored from events, each merged over its configured self.
+    pub fn new(config: &Config, told: impl IntoIterator<Item = Client>) -> ClientFacts {
+        let mut facts = ClientFacts::default();
+        for c in told {
+            facts.tell(config, c);
+        }
+        facts
+    }
+
+    /// Adds what one more event told of a client (the latest word wins).
+    pub fn tell(&mut self, config: &Config, told: Client) {
+        let merged = merge_client(config.clients.get(&told.id), told);
+        self.told.insert(merged.id.clone(), merged);
+    }
+
+    /// The client `id`: as told by events when they did, else as configured.
+    pub fn get<'a>(&'a self, config: &'a Config, id: &str) -> Option<&'a Client> {
+        self.told.get(id).or_else(|| config.clients.get(id))
+    }
+}
+
+/// `told` over `configured`: its name, its attributes over the configured ones, its
+/// `max_access_days` when it has one.
+pub fn merge_client(configured: Option<&Client>, told: Client) -> Client {
+    let Some(configured) = configured else {
+        return told;
+    };
+    let mut attributes = configured.attributes.clone();
+    attributes.extend(told.attributes);
+    Client {
+        id: told.id,
+        name: told.name,
+        attributes,
+        max_access_days: told.max_access_days.or(configured.max_access_days),
     }
 }
 
@@ -1170,7 +1246,7 @@ fn validate_import(
 }
 
 /// The longest contract window a client may set (ten years).
-const MAX_ACCESS_DAYS: i64 = 3650;
+pub const MAX_ACCESS_DAYS: i64 = 3650;
 
 /// Ids are non-empty and made of letters, digits, `-`, `_`, `.` and `:`.
 pub fn valid_id(id: &str) -> bool {
@@ -1258,6 +1334,61 @@ client = "acme"
         );
         assert_eq!(c.time_bound("crm:acme-admin").unwrap().ms, 2 * 3_600_000);
         assert_eq!(c.time_bound("not:in-catalog").unwrap().ms, 2 * 3_600_000);
+    }
+
+    #[test]
+    fn what_events_tell_of_a_client_wins_term_by_term() {
+        let main = file(
+            "tenure.toml",
+            r#"
+[[systems]]
+id = "crm"
+connector = "sandbox"
+[[clients]]
+id = "acme"
+name = "Acme Corp"
+max_access_days = 30
+[clients.attributes]
+data_region = "eu"
+owner = "carl"
+[[entitlements]]
+id = "crm:acme"
+system = "crm"
+client = "acme"
+"#,
+        );
+        let c = Config::parse(&main, &[]).unwrap();
+        let told = |attrs: serde_json::Value, days: Option<u32>| Client {
+            id: "acme".into(),
+            name: "Acme".into(),
+            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            max_access_days: days,
+        };
+        let facts = ClientFacts::new(&c, [told(serde_json::json!({ "data_region": "us" }), None)]);
+        let acme = facts.get(&c, "acme").unwrap();
+        assert_eq!(acme.name, "Acme");
+        assert_eq!(
+            serde_json::Value::Object(acme.attributes.clone()),
+            serde_json::json!({ "data_region": "us", "owner": "carl" })
+        );
+        // No word on the contract's length: the configured one holds.
+        assert_eq!(
+            c.time_bound_with("crm:acme", &facts).unwrap().ms,
+            30 * 86_400_000
+        );
+        let mut facts = facts;
+        facts.tell(&c, told(serde_json::json!({}), Some(7)));
+        assert_eq!(
+            c.time_bound_with("crm:acme", &facts).unwrap().ms,
+            7 * 86_400_000
+        );
+        assert_eq!(c.time_bound("crm:acme").unwrap().ms, 30 * 86_400_000);
+        // A client the configuration does not know is taken as told.
+        assert!(ClientFacts::default().get(&c, "globex").is_none());
+        let mut globex = told(serde_json::json!({}), Some(5));
+        globex.id = "globex".into();
+        let facts = ClientFacts::new(&c, [globex]);
+        assert_eq!(facts.get(&c, "globex").unwrap().max_access_days, Some(5));
     }
 
     const MAIN: &str = r#"

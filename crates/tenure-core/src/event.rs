@@ -190,6 +190,28 @@ pub fn parse_event(body: &[u8]) -> Result<EventInput, EventError> {
     Ok(event)
 }
 
+/// A client carried in full: a name, attributes within the limits, contract terms in range.
+fn check_client(c: &Client) -> Result<(), EventError> {
+    if c.name.trim().is_empty() {
+        return Err(EventError::new(
+            "engagement.client.name",
+            "must not be empty",
+        ));
+    }
+    if let Some(d) = c.max_access_days
+        && !(1..=crate::config::MAX_ACCESS_DAYS).contains(&i64::from(d))
+    {
+        return Err(EventError::new(
+            "engagement.client.max_access_days",
+            format!(
+                "must be a whole number of days from 1 to {}",
+                crate::config::MAX_ACCESS_DAYS
+            ),
+        ));
+    }
+    check_attributes("engagement.client.attributes", &c.attributes)
+}
+
 /// Checks what the type system cannot: required fields per event type and value formats.
 pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
     let p = &e.person;
@@ -219,7 +241,7 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
         ));
     }
     if let Some(attrs) = &p.attributes {
-        check_attributes(attrs)?;
+        check_attributes("person.attributes", attrs)?;
     }
     match e.kind {
         EventType::Hire | EventType::Rehire => {
@@ -253,6 +275,9 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
                 ));
             };
             check_id("engagement.client", en.client.id())?;
+            if let ClientInput::Full(c) = &en.client {
+                check_client(c)?;
+            }
             if en.role.trim().is_empty() {
                 return Err(EventError::new("engagement.role", "must not be empty"));
             }
@@ -461,13 +486,16 @@ pub fn apply_event(
 
 /// Person attribute names are identifiers policy can read (`nda_signed`); values are booleans,
 /// strings, integers, lists of strings, or `null` to remove one.
-fn check_attributes(attrs: &serde_json::Map<String, serde_json::Value>) -> Result<(), EventError> {
+fn check_attributes(
+    at: &str,
+    attrs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), EventError> {
     use serde_json::Value;
     for (k, v) in attrs {
-        let field = format!("person.attributes.{k}");
+        let field = format!("{at}.{k}");
         if !crate::model::is_attribute_name(k) {
             return Err(EventError::new(
-                "person.attributes",
+                at,
                 format!(
                     "`{k}` is not an attribute name (letters, digits and `_`, at most 64, not starting with a digit)"
                 ),
@@ -535,6 +563,38 @@ mod tests {
 
     fn err(body: &str) -> EventError {
         parse_event(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_client_carried_in_full_is_checked() {
+        let start = |client: &str| {
+            format!(
+                r#"{{"type":"engagement_start","person":{{"id":"p"}},"engagement":{{"role":"r","client":{client}}}}}"#
+            )
+        };
+        let e = err(&start(r#"{"id":"acme","name":" "}"#));
+        assert_eq!(e.field, "engagement.client.name");
+        let e = err(&start(r#"{"id":"acme","name":"Acme","max_access_days":0}"#));
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            (
+                "engagement.client.max_access_days",
+                "must be a whole number of days from 1 to 3650"
+            )
+        );
+        let e = err(&start(
+            r#"{"id":"acme","name":"Acme","attributes":{"region":{"eu":1}}}"#,
+        ));
+        assert_eq!(e.field, "engagement.client.attributes.region");
+        let ok = parse_event(
+            start(r#"{"id":"acme","name":"Acme","max_access_days":30,"attributes":{"nda_required":true}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        match &ok.engagement.unwrap().client {
+            ClientInput::Full(c) => assert_eq!(c.max_access_days, Some(30)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

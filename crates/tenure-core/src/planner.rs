@@ -9,7 +9,7 @@
 //!   accounts disabled in phase 0;
 //! - phase 2: delete disabled accounts on systems whose retention is `delete`.
 
-use crate::config::Config;
+use crate::config::{ClientFacts, Config};
 use crate::model::{
     Account, AccountState, Engagement, Grant, GrantSource, GrantState, Person, PersonStatus,
     Retention, string_enum,
@@ -114,6 +114,7 @@ pub struct Desired {
 /// Computes the access `person` should hold on `today` (at `now_ms` for request expiry).
 pub fn desired_access(
     config: &Config,
+    clients: &ClientFacts,
     person: &Person,
     engagements: &[Engagement],
     grants: &[Grant],
@@ -139,7 +140,7 @@ pub fn desired_access(
         (same_source
             && at <= now_ms
             && employed_since.is_none_or(|s| at >= s)
-            && config.time_bound(ent).is_some())
+            && config.time_bound_with(ent, clients).is_some())
         .then_some(at)
     };
     let want =
@@ -466,7 +467,7 @@ client = "globex"
         accounts: &mut Vec<Account>,
         grants: &mut Vec<Grant>,
     ) -> Plan {
-        let d = desired_access(c, p, en, grants, today(), 0);
+        let d = desired_access(c, &ClientFacts::default(), p, en, grants, today(), 0);
         let plan = plan(c, &d, accounts, grants, false);
         for s in &plan.steps {
             apply_step(&p.id, s, accounts, grants, 0);
@@ -489,7 +490,7 @@ client = "globex"
             expires_at: Some(1_000),
         };
         let wants = |grants: &[Grant], p: &Person, now: i64| {
-            desired_access(&c, p, &en, grants, today(), now)
+            desired_access(&c, &ClientFacts::default(), p, &en, grants, today(), now)
         };
         // Ran out (revoked at its expiry, or due and not yet revoked): skipped, with the reason.
         for state in [GrantState::Revoked, GrantState::Granted] {
@@ -533,20 +534,38 @@ client = "globex"
         };
         let d = desired_access(
             &c,
+            &ClientFacts::default(),
+            &p,
+            &[engagement("globex", true)],
+            std::slice::from_ref(&standing),
+            today(),
+            5_000,
+        );
+        assert!(d.entitlements.contains_key("crm:globex"));
+        // Unless what an event told of the client bounds it.
+        let told = crate::model::Client {
+            id: "globex".into(),
+            name: "Globex".into(),
+            attributes: Default::default(),
+            max_access_days: Some(7),
+        };
+        let d = desired_access(
+            &c,
+            &ClientFacts::new(&c, [told]),
             &p,
             &[engagement("globex", true)],
             &[standing],
             today(),
             5_000,
         );
-        assert!(d.entitlements.contains_key("crm:globex"));
+        assert!(!d.entitlements.contains_key("crm:globex"), "{d:?}");
     }
 
     #[test]
     fn hire_creates_accounts_before_grants() {
         let c = config();
         let p = person("Engineering", PersonStatus::Active);
-        let d = desired_access(&c, &p, &[], &[], today(), 0);
+        let d = desired_access(&c, &ClientFacts::default(), &p, &[], &[], today(), 0);
         let plan = plan(&c, &d, &[], &[], false);
         let creates: Vec<_> = plan
             .steps
@@ -571,7 +590,7 @@ client = "globex"
         let p = person("Engineering", PersonStatus::Active);
         run_to_completion(&c, &p, &[engagement("acme", true)], &mut a, &mut g);
         let gone = person("Engineering", PersonStatus::Terminated);
-        let d = desired_access(&c, &gone, &[], &g, today(), 0);
+        let d = desired_access(&c, &ClientFacts::default(), &gone, &[], &g, today(), 0);
         let plan = plan(&c, &d, &a, &g, false);
         let phase = |act: Action| {
             plan.steps
@@ -599,6 +618,7 @@ client = "globex"
         );
         let d = desired_access(
             &c,
+            &ClientFacts::default(),
             &person("Sales", PersonStatus::Active),
             &[],
             &g,
@@ -635,6 +655,7 @@ client = "globex"
         );
         let d = desired_access(
             &c,
+            &ClientFacts::default(),
             &p,
             &[engagement("acme", false), engagement("globex", true)],
             &g,
@@ -651,7 +672,15 @@ client = "globex"
     fn unknown_client_entitlements_are_skipped_not_planned() {
         let c = config();
         let p = person("Engineering", PersonStatus::Active);
-        let d = desired_access(&c, &p, &[engagement("initech", true)], &[], today(), 0);
+        let d = desired_access(
+            &c,
+            &ClientFacts::default(),
+            &p,
+            &[engagement("initech", true)],
+            &[],
+            today(),
+            0,
+        );
         assert_eq!(d.skipped.len(), 1);
         assert_eq!(d.skipped[0].entitlement, "crm:initech");
     }
@@ -693,7 +722,7 @@ client = "globex"
             let (mut a, mut g) = (vec![], vec![]);
             for (p, en) in &history {
                 run_to_completion(&c, p, en, &mut a, &mut g);
-                let d = desired_access(&c, p, en, &g, today(), 0);
+                let d = desired_access(&c, &ClientFacts::default(), p, en, &g, today(), 0);
                 let again = plan(&c, &d, &a, &g, false);
                 prop_assert!(again.steps.is_empty(), "replan not empty: {:?}", again.steps);
                 let held: BTreeSet<_> = g.iter().filter(|g| g.is_held()).map(|g| g.entitlement.clone()).collect();

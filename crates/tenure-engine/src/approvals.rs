@@ -61,7 +61,7 @@ pub struct ApprovalDetail {
 /// problem.
 fn window(
     config: &tenure_core::config::Config,
-    entitlement: &str,
+    bound: Option<tenure_core::config::TimeBound>,
     requested: Option<i64>,
     break_glass: bool,
 ) -> std::result::Result<Option<i64>, String> {
@@ -70,7 +70,7 @@ fn window(
     {
         return Err("must be a positive number of seconds".into());
     }
-    let mut max = config.time_bound(entitlement);
+    let mut max = bound;
     if break_glass {
         let cap = config.approvals.break_glass_max_ms;
         if max.as_ref().is_none_or(|m| m.ms > cap) {
@@ -102,10 +102,11 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
             format!("no entitlement `{}` in the catalog", req.entitlement),
         ));
     };
-    window(config, &ent.id, req.duration_ms, req.break_glass)
-        .map_err(|m| invalid("duration_secs", m))?;
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let bound = planning::time_bound(tx.conn(), config, &ent.id).await?;
+    window(config, bound, req.duration_ms, req.break_glass)
+        .map_err(|m| invalid("duration_secs", m))?;
     let person = tenure_store::get_person(tx.conn(), &req.person_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("person `{}`", req.person_id)))?;
@@ -369,9 +370,10 @@ async fn stage_approvers(
             .map(|o| settings.members(o))
             .unwrap_or_default(),
         StageKind::ClientOwner => {
+            let clients = planning::client_facts_of(tx.conn(), &rules.config, entitlement).await?;
             let client = ent
-                .and_then(|e| e.client.as_ref())
-                .and_then(|c| rules.config.clients.get(c));
+                .and_then(|e| e.client.as_deref())
+                .and_then(|c| clients.get(&rules.config, c));
             match client.and_then(|c| c.attributes.get("owner")) {
                 Some(serde_json::Value::String(o)) => settings.members(o),
                 Some(serde_json::Value::Array(list)) => list
@@ -701,7 +703,8 @@ async fn finish_approved(
         // Planned time-bound access: its window starts now. A request's starts in
         // `release_request`.
         if row.request_id.is_none()
-            && let Some(bound) = inner.rules().config.time_bound(&row.entitlement)
+            && let Some(bound) =
+                planning::time_bound(tx.conn(), &inner.rules().config, &row.entitlement).await?
             && let Some((g, _)) = tenure_store::grants_of(tx.conn(), &row.person_id)
                 .await?
                 .into_iter()
@@ -758,13 +761,10 @@ async fn release_request(
     actor: &str,
     now: i64,
 ) -> Result<()> {
-    let window = window(
-        &inner.rules().config,
-        &r.entitlement,
-        r.duration_ms,
-        r.break_glass,
-    )
-    .map_err(|m| EngineError::Conflict(format!("request {}: {m}", r.id)))?;
+    let rules = inner.rules();
+    let bound = planning::time_bound(tx.conn(), &rules.config, &r.entitlement).await?;
+    let window = window(&rules.config, bound, r.duration_ms, r.break_glass)
+        .map_err(|m| EngineError::Conflict(format!("request {}: {m}", r.id)))?;
     let expires_at = window.map(|w| now + w);
     tenure_store::decide_request(tx.conn(), &r.id, "approved", expires_at, now).await?;
     // The grant row is this request's now (an extension takes over the one held).
@@ -1108,25 +1108,23 @@ client = "acme"
         let config = tenure_core::config::Config::parse(&main, &[]).expect("config");
         let h = 3_600_000;
         let day = 24 * h;
-        assert_eq!(window(&config, "chat:low", None, false), Ok(None));
-        assert_eq!(window(&config, "chat:low", Some(h), false), Ok(Some(h)));
-        assert_eq!(window(&config, "erp:admin", None, false), Ok(Some(8 * h)));
+        let w = |e: &str, d, bg| window(&config, config.time_bound(e), d, bg);
+        assert_eq!(w("chat:low", None, false), Ok(None));
+        assert_eq!(w("chat:low", Some(h), false), Ok(Some(h)));
+        assert_eq!(w("erp:admin", None, false), Ok(Some(8 * h)));
         assert_eq!(
-            window(&config, "erp:admin", Some(9 * h), false),
+            w("erp:admin", Some(9 * h), false),
             Err("privileged-risk access lasts at most 480 minutes".into())
         );
-        assert_eq!(window(&config, "chat:low", None, true), Ok(Some(h)));
-        assert!(window(&config, "chat:low", Some(2 * h), true).is_err());
-        assert!(window(&config, "chat:low", Some(0), false).is_err());
+        assert_eq!(w("chat:low", None, true), Ok(Some(h)));
+        assert!(w("chat:low", Some(2 * h), true).is_err());
+        assert!(w("chat:low", Some(0), false).is_err());
         // The client's contract caps low-risk access too, and the shorter bound wins.
-        assert_eq!(window(&config, "crm:acme", None, false), Ok(Some(30 * day)));
+        assert_eq!(w("crm:acme", None, false), Ok(Some(30 * day)));
         assert_eq!(
-            window(&config, "crm:acme", Some(31 * day), false),
+            w("crm:acme", Some(31 * day), false),
             Err("client `acme` allows access for at most 30 days".into())
         );
-        assert_eq!(
-            window(&config, "crm:acme-admin", None, false),
-            Ok(Some(8 * h))
-        );
+        assert_eq!(w("crm:acme-admin", None, false), Ok(Some(8 * h)));
     }
 }

@@ -6,7 +6,7 @@ use chrono::DateTime;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::approval::StageKind;
-use tenure_core::config::Config;
+use tenure_core::config::{ClientFacts, Config, TimeBound};
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
@@ -168,14 +168,17 @@ pub(crate) async fn plan_run(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
+    let clients = client_facts(tx.conn(), &rules.config, &all_engagements, &grants).await?;
+    let state = State {
+        person: &applied.person,
+        engagements: &all_engagements,
+        accounts: &accounts,
+        grants: &grants,
+        clients: &clients,
+    };
     let mut computed = compute(
         &rules,
-        &State {
-            person: &applied.person,
-            engagements: &all_engagements,
-            accounts: &accounts,
-            grants: &grants,
-        },
+        &state,
         applied.attributes_changed && stored.is_some(),
         now,
     );
@@ -198,9 +201,8 @@ pub(crate) async fn plan_run(
         inner,
         tx,
         run,
-        &applied.person,
+        &state,
         computed,
-        &grants,
         priority,
         reason,
         request.as_ref(),
@@ -235,18 +237,17 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         .map(|(g, _)| g)
         .collect();
     let rules = inner.rules();
+    let clients = client_facts(tx.conn(), &rules.config, &engagements, &grants).await?;
     let state = State {
         person: &person,
         engagements: &engagements,
         accounts: &accounts,
         grants: &grants,
+        clients: &clients,
     };
     let computed = compute(&rules, &state, false, now);
     let reason = format!("rules changed: {}", rules.label);
-    store_plan(
-        inner, tx, run, &person, computed, &grants, 10, reason, None, now,
-    )
-    .await?;
+    store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
 }
 
@@ -256,6 +257,53 @@ pub(crate) struct State<'a> {
     pub engagements: &'a [tenure_core::Engagement],
     pub accounts: &'a [tenure_core::Account],
     pub grants: &'a [Grant],
+    /// What events told of the clients involved.
+    pub clients: &'a ClientFacts,
+}
+
+/// What events told of `entitlement`'s client, if it has one.
+pub(crate) async fn client_facts_of(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    entitlement: &str,
+) -> Result<ClientFacts> {
+    let told = match config
+        .entitlements
+        .get(entitlement)
+        .and_then(|e| e.client.as_deref())
+    {
+        Some(id) => tenure_store::clients_by_ids(c, &[id]).await?,
+        None => Vec::new(),
+    };
+    Ok(ClientFacts::new(config, told))
+}
+
+/// `entitlement`'s time bound, with its client's terms as events told of them.
+pub(crate) async fn time_bound(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    entitlement: &str,
+) -> Result<Option<TimeBound>> {
+    let clients = client_facts_of(c, config, entitlement).await?;
+    Ok(config.time_bound_with(entitlement, &clients))
+}
+
+/// What events told of the clients that bear on a person's access (see [`ClientFacts`]).
+pub(crate) async fn client_facts(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    engagements: &[tenure_core::Engagement],
+    grants: &[Grant],
+) -> Result<ClientFacts> {
+    let ids: Vec<&str> = config
+        .clients_involved(engagements, grants.iter().map(|g| g.entitlement.as_str()))
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Ok(ClientFacts::default());
+    }
+    let told = tenure_store::clients_by_ids(c, &ids).await?;
+    Ok(ClientFacts::new(config, told))
 }
 
 /// A plan with policy's decisions on its grants.
@@ -279,6 +327,7 @@ pub(crate) fn compute(
         .date_naive();
     let mut desired = planner::desired_access(
         config,
+        state.clients,
         state.person,
         state.engagements,
         state.grants,
@@ -288,6 +337,7 @@ pub(crate) fn compute(
     let authorized = authorize_grants(
         config,
         &rules.policy,
+        state.clients,
         state.person,
         &mut desired,
         state.grants,
@@ -306,12 +356,14 @@ pub(crate) fn compute(
 /// window as it is planned; a grant that waits for approval gets it when approved. Held access
 /// without a window, or with a longer one than the rules now allow (a client's contract
 /// changed), is bound from now. A request's own grant is bound by the request's flow.
+#[allow(clippy::too_many_arguments)]
 async fn bound_planned_grants(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     planned: &[(Grant, String)],
     held: &[&Grant],
+    clients: &ClientFacts,
     request: Option<&tenure_store::RequestRow>,
     now: i64,
 ) -> Result<()> {
@@ -325,11 +377,11 @@ async fn bound_planned_grants(
                 && g.source != GrantSource::Request
                 && request.is_none_or(|r| r.entitlement != g.entitlement)
         })
-        .filter_map(|g| Some((g, config.time_bound(&g.entitlement)?)));
+        .filter_map(|g| Some((g, config.time_bound_with(&g.entitlement, clients)?)));
     let held = held
         .iter()
         .filter(|g| g.state == GrantState::Granted && g.source != GrantSource::Request)
-        .filter_map(|g| Some((*g, config.time_bound(&g.entitlement)?)))
+        .filter_map(|g| Some((*g, config.time_bound_with(&g.entitlement, clients)?)))
         .filter(|(g, bound)| {
             g.expires_at
                 .is_none_or(|at| at > now.saturating_add(bound.ms))
@@ -357,9 +409,8 @@ async fn store_plan(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
-    person: &Person,
+    state: &State<'_>,
     computed: Computed,
-    held: &[Grant],
     priority: i64,
     reason: String,
     request: Option<&tenure_store::RequestRow>,
@@ -447,11 +498,22 @@ async fn store_plan(
         .filter(|s| s.action == Action::Revoke)
         .filter_map(|s| s.entitlement.as_deref())
         .collect();
-    let held: Vec<&Grant> = held
+    let held: Vec<&Grant> = state
+        .grants
         .iter()
         .filter(|g| !revoking.contains(g.entitlement.as_str()))
         .collect();
-    bound_planned_grants(inner, tx, run, &grants_pending, &held, request, now).await?;
+    bound_planned_grants(
+        inner,
+        tx,
+        run,
+        &grants_pending,
+        &held,
+        state.clients,
+        request,
+        now,
+    )
+    .await?;
     let mut note = serde_json::Map::new();
     if !plan.skipped.is_empty() {
         note.insert("skipped".into(), serde_json::json!(plan.skipped));
@@ -460,7 +522,7 @@ async fn store_plan(
     let note = (!note.is_empty()).then(|| serde_json::Value::Object(note).to_string());
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
     let mut details = serde_json::json!({
-        "status": person.status,
+        "status": state.person.status,
         "steps": plan.steps.iter().map(|s| serde_json::json!({
             "phase": s.phase, "action": s.action, "system": s.system, "entitlement": s.entitlement,
             "source": s.source, "source_ref": s.source_ref,
@@ -639,6 +701,7 @@ impl Authorized {
 pub(crate) fn authorize_grants(
     config: &Config,
     policy: &PolicyEngine,
+    clients: &ClientFacts,
     person: &Person,
     desired: &mut planner::Desired,
     grants: &[Grant],
@@ -678,7 +741,7 @@ pub(crate) fn authorize_grants(
         let Some(ent) = config.entitlements.get(id) else {
             continue;
         };
-        let client = ent.client.as_ref().and_then(|c| config.clients.get(c));
+        let client = ent.client.as_deref().and_then(|c| clients.get(config, c));
         let mut decision = if policy.is_enforcing() {
             policy.authorize(
                 person,

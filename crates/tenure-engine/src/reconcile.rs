@@ -10,7 +10,7 @@ use crate::{EngineError, Inner, Result, Rules};
 use chrono::DateTime;
 use serde::Serialize;
 use std::sync::Arc;
-use tenure_core::config::Config;
+use tenure_core::config::{ClientFacts, Config};
 use tenure_core::event::{EventInput, apply_event};
 use tenure_core::planner::{Action, PlannedStep, Skipped};
 use tenure_core::run::RunState;
@@ -91,12 +91,13 @@ impl WhatIf {
     }
 }
 
-fn state(p: &PersonState) -> State<'_> {
+fn state<'a>(p: &'a PersonState, clients: &'a ClientFacts) -> State<'a> {
     State {
         person: &p.person,
         engagements: &p.engagements,
         accounts: &p.accounts,
         grants: &p.grants,
+        clients,
     }
 }
 
@@ -117,6 +118,11 @@ async fn scan(
     now: i64,
     mut each: impl FnMut(&PersonState, Computed),
 ) -> Result<()> {
+    // What events told of clients, once for the whole scan (clients are few, people many).
+    let mut c = store.reader().await?;
+    let told = tenure_store::list_clients(&mut c).await?;
+    drop(c);
+    let clients = ClientFacts::new(&rules.config, told);
     let mut after: Option<String> = None;
     loop {
         let mut c = store.reader().await?;
@@ -127,7 +133,7 @@ async fn scan(
         };
         after = Some(last.person.id.clone());
         for p in &page {
-            let computed = planning::compute(rules, &state(p), false, now);
+            let computed = planning::compute(rules, &state(p, &clients), false, now);
             each(p, computed);
         }
     }
@@ -154,7 +160,6 @@ pub async fn what_if_event(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
-    drop(c);
     let applied = apply_event(event, stored.as_ref(), &engagements, today)
         .map_err(|e| EngineError::Conflict(e.to_string()))?;
     let mut all = engagements;
@@ -164,6 +169,12 @@ pub async fn what_if_event(
             None => all.push(en.clone()),
         }
     }
+    // The event's own word on its client counts, as it would once stored.
+    let mut clients = planning::client_facts(&mut c, &rules.config, &all, &grants).await?;
+    drop(c);
+    if let Some(told) = &applied.client {
+        clients.tell(&rules.config, told.clone());
+    }
     let computed = planning::compute(
         rules,
         &State {
@@ -171,6 +182,7 @@ pub async fn what_if_event(
             engagements: &all,
             accounts: &accounts,
             grants: &grants,
+            clients: &clients,
         },
         applied.attributes_changed && stored.is_some(),
         now,

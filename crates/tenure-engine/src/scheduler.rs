@@ -13,7 +13,7 @@
 //! Time is the engine's injected clock: tests move a `ManualClock` and wake the loop.
 
 use crate::ingest::{self, Submission};
-use crate::{Inner, Result, approvals, worker};
+use crate::{Inner, Result, approvals, planning, worker};
 use chrono::{DateTime, NaiveDate};
 use std::sync::Arc;
 use std::time::Duration;
@@ -304,14 +304,25 @@ async fn expire_grant(
     // carried over into another source's window here; that source gives it anew, with its own
     // approval and window, on the person's next run.
     if let Some(person) = tenure_store::get_person(tx.conn(), person_id).await?
-        && rules.config.time_bound(entitlement).is_none()
+        && planning::time_bound(tx.conn(), &rules.config, entitlement)
+            .await?
+            .is_none()
     {
         let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
+        let clients =
+            planning::client_facts(tx.conn(), &rules.config, &engagements, &grants).await?;
         let today = DateTime::from_timestamp_millis(now)
             .unwrap_or_default()
             .date_naive();
-        let desired =
-            planner::desired_access(&rules.config, &person, &engagements, &grants, today, now);
+        let desired = planner::desired_access(
+            &rules.config,
+            &clients,
+            &person,
+            &engagements,
+            &grants,
+            today,
+            now,
+        );
         if let Some(want) = desired.entitlements.get(entitlement) {
             let mut kept = grant.clone();
             kept.source = want.source;

@@ -535,3 +535,58 @@ async fn client_contract_rules_read_facts_that_come_with_the_person() {
         serde_json::json!(["client-nda-signed"])
     );
 }
+
+#[tokio::test]
+async fn client_terms_that_come_with_an_engagement_are_enforced() {
+    let h = harness().await;
+    let note_of = |d: &tenure_engine::RunDetail| -> Value {
+        d.run
+            .note
+            .as_deref()
+            .map_or(Value::Null, |n| serde_json::from_str(n).unwrap())
+    };
+    let start = |person: &str, client: Value| {
+        serde_json::json!({ "type": "engagement_start", "person": { "id": person },
+            "engagement": { "client": client, "role": "consultant" } })
+        .to_string()
+    };
+
+    // Configured, acme keeps its data in the EU: staff in Austin are refused.
+    let run = h.send(&hire("u1", "employee", "Engineer", "Austin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let run = h.send(&start("u1", "acme".into())).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert!(grants_in(&d.steps).is_empty(), "{:#?}", d.steps);
+    assert_eq!(
+        note_of(&d)["denied"][0]["policies"],
+        serde_json::json!(["eu-data-stays-with-eu-staff"])
+    );
+
+    // The staffing system says acme's new contract keeps its data in the US: its word wins.
+    let us =
+        serde_json::json!({ "id": "acme", "name": "Acme", "attributes": { "data_region": "us" } });
+    let run = h.send(&start("u1", us.clone())).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert_eq!(grants_in(&d.steps), vec!["crm:acme"], "{:#?}", d.steps);
+
+    // And a term the configuration does not have binds as well: an NDA for acme's work.
+    let nda = serde_json::json!({ "id": "acme", "name": "Acme",
+        "attributes": { "data_region": "us", "nda_required": true } });
+    let run = h.send(&hire("u3", "employee", "Engineer", "Austin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let run = h.send(&start("u3", nda)).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert!(grants_in(&d.steps).is_empty(), "{:#?}", d.steps);
+    assert_eq!(
+        note_of(&d)["denied"][0]["policies"],
+        serde_json::json!(["client-nda-signed"])
+    );
+
+    // What-if of such an event reads the event's own terms, before anything is stored.
+    let us_again = parse_event(start("u3", us).as_bytes()).unwrap();
+    let w = h.engine.what_if_event(&us_again).await.unwrap();
+    assert_eq!(w.grants, 1, "{w:#?}");
+}

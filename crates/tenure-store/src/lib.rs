@@ -16,6 +16,8 @@ mod tx;
 pub use approvals::*;
 pub use queries::*;
 pub use scim::*;
+/// The connection type the queries take (a transaction's or a pooled reader's).
+pub use sqlx::AnyConnection;
 pub use tasks::*;
 pub use tx::{NewAudit, Tx};
 

@@ -142,6 +142,24 @@ pub async fn list_clients(c: &mut AnyConnection) -> Result<Vec<Client>> {
         .collect()
 }
 
+/// The stored clients among `ids` (those an event carried in full).
+pub async fn clients_by_ids(c: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Client>> {
+    let mut out = Vec::new();
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut sql = String::from("SELECT data FROM clients WHERE id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(json(&r.try_get::<String, _>(0)?)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The person's engagements, active or not.
 pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Engagement>> {
     let rows = sqlx::query("SELECT data FROM engagements WHERE person_id = $1 ORDER BY id")

@@ -140,7 +140,8 @@ async fn seed(store: &Store, config: &tenure_core::config::Config, n: usize) -> 
                 status: PersonStatus::Active,
                 attributes: Default::default(),
             };
-            let desired = planner::desired_access(config, &person, &[], &[], today, now);
+            let desired =
+                planner::desired_access(config, &Default::default(), &person, &[], &[], today, now);
             for system in &desired.systems {
                 accounts.push((person.id.clone(), system.clone(), AccountState::Active));
             }
