@@ -176,12 +176,7 @@ pub(crate) async fn plan_run(
         grants: &grants,
         clients: &clients,
     };
-    let mut computed = compute(
-        &rules,
-        &state,
-        applied.attributes_changed && stored.is_some(),
-        now,
-    );
+    let mut computed = compute(&rules, &state, Changed::by(&applied, stored.as_ref()), now);
     if let Some(r) = &request {
         computed
             .authorized
@@ -245,7 +240,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         grants: &grants,
         clients: &clients,
     };
-    let computed = compute(&rules, &state, false, now);
+    let computed = compute(&rules, &state, Changed::default(), now);
     let reason = format!("rules changed: {}", rules.label);
     store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
@@ -312,15 +307,31 @@ pub(crate) struct Computed {
     pub authorized: Authorized,
 }
 
+/// What an event changed, which decides how much of the person's access is looked at anew.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Changed {
+    /// Attributes that accounts carry (name, email, title, ...): every account kept is updated.
+    pub account_attributes: bool,
+    /// A fact policy reads (the person's, or their client's terms): access already held is
+    /// judged again, and what policy now forbids is revoked.
+    pub facts: bool,
+}
+
+impl Changed {
+    /// What applying an event to `stored` changed.
+    pub(crate) fn by(applied: &tenure_core::event::Applied, stored: Option<&Person>) -> Changed {
+        Changed {
+            account_attributes: applied.attributes_changed && stored.is_some(),
+            facts: stored.is_some_and(|s| *s != applied.person) || applied.client.is_some(),
+        }
+    }
+}
+
 /// The one place a plan is computed, for runs and for what-if alike: desired access from the
-/// templates, engagements and requests; policy and separation of duties on every new grant;
-/// the diff against what the person holds.
-pub(crate) fn compute(
-    rules: &Rules,
-    state: &State<'_>,
-    attributes_changed: bool,
-    now: i64,
-) -> Computed {
+/// templates, engagements and requests; policy and separation of duties on every new grant
+/// (and on held access when the facts policy reads changed); the diff against what the person
+/// holds.
+pub(crate) fn compute(rules: &Rules, state: &State<'_>, changed: Changed, now: i64) -> Computed {
     let config = &rules.config;
     let today = DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
@@ -341,13 +352,14 @@ pub(crate) fn compute(
         state.person,
         &mut desired,
         state.grants,
+        changed.facts,
     );
     let plan = planner::plan(
         config,
         &desired,
         state.accounts,
         state.grants,
-        attributes_changed,
+        changed.account_attributes,
     );
     Computed { plan, authorized }
 }
@@ -558,6 +570,8 @@ pub(crate) struct GrantDecision {
     decision: Decision,
     /// Who must approve, per required approval: (approver, person or team if known, policy).
     approvers: Vec<(Approver, Option<String>, String)>,
+    /// Held already: a denial revokes it.
+    held: bool,
 }
 
 /// What policy said about the grants of one plan, with what an access request adds: its
@@ -627,12 +641,16 @@ impl Authorized {
     pub(crate) fn denied_json(&self) -> Vec<serde_json::Value> {
         self.denied()
             .map(|d| {
-                serde_json::json!({
+                let mut j = serde_json::json!({
                     "entitlement": d.entitlement,
                     "policies": d.decision.reasons,
                     "reason": d.decision.explain(),
                     "errors": d.decision.errors,
-                })
+                });
+                if d.held {
+                    j["revoked"] = true.into();
+                }
+                j
             })
             .collect()
     }
@@ -696,8 +714,9 @@ impl Authorized {
 /// Asks policy about every grant the plan would make (wanted, not held), then separation of
 /// duties: a grant that would complete a toxic combination with what the person keeps is
 /// denied, or waits for the rule's exception approver. Denied entitlements leave `desired`, so
-/// no step is planned for them, nor an account needed only for them. Held entitlements are not
-/// asked about again: policy decides grants, it does not revoke.
+/// no step is planned for them, nor an account needed only for them. Held entitlements are
+/// asked about again only with `rejudge_held` (the facts policy reads changed): one policy now
+/// forbids leaves `desired` too, so the plan revokes it.
 pub(crate) fn authorize_grants(
     config: &Config,
     policy: &PolicyEngine,
@@ -705,6 +724,7 @@ pub(crate) fn authorize_grants(
     person: &Person,
     desired: &mut planner::Desired,
     grants: &[Grant],
+    rejudge_held: bool,
 ) -> Authorized {
     let mut out = Authorized::default();
     if !policy.is_enforcing() && config.sod.is_empty() {
@@ -733,9 +753,12 @@ pub(crate) fn authorize_grants(
         .map(|g| g.entitlement.as_str())
         .collect();
     for (id, want) in &desired.entitlements {
-        // Held access is not asked about again; access still on its way (pending, or waiting
-        // for an approval) is, so a plan sees the approvals it needs.
-        if held.contains(id.as_str()) {
+        // Access still on its way (pending, or waiting for an approval) is asked about again,
+        // so a plan sees the approvals it needs. Held access is asked about again only when
+        // the facts policy reads changed: if policy now forbids it, it is revoked; if it only
+        // asks for an approval, the approval already given stands.
+        let is_held = held.contains(id.as_str());
+        if is_held && !rejudge_held {
             continue;
         }
         let Some(ent) = config.entitlements.get(id) else {
@@ -758,6 +781,9 @@ pub(crate) fn authorize_grants(
                 ..Decision::default()
             }
         };
+        if is_held {
+            decision.approvals.clear();
+        }
         // Separation of duties judges what is new; access already on its way was judged when
         // it was first planned.
         if decision.allowed && !have.contains(id.as_str()) {
@@ -793,6 +819,7 @@ pub(crate) fn authorize_grants(
             entitlement: id.clone(),
             decision,
             approvers,
+            held: is_held,
         });
     }
     let denied: Vec<String> = out.denied().map(|d| d.entitlement.clone()).collect();

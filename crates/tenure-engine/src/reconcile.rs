@@ -133,7 +133,7 @@ async fn scan(
         };
         after = Some(last.person.id.clone());
         for p in &page {
-            let computed = planning::compute(rules, &state(p, &clients), false, now);
+            let computed = planning::compute(rules, &state(p, &clients), Default::default(), now);
             each(p, computed);
         }
     }
@@ -184,7 +184,7 @@ pub async fn what_if_event(
             grants: &grants,
             clients: &clients,
         },
-        applied.attributes_changed && stored.is_some(),
+        planning::Changed::by(&applied, stored.as_ref()),
         now,
     );
     let mut out = WhatIf::default();

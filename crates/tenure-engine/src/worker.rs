@@ -378,6 +378,25 @@ async fn record(inner: &Arc<Inner>, outcomes: Vec<Outcome>) -> Result<()> {
     let mut accounts = Vec::new();
     let mut grants = Vec::new();
     let mut urgent_runs = BTreeSet::new();
+    // Fencing: a call that outlived its step's lease lost the step to another worker, which
+    // calls again with the same operation id and records that outcome. This one is dropped.
+    let leases: Vec<(&str, Option<i64>)> = outcomes
+        .iter()
+        .map(|o| (o.step.id.as_str(), o.step.lease_until))
+        .collect();
+    let ours = tenure_store::steps_still_leased(tx.conn(), &leases).await?;
+    let (outcomes, late): (Vec<Outcome>, Vec<Outcome>) = outcomes
+        .into_iter()
+        .partition(|o| ours.contains(&o.step.id));
+    for o in &late {
+        tracing::warn!(
+            step = %o.step.id,
+            system = %o.step.system,
+            "a step's lease ran out during its call; its outcome is left to the worker that took it back"
+        );
+        metrics::counter!("tenure_step_outcomes_total", "system" => o.step.system.clone(), "outcome" => "lease_lost")
+            .increment(1);
+    }
     for Outcome { step, result } in outcomes {
         runs.insert(step.run_id.clone());
         if step.priority == 0 {

@@ -590,3 +590,72 @@ async fn client_terms_that_come_with_an_engagement_are_enforced() {
     let w = h.engine.what_if_event(&us_again).await.unwrap();
     assert_eq!(w.grants, 1, "{w:#?}");
 }
+
+#[tokio::test]
+async fn access_policy_no_longer_allows_is_revoked_when_the_facts_change() {
+    let h = harness().await;
+    let run = h.send(&hire("m1", "employee", "Engineer", "Berlin")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let start = r#"{"type":"engagement_start","person":{"id":"m1"},"engagement":{"client":"acme","role":"consultant"}}"#;
+    let run = h.send(start).await;
+    h.reach(&run, RunState::Succeeded).await;
+    assert_eq!(
+        h.grant_state("m1", "crm:acme").await,
+        Some(GrantState::Granted)
+    );
+
+    // A change policy does not care about keeps everything.
+    let run = h
+        .send(r#"{"type":"transfer","person":{"id":"m1","title":"Senior Engineer"}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    assert_eq!(
+        h.grant_state("m1", "crm:acme").await,
+        Some(GrantState::Granted)
+    );
+
+    // Moving out of the EU: acme's EU data is no longer theirs to touch.
+    let run = h
+        .send(r#"{"type":"transfer","person":{"id":"m1","location":"Austin"}}"#)
+        .await;
+    h.reach(&run, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&run).await.unwrap();
+    let revokes: Vec<_> = d
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Revoke)
+        .filter_map(|s| s.entitlement.as_deref())
+        .collect();
+    assert_eq!(revokes, vec!["crm:acme"], "{:#?}", d.steps);
+    assert_eq!(
+        h.grant_state("m1", "crm:acme").await,
+        Some(GrantState::Revoked)
+    );
+    assert_eq!(
+        h.grant_state("m1", "directory:staff").await,
+        Some(GrantState::Granted)
+    );
+    let note: Value = serde_json::from_str(d.run.note.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        note["denied"],
+        serde_json::json!([{
+            "entitlement": "crm:acme",
+            "policies": ["eu-data-stays-with-eu-staff"],
+            "reason": "forbidden by eu-data-stays-with-eu-staff",
+            "errors": [],
+            "revoked": true,
+        }])
+    );
+    let audit = h.planned_audit(&run).await;
+    assert_eq!(audit["denied"][0]["revoked"], true);
+
+    // A what-if of moving back shows the grant again, stored state untouched.
+    let back =
+        parse_event(br#"{"type":"transfer","person":{"id":"m1","location":"Paris"}}"#).unwrap();
+    let w = h.engine.what_if_event(&back).await.unwrap();
+    assert_eq!((w.grants, w.revokes), (1, 0), "{w:#?}");
+    assert_eq!(
+        h.grant_state("m1", "crm:acme").await,
+        Some(GrantState::Revoked)
+    );
+}

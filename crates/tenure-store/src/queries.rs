@@ -1003,6 +1003,40 @@ pub async fn release_phases(c: &mut AnyConnection, rows: &[(String, u32)], now: 
     Ok(())
 }
 
+/// Of the given (step id, lease) pairs, the steps still running under that lease: a worker's
+/// outcome counts only for these. A step whose lease ran out during its call was taken back
+/// (and maybe claimed again, under a new lease); its late outcome must not be recorded a
+/// second time. Locks the rows on PostgreSQL, so no other instance takes them back before the
+/// caller's transaction ends.
+pub async fn steps_still_leased(
+    c: &mut AnyConnection,
+    leases: &[(&str, Option<i64>)],
+) -> Result<std::collections::HashSet<String>> {
+    let sqlite = is_sqlite(c);
+    let wanted: std::collections::HashMap<&str, Option<i64>> = leases.iter().copied().collect();
+    let mut out = std::collections::HashSet::with_capacity(leases.len());
+    for chunk in leases.chunks(500) {
+        let mut sql =
+            String::from("SELECT id, lease_until FROM steps WHERE state = 'running' AND id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        if !sqlite {
+            sql.push_str(" FOR UPDATE");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, _) in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let id: String = r.try_get(0)?;
+            let lease: Option<i64> = r.try_get(1)?;
+            if lease.is_some() && wanted.get(id.as_str()) == Some(&lease) {
+                out.insert(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A step's new state after a call, for [`update_steps`].
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
@@ -1356,6 +1390,89 @@ mod tests {
         let mut s = String::new();
         push_placeholders(&mut s, 2, 2, true);
         assert_eq!(s, "(?, ?), (?, ?)");
+    }
+
+    /// A scratch store: PostgreSQL when `TENURE_TEST_DATABASE_URL` is set, else SQLite.
+    async fn scratch() -> (crate::Store, Option<std::path::PathBuf>) {
+        let name = format!("tenure_store_{}", uuid::Uuid::new_v4().simple());
+        match std::env::var("TENURE_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let url = crate::create_scratch_database(&url, &name).await.unwrap();
+                (crate::Store::connect(&url).await.unwrap(), None)
+            }
+            _ => {
+                let dir = std::env::temp_dir().join(name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let store = crate::Store::open_sqlite(&dir.join("t.db")).await.unwrap();
+                (store, Some(dir))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_outcome_does_not_count_once_the_lease_was_taken_back() {
+        let (store, dir) = scratch().await;
+        let step = StepRow {
+            id: "s1".into(),
+            run_id: "r1".into(),
+            idx: 0,
+            phase: 0,
+            ready: true,
+            state: StepState::Pending,
+            priority: 10,
+            available_at: 0,
+            person_id: "p1".into(),
+            system: "directory".into(),
+            action: Action::CreateAccount,
+            entitlement: None,
+            source: None,
+            source_ref: None,
+            op_id: "op1".into(),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+        };
+        let mut tx = store.begin().await.unwrap();
+        insert_steps(tx.conn(), &[step]).await.unwrap();
+        let claimed = claim_steps(tx.conn(), store.backend(), 10, 1_000, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].lease_until, Some(1_000));
+        assert!(
+            steps_still_leased(tx.conn(), &[("s1", Some(1_000))])
+                .await
+                .unwrap()
+                .contains("s1")
+        );
+        // The call outlives its lease: the step is taken back and claimed again.
+        assert_eq!(requeue_expired(tx.conn(), 1_001, 1_001).await.unwrap(), 1);
+        assert!(
+            steps_still_leased(tx.conn(), &[("s1", Some(1_000))])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let again = claim_steps(tx.conn(), store.backend(), 1_001, 2_001, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        let first = steps_still_leased(tx.conn(), &[("s1", Some(1_000))])
+            .await
+            .unwrap();
+        let second = steps_still_leased(tx.conn(), &[("s1", Some(2_001))])
+            .await
+            .unwrap();
+        assert!(
+            first.is_empty() && second.contains("s1"),
+            "{first:?} {second:?}"
+        );
+        tx.commit().await.unwrap();
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
