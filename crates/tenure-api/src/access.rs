@@ -127,9 +127,9 @@ fn readers(p: &Principal) -> (&'static str, bool) {
     ("`read` or `admin`", sees_all(p))
 }
 
-/// Whose items a listing shows: `named` (someone else's needs `others`, the scope naming
-/// it), everyone with `all=true` (needs `others` too), else the token's own person. `None` is
-/// everyone.
+/// Whose items a listing shows: `named`, everyone with `all=true`, else the token's own
+/// person; `None` is everyone. Someone else's, or everyone's, needs the scope `needs`, which
+/// the token holds when `others` is true.
 fn whose<'a>(
     p: &'a Principal,
     field: &str,
