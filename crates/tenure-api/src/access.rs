@@ -5,6 +5,7 @@
 //! pending approval, but only people decide approvals.
 
 use crate::auth::{Principal, Scope};
+use crate::query::Query;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tenure_core::approval::Verdict;
+use tenure_core::approval::{ApprovalState, Verdict};
 use tenure_engine::NewRequest;
 
 /// The longest justification or comment accepted.
@@ -23,15 +24,7 @@ const MAX_TEXT: usize = 2_000;
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError::invalid(field, e.into_inner().to_string())
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| ApiError::undeserializable(e, "body"))
 }
 
 fn text(field: &str, value: &str) -> Result<String, ApiError> {
@@ -124,36 +117,190 @@ pub(crate) async fn post_request(
     Ok((StatusCode::ACCEPTED, Json(json!(accepted))).into_response())
 }
 
+/// Whether the token may see everyone's requests and approvals: `read` or `admin`.
+fn sees_all(p: &Principal) -> bool {
+    p.require(Scope::Read).is_ok()
+}
+
+/// The scope that shows everyone's requests and approvals, and whether the token holds it.
+fn readers(p: &Principal) -> (&'static str, bool) {
+    ("`read` or `admin`", sees_all(p))
+}
+
+/// Whose items a listing shows: `named`, everyone with `all=true`, else the token's own
+/// person; `None` is everyone. Someone else's, or everyone's, needs the scope `needs`, which
+/// the token holds when `others` is true.
+fn whose<'a>(
+    p: &'a Principal,
+    field: &str,
+    named: Option<&'a str>,
+    all: bool,
+    (needs, others): (&str, bool),
+) -> Result<Option<&'a str>, ApiError> {
+    let refuse = |what: &str| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{what} needs a token with the {needs} scope"),
+        ))
+    };
+    match (named, all) {
+        (Some(_), true) => Err(ApiError::invalid(
+            field,
+            format!("give `{field}` or `all=true`, not both"),
+        )),
+        (None, true) if others => Ok(None),
+        (None, true) => refuse("`all=true`"),
+        (Some(who), false) if p.person_id.as_deref() == Some(who) || others => Ok(Some(who)),
+        (Some(_), false) => refuse("someone else's list"),
+        (None, false) => match &p.person_id {
+            Some(me) => Ok(Some(me)),
+            None if others => Ok(None),
+            None => p.person().map(Some),
+        },
+    }
+}
+
+/// A page of `items` as the list endpoints answer: `next_<cursor>` is the last item's id when
+/// the page is full (there may be more), null on the last page.
+fn page<T: serde::Serialize>(
+    items: Vec<T>,
+    limit: i64,
+    cursor: &str,
+    id: impl Fn(&T) -> &str,
+) -> Json<Value> {
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| id(i).to_string()))
+        .flatten();
+    let mut v = json!({ "items": items });
+    v[format!("next_{cursor}")] = json!(next);
+    Json(v)
+}
+
+/// What request states are called.
+const REQUEST_STATES: [&str; 5] = ["pending", "approved", "denied", "expired", "withdrawn"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestQuery {
+    /// Only requests in this state.
+    state: Option<String>,
+    /// Only access for this person.
+    person: Option<String>,
+    /// Only requests made by this person (or operator token).
+    requester: Option<String>,
+    entitlement: Option<String>,
+    /// Everyone's requests, not only those the token's person made or benefits from.
+    #[serde(default)]
+    all: bool,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list_requests(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<RequestQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = crate::routes::limit(q.limit)?;
+    if let Some(state) = q.state.as_deref()
+        && !REQUEST_STATES.contains(&state)
+    {
+        return Err(ApiError::invalid(
+            "state",
+            format!("`{state}` is not one of {}", REQUEST_STATES.join(", ")),
+        ));
+    }
+    let party = whose(&p, "all", None, q.all, readers(&p))?;
+    let filter = tenure_store::RequestFilter {
+        party,
+        person: q.person.as_deref(),
+        requester: q.requester.as_deref(),
+        entitlement: q.entitlement.as_deref(),
+        state: q.state.as_deref(),
+        before: q.before.as_deref(),
+        limit,
+    };
+    let mut c = s.store().reader().await?;
+    let items = tenure_store::list_requests(&mut c, &filter).await?;
+    Ok(page(items, limit, "before", |r| &r.id))
+}
+
 pub(crate) async fn get_request(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let request = s.engine().request(&id).await?;
+    let detail = s.engine().request(&id).await?;
     let own = p
         .person_id
         .as_deref()
-        .is_some_and(|me| me == request.requester || me == request.person_id);
+        .is_some_and(|me| me == detail.request.requester || me == detail.request.person_id);
     if !own {
         p.require(Scope::Read)?;
     }
-    let mut c = s.store().reader().await?;
-    let approvals = tenure_store::list_approvals(&mut c, false, Some(&request.run_id), 100).await?;
-    Ok(Json(json!({ "request": request, "approvals": approvals })))
+    Ok(Json(json!(detail)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApprovalQuery {
+    /// `pending` (default), a decided state, `decided` (every decided state) or `all`.
+    state: Option<String>,
+    /// Whose queue: the token's person unless named (someone else's needs `read`).
+    approver: Option<String>,
+    /// Every approver's approvals (needs `read`).
+    #[serde(default)]
+    all: bool,
+    /// Only access for this person.
+    person: Option<String>,
+    entitlement: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+fn approval_states(state: Option<&str>) -> Result<Vec<ApprovalState>, ApiError> {
+    match state.unwrap_or("pending") {
+        "all" => Ok(Vec::new()),
+        "decided" => Ok(ApprovalState::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != ApprovalState::Pending)
+            .collect()),
+        other => other.parse().map(|s| vec![s]).map_err(|_| {
+            let names: Vec<&str> = ApprovalState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid(
+                "state",
+                format!("`{other}` is not one of {}, decided, all", names.join(", ")),
+            )
+        }),
+    }
 }
 
 pub(crate) async fn list_approvals(
     State(s): State<AppState>,
     p: Principal,
+    Query(q): Query<ApprovalQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    p.require(Scope::Approve)?;
-    let person = match (&p.person_id, p.is_admin()) {
-        (Some(me), _) => Some(me.as_str()),
-        (None, true) => None,
-        (None, false) => Some(p.person()?),
+    if !sees_all(&p) {
+        p.require(Scope::Approve)?;
+    }
+    let limit = crate::routes::limit(q.limit)?;
+    let states = approval_states(q.state.as_deref())?;
+    let approver = whose(&p, "approver", q.approver.as_deref(), q.all, readers(&p))?;
+    let filter = tenure_store::ApprovalFilter {
+        states: &states,
+        approver,
+        person: q.person.as_deref(),
+        entitlement: q.entitlement.as_deref(),
+        run: None,
+        after: q.after.as_deref(),
+        now: s.engine().clock().now_ms(),
+        limit,
     };
-    let items = s.engine().pending_approvals(person).await?;
-    Ok(Json(json!({ "items": items })))
+    let mut c = s.store().reader().await?;
+    let items = tenure_store::list_approvals(&mut c, &filter).await?;
+    Ok(page(items, limit, "after", |a| &a.id))
 }
 
 pub(crate) async fn get_approval(
@@ -161,10 +308,36 @@ pub(crate) async fn get_approval(
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if p.require(Scope::Approve).is_err() {
-        p.require(Scope::Read)?;
+    if !sees_all(&p) {
+        p.require(Scope::Approve)?;
     }
-    Ok(Json(json!(s.engine().approval(&id).await?)))
+    let detail = s.engine().approval(&id).await?;
+    if !sees_all(&p) {
+        // An approver sees the approvals they are, or were, concerned with.
+        let me = p.person()?;
+        let a = &detail.approval;
+        let mut c = s.store().reader().await?;
+        let delegators =
+            tenure_store::delegators_of(&mut c, me, s.engine().clock().now_ms()).await?;
+        let named = a
+            .chain
+            .stages
+            .iter()
+            .flat_map(|st| &st.approvers)
+            .any(|x| x == me || delegators.contains(x));
+        let decided = detail
+            .decisions
+            .iter()
+            .any(|d| d.actor == me || d.on_behalf_of == me);
+        if !(named || decided || me == a.requester || me == a.person_id) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("approval `{id}` is not one of yours; reading it needs the `read` scope"),
+            ));
+        }
+    }
+    Ok(Json(json!(detail)))
 }
 
 #[derive(Deserialize)]
@@ -228,4 +401,65 @@ pub(crate) async fn post_delegation(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!(row))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DelegationQuery {
+    /// Whose delegations (made or received): the token's person unless named (needs `admin`).
+    person: Option<String>,
+    /// Everyone's (needs `admin`).
+    #[serde(default)]
+    all: bool,
+    /// Withdrawn and ended delegations too.
+    #[serde(default)]
+    include_ended: bool,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list_delegations(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<DelegationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Scope::Approve)?;
+    let limit = crate::routes::limit(q.limit)?;
+    let admin = ("`admin`", p.is_admin());
+    let party = whose(&p, "person", q.person.as_deref(), q.all, admin)?;
+    let filter = tenure_store::DelegationFilter {
+        party,
+        include_ended: q.include_ended,
+        after: q.after.as_deref(),
+        now: s.engine().clock().now_ms(),
+        limit,
+    };
+    let mut c = s.store().reader().await?;
+    let items = tenure_store::list_delegations(&mut c, &filter).await?;
+    Ok(page(items, limit, "after", |d| &d.id))
+}
+
+pub(crate) async fn revoke_delegation(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require(Scope::Approve)?;
+    let mut c = s.store().reader().await?;
+    let row = tenure_store::get_delegation(&mut c, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("delegation `{id}`")))?;
+    drop(c);
+    if p.person_id.as_deref() != Some(row.delegator.as_str()) && !p.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "only `{}`, who delegated, or an admin may withdraw delegation `{id}`",
+                row.delegator
+            ),
+        ));
+    }
+    s.engine().revoke_delegation(&id, &p.name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -40,6 +40,17 @@ impl ApiError {
         }
     }
 
+    /// 400 for input that does not deserialize: the field at fault, or `whole` (`body`,
+    /// `query`) when the input as a whole is.
+    pub(crate) fn undeserializable<E: std::fmt::Display>(
+        e: serde_path_to_error::Error<E>,
+        whole: &str,
+    ) -> Self {
+        let path = e.path().to_string();
+        let field = if path == "." { whole.to_string() } else { path };
+        ApiError::invalid(field, e.into_inner().to_string())
+    }
+
     /// 404.
     pub fn not_found(what: impl Into<String>) -> Self {
         ApiError::new(

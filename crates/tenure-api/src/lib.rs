@@ -5,6 +5,7 @@
 mod access;
 mod auth;
 mod error;
+mod query;
 mod routes;
 mod scim;
 mod tasks;

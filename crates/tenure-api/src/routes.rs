@@ -1,10 +1,11 @@
 //! Routes and handlers.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
+use crate::query::Query;
 use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
 use crate::{ApiError, AppState, OPENAPI, access};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,7 +38,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/simulate", post(simulate))
         .route("/api/v1/reload", post(reload))
-        .route("/api/v1/requests", post(access::post_request))
+        .route(
+            "/api/v1/requests",
+            get(access::list_requests).post(access::post_request),
+        )
         .route("/api/v1/requests/{id}", get(access::get_request))
         .route("/api/v1/approvals", get(access::list_approvals))
         .route("/api/v1/approvals/{id}", get(access::get_approval))
@@ -45,7 +49,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/approvals/{id}/decision",
             post(access::post_decision),
         )
-        .route("/api/v1/delegations", post(access::post_delegation))
+        .route(
+            "/api/v1/delegations",
+            get(access::list_delegations).post(access::post_delegation),
+        )
+        .route(
+            "/api/v1/delegations/{id}",
+            axum::routing::delete(access::revoke_delegation),
+        )
         .route("/api/v1/tasks", get(list_tasks))
         .route("/api/v1/tasks/{id}/complete", post(complete_task))
         .route("/api/v1/tasks/{id}/fail", post(fail_task))
@@ -195,7 +206,8 @@ struct Page {
     after: Option<String>,
 }
 
-fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+/// A page's size: 100 unless asked, at most 1000.
+pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     match l {
         None => Ok(100),
         Some(n) if (1..=1000).contains(&n) => Ok(n),

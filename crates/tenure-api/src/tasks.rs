@@ -1,10 +1,11 @@
 //! Handlers for tasks (manual steps and webhook completion callbacks) and HR webhooks.
 
 use crate::auth::{Principal, Scope};
+use crate::query::Query;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -47,11 +48,7 @@ pub(crate) async fn list_tasks(
             ));
         }
     };
-    let limit = match q.limit {
-        None => 100,
-        Some(l @ 1..=1000) => l,
-        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 1000")),
-    };
+    let limit = crate::routes::limit(q.limit)?;
     let now = s.engine().clock().now_ms();
     let mut c = s.store().reader().await?;
     let tasks = tenure_store::list_tasks(&mut c, state, q.team.as_deref(), limit).await?;

@@ -56,6 +56,16 @@ pub struct ApprovalDetail {
     pub decisions: Vec<DecisionRow>,
 }
 
+/// An access request as the API shows it: where it stands, and each approval of its run with
+/// its stages and the decisions made on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestDetail {
+    /// The request.
+    pub request: RequestRow,
+    /// The approvals its run waited or waits for.
+    pub approvals: Vec<ApprovalDetail>,
+}
+
 /// The window requested access lasts once granted: what was asked for, within the entitlement's
 /// bound (risk, the client's maximum access duration) and break-glass's cap; `Err` names the
 /// problem.
@@ -546,23 +556,37 @@ async fn notify_stage(
 /// The approvals `person` may decide now (as an approver of the current stage, or as the
 /// delegate of one); every pending approval when `person` is `None` (an operator).
 pub(crate) async fn pending_for(inner: &Inner, person: Option<&str>) -> Result<Vec<ApprovalRow>> {
-    let now = inner.clock.now_ms();
     let mut c = inner.store.reader().await?;
-    let pending = tenure_store::list_approvals(&mut c, true, None, 10_000).await?;
-    let Some(person) = person else {
-        return Ok(pending);
+    let filter = tenure_store::ApprovalFilter {
+        states: &[ApprovalState::Pending],
+        approver: person,
+        now: inner.clock.now_ms(),
+        limit: 10_000,
+        ..Default::default()
     };
-    let delegators = tenure_store::delegators_of(&mut c, person, now).await?;
-    Ok(pending
-        .into_iter()
-        .filter(|a| {
-            let parties = Parties {
-                requester: &a.requester,
-                beneficiary: &a.person_id,
-            };
-            !parties.involves(person) && a.chain.acts_for(person, &delegators).is_some()
-        })
-        .collect())
+    Ok(tenure_store::list_approvals(&mut c, &filter).await?)
+}
+
+/// An access request with its approvals and their decisions.
+pub(crate) async fn request_detail(inner: &Inner, id: &str) -> Result<RequestDetail> {
+    let mut c = inner.store.reader().await?;
+    let request = tenure_store::get_request(&mut c, id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("request `{id}`")))?;
+    let filter = tenure_store::ApprovalFilter {
+        run: Some(&request.run_id),
+        limit: 1_000,
+        ..Default::default()
+    };
+    let mut approvals = Vec::new();
+    for approval in tenure_store::list_approvals(&mut c, &filter).await? {
+        let decisions = tenure_store::decisions_of(&mut c, &approval.id).await?;
+        approvals.push(ApprovalDetail {
+            approval,
+            decisions,
+        });
+    }
+    Ok(RequestDetail { request, approvals })
 }
 
 /// One approval with its decisions.
@@ -1018,12 +1042,14 @@ pub(crate) async fn delegate(
         return Err(invalid("ends_at", "must be after starts_at"));
     }
     let now = inner.clock.now_ms();
+    if ends_at <= now {
+        return Err(invalid("ends_at", "must be in the future"));
+    }
     let mut tx = inner.store.begin().await?;
-    if tenure_store::get_person(tx.conn(), delegate)
-        .await?
-        .is_none()
-    {
-        return Err(EngineError::NotFound(format!("person `{delegate}`")));
+    for (field, who) in [("delegator", delegator), ("delegate", delegate)] {
+        if tenure_store::get_person(tx.conn(), who).await?.is_none() {
+            return Err(invalid(field, &format!("no person `{who}`")));
+        }
     }
     let row = tenure_store::DelegationRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -1032,6 +1058,7 @@ pub(crate) async fn delegate(
         starts_at,
         ends_at,
         created_at: now,
+        revoked_at: None,
     };
     tenure_store::insert_delegation(tx.conn(), &row).await?;
     tx.audit(NewAudit {
@@ -1042,6 +1069,47 @@ pub(crate) async fn delegate(
         reason: format!("{delegate} decides for {delegator}"),
         correlation_id: Some(row.id.clone()),
         details: serde_json::json!({ "delegation_id": row.id, "delegate": delegate, "starts_at": starts_at, "ends_at": ends_at }),
+        ..Default::default()
+    });
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Withdraws a delegation from now on; `actor` is who asked (the delegator or an operator).
+pub(crate) async fn revoke_delegation(
+    inner: &Inner,
+    id: &str,
+    actor: &str,
+) -> Result<tenure_store::DelegationRow> {
+    let now = inner.clock.now_ms();
+    let mut tx = inner.store.begin().await?;
+    let mut row = tenure_store::get_delegation(tx.conn(), id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("delegation `{id}`")))?;
+    if row.revoked_at.is_some() {
+        return Err(EngineError::Conflict(format!(
+            "delegation `{id}` was already withdrawn"
+        )));
+    }
+    if row.ends_at <= now {
+        return Err(EngineError::Conflict(format!(
+            "delegation `{id}` has already ended"
+        )));
+    }
+    if !tenure_store::revoke_delegation(tx.conn(), id, now).await? {
+        return Err(EngineError::Conflict(format!(
+            "delegation `{id}` was already withdrawn"
+        )));
+    }
+    row.revoked_at = Some(now);
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: actor.to_string(),
+        action: "approval.delegation_revoked".into(),
+        person_id: Some(row.delegator.clone()),
+        reason: format!("{} no longer decides for {}", row.delegate, row.delegator),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({ "delegation_id": row.id, "delegate": row.delegate, "starts_at": row.starts_at, "ends_at": row.ends_at }),
         ..Default::default()
     });
     tx.commit().await?;

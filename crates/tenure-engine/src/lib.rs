@@ -22,7 +22,7 @@ mod reconcile;
 mod scheduler;
 mod worker;
 
-pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted};
+pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;
@@ -447,12 +447,9 @@ impl Engine {
         approvals::request_access(&self.inner, request).await
     }
 
-    /// An access request.
-    pub async fn request(&self, id: &str) -> Result<tenure_store::RequestRow> {
-        let mut c = self.inner.store.reader().await?;
-        tenure_store::get_request(&mut c, id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("request `{id}`")))
+    /// An access request with its approvals and their decisions.
+    pub async fn request(&self, id: &str) -> Result<RequestDetail> {
+        approvals::request_detail(&self.inner, id).await
     }
 
     /// The approvals `person` may decide now (every pending one for `None`).
@@ -489,6 +486,15 @@ impl Engine {
         actor: &str,
     ) -> Result<tenure_store::DelegationRow> {
         approvals::delegate(&self.inner, delegator, delegate, starts_at, ends_at, actor).await
+    }
+
+    /// Withdraws a delegation from now on, audited with `actor`.
+    pub async fn revoke_delegation(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<tenure_store::DelegationRow> {
+        approvals::revoke_delegation(&self.inner, id, actor).await
     }
 
     /// Fires the timers due now and sends due notifications, without waiting for the

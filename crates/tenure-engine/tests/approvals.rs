@@ -82,6 +82,19 @@ when { resource has client };"#,
     ),
 ];
 
+fn ids(v: Vec<ApprovalRow>) -> Vec<String> {
+    v.into_iter().map(|a| a.id).collect()
+}
+
+/// Every approval of a run, whatever its state.
+fn run_approvals(run: &str) -> tenure_store::ApprovalFilter<'_> {
+    tenure_store::ApprovalFilter {
+        run: Some(run),
+        limit: 10,
+        ..Default::default()
+    }
+}
+
 fn src(p: &str, s: &str) -> SourceFile {
     SourceFile {
         path: p.into(),
@@ -289,11 +302,16 @@ impl Harness {
 
     async fn approval_of_run(&self, run: &str) -> ApprovalRow {
         let mut c = self.engine.store().reader().await.unwrap();
-        let mut all = tenure_store::list_approvals(&mut c, false, Some(run), 10)
+        let mut all = tenure_store::list_approvals(&mut c, &run_approvals(run))
             .await
             .unwrap();
         assert_eq!(all.len(), 1, "{all:#?}");
         all.remove(0)
+    }
+
+    /// The ids of the approvals `who` may decide now.
+    async fn pending(&self, who: &str) -> Vec<String> {
+        ids(self.engine.pending_approvals(Some(who)).await.unwrap())
     }
 
     async fn decide(&self, id: &str, actor: &str, verdict: Verdict) -> Result<(), EngineError> {
@@ -365,7 +383,6 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
         Err(EngineError::Forbidden(_))
     ));
     // Pending lists follow the current stage.
-    let ids = |v: Vec<ApprovalRow>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
     assert_eq!(
         ids(h.engine.pending_approvals(Some("mia")).await.unwrap()),
         vec![a.id.clone()]
@@ -403,7 +420,7 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
         db.list_memberships("ann").await.unwrap(),
         vec!["db:prod-admin"]
     );
-    let r = h.engine.request(&request).await.unwrap();
+    let r = h.engine.request(&request).await.unwrap().request;
     assert_eq!(r.state, "approved");
 
     // Every decision is audited with its actor and comment.
@@ -458,7 +475,10 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
         h.grant("ann", "crm:acme").await.unwrap().state,
         GrantState::Denied
     );
-    assert_eq!(h.engine.request(&request).await.unwrap().state, "denied");
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "denied"
+    );
     let detail = h.engine.approval(&a.id).await.unwrap();
     assert_eq!(detail.approval.state, ApprovalState::Denied);
     assert_eq!(detail.decisions.len(), 2);
@@ -521,7 +541,7 @@ async fn nobody_approves_their_own_request_or_their_own_access() {
 
 #[tokio::test]
 async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
-    let h = harness().await;
+    let mut h = harness().await;
     h.engine
         .delegate("mia", "sub", START, START + HOUR, "mia")
         .await
@@ -561,6 +581,80 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
         h.decide(&a.id, "sub", Verdict::Approve).await,
         Err(EngineError::Forbidden(_))
     ));
+
+    // A delegation counts from its start, not before.
+    let now = START + 2 * HOUR;
+    let d = h
+        .engine
+        .delegate("mia", "sub", now + HOUR, now + 3 * HOUR, "mia")
+        .await
+        .unwrap();
+    assert!(h.pending("sub").await.is_empty());
+    assert!(matches!(
+        h.decide(&a.id, "sub", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+    h.clock.advance(HOUR);
+    assert_eq!(h.pending("sub").await, vec![a.id.clone()]);
+    // A database from before the approvers were indexed: opening it indexes them.
+    let mut tx = h.engine.store().begin().await.unwrap();
+    sqlx::query("DELETE FROM approval_approvers")
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(h.pending("mia").await.is_empty());
+    h.restart().await;
+    assert_eq!(h.pending("sub").await, vec![a.id.clone()]);
+    // Withdrawn: sub decides nothing for mia any more, and the withdrawal is audited.
+    let revoked = h
+        .engine
+        .revoke_delegation(&d.id, "mia-token")
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(now + HOUR));
+    assert!(h.pending("sub").await.is_empty());
+    assert!(matches!(
+        h.decide(&a.id, "sub", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+    let audit = h.audit("approval.delegation_revoked").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "mia-token");
+    for (id, conflict) in [(d.id.as_str(), true), ("nope", false)] {
+        match h.engine.revoke_delegation(id, "mia-token").await {
+            Err(EngineError::Conflict(_)) if conflict => {}
+            Err(EngineError::NotFound(_)) if !conflict => {}
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+
+    // bob, mia's delegate, decides neither his own request nor access for himself.
+    h.engine
+        .delegate("mia", "bob", now, now + 3 * HOUR, "mia")
+        .await
+        .unwrap();
+    assert!(h.pending("bob").await.is_empty());
+    assert!(matches!(
+        h.decide(&a.id, "bob", Verdict::Approve).await,
+        Err(EngineError::Forbidden(_))
+    ));
+
+    // A period already over, or a person tenure does not know, is refused.
+    for (delegator, delegate, ends, field) in [
+        ("mia", "sub", now, "ends_at"),
+        ("mia", "ghost", now + 4 * HOUR, "delegate"),
+        ("ghost", "sub", now + 4 * HOUR, "delegator"),
+    ] {
+        match h
+            .engine
+            .delegate(delegator, delegate, START, ends, "mia")
+            .await
+        {
+            Err(EngineError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{delegator} -> {delegate}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -599,7 +693,10 @@ async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].actor, "scheduler");
     assert_eq!(h.finish(&run).await, RunState::Denied);
-    assert_eq!(h.engine.request(&request).await.unwrap().state, "expired");
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "expired"
+    );
     assert_eq!(
         h.grant("ann", "directory:reports").await.unwrap().state,
         GrantState::Denied
@@ -674,13 +771,13 @@ async fn break_glass_skips_approval_is_flagged_and_expires_within_its_short_wind
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
     let mut c = h.engine.store().reader().await.unwrap();
     assert!(
-        tenure_store::list_approvals(&mut c, false, Some(&run), 10)
+        tenure_store::list_approvals(&mut c, &run_approvals(&run))
             .await
             .unwrap()
             .is_empty()
     );
     drop(c);
-    let r = h.engine.request(&request).await.unwrap();
+    let r = h.engine.request(&request).await.unwrap().request;
     assert!(r.break_glass);
     assert_eq!(r.expires_at, Some(START + HOUR));
     let flagged = h.audit("request.break_glass").await;
@@ -739,7 +836,7 @@ async fn risky_access_is_never_unbounded_and_bad_requests_are_refused() {
     }
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
     assert_eq!(
-        h.engine.request(&request).await.unwrap().expires_at,
+        h.engine.request(&request).await.unwrap().request.expires_at,
         Some(START + 8 * HOUR)
     );
 }

@@ -310,18 +310,45 @@ pub async fn request_of_run(c: &mut AnyConnection, run_id: &str) -> Result<Optio
     row.as_ref().map(request_row).transpose()
 }
 
-/// Requests, newest first, optionally for one person.
+/// Which requests [`list_requests`] returns: each field narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFilter<'a> {
+    /// Only requests this person made or would hold the access of.
+    pub party: Option<&'a str>,
+    /// Only access for this person.
+    pub person: Option<&'a str>,
+    /// Only requests this person (or token name) made.
+    pub requester: Option<&'a str>,
+    /// Only this entitlement.
+    pub entitlement: Option<&'a str>,
+    /// Only in this state (`pending`, `approved`, `denied`, `expired`, `withdrawn`).
+    pub state: Option<&'a str>,
+    /// Only those before this request id (the previous page's last).
+    pub before: Option<&'a str>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of requests, newest first (ids are time-ordered UUIDv7), filtered in the database.
 pub async fn list_requests(
     c: &mut AnyConnection,
-    person: Option<&str>,
-    limit: i64,
+    f: &RequestFilter<'_>,
 ) -> Result<Vec<RequestRow>> {
     let sql = format!(
-        "SELECT {REQUEST_COLS} FROM access_requests WHERE ($1 = '' OR person_id = $1) ORDER BY id DESC LIMIT $2"
+        "SELECT {REQUEST_COLS} FROM access_requests
+         WHERE ($1 = '' OR person_id = $1 OR requester = $1) AND ($2 = '' OR person_id = $2)
+           AND ($3 = '' OR requester = $3) AND ($4 = '' OR entitlement = $4) AND ($5 = '' OR state = $5)
+           AND ($6 = '' OR id < $6)
+         ORDER BY id DESC LIMIT $7"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(person.unwrap_or("").to_string())
-        .bind(limit)
+        .bind(f.party.unwrap_or("").to_string())
+        .bind(f.person.unwrap_or("").to_string())
+        .bind(f.requester.unwrap_or("").to_string())
+        .bind(f.entitlement.unwrap_or("").to_string())
+        .bind(f.state.unwrap_or("").to_string())
+        .bind(f.before.unwrap_or("").to_string())
+        .bind(f.limit)
         .fetch_all(c)
         .await?;
     rows.iter().map(request_row).collect()
@@ -422,9 +449,9 @@ pub async fn insert_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<(
         .bind(a.stage_due_at)
         .bind(a.deadline_at)
         .bind(a.decided_at)
-        .execute(c)
+        .execute(&mut *c)
         .await?;
-    Ok(())
+    index_approvers(c, a).await
 }
 
 /// Saves an approval's chain, state and times.
@@ -437,8 +464,54 @@ pub async fn update_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<(
     .bind(a.stage_due_at)
     .bind(a.decided_at)
     .bind(a.id.clone())
-    .execute(c)
+    .execute(&mut *c)
     .await?;
+    index_approvers(c, a).await
+}
+
+/// Rewrites the approval's rows in `approval_approvers`: everyone its stages name, and whether
+/// the current stage still waits for them.
+async fn index_approvers(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
+    sqlx::query("DELETE FROM approval_approvers WHERE approval_id = $1")
+        .bind(a.id.clone())
+        .execute(&mut *c)
+        .await?;
+    let waiting: Vec<&String> = match (a.state, a.chain.current_stage()) {
+        (ApprovalState::Pending, Some(stage)) => stage
+            .approvers
+            .iter()
+            .filter(|p| !stage.approved_by.contains(p))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut named: Vec<&String> = a.chain.stages.iter().flat_map(|s| &s.approvers).collect();
+    named.sort();
+    named.dedup();
+    for approver in named {
+        sqlx::query(
+            "INSERT INTO approval_approvers (approval_id, approver, waiting) VALUES ($1, $2, $3)",
+        )
+        .bind(a.id.clone())
+        .bind(approver.clone())
+        .bind(waiting.contains(&approver) as i64)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Indexes the approvers of pending approvals stored before `approval_approvers` existed.
+pub(crate) async fn index_unindexed_approvals(c: &mut AnyConnection) -> Result<()> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM approval_approvers w WHERE w.approval_id = approvals.id)"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *c)
+        .await?;
+    for row in rows.iter().map(approval_row) {
+        index_approvers(c, &row?).await?;
+    }
     Ok(())
 }
 
@@ -454,21 +527,77 @@ pub async fn get_approval(c: &mut AnyConnection, id: &str) -> Result<Option<Appr
     row.as_ref().map(approval_row).transpose()
 }
 
-/// Approvals, oldest first: pending ones only, or every one of a run.
+/// Which approvals [`list_approvals`] returns: each field narrows the list; the default is
+/// every approval, oldest first, up to `limit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApprovalFilter<'a> {
+    /// Only these states (every state when empty).
+    pub states: &'a [ApprovalState],
+    /// Only what concerns this approver: pending approvals whose current stage waits for them,
+    /// or for someone who delegated to them at `now`, and that they are no party to; decided
+    /// ones whose stages named them, or that they decided.
+    pub approver: Option<&'a str>,
+    /// Only access for this person.
+    pub person: Option<&'a str>,
+    /// Only this entitlement.
+    pub entitlement: Option<&'a str>,
+    /// Only this run's.
+    pub run: Option<&'a str>,
+    /// Only those after this approval id (the previous page's last).
+    pub after: Option<&'a str>,
+    /// The time delegations are judged at (epoch ms).
+    pub now: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of approvals, oldest first (ids are time-ordered UUIDv7), filtered in the database.
 pub async fn list_approvals(
     c: &mut AnyConnection,
-    pending_only: bool,
-    run: Option<&str>,
-    limit: i64,
+    f: &ApprovalFilter<'_>,
 ) -> Result<Vec<ApprovalRow>> {
+    let cols = APPROVAL_COLS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The states are the enum's own names, never the caller's text.
+    let states = if f.states.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = f
+            .states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        format!("a.state IN ({}) AND ", names.join(", "))
+    };
     let sql = format!(
-        "SELECT {APPROVAL_COLS} FROM approvals WHERE ($1 = 0 OR state = 'pending') AND ($2 = '' OR run_id = $2)
-         ORDER BY created_at, id LIMIT $3"
+        "SELECT {cols} FROM approvals a
+         WHERE {states}($1 = '' OR a.person_id = $1) AND ($2 = '' OR a.entitlement = $2)
+           AND ($3 = '' OR a.run_id = $3) AND ($4 = '' OR a.id > $4)
+           AND ($5 = ''
+             OR (a.state = 'pending' AND a.person_id <> $5 AND a.requester <> $5
+                 AND EXISTS (SELECT 1 FROM approval_approvers w
+                             WHERE w.approval_id = a.id AND w.waiting = 1
+                               AND (w.approver = $5 OR w.approver IN (
+                                 SELECT d.delegator FROM delegations d
+                                 WHERE d.delegate = $5 AND d.starts_at <= $6 AND d.ends_at > $6
+                                   AND d.revoked_at IS NULL))))
+             OR (a.state <> 'pending'
+                 AND (EXISTS (SELECT 1 FROM approval_approvers w WHERE w.approval_id = a.id AND w.approver = $5)
+                      OR EXISTS (SELECT 1 FROM approval_decisions x
+                                 WHERE x.approval_id = a.id AND (x.actor = $5 OR x.on_behalf_of = $5)))))
+         ORDER BY a.id LIMIT $7"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(pending_only as i64)
-        .bind(run.unwrap_or("").to_string())
-        .bind(limit)
+        .bind(f.person.unwrap_or("").to_string())
+        .bind(f.entitlement.unwrap_or("").to_string())
+        .bind(f.run.unwrap_or("").to_string())
+        .bind(f.after.unwrap_or("").to_string())
+        .bind(f.approver.unwrap_or("").to_string())
+        .bind(f.now)
+        .bind(f.limit)
         .fetch_all(c)
         .await?;
     rows.iter().map(approval_row).collect()
@@ -601,21 +730,38 @@ pub struct DelegationRow {
     pub ends_at: i64,
     /// When it was made.
     pub created_at: i64,
+    /// When it was withdrawn, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+const DELEGATION_COLS: &str = "id, delegator, delegate, starts_at, ends_at, created_at, revoked_at";
+
+fn delegation_row(r: &AnyRow) -> Result<DelegationRow> {
+    Ok(DelegationRow {
+        id: r.try_get(0)?,
+        delegator: r.try_get(1)?,
+        delegate: r.try_get(2)?,
+        starts_at: r.try_get(3)?,
+        ends_at: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        revoked_at: r.try_get(6)?,
+    })
 }
 
 /// Stores a delegation.
 pub async fn insert_delegation(c: &mut AnyConnection, d: &DelegationRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO delegations (id, delegator, delegate, starts_at, ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(d.id.clone())
-    .bind(d.delegator.clone())
-    .bind(d.delegate.clone())
-    .bind(d.starts_at)
-    .bind(d.ends_at)
-    .bind(d.created_at)
-    .execute(c)
-    .await?;
+    let sql =
+        format!("INSERT INTO delegations ({DELEGATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(d.id.clone())
+        .bind(d.delegator.clone())
+        .bind(d.delegate.clone())
+        .bind(d.starts_at)
+        .bind(d.ends_at)
+        .bind(d.created_at)
+        .bind(d.revoked_at)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -632,32 +778,62 @@ pub async fn delegators_of(c: &mut AnyConnection, delegate: &str, now: i64) -> R
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// The delegations `person` made or received that have not ended by `now`.
-pub async fn delegations_of(
+/// Which delegations [`list_delegations`] returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DelegationFilter<'a> {
+    /// Only those this person made or received.
+    pub party: Option<&'a str>,
+    /// Withdrawn ones and those that ended before `now` too.
+    pub include_ended: bool,
+    /// Only those after this delegation id (the previous page's last).
+    pub after: Option<&'a str>,
+    /// The time "ended" is judged at (epoch ms).
+    pub now: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of delegations, oldest first (ids are time-ordered UUIDv7).
+pub async fn list_delegations(
     c: &mut AnyConnection,
-    person: &str,
-    now: i64,
+    f: &DelegationFilter<'_>,
 ) -> Result<Vec<DelegationRow>> {
-    let rows = sqlx::query(
-        "SELECT id, delegator, delegate, starts_at, ends_at, created_at FROM delegations
-         WHERE (delegator = $1 OR delegate = $1) AND ends_at > $2 AND revoked_at IS NULL ORDER BY starts_at, id",
-    )
-    .bind(person.to_string())
-    .bind(now)
-    .fetch_all(c)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(DelegationRow {
-                id: r.try_get(0)?,
-                delegator: r.try_get(1)?,
-                delegate: r.try_get(2)?,
-                starts_at: r.try_get(3)?,
-                ends_at: r.try_get(4)?,
-                created_at: r.try_get(5)?,
-            })
-        })
-        .collect()
+    let sql = format!(
+        "SELECT {DELEGATION_COLS} FROM delegations
+         WHERE ($1 = '' OR delegator = $1 OR delegate = $1)
+           AND ($2 = 1 OR (ends_at > $3 AND revoked_at IS NULL)) AND ($4 = '' OR id > $4)
+         ORDER BY id LIMIT $5"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(f.party.unwrap_or("").to_string())
+        .bind(f.include_ended as i64)
+        .bind(f.now)
+        .bind(f.after.unwrap_or("").to_string())
+        .bind(f.limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(delegation_row).collect()
+}
+
+/// The delegation with this id.
+pub async fn get_delegation(c: &mut AnyConnection, id: &str) -> Result<Option<DelegationRow>> {
+    let sql = format!("SELECT {DELEGATION_COLS} FROM delegations WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(delegation_row).transpose()
+}
+
+/// Withdraws a delegation; false when it was already withdrawn.
+pub async fn revoke_delegation(c: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE delegations SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(c)
+            .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 // ---------------------------------------------------------------- time-bound grants

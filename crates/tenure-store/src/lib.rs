@@ -184,6 +184,7 @@ impl Store {
             }
             tx.conn().execute(sqlx::AssertSqlSafe(sql)).await?;
         }
+        approvals::index_unindexed_approvals(tx.conn()).await?;
         tx.commit().await
     }
 

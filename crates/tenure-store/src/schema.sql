@@ -175,6 +175,7 @@ CREATE TABLE IF NOT EXISTS access_requests (
     expires_at    BIGINT
 );
 CREATE INDEX IF NOT EXISTS access_requests_person ON access_requests (person_id, created_at);
+CREATE INDEX IF NOT EXISTS access_requests_requester ON access_requests (requester, id);
 
 -- One approval per grant that waits for people: its chain of stages as JSON.
 CREATE TABLE IF NOT EXISTS approvals (
@@ -194,6 +195,18 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (created_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS approvals_run ON approvals (run_id);
+CREATE INDEX IF NOT EXISTS approvals_person ON approvals (person_id, id);
+
+-- Who an approval names as approvers (any stage so far, escalations included), `waiting` 1
+-- for those its current stage still waits for. Kept with the chain, so an approver's queue
+-- is one indexed query.
+CREATE TABLE IF NOT EXISTS approval_approvers (
+    approval_id TEXT NOT NULL,
+    approver    TEXT NOT NULL,
+    waiting     BIGINT NOT NULL,
+    PRIMARY KEY (approval_id, approver)
+);
+CREATE INDEX IF NOT EXISTS approval_approvers_who ON approval_approvers (approver, waiting);
 
 CREATE TABLE IF NOT EXISTS approval_decisions (
     approval_id  TEXT NOT NULL,
@@ -206,6 +219,7 @@ CREATE TABLE IF NOT EXISTS approval_decisions (
     at_ms        BIGINT NOT NULL,
     PRIMARY KEY (approval_id, seq)
 );
+CREATE INDEX IF NOT EXISTS approval_decisions_actor ON approval_decisions (actor);
 
 -- An approver's substitute for a period.
 CREATE TABLE IF NOT EXISTS delegations (
@@ -218,6 +232,7 @@ CREATE TABLE IF NOT EXISTS delegations (
     revoked_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS delegations_delegate ON delegations (delegate, starts_at);
+CREATE INDEX IF NOT EXISTS delegations_delegator ON delegations (delegator, starts_at);
 
 -- The person a token acts as (`tenure token create --as PERSON`): who is asking or approving.
 CREATE TABLE IF NOT EXISTS token_identities (

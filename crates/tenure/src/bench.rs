@@ -356,11 +356,17 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     }
     let setup = started.elapsed().as_secs_f64();
     let mut c = store.reader().await?;
-    let mut expiries: Vec<i64> = tenure_store::list_requests(&mut c, None, i64::MAX)
-        .await?
-        .into_iter()
-        .filter_map(|r| r.expires_at)
-        .collect();
+    let mut expiries: Vec<i64> = tenure_store::list_requests(
+        &mut c,
+        &tenure_store::RequestFilter {
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .filter_map(|r| r.expires_at)
+    .collect();
     expiries.sort_unstable();
     drop(c);
     let first = *expiries.first().context("no time-bound grant was made")?;

@@ -1,5 +1,6 @@
 //! `tenure`: the identity-lifecycle engine as one binary.
 
+mod access_cmd;
 mod approvals_cmd;
 mod bench;
 mod config_files;
@@ -63,6 +64,16 @@ enum Command {
     Approvals {
         #[command(subcommand)]
         command: approvals_cmd::ApprovalsCommand,
+    },
+    /// Your access requests over the HTTP API (token in TENURE_TOKEN, acting as you).
+    Requests {
+        #[command(subcommand)]
+        command: access_cmd::RequestsCommand,
+    },
+    /// Substitutes who decide your approvals while you are away (token in TENURE_TOKEN).
+    Delegations {
+        #[command(subcommand)]
+        command: access_cmd::DelegationsCommand,
     },
     /// Tasks that steps wait on (manual systems, webhook callbacks): list, complete, fail.
     Tasks {
@@ -180,6 +191,8 @@ fn main() -> Result<()> {
             Command::Import(args) => import::run(args).await,
             Command::Plan(args) => plan_cmd::run(args).await,
             Command::Approvals { command } => approvals_cmd::run(command).await,
+            Command::Requests { command } => access_cmd::requests(command).await,
+            Command::Delegations { command } => access_cmd::delegations(command).await,
             Command::Tasks { command } => tasks_cmd::run(command).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;

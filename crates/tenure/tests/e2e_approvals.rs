@@ -1,6 +1,7 @@
 //! Access requests and approvals through the real binary: tokens that act as people, scopes
 //! enforced on every route, a chain approved over HTTP and with `tenure approvals`, a denial,
-//! break-glass, and bad input refused with the field at fault.
+//! break-glass, and bad input refused with the field at fault; the approvers', requesters' and
+//! delegations' lists, paged and filtered, each caller seeing only what their token allows.
 
 mod common;
 
@@ -71,15 +72,15 @@ async fn call(s: &Server, method: Method, path: &str, token: &str, body: Option<
     .await
 }
 
-fn approvals_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> std::process::Output {
+/// Runs `tenure ARGS` against the server with `token` in TENURE_TOKEN.
+fn api_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)
-        .arg("approvals")
         .args(args)
         .env("TENURE_URL", &s.base)
         .env("TENURE_TOKEN", token)
         .current_dir(env.dir.path())
         .output()
-        .expect("running tenure approvals")
+        .expect("running tenure")
 }
 
 /// Polls a run (a few ms apart) until its grant waits for approval: its accounts come first.
@@ -174,8 +175,10 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
         "ann is not bob's manager: {}",
         a.body
     );
+    // ann holds read, not approve: she lists her own queue (empty); deciding is refused below.
     let a = call(&s, Method::GET, "/api/v1/approvals", &ann, None).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["items"], json!([]));
 
     // Bad input: the field at fault, nothing stored.
     let a = call(
@@ -277,14 +280,14 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     );
 
     // mia approves with the CLI, olga with the API.
-    let out = approvals_cli(&env, &s, &mia, &["list"]);
+    let out = api_cli(&env, &s, &mia, &["approvals", "list"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&approval_id));
-    let out = approvals_cli(
+    let out = api_cli(
         &env,
         &s,
         &mia,
-        &["approve", &approval_id, "-c", "fine for close"],
+        &["approvals", "approve", &approval_id, "-c", "fine for close"],
     );
     assert!(out.status.success(), "{}", describe(&out));
     let a = call(
@@ -369,17 +372,22 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = approvals_cli(&env, &s, &mia, &["approve", &id, "-c", "ok by me"]);
+    let out = api_cli(
+        &env,
+        &s,
+        &mia,
+        &["approvals", "approve", &id, "-c", "ok by me"],
+    );
     assert!(out.status.success(), "{}", describe(&out));
-    let out = approvals_cli(
+    let out = api_cli(
         &env,
         &s,
         &olga,
-        &["deny", &id, "-c", "use the shared dashboard"],
+        &["approvals", "deny", &id, "-c", "use the shared dashboard"],
     );
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(s.wait_run(&run_id).await["state"], "denied");
-    let out = approvals_cli(&env, &s, &olga, &["deny", &id, "-c", "again"]);
+    let out = api_cli(&env, &s, &olga, &["approvals", "deny", &id, "-c", "again"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already"),
@@ -424,6 +432,395 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     )
     .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+
+    let out = env.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Runs `tenure ARGS` as `token`; its standard output, or a panic with what went wrong.
+fn cli_ok(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> String {
+    let out = api_cli(env, s, token, args);
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// POSTs a decision on an approval as `token`.
+async fn decide(s: &Server, token: &str, approval: &str, decision: &str, comment: &str) -> Answer {
+    let path = format!("/api/v1/approvals/{approval}/decision");
+    let body = json!({ "decision": decision, "comment": comment });
+    call(s, Method::POST, &path, token, Some(body)).await
+}
+
+/// The ids of a list's items.
+fn item_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {page:#}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// GET as `token`; panics unless 200.
+async fn list(s: &Server, token: &str, path: &str) -> Value {
+    let a = call(s, Method::GET, path, token, None).await;
+    assert_eq!(a.status, StatusCode::OK, "GET {path}: {}", a.body);
+    a.body
+}
+
+/// GET as `token`; asserts the status.
+async fn refused(s: &Server, token: &str, path: &str, status: StatusCode) -> Value {
+    let a = call(s, Method::GET, path, token, None).await;
+    assert_eq!(a.status, status, "GET {path}: {}", a.body);
+    a.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_requesters_and_delegations_are_listed_paged_and_scoped() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    for (id, m) in [
+        ("mia", None),
+        ("olga", None),
+        ("sam", None),
+        ("ann", Some("mia")),
+        ("bob", Some("mia")),
+        ("cat", Some("mia")),
+    ] {
+        s.apply_ok(&person(id, m)).await;
+    }
+    let ann = token(&env, "ann", &["request"], Some("ann"));
+    let bob = token(&env, "bob", &["request"], Some("bob"));
+    let cat = token(&env, "cat", &["request"], Some("cat"));
+    let mia = token(&env, "mia", &["approve", "request"], Some("mia"));
+    let olga = token(&env, "olga", &["approve"], Some("olga"));
+    let sam = token(&env, "sam", &["approve"], Some("sam"));
+    let reader = token(&env, "auditor", &["read"], None);
+
+    // A query that does not parse is a 400 with the JSON error body, on every list.
+    for path in [
+        "/api/v1/people",
+        "/api/v1/runs",
+        "/api/v1/audit",
+        "/api/v1/tasks",
+        "/api/v1/approvals",
+        "/api/v1/requests",
+        "/api/v1/delegations",
+    ] {
+        let b = refused(
+            &s,
+            TOKEN,
+            &format!("{path}?limit=abc"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(b["error"]["code"], "invalid_request", "{path}: {b}");
+        assert_eq!(b["error"]["field"], "limit", "{path}: {b}");
+    }
+    let b = refused(
+        &s,
+        TOKEN,
+        "/api/v1/runs/x?wait_ms=-1",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(b["error"]["field"], "wait_ms");
+    for path in [
+        "/api/v1/approvals?state=maybe",
+        "/api/v1/requests?state=maybe",
+    ] {
+        let b = refused(&s, TOKEN, path, StatusCode::BAD_REQUEST).await;
+        assert_eq!(b["error"]["field"], "state", "{path}: {b}");
+    }
+    let b = refused(
+        &s,
+        &mia,
+        "/api/v1/approvals?stat=denied",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("stat"),
+        "{b}"
+    );
+
+    // Three requests (ann, cat, bob), each waiting for mia (their manager) first.
+    let mut requests = Vec::new();
+    for (t, ent) in [
+        (&ann, "directory:reports"),
+        (&cat, "db:prod-admin"),
+        (&bob, "directory:reports"),
+    ] {
+        let a = call(
+            &s,
+            Method::POST,
+            "/api/v1/requests",
+            t,
+            Some(json!({ "entitlement": ent, "justification": "audit season", "duration_secs": 3600 })),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        awaiting(&s, a.body["run_id"].as_str().unwrap()).await;
+        requests.push(a.body["request_id"].as_str().unwrap().to_string());
+    }
+    let all_pending = item_ids(&list(&s, &mia, "/api/v1/approvals").await);
+    assert_eq!(all_pending.len(), 3);
+
+    // Paged in the database: two, then the one after them, then the end.
+    let first = list(&s, &mia, "/api/v1/approvals?limit=2").await;
+    assert_eq!(item_ids(&first), all_pending[..2]);
+    let next = first["next_after"].as_str().unwrap();
+    let second = list(&s, &mia, &format!("/api/v1/approvals?limit=2&after={next}")).await;
+    assert_eq!(item_ids(&second), all_pending[2..]);
+    assert!(second["next_after"].is_null());
+    // Filters an approver asks for.
+    let bobs = list(&s, &mia, "/api/v1/approvals?person=bob").await;
+    assert_eq!(item_ids(&bobs).len(), 1);
+    assert_eq!(bobs["items"][0]["person_id"], "bob");
+    let db = list(&s, &mia, "/api/v1/approvals?entitlement=db:prod-admin").await;
+    assert_eq!(item_ids(&db).len(), 1);
+    assert_eq!(db["items"][0]["entitlement"], "db:prod-admin");
+
+    // Who sees what: olga's stage has not opened; ann holds no approve scope; someone else's
+    // queue or everyone's needs read; the auditor (read, no person) sees them all.
+    assert!(item_ids(&list(&s, &olga, "/api/v1/approvals").await).is_empty());
+    refused(&s, &ann, "/api/v1/approvals", StatusCode::FORBIDDEN).await;
+    refused(
+        &s,
+        &olga,
+        "/api/v1/approvals?approver=mia",
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    refused(
+        &s,
+        &olga,
+        "/api/v1/approvals?all=true",
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        item_ids(&list(&s, &reader, "/api/v1/approvals?approver=mia").await),
+        all_pending
+    );
+    assert_eq!(
+        item_ids(&list(&s, &reader, "/api/v1/approvals").await),
+        all_pending
+    );
+    // Reading one approval by id: an approver only reads their own.
+    let bob_approval = bobs["items"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/approvals/{bob_approval}");
+    list(&s, &mia, &path).await;
+    refused(&s, &sam, &path, StatusCode::FORBIDDEN).await;
+    list(&s, &reader, &path).await;
+    // Deciding needs the approve scope and a token acting as a person.
+    for t in [&reader, &ann] {
+        let a = decide(&s, t, &bob_approval, "approve", "not mine to decide").await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    }
+
+    // mia denies bob's request and approves ann's reports (CLI); olga then approves those.
+    let a = decide(&s, &mia, &bob_approval, "deny", "not this quarter").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let reports = list(
+        &s,
+        &mia,
+        "/api/v1/approvals?person=ann&entitlement=directory:reports",
+    )
+    .await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli_ok(
+        &env,
+        &s,
+        &mia,
+        &["approvals", "approve", &reports, "-c", "for the audit"],
+    );
+    let out = cli_ok(&env, &s, &olga, &["approvals", "list"]);
+    assert!(out.contains(&reports), "{out}");
+    cli_ok(
+        &env,
+        &s,
+        &olga,
+        &["approvals", "approve", &reports, "-c", "owner agrees"],
+    );
+    assert_eq!(
+        list(&s, &olga, &format!("/api/v1/approvals/{reports}")).await["state"],
+        "approved"
+    );
+    // Decided approvals stay visible for audit, by state.
+    assert_eq!(
+        item_ids(&list(&s, &mia, "/api/v1/approvals").await).len(),
+        1,
+        "only cat's db:prod-admin still waits for mia"
+    );
+    assert_eq!(
+        item_ids(&list(&s, &mia, "/api/v1/approvals?state=denied").await),
+        vec![bob_approval.clone()]
+    );
+    assert_eq!(
+        item_ids(&list(&s, &mia, "/api/v1/approvals?state=approved").await),
+        vec![reports.clone()]
+    );
+    assert_eq!(
+        item_ids(&list(&s, &mia, "/api/v1/approvals?state=decided").await).len(),
+        2
+    );
+    assert_eq!(
+        item_ids(&list(&s, &mia, "/api/v1/approvals?state=all").await).len(),
+        3
+    );
+    assert!(
+        item_ids(&list(&s, &sam, "/api/v1/approvals?state=all").await).is_empty(),
+        "sam was never asked"
+    );
+
+    // Requests: the caller's own by default; everyone's with read, newest first and paged.
+    assert_eq!(
+        item_ids(&list(&s, &ann, "/api/v1/requests").await),
+        vec![requests[0].clone()]
+    );
+    let page = list(&s, &reader, "/api/v1/requests?limit=2").await;
+    assert_eq!(
+        item_ids(&page),
+        vec![requests[2].clone(), requests[1].clone()]
+    );
+    let before = page["next_before"].as_str().unwrap();
+    let page = list(
+        &s,
+        &reader,
+        &format!("/api/v1/requests?limit=2&before={before}"),
+    )
+    .await;
+    assert_eq!(item_ids(&page), vec![requests[0].clone()]);
+    assert!(page["next_before"].is_null());
+    assert_eq!(
+        item_ids(&list(&s, &ann, "/api/v1/requests?state=approved").await),
+        vec![requests[0].clone()]
+    );
+    assert!(item_ids(&list(&s, &ann, "/api/v1/requests?state=pending").await).is_empty());
+    assert!(
+        item_ids(&list(&s, &ann, "/api/v1/requests?person=bob").await).is_empty(),
+        "ann never sees bob's requests"
+    );
+    refused(&s, &ann, "/api/v1/requests?all=true", StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        item_ids(&list(&s, &reader, "/api/v1/requests").await).len(),
+        3
+    );
+    assert_eq!(
+        item_ids(&list(&s, &reader, "/api/v1/requests?person=bob&state=denied").await),
+        vec![requests[2].clone()]
+    );
+    // mia, who asked for none, lists none of her own.
+    assert!(item_ids(&list(&s, &mia, "/api/v1/requests").await).is_empty());
+
+    // Where a request stands: stages, who decided what with their comment, when it ends.
+    let d = list(&s, &ann, &format!("/api/v1/requests/{}", requests[0])).await;
+    assert_eq!(d["request"]["state"], "approved");
+    assert!(d["request"]["expires_at"].as_i64().is_some(), "{d:#}");
+    let approval = &d["approvals"][0];
+    assert_eq!(approval["state"], "approved");
+    assert_eq!(approval["chain"]["stages"].as_array().unwrap().len(), 2);
+    let decisions: Vec<(&str, &str)> = approval["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["actor"].as_str().unwrap(), x["comment"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![("mia", "for the audit"), ("olga", "owner agrees")]
+    );
+    refused(
+        &s,
+        &bob,
+        &format!("/api/v1/requests/{}", requests[0]),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let text = cli_ok(&env, &s, &ann, &["requests", "list"]);
+    assert!(
+        text.contains(&requests[0]) && !text.contains(&requests[1]) && !text.contains(&requests[2]),
+        "{text}"
+    );
+    let text = cli_ok(&env, &s, &ann, &["requests", "show", &requests[0]]);
+    assert!(
+        text.contains("approve by mia: for the audit") && text.contains("owner agrees"),
+        "{text}"
+    );
+
+    // Delegations: mia names sam with the CLI; sam then sees mia's queue.
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    cli_ok(
+        &env,
+        &s,
+        &mia,
+        &["delegations", "add", "sam", "--until", &until],
+    );
+    let mias = list(&s, &mia, "/api/v1/delegations").await;
+    let delegation = item_ids(&mias);
+    assert_eq!(delegation.len(), 1);
+    let delegation = delegation[0].clone();
+    assert_eq!(mias["items"][0]["delegate"], "sam");
+    assert_eq!(
+        item_ids(&list(&s, &sam, "/api/v1/delegations").await),
+        vec![delegation.clone()]
+    );
+    assert!(item_ids(&list(&s, &olga, "/api/v1/delegations").await).is_empty());
+    refused(
+        &s,
+        &olga,
+        "/api/v1/delegations?all=true",
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    refused(
+        &s,
+        &olga,
+        "/api/v1/delegations?person=mia",
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    refused(&s, &reader, "/api/v1/delegations", StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        item_ids(&list(&s, TOKEN, "/api/v1/delegations?all=true").await),
+        vec![delegation.clone()]
+    );
+    assert_eq!(
+        item_ids(&list(&s, &sam, "/api/v1/approvals").await),
+        item_ids(&list(&s, &mia, "/api/v1/approvals").await)
+    );
+    let out = cli_ok(&env, &s, &sam, &["delegations", "list"]);
+    assert!(out.contains(&delegation));
+
+    // Only the delegator (or an admin) withdraws it; then sam decides nothing for mia.
+    let path = format!("/api/v1/delegations/{delegation}");
+    for t in [&sam, &olga, &ann] {
+        let a = call(&s, Method::DELETE, &path, t, None).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    }
+    cli_ok(&env, &s, &mia, &["delegations", "remove", &delegation]);
+    assert!(item_ids(&list(&s, &sam, "/api/v1/approvals").await).is_empty());
+    assert!(item_ids(&list(&s, &mia, "/api/v1/delegations").await).is_empty());
+    let ended = list(&s, &mia, "/api/v1/delegations?include_ended=true").await;
+    assert!(
+        ended["items"][0]["revoked_at"].as_i64().is_some(),
+        "{ended:#}"
+    );
+    let a = call(&s, Method::DELETE, &path, &mia, None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    let a = call(&s, Method::DELETE, "/api/v1/delegations/nope", &mia, None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    let revoked: Vec<Value> = s
+        .items("/api/v1/audit")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "approval.delegation_revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["actor"], "mia");
 
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
