@@ -46,9 +46,9 @@ pub(crate) enum Planned {
 /// Plans a pending run inside `tx`: applies its event to the person, diffs desired against
 /// current access, stores the steps and starts the first phase.
 ///
-/// Runs of one person go one at a time, in order. A leave (or engagement end) does not queue:
-/// it cancels the unstarted steps of the person's earlier runs and waits only for calls already
-/// in flight.
+/// Runs of one person go one at a time, in order. A leave does not queue: it cancels the
+/// unstarted steps of the person's earlier runs, withdraws their pending approvals, and waits
+/// only for calls already in flight.
 pub(crate) async fn plan_run(
     inner: &Inner,
     tx: &mut Tx,
@@ -89,15 +89,21 @@ pub(crate) async fn plan_run(
     let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
     if !earlier.is_empty() {
         // Events of one person apply in order. Only a leave jumps ahead of work already
-        // planned: it cancels the steps that have not started and waits just for calls in flight.
-        // Earlier events not yet planned still apply first (they may create the person).
+        // planned: it cancels the steps that have not started (approvals still open included)
+        // and waits just for calls in flight. Earlier events not yet planned still apply first
+        // (they may create the person).
         if kind != Some(EventType::Leave) || earlier.iter().any(|o| o.state == RunState::Pending) {
             return Ok(Planned::Waiting);
         }
+        let why = approvals::Withdrawal {
+            actor: "engine",
+            reason: format!("{} run {} takes precedence", run.kind, run.id),
+            by_run: Some(&run.id),
+        };
         let mut waiting = false;
         for other in &earlier {
             let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
-            forget_planned_effects(tx, &cancelled).await?;
+            forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
             if !cancelled.is_empty() {
                 tx.audit(NewAudit {
                     at_ms: now,
@@ -776,19 +782,20 @@ fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision
 }
 
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
-/// cancelled before they ran.
-async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()> {
+/// cancelled before they ran, and withdraws the approvals those steps waited for.
+async fn forget_planned_effects(
+    inner: &Inner,
+    tx: &mut Tx,
+    cancelled: &[StepRow],
+    why: &approvals::Withdrawal<'_>,
+    now: i64,
+) -> Result<()> {
     let waiting: Vec<String> = cancelled
         .iter()
         .filter(|s| s.action == Action::Grant)
         .map(|s| s.id.clone())
         .collect();
-    let at = cancelled
-        .iter()
-        .filter_map(|s| s.finished_at)
-        .max()
-        .unwrap_or(0);
-    tenure_store::withdraw_approvals(tx.conn(), &waiting, at).await?;
+    approvals::withdraw(inner, tx, &waiting, why, now).await?;
     for s in cancelled {
         match s.action {
             Action::CreateAccount => {
@@ -984,7 +991,12 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
     }
     tenure_store::request_cancel(tx.conn(), run_id).await?;
     let cancelled = tenure_store::cancel_pending_steps(tx.conn(), run_id, now).await?;
-    forget_planned_effects(&mut tx, &cancelled).await?;
+    let why = approvals::Withdrawal {
+        actor,
+        reason: "run cancelled by an operator".into(),
+        by_run: Some(run_id),
+    };
+    forget_planned_effects(inner, &mut tx, &cancelled, &why, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),

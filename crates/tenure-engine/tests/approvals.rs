@@ -334,6 +334,50 @@ impl Harness {
         }
     }
 
+    /// `person` asks for `entitlement` themselves; the run waits for approval. Returns the
+    /// request, its run and the approval.
+    async fn waiting_request(
+        &self,
+        person: &str,
+        entitlement: &str,
+        hours: Option<i64>,
+    ) -> (String, String, ApprovalRow) {
+        let (request, run) = self
+            .request(person, person, entitlement, hours, false)
+            .await
+            .unwrap();
+        self.reach(&run, RunState::AwaitingApproval).await;
+        let a = self.approval_of_run(&run).await;
+        (request, run, a)
+    }
+
+    /// `person` asks for `entitlement` for `hours`; `approvers` approve it in turn, and the
+    /// run that grants it succeeds. Returns the approval.
+    async fn granted_on_request(
+        &self,
+        person: &str,
+        entitlement: &str,
+        hours: i64,
+        approvers: &[&str],
+    ) -> ApprovalRow {
+        let (_, run, a) = self.waiting_request(person, entitlement, Some(hours)).await;
+        for who in approvers {
+            self.decide(&a.id, who, Verdict::Approve).await.unwrap();
+        }
+        assert_eq!(self.finish(&run).await, RunState::Succeeded);
+        a
+    }
+
+    /// What `person` holds on `system`, as the system says.
+    async fn memberships(&self, system: &str, person: &str) -> Vec<String> {
+        self.engine
+            .connector(system)
+            .unwrap()
+            .list_memberships(person)
+            .await
+            .unwrap()
+    }
+
     /// Moves the clock and fires what became due.
     async fn advance(&self, ms: i64) {
         self.clock.advance(ms);
@@ -434,12 +478,7 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
 #[tokio::test]
 async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     let h = harness().await;
-    let (request, run) = h
-        .request("ann", "ann", "crm:acme", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (request, run, a) = h.waiting_request("ann", "crm:acme", None).await;
     let kinds: Vec<_> = a.chain.stages.iter().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![StageKind::Manager, StageKind::ClientOwner]);
 
@@ -463,15 +502,7 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     assert_eq!(detail.approval.state, ApprovalState::Denied);
     assert_eq!(detail.decisions.len(), 2);
     assert_eq!(detail.decisions[1].comment, "carl says deny");
-    assert!(
-        h.engine
-            .connector("crm")
-            .unwrap()
-            .list_memberships("ann")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.memberships("crm", "ann").await.is_empty());
     // A decided approval takes no more decisions.
     assert!(matches!(
         h.decide(&a.id, "carl", Verdict::Approve).await,
@@ -526,12 +557,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
         .delegate("mia", "sub", START, START + HOUR, "mia")
         .await
         .unwrap();
-    let (_, run) = h
-        .request("ann", "ann", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (_, run, a) = h.waiting_request("ann", "directory:reports", None).await;
     assert_eq!(
         h.engine.pending_approvals(Some("sub")).await.unwrap().len(),
         1
@@ -544,12 +570,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
 
     // After the delegation has ended, sub decides nothing for mia.
     h.clock.advance(2 * HOUR);
-    let (_, run) = h
-        .request("bob", "bob", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (_, _, a) = h.waiting_request("bob", "directory:reports", None).await;
     assert!(
         h.engine
             .pending_approvals(Some("sub"))
@@ -566,12 +587,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
 #[tokio::test]
 async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_deadline() {
     let h = harness().await;
-    let (request, run) = h
-        .request("ann", "ann", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (request, run, a) = h.waiting_request("ann", "directory:reports", None).await;
     assert!(
         h.engine
             .pending_approvals(Some("ceo"))
@@ -612,16 +628,9 @@ async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_
 #[tokio::test]
 async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     let mut h = harness().await;
-    let (_, run) = h
-        .request("ann", "ann", "db:prod-admin", Some(1), false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
-    for who in ["mia", "dora", "dan"] {
-        h.decide(&a.id, who, Verdict::Approve).await.unwrap();
-    }
-    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let a = h
+        .granted_on_request("ann", "db:prod-admin", 1, &["mia", "dora", "dan"])
+        .await;
 
     h.engine.shutdown().await;
     h.clock.advance(3 * HOUR);
@@ -648,15 +657,7 @@ async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     h.restart().await;
     h.advance(HOUR).await;
     assert_eq!(h.audit("grant.expired").await.len(), 1);
-    assert!(
-        h.engine
-            .connector("db")
-            .unwrap()
-            .list_memberships("ann")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.memberships("db", "ann").await.is_empty());
 }
 
 #[tokio::test]
@@ -1048,4 +1049,36 @@ async fn a_client_contract_bounds_engagement_access_and_a_new_engagement_starts_
     let g = grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
     assert_eq!(g.source_ref, "e2");
     assert_eq!(g.expires_at, Some(h.clock.now_ms() + 30 * day));
+}
+
+/// The run an `approval.withdrawn` entry names as its cause.
+fn by_run(e: &tenure_core::audit::AuditEntry) -> String {
+    let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+    details["by_run"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_leave_withdraws_the_approvals_of_the_person_and_audits_it() {
+    let h = harness().await;
+    let (request, run, a) = h.waiting_request("ann", "crm:acme", None).await;
+    let leave = h.send(r#"{"type":"leave","person":{"id":"ann"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert_eq!(h.finish(&run).await, RunState::Cancelled);
+    let detail = h.engine.approval(&a.id).await.unwrap();
+    assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "withdrawn");
+    let withdrawn = h.audit("approval.withdrawn").await;
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
+    assert_eq!(by_run(&withdrawn[0]), leave);
+    assert!(matches!(
+        h.decide(&a.id, "mia", Verdict::Approve).await,
+        Err(EngineError::Conflict(_))
+    ));
+    // The deadline timer does not revive it.
+    h.advance(4 * 24 * HOUR).await;
+    assert_eq!(
+        h.engine.approval(&a.id).await.unwrap().approval.state,
+        ApprovalState::Withdrawn
+    );
+    assert!(h.audit("approval.expired").await.is_empty());
 }

@@ -474,30 +474,25 @@ pub async fn list_approvals(
     rows.iter().map(approval_row).collect()
 }
 
-/// Withdraws the pending approvals of these steps (cancelled before anyone decided).
-pub async fn withdraw_approvals(
+/// The pending approvals of these steps.
+pub async fn pending_approvals_of_steps(
     c: &mut AnyConnection,
     step_ids: &[String],
-    now: i64,
-) -> Result<()> {
+) -> Result<Vec<ApprovalRow>> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending' AND step_id = $1 ORDER BY created_at, id"
+    );
+    let mut out = Vec::new();
     for id in step_ids {
-        sqlx::query(
-            "UPDATE access_requests SET state = 'withdrawn', decided_at = $1
-             WHERE state = 'pending' AND id IN (SELECT request_id FROM approvals WHERE step_id = $2 AND state = 'pending')",
-        )
-        .bind(now)
-        .bind(id.clone())
-        .execute(&mut *c)
-        .await?;
-        sqlx::query(
-            "UPDATE approvals SET state = 'withdrawn', decided_at = $1 WHERE step_id = $2 AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(id.clone())
-        .execute(&mut *c)
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id.clone())
+            .fetch_all(&mut *c)
+            .await?;
+        for r in &rows {
+            out.push(approval_row(r)?);
+        }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// One recorded decision.
