@@ -482,15 +482,17 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     let kinds: Vec<_> = a.chain.stages.iter().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![StageKind::Manager, StageKind::ClientOwner]);
 
-    // Meanwhile a transfer of ann waits behind the open request.
+    // Meanwhile a transfer of ann goes ahead: a run waiting only for approvals holds nothing
+    // back, and the request still waits.
     let transfer = h
         .send(r#"{"type":"transfer","person":{"id":"ann","title":"Lead"}}"#)
         .await;
-    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
     assert_eq!(
-        h.engine.run_detail(&transfer).await.unwrap().run.state,
-        RunState::Pending
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::AwaitingApproval
     );
+    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
     h.decide(&a.id, "carl", Verdict::Deny).await.unwrap();
     assert_eq!(h.finish(&run).await, RunState::Denied);
     assert_eq!(
@@ -508,9 +510,6 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
         h.decide(&a.id, "carl", Verdict::Approve).await,
         Err(EngineError::Conflict(_))
     ));
-    // The person's next run is no longer held back.
-    h.engine.wake();
-    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
     assert_eq!(h.audit("approval.denied").await[0].actor, "carl");
 }
 
@@ -1051,10 +1050,208 @@ async fn a_client_contract_bounds_engagement_access_and_a_new_engagement_starts_
     assert_eq!(g.expires_at, Some(h.clock.now_ms() + 30 * day));
 }
 
+/// The base configuration with a consultant template for client access and a template that
+/// gives the Databases department privileged access (which waits for its owners' approval).
+fn lifecycle_config() -> Config {
+    config_with(
+        "",
+        &[
+            (
+                "consultants.toml",
+                "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n",
+            ),
+            (
+                "dbas.toml",
+                "entitlements = [\"db:prod-admin\"]\n[match]\ndepartment = [\"Databases\"]\n",
+            ),
+        ],
+    )
+}
+
 /// The run an `approval.withdrawn` entry names as its cause.
 fn by_run(e: &tenure_core::audit::AuditEntry) -> String {
     let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
     details["by_run"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits until the person has no open run left.
+async fn settled(h: &Harness, runs: &[&str]) {
+    for r in runs {
+        h.finish(r).await;
+    }
+}
+
+#[tokio::test]
+async fn an_engagement_ends_on_time_while_a_request_of_the_person_waits_for_approval() {
+    let h = harness_full(lifecycle_config(), None).await;
+    // bob consults for acme until 2026-05-30 (the client owner approves his access).
+    let start = h
+        .send(
+            &serde_json::json!({ "type": "engagement_start", "person": { "id": "bob" },
+                "engagement": { "id": "e1", "client": "acme", "role": "consultant",
+                                "end_date": "2026-05-30" } })
+            .to_string(),
+        )
+        .await;
+    h.reach(&start, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&start).await;
+    h.decide(&approval.id, "carl", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&start).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
+
+    // He asks for reports access; his manager is away for days.
+    let (request, run, waiting) = h.waiting_request("bob", "directory:reports", None).await;
+
+    // The engagement's end date passes: nobody acts, and acme's access goes at once.
+    let midnight_after = 1_780_185_600_000; // 2026-05-31T00:00:00Z
+    h.advance(midnight_after - START).await;
+    assert_eq!(h.audit("scheduler.engagement_end").await.len(), 1);
+    let end_run = {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let runs = tenure_store::list_runs(&mut c, None, Some("bob"), None, 10)
+            .await
+            .unwrap();
+        runs.into_iter()
+            .find(|r| r.kind == "engagement_end")
+            .expect("the end's run")
+            .id
+    };
+    assert_eq!(h.finish(&end_run).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "crm:acme", GrantState::Revoked).await;
+    assert!(h.memberships("crm", "bob").await.is_empty());
+
+    // The request was not in the way and is not touched: it still waits, and is granted once
+    // approved.
+    assert_eq!(
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::AwaitingApproval
+    );
+    assert_eq!(
+        h.grant("bob", "directory:reports").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+    assert!(h.audit("approval.withdrawn").await.is_empty());
+    h.decide(&waiting.id, "mia", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "directory:reports", GrantState::Granted).await;
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "approved");
+    // Planned once: the end's run did not plan the waiting grant a second time.
+    let end = h.engine.run_detail(&end_run).await.unwrap();
+    assert!(
+        end.steps
+            .iter()
+            .all(|s| s.entitlement.as_deref() != Some("directory:reports")),
+        "{:#?}",
+        end.steps
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_out_of_the_template_withdraws_the_approval_its_grant_waited_for() {
+    let h = harness_full(lifecycle_config(), None).await;
+    let hire = h.send(&dba("pia", "Databases")).await;
+    h.reach(&hire, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&hire).await;
+    assert_eq!(
+        h.grant("pia", "db:prod-admin").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+    // One of the two owners approves; then pia moves to sales before the other does.
+    h.decide(&approval.id, "dora", Verdict::Approve)
+        .await
+        .unwrap();
+    let mut transfer: serde_json::Value = serde_json::from_str(&dba("pia", "Sales")).unwrap();
+    transfer["type"] = "transfer".into();
+    let transfer = h.send(&transfer.to_string()).await;
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
+
+    // The approval is withdrawn, with the reason and the run that caused it.
+    let detail = h.engine.approval(&approval.id).await.unwrap();
+    assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
+    assert_eq!(detail.approval.chain.state, ApprovalState::Withdrawn);
+    assert!(h.engine.pending_approvals(None).await.unwrap().is_empty());
+    let withdrawn = h.audit("approval.withdrawn").await;
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
+    assert_eq!(withdrawn[0].actor, "engine");
+    assert_eq!(withdrawn[0].run_id.as_deref(), Some(hire.as_str()));
+    assert_eq!(by_run(&withdrawn[0]), transfer);
+    assert!(
+        withdrawn[0].reason.contains(&transfer),
+        "{}",
+        withdrawn[0].reason
+    );
+    // Its timers go with it.
+    for kind in ["approval.escalate", "approval.deadline"] {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let pending = tenure_store::timers_of_kind(&mut c, kind, "pending")
+            .await
+            .unwrap();
+        assert!(pending.iter().all(|t| t.subject != approval.id), "{kind}");
+    }
+    // The hire has nothing left to do: it ends, its waiting step cancelled.
+    assert_eq!(h.finish(&hire).await, RunState::Cancelled);
+    let steps = h.engine.run_detail(&hire).await.unwrap().steps;
+    let grant = steps
+        .iter()
+        .find(|s| s.entitlement.as_deref() == Some("db:prod-admin"))
+        .unwrap();
+    assert_eq!(grant.state, tenure_core::run::StepState::Cancelled);
+    assert!(h.grant("pia", "db:prod-admin").await.is_none());
+
+    // Deciding it afterwards is refused and grants nothing.
+    let late = h.decide(&approval.id, "dan", Verdict::Approve).await;
+    match late {
+        Err(EngineError::Conflict(m)) => assert!(m.contains("withdrawn"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.engine
+            .approval(&approval.id)
+            .await
+            .unwrap()
+            .decisions
+            .len(),
+        1
+    );
+    h.engine.wake();
+    settled(&h, &[&hire, &transfer]).await;
+    assert!(h.grant("pia", "db:prod-admin").await.is_none());
+    assert!(h.memberships("db", "pia").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expiry_and_later_runs_go_ahead_while_an_approval_waits() {
+    let h = harness().await;
+    h.granted_on_request("ann", "db:prod-admin", 2, &["mia", "dora", "dan"])
+        .await;
+    grant_reaches(&h, "ann", "db:prod-admin", GrantState::Granted).await;
+
+    // A second request waits for its approvers.
+    let (_, second, waiting) = h.waiting_request("ann", "crm:acme", None).await;
+
+    // The first grant's window ends: revoked on time, though an approval is open.
+    h.advance(2 * HOUR).await;
+    grant_reaches(&h, "ann", "db:prod-admin", GrantState::Revoked).await;
+    assert_eq!(h.audit("grant.expired").await.len(), 1);
+    assert!(h.memberships("db", "ann").await.is_empty());
+    // A transfer plans at once too, and the waiting request is left as it was.
+    let transfer = h
+        .send(r#"{"type":"transfer","person":{"id":"ann","title":"Lead"}}"#)
+        .await;
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
+    assert_eq!(
+        h.engine.run_detail(&second).await.unwrap().run.state,
+        RunState::AwaitingApproval
+    );
+    for who in ["mia", "carl"] {
+        h.decide(&waiting.id, who, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&second).await, RunState::Succeeded);
+    grant_reaches(&h, "ann", "crm:acme", GrantState::Granted).await;
 }
 
 #[tokio::test]
