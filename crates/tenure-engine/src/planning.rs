@@ -262,8 +262,9 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     Ok(Planned::Yes)
 }
 
-/// Whether the person's earlier open runs hold a later one back: one is not planned yet, or
-/// has steps pending or running. A run that waits only for approvals does not.
+/// Whether the person's earlier open runs hold a later one back: every one does, except a
+/// run that waits only for approvals (a step awaiting approval, none pending or running). One
+/// with no step left at all is ending in another transaction: the later run waits for that.
 async fn holds_back(tx: &mut Tx, earlier: &[RunRow]) -> Result<bool> {
     if earlier.is_empty() {
         return Ok(false);
@@ -273,10 +274,14 @@ async fn holds_back(tx: &mut Tx, earlier: &[RunRow]) -> Result<bool> {
     }
     let ids: Vec<String> = earlier.iter().map(|o| o.id.clone()).collect();
     let statuses = tenure_store::step_statuses_of_runs(tx.conn(), &ids).await?;
-    Ok(statuses
-        .values()
-        .flatten()
-        .any(|s| matches!(s.state, StepState::Pending | StepState::Running)))
+    Ok(ids.iter().any(|id| {
+        let steps = statuses.get(id).map_or(&[][..], Vec::as_slice);
+        let waiting = steps.iter().any(|s| s.state == StepState::AwaitingApproval);
+        let busy = steps
+            .iter()
+            .any(|s| matches!(s.state, StepState::Pending | StepState::Running));
+        busy || !waiting
+    }))
 }
 
 /// What one person holds now, as stored.
@@ -827,10 +832,6 @@ async fn withdraw_unwanted(
         by_run: Some(&run.id),
     };
     forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
-    for e in entitlements {
-        // A waiting grant without its step (none should be) goes too: nothing will give it.
-        tenure_store::forget_pending_grant(tx.conn(), &run.person_id, e).await?;
-    }
     let earlier: BTreeSet<String> = cancelled.iter().map(|s| s.run_id.clone()).collect();
     advance_runs(inner, tx, &earlier.into_iter().collect::<Vec<_>>(), now).await
 }
