@@ -822,8 +822,17 @@ async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
     h.reach(&run, RunState::AwaitingApproval).await;
     h.engine.fire_due_timers().await.unwrap();
     // The first delivery failed (this call or the scheduler's loop made it): it waits for a
-    // retry after a backoff, not before.
-    let waiting = h.timers_until("webhook", "pending", 1).await;
+    // retry after a backoff, not before. (When the loop made it, its claim may not be
+    // committed yet, and the timer still reads as never tried.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let waiting = h.timers_until("webhook", "pending", 1).await;
+        if waiting[0].attempts > 0 || tokio::time::Instant::now() > deadline {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(waiting[0].attempts, 1, "{waiting:?}");
     assert!(waiting[0].due_at > START, "{waiting:?}");
     assert_eq!(rx.got.lock().unwrap().len(), 1);
     h.advance(10 * 60_000).await;
