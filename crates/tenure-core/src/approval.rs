@@ -42,7 +42,8 @@ string_enum!(
         Denied => "denied",
         /// Nobody decided before the deadline: denied automatically.
         Expired => "expired",
-        /// The grant is no longer wanted (a leave or a cancel came first).
+        /// The grant is no longer wanted (a leave, a cancel, or a later run of the person that
+        /// no longer wants it came first): nothing is granted.
         Withdrawn => "withdrawn",
     }
 );

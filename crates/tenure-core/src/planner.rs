@@ -89,6 +89,10 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Wanted entitlements that could not be planned.
     pub skipped: Vec<Skipped>,
+    /// Entitlements whose grant waits for an approval (planned by an earlier run of the person)
+    /// but that are no longer wanted: their approvals are withdrawn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
 }
 
 /// Where a wanted entitlement comes from.
@@ -247,8 +251,21 @@ pub fn plan(
         .filter(|g| g.is_held())
         .map(|g| (g.entitlement.as_str(), g))
         .collect();
+    // A grant waiting for an approval is already planned (by an earlier run of the person that
+    // waits only for that approval): it is not planned twice, and it goes no further once it
+    // is no longer wanted.
+    let waiting: BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| g.state == GrantState::AwaitingApproval)
+        .map(|g| g.entitlement.as_str())
+        .collect();
+    let withdrawn = waiting
+        .iter()
+        .filter(|e| !desired.entitlements.contains_key(**e))
+        .map(|e| e.to_string())
+        .collect();
     for (ent, want) in &desired.entitlements {
-        if !held.contains_key(ent.as_str()) {
+        if !held.contains_key(ent.as_str()) && !waiting.contains(ent.as_str()) {
             let system = &config.entitlements[ent].system;
             steps.push(PlannedStep {
                 source: Some(want.source),
@@ -293,6 +310,7 @@ pub fn plan(
     Plan {
         steps,
         skipped: desired.skipped.clone(),
+        withdrawn,
     }
 }
 
@@ -473,6 +491,56 @@ client = "globex"
             apply_step(&p.id, s, accounts, grants, 0);
         }
         plan
+    }
+
+    #[test]
+    fn a_grant_waiting_for_approval_is_not_planned_twice_and_is_withdrawn_once_unwanted() {
+        let c = config();
+        let mut accounts = Vec::new();
+        let mut grants = Vec::new();
+        let en = [engagement("acme", true)];
+        let p = person("Engineering", PersonStatus::Active);
+        run_to_completion(&c, &p, &[], &mut accounts, &mut grants);
+        // The engagement's grant was planned and waits for its approval (its account exists).
+        let waiting = Grant {
+            person_id: "p1".into(),
+            entitlement: "crm:acme".into(),
+            source: GrantSource::Engagement,
+            source_ref: en[0].id.clone(),
+            state: GrantState::AwaitingApproval,
+            granted_at: None,
+            expires_at: None,
+        };
+        grants.push(waiting);
+        accounts.push(Account {
+            person_id: "p1".into(),
+            system: "crm".into(),
+            state: AccountState::Active,
+        });
+        // Still wanted (a transfer within engineering): no second grant, nothing withdrawn.
+        let d = desired_access(&c, &p, &en, &grants, today(), 0);
+        let again = plan(&c, &d, &accounts, &grants, true);
+        assert!(
+            again
+                .steps
+                .iter()
+                .all(|s| s.entitlement.as_deref() != Some("crm:acme")),
+            "{again:#?}"
+        );
+        assert!(again.withdrawn.is_empty());
+        // The engagement ended: the waiting grant is withdrawn, and never revoked (it was
+        // never given).
+        let ended = [engagement("acme", false)];
+        let d = desired_access(&c, &p, &ended, &grants, today(), 0);
+        let after = plan(&c, &d, &accounts, &grants, false);
+        assert_eq!(after.withdrawn, vec!["crm:acme".to_string()]);
+        assert!(
+            after
+                .steps
+                .iter()
+                .all(|s| s.entitlement.as_deref() != Some("crm:acme")),
+            "{after:#?}"
+        );
     }
 
     #[test]

@@ -615,6 +615,9 @@ pub(crate) async fn decide(
     let mut row = tenure_store::get_approval(tx.conn(), id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("approval `{id}`")))?;
+    if row.state == ApprovalState::Withdrawn {
+        return Err(withdrawn_conflict(&row));
+    }
     let delegators = tenure_store::delegators_of(tx.conn(), actor, now).await?;
     let parties = Parties {
         requester: &row.requester.clone(),
@@ -696,7 +699,19 @@ pub(crate) async fn decide(
     }
     tx.commit().await?;
     inner.wake_all();
+    if row.state == ApprovalState::Withdrawn {
+        // Approved, but its grant no longer waited: withdrawn instead, nothing granted.
+        return Err(withdrawn_conflict(&row));
+    }
     detail(inner, id).await
+}
+
+/// The answer to a decision on an approval whose grant is no longer wanted.
+fn withdrawn_conflict(row: &ApprovalRow) -> EngineError {
+    EngineError::Conflict(format!(
+        "approval `{}` was withdrawn: `{}` is no longer to be granted `{}`; nothing was granted",
+        row.id, row.person_id, row.entitlement
+    ))
 }
 
 /// Every stage approved: release the waiting step (its phase makes it ready) and, for a
@@ -708,14 +723,23 @@ async fn finish_approved(
     actor: &str,
     now: i64,
 ) -> Result<()> {
+    if let Some(step) = &row.step_id
+        && !tenure_store::set_step_approval(tx.conn(), step, StepState::Pending, None, now).await?
+    {
+        // The grant no longer waits (its run was cancelled or superseded): nothing is granted.
+        let why = Withdrawal {
+            actor,
+            reason: "the grant no longer waits for this approval".into(),
+            by_run: None,
+        };
+        return close_withdrawn(inner, tx, row, &why, now).await;
+    }
     row.state = ApprovalState::Approved;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;
     scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
     scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
-    if let Some(step) = &row.step_id
-        && tenure_store::set_step_approval(tx.conn(), step, StepState::Pending, None, now).await?
-    {
+    if row.step_id.is_some() {
         tenure_store::set_grant_state(
             tx.conn(),
             &row.person_id,
@@ -931,6 +955,77 @@ async fn finish_denied(
     )
     .await?;
     planning::advance_run(inner, tx, &row.run_id, now).await
+}
+
+/// Why pending approvals are withdrawn, for the audit trail.
+pub(crate) struct Withdrawal<'a> {
+    /// Who withdrew them: `engine`, or the operator who cancelled the run.
+    pub actor: &'a str,
+    /// Why, in words.
+    pub reason: String,
+    /// The run that caused it (a later run of the person, or the cancelled run itself).
+    pub by_run: Option<&'a str>,
+}
+
+/// Withdraws the pending approvals of these steps, which were cancelled before anyone decided:
+/// each is closed `withdrawn` (so no decision is taken on it any more), its timers cancelled,
+/// its request withdrawn, audited `approval.withdrawn`, and its requester told.
+pub(crate) async fn withdraw(
+    inner: &Inner,
+    tx: &mut Tx,
+    step_ids: &[String],
+    why: &Withdrawal<'_>,
+    now: i64,
+) -> Result<()> {
+    for mut row in tenure_store::pending_approvals_of_steps(tx.conn(), step_ids).await? {
+        close_withdrawn(inner, tx, &mut row, why, now).await?;
+    }
+    Ok(())
+}
+
+/// Closes one pending approval as withdrawn; see [`withdraw`].
+async fn close_withdrawn(
+    inner: &Inner,
+    tx: &mut Tx,
+    row: &mut ApprovalRow,
+    why: &Withdrawal<'_>,
+    now: i64,
+) -> Result<()> {
+    row.state = ApprovalState::Withdrawn;
+    row.chain.state = ApprovalState::Withdrawn;
+    row.decided_at = Some(now);
+    tenure_store::update_approval(tx.conn(), row).await?;
+    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
+    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    if let Some(request_id) = &row.request_id {
+        tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?;
+    }
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: why.actor.to_string(),
+        action: "approval.withdrawn".into(),
+        person_id: Some(row.person_id.clone()),
+        entitlement: Some(row.entitlement.clone()),
+        run_id: Some(row.run_id.clone()),
+        reason: why.reason.clone(),
+        correlation_id: Some(row.id.clone()),
+        details: serde_json::json!({
+            "approval_id": row.id, "request_id": row.request_id, "by_run": why.by_run,
+        }),
+        ..Default::default()
+    });
+    notify(
+        inner,
+        tx,
+        "approval.withdrawn",
+        std::slice::from_ref(&row.requester),
+        serde_json::json!({
+            "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement,
+            "request_id": row.request_id, "reason": why.reason,
+        }),
+        now,
+    )
+    .await
 }
 
 /// The escalation timer of an approval fired: widen its current stage to the managers of

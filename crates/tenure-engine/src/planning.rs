@@ -46,9 +46,17 @@ pub(crate) enum Planned {
 /// Plans a pending run inside `tx`: applies its event to the person, diffs desired against
 /// current access, stores the steps and starts the first phase.
 ///
-/// Runs of one person go one at a time, in order. A leave (or engagement end) does not queue:
-/// it cancels the unstarted steps of the person's earlier runs and waits only for calls already
-/// in flight.
+/// Runs of one person go one at a time, in order, with two exceptions:
+/// - a run whose remaining work is only grants waiting for approval (no step pending or
+///   running) does not hold the person's later runs back, since an approval may take days: the
+///   later run is planned against the current state. A waiting grant it still wants stays
+///   waiting (it is not planned twice); one it no longer wants (the engagement ended, the
+///   person moved out of the template's match, the contract ended) has its approval withdrawn
+///   and the earlier run ends (see [`store_plan`]);
+/// - a leave does not queue: it cancels the unstarted steps of the person's earlier runs,
+///   withdraws their pending approvals, and waits only for calls already in flight.
+///
+/// Earlier runs not yet planned always apply first (they may create the person).
 pub(crate) async fn plan_run(
     inner: &Inner,
     tx: &mut Tx,
@@ -87,17 +95,23 @@ pub(crate) async fn plan_run(
     let kind = event.as_ref().map(|e| e.kind);
 
     let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
-    if !earlier.is_empty() {
-        // Events of one person apply in order. Only a leave jumps ahead of work already
-        // planned: it cancels the steps that have not started and waits just for calls in flight.
-        // Earlier events not yet planned still apply first (they may create the person).
-        if kind != Some(EventType::Leave) || earlier.iter().any(|o| o.state == RunState::Pending) {
-            return Ok(Planned::Waiting);
-        }
+    let leave_ahead =
+        kind == Some(EventType::Leave) && earlier.iter().all(|o| o.state != RunState::Pending);
+    if !leave_ahead && holds_back(tx, &earlier).await? {
+        return Ok(Planned::Waiting);
+    }
+    if leave_ahead && !earlier.is_empty() {
+        // A leave jumps ahead of work already planned: it cancels the steps that have not
+        // started (approvals still open included) and waits just for calls in flight.
+        let why = approvals::Withdrawal {
+            actor: "engine",
+            reason: format!("{} run {} takes precedence", run.kind, run.id),
+            by_run: Some(&run.id),
+        };
         let mut waiting = false;
         for other in &earlier {
             let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
-            forget_planned_effects(tx, &cancelled).await?;
+            forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
             if !cancelled.is_empty() {
                 tx.audit(NewAudit {
                     at_ms: now,
@@ -214,10 +228,8 @@ pub(crate) const RECONCILE: &str = "reconcile";
 /// Plans a `reconcile` run: the stored person, unchanged, against the rules in force. Waits
 /// behind the person's earlier runs like any run.
 async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> Result<Planned> {
-    if !tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run)
-        .await?
-        .is_empty()
-    {
+    let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
+    if holds_back(tx, &earlier).await? {
         return Ok(Planned::Waiting);
     }
     let Some(person) = tenure_store::get_person(tx.conn(), &run.person_id).await? else {
@@ -244,6 +256,28 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     let reason = format!("rules changed: {}", rules.label);
     store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
+}
+
+/// Whether the person's earlier open runs hold a later one back: every one does, except a
+/// run that waits only for approvals (a step awaiting approval, none pending or running). One
+/// with no step left at all is ending in another transaction: the later run waits for that.
+async fn holds_back(tx: &mut Tx, earlier: &[RunRow]) -> Result<bool> {
+    if earlier.is_empty() {
+        return Ok(false);
+    }
+    if earlier.iter().any(|o| o.state == RunState::Pending) {
+        return Ok(true);
+    }
+    let ids: Vec<String> = earlier.iter().map(|o| o.id.clone()).collect();
+    let statuses = tenure_store::step_statuses_of_runs(tx.conn(), &ids).await?;
+    Ok(ids.iter().any(|id| {
+        let steps = statuses.get(id).map_or(&[][..], Vec::as_slice);
+        let waiting = steps.iter().any(|s| s.state == StepState::AwaitingApproval);
+        let busy = steps
+            .iter()
+            .any(|s| matches!(s.state, StepState::Pending | StepState::Running));
+        busy || !waiting
+    }))
 }
 
 /// What one person holds now, as stored.
@@ -433,6 +467,7 @@ async fn store_plan(
         // A grant planned by an earlier run that never ran is no longer wanted.
         tenure_store::forget_pending_grant(tx.conn(), &run.person_id, &d.entitlement).await?;
     }
+    withdraw_unwanted(inner, tx, run, &plan.withdrawn, now).await?;
     let steps: Vec<StepRow> = plan
         .steps
         .iter()
@@ -865,20 +900,47 @@ fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision
     }
 }
 
+/// Grants that wait for an approval in an earlier run of the person but that this run's plan
+/// no longer wants: their steps are cancelled, their approvals withdrawn, their pending grant
+/// rows forgotten, and the earlier runs re-evaluated (one left with nothing else to do ends).
+async fn withdraw_unwanted(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    entitlements: &[String],
+    now: i64,
+) -> Result<()> {
+    if entitlements.is_empty() {
+        return Ok(());
+    }
+    let cancelled =
+        tenure_store::cancel_waiting_grant_steps(tx.conn(), &run.person_id, entitlements, now)
+            .await?;
+    let why = approvals::Withdrawal {
+        actor: "engine",
+        reason: format!("the {} run {} no longer wants this grant", run.kind, run.id),
+        by_run: Some(&run.id),
+    };
+    forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
+    let earlier: BTreeSet<String> = cancelled.iter().map(|s| s.run_id.clone()).collect();
+    advance_runs(inner, tx, &earlier.into_iter().collect::<Vec<_>>(), now).await
+}
+
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
-/// cancelled before they ran.
-async fn forget_planned_effects(tx: &mut Tx, cancelled: &[StepRow]) -> Result<()> {
+/// cancelled before they ran, and withdraws the approvals those steps waited for.
+async fn forget_planned_effects(
+    inner: &Inner,
+    tx: &mut Tx,
+    cancelled: &[StepRow],
+    why: &approvals::Withdrawal<'_>,
+    now: i64,
+) -> Result<()> {
     let waiting: Vec<String> = cancelled
         .iter()
         .filter(|s| s.action == Action::Grant)
         .map(|s| s.id.clone())
         .collect();
-    let at = cancelled
-        .iter()
-        .filter_map(|s| s.finished_at)
-        .max()
-        .unwrap_or(0);
-    tenure_store::withdraw_approvals(tx.conn(), &waiting, at).await?;
+    approvals::withdraw(inner, tx, &waiting, why, now).await?;
     for s in cancelled {
         match s.action {
             Action::CreateAccount => {
@@ -1074,7 +1136,12 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
     }
     tenure_store::request_cancel(tx.conn(), run_id).await?;
     let cancelled = tenure_store::cancel_pending_steps(tx.conn(), run_id, now).await?;
-    forget_planned_effects(&mut tx, &cancelled).await?;
+    let why = approvals::Withdrawal {
+        actor,
+        reason: "run cancelled by an operator".into(),
+        by_run: Some(run_id),
+    };
+    forget_planned_effects(inner, &mut tx, &cancelled, &why, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),

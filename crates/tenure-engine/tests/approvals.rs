@@ -352,6 +352,50 @@ impl Harness {
         }
     }
 
+    /// `person` asks for `entitlement` themselves; the run waits for approval. Returns the
+    /// request, its run and the approval.
+    async fn waiting_request(
+        &self,
+        person: &str,
+        entitlement: &str,
+        hours: Option<i64>,
+    ) -> (String, String, ApprovalRow) {
+        let (request, run) = self
+            .request(person, person, entitlement, hours, false)
+            .await
+            .unwrap();
+        self.reach(&run, RunState::AwaitingApproval).await;
+        let a = self.approval_of_run(&run).await;
+        (request, run, a)
+    }
+
+    /// `person` asks for `entitlement` for `hours`; `approvers` approve it in turn, and the
+    /// run that grants it succeeds. Returns the approval.
+    async fn granted_on_request(
+        &self,
+        person: &str,
+        entitlement: &str,
+        hours: i64,
+        approvers: &[&str],
+    ) -> ApprovalRow {
+        let (_, run, a) = self.waiting_request(person, entitlement, Some(hours)).await;
+        for who in approvers {
+            self.decide(&a.id, who, Verdict::Approve).await.unwrap();
+        }
+        assert_eq!(self.finish(&run).await, RunState::Succeeded);
+        a
+    }
+
+    /// What `person` holds on `system`, as the system says.
+    async fn memberships(&self, system: &str, person: &str) -> Vec<String> {
+        self.engine
+            .connector(system)
+            .unwrap()
+            .list_memberships(person)
+            .await
+            .unwrap()
+    }
+
     /// Moves the clock and fires what became due.
     async fn advance(&self, ms: i64) {
         self.clock.advance(ms);
@@ -451,24 +495,21 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
 #[tokio::test]
 async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     let h = harness().await;
-    let (request, run) = h
-        .request("ann", "ann", "crm:acme", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (request, run, a) = h.waiting_request("ann", "crm:acme", None).await;
     let kinds: Vec<_> = a.chain.stages.iter().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![StageKind::Manager, StageKind::ClientOwner]);
 
-    // Meanwhile a transfer of ann waits behind the open request.
+    // Meanwhile a transfer of ann goes ahead: a run waiting only for approvals holds nothing
+    // back, and the request still waits.
     let transfer = h
         .send(r#"{"type":"transfer","person":{"id":"ann","title":"Lead"}}"#)
         .await;
-    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
     assert_eq!(
-        h.engine.run_detail(&transfer).await.unwrap().run.state,
-        RunState::Pending
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::AwaitingApproval
     );
+    h.decide(&a.id, "mia", Verdict::Approve).await.unwrap();
     h.decide(&a.id, "carl", Verdict::Deny).await.unwrap();
     assert_eq!(h.finish(&run).await, RunState::Denied);
     assert_eq!(
@@ -483,23 +524,12 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     assert_eq!(detail.approval.state, ApprovalState::Denied);
     assert_eq!(detail.decisions.len(), 2);
     assert_eq!(detail.decisions[1].comment, "carl says deny");
-    assert!(
-        h.engine
-            .connector("crm")
-            .unwrap()
-            .list_memberships("ann")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.memberships("crm", "ann").await.is_empty());
     // A decided approval takes no more decisions.
     assert!(matches!(
         h.decide(&a.id, "carl", Verdict::Approve).await,
         Err(EngineError::Conflict(_))
     ));
-    // The person's next run is no longer held back.
-    h.engine.wake();
-    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
     assert_eq!(h.audit("approval.denied").await[0].actor, "carl");
 }
 
@@ -546,12 +576,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
         .delegate("mia", "sub", START, START + HOUR, "mia")
         .await
         .unwrap();
-    let (_, run) = h
-        .request("ann", "ann", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (_, run, a) = h.waiting_request("ann", "directory:reports", None).await;
     assert_eq!(
         h.engine.pending_approvals(Some("sub")).await.unwrap().len(),
         1
@@ -564,12 +589,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
 
     // After the delegation has ended, sub decides nothing for mia.
     h.clock.advance(2 * HOUR);
-    let (_, run) = h
-        .request("bob", "bob", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (_, _, a) = h.waiting_request("bob", "directory:reports", None).await;
     assert!(
         h.engine
             .pending_approvals(Some("sub"))
@@ -660,12 +680,7 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
 #[tokio::test]
 async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_deadline() {
     let h = harness().await;
-    let (request, run) = h
-        .request("ann", "ann", "directory:reports", None, false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
+    let (request, run, a) = h.waiting_request("ann", "directory:reports", None).await;
     assert!(
         h.engine
             .pending_approvals(Some("ceo"))
@@ -709,16 +724,9 @@ async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_
 #[tokio::test]
 async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     let mut h = harness().await;
-    let (_, run) = h
-        .request("ann", "ann", "db:prod-admin", Some(1), false)
-        .await
-        .unwrap();
-    h.reach(&run, RunState::AwaitingApproval).await;
-    let a = h.approval_of_run(&run).await;
-    for who in ["mia", "dora", "dan"] {
-        h.decide(&a.id, who, Verdict::Approve).await.unwrap();
-    }
-    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let a = h
+        .granted_on_request("ann", "db:prod-admin", 1, &["mia", "dora", "dan"])
+        .await;
 
     h.engine.shutdown().await;
     h.clock.advance(3 * HOUR);
@@ -745,15 +753,7 @@ async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     h.restart().await;
     h.advance(HOUR).await;
     assert_eq!(h.audit("grant.expired").await.len(), 1);
-    assert!(
-        h.engine
-            .connector("db")
-            .unwrap()
-            .list_memberships("ann")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.memberships("db", "ann").await.is_empty());
 }
 
 #[tokio::test]
@@ -919,8 +919,17 @@ async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
     h.reach(&run, RunState::AwaitingApproval).await;
     h.engine.fire_due_timers().await.unwrap();
     // The first delivery failed (this call or the scheduler's loop made it): it waits for a
-    // retry after a backoff, not before.
-    let waiting = h.timers_until("webhook", "pending", 1).await;
+    // retry after a backoff, not before. (When the loop made it, its claim may not be
+    // committed yet, and the timer still reads as never tried.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let waiting = h.timers_until("webhook", "pending", 1).await;
+        if waiting[0].attempts > 0 || tokio::time::Instant::now() > deadline {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(waiting[0].attempts, 1, "{waiting:?}");
     assert!(waiting[0].due_at > START, "{waiting:?}");
     assert_eq!(rx.got.lock().unwrap().len(), 1);
     h.advance(10 * 60_000).await;
@@ -1145,4 +1154,234 @@ async fn a_client_contract_bounds_engagement_access_and_a_new_engagement_starts_
     let g = grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
     assert_eq!(g.source_ref, "e2");
     assert_eq!(g.expires_at, Some(h.clock.now_ms() + 30 * day));
+}
+
+/// The base configuration with a consultant template for client access and a template that
+/// gives the Databases department privileged access (which waits for its owners' approval).
+fn lifecycle_config() -> Config {
+    config_with(
+        "",
+        &[
+            (
+                "consultants.toml",
+                "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n",
+            ),
+            (
+                "dbas.toml",
+                "entitlements = [\"db:prod-admin\"]\n[match]\ndepartment = [\"Databases\"]\n",
+            ),
+        ],
+    )
+}
+
+/// The run an `approval.withdrawn` entry names as its cause.
+fn by_run(e: &tenure_core::audit::AuditEntry) -> String {
+    let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+    details["by_run"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits until the person has no open run left.
+async fn settled(h: &Harness, runs: &[&str]) {
+    for r in runs {
+        h.finish(r).await;
+    }
+}
+
+#[tokio::test]
+async fn an_engagement_ends_on_time_while_a_request_of_the_person_waits_for_approval() {
+    let h = harness_full(lifecycle_config(), None).await;
+    // bob consults for acme until 2026-05-30 (the client owner approves his access).
+    let start = h
+        .send(
+            &serde_json::json!({ "type": "engagement_start", "person": { "id": "bob" },
+                "engagement": { "id": "e1", "client": "acme", "role": "consultant",
+                                "end_date": "2026-05-30" } })
+            .to_string(),
+        )
+        .await;
+    h.reach(&start, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&start).await;
+    h.decide(&approval.id, "carl", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&start).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "crm:acme", GrantState::Granted).await;
+
+    // He asks for reports access; his manager is away for days.
+    let (request, run, waiting) = h.waiting_request("bob", "directory:reports", None).await;
+
+    // The engagement's end date passes: nobody acts, and acme's access goes at once.
+    let midnight_after = 1_780_185_600_000; // 2026-05-31T00:00:00Z
+    h.advance(midnight_after - START).await;
+    assert_eq!(h.audit("scheduler.engagement_end").await.len(), 1);
+    let end_run = {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let runs = tenure_store::list_runs(&mut c, None, Some("bob"), None, 10)
+            .await
+            .unwrap();
+        runs.into_iter()
+            .find(|r| r.kind == "engagement_end")
+            .expect("the end's run")
+            .id
+    };
+    assert_eq!(h.finish(&end_run).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "crm:acme", GrantState::Revoked).await;
+    assert!(h.memberships("crm", "bob").await.is_empty());
+
+    // The request was not in the way and is not touched: it still waits, and is granted once
+    // approved.
+    assert_eq!(
+        h.engine.run_detail(&run).await.unwrap().run.state,
+        RunState::AwaitingApproval
+    );
+    assert_eq!(
+        h.grant("bob", "directory:reports").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+    assert!(h.audit("approval.withdrawn").await.is_empty());
+    h.decide(&waiting.id, "mia", Verdict::Approve)
+        .await
+        .unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    grant_reaches(&h, "bob", "directory:reports", GrantState::Granted).await;
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "approved");
+    // Planned once: the end's run did not plan the waiting grant a second time.
+    let end = h.engine.run_detail(&end_run).await.unwrap();
+    assert!(
+        end.steps
+            .iter()
+            .all(|s| s.entitlement.as_deref() != Some("directory:reports")),
+        "{:#?}",
+        end.steps
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_out_of_the_template_withdraws_the_approval_its_grant_waited_for() {
+    let h = harness_full(lifecycle_config(), None).await;
+    let hire = h.send(&dba("pia", "Databases")).await;
+    h.reach(&hire, RunState::AwaitingApproval).await;
+    let approval = h.approval_of_run(&hire).await;
+    assert_eq!(
+        h.grant("pia", "db:prod-admin").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+    // One of the two owners approves; then pia moves to sales before the other does.
+    h.decide(&approval.id, "dora", Verdict::Approve)
+        .await
+        .unwrap();
+    let mut transfer: serde_json::Value = serde_json::from_str(&dba("pia", "Sales")).unwrap();
+    transfer["type"] = "transfer".into();
+    let transfer = h.send(&transfer.to_string()).await;
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
+
+    // The approval is withdrawn, with the reason and the run that caused it.
+    let detail = h.engine.approval(&approval.id).await.unwrap();
+    assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
+    assert_eq!(detail.approval.chain.state, ApprovalState::Withdrawn);
+    assert!(h.engine.pending_approvals(None).await.unwrap().is_empty());
+    let withdrawn = h.audit("approval.withdrawn").await;
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
+    assert_eq!(withdrawn[0].actor, "engine");
+    assert_eq!(withdrawn[0].run_id.as_deref(), Some(hire.as_str()));
+    assert_eq!(by_run(&withdrawn[0]), transfer);
+    assert!(
+        withdrawn[0].reason.contains(&transfer),
+        "{}",
+        withdrawn[0].reason
+    );
+    // Its timers go with it.
+    for kind in ["approval.escalate", "approval.deadline"] {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let pending = tenure_store::timers_of_kind(&mut c, kind, "pending")
+            .await
+            .unwrap();
+        assert!(pending.iter().all(|t| t.subject != approval.id), "{kind}");
+    }
+    // The hire has nothing left to do: it ends, its waiting step cancelled.
+    assert_eq!(h.finish(&hire).await, RunState::Cancelled);
+    let steps = h.engine.run_detail(&hire).await.unwrap().steps;
+    let grant = steps
+        .iter()
+        .find(|s| s.entitlement.as_deref() == Some("db:prod-admin"))
+        .unwrap();
+    assert_eq!(grant.state, tenure_core::run::StepState::Cancelled);
+    assert!(h.grant("pia", "db:prod-admin").await.is_none());
+
+    // Deciding it afterwards is refused and grants nothing.
+    let late = h.decide(&approval.id, "dan", Verdict::Approve).await;
+    match late {
+        Err(EngineError::Conflict(m)) => assert!(m.contains("withdrawn"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.engine
+            .approval(&approval.id)
+            .await
+            .unwrap()
+            .decisions
+            .len(),
+        1
+    );
+    h.engine.wake();
+    settled(&h, &[&hire, &transfer]).await;
+    assert!(h.grant("pia", "db:prod-admin").await.is_none());
+    assert!(h.memberships("db", "pia").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expiry_and_later_runs_go_ahead_while_an_approval_waits() {
+    let h = harness().await;
+    h.granted_on_request("ann", "db:prod-admin", 2, &["mia", "dora", "dan"])
+        .await;
+    grant_reaches(&h, "ann", "db:prod-admin", GrantState::Granted).await;
+
+    // A second request waits for its approvers.
+    let (_, second, waiting) = h.waiting_request("ann", "crm:acme", None).await;
+
+    // The first grant's window ends: revoked on time, though an approval is open.
+    h.advance(2 * HOUR).await;
+    grant_reaches(&h, "ann", "db:prod-admin", GrantState::Revoked).await;
+    assert_eq!(h.audit("grant.expired").await.len(), 1);
+    assert!(h.memberships("db", "ann").await.is_empty());
+    // A transfer plans at once too, and the waiting request is left as it was.
+    let transfer = h
+        .send(r#"{"type":"transfer","person":{"id":"ann","title":"Lead"}}"#)
+        .await;
+    assert_eq!(h.finish(&transfer).await, RunState::Succeeded);
+    assert_eq!(
+        h.engine.run_detail(&second).await.unwrap().run.state,
+        RunState::AwaitingApproval
+    );
+    for who in ["mia", "carl"] {
+        h.decide(&waiting.id, who, Verdict::Approve).await.unwrap();
+    }
+    assert_eq!(h.finish(&second).await, RunState::Succeeded);
+    grant_reaches(&h, "ann", "crm:acme", GrantState::Granted).await;
+}
+
+#[tokio::test]
+async fn a_leave_withdraws_the_approvals_of_the_person_and_audits_it() {
+    let h = harness().await;
+    let (request, run, a) = h.waiting_request("ann", "crm:acme", None).await;
+    let leave = h.send(r#"{"type":"leave","person":{"id":"ann"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert_eq!(h.finish(&run).await, RunState::Cancelled);
+    let detail = h.engine.approval(&a.id).await.unwrap();
+    assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
+    assert_eq!(h.engine.request(&request).await.unwrap().state, "withdrawn");
+    let withdrawn = h.audit("approval.withdrawn").await;
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
+    assert_eq!(by_run(&withdrawn[0]), leave);
+    assert!(matches!(
+        h.decide(&a.id, "mia", Verdict::Approve).await,
+        Err(EngineError::Conflict(_))
+    ));
+    // The deadline timer does not revive it.
+    h.advance(4 * 24 * HOUR).await;
+    assert_eq!(
+        h.engine.approval(&a.id).await.unwrap().approval.state,
+        ApprovalState::Withdrawn
+    );
+    assert!(h.audit("approval.expired").await.is_empty());
 }

@@ -1,6 +1,7 @@
 //! Queries for the durable timers, access requests, approvals, delegations and the person a
 //! token acts as. Like `queries`, every function takes `&mut AnyConnection`.
 
+use crate::StepRow;
 use crate::queries::is_sqlite;
 use crate::{Backend, Result, StoreError};
 use serde::Serialize;
@@ -603,30 +604,55 @@ pub async fn list_approvals(
     rows.iter().map(approval_row).collect()
 }
 
-/// Withdraws the pending approvals of these steps (cancelled before anyone decided).
-pub async fn withdraw_approvals(
+/// The pending approvals of these steps.
+pub async fn pending_approvals_of_steps(
     c: &mut AnyConnection,
     step_ids: &[String],
-    now: i64,
-) -> Result<()> {
+) -> Result<Vec<ApprovalRow>> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending' AND step_id = $1 ORDER BY created_at, id"
+    );
+    let mut out = Vec::new();
     for id in step_ids {
-        sqlx::query(
-            "UPDATE access_requests SET state = 'withdrawn', decided_at = $1
-             WHERE state = 'pending' AND id IN (SELECT request_id FROM approvals WHERE step_id = $2 AND state = 'pending')",
-        )
-        .bind(now)
-        .bind(id.clone())
-        .execute(&mut *c)
-        .await?;
-        sqlx::query(
-            "UPDATE approvals SET state = 'withdrawn', decided_at = $1 WHERE step_id = $2 AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(id.clone())
-        .execute(&mut *c)
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id.clone())
+            .fetch_all(&mut *c)
+            .await?;
+        for r in &rows {
+            out.push(approval_row(r)?);
+        }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Cancels the grant steps of `person` that wait for a pending approval of one of these
+/// entitlements (planned by earlier runs, no longer wanted); returns them.
+pub async fn cancel_waiting_grant_steps(
+    c: &mut AnyConnection,
+    person: &str,
+    entitlements: &[String],
+    now: i64,
+) -> Result<Vec<StepRow>> {
+    let sql = format!(
+        "UPDATE steps SET state = 'cancelled', finished_at = $1
+         WHERE state = 'awaiting_approval' AND action = 'grant'
+           AND id IN (SELECT step_id FROM approvals WHERE state = 'pending' AND person_id = $2 AND entitlement = $3)
+         RETURNING {}",
+        crate::queries::STEP_COLS
+    );
+    let mut out = Vec::new();
+    for e in entitlements {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(now)
+            .bind(person.to_string())
+            .bind(e.clone())
+            .fetch_all(&mut *c)
+            .await?;
+        for r in &rows {
+            out.push(crate::queries::step_row(r)?);
+        }
+    }
+    Ok(out)
 }
 
 /// One recorded decision.

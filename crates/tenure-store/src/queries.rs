@@ -805,9 +805,9 @@ pub struct StepRow {
     pub finished_at: Option<i64>,
 }
 
-const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at";
+pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at";
 
-fn step_row(r: &AnyRow) -> Result<StepRow> {
+pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
     Ok(StepRow {
         id: r.try_get(0)?,
         run_id: r.try_get(1)?,

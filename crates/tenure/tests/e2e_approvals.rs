@@ -96,6 +96,26 @@ async fn awaiting(s: &Server, run_id: &str) {
     }
 }
 
+/// Asks for access with `requester`'s token; returns the run and the first approval waiting
+/// for `approver`.
+async fn ask_first_approval(
+    s: &Server,
+    requester: &str,
+    body: Value,
+    approver: &str,
+) -> (String, String) {
+    let a = call(s, Method::POST, "/api/v1/requests", requester, Some(body)).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let run_id = a.body["run_id"].as_str().unwrap().to_string();
+    let id = call(s, Method::GET, "/api/v1/approvals", approver, None)
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (run_id, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     let env = TestEnv::new(CONFIG, ALL).await;
@@ -356,28 +376,8 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     );
 
     // ann asks for directory:reports; olga denies it with the CLI after mia approved.
-    let a = call(
-        &s,
-        Method::POST,
-        "/api/v1/requests",
-        &ann,
-        Some(ask("directory:reports")),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
-    let run_id = a.body["run_id"].as_str().unwrap().to_string();
-    let id = call(&s, Method::GET, "/api/v1/approvals", &mia, None)
-        .await
-        .body["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = api_cli(
-        &env,
-        &s,
-        &mia,
-        &["approvals", "approve", &id, "-c", "ok by me"],
-    );
+    let (run_id, id) = ask_first_approval(&s, &ann, ask("directory:reports"), &mia).await;
+    let out = api_cli(&env, &s, &mia, &["approvals", "approve", &id, "-c", "ok by me"]);
     assert!(out.status.success(), "{}", describe(&out));
     let out = api_cli(
         &env,
@@ -432,6 +432,43 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     )
     .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+
+    // bob asks for reports access and leaves before anyone decides: the approval is
+    // withdrawn, and a decision on it afterwards is a 409 that grants nothing.
+    let bob = token(&env, "bob", &["request"], Some("bob"));
+    let (run_id, id) = ask_first_approval(&s, &bob, ask("directory:reports"), &mia).await;
+    awaiting(&s, &run_id).await;
+    s.apply_ok(&json!({ "type": "leave", "person": { "id": "bob" } }))
+        .await;
+    assert_eq!(s.wait_run(&run_id).await["state"], "cancelled");
+    let a = call(
+        &s,
+        Method::POST,
+        &format!("/api/v1/approvals/{id}/decision"),
+        &mia,
+        Some(json!({ "decision": "approve", "comment": "too late" })),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "conflict");
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("withdrawn"),
+        "{}",
+        a.body
+    );
+    let a = call(
+        &s,
+        Method::GET,
+        &format!("/api/v1/approvals/{id}"),
+        &mia,
+        None,
+    )
+    .await;
+    assert_eq!(a.body["state"], "withdrawn", "{}", a.body);
+    assert!(!grants(&s.person("bob").await).contains_key("directory:reports"));
 
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
