@@ -518,7 +518,7 @@ client = "globex"
             state: AccountState::Active,
         });
         // Still wanted (a transfer within engineering): no second grant, nothing withdrawn.
-        let d = desired_access(&c, &p, &en, &grants, today(), 0);
+        let d = desired_access(&c, &ClientFacts::default(), &p, &en, &grants, today(), 0);
         let again = plan(&c, &d, &accounts, &grants, true);
         assert!(
             again
@@ -531,7 +531,7 @@ client = "globex"
         // The engagement ended: the waiting grant is withdrawn, and never revoked (it was
         // never given).
         let ended = [engagement("acme", false)];
-        let d = desired_access(&c, &p, &ended, &grants, today(), 0);
+        let d = desired_access(&c, &ClientFacts::default(), &p, &ended, &grants, today(), 0);
         let after = plan(&c, &d, &accounts, &grants, false);
         assert_eq!(after.withdrawn, vec!["crm:acme".to_string()]);
         assert!(

@@ -1244,7 +1244,10 @@ async fn an_engagement_ends_on_time_while_a_request_of_the_person_waits_for_appr
         .unwrap();
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
     grant_reaches(&h, "bob", "directory:reports", GrantState::Granted).await;
-    assert_eq!(h.engine.request(&request).await.unwrap().state, "approved");
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "approved"
+    );
     // Planned once: the end's run did not plan the waiting grant a second time.
     let end = h.engine.run_detail(&end_run).await.unwrap();
     assert!(
@@ -1369,7 +1372,10 @@ async fn a_leave_withdraws_the_approvals_of_the_person_and_audits_it() {
     assert_eq!(h.finish(&run).await, RunState::Cancelled);
     let detail = h.engine.approval(&a.id).await.unwrap();
     assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
-    assert_eq!(h.engine.request(&request).await.unwrap().state, "withdrawn");
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "withdrawn"
+    );
     let withdrawn = h.audit("approval.withdrawn").await;
     assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
     assert_eq!(by_run(&withdrawn[0]), leave);

@@ -377,7 +377,12 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
 
     // ann asks for directory:reports; olga denies it with the CLI after mia approved.
     let (run_id, id) = ask_first_approval(&s, &ann, ask("directory:reports"), &mia).await;
-    let out = api_cli(&env, &s, &mia, &["approvals", "approve", &id, "-c", "ok by me"]);
+    let out = api_cli(
+        &env,
+        &s,
+        &mia,
+        &["approvals", "approve", &id, "-c", "ok by me"],
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let out = api_cli(
         &env,
