@@ -17,7 +17,7 @@ pub use approvals::*;
 pub use queries::*;
 pub use scim::*;
 pub use tasks::*;
-pub use tx::{NewAudit, Tx};
+pub use tx::{NewAudit, Savepoint, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -135,8 +135,10 @@ impl Store {
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;
+            // Readers run beside the one writer (WAL); a request holds one for its few
+            // queries, so more of them than cores keeps requests from queueing on the pool.
             let read = AnyPoolOptions::new()
-                .max_connections(4)
+                .max_connections(8)
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;
