@@ -6,8 +6,10 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,6 +140,43 @@ impl Principal {
     }
 }
 
+/// How long a verified token is believed without asking the database again (ms). A revocation
+/// through this server's API empties the cache at once; one made elsewhere (the CLI, another
+/// instance on the same PostgreSQL database) takes effect here within this bound.
+pub const TOKEN_CACHE_MS: i64 = 1_000;
+
+/// Tokens verified in the last [`TOKEN_CACHE_MS`], by the hash of their secret, so that a
+/// burst of requests costs one token lookup instead of one each. Only live tokens found in the
+/// database are kept (an unknown secret is never cached), so the cache holds at most the live
+/// tokens used within the bound.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    map: Mutex<HashMap<String, (Principal, i64)>>,
+}
+
+impl TokenCache {
+    /// The principal of `hash` if it was verified in `[now - TOKEN_CACHE_MS, now]`.
+    fn get(&self, hash: &str, now: i64) -> Option<Principal> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (p, at) = map.get(hash)?;
+        (*at <= now && now - *at < TOKEN_CACHE_MS).then(|| p.clone())
+    }
+
+    /// Remembers that `hash` was verified as `p` at `now`, and forgets entries past the bound.
+    fn put(&self, hash: String, p: Principal, now: i64) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 64 {
+            map.retain(|_, (_, at)| *at <= now && now - *at < TOKEN_CACHE_MS);
+        }
+        map.insert(hash, (p, now));
+    }
+
+    /// Forgets every token: after a revocation.
+    pub(crate) fn clear(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -160,21 +199,30 @@ impl FromRequestParts<AppState> for Principal {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?
             .trim();
-        let mut c = state.store().reader().await?;
-        let token = tenure_store::token_by_hash(&mut c, &hash_token(secret))
-            .await?
-            .ok_or_else(|| unauthorized("unknown or revoked token"))?;
+        let hash = hash_token(secret);
+        let now = state.engine().clock().now_ms();
+        if let Some(p) = state.tokens().get(&hash, now) {
+            return Ok(p);
+        }
+        let token = {
+            let mut c = state.store().reader().await?;
+            tenure_store::token_by_hash(&mut c, &hash)
+                .await?
+                .ok_or_else(|| unauthorized("unknown or revoked token"))?
+        };
         let scopes = token
             .scopes
             .split_whitespace()
             .filter_map(|s| s.parse().ok())
             .collect();
-        Ok(Principal {
+        let p = Principal {
             token_id: token.id,
             name: token.name,
             scopes,
             person_id: token.person_id,
-        })
+        };
+        state.tokens().put(hash, p.clone(), now);
+        Ok(p)
     }
 }
 
@@ -189,6 +237,27 @@ mod tests {
         assert_eq!(a.len(), 68);
         assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn cached_tokens_last_the_bound_and_go_on_clear() {
+        let cache = TokenCache::default();
+        let p = Principal {
+            token_id: "t".into(),
+            name: "n".into(),
+            scopes: vec![Scope::Scim],
+            person_id: None,
+        };
+        assert!(cache.get("h", 1_000).is_none());
+        cache.put("h".into(), p, 1_000);
+        assert_eq!(cache.get("h", 1_000).map(|p| p.token_id), Some("t".into()));
+        assert!(cache.get("h", 1_000 + TOKEN_CACHE_MS - 1).is_some());
+        assert!(cache.get("h", 1_000 + TOKEN_CACHE_MS).is_none());
+        // A clock that went back does not stretch the bound.
+        assert!(cache.get("h", 999).is_none());
+        assert!(cache.get("other", 1_000).is_none());
+        cache.clear();
+        assert!(cache.get("h", 1_000).is_none());
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct StateInner {
     engine: Engine,
     metrics: Option<PrometheusHandle>,
     rules: Option<RulesLoader>,
+    tokens: auth::TokenCache,
+    scim_writer: scim::Writer,
 }
 
 /// Files that stand in for the configuration folder's own, in a what-if or a reload: the main
@@ -79,6 +81,8 @@ impl AppState {
                 engine,
                 metrics,
                 rules: None,
+                tokens: Default::default(),
+                scim_writer: Default::default(),
             }),
         }
     }
@@ -94,6 +98,8 @@ impl AppState {
                 engine,
                 metrics,
                 rules: Some(loader),
+                tokens: Default::default(),
+                scim_writer: Default::default(),
             }),
         }
     }
@@ -108,6 +114,14 @@ impl AppState {
 
     fn store(&self) -> &tenure_store::Store {
         self.inner.engine.store()
+    }
+
+    fn tokens(&self) -> &auth::TokenCache {
+        &self.inner.tokens
+    }
+
+    fn scim_writer(&self) -> &scim::Writer {
+        &self.inner.scim_writer
     }
 }
 

@@ -554,6 +554,7 @@ async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     p.require(Scope::Admin)?;
     if revoke_token_by_id(s.store(), &id, &p.name).await? {
+        s.tokens().clear();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("live token `{id}`")))

@@ -19,7 +19,7 @@ pub use scim::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use sqlx::AnyConnection;
 pub use tasks::*;
-pub use tx::{NewAudit, Tx};
+pub use tx::{NewAudit, Savepoint, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -137,8 +137,10 @@ impl Store {
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;
+            // Readers run beside the one writer (WAL); a request holds one for its few
+            // queries, so more of them than cores keeps requests from queueing on the pool.
             let read = AnyPoolOptions::new()
-                .max_connections(4)
+                .max_connections(8)
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;

@@ -294,6 +294,58 @@ pub async fn scim_user(c: &mut AnyConnection, id: &str) -> Result<Option<ScimUse
     row.as_ref().map(user_row).transpose()
 }
 
+/// A live SCIM user with the entitlements its person holds in `granted` state (its SCIM
+/// `groups`), in one query.
+pub async fn scim_user_with_groups(
+    c: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(ScimUserRow, Vec<String>)>> {
+    let sql = format!(
+        "SELECT {USER_COLS}, g.entitlement FROM scim_users u
+         LEFT JOIN grants g ON g.person_id = u.id AND g.state = 'granted'
+         WHERE u.id = $1 AND u.deleted = 0 ORDER BY g.entitlement"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_all(&mut *c)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user = user_row(first)?;
+    let mut groups = Vec::new();
+    for r in &rows {
+        if let Some(e) = r.try_get::<Option<String>, _>(7)? {
+            groups.push(e);
+        }
+    }
+    Ok(Some((user, groups)))
+}
+
+/// The entitlements each of `people` holds in `granted` state, in entitlement order (their
+/// SCIM `groups`); people holding none are absent.
+pub async fn granted_entitlements(
+    c: &mut AnyConnection,
+    people: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for chunk in people.chunks(500) {
+        let mut sql = String::from(
+            "SELECT person_id, entitlement FROM grants WHERE state = 'granted' AND person_id IN (",
+        );
+        push_params(&mut sql, chunk.len());
+        sql.push_str(") ORDER BY person_id, entitlement");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = q.bind(p.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The live user holding `user_name_ci`, if any.
 pub async fn scim_user_id_by_name(
     c: &mut AnyConnection,
@@ -325,14 +377,17 @@ pub async fn search_scim_users(
         q.cond(f);
     }
     let where_sql = std::mem::take(&mut q.text);
-    let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
-    let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
-    for b in &q.binds {
-        count = count.bind(b.clone());
-    }
-    let total: i64 = count.fetch_one(&mut *c).await?.try_get(0)?;
-    if limit == 0 || total <= offset {
-        return Ok((total, Vec::new()));
+    let filter_binds = q.binds.len();
+    let count = async |c: &mut AnyConnection, binds: &[String]| -> Result<i64> {
+        let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
+        let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+        for b in binds {
+            count = count.bind(b.clone());
+        }
+        Ok(count.fetch_one(&mut *c).await?.try_get(0)?)
+    };
+    if limit == 0 {
+        return Ok((count(c, &q.binds).await?, Vec::new()));
     }
     let mut order = String::new();
     if let Some(s) = sort {
@@ -365,6 +420,13 @@ pub async fn search_scim_users(
         query = query.bind(b.clone());
     }
     let rows = query.fetch_all(&mut *c).await?;
+    // A page that is not full and not past the end holds the last match: the total needs no
+    // count of its own (the common case of a filter naming one user).
+    let total = if (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0) {
+        offset + rows.len() as i64
+    } else {
+        count(c, &q.binds[..filter_binds]).await?
+    };
     Ok((total, rows.iter().map(user_row).collect::<Result<_>>()?))
 }
 
@@ -496,16 +558,21 @@ pub async fn scim_outbox(c: &mut AnyConnection, limit: i64) -> Result<Vec<Outbox
         .collect()
 }
 
+/// `$1, $2, ... $n`.
+fn push_params(sql: &mut String, n: usize) {
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${}", i + 1);
+    }
+}
+
 /// Removes events the engine has stored.
 pub async fn delete_scim_outbox(c: &mut AnyConnection, keys: &[String]) -> Result<()> {
     for chunk in keys.chunks(500) {
         let mut sql = String::from("DELETE FROM scim_outbox WHERE key IN (");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "${}", i + 1);
-        }
+        push_params(&mut sql, chunk.len());
         sql.push(')');
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in chunk {

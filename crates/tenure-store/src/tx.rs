@@ -29,6 +29,14 @@ pub struct NewAudit {
     pub details: serde_json::Value,
 }
 
+/// A point inside a [`Tx`] to go back to (see [`Tx::savepoint`]).
+#[derive(Debug)]
+#[must_use = "release the savepoint or roll back to it"]
+pub struct Savepoint {
+    audit: usize,
+    on_commit: usize,
+}
+
 /// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
@@ -66,6 +74,33 @@ impl Tx {
     /// must not announce a change before it is durable.
     pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_commit.push(Box::new(f));
+    }
+
+    /// Marks a point that [`Tx::rollback_to`] can go back to, so that one of several changes
+    /// sharing this transaction can fail alone. Savepoints do not nest: release or roll back
+    /// one before taking the next.
+    pub async fn savepoint(&mut self) -> Result<Savepoint> {
+        sqlx::Executor::execute(&mut *self.tx, "SAVEPOINT tenure_change").await?;
+        Ok(Savepoint {
+            audit: self.audit.len(),
+            on_commit: self.on_commit.len(),
+        })
+    }
+
+    /// Keeps what was done since `sp`.
+    pub async fn release(&mut self, sp: Savepoint) -> Result<()> {
+        let _ = sp;
+        sqlx::Executor::execute(&mut *self.tx, "RELEASE SAVEPOINT tenure_change").await?;
+        Ok(())
+    }
+
+    /// Undoes what was done since `sp`: its writes, audit entries and `after_commit` hooks.
+    pub async fn rollback_to(&mut self, sp: Savepoint) -> Result<()> {
+        sqlx::Executor::execute(&mut *self.tx, "ROLLBACK TO SAVEPOINT tenure_change").await?;
+        sqlx::Executor::execute(&mut *self.tx, "RELEASE SAVEPOINT tenure_change").await?;
+        self.audit.truncate(sp.audit);
+        self.on_commit.truncate(sp.on_commit);
+        Ok(())
     }
 
     /// Appends the audit entries to the chain, commits, then runs the `after_commit` hooks.

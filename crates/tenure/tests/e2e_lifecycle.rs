@@ -677,27 +677,11 @@ async fn tokens_authenticate_and_scopes_authorize() {
     assert_eq!(bad_scope.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_scope.body["error"]["field"], "scopes");
 
-    let revoked = s
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            Some(TOKEN),
-            &[],
-            None,
-        )
-        .await;
+    let revoked = s.delete(&format!("/api/v1/tokens/{id}")).await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
     let after = post(Some(&secret)).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.body);
-    let again = s
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            Some(TOKEN),
-            &[],
-            None,
-        )
-        .await;
+    let again = s.delete(&format!("/api/v1/tokens/{id}")).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let audit = s.items("/api/v1/audit").await;
     let actions: Vec<&str> = audit

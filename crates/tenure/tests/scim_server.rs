@@ -104,6 +104,11 @@ fn rfc_enterprise_user() -> Value {
 }
 
 async fn scim_token(s: &Server) -> String {
+    scim_token_and_id(s).await.1
+}
+
+/// A new `scim` token: (id, secret).
+async fn scim_token_and_id(s: &Server) -> (String, String) {
     let a = s
         .post(
             "/api/v1/tokens",
@@ -111,7 +116,8 @@ async fn scim_token(s: &Server) -> String {
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    a.body["token"].as_str().expect("token").to_string()
+    let field = |k: &str| a.body[k].as_str().expect(k).to_string();
+    (field("id"), field("token"))
 }
 
 async fn call(
@@ -870,4 +876,103 @@ async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
     );
     let left = tamper(&env.database_url(), "DELETE FROM scim_outbox", &[]).await;
     assert_eq!(left, 0, "the outbox was emptied");
+}
+
+/// Creates sent at once are written together (one transaction, a savepoint each): a userName
+/// sent twice among them is taken by one and refused to the other with 409, and every other
+/// create is stored, answered 201, audited once and becomes one hire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_are_stored_and_a_duplicate_among_them_is_refused_alone() {
+    let env = TestEnv::new(CONFIG, &[]).await;
+    let s = env.start().await;
+    let t = scim_token(&s).await;
+    let mut names: Vec<String> = (0..40).map(|i| format!("crowd{i}@example.com")).collect();
+    names.push("twin@example.com".into());
+    names.push("Twin@Example.com".into());
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let (http, base, t) = (s.http.clone(), s.base.clone(), t.clone());
+        tasks.spawn(async move {
+            let body = json!({ "schemas": [USER], "userName": name, "active": true, "name": { "givenName": "C", "familyName": "Rowd" } });
+            let res = http
+                .post(format!("{base}/scim/v2/Users"))
+                .header("authorization", format!("Bearer {t}"))
+                .header("content-type", SCIM)
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("request");
+            let status = res.status();
+            let body: Value = res.json().await.expect("JSON body");
+            (name, status, body)
+        });
+    }
+    let mut created = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (name, status, body) = done.expect("task");
+        match status {
+            StatusCode::CREATED => created.push((name, body["id"].as_str().unwrap().to_string())),
+            StatusCode::CONFLICT => {
+                assert_eq!(body["scimType"], "uniqueness", "{body}");
+                refused.push(name);
+            }
+            other => panic!("{name}: {other} {body}"),
+        }
+    }
+    assert_eq!(created.len(), 41, "{created:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].eq_ignore_ascii_case("twin@example.com"));
+    let all = call(&s, &t, Method::GET, "/Users?count=0", None, &[]).await;
+    assert_eq!(all.body["totalResults"], 41, "{}", all.body);
+    for (name, id) in &created {
+        let a = call(&s, &t, Method::GET, &format!("/Users/{id}"), None, &[]).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["userName"], name.as_str());
+        assert_eq!(run_kinds(&s, id).await, ["hire"], "{name}");
+    }
+    let audited = s
+        .items("/api/v1/audit")
+        .await
+        .iter()
+        .filter(|e| e["action"] == "scim.user.created")
+        .count();
+    assert_eq!(
+        audited, 41,
+        "one audit entry per stored create, none for the refused one"
+    );
+}
+
+/// Verified tokens are cached briefly: a revocation through the API ends the token's access at
+/// once; one through the CLI (another process) within the cache's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_stop_working_through_the_api_at_once_and_the_cli_soon() {
+    let env = TestEnv::new(CONFIG, &[]).await;
+    let s = env.start().await;
+    let (id, t) = scim_token_and_id(&s).await;
+    let ok = call(&s, &t, Method::GET, "/Users", None, &[]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let a = s.delete(&format!("/api/v1/tokens/{id}")).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    let gone = call(&s, &t, Method::GET, "/Users", None, &[]).await;
+    assert_scim_error(&gone, 401, None);
+
+    let (id, t) = scim_token_and_id(&s).await;
+    let ok = call(&s, &t, Method::GET, "/Users", None, &[]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let out = env.cli(&["token", "revoke", &id]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = call(&s, &t, Method::GET, "/Users", None, &[]).await;
+        if a.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a token revoked by the CLI still works after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -10,12 +10,16 @@
 //! - Discovery (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`) is generated from the same
 //!   schema table validation and filtering use ([`schema`]).
 //!
-//! Every error is a SCIM error body; every change is one transaction with its audit entry and
-//! the outbox row of the event it makes, so an event is never lost between the two.
+//! Every error is a SCIM error body; every change is written in one transaction with its audit
+//! entry and the outbox row of the event it makes, so an event is never lost between the two.
+//! Concurrent changes share that transaction, each in a savepoint of its own ([`writer`]).
 
 mod lifecycle;
 mod resource;
 mod schema;
+mod writer;
+
+pub(crate) use writer::Writer;
 
 use crate::auth::{Principal, Scope};
 use crate::{ApiError, AppState};
@@ -413,10 +417,12 @@ fn wants_status(include: &[AttrPath]) -> bool {
     })
 }
 
-/// The user as served: the stored document, tenure's read-only view, and `meta`.
+/// The user as served: the stored document, tenure's read-only view (`groups` are the
+/// entitlements its person holds, read with the user), and `meta`.
 async fn render_user(
     c: &mut sqlx::AnyConnection,
     row: &ScimUserRow,
+    groups: &[String],
     base: &str,
     include: &[AttrPath],
 ) -> R<Value> {
@@ -427,8 +433,8 @@ async fn render_user(
     for (k, v) in doc {
         out.insert(k, v);
     }
-    // The person is read only when its status is asked for: a plain read costs two queries
-    // (the user, the grants behind `groups`).
+    // The person is read only when its status is asked for: a plain read is one query (the
+    // user with the grants behind `groups`).
     let person = if wants_status(include) {
         tenure_store::get_person(c, &row.id).await?
     } else {
@@ -458,23 +464,19 @@ async fn render_user(
             );
         }
     }
-    {
-        let groups: Vec<Value> = tenure_store::grants_of(c, &row.id)
-            .await?
-            .into_iter()
-            .filter(|(g, _)| g.state == tenure_core::GrantState::Granted)
-            .map(|(g, _)| {
+    if !groups.is_empty() {
+        let groups = groups
+            .iter()
+            .map(|e| {
                 json!({
-                    "value": g.entitlement,
-                    "$ref": format!("{base}/Groups/{}", g.entitlement),
-                    "display": g.entitlement,
+                    "value": e,
+                    "$ref": format!("{base}/Groups/{e}"),
+                    "display": e,
                     "type": "direct",
                 })
             })
             .collect();
-        if !groups.is_empty() {
-            out.insert("groups".into(), Value::Array(groups));
-        }
+        out.insert("groups".into(), Value::Array(groups));
     }
     for urn in [schema::ENTERPRISE, schema::TENURE] {
         if out.contains_key(urn) {
@@ -524,7 +526,7 @@ async fn get_user(
     auth(p)?;
     let params = query_params(q)?;
     let mut c = s.store().reader().await?;
-    let row = tenure_store::scim_user(&mut c, &id)
+    let (row, groups) = tenure_store::scim_user_with_groups(&mut c, &id)
         .await?
         .ok_or_else(|| status(404, format!("no user `{id}`")))?;
     if let Some(v) = headers
@@ -539,7 +541,7 @@ async fn get_user(
         ));
     }
     let base = base_url(&headers);
-    let full = render_user(&mut c, &row, &base, &params.attributes).await?;
+    let full = render_user(&mut c, &row, &groups, &base, &params.attributes).await?;
     let body = resource::project(&USER_SCHEMAS, full, &params.attributes, &params.excluded);
     Ok(with_etag(scim_body(body), row.version, None))
 }
@@ -587,9 +589,12 @@ async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Resp
     )
     .await?;
     let base = base_url(headers);
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut groups = tenure_store::granted_entitlements(&mut c, &ids).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let full = render_user(&mut c, row, &base, &params.attributes).await?;
+        let g = groups.remove(&row.id).unwrap_or_default();
+        let full = render_user(&mut c, row, &g, &base, &params.attributes).await?;
         items.push(resource::project(
             &USER_SCHEMAS,
             full,
@@ -617,20 +622,21 @@ enum Change {
 }
 
 /// What a write did.
-struct Written {
+pub(crate) struct Written {
     row: ScimUserRow,
     created: bool,
 }
 
-/// Applies one change in one transaction (the user, its index, the audit entry and the
-/// event's outbox row), then hands the event to the engine.
+/// Applies one change (the user, its index, the audit entry and the event's outbox row)
+/// through the group-commit writer, then hands the event to the engine.
 async fn write_user(
-    engine: &Engine,
+    s: &AppState,
     actor: &str,
     id: Option<&str>,
     change: Change,
     if_match: Option<&str>,
 ) -> R<Written> {
+    let engine = s.engine();
     // One user's changes are written and handed to the engine one at a time, so its events
     // reach the engine in the order of its versions.
     let _turn = match id {
@@ -639,7 +645,11 @@ async fn write_user(
     };
     // A writer that lost a race on the version starts over on fresh state.
     for _ in 0..5 {
-        if let Some((queued, written)) = try_write(engine, actor, id, &change, if_match).await? {
+        let prepared = match prepare(engine, actor, id, &change, if_match).await? {
+            Step::Unchanged(written) => return Ok(written),
+            Step::Write(p) => p,
+        };
+        if let Some((queued, written)) = s.scim_writer().write(engine, *prepared).await? {
             submit_rows(engine, queued).await;
             return Ok(written);
         }
@@ -669,13 +679,36 @@ fn take_sent() -> Vec<String> {
     std::mem::take(&mut *SENT.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-async fn try_write(
+/// A change validated against the stored version it read, ready to be written.
+pub(crate) struct Prepared {
+    actor: String,
+    id: String,
+    before: Option<ScimUserRow>,
+    after_doc: Option<Map<String, Value>>,
+    outcome: lifecycle::Outcome,
+    now: i64,
+}
+
+/// What a change comes to before it is written.
+enum Step {
+    /// Nothing changed: no new version, no event (an identity provider's retry or resync).
+    Unchanged(Written),
+    /// To write.
+    Write(Box<Prepared>),
+}
+
+/// What writing a prepared change did: `None` when the stored version moved on since it was
+/// read (the caller starts over), else the outbox rows to hand over and the written user.
+pub(crate) type Applied = Option<(Vec<OutboxRow>, Written)>;
+
+/// Reads and validates a change outside any transaction; the write checks the version read.
+async fn prepare(
     engine: &Engine,
     actor: &str,
     id: Option<&str>,
     change: &Change,
     if_match: Option<&str>,
-) -> R<Option<(Vec<OutboxRow>, Written)>> {
+) -> R<Step> {
     let store = engine.store();
     let now = engine.clock().now_ms();
     // Read and validate outside the transaction; the write checks the version it read.
@@ -725,22 +758,34 @@ async fn try_write(
     if let (Some(b), Some(a)) = (&before_doc, &after_doc)
         && b == a
     {
-        // Nothing changed: no new version, no event (an identity provider's retry or resync).
         let b = before.expect("before");
-        return Ok(Some((
-            Vec::new(),
-            Written {
-                row: b,
-                created: false,
-            },
-        )));
+        return Ok(Step::Unchanged(Written {
+            row: b,
+            created: false,
+        }));
     }
     let outcome = lifecycle::event_for(&id, lifecycle, before_doc.as_ref(), after_doc.as_ref())?;
-    let mut tx = store.begin().await?;
-    let sent = take_sent();
-    if !sent.is_empty() {
-        tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
-    }
+    Ok(Step::Write(Box::new(Prepared {
+        actor: actor.to_string(),
+        id,
+        before,
+        after_doc,
+        outcome,
+        now,
+    })))
+}
+
+/// Writes a prepared change inside `tx` (the caller commits).
+async fn apply(tx: &mut tenure_store::Tx, p: &Prepared) -> R<Applied> {
+    let Prepared {
+        actor,
+        id,
+        before,
+        after_doc,
+        outcome,
+        now,
+    } = p;
+    let (id, now) = (id.clone(), *now);
     let mut queued = Vec::new();
     let version = before.as_ref().map_or(1, |b| b.version + 1);
     let (row, action) = match &after_doc {
@@ -834,7 +879,6 @@ async fn try_write(
         details: json!({ "version": version, "user_name": row.user_name_ci }),
         ..Default::default()
     });
-    tx.commit().await?;
     Ok(Some((
         queued,
         Written {
@@ -911,7 +955,11 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, StoreError> {
 async fn respond_written(s: &AppState, headers: &HeaderMap, w: Written) -> R<Response> {
     let mut c = s.store().reader().await?;
     let base = base_url(headers);
-    let body = render_user(&mut c, &w.row, &base, &[]).await?;
+    let groups = tenure_store::granted_entitlements(&mut c, &[w.row.id.as_str()])
+        .await?
+        .remove(&w.row.id)
+        .unwrap_or_default();
+    let body = render_user(&mut c, &w.row, &groups, &base, &[]).await?;
     let location = format!("{base}/Users/{}", w.row.id);
     let code = if w.created {
         StatusCode::CREATED
@@ -940,7 +988,7 @@ async fn create_user(
 ) -> R<Response> {
     let p = auth(p)?;
     let v = parse_body(&body, &headers)?;
-    let w = write_user(s.engine(), &p.name, None, Change::Create(v), None).await?;
+    let w = write_user(&s, &p.name, None, Change::Create(v), None).await?;
     respond_written(&s, &headers, w).await
 }
 
@@ -954,7 +1002,7 @@ async fn replace_user(
     let p = auth(p)?;
     let v = parse_body(&body, &headers)?;
     let w = write_user(
-        s.engine(),
+        &s,
         &p.name,
         Some(&id),
         Change::Replace(v),
@@ -974,7 +1022,7 @@ async fn patch_user(
     let p = auth(p)?;
     let v = parse_body(&body, &headers)?;
     let w = write_user(
-        s.engine(),
+        &s,
         &p.name,
         Some(&id),
         Change::Patch(v),
@@ -992,7 +1040,7 @@ async fn delete_user(
 ) -> R<Response> {
     let p = auth(p)?;
     write_user(
-        s.engine(),
+        &s,
         &p.name,
         Some(&id),
         Change::Delete,
@@ -1311,7 +1359,6 @@ async fn bulk_one(
     }
     let version = op["version"].as_str();
     let target = path.strip_prefix("/Users/").map(str::to_string);
-    let engine = s.engine();
     match (method, path.as_str(), target) {
         ("POST", "/Users", _) => {
             let b = bulk_id.ok_or_else(|| {
@@ -1320,20 +1367,20 @@ async fn bulk_one(
                     format!("Operations[{i}]: a POST needs a bulkId"),
                 )
             })?;
-            let w = write_user(engine, &p.name, None, Change::Create(data), None).await?;
+            let w = write_user(s, &p.name, None, Change::Create(data), None).await?;
             ids.insert(b.to_string(), w.row.id.clone());
             Ok((201, Some(w.row)))
         }
         ("PUT", _, Some(id)) => {
-            let w = write_user(engine, &p.name, Some(&id), Change::Replace(data), version).await?;
+            let w = write_user(s, &p.name, Some(&id), Change::Replace(data), version).await?;
             Ok((200, Some(w.row)))
         }
         ("PATCH", _, Some(id)) => {
-            let w = write_user(engine, &p.name, Some(&id), Change::Patch(data), version).await?;
+            let w = write_user(s, &p.name, Some(&id), Change::Patch(data), version).await?;
             Ok((200, Some(w.row)))
         }
         ("DELETE", _, Some(id)) => {
-            write_user(engine, &p.name, Some(&id), Change::Delete, version).await?;
+            write_user(s, &p.name, Some(&id), Change::Delete, version).await?;
             Ok((204, None))
         }
         (_, p, _) if p.starts_with("/Groups") => Err(status(

@@ -357,6 +357,12 @@ impl Server {
         }
     }
 
+    /// DELETE with the admin token.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.request(Method::DELETE, path, Some(TOKEN), &[], None)
+            .await
+    }
+
     /// GET with the admin token; panics unless 200.
     pub async fn get(&self, path: &str) -> Value {
         let a = self
