@@ -734,6 +734,22 @@ async fn finish_approved(
         };
         return close_withdrawn(inner, tx, row, &why, now).await;
     }
+    if row.step_id.is_none() {
+        // An extension: there must still be access to extend (a leave or a revoke may have
+        // come while it waited).
+        let held = tenure_store::grants_of(tx.conn(), &row.person_id)
+            .await?
+            .into_iter()
+            .any(|(g, _)| g.entitlement == row.entitlement && g.state == GrantState::Granted);
+        if !held {
+            let why = Withdrawal {
+                actor,
+                reason: "the access to extend is no longer held".into(),
+                by_run: None,
+            };
+            return close_withdrawn(inner, tx, row, &why, now).await;
+        }
+    }
     row.state = ApprovalState::Approved;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;

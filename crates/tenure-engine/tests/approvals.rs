@@ -290,6 +290,22 @@ impl Harness {
         }
     }
 
+    /// Waits until the run has ended or waits for an approval.
+    async fn finish_or_wait(&self, run_id: &str) -> RunState {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.engine.run_detail(run_id).await.unwrap().run.state;
+            if now.is_terminal() || now == RunState::AwaitingApproval {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} still {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn grant(&self, person: &str, entitlement: &str) -> Option<tenure_core::Grant> {
         let mut c = self.engine.store().reader().await.unwrap();
         tenure_store::grants_of(&mut c, person)
@@ -1390,4 +1406,85 @@ async fn a_leave_withdraws_the_approvals_of_the_person_and_audits_it() {
         ApprovalState::Withdrawn
     );
     assert!(h.audit("approval.expired").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_extension_is_approved_like_a_request_and_withdrawn_once_the_access_is_gone() {
+    let h = harness().await;
+    // A request's run waits for its approval; an extension's run has no step, and ends at
+    // once, while its approval stays open.
+    let approve_all = |run: String| {
+        let h = &h;
+        async move {
+            h.finish_or_wait(&run).await;
+            let a = h.approval_of_run(&run).await;
+            for who in ["mia", "dora", "dan"] {
+                h.decide(&a.id, who, Verdict::Approve).await.unwrap();
+                if h.approval_of_run(&run).await.state != ApprovalState::Pending {
+                    break;
+                }
+            }
+            a
+        }
+    };
+    let (_, run) = h
+        .request("ann", "ann", "db:prod-admin", Some(1), false)
+        .await
+        .unwrap();
+    approve_all(run.clone()).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let g = grant_reaches(&h, "ann", "db:prod-admin", GrantState::Granted).await;
+    assert_eq!(g.expires_at, Some(START + HOUR));
+
+    // Asked again while held: an extension, approved through the same chain, for a new window.
+    h.clock.advance(HOUR / 2);
+    let (ext, run) = h
+        .request("ann", "ann", "db:prod-admin", Some(2), false)
+        .await
+        .unwrap();
+    approve_all(run.clone()).await;
+    h.finish(&run).await;
+    let g = h.grant("ann", "db:prod-admin").await.unwrap();
+    assert_eq!(
+        (g.state, g.expires_at),
+        (GrantState::Granted, Some(START + HOUR / 2 + 2 * HOUR))
+    );
+    assert_eq!(g.source_ref, ext);
+
+    // Another extension, but ann leaves before it is decided: nothing is extended.
+    let (ext2, run) = h
+        .request("ann", "ann", "db:prod-admin", Some(2), false)
+        .await
+        .unwrap();
+    h.finish_or_wait(&run).await;
+    let a = h.approval_of_run(&run).await;
+    let leave = h.send(r#"{"type":"leave","person":{"id":"ann"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    grant_reaches(&h, "ann", "db:prod-admin", GrantState::Revoked).await;
+    let mut refused = None;
+    for who in ["mia", "dora", "dan"] {
+        if let Err(e) = h.decide(&a.id, who, Verdict::Approve).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(&refused, Some(EngineError::Conflict(m)) if m.contains("was withdrawn")),
+        "{refused:?}"
+    );
+    let withdrawn = h.audit("approval.withdrawn").await;
+    assert!(
+        withdrawn
+            .iter()
+            .any(|e| e.reason.contains("the access to extend is no longer held")),
+        "{withdrawn:#?}"
+    );
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::Revoked
+    );
+    assert_ne!(
+        h.engine.request(&ext2).await.unwrap().request.state,
+        "approved"
+    );
 }
