@@ -408,7 +408,8 @@ impl Engine {
     /// `limit` caps how many people's plans are listed (the totals count everyone).
     pub async fn what_if(&self, rules: &Rules, limit: usize) -> Result<reconcile::WhatIf> {
         let now = self.inner.clock.now_ms();
-        reconcile::what_if(&self.inner.store, rules, now, limit).await
+        let in_force = self.inner.rules();
+        reconcile::what_if(&self.inner.store, rules, Some(&in_force), now, limit).await
     }
 
     /// What one event would do, without storing it or anything else: the person's plan with

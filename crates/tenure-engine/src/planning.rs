@@ -252,7 +252,12 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         grants: &grants,
         clients: &clients,
     };
-    let computed = compute(&rules, &state, Changed::default(), now);
+    // The rules changed: access already held is judged again too (what a what-if showed).
+    let changed = Changed {
+        account_attributes: false,
+        facts: true,
+    };
+    let computed = compute(&rules, &state, changed, now);
     let reason = format!("rules changed: {}", rules.label);
     store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
@@ -346,8 +351,8 @@ pub(crate) struct Computed {
 pub(crate) struct Changed {
     /// Attributes that accounts carry (name, email, title, ...): every account kept is updated.
     pub account_attributes: bool,
-    /// A fact policy reads (the person's, or their client's terms): access already held is
-    /// judged again, and what policy now forbids is revoked.
+    /// A fact policy reads (the person's, or their client's terms), or policy itself: access
+    /// already held is judged again, and what policy now forbids is revoked.
     pub facts: bool,
 }
 

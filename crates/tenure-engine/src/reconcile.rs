@@ -102,19 +102,41 @@ fn state<'a>(p: &'a PersonState, clients: &'a ClientFacts) -> State<'a> {
 }
 
 /// Plans everyone against `rules`, reading the store page by page; changes nothing.
-pub async fn what_if(store: &Store, rules: &Rules, now: i64, limit: usize) -> Result<WhatIf> {
+/// `in_force`, the rules in force, tells whether policy changed: then access already held is
+/// judged again too, and what the new policy forbids shows as revokes. Without it (offline,
+/// the rules in force unknown), held access is always judged again.
+pub async fn what_if(
+    store: &Store,
+    rules: &Rules,
+    in_force: Option<&Rules>,
+    now: i64,
+    limit: usize,
+) -> Result<WhatIf> {
     let mut out = WhatIf::default();
-    scan(store, rules, now, |p, computed| {
-        out.add(&p.person.id, computed, limit);
-    })
+    scan(
+        store,
+        rules,
+        policy_changed(rules, in_force),
+        now,
+        |p, computed| {
+            out.add(&p.person.id, computed, limit);
+        },
+    )
     .await?;
     Ok(out)
 }
 
-/// Calls `each` with every stored person's plan under `rules`.
+/// Whether `rules` bring a policy that decides otherwise than the one in force.
+fn policy_changed(rules: &Rules, in_force: Option<&Rules>) -> bool {
+    in_force.is_none_or(|f| !rules.policy.decides_as(&f.policy))
+}
+
+/// Calls `each` with every stored person's plan under `rules`; `rejudge_held` asks policy about
+/// access already held as well.
 async fn scan(
     store: &Store,
     rules: &Rules,
+    rejudge_held: bool,
     now: i64,
     mut each: impl FnMut(&PersonState, Computed),
 ) -> Result<()> {
@@ -133,7 +155,15 @@ async fn scan(
         };
         after = Some(last.person.id.clone());
         for p in &page {
-            let computed = planning::compute(rules, &state(p, &clients), Default::default(), now);
+            let computed = planning::compute(
+                rules,
+                &state(p, &clients),
+                planning::Changed {
+                    account_attributes: false,
+                    facts: rejudge_held,
+                },
+                now,
+            );
             each(p, computed);
         }
     }
@@ -259,7 +289,8 @@ pub(crate) async fn reload(
 
     // Everyone the new rules change gets a re-plan, in batches.
     let mut changed = Vec::new();
-    scan(&inner.store, &rules, now, |p, computed| {
+    let rejudge_held = policy_changed(&rules, Some(&old));
+    scan(&inner.store, &rules, rejudge_held, now, |p, computed| {
         if !computed.plan.steps.is_empty() {
             changed.push(p.person.id.clone());
         }

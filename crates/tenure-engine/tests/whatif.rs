@@ -51,7 +51,7 @@ fn src(p: &str, s: &str) -> SourceFile {
 }
 
 /// The rules before (`variant` 0) and after a change (1: templates, 2: policy, 3: separation
-/// of duties).
+/// of duties, 4: a policy forbidding access already held).
 fn rules(variant: u8) -> (Config, PolicyEngine) {
     let mut main = CONFIG.to_string();
     let mut templates = vec![
@@ -91,6 +91,13 @@ fn rules(variant: u8) -> (Config, PolicyEngine) {
             policies.push(src(
                 "policies/approvals.cedar",
                 r#"@id("privileged-needs-owner") @approval("owner") permit (principal is Person, action == Action::"grant", resource is Entitlement) when { resource.risk == "privileged" };"#,
+            ));
+        }
+        4 => {
+            policies.push(src("policies/base.cedar", r#"@id("base") permit (principal is Person, action == Action::"grant", resource is Entitlement);"#));
+            policies.push(src(
+                "policies/eng.cedar",
+                r#"@id("no-eng-group-for-admins") forbid (principal is Person, action == Action::"grant", resource == Entitlement::"directory:eng") when { principal has title && principal.title == "Admin" };"#,
             ));
         }
         3 => {
@@ -268,7 +275,7 @@ proptest! {
     #[test]
     fn what_if_lists_exactly_what_reload_then_runs(
         people in proptest::collection::vec((0..3usize, 0..3usize), 1..10),
-        variant in 1..=3u8,
+        variant in 1..=4u8,
     ) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -311,5 +318,51 @@ async fn a_what_if_for_one_event_stores_nothing() {
     let mut c = engine.store().reader().await.unwrap();
     assert_eq!(tenure_store::count_people(&mut c).await.unwrap(), 0);
     drop(c);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_policy_change_shows_and_then_revokes_access_it_now_forbids() {
+    let (engine, _dir) = start().await;
+    for (id, title) in [("a1", "Admin"), ("e1", "Engineer")] {
+        submit(
+            &engine,
+            &format!(
+                r#"{{"type":"hire","person":{{"id":"{id}","name":"N","email":"{id}@example.com","worker_type":"employee","department":"Engineering","title":"{title}"}}}}"#
+            ),
+        )
+        .await;
+    }
+    settle(&engine).await;
+    let (config, policy) = rules(4);
+    let candidate = Rules {
+        config: Arc::new(config.clone()),
+        policy: Arc::new(rules(4).1),
+        label: "candidate".into(),
+    };
+    let w = engine.what_if(&candidate, 10).await.unwrap();
+    assert_eq!((w.people_changed, w.revokes, w.grants), (1, 1, 0), "{w:#?}");
+    let plan = &w.plans[0];
+    assert_eq!(plan.person_id, "a1");
+    assert_eq!(
+        plan.denied[0]["policies"],
+        serde_json::json!(["no-eng-group-for-admins"])
+    );
+    assert_eq!(plan.denied[0]["revoked"], true);
+
+    engine.reload(config, policy, "test").await.unwrap();
+    settle(&engine).await;
+    let steps = reconcile_steps(&engine).await;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps["a1"][0].entitlement.as_deref(), Some("directory:eng"));
+    // Applied, the same rules change nothing more: the template still asks, policy still says
+    // no, and no step follows.
+    let again = engine.what_if(&candidate, 10).await.unwrap();
+    assert_eq!(
+        (again.grants, again.revokes, again.denied),
+        (0, 0, 1),
+        "{again:#?}"
+    );
+    assert!(again.plans.iter().all(|p| p.steps.is_empty()), "{again:#?}");
     engine.shutdown().await;
 }

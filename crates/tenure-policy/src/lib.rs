@@ -162,6 +162,30 @@ pub struct PolicyEngine {
     person_type: EntityTypeName,
     client_type: EntityTypeName,
     entitlement_type: EntityTypeName,
+    /// The policy files' paths and texts, and the schema: equal sources, equal decisions.
+    sources: String,
+    /// Decisions already made, by what they depend on, when no policy can tell two people
+    /// with the same facts apart (see [`memo_safe`]); `None` otherwise.
+    memo: Option<std::sync::Mutex<HashMap<String, Decision>>>,
+}
+
+/// Decisions remembered at most (a what-if over everyone asks the same questions many times;
+/// a long-running server should not grow without bound).
+const MEMO_CAP: usize = 100_000;
+
+/// Whether a decision depends on a person only through their facts: no policy names a person
+/// (`principal == Person::"..."`, `principal in ...`, a `Person::` literal) or reads the grant's
+/// `source_ref` (an engagement or request id, different for everyone).
+fn memo_safe(policies: &PolicySet) -> bool {
+    use cedar_policy::PrincipalConstraint;
+    policies.policies().all(|p| {
+        let text = p.to_string();
+        matches!(
+            p.principal_constraint(),
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_)
+        ) && !text.contains("Person::")
+            && !text.contains("source_ref")
+    })
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -207,6 +231,8 @@ impl PolicyEngine {
             person_type: type_name("Person"),
             client_type: type_name("Client"),
             entitlement_type: type_name("Entitlement"),
+            sources: String::new(),
+            memo: None,
         }
     }
 
@@ -366,6 +392,12 @@ impl PolicyEngine {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             return Err(ConfigErrors(errors));
         }
+        let memo = memo_safe(&combined);
+        let sources: String = files
+            .iter()
+            .flat_map(|f| [f.path.as_str(), "\0", f.text.as_str(), "\0"])
+            .chain([generated.text.as_str()])
+            .collect();
         Ok(Loaded {
             engine: PolicyEngine {
                 enforcing: !files.is_empty(),
@@ -375,10 +407,18 @@ impl PolicyEngine {
                 ids,
                 client_attributes: generated.client_attributes,
                 person_attributes: generated.person_attributes,
+                sources,
+                memo: memo.then(|| std::sync::Mutex::new(HashMap::new())),
                 ..PolicyEngine::allow_all()
             },
             warnings,
         })
+    }
+
+    /// Whether `other` decides every question as this engine does: the same policy files and
+    /// the same schema. A change of policy makes access already held worth judging again.
+    pub fn decides_as(&self, other: &PolicyEngine) -> bool {
+        self.enforcing == other.enforcing && self.sources == other.sources
     }
 
     /// Whether policies decide (false: no policy files, everything is allowed).
@@ -411,6 +451,47 @@ impl PolicyEngine {
                 ..Decision::default()
             };
         }
+        let Some(memo) = &self.memo else {
+            return self.decide_or_deny(person, entitlement, client, context);
+        };
+        let key = self.memo_key(person, entitlement, client, context);
+        if let Some(d) = memo.lock().expect("memo lock").get(&key) {
+            return d.clone();
+        }
+        let d = self.decide_or_deny(person, entitlement, client, context);
+        // An error may name the person: only clean decisions are shared.
+        if d.errors.is_empty() {
+            let mut memo = memo.lock().expect("memo lock");
+            if memo.len() >= MEMO_CAP {
+                memo.clear();
+            }
+            memo.insert(key, d.clone());
+        }
+        d
+    }
+
+    /// [`PolicyEngine::authorize`] without the memo: Cedar evaluates every time (what one
+    /// decision costs, for benchmarks).
+    pub fn authorize_fresh(
+        &self,
+        person: &Person,
+        entitlement: &Entitlement,
+        client: Option<&Client>,
+        context: GrantContext<'_>,
+    ) -> Decision {
+        if !self.enforcing {
+            return self.authorize(person, entitlement, client, context);
+        }
+        self.decide_or_deny(person, entitlement, client, context)
+    }
+
+    fn decide_or_deny(
+        &self,
+        person: &Person,
+        entitlement: &Entitlement,
+        client: Option<&Client>,
+        context: GrantContext<'_>,
+    ) -> Decision {
         match self.decide(person, entitlement, client, context) {
             Ok(d) => d,
             Err(e) => Decision {
@@ -419,6 +500,39 @@ impl PolicyEngine {
                 ..Decision::default()
             },
         }
+    }
+
+    /// Everything a memo-safe decision reads, as text: the person's facts (not their id), the
+    /// entitlement, its client as known, and the grant's source.
+    fn memo_key(
+        &self,
+        person: &Person,
+        entitlement: &Entitlement,
+        client: Option<&Client>,
+        context: GrantContext<'_>,
+    ) -> String {
+        let typed = |attrs: &serde_json::Map<String, Value>, types: &BTreeMap<String, Ty>| {
+            types
+                .keys()
+                .map(|k| attrs.get(k).cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>()
+        };
+        serde_json::json!([
+            person.worker_type.as_str(),
+            person.status.as_str(),
+            person.department,
+            person.title,
+            person.location,
+            typed(&person.attributes, &self.person_attributes),
+            entitlement,
+            client.map(|c| (
+                &c.id,
+                &c.name,
+                typed(&c.attributes, &self.client_attributes)
+            )),
+            context.source.as_str(),
+        ])
+        .to_string()
     }
 
     fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {

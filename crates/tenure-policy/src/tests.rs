@@ -410,3 +410,43 @@ fn entitlement_risk_and_owner_reach_policy() {
     assert!(!ask(&e, &p, "crm:export").allowed);
     let _ = Risk::ALL;
 }
+
+#[test]
+fn remembered_decisions_never_cross_from_one_person_to_another() {
+    let p1 = person(WorkerType::Employee, Some("Berlin"));
+    let p2 = Person {
+        id: "p2".into(),
+        ..p1.clone()
+    };
+    let in_london = Person {
+        id: "p3".into(),
+        location: Some("London".into()),
+        ..p1.clone()
+    };
+    // Policies that read only facts: decisions are remembered, and stay right per facts.
+    let e = engine(&[("base.cedar", BASE), ("eu.cedar", EU)]);
+    assert!(e.memo.is_some());
+    for _ in 0..2 {
+        assert!(ask(&e, &p1, "crm:acme").allowed);
+        assert!(ask(&e, &p2, "crm:acme").allowed);
+        assert!(!ask(&e, &in_london, "crm:acme").allowed);
+    }
+    // A policy naming a person: nothing is remembered, p2 is not taken for p1.
+    let named = r#"@id("not-p1") forbid (principal == Person::"p1", action == Action::"grant", resource is Entitlement);"#;
+    let e = engine(&[("base.cedar", BASE), ("named.cedar", named)]);
+    assert!(e.memo.is_none());
+    assert!(!ask(&e, &p1, "directory:staff").allowed);
+    assert!(ask(&e, &p2, "directory:staff").allowed);
+    // Nor when a policy reads the grant's source id, different for everyone.
+    let by_ref = r#"@id("not-e1") forbid (principal is Person, action == Action::"grant", resource is Entitlement) when { context.source_ref == "e1" };"#;
+    let e = engine(&[("base.cedar", BASE), ("ref.cedar", by_ref)]);
+    assert!(e.memo.is_none());
+    let c = config();
+    let ent = &c.entitlements["directory:staff"];
+    let at = |r| GrantContext {
+        source: GrantSource::Engagement,
+        source_ref: r,
+    };
+    assert!(!e.authorize(&p1, ent, None, at("e1")).allowed);
+    assert!(e.authorize(&p2, ent, None, at("e2")).allowed);
+}

@@ -112,7 +112,8 @@ async fn local(args: &PlanArgs, event: Option<Value>) -> Result<Value> {
                 .map_err(|e| anyhow::anyhow!("event.{}: {}", e.field, e.message))?;
             tenure_engine::what_if_event(&store, &rules, &event, now).await?
         }
-        None => tenure_engine::what_if(&store, &rules, now, args.limit).await?,
+        // Offline, the rules in force are not known: held access is judged again too.
+        None => tenure_engine::what_if(&store, &rules, None, now, args.limit).await?,
     };
     store.close().await;
     let mut v = serde_json::to_value(result)?;

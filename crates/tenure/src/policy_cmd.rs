@@ -162,43 +162,48 @@ fn bench(args: BenchArgs) -> Result<()> {
         })
         .collect();
     let ents: Vec<_> = config.entitlements.values().collect();
-    let ask = |i: usize| {
-        let p = &people[i % people.len()];
-        let e = ents[(i / people.len()) % ents.len()];
-        let client = e.client.as_ref().and_then(|c| config.clients.get(c));
-        engine.authorize(
-            p,
-            e,
-            client,
-            GrantContext {
+    // Fresh: Cedar evaluates every question (what one authorization costs). Remembered: the
+    // engine's memo answers questions already asked for the same facts (a what-if's case).
+    for remembered in [false, true] {
+        let ask = |i: usize| {
+            let p = &people[i % people.len()];
+            let e = ents[(i / people.len()) % ents.len()];
+            let client = e.client.as_ref().and_then(|c| config.clients.get(c));
+            let ctx = GrantContext {
                 source: GrantSource::Birthright,
                 source_ref: "bench",
-            },
-        )
-    };
-    for i in 0..args.decisions.min(1_000) {
-        black_box(ask(i));
-    }
-    let (mut allowed, mut denied, mut approval) = (0usize, 0usize, 0usize);
-    let started = Instant::now();
-    for i in 0..args.decisions {
-        let d = black_box(ask(i));
-        if !d.errors.is_empty() {
-            bail!("decision {i} failed: {:?}", d.errors);
+            };
+            if remembered {
+                engine.authorize(p, e, client, ctx)
+            } else {
+                engine.authorize_fresh(p, e, client, ctx)
+            }
+        };
+        for i in 0..args.decisions.min(1_000) {
+            black_box(ask(i));
         }
-        match (d.allowed, d.needs_approval()) {
-            (false, _) => denied += 1,
-            (true, true) => approval += 1,
-            (true, false) => allowed += 1,
+        let (mut allowed, mut denied, mut approval) = (0usize, 0usize, 0usize);
+        let started = Instant::now();
+        for i in 0..args.decisions {
+            let d = black_box(ask(i));
+            if !d.errors.is_empty() {
+                bail!("decision {i} failed: {:?}", d.errors);
+            }
+            match (d.allowed, d.needs_approval()) {
+                (false, _) => denied += 1,
+                (true, true) => approval += 1,
+                (true, false) => allowed += 1,
+            }
         }
+        let elapsed = started.elapsed();
+        let us = elapsed.as_secs_f64() * 1e6 / args.decisions as f64;
+        println!(
+            "{} decisions with {} policies, {}: {us:.1} µs/decision ({:.0} decisions/s; {allowed} allowed, {approval} need approval, {denied} denied; policy set loaded and validated in {load_ms:.1} ms)",
+            args.decisions,
+            engine.policy_ids().len(),
+            if remembered { "remembered" } else { "fresh" },
+            1e6 / us,
+        );
     }
-    let elapsed = started.elapsed();
-    let us = elapsed.as_secs_f64() * 1e6 / args.decisions as f64;
-    println!(
-        "{} decisions with {} policies: {us:.1} µs/decision ({:.0} decisions/s; {allowed} allowed, {approval} need approval, {denied} denied; policy set loaded and validated in {load_ms:.1} ms)",
-        args.decisions,
-        engine.policy_ids().len(),
-        1e6 / us,
-    );
     Ok(())
 }
