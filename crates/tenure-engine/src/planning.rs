@@ -301,15 +301,11 @@ pub(crate) async fn client_facts_of(
     config: &Config,
     entitlement: &str,
 ) -> Result<ClientFacts> {
-    let told = match config
+    let client = config
         .entitlements
         .get(entitlement)
-        .and_then(|e| e.client.as_deref())
-    {
-        Some(id) => tenure_store::clients_by_ids(c, &[id]).await?,
-        None => Vec::new(),
-    };
-    Ok(ClientFacts::new(config, told))
+        .and_then(|e| e.client.as_deref());
+    told_clients(c, config, client.as_slice()).await
 }
 
 /// `entitlement`'s time bound, with its client's terms as events told of them.
@@ -333,10 +329,19 @@ pub(crate) async fn client_facts(
         .clients_involved(engagements, grants.iter().map(|g| g.entitlement.as_str()))
         .into_iter()
         .collect();
+    told_clients(c, config, &ids).await
+}
+
+/// The stored clients among `ids`, each over its configured self.
+async fn told_clients(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    ids: &[&str],
+) -> Result<ClientFacts> {
     if ids.is_empty() {
         return Ok(ClientFacts::default());
     }
-    let told = tenure_store::clients_by_ids(c, &ids).await?;
+    let told = tenure_store::clients_by_ids(c, ids).await?;
     Ok(ClientFacts::new(config, told))
 }
 

@@ -303,46 +303,27 @@ async fn expire_grant(
     // for an entitlement that need not be time-bound): keep it. Time-bound access is never
     // carried over into another source's window here; that source gives it anew, with its own
     // approval and window, on the person's next run.
-    if let Some(person) = tenure_store::get_person(tx.conn(), person_id).await?
-        && planning::time_bound(tx.conn(), &rules.config, entitlement)
-            .await?
-            .is_none()
+    if let Some(want) =
+        standing_want(tx, &rules.config, person_id, entitlement, &grants, now).await?
     {
-        let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
-        let clients =
-            planning::client_facts(tx.conn(), &rules.config, &engagements, &grants).await?;
-        let today = DateTime::from_timestamp_millis(now)
-            .unwrap_or_default()
-            .date_naive();
-        let desired = planner::desired_access(
-            &rules.config,
-            &clients,
-            &person,
-            &engagements,
-            &grants,
-            today,
-            now,
-        );
-        if let Some(want) = desired.entitlements.get(entitlement) {
-            let mut kept = grant.clone();
-            kept.source = want.source;
-            kept.source_ref = want.source_ref.clone();
-            kept.expires_at = None;
-            tenure_store::upsert_grant(tx.conn(), &kept, &system, now).await?;
-            tx.audit(NewAudit {
-                at_ms: now,
-                actor: "scheduler".into(),
-                action: "grant.expiry_superseded".into(),
-                person_id: Some(person_id.to_string()),
-                entitlement: Some(entitlement.to_string()),
-                system: Some(system),
-                reason: format!("now held through {} {}", want.source, want.source_ref),
-                correlation_id: Some(source_ref.to_string()),
-                details: serde_json::json!({ "source": source, "source_ref": source_ref }),
-                ..Default::default()
-            });
-            return Ok(None);
-        }
+        let mut kept = grant.clone();
+        kept.source = want.source;
+        kept.source_ref = want.source_ref.clone();
+        kept.expires_at = None;
+        tenure_store::upsert_grant(tx.conn(), &kept, &system, now).await?;
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "scheduler".into(),
+            action: "grant.expiry_superseded".into(),
+            person_id: Some(person_id.to_string()),
+            entitlement: Some(entitlement.to_string()),
+            system: Some(system),
+            reason: format!("now held through {} {}", want.source, want.source_ref),
+            correlation_id: Some(source_ref.to_string()),
+            details: serde_json::json!({ "source": source, "source_ref": source_ref }),
+            ..Default::default()
+        });
+        return Ok(None);
     }
     let run_id = uuid::Uuid::now_v7().to_string();
     let expires_at = grant.expires_at.unwrap_or(now);
@@ -409,6 +390,32 @@ async fn expire_grant(
         }),
     });
     Ok(Some(run_id))
+}
+
+/// The source that wants `entitlement` for the person as standing access (a template or an
+/// engagement, for an entitlement that need not be time-bound), if any.
+async fn standing_want(
+    tx: &mut Tx,
+    config: &tenure_core::config::Config,
+    person_id: &str,
+    entitlement: &str,
+    grants: &[tenure_core::Grant],
+    now: i64,
+) -> Result<Option<planner::Want>> {
+    let Some(person) = tenure_store::get_person(tx.conn(), person_id).await? else {
+        return Ok(None);
+    };
+    let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
+    let clients = planning::client_facts(tx.conn(), config, &engagements, grants).await?;
+    if config.time_bound_with(entitlement, &clients).is_some() {
+        return Ok(None);
+    }
+    let today = DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .date_naive();
+    let mut desired =
+        planner::desired_access(config, &clients, &person, &engagements, grants, today, now);
+    Ok(desired.entitlements.remove(entitlement))
 }
 
 /// A person's end date has passed and no leave came: they leave now, through an event of the
