@@ -1130,7 +1130,7 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
 pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
-    let run = tenure_store::get_run(tx.conn(), run_id)
+    let run = tenure_store::lock_run(tx.conn(), run_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
     if run.state.is_terminal() && run.state != RunState::Failed {
@@ -1175,7 +1175,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
 pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
-    let run = tenure_store::get_run(tx.conn(), run_id)
+    let run = tenure_store::lock_run(tx.conn(), run_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
     if run.state != RunState::Failed {

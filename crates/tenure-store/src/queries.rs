@@ -592,6 +592,21 @@ pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> 
     row.as_ref().map(run_row).transpose()
 }
 
+/// The run with this id, locked until the transaction ends on PostgreSQL (SQLite has one
+/// writer at a time already). Whoever changes a run's fate (cancels it, retries it, judges it
+/// from its steps) takes this lock first, so two of them never judge it from stale views of
+/// each other: a cancel and the outcome of the run's last running step, committed at the same
+/// moment, would otherwise each see the other's half and leave the run running forever.
+pub async fn lock_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
+    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(run_row).transpose()
+}
+
 /// Runs, newest first, optionally only those in `state`, for `person`.
 pub async fn list_runs(
     c: &mut AnyConnection,
@@ -697,13 +712,21 @@ pub async fn set_run_planned(
     Ok(())
 }
 
-/// Runs by id, for a batch of step outcomes.
+/// Runs by id, for a batch of step outcomes, locked until the transaction ends on PostgreSQL
+/// (see [`lock_run`]); in id order, so two batches sharing runs never wait on each other in a
+/// cycle.
 pub async fn runs_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<RunRow>> {
     let mut out = Vec::with_capacity(ids.len());
     let sqlite = is_sqlite(c);
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
     for chunk in ids.chunks(500) {
         let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        if !sqlite {
+            sql.push_str(" ORDER BY id FOR UPDATE");
+        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
@@ -1407,6 +1430,75 @@ mod tests {
                 (store, Some(dir))
             }
         }
+    }
+
+    /// A cancel and the outcome of a run's last running step, committed at the same moment,
+    /// must not judge the run from stale views of each other. On PostgreSQL the run row is
+    /// the lock: whoever judges second waits and then sees the other's change. (On SQLite a
+    /// write transaction starts with `BEGIN IMMEDIATE`, so writers never overlap at all.)
+    #[tokio::test]
+    async fn a_run_judged_while_it_is_cancelled_sees_the_cancel() {
+        let (store, dir) = scratch().await;
+        if store.backend() == Backend::Sqlite {
+            let _ = std::fs::remove_dir_all(dir.unwrap());
+            return;
+        }
+        let run = RunRow {
+            id: "r1".into(),
+            event_id: None,
+            person_id: "p1".into(),
+            kind: "hire".into(),
+            state: RunState::Running,
+            priority: 10,
+            effective_at: 0,
+            created_at: 0,
+            planned_at: Some(0),
+            finished_at: None,
+            cancel_requested: false,
+            error: None,
+            note: None,
+        };
+        let mut tx = store.begin().await.unwrap();
+        insert_run(tx.conn(), &run).await.unwrap();
+        tx.commit().await.unwrap();
+
+        // The operator's cancel holds the run...
+        let mut cancel = store.begin().await.unwrap();
+        let held = lock_run(cancel.conn(), "r1").await.unwrap().unwrap();
+        assert!(!held.cancel_requested);
+        request_cancel(cancel.conn(), "r1").await.unwrap();
+        // ...while a step outcome comes to judge the same run.
+        let judge = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                let runs = runs_by_ids(tx.conn(), &["r1".to_string()]).await.unwrap();
+                tx.commit().await.unwrap();
+                runs
+            })
+        };
+        // Wait until the judge is blocked on the lock (or, were there none, has finished
+        // with what it saw).
+        let mut watch = store.reader().await.unwrap();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut *watch)
+            .await
+            .unwrap();
+            if waiting > 0 || judge.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        cancel.commit().await.unwrap();
+        let seen = judge.await.unwrap();
+        assert!(
+            seen[0].cancel_requested,
+            "the run was judged without the cancel committed alongside"
+        );
     }
 
     #[tokio::test]
