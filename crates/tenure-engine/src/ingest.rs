@@ -2,6 +2,7 @@
 
 use crate::{EngineError, Inner, Result, planning, worker};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tenure_core::PersonStatus;
 use tenure_core::event::{EventInput, EventType};
@@ -126,16 +127,67 @@ async fn store_batch(
     Ok(outcomes)
 }
 
+/// An event already stored, as a repeat of it must be recognised.
+struct Known {
+    id: String,
+    run_id: String,
+    body_hash: String,
+    received_at: i64,
+}
+
 /// Stores events and their runs inside `tx`, and plans those due now (the ingester's batch, or
 /// an event the scheduler raises itself, such as a leave on a contract's end date).
+///
+/// The whole batch costs one lookup of its keys and one insert each for its events and runs;
+/// a key repeated within the batch is recognised as well as one stored before.
 pub(crate) async fn store_events(
     inner: &Arc<Inner>,
     tx: &mut tenure_store::Tx,
     subs: &[(&Submission, i64)],
     now: i64,
 ) -> Result<Vec<IngestOutcome>> {
+    let keys: Vec<&str> = subs
+        .iter()
+        .filter_map(|(s, _)| s.idempotency_key.as_deref().or(s.event.id.as_deref()))
+        .collect();
+    let source_ids: Vec<&str> = subs
+        .iter()
+        .filter_map(|(s, _)| s.event.id.as_deref())
+        .collect();
+    let (mut by_key, mut by_source) = (HashMap::new(), HashMap::new());
+    let remember = |by_key: &mut HashMap<String, Arc<Known>>,
+                    by_source: &mut HashMap<String, Arc<Known>>,
+                    key: &str,
+                    source_id: Option<&str>,
+                    known: Known| {
+        let known = Arc::new(known);
+        // The first received wins, as `ORDER BY received_at` would pick it.
+        by_key
+            .entry(key.to_string())
+            .or_insert_with(|| known.clone());
+        if let Some(sid) = source_id {
+            by_source.entry(sid.to_string()).or_insert(known);
+        }
+    };
+    if !keys.is_empty() {
+        for e in tenure_store::events_by_keys(tx.conn(), &keys, &source_ids).await? {
+            let known = Known {
+                id: e.id,
+                run_id: e.run_id,
+                body_hash: e.body_hash,
+                received_at: e.received_at,
+            };
+            remember(
+                &mut by_key,
+                &mut by_source,
+                &e.idem_key,
+                e.source_id.as_deref(),
+                known,
+            );
+        }
+    }
     let mut outcomes = Vec::with_capacity(subs.len());
-    let mut due = Vec::new();
+    let (mut events, mut runs, mut due) = (Vec::new(), Vec::new(), Vec::new());
     for &(sub, received_at) in subs {
         let hash = body_hash(&sub.event);
         let event_id = uuid::Uuid::now_v7().to_string();
@@ -144,19 +196,24 @@ pub(crate) async fn store_events(
             .clone()
             .or_else(|| sub.event.id.clone())
             .unwrap_or_else(|| event_id.clone());
-        if let Some(prior) =
-            tenure_store::event_by_key(tx.conn(), &key, sub.event.id.as_deref()).await?
-        {
+        let prior = [
+            by_key.get(&key),
+            sub.event.id.as_ref().and_then(|sid| by_source.get(sid)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|k| k.received_at);
+        if let Some(prior) = prior {
             outcomes.push(if prior.body_hash == hash {
                 IngestOutcome::Accepted {
-                    event_id: prior.id,
-                    run_id: prior.run_id,
+                    event_id: prior.id.clone(),
+                    run_id: prior.run_id.clone(),
                     replay: true,
                 }
             } else {
                 IngestOutcome::KeyReused {
                     key,
-                    event_id: prior.id,
+                    event_id: prior.id.clone(),
                 }
             });
             continue;
@@ -168,24 +225,33 @@ pub(crate) async fn store_events(
             .map_or(received_at, |t| t.timestamp_millis());
         let person_id = sub.event.person.id.clone();
         let kind = sub.event.kind;
-        tenure_store::insert_event(
-            tx.conn(),
-            &EventRow {
-                id: event_id.clone(),
-                idem_key: key,
-                source_id: sub.event.id.clone(),
-                body_hash: hash,
-                kind: kind.as_str().to_string(),
-                person_id: person_id.clone(),
-                source: sub.event.source.clone(),
-                body: serde_json::to_string(&sub.event).expect("events serialize"),
-                effective_at,
-                received_at,
-                actor: sub.actor.clone(),
-                run_id: run_id.clone(),
-            },
-        )
-        .await?;
+        let known = Known {
+            id: event_id.clone(),
+            run_id: run_id.clone(),
+            body_hash: hash.clone(),
+            received_at,
+        };
+        remember(
+            &mut by_key,
+            &mut by_source,
+            &key,
+            sub.event.id.as_deref(),
+            known,
+        );
+        let event = EventRow {
+            id: event_id.clone(),
+            idem_key: key,
+            source_id: sub.event.id.clone(),
+            body_hash: hash,
+            kind: kind.as_str().to_string(),
+            person_id: person_id.clone(),
+            source: sub.event.source.clone(),
+            body: serde_json::to_string(&sub.event).expect("events serialize"),
+            effective_at,
+            received_at,
+            actor: sub.actor.clone(),
+            run_id: run_id.clone(),
+        };
         let run = RunRow {
             id: run_id.clone(),
             event_id: Some(event_id.clone()),
@@ -201,7 +267,6 @@ pub(crate) async fn store_events(
             error: None,
             note: None,
         };
-        tenure_store::insert_run(tx.conn(), &run).await?;
         tx.audit(NewAudit {
             at_ms: now,
             actor: sub.actor.clone(),
@@ -217,7 +282,7 @@ pub(crate) async fn store_events(
             ..Default::default()
         });
         if effective_at <= now {
-            due.push(run);
+            due.push((run.clone(), event.clone()));
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
             if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?
@@ -230,17 +295,21 @@ pub(crate) async fn store_events(
                 tenure_store::upsert_person(tx.conn(), &p, now).await?;
             }
         }
+        events.push(event);
+        runs.push(run);
         outcomes.push(IngestOutcome::Accepted {
             event_id,
             run_id,
             replay: false,
         });
     }
+    tenure_store::insert_events(tx.conn(), &events).await?;
+    tenure_store::insert_runs(tx.conn(), &runs).await?;
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.
     let mut urgent = Vec::new();
-    for run in &due {
-        if planning::plan_run(inner, tx, run, now).await? == planning::Planned::Yes
+    for (run, event) in due {
+        if planning::plan_new_run(inner, tx, &run, event, now).await? == planning::Planned::Yes
             && run.priority == 0
         {
             urgent.push(run.id.clone());

@@ -432,6 +432,24 @@ impl Engine {
         ingest::submit(&self.inner, submission).await
     }
 
+    /// Stores events inside the caller's transaction, exactly as [`Engine::submit`] would
+    /// (idempotency keys, runs, audit, planning what is due), so that a change and the events
+    /// it causes commit together: a front end with a write transaction of its own (the SCIM
+    /// server) needs no outbox and no second commit. The engine looks for new work once `tx`
+    /// is committed.
+    pub async fn submit_in(
+        &self,
+        tx: &mut tenure_store::Tx,
+        submissions: &[Submission],
+    ) -> Result<Vec<IngestOutcome>> {
+        let now = self.inner.clock.now_ms();
+        let subs: Vec<(&Submission, i64)> = submissions.iter().map(|s| (s, now)).collect();
+        let outcomes = ingest::store_events(&self.inner, tx, &subs, now).await?;
+        let wake = self.inner.wake_handle();
+        tx.after_commit(move || wake.notify_one());
+        Ok(outcomes)
+    }
+
     /// Notice of every run that ends from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunFinished> {
         self.inner.finished.subscribe()

@@ -13,7 +13,7 @@ use tenure_core::run::{RunState, StepState, evaluate, operation_id};
 use tenure_core::sod::{self, SodEffect};
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
-use tenure_store::{NewAudit, RunRow, StepRow, Tx};
+use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
 /// A run with its steps, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +75,30 @@ pub(crate) async fn plan_run(
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
+    plan_loaded(inner, tx, run, event_row, now).await
+}
+
+/// Plans a run stored earlier in this same transaction, with the event it was stored with:
+/// neither needs reading back, and it is still pending (a run is only ever changed by its own
+/// planning before it has steps; planning other runs supersedes earlier runs, never later ones).
+pub(crate) async fn plan_new_run(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    event: EventRow,
+    now: i64,
+) -> Result<Planned> {
+    plan_loaded(inner, tx, run, Some(event), now).await
+}
+
+/// [`plan_run`] once the run is known to be pending and its event (if any) is read.
+async fn plan_loaded(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    event_row: Option<EventRow>,
+    now: i64,
+) -> Result<Planned> {
     // An access request's run has no event: it plans the person as stored, with the request's
     // grant among their wants (see `approvals`).
     let request = match (&event_row, run.kind.as_str()) {

@@ -133,14 +133,18 @@ impl Store {
             let pragmas = sqlite_pragmas;
             let write = AnyPoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(60))
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;
             // Readers run beside the one writer (WAL); a request holds one for its few
             // queries, so more of them than cores keeps requests from queueing on the pool.
+            // A connection to a local file cannot go stale: no ping before each use (sqlx's
+            // default), which would cost every request a second round trip to the database.
             let read = AnyPoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;

@@ -472,6 +472,53 @@ pub async fn event_by_key(
     row.as_ref().map(event_row).transpose()
 }
 
+/// The stored events any of `keys` or `source_ids` names (see [`event_by_key`]), in the
+/// order they were received: one query for a whole batch of submissions.
+pub async fn events_by_keys(
+    c: &mut AnyConnection,
+    keys: &[&str],
+    source_ids: &[&str],
+) -> Result<Vec<EventRow>> {
+    let sqlite = is_sqlite(c);
+    let mut out = Vec::new();
+    for (field, values) in [("idem_key", keys), ("source_id", source_ids)] {
+        for chunk in values.chunks(500) {
+            let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE {field} IN ");
+            push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for v in chunk {
+                q = q.bind(v.to_string());
+            }
+            for r in q.fetch_all(&mut *c).await? {
+                out.push(event_row(&r)?);
+            }
+        }
+    }
+    out.sort_by(|a: &EventRow, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+/// Stores events, a few hundred per statement.
+pub async fn insert_events(c: &mut AnyConnection, rows: &[EventRow]) -> Result<()> {
+    let prefix = format!("INSERT INTO events ({EVENT_COLS}) VALUES ");
+    bulk!(c, rows, 12, prefix.as_str(), "", |q, e| {
+        q.bind(e.id.clone())
+            .bind(e.idem_key.clone())
+            .bind(e.body_hash.clone())
+            .bind(e.kind.clone())
+            .bind(e.person_id.clone())
+            .bind(e.source.clone())
+            .bind(e.body.clone())
+            .bind(e.effective_at)
+            .bind(e.received_at)
+            .bind(e.actor.clone())
+            .bind(e.run_id.clone())
+            .bind(e.source_id.clone())
+    });
+    Ok(())
+}
+
 /// The event with this id.
 pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRow>> {
     let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
@@ -484,25 +531,7 @@ pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRo
 
 /// Stores an event.
 pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(e.id.clone())
-        .bind(e.idem_key.clone())
-        .bind(e.body_hash.clone())
-        .bind(e.kind.clone())
-        .bind(e.person_id.clone())
-        .bind(e.source.clone())
-        .bind(e.body.clone())
-        .bind(e.effective_at)
-        .bind(e.received_at)
-        .bind(e.actor.clone())
-        .bind(e.run_id.clone())
-        .bind(e.source_id.clone())
-        .execute(c)
-        .await?;
-    Ok(())
+    insert_events(c, std::slice::from_ref(e)).await
 }
 
 // ---------------------------------------------------------------- runs
@@ -560,25 +589,27 @@ fn run_row(r: &AnyRow) -> Result<RunRow> {
 
 /// Stores a new run.
 pub async fn insert_run(c: &mut AnyConnection, r: &RunRow) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(r.id.clone())
-        .bind(r.event_id.clone())
-        .bind(r.person_id.clone())
-        .bind(r.kind.clone())
-        .bind(r.state.as_str())
-        .bind(r.priority)
-        .bind(r.effective_at)
-        .bind(r.created_at)
-        .bind(r.planned_at)
-        .bind(r.finished_at)
-        .bind(r.cancel_requested as i64)
-        .bind(r.error.clone())
-        .bind(r.note.clone())
-        .execute(c)
-        .await?;
+    insert_runs(c, std::slice::from_ref(r)).await
+}
+
+/// Stores runs, a few hundred per statement.
+pub async fn insert_runs(c: &mut AnyConnection, rows: &[RunRow]) -> Result<()> {
+    let prefix = format!("INSERT INTO runs ({RUN_COLS}) VALUES ");
+    bulk!(c, rows, 13, prefix.as_str(), "", |q, r| {
+        q.bind(r.id.clone())
+            .bind(r.event_id.clone())
+            .bind(r.person_id.clone())
+            .bind(r.kind.clone())
+            .bind(r.state.as_str())
+            .bind(r.priority)
+            .bind(r.effective_at)
+            .bind(r.created_at)
+            .bind(r.planned_at)
+            .bind(r.finished_at)
+            .bind(r.cancel_requested as i64)
+            .bind(r.error.clone())
+            .bind(r.note.clone())
+    });
     Ok(())
 }
 

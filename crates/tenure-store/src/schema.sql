@@ -286,9 +286,9 @@ CREATE TABLE IF NOT EXISTS scim_values (
 CREATE INDEX IF NOT EXISTS scim_values_lookup ON scim_values (attr, sub, val, resource_id);
 CREATE INDEX IF NOT EXISTS scim_values_resource ON scim_values (resource_id);
 
--- Lifecycle events a SCIM change produced, written in the change's transaction and removed
--- once the engine has stored them: a crash in between is repaired at start by sending them again
--- (their idempotency key makes that a replay).
+-- Lifecycle events a SCIM change produced, as earlier versions queued them (the change's event
+-- is now stored by the engine in the change's own transaction). `tenure serve` sends what is
+-- left here at start, once (their idempotency key makes that a replay), and empties it.
 CREATE TABLE IF NOT EXISTS scim_outbox (
     key         TEXT PRIMARY KEY,
     resource_id TEXT NOT NULL,

@@ -1,5 +1,5 @@
 //! Storage of the SCIM server: user documents, the value index that filters run on, and the
-//! outbox of lifecycle events a SCIM change produced.
+//! outbox of lifecycle events that earlier versions filled (read and emptied at start only).
 //!
 //! The store knows nothing of SCIM schemas: the API resolves attribute paths and normalizes
 //! values, and hands over a [`Cond`] tree whose names and values are already in the form the
@@ -115,7 +115,7 @@ pub struct ScimUserRow {
     pub doc: String,
 }
 
-/// A lifecycle event waiting to reach the engine.
+/// A lifecycle event an earlier version queued for the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     /// Idempotency key of the event.
@@ -358,6 +358,29 @@ pub async fn scim_user_id_by_name(
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
+/// The live users holding these userNames (lowercased): name → id.
+pub async fn scim_user_ids_by_names(
+    c: &mut AnyConnection,
+    names: &[&str],
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::with_capacity(names.len());
+    for chunk in names.chunks(500) {
+        let mut sql = String::from(
+            "SELECT user_name_ci, id FROM scim_users WHERE deleted = 0 AND user_name_ci IN (",
+        );
+        push_params(&mut sql, chunk.len());
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in chunk {
+            q = q.bind(n.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Users matching `filter`, ordered by `sort` (else by id), `offset` skipped, at most `limit`;
 /// with the total count of matches.
 pub async fn search_scim_users(
@@ -475,19 +498,61 @@ pub async fn put_scim_user(
             }
         }
     }
-    sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
-        .bind(&u.id)
-        .execute(&mut *c)
-        .await?;
+    if prev_version.is_some() {
+        sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+            .bind(&u.id)
+            .execute(&mut *c)
+            .await?;
+    }
+    let values: Vec<(&str, &IndexedValue)> = values.iter().map(|v| (u.id.as_str(), v)).collect();
+    insert_values(c, &values).await?;
+    Ok(true)
+}
+
+/// Writes new users and their value index: one statement for the users and one for all their
+/// values (per few hundred rows), however many users.
+pub async fn insert_scim_users(
+    c: &mut AnyConnection,
+    users: &[(ScimUserRow, Vec<IndexedValue>)],
+) -> Result<()> {
+    let sqlite = crate::queries::is_sqlite(c);
+    for chunk in users.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc) VALUES ",
+        );
+        crate::queries::push_placeholders(&mut sql, chunk.len(), 8, sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (u, _) in chunk {
+            q = q
+                .bind(u.id.clone())
+                .bind(u.user_name_ci.clone())
+                .bind(0_i64)
+                .bind(u.lifecycle.clone())
+                .bind(u.version)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .bind(u.doc.clone());
+        }
+        q.execute(&mut *c).await?;
+    }
+    let values: Vec<(&str, &IndexedValue)> = users
+        .iter()
+        .flat_map(|(u, vs)| vs.iter().map(move |v| (u.id.as_str(), v)))
+        .collect();
+    insert_values(c, &values).await
+}
+
+/// Adds rows to the value index.
+async fn insert_values(c: &mut AnyConnection, values: &[(&str, &IndexedValue)]) -> Result<()> {
     let sqlite = crate::queries::is_sqlite(c);
     for chunk in values.chunks(500) {
         let mut sql =
             String::from("INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ");
         crate::queries::push_placeholders(&mut sql, chunk.len(), 5, sqlite);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in chunk {
+        for (id, v) in chunk {
             q = q
-                .bind(u.id.clone())
+                .bind(id.to_string())
                 .bind(v.attr.clone())
                 .bind(v.idx)
                 .bind(v.sub.clone())
@@ -495,7 +560,7 @@ pub async fn put_scim_user(
         }
         q.execute(&mut *c).await?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Marks a user deleted (its id stays taken; its userName is free again) and drops its index.
@@ -523,20 +588,6 @@ pub async fn delete_scim_user(
             .await?;
     }
     Ok(n == 1)
-}
-
-/// Queues a lifecycle event for the engine.
-pub async fn insert_scim_outbox(c: &mut AnyConnection, o: &OutboxRow, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO scim_outbox (key, resource_id, event, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&o.key)
-    .bind(&o.resource_id)
-    .bind(&o.event)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
 }
 
 /// Events still waiting, oldest first.

@@ -92,7 +92,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if args.demo {
         demo::seed(&engine).await?;
     }
-    spawn_scim_outbox(engine.clone()).await?;
+    drain_scim_outbox(&engine).await?;
 
     let loader = config_files::rules_loader(args.config.clone());
     #[cfg(unix)]
@@ -115,22 +115,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends lifecycle events a SCIM change queued but did not hand to the engine (a crash in
-/// between, or storage that refused): now, then every few seconds while any are left.
-async fn spawn_scim_outbox(engine: Engine) -> Result<()> {
-    let sent = tenure_api::drain_scim_outbox(&engine).await?;
+/// Sends the lifecycle events an earlier version left in the SCIM outbox (see
+/// [`tenure_api::drain_scim_outbox`]) before serving: nothing new is ever queued there.
+async fn drain_scim_outbox(engine: &Engine) -> Result<()> {
+    let sent = tenure_api::drain_scim_outbox(engine)
+        .await
+        .context("sending the events left in the SCIM outbox")?;
     if sent > 0 {
         tracing::info!(sent, "SCIM events recovered from the outbox");
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            if let Err(e) = tenure_api::drain_scim_outbox(&engine).await {
-                tracing::warn!(error = %e, "SCIM outbox: will try again");
-            }
-        }
-    });
     Ok(())
 }
 

@@ -822,8 +822,9 @@ async fn scim_discovery_groups_bulk_and_bad_input() {
     );
 }
 
-/// A crash between a SCIM change's commit and the engine storing its event leaves the event in
-/// the outbox: the next start sends it, and one already stored is a replay, not a second run.
+/// A change stores its event in its own transaction, so nothing waits in the outbox; what an
+/// earlier version left there (it handed events over after the commit) is sent at start, once:
+/// an event the engine already stored is a replay, not a second run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
     let env = TestEnv::new(CONFIG, TEMPLATES).await;
@@ -842,17 +843,19 @@ async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
     let id = a.body["id"].as_str().unwrap().to_string();
     settled(&s, &id).await;
     s.stop();
+    let queued = tamper(&env.database_url(), "DELETE FROM scim_outbox", &[]).await;
+    assert_eq!(queued, 0, "the change stored its event itself");
 
-    // The hire's row is still queued (rows go at the next write or drain): as after a crash
-    // right after the engine stored it. And as if the process died before a transfer reached
-    // the engine:
-    let queued = tamper(
+    // As an earlier version left things after a crash right after the engine stored the hire,
+    // and before it handed over a transfer:
+    let hire = tamper(
         &env.database_url(),
-        "UPDATE scim_outbox SET created_at = created_at WHERE key = $1",
+        "INSERT INTO scim_outbox (key, resource_id, event, created_at)
+         SELECT idem_key, person_id, body, 0 FROM events WHERE idem_key = $1",
         &[Bind::Text(&format!("scim:{id}:1"))],
     )
     .await;
-    assert_eq!(queued, 1, "the hire's outbox row is still there");
+    assert_eq!(hire, 1, "the hire was stored with its change");
     let transfer = json!({ "type": "transfer", "person": { "id": id, "title": "Night Guide" }, "source": "scim" });
     let n = tamper(
         &env.database_url(),

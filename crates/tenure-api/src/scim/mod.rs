@@ -32,9 +32,9 @@ use axum::{Json, Router};
 use lifecycle::Lifecycle;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use tenure_engine::{Engine, Submission};
+use tenure_engine::{Engine, IngestOutcome, Submission};
 use tenure_scim::{AttrPath, Filter, PatchRequest, ScimError, ScimType};
-use tenure_store::{NewAudit, OutboxRow, ScimUserRow, StoreError};
+use tenure_store::{NewAudit, ScimUserRow, StoreError};
 
 const SCIM_JSON: &str = "application/scim+json";
 const USER_SCHEMAS: [(&str, &[schema::Attr]); 3] = [
@@ -417,14 +417,40 @@ fn wants_status(include: &[AttrPath]) -> bool {
     })
 }
 
-/// The user as served: the stored document, tenure's read-only view (`groups` are the
-/// entitlements its person holds, read with the user), and `meta`.
-async fn render_user(
+/// tenure's read-only view of a user's person: its status and engagements.
+struct PersonView {
+    person: tenure_core::Person,
+    engagements: Vec<tenure_core::Engagement>,
+}
+
+/// The person behind a user, read only when `attributes` asks for its status: a plain read is
+/// one query (the user with the grants behind `groups`).
+async fn person_view(
     c: &mut sqlx::AnyConnection,
+    id: &str,
+    include: &[AttrPath],
+) -> R<Option<PersonView>> {
+    if !wants_status(include) {
+        return Ok(None);
+    }
+    let Some(person) = tenure_store::get_person(c, id).await? else {
+        return Ok(None);
+    };
+    let engagements = tenure_store::engagements_of(c, id).await?;
+    Ok(Some(PersonView {
+        person,
+        engagements,
+    }))
+}
+
+/// The user as served: the stored document, tenure's read-only view (`groups` are the
+/// entitlements its person holds, read with the user; `view` its status when asked for), and
+/// `meta`.
+fn render_user(
     row: &ScimUserRow,
     groups: &[String],
+    view: Option<&PersonView>,
     base: &str,
-    include: &[AttrPath],
 ) -> R<Value> {
     let doc = parse_doc(row)?;
     let mut out = Map::new();
@@ -433,15 +459,11 @@ async fn render_user(
     for (k, v) in doc {
         out.insert(k, v);
     }
-    // The person is read only when its status is asked for: a plain read is one query (the
-    // user with the grants behind `groups`).
-    let person = if wants_status(include) {
-        tenure_store::get_person(c, &row.id).await?
-    } else {
-        None
-    };
-    if let Some(p) = &person {
-        let engagements = tenure_store::engagements_of(c, &row.id).await?;
+    if let Some(PersonView {
+        person: p,
+        engagements,
+    }) = view
+    {
         let ext = out
             .entry(schema::TENURE.to_string())
             .or_insert_with(|| json!({}));
@@ -541,7 +563,8 @@ async fn get_user(
         ));
     }
     let base = base_url(&headers);
-    let full = render_user(&mut c, &row, &groups, &base, &params.attributes).await?;
+    let view = person_view(&mut c, &row.id, &params.attributes).await?;
+    let full = render_user(&row, &groups, view.as_ref(), &base)?;
     let body = resource::project(&USER_SCHEMAS, full, &params.attributes, &params.excluded);
     Ok(with_etag(scim_body(body), row.version, None))
 }
@@ -594,7 +617,8 @@ async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Resp
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let g = groups.remove(&row.id).unwrap_or_default();
-        let full = render_user(&mut c, row, &g, &base, &params.attributes).await?;
+        let view = person_view(&mut c, &row.id, &params.attributes).await?;
+        let full = render_user(row, &g, view.as_ref(), &base)?;
         items.push(resource::project(
             &USER_SCHEMAS,
             full,
@@ -649,8 +673,7 @@ async fn write_user(
             Step::Unchanged(written) => return Ok(written),
             Step::Write(p) => p,
         };
-        if let Some((queued, written)) = s.scim_writer().write(engine, *prepared).await? {
-            submit_rows(engine, queued).await;
+        if let Some(written) = s.scim_writer().write(engine, *prepared).await? {
             return Ok(written);
         }
     }
@@ -670,15 +693,6 @@ fn user_lock(id: &str) -> &'static tokio::sync::Mutex<()> {
     &locks[(h % locks.len() as u64) as usize]
 }
 
-/// Keys of outbox rows whose events the engine has stored: deleted by the next SCIM write
-/// transaction (or the next drain), so handing an event over costs no commit of its own. A
-/// crash before that only means the event is sent again at start: a replay.
-static SENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-fn take_sent() -> Vec<String> {
-    std::mem::take(&mut *SENT.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
 /// A change validated against the stored version it read, ready to be written.
 pub(crate) struct Prepared {
     actor: String,
@@ -687,6 +701,13 @@ pub(crate) struct Prepared {
     after_doc: Option<Map<String, Value>>,
     outcome: lifecycle::Outcome,
     now: i64,
+}
+
+impl Prepared {
+    /// Whether this change creates a user.
+    pub(crate) fn is_create(&self) -> bool {
+        self.before.is_none() && self.after_doc.is_some()
+    }
 }
 
 /// What a change comes to before it is written.
@@ -698,8 +719,8 @@ enum Step {
 }
 
 /// What writing a prepared change did: `None` when the stored version moved on since it was
-/// read (the caller starts over), else the outbox rows to hand over and the written user.
-pub(crate) type Applied = Option<(Vec<OutboxRow>, Written)>;
+/// read (the caller starts over), else the written user.
+pub(crate) type Applied = Option<Written>;
 
 /// Reads and validates a change outside any transaction; the write checks the version read.
 async fn prepare(
@@ -775,167 +796,201 @@ async fn prepare(
     })))
 }
 
-/// Writes a prepared change inside `tx` (the caller commits).
-async fn apply(tx: &mut tenure_store::Tx, p: &Prepared) -> R<Applied> {
-    let Prepared {
-        actor,
-        id,
-        before,
-        after_doc,
-        outcome,
-        now,
-    } = p;
-    let (id, now) = (id.clone(), *now);
-    let mut queued = Vec::new();
-    let version = before.as_ref().map_or(1, |b| b.version + 1);
-    let (row, action) = match &after_doc {
-        Some(doc) => {
-            let user_name_ci = doc
-                .get("userName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_lowercase();
-            if let Some(other) =
-                tenure_store::scim_user_id_by_name(tx.conn(), &user_name_ci).await?
-                && other != id
-            {
-                return Err(err(
-                    ScimType::Uniqueness,
-                    format!("userName `{user_name_ci}` is already taken by user {other}"),
-                ));
-            }
-            let row = ScimUserRow {
-                id: id.clone(),
-                user_name_ci,
-                lifecycle: outcome.next.as_str().to_string(),
-                version,
-                created_at: before.as_ref().map_or(now, |b| b.created_at),
-                updated_at: now,
-                doc: Value::Object(doc.clone()).to_string(),
-            };
-            let index = resource::index(
-                &USER_SCHEMAS,
-                &id,
-                doc,
-                &ms_rfc3339(row.created_at),
-                &ms_rfc3339(now),
-            );
-            let prev = before.as_ref().map(|b| b.version);
-            if !tenure_store::put_scim_user(tx.conn(), &row, prev, &index).await? {
-                return Ok(None);
-            }
-            (
-                row,
-                if before.is_none() {
-                    "scim.user.created"
-                } else {
-                    "scim.user.updated"
-                },
-            )
-        }
-        None => {
-            let b = before.clone().expect("delete has a user");
-            if !tenure_store::delete_scim_user(
-                tx.conn(),
-                &id,
-                b.version,
-                outcome.next.as_str(),
-                now,
-            )
-            .await?
-            {
-                return Ok(None);
-            }
-            (
-                ScimUserRow {
-                    version,
-                    lifecycle: outcome.next.as_str().to_string(),
-                    updated_at: now,
-                    ..b
-                },
-                "scim.user.deleted",
-            )
-        }
+/// The row and value index a prepared change writes for `doc`, at `version`.
+fn user_write(
+    p: &Prepared,
+    doc: &Map<String, Value>,
+    version: i64,
+) -> (ScimUserRow, Vec<tenure_store::IndexedValue>) {
+    let row = ScimUserRow {
+        id: p.id.clone(),
+        user_name_ci: user_name_ci(doc),
+        lifecycle: p.outcome.next.as_str().to_string(),
+        version,
+        created_at: p.before.as_ref().map_or(p.now, |b| b.created_at),
+        updated_at: p.now,
+        doc: Value::Object(doc.clone()).to_string(),
     };
-    if let Some(event) = &outcome.event {
-        let row = OutboxRow {
-            key: format!("scim:{id}:{version}"),
-            resource_id: id.clone(),
-            event: serde_json::to_string(event).map_err(ApiError::internal)?,
-        };
-        tenure_store::insert_scim_outbox(tx.conn(), &row, now).await?;
-        queued.push(row);
+    let index = resource::index(
+        &USER_SCHEMAS,
+        &p.id,
+        doc,
+        &ms_rfc3339(row.created_at),
+        &ms_rfc3339(p.now),
+    );
+    (row, index)
+}
+
+/// The userName as uniqueness compares it.
+fn user_name_ci(doc: &Map<String, Value>) -> String {
+    doc.get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+fn name_taken(name: &str, by: &str) -> Scim {
+    err(
+        ScimType::Uniqueness,
+        format!("userName `{name}` is already taken by user {by}"),
+    )
+}
+
+/// The lifecycle event a prepared change hands to the engine, under the key of its version.
+fn submission(p: &Prepared, version: i64) -> Option<Submission> {
+    p.outcome.event.as_ref().map(|event| Submission {
+        event: event.clone(),
+        idempotency_key: Some(format!("scim:{}:{version}", p.id)),
+        actor: "scim".into(),
+    })
+}
+
+/// Stores the events of changes inside `tx`; each must be accepted (a key already taken by
+/// another event would be a bug: the key names the user's new version).
+async fn store_events(
+    engine: &Engine,
+    tx: &mut tenure_store::Tx,
+    submissions: &[Submission],
+) -> R<()> {
+    if submissions.is_empty() {
+        return Ok(());
     }
-    tx.audit(NewAudit {
-        at_ms: now,
-        actor: actor.to_string(),
+    let outcomes = engine.submit_in(tx, submissions).await?;
+    if outcomes.len() != submissions.len() {
+        return Err(
+            ApiError::internal("the engine answered a different number of outcomes").into(),
+        );
+    }
+    for outcome in outcomes {
+        if let IngestOutcome::KeyReused { key, event_id } = outcome {
+            return Err(ApiError::internal(format!(
+                "the event key `{key}` is already taken by event {event_id}"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The audit entry of a change.
+fn change_audit(p: &Prepared, action: &str, version: i64, user_name: &str) -> NewAudit {
+    NewAudit {
+        at_ms: p.now,
+        actor: p.actor.clone(),
         action: action.into(),
-        person_id: Some(id.clone()),
-        reason: match (&outcome.event, &outcome.waiting) {
+        person_id: Some(p.id.clone()),
+        reason: match (&p.outcome.event, &p.outcome.waiting) {
             (Some(e), _) => format!("SCIM change becomes a {} event", e.kind),
             (None, Some(w)) => w.clone(),
             (None, None) => "SCIM change with no lifecycle effect".into(),
         },
-        details: json!({ "version": version, "user_name": row.user_name_ci }),
+        details: json!({ "version": version, "user_name": user_name }),
         ..Default::default()
-    });
-    Ok(Some((
-        queued,
-        Written {
-            created: before.is_none(),
-            row,
-        },
-    )))
+    }
 }
 
-/// Hands queued events to the engine; those it stored are removed from the outbox later
-/// (see [`SENT`]), those it did not stay for [`drain_outbox`].
-async fn submit_rows(engine: &Engine, rows: Vec<OutboxRow>) -> usize {
-    let mut done = Vec::new();
-    for row in rows {
-        let event = match serde_json::from_str(&row.event) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(key = %row.key, error = %e, "unreadable SCIM outbox event; left queued");
-                continue;
+/// Writes a prepared change and stores the lifecycle event it makes inside `tx` (the caller
+/// commits): the change and its event are on disk together or not at all.
+async fn apply(engine: &Engine, tx: &mut tenure_store::Tx, p: &Prepared) -> R<Applied> {
+    let version = p.before.as_ref().map_or(1, |b| b.version + 1);
+    let (row, action) = match &p.after_doc {
+        Some(doc) => {
+            let (row, index) = user_write(p, doc, version);
+            if let Some(other) =
+                tenure_store::scim_user_id_by_name(tx.conn(), &row.user_name_ci).await?
+                && other != p.id
+            {
+                return Err(name_taken(&row.user_name_ci, &other));
             }
-        };
-        match engine
-            .submit(Submission {
-                event,
-                idempotency_key: Some(row.key.clone()),
-                actor: "scim".into(),
-            })
-            .await
-        {
-            Ok(_) => done.push(row.key),
-            Err(e) => {
-                tracing::warn!(key = %row.key, error = %e, "SCIM event not stored yet; it stays queued");
+            let prev = p.before.as_ref().map(|b| b.version);
+            if !tenure_store::put_scim_user(tx.conn(), &row, prev, &index).await? {
+                return Ok(None);
             }
+            let action = if p.before.is_none() {
+                "scim.user.created"
+            } else {
+                "scim.user.updated"
+            };
+            (row, action)
         }
-    }
-    let n = done.len();
-    SENT.lock().unwrap_or_else(|e| e.into_inner()).extend(done);
-    n
+        None => {
+            let b = p.before.clone().expect("delete has a user");
+            let next = p.outcome.next.as_str();
+            if !tenure_store::delete_scim_user(tx.conn(), &p.id, b.version, next, p.now).await? {
+                return Ok(None);
+            }
+            let row = ScimUserRow {
+                version,
+                lifecycle: next.to_string(),
+                updated_at: p.now,
+                ..b
+            };
+            (row, "scim.user.deleted")
+        }
+    };
+    tx.audit(change_audit(p, action, version, &row.user_name_ci));
+    store_events(engine, tx, submission(p, version).as_slice()).await?;
+    Ok(Some(Written {
+        created: p.before.is_none(),
+        row,
+    }))
 }
 
-/// Removes from the outbox the events the engine has stored.
-async fn flush_sent(engine: &Engine) -> Result<(), StoreError> {
-    let sent = take_sent();
-    if sent.is_empty() {
-        return Ok(());
+/// Writes many new users at once inside `tx`, in a handful of statements whatever their
+/// number: one uniqueness lookup for all their userNames, one insert of the users, one of their
+/// value index, and one ingest of their events. A userName taken (by a stored user or by an
+/// earlier create of the same group) refuses that create alone, with `409 uniqueness`. An error
+/// of the outer `Result` means the database failed somewhere in the group: the caller rolls
+/// the group back and writes its creates one at a time.
+pub(crate) async fn apply_creates(
+    engine: &Engine,
+    tx: &mut tenure_store::Tx,
+    creates: &[&Prepared],
+) -> R<Vec<R<Applied>>> {
+    let names: Vec<String> = creates
+        .iter()
+        .map(|p| user_name_ci(p.after_doc.as_ref().expect("a create has a document")))
+        .collect();
+    let stored = {
+        let mut unique: Vec<&str> = names.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        tenure_store::scim_user_ids_by_names(tx.conn(), &unique).await?
+    };
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    let (mut answers, mut writes, mut submissions) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, name) in creates.iter().zip(&names) {
+        if let Some(other) = stored
+            .get(name.as_str())
+            .map(String::as_str)
+            .or_else(|| claimed.get(name.as_str()).copied())
+        {
+            answers.push(Err(name_taken(name, other)));
+            continue;
+        }
+        claimed.insert(name, &p.id);
+        let doc = p.after_doc.as_ref().expect("a create has a document");
+        let (row, index) = user_write(p, doc, 1);
+        tx.audit(change_audit(p, "scim.user.created", 1, name));
+        submissions.extend(submission(p, 1));
+        answers.push(Ok(Some(Written {
+            created: true,
+            row: row.clone(),
+        })));
+        writes.push((row, index));
     }
-    let mut tx = engine.store().begin().await?;
-    tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
-    tx.commit().await
+    tenure_store::insert_scim_users(tx.conn(), &writes).await?;
+    store_events(engine, tx, &submissions).await?;
+    Ok(answers)
 }
 
-/// Sends every event still queued in the SCIM outbox (after a crash, or a failed submit);
-/// returns how many the engine took. Idempotency keys make a repeat a replay.
-pub async fn drain_outbox(engine: &Engine) -> Result<usize, StoreError> {
+/// Sends the lifecycle events an earlier version of tenure left in the SCIM outbox (it stored
+/// a change's event there and handed it to the engine after the commit; a crash in between
+/// left it queued). Changes now store their events in their own transaction, so nothing new
+/// arrives here. Returns how many the engine took; idempotency keys make a repeat a replay.
+pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::EngineError> {
     let mut total = 0;
     loop {
-        flush_sent(engine).await?;
         let rows = {
             let mut c = engine.store().reader().await?;
             tenure_store::scim_outbox(&mut c, 500).await?
@@ -943,23 +998,47 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, StoreError> {
         if rows.is_empty() {
             return Ok(total);
         }
-        let n = rows.len();
-        let sent = submit_rows(engine, rows).await;
-        total += sent;
-        if sent < n {
+        let mut sent = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = match serde_json::from_str(&row.event) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Left queued, and looked at again at the next start.
+                    tracing::error!(key = %row.key, error = %e, "unreadable SCIM outbox event; left queued");
+                    continue;
+                }
+            };
+            let submission = Submission {
+                event,
+                idempotency_key: Some(row.key.clone()),
+                actor: "scim".into(),
+            };
+            engine.submit(submission).await?;
+            sent.push(row.key);
+        }
+        if sent.is_empty() {
             return Ok(total);
         }
+        total += sent.len();
+        let mut tx = engine.store().begin().await?;
+        tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
+        tx.commit().await?;
     }
 }
 
 async fn respond_written(s: &AppState, headers: &HeaderMap, w: Written) -> R<Response> {
-    let mut c = s.store().reader().await?;
     let base = base_url(headers);
-    let groups = tenure_store::granted_entitlements(&mut c, &[w.row.id.as_str()])
-        .await?
-        .remove(&w.row.id)
-        .unwrap_or_default();
-    let body = render_user(&mut c, &w.row, &groups, &base, &[]).await?;
+    // A user just created has a fresh id: its person holds nothing yet.
+    let groups = if w.created {
+        Vec::new()
+    } else {
+        let mut c = s.store().reader().await?;
+        tenure_store::granted_entitlements(&mut c, &[w.row.id.as_str()])
+            .await?
+            .remove(&w.row.id)
+            .unwrap_or_default()
+    };
+    let body = render_user(&w.row, &groups, None, &base)?;
     let location = format!("{base}/Users/{}", w.row.id);
     let code = if w.created {
         StatusCode::CREATED

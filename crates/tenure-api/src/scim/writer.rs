@@ -6,10 +6,10 @@
 //! same batch; a version that moved on; any database error) is rolled back to its savepoint
 //! alone, and its request gets that answer; the others commit. Nothing is acknowledged before
 //! the commit: if the commit fails, every request of the batch gets the error and nothing of it
-//! is stored. Each change still carries its outbox row in the same transaction, so its event
-//! reaches the engine after a crash too ([`super::drain_outbox`]).
+//! is stored. Each change stores its lifecycle event (and plans its run) in the same
+//! transaction, through [`Engine::submit_in`]: a change is never on disk without its event.
 
-use super::{Applied, Prepared, R, Scim, apply, take_sent};
+use super::{Applied, Prepared, R, Scim, apply, apply_creates};
 use crate::ApiError;
 use std::sync::OnceLock;
 use tenure_engine::Engine;
@@ -71,23 +71,49 @@ async fn run(engine: Engine, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// One answer per job, in order, once committed; an error when nothing was committed.
+///
+/// New users are written together ([`apply_creates`]: a few statements for the whole group,
+/// since each statement is a round trip to the database); should that fail, the group is
+/// rolled back and its creates join the other changes, each written inside a savepoint of its
+/// own so that one failing change fails alone.
 async fn write_batch(engine: &Engine, batch: &[Job]) -> R<Vec<R<Applied>>> {
     let mut tx = engine.store().begin().await?;
-    let sent = take_sent();
-    if !sent.is_empty() {
-        tenure_store::delete_scim_outbox(tx.conn(), &sent).await?;
-    }
-    let mut answers = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut answers: Vec<Option<R<Applied>>> = batch.iter().map(|_| None).collect();
+    let creates: Vec<usize> = (0..batch.len())
+        .filter(|&i| batch[i].change.is_create())
+        .collect();
+    if creates.len() > 1 {
+        let group: Vec<&Prepared> = creates.iter().map(|&i| &batch[i].change).collect();
         let sp = tx.savepoint().await?;
-        let answer = apply(&mut tx, &job.change).await;
-        if matches!(answer, Ok(Some(_))) {
+        match apply_creates(engine, &mut tx, &group).await {
+            Ok(done) => {
+                tx.release(sp).await?;
+                for (i, answer) in creates.into_iter().zip(done) {
+                    answers[i] = Some(answer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e.0, creates = group.len(), "writing new SCIM users together failed; writing them one at a time");
+                tx.rollback_to(sp).await?;
+            }
+        }
+    }
+    for (job, answer) in batch.iter().zip(answers.iter_mut()) {
+        if answer.is_some() {
+            continue;
+        }
+        let sp = tx.savepoint().await?;
+        let applied = apply(engine, &mut tx, &job.change).await;
+        if matches!(applied, Ok(Some(_))) {
             tx.release(sp).await?;
         } else {
             tx.rollback_to(sp).await?;
         }
-        answers.push(answer);
+        *answer = Some(applied);
     }
     tx.commit().await?;
-    Ok(answers)
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every change was written or refused"))
+        .collect())
 }
