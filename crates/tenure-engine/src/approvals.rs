@@ -231,20 +231,20 @@ pub(crate) async fn on_planned(
     stages: &BTreeMap<String, Vec<StageKind>>,
     now: i64,
 ) -> Result<()> {
-    let requester = match request {
-        Some(r) => r.requester.clone(),
-        None => match &run.event_id {
-            Some(id) => tenure_store::get_event(tx.conn(), id)
-                .await?
-                .map_or_else(|| "engine".to_string(), |e| e.actor),
-            None => "engine".into(),
-        },
-    };
-    let mut request_step = false;
-    for step in steps
+    let awaiting: Vec<&StepRow> = steps
         .iter()
         .filter(|s| s.state == StepState::AwaitingApproval)
-    {
+        .collect();
+    // Who asked: read only when an approval is to be opened.
+    let requester = match (request, &run.event_id) {
+        (Some(r), _) => r.requester.clone(),
+        (None, Some(id)) if !awaiting.is_empty() => tenure_store::get_event(tx.conn(), id)
+            .await?
+            .map_or_else(|| "engine".to_string(), |e| e.actor),
+        _ => "engine".into(),
+    };
+    let mut request_step = false;
+    for step in awaiting {
         let Some(ent) = step.entitlement.as_deref() else {
             continue;
         };

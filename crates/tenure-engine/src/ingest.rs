@@ -308,8 +308,10 @@ pub(crate) async fn store_events(
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.
     let mut urgent = Vec::new();
+    let mut pre = planning::prefetch(tx, &due.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
     for (run, event) in due {
-        if planning::plan_new_run(inner, tx, &run, event, now).await? == planning::Planned::Yes
+        let pre = pre.remove(&run.person_id);
+        if planning::plan_new_run(inner, tx, &run, event, pre, now).await? == planning::Planned::Yes
             && run.priority == 0
         {
             urgent.push(run.id.clone());

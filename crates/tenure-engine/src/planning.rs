@@ -75,20 +75,61 @@ pub(crate) async fn plan_run(
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
-    plan_loaded(inner, tx, run, event_row, now).await
+    plan_loaded(inner, tx, run, event_row, None, now).await
+}
+
+/// What planning reads of a person, read for a whole batch of runs at once (see
+/// [`prefetch`]).
+pub(crate) struct Prefetched {
+    stored: tenure_store::StoredPerson,
+    /// The person's open runs, in (effective time, id) order.
+    open_runs: Vec<RunRow>,
+}
+
+/// Reads at once what planning `runs` will read of their people, for the people with exactly
+/// one run among them: planning a run changes only its own person's rows (and supersedes only
+/// that person's earlier runs), so what is read for one person stays true until its run is
+/// planned. A person with several runs in the batch is read when each is planned.
+pub(crate) async fn prefetch(
+    tx: &mut Tx,
+    runs: &[&RunRow],
+) -> Result<std::collections::HashMap<String, Prefetched>> {
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    for r in runs {
+        *count.entry(r.person_id.as_str()).or_default() += 1;
+    }
+    let ids: Vec<String> = count
+        .into_iter()
+        .filter(|&(_, n)| n == 1)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if ids.len() < 2 {
+        return Ok(Default::default());
+    }
+    let mut open = tenure_store::open_runs_of_people(tx.conn(), &ids).await?;
+    let stored = tenure_store::stored_people(tx.conn(), &ids).await?;
+    Ok(stored
+        .into_iter()
+        .map(|(id, stored)| {
+            let open_runs = open.remove(&id).unwrap_or_default();
+            (id, Prefetched { stored, open_runs })
+        })
+        .collect())
 }
 
 /// Plans a run stored earlier in this same transaction, with the event it was stored with:
 /// neither needs reading back, and it is still pending (a run is only ever changed by its own
 /// planning before it has steps; planning other runs supersedes earlier runs, never later ones).
+/// `pre` is what [`prefetch`] read of its person, if it did.
 pub(crate) async fn plan_new_run(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     event: EventRow,
+    pre: Option<Prefetched>,
     now: i64,
 ) -> Result<Planned> {
-    plan_loaded(inner, tx, run, Some(event), now).await
+    plan_loaded(inner, tx, run, Some(event), pre, now).await
 }
 
 /// [`plan_run`] once the run is known to be pending and its event (if any) is read.
@@ -97,6 +138,7 @@ async fn plan_loaded(
     tx: &mut Tx,
     run: &RunRow,
     event_row: Option<EventRow>,
+    pre: Option<Prefetched>,
     now: i64,
 ) -> Result<Planned> {
     // An access request's run has no event: it plans the person as stored, with the request's
@@ -118,13 +160,27 @@ async fn plan_loaded(
     };
     let kind = event.as_ref().map(|e| e.kind);
 
-    let earlier = tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?;
+    let (earlier, mut pre) = match pre {
+        Some(Prefetched { stored, open_runs }) => {
+            let earlier = open_runs
+                .into_iter()
+                .filter(|o| (o.effective_at, &o.id) < (run.effective_at, &run.id))
+                .collect();
+            (earlier, Some(stored))
+        }
+        None => (
+            tenure_store::earlier_open_runs(tx.conn(), &run.person_id, run).await?,
+            None,
+        ),
+    };
     let leave_ahead =
         kind == Some(EventType::Leave) && earlier.iter().all(|o| o.state != RunState::Pending);
     if !leave_ahead && holds_back(tx, &earlier).await? {
         return Ok(Planned::Waiting);
     }
     if leave_ahead && !earlier.is_empty() {
+        // What was read of the person's grants and accounts changes below.
+        pre = None;
         // A leave jumps ahead of work already planned: it cancels the steps that have not
         // started (approvals still open included) and waits just for calls in flight.
         let why = approvals::Withdrawal {
@@ -164,8 +220,14 @@ async fn plan_loaded(
     let today = DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
         .date_naive();
-    let stored = tenure_store::get_person(tx.conn(), &run.person_id).await?;
-    let engagements = tenure_store::engagements_of(tx.conn(), &run.person_id).await?;
+    let (stored, engagements, held) = match pre {
+        Some(p) => (p.person, p.engagements, Some((p.accounts, p.grants))),
+        None => (
+            tenure_store::get_person(tx.conn(), &run.person_id).await?,
+            tenure_store::engagements_of(tx.conn(), &run.person_id).await?,
+            None,
+        ),
+    };
     let applied = match (&event, &stored) {
         (Some(event), _) => apply_event(event, stored.as_ref(), &engagements, today),
         (None, Some(person)) => Ok(tenure_core::event::Applied {
@@ -200,12 +262,10 @@ async fn plan_loaded(
             None => all_engagements.push(en.clone()),
         }
     }
-    let accounts = tenure_store::accounts_of(tx.conn(), &run.person_id).await?;
-    let grants: Vec<Grant> = tenure_store::grants_of(tx.conn(), &run.person_id)
-        .await?
-        .into_iter()
-        .map(|(g, _)| g)
-        .collect();
+    let (accounts, grants) = match held {
+        Some(held) => held,
+        None => held_by(tx, &run.person_id).await?,
+    };
     let clients = client_facts(tx.conn(), &rules.config, &all_engagements, &grants).await?;
     let state = State {
         person: &applied.person,
@@ -261,12 +321,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         return Ok(Planned::Yes);
     };
     let engagements = tenure_store::engagements_of(tx.conn(), &run.person_id).await?;
-    let accounts = tenure_store::accounts_of(tx.conn(), &run.person_id).await?;
-    let grants: Vec<Grant> = tenure_store::grants_of(tx.conn(), &run.person_id)
-        .await?
-        .into_iter()
-        .map(|(g, _)| g)
-        .collect();
+    let (accounts, grants) = held_by(tx, &run.person_id).await?;
     let rules = inner.rules();
     let clients = client_facts(tx.conn(), &rules.config, &engagements, &grants).await?;
     let state = State {
@@ -285,6 +340,17 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     let reason = format!("rules changed: {}", rules.label);
     store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     Ok(Planned::Yes)
+}
+
+/// The accounts and grants (every state) a person holds, as stored.
+async fn held_by(tx: &mut Tx, person: &str) -> Result<(Vec<tenure_core::Account>, Vec<Grant>)> {
+    let accounts = tenure_store::accounts_of(tx.conn(), person).await?;
+    let grants = tenure_store::grants_of(tx.conn(), person)
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    Ok((accounts, grants))
 }
 
 /// Whether the person's earlier open runs hold a later one back: every one does, except a

@@ -1638,57 +1638,167 @@ pub async fn people_states(
         .enumerate()
         .map(|(i, s)| (s.person.id.clone(), i))
         .collect();
-    let rows = sqlx::query(
-        "SELECT person_id, data FROM engagements WHERE person_id >= $1 AND person_id <= $2
-         ORDER BY person_id, id",
-    )
-    .bind(lo.clone())
-    .bind(hi.clone())
-    .fetch_all(&mut *c)
-    .await?;
-    for r in &rows {
-        if let Some(&i) = index.get(&r.try_get::<String, _>(0)?) {
-            out[i].engagements.push(json(&r.try_get::<String, _>(1)?)?);
+    let filter = "person_id >= $1 AND person_id <= $2";
+    let binds = [lo, hi];
+    let (engagements, accounts, grants) = holdings_where(c, filter, &binds).await?;
+    for (person, e) in engagements {
+        if let Some(&i) = index.get(&person) {
+            out[i].engagements.push(e);
         }
     }
-    let rows = sqlx::query(
-        "SELECT person_id, system, state FROM accounts WHERE person_id >= $1 AND person_id <= $2
-         ORDER BY person_id, system",
+    for a in accounts {
+        if let Some(&i) = index.get(&a.person_id) {
+            out[i].accounts.push(a);
+        }
+    }
+    for g in grants {
+        if let Some(&i) = index.get(&g.person_id) {
+            out[i].grants.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// What the planner reads of one person: the person if stored, their engagements, accounts
+/// and grants (every state), each in the same order as the single-person reads give them.
+#[derive(Debug, Clone, Default)]
+pub struct StoredPerson {
+    /// The person, if stored.
+    pub person: Option<Person>,
+    /// Their engagements, in id order.
+    pub engagements: Vec<Engagement>,
+    /// Their accounts, in system order.
+    pub accounts: Vec<Account>,
+    /// Their grants, in entitlement order.
+    pub grants: Vec<Grant>,
+}
+
+/// [`StoredPerson`] for each of `ids` (those unknown too, with no person): four reads for the
+/// whole batch, however many people it names.
+pub async fn stored_people(
+    c: &mut AnyConnection,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, StoredPerson>> {
+    let mut out: std::collections::HashMap<String, StoredPerson> = ids
+        .iter()
+        .map(|id| (id.clone(), StoredPerson::default()))
+        .collect();
+    for p in people_by_ids(c, ids).await? {
+        if let Some(s) = out.get_mut(&p.id) {
+            s.person = Some(p);
+        }
+    }
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut filter = String::from("person_id IN ");
+        push_placeholders(&mut filter, 1, chunk.len(), sqlite);
+        let (engagements, accounts, grants) = holdings_where(c, &filter, chunk).await?;
+        for (person, e) in engagements {
+            if let Some(s) = out.get_mut(&person) {
+                s.engagements.push(e);
+            }
+        }
+        for a in accounts {
+            if let Some(s) = out.get_mut(&a.person_id) {
+                s.accounts.push(a);
+            }
+        }
+        for g in grants {
+            if let Some(s) = out.get_mut(&g.person_id) {
+                s.grants.push(g);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Engagements (with their person's id), accounts and grants of the people `filter` (a
+/// condition on `person_id` binding `binds`) selects, ordered by person then as
+/// [`engagements_of`], [`accounts_of`] and [`grants_of`] order them.
+async fn holdings_where(
+    c: &mut AnyConnection,
+    filter: &str,
+    binds: &[String],
+) -> Result<(Vec<(String, Engagement)>, Vec<Account>, Vec<Grant>)> {
+    let read = async |c: &mut AnyConnection, sql: String| -> Result<Vec<AnyRow>> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b.clone());
+        }
+        Ok(q.fetch_all(&mut *c).await?)
+    };
+    let rows = read(
+        c,
+        format!("SELECT person_id, data FROM engagements WHERE {filter} ORDER BY person_id, id"),
     )
-    .bind(lo.clone())
-    .bind(hi.clone())
-    .fetch_all(&mut *c)
     .await?;
-    for r in &rows {
-        let person_id: String = r.try_get(0)?;
-        if let Some(&i) = index.get(&person_id) {
-            out[i].accounts.push(Account {
-                person_id,
+    let engagements = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, json(&r.try_get::<String, _>(1)?)?)))
+        .collect::<Result<_>>()?;
+    let rows = read(
+        c,
+        format!(
+            "SELECT person_id, system, state FROM accounts WHERE {filter} ORDER BY person_id, system"
+        ),
+    )
+    .await?;
+    let accounts = rows
+        .iter()
+        .map(|r| {
+            Ok(Account {
+                person_id: r.try_get(0)?,
                 system: r.try_get(1)?,
                 state: parse::<AccountState>(&r.try_get::<String, _>(2)?)?,
-            });
-        }
-    }
-    let rows = sqlx::query(
-        "SELECT person_id, entitlement, source, source_ref, state, granted_at, expires_at
-         FROM grants WHERE person_id >= $1 AND person_id <= $2 ORDER BY person_id, entitlement",
+            })
+        })
+        .collect::<Result<_>>()?;
+    let rows = read(
+        c,
+        format!(
+            "SELECT person_id, entitlement, source, source_ref, state, granted_at, expires_at
+             FROM grants WHERE {filter} ORDER BY person_id, entitlement"
+        ),
     )
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(&mut *c)
     .await?;
-    for r in &rows {
-        let person_id: String = r.try_get(0)?;
-        if let Some(&i) = index.get(&person_id) {
-            out[i].grants.push(Grant {
-                person_id,
+    let grants = rows
+        .iter()
+        .map(|r| {
+            Ok(Grant {
+                person_id: r.try_get(0)?,
                 entitlement: r.try_get(1)?,
                 source: parse::<GrantSource>(&r.try_get::<String, _>(2)?)?,
                 source_ref: r.try_get(3)?,
                 state: parse::<GrantState>(&r.try_get::<String, _>(4)?)?,
                 granted_at: r.try_get(5)?,
                 expires_at: r.try_get(6)?,
-            });
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((engagements, accounts, grants))
+}
+
+/// The open runs (pending, running or awaiting approval) of each of `people`, in
+/// (effective time, id) order: what [`earlier_open_runs`] filters, for a batch.
+pub async fn open_runs_of_people(
+    c: &mut AnyConnection,
+    people: &[String],
+) -> Result<std::collections::HashMap<String, Vec<RunRow>>> {
+    let mut out: std::collections::HashMap<String, Vec<RunRow>> = Default::default();
+    let sqlite = is_sqlite(c);
+    for chunk in people.chunks(500) {
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE person_id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        sql.push_str(
+            " AND state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = q.bind(p.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let run = run_row(&r)?;
+            out.entry(run.person_id.clone()).or_default().push(run);
         }
     }
     Ok(out)
