@@ -423,3 +423,119 @@ async fn an_engine_stopped_at_once_stops() {
         .await
         .expect("the engine did not stop");
 }
+
+/// Events stored together (one transaction, one read of their people for planning) end as the
+/// same events stored one at a time: the same outcomes, runs, steps, people and grants. The
+/// batch mixes new people, people already stored (a transfer, a leave), a person with two events
+/// in it (read run by run, not from the batch's read), a repeat of a key inside the batch and a
+/// key reused for another event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
+    let hire = |id: &str, dept: &str| {
+        format!(
+            r#"{{"type":"hire","person":{{"id":"{id}","name":"N {id}","email":"{id}@example.com","worker_type":"employee","department":"{dept}"}}}}"#
+        )
+    };
+    let before = [hire("old1", "Engineering"), hire("old2", "Consulting")];
+    let batch: Vec<(String, Option<&str>)> = vec![
+        (hire("b1", "Engineering"), Some("k-b1")),
+        (hire("b2", "Consulting"), None),
+        (hire("b3", "Sales"), None),
+        (
+            r#"{"type":"transfer","person":{"id":"old1","department":"Consulting"}}"#.into(),
+            None,
+        ),
+        (r#"{"type":"leave","person":{"id":"old2"}}"#.into(), None),
+        (hire("twice", "Sales"), None),
+        (
+            r#"{"type":"transfer","person":{"id":"twice","department":"Engineering"}}"#.into(),
+            None,
+        ),
+        // The same key again, same event: a replay of the first.
+        (hire("b1", "Engineering"), Some("k-b1")),
+        // The same key for another event: refused.
+        (hire("b4", "Sales"), Some("k-b1")),
+    ];
+    let submissions: Vec<Submission> = batch
+        .iter()
+        .map(|(body, key)| Submission {
+            event: parse_event(body.as_bytes()).unwrap(),
+            idempotency_key: key.map(str::to_string),
+            actor: "test".into(),
+        })
+        .collect();
+
+    let one_by_one = harness(config("")).await;
+    let together = harness(config("")).await;
+    for h in [&one_by_one, &together] {
+        for body in &before {
+            let run = h.send(body).await;
+            assert_eq!(h.finish(&run).await, RunState::Succeeded);
+        }
+    }
+    let mut alone = Vec::new();
+    for s in &submissions {
+        alone.push(one_by_one.engine.submit(s.clone()).await.unwrap());
+    }
+    let mut tx = together.engine.store().begin().await.unwrap();
+    let batched = together
+        .engine
+        .submit_in(&mut tx, &submissions)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let shape = |o: &IngestOutcome| match o {
+        IngestOutcome::Accepted { replay, .. } => format!("accepted replay={replay}"),
+        IngestOutcome::KeyReused { key, .. } => format!("key reused {key}"),
+    };
+    assert_eq!(
+        alone.iter().map(shape).collect::<Vec<_>>(),
+        batched.iter().map(shape).collect::<Vec<_>>()
+    );
+    let mut summaries = Vec::new();
+    for (h, outcomes) in [(&one_by_one, &alone), (&together, &batched)] {
+        let mut runs = Vec::new();
+        for o in outcomes {
+            let IngestOutcome::Accepted { run_id, .. } = o else {
+                continue;
+            };
+            let state = h.finish(run_id).await;
+            let d = h.engine.run_detail(run_id).await.unwrap();
+            let steps: Vec<String> = d
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} {} {:?} {}",
+                        s.phase, s.action, s.system, s.entitlement, s.state
+                    )
+                })
+                .collect();
+            runs.push((d.run.person_id, d.run.kind, state, steps));
+        }
+        let mut c = h.engine.store().reader().await.unwrap();
+        let mut people = Vec::new();
+        for id in ["old1", "old2", "b1", "b2", "b3", "b4", "twice"] {
+            let person = tenure_store::get_person(&mut c, id)
+                .await
+                .unwrap()
+                .map(|p| serde_json::to_value(p).unwrap());
+            let grants: Vec<String> = tenure_store::grants_of(&mut c, id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(g, system)| format!("{} {system} {}", g.entitlement, g.state))
+                .collect();
+            people.push((id, person, grants));
+        }
+        summaries.push((runs, people));
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    // The batch did plan people from its shared read: new people got their access.
+    let b2 = &summaries[1].1[3];
+    assert!(
+        b2.2.iter().any(|g| g.starts_with("crm:acme crm granted")),
+        "{b2:?}"
+    );
+}
