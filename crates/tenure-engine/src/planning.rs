@@ -120,7 +120,8 @@ pub(crate) async fn prefetch(
 /// Plans a run stored earlier in this same transaction, with the event it was stored with:
 /// neither needs reading back, and it is still pending (a run is only ever changed by its own
 /// planning before it has steps; planning other runs supersedes earlier runs, never later ones).
-/// `pre` is what [`prefetch`] read of its person, if it did.
+/// `pre` is what [`prefetch`] read of its person, if it did; such a run is left for the caller
+/// to advance (with [`advance_runs`], for the whole batch at once) once it is planned.
 pub(crate) async fn plan_new_run(
     inner: &Inner,
     tx: &mut Tx,
@@ -160,6 +161,7 @@ async fn plan_loaded(
     };
     let kind = event.as_ref().map(|e| e.kind);
 
+    let batched = pre.is_some();
     let (earlier, mut pre) = match pre {
         Some(Prefetched { stored, open_runs }) => {
             let earlier = open_runs
@@ -302,6 +304,11 @@ async fn plan_loaded(
         now,
     )
     .await?;
+    // A run planned from its batch's shared read is advanced with the rest of the batch (see
+    // `ingest::store_events`): nothing else in the batch looks at it.
+    if !batched {
+        advance_run(inner, tx, &run.id, now).await?;
+    }
     Ok(Planned::Yes)
 }
 
@@ -339,6 +346,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     let computed = compute(&rules, &state, changed, now);
     let reason = format!("rules changed: {}", rules.label);
     store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
+    advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
 }
 
@@ -695,7 +703,6 @@ async fn store_plan(
     });
     let stages = authorized.stages();
     approvals::on_planned(inner, tx, run, request, &steps, &stages, now).await?;
-    advance_run(inner, tx, &run.id, now).await?;
     Ok(())
 }
 
