@@ -1463,6 +1463,82 @@ mod tests {
         }
     }
 
+    /// A page of users read in id order comes with each user's granted entitlements (one row
+    /// per grant, folded back per user), the same as a sorted page reads them afterwards.
+    #[tokio::test]
+    async fn a_page_of_users_carries_each_ones_groups() {
+        let (store, dir) = scratch().await;
+        let mut tx = store.begin().await.unwrap();
+        let mut users = Vec::new();
+        for id in ["u1", "u2", "u3"] {
+            let row = crate::ScimUserRow {
+                id: id.into(),
+                user_name_ci: format!("{id}@example.com"),
+                lifecycle: "person".into(),
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+                doc: "{}".into(),
+            };
+            users.push((row, Vec::new()));
+        }
+        crate::insert_scim_users(tx.conn(), &users).await.unwrap();
+        for (person, entitlement, state) in [
+            ("u1", "crm:b", GrantState::Granted),
+            ("u1", "crm:a", GrantState::Granted),
+            ("u1", "crm:c", GrantState::Pending),
+            ("u3", "dir:x", GrantState::Granted),
+        ] {
+            let g = Grant {
+                person_id: person.into(),
+                entitlement: entitlement.into(),
+                source: GrantSource::Birthright,
+                source_ref: "t".into(),
+                state,
+                granted_at: None,
+                expires_at: None,
+            };
+            upsert_grant(tx.conn(), &g, "crm", 0).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let key = crate::SortKey {
+            attr: "username".into(),
+            sub: String::new(),
+            descending: false,
+        };
+        let mut c = store.reader().await.unwrap();
+        for sort in [None, Some(&key)] {
+            let (total, page) = crate::search_scim_users(&mut c, None, sort, 0, 10)
+                .await
+                .unwrap();
+            let got: Vec<(String, Vec<String>)> =
+                page.into_iter().map(|(u, g)| (u.id, g)).collect();
+            assert_eq!(total, 3);
+            assert_eq!(
+                got,
+                [
+                    (
+                        "u1".to_string(),
+                        vec!["crm:a".to_string(), "crm:b".to_string()]
+                    ),
+                    ("u2".to_string(), vec![]),
+                    ("u3".to_string(), vec!["dir:x".to_string()]),
+                ],
+                "sorted: {}",
+                sort.is_some()
+            );
+        }
+        // A page cut after the first user still counts every match.
+        let (total, page) = crate::search_scim_users(&mut c, None, None, 0, 1)
+            .await
+            .unwrap();
+        assert_eq!((total, page.len(), page[0].1.len()), (3, 1, 2));
+        drop(c);
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     /// A cancel and the outcome of a run's last running step, committed at the same moment,
     /// must not judge the run from stale views of each other. On PostgreSQL the run row is
     /// the lock: whoever judges second waits and then sees the other's change. (On SQLite a

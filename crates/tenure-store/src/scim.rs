@@ -381,15 +381,16 @@ pub async fn scim_user_ids_by_names(
     Ok(out)
 }
 
-/// Users matching `filter`, ordered by `sort` (else by id), `offset` skipped, at most `limit`;
-/// with the total count of matches.
+/// Users matching `filter`, ordered by `sort` (else by id), `offset` skipped, at most `limit`,
+/// each with the entitlements its person holds (see [`granted_entitlements`]); with the total
+/// count of matches. In id order (no `sort`), the page and its grants are one query.
 pub async fn search_scim_users(
     c: &mut AnyConnection,
     filter: Option<&Cond>,
     sort: Option<&SortKey>,
     offset: i64,
     limit: i64,
-) -> Result<(i64, Vec<ScimUserRow>)> {
+) -> Result<(i64, Vec<(ScimUserRow, Vec<String>)>)> {
     let mut q = Sql {
         text: String::from("u.deleted = 0"),
         binds: Vec::new(),
@@ -433,24 +434,53 @@ pub async fn search_scim_users(
     let lim = q.param(&limit.to_string());
     let off = q.param(&offset.to_string());
     let cast = |p: &str| format!("CAST({p} AS BIGINT)");
-    let sql = format!(
+    let page = format!(
         "SELECT {USER_COLS} FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
         cast(&lim),
         cast(&off)
     );
+    // In id order the page's grants come with it: the outer query keeps the page's order.
+    let sql = if sort.is_none() {
+        format!(
+            "SELECT p.*, g.entitlement FROM ({page}) p
+             LEFT JOIN grants g ON g.person_id = p.id AND g.state = 'granted'
+             ORDER BY p.id, g.entitlement"
+        )
+    } else {
+        page
+    };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for b in &q.binds {
         query = query.bind(b.clone());
     }
-    let rows = query.fetch_all(&mut *c).await?;
+    let mut users: Vec<(ScimUserRow, Vec<String>)> = Vec::new();
+    for r in query.fetch_all(&mut *c).await? {
+        let user = user_row(&r)?;
+        if users.last().is_none_or(|(last, _)| last.id != user.id) {
+            users.push((user, Vec::new()));
+        }
+        if sort.is_none()
+            && let Some(e) = r.try_get::<Option<String>, _>(7)?
+            && let Some((_, groups)) = users.last_mut()
+        {
+            groups.push(e);
+        }
+    }
+    if sort.is_some() && !users.is_empty() {
+        let ids: Vec<&str> = users.iter().map(|(u, _)| u.id.as_str()).collect();
+        let mut held = granted_entitlements(c, &ids).await?;
+        for (u, groups) in &mut users {
+            *groups = held.remove(&u.id).unwrap_or_default();
+        }
+    }
     // A page that is not full and not past the end holds the last match: the total needs no
     // count of its own (the common case of a filter naming one user).
-    let total = if (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0) {
-        offset + rows.len() as i64
+    let total = if (users.len() as i64) < limit && (!users.is_empty() || offset == 0) {
+        offset + users.len() as i64
     } else {
         count(c, &q.binds[..filter_binds]).await?
     };
-    Ok((total, rows.iter().map(user_row).collect::<Result<_>>()?))
+    Ok((total, users))
 }
 
 /// Writes a user and its value index: a new one when `prev_version` is `None`, else a

@@ -286,6 +286,18 @@ async fn scim_users_become_lifecycle_events() {
         .map(|g| g["value"].as_str().unwrap())
         .collect();
     assert_eq!(groups, ["directory:all-staff", "directory:engineering"]);
+    // A list carries them too, whether the page is in id order (read with its grants in one
+    // query) or sorted (its grants read after it).
+    let name = got.body["userName"].as_str().unwrap();
+    for order in ["", "&sortBy=userName&sortOrder=descending"] {
+        let path = format!("/Users?filter=userName%20eq%20%22{name}%22{order}");
+        let list = call(&s, &t, Method::GET, &path, None, &[]).await;
+        assert_eq!(list.body["totalResults"], 1, "{}", list.body);
+        assert_eq!(
+            list.body["Resources"][0]["groups"], got.body["groups"],
+            "{path}"
+        );
+    }
 
     // The same userName in another case is taken.
     let mut dup = rfc_enterprise_user();

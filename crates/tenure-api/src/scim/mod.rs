@@ -612,13 +612,10 @@ async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Resp
     )
     .await?;
     let base = base_url(headers);
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let mut groups = tenure_store::granted_entitlements(&mut c, &ids).await?;
     let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let g = groups.remove(&row.id).unwrap_or_default();
+    for (row, groups) in &rows {
         let view = person_view(&mut c, &row.id, &params.attributes).await?;
-        let full = render_user(row, &g, view.as_ref(), &base)?;
+        let full = render_user(row, groups, view.as_ref(), &base)?;
         items.push(resource::project(
             &USER_SCHEMAS,
             full,

@@ -122,7 +122,7 @@ async fn sql_filters_agree_with_the_reference_evaluator() {
         let (total, got) = tenure_store::search_scim_users(&mut c, Some(&cond), None, 0, 1000)
             .await
             .unwrap();
-        let got: Vec<String> = got.into_iter().map(|r| r.id).collect();
+        let got: Vec<String> = got.into_iter().map(|(r, _)| r.id).collect();
         let want: Vec<String> = all
             .iter()
             .filter(|(_, rows)| eval(rows, &cond))
@@ -140,7 +140,7 @@ async fn sql_filters_agree_with_the_reference_evaluator() {
     let (_, sorted) = tenure_store::search_scim_users(&mut c, None, Some(&key), 0, 1000)
         .await
         .unwrap();
-    let names: Vec<String> = sorted.iter().map(|r| r.user_name_ci.clone()).collect();
+    let names: Vec<String> = sorted.iter().map(|(r, _)| r.user_name_ci.clone()).collect();
     let mut expect = names.clone();
     expect.sort();
     assert_eq!(names, expect);
@@ -149,7 +149,10 @@ async fn sql_filters_agree_with_the_reference_evaluator() {
     let (_, sorted) = tenure_store::search_scim_users(&mut c, None, Some(&key), 0, 1000)
         .await
         .unwrap();
-    let has_title: Vec<bool> = sorted.iter().map(|r| r.doc.contains("\"title\"")).collect();
+    let has_title: Vec<bool> = sorted
+        .iter()
+        .map(|(r, _)| r.doc.contains("\"title\""))
+        .collect();
     let first_missing = has_title.iter().position(|h| !h).unwrap();
     assert!(has_title[first_missing..].iter().all(|h| !h));
     drop(c);
