@@ -309,23 +309,15 @@ pub(crate) async fn store_events(
     // event is acknowledged.
     let mut urgent = Vec::new();
     let mut pre = planning::prefetch(tx, &due.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
-    let mut batched = Vec::new();
+    let mut batch = planning::Batch::default();
     for (run, event) in due {
         let pre = pre.remove(&run.person_id);
-        let shared_read = pre.is_some();
-        if planning::plan_new_run(inner, tx, &run, event, pre, now).await? == planning::Planned::Yes
-        {
-            if shared_read {
-                batched.push(run.id.clone());
-            }
-            if run.priority == 0 {
-                urgent.push(run.id.clone());
-            }
+        let planned = planning::plan_new_run(inner, tx, &run, event, pre, &mut batch, now).await?;
+        if planned == planning::Planned::Yes && run.priority == 0 {
+            urgent.push(run.id.clone());
         }
     }
-    if !batched.is_empty() {
-        planning::advance_runs(inner, tx, &batched, now).await?;
-    }
+    batch.finish(inner, tx, now).await?;
     worker::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
 }

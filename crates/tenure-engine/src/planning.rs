@@ -75,7 +75,7 @@ pub(crate) async fn plan_run(
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
-    plan_loaded(inner, tx, run, event_row, None, now).await
+    plan_loaded(inner, tx, run, event_row, None, None, now).await
 }
 
 /// What planning reads of a person, read for a whole batch of runs at once (see
@@ -84,6 +84,27 @@ pub(crate) struct Prefetched {
     stored: tenure_store::StoredPerson,
     /// The person's open runs, in (effective time, id) order.
     open_runs: Vec<RunRow>,
+}
+
+/// What planning a batch of new runs leaves to do once all are planned (see
+/// [`plan_new_run`]): marking them planned and judging them from their steps, for the whole
+/// batch in two or three statements instead of three or four per run.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Runs planned, with their planner notes.
+    planned: Vec<(String, Option<String>)>,
+}
+
+impl Batch {
+    /// Marks the batch's runs planned and starts (or ends) each one.
+    pub(crate) async fn finish(self, inner: &Inner, tx: &mut Tx, now: i64) -> Result<()> {
+        if self.planned.is_empty() {
+            return Ok(());
+        }
+        tenure_store::set_runs_planned(tx.conn(), &self.planned, now).await?;
+        let ids: Vec<String> = self.planned.into_iter().map(|(id, _)| id).collect();
+        advance_runs(inner, tx, &ids, now).await
+    }
 }
 
 /// Reads at once what planning `runs` will read of their people, for the people with exactly
@@ -120,26 +141,31 @@ pub(crate) async fn prefetch(
 /// Plans a run stored earlier in this same transaction, with the event it was stored with:
 /// neither needs reading back, and it is still pending (a run is only ever changed by its own
 /// planning before it has steps; planning other runs supersedes earlier runs, never later ones).
-/// `pre` is what [`prefetch`] read of its person, if it did; such a run is left for the caller
-/// to advance (with [`advance_runs`], for the whole batch at once) once it is planned.
+/// `pre` is what [`prefetch`] read of its person, if it did; such a run is marked planned and
+/// started by `batch` ([`Batch::finish`]), since nothing else in the batch looks at it.
 pub(crate) async fn plan_new_run(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     event: EventRow,
     pre: Option<Prefetched>,
+    batch: &mut Batch,
     now: i64,
 ) -> Result<Planned> {
-    plan_loaded(inner, tx, run, Some(event), pre, now).await
+    let batch = pre.is_some().then_some(batch);
+    plan_loaded(inner, tx, run, Some(event), pre, batch, now).await
 }
 
-/// [`plan_run`] once the run is known to be pending and its event (if any) is read.
+/// [`plan_run`] once the run is known to be pending and its event (if any) is read; with a
+/// `batch`, marking the run planned and starting it is left to [`Batch::finish`].
+#[allow(clippy::too_many_arguments)]
 async fn plan_loaded(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     event_row: Option<EventRow>,
     pre: Option<Prefetched>,
+    batch: Option<&mut Batch>,
     now: i64,
 ) -> Result<Planned> {
     // An access request's run has no event: it plans the person as stored, with the request's
@@ -161,7 +187,6 @@ async fn plan_loaded(
     };
     let kind = event.as_ref().map(|e| e.kind);
 
-    let batched = pre.is_some();
     let (earlier, mut pre) = match pre {
         Some(Prefetched { stored, open_runs }) => {
             let earlier = open_runs
@@ -292,7 +317,7 @@ async fn plan_loaded(
         (_, _, Some(r)) => format!("access request {}", r.id),
         _ => run.kind.clone(),
     };
-    store_plan(
+    let note = store_plan(
         inner,
         tx,
         run,
@@ -304,10 +329,12 @@ async fn plan_loaded(
         now,
     )
     .await?;
-    // A run planned from its batch's shared read is advanced with the rest of the batch (see
-    // `ingest::store_events`): nothing else in the batch looks at it.
-    if !batched {
-        advance_run(inner, tx, &run.id, now).await?;
+    match batch {
+        Some(batch) => batch.planned.push((run.id.clone(), note)),
+        None => {
+            tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+            advance_run(inner, tx, &run.id, now).await?;
+        }
     }
     Ok(Planned::Yes)
 }
@@ -345,7 +372,8 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     };
     let computed = compute(&rules, &state, changed, now);
     let reason = format!("rules changed: {}", rules.label);
-    store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
+    let note = store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
+    tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
     advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
 }
@@ -556,8 +584,9 @@ async fn bound_planned_grants(
     Ok(())
 }
 
-/// Stores a computed plan as the run's steps, marks planned access pending, audits
-/// `run.planned` and starts the first phase.
+/// Stores a computed plan as the run's steps, marks planned access pending and audits
+/// `run.planned`. Returns the planner's note: the caller marks the run planned with it
+/// (`set_run_planned`) and starts its first phase.
 #[allow(clippy::too_many_arguments)]
 async fn store_plan(
     inner: &Inner,
@@ -569,7 +598,7 @@ async fn store_plan(
     reason: String,
     request: Option<&tenure_store::RequestRow>,
     now: i64,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let Computed { plan, authorized } = computed;
     for d in authorized.denied() {
         // A grant planned by an earlier run that never ran is no longer wanted.
@@ -675,7 +704,7 @@ async fn store_plan(
     }
     authorized.add_to_note(&mut note);
     let note = (!note.is_empty()).then(|| serde_json::Value::Object(note).to_string());
-    tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+
     let mut details = serde_json::json!({
         "status": state.person.status,
         "steps": plan.steps.iter().map(|s| serde_json::json!({
@@ -703,7 +732,7 @@ async fn store_plan(
     });
     let stages = authorized.stages();
     approvals::on_planned(inner, tx, run, request, &steps, &stages, now).await?;
-    Ok(())
+    Ok(note)
 }
 
 /// Policy's decision on one grant a plan would make.

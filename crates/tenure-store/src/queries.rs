@@ -743,6 +743,27 @@ pub async fn set_run_planned(
     Ok(())
 }
 
+/// Marks many runs planned at once (see [`set_run_planned`]): `(run id, note)` pairs.
+pub async fn set_runs_planned(
+    c: &mut AnyConnection,
+    rows: &[(String, Option<String>)],
+    now: i64,
+) -> Result<()> {
+    let prefix = format!(
+        "UPDATE runs SET state = 'running', planned_at = {now}, note = CAST(v.column2 AS TEXT)
+         FROM (VALUES "
+    );
+    bulk!(
+        c,
+        rows,
+        2,
+        prefix.as_str(),
+        ") AS v WHERE runs.id = v.column1",
+        |q, r| { q.bind(r.0.clone()).bind(r.1.clone()) }
+    );
+    Ok(())
+}
+
 /// Runs by id, for a batch of step outcomes, locked until the transaction ends on PostgreSQL
 /// (see [`lock_run`]); in id order, so two batches sharing runs never wait on each other in a
 /// cycle.
