@@ -103,6 +103,12 @@ impl Tx {
         Ok(())
     }
 
+    /// Undoes everything: writes, audit entries and `after_commit` hooks.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
     /// Appends the audit entries to the chain, commits, then runs the `after_commit` hooks.
     pub async fn commit(mut self) -> Result<()> {
         if !self.audit.is_empty() {

@@ -72,10 +72,10 @@ async fn run(engine: Engine, mut rx: mpsc::Receiver<Job>) {
 
 /// One answer per job, in order, once committed; an error when nothing was committed.
 ///
-/// New users are written together ([`apply_creates`]: a few statements for the whole group,
-/// since each statement is a round trip to the database); should that fail, the group is
-/// rolled back and its creates join the other changes, each written inside a savepoint of its
-/// own so that one failing change fails alone.
+/// New users are written together first ([`apply_creates`]: a few statements for the whole
+/// group, since each statement is a round trip to the database); should that fail, the
+/// transaction is rolled back and the creates join the other changes, each written inside a
+/// savepoint of its own so that one failing change fails alone.
 async fn write_batch(engine: &Engine, batch: &[Job]) -> R<Vec<R<Applied>>> {
     let mut tx = engine.store().begin().await?;
     let mut answers: Vec<Option<R<Applied>>> = batch.iter().map(|_| None).collect();
@@ -83,18 +83,19 @@ async fn write_batch(engine: &Engine, batch: &[Job]) -> R<Vec<R<Applied>>> {
         .filter(|&i| batch[i].change.is_create())
         .collect();
     if creates.len() > 1 {
+        // The group goes first in the transaction: if it fails, rolling back the whole
+        // transaction undoes it alone, with no savepoint (and its journal) to pay for.
         let group: Vec<&Prepared> = creates.iter().map(|&i| &batch[i].change).collect();
-        let sp = tx.savepoint().await?;
         match apply_creates(engine, &mut tx, &group).await {
             Ok(done) => {
-                tx.release(sp).await?;
                 for (i, answer) in creates.into_iter().zip(done) {
                     answers[i] = Some(answer);
                 }
             }
             Err(e) => {
                 tracing::warn!(error = ?e.0, creates = group.len(), "writing new SCIM users together failed; writing them one at a time");
-                tx.rollback_to(sp).await?;
+                tx.rollback().await?;
+                tx = engine.store().begin().await?;
             }
         }
     }
