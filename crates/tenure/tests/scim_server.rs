@@ -958,6 +958,96 @@ async fn concurrent_creates_are_stored_and_a_duplicate_among_them_is_refused_alo
     );
 }
 
+/// New users queued together are written together; when the database refuses that write (here
+/// a trigger refuses one userName, as a failing disk or a constraint would), the batch is rolled
+/// back and every change written alone: the refused create fails by itself with a SCIM error and
+/// every other one is stored, answered 201 and becomes one hire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_the_database_refuses_fails_alone_among_those_written_with_it() {
+    let env = TestEnv::new(CONFIG, &[]).await;
+    let s = env.start().await;
+    let t = scim_token(&s).await;
+    let url = env.database_url();
+    if url.starts_with("postgres") {
+        tamper(
+            &url,
+            "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN
+               IF NEW.user_name_ci LIKE 'boom%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+               RETURN NEW; END $$ LANGUAGE plpgsql",
+            &[],
+        )
+        .await;
+        tamper(
+            &url,
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON scim_users FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+            &[],
+        )
+        .await;
+    } else {
+        tamper(
+            &url,
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON scim_users
+             WHEN NEW.user_name_ci LIKE 'boom%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            &[],
+        )
+        .await;
+    }
+    // Requests sent at once are nearly always written in one batch; go again until one was,
+    // as the server's log tells.
+    let mut stored = 0;
+    for round in 0..10 {
+        let mut names: Vec<String> = (0..20)
+            .map(|i| format!("r{round}n{i}@example.com"))
+            .collect();
+        names.insert(10, format!("boom{round}@example.com"));
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in names {
+            let (http, base, t) = (s.http.clone(), s.base.clone(), t.clone());
+            tasks.spawn(async move {
+                let body = json!({ "schemas": [USER], "userName": name, "active": true, "name": { "givenName": "C", "familyName": "Rowd" } });
+                let res = http
+                    .post(format!("{base}/scim/v2/Users"))
+                    .header("authorization", format!("Bearer {t}"))
+                    .header("content-type", SCIM)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("request");
+                let status = res.status();
+                let body: Value = res.json().await.expect("JSON body");
+                (name, status, body)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (name, status, body) = done.expect("task");
+            if name.starts_with("boom") {
+                assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {body}");
+                assert_eq!(body["schemas"][0], ERROR, "{body}");
+            } else {
+                assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+                let id = body["id"].as_str().unwrap();
+                assert_eq!(run_kinds(&s, id).await, ["hire"], "{name}");
+                stored += 1;
+            }
+        }
+        if s.log_text()
+            .contains("writing new SCIM users together failed")
+        {
+            break;
+        }
+        assert!(round < 9, "no batch of creates was ever written together");
+    }
+    let all = call(&s, &t, Method::GET, "/Users?count=0", None, &[]).await;
+    assert_eq!(all.body["totalResults"], stored, "{}", all.body);
+    let audited = s
+        .items("/api/v1/audit")
+        .await
+        .iter()
+        .filter(|e| e["action"] == "scim.user.created")
+        .count();
+    assert_eq!(audited, stored, "one audit entry per stored create");
+}
+
 /// Verified tokens are cached briefly: a revocation through the API ends the token's access at
 /// once; one through the CLI (another process) within the cache's bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
