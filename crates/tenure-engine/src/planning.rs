@@ -276,7 +276,11 @@ async fn plan_loaded(
     };
     tenure_store::upsert_person(tx.conn(), &applied.person, now).await?;
     if let Some(client) = &applied.client {
+        let before = tenure_store::clients_by_ids(tx.conn(), &[client.id.as_str()]).await?;
         tenure_store::upsert_client(tx.conn(), client).await?;
+        if before.first() != Some(client) {
+            rejudge_client(inner, tx, client, &run.person_id, now).await?;
+        }
     }
     for en in &applied.engagements {
         tenure_store::upsert_engagement(tx.conn(), en).await?;
@@ -337,6 +341,46 @@ async fn plan_loaded(
         }
     }
     Ok(Planned::Yes)
+}
+
+/// A client's terms changed (an event told new ones): everyone else they bear on gets a
+/// `reconcile` run, which judges their held access again under the new terms (the person of
+/// the event is judged by its own run).
+async fn rejudge_client(
+    inner: &Inner,
+    tx: &mut Tx,
+    client: &tenure_core::Client,
+    told_by: &str,
+    now: i64,
+) -> Result<()> {
+    let rules = inner.rules();
+    let entitlements: Vec<&str> = rules
+        .config
+        .entitlements
+        .iter()
+        .filter(|(_, e)| e.client.as_deref() == Some(client.id.as_str()))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut people =
+        tenure_store::people_bound_by_client(tx.conn(), &client.id, &entitlements).await?;
+    people.retain(|p| p != told_by);
+    if people.is_empty() {
+        return Ok(());
+    }
+    crate::reconcile::schedule_reconcile(tx, &people, now).await?;
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "client.terms_changed".into(),
+        person_id: Some(told_by.to_string()),
+        reason: format!(
+            "client {} has new terms: the access of the people they bind is judged again",
+            client.id
+        ),
+        details: serde_json::json!({ "client": client.id, "people": people }),
+        ..Default::default()
+    });
+    Ok(())
 }
 
 /// The run kind of a re-plan after the rules changed: no event, the stored person planned

@@ -298,24 +298,7 @@ pub(crate) async fn reload(
     .await?;
     for chunk in changed.chunks(RUNS_PER_TX) {
         let mut tx = inner.store.begin().await?;
-        for person_id in chunk {
-            let run = RunRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                event_id: None,
-                person_id: person_id.clone(),
-                kind: RECONCILE.into(),
-                state: RunState::Pending,
-                priority: 10,
-                effective_at: now,
-                created_at: now,
-                planned_at: None,
-                finished_at: None,
-                cancel_requested: false,
-                error: None,
-                note: None,
-            };
-            tenure_store::insert_run(tx.conn(), &run).await?;
-        }
+        schedule_reconcile(&mut tx, chunk, now).await?;
         tx.audit(NewAudit {
             at_ms: now,
             actor: actor.to_string(),
@@ -334,4 +317,33 @@ pub(crate) async fn reload(
         runs: changed.len(),
         ..reloaded
     })
+}
+
+/// Gives each of `people` a `reconcile` run, due now: the dispatcher plans them against the
+/// rules in force, judging held access again.
+pub(crate) async fn schedule_reconcile(
+    tx: &mut tenure_store::Tx,
+    people: &[String],
+    now: i64,
+) -> Result<()> {
+    let runs: Vec<RunRow> = people
+        .iter()
+        .map(|person_id| RunRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id: None,
+            person_id: person_id.clone(),
+            kind: RECONCILE.into(),
+            state: RunState::Pending,
+            priority: 10,
+            effective_at: now,
+            created_at: now,
+            planned_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            error: None,
+            note: None,
+        })
+        .collect();
+    tenure_store::insert_runs(tx.conn(), &runs).await?;
+    Ok(())
 }

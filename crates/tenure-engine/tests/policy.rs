@@ -584,6 +584,26 @@ async fn client_terms_that_come_with_an_engagement_are_enforced() {
         note_of(&d)["denied"][0]["policies"],
         serde_json::json!(["client-nda-signed"])
     );
+    // The new term binds u1 too, who holds acme's CRM without an NDA: u3's event gave u1 a
+    // reconcile run, which takes that access away without any event of u1's.
+    let reconcile = {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let runs = tenure_store::list_runs(&mut c, None, Some("u1"), None, 100)
+            .await
+            .unwrap();
+        runs.into_iter()
+            .find(|r| r.kind == "reconcile")
+            .expect("u1 has a reconcile run")
+    };
+    h.reach(&reconcile.id, RunState::Succeeded).await;
+    let d = h.engine.run_detail(&reconcile.id).await.unwrap();
+    let revoked: Vec<&str> = d
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Revoke)
+        .filter_map(|s| s.entitlement.as_deref())
+        .collect();
+    assert_eq!(revoked, ["crm:acme"], "{:#?}", d.steps);
 
     // What-if of such an event reads the event's own terms, before anything is stored.
     let us_again = parse_event(start("u3", us).as_bytes()).unwrap();

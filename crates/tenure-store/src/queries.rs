@@ -171,6 +171,41 @@ pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<E
         .collect()
 }
 
+/// The people a client's terms bear on: those with an active engagement with it and those
+/// holding (or about to hold) one of `entitlements` (the client's, from the configuration).
+pub async fn people_bound_by_client(
+    c: &mut AnyConnection,
+    client: &str,
+    entitlements: &[&str],
+) -> Result<Vec<String>> {
+    let mut people: std::collections::BTreeSet<String> = Default::default();
+    let rows = sqlx::query(
+        "SELECT DISTINCT person_id FROM engagements WHERE client_id = $1 AND active = 1",
+    )
+    .bind(client.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in rows {
+        people.insert(r.try_get(0)?);
+    }
+    let sqlite = is_sqlite(c);
+    for chunk in entitlements.chunks(500) {
+        let mut sql = String::from(
+            "SELECT DISTINCT person_id FROM grants
+             WHERE state IN ('granted', 'pending', 'awaiting_approval') AND entitlement IN ",
+        );
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(e.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            people.insert(r.try_get(0)?);
+        }
+    }
+    Ok(people.into_iter().collect())
+}
+
 /// Stores an engagement.
 pub async fn upsert_engagement(c: &mut AnyConnection, e: &Engagement) -> Result<()> {
     sqlx::query(
