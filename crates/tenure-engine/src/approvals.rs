@@ -12,7 +12,7 @@ use tenure_core::approval::{
     ApprovalState, Chain, ChainError, DecisionError, Parties, Progress, StageKind, StageRule,
     Verdict, build_chain,
 };
-use tenure_core::run::{RunState, StepState};
+use tenure_core::run::StepState;
 use tenure_core::{Grant, GrantSource, GrantState, PersonStatus};
 use tenure_store::{ApprovalRow, DecisionRow, NewAudit, RequestRow, RunRow, StepRow, Tx};
 
@@ -175,21 +175,14 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
         expires_at: None,
     };
     tenure_store::insert_request(tx.conn(), &request).await?;
-    let run = RunRow {
-        id: run_id.clone(),
-        event_id: None,
-        person_id: person.id.clone(),
-        kind: REQUEST_RUN.into(),
-        state: RunState::Pending,
-        priority: if req.break_glass { 0 } else { 10 },
-        effective_at: now,
-        created_at: now,
-        planned_at: None,
-        finished_at: None,
-        cancel_requested: false,
-        error: None,
-        note: None,
-    };
+    let priority = if req.break_glass { 0 } else { 10 };
+    let run = RunRow::pending(
+        run_id.clone(),
+        person.id.clone(),
+        REQUEST_RUN,
+        priority,
+        now,
+    );
     tenure_store::insert_run(tx.conn(), &run).await?;
     tx.audit(NewAudit {
         at_ms: now,

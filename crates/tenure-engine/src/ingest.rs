@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tenure_core::PersonStatus;
 use tenure_core::event::{EventInput, EventType};
-use tenure_core::run::RunState;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
 
@@ -135,6 +134,36 @@ struct Known {
     received_at: i64,
 }
 
+/// The events a batch must recognise repeats of: those stored under its keys, and its own as
+/// they are added. The first received wins, as `ORDER BY received_at` would pick it.
+#[derive(Default)]
+struct Seen {
+    by_key: HashMap<String, Arc<Known>>,
+    by_source: HashMap<String, Arc<Known>>,
+}
+
+impl Seen {
+    fn remember(&mut self, key: &str, source_id: Option<&str>, known: Known) {
+        let known = Arc::new(known);
+        if let Some(sid) = source_id {
+            self.by_source
+                .entry(sid.to_string())
+                .or_insert_with(|| known.clone());
+        }
+        self.by_key.entry(key.to_string()).or_insert(known);
+    }
+
+    /// The earliest event stored under `key` or carrying the sender's own id `source_id`.
+    fn prior(&self, key: &str, source_id: Option<&str>) -> Option<&Known> {
+        let by_source = source_id.and_then(|sid| self.by_source.get(sid));
+        [self.by_key.get(key), by_source]
+            .into_iter()
+            .flatten()
+            .min_by_key(|k| k.received_at)
+            .map(Arc::as_ref)
+    }
+}
+
 /// Stores events and their runs inside `tx`, and plans those due now (the ingester's batch, or
 /// an event the scheduler raises itself, such as a leave on a contract's end date).
 ///
@@ -154,21 +183,7 @@ pub(crate) async fn store_events(
         .iter()
         .filter_map(|(s, _)| s.event.id.as_deref())
         .collect();
-    let (mut by_key, mut by_source) = (HashMap::new(), HashMap::new());
-    let remember = |by_key: &mut HashMap<String, Arc<Known>>,
-                    by_source: &mut HashMap<String, Arc<Known>>,
-                    key: &str,
-                    source_id: Option<&str>,
-                    known: Known| {
-        let known = Arc::new(known);
-        // The first received wins, as `ORDER BY received_at` would pick it.
-        by_key
-            .entry(key.to_string())
-            .or_insert_with(|| known.clone());
-        if let Some(sid) = source_id {
-            by_source.entry(sid.to_string()).or_insert(known);
-        }
-    };
+    let mut seen = Seen::default();
     if !keys.is_empty() {
         for e in tenure_store::events_by_keys(tx.conn(), &keys, &source_ids).await? {
             let known = Known {
@@ -177,33 +192,23 @@ pub(crate) async fn store_events(
                 body_hash: e.body_hash,
                 received_at: e.received_at,
             };
-            remember(
-                &mut by_key,
-                &mut by_source,
-                &e.idem_key,
-                e.source_id.as_deref(),
-                known,
-            );
+            seen.remember(&e.idem_key, e.source_id.as_deref(), known);
         }
     }
     let mut outcomes = Vec::with_capacity(subs.len());
     let (mut events, mut runs, mut due) = (Vec::new(), Vec::new(), Vec::new());
     for &(sub, received_at) in subs {
-        let hash = body_hash(&sub.event);
+        // The event's canonical JSON: stored as its body, and hashed to tell a retry (same
+        // event, whatever its whitespace or key order on the wire) from a different event.
+        let body = serde_json::to_string(&sub.event).expect("events serialize");
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
         let event_id = uuid::Uuid::now_v7().to_string();
         let key = sub
             .idempotency_key
             .clone()
             .or_else(|| sub.event.id.clone())
             .unwrap_or_else(|| event_id.clone());
-        let prior = [
-            by_key.get(&key),
-            sub.event.id.as_ref().and_then(|sid| by_source.get(sid)),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|k| k.received_at);
-        if let Some(prior) = prior {
+        if let Some(prior) = seen.prior(&key, sub.event.id.as_deref()) {
             outcomes.push(if prior.body_hash == hash {
                 IngestOutcome::Accepted {
                     event_id: prior.id.clone(),
@@ -231,13 +236,7 @@ pub(crate) async fn store_events(
             body_hash: hash.clone(),
             received_at,
         };
-        remember(
-            &mut by_key,
-            &mut by_source,
-            &key,
-            sub.event.id.as_deref(),
-            known,
-        );
+        seen.remember(&key, sub.event.id.as_deref(), known);
         let event = EventRow {
             id: event_id.clone(),
             idem_key: key,
@@ -246,26 +245,22 @@ pub(crate) async fn store_events(
             kind: kind.as_str().to_string(),
             person_id: person_id.clone(),
             source: sub.event.source.clone(),
-            body: serde_json::to_string(&sub.event).expect("events serialize"),
+            body,
             effective_at,
             received_at,
             actor: sub.actor.clone(),
             run_id: run_id.clone(),
         };
         let run = RunRow {
-            id: run_id.clone(),
             event_id: Some(event_id.clone()),
-            person_id: person_id.clone(),
-            kind: kind.as_str().to_string(),
-            state: RunState::Pending,
-            priority: if kind.is_urgent() { 0 } else { 10 },
-            effective_at,
             created_at: received_at,
-            planned_at: None,
-            finished_at: None,
-            cancel_requested: false,
-            error: None,
-            note: None,
+            ..RunRow::pending(
+                run_id.clone(),
+                person_id.clone(),
+                kind.as_str(),
+                if kind.is_urgent() { 0 } else { 10 },
+                effective_at,
+            )
         };
         tx.audit(NewAudit {
             at_ms: now,
@@ -282,7 +277,7 @@ pub(crate) async fn store_events(
             ..Default::default()
         });
         if effective_at <= now {
-            due.push((run.clone(), event.clone()));
+            due.push(runs.len());
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
             if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?
@@ -308,11 +303,13 @@ pub(crate) async fn store_events(
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.
     let mut urgent = Vec::new();
-    let mut pre = planning::prefetch(tx, &due.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
+    let mut pre =
+        planning::prefetch(tx, &due.iter().map(|&i| &runs[i]).collect::<Vec<_>>()).await?;
     let mut batch = planning::Batch::default();
-    for (run, event) in due {
+    for i in due {
+        let (run, event) = (&runs[i], &events[i]);
         let pre = pre.remove(&run.person_id);
-        let planned = planning::plan_new_run(inner, tx, &run, event, pre, &mut batch, now).await?;
+        let planned = planning::plan_new_run(inner, tx, run, event, pre, &mut batch, now).await?;
         if planned == planning::Planned::Yes && run.priority == 0 {
             urgent.push(run.id.clone());
         }
@@ -320,11 +317,4 @@ pub(crate) async fn store_events(
     batch.finish(inner, tx, now).await?;
     worker::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
-}
-
-/// SHA-256 of the event's canonical JSON: the same event sent twice hashes the same, whatever
-/// its whitespace or key order on the wire.
-fn body_hash(e: &EventInput) -> String {
-    let canonical = serde_json::to_vec(e).expect("events serialize");
-    hex::encode(Sha256::digest(&canonical))
 }

@@ -75,7 +75,7 @@ pub(crate) async fn plan_run(
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
-    plan_loaded(inner, tx, run, event_row, None, None, now).await
+    plan_loaded(inner, tx, run, event_row.as_ref(), None, None, now).await
 }
 
 /// What planning reads of a person, read for a whole batch of runs at once (see
@@ -147,7 +147,7 @@ pub(crate) async fn plan_new_run(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
-    event: EventRow,
+    event: &EventRow,
     pre: Option<Prefetched>,
     batch: &mut Batch,
     now: i64,
@@ -163,7 +163,7 @@ async fn plan_loaded(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
-    event_row: Option<EventRow>,
+    event_row: Option<&EventRow>,
     pre: Option<Prefetched>,
     batch: Option<&mut Batch>,
     now: i64,

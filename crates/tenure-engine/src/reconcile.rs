@@ -13,7 +13,6 @@ use std::sync::Arc;
 use tenure_core::config::{ClientFacts, Config};
 use tenure_core::event::{EventInput, apply_event};
 use tenure_core::planner::{Action, PlannedStep, Skipped};
-use tenure_core::run::RunState;
 use tenure_policy::PolicyEngine;
 use tenure_store::{NewAudit, PersonState, RunRow, Store};
 
@@ -328,20 +327,9 @@ pub(crate) async fn schedule_reconcile(
 ) -> Result<()> {
     let runs: Vec<RunRow> = people
         .iter()
-        .map(|person_id| RunRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id: None,
-            person_id: person_id.clone(),
-            kind: RECONCILE.into(),
-            state: RunState::Pending,
-            priority: 10,
-            effective_at: now,
-            created_at: now,
-            planned_at: None,
-            finished_at: None,
-            cancel_requested: false,
-            error: None,
-            note: None,
+        .map(|person_id| {
+            let id = uuid::Uuid::now_v7().to_string();
+            RunRow::pending(id, person_id.clone(), RECONCILE, 10, now)
         })
         .collect();
     tenure_store::insert_runs(tx.conn(), &runs).await?;

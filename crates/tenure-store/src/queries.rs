@@ -602,6 +602,28 @@ pub struct RunRow {
     pub note: Option<String>,
 }
 
+impl RunRow {
+    /// A run waiting to be planned, for `person_id`, due at `at`, with no event behind it (set
+    /// `event_id` for one that has).
+    pub fn pending(id: String, person_id: String, kind: &str, priority: i64, at: i64) -> RunRow {
+        RunRow {
+            id,
+            event_id: None,
+            person_id,
+            kind: kind.to_string(),
+            state: RunState::Pending,
+            priority,
+            effective_at: at,
+            created_at: at,
+            planned_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            error: None,
+            note: None,
+        }
+    }
+}
+
 const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
 
 fn run_row(r: &AnyRow) -> Result<RunRow> {
@@ -650,12 +672,7 @@ pub async fn insert_runs(c: &mut AnyConnection, rows: &[RunRow]) -> Result<()> {
 
 /// The run with this id.
 pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
-    let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(c)
-        .await?;
-    row.as_ref().map(run_row).transpose()
+    run_by_id(c, id, "").await
 }
 
 /// The run with this id, locked until the transaction ends on PostgreSQL (SQLite has one
@@ -665,7 +682,11 @@ pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> 
 /// moment, would otherwise each see the other's half and leave the run running forever.
 pub async fn lock_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
     let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
-    let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1{lock}");
+    run_by_id(c, id, lock).await
+}
+
+async fn run_by_id(c: &mut AnyConnection, id: &str, suffix: &str) -> Result<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1{suffix}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
@@ -1607,19 +1628,9 @@ mod tests {
             return;
         }
         let run = RunRow {
-            id: "r1".into(),
-            event_id: None,
-            person_id: "p1".into(),
-            kind: "hire".into(),
             state: RunState::Running,
-            priority: 10,
-            effective_at: 0,
-            created_at: 0,
             planned_at: Some(0),
-            finished_at: None,
-            cancel_requested: false,
-            error: None,
-            note: None,
+            ..RunRow::pending("r1".into(), "p1".into(), "hire", 10, 0)
         };
         let mut tx = store.begin().await.unwrap();
         insert_run(tx.conn(), &run).await.unwrap();

@@ -893,20 +893,16 @@ async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
     assert_eq!(left, 0, "the outbox was emptied");
 }
 
-/// Creates sent at once are written together (one transaction, a savepoint each): a userName
-/// sent twice among them is taken by one and refused to the other with 409, and every other
-/// create is stored, answered 201, audited once and becomes one hire.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_creates_are_stored_and_a_duplicate_among_them_is_refused_alone() {
-    let env = TestEnv::new(CONFIG, &[]).await;
-    let s = env.start().await;
-    let t = scim_token(&s).await;
-    let mut names: Vec<String> = (0..40).map(|i| format!("crowd{i}@example.com")).collect();
-    names.push("twin@example.com".into());
-    names.push("Twin@Example.com".into());
+/// Sends a create for each userName at once (so they queue beside each other for the SCIM
+/// writer); returns each name with the answer's status and body.
+async fn create_at_once(
+    s: &Server,
+    t: &str,
+    names: Vec<String>,
+) -> Vec<(String, StatusCode, Value)> {
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
-        let (http, base, t) = (s.http.clone(), s.base.clone(), t.clone());
+        let (http, base, t) = (s.http.clone(), s.base.clone(), t.to_string());
         tasks.spawn(async move {
             let body = json!({ "schemas": [USER], "userName": name, "active": true, "name": { "givenName": "C", "familyName": "Rowd" } });
             let res = http
@@ -922,10 +918,27 @@ async fn concurrent_creates_are_stored_and_a_duplicate_among_them_is_refused_alo
             (name, status, body)
         });
     }
+    let mut answers = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        answers.push(done.expect("task"));
+    }
+    answers
+}
+
+/// Creates sent at once are written together (one transaction, a savepoint each): a userName
+/// sent twice among them is taken by one and refused to the other with 409, and every other
+/// create is stored, answered 201, audited once and becomes one hire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_are_stored_and_a_duplicate_among_them_is_refused_alone() {
+    let env = TestEnv::new(CONFIG, &[]).await;
+    let s = env.start().await;
+    let t = scim_token(&s).await;
+    let mut names: Vec<String> = (0..40).map(|i| format!("crowd{i}@example.com")).collect();
+    names.push("twin@example.com".into());
+    names.push("Twin@Example.com".into());
     let mut created = Vec::new();
     let mut refused = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let (name, status, body) = done.expect("task");
+    for (name, status, body) in create_at_once(&s, &t, names).await {
         match status {
             StatusCode::CREATED => created.push((name, body["id"].as_str().unwrap().to_string())),
             StatusCode::CONFLICT => {
@@ -1000,26 +1013,7 @@ async fn a_create_the_database_refuses_fails_alone_among_those_written_with_it()
             .map(|i| format!("r{round}n{i}@example.com"))
             .collect();
         names.insert(10, format!("boom{round}@example.com"));
-        let mut tasks = tokio::task::JoinSet::new();
-        for name in names {
-            let (http, base, t) = (s.http.clone(), s.base.clone(), t.clone());
-            tasks.spawn(async move {
-                let body = json!({ "schemas": [USER], "userName": name, "active": true, "name": { "givenName": "C", "familyName": "Rowd" } });
-                let res = http
-                    .post(format!("{base}/scim/v2/Users"))
-                    .header("authorization", format!("Bearer {t}"))
-                    .header("content-type", SCIM)
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .expect("request");
-                let status = res.status();
-                let body: Value = res.json().await.expect("JSON body");
-                (name, status, body)
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (name, status, body) = done.expect("task");
+        for (name, status, body) in create_at_once(&s, &t, names).await {
             if name.starts_with("boom") {
                 assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {body}");
                 assert_eq!(body["schemas"][0], ERROR, "{body}");
