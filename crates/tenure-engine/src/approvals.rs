@@ -64,6 +64,10 @@ pub struct RequestDetail {
     pub request: RequestRow,
     /// The approvals its run waited or waits for.
     pub approvals: Vec<ApprovalDetail>,
+    /// When policy or separation of duties denied its grant: the policies and rules that
+    /// decided (as in its run's note).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_by: Vec<String>,
 }
 
 /// The window requested access lasts once granted: what was asked for, within the entitlement's
@@ -213,17 +217,19 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
 }
 
 /// Called by `plan_run` once a run's steps are stored: opens an approval for every grant step
-/// that waits, and settles the run's access request (break-glass released at once, an
-/// extension waiting without a step, a request that policy denied).
+/// that waits, and settles the run's access request: denied when policy or separation of
+/// duties denied its grant (break-glass included), else break-glass released at once, an
+/// extension waiting without a step.
 pub(crate) async fn on_planned(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     request: Option<&RequestRow>,
     steps: &[StepRow],
-    stages: &BTreeMap<String, Vec<StageKind>>,
+    authorized: &planning::Authorized,
     now: i64,
 ) -> Result<()> {
+    let stages = authorized.stages();
     let awaiting: Vec<&StepRow> = steps
         .iter()
         .filter(|s| s.state == StepState::AwaitingApproval)
@@ -264,9 +270,31 @@ pub(crate) async fn on_planned(
         s.entitlement.as_deref() == Some(r.entitlement.as_str())
             && s.action == tenure_core::planner::Action::Grant
     });
+    if let Some(policies) = authorized.denied_by(&r.entitlement) {
+        // Break-glass skips approvals, never a denial.
+        return deny_request(inner, tx, run, r, policies, now).await;
+    }
     if r.break_glass {
+        let overridden = authorized.overridden(&r.entitlement);
+        if !overridden.is_empty() {
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: r.requester.clone(),
+                action: "request.sod_overridden".into(),
+                person_id: Some(r.person_id.clone()),
+                entitlement: Some(r.entitlement.clone()),
+                run_id: Some(run.id.clone()),
+                reason: format!(
+                    "break-glass overrides {}, as [approvals] break_glass_may_override allows",
+                    overridden.join(", ")
+                ),
+                correlation_id: Some(r.id.clone()),
+                details: serde_json::json!({ "request_id": r.id, "policies": overridden }),
+                ..Default::default()
+            });
+        }
         release_request(inner, tx, r, "engine", now).await?;
-        notify_break_glass(inner, tx, r, now).await?;
+        notify_break_glass(inner, tx, r, overridden, now).await?;
         return Ok(());
     }
     if request_step {
@@ -302,31 +330,55 @@ pub(crate) async fn on_planned(
         )
         .await?;
     } else {
-        // No grant planned: policy denied it (the run's note says which policy).
-        tenure_store::decide_request(tx.conn(), &r.id, "denied", None, now).await?;
-        tx.audit(NewAudit {
-            at_ms: now,
-            actor: "engine".into(),
-            action: "request.denied".into(),
-            person_id: Some(r.person_id.clone()),
-            entitlement: Some(r.entitlement.clone()),
-            run_id: Some(run.id.clone()),
-            reason: "policy does not allow this grant; see the run's note".into(),
-            correlation_id: Some(r.id.clone()),
-            details: serde_json::json!({ "request_id": r.id }),
-            ..Default::default()
-        });
-        notify(
-            inner,
-            tx,
-            "request.denied",
-            std::slice::from_ref(&r.requester),
-            serde_json::json!({ "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement, "reason": "policy" }),
-            now,
-        )
-        .await?;
+        // No grant planned, yet none denied: nothing would carry the request out.
+        deny_request(inner, tx, run, r, &[], now).await?;
     }
     Ok(())
+}
+
+/// Ends a request `denied` because its grant may not be made: `policies` are the Cedar policies
+/// and separation-of-duties rules that decided (also in the run's note), audited
+/// `request.denied` and told to the requester.
+async fn deny_request(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    r: &RequestRow,
+    policies: &[String],
+    now: i64,
+) -> Result<()> {
+    tenure_store::deny_request_by_policy(tx.conn(), &r.id, policies, now).await?;
+    let reason = if policies.is_empty() {
+        "no grant could be planned for this request; see the run's note".to_string()
+    } else {
+        format!("forbidden by {}", policies.join(", "))
+    };
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "request.denied".into(),
+        person_id: Some(r.person_id.clone()),
+        entitlement: Some(r.entitlement.clone()),
+        run_id: Some(run.id.clone()),
+        reason: reason.clone(),
+        correlation_id: Some(r.id.clone()),
+        details: serde_json::json!({
+            "request_id": r.id, "policies": policies, "break_glass": r.break_glass,
+        }),
+        ..Default::default()
+    });
+    notify(
+        inner,
+        tx,
+        "request.denied",
+        std::slice::from_ref(&r.requester),
+        serde_json::json!({
+            "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement,
+            "reason": reason, "policies": policies,
+        }),
+        now,
+    )
+    .await
 }
 
 /// Person id to manager id, for everyone up the management lines of `seeds`.
@@ -579,7 +631,14 @@ pub(crate) async fn request_detail(inner: &Inner, id: &str) -> Result<RequestDet
             decisions,
         });
     }
-    Ok(RequestDetail { request, approvals })
+    let denied_by = tenure_store::request_denial(&mut c, id)
+        .await?
+        .unwrap_or_default();
+    Ok(RequestDetail {
+        request,
+        approvals,
+        denied_by,
+    })
 }
 
 /// One approval with its decisions.
@@ -724,6 +783,7 @@ async fn finish_approved(
             actor,
             reason: "the grant no longer waits for this approval".into(),
             by_run: None,
+            denied_by: None,
         };
         return close_withdrawn(inner, tx, row, &why, now).await;
     }
@@ -739,6 +799,7 @@ async fn finish_approved(
                 actor,
                 reason: "the access to extend is no longer held".into(),
                 by_run: None,
+                denied_by: None,
             };
             return close_withdrawn(inner, tx, row, &why, now).await;
         }
@@ -875,7 +936,13 @@ async fn release_request(
 }
 
 /// Break-glass access went ahead: tell the approvers it would have needed, for review.
-async fn notify_break_glass(inner: &Inner, tx: &mut Tx, r: &RequestRow, now: i64) -> Result<()> {
+async fn notify_break_glass(
+    inner: &Inner,
+    tx: &mut Tx,
+    r: &RequestRow,
+    overridden: &[String],
+    now: i64,
+) -> Result<()> {
     let mut to = Vec::new();
     let kinds: Vec<StageKind> = tenure_core::approval::STAGE_ORDER.to_vec();
     for k in kinds {
@@ -893,6 +960,7 @@ async fn notify_break_glass(inner: &Inner, tx: &mut Tx, r: &RequestRow, now: i64
         serde_json::json!({
             "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement,
             "requester": r.requester, "justification": r.justification, "review": true,
+            "sod_overridden": overridden,
         }),
         now,
     )
@@ -974,6 +1042,9 @@ pub(crate) struct Withdrawal<'a> {
     pub reason: String,
     /// The run that caused it (a later run of the person, or the cancelled run itself).
     pub by_run: Option<&'a str>,
+    /// The policies and rules that now deny the grant, when that is why: its access request
+    /// ends `denied` rather than `withdrawn`.
+    pub denied_by: Option<&'a [String]>,
 }
 
 /// Withdraws the pending approvals of these steps, which were cancelled before anyone decided:
@@ -1006,8 +1077,26 @@ async fn close_withdrawn(
     tenure_store::update_approval(tx.conn(), row).await?;
     scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
     scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
-    if let Some(request_id) = &row.request_id {
-        tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?;
+    match (&row.request_id, why.denied_by) {
+        (Some(request_id), Some(policies)) => {
+            tenure_store::deny_request_by_policy(tx.conn(), request_id, policies, now).await?;
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: why.actor.to_string(),
+                action: "request.denied".into(),
+                person_id: Some(row.person_id.clone()),
+                entitlement: Some(row.entitlement.clone()),
+                run_id: Some(row.run_id.clone()),
+                reason: format!("forbidden by {}", policies.join(", ")),
+                correlation_id: Some(request_id.clone()),
+                details: serde_json::json!({ "request_id": request_id, "policies": policies, "by_run": why.by_run }),
+                ..Default::default()
+            });
+        }
+        (Some(request_id), None) => {
+            tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?
+        }
+        (None, _) => {}
     }
     tx.audit(NewAudit {
         at_ms: now,
@@ -1020,6 +1109,7 @@ async fn close_withdrawn(
         correlation_id: Some(row.id.clone()),
         details: serde_json::json!({
             "approval_id": row.id, "request_id": row.request_id, "by_run": why.by_run,
+            "policies": why.denied_by,
         }),
         ..Default::default()
     });

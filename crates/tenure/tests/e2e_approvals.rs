@@ -867,3 +867,116 @@ async fn approvers_requesters_and_delegations_are_listed_paged_and_scoped() {
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// The demo's directory, support desk and separation-of-duties rule, with the demo's policies.
+const SUPPORT: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "ticketing"
+connector = "sandbox"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:admins"
+system = "directory"
+kind = "group"
+risk = "privileged"
+owner = "it-ops"
+[[entitlements]]
+id = "ticketing:agent"
+system = "ticketing"
+kind = "license"
+
+[[separation_of_duties]]
+id = "admins-are-not-support-agents"
+entitlements = ["directory:admins", "ticketing:agent"]
+
+[approvals]
+request_stages = ["manager"]
+[approvals.teams]
+it-ops = ["olga"]
+"#;
+
+const SUPPORT_TEMPLATES: &[(&str, &str)] = &[
+    ("all", "entitlements = [\"directory:staff\"]\n"),
+    (
+        "support",
+        "entitlements = [\"ticketing:agent\"]\n[match]\ndepartment = [\"Support\"]\n",
+    ),
+];
+
+/// Writes the demo's Cedar policies beside the test's `tenure.toml`.
+fn demo_policies(env: &TestEnv) {
+    let dir = env.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        ("approvals.cedar", include_str!("../demo/policies/approvals.cedar")),
+        ("base.cedar", include_str!("../demo/policies/base.cedar")),
+        ("contractors.cedar", include_str!("../demo/policies/contractors.cedar")),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// A support agent asks for the directory admins, then breaks the glass for them: separation of
+/// duties denies both, with the rule named, and nothing is granted; a contractor's break-glass
+/// for privileged access is denied by policy, never `approved`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
+    let env = TestEnv::new(SUPPORT, SUPPORT_TEMPLATES).await;
+    demo_policies(&env);
+    let s = env.start().await;
+    s.apply_ok(&person("mia", None)).await;
+    s.apply_ok(&person("olga", None)).await;
+    let mut sam = person("sam", Some("mia"));
+    sam["person"]["department"] = "Support".into();
+    s.apply_ok(&sam).await;
+    assert_eq!(
+        grants(&s.person("sam").await).get("ticketing:agent").map(String::as_str),
+        Some("granted")
+    );
+    let mut cora = person("cora", Some("mia"));
+    cora["person"]["worker_type"] = "contractor".into();
+    s.apply_ok(&cora).await;
+    let sam_token = token(&env, "sam", &["request", "break_glass"], Some("sam"));
+    let cora_token = token(&env, "cora", &["break_glass"], Some("cora"));
+
+    let asks = [
+        (&sam_token, false, "sod:admins-are-not-support-agents"),
+        (&sam_token, true, "sod:admins-are-not-support-agents"),
+        (&cora_token, true, "contractors-never-privileged"),
+    ];
+    for (t, break_glass, policy) in asks {
+        let body = json!({ "entitlement": "directory:admins", "justification": "printer outage",
+            "break_glass": break_glass });
+        let a = call(&s, Method::POST, "/api/v1/requests", t, Some(body)).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        let run = s.wait_run(a.body["run_id"].as_str().unwrap()).await;
+        assert_ne!(run["state"], "awaiting_approval", "{run:#}");
+        let note: Value = serde_json::from_str(run["note"].as_str().unwrap()).unwrap();
+        assert_eq!(note["denied"][0]["policies"], json!([policy]), "{run:#}");
+        let id = a.body["request_id"].as_str().unwrap();
+        let r = s.get(&format!("/api/v1/requests/{id}")).await;
+        assert_eq!(r["request"]["state"], "denied", "{r:#}");
+        assert_eq!(r["denied_by"], json!([policy]), "{r:#}");
+        let audit: Vec<Value> = s
+            .items("/api/v1/audit")
+            .await
+            .into_iter()
+            .filter(|e| e["correlation_id"] == id)
+            .collect();
+        let actions: Vec<&str> = audit.iter().filter_map(|e| e["action"].as_str()).collect();
+        assert!(actions.contains(&"request.denied"), "{actions:?}");
+        assert!(!actions.contains(&"request.approved"), "{actions:?}");
+    }
+    for who in ["sam", "cora"] {
+        let p = s.person(who).await;
+        assert_eq!(grants(&p).get("directory:admins"), None, "{p:#}");
+    }
+    let out = env.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
