@@ -1500,7 +1500,8 @@ client = "globex"
         let rules = format!(
             "{SOD_MAIN}\n[[separation_of_duties]]\nid = \"vendor-payments\"\nentitlements = [\"erp:vendors\", \"erp:payments\"]\n\n[[separation_of_duties]]\nid = \"admin-audit\"\nentitlements = [\"erp:{{client}}:admin\", \"erp:{{client}}:audit\"]\neffect = \"approval\"\n"
         );
-        let ok = format!("{rules}\n[approvals]\nbreak_glass_may_override = [\"vendor-payments\"]\n");
+        let ok =
+            format!("{rules}\n[approvals]\nbreak_glass_may_override = [\"vendor-payments\"]\n");
         let c = Config::parse(&file("tenure.toml", &ok), &[]).unwrap();
         assert_eq!(
             c.approvals.break_glass_may_override,

@@ -670,6 +670,14 @@ pub(crate) async fn decide(
     if row.state == ApprovalState::Withdrawn {
         return Err(withdrawn_conflict(&row));
     }
+    if let Some(person) = tenure_store::get_person(tx.conn(), actor).await?
+        && !person.status.is_working()
+    {
+        return Err(EngineError::Forbidden(format!(
+            "`{actor}` is {}: only people who work here decide approvals",
+            person.status
+        )));
+    }
     let delegators = tenure_store::delegators_of(tx.conn(), actor, now).await?;
     let parties = Parties {
         requester: &row.requester.clone(),
@@ -1191,6 +1199,135 @@ pub(crate) async fn escalate(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> 
     }
     tenure_store::update_approval(tx.conn(), &row).await?;
     Ok(())
+}
+
+/// `person` left (their leave is being planned, in `tx`): the tokens that act as them are
+/// revoked (a rehire does not bring them back; a new token does), and each pending approval
+/// that names them goes, for their part, to the first working manager above them, as an
+/// escalation would (`Chain::hand_over`), audited `approval.escalated`. Approvals for the
+/// leaver's own access are withdrawn by the leave itself.
+pub(crate) async fn on_person_left(
+    inner: &Inner,
+    tx: &mut Tx,
+    person: &str,
+    now: i64,
+) -> Result<()> {
+    let revoked = tenure_store::revoke_tokens_of_person(tx.conn(), person, now).await?;
+    for t in &revoked {
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "token.revoked".into(),
+            person_id: Some(person.to_string()),
+            reason: format!(
+                "`{person}` left: tokens that act as them stop working (a rehire needs a new token)"
+            ),
+            correlation_id: Some(t.id.clone()),
+            details: serde_json::json!({ "token_id": t.id, "name": t.name }),
+            ..Default::default()
+        });
+    }
+    let pending = tenure_store::pending_approvals_naming(tx.conn(), person).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let lines = working_lines(tx, [person.to_string()]).await?;
+    for mut row in pending {
+        let parties = Parties {
+            requester: &row.requester.clone(),
+            beneficiary: &row.person_id.clone(),
+        };
+        let stage_before = row.chain.current;
+        let added = row
+            .chain
+            .hand_over(person, &|p| lines.get(p).cloned(), parties);
+        row.state = row.chain.state;
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "approval.escalated".into(),
+            person_id: Some(row.person_id.clone()),
+            entitlement: Some(row.entitlement.clone()),
+            run_id: Some(row.run_id.clone()),
+            reason: if added.is_empty() {
+                format!(
+                    "approver `{person}` left; nobody above them to hand their part to: the approval waits for its escalation or deadline"
+                )
+            } else {
+                format!(
+                    "approver `{person}` left; their part goes to {}",
+                    added.join(", ")
+                )
+            },
+            correlation_id: Some(row.id.clone()),
+            details: serde_json::json!({
+                "approval_id": row.id, "stage": stage_before, "added": added, "left": person,
+            }),
+            ..Default::default()
+        });
+        if row.state == ApprovalState::Approved {
+            finish_approved(inner, tx, &mut row, "engine", now).await?;
+            continue;
+        }
+        if row.chain.current != stage_before {
+            row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
+            scheduler::schedule(
+                tx,
+                scheduler::ESCALATE,
+                &row.id,
+                row.stage_due_at,
+                serde_json::json!({}),
+                now,
+            )
+            .await?;
+        }
+        tenure_store::update_approval(tx.conn(), &row).await?;
+        if !added.is_empty() {
+            notify(
+                inner,
+                tx,
+                "approval.escalated",
+                &added,
+                serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "requester": row.requester, "left": person }),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Person id to the first manager above them who is still working (see
+/// `PersonStatus::is_working`), for everyone up the management lines of `seeds`: whoever
+/// takes over from someone who left must be able to decide.
+async fn working_lines(
+    tx: &mut Tx,
+    seeds: impl IntoIterator<Item = String>,
+) -> Result<HashMap<String, String>> {
+    let lines = management_lines(tx, seeds).await?;
+    let mut working = HashMap::new();
+    for p in lines.values() {
+        if !working.contains_key(p) {
+            let w = tenure_store::get_person(tx.conn(), p)
+                .await?
+                .is_some_and(|p| p.status.is_working());
+            working.insert(p.clone(), w);
+        }
+    }
+    let mut out = HashMap::new();
+    for start in lines.keys() {
+        let mut at = lines.get(start);
+        let mut steps = 0;
+        while let Some(m) = at {
+            if working.get(m).copied().unwrap_or(false) {
+                out.insert(start.clone(), m.clone());
+                break;
+            }
+            steps += 1;
+            at = if steps > 256 { None } else { lines.get(m) };
+        }
+    }
+    Ok(out)
 }
 
 /// The deadline timer of an approval fired: still undecided, it is denied automatically.

@@ -11,7 +11,7 @@ use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
 use tenure_core::sod::{self, SodEffect};
-use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person};
+use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
@@ -276,6 +276,13 @@ async fn plan_loaded(
         }
     };
     tenure_store::upsert_person(tx.conn(), &applied.person, now).await?;
+    if applied.person.status == PersonStatus::Terminated
+        && stored
+            .as_ref()
+            .is_some_and(|s| s.status != PersonStatus::Terminated)
+    {
+        approvals::on_person_left(inner, tx, &applied.person.id, now).await?;
+    }
     if let Some(client) = &applied.client {
         let before = tenure_store::clients_by_ids(tx.conn(), &[client.id.as_str()]).await?;
         tenure_store::upsert_client(tx.conn(), client).await?;

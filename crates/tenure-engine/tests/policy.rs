@@ -822,7 +822,11 @@ impl Harness {
             .map_or(Value::Null, |n| serde_json::from_str(n).unwrap())
     }
 
-    async fn audit_of(&self, action: &str, correlation: &str) -> Vec<tenure_core::audit::AuditEntry> {
+    async fn audit_of(
+        &self,
+        action: &str,
+        correlation: &str,
+    ) -> Vec<tenure_core::audit::AuditEntry> {
         let mut c = self.engine.store().reader().await.unwrap();
         tenure_store::audit_page(&mut c, 0, None, 100_000)
             .await
@@ -1045,7 +1049,15 @@ async fn every_rule_holds_on_a_policy_reload() {
                     "{case}"
                 );
                 // The request's run, left with nothing to do, ended; nothing was granted.
-                assert!(h.engine.run_detail(&run).await.unwrap().run.state.is_terminal());
+                assert!(
+                    h.engine
+                        .run_detail(&run)
+                        .await
+                        .unwrap()
+                        .run
+                        .state
+                        .is_terminal()
+                );
                 assert_eq!(h.grant_state(&person, rule.target()).await, None, "{case}");
             }
             Rule::SodApproval => {
@@ -1078,14 +1090,19 @@ async fn every_rule_holds_on_a_policy_reload() {
 /// still stop it, and a request that is not break-glass is denied as before.
 #[tokio::test]
 async fn break_glass_overrides_only_the_rules_the_configuration_names() {
-    let main = format!("{CONFIG}\n[approvals]\nbreak_glass_may_override = [\"vendors-payments\"]\n");
+    let main =
+        format!("{CONFIG}\n[approvals]\nbreak_glass_may_override = [\"vendors-payments\"]\n");
     let h = harness_from(config_from(&main), POLICIES).await;
 
     let run = h.send(&buyer("bg1", "Buyer")).await;
     h.reach(&run, RunState::Succeeded).await;
     let (request, run) = h.ask("bg1", "erp:payments", true).await;
     assert_eq!(h.settle(&run).await, RunState::Succeeded);
-    assert!(h.memberships("bg1").await.contains(&"erp:payments".to_string()));
+    assert!(
+        h.memberships("bg1")
+            .await
+            .contains(&"erp:payments".to_string())
+    );
     let note = h.note(&run).await;
     assert_eq!(
         note["break_glass_overrides"],
@@ -1098,8 +1115,14 @@ async fn break_glass_overrides_only_the_rules_the_configuration_names() {
     let overrides = h.audit_of("request.sod_overridden", &request).await;
     assert_eq!(overrides.len(), 1);
     assert_eq!(overrides[0].actor, "bg1");
-    assert!(overrides[0].reason.contains("sod:vendors-payments"), "{overrides:?}");
-    assert_eq!(h.engine.request(&request).await.unwrap().request.state, "approved");
+    assert!(
+        overrides[0].reason.contains("sod:vendors-payments"),
+        "{overrides:?}"
+    );
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "approved"
+    );
 
     // The same grant asked for without break-glass: the rule denies it.
     let run = h.send(&buyer("bg2", "Buyer")).await;
@@ -1116,6 +1139,14 @@ async fn break_glass_overrides_only_the_rules_the_configuration_names() {
     let detail = h.engine.request(&request).await.unwrap();
     assert_eq!(detail.request.state, "denied");
     assert_eq!(detail.denied_by, vec!["contractors-never-privileged"]);
-    assert!(h.audit_of("request.sod_overridden", &request).await.is_empty());
-    assert!(!h.memberships("bg2").await.contains(&"directory:admins".to_string()));
+    assert!(
+        h.audit_of("request.sod_overridden", &request)
+            .await
+            .is_empty()
+    );
+    assert!(
+        !h.memberships("bg2")
+            .await
+            .contains(&"directory:admins".to_string())
+    );
 }

@@ -631,6 +631,23 @@ pub async fn list_approvals(
     rows.iter().map(approval_row).collect()
 }
 
+/// The pending approvals whose stages name `approver`, oldest first.
+pub async fn pending_approvals_naming(
+    c: &mut AnyConnection,
+    approver: &str,
+) -> Result<Vec<ApprovalRow>> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'
+           AND id IN (SELECT approval_id FROM approval_approvers WHERE approver = $1)
+         ORDER BY id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(approver.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(approval_row).collect()
+}
+
 /// The pending approvals of these steps.
 pub async fn pending_approvals_of_steps(
     c: &mut AnyConnection,

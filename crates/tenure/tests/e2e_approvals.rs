@@ -914,9 +914,15 @@ fn demo_policies(env: &TestEnv) {
     let dir = env.dir.path().join("policies");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in [
-        ("approvals.cedar", include_str!("../demo/policies/approvals.cedar")),
+        (
+            "approvals.cedar",
+            include_str!("../demo/policies/approvals.cedar"),
+        ),
         ("base.cedar", include_str!("../demo/policies/base.cedar")),
-        ("contractors.cedar", include_str!("../demo/policies/contractors.cedar")),
+        (
+            "contractors.cedar",
+            include_str!("../demo/policies/contractors.cedar"),
+        ),
     ] {
         std::fs::write(dir.join(name), text).unwrap();
     }
@@ -936,7 +942,9 @@ async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
     sam["person"]["department"] = "Support".into();
     s.apply_ok(&sam).await;
     assert_eq!(
-        grants(&s.person("sam").await).get("ticketing:agent").map(String::as_str),
+        grants(&s.person("sam").await)
+            .get("ticketing:agent")
+            .map(String::as_str),
         Some("granted")
     );
     let mut cora = person("cora", Some("mia"));
@@ -979,4 +987,105 @@ async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
     }
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// A manager leaves while an approval waits on them: their token stops working at once (no
+/// cache outlives the leave), the approval goes to their own manager, and a rehire does not
+/// bring the old token back; a new one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaver_s_tokens_stop_and_their_approvals_go_up_the_line() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    for (id, m) in [
+        ("ceo", None),
+        ("mia", Some("ceo")),
+        ("olga", Some("ceo")),
+        ("ann", Some("mia")),
+    ] {
+        s.apply_ok(&person(id, m)).await;
+    }
+    let ann = token(&env, "ann", &["request"], Some("ann"));
+    let mia = token(&env, "mia", &["approve"], Some("mia"));
+    let ceo = token(&env, "ceo", &["approve"], Some("ceo"));
+    let ask = json!({ "entitlement": "db:prod-admin", "justification": "failover drill" });
+    let (run_id, id) = ask_first_approval(&s, &ann, ask, &mia).await;
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+
+    s.apply_ok(&json!({ "type": "leave", "person": { "id": "mia" } }))
+        .await;
+    let decision = json!({ "decision": "approve", "comment": "fine" });
+    let path = format!("/api/v1/approvals/{id}/decision");
+    let a = call(&s, Method::POST, &path, &mia, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    let message = a.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("who has left"), "{message}");
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+
+    // The manager stage is the ceo's now; the owner stage is still olga's.
+    let a = call(&s, Method::GET, "/api/v1/approvals", &ceo, None).await;
+    assert_eq!(a.body["items"][0]["id"], id, "{}", a.body);
+    let audit = s.items("/api/v1/audit").await;
+    let by = |action: &str| -> Vec<Value> {
+        audit
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    };
+    let esc = by("approval.escalated");
+    assert_eq!(esc.len(), 1, "{esc:#?}");
+    assert_eq!(
+        esc[0]["reason"],
+        "approver `mia` left; their part goes to ceo"
+    );
+    let revoked = by("token.revoked");
+    assert_eq!(revoked.len(), 1, "{revoked:#?}");
+    assert_eq!(revoked[0]["actor"], "engine");
+    let a = call(&s, Method::POST, &path, &ceo, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let olga = token(&env, "olga", &["approve"], Some("olga"));
+    let a = call(&s, Method::POST, &path, &olga, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.wait_run(&run_id).await["state"], "succeeded");
+
+    // Rehired: the old token stays revoked; a new one works.
+    s.apply_ok(
+        &json!({ "type": "rehire", "person": { "id": "mia", "name": "N mia",
+        "email": "mia@example.com", "worker_type": "employee", "manager": "ceo" } }),
+    )
+    .await;
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was revoked"),
+        "{}",
+        a.body
+    );
+    let again = token(&env, "mia-again", &["approve"], Some("mia"));
+    let a = call(&s, Method::GET, "/api/v1/approvals", &again, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+
+    // A token made for someone who has not started yet works from their first day only.
+    s.apply_ok(
+        &json!({ "type": "hire", "person": { "id": "neo", "name": "N neo",
+        "email": "neo@example.com", "worker_type": "employee", "manager": "ceo",
+        "start_date": "2999-01-01" } }),
+    )
+    .await;
+    let neo = token(&env, "neo", &["request"], Some("neo"));
+    let a = call(&s, Method::GET, "/api/v1/requests", &neo, None).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not started yet"),
+        "{}",
+        a.body
+    );
 }
