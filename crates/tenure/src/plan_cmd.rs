@@ -144,7 +144,7 @@ async fn local(args: &PlanArgs, event: Option<Value>) -> Result<Value> {
         policy: Arc::new(loaded.policy),
         label: "what-if".into(),
     };
-    let store = args.db.open().await?;
+    let store = args.db.open_existing().await?;
     let now = chrono::Utc::now().timestamp_millis();
     let started = std::time::Instant::now();
     let result = match event {
