@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use reqwest::{Method, StatusCode};
 use std::process::{Command, Output};
 use tenure_api::Scope;
 
@@ -172,4 +173,74 @@ fn help_lists_every_command_and_token_create_every_scope() {
     for scope in Scope::ALL {
         assert!(err.contains(scope.as_str()), "{scope} not named: {err}");
     }
+}
+
+/// `tenure serve` on this test's database, without a bootstrap token unless `token` is given.
+fn serve(env: &TestEnv, listen: &str, token: Option<&str>) -> Command {
+    let mut cmd = env.command();
+    cmd.env_remove("TENURE_BOOTSTRAP_TOKEN");
+    if let Some(t) = token {
+        cmd.env("TENURE_BOOTSTRAP_TOKEN", t);
+    }
+    cmd.args(["serve", "--listen", listen, "--config"])
+        .arg(&env.config)
+        .args(env.db_args());
+    cmd
+}
+
+#[tokio::test]
+async fn a_busy_port_loses_no_admin_token_and_an_unused_bootstrap_token_is_announced() {
+    let env = TestEnv::new(
+        "[[systems]]\nid = \"directory\"\nconnector = \"sandbox\"\n",
+        &[],
+    )
+    .await;
+
+    // The port is taken: the start fails, and no admin token was made or shown.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let o = serve(&env, &addr, None)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", describe(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(!stdout.contains("admin token"), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("error: binding {addr}: "))),
+        "{}",
+        describe(&o)
+    );
+    drop(busy);
+
+    // The next start makes the admin token and shows it, with the server listening.
+    let mut s = spawn(serve(&env, "127.0.0.1:0", None)).await;
+    let logs = s.log_text();
+    let secret = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token (shown once, store it now): "))
+        .unwrap_or_else(|| panic!("no admin token shown:\n{logs}"))
+        .trim()
+        .to_string();
+    let a = s
+        .request(Method::GET, "/api/v1/people", Some(&secret), &[], None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    s.stop();
+
+    // A TENURE_BOOTSTRAP_TOKEN given to a database that has tokens is not made: start says so.
+    let mut s = spawn(serve(&env, "127.0.0.1:0", Some(TOKEN))).await;
+    let logs = s.log_text();
+    assert!(
+        logs.contains("TENURE_BOOTSTRAP_TOKEN is ignored: this database already has tokens"),
+        "{logs}"
+    );
+    assert!(!logs.contains("admin token"), "{logs}");
+    let a = s
+        .request(Method::GET, "/api/v1/people", Some(TOKEN), &[], None)
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    s.stop();
 }
