@@ -175,6 +175,25 @@ fn help_lists_every_command_and_token_create_every_scope() {
     }
 }
 
+#[test]
+fn the_release_profile_ships_no_debug_information() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cargo: toml::Table = toml::from_str(&text).unwrap();
+    let release = &cargo["profile"]["release"];
+    // Line tables made the binary 195 MB; panics name file and line without them.
+    assert_eq!(
+        release.get("debug").and_then(|d| d.as_bool()),
+        Some(false),
+        "{release}"
+    );
+    assert_eq!(
+        release.get("strip").and_then(|s| s.as_str()),
+        Some("debuginfo"),
+        "{release}"
+    );
+}
+
 /// `tenure serve` on this test's database, without a bootstrap token unless `token` is given.
 fn serve(env: &TestEnv, listen: &str, token: Option<&str>) -> Command {
     let mut cmd = env.command();
