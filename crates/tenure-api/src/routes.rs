@@ -569,10 +569,12 @@ struct SimulateBody {
     event: Option<Value>,
     #[serde(default)]
     config: Option<String>,
+    /// Laid over the folder's templates by name; `null` removes one.
     #[serde(default)]
-    templates: Option<std::collections::BTreeMap<String, String>>,
+    templates: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// Laid over the folder's policies by name; `null` removes one.
     #[serde(default)]
-    policies: Option<std::collections::BTreeMap<String, String>>,
+    policies: Option<std::collections::BTreeMap<String, Option<String>>>,
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -600,6 +602,9 @@ async fn simulate(
         templates: body.templates,
         policies: body.policies,
     };
+    files
+        .check_names()
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
     let started = std::time::Instant::now();
     let result = match (body.event, files.is_empty()) {
         (Some(_), false) => {
