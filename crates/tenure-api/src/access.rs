@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tenure_core::approval::{ApprovalState, Verdict};
 use tenure_engine::NewRequest;
 
-/// The longest justification or comment accepted.
-const MAX_TEXT: usize = 2_000;
+/// The longest justification or comment accepted, in characters.
+const MAX_TEXT: usize = tenure_core::text::MAX_TEXT;
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -32,12 +32,7 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
     if v.is_empty() {
         return Err(ApiError::invalid(field, "must not be empty"));
     }
-    if v.len() > MAX_TEXT {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {MAX_TEXT} bytes"),
-        ));
-    }
+    tenure_core::text::check(v, MAX_TEXT).map_err(|e| ApiError::invalid(field, e.to_string()))?;
     Ok(v.to_string())
 }
 
