@@ -171,6 +171,7 @@ async fn post_event(
             ),
             field: Some("Idempotency-Key".into()),
         }),
+        IngestOutcome::Refused { field, message } => Err(ApiError::invalid(field, message)),
     }
 }
 

@@ -432,6 +432,19 @@ impl Engine {
         ingest::submit(&self.inner, submission).await
     }
 
+    /// Whether each event names only people and clients tenure knows, as [`Engine::submit`]
+    /// will judge it when they are submitted in turn (see [`tenure_core::known`]), without
+    /// storing anything: for a front end that refuses a whole payload when one of its events
+    /// would be refused.
+    pub async fn vet(
+        &self,
+        events: &[&tenure_core::event::EventInput],
+    ) -> Result<Vec<Result<(), tenure_core::event::EventError>>> {
+        let mut c = self.inner.store.reader().await?;
+        let config = self.inner.rules().config.clone();
+        ingest::vet(&mut c, &config, events, tenure_core::known::Batch::InTurn).await
+    }
+
     /// Stores events inside the caller's transaction, exactly as [`Engine::submit`] would
     /// (idempotency keys, runs, audit, planning what is due), so that a change and the events
     /// it causes commit together: a front end with a write transaction of its own (the SCIM
