@@ -81,6 +81,18 @@ pub enum EngineError {
     ShuttingDown,
 }
 
+/// Every kind of run: one per event type, then `request`, `expiry` and `reconcile`.
+pub fn run_kinds() -> impl Iterator<Item = &'static str> {
+    tenure_core::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain([
+            approvals::REQUEST_RUN,
+            scheduler::EXPIRY_RUN,
+            planning::RECONCILE,
+        ])
+}
+
 /// Shorthand for engine results.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
