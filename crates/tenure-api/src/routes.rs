@@ -1,7 +1,7 @@
 //! Routes and handlers.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
-use crate::query::Query;
+use crate::query::{NoParameters, Query};
 use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
 use crate::{ApiError, AppState, OPENAPI, access};
 use axum::body::Bytes;
@@ -32,6 +32,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/runs/{id}/retry", post(retry_run))
         .route("/api/v1/entitlements", get(list_entitlements))
+        .route("/api/v1/clients", get(crate::clients::list_clients))
+        .route("/api/v1/clients/{id}", get(crate::clients::get_client))
+        .route("/api/v1/engagements", get(crate::clients::list_engagements))
         .route("/api/v1/systems", get(list_systems))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -63,7 +66,20 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/hr/{source}", post(post_hr))
         .nest("/scim/v2", crate::scim::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // After every route: axum adds the `Allow` header to this answer.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; the Allow header lists what is",
+            uri.path()
+        ),
+    )
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
@@ -171,6 +187,7 @@ async fn post_event(
             ),
             field: Some("Idempotency-Key".into()),
         }),
+        IngestOutcome::Refused { field, message } => Err(ApiError::invalid(field, message)),
     }
 }
 
@@ -201,9 +218,50 @@ fn ms_to_rfc3339(ms: i64) -> String {
 // ---------------------------------------------------------------- people
 
 #[derive(Deserialize)]
-struct Page {
+struct PeopleQuery {
+    status: Option<String>,
+    department: Option<String>,
+    worker_type: Option<String>,
+    /// The manager's person id: their direct reports.
+    manager: Option<String>,
+    /// People with an active engagement with this client.
+    client: Option<String>,
+    /// Text in the name or email, ignoring case.
+    q: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
+}
+
+/// A closed value (`status=active`) parsed, or a 400 naming the parameter and what it may be.
+pub(crate) fn parse_param<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(|v| v.parse::<T>())
+        .transpose()
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+/// An RFC 3339 time parameter (`since`, `until`) as epoch milliseconds.
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| {
+                    ApiError::invalid(
+                        name,
+                        format!(
+                            "`{v}` is not an RFC 3339 time such as 2026-01-31T09:00:00Z ({e}); in a URL, write `+` as %2B"
+                        ),
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// A page's size: 100 unless asked, at most 1000.
@@ -218,12 +276,22 @@ pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
 async fn list_people(
     State(s): State<AppState>,
     p: Principal,
-    Query(q): Query<Page>,
+    Query(q): Query<PeopleQuery>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
-    let limit = limit(q.limit)?;
+    let filter = tenure_store::PeopleFilter {
+        status: parse_param("status", q.status.as_deref())?,
+        department: q.department.as_deref(),
+        worker_type: parse_param("worker_type", q.worker_type.as_deref())?,
+        manager: q.manager.as_deref(),
+        client: q.client.as_deref(),
+        text: q.q.as_deref(),
+        after: q.after.as_deref(),
+        limit: limit(q.limit)?,
+    };
+    let limit = filter.limit;
     let mut c = s.store().reader().await?;
-    let people = tenure_store::list_people(&mut c, q.after.as_deref(), limit).await?;
+    let people = tenure_store::people_matching(&mut c, &filter).await?;
     let next = (people.len() as i64 == limit)
         .then(|| people.last().map(|p| p.id.clone()))
         .flatten();
@@ -284,6 +352,12 @@ async fn get_person(
 struct RunQuery {
     state: Option<String>,
     person: Option<String>,
+    /// An event type, `request`, `expiry` or `reconcile`.
+    kind: Option<String>,
+    /// Runs created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Runs created before this RFC 3339 time.
+    until: Option<String>,
     before: Option<String>,
     limit: Option<i64>,
 }
@@ -295,21 +369,29 @@ async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
-    let state = q
-        .state
-        .as_deref()
-        .map(str::parse::<RunState>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("state", e.to_string()))?;
-    let mut c = s.store().reader().await?;
-    let runs = tenure_store::list_runs(
-        &mut c,
-        state,
-        q.person.as_deref(),
-        q.before.as_deref(),
+    if let Some(kind) = q.kind.as_deref()
+        && !tenure_engine::run_kinds().any(|k| k == kind)
+    {
+        let kinds: Vec<&str> = tenure_engine::run_kinds().collect();
+        return Err(ApiError::invalid(
+            "kind",
+            format!(
+                "unknown run kind `{kind}`, expected one of: {}",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    let filter = tenure_store::RunFilter {
+        state: parse_param::<RunState>("state", q.state.as_deref())?,
+        person: q.person.as_deref(),
+        kind: q.kind.as_deref(),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        before: q.before.as_deref(),
         limit,
-    )
-    .await?;
+    };
+    let mut c = s.store().reader().await?;
+    let runs = tenure_store::runs_matching(&mut c, &filter).await?;
     let next = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
@@ -378,17 +460,45 @@ async fn retry_run(
 
 // ---------------------------------------------------------------- catalog
 
+#[derive(Deserialize)]
+struct EntitlementQuery {
+    system: Option<String>,
+    risk: Option<String>,
+    client: Option<String>,
+    /// The owner (a person id or a team name).
+    owner: Option<String>,
+}
+
+/// The catalog is configuration, held in memory: filtered there, whole (it is bounded by the
+/// configuration's size).
 async fn list_entitlements(
     State(s): State<AppState>,
     p: Principal,
+    Query(q): Query<EntitlementQuery>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
+    let risk = parse_param::<tenure_core::Risk>("risk", q.risk.as_deref())?;
     let config = s.engine().config();
-    let items: Vec<_> = config.entitlements.values().collect();
+    let is =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    let items: Vec<_> = config
+        .entitlements
+        .values()
+        .filter(|e| {
+            is(&q.system, Some(&e.system))
+                && risk.is_none_or(|r| e.risk == r)
+                && is(&q.client, e.client.as_deref())
+                && is(&q.owner, e.owner.as_deref())
+        })
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
-async fn list_systems(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn list_systems(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(_): Query<NoParameters>,
+) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
     Ok(Json(json!({ "items": s.engine().systems().await })))
 }
@@ -399,6 +509,15 @@ async fn list_systems(State(s): State<AppState>, p: Principal) -> Result<Json<Va
 struct AuditQuery {
     after: Option<i64>,
     person: Option<String>,
+    /// The token name or component that acted.
+    actor: Option<String>,
+    action: Option<String>,
+    system: Option<String>,
+    entitlement: Option<String>,
+    /// Entries written at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Entries written before this RFC 3339 time.
+    until: Option<String>,
     limit: Option<i64>,
 }
 
@@ -409,9 +528,19 @@ async fn list_audit(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
+    let filter = tenure_store::AuditFilter {
+        after: q.after.unwrap_or(0),
+        person: q.person.as_deref(),
+        actor: q.actor.as_deref(),
+        action: q.action.as_deref(),
+        system: q.system.as_deref(),
+        entitlement: q.entitlement.as_deref(),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        limit,
+    };
     let mut c = s.store().reader().await?;
-    let items =
-        tenure_store::audit_page(&mut c, q.after.unwrap_or(0), q.person.as_deref(), limit).await?;
+    let items = tenure_store::audit_matching(&mut c, &filter).await?;
     let next = (items.len() as i64 == limit)
         .then(|| items.last().map(|e| e.seq))
         .flatten();
@@ -567,7 +696,11 @@ pub async fn revoke_token_by_id(
     })
 }
 
-async fn list_tokens(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn list_tokens(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(_): Query<NoParameters>,
+) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Admin)?;
     let mut c = s.store().reader().await?;
     Ok(Json(

@@ -150,8 +150,8 @@ async fn finish(
 }
 
 /// `POST /api/v1/hr/{source}`: an HR system's change notice, mapped by `[hr.<source>]`.
-/// Every change is mapped and checked before any is submitted: a bad one refuses the whole
-/// payload (400) with nothing stored.
+/// Every change is mapped and checked before any is submitted, the people and clients it names
+/// too: a bad one refuses the whole payload (400) with nothing stored.
 pub(crate) async fn post_hr(
     State(s): State<AppState>,
     p: Principal,
@@ -171,6 +171,26 @@ pub(crate) async fn post_hr(
     let mapped = mapping
         .map(&payload)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let batch: Vec<&tenure_core::event::EventInput> = mapped
+        .iter()
+        .filter_map(|m| match m {
+            Mapped::Event(e) => Some(&**e),
+            Mapped::Skipped { .. } => None,
+        })
+        .collect();
+    let verdicts = s.engine().vet(&batch).await?;
+    let refused = mapped
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m, Mapped::Event(_)))
+        .zip(verdicts)
+        .find_map(|((i, _), v)| v.err().map(|e| (i, e)));
+    if let Some((i, e)) = refused {
+        return Err(ApiError::invalid(
+            e.field,
+            format!("change {i}: {}", e.message),
+        ));
+    }
     let mut events = Vec::new();
     let mut skipped = Vec::new();
     for (i, m) in mapped.into_iter().enumerate() {
@@ -194,6 +214,10 @@ pub(crate) async fn post_hr(
                             "idempotency_key_reused",
                             format!("change {i}: id `{key}` was already used by event {event_id} with a different body"),
                         ));
+                    }
+                    // Checked above; someone's hire cancelled meanwhile can still get here.
+                    IngestOutcome::Refused { field, message } => {
+                        return Err(ApiError::invalid(field, format!("change {i}: {message}")));
                     }
                 }
             }

@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod config;
 pub mod event;
 pub mod hr;
+pub mod known;
 pub mod model;
 pub mod planner;
 pub mod retry;

@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tenure_core::PersonStatus;
-use tenure_core::event::{EventInput, EventType};
+use tenure_core::config::Config;
+use tenure_core::event::{EventError, EventInput, EventType};
+use tenure_core::known;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,6 +40,14 @@ pub enum IngestOutcome {
         key: String,
         /// The event stored under it.
         event_id: String,
+    },
+    /// Not stored: the event names a person or a client tenure does not know (see
+    /// [`tenure_core::known`]).
+    Refused {
+        /// The field naming the stranger: `person.id` or `engagement.client`.
+        field: String,
+        /// Why, for people.
+        message: String,
     },
 }
 
@@ -195,9 +205,17 @@ pub(crate) async fn store_events(
             seen.remember(&e.idem_key, e.source_id.as_deref(), known);
         }
     }
+    let batch: Vec<&EventInput> = subs.iter().map(|(s, _)| &s.event).collect();
+    let verdicts = vet(
+        tx.conn(),
+        &inner.rules().config,
+        &batch,
+        known::Batch::Together,
+    )
+    .await?;
     let mut outcomes = Vec::with_capacity(subs.len());
     let (mut events, mut runs, mut due) = (Vec::new(), Vec::new(), Vec::new());
-    for &(sub, received_at) in subs {
+    for (&(sub, received_at), verdict) in subs.iter().zip(verdicts) {
         // The event's canonical JSON: stored as its body, and hashed to tell a retry (same
         // event, whatever its whitespace or key order on the wire) from a different event.
         let body = serde_json::to_string(&sub.event).expect("events serialize");
@@ -221,6 +239,10 @@ pub(crate) async fn store_events(
                     event_id: prior.id.clone(),
                 }
             });
+            continue;
+        }
+        if let Err(EventError { field, message }) = verdict {
+            outcomes.push(IngestOutcome::Refused { field, message });
             continue;
         }
         let run_id = uuid::Uuid::now_v7().to_string();
@@ -317,4 +339,38 @@ pub(crate) async fn store_events(
     batch.finish(inner, tx, now).await?;
     worker::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
+}
+
+/// Each event's verdict on the people and clients it names: known to the batch itself, to the
+/// configuration, or to the store (see [`tenure_core::known`]). Two lookups at most, and none
+/// for a batch of hires and engagements with configured clients.
+pub(crate) async fn vet(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    events: &[&EventInput],
+    batch: known::Batch,
+) -> Result<Vec<Result<(), EventError>>> {
+    let ask = known::unvouched(events);
+    let people: Vec<&str> = ask.people.into_iter().collect();
+    let clients: Vec<&str> = ask
+        .clients
+        .into_iter()
+        .filter(|id| !config.clients.contains_key(*id))
+        .collect();
+    let known_people = if people.is_empty() {
+        Default::default()
+    } else {
+        tenure_store::known_people(c, &people).await?
+    };
+    let known_clients = if clients.is_empty() {
+        Default::default()
+    } else {
+        tenure_store::known_clients(c, &clients).await?
+    };
+    Ok(known::check(
+        events,
+        batch,
+        |p| known_people.contains(p),
+        |id| config.clients.contains_key(id) || known_clients.contains(id),
+    ))
 }

@@ -81,6 +81,18 @@ pub enum EngineError {
     ShuttingDown,
 }
 
+/// Every kind of run: one per event type, then `request`, `expiry` and `reconcile`.
+pub fn run_kinds() -> impl Iterator<Item = &'static str> {
+    tenure_core::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain([
+            approvals::REQUEST_RUN,
+            scheduler::EXPIRY_RUN,
+            planning::RECONCILE,
+        ])
+}
+
 /// Shorthand for engine results.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -430,6 +442,19 @@ impl Engine {
     /// Stores an event durably and starts its run; see [`Submission`].
     pub async fn submit(&self, submission: Submission) -> Result<IngestOutcome> {
         ingest::submit(&self.inner, submission).await
+    }
+
+    /// Whether each event names only people and clients tenure knows, as [`Engine::submit`]
+    /// will judge it when they are submitted in turn (see [`tenure_core::known`]), without
+    /// storing anything: for a front end that refuses a whole payload when one of its events
+    /// would be refused.
+    pub async fn vet(
+        &self,
+        events: &[&tenure_core::event::EventInput],
+    ) -> Result<Vec<Result<(), tenure_core::event::EventError>>> {
+        let mut c = self.inner.store.reader().await?;
+        let config = self.inner.rules().config.clone();
+        ingest::vet(&mut c, &config, events, tenure_core::known::Batch::InTurn).await
     }
 
     /// Stores events inside the caller's transaction, exactly as [`Engine::submit`] would

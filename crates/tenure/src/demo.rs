@@ -109,6 +109,9 @@ async fn submit(engine: &Engine, body: &str) -> Result<()> {
     {
         IngestOutcome::Accepted { .. } => Ok(()),
         IngestOutcome::KeyReused { key, .. } => anyhow::bail!("demo event key {key} reused"),
+        IngestOutcome::Refused { field, message } => {
+            anyhow::bail!("demo event refused: {field}: {message}")
+        }
     }
 }
 

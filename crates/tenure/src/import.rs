@@ -680,6 +680,9 @@ async fn submit(engine: &Engine, event: EventInput) -> Sent {
                     "event id `{key}` was already used for a different event ({event_id})"
                 ));
             }
+            Ok(IngestOutcome::Refused { field, message }) => {
+                return Sent::Refused(format!("{field}: {message}"));
+            }
             Err(EngineError::Unavailable(m)) if attempt < 4 => {
                 tracing::warn!(error = %m, "storing an event failed; retrying");
             }

@@ -832,7 +832,8 @@ fn submission(p: &Prepared, version: i64) -> Option<Submission> {
 }
 
 /// Stores the events of changes inside `tx`; each must be accepted (a key already taken by
-/// another event would be a bug: the key names the user's new version).
+/// another event would be a bug: the key names the user's new version). A change whose event
+/// tenure refuses (its person's hire was cancelled before it took effect) is refused too.
 async fn store_events(
     engine: &Engine,
     tx: &mut tenure_store::Tx,
@@ -848,11 +849,17 @@ async fn store_events(
         );
     }
     for outcome in outcomes {
-        if let IngestOutcome::KeyReused { key, event_id } = outcome {
-            return Err(ApiError::internal(format!(
-                "the event key `{key}` is already taken by event {event_id}"
-            ))
-            .into());
+        match outcome {
+            IngestOutcome::Accepted { .. } => {}
+            IngestOutcome::KeyReused { key, event_id } => {
+                return Err(ApiError::internal(format!(
+                    "the event key `{key}` is already taken by event {event_id}"
+                ))
+                .into());
+            }
+            IngestOutcome::Refused { message, .. } => {
+                return Err(err(ScimType::InvalidValue, message));
+            }
         }
     }
     Ok(())
