@@ -8,12 +8,14 @@
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
 mod approvals;
+mod observe;
 mod queries;
 mod scim;
 mod tasks;
 mod tx;
 
 pub use approvals::*;
+pub use observe::*;
 pub use queries::*;
 pub use scim::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
