@@ -202,6 +202,7 @@ impl Harness {
                 event,
                 idempotency_key: None,
                 actor: "test".into(),
+                request_id: None,
             })
             .await
             .unwrap()

@@ -97,8 +97,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let loader = config_files::rules_loader(args.config.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(engine.clone(), loader.clone()));
-    let app = tenure_api::router(AppState::with_rules(engine.clone(), Some(metrics), loader))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    // The router logs and counts every request under its request id.
+    let app = tenure_api::router(AppState::with_rules(engine.clone(), Some(metrics), loader));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
