@@ -6,7 +6,7 @@
 
 use crate::auth::{Principal, Scope};
 use crate::query::Query;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -156,17 +156,16 @@ fn whose<'a>(
     }
 }
 
-/// A page of `items` as the list endpoints answer: `next_<cursor>` is the last item's id when
-/// the page is full (there may be more), null on the last page.
-fn page<T: serde::Serialize>(
-    items: Vec<T>,
-    limit: i64,
-    cursor: &str,
-    id: impl Fn(&T) -> &str,
-) -> Json<Value> {
-    let next = (items.len() as i64 == limit)
+/// The cursor of the page after `items`: the last item's id when the page is full (there may
+/// be more), none on the last page.
+fn next_of<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Option<String> {
+    (items.len() as i64 == limit)
         .then(|| items.last().map(|i| id(i).to_string()))
-        .flatten();
+        .flatten()
+}
+
+/// A page of `items` as the list endpoints answer, with `next_<cursor>` (see [`next_of`]).
+fn page<T: serde::Serialize>(items: Vec<T>, next: Option<String>, cursor: &str) -> Json<Value> {
     let mut v = json!({ "items": items });
     v[format!("next_{cursor}")] = json!(next);
     Json(v)
@@ -218,7 +217,9 @@ pub(crate) async fn list_requests(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_requests(&mut c, &filter).await?;
-    Ok(page(items, limit, "before", |r| &r.id))
+    let next = next_of(&items, limit, |r| &r.id);
+    let items = items.into_iter().map(views::Request::from).collect();
+    Ok(page(items, next, "before"))
 }
 
 pub(crate) async fn get_request(
@@ -234,7 +235,7 @@ pub(crate) async fn get_request(
     if !own {
         p.require(Scope::Read)?;
     }
-    Ok(Json(json!(detail)))
+    Ok(Json(json!(views::RequestDetail::from(detail))))
 }
 
 #[derive(Deserialize)]
@@ -295,7 +296,9 @@ pub(crate) async fn list_approvals(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_approvals(&mut c, &filter).await?;
-    Ok(page(items, limit, "after", |a| &a.id))
+    let next = next_of(&items, limit, |a| &a.id);
+    let items = items.into_iter().map(views::Approval::from).collect();
+    Ok(page(items, next, "after"))
 }
 
 pub(crate) async fn get_approval(
@@ -332,7 +335,7 @@ pub(crate) async fn get_approval(
             ));
         }
     }
-    Ok(Json(json!(detail)))
+    Ok(Json(json!(views::ApprovalDetail::from(detail))))
 }
 
 #[derive(Deserialize)]
@@ -356,7 +359,7 @@ pub(crate) async fn post_decision(
         .engine()
         .decide_approval(&id, &actor, d.decision, &comment)
         .await?;
-    Ok(Json(json!(detail)))
+    Ok(Json(json!(views::ApprovalDetail::from(detail))))
 }
 
 #[derive(Deserialize)]
@@ -395,7 +398,11 @@ pub(crate) async fn post_delegation(
             &p.name,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(row))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(views::Delegation::from(row))),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -431,7 +438,9 @@ pub(crate) async fn list_delegations(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_delegations(&mut c, &filter).await?;
-    Ok(page(items, limit, "after", |d| &d.id))
+    let next = next_of(&items, limit, |d| &d.id);
+    let items = items.into_iter().map(views::Delegation::from).collect();
+    Ok(page(items, next, "after"))
 }
 
 pub(crate) async fn revoke_delegation(

@@ -3,7 +3,8 @@
 use crate::auth::{Principal, Scope, hash_token, new_token};
 use crate::query::{NoParameters, Query};
 use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
-use crate::{ApiError, AppState, OPENAPI, access};
+use crate::telemetry::RequestId;
+use crate::{ApiError, AppState, OPENAPI, access, views};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -99,6 +100,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     p.require(Scope::Read)?;
     crate::tasks::record_task_gauges(&s).await?;
+    crate::telemetry::record_gauges(&s).await?;
     let body = s
         .inner
         .metrics
@@ -117,6 +119,7 @@ async fn openapi() -> Response {
 async fn post_event(
     State(s): State<AppState>,
     p: Principal,
+    request_id: RequestId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -160,6 +163,7 @@ async fn post_event(
             event,
             idempotency_key: key,
             actor: p.name.clone(),
+            request_id: Some(request_id.0),
         })
         .await?;
     match outcome {
@@ -168,6 +172,9 @@ async fn post_event(
             run_id,
             replay,
         } => {
+            let span = tracing::Span::current();
+            span.record("event_id", tracing::field::display(&event_id));
+            span.record("run_id", tracing::field::display(&run_id));
             let mut res = (
                 StatusCode::ACCEPTED,
                 Json(json!({ "event_id": event_id, "run_id": run_id })),
@@ -201,18 +208,10 @@ async fn get_event(
     let e = tenure_store::get_event(&mut c, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("event `{id}`")))?;
-    let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
-    Ok(Json(json!({
-        "id": e.id, "type": e.kind, "person_id": e.person_id, "source": e.source, "run_id": e.run_id,
-        "effective_at": ms_to_rfc3339(e.effective_at), "received_at": ms_to_rfc3339(e.received_at),
-        "actor": e.actor, "event": body,
-    })))
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
+    let request_id = tenure_store::request_ids_of_events(&mut c, &[e.id.as_str()])
+        .await?
+        .remove(&e.id);
+    Ok(Json(json!(views::Event::new(e, request_id)?)))
 }
 
 // ---------------------------------------------------------------- people
@@ -329,8 +328,8 @@ async fn get_person(
             source: g.source,
             source_ref: g.source_ref,
             state: g.state,
-            granted_at: g.granted_at.map(ms_to_rfc3339),
-            expires_at: g.expires_at.map(ms_to_rfc3339),
+            granted_at: g.granted_at.map(views::time),
+            expires_at: g.expires_at.map(views::time),
         })
         .collect();
     let engagements = tenure_store::engagements_of(&mut c, &id).await?;
@@ -395,6 +394,7 @@ async fn list_runs(
     let next = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
+    let runs = views::Run::list(&mut c, runs).await?;
     Ok(Json(json!({ "items": runs, "next_before": next })))
 }
 
@@ -433,9 +433,7 @@ async fn get_run(
         }
     }
     let detail = engine.run_detail(&id).await?;
-    Ok(Json(
-        serde_json::to_value(detail).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(json!(views::RunDetail::new(s.store(), detail).await?)))
 }
 
 async fn cancel_run(
@@ -445,7 +443,7 @@ async fn cancel_run(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Admin)?;
     let d = s.engine().cancel_run(&id, &p.name).await?;
-    Ok(Json(serde_json::to_value(d).map_err(ApiError::internal)?))
+    Ok(Json(json!(views::RunDetail::new(s.store(), d).await?)))
 }
 
 async fn retry_run(
@@ -455,7 +453,7 @@ async fn retry_run(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Admin)?;
     let d = s.engine().retry_run(&id, &p.name).await?;
-    Ok(Json(serde_json::to_value(d).map_err(ApiError::internal)?))
+    Ok(Json(json!(views::RunDetail::new(s.store(), d).await?)))
 }
 
 // ---------------------------------------------------------------- catalog
@@ -500,7 +498,14 @@ async fn list_systems(
     Query(_): Query<NoParameters>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Read)?;
-    Ok(Json(json!({ "items": s.engine().systems().await })))
+    let items: Vec<views::System> = s
+        .engine()
+        .systems()
+        .await
+        .into_iter()
+        .map(views::System::from)
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 // ---------------------------------------------------------------- audit
@@ -544,6 +549,10 @@ async fn list_audit(
     let next = (items.len() as i64 == limit)
         .then(|| items.last().map(|e| e.seq))
         .flatten();
+    let items = items
+        .into_iter()
+        .map(views::AuditEntry::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "items": items, "next_after": next })))
 }
 
@@ -703,9 +712,12 @@ async fn list_tokens(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Scope::Admin)?;
     let mut c = s.store().reader().await?;
-    Ok(Json(
-        json!({ "items": tenure_store::list_tokens(&mut c).await? }),
-    ))
+    let items: Vec<views::Token> = tenure_store::list_tokens(&mut c)
+        .await?
+        .into_iter()
+        .map(views::Token::from)
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 async fn revoke_token(

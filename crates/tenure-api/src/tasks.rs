@@ -2,7 +2,8 @@
 
 use crate::auth::{Principal, Scope};
 use crate::query::Query;
-use crate::{ApiError, AppState};
+use crate::telemetry::RequestId;
+use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenure_core::hr::Mapped;
 use tenure_engine::{IngestOutcome, Submission};
-use tenure_store::{NewAudit, TaskRow, TaskState};
+use tenure_store::{NewAudit, TaskState};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,12 +22,6 @@ pub(crate) struct TaskQuery {
     state: Option<String>,
     team: Option<String>,
     limit: Option<i64>,
-}
-
-fn view(t: &TaskRow, now: i64) -> Value {
-    let mut v = serde_json::to_value(t).expect("tasks serialize");
-    v["overdue"] = Value::Bool(t.is_overdue(now));
-    v
 }
 
 pub(crate) async fn list_tasks(
@@ -53,7 +48,7 @@ pub(crate) async fn list_tasks(
     let mut c = s.store().reader().await?;
     let tasks = tenure_store::list_tasks(&mut c, state, q.team.as_deref(), limit).await?;
     Ok(Json(json!({
-        "tasks": tasks.iter().map(|t| view(t, now)).collect::<Vec<_>>(),
+        "tasks": tasks.into_iter().map(|t| views::Task::new(t, now)).collect::<Vec<_>>(),
     })))
 }
 
@@ -146,7 +141,7 @@ async fn finish(
     s.engine().wake();
     let mut c = s.store().reader().await?;
     let task = tenure_store::get_task(&mut c, &id).await?;
-    Ok(Json(task.map(|t| view(&t, now)).unwrap_or(Value::Null)).into_response())
+    Ok(Json(json!(task.map(|t| views::Task::new(t, now)))).into_response())
 }
 
 /// `POST /api/v1/hr/{source}`: an HR system's change notice, mapped by `[hr.<source>]`.
@@ -155,6 +150,7 @@ async fn finish(
 pub(crate) async fn post_hr(
     State(s): State<AppState>,
     p: Principal,
+    request_id: RequestId,
     Path(source): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -202,6 +198,7 @@ pub(crate) async fn post_hr(
                         event: *e,
                         idempotency_key: None,
                         actor: p.name.clone(),
+                        request_id: Some(request_id.0.clone()),
                     })
                     .await?;
                 match outcome {

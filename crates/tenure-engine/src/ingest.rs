@@ -20,6 +20,9 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     /// The token name (or component) that sent it.
     pub actor: String,
+    /// The `X-Request-Id` of the HTTP request it came with, stored with the event and in its
+    /// `event.received` audit entry, so a request's log lines lead to its run.
+    pub request_id: Option<String>,
 }
 
 /// What became of a submission.
@@ -215,6 +218,7 @@ pub(crate) async fn store_events(
     .await?;
     let mut outcomes = Vec::with_capacity(subs.len());
     let (mut events, mut runs, mut due) = (Vec::new(), Vec::new(), Vec::new());
+    let mut requests = Vec::new();
     for (&(sub, received_at), verdict) in subs.iter().zip(verdicts) {
         // The event's canonical JSON: stored as its body, and hashed to tell a retry (same
         // event, whatever its whitespace or key order on the wire) from a different event.
@@ -295,9 +299,15 @@ pub(crate) async fn store_events(
                 sub.event.source.as_deref().unwrap_or("api")
             ),
             correlation_id: Some(event_id.clone()),
-            details: serde_json::json!({ "effective_at": effective_at }),
+            details: match &sub.request_id {
+                Some(r) => serde_json::json!({ "effective_at": effective_at, "request_id": r }),
+                None => serde_json::json!({ "effective_at": effective_at }),
+            },
             ..Default::default()
         });
+        if let Some(r) = &sub.request_id {
+            requests.push((event_id.clone(), r.clone()));
+        }
         if effective_at <= now {
             due.push(runs.len());
         } else if kind == EventType::Leave {
@@ -321,6 +331,7 @@ pub(crate) async fn store_events(
         });
     }
     tenure_store::insert_events(tx.conn(), &events).await?;
+    tenure_store::insert_event_requests(tx.conn(), &requests).await?;
     tenure_store::insert_runs(tx.conn(), &runs).await?;
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.

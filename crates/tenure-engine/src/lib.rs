@@ -43,6 +43,7 @@ use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
 use tenure_connectors::webhook::WebhookConnector;
 use tenure_core::breaker::{Breaker, CircuitState};
 use tenure_core::config::Config;
+use tenure_core::health::{HealthStatus, SystemHealth};
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
@@ -148,6 +149,8 @@ pub(crate) struct SystemHandle {
     connector: Arc<dyn Connector>,
     permits: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
+    /// Recent calls and the health they add up to; told of each call after the breaker.
+    health: Mutex<SystemHealth>,
 }
 
 /// The rules runs are planned with: the configuration and the policy set, swapped together
@@ -216,7 +219,7 @@ pub struct Engine {
 }
 
 /// A target system's state for `GET /api/v1/systems`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SystemStatus {
     /// System id.
     pub id: String,
@@ -224,14 +227,25 @@ pub struct SystemStatus {
     pub name: String,
     /// Connector kind.
     pub connector: String,
-    /// `ok` or the health check's error.
-    pub health: String,
+    /// Ok, degraded or down, since when, and the last error.
+    pub health: HealthStatus,
     /// The circuit breaker.
     pub circuit: CircuitState,
     /// Calls in flight now.
     pub in_flight: usize,
     /// Connector figures (the sandbox's call and change counters).
     pub stats: Option<serde_json::Value>,
+}
+
+/// A system's circuit and health as the engine last saw them, without asking the system.
+#[derive(Debug, Clone)]
+pub struct SystemCircuit {
+    /// System id.
+    pub id: String,
+    /// The circuit breaker.
+    pub circuit: CircuitState,
+    /// Ok, degraded or down, since when, and the last error.
+    pub health: HealthStatus,
 }
 
 impl Engine {
@@ -263,6 +277,7 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Store(e.into()))?;
         let mut systems = HashMap::new();
+        let started_ms = clock.now_ms();
         let now: NowFn = {
             let clock = clock.clone();
             Arc::new(move || clock.now_ms())
@@ -310,6 +325,7 @@ impl Engine {
                         config.engine.breaker_failure_threshold,
                         config.engine.breaker_open_ms,
                     )),
+                    health: Mutex::new(SystemHealth::new(started_ms)),
                 },
             );
         }
@@ -576,16 +592,20 @@ impl Engine {
         self.run_detail(run_id).await
     }
 
-    /// Every configured system with its health, circuit and counters.
+    /// Every configured system with its health, circuit and counters. Asks each connector's
+    /// health check, whose failure makes the system `down`.
     pub async fn systems(&self) -> Vec<SystemStatus> {
         let mut out = Vec::new();
         for s in self.inner.rules().config.systems.values() {
             let h = &self.inner.systems[&s.id];
-            let health = match h.connector.health().await {
-                Ok(()) => "ok".to_string(),
-                Err(e) => e.to_string(),
-            };
+            let probe = h.connector.health().await.map_err(|e| e.to_string());
             let circuit = h.breaker.lock().expect("breaker lock").state();
+            let health = {
+                let mut health = h.health.lock().expect("health lock");
+                let probe = probe.as_ref().map(|_| ()).map_err(String::as_str);
+                health.on_probe(self.inner.clock.now_ms(), probe, circuit);
+                health.status()
+            };
             let stats = h.connector.stats().await;
             out.push(SystemStatus {
                 id: s.id.clone(),
@@ -597,6 +617,29 @@ impl Engine {
                 stats,
             });
         }
+        out
+    }
+
+    /// Every configured system's circuit and health as last seen, without calling anything:
+    /// cheap enough for every metrics scrape.
+    pub fn circuits(&self) -> Vec<SystemCircuit> {
+        let now = self.inner.clock.now_ms();
+        let mut out: Vec<SystemCircuit> = self
+            .inner
+            .systems
+            .iter()
+            .map(|(id, h)| {
+                let circuit = h.breaker.lock().expect("breaker lock").state();
+                let mut health = h.health.lock().expect("health lock");
+                health.on_circuit(now, circuit);
+                SystemCircuit {
+                    id: id.clone(),
+                    circuit,
+                    health: health.status(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::breaker::CircuitState;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
+use tenure_core::health::Health;
 use tenure_core::run::RunState;
 use tenure_engine::{Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
 use tenure_store::Store;
@@ -103,6 +105,7 @@ impl Harness {
                 event,
                 idempotency_key: None,
                 actor: "test".into(),
+                request_id: None,
             })
             .await
             .unwrap()
@@ -158,6 +161,7 @@ impl Harness {
             event,
             idempotency_key: None,
             actor: "test".into(),
+            request_id: None,
         };
         self.engine.submit(submission).await.unwrap()
     }
@@ -257,6 +261,7 @@ async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() 
             event,
             idempotency_key: None,
             actor: "test".into(),
+            request_id: None,
         })
         .collect();
     let mut tx = h.engine.store().begin().await.unwrap();
@@ -369,6 +374,20 @@ async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
         (Some(3), Some(3))
     );
     assert!(stats["changes"].as_i64().unwrap() <= 1);
+    // Every recent call failed, too few in a row to open the circuit: degraded, with the
+    // error, since the third failure.
+    assert!(matches!(crm.circuit, CircuitState::Closed { failures: 3 }));
+    assert_eq!(crm.health.health, Health::Degraded, "{:?}", crm.health);
+    assert_eq!(
+        (crm.health.recent_calls, crm.health.recent_failures),
+        (3, 3)
+    );
+    let last = crm.health.last_error.as_ref().expect("a last error");
+    assert!(last.message.contains("retryable"), "{last:?}");
+    assert_eq!(crm.health.since_ms, last.at_ms);
+    let directory = systems.iter().find(|s| s.id == "directory").unwrap();
+    assert_eq!(directory.health.health, Health::Ok);
+    assert_eq!(directory.health.last_error, None);
 }
 
 #[tokio::test]
@@ -460,6 +479,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         event: e,
         idempotency_key: Some("k1".into()),
         actor: "t".into(),
+        request_id: None,
     };
     let first = h.engine.submit(sub(event.clone())).await.unwrap();
     let again = h.engine.submit(sub(event.clone())).await.unwrap();
@@ -485,6 +505,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         event: e,
         idempotency_key: k.map(str::to_string),
         actor: "t".into(),
+        request_id: None,
     };
     let a = h
         .engine
@@ -571,6 +592,7 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
             event: parse_event(body.as_bytes()).unwrap(),
             idempotency_key: key.map(str::to_string),
             actor: "test".into(),
+            request_id: None,
         })
         .collect();
 

@@ -10,6 +10,7 @@
 mod approvals;
 mod filter;
 mod lists;
+mod observe;
 mod queries;
 mod scim;
 mod tasks;
@@ -17,6 +18,7 @@ mod tx;
 
 pub use approvals::*;
 pub use lists::*;
+pub use observe::*;
 pub use queries::*;
 pub use scim::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).

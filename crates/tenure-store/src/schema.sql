@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS events (
     run_id       TEXT NOT NULL
 );
 
+-- The X-Request-Id of the HTTP request an event came with: it ties the server's log lines to
+-- the event, its run and their audit entries. Events sent without one have no row.
+CREATE TABLE IF NOT EXISTS event_requests (
+    event_id   TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS runs (
     id               TEXT PRIMARY KEY,
     event_id         TEXT,

@@ -104,6 +104,7 @@ async fn submit(engine: &Engine, body: &str) -> Result<()> {
             event,
             idempotency_key: None,
             actor: "demo".into(),
+            request_id: None,
         })
         .await?
     {

@@ -667,6 +667,7 @@ async fn submit(engine: &Engine, event: EventInput) -> Sent {
             event: event.clone(),
             idempotency_key: None,
             actor: "cli:import".into(),
+            request_id: None,
         };
         match engine.submit(submission).await {
             Ok(IngestOutcome::Accepted { replay, run_id, .. }) => {

@@ -828,6 +828,7 @@ fn submission(p: &Prepared, version: i64) -> Option<Submission> {
         event: event.clone(),
         idempotency_key: Some(format!("scim:{}:{version}", p.id)),
         actor: "scim".into(),
+        request_id: None,
     })
 }
 
@@ -1005,6 +1006,7 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::Engin
                 event,
                 idempotency_key: Some(row.key.clone()),
                 actor: "scim".into(),
+                request_id: None,
             };
             engine.submit(submission).await?;
             sent.push(row.key);
