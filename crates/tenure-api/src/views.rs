@@ -487,6 +487,9 @@ impl From<tenure_store::RequestRow> for Request {
 pub(crate) struct RequestDetail {
     request: Request,
     approvals: Vec<ApprovalDetail>,
+    /// When policy or separation of duties denied its grant: the policies and rules that decided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    denied_by: Vec<String>,
 }
 
 impl From<tenure_engine::RequestDetail> for RequestDetail {
@@ -494,6 +497,7 @@ impl From<tenure_engine::RequestDetail> for RequestDetail {
         RequestDetail {
             request: d.request.into(),
             approvals: d.approvals.into_iter().map(ApprovalDetail::from).collect(),
+            denied_by: d.denied_by,
         }
     }
 }

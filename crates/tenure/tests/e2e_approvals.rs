@@ -962,7 +962,7 @@ async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
         assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
         let run = s.wait_run(a.body["run_id"].as_str().unwrap()).await;
         assert_ne!(run["state"], "awaiting_approval", "{run:#}");
-        let note: Value = serde_json::from_str(run["note"].as_str().unwrap()).unwrap();
+        let note = &run["note"];
         assert_eq!(note["denied"][0]["policies"], json!([policy]), "{run:#}");
         let id = a.body["request_id"].as_str().unwrap();
         let r = s.get(&format!("/api/v1/requests/{id}")).await;

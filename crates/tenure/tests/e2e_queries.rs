@@ -361,7 +361,7 @@ async fn people_runs_audit_and_entitlements_filter_on_what_is_asked() {
     assert_eq!(all.len(), 5);
     let created: Vec<i64> = all
         .iter()
-        .map(|r| r["created_at"].as_i64().unwrap())
+        .map(|r| common::time_ms(&r["created_at"]))
         .collect();
     let (oldest, newest) = (
         *created.iter().min().unwrap(),
@@ -417,7 +417,7 @@ async fn people_runs_audit_and_entitlements_filter_on_what_is_asked() {
         .items("/api/v1/audit?action=event.received&person=p2")
         .await;
     assert_eq!(two.len(), 2, "the hire and the leave of p2");
-    let stamps: Vec<i64> = trail.iter().map(|e| e["at_ms"].as_i64().unwrap()).collect();
+    let stamps: Vec<i64> = trail.iter().map(|e| time_ms(&e["at"])).collect();
     let last = *stamps.iter().max().unwrap();
     assert!(
         s.items(&format!("/api/v1/audit?since={}", at(last + 1)))
