@@ -21,5 +21,6 @@ pub mod roster;
 pub mod run;
 pub mod sod;
 pub mod webhook;
+pub mod wire;
 
 pub use model::*;
