@@ -333,10 +333,7 @@ pub(crate) fn check_id(field: &str, id: &str) -> Result<(), EventError> {
     if id.chars().count() > crate::wire::MAX_ID_CHARS {
         return Err(EventError::new(
             field,
-            format!(
-                "must be at most {} characters",
-                crate::wire::MAX_ID_CHARS
-            ),
+            format!("must be at most {} characters", crate::wire::MAX_ID_CHARS),
         ));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {

@@ -55,7 +55,9 @@ impl Action {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct PlannedStep {
     /// Steps of a lower phase finish before a higher phase starts.
     pub phase: u32,

@@ -38,7 +38,7 @@ pub struct NewRequest {
 }
 
 /// A request accepted: its id and the run that carries it out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestAccepted {
     /// The request.
     pub request_id: String,
@@ -47,7 +47,7 @@ pub struct RequestAccepted {
 }
 
 /// An approval with its decisions, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApprovalDetail {
     /// The approval.
     #[serde(flatten)]
@@ -58,7 +58,7 @@ pub struct ApprovalDetail {
 
 /// An access request as the API shows it: where it stands, and each approval of its run with
 /// its stages and the decisions made on it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestDetail {
     /// The request.
     pub request: RequestRow,

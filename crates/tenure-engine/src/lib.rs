@@ -204,7 +204,7 @@ pub struct Engine {
 }
 
 /// A target system's state for `GET /api/v1/systems`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SystemStatus {
     /// System id.
     pub id: String,

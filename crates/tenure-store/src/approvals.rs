@@ -221,7 +221,7 @@ pub async fn timers_of_kind(
 // ---------------------------------------------------------------- access requests
 
 /// An access request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestRow {
     /// Request id.
     pub id: String,
@@ -378,7 +378,7 @@ pub async fn decide_request(
 // ---------------------------------------------------------------- approvals
 
 /// An approval: one grant waiting for people, with its chain of stages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRow {
     /// Approval id.
     pub id: String,
@@ -656,7 +656,7 @@ pub async fn cancel_waiting_grant_steps(
 }
 
 /// One recorded decision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DecisionRow {
     /// The stage decided (0-based).
     pub stage: i64,
@@ -742,7 +742,7 @@ pub async fn set_step_approval(
 // ---------------------------------------------------------------- delegations
 
 /// An approver's substitute for a period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DelegationRow {
     /// Delegation id.
     pub id: String,
