@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
+use tenure_core::PersonStatus;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,8 +148,9 @@ pub const TOKEN_CACHE_MS: i64 = 1_000;
 
 /// Tokens verified in the last [`TOKEN_CACHE_MS`], by the hash of their secret, so that a
 /// burst of requests costs one token lookup instead of one each. Only live tokens found in the
-/// database are kept (an unknown secret is never cached), so the cache holds at most the live
-/// tokens used within the bound.
+/// database that act as no person are kept (an unknown secret is never cached, and a token
+/// acting as a person is checked against that person on every request), so the cache holds at
+/// most the live tokens used within the bound.
 #[derive(Default)]
 pub(crate) struct TokenCache {
     map: Mutex<HashMap<String, (Principal, i64)>>,
@@ -204,12 +206,39 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = state.tokens().get(&hash, now) {
             return Ok(p);
         }
-        let token = {
-            let mut c = state.store().reader().await?;
-            tenure_store::token_by_hash(&mut c, &hash)
-                .await?
-                .ok_or_else(|| unauthorized("unknown or revoked token"))?
+        let mut c = state.store().reader().await?;
+        let Some(token) = tenure_store::token_by_hash(&mut c, &hash).await? else {
+            return Err(
+                match tenure_store::revoked_token_by_hash(&mut c, &hash).await? {
+                    Some(t) => unauthorized(&revoked_message(&mut c, &t).await?),
+                    None => unauthorized("unknown or revoked token"),
+                },
+            );
         };
+        // A token that acts as a person works only while that person works here: it is checked
+        // on every request, never cached, so a leave stops it at once. (The leave also revokes
+        // it, so a rehire does not bring it back.)
+        if let Some(person) = &token.person_id {
+            let status = tenure_store::get_person(&mut c, person)
+                .await?
+                .map(|p| p.status);
+            if !status.is_some_and(PersonStatus::is_working) {
+                let why = match status {
+                    Some(PersonStatus::PreHire) => "has not started yet",
+                    Some(_) => "has left",
+                    None => "is not known",
+                };
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "token `{}` acts as `{person}`, who {why}: a token that acts as a person works only while they work here",
+                        token.name
+                    ),
+                ));
+            }
+        }
+        drop(c);
         let scopes = token
             .scopes
             .split_whitespace()
@@ -221,9 +250,45 @@ impl FromRequestParts<AppState> for Principal {
             scopes,
             person_id: token.person_id,
         };
-        state.tokens().put(hash, p.clone(), now);
+        if p.person_id.is_none() {
+            state.tokens().put(hash, p.clone(), now);
+        }
         Ok(p)
     }
+}
+
+/// Why a revoked token no longer works, for its holder: revoked, and when its person left, that.
+async fn revoked_message(
+    c: &mut tenure_store::AnyConnection,
+    t: &tenure_store::TokenRow,
+) -> Result<String, ApiError> {
+    let when = t
+        .revoked_at
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|at| {
+            format!(
+                " at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    let left = match &t.person_id {
+        Some(p) => tenure_store::get_person(c, p)
+            .await?
+            .is_some_and(|p| !p.status.is_working()),
+        None => false,
+    };
+    Ok(match (&t.person_id, left) {
+        (Some(p), true) => format!(
+            "token `{}` was revoked{when}: it acted as `{p}`, who has left; tokens that act as a person stop working when they leave",
+            t.name
+        ),
+        (Some(p), false) => format!(
+            "token `{}` was revoked{when}; `{p}` needs a new token (one made before a leave stays revoked after a rehire)",
+            t.name
+        ),
+        (None, _) => format!("token `{}` was revoked{when}", t.name),
+    })
 }
 
 #[cfg(test)]

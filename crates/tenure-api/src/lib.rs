@@ -36,27 +36,64 @@ struct StateInner {
     scim_writer: scim::Writer,
 }
 
-/// Files that stand in for the configuration folder's own, in a what-if or a reload: the main
-/// `tenure.toml` text, and whole sets of templates or policies (file name to text). What is
-/// not given is read from the folder as it is.
+/// Files laid over the configuration folder's own, by name, in a what-if: the main
+/// `tenure.toml` text, and templates or policies by file name. A file sent replaces the
+/// folder's file of the same name (or is added); `null` in its place removes the folder's file
+/// of that name. Every file not named stays as it is in the folder.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFiles {
     /// The text of `tenure.toml`.
     #[serde(default)]
     pub config: Option<String>,
-    /// Every template, by file name (`engineering.toml`).
+    /// Templates by file name (`engineering.toml`): new text, or `None` to remove the file.
     #[serde(default)]
-    pub templates: Option<std::collections::BTreeMap<String, String>>,
-    /// Every policy, by file name (`base.cedar`).
+    pub templates: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// Policies by file name (`base.cedar`): new text, or `None` to remove the file.
     #[serde(default)]
-    pub policies: Option<std::collections::BTreeMap<String, String>>,
+    pub policies: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// A file name in [`RuleFiles`] that cannot name a file of the folder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RuleFileNameError {
+    /// Where: `templates.NAME` or `policies.NAME`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl RuleFiles {
     /// Whether nothing is replaced.
     pub fn is_empty(&self) -> bool {
         self.config.is_none() && self.templates.is_none() && self.policies.is_none()
+    }
+
+    /// Checks that every name is a plain file name of its folder: `NAME.toml` for templates,
+    /// `NAME.cedar` for policies, no folder, no hidden file.
+    pub fn check_names(&self) -> Result<(), RuleFileNameError> {
+        for (set, ext, files) in [
+            ("templates", ".toml", &self.templates),
+            ("policies", ".cedar", &self.policies),
+        ] {
+            for name in files.iter().flat_map(|m| m.keys()) {
+                let bad = |message: String| RuleFileNameError {
+                    field: format!("{set}.{name}"),
+                    message,
+                };
+                if name.len() > 255 {
+                    return Err(bad("a file name has at most 255 bytes".into()));
+                }
+                let stem = name.strip_suffix(ext).unwrap_or_default();
+                if stem.is_empty() || stem.starts_with('.') || name.contains(['/', '\\', '\0']) {
+                    return Err(bad(format!(
+                        "not a file name of the {set} folder: write NAME{ext}, without a folder"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -933,12 +933,12 @@ struct SimulateBody {
     /// The text of `tenure.toml`.
     #[serde(default)]
     config: Option<String>,
-    /// Every template, by file name (`engineering.toml`).
+    /// Templates laid over the folder's by file name (`NAME.toml`); `null` removes one.
     #[serde(default)]
-    templates: Option<std::collections::BTreeMap<String, String>>,
-    /// Every policy, by file name (`base.cedar`).
+    templates: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// Policies laid over the folder's by file name (`NAME.cedar`); `null` removes one.
     #[serde(default)]
-    policies: Option<std::collections::BTreeMap<String, String>>,
+    policies: Option<std::collections::BTreeMap<String, Option<String>>>,
     /// The most plans listed (totals always count everyone).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10000, default = 100)]
@@ -950,8 +950,10 @@ const SIMULATE_MAX_LIMIT: usize = 10_000;
 
 /// What an event, or changed rules, would do.
 ///
-/// Plans one event against the rules in force, or everyone against changed rule files (those
-/// not given are read from the configuration folder), and stores nothing. Requires `read`.
+/// Plans one event against the rules in force, or everyone against changed rule files, and
+/// stores nothing. Files sent are laid over the configuration folder's own by name: a file
+/// replaces the folder's file of that name or is added, `null` removes it, and every file
+/// not named stays as it is. Requires `read`.
 #[utoipa::path(
     post,
     path = "/api/v1/simulate",
@@ -960,10 +962,10 @@ const SIMULATE_MAX_LIMIT: usize = 10_000;
     request_body = SimulateBody,
     responses(
         (status = 200, description = "What would change, person by person.", body = WhatIfAnswer),
-        (status = 400, description = "Neither or both of an event and rule files, an event that is not valid, or a limit out of range (`invalid_request`).", body = ErrorBody),
+        (status = 400, description = "Neither or both of an event and rule files, an event that is not valid, a file name that is not `NAME.toml` (templates) or `NAME.cedar` (policies), or a limit out of range (`invalid_request`).", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 422, description = "The rule files do not load (`invalid_rules`); the message lists each problem with its file, line and column.", body = ErrorBody),
+        (status = 422, description = "The rule files do not load, or `null` names a file the folder does not have (`invalid_rules`); the message lists each problem with its file, line and column.", body = ErrorBody),
         (status = 500, response = Internal),
         (status = 501, description = "The server was started without a configuration folder to read rules from (`not_available`).", body = ErrorBody),
     ),
@@ -987,6 +989,9 @@ async fn simulate(
         templates: body.templates,
         policies: body.policies,
     };
+    files
+        .check_names()
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
     let started = std::time::Instant::now();
     let result = match (body.event, files.is_empty()) {
         (Some(_), false) => {

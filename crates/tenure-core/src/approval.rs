@@ -321,6 +321,56 @@ impl Chain {
         added
     }
 
+    /// Hands the part of `gone` (an approver who left) to the first manager above them who is
+    /// not a party, as [`Chain::escalate`] would: in the current stage and every later one that
+    /// names them and that they have not approved, the manager stands in for them (under `any`
+    /// and `all` alike, since someone who left decides nothing). A stage with nobody above
+    /// `gone` keeps them, and waits for its escalation or the deadline. Returns who was added.
+    pub fn hand_over(
+        &mut self,
+        gone: &str,
+        manager_of: &dyn Fn(&str) -> Option<String>,
+        parties: Parties<'_>,
+    ) -> Vec<String> {
+        if self.state != ApprovalState::Pending {
+            return Vec::new();
+        }
+        let Some(m) = without_parties(manager_of(gone).into_iter().collect(), parties, manager_of)
+            .into_iter()
+            .next()
+            .filter(|m| m != gone)
+        else {
+            return Vec::new();
+        };
+        let mut added = Vec::new();
+        for (i, stage) in self.stages.iter_mut().enumerate().skip(self.current) {
+            if !stage.approvers.iter().any(|a| a == gone)
+                || stage.approved_by.iter().any(|a| a == gone)
+            {
+                continue;
+            }
+            stage.approvers.retain(|a| a != gone);
+            if !stage.approvers.contains(&m) {
+                stage.approvers.push(m.clone());
+                if !added.contains(&m) {
+                    added.push(m.clone());
+                }
+            }
+            if i == self.current {
+                stage.escalations += 1;
+            }
+        }
+        if self
+            .stages
+            .get(self.current)
+            .is_some_and(Stage::is_satisfied)
+        {
+            // Under `all`, the others had approved and the stand-in already had too.
+            self.finish_stage();
+        }
+        added
+    }
+
     fn finish_stage(&mut self) -> Progress {
         if self.current + 1 < self.stages.len() {
             self.current += 1;
@@ -500,6 +550,87 @@ mod tests {
             Ok(Progress::Approved)
         );
         assert!(!c.expire());
+    }
+
+    #[test]
+    fn a_leaver_s_part_goes_to_their_manager_in_every_stage_still_open() {
+        let o = org();
+        let manager_of = move |p: &str| o.get(p).map(|m| m.to_string());
+        // bob asks for himself; mia (his manager) and owner1 (all-stage) decide.
+        let parties = Parties {
+            requester: "bob",
+            beneficiary: "bob",
+        };
+        let mut c = build_chain(
+            &[StageKind::Manager, StageKind::Owner],
+            &|k| match k {
+                StageKind::Manager => vec!["mia".into()],
+                _ => vec!["owner1".into(), "mia".into()],
+            },
+            &|k| {
+                if k == StageKind::Owner {
+                    StageRule::All
+                } else {
+                    StageRule::Any
+                }
+            },
+            &manager_of,
+            parties,
+        )
+        .unwrap();
+        // mia leaves: the ceo stands in for her in both stages.
+        assert_eq!(c.hand_over("mia", &manager_of, parties), vec!["ceo"]);
+        assert_eq!(c.stages[0].approvers, vec!["ceo".to_string()]);
+        assert_eq!(c.stages[0].escalations, 1);
+        assert_eq!(
+            c.stages[1].approvers,
+            vec!["owner1".to_string(), "ceo".into()]
+        );
+        assert_eq!(
+            c.decide("mia", "mia", Verdict::Approve, parties),
+            Err(DecisionError::NotAnApprover(
+                "mia".into(),
+                StageKind::Manager
+            ))
+        );
+        assert_eq!(
+            c.decide("ceo", "ceo", Verdict::Approve, parties),
+            Ok(Progress::NextStage(1))
+        );
+        // owner1 approves and leaves: nothing of theirs is left to hand over.
+        assert_eq!(
+            c.decide("owner1", "owner1", Verdict::Approve, parties),
+            Ok(Progress::StageWaiting)
+        );
+        assert!(c.hand_over("owner1", &manager_of, parties).is_empty());
+        // Nobody above the ceo: the ceo stays and the stage waits for the deadline.
+        assert!(c.hand_over("ceo", &manager_of, parties).is_empty());
+        assert!(c.stages[1].approvers.contains(&"ceo".to_string()));
+        assert_eq!(
+            c.decide("ceo", "ceo", Verdict::Approve, parties),
+            Ok(Progress::Approved)
+        );
+    }
+
+    #[test]
+    fn a_hand_over_to_someone_who_already_approved_completes_the_stage() {
+        let o = org();
+        let manager_of = move |p: &str| o.get(p).map(|m| m.to_string());
+        let parties = Parties {
+            requester: "x",
+            beneficiary: "x",
+        };
+        let mut c = build_chain(
+            &[StageKind::Owner],
+            &|_| vec!["mia".into(), "ceo".into()],
+            &|_| StageRule::All,
+            &manager_of,
+            parties,
+        )
+        .unwrap();
+        c.decide("ceo", "ceo", Verdict::Approve, parties).unwrap();
+        assert!(c.hand_over("mia", &manager_of, parties).is_empty());
+        assert_eq!(c.state, ApprovalState::Approved);
     }
 
     fn arb_actor() -> impl Strategy<Value = String> {

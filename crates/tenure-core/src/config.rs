@@ -130,6 +130,10 @@ pub struct ApprovalSettings {
     pub max_window_ms: i64,
     /// The longest window of break-glass access (ms).
     pub break_glass_max_ms: i64,
+    /// Separation-of-duties rules (ids as written, effect `deny`) that a break-glass request may
+    /// override (`break_glass_may_override`): its grant goes ahead, flagged and audited as an
+    /// override. Every other rule, and every Cedar `forbid`, stops break-glass like any grant.
+    pub break_glass_may_override: BTreeSet<String>,
     /// Team names (as in an entitlement's `owner`) and their members.
     pub teams: BTreeMap<String, Vec<String>>,
 }
@@ -145,6 +149,7 @@ impl Default for ApprovalSettings {
             deadline_ms: 72 * 60 * MINUTE,
             max_window_ms: 8 * 60 * MINUTE,
             break_glass_max_ms: 60 * MINUTE,
+            break_glass_may_override: BTreeSet::new(),
             teams: BTreeMap::new(),
         }
     }
@@ -483,6 +488,8 @@ struct RawApprovals {
     deadline_minutes: Option<Spanned<i64>>,
     max_window_minutes: Option<Spanned<i64>>,
     break_glass_max_minutes: Option<Spanned<i64>>,
+    #[serde(default)]
+    break_glass_may_override: Vec<Spanned<String>>,
     #[serde(default)]
     teams: BTreeMap<String, Vec<String>>,
 }
@@ -896,7 +903,7 @@ fn validate(
             ),
         }
     }
-    let approvals = validate_approvals(main, raw.approvals, &mut err);
+    let approvals = validate_approvals(main, raw.approvals, &sod, &mut err);
     let notifications = validate_notifications(main, raw.notifications, &mut err);
 
     let mut hr = BTreeMap::new();
@@ -1090,6 +1097,7 @@ fn validate_sod(
 fn validate_approvals(
     main: &SourceFile,
     raw: RawApprovals,
+    sod: &[SodRule],
     err: &mut impl FnMut(&SourceFile, Range<usize>, String),
 ) -> ApprovalSettings {
     use crate::approval::StageKind;
@@ -1145,6 +1153,32 @@ fn validate_approvals(
         "break_glass_max_minutes",
         &mut settings.break_glass_max_ms,
     );
+    for id in &raw.break_glass_may_override {
+        let rules: Vec<&SodRule> = sod.iter().filter(|r| r.id == *id.get_ref()).collect();
+        if rules.is_empty() {
+            err(
+                main,
+                id.span(),
+                format!(
+                    "break_glass_may_override names `{}`, which is no [[separation_of_duties]] rule",
+                    id.get_ref()
+                ),
+            );
+        } else if rules.iter().any(|r| r.effect != SodEffect::Deny) {
+            err(
+                main,
+                id.span(),
+                format!(
+                    "rule `{}` asks for an exception approval, which break-glass skips already; only a `deny` rule can be overridden",
+                    id.get_ref()
+                ),
+            );
+        } else {
+            settings
+                .break_glass_may_override
+                .insert(id.get_ref().clone());
+        }
+    }
     settings.teams = raw.teams;
     settings
 }
@@ -1459,6 +1493,35 @@ client = "globex"
                 approver: "client_owner".into()
             }
         );
+    }
+
+    #[test]
+    fn break_glass_overrides_name_deny_rules_only() {
+        let rules = format!(
+            "{SOD_MAIN}\n[[separation_of_duties]]\nid = \"vendor-payments\"\nentitlements = [\"erp:vendors\", \"erp:payments\"]\n\n[[separation_of_duties]]\nid = \"admin-audit\"\nentitlements = [\"erp:{{client}}:admin\", \"erp:{{client}}:audit\"]\neffect = \"approval\"\n"
+        );
+        let ok =
+            format!("{rules}\n[approvals]\nbreak_glass_may_override = [\"vendor-payments\"]\n");
+        let c = Config::parse(&file("tenure.toml", &ok), &[]).unwrap();
+        assert_eq!(
+            c.approvals.break_glass_may_override,
+            BTreeSet::from(["vendor-payments".to_string()])
+        );
+        // By default break-glass overrides nothing.
+        let c = Config::parse(&file("tenure.toml", &rules), &[]).unwrap();
+        assert!(c.approvals.break_glass_may_override.is_empty());
+
+        let bad = format!(
+            "{rules}\n[approvals]\nbreak_glass_may_override = [\"admin-audit\", \"nope\"]\n"
+        );
+        let errs = Config::parse(&file("tenure.toml", &bad), &[])
+            .unwrap_err()
+            .0;
+        let msgs: Vec<_> = errs.iter().map(|e| (e.line, e.message.clone())).collect();
+        assert_eq!(errs.len(), 2, "{msgs:?}");
+        assert!(msgs.iter().all(|(l, _)| *l == 40), "{msgs:?}");
+        assert!(msgs[0].1.contains("only a `deny` rule"), "{msgs:?}");
+        assert!(msgs[1].1.contains("`nope`, which is no"), "{msgs:?}");
     }
 
     #[test]

@@ -75,6 +75,15 @@ string_enum!(
     }
 );
 
+impl PersonStatus {
+    /// Whether someone in this status acts in tenure (asks for access, decides approvals,
+    /// uses a token that acts as them): working now, a leave announced included. Not before
+    /// the start date, nor after leaving.
+    pub fn is_working(self) -> bool {
+        matches!(self, PersonStatus::Active | PersonStatus::Leaving)
+    }
+}
+
 string_enum!(
     /// How risky an entitlement is to hold.
     Risk { Low => "low", Medium => "medium", High => "high", Privileged => "privileged" }

@@ -64,6 +64,10 @@ pub struct RequestDetail {
     pub request: RequestRow,
     /// The approvals its run waited or waits for.
     pub approvals: Vec<ApprovalDetail>,
+    /// When policy or separation of duties denied its grant: the policies and rules that
+    /// decided (as in its run's note).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_by: Vec<String>,
 }
 
 /// The window requested access lasts once granted: what was asked for, within the entitlement's
@@ -213,17 +217,19 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
 }
 
 /// Called by `plan_run` once a run's steps are stored: opens an approval for every grant step
-/// that waits, and settles the run's access request (break-glass released at once, an
-/// extension waiting without a step, a request that policy denied).
+/// that waits, and settles the run's access request: denied when policy or separation of
+/// duties denied its grant (break-glass included), else break-glass released at once, an
+/// extension waiting without a step.
 pub(crate) async fn on_planned(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     request: Option<&RequestRow>,
     steps: &[StepRow],
-    stages: &BTreeMap<String, Vec<StageKind>>,
+    authorized: &planning::Authorized,
     now: i64,
 ) -> Result<()> {
+    let stages = authorized.stages();
     let awaiting: Vec<&StepRow> = steps
         .iter()
         .filter(|s| s.state == StepState::AwaitingApproval)
@@ -264,9 +270,31 @@ pub(crate) async fn on_planned(
         s.entitlement.as_deref() == Some(r.entitlement.as_str())
             && s.action == tenure_core::planner::Action::Grant
     });
+    if let Some(policies) = authorized.denied_by(&r.entitlement) {
+        // Break-glass skips approvals, never a denial.
+        return deny_request(inner, tx, run, r, policies, now).await;
+    }
     if r.break_glass {
+        let overridden = authorized.overridden(&r.entitlement);
+        if !overridden.is_empty() {
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: r.requester.clone(),
+                action: "request.sod_overridden".into(),
+                person_id: Some(r.person_id.clone()),
+                entitlement: Some(r.entitlement.clone()),
+                run_id: Some(run.id.clone()),
+                reason: format!(
+                    "break-glass overrides {}, as [approvals] break_glass_may_override allows",
+                    overridden.join(", ")
+                ),
+                correlation_id: Some(r.id.clone()),
+                details: serde_json::json!({ "request_id": r.id, "policies": overridden }),
+                ..Default::default()
+            });
+        }
         release_request(inner, tx, r, "engine", now).await?;
-        notify_break_glass(inner, tx, r, now).await?;
+        notify_break_glass(inner, tx, r, overridden, now).await?;
         return Ok(());
     }
     if request_step {
@@ -302,31 +330,55 @@ pub(crate) async fn on_planned(
         )
         .await?;
     } else {
-        // No grant planned: policy denied it (the run's note says which policy).
-        tenure_store::decide_request(tx.conn(), &r.id, "denied", None, now).await?;
-        tx.audit(NewAudit {
-            at_ms: now,
-            actor: "engine".into(),
-            action: "request.denied".into(),
-            person_id: Some(r.person_id.clone()),
-            entitlement: Some(r.entitlement.clone()),
-            run_id: Some(run.id.clone()),
-            reason: "policy does not allow this grant; see the run's note".into(),
-            correlation_id: Some(r.id.clone()),
-            details: serde_json::json!({ "request_id": r.id }),
-            ..Default::default()
-        });
-        notify(
-            inner,
-            tx,
-            "request.denied",
-            std::slice::from_ref(&r.requester),
-            serde_json::json!({ "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement, "reason": "policy" }),
-            now,
-        )
-        .await?;
+        // No grant planned, yet none denied: nothing would carry the request out.
+        deny_request(inner, tx, run, r, &[], now).await?;
     }
     Ok(())
+}
+
+/// Ends a request `denied` because its grant may not be made: `policies` are the Cedar policies
+/// and separation-of-duties rules that decided (also in the run's note), audited
+/// `request.denied` and told to the requester.
+async fn deny_request(
+    inner: &Inner,
+    tx: &mut Tx,
+    run: &RunRow,
+    r: &RequestRow,
+    policies: &[String],
+    now: i64,
+) -> Result<()> {
+    tenure_store::deny_request_by_policy(tx.conn(), &r.id, policies, now).await?;
+    let reason = if policies.is_empty() {
+        "no grant could be planned for this request; see the run's note".to_string()
+    } else {
+        format!("forbidden by {}", policies.join(", "))
+    };
+    tx.audit(NewAudit {
+        at_ms: now,
+        actor: "engine".into(),
+        action: "request.denied".into(),
+        person_id: Some(r.person_id.clone()),
+        entitlement: Some(r.entitlement.clone()),
+        run_id: Some(run.id.clone()),
+        reason: reason.clone(),
+        correlation_id: Some(r.id.clone()),
+        details: serde_json::json!({
+            "request_id": r.id, "policies": policies, "break_glass": r.break_glass,
+        }),
+        ..Default::default()
+    });
+    notify(
+        inner,
+        tx,
+        "request.denied",
+        std::slice::from_ref(&r.requester),
+        serde_json::json!({
+            "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement,
+            "reason": reason, "policies": policies,
+        }),
+        now,
+    )
+    .await
 }
 
 /// Person id to manager id, for everyone up the management lines of `seeds`.
@@ -579,7 +631,14 @@ pub(crate) async fn request_detail(inner: &Inner, id: &str) -> Result<RequestDet
             decisions,
         });
     }
-    Ok(RequestDetail { request, approvals })
+    let denied_by = tenure_store::request_denial(&mut c, id)
+        .await?
+        .unwrap_or_default();
+    Ok(RequestDetail {
+        request,
+        approvals,
+        denied_by,
+    })
 }
 
 /// One approval with its decisions.
@@ -610,6 +669,14 @@ pub(crate) async fn decide(
         .ok_or_else(|| EngineError::NotFound(format!("approval `{id}`")))?;
     if row.state == ApprovalState::Withdrawn {
         return Err(withdrawn_conflict(&row));
+    }
+    if let Some(person) = tenure_store::get_person(tx.conn(), actor).await?
+        && !person.status.is_working()
+    {
+        return Err(EngineError::Forbidden(format!(
+            "`{actor}` is {}: only people who work here decide approvals",
+            person.status
+        )));
     }
     let delegators = tenure_store::delegators_of(tx.conn(), actor, now).await?;
     let parties = Parties {
@@ -724,6 +791,7 @@ async fn finish_approved(
             actor,
             reason: "the grant no longer waits for this approval".into(),
             by_run: None,
+            denied_by: None,
         };
         return close_withdrawn(inner, tx, row, &why, now).await;
     }
@@ -739,6 +807,7 @@ async fn finish_approved(
                 actor,
                 reason: "the access to extend is no longer held".into(),
                 by_run: None,
+                denied_by: None,
             };
             return close_withdrawn(inner, tx, row, &why, now).await;
         }
@@ -875,7 +944,13 @@ async fn release_request(
 }
 
 /// Break-glass access went ahead: tell the approvers it would have needed, for review.
-async fn notify_break_glass(inner: &Inner, tx: &mut Tx, r: &RequestRow, now: i64) -> Result<()> {
+async fn notify_break_glass(
+    inner: &Inner,
+    tx: &mut Tx,
+    r: &RequestRow,
+    overridden: &[String],
+    now: i64,
+) -> Result<()> {
     let mut to = Vec::new();
     let kinds: Vec<StageKind> = tenure_core::approval::STAGE_ORDER.to_vec();
     for k in kinds {
@@ -893,6 +968,7 @@ async fn notify_break_glass(inner: &Inner, tx: &mut Tx, r: &RequestRow, now: i64
         serde_json::json!({
             "request_id": r.id, "person_id": r.person_id, "entitlement": r.entitlement,
             "requester": r.requester, "justification": r.justification, "review": true,
+            "sod_overridden": overridden,
         }),
         now,
     )
@@ -974,6 +1050,9 @@ pub(crate) struct Withdrawal<'a> {
     pub reason: String,
     /// The run that caused it (a later run of the person, or the cancelled run itself).
     pub by_run: Option<&'a str>,
+    /// The policies and rules that now deny the grant, when that is why: its access request
+    /// ends `denied` rather than `withdrawn`.
+    pub denied_by: Option<&'a [String]>,
 }
 
 /// Withdraws the pending approvals of these steps, which were cancelled before anyone decided:
@@ -1006,8 +1085,26 @@ async fn close_withdrawn(
     tenure_store::update_approval(tx.conn(), row).await?;
     scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
     scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
-    if let Some(request_id) = &row.request_id {
-        tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?;
+    match (&row.request_id, why.denied_by) {
+        (Some(request_id), Some(policies)) => {
+            tenure_store::deny_request_by_policy(tx.conn(), request_id, policies, now).await?;
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: why.actor.to_string(),
+                action: "request.denied".into(),
+                person_id: Some(row.person_id.clone()),
+                entitlement: Some(row.entitlement.clone()),
+                run_id: Some(row.run_id.clone()),
+                reason: format!("forbidden by {}", policies.join(", ")),
+                correlation_id: Some(request_id.clone()),
+                details: serde_json::json!({ "request_id": request_id, "policies": policies, "by_run": why.by_run }),
+                ..Default::default()
+            });
+        }
+        (Some(request_id), None) => {
+            tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?
+        }
+        (None, _) => {}
     }
     tx.audit(NewAudit {
         at_ms: now,
@@ -1020,6 +1117,7 @@ async fn close_withdrawn(
         correlation_id: Some(row.id.clone()),
         details: serde_json::json!({
             "approval_id": row.id, "request_id": row.request_id, "by_run": why.by_run,
+            "policies": why.denied_by,
         }),
         ..Default::default()
     });
@@ -1101,6 +1199,135 @@ pub(crate) async fn escalate(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> 
     }
     tenure_store::update_approval(tx.conn(), &row).await?;
     Ok(())
+}
+
+/// `person` left (their leave is being planned, in `tx`): the tokens that act as them are
+/// revoked (a rehire does not bring them back; a new token does), and each pending approval
+/// that names them goes, for their part, to the first working manager above them, as an
+/// escalation would (`Chain::hand_over`), audited `approval.escalated`. Approvals for the
+/// leaver's own access are withdrawn by the leave itself.
+pub(crate) async fn on_person_left(
+    inner: &Inner,
+    tx: &mut Tx,
+    person: &str,
+    now: i64,
+) -> Result<()> {
+    let revoked = tenure_store::revoke_tokens_of_person(tx.conn(), person, now).await?;
+    for t in &revoked {
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "token.revoked".into(),
+            person_id: Some(person.to_string()),
+            reason: format!(
+                "`{person}` left: tokens that act as them stop working (a rehire needs a new token)"
+            ),
+            correlation_id: Some(t.id.clone()),
+            details: serde_json::json!({ "token_id": t.id, "name": t.name }),
+            ..Default::default()
+        });
+    }
+    let pending = tenure_store::pending_approvals_naming(tx.conn(), person).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let lines = working_lines(tx, [person.to_string()]).await?;
+    for mut row in pending {
+        let parties = Parties {
+            requester: &row.requester.clone(),
+            beneficiary: &row.person_id.clone(),
+        };
+        let stage_before = row.chain.current;
+        let added = row
+            .chain
+            .hand_over(person, &|p| lines.get(p).cloned(), parties);
+        row.state = row.chain.state;
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: "approval.escalated".into(),
+            person_id: Some(row.person_id.clone()),
+            entitlement: Some(row.entitlement.clone()),
+            run_id: Some(row.run_id.clone()),
+            reason: if added.is_empty() {
+                format!(
+                    "approver `{person}` left; nobody above them to hand their part to: the approval waits for its escalation or deadline"
+                )
+            } else {
+                format!(
+                    "approver `{person}` left; their part goes to {}",
+                    added.join(", ")
+                )
+            },
+            correlation_id: Some(row.id.clone()),
+            details: serde_json::json!({
+                "approval_id": row.id, "stage": stage_before, "added": added, "left": person,
+            }),
+            ..Default::default()
+        });
+        if row.state == ApprovalState::Approved {
+            finish_approved(inner, tx, &mut row, "engine", now).await?;
+            continue;
+        }
+        if row.chain.current != stage_before {
+            row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
+            scheduler::schedule(
+                tx,
+                scheduler::ESCALATE,
+                &row.id,
+                row.stage_due_at,
+                serde_json::json!({}),
+                now,
+            )
+            .await?;
+        }
+        tenure_store::update_approval(tx.conn(), &row).await?;
+        if !added.is_empty() {
+            notify(
+                inner,
+                tx,
+                "approval.escalated",
+                &added,
+                serde_json::json!({ "approval_id": row.id, "person_id": row.person_id, "entitlement": row.entitlement, "requester": row.requester, "left": person }),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Person id to the first manager above them who is still working (see
+/// `PersonStatus::is_working`), for everyone up the management lines of `seeds`: whoever
+/// takes over from someone who left must be able to decide.
+async fn working_lines(
+    tx: &mut Tx,
+    seeds: impl IntoIterator<Item = String>,
+) -> Result<HashMap<String, String>> {
+    let lines = management_lines(tx, seeds).await?;
+    let mut working = HashMap::new();
+    for p in lines.values() {
+        if !working.contains_key(p) {
+            let w = tenure_store::get_person(tx.conn(), p)
+                .await?
+                .is_some_and(|p| p.status.is_working());
+            working.insert(p.clone(), w);
+        }
+    }
+    let mut out = HashMap::new();
+    for start in lines.keys() {
+        let mut at = lines.get(start);
+        let mut steps = 0;
+        while let Some(m) = at {
+            if working.get(m).copied().unwrap_or(false) {
+                out.insert(start.clone(), m.clone());
+                break;
+            }
+            steps += 1;
+            at = if steps > 256 { None } else { lines.get(m) };
+        }
+    }
+    Ok(out)
 }
 
 /// The deadline timer of an approval fired: still undecided, it is denied automatically.

@@ -11,7 +11,7 @@ use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{RunState, StepState, evaluate, operation_id};
 use tenure_core::sod::{self, SodEffect};
-use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person};
+use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
@@ -214,6 +214,7 @@ async fn plan_loaded(
             actor: "engine",
             reason: format!("{} run {} takes precedence", run.kind, run.id),
             by_run: Some(&run.id),
+            denied_by: None,
         };
         let mut waiting = false;
         for other in &earlier {
@@ -275,6 +276,13 @@ async fn plan_loaded(
         }
     };
     tenure_store::upsert_person(tx.conn(), &applied.person, now).await?;
+    if applied.person.status == PersonStatus::Terminated
+        && stored
+            .as_ref()
+            .is_some_and(|s| s.status != PersonStatus::Terminated)
+    {
+        approvals::on_person_left(inner, tx, &applied.person.id, now).await?;
+    }
     if let Some(client) = &applied.client {
         let before = tenure_store::clients_by_ids(tx.conn(), &[client.id.as_str()]).await?;
         tenure_store::upsert_client(tx.conn(), client).await?;
@@ -305,12 +313,13 @@ async fn plan_loaded(
         grants: &grants,
         clients: &clients,
     };
-    let mut computed = compute(&rules, &state, Changed::by(&applied, stored.as_ref()), now);
-    if let Some(r) = &request {
-        computed
-            .authorized
-            .for_request(r, &rules.config.approvals.request_stages);
-    }
+    let computed = compute(
+        &rules,
+        &state,
+        Changed::by(&applied, stored.as_ref()),
+        request.as_ref(),
+        now,
+    );
     let priority = if kind.is_some_and(EventType::is_urgent) || run.priority == 0 {
         0
     } else {
@@ -414,7 +423,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         account_attributes: false,
         facts: true,
     };
-    let computed = compute(&rules, &state, changed, now);
+    let computed = compute(&rules, &state, changed, None, now);
     let reason = format!("rules changed: {}", rules.label);
     let note = store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
@@ -542,10 +551,19 @@ impl Changed {
 }
 
 /// The one place a plan is computed, for runs and for what-if alike: desired access from the
-/// templates, engagements and requests; policy and separation of duties on every new grant
-/// (and on held access when the facts policy reads changed); the diff against what the person
-/// holds.
-pub(crate) fn compute(rules: &Rules, state: &State<'_>, changed: Changed, now: i64) -> Computed {
+/// templates, engagements and requests; policy and separation of duties on every grant not yet
+/// held, whatever wants it and whether or not it is already stored `pending` (and on held
+/// access when the facts policy reads changed); the diff against what the person holds.
+/// `request` is the access request the run carries out, if any: its grant needs the configured
+/// request stages, or no approval at all when it is break-glass (which may override the
+/// separation-of-duties rules `break_glass_may_override` names, and nothing else).
+pub(crate) fn compute(
+    rules: &Rules,
+    state: &State<'_>,
+    changed: Changed,
+    request: Option<&tenure_store::RequestRow>,
+    now: i64,
+) -> Computed {
     let config = &rules.config;
     let today = DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
@@ -559,7 +577,10 @@ pub(crate) fn compute(rules: &Rules, state: &State<'_>, changed: Changed, now: i
         today,
         now,
     );
-    let authorized = authorize_grants(
+    let break_glass = request
+        .filter(|r| r.break_glass)
+        .map(|r| r.entitlement.as_str());
+    let mut authorized = authorize_grants(
         config,
         &rules.policy,
         state.clients,
@@ -567,7 +588,11 @@ pub(crate) fn compute(rules: &Rules, state: &State<'_>, changed: Changed, now: i
         &mut desired,
         state.grants,
         changed.facts,
+        break_glass,
     );
+    if let Some(r) = request {
+        authorized.for_request(r, &config.approvals.request_stages);
+    }
     let plan = planner::plan(
         config,
         &desired,
@@ -648,7 +673,7 @@ async fn store_plan(
         // A grant planned by an earlier run that never ran is no longer wanted.
         tenure_store::forget_pending_grant(tx.conn(), &run.person_id, &d.entitlement).await?;
     }
-    withdraw_unwanted(inner, tx, run, &plan.withdrawn, now).await?;
+    withdraw_unwanted(inner, tx, run, &plan.withdrawn, &authorized, now).await?;
     let steps: Vec<StepRow> = plan
         .steps
         .iter()
@@ -774,8 +799,7 @@ async fn store_plan(
         details,
         ..Default::default()
     });
-    let stages = authorized.stages();
-    approvals::on_planned(inner, tx, run, request, &steps, &stages, now).await?;
+    approvals::on_planned(inner, tx, run, request, &steps, &authorized, now).await?;
     Ok(note)
 }
 
@@ -787,6 +811,9 @@ pub(crate) struct GrantDecision {
     approvers: Vec<(Approver, Option<String>, String)>,
     /// Held already: a denial revokes it.
     held: bool,
+    /// Separation-of-duties rules that would have denied it and that break-glass overrode
+    /// (`sod:...` ids).
+    overridden: Vec<String>,
 }
 
 /// What policy said about the grants of one plan, with what an access request adds: its
@@ -813,7 +840,7 @@ impl Authorized {
     }
 
     /// The approval stages each waiting entitlement needs (policy's and the request's).
-    fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
+    pub(crate) fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
         let mut out: BTreeMap<String, Vec<StageKind>> = self.extra.clone();
         for d in self.awaiting_policy() {
             let kinds = out.entry(d.entitlement.clone()).or_default();
@@ -834,6 +861,29 @@ impl Authorized {
 
     pub(crate) fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions.iter().filter(|d| !d.decision.allowed)
+    }
+
+    /// The policies (Cedar ids, `sod:...` rules) that denied `entitlement`, if they did.
+    pub(crate) fn denied_by(&self, entitlement: &str) -> Option<&[String]> {
+        self.denied()
+            .find(|d| d.entitlement == entitlement)
+            .map(|d| d.decision.reasons.as_slice())
+    }
+
+    /// The separation-of-duties rules break-glass overrode to let `entitlement` through.
+    pub(crate) fn overridden(&self, entitlement: &str) -> &[String] {
+        self.decisions
+            .iter()
+            .find(|d| d.entitlement == entitlement)
+            .map_or(&[], |d| d.overridden.as_slice())
+    }
+
+    fn overridden_json(&self) -> Vec<serde_json::Value> {
+        self.decisions
+            .iter()
+            .filter(|d| !d.overridden.is_empty())
+            .map(|d| serde_json::json!({ "entitlement": d.entitlement, "policies": d.overridden }))
+            .collect()
     }
 
     fn awaiting_policy(&self) -> impl Iterator<Item = &GrantDecision> {
@@ -893,6 +943,10 @@ impl Authorized {
         if !awaiting.is_empty() {
             note.insert("awaiting_approval".into(), awaiting.into());
         }
+        let overridden = self.overridden_json();
+        if !overridden.is_empty() {
+            note.insert("break_glass_overrides".into(), overridden.into());
+        }
     }
 
     /// The `run.planned` audit entry: every decision with its reasons, then the denied grants
@@ -923,6 +977,10 @@ impl Authorized {
         details.insert("authorization".into(), all.into());
         details.insert("denied".into(), self.denied_json().into());
         details.insert("awaiting_approval".into(), self.awaiting_json().into());
+        let overridden = self.overridden_json();
+        if !overridden.is_empty() {
+            details.insert("break_glass_overrides".into(), overridden.into());
+        }
     }
 }
 
@@ -931,7 +989,18 @@ impl Authorized {
 /// denied, or waits for the rule's exception approver. Denied entitlements leave `desired`, so
 /// no step is planned for them, nor an account needed only for them. Held entitlements are
 /// asked about again only with `rejudge_held` (the facts policy reads changed): one policy now
-/// forbids leaves `desired` too, so the plan revokes it.
+/// forbids leaves `desired` too, so the plan revokes it; separation of duties never takes held
+/// access away.
+///
+/// Access already on its way (stored `pending` by an earlier run or by the access request this
+/// run carries out, or waiting for an approval) is judged like any other: being stored first
+/// exempts nothing. It is judged before what is new, so of two grants that complete a
+/// combination, the one planned first keeps its place; within each group, in id order.
+///
+/// `break_glass` is the entitlement a break-glass request asks for: a separation-of-duties
+/// `deny` rule that `[approvals] break_glass_may_override` names lets it through, recorded as
+/// an override; any other denial stands.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn authorize_grants(
     config: &Config,
     policy: &PolicyEngine,
@@ -940,38 +1009,41 @@ pub(crate) fn authorize_grants(
     desired: &mut planner::Desired,
     grants: &[Grant],
     rejudge_held: bool,
+    break_glass: Option<&str>,
 ) -> Authorized {
     let mut out = Authorized::default();
     if !policy.is_enforcing() && config.sod.is_empty() {
         return out;
     }
-    let have: BTreeSet<&str> = grants
-        .iter()
-        .filter(|g| {
-            matches!(
-                g.state,
-                GrantState::Granted | GrantState::Pending | GrantState::AwaitingApproval
-            )
-        })
-        .map(|g| g.entitlement.as_str())
-        .collect();
-    // What the person keeps once this plan has run: wanted and already held (or on its way).
-    let mut holding: BTreeSet<String> = desired
-        .entitlements
-        .keys()
-        .filter(|e| have.contains(e.as_str()))
-        .cloned()
-        .collect();
     let held: BTreeSet<&str> = grants
         .iter()
         .filter(|g| g.is_held())
         .map(|g| g.entitlement.as_str())
         .collect();
-    for (id, want) in &desired.entitlements {
-        // Access still on its way (pending, or waiting for an approval) is asked about again,
-        // so a plan sees the approvals it needs. Held access is asked about again only when
-        // the facts policy reads changed: if policy now forbids it, it is revoked; if it only
-        // asks for an approval, the approval already given stands.
+    let on_its_way: BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| matches!(g.state, GrantState::Pending | GrantState::AwaitingApproval))
+        .map(|g| g.entitlement.as_str())
+        .collect();
+    // What the person keeps once this plan has run: what they hold and still want, then each
+    // grant as it is allowed.
+    let mut holding: BTreeSet<String> = desired
+        .entitlements
+        .keys()
+        .filter(|e| held.contains(e.as_str()))
+        .cloned()
+        .collect();
+    let order: Vec<(&String, &planner::Want)> = {
+        let (first, new): (Vec<_>, Vec<_>) = desired
+            .entitlements
+            .iter()
+            .partition(|(id, _)| held.contains(id.as_str()) || on_its_way.contains(id.as_str()));
+        first.into_iter().chain(new).collect()
+    };
+    for (id, want) in order {
+        // Held access is asked about again only when the facts policy reads changed: if policy
+        // now forbids it, it is revoked; if it only asks for an approval, the approval already
+        // given stands.
         let is_held = held.contains(id.as_str());
         if is_held && !rejudge_held {
             continue;
@@ -999,10 +1071,11 @@ pub(crate) fn authorize_grants(
         if is_held {
             decision.approvals.clear();
         }
-        // Separation of duties judges what is new; access already on its way was judged when
-        // it was first planned.
-        if decision.allowed && !have.contains(id.as_str()) {
-            apply_sod(config, &holding, id, &mut decision);
+        // Separation of duties decides what may be added: everything not held yet.
+        let mut overridden = Vec::new();
+        if decision.allowed && !is_held {
+            let may_override = break_glass == Some(id.as_str());
+            overridden = apply_sod(config, &holding, id, may_override, &mut decision);
         }
         let outcome = if !decision.allowed {
             "deny"
@@ -1014,6 +1087,8 @@ pub(crate) fn authorize_grants(
         metrics::counter!("tenure_policy_decisions_total", "decision" => outcome).increment(1);
         if decision.allowed {
             holding.insert(id.clone());
+        } else {
+            holding.remove(id);
         }
         let approvers = decision
             .approvals
@@ -1035,6 +1110,7 @@ pub(crate) fn authorize_grants(
             decision,
             approvers,
             held: is_held,
+            overridden,
         });
     }
     let denied: Vec<String> = out.denied().map(|d| d.entitlement.clone()).collect();
@@ -1054,10 +1130,24 @@ pub(crate) fn authorize_grants(
 
 /// Applies the separation-of-duties rules that granting `adding` on top of `holding` would
 /// violate: a denying rule denies (its id, `sod:...`, becomes the reason); an exception rule
-/// adds its approver to the approvals the grant waits for.
-fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision: &mut Decision) {
+/// adds its approver to the approvals the grant waits for. With `break_glass`, a denying rule
+/// that `[approvals] break_glass_may_override` names does not deny: its id is returned, for the
+/// grant to be recorded as an override.
+fn apply_sod(
+    config: &Config,
+    holding: &BTreeSet<String>,
+    adding: &str,
+    break_glass: bool,
+    decision: &mut Decision,
+) -> Vec<String> {
+    let mut overridden = Vec::new();
     for rule in sod::completed_by(&config.sod, holding, adding) {
         match &rule.effect {
+            SodEffect::Deny
+                if break_glass && config.approvals.break_glass_may_override.contains(&rule.id) =>
+            {
+                overridden.push(rule.reason_id());
+            }
             SodEffect::Deny => {
                 if decision.allowed {
                     decision.allowed = false;
@@ -1078,31 +1168,60 @@ fn apply_sod(config: &Config, holding: &BTreeSet<String>, adding: &str, decision
             SodEffect::Approval { .. } => {}
         }
     }
+    if !decision.allowed {
+        // Denied by another rule: nothing was overridden.
+        overridden.clear();
+    }
+    overridden
 }
 
 /// Grants that wait for an approval in an earlier run of the person but that this run's plan
 /// no longer wants: their steps are cancelled, their approvals withdrawn, their pending grant
 /// rows forgotten, and the earlier runs re-evaluated (one left with nothing else to do ends).
+/// A grant that policy or separation of duties now denies (the rules changed while it waited)
+/// ends its access request `denied`, citing them; any other ends it `withdrawn`.
 async fn withdraw_unwanted(
     inner: &Inner,
     tx: &mut Tx,
     run: &RunRow,
     entitlements: &[String],
+    authorized: &Authorized,
     now: i64,
 ) -> Result<()> {
     if entitlements.is_empty() {
         return Ok(());
     }
-    let cancelled =
-        tenure_store::cancel_waiting_grant_steps(tx.conn(), &run.person_id, entitlements, now)
-            .await?;
-    let why = approvals::Withdrawal {
-        actor: "engine",
-        reason: format!("the {} run {} no longer wants this grant", run.kind, run.id),
-        by_run: Some(&run.id),
-    };
-    forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
-    let earlier: BTreeSet<String> = cancelled.iter().map(|s| s.run_id.clone()).collect();
+    let mut earlier = BTreeSet::new();
+    for e in entitlements {
+        let cancelled = tenure_store::cancel_waiting_grant_steps(
+            tx.conn(),
+            &run.person_id,
+            std::slice::from_ref(e),
+            now,
+        )
+        .await?;
+        let why = match authorized.denied_by(e) {
+            Some(policies) => approvals::Withdrawal {
+                actor: "engine",
+                reason: format!(
+                    "the {} run {} finds this grant forbidden by {}",
+                    run.kind,
+                    run.id,
+                    policies.join(", ")
+                ),
+                by_run: Some(&run.id),
+                denied_by: Some(policies),
+            },
+            None => approvals::Withdrawal {
+                actor: "engine",
+                reason: format!("the {} run {} no longer wants this grant", run.kind, run.id),
+                by_run: Some(&run.id),
+                denied_by: None,
+            },
+        };
+        forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
+        earlier.extend(cancelled.into_iter().map(|s| s.run_id));
+    }
     advance_runs(inner, tx, &earlier.into_iter().collect::<Vec<_>>(), now).await
 }
 
@@ -1320,6 +1439,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
         actor,
         reason: "run cancelled by an operator".into(),
         by_run: Some(run_id),
+        denied_by: None,
     };
     forget_planned_effects(inner, &mut tx, &cancelled, &why, now).await?;
     tx.audit(NewAudit {

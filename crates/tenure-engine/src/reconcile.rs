@@ -161,6 +161,7 @@ async fn scan(
                     account_attributes: false,
                     facts: rejudge_held,
                 },
+                None,
                 now,
             );
             each(p, computed);
@@ -214,6 +215,7 @@ pub async fn what_if_event(
             clients: &clients,
         },
         planning::Changed::by(&applied, stored.as_ref()),
+        None,
         now,
     );
     let mut out = WhatIf::default();
@@ -290,7 +292,9 @@ pub(crate) async fn reload(
     let mut changed = Vec::new();
     let rejudge_held = policy_changed(&rules, Some(&old));
     scan(&inner.store, &rules, rejudge_held, now, |p, computed| {
-        if !computed.plan.steps.is_empty() {
+        // A grant waiting for approval that the new rules deny is withdrawn by the re-plan,
+        // before anyone approves it.
+        if !computed.plan.steps.is_empty() || !computed.plan.withdrawn.is_empty() {
             changed.push(p.person.id.clone());
         }
     })

@@ -1488,3 +1488,59 @@ async fn an_extension_is_approved_like_a_request_and_withdrawn_once_the_access_i
         "approved"
     );
 }
+
+/// An approver who leaves hands their part of every pending approval to the first working
+/// manager above them, as an escalation would, audited; someone who left decides nothing.
+#[tokio::test]
+async fn an_approver_who_leaves_hands_over_and_decides_nothing_more() {
+    let h = harness().await;
+    let (_, run, a) = h.waiting_request("ann", "db:prod-admin", None).await;
+    let stages = |a: &ApprovalRow| -> Vec<Vec<String>> {
+        a.chain.stages.iter().map(|s| s.approvers.clone()).collect()
+    };
+    assert_eq!(stages(&a), [vec!["mia"], vec!["dora", "dan"]]);
+    assert_eq!(h.pending("mia").await, vec![a.id.clone()]);
+
+    // mia (ann's manager) leaves: the ceo, above her, decides the manager stage.
+    let leave = h.send(r#"{"type":"leave","person":{"id":"mia"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(stages(&a), [vec!["ceo"], vec!["dora", "dan"]]);
+    assert!(h.pending("mia").await.is_empty());
+    assert_eq!(h.pending("ceo").await, vec![a.id.clone()]);
+    let esc = h.audit("approval.escalated").await;
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0].actor, "engine");
+    assert_eq!(esc[0].reason, "approver `mia` left; their part goes to ceo");
+    assert!(matches!(
+        h.decide(&a.id, "mia", Verdict::Approve).await,
+        Err(EngineError::Forbidden(m)) if m.contains("terminated")
+    ));
+    h.decide(&a.id, "ceo", Verdict::Approve).await.unwrap();
+
+    // dora, in the all-stage, leaves: the ceo stands in for her beside dan.
+    let leave = h.send(r#"{"type":"leave","person":{"id":"dora"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(stages(&a)[1], ["dan", "ceo"]);
+    h.decide(&a.id, "dan", Verdict::Approve).await.unwrap();
+
+    // The ceo leaves with nobody above: the stage keeps them, and what they decide is refused.
+    let leave = h.send(r#"{"type":"leave","person":{"id":"ceo"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let esc = h.audit("approval.escalated").await;
+    assert!(
+        esc.last().unwrap().reason.contains("nobody above them"),
+        "{esc:?}"
+    );
+    assert!(matches!(
+        h.decide(&a.id, "ceo", Verdict::Approve).await,
+        Err(EngineError::Forbidden(m)) if m.contains("`ceo` is terminated")
+    ));
+    let a = h.approval_of_run(&run).await;
+    assert_eq!(a.state, ApprovalState::Pending);
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::AwaitingApproval
+    );
+}

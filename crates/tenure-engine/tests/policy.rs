@@ -127,8 +127,13 @@ fn src(p: &str, s: &str) -> SourceFile {
 }
 
 fn config() -> Config {
+    config_from(CONFIG)
+}
+
+/// The test's templates over the main file `main`.
+fn config_from(main: &str) -> Config {
     Config::parse(
-        &src("tenure.toml", CONFIG),
+        &src("tenure.toml", main),
         &[
             src("all.toml", "entitlements = [\"directory:staff\"]\n"),
             src(
@@ -151,9 +156,21 @@ fn config() -> Config {
                 "consultant.toml",
                 "entitlements = [\"crm:{client}\"]\n[match]\nengagement_role = [\"consultant\"]\n",
             ),
+            src(
+                "client-admin.toml",
+                "entitlements = [\"directory:admins\"]\n[match]\nengagement_role = [\"admin\"]\n",
+            ),
+            src(
+                "client-payer.toml",
+                "entitlements = [\"erp:payments\"]\n[match]\nengagement_role = [\"payer\"]\n",
+            ),
+            src(
+                "client-refunder.toml",
+                "entitlements = [\"erp:refunds\"]\n[match]\nengagement_role = [\"refunder\"]\n",
+            ),
         ],
     )
-    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Harness {
@@ -162,6 +179,11 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_from(config(), POLICIES).await
+}
+
+/// A harness whose engine starts with `config` and the policy files `policies`.
+async fn harness_from(config: Config, policies: &[(&str, &str)]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = match std::env::var("TENURE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
@@ -173,8 +195,7 @@ async fn harness() -> Harness {
         }
         _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
     };
-    let config = config();
-    let files: Vec<_> = POLICIES.iter().map(|(p, t)| src(p, t)).collect();
+    let files: Vec<_> = policies.iter().map(|(p, t)| src(p, t)).collect();
     let policy = PolicyEngine::load(&config, None, &files)
         .unwrap_or_else(|e| panic!("{e}"))
         .engine;
@@ -677,5 +698,455 @@ async fn access_policy_no_longer_allows_is_revoked_when_the_facts_change() {
     assert_eq!(
         h.grant_state("m1", "crm:acme").await,
         Some(GrantState::Revoked)
+    );
+}
+
+// ---------------------------------------------------------------- every path, every rule
+
+/// The kinds of rule a grant can meet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rule {
+    /// A Cedar `forbid`: contractors never hold privileged access.
+    Forbid,
+    /// A separation-of-duties `deny`: nobody both creates vendors and pays them.
+    SodDeny,
+    /// A separation-of-duties exception: vendors and refunds together need the manager.
+    SodApproval,
+}
+
+const RULES: [Rule; 3] = [Rule::Forbid, Rule::SodDeny, Rule::SodApproval];
+
+impl Rule {
+    /// What a contractor buyer (who holds `erp:vendors`) is given that meets the rule.
+    fn target(self) -> &'static str {
+        match self {
+            Rule::Forbid => "directory:admins",
+            Rule::SodDeny => "erp:payments",
+            Rule::SodApproval => "erp:refunds",
+        }
+    }
+
+    /// The title whose template wants the target.
+    fn title(self) -> &'static str {
+        match self {
+            Rule::Forbid => "Admin",
+            Rule::SodDeny => "Payables Clerk",
+            Rule::SodApproval => "Refunds Clerk",
+        }
+    }
+
+    /// The engagement role whose template wants the target.
+    fn role(self) -> &'static str {
+        match self {
+            Rule::Forbid => "admin",
+            Rule::SodDeny => "payer",
+            Rule::SodApproval => "refunder",
+        }
+    }
+
+    /// The policy or rule that decides, as decisions cite it.
+    fn policy(self) -> &'static str {
+        match self {
+            Rule::Forbid => "contractors-never-privileged",
+            Rule::SodDeny => "sod:vendors-payments",
+            Rule::SodApproval => "sod:vendors-refunds",
+        }
+    }
+
+    /// The entitlements the rule keeps apart (for a forbid, the one it forbids).
+    fn combination(self) -> &'static [&'static str] {
+        match self {
+            Rule::Forbid => &["directory:admins"],
+            Rule::SodDeny => &["erp:vendors", "erp:payments"],
+            Rule::SodApproval => &["erp:vendors", "erp:refunds"],
+        }
+    }
+}
+
+/// What brings a grant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    Template,
+    Engagement,
+    Request,
+    BreakGlass,
+    Rehire,
+}
+
+/// A contractor buyer in Paris: holds `directory:staff` and `erp:vendors` once hired.
+fn buyer(id: &str, title: &str) -> String {
+    format!(
+        r#"{{"type":"hire","person":{{"id":"{id}","name":"N {id}","email":"{id}@example.com","worker_type":"contractor","department":"Procurement","title":"{title}","location":"Paris","manager":"boss"}}}}"#
+    )
+}
+
+impl Harness {
+    /// Waits until the run waits for approval or has ended; returns its state.
+    async fn settle(&self, run_id: &str) -> RunState {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.engine.run_detail(run_id).await.unwrap().run.state;
+            if now.is_terminal() || now == RunState::AwaitingApproval {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} is still {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asks for `entitlement` for `person`, as `person`; returns (request id, run id).
+    async fn ask(&self, person: &str, entitlement: &str, break_glass: bool) -> (String, String) {
+        let a = self
+            .engine
+            .request_access(tenure_engine::NewRequest {
+                person_id: person.into(),
+                entitlement: entitlement.into(),
+                requester: person.into(),
+                justification: "month-end close".into(),
+                duration_ms: None,
+                break_glass,
+            })
+            .await
+            .unwrap();
+        (a.request_id, a.run_id)
+    }
+
+    async fn note(&self, run_id: &str) -> Value {
+        let d = self.engine.run_detail(run_id).await.unwrap();
+        d.run
+            .note
+            .as_deref()
+            .map_or(Value::Null, |n| serde_json::from_str(n).unwrap())
+    }
+
+    async fn audit_of(
+        &self,
+        action: &str,
+        correlation: &str,
+    ) -> Vec<tenure_core::audit::AuditEntry> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        tenure_store::audit_page(&mut c, 0, None, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == action && e.correlation_id.as_deref() == Some(correlation))
+            .collect()
+    }
+
+    /// What the person holds on the target systems.
+    async fn memberships(&self, person: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for system in ["directory", "erp"] {
+            out.extend(
+                self.engine
+                    .connector(system)
+                    .unwrap()
+                    .list_memberships(person)
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    /// Hires a contractor buyer, then gives them `rule`'s target `via` the path under test.
+    /// Returns the run that carries the grant, and its request if one asked for it.
+    async fn through(&self, via: Via, rule: Rule, person: &str) -> (String, Option<String>) {
+        let run = self.send(&buyer(person, "Buyer")).await;
+        self.reach(&run, RunState::Succeeded).await;
+        assert_eq!(
+            self.grant_state(person, "erp:vendors").await,
+            Some(GrantState::Granted)
+        );
+        match via {
+            Via::Template => {
+                let run = self
+                    .send(&transfer(person, "Procurement", rule.title()))
+                    .await;
+                (run, None)
+            }
+            Via::Engagement => {
+                let start = serde_json::json!({ "type": "engagement_start", "person": { "id": person },
+                    "engagement": { "client": "acme", "role": rule.role() } });
+                (self.send(&start.to_string()).await, None)
+            }
+            Via::Request | Via::BreakGlass => {
+                let (request, run) = self
+                    .ask(person, rule.target(), via == Via::BreakGlass)
+                    .await;
+                (run, Some(request))
+            }
+            Via::Rehire => {
+                let leave = format!(r#"{{"type":"leave","person":{{"id":"{person}"}}}}"#);
+                let run = self.send(&leave).await;
+                self.reach(&run, RunState::Succeeded).await;
+                assert!(self.memberships(person).await.is_empty());
+                let rehire = buyer(person, rule.title()).replace("\"hire\"", "\"rehire\"");
+                (self.send(&rehire).await, None)
+            }
+        }
+    }
+}
+
+/// Every path a grant can come by, against each kind of rule: the same policy and the same
+/// separation-of-duties rules judge it before it reaches a connector. Break-glass skips
+/// approvals only.
+async fn every_rule_holds(via: Via) {
+    let h = harness().await;
+    for rule in RULES {
+        let person = format!("{via:?}-{rule:?}").to_lowercase();
+        let (run, request) = h.through(via, rule, &person).await;
+        let state = h.settle(&run).await;
+        let note = h.note(&run).await;
+        let cites = |list: &Value| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| d["policies"] == serde_json::json!([rule.policy()]))
+        };
+        let waits_for_the_rule = note["awaiting_approval"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| {
+                d["approvals"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["policy"] == rule.policy())
+            });
+        let held = h.memberships(&person).await;
+        let completes = rule
+            .combination()
+            .iter()
+            .all(|e| held.contains(&e.to_string()));
+        let case = format!("{via:?} x {rule:?}: run {state}, note {note}, holds {held:?}");
+        let approval_skipped = via == Via::BreakGlass && rule == Rule::SodApproval;
+        if approval_skipped {
+            // Break-glass skips approvals only: the exception goes through, reviewed afterwards.
+            assert_eq!(state, RunState::Succeeded, "{case}");
+            assert!(completes, "{case}");
+        } else {
+            assert!(!completes, "{case}");
+            match rule {
+                Rule::Forbid | Rule::SodDeny => assert!(cites(&note["denied"]), "{case}"),
+                Rule::SodApproval => {
+                    assert_eq!(state, RunState::AwaitingApproval, "{case}");
+                    assert!(waits_for_the_rule, "{case}");
+                }
+            }
+        }
+        if let Some(request) = request {
+            let detail = h.engine.request(&request).await.unwrap();
+            let approved = h.audit_of("request.approved", &request).await;
+            match rule {
+                Rule::Forbid | Rule::SodDeny => {
+                    assert_eq!(detail.request.state, "denied", "{case}");
+                    assert_eq!(detail.denied_by, vec![rule.policy()], "{case}");
+                    assert!(approved.is_empty(), "{case}: {approved:?}");
+                    let denied = h.audit_of("request.denied", &request).await;
+                    assert_eq!(denied.len(), 1, "{case}");
+                    assert_eq!(denied[0].reason, format!("forbidden by {}", rule.policy()));
+                }
+                Rule::SodApproval if approval_skipped => {
+                    assert_eq!(detail.request.state, "approved", "{case}");
+                    assert_eq!(approved.len(), 1, "{case}");
+                }
+                Rule::SodApproval => {
+                    assert_eq!(detail.request.state, "pending", "{case}");
+                    assert!(approved.is_empty(), "{case}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_rule_holds_on_a_template_grant() {
+    every_rule_holds(Via::Template).await;
+}
+
+#[tokio::test]
+async fn every_rule_holds_on_an_engagement_grant() {
+    every_rule_holds(Via::Engagement).await;
+}
+
+#[tokio::test]
+async fn every_rule_holds_on_an_access_request() {
+    every_rule_holds(Via::Request).await;
+}
+
+#[tokio::test]
+async fn every_rule_but_an_approval_holds_on_break_glass() {
+    every_rule_holds(Via::BreakGlass).await;
+}
+
+#[tokio::test]
+async fn every_rule_holds_on_a_rehire() {
+    every_rule_holds(Via::Rehire).await;
+}
+
+/// Policy reload: grants waiting for approval under the old rules are judged by the new ones.
+/// One the new rules deny is withdrawn before anyone approves it, its request denied citing
+/// them; one that now needs an exception still waits, and never goes through without one.
+#[tokio::test]
+async fn every_rule_holds_on_a_policy_reload() {
+    let before = CONFIG.split("# Nobody both").next().unwrap();
+    let lenient: Vec<(&str, &str)> = POLICIES
+        .iter()
+        .copied()
+        .filter(|(p, _)| !p.contains("contractors"))
+        .collect();
+    let h = harness_from(config_from(before), &lenient).await;
+    let mut asked = Vec::new();
+    for rule in RULES {
+        let person = format!("reload-{rule:?}").to_lowercase();
+        let run = h.send(&buyer(&person, "Buyer")).await;
+        h.reach(&run, RunState::Succeeded).await;
+        let (request, run) = h.ask(&person, rule.target(), false).await;
+        assert_eq!(h.settle(&run).await, RunState::AwaitingApproval, "{rule:?}");
+        asked.push((rule, person, request, run));
+    }
+
+    let config = config();
+    let files: Vec<_> = POLICIES.iter().map(|(p, t)| src(p, t)).collect();
+    let policy = PolicyEngine::load(&config, None, &files).unwrap().engine;
+    let reloaded = h.engine.reload(config, policy, "test").await.unwrap();
+    assert_eq!(reloaded.runs, 2, "{reloaded:?}");
+
+    for (rule, person, request, run) in asked {
+        let detail = h.engine.request(&request).await.unwrap();
+        let approval = &detail.approvals[0].approval;
+        let case = format!("{rule:?}: {detail:?}");
+        match rule {
+            Rule::Forbid | Rule::SodDeny => {
+                let reconcile = {
+                    let mut c = h.engine.store().reader().await.unwrap();
+                    tenure_store::list_runs(&mut c, None, Some(&person), None, 100)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .find(|r| r.kind == "reconcile")
+                        .unwrap_or_else(|| panic!("{case}: no reconcile run"))
+                };
+                h.reach(&reconcile.id, RunState::Succeeded).await;
+                let note = h.note(&reconcile.id).await;
+                assert_eq!(note["denied"][0]["entitlement"], rule.target(), "{case}");
+                assert_eq!(
+                    note["denied"][0]["policies"],
+                    serde_json::json!([rule.policy()]),
+                    "{case}"
+                );
+                let detail = h.engine.request(&request).await.unwrap();
+                assert_eq!(detail.request.state, "denied", "{case}");
+                assert_eq!(detail.denied_by, vec![rule.policy()], "{case}");
+                assert_eq!(
+                    detail.approvals[0].approval.state,
+                    tenure_core::approval::ApprovalState::Withdrawn,
+                    "{case}"
+                );
+                // The request's run, left with nothing to do, ended; nothing was granted.
+                assert!(
+                    h.engine
+                        .run_detail(&run)
+                        .await
+                        .unwrap()
+                        .run
+                        .state
+                        .is_terminal()
+                );
+                assert_eq!(h.grant_state(&person, rule.target()).await, None, "{case}");
+            }
+            Rule::SodApproval => {
+                assert_eq!(detail.request.state, "pending", "{case}");
+                assert_eq!(
+                    approval.state,
+                    tenure_core::approval::ApprovalState::Pending,
+                    "{case}"
+                );
+                assert_eq!(
+                    h.grant_state(&person, rule.target()).await,
+                    Some(GrantState::AwaitingApproval),
+                    "{case}"
+                );
+            }
+        }
+        let held = h.memberships(&person).await;
+        assert!(
+            !rule
+                .combination()
+                .iter()
+                .all(|e| held.contains(&e.to_string())),
+            "{case}: holds {held:?}"
+        );
+    }
+}
+
+/// `[approvals] break_glass_may_override` lets break-glass through the separation-of-duties
+/// rules it names, flagged and audited as an override; every other rule and every `forbid`
+/// still stop it, and a request that is not break-glass is denied as before.
+#[tokio::test]
+async fn break_glass_overrides_only_the_rules_the_configuration_names() {
+    let main =
+        format!("{CONFIG}\n[approvals]\nbreak_glass_may_override = [\"vendors-payments\"]\n");
+    let h = harness_from(config_from(&main), POLICIES).await;
+
+    let run = h.send(&buyer("bg1", "Buyer")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let (request, run) = h.ask("bg1", "erp:payments", true).await;
+    assert_eq!(h.settle(&run).await, RunState::Succeeded);
+    assert!(
+        h.memberships("bg1")
+            .await
+            .contains(&"erp:payments".to_string())
+    );
+    let note = h.note(&run).await;
+    assert_eq!(
+        note["break_glass_overrides"],
+        serde_json::json!([{ "entitlement": "erp:payments", "policies": ["sod:vendors-payments"] }])
+    );
+    assert_eq!(
+        h.planned_audit(&run).await["break_glass_overrides"],
+        note["break_glass_overrides"]
+    );
+    let overrides = h.audit_of("request.sod_overridden", &request).await;
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(overrides[0].actor, "bg1");
+    assert!(
+        overrides[0].reason.contains("sod:vendors-payments"),
+        "{overrides:?}"
+    );
+    assert_eq!(
+        h.engine.request(&request).await.unwrap().request.state,
+        "approved"
+    );
+
+    // The same grant asked for without break-glass: the rule denies it.
+    let run = h.send(&buyer("bg2", "Buyer")).await;
+    h.reach(&run, RunState::Succeeded).await;
+    let (request, run) = h.ask("bg2", "erp:payments", false).await;
+    h.settle(&run).await;
+    let detail = h.engine.request(&request).await.unwrap();
+    assert_eq!(detail.request.state, "denied");
+    assert_eq!(detail.denied_by, vec!["sod:vendors-payments"]);
+
+    // A forbid is never overridden.
+    let (request, run) = h.ask("bg2", "directory:admins", true).await;
+    h.settle(&run).await;
+    let detail = h.engine.request(&request).await.unwrap();
+    assert_eq!(detail.request.state, "denied");
+    assert_eq!(detail.denied_by, vec!["contractors-never-privileged"]);
+    assert!(
+        h.audit_of("request.sod_overridden", &request)
+            .await
+            .is_empty()
+    );
+    assert!(
+        !h.memberships("bg2")
+            .await
+            .contains(&"directory:admins".to_string())
     );
 }

@@ -375,6 +375,33 @@ pub async fn decide_request(
     Ok(())
 }
 
+/// Records that policy denied a request's grant: the request ends `denied`, and the policies
+/// and rules that decided are kept with it (see [`request_denial`]).
+pub async fn deny_request_by_policy(
+    c: &mut AnyConnection,
+    id: &str,
+    policies: &[String],
+    now: i64,
+) -> Result<()> {
+    decide_request(c, id, "denied", None, now).await?;
+    sqlx::query("INSERT INTO request_denials (request_id, policies) VALUES ($1, $2)")
+        .bind(id.to_string())
+        .bind(serde_json::to_string(policies).expect("strings serialize"))
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The policies and rules that denied a request's grant, if policy denied it.
+pub async fn request_denial(c: &mut AnyConnection, id: &str) -> Result<Option<Vec<String>>> {
+    let row = sqlx::query("SELECT policies FROM request_denials WHERE request_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt))
+        .transpose()
+}
+
 // ---------------------------------------------------------------- approvals
 
 /// An approval: one grant waiting for people, with its chain of stages.
@@ -599,6 +626,23 @@ pub async fn list_approvals(
         .bind(f.approver.unwrap_or("").to_string())
         .bind(f.now)
         .bind(f.limit)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(approval_row).collect()
+}
+
+/// The pending approvals whose stages name `approver`, oldest first.
+pub async fn pending_approvals_naming(
+    c: &mut AnyConnection,
+    approver: &str,
+) -> Result<Vec<ApprovalRow>> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'
+           AND id IN (SELECT approval_id FROM approval_approvers WHERE approver = $1)
+         ORDER BY id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(approver.to_string())
         .fetch_all(c)
         .await?;
     rows.iter().map(approval_row).collect()

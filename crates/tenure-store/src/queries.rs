@@ -1454,6 +1454,43 @@ pub async fn revoke_token(c: &mut AnyConnection, id: &str, now: i64) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
+/// The revoked token with this secret hash, to tell its holder why it no longer works.
+pub async fn revoked_token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>> {
+    let row = sqlx::query(
+        "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
+         FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id
+         WHERE t.hash = $1 AND t.revoked_at IS NOT NULL",
+    )
+    .bind(hash.to_string())
+    .fetch_optional(c)
+    .await?;
+    row.as_ref().map(token_row).transpose()
+}
+
+/// Revokes every live token that acts as `person` (they left); returns the tokens revoked.
+pub async fn revoke_tokens_of_person(
+    c: &mut AnyConnection,
+    person: &str,
+    now: i64,
+) -> Result<Vec<TokenRow>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
+         FROM tokens t JOIN token_identities i ON i.token_id = t.id
+         WHERE i.person_id = $1 AND t.revoked_at IS NULL ORDER BY t.id",
+    )
+    .bind(person.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut t = token_row(r)?;
+        revoke_token(c, &t.id, now).await?;
+        t.revoked_at = Some(now);
+        out.push(t);
+    }
+    Ok(out)
+}
+
 /// How many tokens exist (revoked included).
 pub async fn count_tokens(c: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM tokens")

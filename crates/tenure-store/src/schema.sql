@@ -177,6 +177,13 @@ CREATE TABLE IF NOT EXISTS access_requests (
 CREATE INDEX IF NOT EXISTS access_requests_person ON access_requests (person_id, created_at);
 CREATE INDEX IF NOT EXISTS access_requests_requester ON access_requests (requester, id);
 
+-- Why a request was denied by policy: the Cedar policies and separation-of-duties rules that
+-- decided, as a JSON list (a request an approver denied has its decision in approval_decisions).
+CREATE TABLE IF NOT EXISTS request_denials (
+    request_id    TEXT PRIMARY KEY,
+    policies      TEXT NOT NULL
+);
+
 -- One approval per grant that waits for people: its chain of stages as JSON.
 CREATE TABLE IF NOT EXISTS approvals (
     id           TEXT PRIMARY KEY,

@@ -245,25 +245,21 @@ impl Sources {
         })
     }
 
-    /// Replaces the files given in `files` (each set whole), as a what-if asks.
-    pub fn replace(&mut self, files: &tenure_api::RuleFiles) {
+    /// Lays the files of a what-if over these, by file name: a file sent replaces the one of
+    /// the same name or is added, `None` removes one (an error when there is none of that
+    /// name, so a misspelt removal is not silently a no-op).
+    pub fn overlay(&mut self, files: &tenure_api::RuleFiles) -> Result<()> {
+        files.check_names()?;
         if let Some(text) = &files.config {
             self.main.text = text.clone();
         }
-        let as_files = |dir: &str, map: &std::collections::BTreeMap<String, String>| {
-            map.iter()
-                .map(|(name, text)| SourceFile {
-                    path: format!("{dir}/{name}"),
-                    text: text.clone(),
-                })
-                .collect()
-        };
         if let Some(t) = &files.templates {
-            self.templates = as_files("templates", t);
+            overlay_set(&mut self.templates, "templates", t)?;
         }
         if let Some(p) = &files.policies {
-            self.policies = as_files(POLICIES_DIR, p);
+            overlay_set(&mut self.policies, POLICIES_DIR, p)?;
         }
+        Ok(())
     }
 
     /// Validates the configuration, then the policies against the schema generated from it.
@@ -285,10 +281,48 @@ impl Sources {
 pub fn rules_loader(path: Option<PathBuf>) -> tenure_api::RulesLoader {
     std::sync::Arc::new(move |files: &tenure_api::RuleFiles| {
         let mut sources = Sources::read(path.as_deref()).map_err(|e| format!("{e:#}"))?;
-        sources.replace(files);
+        sources.overlay(files).map_err(|e| format!("{e:#}"))?;
         let loaded = sources.load().map_err(|e| format!("{e:#}"))?;
         Ok((loaded.config, loaded.policy))
     })
+}
+
+/// The file name of a source file (its path's last part).
+fn file_name(f: &SourceFile) -> &str {
+    Path::new(&f.path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(&f.path)
+}
+
+/// Lays `changes` over one folder's files by name; the result is in name order, as a folder is
+/// read.
+fn overlay_set(
+    files: &mut Vec<SourceFile>,
+    dir: &str,
+    changes: &std::collections::BTreeMap<String, Option<String>>,
+) -> Result<()> {
+    for (name, text) in changes {
+        let at = files.iter().position(|f| file_name(f) == name);
+        match (text, at) {
+            (Some(text), Some(i)) => {
+                files[i] = SourceFile {
+                    path: format!("{dir}/{name}"),
+                    text: text.clone(),
+                }
+            }
+            (Some(text), None) => files.push(SourceFile {
+                path: format!("{dir}/{name}"),
+                text: text.clone(),
+            }),
+            (None, Some(i)) => {
+                files.remove(i);
+            }
+            (None, None) => bail!("{dir}/{name}: no such file in the folder to remove"),
+        }
+    }
+    files.sort_by(|a, b| file_name(a).cmp(file_name(b)));
+    Ok(())
 }
 
 /// The `templates_dir` a `tenure.toml` names, else `templates`.
@@ -366,6 +400,69 @@ mod tests {
         assert_eq!(d.reasons, vec!["eu-data-stays-with-eu-staff"]);
         assert!(ask(&berlin, "crm:client-acme").allowed);
         assert!(ask(&staff, "crm:client-globex").allowed);
+    }
+
+    fn names(files: &[SourceFile]) -> Vec<&str> {
+        files.iter().map(file_name).collect()
+    }
+
+    #[test]
+    fn a_what_if_lays_its_files_over_the_folder_by_name() {
+        let demo = Sources::read(None).unwrap();
+        let files: tenure_api::RuleFiles = serde_json::from_value(serde_json::json!({
+            "policies": {
+                "contractors.cedar": "// nothing forbidden\n",
+                "extra.cedar": "// new\n",
+                "data-residency.cedar": null,
+            },
+            "templates": { "sales.toml": null },
+        }))
+        .unwrap();
+        let mut s = demo.clone();
+        s.overlay(&files).unwrap();
+        assert_eq!(
+            names(&s.policies),
+            [
+                "approvals.cedar",
+                "base.cedar",
+                "contractors.cedar",
+                "extra.cedar"
+            ]
+        );
+        let contractors = &s.policies[2];
+        assert_eq!(contractors.text, "// nothing forbidden\n");
+        // Every file not named is the folder's own, untouched.
+        assert_eq!(s.policies[1].text, demo.policies[1].text);
+        assert_eq!(s.templates.len(), demo.templates.len() - 1);
+        assert!(!names(&s.templates).contains(&"sales.toml"));
+        assert_eq!(s.main.text, demo.main.text);
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.policy_files, 4);
+
+        // Nothing sent: the folder as it is.
+        let mut same = demo.clone();
+        same.overlay(&Default::default()).unwrap();
+        assert_eq!(names(&same.policies), names(&demo.policies));
+
+        // Removing what is not there names it; a name that is no file of its folder is refused.
+        for (body, says) in [
+            (
+                serde_json::json!({ "policies": { "bsae.cedar": null } }),
+                "policies/bsae.cedar: no such file in the folder to remove",
+            ),
+            (
+                serde_json::json!({ "templates": { "../tenure.toml": "" } }),
+                "templates.../tenure.toml: not a file name of the templates folder",
+            ),
+            (
+                serde_json::json!({ "policies": { "base.toml": "" } }),
+                "policies.base.toml: not a file name of the policies folder",
+            ),
+        ] {
+            let files: tenure_api::RuleFiles = serde_json::from_value(body).unwrap();
+            let err = demo.clone().overlay(&files).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err}");
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ const DEPARTMENTS: &[(&str, &str)] = &[
     ("Engineering", "Staff Engineer"),
 ];
 const CLIENTS: &[&str] = &["acme", "globex", "initech"];
+/// The offices, one person in three each. Acme keeps its data in the EU (the demo's
+/// data-residency policy): everyone staffed on acme works in Berlin, so their access is granted.
+const OFFICES: &[&str] = &["Berlin", "London", "New York"];
 
 /// Hires 40 people (a few contractors) and staffs them on client engagements, once: a
 /// database that already has people is left alone.
@@ -47,7 +50,20 @@ pub async fn seed(engine: &Engine) -> Result<()> {
         return Ok(());
     }
     drop(c);
-    let mut sent = 0;
+    let events = events();
+    for body in &events {
+        submit(engine, body).await?;
+    }
+    tracing::info!(
+        events = events.len(),
+        "demo company seeded: 40 people, 20 client engagements"
+    );
+    Ok(())
+}
+
+/// The demo's events, in order: each hire, followed by the person's engagement if they have one.
+fn events() -> Vec<String> {
+    let mut out = Vec::new();
     for i in 0..40usize {
         let id = format!("E{:03}", i + 1);
         let first = FIRST[i % FIRST.len()];
@@ -59,14 +75,12 @@ pub async fn seed(engine: &Engine) -> Result<()> {
         } else {
             format!(r#","manager":"E{:03}""#, i % 4 + 1)
         };
-        let hire = format!(
+        out.push(format!(
             r#"{{"id":"demo-hire-{id}","type":"hire","source":"demo","person":{{"id":"{id}","name":"{first} {last}","email":"{}.{}@example.com","worker_type":"{worker_type}","department":"{dept}","title":"{title}","location":"{}"{manager}}}}}"#,
             first.to_lowercase(),
             last.to_lowercase(),
-            if i % 3 == 0 { "London" } else { "New York" },
-        );
-        submit(engine, &hire).await?;
-        sent += 1;
+            OFFICES[i % OFFICES.len()],
+        ));
         if i % 2 == 0 {
             let client = CLIENTS[i % CLIENTS.len()];
             let role = match dept {
@@ -74,18 +88,12 @@ pub async fn seed(engine: &Engine) -> Result<()> {
                 "Support" => "support-engineer",
                 _ => "consultant",
             };
-            let engage = format!(
+            out.push(format!(
                 r#"{{"id":"demo-engage-{id}","type":"engagement_start","source":"demo","person":{{"id":"{id}"}},"engagement":{{"client":"{client}","role":"{role}"}}}}"#
-            );
-            submit(engine, &engage).await?;
-            sent += 1;
+            ));
         }
     }
-    tracing::info!(
-        events = sent,
-        "demo company seeded: 40 people, 20 client engagements"
-    );
-    Ok(())
+    out
 }
 
 async fn submit(engine: &Engine, body: &str) -> Result<()> {
@@ -101,5 +109,60 @@ async fn submit(engine: &Engine, body: &str) -> Result<()> {
     {
         IngestOutcome::Accepted { .. } => Ok(()),
         IngestOutcome::KeyReused { key, .. } => anyhow::bail!("demo event key {key} reused"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_files::Sources;
+    use std::collections::BTreeMap;
+    use tenure_core::event::{EventType, apply_event};
+    use tenure_core::model::GrantSource;
+    use tenure_engine::tenure_policy::GrantContext;
+
+    /// Everyone the demo staffs on a client may hold that client's entitlements under the demo
+    /// policies: no engagement of the demo is a denial waiting to surprise its first reader.
+    #[test]
+    fn the_demo_policies_allow_every_demo_engagement() {
+        let loaded = Sources::read(None).unwrap().load().unwrap();
+        let (config, policy) = (loaded.config, loaded.policy);
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let mut people = BTreeMap::new();
+        let mut engagements = 0;
+        for body in events() {
+            let event = parse_event(body.as_bytes()).unwrap();
+            let stored = people.get(&event.person.id);
+            let applied = apply_event(&event, stored, &[], today).unwrap();
+            if event.kind == EventType::EngagementStart {
+                let client = event.engagement.as_ref().unwrap().client.id();
+                let terms = &config.clients[client];
+                let held: Vec<_> = config
+                    .entitlements
+                    .values()
+                    .filter(|e| e.client.as_deref() == Some(client))
+                    .collect();
+                assert!(!held.is_empty(), "{client} has entitlements");
+                for e in held {
+                    let d = policy.authorize(
+                        &applied.person,
+                        e,
+                        Some(terms),
+                        GrantContext {
+                            source: GrantSource::Engagement,
+                            source_ref: client,
+                        },
+                    );
+                    assert!(
+                        d.allowed,
+                        "{} ({:?}) on {client}: {} denied by {:?}",
+                        applied.person.id, applied.person.location, e.id, d.reasons
+                    );
+                }
+                engagements += 1;
+            }
+            people.insert(applied.person.id.clone(), applied.person);
+        }
+        assert_eq!((people.len(), engagements), (40, 20));
     }
 }

@@ -15,12 +15,13 @@ mod whatif_bench;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use tenure_api::Scope;
 use tenure_store::Store;
 
 /// Identity lifecycle automation: the right access on day one, none the moment it ends.
 #[derive(Parser)]
-#[command(name = "tenure", version, about)]
+#[command(name = "tenure", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,10 +99,9 @@ enum TokenCommand {
         /// Who or what will hold it (shows as the actor in the audit trail).
         #[arg(long)]
         name: String,
-        /// A scope to grant: events:write, read, approve, request, break_glass, admin. Repeat
-        /// for several.
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
+        /// A scope to grant; repeat for several. `admin` allows everything.
+        #[arg(long = "scope", required = true, value_parser = scope_parser())]
+        scopes: Vec<Scope>,
         /// The person (HR id) the token acts as when it asks for or approves access.
         #[arg(long = "as", value_name = "PERSON")]
         person: Option<String>,
@@ -143,12 +143,13 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    /// Opens the store these arguments name.
+    /// Opens the store these arguments name, creating an empty SQLite database if there is
+    /// none: for `serve`, which starts one.
     pub async fn open(&self) -> Result<Store> {
         match &self.database {
             Some(url) => Store::connect(url)
                 .await
-                .with_context(|| "connecting to the database"),
+                .with_context(|| format!("connecting to {}", without_credentials(url))),
             None => {
                 std::fs::create_dir_all(&self.data_dir).with_context(|| {
                     format!("creating data directory {}", self.data_dir.display())
@@ -160,10 +161,64 @@ impl DbArgs {
             }
         }
     }
+
+    /// Opens the database of an instance that has run: where there is no SQLite database,
+    /// says where it looked instead of creating an empty one (whose tokens no server reads).
+    pub async fn open_existing(&self) -> Result<Store> {
+        if self.database.is_none() {
+            let path = self.data_dir.join("tenure.db");
+            if !path.is_file() {
+                let shown = std::path::absolute(&path).unwrap_or(path);
+                bail!(
+                    "no tenure database at {}: run this where `tenure serve` keeps its data, or name it with --data-dir (TENURE_DATA_DIR) or --database (TENURE_DATABASE_URL)",
+                    shown.display()
+                );
+            }
+        }
+        self.open().await
+    }
 }
 
-fn main() -> Result<()> {
+/// A database URL fit for messages: scheme, host and database, without user, password or
+/// parameters.
+fn without_credentials(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = match rest.split_once('/') {
+                Some((authority, path)) => {
+                    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                    format!("{host}/{path}")
+                }
+                None => rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string(),
+            };
+            format!("{scheme}://{rest}")
+        }
+        None => "the database".into(),
+    }
+}
+
+/// `--scope`: one of [`Scope::ALL`], which `--help` and the error for any other word list.
+fn scope_parser() -> impl clap::builder::TypedValueParser<Value = Scope> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str))
+        .try_map(|s| s.parse::<Scope>())
+}
+
+/// Runs the command; an error is printed as one message (its causes after colons) and exits 1,
+/// never with a backtrace, whatever `RUST_BACKTRACE` says.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -218,12 +273,7 @@ async fn token(command: TokenCommand) -> Result<()> {
             person,
             db,
         } => {
-            let scopes = scopes
-                .iter()
-                .map(|s| s.parse::<Scope>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let store = db.open().await?;
+            let store = db.open_existing().await?;
             if let Some(p) = &person {
                 let mut c = store.reader().await?;
                 if tenure_store::get_person(&mut c, p).await?.is_none() {
@@ -239,7 +289,7 @@ async fn token(command: TokenCommand) -> Result<()> {
             );
         }
         TokenCommand::List { db } => {
-            let store = db.open().await?;
+            let store = db.open_existing().await?;
             let mut c = store.reader().await?;
             for t in tenure_store::list_tokens(&mut c).await? {
                 let state = if t.revoked_at.is_some() {
@@ -251,7 +301,7 @@ async fn token(command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id, db } => {
-            let store = db.open().await?;
+            let store = db.open_existing().await?;
             if !tenure_api::revoke_token_by_id(&store, &id, "cli").await? {
                 bail!("no live token with id `{id}`");
             }
@@ -262,7 +312,7 @@ async fn token(command: TokenCommand) -> Result<()> {
 }
 
 async fn audit_verify(db: DbArgs) -> Result<()> {
-    let store = db.open().await?;
+    let store = db.open_existing().await?;
     let mut c = store.reader().await?;
     let mut verifier = tenure_core::audit::Verifier::default();
     let mut after = 0;

@@ -74,7 +74,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .and_then(|name| std::env::var(name).ok())
         .filter(|s| !s.is_empty());
     let store = args.db.open().await?;
-    bootstrap_token(&store).await?;
+    // Bound before anything is created: a busy port stops this start before the first-start
+    // admin token exists, so the next start creates and prints it.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
     let sole_instance = store.backend() == Backend::Sqlite;
     let engine = Engine::start_with_policy(
         store.clone(),
@@ -99,11 +104,23 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     tokio::spawn(reload_on_hangup(engine.clone(), loader.clone()));
     let app = tenure_api::router(AppState::with_rules(engine.clone(), Some(metrics), loader))
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    // Last before serving: once the token exists, nothing stands between it and its one showing.
+    let bootstrap = bootstrap_token(&store).await?;
     tracing::info!(%addr, backend = ?store.backend(), "tenure is listening");
+    match bootstrap {
+        Bootstrap::Created {
+            secret: Some(secret),
+        } => {
+            println!("admin token (shown once, store it now): {secret}")
+        }
+        Bootstrap::Created { secret: None } => {
+            println!("admin token taken from TENURE_BOOTSTRAP_TOKEN")
+        }
+        Bootstrap::EnvIgnored => tracing::warn!(
+            "TENURE_BOOTSTRAP_TOKEN is ignored: this database already has tokens, and the bootstrap token is only created on first start; use `tenure token create` on this database"
+        ),
+        Bootstrap::NotNeeded => {}
+    }
     println!("tenure listening on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -127,17 +144,30 @@ async fn drain_scim_outbox(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// What start-up did about the first-start admin token.
+enum Bootstrap {
+    /// Created now; the secret to print once when it was not given (never logged).
+    Created { secret: Option<String> },
+    /// The database has tokens, and `TENURE_BOOTSTRAP_TOKEN` names one that is not made.
+    EnvIgnored,
+    /// The database has tokens and no bootstrap token was asked for.
+    NotNeeded,
+}
+
 /// On first start (no token at all), creates the admin token: `TENURE_BOOTSTRAP_TOKEN` if set,
-/// else a fresh one printed once on standard output (never logged).
-async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
-    let mut c = store.reader().await?;
-    if tenure_store::count_tokens(&mut c).await? > 0 {
-        return Ok(());
-    }
-    drop(c);
+/// else a fresh one for the caller to print once on standard output.
+async fn bootstrap_token(store: &tenure_store::Store) -> Result<Bootstrap> {
     let given = std::env::var("TENURE_BOOTSTRAP_TOKEN")
         .ok()
         .filter(|s| !s.trim().is_empty());
+    let mut c = store.reader().await?;
+    if tenure_store::count_tokens(&mut c).await? > 0 {
+        return Ok(match given {
+            Some(_) => Bootstrap::EnvIgnored,
+            None => Bootstrap::NotNeeded,
+        });
+    }
+    drop(c);
     let secret = given.clone().unwrap_or_else(tenure_api::new_token);
     let now = chrono::Utc::now().timestamp_millis();
     let row = tenure_store::TokenRow {
@@ -159,12 +189,9 @@ async fn bootstrap_token(store: &tenure_store::Store) -> Result<()> {
         ..Default::default()
     });
     tx.commit().await?;
-    if given.is_none() {
-        println!("admin token (shown once, store it now): {secret}");
-    } else {
-        println!("admin token taken from TENURE_BOOTSTRAP_TOKEN");
-    }
-    Ok(())
+    Ok(Bootstrap::Created {
+        secret: given.is_none().then_some(secret),
+    })
 }
 
 /// On SIGHUP, re-reads the configuration folder and swaps the rules; an invalid folder is

@@ -867,3 +867,225 @@ async fn approvers_requesters_and_delegations_are_listed_paged_and_scoped() {
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// The demo's directory, support desk and separation-of-duties rule, with the demo's policies.
+const SUPPORT: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "ticketing"
+connector = "sandbox"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:admins"
+system = "directory"
+kind = "group"
+risk = "privileged"
+owner = "it-ops"
+[[entitlements]]
+id = "ticketing:agent"
+system = "ticketing"
+kind = "license"
+
+[[separation_of_duties]]
+id = "admins-are-not-support-agents"
+entitlements = ["directory:admins", "ticketing:agent"]
+
+[approvals]
+request_stages = ["manager"]
+[approvals.teams]
+it-ops = ["olga"]
+"#;
+
+const SUPPORT_TEMPLATES: &[(&str, &str)] = &[
+    ("all", "entitlements = [\"directory:staff\"]\n"),
+    (
+        "support",
+        "entitlements = [\"ticketing:agent\"]\n[match]\ndepartment = [\"Support\"]\n",
+    ),
+];
+
+/// Writes the demo's Cedar policies beside the test's `tenure.toml`.
+fn demo_policies(env: &TestEnv) {
+    let dir = env.dir.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        (
+            "approvals.cedar",
+            include_str!("../demo/policies/approvals.cedar"),
+        ),
+        ("base.cedar", include_str!("../demo/policies/base.cedar")),
+        (
+            "contractors.cedar",
+            include_str!("../demo/policies/contractors.cedar"),
+        ),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// A support agent asks for the directory admins, then breaks the glass for them: separation of
+/// duties denies both, with the rule named, and nothing is granted; a contractor's break-glass
+/// for privileged access is denied by policy, never `approved`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
+    let env = TestEnv::new(SUPPORT, SUPPORT_TEMPLATES).await;
+    demo_policies(&env);
+    let s = env.start().await;
+    s.apply_ok(&person("mia", None)).await;
+    s.apply_ok(&person("olga", None)).await;
+    let mut sam = person("sam", Some("mia"));
+    sam["person"]["department"] = "Support".into();
+    s.apply_ok(&sam).await;
+    assert_eq!(
+        grants(&s.person("sam").await)
+            .get("ticketing:agent")
+            .map(String::as_str),
+        Some("granted")
+    );
+    let mut cora = person("cora", Some("mia"));
+    cora["person"]["worker_type"] = "contractor".into();
+    s.apply_ok(&cora).await;
+    let sam_token = token(&env, "sam", &["request", "break_glass"], Some("sam"));
+    let cora_token = token(&env, "cora", &["break_glass"], Some("cora"));
+
+    let asks = [
+        (&sam_token, false, "sod:admins-are-not-support-agents"),
+        (&sam_token, true, "sod:admins-are-not-support-agents"),
+        (&cora_token, true, "contractors-never-privileged"),
+    ];
+    for (t, break_glass, policy) in asks {
+        let body = json!({ "entitlement": "directory:admins", "justification": "printer outage",
+            "break_glass": break_glass });
+        let a = call(&s, Method::POST, "/api/v1/requests", t, Some(body)).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        let run = s.wait_run(a.body["run_id"].as_str().unwrap()).await;
+        assert_ne!(run["state"], "awaiting_approval", "{run:#}");
+        let note: Value = serde_json::from_str(run["note"].as_str().unwrap()).unwrap();
+        assert_eq!(note["denied"][0]["policies"], json!([policy]), "{run:#}");
+        let id = a.body["request_id"].as_str().unwrap();
+        let r = s.get(&format!("/api/v1/requests/{id}")).await;
+        assert_eq!(r["request"]["state"], "denied", "{r:#}");
+        assert_eq!(r["denied_by"], json!([policy]), "{r:#}");
+        let audit: Vec<Value> = s
+            .items("/api/v1/audit")
+            .await
+            .into_iter()
+            .filter(|e| e["correlation_id"] == id)
+            .collect();
+        let actions: Vec<&str> = audit.iter().filter_map(|e| e["action"].as_str()).collect();
+        assert!(actions.contains(&"request.denied"), "{actions:?}");
+        assert!(!actions.contains(&"request.approved"), "{actions:?}");
+    }
+    for who in ["sam", "cora"] {
+        let p = s.person(who).await;
+        assert_eq!(grants(&p).get("directory:admins"), None, "{p:#}");
+    }
+    let out = env.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// A manager leaves while an approval waits on them: their token stops working at once (no
+/// cache outlives the leave), the approval goes to their own manager, and a rehire does not
+/// bring the old token back; a new one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaver_s_tokens_stop_and_their_approvals_go_up_the_line() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    for (id, m) in [
+        ("ceo", None),
+        ("mia", Some("ceo")),
+        ("olga", Some("ceo")),
+        ("ann", Some("mia")),
+    ] {
+        s.apply_ok(&person(id, m)).await;
+    }
+    let ann = token(&env, "ann", &["request"], Some("ann"));
+    let mia = token(&env, "mia", &["approve"], Some("mia"));
+    let ceo = token(&env, "ceo", &["approve"], Some("ceo"));
+    let ask = json!({ "entitlement": "db:prod-admin", "justification": "failover drill" });
+    let (run_id, id) = ask_first_approval(&s, &ann, ask, &mia).await;
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+
+    s.apply_ok(&json!({ "type": "leave", "person": { "id": "mia" } }))
+        .await;
+    let decision = json!({ "decision": "approve", "comment": "fine" });
+    let path = format!("/api/v1/approvals/{id}/decision");
+    let a = call(&s, Method::POST, &path, &mia, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    let message = a.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("who has left"), "{message}");
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+
+    // The manager stage is the ceo's now; the owner stage is still olga's.
+    let a = call(&s, Method::GET, "/api/v1/approvals", &ceo, None).await;
+    assert_eq!(a.body["items"][0]["id"], id, "{}", a.body);
+    let audit = s.items("/api/v1/audit").await;
+    let by = |action: &str| -> Vec<Value> {
+        audit
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    };
+    let esc = by("approval.escalated");
+    assert_eq!(esc.len(), 1, "{esc:#?}");
+    assert_eq!(
+        esc[0]["reason"],
+        "approver `mia` left; their part goes to ceo"
+    );
+    let revoked = by("token.revoked");
+    assert_eq!(revoked.len(), 1, "{revoked:#?}");
+    assert_eq!(revoked[0]["actor"], "engine");
+    let a = call(&s, Method::POST, &path, &ceo, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let olga = token(&env, "olga", &["approve"], Some("olga"));
+    let a = call(&s, Method::POST, &path, &olga, Some(decision.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.wait_run(&run_id).await["state"], "succeeded");
+
+    // Rehired: the old token stays revoked; a new one works.
+    s.apply_ok(
+        &json!({ "type": "rehire", "person": { "id": "mia", "name": "N mia",
+        "email": "mia@example.com", "worker_type": "employee", "manager": "ceo" } }),
+    )
+    .await;
+    let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was revoked"),
+        "{}",
+        a.body
+    );
+    let again = token(&env, "mia-again", &["approve"], Some("mia"));
+    let a = call(&s, Method::GET, "/api/v1/approvals", &again, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+
+    // A token made for someone who has not started yet works from their first day only.
+    s.apply_ok(
+        &json!({ "type": "hire", "person": { "id": "neo", "name": "N neo",
+        "email": "neo@example.com", "worker_type": "employee", "manager": "ceo",
+        "start_date": "2999-01-01" } }),
+    )
+    .await;
+    let neo = token(&env, "neo", &["request"], Some("neo"));
+    let a = call(&s, Method::GET, "/api/v1/requests", &neo, None).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not started yet"),
+        "{}",
+        a.body
+    );
+}

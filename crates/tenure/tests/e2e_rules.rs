@@ -164,6 +164,132 @@ async fn an_invalid_policy_is_refused_with_its_line_and_the_old_rules_stay() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
 }
 
+#[tokio::test]
+async fn a_what_if_lays_the_files_sent_over_the_folder_by_name_and_removes_only_on_request() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    write_policy(&env, "base.cedar", BASE);
+    let no_legal = r#"@id("no-legal") forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { principal has department && principal.department == "Legal" };"#;
+    write_policy(&env, "departments.cedar", no_legal);
+    let server = env.start().await;
+    for i in 0..4 {
+        server
+            .apply_ok(&hire(&format!("e{i}"), "Engineering"))
+            .await;
+    }
+    server.apply_ok(&hire("s1", "Sales")).await;
+
+    // One changed policy file: only its effect, Sales losing directory:staff. The folder's
+    // base permit stays (sent alone, it once replaced the whole folder: everything revoked).
+    let no_sales = no_legal.replace("Legal", "Sales");
+    let a = server
+        .post(
+            "/api/v1/simulate",
+            &json!({ "policies": { "departments.cedar": no_sales } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["people_changed"], 1, "{}", a.body);
+    assert_eq!(a.body["revokes"], 1, "{}", a.body);
+    assert_eq!(a.body["grants"], 0, "{}", a.body);
+    assert_eq!(a.body["plans"][0]["person_id"], "s1", "{}", a.body);
+
+    // A new file is added beside the folder's; one changed template changes only its people.
+    let a = server
+        .post(
+            "/api/v1/simulate",
+            &json!({ "templates": { "eng.toml": "entitlements = [\"directory:eng\"]\n[match]\ndepartment = [\"Sales\"]\n" } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        (
+            &a.body["people_changed"],
+            &a.body["grants"],
+            &a.body["revokes"]
+        ),
+        (&json!(5), &json!(1), &json!(4)),
+        "{}",
+        a.body
+    );
+
+    // Removing is explicit: `null` in place of the text. Without the base permit nothing is
+    // allowed, so everything held is revoked.
+    let a = server
+        .post(
+            "/api/v1/simulate",
+            &json!({ "policies": { "base.cedar": null } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["people_changed"], 5, "{}", a.body);
+    assert_eq!(a.body["revokes"], 9, "{}", a.body);
+
+    // Removing a file the folder does not have is an error naming it, not a quiet no-op.
+    let a = server
+        .post(
+            "/api/v1/simulate",
+            &json!({ "policies": { "bsae.cedar": null } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    let msg = a.body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("policies/bsae.cedar"), "{msg}");
+
+    // A name that is not a file of its folder is refused with the field at fault.
+    for (set, name) in [
+        ("policies", "../base.cedar"),
+        ("policies", "base.toml"),
+        ("templates", ".toml"),
+    ] {
+        let a = server
+            .post("/api/v1/simulate", &json!({ set: { name: "x" } }))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{name}: {}", a.body);
+        assert_eq!(
+            a.body["error"]["field"],
+            format!("{set}.{name}"),
+            "{}",
+            a.body
+        );
+    }
+
+    // `tenure plan --url` sends a folder's files the same way, and names removals.
+    let out = env
+        .command()
+        .env("TENURE_TOKEN", TOKEN)
+        .args([
+            "plan",
+            "--url",
+            &server.base,
+            "--remove",
+            "policies/base.cedar",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["revokes"], 9, "{plan}");
+    let changed = tempfile::tempdir().unwrap();
+    std::fs::write(changed.path().join("tenure.toml"), CONFIG).unwrap();
+    std::fs::create_dir_all(changed.path().join("policies")).unwrap();
+    std::fs::write(changed.path().join("policies/departments.cedar"), &no_sales).unwrap();
+    let out = env
+        .command()
+        .env("TENURE_TOKEN", TOKEN)
+        .args(["plan", "--url", &server.base, "--config"])
+        .arg(changed.path().join("tenure.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&plan["people_changed"], &plan["revokes"]),
+        (&json!(1), &json!(1)),
+        "{plan}"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn reloads_under_load_lose_no_event() {

@@ -158,7 +158,9 @@ impl TestEnv {
         }
     }
 
-    fn command(&self) -> Command {
+    /// The binary, with the environment every test server and CLI run starts from: none of
+    /// the caller's `TENURE_*` settings, the test admin token as `TENURE_BOOTSTRAP_TOKEN`.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         for var in [
             "TENURE_DATA_DIR",
@@ -193,58 +195,64 @@ impl TestEnv {
             "--config",
         ])
         .arg(&self.config)
-        .args(self.db_args())
-        .stdin(Stdio::null())
+        .args(self.db_args());
+        spawn(cmd).await
+    }
+}
+
+/// Starts a `tenure serve` command (arguments and environment as the caller set them) and
+/// waits for its "listening" line.
+pub async fn spawn(mut cmd: Command) -> Server {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting tenure serve");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let out_logs = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("tenure listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                push_log(&out_logs, line);
+    let mut child = cmd.spawn().expect("starting tenure serve");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let out_logs = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("tenure listening on ") {
+                let _ = tx.send(addr.trim().to_string());
             }
-        });
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let err_logs = logs.clone();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stderr.read_to_string(&mut buf);
-            for line in buf.lines() {
-                push_log(&err_logs, format!("stderr: {line}"));
-            }
-        });
-        let mut server = Server {
-            child: Some(child),
-            base: String::new(),
-            http: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("http client"),
-            logs,
-        };
-        // The reader thread sends the address, or hangs up when the process exits.
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .expect("waiting for the address");
-        match addr {
-            Ok(a) => server.base = a,
-            Err(_) => {
-                let status = server.child.as_mut().and_then(|c| c.try_wait().ok());
-                panic!(
-                    "tenure serve did not print its address (exit: {status:?}); output:\n{}",
-                    server.log_text()
-                );
-            }
+            push_log(&out_logs, line);
         }
-        server
+    });
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let err_logs = logs.clone();
+    std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = stderr.read_to_string(&mut buf);
+        for line in buf.lines() {
+            push_log(&err_logs, format!("stderr: {line}"));
+        }
+    });
+    let mut server = Server {
+        child: Some(child),
+        base: String::new(),
+        http: Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client"),
+        logs,
+    };
+    // The reader thread sends the address, or hangs up when the process exits.
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("waiting for the address");
+    match addr {
+        Ok(a) => server.base = a,
+        Err(_) => {
+            let status = server.child.as_mut().and_then(|c| c.try_wait().ok());
+            panic!(
+                "tenure serve did not print its address (exit: {status:?}); output:\n{}",
+                server.log_text()
+            );
+        }
     }
+    server
 }
 
 fn push_log(logs: &Mutex<Vec<String>>, line: String) {
