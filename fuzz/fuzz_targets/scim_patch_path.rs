@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_scim::{PatchPath, PatchRequest};
+use tenure_scim::{MAX_TERMS, PatchPath, PatchRequest};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = serde_json::from_slice::<PatchRequest>(data) {
@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match PatchPath::parse(input) {
         Ok(path) => {
+            if let PatchPath::ValuePath { filter, .. } = &path {
+                assert!(filter.terms() <= MAX_TERMS, "accepted {} terms", filter.terms());
+            }
             let printed = path.to_string();
             let reparsed = PatchPath::parse(&printed)
                 .unwrap_or_else(|e| panic!("canonical form {printed:?} does not re-parse: {e}"));

@@ -22,8 +22,8 @@ use tenure_engine::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 use tenure_store::DelegationRow;
 use utoipa::{IntoParams, ToSchema};
 
-/// The longest justification or comment accepted.
-const MAX_TEXT: usize = 2_000;
+/// The longest justification or comment accepted, in characters.
+const MAX_TEXT: usize = tenure_core::text::MAX_TEXT;
 
 /// A JSON body as `T`; the error names the field at fault.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -36,12 +36,7 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
     if v.is_empty() {
         return Err(ApiError::invalid(field, "must not be empty"));
     }
-    if v.len() > MAX_TEXT {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {MAX_TEXT} bytes"),
-        ));
-    }
+    tenure_core::text::check(v, MAX_TEXT).map_err(|e| ApiError::invalid(field, e.to_string()))?;
     Ok(v.to_string())
 }
 

@@ -14,7 +14,7 @@ mod tasks;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
 pub use error::ApiError;
-pub use routes::{issue_token, revoke_token_by_id};
+pub use routes::{Revocation, check_token_name, issue_token, revoke_token_by_id};
 pub use scim::drain_outbox as drain_scim_outbox;
 
 use axum::Router;
@@ -26,7 +26,12 @@ use tenure_engine::Engine;
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<StateInner>,
+    /// The URL clients reach tenure at, without a trailing slash (SCIM `meta.location`).
+    public_url: Arc<str>,
 }
+
+/// The public URL when none is configured: the default listen address.
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 struct StateInner {
     engine: Engine,
@@ -123,6 +128,7 @@ impl AppState {
                 tokens: Default::default(),
                 scim_writer: Default::default(),
             }),
+            public_url: DEFAULT_PUBLIC_URL.into(),
         }
     }
 
@@ -140,7 +146,19 @@ impl AppState {
                 tokens: Default::default(),
                 scim_writer: Default::default(),
             }),
+            public_url: DEFAULT_PUBLIC_URL.into(),
         }
+    }
+
+    /// The same state, telling clients that tenure is reached at `url` (`https://host[/path]`;
+    /// a trailing slash is dropped): absolute links such as SCIM's `meta.location` start with it.
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = url.trim_end_matches('/').into();
+        self
+    }
+
+    fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     fn rules_loader(&self) -> Option<&RulesLoader> {

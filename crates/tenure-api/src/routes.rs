@@ -762,9 +762,7 @@ async fn create_token(
     p.require(Scope::Admin)?;
     let req: NewToken = crate::access::parse_body(&body)?;
     let scopes = parse_scopes(&req.scopes)?;
-    if req.name.trim().is_empty() {
-        return Err(ApiError::invalid("name", "must not be empty"));
-    }
+    check_token_name(&req.name).map_err(|e| ApiError::invalid("name", e))?;
     if let Some(person) = &req.person_id {
         let mut c = s.store().reader().await?;
         if tenure_store::get_person(&mut c, person).await?.is_none() {
@@ -807,6 +805,15 @@ fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
         .collect()
 }
 
+/// Checks a token's name (the actor it shows as in the audit trail): not blank, no NUL, at
+/// most [`tenure_core::text::MAX_NAME`] characters.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    tenure_core::text::check(name, tenure_core::text::MAX_NAME).map_err(|e| e.to_string())
+}
+
 /// Creates a token and returns its row and its secret (shown once).
 pub async fn issue_token(
     store: &tenure_store::Store,
@@ -843,14 +850,31 @@ pub async fn issue_token(
     Ok((row, secret))
 }
 
-/// Revokes a token; false if there is no live token with that id.
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// The token no longer works.
+    Revoked,
+    /// There is no live token with that id.
+    NoSuchToken,
+    /// Refused: it is the last live token holding `admin`, and without one nobody could manage
+    /// tokens through the API again.
+    LastAdmin,
+}
+
+/// Revokes a token, unless it is the last live token holding `admin`.
 pub async fn revoke_token_by_id(
     store: &tenure_store::Store,
     id: &str,
     actor: &str,
-) -> Result<bool, tenure_store::StoreError> {
+) -> Result<Revocation, tenure_store::StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut tx = store.begin().await?;
+    let admins = tenure_store::lock_live_admin_tokens(tx.conn()).await?;
+    if admins.len() == 1 && admins[0] == id {
+        tx.rollback().await?;
+        return Ok(Revocation::LastAdmin);
+    }
     let done = tenure_store::revoke_token(tx.conn(), id, now).await?;
     if done {
         tx.audit(NewAudit {
@@ -863,7 +887,11 @@ pub async fn revoke_token_by_id(
         });
     }
     tx.commit().await?;
-    Ok(done)
+    Ok(if done {
+        Revocation::Revoked
+    } else {
+        Revocation::NoSuchToken
+    })
 }
 
 /// The API tokens.
@@ -913,11 +941,19 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Scope::Admin)?;
-    if revoke_token_by_id(s.store(), &id, &p.name).await? {
-        s.tokens().clear();
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("live token `{id}`")))
+    match revoke_token_by_id(s.store(), &id, &p.name).await? {
+        Revocation::Revoked => {
+            s.tokens().clear();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Revocation::NoSuchToken => Err(ApiError::not_found(format!("live token `{id}`"))),
+        Revocation::LastAdmin => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "token `{id}` is the last live token holding `admin`: create another admin token before revoking it"
+            ),
+        )),
     }
 }
 

@@ -171,6 +171,10 @@ async fn finish(
         .message
         .map(|m| m.trim().to_string())
         .filter(|m| !m.is_empty());
+    if let Some(m) = &message {
+        tenure_core::text::check(m, tenure_core::text::MAX_TEXT)
+            .map_err(|e| ApiError::invalid("message", e.to_string()))?;
+    }
     if state == TaskState::Failed && message.is_none() {
         return Err(ApiError::invalid(
             "message",

@@ -59,6 +59,24 @@ pub mod webhook;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+/// Checks a system's settings with the function its connector reads them with when `serve`
+/// builds it, without reading secrets from the environment or connecting anywhere, so
+/// `tenure check` and every configuration load refuse what `serve` would.
+pub fn check_settings(
+    connector: &str,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    match connector {
+        "sandbox" => sandbox::SandboxSettings::from_map(settings).map(drop),
+        "postgres" => postgres::PostgresSettings::from_map(settings).map(drop),
+        "ldap" => ldap::LdapSettings::from_map(settings).map(drop),
+        "webhook" => webhook::WebhookSettings::from_map(settings).map(drop),
+        "manual" => manual::ManualSettings::from_map(settings).map(drop),
+        "scim" => scim::ScimSettings::check(settings),
+        other => Err(format!("unknown connector `{other}`")),
+    }
+}
 use tenure_core::planner::Action;
 use tenure_core::{Entitlement, Person};
 

@@ -107,10 +107,15 @@ fn default_attributes() -> BTreeMap<String, String> {
     .collect()
 }
 
-fn env_secret(settings: &Map<String, Value>, key: &str) -> Result<String, String> {
-    let var = settings.get(key).and_then(Value::as_str).ok_or_else(|| {
+/// The name of the environment variable `key` names.
+fn env_var_name<'a>(settings: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    settings.get(key).and_then(Value::as_str).ok_or_else(|| {
         format!("`{key}` (the name of the environment variable holding the secret) is required")
-    })?;
+    })
+}
+
+fn env_secret(settings: &Map<String, Value>, key: &str) -> Result<String, String> {
+    let var = env_var_name(settings, key)?;
     std::env::var(var)
         .ok()
         .filter(|s| !s.is_empty())
@@ -121,6 +126,19 @@ impl ScimSettings {
     /// Reads the settings table. Secrets come from environment variables named by
     /// `token_env` (bearer) or `client_secret_env` (OAuth client credentials).
     pub fn from_map(m: &Map<String, Value>) -> Result<Self, String> {
+        Self::read(m, env_secret)
+    }
+
+    /// Checks the settings table as [`ScimSettings::from_map`] reads it, except that the
+    /// variables naming secrets are not read (only required to be named).
+    pub fn check(m: &Map<String, Value>) -> Result<(), String> {
+        Self::read(m, |m, key| env_var_name(m, key).map(str::to_string)).map(drop)
+    }
+
+    fn read(
+        m: &Map<String, Value>,
+        secret: impl Fn(&Map<String, Value>, &str) -> Result<String, String>,
+    ) -> Result<Self, String> {
         for k in m.keys() {
             if ![
                 "base_url",
@@ -156,10 +174,10 @@ impl ScimSettings {
                     .and_then(Value::as_str)
                     .ok_or("`client_id` is required with `token_url`")?
                     .to_string(),
-                client_secret: env_secret(m, "client_secret_env")?,
+                client_secret: secret(m, "client_secret_env")?,
                 scope: m.get("scope").and_then(Value::as_str).map(str::to_string),
             },
-            None => Auth::Bearer(env_secret(m, "token_env")?),
+            None => Auth::Bearer(secret(m, "token_env")?),
         };
         let attributes = match m.get("attributes") {
             None => default_attributes(),

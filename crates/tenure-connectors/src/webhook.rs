@@ -7,7 +7,8 @@
 //! (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` under the `whsec_` secret).
 //!
 //! Requests only go to `allowed_hosts`. Redirects are followed only to allowed hosts; private,
-//! loopback and link-local addresses (cloud metadata endpoints among them) are refused unless
+//! loopback and link-local addresses (cloud metadata endpoints among them), and the IPv6 forms
+//! that reach them (NAT64, 6to4, IPv4-mapped or -compatible, Teredo), are refused unless
 //! `allow_private_networks` is set, both for literal IPs and for names that resolve to them,
 //! and the address checked is the address connected to. Proxies from the environment are not
 //! used, so nothing bypasses these checks.
@@ -90,7 +91,9 @@ fn default_recheck() -> u64 {
 
 /// Whether an address is one an outside request must not reach without
 /// `allow_private_networks`: loopback, private, link-local (169.254.169.254 among them),
-/// CGNAT, unspecified, multicast, documentation, unique-local and IPv4-mapped forms of these.
+/// CGNAT, unspecified, multicast, documentation, unique-local and site-local, and every IPv6
+/// form that carries an IPv4 address a router or translator may deliver to (IPv4-mapped,
+/// IPv4-compatible, IPv4-translated, NAT64, 6to4, Teredo) when that IPv4 address is refused.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -107,17 +110,45 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
+            }
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed inside)
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001) // local-use NAT64 (RFC 8215)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] & 0xfff0) == 0x3ff0 // documentation (RFC 9637)
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, when it is one of the forms that reach an
+/// IPv4 host: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, IPv4-translated
+/// `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:AABB:CCDD::` and Teredo
+/// `2001:0::` (the client's address, stored inverted in the last 32 bits).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let last = |hi: u16, lo: u16| {
+        std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+    };
+    match s {
+        // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible; `::` and `::1` are handled first).
+        [0, 0, 0, 0, 0, 0xffff | 0, hi, lo] => Some(last(hi, lo)),
+        // ::ffff:0:a.b.c.d (IPv4-translated, RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(last(hi, lo)),
+        // 64:ff9b::a.b.c.d (NAT64 well-known prefix, RFC 6052).
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(last(hi, lo)),
+        // 2002:AABB:CCDD::/48 (6to4, RFC 3056): the relay delivers to AA.BB.CC.DD.
+        [0x2002, hi, lo, ..] => Some(last(hi, lo)),
+        // 2001:0::/32 (Teredo, RFC 4380): the client's address is the last 32 bits inverted.
+        [0x2001, 0, .., hi, lo] => Some(last(!hi, !lo)),
+        _ => None,
     }
 }
 
@@ -131,10 +162,17 @@ fn check_destination(url: &url::Url, allowed: &[String], private_ok: bool) -> Re
         .host_str()
         .ok_or_else(|| format!("`{url}` has no host"))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if !allowed.iter().any(|h| h.eq_ignore_ascii_case(bare)) {
+    let literal = bare.parse::<IpAddr>().ok();
+    // The URL parser writes IPv6 literals in their shortest form: compare addresses as
+    // addresses, so `::127.0.0.1` in allowed_hosts matches `[::7f00:1]`.
+    let listed = |h: &String| {
+        h.eq_ignore_ascii_case(bare)
+            || literal.is_some_and(|ip| h.parse::<IpAddr>().is_ok_and(|a| a == ip))
+    };
+    if !allowed.iter().any(listed) {
         return Err(format!("host `{bare}` is not in allowed_hosts"));
     }
-    if let Ok(ip) = bare.parse::<IpAddr>()
+    if let Some(ip) = literal
         && !private_ok
         && is_private(ip)
     {
@@ -584,6 +622,7 @@ mod tests {
             "100.64.0.1",
             "0.0.0.0",
             "::1",
+            "::",
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
@@ -592,6 +631,120 @@ mod tests {
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1", "8.8.8.8"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// Every IPv6 form that a host, router or translator turns into an IPv4 destination is
+    /// refused exactly when that IPv4 address is: each refused IPv4 range in each form, and
+    /// a public IPv4 address in each form is let through.
+    #[test]
+    fn ipv6_forms_of_refused_ipv4_addresses_are_refused() {
+        // (form, how to write a.b.c.d in it)
+        type Form = (&'static str, fn([u8; 4]) -> String);
+        let forms: [Form; 8] = [
+            ("IPv4-mapped", |o| {
+                format!("::ffff:{}.{}.{}.{}", o[0], o[1], o[2], o[3])
+            }),
+            ("IPv4-compatible", |o| {
+                format!("::{}.{}.{}.{}", o[0], o[1], o[2], o[3])
+            }),
+            ("IPv4-translated", |o| {
+                format!("::ffff:0:{}.{}.{}.{}", o[0], o[1], o[2], o[3])
+            }),
+            ("NAT64", |o| {
+                format!("64:ff9b::{}.{}.{}.{}", o[0], o[1], o[2], o[3])
+            }),
+            ("NAT64 in hex", |o| {
+                format!(
+                    "64:ff9b::{:x}:{:x}",
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]])
+                )
+            }),
+            ("6to4", |o| {
+                format!(
+                    "2002:{:x}:{:x}::1",
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]])
+                )
+            }),
+            ("6to4 with a subnet", |o| {
+                format!(
+                    "2002:{:x}:{:x}:42:1:2:3:4",
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]])
+                )
+            }),
+            ("Teredo", |o| {
+                format!(
+                    "2001:0:4136:e378:8000:63bf:{:x}:{:x}",
+                    !u16::from_be_bytes([o[0], o[1]]),
+                    !u16::from_be_bytes([o[2], o[3]])
+                )
+            }),
+        ];
+        let refused: [[u8; 4]; 10] = [
+            [127, 0, 0, 1],       // loopback
+            [10, 0, 0, 7],        // private
+            [172, 16, 5, 4],      // private
+            [192, 168, 1, 1],     // private
+            [169, 254, 169, 254], // link-local: cloud metadata
+            [100, 100, 0, 1],     // CGNAT
+            [0, 0, 0, 0],         // unspecified
+            [224, 0, 0, 1],       // multicast
+            [192, 0, 2, 10],      // documentation
+            [255, 255, 255, 255], // broadcast
+        ];
+        for (name, write) in forms {
+            for o in refused {
+                let text = write(o);
+                let ip: IpAddr = text
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{name} {text}: {e}"));
+                assert!(
+                    is_private(ip),
+                    "{name} form {text} of {o:?} must be refused"
+                );
+            }
+            let public = write([93, 184, 216, 34]);
+            let ip: IpAddr = public.parse().unwrap();
+            assert!(
+                !is_private(ip),
+                "{name} form {public} of a public address is allowed"
+            );
+        }
+        // Ranges refused whatever they carry.
+        for ip in [
+            "fec0::1",            // site-local
+            "feff::1",            // site-local, top of the range
+            "64:ff9b:1::808:808", // local-use NAT64 (RFC 8215), even of 8.8.8.8
+            "2001:db8::1",        // documentation
+            "3fff::1",            // documentation (RFC 9637)
+            "ff02::1",            // multicast
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        // Neighbours of those ranges are ordinary addresses.
+        for ip in ["fbff::1", "2003::1", "2001:4860:4860::8888", "64:ff9b:2::1"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn literal_ipv6_forms_of_private_addresses_are_refused_at_load() {
+        for host in [
+            "[64:ff9b::a9fe:a9fe]",
+            "[::127.0.0.1]",
+            "[2002:a00:1::]",
+            "[fec0::1]",
+        ] {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let e = settings(serde_json::json!({
+                "allowed_hosts": [bare], "secret_env": "S",
+                "operations": {"create_account": {"url": format!("http://{host}/u")}}
+            }))
+            .unwrap_err();
+            assert!(e.contains("private"), "{host}: {e}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! changes a person and their engagements.
 
 use crate::model::{Client, Engagement, Person, PersonStatus, WorkerType, string_enum};
+use crate::text;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -215,6 +216,7 @@ fn check_client(c: &Client) -> Result<(), EventError> {
             "must not be empty",
         ));
     }
+    check_text("engagement.client.name", &c.name, text::MAX_NAME)?;
     if let Some(d) = c.max_access_days
         && !(1..=crate::config::MAX_ACCESS_DAYS).contains(&i64::from(d))
     {
@@ -236,18 +238,31 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
     if let Some(id) = &e.id {
         check_id("id", id)?;
     }
-    if let Some(email) = &p.email
-        && !is_email(email)
-    {
-        return Err(EventError::new(
-            "person.email",
-            format!("`{email}` is not an email address"),
-        ));
+    if let Some(email) = &p.email {
+        check_text("person.email", email, text::MAX_EMAIL)?;
+        if !is_email(email) {
+            return Err(EventError::new(
+                "person.email",
+                format!("`{email}` is not an email address"),
+            ));
+        }
     }
-    if let Some(name) = &p.name
-        && name.trim().is_empty()
-    {
-        return Err(EventError::new("person.name", "must not be empty"));
+    if let Some(name) = &p.name {
+        if name.trim().is_empty() {
+            return Err(EventError::new("person.name", "must not be empty"));
+        }
+        check_text("person.name", name, text::MAX_NAME)?;
+    }
+    for (field, value) in [
+        ("person.department", &p.department),
+        ("person.title", &p.title),
+        ("person.location", &p.location),
+        ("person.manager", &p.manager),
+        ("source", &e.source),
+    ] {
+        if let Some(v) = value {
+            check_text(field, v, text::MAX_NAME)?;
+        }
     }
     if let (Some(s), Some(end)) = (p.start_date, p.end_date)
         && end < s
@@ -298,6 +313,10 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
             if en.role.trim().is_empty() {
                 return Err(EventError::new("engagement.role", "must not be empty"));
             }
+            check_text("engagement.role", &en.role, text::MAX_NAME)?;
+            if let Some(id) = &en.id {
+                check_text("engagement.id", id, text::MAX_NAME)?;
+            }
             if let (Some(s), Some(end)) = (en.start_date, en.end_date)
                 && end < s
             {
@@ -324,6 +343,11 @@ pub fn validate_event(e: &EventInput) -> Result<(), EventError> {
         ));
     }
     Ok(())
+}
+
+/// Free text within its bound and without NUL (see [`crate::text`]).
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), EventError> {
+    text::check(value, max).map_err(|e| EventError::new(field, e))
 }
 
 pub(crate) fn check_id(field: &str, id: &str) -> Result<(), EventError> {
@@ -533,6 +557,21 @@ fn check_attributes(
                 "must be a boolean, a string, an integer, a list of strings, or null to remove it",
             ));
         }
+        match v {
+            Value::String(s) => check_text(&field, s, text::MAX_ATTRIBUTE)?,
+            Value::Array(items) => {
+                if items.len() > text::MAX_LIST {
+                    return Err(EventError::new(
+                        field,
+                        format!("must hold at most {} strings", text::MAX_LIST),
+                    ));
+                }
+                for (i, s) in items.iter().filter_map(Value::as_str).enumerate() {
+                    check_text(&format!("{field}[{i}]"), s, text::MAX_ATTRIBUTE)?;
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -681,6 +720,134 @@ mod tests {
         assert_eq!(err(r#"[]"#).field, "body");
         assert_eq!(err(r#"[null,"hire",{"id":"x"}]"#).field, "body");
         assert_eq!(err("").field, "body");
+    }
+
+    #[test]
+    fn nul_characters_and_overlong_text_are_refused_in_every_field() {
+        // Each text field of an event, with a NUL (`\u0000` in JSON) at its place.
+        let nul = r"a\u0000b";
+        let hire = |person_extra: &str, top_extra: &str| {
+            format!(
+                r#"{{"type":"hire","person":{{"id":"e1","name":"Ada","email":"ada@example.com","worker_type":"employee"{person_extra}}}{top_extra}}}"#
+            )
+        };
+        let cases = [
+            (hire("", &format!(r#","id":"{nul}""#)), "id"),
+            (
+                format!(r#"{{"type":"leave","person":{{"id":"{nul}"}}}}"#),
+                "person.id",
+            ),
+            (
+                format!(r#"{{"type":"transfer","person":{{"id":"e1","name":"{nul}"}}}}"#),
+                "person.name",
+            ),
+            (
+                format!(
+                    r#"{{"type":"transfer","person":{{"id":"e1","email":"a{nul}@example.com"}}}}"#
+                ),
+                "person.email",
+            ),
+            (
+                hire(&format!(r#","department":"{nul}""#), ""),
+                "person.department",
+            ),
+            (hire(&format!(r#","title":"{nul}""#), ""), "person.title"),
+            (
+                hire(&format!(r#","location":"{nul}""#), ""),
+                "person.location",
+            ),
+            (
+                hire(&format!(r#","manager":"{nul}""#), ""),
+                "person.manager",
+            ),
+            (hire("", &format!(r#","source":"{nul}""#)), "source"),
+            (
+                hire(&format!(r#","attributes":{{"team":"{nul}"}}"#), ""),
+                "person.attributes.team",
+            ),
+            (
+                hire(
+                    &format!(r#","attributes":{{"trainings":["gdpr","{nul}"]}}"#),
+                    "",
+                ),
+                "person.attributes.trainings[1]",
+            ),
+            (
+                format!(
+                    r#"{{"type":"engagement_start","person":{{"id":"e1"}},"engagement":{{"client":"acme","role":"{nul}"}}}}"#
+                ),
+                "engagement.role",
+            ),
+            (
+                format!(
+                    r#"{{"type":"engagement_start","person":{{"id":"e1"}},"engagement":{{"id":"{nul}","client":"acme","role":"r"}}}}"#
+                ),
+                "engagement.id",
+            ),
+            (
+                format!(
+                    r#"{{"type":"engagement_start","person":{{"id":"e1"}},"engagement":{{"client":"{nul}","role":"r"}}}}"#
+                ),
+                "engagement.client",
+            ),
+            (
+                format!(
+                    r#"{{"type":"engagement_start","person":{{"id":"e1"}},"engagement":{{"client":{{"id":"acme","name":"{nul}"}},"role":"r"}}}}"#
+                ),
+                "engagement.client.name",
+            ),
+            (
+                format!(
+                    r#"{{"type":"engagement_start","person":{{"id":"e1"}},"engagement":{{"client":{{"id":"acme","name":"Acme","attributes":{{"region":"{nul}"}}}},"role":"r"}}}}"#
+                ),
+                "engagement.client.attributes.region",
+            ),
+        ];
+        for (body, field) in &cases {
+            let e = err(body);
+            assert_eq!(e.field, *field, "{body}: {e}");
+            assert!(
+                e.message.contains("NUL") || e.message.contains("control"),
+                "{body}: {e}"
+            );
+        }
+
+        // Lengths: each kind of field at its bound passes, one character more is refused.
+        let long = |n: usize| "é".repeat(n);
+        let title = |n: usize| hire(&format!(r#","title":"{}""#, long(n)), "");
+        assert!(parse_event(title(text::MAX_NAME).as_bytes()).is_ok());
+        let e = err(&title(text::MAX_NAME + 1));
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("person.title", "must be at most 256 characters")
+        );
+        let email = |n: usize| {
+            format!(
+                r#"{{"type":"transfer","person":{{"id":"e1","email":"{}@example.com"}}}}"#,
+                "a".repeat(n - "@example.com".len())
+            )
+        };
+        assert!(parse_event(email(text::MAX_EMAIL).as_bytes()).is_ok());
+        assert_eq!(err(&email(text::MAX_EMAIL + 1)).field, "person.email");
+        let attr = |n: usize| hire(&format!(r#","attributes":{{"bio":"{}"}}"#, long(n)), "");
+        assert!(parse_event(attr(text::MAX_ATTRIBUTE).as_bytes()).is_ok());
+        assert_eq!(
+            err(&attr(text::MAX_ATTRIBUTE + 1)).field,
+            "person.attributes.bio"
+        );
+        let list = |n: usize| {
+            let items = vec!["\"x\""; n].join(",");
+            hire(&format!(r#","attributes":{{"trainings":[{items}]}}"#), "")
+        };
+        assert!(parse_event(list(text::MAX_LIST).as_bytes()).is_ok());
+        let e = err(&list(text::MAX_LIST + 1));
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            (
+                "person.attributes.trainings",
+                "must hold at most 100 strings"
+            )
+        );
     }
 
     fn hire(id: &str) -> EventInput {

@@ -359,5 +359,16 @@ effective_at = "/when"
             .map(&serde_json::json!({"kind": "Hired", "who": {"id": 1}}))
             .unwrap_err();
         assert_eq!(bad.field, "person.name", "{bad:?}");
+        // A NUL in a payload's value refuses the change like any event's.
+        let nul = m
+            .map(&serde_json::json!({"kind": "Hired", "who": {"id": 1, "name": "A\u{0}da"}}))
+            .unwrap_err();
+        assert_eq!(
+            (nul.field.as_str(), nul.message.as_str()),
+            (
+                "person.name",
+                "must not contain a NUL character (after mapping)"
+            )
+        );
     }
 }

@@ -20,6 +20,7 @@ pub mod retry;
 pub mod roster;
 pub mod run;
 pub mod sod;
+pub mod text;
 pub mod webhook;
 pub mod wire;
 

@@ -1246,6 +1246,42 @@ mod tests {
     }
 
     #[test]
+    fn nul_characters_and_overlong_cells_are_refused_with_their_column() {
+        let long = "x".repeat(crate::text::MAX_NAME + 1);
+        let r = roster(&format!(
+            "E1,Ada\0Lovelace,ada@example.com,employee,,,,,,\n\
+             E2,Bob,bob@example.com,employee,Eng\0,,,,,\n\
+             E3,Cy,cy@example.com,employee,,{long},,,,\n\
+             E4,Dee,dee@example.com,employee,,,Lon\0don,,,\n"
+        ));
+        let errs: Vec<(u64, String, String)> = r
+            .rows
+            .iter()
+            .map(|x| {
+                let e = x.as_ref().expect_err("refused");
+                (e.line, e.column.clone(), e.reason.clone())
+            })
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                (2, "name".into(), "must not contain a NUL character".into()),
+                (
+                    3,
+                    "department".into(),
+                    "must not contain a NUL character".into()
+                ),
+                (4, "title".into(), "must be at most 256 characters".into()),
+                (
+                    5,
+                    "location".into(),
+                    "must not contain a NUL character".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_mapping_reads_other_headers_and_ignores_extra_columns() {
         let mut map = ColumnMap::default();
         map.set(Field::Id, "Employee ID");

@@ -37,12 +37,19 @@
 //! - Nesting of `(…)`, `not (…)` and `attr[…]` is capped at [`MAX_DEPTH`] levels, so parsing,
 //!   printing and dropping an AST never overflow the stack. `and`/`or` chains are flat lists,
 //!   so long chains do not nest at all.
+//! - A filter (or a PATCH path's value filter) holds at most [`MAX_TERMS`] attribute
+//!   expressions (`attr op value` or `attr pr`): every consumer translates a filter into work
+//!   proportional to its terms (SQL expressions whose depth databases cap, in-memory
+//!   evaluation per resource), so the size is bounded where it is read.
+//! - A NUL character is refused in comparison strings, escaped (`\u0000`) or raw: no stored
+//!   value can hold one (PostgreSQL refuses NUL in text), so such a filter is a client bug.
 //!
 //! The AST is normalized: `And` and `Or` hold at least two operands and never directly contain
 //! an operand of their own kind (`a and (b and c)` parses to one `And` of three). The parser
 //! only produces normalized ASTs, and [`Filter::and`] / [`Filter::or`] keep them normalized.
 //! `Display` prints a canonical filter (lowercase keywords, single spaces, the fewest
-//! parentheses) that re-parses to the same AST for every normalized, valid AST.
+//! parentheses) that re-parses to the same AST for every normalized, valid AST (within the
+//! bounds above, with no NUL in its strings).
 
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
@@ -51,6 +58,10 @@ use serde_json::Number;
 
 /// Maximum nesting depth of `(…)`, `not (…)` and `attr[…]` groups accepted by the parsers.
 pub const MAX_DEPTH: usize = 64;
+
+/// Maximum number of attribute expressions (`attr op value`, `attr pr`) in one filter or PATCH
+/// path accepted by the parsers.
+pub const MAX_TERMS: usize = 100;
 
 /// A filter or path syntax error, with the byte offset into the input where it was detected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,6 +330,17 @@ impl Filter {
         Filter::Not(Box::new(self))
     }
 
+    /// How many attribute expressions (`attr op value`, `attr pr`) the filter holds: what
+    /// [`MAX_TERMS`] bounds.
+    pub fn terms(&self) -> usize {
+        match self {
+            Filter::Compare { .. } | Filter::Present(_) => 1,
+            Filter::And(terms) | Filter::Or(terms) => terms.iter().map(Filter::terms).sum(),
+            Filter::Not(inner) => inner.terms(),
+            Filter::ValuePath { filter, .. } => filter.terms(),
+        }
+    }
+
     /// The attribute paths the filter references, in order of appearance, duplicates kept.
     ///
     /// A value path `emails[type eq "work"]` contributes `emails` and then `emails.type`: paths
@@ -431,6 +453,8 @@ fn write_terms(
 // Parser
 // ---------------------------------------------------------------------------------------------
 
+const NUL_IN_STRING: &str = "a NUL character cannot appear in a filter string";
+
 /// Bytes that may appear in an attribute path (schema URN included).
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'$')
@@ -461,11 +485,29 @@ fn excerpt(token: &str) -> String {
 pub(crate) struct Parser<'a> {
     src: &'a str,
     pub(crate) pos: usize,
+    /// Attribute expressions read so far, against [`MAX_TERMS`].
+    terms: usize,
 }
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(src: &'a str) -> Self {
-        Self { src, pos: 0 }
+        Self {
+            src,
+            pos: 0,
+            terms: 0,
+        }
+    }
+
+    /// Counts one more attribute expression starting at `at`, or refuses one too many.
+    fn count_term(&mut self, at: usize) -> Result<(), ParseError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(ParseError::new(
+                at,
+                format!("filter has more than the maximum of {MAX_TERMS} attribute expressions"),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn peek(&self) -> Option<u8> {
@@ -655,10 +697,12 @@ impl<'a> Parser<'a> {
         }
         let word = &self.src[op_start..end];
         if word.eq_ignore_ascii_case("pr") {
+            self.count_term(start)?;
             self.pos = end;
             return Ok(Filter::Present(path));
         }
         if let Some(op) = CompareOp::from_keyword(word) {
+            self.count_term(start)?;
             self.pos = end;
             self.skip_ws();
             let value = self.parse_value()?;
@@ -805,6 +849,9 @@ impl<'a> Parser<'a> {
                 i += 1;
             }
             // `i` is on an ASCII byte or the end of input: a char boundary.
+            if let Some(nul) = self.src[run..i].find('\0') {
+                return Err(ParseError::new(run + nul, NUL_IN_STRING));
+            }
             out.push_str(&self.src[run..i]);
             match bytes.get(i) {
                 None => return Err(ParseError::new(start, "unterminated string")),
@@ -829,6 +876,9 @@ impl<'a> Parser<'a> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let (c, next) = self.unicode_escape(esc)?;
+                            if c == '\0' {
+                                return Err(ParseError::new(esc, NUL_IN_STRING));
+                            }
                             out.push(c);
                             i = next;
                         }

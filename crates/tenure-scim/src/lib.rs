@@ -18,5 +18,5 @@ pub mod filter;
 pub mod patch;
 
 pub use error::{ERROR_SCHEMA, ScimError, ScimType};
-pub use filter::{AttrPath, CompValue, CompareOp, Filter, MAX_DEPTH, ParseError};
+pub use filter::{AttrPath, CompValue, CompareOp, Filter, MAX_DEPTH, MAX_TERMS, ParseError};
 pub use patch::{PATCH_OP_SCHEMA, PatchOp, PatchOperation, PatchPath, PatchRequest};

@@ -1491,6 +1491,18 @@ pub async fn revoke_tokens_of_person(
     Ok(out)
 }
 
+/// The ids of the live tokens holding the `admin` scope. On PostgreSQL their rows stay locked
+/// until the transaction ends, so two revocations at once cannot each leave the other's token
+/// as the last admin and then both commit (SQLite writers are serialized already).
+pub async fn lock_live_admin_tokens(c: &mut AnyConnection) -> Result<Vec<String>> {
+    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let sql = format!(
+        "SELECT id FROM tokens WHERE revoked_at IS NULL AND (' ' || scopes || ' ') LIKE '% admin %' ORDER BY id{lock}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(c).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
 /// How many tokens exist (revoked included).
 pub async fn count_tokens(c: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM tokens")

@@ -194,7 +194,54 @@ pub fn load_config(path: &Path) -> Result<(Config, SourceFile)> {
     let templates = read_dir_files(&dir, "toml")?;
     let config =
         Config::parse(&main, &templates).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    check_connectors(&main, &config)?;
     Ok((config, main))
+}
+
+/// Checks every system's connector settings the way `serve` reads them when it builds the
+/// connectors ([`tenure_connectors::check_settings`]), each error located at the system's
+/// `settings` table in `tenure.toml` (or at its id when it has none).
+pub fn check_connectors(main: &SourceFile, config: &Config) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Located {
+        #[serde(default)]
+        systems: Vec<LocatedSystem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LocatedSystem {
+        id: toml::Spanned<String>,
+        #[serde(default)]
+        settings: Option<toml::Spanned<toml::Table>>,
+    }
+    let spans: Vec<LocatedSystem> = toml::from_str::<Located>(&main.text)
+        .map(|l| l.systems)
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    for system in config.systems.values() {
+        let Err(e) = tenure_connectors::check_settings(&system.connector, &system.settings) else {
+            continue;
+        };
+        let at = spans
+            .iter()
+            .find(|s| *s.id.get_ref() == system.id)
+            .map_or(0, |s| {
+                s.settings.as_ref().map_or(s.id.span(), |t| t.span()).start
+            });
+        let before = &main.text[..main.text.floor_char_boundary(at.min(main.text.len()))];
+        errors.push(ConfigError {
+            file: main.path.clone(),
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+            message: format!("system `{}`: {e}", system.id),
+        });
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "invalid configuration:\n{}",
+        tenure_core::config::ConfigErrors(errors)
+    )
 }
 
 /// The files of a configuration folder (or of the built-in demo), before validation.
@@ -266,6 +313,7 @@ impl Sources {
     pub fn load(&self) -> Result<Loaded> {
         let config = Config::parse(&self.main, &self.templates)
             .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+        check_connectors(&self.main, &config)?;
         let loaded = PolicyEngine::load(&config, Some(&self.main), &self.policies)
             .map_err(|e| anyhow!("invalid policy:\n{e}"))?;
         Ok(Loaded {

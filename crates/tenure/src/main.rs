@@ -5,6 +5,7 @@ mod approvals_cmd;
 mod bench;
 mod config_files;
 mod demo;
+mod http;
 mod import;
 mod plan_cmd;
 mod policy_cmd;
@@ -273,6 +274,7 @@ async fn token(command: TokenCommand) -> Result<()> {
             person,
             db,
         } => {
+            tenure_api::check_token_name(&name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
             let store = db.open_existing().await?;
             if let Some(p) = &person {
                 let mut c = store.reader().await?;
@@ -302,10 +304,13 @@ async fn token(command: TokenCommand) -> Result<()> {
         }
         TokenCommand::Revoke { id, db } => {
             let store = db.open_existing().await?;
-            if !tenure_api::revoke_token_by_id(&store, &id, "cli").await? {
-                bail!("no live token with id `{id}`");
+            match tenure_api::revoke_token_by_id(&store, &id, "cli").await? {
+                tenure_api::Revocation::Revoked => println!("revoked {id}"),
+                tenure_api::Revocation::NoSuchToken => bail!("no live token with id `{id}`"),
+                tenure_api::Revocation::LastAdmin => bail!(
+                    "`{id}` is the last live token holding `admin`: create another with `tenure token create --scope admin` first"
+                ),
             }
-            println!("revoked {id}");
         }
     }
     Ok(())

@@ -33,6 +33,33 @@ pub struct ServeArgs {
     /// may take it over. Calls that take longer may run twice (safely: they carry operation ids).
     #[arg(long, env = "TENURE_STEP_LEASE_SECS", default_value_t = 60)]
     step_lease_secs: u64,
+    /// The URL clients reach tenure at (`https://tenure.example.com`, a path allowed), for
+    /// absolute links such as SCIM's `meta.location`; http:// and the listen address if unset.
+    #[arg(long, env = "TENURE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// HTTP connections served at once (lowered to what the open-file limit allows); more
+    /// wait to be accepted.
+    #[arg(long, env = "TENURE_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a connection may send nothing (its request headers unfinished, or idle between
+    /// requests) before it is closed.
+    #[arg(long, env = "TENURE_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    idle_timeout_secs: u64,
+}
+
+/// The public URL given, checked: http or https, a host, no query or fragment.
+fn public_url(given: &str) -> Result<String> {
+    let url = reqwest::Url::parse(given).with_context(|| format!("--public-url `{given}`"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        anyhow::bail!(
+            "--public-url `{given}` must be an http(s) URL with a host and no query or fragment"
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -59,6 +86,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         "configuration and policies loaded"
     );
     let (config, policy) = (loaded.config, loaded.policy);
+    let given_url = args.public_url.as_deref().map(public_url).transpose()?;
+    let limits = crate::http::Limits {
+        max_connections: args.max_connections,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
+    }
+    .within(crate::http::raise_open_file_limit());
     let metrics = PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -102,8 +135,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let loader = config_files::rules_loader(args.config.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(engine.clone(), loader.clone()));
-    let app = tenure_api::router(AppState::with_rules(engine.clone(), Some(metrics), loader))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let url = given_url.unwrap_or_else(|| {
+        if addr.ip().is_unspecified() {
+            tracing::warn!(%addr, "listening on every address without --public-url: links tenure writes (SCIM meta.location) name {addr}");
+        }
+        format!("http://{addr}")
+    });
+    let state = AppState::with_rules(engine.clone(), Some(metrics), loader).with_public_url(&url);
+    let app = tenure_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // Last before serving: once the token exists, nothing stands between it and its one showing.
     let bootstrap = bootstrap_token(&store).await?;
     tracing::info!(%addr, backend = ?store.backend(), "tenure is listening");
@@ -122,9 +161,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Bootstrap::NotNeeded => {}
     }
     println!("tenure listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::serve(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("draining: waiting for calls in flight to finish and be recorded");
     engine.shutdown().await;
     store.close().await;

@@ -156,18 +156,10 @@ pub(crate) fn router() -> Router<AppState> {
         })
 }
 
-/// The absolute base URL of the SCIM endpoints, for `meta.location`.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
-    format!("{proto}://{host}/scim/v2")
+/// The absolute base URL of the SCIM endpoints, for `meta.location` and discovery: from the
+/// configured public URL, never from the request's `Host` header (which the client chooses).
+fn base_url(s: &AppState) -> String {
+    format!("{}/scim/v2", s.public_url())
 }
 
 fn parse_body(body: &Bytes, headers: &HeaderMap) -> R<Value> {
@@ -198,13 +190,11 @@ fn parse_body(body: &Bytes, headers: &HeaderMap) -> R<Value> {
 // ------------------------------------------------------------------ discovery
 
 async fn service_provider_config(
+    State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
 ) -> R<Response> {
     auth(p)?;
-    Ok(scim_body(schema::service_provider_config(&base_url(
-        &headers,
-    ))))
+    Ok(scim_body(schema::service_provider_config(&base_url(&s))))
 }
 
 fn list_of(items: Vec<Value>) -> Value {
@@ -217,9 +207,9 @@ fn list_of(items: Vec<Value>) -> Value {
     })
 }
 
-async fn resource_types(p: Result<Principal, ApiError>, headers: HeaderMap) -> R<Response> {
+async fn resource_types(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R<Response> {
     auth(p)?;
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let items = ["User", "Group"]
         .iter()
         .filter_map(|n| schema::resource_type_json(n, &base))
@@ -228,19 +218,19 @@ async fn resource_types(p: Result<Principal, ApiError>, headers: HeaderMap) -> R
 }
 
 async fn resource_type(
+    State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> R<Response> {
     auth(p)?;
-    schema::resource_type_json(&id, &base_url(&headers))
+    schema::resource_type_json(&id, &base_url(&s))
         .map(scim_body)
         .ok_or_else(|| status(404, format!("no resource type `{id}`")))
 }
 
-async fn schemas(p: Result<Principal, ApiError>, headers: HeaderMap) -> R<Response> {
+async fn schemas(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R<Response> {
     auth(p)?;
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let items = schema::ALL_SCHEMAS
         .iter()
         .filter_map(|u| schema::schema_json(u, &base))
@@ -249,12 +239,12 @@ async fn schemas(p: Result<Principal, ApiError>, headers: HeaderMap) -> R<Respon
 }
 
 async fn schema_one(
+    State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> R<Response> {
     auth(p)?;
-    schema::schema_json(&id, &base_url(&headers))
+    schema::schema_json(&id, &base_url(&s))
         .map(scim_body)
         .ok_or_else(|| status(404, format!("no schema `{id}`")))
 }
@@ -562,7 +552,7 @@ async fn get_user(
             None,
         ));
     }
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let view = person_view(&mut c, &row.id, &params.attributes).await?;
     let full = render_user(&row, &groups, view.as_ref(), &base)?;
     let body = resource::project(&USER_SCHEMAS, full, &params.attributes, &params.excluded);
@@ -572,12 +562,11 @@ async fn get_user(
 async fn list_users(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> R<Response> {
     auth(p)?;
     let params = query_params(q)?;
-    search(&s, &headers, params).await
+    search(&s, params).await
 }
 
 async fn search_users(
@@ -588,10 +577,10 @@ async fn search_users(
 ) -> R<Response> {
     auth(p)?;
     let params = search_params(&parse_body(&body, &headers)?)?;
-    search(&s, &headers, params).await
+    search(&s, params).await
 }
 
-async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Response> {
+async fn search(s: &AppState, params: ListParams) -> R<Response> {
     let cond = params
         .filter
         .as_deref()
@@ -611,7 +600,7 @@ async fn search(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Resp
         params.count,
     )
     .await?;
-    let base = base_url(headers);
+    let base = base_url(s);
     let mut items = Vec::with_capacity(rows.len());
     for (row, groups) in &rows {
         let view = person_view(&mut c, &row.id, &params.attributes).await?;
@@ -1023,8 +1012,8 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::Engin
     }
 }
 
-async fn respond_written(s: &AppState, headers: &HeaderMap, w: Written) -> R<Response> {
-    let base = base_url(headers);
+async fn respond_written(s: &AppState, w: Written) -> R<Response> {
+    let base = base_url(s);
     // A user just created has a fresh id: its person holds nothing yet.
     let groups = if w.created {
         Vec::new()
@@ -1065,7 +1054,7 @@ async fn create_user(
     let p = auth(p)?;
     let v = parse_body(&body, &headers)?;
     let w = write_user(&s, &p.name, None, Change::Create(v), None).await?;
-    respond_written(&s, &headers, w).await
+    respond_written(&s, w).await
 }
 
 async fn replace_user(
@@ -1085,7 +1074,7 @@ async fn replace_user(
         if_match(&headers).as_deref(),
     )
     .await?;
-    respond_written(&s, &headers, w).await
+    respond_written(&s, w).await
 }
 
 async fn patch_user(
@@ -1105,7 +1094,7 @@ async fn patch_user(
         if_match(&headers).as_deref(),
     )
     .await?;
-    respond_written(&s, &headers, w).await
+    respond_written(&s, w).await
 }
 
 async fn delete_user(
@@ -1165,7 +1154,7 @@ fn group_rows(e: &tenure_core::Entitlement) -> Vec<tenure_store::IndexedValue> {
     ]
 }
 
-async fn groups(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Response> {
+async fn groups(s: &AppState, params: ListParams) -> R<Response> {
     let cond = match params.filter.as_deref() {
         None => None,
         Some(f) => {
@@ -1213,7 +1202,7 @@ async fn groups(s: &AppState, headers: &HeaderMap, params: ListParams) -> R<Resp
         .skip((params.start_index - 1) as usize)
         .take(params.count as usize)
         .collect();
-    let base = base_url(headers);
+    let base = base_url(s);
     let mut c = s.store().reader().await?;
     let mut items = Vec::new();
     for e in page {
@@ -1246,11 +1235,10 @@ const GROUP_FILTER_SCHEMAS: [(&str, &[schema::Attr]); 1] = [(schema::GROUP, GROU
 async fn list_groups(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> R<Response> {
     auth(p)?;
-    groups(&s, &headers, query_params(q)?).await
+    groups(&s, query_params(q)?).await
 }
 
 async fn search_groups(
@@ -1261,13 +1249,12 @@ async fn search_groups(
 ) -> R<Response> {
     auth(p)?;
     let params = search_params(&parse_body(&body, &headers)?)?;
-    groups(&s, &headers, params).await
+    groups(&s, params).await
 }
 
 async fn get_group(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> R<Response> {
@@ -1279,7 +1266,7 @@ async fn get_group(
         .get(&id)
         .ok_or_else(|| status(404, format!("no group `{id}`")))?;
     let mut c = s.store().reader().await?;
-    let full = render_group(&mut c, e, &base_url(&headers)).await?;
+    let full = render_group(&mut c, e, &base_url(&s)).await?;
     Ok(scim_body(resource::project(
         &GROUP_SCHEMAS,
         full,
@@ -1371,7 +1358,7 @@ async fn bulk(
             )
         })?),
     };
-    let base = base_url(&headers);
+    let base = base_url(&s);
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results = Vec::new();
     let mut errors = 0u64;

@@ -5,6 +5,7 @@
 use super::schema::{self, Attr, Mutability, Ty};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
+use tenure_core::text;
 use tenure_scim::{
     AttrPath, CompValue, CompareOp, Filter, PatchOp, PatchPath, PatchRequest, ScimError, ScimType,
 };
@@ -59,6 +60,15 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
+/// The longest `binary` value (base64, e.g. an X.509 certificate), in characters.
+const MAX_BINARY: usize = 16_384;
+
+/// A string the client sent: no NUL (PostgreSQL cannot store one, so neither database
+/// does) and at most `max` characters.
+fn check_text(at: &str, s: &str, max: usize) -> Res<()> {
+    text::check(s, max).map_err(|e| invalid(format!("{at}: {e}")))
+}
+
 fn clean_scalar(def: &Attr, v: &Value, at: &str) -> Res<Option<Value>> {
     if v.is_null() {
         return Ok(None);
@@ -76,7 +86,15 @@ fn clean_scalar(def: &Attr, v: &Value, at: &str) -> Res<Option<Value>> {
             Ok(Some(v.clone()))
         }
         Ty::String | Ty::Reference | Ty::Binary => match v {
-            Value::String(_) => Ok(Some(v.clone())),
+            Value::String(s) => {
+                let max = if def.ty == Ty::Binary {
+                    MAX_BINARY
+                } else {
+                    text::MAX_TEXT
+                };
+                check_text(at, s, max)?;
+                Ok(Some(v.clone()))
+            }
             _ => Err(invalid(format!("{at}: must be a string, not {v}"))),
         },
         Ty::Complex => {
@@ -169,7 +187,8 @@ pub fn clean(schemas: &Schemas, input: &Value) -> Res<Map<String, Value>> {
         if k.eq_ignore_ascii_case("externalId") {
             match v {
                 Value::Null => {}
-                Value::String(_) => {
+                Value::String(s) => {
+                    check_text("externalId", s, text::MAX_NAME)?;
                     out.insert("externalId".into(), v.clone());
                 }
                 _ => return Err(invalid("externalId: must be a string")),
@@ -214,7 +233,11 @@ pub fn clean(schemas: &Schemas, input: &Value) -> Res<Map<String, Value>> {
     }
     for def in schemas[0].1.iter().filter(|d| d.required) {
         let ok = match out.get(def.name) {
-            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(Value::String(s)) => {
+                // A required string identifies the resource (`userName`): name-sized.
+                check_text(def.name, s, text::MAX_NAME)?;
+                !s.trim().is_empty()
+            }
             Some(_) => true,
             None => false,
         };

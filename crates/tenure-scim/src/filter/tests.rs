@@ -475,11 +475,51 @@ fn nesting_up_to_max_depth_is_accepted() {
 
 #[test]
 fn long_chains_do_not_nest() {
-    let input = vec!["a pr"; 20_000].join(" and ");
+    let input = vec!["a pr"; MAX_TERMS].join(" and ");
     match parse(&input) {
-        Filter::And(terms) => assert_eq!(terms.len(), 20_000),
+        Filter::And(terms) => assert_eq!(terms.len(), MAX_TERMS),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn filters_beyond_max_terms_are_an_error() {
+    let msg = "filter has more than the maximum of 100 attribute expressions";
+    // The first expression past the bound is named, wherever it sits.
+    let chain = vec!["a pr"; MAX_TERMS + 1].join(" or ");
+    check_err(&chain, MAX_TERMS * "a pr or ".len(), msg);
+    let compare = vec![r#"userName eq "x""#; MAX_TERMS + 1].join(" and ");
+    check_err(&compare, MAX_TERMS * r#"userName eq "x" and "#.len(), msg);
+    // The filter from the report: about a thousand terms.
+    let big = (0..1_000)
+        .map(|i| format!("userName eq \"u{i}\""))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    assert_eq!(Filter::parse(&big).unwrap_err().message(), msg);
+    // Terms inside value filters and groups count the same.
+    let inside = format!("emails[{}]", vec!["type pr"; MAX_TERMS + 1].join(" or "));
+    assert_eq!(Filter::parse(&inside).unwrap_err().message(), msg);
+    let groups = vec!["(a pr and not (b pr))"; MAX_TERMS / 2 + 1].join(" or ");
+    assert_eq!(Filter::parse(&groups).unwrap_err().message(), msg);
+    let at_bound = vec!["(a pr and not (b pr))"; MAX_TERMS / 2].join(" or ");
+    assert_eq!(parse(&at_bound).terms(), MAX_TERMS);
+}
+
+#[test]
+fn nul_characters_in_strings_are_an_error() {
+    let msg = "a NUL character cannot appear in a filter string";
+    check_err(r#"userName eq "a\u0000b""#, 14, msg);
+    check_err("userName eq \"ab\0\"", 15, msg);
+    check_err("userName eq \"\0\"", 13, msg);
+    // Other control characters stay accepted, escaped or raw.
+    assert_eq!(
+        parse(r#"userName eq "a\u0001b""#),
+        cmp(
+            at("userName"),
+            CompareOp::Eq,
+            CompValue::String("a\u{1}b".into())
+        )
+    );
 }
 
 // ---- errors -----------------------------------------------------------------------------
@@ -722,7 +762,7 @@ fn comp_value() -> impl Strategy<Value = CompValue> {
         any::<f64>()
             .prop_filter_map("finite", Number::from_f64)
             .prop_map(CompValue::Number),
-        any::<String>().prop_map(CompValue::String),
+        any::<String>().prop_map(|s| CompValue::String(s.replace('\0', ""))),
         prop::sample::select(vec!["True", "False", "", "a\"b\\c", "]) or (x pr"])
             .prop_map(|v| CompValue::String(v.to_owned())),
     ]
@@ -758,6 +798,10 @@ fn value_filter() -> impl Strategy<Value = Filter> {
 }
 
 fn filter() -> impl Strategy<Value = Filter> {
+    unbounded_filter().prop_filter("within MAX_TERMS", |f| f.terms() <= MAX_TERMS)
+}
+
+fn unbounded_filter() -> impl Strategy<Value = Filter> {
     let top_attr =
         (prop::option::weighted(0.2, schema()), name()).prop_map(|(schema, attr)| AttrPath {
             schema,
@@ -776,7 +820,7 @@ pub(crate) fn arb_attr_path() -> impl Strategy<Value = AttrPath> {
 }
 
 pub(crate) fn arb_value_filter() -> impl Strategy<Value = Filter> {
-    value_filter()
+    value_filter().prop_filter("within MAX_TERMS", |f| f.terms() <= MAX_TERMS)
 }
 
 pub(crate) fn arb_name() -> impl Strategy<Value = String> {

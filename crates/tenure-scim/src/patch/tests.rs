@@ -131,6 +131,24 @@ fn accessors() {
 }
 
 #[test]
+fn value_filters_in_paths_are_bounded_like_filters() {
+    let terms = |n: usize| vec![r#"value eq "x""#; n].join(" or ");
+    let at_bound = format!("members[{}].display", terms(crate::MAX_TERMS));
+    assert!(PatchPath::parse(&at_bound).is_ok());
+    let beyond = format!("members[{}].display", terms(crate::MAX_TERMS + 1));
+    let e = PatchPath::parse(&beyond).unwrap_err();
+    assert_eq!(
+        e.message(),
+        "filter has more than the maximum of 100 attribute expressions"
+    );
+    let nul = PatchPath::parse(r#"emails[value eq "a\u0000"]"#).unwrap_err();
+    assert_eq!(
+        nul.message(),
+        "a NUL character cannot appear in a filter string"
+    );
+}
+
+#[test]
 fn path_errors() {
     let cases: &[(&str, usize, &str)] = &[
         ("", 0, "expected attribute path"),

@@ -161,12 +161,18 @@ impl TestEnv {
     /// The binary, with the environment every test server and CLI run starts from: none of
     /// the caller's `TENURE_*` settings, the test admin token as `TENURE_BOOTSTRAP_TOKEN`.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.command_of(Command::new(BIN))
+    }
+
+    fn command_of(&self, mut cmd: Command) -> Command {
         for var in [
             "TENURE_DATA_DIR",
             "TENURE_DATABASE_URL",
             "TENURE_CONFIG",
             "TENURE_LISTEN",
+            "TENURE_PUBLIC_URL",
+            "TENURE_MAX_CONNECTIONS",
+            "TENURE_IDLE_TIMEOUT_SECS",
         ] {
             cmd.env_remove(var);
         }
@@ -184,7 +190,22 @@ impl TestEnv {
 
     /// Starts `tenure serve` and waits for its "listening" line.
     pub async fn start(&self) -> Server {
-        let mut cmd = self.command();
+        self.start_with(&[], None).await
+    }
+
+    /// Starts `tenure serve` with more arguments and, when given, a soft limit on open files
+    /// (as a service manager's default of 1,024 would set it); waits for its "listening" line.
+    pub async fn start_with(&self, extra: &[&str], soft_open_files: Option<u64>) -> Server {
+        let mut cmd = match soft_open_files {
+            None => self.command(),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                self.command_of(sh)
+            }
+        };
         // A short lease: on PostgreSQL, steps a killed server left running come back this soon.
         cmd.args([
             "serve",
@@ -195,7 +216,8 @@ impl TestEnv {
             "--config",
         ])
         .arg(&self.config)
-        .args(self.db_args());
+        .args(self.db_args())
+        .args(extra);
         spawn(cmd).await
     }
 }

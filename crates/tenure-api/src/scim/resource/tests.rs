@@ -177,6 +177,58 @@ fn cleaning_applies_the_schema_and_the_quirks() {
     assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
 }
 
+#[test]
+fn cleaning_refuses_nul_characters_and_overlong_strings_everywhere() {
+    let refused = |body: Value, want: &str| {
+        let e = clean(&USER_SCHEMAS, &body).unwrap_err();
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{body}");
+        assert_eq!(e.detail.as_deref(), Some(want), "{body}");
+    };
+    let nul = "must not contain a NUL character";
+    refused(
+        json!({ "userName": "a\u{0}b" }),
+        &format!("userName: {nul}"),
+    );
+    refused(
+        json!({ "userName": "a", "externalId": "\u{0}" }),
+        &format!("externalId: {nul}"),
+    );
+    refused(
+        json!({ "userName": "a", "nickName": "x\u{0}" }),
+        &format!("nickName: {nul}"),
+    );
+    refused(
+        json!({ "userName": "a", "name": { "givenName": "\u{0}" } }),
+        &format!("name.givenName: {nul}"),
+    );
+    refused(
+        json!({ "userName": "a", "emails": [{ "value": "a@example.com" }, { "value": "b\u{0}@example.com" }] }),
+        &format!("emails[1].value: {nul}"),
+    );
+    refused(
+        json!({ "userName": "a", schema::ENTERPRISE: { "department": "\u{0}" } }),
+        &format!("{}:department: {nul}", schema::ENTERPRISE),
+    );
+    // Lengths: userName is a name, other strings are text.
+    let at_most = |n: usize| format!("must be at most {n} characters");
+    assert!(clean(&USER_SCHEMAS, &json!({ "userName": "é".repeat(256) })).is_ok());
+    refused(
+        json!({ "userName": "é".repeat(257) }),
+        &format!("userName: {}", at_most(256)),
+    );
+    refused(
+        json!({ "userName": "a", "title": "t".repeat(2_001) }),
+        &format!("title: {}", at_most(2_000)),
+    );
+    assert!(
+        clean(
+            &USER_SCHEMAS,
+            &json!({ "userName": "a", "title": "t".repeat(2_000) })
+        )
+        .is_ok()
+    );
+}
+
 fn patch(ops: Value) -> PatchRequest {
     serde_json::from_value(json!({ "schemas": [tenure_scim::PATCH_OP_SCHEMA], "Operations": ops }))
         .unwrap()
