@@ -8,7 +8,8 @@ use crate::auth::{Principal, Scope};
 use crate::bodies::{ApprovalPage, DelegationPage, RequestPage};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
 use crate::query::Query;
-use crate::{ApiError, AppState};
+use crate::views::{ApprovalDetail, Delegation, RequestDetail};
+use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,8 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tenure_core::approval::{ApprovalState, Verdict};
-use tenure_engine::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
-use tenure_store::DelegationRow;
+use tenure_engine::{NewRequest, RequestAccepted};
 use utoipa::{IntoParams, ToSchema};
 
 /// The longest justification or comment accepted, in characters.
@@ -296,10 +296,9 @@ pub(crate) async fn list_requests(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_requests(&mut c, &filter).await?;
-    Ok(Json(RequestPage {
-        next_before: next_cursor(&items, limit, |r| &r.id),
-        items,
-    }))
+    let next_before = next_cursor(&items, limit, |r| &r.id);
+    let items = items.into_iter().map(views::Request::from).collect();
+    Ok(Json(RequestPage { items, next_before }))
 }
 
 /// An access request, with its approvals and their decisions.
@@ -332,7 +331,7 @@ pub(crate) async fn get_request(
     if !own {
         p.require(Scope::Read)?;
     }
-    Ok(Json(detail))
+    Ok(Json(detail.into()))
 }
 
 /// What the `state` of an approval listing may be.
@@ -430,10 +429,9 @@ pub(crate) async fn list_approvals(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_approvals(&mut c, &filter).await?;
-    Ok(Json(ApprovalPage {
-        next_after: next_cursor(&items, limit, |a| &a.id),
-        items,
-    }))
+    let next_after = next_cursor(&items, limit, |a| &a.id);
+    let items = items.into_iter().map(views::Approval::from).collect();
+    Ok(Json(ApprovalPage { items, next_after }))
 }
 
 /// An approval, with its chain of stages and the decisions made on it.
@@ -488,7 +486,7 @@ pub(crate) async fn get_approval(
             ));
         }
     }
-    Ok(Json(detail))
+    Ok(Json(detail.into()))
 }
 
 /// A decision on an approval.
@@ -542,7 +540,7 @@ pub(crate) async fn post_decision(
         .engine()
         .decide_approval(&id, &actor, d.decision, &comment)
         .await?;
-    Ok(Json(detail))
+    Ok(Json(detail.into()))
 }
 
 /// A delegation to make.
@@ -571,7 +569,7 @@ pub(crate) struct DelegationBody {
     security(("bearerAuth" = ["approve"])),
     request_body = DelegationBody,
     responses(
-        (status = 201, description = "The delegation.", body = DelegationRow),
+        (status = 201, description = "The delegation.", body = Delegation),
         (status = 400, description = "The body is not a delegation (`invalid_request`); `field` names what is wrong.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, description = "The token lacks `approve`, acts as no person and names no delegator, or names someone else without `admin` (`forbidden`).", body = ErrorBody),
@@ -604,7 +602,7 @@ pub(crate) async fn post_delegation(
             &p.name,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(row)).into_response())
+    Ok((StatusCode::CREATED, Json(Delegation::from(row))).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -661,10 +659,9 @@ pub(crate) async fn list_delegations(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_delegations(&mut c, &filter).await?;
-    Ok(Json(DelegationPage {
-        next_after: next_cursor(&items, limit, |d| &d.id),
-        items,
-    }))
+    let next_after = next_cursor(&items, limit, |d| &d.id);
+    let items = items.into_iter().map(views::Delegation::from).collect();
+    Ok(Json(DelegationPage { items, next_after }))
 }
 
 /// Withdraw a delegation.

@@ -44,31 +44,6 @@ pub(crate) struct Accepted {
     pub(crate) run_id: String,
 }
 
-/// A stored event.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct StoredEvent {
-    /// tenure's id for the event.
-    pub(crate) id: String,
-    /// What happened.
-    #[serde(rename = "type")]
-    pub(crate) kind: String,
-    /// Who it happened to.
-    pub(crate) person_id: String,
-    /// Which system sent it.
-    pub(crate) source: Option<String>,
-    /// The run it started.
-    pub(crate) run_id: String,
-    /// When it takes effect (RFC 3339).
-    pub(crate) effective_at: String,
-    /// When it was received (RFC 3339).
-    pub(crate) received_at: String,
-    /// Who sent it (the token's name).
-    pub(crate) actor: String,
-    /// The event as received.
-    #[schema(value_type = Object)]
-    pub(crate) event: serde_json::Value,
-}
-
 /// A page of people in id order.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PeoplePage {
@@ -124,7 +99,7 @@ pub(crate) struct GrantView {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RunPage {
     /// The runs.
-    pub(crate) items: Vec<tenure_store::RunRow>,
+    pub(crate) items: Vec<crate::views::Run>,
     /// Pass as `before` for the next page; null on the last page.
     pub(crate) next_before: Option<String>,
 }
@@ -140,14 +115,14 @@ pub(crate) struct EntitlementList {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SystemList {
     /// Every configured system.
-    pub(crate) items: Vec<tenure_engine::SystemStatus>,
+    pub(crate) items: Vec<crate::views::System>,
 }
 
 /// A page of the audit trail, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuditPage {
     /// The entries.
-    pub(crate) items: Vec<tenure_core::audit::AuditEntry>,
+    pub(crate) items: Vec<crate::views::AuditEntry>,
     /// Pass as `after` for the next page; null on the last page.
     pub(crate) next_after: Option<i64>,
 }
@@ -156,7 +131,7 @@ pub(crate) struct AuditPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TokenList {
     /// Every token, revoked ones too.
-    pub(crate) items: Vec<tenure_store::TokenRow>,
+    pub(crate) items: Vec<crate::views::Token>,
 }
 
 /// A token just created, with its secret (shown this once).
@@ -188,7 +163,7 @@ pub(crate) struct WhatIfAnswer {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RequestPage {
     /// The requests.
-    pub(crate) items: Vec<tenure_store::RequestRow>,
+    pub(crate) items: Vec<crate::views::Request>,
     /// Pass as `before` for the next page; null on the last page.
     pub(crate) next_before: Option<String>,
 }
@@ -197,7 +172,7 @@ pub(crate) struct RequestPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ApprovalPage {
     /// The approvals.
-    pub(crate) items: Vec<tenure_store::ApprovalRow>,
+    pub(crate) items: Vec<crate::views::Approval>,
     /// Pass as `after` for the next page; null on the last page.
     pub(crate) next_after: Option<String>,
 }
@@ -206,34 +181,16 @@ pub(crate) struct ApprovalPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DelegationPage {
     /// The delegations.
-    pub(crate) items: Vec<tenure_store::DelegationRow>,
+    pub(crate) items: Vec<crate::views::Delegation>,
     /// Pass as `after` for the next page; null on the last page.
     pub(crate) next_after: Option<String>,
-}
-
-/// A task, and whether it is past its deadline.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskView {
-    /// The task.
-    #[serde(flatten)]
-    pub(crate) task: tenure_store::TaskRow,
-    /// Whether it is still open past its deadline.
-    pub(crate) overdue: bool,
-}
-
-impl TaskView {
-    /// The task as shown at `now` (epoch ms).
-    pub(crate) fn at(task: tenure_store::TaskRow, now: i64) -> TaskView {
-        let overdue = task.is_overdue(now);
-        TaskView { task, overdue }
-    }
 }
 
 /// Tasks, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TaskList {
     /// The tasks.
-    pub(crate) tasks: Vec<TaskView>,
+    pub(crate) tasks: Vec<crate::views::Task>,
 }
 
 /// What became of an HR system's change notice.

@@ -5,17 +5,21 @@
 mod access;
 mod auth;
 mod bodies;
+mod clients;
 mod error;
 mod openapi;
 mod query;
 mod routes;
 mod scim;
 mod tasks;
+mod telemetry;
+mod views;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
 pub use error::ApiError;
 pub use routes::{Revocation, check_token_name, issue_token, revoke_token_by_id};
 pub use scim::drain_outbox as drain_scim_outbox;
+pub use telemetry::{MAX_REQUEST_ID, REQUEST_ID_HEADER, RequestId};
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -182,9 +186,10 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. Every request is served under its request id (`X-Request-Id`),
+/// logged at `info` and counted by route template and status.
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state).layer(axum::middleware::from_fn(telemetry::observe))
 }
 
 /// The OpenAPI document describing the API (as served at `GET /api/v1/openapi.json`),

@@ -1,12 +1,15 @@
 //! The query-string extractor of every handler: a query that does not parse is a `400` with
-//! the API's JSON error naming the parameter, never axum's plain-text rejection.
+//! the API's JSON error naming the parameter, never axum's plain-text rejection, and a
+//! parameter the handler does not take is refused the same way (a misspelt or unsupported
+//! filter must not quietly answer with everything).
 
 use crate::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-/// The query string, deserialized into `T`.
+/// The query string, deserialized into `T`. When `T` is a struct, any parameter that is not one
+/// of its fields is refused, whether or not it says `deny_unknown_fields`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Query<T>(pub T);
 
@@ -18,9 +21,64 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A handler's query for a list that takes no parameter.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub(crate) struct NoParameters {}
+
 fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some(known) = parameters_of::<T>() {
+        let unknown = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, _)| k)
+            .find(|k| !known.contains(&k.as_ref()));
+        if let Some(name) = unknown {
+            let takes = if known.is_empty() {
+                "this endpoint takes no parameters".to_string()
+            } else {
+                format!("this endpoint takes {}", known.join(", "))
+            };
+            return Err(ApiError::invalid(
+                name.to_string(),
+                format!("unknown parameter `{name}`: {takes}"),
+            ));
+        }
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| ApiError::undeserializable(e, "query"))
+}
+
+/// The field names of `T` when it deserializes as a struct (serde hands them to
+/// `deserialize_struct`); `None` for anything else, which then takes what it takes.
+fn parameters_of<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    let mut probe = Probe(None);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+/// A deserializer that answers nothing and remembers the fields it was asked for.
+struct Probe(Option<&'static [&'static str]>);
+
+impl<'de> Deserializer<'de> for &mut Probe {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = Some(fields);
+        Err(de::Error::custom("probed"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
 }
 
 #[cfg(test)]
@@ -28,8 +86,8 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    /// No `deny_unknown_fields`: the extractor refuses strangers on its own.
     #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct Q {
         limit: Option<i64>,
         state: Option<String>,
@@ -44,9 +102,25 @@ mod tests {
         let e = parse::<Q>("limit=abc").unwrap_err();
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert_eq!(e.field.as_deref(), Some("limit"));
-        // An unknown parameter is named too.
-        let e = parse::<Q>("stat=open").unwrap_err();
+        let e = parse::<Q>("state=a&state=b").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("query"), "{}", e.message);
+        assert!(e.message.contains("duplicate"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_named_with_those_the_endpoint_takes() {
+        let e = parse::<Q>("limit=5&stat=open").unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert_eq!(e.field.as_deref(), Some("stat"));
-        assert!(e.message.contains("unknown field"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "unknown parameter `stat`: this endpoint takes limit, state"
+        );
+        // Percent-encoded names are decoded before they are compared.
+        assert!(parse::<Q>("st%61te=open").is_ok());
+        let e = parse::<NoParameters>("limit=5").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limit"));
+        assert!(e.message.contains("takes no parameters"), "{}", e.message);
+        assert!(parse::<NoParameters>("").is_ok());
     }
 }

@@ -6,12 +6,12 @@
 use crate::auth::{Principal, Scope, hash_token, new_token};
 use crate::bodies::{
     Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, GrantView,
-    Health, HealthState, PeoplePage, PersonDetail, RunPage, StoredEvent, SystemList, TokenList,
-    WhatIfAnswer,
+    Health, HealthState, PeoplePage, PersonDetail, RunPage, SystemList, TokenList, WhatIfAnswer,
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
-use crate::query::Query;
-use crate::{ApiError, AppState, access, tasks};
+use crate::query::{NoParameters, Query};
+use crate::telemetry::RequestId;
+use crate::{ApiError, AppState, access, tasks, views};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -23,11 +23,12 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tenure_core::event::{EventInput, parse_event};
 use tenure_core::run::RunState;
-use tenure_engine::{IngestOutcome, RunDetail, Submission};
+use tenure_engine::{IngestOutcome, Submission};
 use tenure_store::NewAudit;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use views::{Event, RunDetail};
 
 /// Every route of the API with its description. Handlers of one path share a `routes!`.
 fn api() -> OpenApiRouter<AppState> {
@@ -44,6 +45,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_run))
         .routes(routes!(retry_run))
         .routes(routes!(list_entitlements))
+        .routes(routes!(crate::clients::list_clients))
+        .routes(routes!(crate::clients::get_client))
+        .routes(routes!(crate::clients::list_engagements))
         .routes(routes!(list_systems))
         .routes(routes!(list_audit))
         .routes(routes!(list_tokens, create_token))
@@ -72,7 +76,20 @@ pub(crate) fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
     api.nest("/scim/v2", crate::scim::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // After every route: axum adds the `Allow` header to this answer.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; the Allow header lists what is",
+            uri.path()
+        ),
+    )
 }
 
 /// Whether the server can serve: the database answers.
@@ -129,6 +146,7 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
 async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     p.require(Scope::Read)?;
     crate::tasks::record_task_gauges(&s).await?;
+    crate::telemetry::record_gauges(&s).await?;
     let body = s
         .inner
         .metrics
@@ -197,6 +215,7 @@ async fn openapi() -> Response {
 async fn post_event(
     State(s): State<AppState>,
     p: Principal,
+    request_id: RequestId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -240,6 +259,7 @@ async fn post_event(
             event,
             idempotency_key: key,
             actor: p.name.clone(),
+            request_id: Some(request_id.0),
         })
         .await?;
     match outcome {
@@ -248,6 +268,9 @@ async fn post_event(
             run_id,
             replay,
         } => {
+            let span = tracing::Span::current();
+            span.record("event_id", tracing::field::display(&event_id));
+            span.record("run_id", tracing::field::display(&run_id));
             let mut res =
                 (StatusCode::ACCEPTED, Json(Accepted { event_id, run_id })).into_response();
             if replay {
@@ -264,6 +287,7 @@ async fn post_event(
             ),
             field: Some("Idempotency-Key".into()),
         }),
+        IngestOutcome::Refused { field, message } => Err(ApiError::invalid(field, message)),
     }
 }
 
@@ -278,7 +302,7 @@ async fn post_event(
     security(("bearerAuth" = ["read"])),
     params(("id" = String, Path, description = "tenure's id for the event (`event_id`).")),
     responses(
-        (status = 200, description = "The event.", body = StoredEvent),
+        (status = 200, description = "The event.", body = Event),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No such event (`not_found`).", body = ErrorBody),
@@ -289,30 +313,16 @@ async fn get_event(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<StoredEvent>, ApiError> {
+) -> Result<Json<Event>, ApiError> {
     p.require(Scope::Read)?;
     let mut c = s.store().reader().await?;
     let e = tenure_store::get_event(&mut c, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("event `{id}`")))?;
-    let event: Value = serde_json::from_str(&e.body).map_err(ApiError::internal)?;
-    Ok(Json(StoredEvent {
-        id: e.id,
-        kind: e.kind,
-        person_id: e.person_id,
-        source: e.source,
-        run_id: e.run_id,
-        effective_at: ms_to_rfc3339(e.effective_at),
-        received_at: ms_to_rfc3339(e.received_at),
-        actor: e.actor,
-        event,
-    }))
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
+    let request_id = tenure_store::request_ids_of_events(&mut c, &[e.id.as_str()])
+        .await?
+        .remove(&e.id);
+    Ok(Json(Event::new(e, request_id)?))
 }
 
 // ---------------------------------------------------------------- people
@@ -320,12 +330,56 @@ fn ms_to_rfc3339(ms: i64) -> String {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct Page {
+struct PeopleQuery {
+    /// Only people in this state (`active`, `on_leave`, `terminated`, ...).
+    status: Option<String>,
+    /// Only people of this department.
+    department: Option<String>,
+    /// Only people of this worker type.
+    worker_type: Option<String>,
+    /// The manager's person id: their direct reports.
+    manager: Option<String>,
+    /// People with an active engagement with this client.
+    client: Option<String>,
+    /// Text in the name or email, ignoring case.
+    q: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
     /// The `next_after` of the page before.
     after: Option<String>,
+}
+
+/// A closed value (`status=active`) parsed, or a 400 naming the parameter and what it may be.
+pub(crate) fn parse_param<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(|v| v.parse::<T>())
+        .transpose()
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+/// An RFC 3339 time parameter (`since`, `until`) as epoch milliseconds.
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| {
+                    ApiError::invalid(
+                        name,
+                        format!(
+                            "`{v}` is not an RFC 3339 time such as 2026-01-31T09:00:00Z ({e}); in a URL, write `+` as %2B"
+                        ),
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// A page's size: 100 unless asked, at most 1000.
@@ -345,7 +399,7 @@ pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     path = "/api/v1/people",
     tag = "people",
     security(("bearerAuth" = ["read"])),
-    params(Page),
+    params(PeopleQuery),
     responses(
         (status = 200, description = "A page of people.", body = PeoplePage),
         (status = 400, response = InvalidQuery),
@@ -357,12 +411,22 @@ pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
 async fn list_people(
     State(s): State<AppState>,
     p: Principal,
-    Query(q): Query<Page>,
+    Query(q): Query<PeopleQuery>,
 ) -> Result<Json<PeoplePage>, ApiError> {
     p.require(Scope::Read)?;
-    let limit = limit(q.limit)?;
+    let filter = tenure_store::PeopleFilter {
+        status: parse_param("status", q.status.as_deref())?,
+        department: q.department.as_deref(),
+        worker_type: parse_param("worker_type", q.worker_type.as_deref())?,
+        manager: q.manager.as_deref(),
+        client: q.client.as_deref(),
+        text: q.q.as_deref(),
+        after: q.after.as_deref(),
+        limit: limit(q.limit)?,
+    };
+    let limit = filter.limit;
     let mut c = s.store().reader().await?;
-    let people = tenure_store::list_people(&mut c, q.after.as_deref(), limit).await?;
+    let people = tenure_store::people_matching(&mut c, &filter).await?;
     let next = (people.len() as i64 == limit)
         .then(|| people.last().map(|p| p.id.clone()))
         .flatten();
@@ -409,8 +473,8 @@ async fn get_person(
             source: g.source,
             source_ref: g.source_ref,
             state: g.state,
-            granted_at: g.granted_at.map(ms_to_rfc3339),
-            expires_at: g.expires_at.map(ms_to_rfc3339),
+            granted_at: g.granted_at.map(views::time),
+            expires_at: g.expires_at.map(views::time),
         })
         .collect();
     let engagements = tenure_store::engagements_of(&mut c, &id).await?;
@@ -435,9 +499,16 @@ async fn get_person(
 #[into_params(parameter_in = Query)]
 struct RunQuery {
     /// Only runs in this state.
-    state: Option<RunState>,
+    #[param(value_type = Option<RunState>)]
+    state: Option<String>,
     /// Only runs of this person.
     person: Option<String>,
+    /// An event type, `request`, `expiry` or `reconcile`.
+    kind: Option<String>,
+    /// Runs created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Runs created before this RFC 3339 time.
+    until: Option<String>,
     /// The `next_before` of the page before.
     before: Option<String>,
     /// Page size.
@@ -469,18 +540,33 @@ async fn list_runs(
 ) -> Result<Json<RunPage>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
-    let mut c = s.store().reader().await?;
-    let runs = tenure_store::list_runs(
-        &mut c,
-        q.state,
-        q.person.as_deref(),
-        q.before.as_deref(),
+    if let Some(kind) = q.kind.as_deref()
+        && !tenure_engine::run_kinds().any(|k| k == kind)
+    {
+        let kinds: Vec<&str> = tenure_engine::run_kinds().collect();
+        return Err(ApiError::invalid(
+            "kind",
+            format!(
+                "unknown run kind `{kind}`, expected one of: {}",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    let filter = tenure_store::RunFilter {
+        state: parse_param::<RunState>("state", q.state.as_deref())?,
+        person: q.person.as_deref(),
+        kind: q.kind.as_deref(),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        before: q.before.as_deref(),
         limit,
-    )
-    .await?;
+    };
+    let mut c = s.store().reader().await?;
+    let runs = tenure_store::runs_matching(&mut c, &filter).await?;
     let next = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
+    let runs = views::Run::list(&mut c, runs).await?;
     Ok(Json(RunPage {
         items: runs,
         next_before: next,
@@ -552,7 +638,8 @@ async fn get_run(
             }
         }
     }
-    Ok(Json(engine.run_detail(&id).await?))
+    let detail = engine.run_detail(&id).await?;
+    Ok(Json(RunDetail::new(s.store(), detail).await?))
 }
 
 /// Cancel a run.
@@ -580,7 +667,8 @@ async fn cancel_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     p.require(Scope::Admin)?;
-    Ok(Json(s.engine().cancel_run(&id, &p.name).await?))
+    let d = s.engine().cancel_run(&id, &p.name).await?;
+    Ok(Json(RunDetail::new(s.store(), d).await?))
 }
 
 /// Retry a failed run.
@@ -608,21 +696,39 @@ async fn retry_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     p.require(Scope::Admin)?;
-    Ok(Json(s.engine().retry_run(&id, &p.name).await?))
+    let d = s.engine().retry_run(&id, &p.name).await?;
+    Ok(Json(RunDetail::new(s.store(), d).await?))
 }
 
 // ---------------------------------------------------------------- catalog
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct EntitlementQuery {
+    /// Only entitlements of this system.
+    system: Option<String>,
+    /// Only entitlements of this risk (`low`, `medium`, `high`, `critical`).
+    risk: Option<String>,
+    /// Only entitlements of this client.
+    client: Option<String>,
+    /// The owner (a person id or a team name).
+    owner: Option<String>,
+}
+
 /// The entitlement catalog.
 ///
-/// Requires `read`.
+/// The catalog is configuration, held in memory: filtered there, answered whole (it is
+/// bounded by the configuration's size). Requires `read`.
 #[utoipa::path(
     get,
     path = "/api/v1/entitlements",
     tag = "catalog",
     security(("bearerAuth" = ["read"])),
+    params(EntitlementQuery),
     responses(
-        (status = 200, description = "Every entitlement.", body = EntitlementList),
+        (status = 200, description = "The entitlements that match.", body = EntitlementList),
+        (status = 400, response = InvalidQuery),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 500, response = Internal),
@@ -631,12 +737,25 @@ async fn retry_run(
 async fn list_entitlements(
     State(s): State<AppState>,
     p: Principal,
+    Query(q): Query<EntitlementQuery>,
 ) -> Result<Json<EntitlementList>, ApiError> {
     p.require(Scope::Read)?;
+    let risk = parse_param::<tenure_core::Risk>("risk", q.risk.as_deref())?;
     let config = s.engine().config();
-    Ok(Json(EntitlementList {
-        items: config.entitlements.values().cloned().collect(),
-    }))
+    let is =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    let items = config
+        .entitlements
+        .values()
+        .filter(|e| {
+            is(&q.system, Some(&e.system))
+                && risk.is_none_or(|r| e.risk == r)
+                && is(&q.client, e.client.as_deref())
+                && is(&q.owner, e.owner.as_deref())
+        })
+        .cloned()
+        .collect();
+    Ok(Json(EntitlementList { items }))
 }
 
 /// The target systems, their health and circuit breakers.
@@ -649,6 +768,7 @@ async fn list_entitlements(
     security(("bearerAuth" = ["read"])),
     responses(
         (status = 200, description = "Every system.", body = SystemList),
+        (status = 400, response = InvalidQuery),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 500, response = Internal),
@@ -657,11 +777,17 @@ async fn list_entitlements(
 async fn list_systems(
     State(s): State<AppState>,
     p: Principal,
+    Query(_): Query<NoParameters>,
 ) -> Result<Json<SystemList>, ApiError> {
     p.require(Scope::Read)?;
-    Ok(Json(SystemList {
-        items: s.engine().systems().await,
-    }))
+    let items = s
+        .engine()
+        .systems()
+        .await
+        .into_iter()
+        .map(views::System::from)
+        .collect();
+    Ok(Json(SystemList { items }))
 }
 
 // ---------------------------------------------------------------- audit
@@ -675,6 +801,18 @@ struct AuditQuery {
     after: Option<i64>,
     /// Only entries about this person.
     person: Option<String>,
+    /// The token name or component that acted.
+    actor: Option<String>,
+    /// Only entries of this action (`grant.applied`, `run.planned`, ...).
+    action: Option<String>,
+    /// Only entries about this system.
+    system: Option<String>,
+    /// Only entries about this entitlement.
+    entitlement: Option<String>,
+    /// Entries written at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Entries written before this RFC 3339 time.
+    until: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
@@ -708,12 +846,26 @@ async fn list_audit(
     if q.after.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid("after", "must be 0 or more"));
     }
+    let filter = tenure_store::AuditFilter {
+        after: q.after.unwrap_or(0),
+        person: q.person.as_deref(),
+        actor: q.actor.as_deref(),
+        action: q.action.as_deref(),
+        system: q.system.as_deref(),
+        entitlement: q.entitlement.as_deref(),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        limit,
+    };
     let mut c = s.store().reader().await?;
-    let items =
-        tenure_store::audit_page(&mut c, q.after.unwrap_or(0), q.person.as_deref(), limit).await?;
+    let items = tenure_store::audit_matching(&mut c, &filter).await?;
     let next = (items.len() as i64 == limit)
         .then(|| items.last().map(|e| e.seq))
         .flatten();
+    let items = items
+        .into_iter()
+        .map(views::AuditEntry::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(AuditPage {
         items,
         next_after: next,
@@ -904,17 +1056,25 @@ pub async fn revoke_token_by_id(
     security(("bearerAuth" = ["admin"])),
     responses(
         (status = 200, description = "Every token.", body = TokenList),
+        (status = 400, response = InvalidQuery),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 500, response = Internal),
     ),
 )]
-async fn list_tokens(State(s): State<AppState>, p: Principal) -> Result<Json<TokenList>, ApiError> {
+async fn list_tokens(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(_): Query<NoParameters>,
+) -> Result<Json<TokenList>, ApiError> {
     p.require(Scope::Admin)?;
     let mut c = s.store().reader().await?;
-    Ok(Json(TokenList {
-        items: tenure_store::list_tokens(&mut c).await?,
-    }))
+    let items = tenure_store::list_tokens(&mut c)
+        .await?
+        .into_iter()
+        .map(views::Token::from)
+        .collect();
+    Ok(Json(TokenList { items }))
 }
 
 /// Revoke a token.

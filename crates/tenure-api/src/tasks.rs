@@ -1,10 +1,11 @@
 //! Handlers for tasks (manual steps and webhook completion callbacks) and HR webhooks.
 
 use crate::auth::{Principal, Scope};
-use crate::bodies::{HrAccepted, HrEvent, HrSkipped, TaskList, TaskView};
+use crate::bodies::{HrAccepted, HrEvent, HrSkipped, TaskList};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::query::Query;
-use crate::{ApiError, AppState};
+use crate::telemetry::RequestId;
+use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -81,7 +82,10 @@ pub(crate) async fn list_tasks(
     let mut c = s.store().reader().await?;
     let tasks = tenure_store::list_tasks(&mut c, state, q.team.as_deref(), limit).await?;
     Ok(Json(TaskList {
-        tasks: tasks.into_iter().map(|t| TaskView::at(t, now)).collect(),
+        tasks: tasks
+            .into_iter()
+            .map(|t| views::Task::new(t, now))
+            .collect(),
     }))
 }
 
@@ -105,7 +109,7 @@ pub(crate) struct Finish {
     params(("id" = String, Path, description = "The task's id (its step's operation id).")),
     request_body(content = Option<Finish>, description = "An optional note; the body may be empty."),
     responses(
-        (status = 200, description = "The task, done.", body = TaskView),
+        (status = 200, description = "The task, done.", body = views::Task),
         (status = 400, description = "The body is not `{\"message\": \"...\"}` (`invalid_request`).", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -134,7 +138,7 @@ pub(crate) async fn complete_task(
     params(("id" = String, Path, description = "The task's id (its step's operation id).")),
     request_body(content = Finish, description = "Why the task could not be done: `message` (or `reason`) is required."),
     responses(
-        (status = 200, description = "The task, failed.", body = TaskView),
+        (status = 200, description = "The task, failed.", body = views::Task),
         (status = 400, description = "The body is not `{\"message\": \"...\"}`, or says no reason (`invalid_request`).", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -214,10 +218,8 @@ async fn finish(
     tx.commit().await?;
     s.engine().wake();
     let mut c = s.store().reader().await?;
-    let task = tenure_store::get_task(&mut c, &id)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("task `{id}` is gone after it was finished")))?;
-    Ok(Json(TaskView::at(task, now)).into_response())
+    let task = tenure_store::get_task(&mut c, &id).await?;
+    Ok(Json(task.map(|t| views::Task::new(t, now))).into_response())
 }
 
 /// Send an HR system's change notice.
@@ -246,6 +248,7 @@ async fn finish(
 pub(crate) async fn post_hr(
     State(s): State<AppState>,
     p: Principal,
+    request_id: RequestId,
     Path(source): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -262,6 +265,26 @@ pub(crate) async fn post_hr(
     let mapped = mapping
         .map(&payload)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let batch: Vec<&tenure_core::event::EventInput> = mapped
+        .iter()
+        .filter_map(|m| match m {
+            Mapped::Event(e) => Some(&**e),
+            Mapped::Skipped { .. } => None,
+        })
+        .collect();
+    let verdicts = s.engine().vet(&batch).await?;
+    let refused = mapped
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m, Mapped::Event(_)))
+        .zip(verdicts)
+        .find_map(|((i, _), v)| v.err().map(|e| (i, e)));
+    if let Some((i, e)) = refused {
+        return Err(ApiError::invalid(
+            e.field,
+            format!("change {i}: {}", e.message),
+        ));
+    }
     let mut events = Vec::new();
     let mut skipped = Vec::new();
     for (i, m) in mapped.into_iter().enumerate() {
@@ -273,6 +296,7 @@ pub(crate) async fn post_hr(
                         event: *e,
                         idempotency_key: None,
                         actor: p.name.clone(),
+                        request_id: Some(request_id.0.clone()),
                     })
                     .await?;
                 match outcome {
@@ -294,6 +318,10 @@ pub(crate) async fn post_hr(
                                 "change {i}: id `{key}` was already used by event {event_id} with a different body"
                             ),
                         ));
+                    }
+                    // Checked above; someone's hire cancelled meanwhile can still get here.
+                    IngestOutcome::Refused { field, message } => {
+                        return Err(ApiError::invalid(field, format!("change {i}: {message}")));
                     }
                 }
             }

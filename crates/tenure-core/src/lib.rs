@@ -3,7 +3,8 @@
 //! Everything in this crate is plain data and plain functions: the canonical model of people,
 //! clients, engagements, systems, accounts, entitlements and grants; the configuration and its
 //! validation; the planner that turns desired access minus current access into ordered steps;
-//! the run and step state machines; retry backoff, the circuit breaker and the audit hash chain.
+//! the run and step state machines; retry backoff, the circuit breaker, system health and the
+//! audit hash chain.
 //!
 //! Invariant: this crate does no I/O and reads no clock. Time and randomness come in as
 //! arguments, so every decision here is deterministic and easy to test.
@@ -13,7 +14,9 @@ pub mod audit;
 pub mod breaker;
 pub mod config;
 pub mod event;
+pub mod health;
 pub mod hr;
+pub mod known;
 pub mod model;
 pub mod planner;
 pub mod retry;

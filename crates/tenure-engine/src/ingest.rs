@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tenure_core::PersonStatus;
-use tenure_core::event::{EventInput, EventType};
+use tenure_core::config::Config;
+use tenure_core::event::{EventError, EventInput, EventType};
+use tenure_core::known;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,6 +20,9 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     /// The token name (or component) that sent it.
     pub actor: String,
+    /// The `X-Request-Id` of the HTTP request it came with, stored with the event and in its
+    /// `event.received` audit entry, so a request's log lines lead to its run.
+    pub request_id: Option<String>,
 }
 
 /// What became of a submission.
@@ -38,6 +43,14 @@ pub enum IngestOutcome {
         key: String,
         /// The event stored under it.
         event_id: String,
+    },
+    /// Not stored: the event names a person or a client tenure does not know (see
+    /// [`tenure_core::known`]).
+    Refused {
+        /// The field naming the stranger: `person.id` or `engagement.client`.
+        field: String,
+        /// Why, for people.
+        message: String,
     },
 }
 
@@ -195,9 +208,18 @@ pub(crate) async fn store_events(
             seen.remember(&e.idem_key, e.source_id.as_deref(), known);
         }
     }
+    let batch: Vec<&EventInput> = subs.iter().map(|(s, _)| &s.event).collect();
+    let verdicts = vet(
+        tx.conn(),
+        &inner.rules().config,
+        &batch,
+        known::Batch::Together,
+    )
+    .await?;
     let mut outcomes = Vec::with_capacity(subs.len());
     let (mut events, mut runs, mut due) = (Vec::new(), Vec::new(), Vec::new());
-    for &(sub, received_at) in subs {
+    let mut requests = Vec::new();
+    for (&(sub, received_at), verdict) in subs.iter().zip(verdicts) {
         // The event's canonical JSON: stored as its body, and hashed to tell a retry (same
         // event, whatever its whitespace or key order on the wire) from a different event.
         let body = serde_json::to_string(&sub.event).expect("events serialize");
@@ -221,6 +243,10 @@ pub(crate) async fn store_events(
                     event_id: prior.id.clone(),
                 }
             });
+            continue;
+        }
+        if let Err(EventError { field, message }) = verdict {
+            outcomes.push(IngestOutcome::Refused { field, message });
             continue;
         }
         let run_id = uuid::Uuid::now_v7().to_string();
@@ -273,9 +299,15 @@ pub(crate) async fn store_events(
                 sub.event.source.as_deref().unwrap_or("api")
             ),
             correlation_id: Some(event_id.clone()),
-            details: serde_json::json!({ "effective_at": effective_at }),
+            details: match &sub.request_id {
+                Some(r) => serde_json::json!({ "effective_at": effective_at, "request_id": r }),
+                None => serde_json::json!({ "effective_at": effective_at }),
+            },
             ..Default::default()
         });
+        if let Some(r) = &sub.request_id {
+            requests.push((event_id.clone(), r.clone()));
+        }
         if effective_at <= now {
             due.push(runs.len());
         } else if kind == EventType::Leave {
@@ -299,6 +331,7 @@ pub(crate) async fn store_events(
         });
     }
     tenure_store::insert_events(tx.conn(), &events).await?;
+    tenure_store::insert_event_requests(tx.conn(), &requests).await?;
     tenure_store::insert_runs(tx.conn(), &runs).await?;
     // Plan what is due now in the same transaction: its steps are claimable the moment the
     // event is acknowledged.
@@ -317,4 +350,38 @@ pub(crate) async fn store_events(
     batch.finish(inner, tx, now).await?;
     worker::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
+}
+
+/// Each event's verdict on the people and clients it names: known to the batch itself, to the
+/// configuration, or to the store (see [`tenure_core::known`]). Two lookups at most, and none
+/// for a batch of hires and engagements with configured clients.
+pub(crate) async fn vet(
+    c: &mut tenure_store::AnyConnection,
+    config: &Config,
+    events: &[&EventInput],
+    batch: known::Batch,
+) -> Result<Vec<Result<(), EventError>>> {
+    let ask = known::unvouched(events);
+    let people: Vec<&str> = ask.people.into_iter().collect();
+    let clients: Vec<&str> = ask
+        .clients
+        .into_iter()
+        .filter(|id| !config.clients.contains_key(*id))
+        .collect();
+    let known_people = if people.is_empty() {
+        Default::default()
+    } else {
+        tenure_store::known_people(c, &people).await?
+    };
+    let known_clients = if clients.is_empty() {
+        Default::default()
+    } else {
+        tenure_store::known_clients(c, &clients).await?
+    };
+    Ok(known::check(
+        events,
+        batch,
+        |p| known_people.contains(p),
+        |id| config.clients.contains_key(id) || known_clients.contains(id),
+    ))
 }

@@ -43,6 +43,7 @@ use tenure_connectors::sandbox::{SandboxHub, SandboxSettings};
 use tenure_connectors::webhook::WebhookConnector;
 use tenure_core::breaker::{Breaker, CircuitState};
 use tenure_core::config::Config;
+use tenure_core::health::{HealthStatus, SystemHealth};
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
@@ -79,6 +80,18 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+}
+
+/// Every kind of run: one per event type, then `request`, `expiry` and `reconcile`.
+pub fn run_kinds() -> impl Iterator<Item = &'static str> {
+    tenure_core::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain([
+            approvals::REQUEST_RUN,
+            scheduler::EXPIRY_RUN,
+            planning::RECONCILE,
+        ])
 }
 
 /// Shorthand for engine results.
@@ -136,6 +149,8 @@ pub(crate) struct SystemHandle {
     connector: Arc<dyn Connector>,
     permits: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
+    /// Recent calls and the health they add up to; told of each call after the breaker.
+    health: Mutex<SystemHealth>,
 }
 
 /// The rules runs are planned with: the configuration and the policy set, swapped together
@@ -204,7 +219,7 @@ pub struct Engine {
 }
 
 /// A target system's state for `GET /api/v1/systems`.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct SystemStatus {
     /// System id.
     pub id: String,
@@ -212,14 +227,25 @@ pub struct SystemStatus {
     pub name: String,
     /// Connector kind.
     pub connector: String,
-    /// `ok` or the health check's error.
-    pub health: String,
+    /// Ok, degraded or down, since when, and the last error.
+    pub health: HealthStatus,
     /// The circuit breaker.
     pub circuit: CircuitState,
     /// Calls in flight now.
     pub in_flight: usize,
     /// Connector figures (the sandbox's call and change counters).
     pub stats: Option<serde_json::Value>,
+}
+
+/// A system's circuit and health as the engine last saw them, without asking the system.
+#[derive(Debug, Clone)]
+pub struct SystemCircuit {
+    /// System id.
+    pub id: String,
+    /// The circuit breaker.
+    pub circuit: CircuitState,
+    /// Ok, degraded or down, since when, and the last error.
+    pub health: HealthStatus,
 }
 
 impl Engine {
@@ -251,6 +277,7 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Store(e.into()))?;
         let mut systems = HashMap::new();
+        let started_ms = clock.now_ms();
         let now: NowFn = {
             let clock = clock.clone();
             Arc::new(move || clock.now_ms())
@@ -298,6 +325,7 @@ impl Engine {
                         config.engine.breaker_failure_threshold,
                         config.engine.breaker_open_ms,
                     )),
+                    health: Mutex::new(SystemHealth::new(started_ms)),
                 },
             );
         }
@@ -432,6 +460,19 @@ impl Engine {
         ingest::submit(&self.inner, submission).await
     }
 
+    /// Whether each event names only people and clients tenure knows, as [`Engine::submit`]
+    /// will judge it when they are submitted in turn (see [`tenure_core::known`]), without
+    /// storing anything: for a front end that refuses a whole payload when one of its events
+    /// would be refused.
+    pub async fn vet(
+        &self,
+        events: &[&tenure_core::event::EventInput],
+    ) -> Result<Vec<Result<(), tenure_core::event::EventError>>> {
+        let mut c = self.inner.store.reader().await?;
+        let config = self.inner.rules().config.clone();
+        ingest::vet(&mut c, &config, events, tenure_core::known::Batch::InTurn).await
+    }
+
     /// Stores events inside the caller's transaction, exactly as [`Engine::submit`] would
     /// (idempotency keys, runs, audit, planning what is due), so that a change and the events
     /// it causes commit together: a front end with a write transaction of its own (the SCIM
@@ -551,16 +592,20 @@ impl Engine {
         self.run_detail(run_id).await
     }
 
-    /// Every configured system with its health, circuit and counters.
+    /// Every configured system with its health, circuit and counters. Asks each connector's
+    /// health check, whose failure makes the system `down`.
     pub async fn systems(&self) -> Vec<SystemStatus> {
         let mut out = Vec::new();
         for s in self.inner.rules().config.systems.values() {
             let h = &self.inner.systems[&s.id];
-            let health = match h.connector.health().await {
-                Ok(()) => "ok".to_string(),
-                Err(e) => e.to_string(),
-            };
+            let probe = h.connector.health().await.map_err(|e| e.to_string());
             let circuit = h.breaker.lock().expect("breaker lock").state();
+            let health = {
+                let mut health = h.health.lock().expect("health lock");
+                let probe = probe.as_ref().map(|_| ()).map_err(String::as_str);
+                health.on_probe(self.inner.clock.now_ms(), probe, circuit);
+                health.status()
+            };
             let stats = h.connector.stats().await;
             out.push(SystemStatus {
                 id: s.id.clone(),
@@ -572,6 +617,29 @@ impl Engine {
                 stats,
             });
         }
+        out
+    }
+
+    /// Every configured system's circuit and health as last seen, without calling anything:
+    /// cheap enough for every metrics scrape.
+    pub fn circuits(&self) -> Vec<SystemCircuit> {
+        let now = self.inner.clock.now_ms();
+        let mut out: Vec<SystemCircuit> = self
+            .inner
+            .systems
+            .iter()
+            .map(|(id, h)| {
+                let circuit = h.breaker.lock().expect("breaker lock").state();
+                let mut health = h.health.lock().expect("health lock");
+                health.on_circuit(now, circuit);
+                SystemCircuit {
+                    id: id.clone(),
+                    circuit,
+                    health: health.status(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 

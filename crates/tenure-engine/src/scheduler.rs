@@ -497,6 +497,7 @@ async fn raise(
         event,
         idempotency_key: None,
         actor: "scheduler".into(),
+        request_id: None,
     };
     let outcome = ingest::store_events(inner, tx, &[(&sub, now)], now).await?;
     tx.audit(NewAudit {

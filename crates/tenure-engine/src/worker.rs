@@ -319,12 +319,27 @@ async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResu
     .await;
     metrics::histogram!("tenure_connector_call_seconds", "system" => step.system.clone())
         .record(started.elapsed().as_secs_f64());
-    let mut breaker = handle.breaker.lock().expect("breaker lock");
-    match &result {
-        Err(e) if e.is_retryable() => breaker.on_failure(inner.clock.now_ms()),
-        // Waiting: the system (or its task queue) answered.
-        _ => breaker.on_success(), // the system answered, even if it said no
-    }
+    let now = inner.clock.now_ms();
+    let circuit = {
+        let mut breaker = handle.breaker.lock().expect("breaker lock");
+        match &result {
+            Err(e) if e.is_retryable() => breaker.on_failure(now),
+            // Waiting: the system (or its task queue) answered.
+            _ => breaker.on_success(), // the system answered, even if it said no
+        }
+        breaker.state()
+    };
+    // The error rate counts every failed call, permanent ones too: a system that refuses most
+    // of what it is asked is not healthy, even if it answers.
+    let failure = match &result {
+        Err(ConnectorError::Waiting { .. }) | Ok(()) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    handle.health.lock().expect("health lock").on_call(
+        now,
+        failure.as_deref().map_or(Ok(()), Err),
+        circuit,
+    );
     CallResult::Called(result)
 }
 

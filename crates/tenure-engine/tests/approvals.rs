@@ -229,6 +229,7 @@ impl Harness {
                 event,
                 idempotency_key: None,
                 actor: "hr".into(),
+                request_id: None,
             })
             .await
             .unwrap()

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::breaker::CircuitState;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
+use tenure_core::health::Health;
 use tenure_core::run::RunState;
 use tenure_engine::{Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
 use tenure_store::Store;
@@ -103,6 +105,7 @@ impl Harness {
                 event,
                 idempotency_key: None,
                 actor: "test".into(),
+                request_id: None,
             })
             .await
             .unwrap()
@@ -150,15 +153,126 @@ async fn hire_then_leave() {
     assert!(dir.list_accounts().await.unwrap().is_empty());
 }
 
+impl Harness {
+    /// Submits an event and returns its outcome, whatever it is.
+    async fn outcome(&self, body: &str) -> IngestOutcome {
+        let event = parse_event(body.as_bytes()).unwrap();
+        let submission = Submission {
+            event,
+            idempotency_key: None,
+            actor: "test".into(),
+            request_id: None,
+        };
+        self.engine.submit(submission).await.unwrap()
+    }
+}
+
+/// The field of a refusal, or a panic.
+fn refused(o: IngestOutcome) -> String {
+    match o {
+        IngestOutcome::Refused { field, message } => format!("{field}: {message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn an_event_for_an_unknown_person_fails_its_run_with_a_reason() {
+async fn an_event_about_a_stranger_is_refused_and_nothing_is_stored() {
     let h = harness(config("")).await;
-    let run = h
-        .send(r#"{"type":"engagement_start","person":{"id":"ghost"},"engagement":{"client":"acme","role":"consultant"}}"#)
+    let ghost = r#"{"type":"engagement_start","person":{"id":"ghost"},"engagement":{"client":"acme","role":"consultant"}}"#;
+    let why = refused(h.outcome(ghost).await);
+    assert!(
+        why.starts_with("person.id: person `ghost` is not known"),
+        "{why}"
+    );
+    for kind in ["leave", "transfer", "contract_change"] {
+        let why = refused(
+            h.outcome(&format!(r#"{{"type":"{kind}","person":{{"id":"ghost"}}}}"#))
+                .await,
+        );
+        assert!(why.starts_with("person.id:"), "{kind}: {why}");
+    }
+    // A client named by id alone must be configured, stored or engaged.
+    assert_eq!(h.finish(&h.send(HIRE).await).await, RunState::Succeeded);
+    let why = refused(
+        h.outcome(r#"{"type":"engagement_start","person":{"id":"e1"},"engagement":{"client":"nope","role":"consultant"}}"#)
+            .await,
+    );
+    assert!(
+        why.starts_with("engagement.client: client `nope` is not known"),
+        "{why}"
+    );
+    let mut c = h.engine.store().reader().await.unwrap();
+    let ghost_runs = tenure_store::list_runs(&mut c, None, Some("ghost"), None, 10)
+        .await
+        .unwrap();
+    assert!(ghost_runs.is_empty(), "{ghost_runs:?}");
+    assert!(
+        tenure_store::engagements_of(&mut c, "e1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Carried in full, the client is introduced; then its id alone will do.
+    let full = r#"{"type":"engagement_start","person":{"id":"e1"},"engagement":{"client":{"id":"nope","name":"Nope Ltd"},"role":"consultant"}}"#;
+    assert_eq!(h.finish(&h.send(full).await).await, RunState::Succeeded);
+    let end = r#"{"type":"engagement_end","person":{"id":"e1"},"engagement":{"client":"nope","role":"consultant"}}"#;
+    assert_eq!(h.finish(&h.send(end).await).await, RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() {
+    let h = harness(config("")).await;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(h.clock.now() + ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    // A future-dated hire is stored but not applied: the person's leave may follow it.
+    let hire = h
+        .send(&format!(
+            r#"{{"type":"hire","effective_at":"{}","person":{{"id":"f1","name":"Fi","email":"fi@example.com","worker_type":"employee"}}}}"#,
+            at(3_600_000)
+        ))
         .await;
-    assert_eq!(h.finish(&run).await, RunState::Failed);
-    let d = h.engine.run_detail(&run).await.unwrap();
-    assert!(d.run.error.unwrap().contains("not known"));
+    let leave = h
+        .send(&format!(
+            r#"{{"type":"leave","effective_at":"{}","person":{{"id":"f1"}}}}"#,
+            at(7_200_000)
+        ))
+        .await;
+    assert_ne!(hire, leave);
+    // Cancelled before it took effect, the hire vouches no more.
+    h.engine.cancel_run(&hire, "test").await.unwrap();
+    let why = refused(
+        h.outcome(r#"{"type":"transfer","person":{"id":"f1","title":"CTO"}}"#)
+            .await,
+    );
+    assert!(why.starts_with("person.id:"), "{why}");
+
+    // Stored together, a hire vouches for the leave written before it.
+    let leave = parse_event(
+        br#"{"type":"leave","effective_at":"2030-01-01T00:00:00Z","person":{"id":"b1"}}"#,
+    )
+    .unwrap();
+    let hire = parse_event(br#"{"type":"hire","person":{"id":"b1","name":"Bea","email":"bea@example.com","worker_type":"employee"}}"#).unwrap();
+    let submissions: Vec<Submission> = [leave, hire]
+        .into_iter()
+        .map(|event| Submission {
+            event,
+            idempotency_key: None,
+            actor: "test".into(),
+            request_id: None,
+        })
+        .collect();
+    let mut tx = h.engine.store().begin().await.unwrap();
+    let outcomes = h.engine.submit_in(&mut tx, &submissions).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, IngestOutcome::Accepted { .. })),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]
@@ -260,6 +374,20 @@ async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
         (Some(3), Some(3))
     );
     assert!(stats["changes"].as_i64().unwrap() <= 1);
+    // Every recent call failed, too few in a row to open the circuit: degraded, with the
+    // error, since the third failure.
+    assert!(matches!(crm.circuit, CircuitState::Closed { failures: 3 }));
+    assert_eq!(crm.health.health, Health::Degraded, "{:?}", crm.health);
+    assert_eq!(
+        (crm.health.recent_calls, crm.health.recent_failures),
+        (3, 3)
+    );
+    let last = crm.health.last_error.as_ref().expect("a last error");
+    assert!(last.message.contains("retryable"), "{last:?}");
+    assert_eq!(crm.health.since_ms, last.at_ms);
+    let directory = systems.iter().find(|s| s.id == "directory").unwrap();
+    assert_eq!(directory.health.health, Health::Ok);
+    assert_eq!(directory.health.last_error, None);
 }
 
 #[tokio::test]
@@ -351,6 +479,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         event: e,
         idempotency_key: Some("k1".into()),
         actor: "t".into(),
+        request_id: None,
     };
     let first = h.engine.submit(sub(event.clone())).await.unwrap();
     let again = h.engine.submit(sub(event.clone())).await.unwrap();
@@ -376,6 +505,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         event: e,
         idempotency_key: k.map(str::to_string),
         actor: "t".into(),
+        request_id: None,
     };
     let a = h
         .engine
@@ -462,6 +592,7 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
             event: parse_event(body.as_bytes()).unwrap(),
             idempotency_key: key.map(str::to_string),
             actor: "test".into(),
+            request_id: None,
         })
         .collect();
 
@@ -488,6 +619,7 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
     let shape = |o: &IngestOutcome| match o {
         IngestOutcome::Accepted { replay, .. } => format!("accepted replay={replay}"),
         IngestOutcome::KeyReused { key, .. } => format!("key reused {key}"),
+        IngestOutcome::Refused { field, .. } => format!("refused {field}"),
     };
     assert_eq!(
         alone.iter().map(shape).collect::<Vec<_>>(),

@@ -223,6 +223,7 @@ impl Harness {
                 event,
                 idempotency_key: None,
                 actor: "test".into(),
+                request_id: None,
             })
             .await
             .unwrap()

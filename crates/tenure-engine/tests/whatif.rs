@@ -153,6 +153,7 @@ async fn submit(engine: &Engine, body: &str) -> String {
             event,
             idempotency_key: None,
             actor: "test".into(),
+            request_id: None,
         })
         .await
         .unwrap()

@@ -8,12 +8,17 @@
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
 mod approvals;
+mod filter;
+mod lists;
+mod observe;
 mod queries;
 mod scim;
 mod tasks;
 mod tx;
 
 pub use approvals::*;
+pub use lists::*;
+pub use observe::*;
 pub use queries::*;
 pub use scim::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
@@ -179,6 +184,7 @@ impl Store {
                 .execute(tx.conn())
                 .await?;
         }
+        lists::add_people_columns(tx.conn(), self.backend).await?;
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let sql = statement
                 .lines()
@@ -191,6 +197,7 @@ impl Store {
             tx.conn().execute(sqlx::AssertSqlSafe(sql)).await?;
         }
         approvals::index_unindexed_approvals(tx.conn()).await?;
+        lists::fill_people_columns(tx.conn()).await?;
         tx.commit().await
     }
 

@@ -83,35 +83,41 @@ pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person
     row.map(|r| json(&r.try_get::<String, _>(0)?)).transpose()
 }
 
-/// Stores a person.
+/// Stores a person (and the values the people list filters on).
 pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Result<()> {
+    let [department, worker_type, manager, search] = crate::lists::person_columns(p);
     sqlx::query(
-        "INSERT INTO people (id, status, data, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at",
+        "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at,
+           department = excluded.department, worker_type = excluded.worker_type, manager = excluded.manager,
+           search = excluded.search",
     )
     .bind(p.id.clone())
     .bind(p.status.as_str())
     .bind(to_json(p))
     .bind(now)
+    .bind(department)
+    .bind(worker_type)
+    .bind(manager)
+    .bind(search)
     .execute(c)
     .await?;
     Ok(())
 }
 
-/// People in id order, after `after`, at most `limit`.
+/// People in id order, after `after`, at most `limit` (see [`crate::people_matching`]).
 pub async fn list_people(
     c: &mut AnyConnection,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Person>> {
-    let rows = sqlx::query("SELECT data FROM people WHERE id > $1 ORDER BY id LIMIT $2")
-        .bind(after.unwrap_or("").to_string())
-        .bind(limit)
-        .fetch_all(c)
-        .await?;
-    rows.iter()
-        .map(|r| json(&r.try_get::<String, _>(0)?))
-        .collect()
+    let filter = crate::PeopleFilter {
+        after,
+        limit,
+        ..Default::default()
+    };
+    crate::people_matching(c, &filter).await
 }
 
 /// How many people are stored.
@@ -624,9 +630,9 @@ impl RunRow {
     }
 }
 
-const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
+pub(crate) const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
 
-fn run_row(r: &AnyRow) -> Result<RunRow> {
+pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
     Ok(RunRow {
         id: r.try_get(0)?,
         event_id: r.try_get(1)?,
@@ -694,7 +700,8 @@ async fn run_by_id(c: &mut AnyConnection, id: &str, suffix: &str) -> Result<Opti
     row.as_ref().map(run_row).transpose()
 }
 
-/// Runs, newest first, optionally only those in `state`, for `person`.
+/// Runs, newest first, optionally only those in `state`, for `person` (see
+/// [`crate::runs_matching`]).
 pub async fn list_runs(
     c: &mut AnyConnection,
     state: Option<RunState>,
@@ -702,18 +709,14 @@ pub async fn list_runs(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RunRow>> {
-    let sql = format!(
-        "SELECT {RUN_COLS} FROM runs WHERE ($1 = '' OR state = $1) AND ($2 = '' OR person_id = $2) AND ($3 = '' OR id < $3)
-         ORDER BY id DESC LIMIT $4"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(state.map_or("", |s| s.as_str()))
-        .bind(person.unwrap_or("").to_string())
-        .bind(before.unwrap_or("").to_string())
-        .bind(limit)
-        .fetch_all(c)
-        .await?;
-    rows.iter().map(run_row).collect()
+    let filter = crate::RunFilter {
+        state,
+        person,
+        before,
+        limit,
+        ..Default::default()
+    };
+    crate::runs_matching(c, &filter).await
 }
 
 /// Pending runs whose time has come, oldest first (ids are time-ordered UUIDv7).
@@ -1513,41 +1516,41 @@ pub async fn count_tokens(c: &mut AnyConnection) -> Result<i64> {
 
 // ---------------------------------------------------------------- audit
 
-/// Audit entries after `after_seq`, in chain order, at most `limit`; optionally one person's.
+/// Audit entries after `after_seq`, in chain order, at most `limit`; optionally one person's
+/// (see [`crate::audit_matching`]).
 pub async fn audit_page(
     c: &mut AnyConnection,
     after_seq: i64,
     person: Option<&str>,
     limit: i64,
 ) -> Result<Vec<AuditEntry>> {
-    let rows = sqlx::query(
-        "SELECT seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash
-         FROM audit_log WHERE seq > $1 AND ($2 = '' OR person_id = $2) ORDER BY seq LIMIT $3",
-    )
-    .bind(after_seq)
-    .bind(person.unwrap_or("").to_string())
-    .bind(limit)
-    .fetch_all(c)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                seq: r.try_get(0)?,
-                at_ms: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                action: r.try_get(3)?,
-                person_id: r.try_get(4)?,
-                entitlement: r.try_get(5)?,
-                system: r.try_get(6)?,
-                run_id: r.try_get(7)?,
-                reason: r.try_get(8)?,
-                correlation_id: r.try_get(9)?,
-                details: r.try_get(10)?,
-                prev_hash: r.try_get(11)?,
-                hash: r.try_get(12)?,
-            })
-        })
-        .collect()
+    let filter = crate::AuditFilter {
+        after: after_seq,
+        person,
+        limit,
+        ..Default::default()
+    };
+    crate::audit_matching(c, &filter).await
+}
+
+/// An audit entry from `SELECT seq, at_ms, actor, action, person_id, entitlement, system,
+/// run_id, reason, correlation_id, details, prev_hash, hash`.
+pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get(0)?,
+        at_ms: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        person_id: r.try_get(4)?,
+        entitlement: r.try_get(5)?,
+        system: r.try_get(6)?,
+        run_id: r.try_get(7)?,
+        reason: r.try_get(8)?,
+        correlation_id: r.try_get(9)?,
+        details: r.try_get(10)?,
+        prev_hash: r.try_get(11)?,
+        hash: r.try_get(12)?,
+    })
 }
 
 /// The chain head: the last entry's seq and hash.

@@ -10,12 +10,23 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked_at  BIGINT
 );
 
+-- `department`, `worker_type` and `manager` repeat fields of `data` so lists filter on them in
+-- SQL, and `search` is the name and email lowercased, for text search. Databases made before
+-- these columns get them, and their values, when opened (`lists::add_people_columns`).
 CREATE TABLE IF NOT EXISTS people (
     id          TEXT PRIMARY KEY,
     status      TEXT NOT NULL,
     data        TEXT NOT NULL,
-    updated_at  BIGINT NOT NULL
+    updated_at  BIGINT NOT NULL,
+    department  TEXT,
+    worker_type TEXT,
+    manager     TEXT,
+    search      TEXT
 );
+CREATE INDEX IF NOT EXISTS people_status ON people (status, id);
+CREATE INDEX IF NOT EXISTS people_department ON people (department, id);
+CREATE INDEX IF NOT EXISTS people_worker_type ON people (worker_type, id);
+CREATE INDEX IF NOT EXISTS people_manager ON people (manager, id);
 
 CREATE TABLE IF NOT EXISTS clients (
     id          TEXT PRIMARY KEY,
@@ -30,6 +41,7 @@ CREATE TABLE IF NOT EXISTS engagements (
     data        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS engagements_person ON engagements (person_id);
+CREATE INDEX IF NOT EXISTS engagements_client ON engagements (client_id, id);
 
 CREATE TABLE IF NOT EXISTS accounts (
     person_id   TEXT NOT NULL,
@@ -67,6 +79,13 @@ CREATE TABLE IF NOT EXISTS events (
     run_id       TEXT NOT NULL
 );
 
+-- The X-Request-Id of the HTTP request an event came with: it ties the server's log lines to
+-- the event, its run and their audit entries. Events sent without one have no row.
+CREATE TABLE IF NOT EXISTS event_requests (
+    event_id   TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS runs (
     id               TEXT PRIMARY KEY,
     event_id         TEXT,
@@ -85,6 +104,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_due ON runs (effective_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS runs_person ON runs (person_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state, created_at);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs (kind, created_at);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 
 CREATE TABLE IF NOT EXISTS steps (
     id              TEXT PRIMARY KEY,
@@ -129,6 +150,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash           TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_person ON audit_log (person_id);
+-- The audit list's filters: who acted, what they did, on which entitlement, when. (`system`
+-- has few values, so a scan in seq order finds a page of them soon enough.)
+CREATE INDEX IF NOT EXISTS audit_actor ON audit_log (actor, seq);
+CREATE INDEX IF NOT EXISTS audit_action ON audit_log (action, seq);
+CREATE INDEX IF NOT EXISTS audit_entitlement ON audit_log (entitlement, seq);
+CREATE INDEX IF NOT EXISTS audit_at ON audit_log (at_ms);
 
 CREATE TABLE IF NOT EXISTS audit_head (
     id    BIGINT PRIMARY KEY,

@@ -88,10 +88,15 @@ pub enum DelegationsCommand {
     },
 }
 
-fn ms(v: &Value) -> String {
-    v.as_i64()
-        .and_then(DateTime::from_timestamp_millis)
-        .map(|t| t.to_rfc3339())
+/// A time the API gives (RFC 3339) as shown in a table, `-` when there is none.
+fn when(v: &Value) -> String {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
         .unwrap_or_else(|| "-".into())
 }
 
@@ -137,7 +142,7 @@ pub async fn requests(command: RequestsCommand) -> Result<()> {
                     } else {
                         ""
                     },
-                    ms(&r["expires_at"]),
+                    when(&r["expires_at"]),
                 )
             })
         }
@@ -165,8 +170,8 @@ pub async fn requests(command: RequestsCommand) -> Result<()> {
             );
             println!(
                 "  decided {}, expires {}",
-                ms(&r["decided_at"]),
-                ms(&r["expires_at"])
+                when(&r["decided_at"]),
+                when(&r["expires_at"])
             );
             for a in d["approvals"].as_array().into_iter().flatten() {
                 println!("  approval {}: {}", str_of(&a["id"]), str_of(&a["state"]));
@@ -203,7 +208,7 @@ pub async fn requests(command: RequestsCommand) -> Result<()> {
                 for x in a["decisions"].as_array().into_iter().flatten() {
                     println!(
                         "    {} {} by {}{}: {}",
-                        ms(&x["at_ms"]),
+                        when(&x["at"]),
                         str_of(&x["decision"]),
                         str_of(&x["actor"]),
                         if x["actor"] != x["on_behalf_of"] {
@@ -242,12 +247,12 @@ pub async fn delegations(command: DelegationsCommand) -> Result<()> {
                     str_of(&d["id"]),
                     str_of(&d["delegate"]),
                     str_of(&d["delegator"]),
-                    ms(&d["starts_at"]),
-                    ms(&d["ends_at"]),
+                    when(&d["starts_at"]),
+                    when(&d["ends_at"]),
                     if d["revoked_at"].is_null() {
                         String::new()
                     } else {
-                        format!(", withdrawn {}", ms(&d["revoked_at"]))
+                        format!(", withdrawn {}", when(&d["revoked_at"]))
                     },
                 )
             })
@@ -276,7 +281,7 @@ pub async fn delegations(command: DelegationsCommand) -> Result<()> {
                 str_of(&d["id"]),
                 str_of(&d["delegate"]),
                 str_of(&d["delegator"]),
-                ms(&d["ends_at"])
+                when(&d["ends_at"])
             );
             Ok(())
         }

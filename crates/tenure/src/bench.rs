@@ -160,6 +160,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                         event,
                         idempotency_key: None,
                         actor: "bench".into(),
+                        request_id: None,
                     })
                     .await?
                 {
@@ -299,6 +300,7 @@ async fn expiry(args: BenchArgs) -> Result<()> {
                         event,
                         idempotency_key: None,
                         actor: "bench".into(),
+                        request_id: None,
                     })
                     .await?;
             }

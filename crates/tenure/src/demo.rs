@@ -104,11 +104,15 @@ async fn submit(engine: &Engine, body: &str) -> Result<()> {
             event,
             idempotency_key: None,
             actor: "demo".into(),
+            request_id: None,
         })
         .await?
     {
         IngestOutcome::Accepted { .. } => Ok(()),
         IngestOutcome::KeyReused { key, .. } => anyhow::bail!("demo event key {key} reused"),
+        IngestOutcome::Refused { field, message } => {
+            anyhow::bail!("demo event refused: {field}: {message}")
+        }
     }
 }
 

@@ -667,6 +667,7 @@ async fn submit(engine: &Engine, event: EventInput) -> Sent {
             event: event.clone(),
             idempotency_key: None,
             actor: "cli:import".into(),
+            request_id: None,
         };
         match engine.submit(submission).await {
             Ok(IngestOutcome::Accepted { replay, run_id, .. }) => {
@@ -679,6 +680,9 @@ async fn submit(engine: &Engine, event: EventInput) -> Sent {
                 return Sent::Refused(format!(
                     "event id `{key}` was already used for a different event ({event_id})"
                 ));
+            }
+            Ok(IngestOutcome::Refused { field, message }) => {
+                return Sent::Refused(format!("{field}: {message}"));
             }
             Err(EngineError::Unavailable(m)) if attempt < 4 => {
                 tracing::warn!(error = %m, "storing an event failed; retrying");

@@ -141,8 +141,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         }
         format!("http://{addr}")
     });
+    // The router logs and counts every request under its request id.
     let state = AppState::with_rules(engine.clone(), Some(metrics), loader).with_public_url(&url);
-    let app = tenure_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = tenure_api::router(state);
     // Last before serving: once the token exists, nothing stands between it and its one showing.
     let bootstrap = bootstrap_token(&store).await?;
     tracing::info!(%addr, backend = ?store.backend(), "tenure is listening");

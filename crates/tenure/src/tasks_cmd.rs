@@ -107,9 +107,9 @@ pub async fn run(cmd: TasksCommand) -> Result<()> {
             }
             for t in tasks {
                 let due = t["due_at"]
-                    .as_i64()
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .as_str()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                    .map(|d| d.to_utc().format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
                     "{id}  {state:<6} {team:<16} due {due}{late}\n    {title}",

@@ -275,11 +275,7 @@ async fn a_killed_server_loses_nothing_and_applies_nothing_twice() {
     let retried: i64 = audit
         .iter()
         .filter(|e| e["action"] == "engine.recovered")
-        .map(|e| {
-            serde_json::from_str::<Value>(e["details"].as_str().unwrap_or("{}")).unwrap()["steps"]
-                .as_i64()
-                .unwrap_or(0)
-        })
+        .map(|e| e["details"]["steps"].as_i64().unwrap_or(0))
         .sum();
     eprintln!(
         "steps taken back at restart: {retried}; sandbox: {stats:?}; audit entries: {}",

@@ -508,7 +508,8 @@ async fn url_imports_into_a_running_tenure() {
         .as_str()
         .unwrap()
         .to_string();
-    let squatter = json!({"id": taken, "type": "transfer", "person": {"id": "E999", "title": "x"}});
+    // (The squatter is about a known person: one about a stranger would be refused itself.)
+    let squatter = json!({"id": taken, "type": "transfer", "person": {"id": "E001", "title": "x"}});
     assert_eq!(
         server.send_event(&squatter, None).await.status,
         StatusCode::ACCEPTED

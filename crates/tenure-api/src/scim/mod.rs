@@ -828,11 +828,13 @@ fn submission(p: &Prepared, version: i64) -> Option<Submission> {
         event: event.clone(),
         idempotency_key: Some(format!("scim:{}:{version}", p.id)),
         actor: "scim".into(),
+        request_id: None,
     })
 }
 
 /// Stores the events of changes inside `tx`; each must be accepted (a key already taken by
-/// another event would be a bug: the key names the user's new version).
+/// another event would be a bug: the key names the user's new version). A change whose event
+/// tenure refuses (its person's hire was cancelled before it took effect) is refused too.
 async fn store_events(
     engine: &Engine,
     tx: &mut tenure_store::Tx,
@@ -848,11 +850,17 @@ async fn store_events(
         );
     }
     for outcome in outcomes {
-        if let IngestOutcome::KeyReused { key, event_id } = outcome {
-            return Err(ApiError::internal(format!(
-                "the event key `{key}` is already taken by event {event_id}"
-            ))
-            .into());
+        match outcome {
+            IngestOutcome::Accepted { .. } => {}
+            IngestOutcome::KeyReused { key, event_id } => {
+                return Err(ApiError::internal(format!(
+                    "the event key `{key}` is already taken by event {event_id}"
+                ))
+                .into());
+            }
+            IngestOutcome::Refused { message, .. } => {
+                return Err(err(ScimType::InvalidValue, message));
+            }
         }
     }
     Ok(())
@@ -998,6 +1006,7 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::Engin
                 event,
                 idempotency_key: Some(row.key.clone()),
                 actor: "scim".into(),
+                request_id: None,
             };
             engine.submit(submission).await?;
             sent.push(row.key);

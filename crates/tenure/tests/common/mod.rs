@@ -190,12 +190,27 @@ impl TestEnv {
 
     /// Starts `tenure serve` and waits for its "listening" line.
     pub async fn start(&self) -> Server {
-        self.start_with(&[], None).await
+        self.start_full(&[], None, &[]).await
     }
 
     /// Starts `tenure serve` with more arguments and, when given, a soft limit on open files
     /// (as a service manager's default of 1,024 would set it); waits for its "listening" line.
     pub async fn start_with(&self, extra: &[&str], soft_open_files: Option<u64>) -> Server {
+        self.start_full(extra, soft_open_files, &[]).await
+    }
+
+    /// Starts `tenure serve` like [`TestEnv::start`], with more environment variables (a log
+    /// filter other than warnings only, a secret a connector reads).
+    pub async fn start_with_env(&self, vars: &[(&str, &str)]) -> Server {
+        self.start_full(&[], None, vars).await
+    }
+
+    async fn start_full(
+        &self,
+        extra: &[&str],
+        soft_open_files: Option<u64>,
+        vars: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = match soft_open_files {
             None => self.command(),
             Some(n) => {
@@ -206,6 +221,7 @@ impl TestEnv {
                 self.command_of(sh)
             }
         };
+        cmd.envs(vars.iter().copied());
         // A short lease: on PostgreSQL, steps a killed server left running come back this soon.
         cmd.args([
             "serve",
@@ -655,6 +671,21 @@ pub fn describe(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A time the API gave, in epoch milliseconds; panics unless it is RFC 3339 in UTC with
+/// milliseconds (`2026-03-01T09:30:00.000Z`), the one form the API writes times in.
+pub fn time_ms(v: &Value) -> i64 {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("a time is a string, not {v}"));
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("`{s}` is not RFC 3339: {e}"));
+    assert!(
+        s.len() == 24 && s.ends_with('Z') && s.as_bytes()[19] == b'.',
+        "`{s}` is not UTC with milliseconds"
+    );
+    t.timestamp_millis()
 }
 
 /// Path helper for messages.

@@ -1,0 +1,401 @@
+//! The filtered lists of the API (people, runs, audit entries, engagements, clients) and the
+//! lookups that tell whether an event names a person or a client tenure knows. Each filter is a
+//! condition in SQL, bound as a parameter, and only the filters given are in the statement.
+
+use crate::filter::{Arg, Where, contains_pattern};
+use crate::queries::{RUN_COLS, audit_row, is_sqlite, push_placeholders, run_row};
+use crate::{Backend, Result, RunRow, StoreError};
+use sqlx::{AnyConnection, Executor, Row};
+use std::collections::{BTreeMap, BTreeSet};
+use tenure_core::audit::AuditEntry;
+use tenure_core::run::RunState;
+use tenure_core::{Engagement, Person, PersonStatus, WorkerType};
+
+fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+// ---------------------------------------------------------------- people
+
+/// The values of a person the people list filters on, as stored beside the person's document:
+/// department, worker type, manager, and the lowercased name and email text search looks in.
+pub(crate) fn person_columns(p: &Person) -> [Option<String>; 4] {
+    [
+        p.department.clone(),
+        Some(p.worker_type.as_str().to_string()),
+        p.manager.clone(),
+        Some(format!(
+            "{}\n{}",
+            p.name.to_lowercase(),
+            p.email.to_lowercase()
+        )),
+    ]
+}
+
+/// The columns [`person_columns`] fills, in its order.
+const PERSON_COLUMNS: [&str; 4] = ["department", "worker_type", "manager", "search"];
+
+/// Adds the filter columns to a `people` table made before they existed. Runs before the
+/// schema, whose indexes need them; a fresh database has no table yet and gets them from
+/// `CREATE TABLE`.
+pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) -> Result<()> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info('people')",
+        Backend::Postgres => {
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'people'"
+        }
+    };
+    let have: BTreeSet<String> = sqlx::query(sql)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    if have.is_empty() {
+        return Ok(());
+    }
+    for col in PERSON_COLUMNS.iter().filter(|c| !have.contains(**c)) {
+        c.execute(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE people ADD COLUMN {col} TEXT"
+        )))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Fills the filter columns of people stored before they existed (`search` is never null
+/// once filled).
+pub(crate) async fn fill_people_columns(c: &mut AnyConnection) -> Result<()> {
+    loop {
+        let rows =
+            sqlx::query("SELECT data FROM people WHERE search IS NULL ORDER BY id LIMIT 500")
+                .fetch_all(&mut *c)
+                .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in &rows {
+            let p: Person = json(&r.try_get::<String, _>(0)?)?;
+            let [department, worker_type, manager, search] = person_columns(&p);
+            sqlx::query(
+                "UPDATE people SET department = $1, worker_type = $2, manager = $3, search = $4
+                 WHERE id = $5",
+            )
+            .bind(department)
+            .bind(worker_type)
+            .bind(manager)
+            .bind(search)
+            .bind(p.id.clone())
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+}
+
+/// Which people [`people_matching`] returns: each field given narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeopleFilter<'a> {
+    /// Only people in this lifecycle status.
+    pub status: Option<PersonStatus>,
+    /// Only this department (exact).
+    pub department: Option<&'a str>,
+    /// Only this kind of worker.
+    pub worker_type: Option<WorkerType>,
+    /// Only the direct reports of this person id.
+    pub manager: Option<&'a str>,
+    /// Only people with an active engagement with this client.
+    pub client: Option<&'a str>,
+    /// Only people whose name or email contains this text, ignoring case.
+    pub text: Option<&'a str>,
+    /// Only ids after this one (the previous page's last).
+    pub after: Option<&'a str>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of people in id order.
+pub async fn people_matching(c: &mut AnyConnection, f: &PeopleFilter<'_>) -> Result<Vec<Person>> {
+    let mut w = Where::default();
+    if let Some(s) = f.status {
+        w.and("status = ?", [s.as_str().into()]);
+    }
+    if let Some(t) = f.worker_type {
+        w.and("worker_type = ?", [t.as_str().into()]);
+    }
+    w.eq("department", f.department).eq("manager", f.manager);
+    if let Some(client) = f.client {
+        w.and(
+            "id IN (SELECT person_id FROM engagements WHERE client_id = ? AND active = 1)",
+            [client.into()],
+        );
+    }
+    if let Some(text) = f.text {
+        w.and(
+            r"search LIKE ? ESCAPE '\'",
+            [contains_pattern(text).as_str().into()],
+        );
+    }
+    if let Some(after) = f.after {
+        w.and("id > ?", [after.into()]);
+    }
+    let tail = format!("ORDER BY id LIMIT ${}", w.next());
+    let rows = w
+        .fetch(c, "SELECT data FROM people", &tail, &[f.limit.into()])
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// Which of `ids` name a person tenure has seen: one stored, or one whose hire (or rehire) is
+/// stored and not yet applied (its run still `pending`, as a future-dated hire's is).
+pub async fn known_people(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeSet<String>> {
+    let mut known = BTreeSet::new();
+    for (head, tail) in [
+        ("SELECT id FROM people WHERE id IN ", ""),
+        (
+            "SELECT DISTINCT person_id FROM runs WHERE person_id IN ",
+            " AND kind IN ('hire', 'rehire') AND state = 'pending'",
+        ),
+    ] {
+        for_each_chunk(c, ids, head, tail, |id| {
+            known.insert(id);
+        })
+        .await?;
+    }
+    Ok(known)
+}
+
+/// Which of `ids` name a client the database knows: stored from an event that carried it in
+/// full, or named by an engagement. (Configured clients are the caller's to add.)
+pub async fn known_clients(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeSet<String>> {
+    let mut known = BTreeSet::new();
+    for (head, tail) in [
+        ("SELECT id FROM clients WHERE id IN ", ""),
+        (
+            "SELECT DISTINCT client_id FROM engagements WHERE client_id IN ",
+            "",
+        ),
+    ] {
+        for_each_chunk(c, ids, head, tail, |id| {
+            known.insert(id);
+        })
+        .await?;
+    }
+    Ok(known)
+}
+
+/// Runs `{head}(ids...){tail}` over chunks of `ids` and hands each row's first column to `each`.
+async fn for_each_chunk(
+    c: &mut AnyConnection,
+    ids: &[&str],
+    head: &str,
+    tail: &str,
+    mut each: impl FnMut(String),
+) -> Result<()> {
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut sql = String::from(head);
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        sql.push_str(tail);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            each(r.try_get(0)?);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- runs
+
+/// Which runs [`runs_matching`] returns: each field given narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFilter<'a> {
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only this person's.
+    pub person: Option<&'a str>,
+    /// Only runs of this kind (an event type, `request`, `expiry`, `reconcile`).
+    pub kind: Option<&'a str>,
+    /// Only runs created at or after this time (epoch ms).
+    pub since: Option<i64>,
+    /// Only runs created before this time (epoch ms).
+    pub until: Option<i64>,
+    /// Only ids before this one (the previous page's last).
+    pub before: Option<&'a str>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of runs, newest first (ids are time-ordered UUIDv7).
+pub async fn runs_matching(c: &mut AnyConnection, f: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+    let mut w = Where::default();
+    if let Some(s) = f.state {
+        w.and("state = ?", [s.as_str().into()]);
+    }
+    w.eq("person_id", f.person).eq("kind", f.kind);
+    time_range(&mut w, "created_at", f.since, f.until);
+    if let Some(before) = f.before {
+        w.and("id < ?", [before.into()]);
+    }
+    let tail = format!("ORDER BY id DESC LIMIT ${}", w.next());
+    let head = format!("SELECT {RUN_COLS} FROM runs");
+    let rows = w.fetch(c, &head, &tail, &[f.limit.into()]).await?;
+    rows.iter().map(run_row).collect()
+}
+
+fn time_range(w: &mut Where, col: &str, since: Option<i64>, until: Option<i64>) {
+    if let Some(t) = since {
+        w.and(&format!("{col} >= ?"), [Arg::Int(t)]);
+    }
+    if let Some(t) = until {
+        w.and(&format!("{col} < ?"), [Arg::Int(t)]);
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+/// Which audit entries [`audit_matching`] returns: each field given narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditFilter<'a> {
+    /// Only entries after this sequence number (the previous page's last).
+    pub after: i64,
+    /// Only entries about this person.
+    pub person: Option<&'a str>,
+    /// Only entries of this actor (token name or component).
+    pub actor: Option<&'a str>,
+    /// Only this action (`run.planned`, `step.grant`, ...).
+    pub action: Option<&'a str>,
+    /// Only entries about this system.
+    pub system: Option<&'a str>,
+    /// Only entries about this entitlement.
+    pub entitlement: Option<&'a str>,
+    /// Only entries written at or after this time (epoch ms).
+    pub since: Option<i64>,
+    /// Only entries written before this time (epoch ms).
+    pub until: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of audit entries in chain order.
+pub async fn audit_matching(c: &mut AnyConnection, f: &AuditFilter<'_>) -> Result<Vec<AuditEntry>> {
+    let mut w = Where::default();
+    w.and("seq > ?", [f.after.into()]);
+    w.eq("person_id", f.person)
+        .eq("actor", f.actor)
+        .eq("action", f.action)
+        .eq("system", f.system)
+        .eq("entitlement", f.entitlement);
+    time_range(&mut w, "at_ms", f.since, f.until);
+    let tail = format!("ORDER BY seq LIMIT ${}", w.next());
+    let rows = w
+        .fetch(
+            c,
+            "SELECT seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash FROM audit_log",
+            &tail,
+            &[f.limit.into()],
+        )
+        .await?;
+    rows.iter().map(audit_row).collect()
+}
+
+// ---------------------------------------------------------------- engagements and clients
+
+/// Which engagements [`engagements_matching`] returns: each field given narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngagementFilter<'a> {
+    /// Only engagements with this client.
+    pub client: Option<&'a str>,
+    /// Only this person's.
+    pub person: Option<&'a str>,
+    /// Only active (`true`) or ended (`false`) engagements.
+    pub active: Option<bool>,
+    /// Only ids after this one (the previous page's last).
+    pub after: Option<&'a str>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A page of engagements in id order.
+pub async fn engagements_matching(
+    c: &mut AnyConnection,
+    f: &EngagementFilter<'_>,
+) -> Result<Vec<Engagement>> {
+    let mut w = Where::default();
+    w.eq("client_id", f.client).eq("person_id", f.person);
+    if let Some(active) = f.active {
+        w.and("active = ?", [i64::from(active).into()]);
+    }
+    if let Some(after) = f.after {
+        w.and("id > ?", [after.into()]);
+    }
+    let tail = format!("ORDER BY id LIMIT ${}", w.next());
+    let rows = w
+        .fetch(c, "SELECT data FROM engagements", &tail, &[f.limit.into()])
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// Client ids the database knows (stored from events, or named by engagements), in id order
+/// after `after`, at most `limit`.
+pub async fn stored_client_ids(
+    c: &mut AnyConnection,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM (SELECT id FROM clients WHERE id > $1
+                         UNION SELECT client_id AS id FROM engagements WHERE client_id > $1) AS known
+         ORDER BY id LIMIT $2",
+    )
+    .bind(after.to_string())
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// How many engagements a client has, active and ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngagementCounts {
+    /// Active engagements (one person may hold several roles).
+    pub active: i64,
+    /// Ended engagements.
+    pub ended: i64,
+}
+
+/// The engagement counts of each of `clients` that has any.
+pub async fn engagement_counts(
+    c: &mut AnyConnection,
+    clients: &[&str],
+) -> Result<BTreeMap<String, EngagementCounts>> {
+    let mut out: BTreeMap<String, EngagementCounts> = BTreeMap::new();
+    let sqlite = is_sqlite(c);
+    for chunk in clients.chunks(500) {
+        let mut sql =
+            String::from("SELECT client_id, active, COUNT(*) FROM engagements WHERE client_id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        sql.push_str(" GROUP BY client_id, active");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let counts = out.entry(r.try_get(0)?).or_default();
+            let n: i64 = r.try_get(2)?;
+            if r.try_get::<i64, _>(1)? != 0 {
+                counts.active += n;
+            } else {
+                counts.ended += n;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,193 @@
+//! What operators watch: the depth and age of the step queue, and the HTTP request behind each
+//! event (its `X-Request-Id`), which ties the server's log lines to the event's run and audit
+//! entries.
+
+use crate::Result;
+use crate::queries::{is_sqlite, push_placeholders};
+use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
+
+/// The steps of one priority waiting for a worker: pending, their phase started, due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The priority (0 for leavers, 10 for the rest).
+    pub priority: i64,
+    /// How many steps wait.
+    pub steps: i64,
+    /// Since when the longest-waiting one has been due (epoch ms).
+    pub oldest_due_at: i64,
+}
+
+/// The steps due at `now` that no worker has claimed yet, per priority (only priorities with
+/// such steps are listed).
+pub async fn queue_depth(c: &mut AnyConnection, now: i64) -> Result<Vec<QueueDepth>> {
+    let rows = sqlx::query(
+        "SELECT priority, COUNT(*), MIN(available_at) FROM steps
+         WHERE state = 'pending' AND ready = 1 AND available_at <= $1
+         GROUP BY priority ORDER BY priority",
+    )
+    .bind(now)
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(QueueDepth {
+                priority: r.try_get(0)?,
+                steps: r.try_get(1)?,
+                oldest_due_at: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Records the request id each event came with, as `(event id, request id)` pairs.
+pub async fn insert_event_requests(c: &mut AnyConnection, rows: &[(String, String)]) -> Result<()> {
+    let sqlite = is_sqlite(c);
+    for chunk in rows.chunks(500) {
+        let mut sql = String::from("INSERT INTO event_requests (event_id, request_id) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 2, sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (event, request) in chunk {
+            q = q.bind(event.clone()).bind(request.clone());
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// The request ids of those of `events` that came with one, by event id.
+pub async fn request_ids_of_events(
+    c: &mut AnyConnection,
+    events: &[&str],
+) -> Result<HashMap<String, String>> {
+    let sqlite = is_sqlite(c);
+    let mut out = HashMap::new();
+    for chunk in events.chunks(500) {
+        let mut sql =
+            String::from("SELECT event_id, request_id FROM event_requests WHERE event_id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StepRow, Store};
+    use tenure_core::planner::Action;
+    use tenure_core::run::StepState;
+
+    /// A scratch store: PostgreSQL when `TENURE_TEST_DATABASE_URL` is set, else SQLite in a
+    /// folder removed when the guard drops.
+    async fn scratch() -> (Store, Scratch) {
+        let name = format!("tenure_observe_{}", uuid::Uuid::new_v4().simple());
+        match std::env::var("TENURE_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let url = crate::create_scratch_database(&url, &name).await.unwrap();
+                (Store::connect(&url).await.unwrap(), Scratch(None))
+            }
+            _ => {
+                let dir = std::env::temp_dir().join(name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let store = Store::open_sqlite(&dir.join("t.db")).await.unwrap();
+                (store, Scratch(Some(dir)))
+            }
+        }
+    }
+
+    struct Scratch(Option<std::path::PathBuf>);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if let Some(dir) = &self.0 {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn step(idx: i64, priority: i64, ready: bool, state: StepState, available_at: i64) -> StepRow {
+        StepRow {
+            id: format!("s{idx}"),
+            run_id: "r1".into(),
+            idx,
+            phase: 0,
+            ready,
+            state,
+            priority,
+            available_at,
+            person_id: "p1".into(),
+            system: "directory".into(),
+            action: Action::CreateAccount,
+            entitlement: None,
+            source: None,
+            source_ref: None,
+            op_id: format!("op{idx}"),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Only steps a worker could claim now count: pending, their phase started, due.
+    #[tokio::test]
+    async fn the_queue_counts_due_unclaimed_steps_per_priority_with_the_oldest() {
+        let (store, _dir) = scratch().await;
+        let mut tx = store.begin().await.unwrap();
+        let steps = [
+            step(0, 0, true, StepState::Pending, 400),
+            step(1, 0, true, StepState::Pending, 100),
+            step(2, 10, true, StepState::Pending, 50),
+            step(3, 10, true, StepState::Pending, 10_000), // a retry, not yet due
+            step(4, 10, false, StepState::Pending, 10),    // its phase has not started
+            step(5, 0, true, StepState::Running, 10),      // claimed
+            step(6, 10, true, StepState::Succeeded, 10),
+        ];
+        crate::insert_steps(tx.conn(), &steps).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.reader().await.unwrap();
+        assert_eq!(
+            queue_depth(&mut c, 1_000).await.unwrap(),
+            vec![
+                QueueDepth {
+                    priority: 0,
+                    steps: 2,
+                    oldest_due_at: 100
+                },
+                QueueDepth {
+                    priority: 10,
+                    steps: 1,
+                    oldest_due_at: 50
+                },
+            ]
+        );
+        assert_eq!(queue_depth(&mut c, 20).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_events_request_id_is_found_by_the_event() {
+        let (store, _dir) = scratch().await;
+        let mut tx = store.begin().await.unwrap();
+        insert_event_requests(
+            tx.conn(),
+            &[("e1".into(), "req-1".into()), ("e2".into(), "req-2".into())],
+        )
+        .await
+        .unwrap();
+        insert_event_requests(tx.conn(), &[]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.reader().await.unwrap();
+        let found = request_ids_of_events(&mut c, &["e2", "e3"]).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["e2"], "req-2");
+    }
+}
