@@ -177,6 +177,44 @@ mod tests {
         }
     }
 
+    /// The answers are described as the API sends them (`views.rs`): times are RFC 3339
+    /// strings, stored JSON is JSON, and the clients routes and main's filters are there.
+    #[test]
+    fn the_document_describes_the_answers_the_api_sends() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("Run", "created_at"),
+            ("AuditEntry", "at"),
+            ("Event", "received_at"),
+        ] {
+            let ty = &schemas[schema]["properties"][field]["type"];
+            assert_eq!(ty, "string", "{schema}.{field} is {ty}");
+        }
+        assert!(schemas["AuditEntry"]["properties"].get("at_ms").is_none());
+        for path in [
+            "/api/v1/clients",
+            "/api/v1/clients/{id}",
+            "/api/v1/engagements",
+        ] {
+            assert!(
+                doc["paths"][path]["get"].is_object(),
+                "{path} is not described"
+            );
+        }
+        let run_filters: BTreeSet<&str> = doc["paths"]["/api/v1/runs"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for name in [
+            "state", "person", "kind", "since", "until", "before", "limit",
+        ] {
+            assert!(run_filters.contains(name), "/api/v1/runs lacks `{name}`");
+        }
+    }
+
     /// Every `$ref` points at something the document defines.
     #[test]
     fn every_reference_resolves() {

@@ -47,7 +47,7 @@ pub struct RequestAccepted {
 }
 
 /// An approval with its decisions, as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ApprovalDetail {
     /// The approval.
     #[serde(flatten)]
@@ -58,7 +58,7 @@ pub struct ApprovalDetail {
 
 /// An access request as the API shows it: where it stands, and each approval of its run with
 /// its stages and the decisions made on it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestDetail {
     /// The request.
     pub request: RequestRow,

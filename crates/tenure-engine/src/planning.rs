@@ -16,7 +16,7 @@ use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
 /// A run with its steps, as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunDetail {
     /// The run.
     #[serde(flatten)]

@@ -221,7 +221,7 @@ pub async fn timers_of_kind(
 // ---------------------------------------------------------------- access requests
 
 /// An access request.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestRow {
     /// Request id.
     pub id: String,
@@ -405,7 +405,7 @@ pub async fn request_denial(c: &mut AnyConnection, id: &str) -> Result<Option<Ve
 // ---------------------------------------------------------------- approvals
 
 /// An approval: one grant waiting for people, with its chain of stages.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ApprovalRow {
     /// Approval id.
     pub id: String,
@@ -700,7 +700,7 @@ pub async fn cancel_waiting_grant_steps(
 }
 
 /// One recorded decision.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DecisionRow {
     /// The stage decided (0-based).
     pub stage: i64,
@@ -786,7 +786,7 @@ pub async fn set_step_approval(
 // ---------------------------------------------------------------- delegations
 
 /// An approver's substitute for a period.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DelegationRow {
     /// Delegation id.
     pub id: String,

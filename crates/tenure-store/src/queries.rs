@@ -578,7 +578,7 @@ pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
 // ---------------------------------------------------------------- runs
 
 /// A stored run.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
     /// Run id.
     pub id: String,
@@ -893,7 +893,7 @@ pub async fn run_counts(c: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
 // ---------------------------------------------------------------- steps
 
 /// A stored step.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StepRow {
     /// Step id.
     pub id: String,
@@ -1375,7 +1375,7 @@ pub async fn step_counts(c: &mut AnyConnection) -> Result<Vec<(String, String, i
 // ---------------------------------------------------------------- tokens
 
 /// A stored API token (its hash only).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TokenRow {
     /// Token id (shown, never secret).
     pub id: String,
