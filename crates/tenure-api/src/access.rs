@@ -5,7 +5,10 @@
 //! pending approval, but only people decide approvals.
 
 use crate::auth::{Principal, Scope};
+use crate::bodies::{ApprovalPage, DelegationPage, RequestPage};
+use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
 use crate::query::Query;
+use crate::views::{ApprovalDetail, Delegation, RequestDetail};
 use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
@@ -15,14 +18,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use tenure_core::approval::{ApprovalState, Verdict};
-use tenure_engine::NewRequest;
+use tenure_engine::{NewRequest, RequestAccepted};
+use utoipa::{IntoParams, ToSchema};
 
 /// The longest justification or comment accepted, in characters.
 const MAX_TEXT: usize = tenure_core::text::MAX_TEXT;
 
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// A JSON body as `T`; the error names the field at fault.
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| ApiError::undeserializable(e, "body"))
 }
@@ -36,20 +40,69 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
-#[derive(Deserialize)]
+/// An access request.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RequestBody {
-    /// Who would hold the access; the token's own person when absent.
+pub(crate) struct RequestBody {
+    /// Who would hold the access; the token's own person when absent (a token that acts as
+    /// no person must name someone).
     #[serde(default)]
     person_id: Option<String>,
+    /// The entitlement asked for.
     entitlement: String,
+    /// Why; at most 2000 bytes.
+    #[schema(schema_with = justification)]
     justification: String,
+    /// For how long once granted, in seconds (at most a year); until revoked when absent, for
+    /// low and medium risk only.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 31622400)]
     duration_secs: Option<i64>,
+    /// Emergency access that skips approval (needs `break_glass`).
     #[serde(default)]
     break_glass: bool,
 }
 
+/// Non-blank text of at most [`MAX_TEXT`] bytes.
+fn justification() -> utoipa::openapi::schema::Object {
+    text_schema("Why; must not be blank.")
+}
+
+/// Non-blank text of at most [`MAX_TEXT`] bytes (as many characters, of plain ASCII).
+fn text_schema(description: &str) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(tenure_core::wire::NON_BLANK_PATTERN))
+        .max_length(Some(MAX_TEXT))
+        .description(Some(format!(
+            "{description} At most {MAX_TEXT} bytes once trimmed."
+        )))
+        .build()
+}
+
+/// Ask for access.
+///
+/// For the token's own person, for a report (as their manager), or for anyone with `admin`.
+/// The grant is judged by policy and separation of duties, waits for the approvals policy
+/// asks for, and is made by the request's run. Requires `request` (`break_glass` for
+/// emergency access).
+#[utoipa::path(
+    post,
+    path = "/api/v1/requests",
+    tag = "access",
+    security(("bearerAuth" = ["request"]), ("bearerAuth" = ["break_glass"])),
+    request_body = RequestBody,
+    responses(
+        (status = 202, description = "Accepted: the request and the run that carries it out.", body = RequestAccepted),
+        (status = 400, description = "The body is not a request (`invalid_request`): `field` names what is wrong; or a token acting as no person names nobody (`person_id`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such person (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The person holds the access already, has a request for it pending, or is not active (`conflict`).", body = ErrorBody),
+        (status = 422, description = "No such entitlement, or a duration its risk or client does not allow (`invalid_request`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn post_request(
     State(s): State<AppState>,
     p: Principal,
@@ -109,7 +162,7 @@ pub(crate) async fn post_request(
             break_glass: req.break_glass,
         })
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(accepted))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// Whether the token may see everyone's requests and approvals: `read` or `admin`.
@@ -156,46 +209,72 @@ fn whose<'a>(
     }
 }
 
-/// The cursor of the page after `items`: the last item's id when the page is full (there may
-/// be more), none on the last page.
-fn next_of<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Option<String> {
+/// The cursor a full page of `limit` answers with: the last item's id (there may be more);
+/// none on the last page.
+fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Option<String> {
     (items.len() as i64 == limit)
         .then(|| items.last().map(|i| id(i).to_string()))
         .flatten()
 }
 
-/// A page of `items` as the list endpoints answer, with `next_<cursor>` (see [`next_of`]).
-fn page<T: serde::Serialize>(items: Vec<T>, next: Option<String>, cursor: &str) -> Json<Value> {
-    let mut v = json!({ "items": items });
-    v[format!("next_{cursor}")] = json!(next);
-    Json(v)
-}
-
 /// What request states are called.
 const REQUEST_STATES: [&str; 5] = ["pending", "approved", "denied", "expired", "withdrawn"];
 
-#[derive(Deserialize)]
+/// The states of a request.
+fn request_states() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(REQUEST_STATES))
+        .build()
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RequestQuery {
     /// Only requests in this state.
+    #[param(schema_with = request_states)]
     state: Option<String>,
     /// Only access for this person.
     person: Option<String>,
     /// Only requests made by this person (or operator token).
     requester: Option<String>,
+    /// Only requests for this entitlement.
     entitlement: Option<String>,
-    /// Everyone's requests, not only those the token's person made or benefits from.
+    /// Everyone's requests, not only those the token's person made or benefits from (needs
+    /// `read`).
     #[serde(default)]
     all: bool,
+    /// The `next_before` of the page before.
     before: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Access requests, newest first.
+///
+/// Those the token's person made or benefits from; everyone's with `all=true` (needs
+/// `read`). A token acting as no person sees everyone's with `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests",
+    tag = "access",
+    security(("bearerAuth" = [])),
+    params(RequestQuery),
+    responses(
+        (status = 200, description = "A page of requests.", body = RequestPage),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`all=true` without `read`, or a token that acts as no person and lacks `read` (`forbidden`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_requests(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<RequestQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RequestPage>, ApiError> {
     let limit = crate::routes::limit(q.limit)?;
     if let Some(state) = q.state.as_deref()
         && !REQUEST_STATES.contains(&state)
@@ -217,16 +296,33 @@ pub(crate) async fn list_requests(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_requests(&mut c, &filter).await?;
-    let next = next_of(&items, limit, |r| &r.id);
+    let next_before = next_cursor(&items, limit, |r| &r.id);
     let items = items.into_iter().map(views::Request::from).collect();
-    Ok(page(items, next, "before"))
+    Ok(Json(RequestPage { items, next_before }))
 }
 
+/// An access request, with its approvals and their decisions.
+///
+/// The requester and the beneficiary may read their own; others need `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests/{id}",
+    tag = "access",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "The request's id.")),
+    responses(
+        (status = 200, description = "The request.", body = RequestDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "Someone else's request, and the token lacks `read` (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such request (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn get_request(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RequestDetail>, ApiError> {
     let detail = s.engine().request(&id).await?;
     let own = p
         .person_id
@@ -235,23 +331,41 @@ pub(crate) async fn get_request(
     if !own {
         p.require(Scope::Read)?;
     }
-    Ok(Json(json!(views::RequestDetail::from(detail))))
+    Ok(Json(detail.into()))
 }
 
-#[derive(Deserialize)]
+/// What the `state` of an approval listing may be.
+fn approval_states_schema() -> utoipa::openapi::schema::Object {
+    let mut names: Vec<&str> = ApprovalState::ALL.iter().map(|s| s.as_str()).collect();
+    names.extend(["decided", "all"]);
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .default(Some("pending".into()))
+        .build()
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ApprovalQuery {
     /// `pending` (default), a decided state, `decided` (every decided state) or `all`.
+    #[param(schema_with = approval_states_schema)]
     state: Option<String>,
-    /// Whose queue: the token's person unless named (someone else's needs `read`).
+    /// Whose queue: the token's person unless named (someone else's needs `read`); not with
+    /// `all`.
     approver: Option<String>,
-    /// Every approver's approvals (needs `read`).
+    /// Every approver's approvals (needs `read`); not with `approver`.
     #[serde(default)]
     all: bool,
     /// Only access for this person.
     person: Option<String>,
+    /// Only approvals of this entitlement.
     entitlement: Option<String>,
+    /// The `next_after` of the page before.
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
@@ -273,11 +387,30 @@ fn approval_states(state: Option<&str>) -> Result<Vec<ApprovalState>, ApiError> 
     }
 }
 
+/// Approvals: an approver's queue, or everyone's.
+///
+/// The token's person's queue (what they may decide now, for themselves or as a delegate),
+/// someone else's with `approver` or everyone's with `all=true` (both need `read`).
+/// Requires `approve` or `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals",
+    tag = "access",
+    security(("bearerAuth" = ["approve"]), ("bearerAuth" = ["read"])),
+    params(ApprovalQuery),
+    responses(
+        (status = 200, description = "A page of approvals.", body = ApprovalPage),
+        (status = 400, description = "A query parameter is unknown, of the wrong type or out of range, or both `approver` and `all=true` are given (`invalid_request`); `field` names it.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve` and `read`, or asks for someone else's queue without `read` (`forbidden`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_approvals(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<ApprovalQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalPage>, ApiError> {
     if !sees_all(&p) {
         p.require(Scope::Approve)?;
     }
@@ -296,16 +429,34 @@ pub(crate) async fn list_approvals(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_approvals(&mut c, &filter).await?;
-    let next = next_of(&items, limit, |a| &a.id);
+    let next_after = next_cursor(&items, limit, |a| &a.id);
     let items = items.into_iter().map(views::Approval::from).collect();
-    Ok(page(items, next, "after"))
+    Ok(Json(ApprovalPage { items, next_after }))
 }
 
+/// An approval, with its chain of stages and the decisions made on it.
+///
+/// An approver reads the approvals they are, or were, concerned with; others need `read`.
+/// Requires `approve` or `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals/{id}",
+    tag = "access",
+    security(("bearerAuth" = ["approve"]), ("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "The approval's id.")),
+    responses(
+        (status = 200, description = "The approval.", body = ApprovalDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve` and `read`, acts as no person, or the approval is not one of its person's (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such approval (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn get_approval(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalDetail>, ApiError> {
     if !sees_all(&p) {
         p.require(Scope::Approve)?;
     }
@@ -335,22 +486,52 @@ pub(crate) async fn get_approval(
             ));
         }
     }
-    Ok(Json(json!(views::ApprovalDetail::from(detail))))
+    Ok(Json(detail.into()))
 }
 
-#[derive(Deserialize)]
+/// A decision on an approval.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
+pub(crate) struct DecisionBody {
+    /// Approve or deny.
     decision: Verdict,
+    /// Why; at most 2000 bytes.
+    #[schema(schema_with = comment)]
     comment: String,
 }
 
+/// A decision's comment.
+fn comment() -> utoipa::openapi::schema::Object {
+    text_schema("Why; must not be blank.")
+}
+
+/// Decide an approval.
+///
+/// As the token's person, for themselves or for an approver who delegated to them. A deny
+/// ends the chain; the last stage's approval releases the grant. Requires `approve`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals/{id}/decision",
+    tag = "access",
+    security(("bearerAuth" = ["approve"])),
+    params(("id" = String, Path, description = "The approval's id.")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "The approval after the decision.", body = ApprovalDetail),
+        (status = 400, description = "The body is not a decision (`invalid_request`); `field` names what is wrong.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve` or acts as no person, or its person may not decide this stage (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such approval (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The approval is already decided, or this approver already decided this stage (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn post_decision(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalDetail>, ApiError> {
     p.require(Scope::Approve)?;
     let actor = p.person()?.to_string();
     let d: DecisionBody = parse_body(&body)?;
@@ -359,20 +540,43 @@ pub(crate) async fn post_decision(
         .engine()
         .decide_approval(&id, &actor, d.decision, &comment)
         .await?;
-    Ok(Json(json!(views::ApprovalDetail::from(detail))))
+    Ok(Json(detail.into()))
 }
 
-#[derive(Deserialize)]
+/// A delegation to make.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DelegationBody {
+pub(crate) struct DelegationBody {
     /// The approver who is away; the token's person when absent (admins may name anyone).
     #[serde(default)]
     delegator: Option<String>,
+    /// Who decides for them.
     delegate: String,
+    /// From (RFC 3339, inclusive).
     starts_at: DateTime<Utc>,
+    /// Until (RFC 3339, exclusive); after `starts_at`.
     ends_at: DateTime<Utc>,
 }
 
+/// Delegate approvals for a period.
+///
+/// While it lasts, the delegate decides what waits for the delegator. Requires `approve`
+/// (`admin` to delegate for someone else).
+#[utoipa::path(
+    post,
+    path = "/api/v1/delegations",
+    tag = "access",
+    security(("bearerAuth" = ["approve"])),
+    request_body = DelegationBody,
+    responses(
+        (status = 201, description = "The delegation.", body = Delegation),
+        (status = 400, description = "The body is not a delegation (`invalid_request`); `field` names what is wrong.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve`, acts as no person and names no delegator, or names someone else without `admin` (`forbidden`).", body = ErrorBody),
+        (status = 422, description = "A delegation to oneself, one that does not end after it starts or has already ended, or one naming a person tenure does not know (`invalid_request`); `field` names what is wrong.", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn post_delegation(
     State(s): State<AppState>,
     p: Principal,
@@ -398,15 +602,12 @@ pub(crate) async fn post_delegation(
             &p.name,
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(views::Delegation::from(row))),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(Delegation::from(row))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DelegationQuery {
     /// Whose delegations (made or received): the token's person unless named (needs `admin`).
     person: Option<String>,
@@ -416,15 +617,35 @@ pub(crate) struct DelegationQuery {
     /// Withdrawn and ended delegations too.
     #[serde(default)]
     include_ended: bool,
+    /// The `next_after` of the page before.
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Delegations the token's person made or received; anyone's with `admin`.
+///
+/// Requires `approve`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/delegations",
+    tag = "access",
+    security(("bearerAuth" = ["approve"])),
+    params(DelegationQuery),
+    responses(
+        (status = 200, description = "A page of delegations.", body = DelegationPage),
+        (status = 400, description = "A query parameter is unknown, of the wrong type or out of range, or both `person` and `all=true` are given (`invalid_request`); `field` names it.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve`, or asks for someone else's or everyone's without `admin` (`forbidden`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_delegations(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<DelegationQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DelegationPage>, ApiError> {
     p.require(Scope::Approve)?;
     let limit = crate::routes::limit(q.limit)?;
     let admin = ("`admin`", p.is_admin());
@@ -438,11 +659,29 @@ pub(crate) async fn list_delegations(
     };
     let mut c = s.store().reader().await?;
     let items = tenure_store::list_delegations(&mut c, &filter).await?;
-    let next = next_of(&items, limit, |d| &d.id);
+    let next_after = next_cursor(&items, limit, |d| &d.id);
     let items = items.into_iter().map(views::Delegation::from).collect();
-    Ok(page(items, next, "after"))
+    Ok(Json(DelegationPage { items, next_after }))
 }
 
+/// Withdraw a delegation.
+///
+/// Only the delegator, or an admin. Requires `approve`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/delegations/{id}",
+    tag = "access",
+    security(("bearerAuth" = ["approve"])),
+    params(("id" = String, Path, description = "The delegation's id.")),
+    responses(
+        (status = 204, description = "Withdrawn."),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The token lacks `approve`, or is neither the delegator's nor an admin's (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "No such delegation (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The delegation was already withdrawn or has ended (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn revoke_delegation(
     State(s): State<AppState>,
     p: Principal,

@@ -6,6 +6,7 @@
 //! term, as policy and time bounds read it), or only named by engagements.
 
 use crate::auth::{Principal, Scope};
+use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
 use crate::query::Query;
 use crate::routes::limit;
 use crate::{ApiError, AppState};
@@ -22,13 +23,35 @@ use tenure_store::{AnyConnection, EngagementFilter};
 /// How many active engagements a client's own page lists (the rest: `GET /api/v1/engagements`).
 const ENGAGED_SHOWN: i64 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ClientQuery {
+    /// The `next_after` of the page before.
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/clients`: every client tenure knows, in id order.
+/// Every client tenure knows, in id order.
+///
+/// Configured, told by engagement events, or only named by engagements: `configured`,
+/// `from_events`, `effective` (the two merged term by term) and the engagement counts.
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients",
+    tag = "clients",
+    security(("bearerAuth" = ["read"])),
+    params(ClientQuery),
+    responses(
+        (status = 200, description = "A page of clients: `{items, next_after}`.", body = Object),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_clients(
     State(s): State<AppState>,
     p: Principal,
@@ -54,7 +77,23 @@ pub(crate) async fn list_clients(
     ))
 }
 
-/// `GET /api/v1/clients/{id}`: one client, with the first of its active engagements.
+/// One client, with the first of its active engagements.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/{id}",
+    tag = "clients",
+    security(("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 200, description = "The client, with `engaged` (its first active engagements) and `engaged_next_after`.", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No client of this id is known (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn get_client(
     State(s): State<AppState>,
     p: Principal,
@@ -119,17 +158,39 @@ async fn views(
         .collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EngagementQuery {
+    /// Only engagements with this client.
     client: Option<String>,
+    /// Only engagements of this person.
     person: Option<String>,
     /// `true`: only active engagements; `false`: only ended ones.
     active: Option<bool>,
+    /// The `next_after` of the page before.
     after: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/engagements`: engagements in id order, filtered.
+/// Engagements in id order, filtered.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/engagements",
+    tag = "clients",
+    security(("bearerAuth" = ["read"])),
+    params(EngagementQuery),
+    responses(
+        (status = 200, description = "A page of engagements: `{items, next_after}`.", body = Object),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_engagements(
     State(s): State<AppState>,
     p: Principal,

@@ -1,9 +1,9 @@
 //! One error type for every handler, rendered as `{"error": {"code", "message", "field"?}}`.
 
+use crate::openapi::{ErrorBody, ErrorDetail};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tenure_engine::EngineError;
 
 /// An error answer: a status, a stable code, a message for people, and the field at fault.
@@ -73,11 +73,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "code": self.code, "message": self.message });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

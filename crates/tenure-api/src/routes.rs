@@ -1,71 +1,80 @@
 //! Routes and handlers.
+//!
+//! Every route is registered through `utoipa_axum::routes!`, from the handler's own
+//! `#[utoipa::path]` description: the router serves exactly what the OpenAPI document says.
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
+use crate::bodies::{
+    Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, GrantView,
+    Health, HealthState, PeoplePage, PersonDetail, RunPage, SystemList, TokenList, WhatIfAnswer,
+};
+use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::query::{NoParameters, Query};
-use crate::tasks::{complete_task, fail_task, list_tasks, post_hr};
 use crate::telemetry::RequestId;
-use crate::{ApiError, AppState, OPENAPI, access, views};
+use crate::{ApiError, AppState, access, tasks, views};
+use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tenure_core::event::parse_event;
+use tenure_core::event::{EventInput, parse_event};
 use tenure_core::run::RunState;
 use tenure_engine::{IngestOutcome, Submission};
 use tenure_store::NewAudit;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use views::{Event, RunDetail};
+
+/// Every route of the API with its description. Handlers of one path share a `routes!`.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+        .routes(routes!(post_event))
+        .routes(routes!(get_event))
+        .routes(routes!(list_people))
+        .routes(routes!(get_person))
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(cancel_run))
+        .routes(routes!(retry_run))
+        .routes(routes!(list_entitlements))
+        .routes(routes!(crate::clients::list_clients))
+        .routes(routes!(crate::clients::get_client))
+        .routes(routes!(crate::clients::list_engagements))
+        .routes(routes!(list_systems))
+        .routes(routes!(list_audit))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(simulate))
+        .routes(routes!(reload))
+        .routes(routes!(access::list_requests, access::post_request))
+        .routes(routes!(access::get_request))
+        .routes(routes!(access::list_approvals))
+        .routes(routes!(access::get_approval))
+        .routes(routes!(access::post_decision))
+        .routes(routes!(access::list_delegations, access::post_delegation))
+        .routes(routes!(access::revoke_delegation))
+        .routes(routes!(tasks::list_tasks))
+        .routes(routes!(tasks::complete_task))
+        .routes(routes!(tasks::fail_task))
+        .routes(routes!(tasks::post_hr))
+}
+
+/// The OpenAPI document of [`api`].
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
 
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/events", post(post_event))
-        .route("/api/v1/events/{id}", get(get_event))
-        .route("/api/v1/people", get(list_people))
-        .route("/api/v1/people/{id}", get(get_person))
-        .route("/api/v1/runs", get(list_runs))
-        .route("/api/v1/runs/{id}", get(get_run))
-        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
-        .route("/api/v1/runs/{id}/retry", post(retry_run))
-        .route("/api/v1/entitlements", get(list_entitlements))
-        .route("/api/v1/clients", get(crate::clients::list_clients))
-        .route("/api/v1/clients/{id}", get(crate::clients::get_client))
-        .route("/api/v1/engagements", get(crate::clients::list_engagements))
-        .route("/api/v1/systems", get(list_systems))
-        .route("/api/v1/audit", get(list_audit))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/v1/simulate", post(simulate))
-        .route("/api/v1/reload", post(reload))
-        .route(
-            "/api/v1/requests",
-            get(access::list_requests).post(access::post_request),
-        )
-        .route("/api/v1/requests/{id}", get(access::get_request))
-        .route("/api/v1/approvals", get(access::list_approvals))
-        .route("/api/v1/approvals/{id}", get(access::get_approval))
-        .route(
-            "/api/v1/approvals/{id}/decision",
-            post(access::post_decision),
-        )
-        .route(
-            "/api/v1/delegations",
-            get(access::list_delegations).post(access::post_delegation),
-        )
-        .route(
-            "/api/v1/delegations/{id}",
-            axum::routing::delete(access::revoke_delegation),
-        )
-        .route("/api/v1/tasks", get(list_tasks))
-        .route("/api/v1/tasks/{id}/complete", post(complete_task))
-        .route("/api/v1/tasks/{id}/fail", post(fail_task))
-        .route("/api/v1/hr/{source}", post(post_hr))
-        .nest("/scim/v2", crate::scim::router())
+    let (api, _) = api().split_for_parts();
+    api.nest("/scim/v2", crate::scim::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // After every route: axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(method_not_allowed)
@@ -83,20 +92,57 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-async fn healthz(State(s): State<AppState>) -> Response {
+/// Whether the server can serve: the database answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses(
+        (status = 200, description = "The database answers.", body = Health,
+            example = json!({ "status": "ok" })),
+        (status = 503, description = "The database does not answer.", body = Health,
+            example = json!({ "status": "unavailable", "database": "unreachable" })),
+    ),
+)]
+async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
     match s.store().ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: HealthState::Ok,
+                database: None,
+            }),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+                Json(Health {
+                    status: HealthState::Unavailable,
+                    database: Some(DatabaseState::Unreachable),
+                }),
             )
-                .into_response()
         }
     }
 }
 
+/// Prometheus metrics.
+///
+/// Run, step and connector histograms and counters, and open and overdue tasks per team,
+/// in the Prometheus text format. Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text format.", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     p.require(Scope::Read)?;
     crate::tasks::record_task_gauges(&s).await?;
@@ -110,12 +156,62 @@ async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, Ap
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
+/// This document.
+///
+/// The OpenAPI 3.1 description of this API, generated from the server's own handlers and
+/// types. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "service",
+    responses(
+        (status = 200, description = "The OpenAPI document.", body = Object),
+    ),
+)]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------- events
 
+/// Send a lifecycle event.
+///
+/// Validates the event, stores it durably together with a `pending` run (and, when it is due
+/// now, the run's plan), and answers once the transaction is on disk. The run then proceeds
+/// on its own; follow it with `GET /api/v1/runs/{id}?wait_ms=...`.
+///
+/// Idempotency: the `Idempotency-Key` header, or else the event's own `id`, identifies the
+/// event. Sending the same key with the same event again answers 202 with the first
+/// `event_id` and `run_id` and the header `Idempotent-Replayed: true`; the same key with a
+/// different event is refused with 422. Events of one person apply in order of effect; a
+/// `leave` overtakes the person's unfinished runs. Requires `events:write`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "events",
+    security(("bearerAuth" = ["events:write"])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200,
+            pattern = r"^[\x21-\x7e]([\t\x20-\x7e]*[\x21-\x7e])?$",
+            description = "1 to 200 visible ASCII characters (inner spaces allowed). Defaults to the event's `id`, if it has one."),
+    ),
+    request_body(content = EventInput, description = "The event. Sent without `Content-Type`, the body is read as JSON too."),
+    responses(
+        (status = 202, description = "Stored (or stored before, for a replay).", body = Accepted,
+            headers(("Idempotent-Replayed" = String, description = "`true` when the answer replays an event already stored under this key."))),
+        (status = 400, description = "The body is not a valid event (`invalid_request`); `field` names the JSON path at fault (`person.email`, `engagement`, `type`, ...), `body` for malformed JSON, or `Idempotency-Key` for a bad header. Nothing is stored.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, description = "`Content-Type` is present and is neither `application/json` nor a `+json` type (`unsupported_media_type`).", body = ErrorBody),
+        (status = 422, description = "The idempotency key was already used for a different event (`idempotency_key_reused`).", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn post_event(
     State(s): State<AppState>,
     p: Principal,
@@ -175,11 +271,8 @@ async fn post_event(
             let span = tracing::Span::current();
             span.record("event_id", tracing::field::display(&event_id));
             span.record("run_id", tracing::field::display(&run_id));
-            let mut res = (
-                StatusCode::ACCEPTED,
-                Json(json!({ "event_id": event_id, "run_id": run_id })),
-            )
-                .into_response();
+            let mut res =
+                (StatusCode::ACCEPTED, Json(Accepted { event_id, run_id })).into_response();
             if replay {
                 res.headers_mut()
                     .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -198,11 +291,29 @@ async fn post_event(
     }
 }
 
+/// A stored event.
+///
+/// The event as received, with tenure's id, the run it started and who sent it. Requires
+/// `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{id}",
+    tag = "events",
+    security(("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "tenure's id for the event (`event_id`).")),
+    responses(
+        (status = 200, description = "The event.", body = Event),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such event (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn get_event(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Event>, ApiError> {
     p.require(Scope::Read)?;
     let mut c = s.store().reader().await?;
     let e = tenure_store::get_event(&mut c, &id)
@@ -211,15 +322,20 @@ async fn get_event(
     let request_id = tenure_store::request_ids_of_events(&mut c, &[e.id.as_str()])
         .await?
         .remove(&e.id);
-    Ok(Json(json!(views::Event::new(e, request_id)?)))
+    Ok(Json(Event::new(e, request_id)?))
 }
 
 // ---------------------------------------------------------------- people
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PeopleQuery {
+    /// Only people in this state (`active`, `on_leave`, `terminated`, ...).
     status: Option<String>,
+    /// Only people of this department.
     department: Option<String>,
+    /// Only people of this worker type.
     worker_type: Option<String>,
     /// The manager's person id: their direct reports.
     manager: Option<String>,
@@ -227,7 +343,10 @@ struct PeopleQuery {
     client: Option<String>,
     /// Text in the name or email, ignoring case.
     q: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+    /// The `next_after` of the page before.
     after: Option<String>,
 }
 
@@ -272,11 +391,28 @@ pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// People, in id order.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/people",
+    tag = "people",
+    security(("bearerAuth" = ["read"])),
+    params(PeopleQuery),
+    responses(
+        (status = 200, description = "A page of people.", body = PeoplePage),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_people(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<PeopleQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PeoplePage>, ApiError> {
     p.require(Scope::Read)?;
     let filter = tenure_store::PeopleFilter {
         status: parse_param("status", q.status.as_deref())?,
@@ -294,25 +430,34 @@ async fn list_people(
     let next = (people.len() as i64 == limit)
         .then(|| people.last().map(|p| p.id.clone()))
         .flatten();
-    Ok(Json(json!({ "items": people, "next_after": next })))
+    Ok(Json(PeoplePage {
+        items: people,
+        next_after: next,
+    }))
 }
 
-#[derive(Serialize)]
-struct GrantView {
-    entitlement: String,
-    system: String,
-    source: tenure_core::GrantSource,
-    source_ref: String,
-    state: tenure_core::GrantState,
-    granted_at: Option<String>,
-    expires_at: Option<String>,
-}
-
+/// A person, with their accounts, grants and engagements.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/people/{id}",
+    tag = "people",
+    security(("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "The person's HR id.")),
+    responses(
+        (status = 200, description = "The person.", body = PersonDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such person (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn get_person(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PersonDetail>, ApiError> {
     p.require(Scope::Read)?;
     let mut c = s.store().reader().await?;
     let person = tenure_store::get_person(&mut c, &id)
@@ -333,23 +478,30 @@ async fn get_person(
         })
         .collect();
     let engagements = tenure_store::engagements_of(&mut c, &id).await?;
-    let mut v = serde_json::to_value(&person).map_err(ApiError::internal)?;
-    v["accounts"] = json!(
-        accounts
-            .iter()
-            .map(|a| json!({ "system": a.system, "state": a.state }))
-            .collect::<Vec<_>>()
-    );
-    v["grants"] = json!(grants);
-    v["engagements"] = json!(engagements);
-    Ok(Json(v))
+    Ok(Json(PersonDetail {
+        person,
+        accounts: accounts
+            .into_iter()
+            .map(|a| AccountView {
+                system: a.system,
+                state: a.state,
+            })
+            .collect(),
+        grants,
+        engagements,
+    }))
 }
 
 // ---------------------------------------------------------------- runs
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RunQuery {
+    /// Only runs in this state.
+    #[param(value_type = Option<RunState>)]
     state: Option<String>,
+    /// Only runs of this person.
     person: Option<String>,
     /// An event type, `request`, `expiry` or `reconcile`.
     kind: Option<String>,
@@ -357,15 +509,35 @@ struct RunQuery {
     since: Option<String>,
     /// Runs created before this RFC 3339 time.
     until: Option<String>,
+    /// The `next_before` of the page before.
     before: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Runs, newest first.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    security(("bearerAuth" = ["read"])),
+    params(RunQuery),
+    responses(
+        (status = 200, description = "A page of runs.", body = RunPage),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_runs(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<RunQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
     if let Some(kind) = q.kind.as_deref()
@@ -395,26 +567,60 @@ async fn list_runs(
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
     let runs = views::Run::list(&mut c, runs).await?;
-    Ok(Json(json!({ "items": runs, "next_before": next })))
+    Ok(Json(RunPage {
+        items: runs,
+        next_before: next,
+    }))
 }
 
-#[derive(Deserialize)]
+/// The longest a long-poll holds its answer (ms).
+const MAX_WAIT_MS: u64 = 30_000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
-    /// Long-poll: hold the answer up to this long (max 30 s) until the run has ended.
+    /// Long-poll: hold the answer up to this long (ms, at most 30000) until the run has ended.
+    #[param(minimum = 0, maximum = 30000)]
     wait_ms: Option<u64>,
 }
 
+/// A run with its steps.
+///
+/// With `wait_ms`, the answer waits until the run has ended or the time is up, whichever
+/// comes first. Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    tag = "runs",
+    security(("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "The run's id."), WaitQuery),
+    responses(
+        (status = 200, description = "The run.", body = RunDetail),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such run (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn get_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunDetail>, ApiError> {
     p.require(Scope::Read)?;
+    if q.wait_ms.is_some_and(|w| w > MAX_WAIT_MS) {
+        return Err(ApiError::invalid(
+            "wait_ms",
+            format!("must be at most {MAX_WAIT_MS} (ms)"),
+        ));
+    }
     let engine = s.engine();
     if let Some(wait) = q.wait_ms {
         let mut rx = engine.subscribe();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.min(30_000));
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
         let detail = engine.run_detail(&id).await?;
         if !detail.run.state.is_terminal() {
             loop {
@@ -433,53 +639,112 @@ async fn get_run(
         }
     }
     let detail = engine.run_detail(&id).await?;
-    Ok(Json(json!(views::RunDetail::new(s.store(), detail).await?)))
+    Ok(Json(RunDetail::new(s.store(), detail).await?))
 }
 
+/// Cancel a run.
+///
+/// Steps not yet started are cancelled; steps already done are undone where they can be
+/// (compensation), and the run ends `compensated`. Requires `admin`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    tag = "runs",
+    security(("bearerAuth" = ["admin"])),
+    params(("id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run, cancelling.", body = RunDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such run (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The run has already ended, or is being cancelled (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn cancel_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunDetail>, ApiError> {
     p.require(Scope::Admin)?;
     let d = s.engine().cancel_run(&id, &p.name).await?;
-    Ok(Json(json!(views::RunDetail::new(s.store(), d).await?)))
+    Ok(Json(RunDetail::new(s.store(), d).await?))
 }
 
+/// Retry a failed run.
+///
+/// Its failed steps get a fresh set of attempts and the run goes on from where it stopped.
+/// Requires `admin`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/retry",
+    tag = "runs",
+    security(("bearerAuth" = ["admin"])),
+    params(("id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run, running again.", body = RunDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such run (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The run has not failed, or was cancelled (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn retry_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunDetail>, ApiError> {
     p.require(Scope::Admin)?;
     let d = s.engine().retry_run(&id, &p.name).await?;
-    Ok(Json(json!(views::RunDetail::new(s.store(), d).await?)))
+    Ok(Json(RunDetail::new(s.store(), d).await?))
 }
 
 // ---------------------------------------------------------------- catalog
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EntitlementQuery {
+    /// Only entitlements of this system.
     system: Option<String>,
+    /// Only entitlements of this risk (`low`, `medium`, `high`, `critical`).
     risk: Option<String>,
+    /// Only entitlements of this client.
     client: Option<String>,
     /// The owner (a person id or a team name).
     owner: Option<String>,
 }
 
-/// The catalog is configuration, held in memory: filtered there, whole (it is bounded by the
-/// configuration's size).
+/// The entitlement catalog.
+///
+/// The catalog is configuration, held in memory: filtered there, answered whole (it is
+/// bounded by the configuration's size). Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/entitlements",
+    tag = "catalog",
+    security(("bearerAuth" = ["read"])),
+    params(EntitlementQuery),
+    responses(
+        (status = 200, description = "The entitlements that match.", body = EntitlementList),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_entitlements(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<EntitlementQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntitlementList>, ApiError> {
     p.require(Scope::Read)?;
     let risk = parse_param::<tenure_core::Risk>("risk", q.risk.as_deref())?;
     let config = s.engine().config();
     let is =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    let items: Vec<_> = config
+    let items = config
         .entitlements
         .values()
         .filter(|e| {
@@ -488,51 +753,99 @@ async fn list_entitlements(
                 && is(&q.client, e.client.as_deref())
                 && is(&q.owner, e.owner.as_deref())
         })
+        .cloned()
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(EntitlementList { items }))
 }
 
+/// The target systems, their health and circuit breakers.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/systems",
+    tag = "catalog",
+    security(("bearerAuth" = ["read"])),
+    responses(
+        (status = 200, description = "Every system.", body = SystemList),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_systems(
     State(s): State<AppState>,
     p: Principal,
     Query(_): Query<NoParameters>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SystemList>, ApiError> {
     p.require(Scope::Read)?;
-    let items: Vec<views::System> = s
+    let items = s
         .engine()
         .systems()
         .await
         .into_iter()
         .map(views::System::from)
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(SystemList { items }))
 }
 
 // ---------------------------------------------------------------- audit
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// The `next_after` of the page before: entries after this sequence number.
+    #[param(minimum = 0)]
     after: Option<i64>,
+    /// Only entries about this person.
     person: Option<String>,
     /// The token name or component that acted.
     actor: Option<String>,
+    /// Only entries of this action (`grant.applied`, `run.planned`, ...).
     action: Option<String>,
+    /// Only entries about this system.
     system: Option<String>,
+    /// Only entries about this entitlement.
     entitlement: Option<String>,
     /// Entries written at or after this RFC 3339 time.
     since: Option<String>,
     /// Entries written before this RFC 3339 time.
     until: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// The audit trail, oldest first.
+///
+/// Each entry holds the hash of the one before (`tenure audit verify` checks the chain).
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    security(("bearerAuth" = ["read"])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of the audit trail.", body = AuditPage),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_audit(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::invalid("after", "must be 0 or more"));
+    }
     let filter = tenure_store::AuditFilter {
         after: q.after.unwrap_or(0),
         person: q.person.as_deref(),
@@ -553,29 +866,53 @@ async fn list_audit(
         .into_iter()
         .map(views::AuditEntry::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "items": items, "next_after": next })))
+    Ok(Json(AuditPage {
+        items,
+        next_after: next,
+    }))
 }
 
 // ---------------------------------------------------------------- tokens
 
-#[derive(Deserialize)]
+/// A token to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
+    /// Who or what holds it; the actor in the audit trail.
+    #[schema(schema_with = tenure_core::wire::non_blank)]
     name: String,
+    /// What it may do: one or more scopes.
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
     scopes: Vec<String>,
     /// The person the token acts as when it asks for or approves access.
     #[serde(default)]
     person_id: Option<String>,
 }
 
+/// Create a token.
+///
+/// The secret is in the answer, once; only its SHA-256 is stored. Requires `admin`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    security(("bearerAuth" = ["admin"])),
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created; the secret is shown this once.", body = CreatedToken),
+        (status = 400, description = "The body is not a token to create (`invalid_request`): `field` names what is wrong (`name`, `scopes`, `person_id` naming nobody, or `body`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn create_token(
     State(s): State<AppState>,
     p: Principal,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     p.require(Scope::Admin)?;
-    let req: NewToken =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let req: NewToken = crate::access::parse_body(&body)?;
     let scopes = parse_scopes(&req.scopes)?;
     check_token_name(&req.name).map_err(|e| ApiError::invalid("name", e))?;
     if let Some(person) = &req.person_id {
@@ -597,9 +934,13 @@ async fn create_token(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": row.id, "name": row.name, "scopes": row.scopes, "person_id": row.person_id, "token": secret }),
-        ),
+        Json(CreatedToken {
+            id: row.id,
+            name: row.name,
+            scopes: row.scopes,
+            person_id: row.person_id,
+            token: secret,
+        }),
     )
         .into_response())
 }
@@ -705,21 +1046,55 @@ pub async fn revoke_token_by_id(
     })
 }
 
+/// The API tokens.
+///
+/// Ids, names, scopes and dates; never secrets or hashes. Requires `admin`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, description = "Every token.", body = TokenList),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn list_tokens(
     State(s): State<AppState>,
     p: Principal,
     Query(_): Query<NoParameters>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     p.require(Scope::Admin)?;
     let mut c = s.store().reader().await?;
-    let items: Vec<views::Token> = tenure_store::list_tokens(&mut c)
+    let items = tenure_store::list_tokens(&mut c)
         .await?
         .into_iter()
         .map(views::Token::from)
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(TokenList { items }))
 }
 
+/// Revoke a token.
+///
+/// It stops working at once on this server (within a second on others sharing the
+/// database). Requires `admin`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    security(("bearerAuth" = ["admin"])),
+    params(("id" = String, Path, description = "The token's id (`tok_...`).")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No live token with this id (`not_found`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 async fn revoke_token(
     State(s): State<AppState>,
     p: Principal,
@@ -742,35 +1117,62 @@ async fn revoke_token(
     }
 }
 
-/// `POST /api/v1/simulate`: what one event, or a changed set of rule files, would do.
-#[derive(serde::Deserialize)]
+/// What to ask a what-if about: one event, or rule files that stand in for the
+/// configuration folder's own (not both).
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SimulateBody {
+    /// One lifecycle event, as `POST /api/v1/events` takes it.
     #[serde(default)]
+    #[schema(value_type = Option<EventInput>)]
     event: Option<Value>,
+    /// The text of `tenure.toml`.
     #[serde(default)]
     config: Option<String>,
-    /// Laid over the folder's templates by name; `null` removes one.
+    /// Templates laid over the folder's by file name (`NAME.toml`); `null` removes one.
     #[serde(default)]
     templates: Option<std::collections::BTreeMap<String, Option<String>>>,
-    /// Laid over the folder's policies by name; `null` removes one.
+    /// Policies laid over the folder's by file name (`NAME.cedar`); `null` removes one.
     #[serde(default)]
     policies: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// The most plans listed (totals always count everyone).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000, default = 100)]
     limit: Option<usize>,
 }
 
 /// The most plans one what-if lists (totals always count everyone).
 const SIMULATE_MAX_LIMIT: usize = 10_000;
 
+/// What an event, or changed rules, would do.
+///
+/// Plans one event against the rules in force, or everyone against changed rule files, and
+/// stores nothing. Files sent are laid over the configuration folder's own by name: a file
+/// replaces the folder's file of that name or is added, `null` removes it, and every file
+/// not named stays as it is. Requires `read`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/simulate",
+    tag = "rules",
+    security(("bearerAuth" = ["read"])),
+    request_body = SimulateBody,
+    responses(
+        (status = 200, description = "What would change, person by person.", body = WhatIfAnswer),
+        (status = 400, description = "Neither or both of an event and rule files, an event that is not valid, a file name that is not `NAME.toml` (templates) or `NAME.cedar` (policies), or a limit out of range (`invalid_request`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, description = "The rule files do not load, or `null` names a file the folder does not have (`invalid_rules`); the message lists each problem with its file, line and column.", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 501, description = "The server was started without a configuration folder to read rules from (`not_available`).", body = ErrorBody),
+    ),
+)]
 async fn simulate(
     State(s): State<AppState>,
     p: Principal,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WhatIfAnswer>, ApiError> {
     p.require(Scope::Read)?;
-    let body: SimulateBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid("body", format!("not a what-if request: {e}")))?;
+    let body: SimulateBody = crate::access::parse_body(&body)?;
     let limit = body.limit.unwrap_or(100);
     if limit > SIMULATE_MAX_LIMIT {
         return Err(ApiError::invalid(
@@ -822,9 +1224,10 @@ async fn simulate(
             s.engine().what_if(&rules, limit).await?
         }
     };
-    let mut v = serde_json::to_value(result).map_err(ApiError::internal)?;
-    v["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
-    Ok(Json(v))
+    Ok(Json(WhatIfAnswer {
+        what_if: result,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
 }
 
 fn load_rules(
@@ -847,13 +1250,31 @@ fn load_rules(
     loader(files).map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", m))
 }
 
-/// `POST /api/v1/reload`: re-reads the configuration folder and swaps rules, or keeps the old
-/// ones and says why.
-async fn reload(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+/// Reload the rules.
+///
+/// Re-reads the configuration folder (configuration, templates, policies) and swaps the
+/// rules in force, giving everyone whose access they change a `reconcile` run; or keeps the
+/// old rules and says why. Requires `admin`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reload",
+    tag = "rules",
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, description = "The new rules are in force.", body = tenure_engine::Reloaded),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "The files change the systems, which only a restart can (`conflict`).", body = ErrorBody),
+        (status = 422, description = "The files do not load (`invalid_rules`); the old rules stay in force.", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 501, description = "The server was started without a configuration folder (`not_available`).", body = ErrorBody),
+    ),
+)]
+async fn reload(
+    State(s): State<AppState>,
+    p: Principal,
+) -> Result<Json<tenure_engine::Reloaded>, ApiError> {
     p.require(Scope::Admin)?;
     let (config, policy) = load_rules(&s, &crate::RuleFiles::default())?;
-    let reloaded = s.engine().reload(config, policy, &p.name).await?;
-    Ok(Json(
-        serde_json::to_value(reloaded).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(s.engine().reload(config, policy, &p.name).await?))
 }

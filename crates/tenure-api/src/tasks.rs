@@ -1,6 +1,8 @@
 //! Handlers for tasks (manual steps and webhook completion callbacks) and HR webhooks.
 
 use crate::auth::{Principal, Scope};
+use crate::bodies::{HrAccepted, HrEvent, HrSkipped, TaskList};
+use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::query::Query;
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, views};
@@ -14,21 +16,53 @@ use serde_json::{Value, json};
 use tenure_core::hr::Mapped;
 use tenure_engine::{IngestOutcome, Submission};
 use tenure_store::{NewAudit, TaskState};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// What the `state` of a task listing may be.
+fn task_states() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["open", "done", "failed", "cancelled", "all"]))
+        .default(Some("open".into()))
+        .build()
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
     /// `open` (default), `done`, `failed`, `cancelled` or `all`.
+    #[param(schema_with = task_states)]
     state: Option<String>,
+    /// Only this team's tasks.
     team: Option<String>,
+    /// The most tasks listed.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Tasks: manual steps for a team, and webhook completions awaited.
+///
+/// Oldest first. Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    security(("bearerAuth" = ["read"])),
+    params(TaskQuery),
+    responses(
+        (status = 200, description = "The tasks.", body = TaskList),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn list_tasks(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<TaskQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskList>, ApiError> {
     p.require(Scope::Read)?;
     let state = match q.state.as_deref().unwrap_or("open") {
         "open" => Some(TaskState::Open),
@@ -47,19 +81,43 @@ pub(crate) async fn list_tasks(
     let now = s.engine().clock().now_ms();
     let mut c = s.store().reader().await?;
     let tasks = tenure_store::list_tasks(&mut c, state, q.team.as_deref(), limit).await?;
-    Ok(Json(json!({
-        "tasks": tasks.into_iter().map(|t| views::Task::new(t, now)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(TaskList {
+        tasks: tasks
+            .into_iter()
+            .map(|t| views::Task::new(t, now))
+            .collect(),
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// How a task was finished.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Finish {
-    /// A note (complete) or the reason (fail).
+pub(crate) struct Finish {
+    /// A note (complete) or the reason (fail; required there); `reason` is taken too.
     #[serde(alias = "reason")]
     message: Option<String>,
 }
 
+/// Complete a task: its step succeeds.
+///
+/// The body, a note, may be empty. Requires `tasks:write`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/complete",
+    tag = "tasks",
+    security(("bearerAuth" = ["tasks:write"])),
+    params(("id" = String, Path, description = "The task's id (its step's operation id).")),
+    request_body(content = Option<Finish>, description = "An optional note; the body may be empty."),
+    responses(
+        (status = 200, description = "The task, done.", body = views::Task),
+        (status = 400, description = "The body is not `{\"message\": \"...\"}` (`invalid_request`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such task (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The task is already done, failed or cancelled (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn complete_task(
     State(s): State<AppState>,
     p: Principal,
@@ -69,6 +127,26 @@ pub(crate) async fn complete_task(
     finish(s, p, id, body, TaskState::Done).await
 }
 
+/// Fail a task: its step fails, and so does its run.
+///
+/// Say why in `message`. Requires `tasks:write`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/fail",
+    tag = "tasks",
+    security(("bearerAuth" = ["tasks:write"])),
+    params(("id" = String, Path, description = "The task's id (its step's operation id).")),
+    request_body(content = Finish, description = "Why the task could not be done: `message` (or `reason`) is required."),
+    responses(
+        (status = 200, description = "The task, failed.", body = views::Task),
+        (status = 400, description = "The body is not `{\"message\": \"...\"}`, or says no reason (`invalid_request`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such task (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The task is already done, failed or cancelled (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
 pub(crate) async fn fail_task(
     State(s): State<AppState>,
     p: Principal,
@@ -141,12 +219,32 @@ async fn finish(
     s.engine().wake();
     let mut c = s.store().reader().await?;
     let task = tenure_store::get_task(&mut c, &id).await?;
-    Ok(Json(json!(task.map(|t| views::Task::new(t, now)))).into_response())
+    Ok(Json(task.map(|t| views::Task::new(t, now))).into_response())
 }
 
-/// `POST /api/v1/hr/{source}`: an HR system's change notice, mapped by `[hr.<source>]`.
-/// Every change is mapped and checked before any is submitted, the people and clients it names
-/// too: a bad one refuses the whole payload (400) with nothing stored.
+/// Send an HR system's change notice.
+///
+/// The payload is the HR system's own JSON, mapped to lifecycle events by `[hr.<source>]` in
+/// tenure.toml. Every change is mapped and checked before any is stored: a bad one refuses
+/// the whole payload with nothing stored. Requires `events:write`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hr/{source}",
+    tag = "hr",
+    security(("bearerAuth" = ["events:write"])),
+    params(("source" = String, Path, description = "The HR mapping's name (`[hr.<source>]`).")),
+    request_body(content = Object, description = "The HR system's payload, as it sends it."),
+    responses(
+        (status = 202, description = "Every change stored as an event, or skipped by the mapping.", body = HrAccepted),
+        (status = 400, description = "The payload is not JSON, or a change does not map to a valid event (`invalid_request`); `field` names the JSON path at fault. Nothing is stored.", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such HR mapping is configured (`not_found`).", body = ErrorBody),
+        (status = 422, description = "A change's id was already used by a different event (`idempotency_key_reused`).", body = ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub(crate) async fn post_hr(
     State(s): State<AppState>,
     p: Principal,
@@ -202,14 +300,23 @@ pub(crate) async fn post_hr(
                     })
                     .await?;
                 match outcome {
-                    IngestOutcome::Accepted { event_id, run_id, replay } => events.push(
-                        json!({ "index": i, "event_id": event_id, "run_id": run_id, "replayed": replay }),
-                    ),
+                    IngestOutcome::Accepted {
+                        event_id,
+                        run_id,
+                        replay,
+                    } => events.push(HrEvent {
+                        index: i,
+                        event_id,
+                        run_id,
+                        replayed: replay,
+                    }),
                     IngestOutcome::KeyReused { key, event_id } => {
                         return Err(ApiError::new(
                             StatusCode::UNPROCESSABLE_ENTITY,
                             "idempotency_key_reused",
-                            format!("change {i}: id `{key}` was already used by event {event_id} with a different body"),
+                            format!(
+                                "change {i}: id `{key}` was already used by event {event_id} with a different body"
+                            ),
                         ));
                     }
                     // Checked above; someone's hire cancelled meanwhile can still get here.
@@ -218,14 +325,10 @@ pub(crate) async fn post_hr(
                     }
                 }
             }
-            Mapped::Skipped { reason } => skipped.push(json!({ "index": i, "reason": reason })),
+            Mapped::Skipped { reason } => skipped.push(HrSkipped { index: i, reason }),
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "events": events, "skipped": skipped })),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(HrAccepted { events, skipped })).into_response())
 }
 
 /// Sets the `tenure_tasks_open` and `tenure_tasks_overdue` gauges (per team) before

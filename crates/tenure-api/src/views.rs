@@ -62,7 +62,7 @@ fn times_in(v: &mut Value) {
 // ---------------------------------------------------------------- runs and steps
 
 /// A run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Run {
     id: String,
     event_id: Option<String>,
@@ -133,7 +133,7 @@ async fn request_ids(
 }
 
 /// A step of a run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Step {
     id: String,
     run_id: String,
@@ -187,7 +187,7 @@ impl From<tenure_store::StepRow> for Step {
 }
 
 /// A run with its steps.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RunDetail {
     #[serde(flatten)]
     run: Run,
@@ -212,7 +212,7 @@ impl RunDetail {
 // ---------------------------------------------------------------- events
 
 /// A stored event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Event {
     id: String,
     #[serde(rename = "type")]
@@ -257,7 +257,7 @@ impl Event {
 // ---------------------------------------------------------------- audit
 
 /// An audit entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditEntry {
     seq: i64,
     at: String,
@@ -299,7 +299,7 @@ impl TryFrom<tenure_core::audit::AuditEntry> for AuditEntry {
 // ---------------------------------------------------------------- systems
 
 /// A target system: its health, circuit breaker, calls in flight and counters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct System {
     id: String,
     name: String,
@@ -317,20 +317,20 @@ pub(crate) struct System {
     stats: Option<Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LastError {
     at: String,
     message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Recent {
     calls: usize,
     failures: usize,
 }
 
 /// A circuit breaker's state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 enum Circuit {
     Closed { failures: u32 },
@@ -377,7 +377,7 @@ impl From<tenure_engine::SystemStatus> for System {
 // ---------------------------------------------------------------- tokens and tasks
 
 /// An API token (never its secret).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Token {
     id: String,
     name: String,
@@ -401,7 +401,7 @@ impl From<tenure_store::TokenRow> for Token {
 }
 
 /// A task a step waits on.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Task {
     id: String,
     kind: TaskKind,
@@ -447,7 +447,7 @@ impl Task {
 // ---------------------------------------------------------------- access requests and approvals
 
 /// An access request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Request {
     id: String,
     person_id: String,
@@ -483,7 +483,7 @@ impl From<tenure_store::RequestRow> for Request {
 }
 
 /// An access request with the approvals of its run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RequestDetail {
     request: Request,
     approvals: Vec<ApprovalDetail>,
@@ -503,7 +503,7 @@ impl From<tenure_engine::RequestDetail> for RequestDetail {
 }
 
 /// An approval: one grant waiting for people, with its chain of stages.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Approval {
     id: String,
     run_id: String,
@@ -541,7 +541,7 @@ impl From<tenure_store::ApprovalRow> for Approval {
 }
 
 /// A decision on an approval.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Decision {
     stage: i64,
     actor: String,
@@ -552,7 +552,7 @@ struct Decision {
 }
 
 /// An approval with its decisions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ApprovalDetail {
     #[serde(flatten)]
     approval: Approval,
@@ -580,7 +580,7 @@ impl From<tenure_engine::ApprovalDetail> for ApprovalDetail {
 }
 
 /// An approver's substitute for a period.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Delegation {
     id: String,
     delegator: String,

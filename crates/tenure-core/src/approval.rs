@@ -58,7 +58,7 @@ pub const STAGE_ORDER: [StageKind; 3] =
     [StageKind::Manager, StageKind::Owner, StageKind::ClientOwner];
 
 /// One stage of a chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stage {
     /// Whose approval this stage asks for.
     pub kind: StageKind,
@@ -83,7 +83,7 @@ impl Stage {
 }
 
 /// A chain of stages decided in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Chain {
     /// The stages, in order.
     pub stages: Vec<Stage>,

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 /// Where a circuit stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum CircuitState {
     /// Calls go through.

@@ -51,33 +51,46 @@ pub struct EventInput {
 }
 
 /// Person fields carried by an event; absent fields keep their stored value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonInput {
     /// The HR id.
+    #[schema(schema_with = crate::wire::id)]
     pub id: String,
+    /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::optional_non_blank)]
     pub name: Option<String>,
+    /// Work email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::optional_email)]
     pub email: Option<String>,
+    /// Employee, contractor or partner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_type: Option<WorkerType>,
+    /// Department, matched by role templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
+    /// Job title, matched by role templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Office or country, matched by role templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The HR id of the person's manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    /// First working day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<NaiveDate>,
+    /// Last working day (contract end for contractors); not before `start_date`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<NaiveDate>,
     /// Facts for policy (`{"nda_signed": true, "trainings": ["gdpr"]}`): each key given replaces
     /// the stored value; `null` removes it. Values are booleans, strings, integers or lists of
     /// strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::optional_attributes)]
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -102,18 +115,22 @@ impl ClientInput {
 }
 
 /// Engagement fields carried by an event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngagementInput {
-    /// Stable id; derived from person, client and role when absent.
+    /// Stable id; `PERSON:CLIENT:ROLE` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The client.
+    /// The client: its id, or the client in full (stored or updated).
     pub client: ClientInput,
-    /// The engagement role.
+    /// The engagement role, matched by engagement templates (e.g. `consultant`).
+    #[schema(schema_with = crate::wire::non_blank)]
     pub role: String,
+    /// First day on the engagement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<NaiveDate>,
+    /// Last day on the engagement, not before `start_date`; for `engagement_end`, today when
+    /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<NaiveDate>,
 }
@@ -333,12 +350,15 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), EventError> {
     text::check(value, max).map_err(|e| EventError::new(field, e))
 }
 
-fn check_id(field: &str, id: &str) -> Result<(), EventError> {
+pub(crate) fn check_id(field: &str, id: &str) -> Result<(), EventError> {
     if id.is_empty() {
         return Err(EventError::new(field, "must not be empty"));
     }
-    if id.len() > 200 {
-        return Err(EventError::new(field, "must be at most 200 characters"));
+    if id.chars().count() > crate::wire::MAX_ID_CHARS {
+        return Err(EventError::new(
+            field,
+            format!("must be at most {} characters", crate::wire::MAX_ID_CHARS),
+        ));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(EventError::new(
@@ -349,7 +369,7 @@ fn check_id(field: &str, id: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-fn is_email(s: &str) -> bool {
+pub(crate) fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };

@@ -23,7 +23,7 @@ pub const MIN_CALLS: usize = 3;
 pub const MAX_ERROR_CHARS: usize = 300;
 
 /// How a system is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Calls get through and mostly succeed.

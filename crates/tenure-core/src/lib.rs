@@ -25,5 +25,6 @@ pub mod run;
 pub mod sod;
 pub mod text;
 pub mod webhook;
+pub mod wire;
 
 pub use model::*;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -129,7 +129,7 @@ string_enum!(
 );
 
 /// A person, keyed by the id their HR system gives them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Person {
     /// The HR system's id.
     pub id: String,
@@ -171,23 +171,27 @@ pub fn is_attribute_name(name: &str) -> bool {
 }
 
 /// A client the company works for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Client {
     /// Stable id, used in client-scoped entitlement ids.
+    #[schema(schema_with = crate::wire::id)]
     pub id: String,
     /// Display name.
+    #[schema(schema_with = crate::wire::non_blank)]
     pub name: String,
     /// Free-form attributes (NDA required, data region, ...), used by policy.
     #[serde(default)]
+    #[schema(schema_with = crate::wire::attributes)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
     /// The contract's maximum access duration: every grant of this client's entitlements ends
     /// this many days after it was given, whatever gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::optional_access_days)]
     pub max_access_days: Option<u32>,
 }
 
 /// A person working on a client account in a given role for a period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Engagement {
     /// Stable id (given by the staffing system, or derived from person, client and role).
     pub id: String,
@@ -233,7 +237,7 @@ pub struct System {
 }
 
 /// Something a person can hold on a system: a group, role, license, ...
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entitlement {
     /// Stable id, unique across systems, e.g. `crm:acme-read`.
     pub id: String,
@@ -252,7 +256,7 @@ pub struct Entitlement {
 }
 
 /// An account of a person on a system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Account {
     /// Whose account.
     pub person_id: String,
@@ -263,7 +267,7 @@ pub struct Account {
 }
 
 /// A person holding (or meant to hold) an entitlement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     /// Who holds it.
     pub person_id: String,

@@ -55,7 +55,9 @@ impl Action {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct PlannedStep {
     /// Steps of a lower phase finish before a higher phase starts.
     pub phase: u32,
@@ -72,7 +74,7 @@ pub struct PlannedStep {
 }
 
 /// Why a wanted entitlement is left out of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     /// The entitlement id the template produced.
     pub entitlement: String,

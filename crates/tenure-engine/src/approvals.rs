@@ -38,7 +38,7 @@ pub struct NewRequest {
 }
 
 /// A request accepted: its id and the run that carries it out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestAccepted {
     /// The request.
     pub request_id: String,

@@ -20,7 +20,7 @@ use tenure_store::{NewAudit, PersonState, RunRow, Store};
 const PAGE: i64 = 1_000;
 
 /// One person's plan under the rules asked about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PersonPlan {
     /// The person.
     pub person_id: String,
@@ -35,7 +35,7 @@ pub struct PersonPlan {
 }
 
 /// What a set of rules (or one event) would change, person by person.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct WhatIf {
     /// People looked at.
     pub people: usize,
@@ -224,7 +224,7 @@ pub async fn what_if_event(
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Reloaded {
     /// The rules' label from now on ("reload 1", ...).
     pub label: String,

@@ -695,3 +695,4 @@ async fn clients_and_engagements_show_terms_and_who_is_engaged() {
         2
     );
 }
+
