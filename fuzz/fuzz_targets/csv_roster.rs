@@ -29,6 +29,7 @@ fn known() -> Vec<Person> {
             start_date: NaiveDate::from_ymd_opt(2024, 1, 1),
             end_date: None,
             status: *status,
+            attributes: Default::default(),
         })
         .collect()
 }
