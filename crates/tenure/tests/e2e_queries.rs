@@ -695,4 +695,3 @@ async fn clients_and_engagements_show_terms_and_who_is_engaged() {
         2
     );
 }
-
