@@ -3,7 +3,7 @@
 //! condition in SQL, bound as a parameter, and only the filters given are in the statement.
 
 use crate::filter::{Arg, Where, contains_pattern};
-use crate::queries::{RUN_COLS, audit_row, is_sqlite, push_placeholders, run_row};
+use crate::queries::{RUN_COLS, audit_row, is_sqlite, person_columns, push_placeholders, run_row};
 use crate::{Backend, Result, RunRow, StoreError};
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,22 +17,7 @@ fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 
 // ---------------------------------------------------------------- people
 
-/// The values of a person the people list filters on, as stored beside the person's document:
-/// department, worker type, manager, and the lowercased name and email text search looks in.
-pub(crate) fn person_columns(p: &Person) -> [Option<String>; 4] {
-    [
-        p.department.clone(),
-        Some(p.worker_type.as_str().to_string()),
-        p.manager.clone(),
-        Some(format!(
-            "{}\n{}",
-            p.name.to_lowercase(),
-            p.email.to_lowercase()
-        )),
-    ]
-}
-
-/// The columns [`person_columns`] fills, in its order.
+/// The columns [`crate::queries::person_columns`] fills, in its order.
 const PERSON_COLUMNS: [&str; 4] = ["department", "worker_type", "manager", "search"];
 
 /// Adds the filter columns to a `people` table made before they existed. Runs before the

@@ -85,7 +85,7 @@ pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person
 
 /// Stores a person (and the values the people list filters on).
 pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Result<()> {
-    let [department, worker_type, manager, search] = crate::lists::person_columns(p);
+    let [department, worker_type, manager, search] = person_columns(p);
     sqlx::query(
         "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -1997,4 +1997,19 @@ pub async fn open_runs_of_people(
         }
     }
     Ok(out)
+}
+
+/// The values of a person the people list filters on, as stored beside the person's document:
+/// department, worker type, manager, and the lowercased name and email text search looks in.
+pub(crate) fn person_columns(p: &Person) -> [Option<String>; 4] {
+    [
+        p.department.clone(),
+        Some(p.worker_type.as_str().to_string()),
+        p.manager.clone(),
+        Some(format!(
+            "{}\n{}",
+            p.name.to_lowercase(),
+            p.email.to_lowercase()
+        )),
+    ]
 }
