@@ -299,18 +299,6 @@ async fn scim_filters_beyond_their_bounds_are_invalid_and_those_within_run() {
     );
 }
 
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The last live token holding `admin` cannot be revoked, through the API (the bootstrap
 /// token's id is fixed and known) or the CLI; once another admin token exists, it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

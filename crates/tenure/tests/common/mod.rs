@@ -692,3 +692,16 @@ pub fn time_ms(v: &Value) -> i64 {
 pub fn show(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query string value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
