@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/debug/tenure"
 [ -x "$bin" ] || cargo build -p tenure
-venv="$target/schemathesis-venv"
+venv="$(cd "$target" && pwd)/schemathesis-venv"
 if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "4.32.5"; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/api_conformance.txt
@@ -54,6 +54,8 @@ cat >"$work/schemathesis.toml" <<TOML
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "5xx"]
 TOML
 
+# From the scratch folder, so the checker's own files (`.schemathesis/`) stay out of the tree.
+cd "$work"
 "$venv/bin/st" --config-file "$work/schemathesis.toml" run "$addr/api/v1/openapi.json" \
     -H "Authorization: Bearer $admin" \
     --checks all \

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Health {
+pub(crate) struct ServiceHealth {
     /// `ok`, or `unavailable` when the database does not answer.
     pub(crate) status: HealthState,
     /// `unreachable` when the database does not answer.

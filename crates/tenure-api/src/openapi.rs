@@ -228,6 +228,43 @@ mod tests {
         }
     }
 
+    /// Each answer's example has the JSON type of the schema it names: two types sharing a
+    /// schema name (utoipa keeps one of them silently) would show here.
+    #[test]
+    fn every_example_has_its_schema_type() {
+        let doc = document();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                for (status, answer) in op["responses"].as_object().expect("responses") {
+                    let media = &answer["content"]["application/json"];
+                    let (Some(r), Some(example)) =
+                        (media["schema"]["$ref"].as_str(), media.get("example"))
+                    else {
+                        continue;
+                    };
+                    let schema = doc
+                        .pointer(r.strip_prefix('#').expect("a local reference"))
+                        .expect("the reference resolves");
+                    let kind = match example {
+                        Value::Object(_) => "object",
+                        Value::Array(_) => "array",
+                        Value::String(_) => "string",
+                        _ => continue,
+                    };
+                    if let Some(ty) = schema["type"].as_str() {
+                        assert_eq!(
+                            ty, kind,
+                            "{method} {path} {status}: example is not a {ty} ({r})"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 0, "no example was checked");
+    }
+
     /// What every operation must say: its id, a success, and the refusals every
     /// authenticated one can give.
     #[test]

@@ -6,7 +6,8 @@
 use crate::auth::{Principal, Scope, hash_token, new_token};
 use crate::bodies::{
     Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, GrantView,
-    Health, HealthState, PeoplePage, PersonDetail, RunPage, SystemList, TokenList, WhatIfAnswer,
+    HealthState, PeoplePage, PersonDetail, RunPage, ServiceHealth, SystemList, TokenList,
+    WhatIfAnswer,
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::query::{NoParameters, Query};
@@ -98,17 +99,17 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     path = "/healthz",
     tag = "service",
     responses(
-        (status = 200, description = "The database answers.", body = Health,
+        (status = 200, description = "The database answers.", body = ServiceHealth,
             example = json!({ "status": "ok" })),
-        (status = 503, description = "The database does not answer.", body = Health,
+        (status = 503, description = "The database does not answer.", body = ServiceHealth,
             example = json!({ "status": "unavailable", "database": "unreachable" })),
     ),
 )]
-async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<ServiceHealth>) {
     match s.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(Health {
+            Json(ServiceHealth {
                 status: HealthState::Ok,
                 database: None,
             }),
@@ -117,7 +118,7 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
             tracing::error!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
+                Json(ServiceHealth {
                     status: HealthState::Unavailable,
                     database: Some(DatabaseState::Unreachable),
                 }),
