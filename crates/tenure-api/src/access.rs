@@ -7,12 +7,13 @@
 use crate::auth::{Principal, Scope};
 use crate::bodies::{ApprovalPage, DelegationPage, RequestPage};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
+use crate::path::Path;
 use crate::query::Query;
 use crate::views::{ApprovalDetail, Delegation, RequestDetail};
 use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};

@@ -7,11 +7,12 @@
 
 use crate::auth::{Principal, Scope};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
+use crate::path::Path;
 use crate::query::Query;
 use crate::routes::limit;
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

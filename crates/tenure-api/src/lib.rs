@@ -8,6 +8,7 @@ mod bodies;
 mod clients;
 mod error;
 mod openapi;
+mod path;
 mod query;
 mod routes;
 mod scim;
@@ -17,7 +18,7 @@ mod views;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
 pub use error::ApiError;
-pub use routes::{Revocation, check_token_name, issue_token, revoke_token_by_id};
+pub use routes::{Revocation, TokenRefused, check_token_name, issue_token, revoke_token_by_id};
 pub use scim::drain_outbox as drain_scim_outbox;
 pub use telemetry::{MAX_REQUEST_ID, REQUEST_ID_HEADER, RequestId};
 

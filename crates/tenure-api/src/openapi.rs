@@ -126,7 +126,7 @@ error_responses! {
     /// 503 when a change cannot be stored now.
     Unavailable => "The database could not take the change now (`unavailable`), or the server is shutting down (`shutting_down`). Nothing was stored; send it again.";
     /// 400 for a query string that does not parse.
-    InvalidQuery => "A query parameter is unknown, repeated, of the wrong type or out of range (`invalid_request`); `field` names it.";
+    InvalidQuery => "A query parameter is unknown, repeated, of the wrong type or out of range, or a path segment does not decode (`invalid_request`); `field` names the parameter, or `path`.";
 }
 
 impl utoipa::PartialSchema for crate::Scope {

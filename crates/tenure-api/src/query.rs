@@ -27,23 +27,31 @@ pub(crate) struct NoParameters {}
 
 fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     if let Some(known) = parameters_of::<T>() {
-        let unknown = form_urlencoded::parse(query.as_bytes())
-            .map(|(k, _)| k)
-            .find(|k| !known.contains(&k.as_ref()));
-        if let Some(name) = unknown {
-            let takes = if known.is_empty() {
-                "this endpoint takes no parameters".to_string()
-            } else {
-                format!("this endpoint takes {}", known.join(", "))
-            };
-            return Err(ApiError::invalid(
-                name.to_string(),
-                format!("unknown parameter `{name}`: {takes}"),
-            ));
-        }
+        unknown_parameter(query, known)?;
     }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| ApiError::undeserializable(e, "query"))
+}
+
+/// Refuses the first parameter of `query` that is not one of `known`, naming it and what the
+/// endpoint takes.
+pub(crate) fn unknown_parameter<K: AsRef<str>>(query: &str, known: &[K]) -> Result<(), ApiError> {
+    let unknown = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, _)| k)
+        .find(|k| !known.iter().any(|n| n.as_ref() == k.as_ref()));
+    let Some(name) = unknown else {
+        return Ok(());
+    };
+    let takes = if known.is_empty() {
+        "this endpoint takes no parameters".to_string()
+    } else {
+        let names: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+        format!("this endpoint takes {}", names.join(", "))
+    };
+    Err(ApiError::invalid(
+        name.to_string(),
+        format!("unknown parameter `{name}`: {takes}"),
+    ))
 }
 
 /// The field names of `T` when it deserializes as a struct (serde hands them to

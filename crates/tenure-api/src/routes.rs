@@ -10,13 +10,14 @@ use crate::bodies::{
     WhatIfAnswer,
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
+use crate::path::Path;
 use crate::query::{NoParameters, Query};
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, access, tasks, views};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -68,18 +69,82 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::post_hr))
 }
 
-/// The OpenAPI document of [`api`].
+/// The OpenAPI document of [`api`]. Every operation may answer `400` for a query parameter
+/// it does not take ([`documented_parameters_only`]), so every one lists it.
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    use utoipa::openapi::{Ref, RefOr};
+    let mut doc = api().into_openapi();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("400".to_string())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("InvalidQuery")));
+        }
+    }
+    doc
 }
 
 pub(crate) fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
-    api.nest("/scim/v2", crate::scim::router())
+    api.route_layer(axum::middleware::from_fn(documented_parameters_only))
+        .nest("/scim/v2", crate::scim::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // After every route: axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Refuses a query parameter the operation's description does not list, on every route, so a
+/// misspelt filter or an option an endpoint does not have is never silently ignored (the
+/// `Query` extractor does the same for the handlers that take parameters).
+async fn documented_parameters_only(
+    path: axum::extract::MatchedPath,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(query) = req.uri().query()
+        && let Some(known) = query_parameters(path.as_str(), req.method())
+        && let Err(e) = crate::query::unknown_parameter(query, known)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// The query parameters the document lists for an operation (`None` for one it does not
+/// describe).
+fn query_parameters(path: &str, method: &axum::http::Method) -> Option<&'static [String]> {
+    type Known = std::collections::HashMap<(String, String), Vec<String>>;
+    static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let doc: Value = serde_json::from_str(crate::openapi::document_json())
+            .expect("the OpenAPI document is JSON");
+        let mut known = Known::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let names = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect();
+                known.insert((path.clone(), method.to_ascii_uppercase()), names);
+            }
+        }
+        known
+    });
+    known
+        .get(&(path.to_string(), method.as_str().to_string()))
+        .map(Vec::as_slice)
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
@@ -902,6 +967,7 @@ struct NewToken {
     responses(
         (status = 201, description = "Created; the secret is shown this once.", body = CreatedToken),
         (status = 400, description = "The body is not a token to create (`invalid_request`): `field` names what is wrong (`name`, `scopes`, `person_id` naming nobody, or `body`).", body = ErrorBody),
+        (status = 409, description = "`person_id` names someone who has left (`conflict`): a token cannot act as a leaver; a rehire needs a new token.", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 500, response = Internal),
@@ -916,23 +982,28 @@ async fn create_token(
     let req: NewToken = crate::access::parse_body(&body)?;
     let scopes = parse_scopes(&req.scopes)?;
     check_token_name(&req.name).map_err(|e| ApiError::invalid("name", e))?;
-    if let Some(person) = &req.person_id {
-        let mut c = s.store().reader().await?;
-        if tenure_store::get_person(&mut c, person).await?.is_none() {
-            return Err(ApiError::invalid(
-                "person_id",
-                format!("no person `{person}`"),
-            ));
-        }
-    }
-    let (row, secret) = issue_token(
+    let issued = issue_token(
         s.store(),
         &req.name,
         &scopes,
         req.person_id.as_deref(),
         &p.name,
     )
-    .await?;
+    .await;
+    let (row, secret) = match issued {
+        Ok(issued) => issued,
+        Err(e @ TokenRefused::NoSuchPerson(_)) => {
+            return Err(ApiError::invalid("person_id", e.to_string()));
+        }
+        Err(e @ TokenRefused::PersonLeft(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                e.to_string(),
+            ));
+        }
+        Err(TokenRefused::Store(e)) => return Err(e.into()),
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -967,14 +1038,30 @@ pub fn check_token_name(name: &str) -> Result<(), String> {
     tenure_core::text::check(name, tenure_core::text::MAX_NAME).map_err(|e| e.to_string())
 }
 
-/// Creates a token and returns its row and its secret (shown once).
+/// Why a token was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRefused {
+    /// The person it would act as is not known.
+    #[error("no person `{0}`: a token acts as a person by their HR id")]
+    NoSuchPerson(String),
+    /// The person it would act as has left.
+    #[error("person `{0}` has left: a token cannot act as a leaver (a rehire needs a new token)")]
+    PersonLeft(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] tenure_store::StoreError),
+}
+
+/// Creates a token and returns its row and its secret (shown once). A token acting as a
+/// person is refused for someone unknown or gone, checked in the transaction that stores it,
+/// so it cannot slip past a leave (which revokes that person's tokens in its own).
 pub async fn issue_token(
     store: &tenure_store::Store,
     name: &str,
     scopes: &[Scope],
     person_id: Option<&str>,
     actor: &str,
-) -> Result<(tenure_store::TokenRow, String), tenure_store::StoreError> {
+) -> Result<(tenure_store::TokenRow, String), TokenRefused> {
     let secret = new_token();
     let now = chrono::Utc::now().timestamp_millis();
     let row = tenure_store::TokenRow {
@@ -990,6 +1077,15 @@ pub async fn issue_token(
         person_id: person_id.map(str::to_string),
     };
     let mut tx = store.begin().await?;
+    if let Some(id) = person_id {
+        match tenure_store::get_person(tx.conn(), id).await? {
+            None => return Err(TokenRefused::NoSuchPerson(id.to_string())),
+            Some(p) if p.status == tenure_core::PersonStatus::Terminated => {
+                return Err(TokenRefused::PersonLeft(id.to_string()));
+            }
+            Some(_) => {}
+        }
+    }
     tenure_store::insert_token(tx.conn(), &row, &hash_token(&secret)).await?;
     tx.audit(NewAudit {
         at_ms: now,

@@ -3,12 +3,13 @@
 use crate::auth::{Principal, Scope};
 use crate::bodies::{HrAccepted, HrEvent, HrSkipped, TaskList};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
+use crate::path::Path;
 use crate::query::Query;
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, views};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

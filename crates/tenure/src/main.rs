@@ -276,14 +276,13 @@ async fn token(command: TokenCommand) -> Result<()> {
         } => {
             tenure_api::check_token_name(&name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
             let store = db.open_existing().await?;
-            if let Some(p) = &person {
-                let mut c = store.reader().await?;
-                if tenure_store::get_person(&mut c, p).await?.is_none() {
-                    bail!("no person `{p}` in this database: --as names a person's HR id");
-                }
-            }
             let (row, secret) =
-                tenure_api::issue_token(&store, &name, &scopes, person.as_deref(), "cli").await?;
+                tenure_api::issue_token(&store, &name, &scopes, person.as_deref(), "cli")
+                    .await
+                    .map_err(|e| match e {
+                        tenure_api::TokenRefused::Store(e) => anyhow::Error::from(e),
+                        refused => anyhow::anyhow!("--as: {refused}"),
+                    })?;
             println!("{secret}");
             eprintln!(
                 "created {} ({}) with scopes: {}. The secret above is shown only once.",

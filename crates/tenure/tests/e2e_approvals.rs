@@ -1019,6 +1019,37 @@ async fn a_leaver_s_tokens_stop_and_their_approvals_go_up_the_line() {
     assert!(message.contains("who has left"), "{message}");
     let a = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    // Nor can a new token be made to act as them, by the CLI or the API.
+    let out = env.cli(&[
+        "token", "create", "--name", "mia2", "--scope", "approve", "--as", "mia",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("person `mia` has left"),
+        "{}",
+        describe(&out)
+    );
+    let ask = json!({ "name": "mia2", "scopes": ["approve"], "person_id": "mia" });
+    let a = call(&s, Method::POST, "/api/v1/tokens", TOKEN, Some(ask)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has left"),
+        "{}",
+        a.body
+    );
+    let tokens = call(&s, Method::GET, "/api/v1/tokens", TOKEN, None).await;
+    assert!(
+        !tokens.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "mia2"),
+        "{}",
+        tokens.body
+    );
 
     // The manager stage is the ceo's now; the owner stage is still olga's.
     let a = call(&s, Method::GET, "/api/v1/approvals", &ceo, None).await;

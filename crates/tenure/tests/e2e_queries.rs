@@ -211,6 +211,36 @@ async fn lists_refuse_unknown_parameters_and_bad_values_in_the_json_error_shape(
         Some("wait"),
     )
     .await;
+    // Operations that take no parameters at all refuse them too, reads and writes alike,
+    // and say so; nothing is stored by a refused write.
+    let runs_before = s.items("/api/v1/runs").await.len();
+    for (method, path) in [
+        (Method::GET, "/api/v1/people/p1?expand=all"),
+        (Method::GET, "/api/v1/clients/acme?colour=blue"),
+        (Method::GET, "/api/v1/events/e?colour=blue"),
+        (Method::GET, "/api/v1/requests/r?colour=blue"),
+        (Method::GET, "/api/v1/approvals/a?colour=blue"),
+        (Method::POST, &format!("/api/v1/runs/{run}/retry?force=1")),
+        (Method::POST, "/api/v1/events?dry_run=1"),
+    ] {
+        let body = refused(s, method.clone(), path, StatusCode::BAD_REQUEST, None).await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("unknown parameter `")
+                && message.ends_with("this endpoint takes no parameters"),
+            "{method} {path}: {body}"
+        );
+    }
+    assert_eq!(s.items("/api/v1/runs").await.len(), runs_before);
+    // A path segment that does not decode is a 400 in the same shape, not plain text.
+    refused(
+        s,
+        Method::GET,
+        "/api/v1/people/%FF",
+        StatusCode::BAD_REQUEST,
+        Some("path"),
+    )
+    .await;
 
     // Values of the wrong type or outside a closed set.
     for (path, field) in [
