@@ -863,6 +863,13 @@ impl Authorized {
         self.decisions.iter().filter(|d| !d.decision.allowed)
     }
 
+    /// Every entitlement denied, with the policies that denied it.
+    pub(crate) fn denials(&self) -> std::collections::BTreeMap<&str, &[String]> {
+        self.denied()
+            .map(|d| (d.entitlement.as_str(), d.decision.reasons.as_slice()))
+            .collect()
+    }
+
     /// The policies (Cedar ids, `sod:...` rules) that denied `entitlement`, if they did.
     pub(crate) fn denied_by(&self, entitlement: &str) -> Option<&[String]> {
         self.denied()

@@ -58,12 +58,14 @@ pub struct WhatIf {
 }
 
 impl WhatIf {
-    fn add(&mut self, person_id: &str, computed: Computed, limit: usize) {
+    /// Counts one person's plan; `unchanged` when it only repeats denials the rules in force
+    /// already make (a standing denial is not a change).
+    fn add(&mut self, person_id: &str, computed: Computed, unchanged: bool, limit: usize) {
         self.people += 1;
         let Computed { plan, authorized } = computed;
         let denied = authorized.denied_json();
         let awaiting = authorized.awaiting_json();
-        if plan.steps.is_empty() && denied.is_empty() {
+        if unchanged || (plan.steps.is_empty() && denied.is_empty()) {
             return;
         }
         self.people_changed += 1;
@@ -116,9 +118,10 @@ pub async fn what_if(
         store,
         rules,
         policy_changed(rules, in_force),
+        in_force,
         now,
-        |p, computed| {
-            out.add(&p.person.id, computed, limit);
+        |p, computed, unchanged| {
+            out.add(&p.person.id, computed, unchanged, limit);
         },
     )
     .await?;
@@ -131,13 +134,16 @@ fn policy_changed(rules: &Rules, in_force: Option<&Rules>) -> bool {
 }
 
 /// Calls `each` with every stored person's plan under `rules`; `rejudge_held` asks policy about
-/// access already held as well.
+/// access already held as well. With `in_force`, a plan with no step is compared with the one
+/// the rules in force make, and `each` is told whether its denials are the same ones (nothing
+/// would change for that person).
 async fn scan(
     store: &Store,
     rules: &Rules,
     rejudge_held: bool,
+    in_force: Option<&Rules>,
     now: i64,
-    mut each: impl FnMut(&PersonState, Computed),
+    mut each: impl FnMut(&PersonState, Computed, bool),
 ) -> Result<()> {
     // What events told of clients, once for the whole scan (clients are few, people many).
     let mut c = store.reader().await?;
@@ -153,18 +159,19 @@ async fn scan(
             return Ok(());
         };
         after = Some(last.person.id.clone());
+        let changed = planning::Changed {
+            account_attributes: false,
+            facts: rejudge_held,
+        };
         for p in &page {
-            let computed = planning::compute(
-                rules,
-                &state(p, &clients),
-                planning::Changed {
-                    account_attributes: false,
-                    facts: rejudge_held,
-                },
-                None,
-                now,
-            );
-            each(p, computed);
+            let computed = planning::compute(rules, &state(p, &clients), changed, None, now);
+            let standing = computed.plan.steps.is_empty()
+                && computed.authorized.denied().next().is_some()
+                && in_force.is_some_and(|f| {
+                    let before = planning::compute(f, &state(p, &clients), changed, None, now);
+                    before.authorized.denials() == computed.authorized.denials()
+                });
+            each(p, computed, standing);
         }
     }
 }
@@ -219,7 +226,7 @@ pub async fn what_if_event(
         now,
     );
     let mut out = WhatIf::default();
-    out.add(id, computed, 1);
+    out.add(id, computed, false, 1);
     Ok(out)
 }
 
@@ -291,13 +298,20 @@ pub(crate) async fn reload(
     // Everyone the new rules change gets a re-plan, in batches.
     let mut changed = Vec::new();
     let rejudge_held = policy_changed(&rules, Some(&old));
-    scan(&inner.store, &rules, rejudge_held, now, |p, computed| {
-        // A grant waiting for approval that the new rules deny is withdrawn by the re-plan,
-        // before anyone approves it.
-        if !computed.plan.steps.is_empty() || !computed.plan.withdrawn.is_empty() {
-            changed.push(p.person.id.clone());
-        }
-    })
+    scan(
+        &inner.store,
+        &rules,
+        rejudge_held,
+        None,
+        now,
+        |p, computed, _| {
+            // A grant waiting for approval that the new rules deny is withdrawn by the re-plan,
+            // before anyone approves it.
+            if !computed.plan.steps.is_empty() || !computed.plan.withdrawn.is_empty() {
+                changed.push(p.person.id.clone());
+            }
+        },
+    )
     .await?;
     for chunk in changed.chunks(RUNS_PER_TX) {
         let mut tx = inner.store.begin().await?;

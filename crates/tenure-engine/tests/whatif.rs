@@ -356,14 +356,28 @@ async fn a_policy_change_shows_and_then_revokes_access_it_now_forbids() {
     let steps = reconcile_steps(&engine).await;
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps["a1"][0].entitlement.as_deref(), Some("directory:eng"));
-    // Applied, the same rules change nothing more: the template still asks, policy still says
-    // no, and no step follows.
+    // Applied, the same rules change nothing more: the template still asks and policy still
+    // says no, but that denial stands under the rules in force, so nobody counts as changed.
     let again = engine.what_if(&candidate, 10).await.unwrap();
     assert_eq!(
-        (again.grants, again.revokes, again.denied),
-        (0, 0, 1),
+        (
+            again.people_changed,
+            again.grants,
+            again.revokes,
+            again.denied
+        ),
+        (0, 0, 0, 0),
         "{again:#?}"
     );
-    assert!(again.plans.iter().all(|p| p.steps.is_empty()), "{again:#?}");
+    assert!(again.plans.is_empty(), "{again:#?}");
+    let now = engine.clock().now_ms();
+    let offline = tenure_engine::what_if(engine.store(), &candidate, None, now, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (offline.people_changed, offline.denied),
+        (1, 1),
+        "without the rules in force every denial is shown: {offline:#?}"
+    );
     engine.shutdown().await;
 }
