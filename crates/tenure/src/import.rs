@@ -363,9 +363,20 @@ fn check_unchanged(path: &Path, first: &[u8; 32], now: [u8; 32]) -> Result<()> {
 
 /// Opens the database; in a dry run, a SQLite file that does not exist yet is not created
 /// (there is nobody to compare with).
+/// The database to import into. A first import may create the SQLite database (seeding an
+/// instance before its first start), but says so, with the full path: an import into a
+/// mistyped `--data-dir` must not pass for one into the instance that serves.
 async fn open_store(db: &DbArgs, dry_run: bool) -> Result<Option<Store>> {
-    if dry_run && db.database.is_none() && !db.data_dir.join("tenure.db").exists() {
-        return Ok(None);
+    let file = db.data_dir.join("tenure.db");
+    if db.database.is_none() && !file.exists() {
+        if dry_run {
+            return Ok(None);
+        }
+        let shown = std::path::absolute(&file).unwrap_or(file);
+        eprintln!(
+            "no tenure database at {}: creating a new one (point --data-dir or --database at an existing instance to import into it)",
+            shown.display()
+        );
     }
     Ok(Some(db.open().await?))
 }

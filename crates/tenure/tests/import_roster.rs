@@ -218,6 +218,10 @@ async fn a_roster_hires_once_and_the_same_roster_again_sends_nothing() {
     let first = import(&env, &file, &[]);
     assert_eq!(first.code(), 0, "{}", describe(&first.out));
     assert_eq!(first.events(), pairs(&[("hire", 40)]));
+    // A first import into a new data directory says it created the database, and where.
+    let said =
+        |i: &Import| String::from_utf8_lossy(&i.out.stderr).contains("no tenure database at ");
+    assert_eq!(said(&first), env.pg.is_none(), "{}", describe(&first.out));
     assert_eq!(first.summary()["accepted"]["hire"], 40);
     assert_eq!(first.summary()["rejected"], 0);
     // The import waited for its runs: the in-process engine ran their steps.
@@ -227,6 +231,7 @@ async fn a_roster_hires_once_and_the_same_roster_again_sends_nothing() {
 
     let second = import(&env, &file, &[]);
     assert_eq!(second.code(), 0, "{}", describe(&second.out));
+    assert!(!said(&second), "{}", describe(&second.out));
     assert_eq!(second.events(), vec![], "{}", describe(&second.out));
     assert_eq!(second.summary()["people"], 40);
     assert_eq!(count(&env, "SELECT COUNT(*) FROM events").await, 40);
