@@ -1,7 +1,8 @@
 //! Serving the API over HTTP/1.1 within bounds: at most `max_connections` connections at
 //! once (more wait in the listen queue, unaccepted, so they hold no file descriptor), each
-//! closed when it sends nothing for `idle_timeout` (request headers not complete, or idle
-//! between requests), and the process's open-file limit raised to what the system allows.
+//! closed when it sends nothing for `idle_timeout` (request headers not complete, idle between
+//! requests, or a request body that stops coming), and the process's open-file limit raised to
+//! what the system allows.
 
 use anyhow::Result;
 use axum::Router;
@@ -21,7 +22,8 @@ const RESERVED_FILES: u64 = 256;
 pub struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
-    /// How long a connection may send nothing before it is closed.
+    /// How long a connection may send nothing (headers, between requests, or mid-body)
+    /// before it is closed.
     pub idle_timeout: Duration,
 }
 
@@ -78,6 +80,11 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    // A body that stops arriving fails its request after the same silence, which ends the
+    // connection (its remaining bytes are never read), so it cannot hold a slot for good.
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.idle_timeout,
+    ));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();

@@ -41,8 +41,8 @@ pub struct ServeArgs {
     /// wait to be accepted.
     #[arg(long, env = "TENURE_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
-    /// Seconds a connection may send nothing (its request headers unfinished, or idle between
-    /// requests) before it is closed.
+    /// Seconds a connection may send nothing (its request headers unfinished, its request
+    /// body stalled, or idle between requests) before it is closed.
     #[arg(long, env = "TENURE_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     idle_timeout_secs: u64,
 }
