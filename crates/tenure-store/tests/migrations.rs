@@ -313,3 +313,25 @@ async fn a_new_database_records_every_migration_once() {
         check_fresh(&url).await;
     }
 }
+
+async fn check_together(url: &str) {
+    let (a, b) = tokio::join!(Store::connect(url), Store::connect(url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.schema_version(), b.schema_version());
+    let mut c = a.reader().await.unwrap();
+    let applied = applied_migrations(&mut c).await.unwrap();
+    assert_eq!(applied.len(), MIGRATIONS.len());
+    drop(c);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn instances_opening_one_new_database_together_take_turns() {
+    let (url, dir) = sqlite_scratch(None);
+    check_together(&url).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(url) = postgres_scratch("together").await {
+        check_together(&url).await;
+    }
+}
