@@ -53,7 +53,7 @@ impl Migration {
     }
 
     /// Its statements, comment lines removed, in order.
-    fn statements(&self) -> impl Iterator<Item = String> + '_ {
+    fn statements(&self) -> Vec<String> {
         let code: String = self
             .sql
             .lines()
@@ -64,8 +64,7 @@ impl Migration {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-            .collect::<Vec<_>>()
-            .into_iter()
+            .collect()
     }
 }
 
@@ -326,13 +325,17 @@ impl crate::Store {
             match next_step(known, &applied, unrecorded).map_err(StoreError::Migration)? {
                 Next::UpToDate => {
                     tx.rollback().await?;
-                    let last = applied
-                        .last()
-                        .expect("an up-to-date database has migrations");
-                    return Ok(SchemaVersion {
-                        version: last.version,
-                        name: last.name.clone(),
-                    });
+                    // Version 0 only if the list is empty, which `MIGRATIONS` never is.
+                    return Ok(applied.last().map_or(
+                        SchemaVersion {
+                            version: 0,
+                            name: String::new(),
+                        },
+                        |last| SchemaVersion {
+                            version: last.version,
+                            name: last.name.clone(),
+                        },
+                    ));
                 }
                 Next::AdoptBaseline => {
                     let baseline = &known[0];
@@ -513,7 +516,7 @@ mod tests {
     fn the_shipped_migrations_are_numbered_and_split_into_statements() {
         assert_eq!(next_step(MIGRATIONS, &[], false), Ok(Next::Apply(0)));
         for m in MIGRATIONS {
-            let statements: Vec<String> = m.statements().collect();
+            let statements = m.statements();
             assert!(!statements.is_empty(), "migration {} is empty", m.version);
             assert!(
                 statements.iter().all(|s| !s.contains("--")),
@@ -530,7 +533,7 @@ mod tests {
             "-- a comment; with a semicolon\nCREATE TABLE a (x BIGINT);\n\n  -- x\nCREATE INDEX i ON a (x);\n",
         );
         assert_eq!(
-            m.statements().collect::<Vec<_>>(),
+            m.statements(),
             ["CREATE TABLE a (x BIGINT)", "CREATE INDEX i ON a (x)"]
         );
     }
