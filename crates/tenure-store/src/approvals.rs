@@ -528,7 +528,8 @@ async fn index_approvers(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
     Ok(())
 }
 
-/// Indexes the approvers of pending approvals stored before `approval_approvers` existed.
+/// Indexes the approvers of pending approvals stored before `approval_approvers` existed,
+/// when a database made before schema versions were recorded is adopted.
 pub(crate) async fn index_unindexed_approvals(c: &mut AnyConnection) -> Result<()> {
     let sql = format!(
         "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'

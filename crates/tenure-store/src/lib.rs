@@ -10,6 +10,7 @@
 mod approvals;
 mod filter;
 mod lists;
+mod migrate;
 mod observe;
 mod queries;
 mod scim;
@@ -18,6 +19,9 @@ mod tx;
 
 pub use approvals::*;
 pub use lists::*;
+pub use migrate::{
+    Applied, MIGRATIONS, Migration, MigrationError, SchemaVersion, applied_migrations,
+};
 pub use observe::*;
 pub use queries::*;
 pub use scim::*;
@@ -40,6 +44,9 @@ pub enum StoreError {
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The database's schema is not one this binary can use (too new, or edited).
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
     /// The database URL names a backend tenure does not support.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
@@ -99,6 +106,7 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    schema: SchemaVersion,
 }
 
 type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
@@ -122,8 +130,6 @@ fn sqlite_pragmas(
     })
 }
 
-const SCHEMA: &str = include_str!("schema.sql");
-
 impl Store {
     /// Opens (creating if needed) the SQLite database file at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
@@ -133,8 +139,13 @@ impl Store {
 
     /// Connects to `sqlite://PATH` or `postgres://...` and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, MIGRATIONS).await
+    }
+
+    /// Connects and applies the migrations `known` (all of them but in tests).
+    pub(crate) async fn connect_with(url: &str, known: &[Migration]) -> Result<Store> {
         install_default_drivers();
-        let store = if url.starts_with("sqlite:") {
+        let (read, write, backend) = if url.starts_with("sqlite:") {
             let pragmas = sqlite_pragmas;
             let write = AnyPoolOptions::new()
                 .max_connections(1)
@@ -153,52 +164,40 @@ impl Store {
                 .after_connect(pragmas)
                 .connect(url)
                 .await?;
-            Store {
-                read,
-                write,
-                backend: Backend::Sqlite,
-            }
+            (read, write, Backend::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(60))
                 .connect(url)
                 .await?;
-            Store {
-                read: pool.clone(),
-                write: pool,
-                backend: Backend::Postgres,
-            }
+            (pool.clone(), pool, Backend::Postgres)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        store.migrate().await?;
+        let mut store = Store {
+            read,
+            write,
+            backend,
+            schema: SchemaVersion {
+                version: 0,
+                name: String::new(),
+            },
+        };
+        store.schema = store
+            .migrate_with(known, || chrono::Utc::now().timestamp_millis())
+            .await?;
+        tracing::info!(
+            version = store.schema.version,
+            name = %store.schema.name,
+            "database schema version"
+        );
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.begin().await?;
-        if self.backend == Backend::Postgres {
-            // Instances starting together take turns creating the schema.
-            sqlx::query("SELECT pg_advisory_xact_lock(7317001)")
-                .execute(tx.conn())
-                .await?;
-        }
-        lists::add_people_columns(tx.conn(), self.backend).await?;
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let sql = statement
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if sql.trim().is_empty() {
-                continue;
-            }
-            tx.conn().execute(sqlx::AssertSqlSafe(sql)).await?;
-        }
-        approvals::index_unindexed_approvals(tx.conn()).await?;
-        lists::fill_people_columns(tx.conn()).await?;
-        tx.commit().await
+    /// The schema version the database was at once opened (its last migration).
+    pub fn schema_version(&self) -> &SchemaVersion {
+        &self.schema
     }
 
     /// Which database this is.

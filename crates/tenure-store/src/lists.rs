@@ -20,9 +20,9 @@ fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 /// The columns [`crate::queries::person_columns`] fills, in its order.
 const PERSON_COLUMNS: [&str; 4] = ["department", "worker_type", "manager", "search"];
 
-/// Adds the filter columns to a `people` table made before they existed. Runs before the
-/// schema, whose indexes need them; a fresh database has no table yet and gets them from
-/// `CREATE TABLE`.
+/// Adds the filter columns to a `people` table made before they existed, when a database
+/// made before schema versions were recorded is adopted: before the baseline's DDL, whose
+/// indexes need them.
 pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) -> Result<()> {
     let sql = match backend {
         Backend::Sqlite => "SELECT name FROM pragma_table_info('people')",
@@ -50,7 +50,7 @@ pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) 
 }
 
 /// Fills the filter columns of people stored before they existed (`search` is never null
-/// once filled).
+/// once filled), when a database made before schema versions were recorded is adopted.
 pub(crate) async fn fill_people_columns(c: &mut AnyConnection) -> Result<()> {
     loop {
         let rows =

@@ -1,5 +1,8 @@
--- tenure schema, version 1. One DDL for SQLite and PostgreSQL: integers are BIGINT (epoch ms
--- for times, 0/1 for flags), ids and JSON documents are TEXT.
+-- Migration 1, the baseline: the schema as it was when versions began to be recorded. One DDL
+-- for SQLite and PostgreSQL: integers are BIGINT (epoch ms for times, 0/1 for flags), ids and
+-- JSON documents are TEXT. Every statement is idempotent (`IF NOT EXISTS`, `ON CONFLICT DO
+-- NOTHING`), because it also brings a database made before versions were recorded to the
+-- baseline (`migrate::upgrade_unrecorded`). Never edit it: add a migration instead.
 
 CREATE TABLE IF NOT EXISTS tokens (
     id          TEXT PRIMARY KEY,
@@ -12,7 +15,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 -- `department`, `worker_type` and `manager` repeat fields of `data` so lists filter on them in
 -- SQL, and `search` is the name and email lowercased, for text search. Databases made before
--- these columns get them, and their values, when opened (`lists::add_people_columns`).
+-- these columns get them, and their values, when adopted (`lists::add_people_columns`).
 CREATE TABLE IF NOT EXISTS people (
     id          TEXT PRIMARY KEY,
     status      TEXT NOT NULL,
