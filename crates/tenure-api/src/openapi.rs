@@ -192,6 +192,38 @@ mod tests {
             assert_eq!(ty, "string", "{schema}.{field} is {ty}");
         }
         assert!(schemas["AuditEntry"]["properties"].get("at_ms").is_none());
+        // A run reports where each system's part of it stands.
+        assert!(
+            doc["components"]
+                .to_string()
+                .contains("#/components/schemas/RunSystem"),
+            "RunDetail does not refer to RunSystem"
+        );
+        for field in [
+            "system",
+            "state",
+            "steps",
+            "done",
+            "failed",
+            "waiting",
+            "held",
+            "last_error",
+        ] {
+            assert!(
+                schemas["RunSystem"]["properties"][field].is_object(),
+                "RunSystem.{field} is not described"
+            );
+        }
+        let states: BTreeSet<&str> = schemas["SystemState"]["enum"]
+            .as_array()
+            .expect("SystemState is an enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            states,
+            BTreeSet::from(["done", "running", "waiting", "failed", "blocked"])
+        );
         for path in [
             "/api/v1/clients",
             "/api/v1/clients/{id}",

@@ -18,7 +18,7 @@ use tenure_core::approval::{ApprovalState, Chain};
 use tenure_core::breaker::CircuitState;
 use tenure_core::health::Health;
 use tenure_core::planner::Action;
-use tenure_core::run::{RunState, StepState};
+use tenure_core::run::{RunState, StepState, SystemProgress, SystemState};
 use tenure_store::{TaskKind, TaskState};
 
 /// An epoch-millisecond time as the API writes it: RFC 3339, UTC, milliseconds.
@@ -186,11 +186,52 @@ impl From<tenure_store::StepRow> for Step {
     }
 }
 
-/// A run with its steps.
+/// One system's part of a run: each system advances on its own, so one can be done while
+/// another has failed or waits for a person.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RunSystem {
+    system: String,
+    /// `done`: every step finished; `running`: steps in flight or queued (retries included);
+    /// `waiting`: only a person can move it (an approval or a manual task); `failed`: a step
+    /// failed for good and the system's later steps are held until the run is retried;
+    /// `blocked`: the run ended with some of its steps never released.
+    state: SystemState,
+    /// Its steps in the run.
+    steps: u32,
+    /// Finished: succeeded, cancelled, compensated or denied.
+    done: u32,
+    /// Failed for good.
+    failed: u32,
+    /// Waiting for an approval or a manual task.
+    waiting: u32,
+    /// Pending and not yet released (behind an earlier phase of the same system).
+    held: u32,
+    /// The error of a failed step, else the latest word of an unfinished one.
+    last_error: Option<String>,
+}
+
+impl From<SystemProgress> for RunSystem {
+    fn from(p: SystemProgress) -> RunSystem {
+        RunSystem {
+            system: p.system,
+            state: p.state,
+            steps: p.steps,
+            done: p.done,
+            failed: p.failed,
+            waiting: p.waiting,
+            held: p.held,
+            last_error: p.last_error,
+        }
+    }
+}
+
+/// A run with its steps and where each system's part of it stands.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RunDetail {
     #[serde(flatten)]
     run: Run,
+    /// Per system, in system order.
+    systems: Vec<RunSystem>,
     steps: Vec<Step>,
 }
 
@@ -204,6 +245,7 @@ impl RunDetail {
         let mut runs = Run::list(&mut c, vec![d.run]).await?;
         Ok(RunDetail {
             run: runs.pop().expect("one run in, one out"),
+            systems: d.systems.into_iter().map(RunSystem::from).collect(),
             steps: d.steps.into_iter().map(Step::from).collect(),
         })
     }

@@ -1,12 +1,22 @@
 //! Runs and steps as state machines.
 //!
-//! A run is the work one event (or request) causes: an ordered set of steps over phases.
+//! A run is the work one event (or request) causes: steps over phases, ordered per system.
 //! The engine records step outcomes; [`evaluate`] then says, from the steps alone, what the run's
-//! state is and which phase may start, so the decision is the same after a crash as before it.
+//! state is and which (system, phase) lanes may start, so the decision is the same after a crash
+//! as before it.
+//!
+//! The ordering rule: every step acts on one system, and a step waits only for the lower phases
+//! of its own system (a grant for its account, a delete for the revokes). Systems advance
+//! independently, so a failing, slow or manual system holds back only its own later steps.
+//! There is no step without a system and no step that depends across systems: approvals and
+//! manual tasks wait inside the step of the system they concern, and notifications are sent by
+//! the scheduler, outside runs. A leave's first phase (disabling every account) is released on
+//! all systems in the same evaluation.
 
 use crate::model::string_enum;
 use crate::planner::Action;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 string_enum!(
     /// Where a step stands.
@@ -67,9 +77,11 @@ impl StepState {
 }
 
 /// What the engine knows of one step when evaluating its run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepStatus {
-    /// The step's phase.
+    /// The system the step acts on: its lane.
+    pub system: String,
+    /// The step's phase within its system's lane.
     pub phase: u32,
     /// Its state.
     pub state: StepState,
@@ -79,116 +91,327 @@ pub struct StepStatus {
     pub compensation: bool,
 }
 
+/// One phase of one system's steps in a run: the unit in which steps are released.
+///
+/// Each system is a lane that advances on its own: a phase of a system starts once that
+/// system's lower phases are finished, whatever the other systems are doing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lane {
+    /// The system.
+    pub system: String,
+    /// The phase whose pending steps become ready.
+    pub phase: u32,
+}
+
 /// What a run's steps say about the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     /// The run's state.
     pub state: RunState,
-    /// A phase whose pending steps become ready now.
-    pub release_phase: Option<u32>,
+    /// The lanes whose pending steps become ready now, at most one phase per system.
+    pub release: Vec<Lane>,
     /// The run was cancelled and nothing is in flight: create compensation steps now.
     pub compensate: bool,
 }
 
 /// Evaluates a run from its steps. `cancel_requested` is set once an operator cancels it.
+///
+/// Steps are ordered per system only (see [`Lane`]): a failed, slow or waiting system holds
+/// back its own later steps and nothing else. The run is `running` while any step can still
+/// move on its own, `awaiting_approval` when only approvals can move it, `failed` when a step
+/// failed for good and nothing else can move, and otherwise ends as its steps say.
 pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
     let running = steps.iter().any(|s| s.state == StepState::Running);
     let keep = |state| Evaluation {
         state,
-        release_phase: None,
+        release: Vec::new(),
         compensate: false,
     };
     if cancel_requested {
+        // Nothing is undone while a call is in flight: its outcome decides what there is to undo.
         if running {
             return keep(RunState::Running);
         }
-        let comp: Vec<_> = steps.iter().filter(|s| s.compensation).collect();
+        let comp: Vec<&StepStatus> = steps.iter().filter(|s| s.compensation).collect();
         if comp.is_empty() {
             let anything_done = steps.iter().any(|s| s.state == StepState::Succeeded);
             return if anything_done {
                 Evaluation {
                     state: RunState::Running,
-                    release_phase: None,
+                    release: Vec::new(),
                     compensate: true,
                 }
             } else {
                 keep(RunState::Cancelled)
             };
         }
-        if comp.iter().any(|s| s.state == StepState::Failed) {
-            return keep(RunState::Failed);
-        }
-        return match next_phase(comp.iter().copied()) {
-            Next::Done => keep(RunState::Compensated),
-            Next::Release(p) => Evaluation {
-                state: RunState::Running,
-                release_phase: Some(p),
-                compensate: false,
-            },
-            Next::Busy => keep(RunState::Running),
+        let p = progress(comp.iter().copied());
+        let state = if p.can_move() {
+            RunState::Running
+        } else if p.failed {
+            RunState::Failed
+        } else {
+            RunState::Compensated
+        };
+        return Evaluation {
+            state,
+            release: p.release,
+            compensate: false,
         };
     }
-    if steps.iter().any(|s| s.state == StepState::Failed) {
-        return keep(if running {
-            RunState::Running
-        } else {
-            RunState::Failed
-        });
-    }
-    match next_phase(steps.iter()) {
+    let p = progress(steps.iter());
+    let state = if p.can_move() {
+        RunState::Running
+    } else if p.awaiting_approval {
+        // An approver can still move it, even if another system failed.
+        RunState::AwaitingApproval
+    } else if p.failed {
+        RunState::Failed
+    } else if !p.finished {
+        // Unreachable from consistent steps (an unfinished lane is movable, waiting or
+        // failed); kept running rather than ended on a guess.
+        RunState::Running
+    } else if steps.iter().any(|s| s.state == StepState::Cancelled) {
         // Steps cancelled without an operator's cancel: another run (a leave) superseded this one.
-        Next::Done if steps.iter().any(|s| s.state == StepState::Cancelled) => {
-            keep(RunState::Cancelled)
-        }
-        Next::Done if steps.iter().any(|s| s.state == StepState::Denied) => keep(RunState::Denied),
-        Next::Done => keep(RunState::Succeeded),
-        Next::Release(p) => Evaluation {
-            state: RunState::Running,
-            release_phase: Some(p),
-            compensate: false,
-        },
-        Next::Busy => {
-            let waiting = steps.iter().any(|s| s.state == StepState::AwaitingApproval)
-                && !steps
-                    .iter()
-                    .any(|s| s.ready && matches!(s.state, StepState::Pending | StepState::Running));
-            keep(if waiting {
-                RunState::AwaitingApproval
-            } else {
-                RunState::Running
-            })
-        }
-    }
-}
-
-enum Next {
-    Done,
-    Release(u32),
-    Busy,
-}
-
-/// The lowest phase with unfinished steps: release it if none of its steps are ready yet.
-fn next_phase<'a>(steps: impl Iterator<Item = &'a StepStatus> + Clone) -> Next {
-    let unfinished = |s: &&StepStatus| {
-        !matches!(
-            s.state,
-            StepState::Succeeded
-                | StepState::Cancelled
-                | StepState::Compensated
-                | StepState::Denied
-        )
-    };
-    let Some(phase) = steps.clone().filter(unfinished).map(|s| s.phase).min() else {
-        return Next::Done;
-    };
-    let blocked = steps
-        .filter(|s| s.phase == phase)
-        .any(|s| s.state == StepState::Pending && !s.ready);
-    if blocked {
-        Next::Release(phase)
+        RunState::Cancelled
+    } else if steps.iter().any(|s| s.state == StepState::Denied) {
+        RunState::Denied
     } else {
-        Next::Busy
+        RunState::Succeeded
+    };
+    Evaluation {
+        state,
+        release: p.release,
+        compensate: false,
     }
+}
+
+/// Whether a step is finished for the purpose of ordering: nothing more will happen to it
+/// unless an operator retries the run (a failed step is not finished: it holds its lane).
+fn finished(state: StepState) -> bool {
+    matches!(
+        state,
+        StepState::Succeeded | StepState::Cancelled | StepState::Compensated | StepState::Denied
+    )
+}
+
+/// Where the lanes of a set of steps stand.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Lanes to release now.
+    release: Vec<Lane>,
+    /// A step is running, or released and pending (queued, retrying or waiting for a task).
+    in_flight: bool,
+    /// A step failed for good.
+    failed: bool,
+    /// A step waits for an approval.
+    awaiting_approval: bool,
+    /// Every step is finished.
+    finished: bool,
+}
+
+impl Progress {
+    fn can_move(&self) -> bool {
+        self.in_flight || !self.release.is_empty()
+    }
+}
+
+fn progress<'a>(steps: impl Iterator<Item = &'a StepStatus>) -> Progress {
+    let mut lanes: BTreeMap<&str, Vec<&StepStatus>> = BTreeMap::new();
+    for s in steps {
+        lanes.entry(s.system.as_str()).or_default().push(s);
+    }
+    let mut p = Progress {
+        finished: true,
+        ..Progress::default()
+    };
+    for (system, steps) in lanes {
+        p.in_flight |= steps
+            .iter()
+            .any(|s| s.state == StepState::Running || (s.state == StepState::Pending && s.ready));
+        p.failed |= steps.iter().any(|s| s.state == StepState::Failed);
+        p.awaiting_approval |= steps.iter().any(|s| s.state == StepState::AwaitingApproval);
+        let Some(phase) = steps
+            .iter()
+            .filter(|s| !finished(s.state))
+            .map(|s| s.phase)
+            .min()
+        else {
+            continue;
+        };
+        p.finished = false;
+        let blocked = steps
+            .iter()
+            .any(|s| s.phase == phase && s.state == StepState::Pending && !s.ready);
+        if blocked {
+            p.release.push(Lane {
+                system: system.to_string(),
+                phase,
+            });
+        }
+    }
+    p
+}
+
+/// The phase at which compensation steps start: above every phase the planner uses.
+pub const COMPENSATION_PHASE: u32 = 100;
+
+/// What compensation planning knows of one step of a cancelled run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoneStep {
+    /// The step's phase.
+    pub phase: u32,
+    /// What it did.
+    pub action: Action,
+    /// Its state.
+    pub state: StepState,
+    /// Whether it is itself a compensation step.
+    pub compensation: bool,
+}
+
+/// A step that undoes a done step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undo {
+    /// The position, in the slice given to [`compensation`], of the step it undoes.
+    pub of: usize,
+    /// Its phase: later phases of a system are undone first.
+    pub phase: u32,
+    /// The action that undoes it.
+    pub action: Action,
+}
+
+/// The steps that undo what a cancelled run did: one for every succeeded step whose action
+/// can be undone (updates and deletes cannot), latest first. Phases run in reverse within each
+/// system's lane, so an account is deleted only after its grants are revoked.
+pub fn compensation(steps: &[DoneStep]) -> Vec<Undo> {
+    let max_phase = steps.iter().map(|s| s.phase).max().unwrap_or(0);
+    steps
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, s)| s.state == StepState::Succeeded && !s.compensation)
+        .filter_map(|(of, s)| {
+            Some(Undo {
+                of,
+                phase: COMPENSATION_PHASE + (max_phase - s.phase),
+                action: s.action.compensation()?,
+            })
+        })
+        .collect()
+}
+
+string_enum!(
+    /// How one system's part of a run stands.
+    SystemState {
+        /// Every step of the system is finished.
+        Done => "done",
+        /// Steps are in flight or queued (retries with backoff included).
+        Running => "running",
+        /// Only a person can move it: a step waits for an approval or a manual task.
+        Waiting => "waiting",
+        /// A step failed for good; the system's later steps are held until the run is retried.
+        Failed => "failed",
+        /// Its steps wait for nothing the run will do: the run ended (or is being cancelled)
+        /// with them unreleased.
+        Blocked => "blocked",
+    }
+);
+
+/// What the per-system summary knows of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepFacts<'a> {
+    /// The step's system.
+    pub system: &'a str,
+    /// Its state.
+    pub state: StepState,
+    /// Whether it was released.
+    pub ready: bool,
+    /// Whether it waits for a person to finish a manual task.
+    pub task_open: bool,
+    /// Its last error, if any.
+    pub last_error: Option<&'a str>,
+}
+
+/// One system's part of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SystemProgress {
+    /// The system.
+    pub system: String,
+    /// Where it stands.
+    pub state: SystemState,
+    /// Its steps in the run.
+    pub steps: u32,
+    /// Of those, finished (succeeded, cancelled, compensated or denied).
+    pub done: u32,
+    /// Of those, failed for good.
+    pub failed: u32,
+    /// Of those, waiting for a person (an approval or a manual task).
+    pub waiting: u32,
+    /// Of those, pending and not yet released.
+    pub held: u32,
+    /// The error of a failed step, else the latest word of an unfinished one.
+    pub last_error: Option<String>,
+}
+
+/// Summarises a run's steps per system, in system order. `run` is the run's own state: the
+/// steps of a run that will do nothing more on its own are `blocked` rather than `running`.
+pub fn systems_progress(steps: &[StepFacts<'_>], run: RunState) -> Vec<SystemProgress> {
+    let mut by_system: BTreeMap<&str, Vec<&StepFacts<'_>>> = BTreeMap::new();
+    for s in steps {
+        by_system.entry(s.system).or_default().push(s);
+    }
+    by_system
+        .into_iter()
+        .map(|(system, steps)| {
+            let count =
+                |f: &dyn Fn(&StepFacts<'_>) -> bool| steps.iter().filter(|s| f(s)).count() as u32;
+            let waits = |s: &StepFacts<'_>| {
+                s.state == StepState::AwaitingApproval
+                    || (s.state == StepState::Pending && s.ready && s.task_open)
+            };
+            let moving = |s: &StepFacts<'_>| {
+                s.state == StepState::Running
+                    || (s.state == StepState::Pending && s.ready && !s.task_open)
+            };
+            let done = count(&|s| finished(s.state));
+            let failed = count(&|s| s.state == StepState::Failed);
+            let waiting = count(&waits);
+            let held = count(&|s| s.state == StepState::Pending && !s.ready);
+            let state = if failed > 0 {
+                SystemState::Failed
+            } else if done == steps.len() as u32 {
+                SystemState::Done
+            } else if count(&moving) > 0 {
+                SystemState::Running
+            } else if waiting > 0 {
+                SystemState::Waiting
+            } else if run.is_terminal() {
+                SystemState::Blocked
+            } else {
+                // About to be released by the run's next evaluation.
+                SystemState::Running
+            };
+            let error_of = |f: &dyn Fn(&StepFacts<'_>) -> bool| {
+                steps
+                    .iter()
+                    .rev()
+                    .filter(|s| f(s))
+                    .find_map(|s| s.last_error.map(str::to_string))
+            };
+            let last_error = error_of(&|s| s.state == StepState::Failed)
+                .or_else(|| error_of(&|s| !finished(s.state)));
+            SystemProgress {
+                system: system.to_string(),
+                state,
+                steps: steps.len() as u32,
+                done,
+                failed,
+                waiting,
+                held,
+                last_error,
+            }
+        })
+        .collect()
 }
 
 /// The deterministic operation id a connector call carries: the same step always sends the
@@ -219,9 +442,11 @@ mod tests {
     use super::*;
     use StepState::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
-    fn s(phase: u32, state: StepState, ready: bool) -> StepStatus {
+    fn on(system: &str, phase: u32, state: StepState, ready: bool) -> StepStatus {
         StepStatus {
+            system: system.to_string(),
             phase,
             state,
             ready,
@@ -229,24 +454,90 @@ mod tests {
         }
     }
 
+    fn s(phase: u32, state: StepState, ready: bool) -> StepStatus {
+        on("crm", phase, state, ready)
+    }
+
+    fn lane(system: &str, phase: u32) -> Lane {
+        Lane {
+            system: system.to_string(),
+            phase,
+        }
+    }
+
     #[test]
     fn phases_release_in_order() {
         let steps = [s(0, Pending, false), s(1, Pending, false)];
-        assert_eq!(evaluate(&steps, false).release_phase, Some(0));
+        assert_eq!(evaluate(&steps, false).release, vec![lane("crm", 0)]);
         let steps = [s(0, Succeeded, true), s(1, Pending, false)];
-        assert_eq!(evaluate(&steps, false).release_phase, Some(1));
+        assert_eq!(evaluate(&steps, false).release, vec![lane("crm", 1)]);
         let steps = [s(0, Succeeded, true), s(1, Running, true)];
         assert_eq!(
             evaluate(&steps, false),
             Evaluation {
                 state: RunState::Running,
-                release_phase: None,
+                release: vec![],
                 compensate: false
             }
         );
         let steps = [s(0, Succeeded, true), s(1, Succeeded, true)];
         assert_eq!(evaluate(&steps, false).state, RunState::Succeeded);
         assert_eq!(evaluate(&[], false).state, RunState::Succeeded);
+    }
+
+    #[test]
+    fn each_system_advances_on_its_own() {
+        // The directory's account is done, the CRM's is still being made: the directory's
+        // grants start now.
+        let steps = [
+            on("crm", 0, Running, true),
+            on("crm", 1, Pending, false),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, Pending, false),
+        ];
+        let e = evaluate(&steps, false);
+        assert_eq!(e.release, vec![lane("dir", 1)]);
+        assert_eq!(e.state, RunState::Running);
+        // A leave: every system's first phase (the disables) starts in the same evaluation.
+        let steps = [
+            on("crm", 0, Pending, false),
+            on("crm", 2, Pending, false),
+            on("dir", 0, Pending, false),
+            on("vpn", 0, Pending, false),
+            on("vpn", 1, Pending, false),
+        ];
+        assert_eq!(
+            evaluate(&steps, false).release,
+            vec![lane("crm", 0), lane("dir", 0), lane("vpn", 0)]
+        );
+    }
+
+    #[test]
+    fn a_failed_system_holds_back_only_its_own_steps() {
+        let steps = [
+            on("crm", 0, Failed, true),
+            on("crm", 1, Pending, false),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, Pending, false),
+        ];
+        let e = evaluate(&steps, false);
+        assert_eq!(e.release, vec![lane("dir", 1)]);
+        assert_eq!(e.state, RunState::Running);
+        // Once the other systems are done, the run has failed: nothing more can move.
+        let steps = [
+            on("crm", 0, Failed, true),
+            on("crm", 1, Pending, false),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, Succeeded, true),
+        ];
+        assert_eq!(
+            evaluate(&steps, false),
+            Evaluation {
+                state: RunState::Failed,
+                release: vec![],
+                compensate: false
+            }
+        );
     }
 
     #[test]
@@ -266,10 +557,40 @@ mod tests {
             evaluate(&steps, false),
             Evaluation {
                 state: RunState::Failed,
-                release_phase: None,
+                release: vec![],
                 compensate: false
             }
         );
+    }
+
+    #[test]
+    fn a_waiting_task_keeps_the_run_running_without_holding_others() {
+        // A manual step waits (pending, released) for its task; the other system goes on.
+        let steps = [
+            on("vpn", 0, Pending, true),
+            on("vpn", 1, Pending, false),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, Succeeded, true),
+        ];
+        let e = evaluate(&steps, false);
+        assert_eq!(e.state, RunState::Running);
+        assert!(e.release.is_empty());
+    }
+
+    #[test]
+    fn an_approval_outranks_a_failure_while_it_can_still_move_the_run() {
+        let steps = [
+            on("crm", 0, Failed, true),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, AwaitingApproval, false),
+        ];
+        assert_eq!(evaluate(&steps, false).state, RunState::AwaitingApproval);
+        let steps = [
+            on("crm", 0, Failed, true),
+            on("dir", 0, Succeeded, true),
+            on("dir", 1, Denied, false),
+        ];
+        assert_eq!(evaluate(&steps, false).state, RunState::Failed);
     }
 
     #[test]
@@ -281,21 +602,72 @@ mod tests {
         let steps = [s(0, Running, true), s(1, Cancelled, false)];
         assert!(!evaluate(&steps, true).compensate);
         let comp = StepStatus {
-            phase: 10,
-            state: Pending,
-            ready: false,
             compensation: true,
+            ..s(10, Pending, false)
         };
-        let steps = [s(0, Succeeded, true), comp];
-        assert_eq!(evaluate(&steps, true).release_phase, Some(10));
+        let steps = [s(0, Succeeded, true), comp.clone()];
+        assert_eq!(evaluate(&steps, true).release, vec![lane("crm", 10)]);
         let done = StepStatus {
             state: Succeeded,
             ready: true,
-            ..comp
+            ..comp.clone()
         };
         assert_eq!(
             evaluate(&[s(0, Compensated, true), done], true).state,
             RunState::Compensated
+        );
+        // A compensation that failed on one system does not stop the others'.
+        let failed = StepStatus {
+            state: Failed,
+            ready: true,
+            ..comp.clone()
+        };
+        let other = StepStatus {
+            system: "dir".into(),
+            ..comp
+        };
+        let e = evaluate(&[failed.clone(), other.clone()], true);
+        assert_eq!(
+            (e.state, e.release),
+            (RunState::Running, vec![lane("dir", 10)])
+        );
+        let other = StepStatus {
+            state: Succeeded,
+            ready: true,
+            ..other
+        };
+        assert_eq!(evaluate(&[failed, other], true).state, RunState::Failed);
+    }
+
+    #[test]
+    fn compensation_undoes_done_steps_in_reverse() {
+        let done = |phase, action, state| DoneStep {
+            phase,
+            action,
+            state,
+            compensation: false,
+        };
+        let steps = [
+            done(0, Action::CreateAccount, Succeeded),
+            done(0, Action::UpdateAccount, Succeeded),
+            done(1, Action::Grant, Succeeded),
+            done(1, Action::Grant, Failed),
+            done(2, Action::DeleteAccount, Succeeded),
+        ];
+        assert_eq!(
+            compensation(&steps),
+            vec![
+                Undo {
+                    of: 2,
+                    phase: COMPENSATION_PHASE + 1,
+                    action: Action::Revoke
+                },
+                Undo {
+                    of: 0,
+                    phase: COMPENSATION_PHASE + 2,
+                    action: Action::DeleteAccount
+                },
+            ]
         );
     }
 
@@ -310,7 +682,71 @@ mod tests {
             s(1, Denied, false),
             s(1, Pending, false),
         ];
-        assert_eq!(evaluate(&steps, false).release_phase, Some(1));
+        assert_eq!(evaluate(&steps, false).release, vec![lane("crm", 1)]);
+    }
+
+    fn facts<'a>(system: &'a str, state: StepState, ready: bool) -> StepFacts<'a> {
+        StepFacts {
+            system,
+            state,
+            ready,
+            task_open: false,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn systems_are_summarised_one_by_one() {
+        let steps = [
+            StepFacts {
+                last_error: Some("down: unavailable"),
+                ..facts("crm", Failed, true)
+            },
+            facts("crm", Pending, false),
+            facts("dir", Succeeded, true),
+            facts("dir", Succeeded, true),
+            StepFacts {
+                task_open: true,
+                last_error: Some("task open for it-desk"),
+                ..facts("vpn", Pending, true)
+            },
+            facts("vpn", Pending, false),
+            facts("wiki", Running, true),
+            facts("wiki", AwaitingApproval, false),
+        ];
+        let p = systems_progress(&steps, RunState::Running);
+        let states: Vec<_> = p.iter().map(|p| (p.system.as_str(), p.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                ("crm", SystemState::Failed),
+                ("dir", SystemState::Done),
+                ("vpn", SystemState::Waiting),
+                ("wiki", SystemState::Running),
+            ]
+        );
+        assert_eq!(
+            p[0],
+            SystemProgress {
+                system: "crm".into(),
+                state: SystemState::Failed,
+                steps: 2,
+                done: 0,
+                failed: 1,
+                waiting: 0,
+                held: 1,
+                last_error: Some("down: unavailable".into()),
+            }
+        );
+        assert_eq!(p[1].last_error, None);
+        assert_eq!(p[2].last_error.as_deref(), Some("task open for it-desk"));
+        assert_eq!((p[3].waiting, p[2].held), (1, 1));
+        // Unreleased steps of a run that ended are blocked, not running.
+        let steps = [facts("crm", Cancelled, false), facts("crm", Pending, false)];
+        assert_eq!(
+            systems_progress(&steps, RunState::Cancelled)[0].state,
+            SystemState::Blocked
+        );
     }
 
     #[test]
@@ -334,31 +770,295 @@ mod tests {
         prop::sample::select(StepState::ALL.to_vec())
     }
 
-    proptest! {
-        /// Driving any run by the evaluator's own decisions (release phase, steps succeed)
-        /// always ends in `succeeded`, never releases a phase while a lower one is unfinished,
-        /// and takes no more rounds than there are phases.
-        #[test]
-        fn driving_a_run_terminates(phases in prop::collection::vec(1usize..4, 1..5)) {
-            let mut steps: Vec<StepStatus> = phases.iter().enumerate()
-                .flat_map(|(p, n)| (0..*n).map(move |_| s(p as u32, Pending, false))).collect();
-            for _round in 0..=phases.len() {
-                let e = evaluate(&steps, false);
-                if e.state == RunState::Succeeded { return Ok(()); }
-                let p = e.release_phase.expect("a run with pending work releases a phase");
-                prop_assert!(steps.iter().filter(|s| s.phase < p).all(|s| s.state == Succeeded));
-                for st in steps.iter_mut().filter(|s| s.phase == p) { st.ready = true; st.state = Succeeded; }
+    fn arb_system() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["crm", "dir", "vpn"]).prop_map(str::to_string)
+    }
+
+    /// How a simulated step's calls go.
+    #[derive(Debug, Clone, Copy)]
+    enum Outcome {
+        Succeed,
+        /// Fails for good.
+        Fail,
+        /// A manual task: waits this many claims, then succeeds.
+        Wait(u8),
+        /// A grant waiting for an approval, decided after this many rounds.
+        Approval {
+            after: u8,
+            approved: bool,
+        },
+    }
+
+    fn arb_outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            4 => Just(Outcome::Succeed),
+            1 => Just(Outcome::Fail),
+            1 => (1u8..4).prop_map(Outcome::Wait),
+            1 => (0u8..4, any::<bool>()).prop_map(|(after, approved)| Outcome::Approval { after, approved }),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Sim {
+        status: StepStatus,
+        action: Action,
+        outcome: Outcome,
+        /// For a compensation step, the position of the step it undoes.
+        undoes: Option<usize>,
+    }
+
+    fn arb_run() -> impl Strategy<Value = Vec<Sim>> {
+        let action = prop::sample::select(Action::ALL.to_vec());
+        prop::collection::vec((arb_system(), 0u32..3, action, arb_outcome()), 1..14).prop_map(
+            |raw| {
+                raw.into_iter()
+                    .map(|(system, phase, action, outcome)| {
+                        let outcome = match outcome {
+                            Outcome::Approval { .. } if action != Action::Grant => Outcome::Succeed,
+                            o => o,
+                        };
+                        let state = match outcome {
+                            Outcome::Approval { .. } => AwaitingApproval,
+                            _ => Pending,
+                        };
+                        Sim {
+                            status: on(&system, phase, state, false),
+                            action,
+                            outcome,
+                            undoes: None,
+                        }
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// What driving a simulated run showed.
+    struct Driven {
+        state: RunState,
+        /// Whether the operator's cancel came before the run ended.
+        cancelled: bool,
+        /// The steps that had succeeded when compensation was planned.
+        done_at_compensation: Option<BTreeSet<usize>>,
+        /// For each compensation step (by position), the round it was released in.
+        released_at: BTreeMap<usize, usize>,
+    }
+
+    /// Drives a run by the evaluator's own decisions, checking the ordering rules at every
+    /// evaluation. With `cancel_at`, an operator cancels it at that round (or as soon as it
+    /// has failed, if it ended earlier).
+    fn drive(sims: &mut Vec<Sim>, cancel_at: Option<usize>) -> Result<Driven, TestCaseError> {
+        let mut cancelled = false;
+        let mut out = Driven {
+            state: RunState::Running,
+            cancelled: false,
+            done_at_compensation: None,
+            released_at: BTreeMap::new(),
+        };
+        for round in 0..80 {
+            let statuses: Vec<StepStatus> = sims.iter().map(|s| s.status.clone()).collect();
+            let e = evaluate(&statuses, cancelled);
+            let comp_phase = statuses.iter().any(|s| s.compensation);
+            // Never released while a lower phase of its own system is unfinished.
+            for l in &e.release {
+                prop_assert!(
+                    statuses
+                        .iter()
+                        .filter(|s| s.compensation == comp_phase
+                            && s.system == l.system
+                            && s.phase < l.phase)
+                        .all(|s| finished(s.state)),
+                    "{l:?} released over an unfinished lower phase: {statuses:?}"
+                );
             }
-            prop_assert!(false, "did not finish");
+            // A system's lanes are decided by its own steps alone: no other system, failed,
+            // waiting or slow, changes what it may start.
+            if !cancelled {
+                for sys in ["crm", "dir", "vpn"] {
+                    let own: Vec<StepStatus> = statuses
+                        .iter()
+                        .filter(|s| s.system == sys)
+                        .cloned()
+                        .collect();
+                    let alone = evaluate(&own, false).release;
+                    let together: Vec<Lane> = e
+                        .release
+                        .iter()
+                        .filter(|l| l.system == sys)
+                        .cloned()
+                        .collect();
+                    prop_assert_eq!(alone, together);
+                }
+            }
+            if e.compensate {
+                let done: Vec<DoneStep> = sims
+                    .iter()
+                    .map(|s| DoneStep {
+                        phase: s.status.phase,
+                        action: s.action,
+                        state: s.status.state,
+                        compensation: s.status.compensation,
+                    })
+                    .collect();
+                out.done_at_compensation = Some(
+                    (0..sims.len())
+                        .filter(|i| sims[*i].status.state == Succeeded)
+                        .collect(),
+                );
+                let undo = compensation(&done);
+                if undo.is_empty() {
+                    // The engine records the cancel as final: nothing done can be undone.
+                    out.state = RunState::Cancelled;
+                    return Ok(out);
+                }
+                for u in undo {
+                    let of = &sims[u.of];
+                    sims.push(Sim {
+                        status: StepStatus {
+                            system: of.status.system.clone(),
+                            phase: u.phase,
+                            state: Pending,
+                            ready: false,
+                            compensation: true,
+                        },
+                        action: u.action,
+                        outcome: Outcome::Succeed,
+                        undoes: Some(u.of),
+                    });
+                }
+                continue;
+            }
+            out.state = e.state;
+            if e.state.is_terminal() {
+                if e.state == RunState::Failed && cancel_at.is_some() && !cancelled {
+                    // A failed run can still be cancelled (and what it did undone).
+                } else {
+                    return Ok(out);
+                }
+            }
+            if cancel_at.is_some_and(|c| round >= c) && !cancelled {
+                cancelled = true;
+                out.cancelled = true;
+                for s in sims.iter_mut() {
+                    if matches!(s.status.state, Pending | AwaitingApproval) {
+                        s.status.state = Cancelled;
+                    }
+                }
+                continue;
+            }
+            for l in &e.release {
+                for (i, s) in sims.iter_mut().enumerate() {
+                    if s.status.system == l.system
+                        && s.status.phase == l.phase
+                        && s.status.state == Pending
+                    {
+                        s.status.ready = true;
+                        if s.status.compensation {
+                            out.released_at.entry(i).or_insert(round);
+                        }
+                    }
+                }
+            }
+            let mut compensated = Vec::new();
+            for s in sims.iter_mut() {
+                match (s.status.state, s.status.ready, &mut s.outcome) {
+                    (Pending, true, Outcome::Succeed | Outcome::Approval { .. }) => {
+                        s.status.state = Succeeded;
+                        compensated.extend(s.undoes);
+                    }
+                    (Pending, true, Outcome::Fail) => s.status.state = Failed,
+                    (Pending, true, Outcome::Wait(n)) => {
+                        if *n == 0 {
+                            s.status.state = Succeeded;
+                        } else {
+                            *n -= 1;
+                        }
+                    }
+                    (AwaitingApproval, _, Outcome::Approval { after, approved }) => {
+                        if *after == 0 {
+                            s.status.state = if *approved { Pending } else { Denied };
+                        } else {
+                            *after -= 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for i in compensated {
+                sims[i].status.state = Compensated;
+            }
+        }
+        Err(TestCaseError::fail(format!(
+            "the run did not end: {sims:?}"
+        )))
+    }
+
+    proptest! {
+        /// Driving any run (several systems and phases, steps that succeed, fail for good,
+        /// wait for a task or for an approval) terminates; a system with no failure is done
+        /// whatever the others did; and the run ends as its steps say.
+        #[test]
+        fn driving_a_run_terminates_and_failures_stay_in_their_lane(mut sims in arb_run()) {
+            let driven = drive(&mut sims, None)?;
+            let failed: BTreeSet<&str> = sims.iter()
+                .filter(|s| s.status.state == Failed).map(|s| s.status.system.as_str()).collect();
+            for s in &sims {
+                if !failed.contains(s.status.system.as_str()) {
+                    prop_assert!(matches!(s.status.state, Succeeded | Denied), "{s:?} held back: {sims:?}");
+                }
+            }
+            let expected = if !failed.is_empty() {
+                RunState::Failed
+            } else if sims.iter().any(|s| s.status.state == Denied) {
+                RunState::Denied
+            } else {
+                RunState::Succeeded
+            };
+            prop_assert_eq!(driven.state, expected);
         }
 
-        /// Evaluation never panics and never releases a phase in which a step is already ready.
+        /// Cancelled at any moment, a run undoes exactly the steps it had done (those that can
+        /// be undone), each system's in reverse phase order, and ends compensated or cancelled.
         #[test]
-        fn evaluate_is_total(raw in prop::collection::vec((0u32..4, arb_state(), any::<bool>(), any::<bool>()), 0..12), cancel in any::<bool>()) {
-            let steps: Vec<_> = raw.into_iter().map(|(phase, state, ready, compensation)| StepStatus { phase, state, ready, compensation }).collect();
+        fn compensation_undoes_exactly_the_done_steps(mut sims in arb_run(), cancel_at in 0usize..8) {
+            let original = sims.len();
+            let driven = drive(&mut sims, Some(cancel_at))?;
+            if !driven.cancelled {
+                // It succeeded (or was denied) before the operator's cancel came.
+                prop_assert!(matches!(driven.state, RunState::Succeeded | RunState::Denied));
+                return Ok(());
+            }
+            let undone: BTreeSet<usize> = sims.iter().filter_map(|s| s.undoes).collect();
+            let done = driven.done_at_compensation.clone().unwrap_or_default();
+            let undoable: BTreeSet<usize> = done.iter().copied()
+                .filter(|i| sims[*i].action.compensation().is_some()).collect();
+            prop_assert_eq!(&undone, &undoable);
+            for (i, s) in sims.iter().enumerate().take(original) {
+                prop_assert_eq!(s.status.state == Compensated, undoable.contains(&i), "step {}: {:?}", i, s);
+            }
+            // Per system, a later phase is undone before an earlier one is started.
+            for (a, ra) in &driven.released_at {
+                for (b, rb) in &driven.released_at {
+                    let (oa, ob) = (sims[*a].undoes.unwrap(), sims[*b].undoes.unwrap());
+                    if sims[oa].status.system == sims[ob].status.system && sims[oa].status.phase > sims[ob].status.phase {
+                        prop_assert!(ra < rb, "undo of {} released at {}, of {} at {}", oa, ra, ob, rb);
+                    }
+                }
+            }
+            let expected = if undoable.is_empty() { RunState::Cancelled } else { RunState::Compensated };
+            prop_assert_eq!(driven.state, expected);
+        }
+
+        /// Evaluation never panics, releases at most one phase per system, and never releases a
+        /// lane in which no step waits to be released.
+        #[test]
+        fn evaluate_is_total(raw in prop::collection::vec((arb_system(), 0u32..4, arb_state(), any::<bool>(), any::<bool>()), 0..12), cancel in any::<bool>()) {
+            let steps: Vec<_> = raw.into_iter().map(|(system, phase, state, ready, compensation)| StepStatus { system, phase, state, ready, compensation }).collect();
             let e = evaluate(&steps, cancel);
-            if let Some(p) = e.release_phase {
-                prop_assert!(steps.iter().any(|s| s.phase == p && s.state == Pending && !s.ready));
+            let systems: BTreeSet<&str> = e.release.iter().map(|l| l.system.as_str()).collect();
+            prop_assert_eq!(systems.len(), e.release.len());
+            for l in &e.release {
+                prop_assert!(steps.iter().any(|s| s.system == l.system && s.phase == l.phase && s.state == Pending && !s.ready));
             }
         }
     }

@@ -8,7 +8,8 @@
 //!   of the same person), claims ready steps most-urgent-first (leavers ahead of everyone) and
 //!   hands them to connector calls, bounded per system and overall, behind a circuit breaker;
 //! - the **completer** records call outcomes, schedules retries with backoff and jitter,
-//!   advances runs phase by phase, and writes the audit entries, many per transaction.
+//!   advances each run system by system, phase by phase, and writes the audit entries, many per
+//!   transaction.
 //!
 //! Invariant: every state change and its audit entry share one transaction; a crash at any
 //! point leaves either the old or the new state, and running steps are retried with the same

@@ -9,7 +9,10 @@ use tenure_core::approval::StageKind;
 use tenure_core::config::{ClientFacts, Config, TimeBound};
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
-use tenure_core::run::{RunState, StepState, evaluate, operation_id};
+use tenure_core::run::{
+    DoneStep, RunState, StepFacts, StepState, SystemProgress, compensation, evaluate, operation_id,
+    systems_progress,
+};
 use tenure_core::sod::{self, SodEffect};
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
 use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
@@ -23,6 +26,8 @@ pub struct RunDetail {
     pub run: RunRow,
     /// Its steps in order.
     pub steps: Vec<StepRow>,
+    /// Where each system's part of it stands, in system order.
+    pub systems: Vec<SystemProgress>,
 }
 
 pub(crate) async fn run_detail(inner: &Inner, run_id: &str) -> Result<RunDetail> {
@@ -31,7 +36,23 @@ pub(crate) async fn run_detail(inner: &Inner, run_id: &str) -> Result<RunDetail>
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
     let steps = tenure_store::steps_of_run(&mut c, run_id).await?;
-    Ok(RunDetail { run, steps })
+    let open = tenure_store::open_task_ids_of_run(&mut c, run_id).await?;
+    let facts: Vec<StepFacts<'_>> = steps
+        .iter()
+        .map(|s| StepFacts {
+            system: &s.system,
+            state: s.state,
+            ready: s.ready,
+            task_open: open.contains(&s.op_id),
+            last_error: s.last_error.as_deref(),
+        })
+        .collect();
+    let systems = systems_progress(&facts, run.state);
+    Ok(RunDetail {
+        run,
+        steps,
+        systems,
+    })
 }
 
 /// Whether `plan_run` planned the run or left it waiting.
@@ -1274,7 +1295,7 @@ pub(crate) async fn advance_run(inner: &Inner, tx: &mut Tx, run_id: &str, now: i
     advance_runs(inner, tx, &[run_id.to_string()], now).await
 }
 
-/// Re-evaluates runs from their steps: starts each one's next phase, compensates a cancelled
+/// Re-evaluates runs from their steps: starts each system's next phase, compensates a cancelled
 /// run, or records that it ended. One read of the runs and one of their steps for the batch.
 pub(crate) async fn advance_runs(
     inner: &Inner,
@@ -1296,9 +1317,7 @@ pub(crate) async fn advance_runs(
             Box::pin(advance_run(inner, tx, &run.id, now)).await?;
             continue;
         }
-        if let Some(phase) = eval.release_phase {
-            releases.push((run.id.clone(), phase));
-        }
+        releases.extend(eval.release.into_iter().map(|l| (run.id.clone(), l)));
         if eval.state != run.state {
             states.push((run.id.clone(), eval.state));
             if eval.state.is_terminal() {
@@ -1313,7 +1332,7 @@ pub(crate) async fn advance_runs(
             }
         }
     }
-    tenure_store::release_phases(tx.conn(), &releases, now).await?;
+    tenure_store::release_lanes(tx.conn(), &releases, now).await?;
     tenure_store::set_run_states(tx.conn(), &states, now).await?;
     Ok(())
 }
@@ -1355,33 +1374,35 @@ fn run_ended(inner: &Inner, tx: &mut Tx, run: &RunRow, state: RunState, reason: 
     );
 }
 
-/// Adds steps that undo, in reverse order, what a cancelled run had done.
+/// Adds steps that undo, in reverse order per system, what a cancelled run had done.
 async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
     let steps = tenure_store::steps_of_run(tx.conn(), &run.id).await?;
-    let max_phase = steps.iter().map(|s| s.phase).max().unwrap_or(0);
+    let done: Vec<DoneStep> = steps
+        .iter()
+        .map(|s| DoneStep {
+            phase: s.phase as u32,
+            action: s.action,
+            state: s.state,
+            compensation: s.compensation_of.is_some(),
+        })
+        .collect();
     let mut next_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
     let mut comp = Vec::new();
-    for s in steps
-        .iter()
-        .rev()
-        .filter(|s| s.state == StepState::Succeeded && s.compensation_of.is_none())
-    {
-        let Some(undo) = s.action.compensation() else {
-            continue;
-        };
+    for undo in compensation(&done) {
+        let s = &steps[undo.of];
         comp.push(StepRow {
             id: uuid::Uuid::now_v7().to_string(),
             idx: next_idx,
-            phase: 100 + (max_phase - s.phase),
+            phase: undo.phase as i64,
             ready: false,
             state: StepState::Pending,
             priority: 0,
             available_at: now,
-            action: undo,
+            action: undo.action,
             op_id: operation_id(
                 &run.id,
                 next_idx as u32,
-                undo,
+                undo.action,
                 &s.system,
                 s.entitlement.as_deref(),
             ),
@@ -1475,21 +1496,35 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
     let run = tenure_store::lock_run(tx.conn(), run_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
-    if run.state != RunState::Failed {
+    // A run with a failed system is retried as soon as nothing else is needed from the
+    // operator: once it has failed, or while its other systems still work or wait.
+    if run.state.is_terminal() && run.state != RunState::Failed {
         return Err(EngineError::Conflict(format!(
-            "only failed runs can be retried; run `{run_id}` is {}",
+            "only runs with failed steps can be retried; run `{run_id}` is {}",
             run.state
         )));
     }
-    let tasks = tenure_store::reopen_failed_tasks_of_run(tx.conn(), run_id).await?;
-    let steps = tenure_store::retry_failed_steps(tx.conn(), run_id, now).await?;
+    // A cancelled run retries only what undoes it; its own failures stay failed.
+    let compensation_only = run.cancel_requested;
+    let tasks =
+        tenure_store::reopen_failed_tasks_of_run(tx.conn(), run_id, compensation_only).await?;
+    let steps = tenure_store::retry_failed_steps(tx.conn(), run_id, compensation_only, now).await?;
     if steps == 0 {
-        return Err(EngineError::Conflict(format!(
-            "run `{run_id}` failed before planning ({}); send a corrected event instead",
-            run.error.as_deref().unwrap_or("no error recorded")
-        )));
+        return Err(EngineError::Conflict(if run.state == RunState::Failed {
+            format!(
+                "run `{run_id}` failed before planning ({}); send a corrected event instead",
+                run.error.as_deref().unwrap_or("no error recorded")
+            )
+        } else {
+            format!(
+                "only runs with failed steps can be retried; run `{run_id}` is {} with none",
+                run.state
+            )
+        }));
     }
-    tenure_store::set_run_state(tx.conn(), run_id, RunState::Running, None, now).await?;
+    if run.state == RunState::Failed {
+        tenure_store::set_run_state(tx.conn(), run_id, RunState::Running, None, now).await?;
+    }
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),

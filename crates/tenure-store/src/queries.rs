@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use std::str::FromStr;
 use tenure_core::audit::AuditEntry;
 use tenure_core::planner::Action;
-use tenure_core::run::{RunState, StepState, StepStatus};
+use tenure_core::run::{Lane, RunState, StepState, StepStatus};
 use tenure_core::{
     Account, AccountState, Client, Engagement, Grant, GrantSource, GrantState, Person,
 };
@@ -1104,7 +1104,7 @@ pub async fn step_statuses_of_runs(
     let sqlite = is_sqlite(c);
     for chunk in runs.chunks(500) {
         let mut sql = String::from(
-            "SELECT run_id, phase, state, ready, compensation_of FROM steps WHERE run_id IN ",
+            "SELECT run_id, system, phase, state, ready, compensation_of FROM steps WHERE run_id IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -1113,26 +1113,31 @@ pub async fn step_statuses_of_runs(
         }
         for r in q.fetch_all(&mut *c).await? {
             out.entry(r.try_get(0)?).or_default().push(StepStatus {
-                phase: r.try_get::<i64, _>(1)? as u32,
-                state: parse(&r.try_get::<String, _>(2)?)?,
-                ready: r.try_get::<i64, _>(3)? != 0,
-                compensation: r.try_get::<Option<i64>, _>(4)?.is_some(),
+                system: r.try_get(1)?,
+                phase: r.try_get::<i64, _>(2)? as u32,
+                state: parse(&r.try_get::<String, _>(3)?)?,
+                ready: r.try_get::<i64, _>(4)? != 0,
+                compensation: r.try_get::<Option<i64>, _>(5)?.is_some(),
             });
         }
     }
     Ok(out)
 }
 
-/// Makes the pending steps of many (run, phase) pairs claimable at once.
-pub async fn release_phases(c: &mut AnyConnection, rows: &[(String, u32)], now: i64) -> Result<()> {
+/// Makes the pending steps of many (run, system, phase) lanes claimable at once.
+pub async fn release_lanes(c: &mut AnyConnection, rows: &[(String, Lane)], now: i64) -> Result<()> {
     let prefix = format!("UPDATE steps SET ready = 1, available_at = {now} FROM (VALUES ");
     bulk!(
         c,
         rows,
-        2,
+        3,
         prefix.as_str(),
-        ") AS v WHERE steps.run_id = v.column1 AND steps.phase = v.column2 AND steps.state = 'pending'",
-        |q, r| { q.bind(r.0.clone()).bind(r.1 as i64) }
+        ") AS v WHERE steps.run_id = v.column1 AND steps.system = v.column2 AND steps.phase = v.column3 AND steps.state = 'pending'",
+        |q, r| {
+            q.bind(r.0.clone())
+                .bind(r.1.system.clone())
+                .bind(r.1.phase as i64)
+        }
     );
     Ok(())
 }
@@ -1219,36 +1224,6 @@ pub async fn steps_of_run(c: &mut AnyConnection, run: &str) -> Result<Vec<StepRo
         .fetch_all(c)
         .await?;
     rows.iter().map(step_row).collect()
-}
-
-/// What the run evaluator needs to know of a run's steps.
-pub async fn step_statuses(c: &mut AnyConnection, run: &str) -> Result<Vec<StepStatus>> {
-    let rows =
-        sqlx::query("SELECT phase, state, ready, compensation_of FROM steps WHERE run_id = $1")
-            .bind(run.to_string())
-            .fetch_all(c)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StepStatus {
-                phase: r.try_get::<i64, _>(0)? as u32,
-                state: parse(&r.try_get::<String, _>(1)?)?,
-                ready: r.try_get::<i64, _>(2)? != 0,
-                compensation: r.try_get::<Option<i64>, _>(3)?.is_some(),
-            })
-        })
-        .collect()
-}
-
-/// Makes the pending steps of a run's phase claimable.
-pub async fn release_phase(c: &mut AnyConnection, run: &str, phase: u32, now: i64) -> Result<()> {
-    sqlx::query("UPDATE steps SET ready = 1, available_at = $1 WHERE run_id = $2 AND phase = $3 AND state = 'pending'")
-        .bind(now)
-        .bind(run.to_string())
-        .bind(phase as i64)
-        .execute(c)
-        .await?;
-    Ok(())
 }
 
 /// Records a step's new state and attempt count. `available_at` schedules a retry.
@@ -1347,14 +1322,22 @@ pub async fn cancel_pending_steps(
     rows.iter().map(step_row).collect()
 }
 
-/// Puts a failed run's failed steps back in the queue with fresh attempts.
-pub async fn retry_failed_steps(c: &mut AnyConnection, run: &str, now: i64) -> Result<u64> {
+/// Puts a run's failed steps back in the queue with fresh attempts; with `compensation_only`,
+/// its failed compensation steps only (a cancelled run's own failures stay failed). Other
+/// steps are left as they are.
+pub async fn retry_failed_steps(
+    c: &mut AnyConnection,
+    run: &str,
+    compensation_only: bool,
+    now: i64,
+) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE steps SET state = 'pending', attempts = 0, available_at = $1, finished_at = NULL
-         WHERE run_id = $2 AND state = 'failed'",
+         WHERE run_id = $2 AND state = 'failed' AND (compensation_of IS NOT NULL OR $3 = 0)",
     )
     .bind(now)
     .bind(run.to_string())
+    .bind(compensation_only as i64)
     .execute(c)
     .await?;
     Ok(done.rows_affected())

@@ -254,17 +254,40 @@ pub async fn finish_task(
 }
 
 /// Opens again the failed tasks of a run's failed steps (an operator retries the run: the
-/// team gets the task back). Call before the steps are reset.
-pub async fn reopen_failed_tasks_of_run(c: &mut AnyConnection, run_id: &str) -> Result<u64> {
+/// team gets the task back); with `compensation_only`, of its failed compensation steps only.
+/// Call before the steps are reset.
+pub async fn reopen_failed_tasks_of_run(
+    c: &mut AnyConnection,
+    run_id: &str,
+    compensation_only: bool,
+) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE tasks SET state = 'open', message = NULL, finished_at = NULL, finished_by = NULL
           WHERE state = 'failed'
-            AND id IN (SELECT op_id FROM steps WHERE run_id = $1 AND state = 'failed')",
+            AND id IN (SELECT op_id FROM steps WHERE run_id = $1 AND state = 'failed'
+                          AND (compensation_of IS NOT NULL OR $2 = 0))",
     )
     .bind(run_id.to_string())
+    .bind(compensation_only as i64)
     .execute(&mut *c)
     .await?
     .rows_affected())
+}
+
+/// The ids of a run's open tasks (a task's id is its step's operation id).
+pub async fn open_task_ids_of_run(
+    c: &mut AnyConnection,
+    run_id: &str,
+) -> Result<std::collections::HashSet<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM tasks WHERE state = 'open' AND id IN (SELECT op_id FROM steps WHERE run_id = $1)",
+    )
+    .bind(run_id.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>(0)?))
+        .collect()
 }
 
 /// Withdraws the open tasks of a run's steps that are about to be cancelled, so nobody works on

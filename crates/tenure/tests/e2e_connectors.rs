@@ -254,6 +254,233 @@ async fn a_leave_withdraws_the_task_of_a_hire_still_waiting() {
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
 }
 
+/// A manual system beside an automated one: each system advances on its own.
+const MANUAL_AND_DIRECTORY: &str = r#"
+[[systems]]
+id = "vpn"
+connector = "manual"
+[systems.settings]
+team = "it-desk"
+
+[[systems]]
+id = "directory"
+connector = "sandbox"
+
+[[entitlements]]
+id = "vpn:acme"
+system = "vpn"
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:wiki"
+system = "directory"
+"#;
+
+const BOTH: &[(&str, &str)] = &[(
+    "all",
+    "entitlements = [\"vpn:acme\", \"directory:staff\", \"directory:wiki\"]\n",
+)];
+
+/// The run's per-system summary as system -> state.
+fn system_states(run: &Value) -> std::collections::BTreeMap<String, String> {
+    run["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .map(|x| {
+            (
+                x["system"].as_str().expect("system").to_string(),
+                x["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn system<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .find(|x| x["system"] == id)
+        .unwrap_or_else(|| panic!("no system `{id}` in {run:#}"))
+}
+
+/// Waits until the run reports `want` per system (pacing with the run's long-poll); returns it.
+async fn until_systems(s: &Server, run_id: &str, want: &[(&str, &str)]) -> Value {
+    let start = Instant::now();
+    loop {
+        let run = s.get(&format!("/api/v1/runs/{run_id}?wait_ms=200")).await;
+        if system_states(&run) == map(want) {
+            return run;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "systems still {:?} after {:?}: {run:#}",
+            system_states(&run),
+            start.elapsed()
+        );
+    }
+}
+
+/// How many calls the sandbox `directory` has had (the manual system keeps no such counters).
+async fn directory_calls(s: &Server) -> i64 {
+    let systems = s.get("/api/v1/systems").await;
+    systems["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|x| x["id"] == "directory")
+        .and_then(|x| x["stats"]["calls"].as_i64())
+        .expect("the directory's call count")
+}
+
+/// Completes the run's open tasks one by one until the run ends; returns it.
+async fn complete_tasks_until_done(s: &Server, run_id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let run = s.get(&format!("/api/v1/runs/{run_id}?wait_ms=200")).await;
+        if is_terminal(&run) {
+            return run;
+        }
+        let open = s.get("/api/v1/tasks?team=it-desk").await["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap();
+        for t in open {
+            let a = s
+                .post(
+                    &format!("/api/v1/tasks/{}/complete", t["id"].as_str().unwrap()),
+                    &json!({}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "run {run_id} still {} after {:?}: {run:#}",
+            run["state"],
+            start.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_open_task_holds_back_only_its_own_system_and_a_retry_finishes_it() {
+    let env = TestEnv::new(MANUAL_AND_DIRECTORY, BOTH).await;
+    let s = env.start().await;
+    let run = s.accept(&hire("dee", "Sales")).await;
+    // The desk has not made the VPN account yet; the directory's account and both its grants
+    // are made meanwhile.
+    let waiting = until_systems(&s, &run, &[("directory", "done"), ("vpn", "waiting")]).await;
+    assert_eq!(waiting["state"], "running", "{waiting:#}");
+    let vpn = system(&waiting, "vpn");
+    assert_eq!(
+        (&vpn["steps"], &vpn["done"], &vpn["waiting"], &vpn["held"]),
+        (&json!(2), &json!(0), &json!(1), &json!(1)),
+        "{vpn}"
+    );
+    assert_eq!(system(&waiting, "directory")["done"], 3);
+    let dee = s.person("dee").await;
+    assert_eq!(grants(&dee)["directory:staff"], "granted", "{dee:#}");
+    assert_eq!(grants(&dee)["directory:wiki"], "granted", "{dee:#}");
+    assert_eq!(grants(&dee)["vpn:acme"], "pending", "{dee:#}");
+    assert_eq!(accounts(&dee)["directory"], "active");
+
+    // The desk cannot make it: the VPN fails, the directory stays done.
+    let t = open_tasks(&s, &run, 1).await[0].clone();
+    assert_eq!(t["action"], "create_account");
+    let a = s
+        .post(
+            &format!("/api/v1/tasks/{}/fail", t["id"].as_str().unwrap()),
+            &json!({"message": "no licence left"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let failed = s.wait_run(&run).await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert_eq!(
+        system_states(&failed),
+        map(&[("directory", "done"), ("vpn", "failed")])
+    );
+    let vpn = system(&failed, "vpn");
+    assert_eq!(
+        (&vpn["failed"], &vpn["held"]),
+        (&json!(1), &json!(1)),
+        "{vpn}"
+    );
+    assert!(
+        vpn["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no licence left"),
+        "{vpn}"
+    );
+    let directory_calls = directory_calls(&s).await;
+
+    // A licence is found; the operator retries: only the VPN is driven again.
+    let a = s
+        .post(&format!("/api/v1/runs/{run}/retry"), &json!({}))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(system(&a.body, "directory")["state"], "done", "{}", a.body);
+    let done = complete_tasks_until_done(&s, &run).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        system_states(&done),
+        map(&[("directory", "done"), ("vpn", "done")])
+    );
+    assert_eq!(grants(&s.person("dee").await)["vpn:acme"], "granted");
+    assert_eq!(
+        self::directory_calls(&s).await,
+        directory_calls,
+        "the retry called the directory again"
+    );
+}
+
+#[tokio::test]
+async fn a_leave_disables_every_system_at_once_and_a_manual_one_holds_back_only_itself() {
+    let env = TestEnv::new(MANUAL_AND_DIRECTORY, BOTH).await;
+    let s = env.start().await;
+    let hired = s.accept(&hire("eli", "Sales")).await;
+    let hired = complete_tasks_until_done(&s, &hired).await;
+    assert_eq!(hired["state"], "succeeded", "{hired:#}");
+
+    let leave = s
+        .accept(&json!({"type": "leave", "person": {"id": "eli"}}))
+        .await;
+    // The VPN's disable is a task for the desk; the directory's account is disabled and its
+    // grants revoked without waiting for it.
+    let waiting = until_systems(&s, &leave, &[("directory", "done"), ("vpn", "waiting")]).await;
+    assert_eq!(waiting["state"], "running", "{waiting:#}");
+    let tasks = open_tasks(&s, &leave, 1).await;
+    assert_eq!(tasks.len(), 1, "{tasks:#?}");
+    assert_eq!(tasks[0]["action"], "disable_account");
+    let eli = s.person("eli").await;
+    assert_ne!(accounts(&eli)["directory"], "active", "{eli:#}");
+    assert_eq!(accounts(&eli)["vpn"], "active", "{eli:#}");
+    assert_eq!(grants(&eli)["directory:staff"], "revoked", "{eli:#}");
+    assert_eq!(grants(&eli)["vpn:acme"], "granted", "{eli:#}");
+    // Both disables were released by the leave's first evaluation, together.
+    let disables: Vec<&Value> = waiting["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["action"] == "disable_account")
+        .collect();
+    assert_eq!(disables.len(), 2, "{waiting:#}");
+    assert!(
+        disables
+            .iter()
+            .all(|st| st["phase"] == 0 && st["ready"] == true)
+    );
+
+    let done = complete_tasks_until_done(&s, &leave).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let eli = s.person("eli").await;
+    assert_eq!(grants(&eli)["vpn:acme"], "revoked", "{eli:#}");
+}
+
 const HR: &str = r#"
 [[systems]]
 id = "directory"

@@ -311,12 +311,37 @@ async fn a_failing_system_fails_the_run_retry_fails_again_and_the_circuit_opens(
     assert_eq!(c["state"], "open", "circuit of `down`: {c}");
     time_ms(&c["until"]);
     assert_eq!(circuit(&s, "directory").await["state"], "closed");
-    // The grants of phase 1 never started.
-    assert!(
+    // Each system advances on its own: the directory's grant was made anyway; the grant on
+    // `down` waits behind its account, and the run says which system failed.
+    let grant_on = |system: &str| {
         steps(&run)
             .iter()
-            .filter(|st| st["action"] == "grant")
-            .all(|st| st["state"] == "pending" && st["ready"] == false),
+            .find(|st| st["action"] == "grant" && st["system"] == system)
+            .cloned()
+            .expect("a grant step")
+    };
+    assert_eq!(grant_on("directory")["state"], "succeeded", "{run:#}");
+    let held = grant_on("down");
+    assert_eq!(
+        (&held["state"], &held["ready"]),
+        (&json!("pending"), &json!(false))
+    );
+    assert_eq!(grants(&s.person("f1").await)["directory:staff"], "granted");
+    let systems = run["systems"].as_array().expect("systems");
+    assert_eq!(systems.len(), 2, "{run:#}");
+    assert_eq!(systems[0]["system"], "directory");
+    assert_eq!(systems[0]["state"], "done");
+    assert_eq!(systems[1]["system"], "down");
+    assert_eq!(systems[1]["state"], "failed");
+    assert_eq!(
+        (&systems[1]["failed"], &systems[1]["held"]),
+        (&json!(1), &json!(1))
+    );
+    assert!(
+        systems[1]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unavailable"),
         "{run:#}"
     );
     let st = s.stats().await;
