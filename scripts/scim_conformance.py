@@ -6,9 +6,8 @@
 BASE_URL is the SCIM root (http://127.0.0.1:8080/scim/v2), TOKEN a tenure token with the `scim`
 scope. Prints every check with its status and exits non-zero when any check reports an error.
 
-Groups are tenure's entitlements and read-only (writes answer 405), so the checker's Group
-create/replace/delete checks do not apply: Groups are checked by discovery only, and every
-check of the User resource type runs.
+Every check of both resource types runs: Users, and Groups (which an identity provider creates,
+replaces, patches and deletes; tenure's own entitlements are listed beside them, read-only).
 """
 
 import datetime
@@ -50,7 +49,7 @@ def main() -> int:
     base, token = sys.argv[1], sys.argv[2]
     http = Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     client = SyncSCIMClient(http)
-    results = check_server(client, resource_types=["User"])
+    results = check_server(client, resource_types=["User", "Group"])
     bad = 0
     for r in results:
         flag = r.status.name

@@ -13,6 +13,7 @@ mod lists;
 mod observe;
 mod queries;
 mod scim;
+mod scim_groups;
 mod tasks;
 mod tx;
 
@@ -21,6 +22,7 @@ pub use lists::*;
 pub use observe::*;
 pub use queries::*;
 pub use scim::*;
+pub use scim_groups::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use sqlx::AnyConnection;
 pub use tasks::*;
