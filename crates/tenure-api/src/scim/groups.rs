@@ -346,10 +346,12 @@ fn render(row: &ScimGroupRow, members: &BTreeSet<String>, base: &str) -> Value {
     if let Some(x) = &row.external_id {
         v["externalId"] = json!(x);
     }
+    // Members come back as they were sent (`value` and `type`), so a client comparing what it
+    // wrote with what it reads sees no difference.
     if !members.is_empty() {
         v["members"] = members
             .iter()
-            .map(|m| json!({ "value": m, "$ref": format!("{base}/Users/{m}"), "type": "User" }))
+            .map(|m| json!({ "value": m, "type": "User" }))
             .collect();
     }
     v
