@@ -6,9 +6,8 @@
 BASE_URL is the SCIM root (http://127.0.0.1:8080/scim/v2), TOKEN a tenure token with the `scim`
 scope. Prints every check with its status and exits non-zero when any check reports an error.
 
-Groups are tenure's entitlements and read-only (writes answer 405), so the checker's Group
-create/replace/delete checks do not apply: Groups are checked by discovery only, and every
-check of the User resource type runs.
+Every check of both resource types runs: Users, and Groups (which an identity provider creates,
+replaces, patches and deletes; tenure's own entitlements are listed beside them, read-only).
 """
 
 import datetime
@@ -28,8 +27,29 @@ from scim2_tester import Status, check_server
 _generate = filling.generate_random_value
 
 
+# It also fills a Group's `members.value` with a random UUID, which tenure refuses as naming no
+# known user (as RFC 7644 lets a server refuse a member it cannot resolve). Create a real User
+# for each member instead, the way the checker itself creates resources that references name.
+def _is_member_value(path):
+    if str(path).lower().endswith("members.value"):
+        return True
+    binding = path.resolve()
+    model = binding.target_model if binding else None
+    return (
+        binding is not None
+        and binding.target_field_name == "value"
+        and model is not None
+        and "member" in model.__name__.lower()
+    )
+
+
 def _generate_with_datetimes(context, path, mutability=None, required=None):
     binding = path.resolve()
+    if _is_member_value(path) and binding is not None:
+        if mutability is not None and binding.get_annotation(filling.Mutability) not in mutability:
+            return None
+        user = context.resource_manager.create_and_register(context.client.get_resource_model("User"))
+        return user.id
     if binding is not None and binding.target_type is datetime.datetime:
         if mutability is not None and binding.get_annotation(filling.Mutability) not in mutability:
             return None
@@ -50,7 +70,7 @@ def main() -> int:
     base, token = sys.argv[1], sys.argv[2]
     http = Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     client = SyncSCIMClient(http)
-    results = check_server(client, resource_types=["User"])
+    results = check_server(client, resource_types=["User", "Group"])
     bad = 0
     for r in results:
         flag = r.status.name

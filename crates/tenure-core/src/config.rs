@@ -213,7 +213,13 @@ pub const PERSON_BUILTIN: &[&str] = &[
     "start_date",
     "end_date",
     "status",
+    GROUPS_ATTRIBUTE,
 ];
+
+/// The person attribute holding the displayNames of the groups an identity provider put the
+/// person in (over SCIM): role templates match it (`[match] groups`) and policy reads it
+/// (`principal.groups`), always as a set of strings.
+pub const GROUPS_ATTRIBUTE: &str = "groups";
 
 /// `[import]`: how `tenure import` reads an HR roster.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +264,8 @@ pub struct MatchRule {
     pub worker_type: Vec<WorkerType>,
     /// Locations that match.
     pub location: Vec<String>,
+    /// Identity-provider groups (displayNames) of which the person must be in one.
+    pub groups: Vec<String>,
     /// When set, the template applies per active engagement in one of these roles.
     pub engagement_role: Vec<String>,
 }
@@ -275,7 +283,18 @@ impl MatchRule {
                 || v.as_deref()
                     .is_some_and(|v| list.iter().any(|x| x.eq_ignore_ascii_case(v)))
         }
+        let in_group = || {
+            p.attributes
+                .get(GROUPS_ATTRIBUTE)
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|have| {
+                    have.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .any(|g| self.groups.iter().any(|x| x.eq_ignore_ascii_case(g)))
+                })
+        };
         any(&self.department, &p.department)
+            && (self.groups.is_empty() || in_group())
             && any(&self.title, &p.title)
             && any(&self.location, &p.location)
             && (self.worker_type.is_empty() || self.worker_type.contains(&p.worker_type))
@@ -618,6 +637,8 @@ struct RawMatch {
     #[serde(default)]
     location: Vec<String>,
     #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
     engagement_role: Vec<String>,
 }
 
@@ -828,6 +849,7 @@ fn validate(
             title: t.rule.title,
             worker_type: t.rule.worker_type,
             location: t.rule.location,
+            groups: t.rule.groups,
             engagement_role: t.rule.engagement_role,
         };
         for ent in &t.entitlements {
@@ -1300,6 +1322,46 @@ mod tests {
             path: path.into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn a_template_matches_the_identity_provider_groups_of_a_person() {
+        let main = file(
+            "tenure.toml",
+            "[[systems]]\nid = \"crm\"\nconnector = \"sandbox\"\n[[entitlements]]\nid = \"crm:sales\"\nsystem = \"crm\"\n",
+        );
+        let t = file(
+            "templates/sales.toml",
+            "entitlements = [\"crm:sales\"]\n[match]\ngroups = [\"Sales EMEA\", \"Sales DACH\"]\n",
+        );
+        let c = Config::parse(&main, &[t]).unwrap();
+        let rule = &c.templates[0].rule;
+        let mut p = Person {
+            id: "p".into(),
+            name: "P".into(),
+            email: "p@example.com".into(),
+            worker_type: WorkerType::Employee,
+            department: None,
+            title: None,
+            location: None,
+            manager: None,
+            start_date: None,
+            end_date: None,
+            status: crate::model::PersonStatus::Active,
+            attributes: Default::default(),
+        };
+        assert!(!rule.matches_person(&p), "in no group");
+        p.attributes.insert(
+            GROUPS_ATTRIBUTE.into(),
+            serde_json::json!(["Finance", "sales emea"]),
+        );
+        assert!(rule.matches_person(&p), "one of them, case-insensitively");
+        p.attributes
+            .insert(GROUPS_ATTRIBUTE.into(), serde_json::json!(["Finance"]));
+        assert!(!rule.matches_person(&p));
+        let bad = file("tenure.toml", "[person_attributes]\ngroups = \"set\"\n");
+        let e = Config::parse(&bad, &[]).unwrap_err();
+        assert!(e.to_string().contains("built-in person attribute"), "{e}");
     }
 
     #[test]

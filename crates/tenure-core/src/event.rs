@@ -545,6 +545,12 @@ fn check_attributes(
                 ),
             ));
         }
+        if k == crate::config::GROUPS_ATTRIBUTE && !(v.is_array() || v.is_null()) {
+            return Err(EventError::new(
+                field,
+                "must be a list of group names, or null",
+            ));
+        }
         let ok = match v {
             Value::Null | Value::Bool(_) | Value::String(_) => true,
             Value::Number(n) => n.is_i64(),
@@ -560,10 +566,15 @@ fn check_attributes(
         match v {
             Value::String(s) => check_text(&field, s, text::MAX_ATTRIBUTE)?,
             Value::Array(items) => {
-                if items.len() > text::MAX_LIST {
+                let max = if k == crate::config::GROUPS_ATTRIBUTE {
+                    text::MAX_GROUPS
+                } else {
+                    text::MAX_LIST
+                };
+                if items.len() > max {
                     return Err(EventError::new(
                         field,
-                        format!("must hold at most {} strings", text::MAX_LIST),
+                        format!("must hold at most {max} strings"),
                     ));
                 }
                 for (i, s) in items.iter().filter_map(Value::as_str).enumerate() {

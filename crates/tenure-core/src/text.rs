@@ -21,6 +21,9 @@ pub const MAX_ATTRIBUTE: usize = 1_000;
 /// The most strings in one list-valued attribute.
 pub const MAX_LIST: usize = 100;
 
+/// The most identity-provider groups one person's `groups` attribute holds.
+pub const MAX_GROUPS: usize = 1_000;
+
 /// Why a text value is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextError {

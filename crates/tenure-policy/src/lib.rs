@@ -37,7 +37,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
-use tenure_core::config::{Config, ConfigError, ConfigErrors, SourceFile};
+use tenure_core::config::{Config, ConfigError, ConfigErrors, GROUPS_ATTRIBUTE, SourceFile};
 use tenure_core::model::{Client, Entitlement, GrantSource, Person};
 
 pub use schema::SchemaWarning;
@@ -523,6 +523,7 @@ impl PolicyEngine {
             person.department,
             person.title,
             person.location,
+            person.attributes.get(GROUPS_ATTRIBUTE),
             typed(&person.attributes, &self.person_attributes),
             entitlement,
             client.map(|c| (
@@ -563,6 +564,21 @@ impl PolicyEngine {
                 attrs.insert(k.to_string(), s(v));
             }
         }
+        let groups = person
+            .attributes
+            .get(GROUPS_ATTRIBUTE)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(s)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        attrs.insert(
+            GROUPS_ATTRIBUTE.to_string(),
+            RestrictedExpression::new_set(groups),
+        );
         // A value of another type than declared is left out: to policy it is absent, so a rule
         // that needs it (`principal has nda_signed && ...`) does not pass on a malformed fact.
         for (k, t) in &self.person_attributes {

@@ -241,6 +241,8 @@ entity Person = {{
   "department"?: String,
   "title"?: String,
   "location"?: String,
+  // The identity provider's groups the person is in (SCIM displayNames); empty when none.
+  "groups": Set<String>,
   // Declared in [person_attributes]; optional (test with `has` first).
 {person_fields}}};
 

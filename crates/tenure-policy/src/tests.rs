@@ -450,3 +450,26 @@ fn remembered_decisions_never_cross_from_one_person_to_another() {
     assert!(!e.authorize(&p1, ent, None, at("e1")).allowed);
     assert!(e.authorize(&p2, ent, None, at("e2")).allowed);
 }
+
+#[test]
+fn policy_reads_the_identity_provider_groups_of_a_person() {
+    let rule = r#"@id("no-contractor-admins")
+forbid (principal is Person, action == Action::"grant", resource is Entitlement)
+when { principal.groups.contains("Contractors") && resource.risk == "privileged" };
+"#;
+    let e = engine(&[("base.cedar", BASE), ("groups.cedar", rule)]);
+    let mut p = person(WorkerType::Employee, None);
+    assert!(
+        ask(&e, &p, "directory:admins").allowed,
+        "no groups: empty set"
+    );
+    p.attributes
+        .insert("groups".into(), serde_json::json!(["Sales", "Contractors"]));
+    let d = ask(&e, &p, "directory:admins");
+    assert!(!d.allowed);
+    assert_eq!(d.reasons, ["no-contractor-admins"]);
+    assert!(ask(&e, &p, "directory:staff").allowed);
+    p.attributes
+        .insert("groups".into(), serde_json::json!(["Sales"]));
+    assert!(ask(&e, &p, "directory:admins").allowed);
+}

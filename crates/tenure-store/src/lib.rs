@@ -14,6 +14,7 @@ mod migrate;
 mod observe;
 mod queries;
 mod scim;
+mod scim_groups;
 mod tasks;
 mod tx;
 
@@ -25,6 +26,7 @@ pub use migrate::{
 pub use observe::*;
 pub use queries::*;
 pub use scim::*;
+pub use scim_groups::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use sqlx::AnyConnection;
 pub use tasks::*;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::scim_call as call;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -36,11 +37,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-const SCIM: &str = "application/scim+json";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const TENURE: &str = "urn:tenure:params:scim:schemas:extension:lifecycle:2.0:User";
-const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// The full enterprise user of RFC 7643 §8.3, trimmed of `password` (ignored) and `groups`
 /// (read-only), with a department tenure's templates match on.
@@ -101,61 +100,6 @@ fn rfc_enterprise_user() -> Value {
         "manager": { "value": "26118915-6090-4610-87e4-49d8ca9f808d", "$ref": "../Users/26118915-6090-4610-87e4-49d8ca9f808d", "displayName": "John Smith" }
       }
     })
-}
-
-async fn scim_token(s: &Server) -> String {
-    scim_token_and_id(s).await.1
-}
-
-/// A new `scim` token: (id, secret).
-async fn scim_token_and_id(s: &Server) -> (String, String) {
-    let a = s
-        .post(
-            "/api/v1/tokens",
-            &json!({ "name": "identity-provider", "scopes": ["scim"] }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    let field = |k: &str| a.body[k].as_str().expect(k).to_string();
-    (field("id"), field("token"))
-}
-
-async fn call(
-    s: &Server,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut h = vec![("content-type", SCIM)];
-    h.extend_from_slice(headers);
-    s.request(
-        method,
-        &format!("/scim/v2{path}"),
-        Some(token),
-        &h,
-        body.map(|b| b.to_string()),
-    )
-    .await
-}
-
-fn assert_scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
-    assert_eq!(a.status.as_u16(), status, "{}", a.body);
-    assert_eq!(a.body["schemas"], json!([ERROR]), "{}", a.body);
-    assert_eq!(a.body["status"], json!(status.to_string()), "{}", a.body);
-    assert_eq!(
-        a.body.get("scimType").and_then(Value::as_str),
-        scim_type,
-        "{}",
-        a.body
-    );
-    assert!(
-        a.headers
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with(SCIM)),
-        "SCIM errors are application/scim+json"
-    );
 }
 
 /// Waits for every run of the person to end and returns the person.
@@ -754,16 +698,28 @@ async fn scim_discovery_groups_bulk_and_bad_input() {
     .await;
     assert_eq!(gs.body["totalResults"], 1);
     assert_eq!(gs.body["Resources"][0]["id"], "directory:engineering");
-    let a = call(
-        &s,
-        &t,
-        Method::POST,
-        "/Groups",
-        Some(json!({ "displayName": "x" })),
-        &[],
-    )
-    .await;
-    assert_scim_error(&a, 405, None);
+    // Writing an entitlement is refused, precisely; it stays as it was.
+    for (method, body) in [
+        (Method::PUT, Some(json!({ "displayName": "x" }))),
+        (
+            Method::PATCH,
+            Some(
+                json!({ "schemas": [PATCH_OP], "Operations": [{ "op": "add", "path": "members", "value": [{ "value": alice }] }] }),
+            ),
+        ),
+        (Method::DELETE, None),
+    ] {
+        let a = call(&s, &t, method, "/Groups/directory:all-staff", body, &[]).await;
+        assert_scim_error(&a, 400, Some("mutability"));
+        assert!(
+            a.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("entitlement managed by tenure"),
+            "{}",
+            a.body
+        );
+    }
 
     // Bad input: precise errors, nothing written.
     for (body, status, kind) in [

@@ -4,9 +4,11 @@
 //!   (`scim_users`, with a value index that filters run on in SQL) and becomes lifecycle events
 //!   through the engine's normal ingest ([`lifecycle`]). tenure's own view of the person
 //!   (status, engagements, entitlements held) is added read-only.
-//! - `Groups` are tenure's entitlements, read-only: members are the people holding the grant.
-//!   Access follows role templates and engagements, so a group membership pushed by an
-//!   identity provider would have nothing to act on; writes answer 405.
+//! - `Groups` are the groups an identity provider pushes, written here with their members
+//!   ([`groups`]): a person's groups are a fact role templates match on and policy reads, so a
+//!   membership change re-plans the member's access. tenure's own entitlements are listed
+//!   beside them, read-only (members are the people holding the grant); writing one answers
+//!   `400 mutability`.
 //! - Discovery (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`) is generated from the same
 //!   schema table validation and filtering use ([`schema`]).
 //!
@@ -14,6 +16,8 @@
 //! entry and the outbox row of the event it makes, so an event is never lost between the two.
 //! Concurrent changes share that transaction, each in a savepoint of its own ([`writer`]).
 
+mod group;
+mod groups;
 mod lifecycle;
 mod resource;
 mod schema;
@@ -42,7 +46,6 @@ const USER_SCHEMAS: [(&str, &[schema::Attr]); 3] = [
     (schema::ENTERPRISE, schema::ENTERPRISE_ATTRS),
     (schema::TENURE, schema::TENURE_ATTRS),
 ];
-const GROUP_SCHEMAS: [(&str, &[schema::Attr]); 1] = [(schema::GROUP, schema::GROUP_ATTRS)];
 
 /// A SCIM error as a response.
 #[derive(Debug)]
@@ -69,7 +72,7 @@ impl From<StoreError> for Scim {
         {
             return Scim(ScimError::new(
                 ScimType::Uniqueness,
-                "userName is already taken by another user",
+                "a unique attribute (userName, displayName) is already taken",
             ));
         }
         ApiError::internal(e).into()
@@ -138,14 +141,17 @@ pub(crate) fn router() -> Router<AppState> {
                 .patch(patch_user)
                 .delete(delete_user),
         )
-        .route("/Groups", get(list_groups).post(groups_read_only))
-        .route("/Groups/.search", post(search_groups))
+        .route(
+            "/Groups",
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route("/Groups/.search", post(groups::search_groups))
         .route(
             "/Groups/{id}",
-            get(get_group)
-                .put(groups_read_only)
-                .patch(groups_read_only)
-                .delete(groups_read_only),
+            get(groups::get_group)
+                .put(groups::replace_group)
+                .patch(groups::patch_group)
+                .delete(groups::delete_group),
         )
         .route("/Bulk", post(bulk))
         .route("/.search", post(search_root))
@@ -254,22 +260,6 @@ async fn me(p: Result<Principal, ApiError>) -> R<Response> {
     Err(status(
         501,
         "/Me is not supported: tokens belong to systems, not to users",
-    ))
-}
-
-async fn search_root(p: Result<Principal, ApiError>) -> R<Response> {
-    auth(p)?;
-    Err(status(
-        501,
-        "searching several resource types at once is not supported: POST /Users/.search or /Groups/.search",
-    ))
-}
-
-async fn groups_read_only(p: Result<Principal, ApiError>) -> R<Response> {
-    auth(p)?;
-    Err(status(
-        405,
-        "groups are tenure's entitlements and read-only here: access follows role templates and engagements; change those in tenure",
     ))
 }
 
@@ -521,6 +511,17 @@ fn with_etag(mut res: Response, version: i64, location: Option<&str>) -> Respons
     res
 }
 
+/// `412` when an `If-Match` value does not name the stored `version`.
+fn check_if_match(if_match: Option<&str>, version: Option<i64>) -> R<()> {
+    match (version, if_match) {
+        (Some(v), Some(m)) if !etag_matches(m, v) => Err(status(
+            412,
+            format!("If-Match does not match the current version {}", etag(v)),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether an `If-Match` / `If-None-Match` header value names `version`.
 fn etag_matches(header_value: &str, version: i64) -> bool {
     header_value.split(',').map(str::trim).any(|t| {
@@ -586,20 +587,33 @@ async fn search(s: &AppState, params: ListParams) -> R<Response> {
         .as_deref()
         .map(|f| resource::to_cond(&USER_SCHEMAS, &parse_filter(f)?).map_err(Scim))
         .transpose()?;
+    let (total, items) = user_page(
+        s,
+        &params,
+        cond.as_ref(),
+        params.start_index - 1,
+        params.count,
+    )
+    .await?;
+    Ok(scim_body(list_page(total, params.start_index, items)))
+}
+
+/// One page of users matching `cond`, as served, with the total count of matches.
+async fn user_page(
+    s: &AppState,
+    params: &ListParams,
+    cond: Option<&tenure_store::Cond>,
+    offset: i64,
+    limit: i64,
+) -> R<(i64, Vec<Value>)> {
     let sort = params
         .sort_by
         .as_deref()
         .map(|b| resource::sort_key(&USER_SCHEMAS, b, params.descending))
         .transpose()?;
     let mut c = s.store().reader().await?;
-    let (total, rows) = tenure_store::search_scim_users(
-        &mut c,
-        cond.as_ref(),
-        sort.as_ref(),
-        params.start_index - 1,
-        params.count,
-    )
-    .await?;
+    let (total, rows) =
+        tenure_store::search_scim_users(&mut c, cond, sort.as_ref(), offset, limit).await?;
     let base = base_url(s);
     let mut items = Vec::with_capacity(rows.len());
     for (row, groups) in &rows {
@@ -612,13 +626,66 @@ async fn search(s: &AppState, params: ListParams) -> R<Response> {
             &params.excluded,
         ));
     }
-    Ok(scim_body(json!({
+    Ok((total, items))
+}
+
+/// A `ListResponse` of one page.
+fn list_page(total: i64, start_index: i64, items: Vec<Value>) -> Value {
+    json!({
         "schemas": [schema::LIST],
         "totalResults": total,
-        "startIndex": params.start_index,
+        "startIndex": start_index,
         "itemsPerPage": items.len(),
         "Resources": items,
-    })))
+    })
+}
+
+/// `POST /.search` (RFC 7644 §3.4.3): users, then groups, paged as one list. A filter applies
+/// to the resource types whose schema has its attributes (`userName` finds users only); one
+/// that neither has is `400 invalidFilter`. Sorting is per resource type, so it is refused here.
+async fn search_root(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> R<Response> {
+    auth(p)?;
+    let params = search_params(&parse_body(&body, &headers)?)?;
+    if params.sort_by.is_some() {
+        return Err(err(
+            ScimType::InvalidValue,
+            "sortBy is not supported when searching across resource types: search /Users/.search or /Groups/.search",
+        ));
+    }
+    let filter = params.filter.as_deref().map(parse_filter).transpose()?;
+    // Which types the filter applies to (`None`: every resource of the type).
+    let (users, groups) = match &filter {
+        None => (Some(None), Some(None)),
+        Some(f) => {
+            let u = resource::to_cond(&USER_SCHEMAS, f);
+            let g = resource::to_cond(&groups::GROUP_SCHEMAS, f);
+            match (u, g) {
+                (Err(e), Err(_)) => return Err(Scim(e)),
+                (u, g) => (u.ok().map(Some), g.ok().map(Some)),
+            }
+        }
+    };
+    let offset = params.start_index - 1;
+    let mut items = Vec::new();
+    let mut total = 0;
+    if let Some(cond) = users {
+        let (n, page) = user_page(&s, &params, cond.as_ref(), offset, params.count).await?;
+        total += n;
+        items = page;
+    }
+    if let Some(cond) = groups {
+        let left = params.count - items.len() as i64;
+        let (n, page) =
+            groups::group_page(&s, &params, cond.as_ref(), (offset - total).max(0), left).await?;
+        total += n as i64;
+        items.extend(page);
+    }
+    Ok(scim_body(list_page(total, params.start_index, items)))
 }
 
 // ------------------------------------------------------------------ users: writing
@@ -730,17 +797,7 @@ async fn prepare(
             )
         }
     };
-    if let (Some(b), Some(m)) = (&before, if_match)
-        && !etag_matches(m, b.version)
-    {
-        return Err(status(
-            412,
-            format!(
-                "If-Match does not match the current version {}",
-                etag(b.version)
-            ),
-        ));
-    }
+    check_if_match(if_match, before.as_ref().map(|b| b.version))?;
     let before_doc = before.as_ref().map(parse_doc).transpose()?;
     let after_doc = match change {
         Change::Create(v) | Change::Replace(v) => Some(resource::clean(&USER_SCHEMAS, v)?),
@@ -771,7 +828,30 @@ async fn prepare(
             created: false,
         }));
     }
-    let outcome = lifecycle::event_for(&id, lifecycle, before_doc.as_ref(), after_doc.as_ref())?;
+    let mut outcome =
+        lifecycle::event_for(&id, lifecycle, before_doc.as_ref(), after_doc.as_ref())?;
+    // A user hired (again) brings the groups the identity provider already put it in (a user
+    // just created has a fresh id, in no group yet).
+    if before.is_some()
+        && let Some(e) = outcome.event.as_mut()
+        && matches!(
+            e.kind,
+            tenure_core::event::EventType::Hire | tenure_core::event::EventType::Rehire
+        )
+    {
+        let mut c = store.reader().await?;
+        let groups = tenure_store::scim_groups_of(&mut c, &[id.as_str()])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        if !groups.is_empty() {
+            let names = groups.into_iter().map(|(_, n)| Value::String(n)).collect();
+            e.person.attributes.get_or_insert_default().insert(
+                tenure_core::config::GROUPS_ATTRIBUTE.into(),
+                Value::Array(names),
+            );
+        }
+    }
     Ok(Step::Write(Box::new(Prepared {
         actor: actor.to_string(),
         id,
@@ -1124,166 +1204,6 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-// ------------------------------------------------------------------ groups
-
-async fn render_group(
-    c: &mut sqlx::AnyConnection,
-    e: &tenure_core::Entitlement,
-    base: &str,
-) -> R<Value> {
-    let holders = tenure_store::entitlement_holders(c, &e.id).await?;
-    let members: Vec<Value> = holders
-        .iter()
-        .map(|p| json!({ "value": p, "$ref": format!("{base}/Users/{p}"), "type": "User" }))
-        .collect();
-    let mut v = json!({
-        "schemas": [schema::GROUP],
-        "id": e.id,
-        "displayName": e.name,
-        "meta": { "resourceType": "Group", "location": format!("{base}/Groups/{}", e.id) },
-    });
-    if !members.is_empty() {
-        v["members"] = Value::Array(members);
-    }
-    Ok(v)
-}
-
-/// Index rows of a group, for evaluating filters in memory (the catalog is configuration,
-/// small and already in memory; members are not filterable).
-fn group_rows(e: &tenure_core::Entitlement) -> Vec<tenure_store::IndexedValue> {
-    let row = |attr: &str, val: String| tenure_store::IndexedValue {
-        attr: attr.into(),
-        idx: 0,
-        sub: String::new(),
-        val,
-    };
-    vec![
-        row("id", e.id.clone()),
-        row("displayname", e.name.to_lowercase()),
-    ]
-}
-
-async fn groups(s: &AppState, params: ListParams) -> R<Response> {
-    let cond = match params.filter.as_deref() {
-        None => None,
-        Some(f) => {
-            let filter = parse_filter(f)?;
-            for path in filter.attribute_paths() {
-                let ok = path.sub_attr.is_none()
-                    && (path.attr.eq_ignore_ascii_case("id")
-                        || path.attr.eq_ignore_ascii_case("displayName"));
-                if !ok {
-                    return Err(err(
-                        ScimType::InvalidFilter,
-                        format!("groups can be filtered on id and displayName, not `{path}`"),
-                    ));
-                }
-            }
-            Some(resource::to_cond(&GROUP_FILTER_SCHEMAS, &filter)?)
-        }
-    };
-    let config = s.engine().config();
-    let mut all: Vec<&tenure_core::Entitlement> = config
-        .entitlements
-        .values()
-        .filter(|e| {
-            cond.as_ref()
-                .is_none_or(|c| resource::eval(&group_rows(e), c))
-        })
-        .collect();
-    if let Some(by) = &params.sort_by {
-        if !by.eq_ignore_ascii_case("displayName") && !by.eq_ignore_ascii_case("id") {
-            return Err(err(
-                ScimType::InvalidValue,
-                format!("groups sort by id or displayName, not `{by}`"),
-            ));
-        }
-        if by.eq_ignore_ascii_case("displayName") {
-            all.sort_by_key(|e| e.name.to_lowercase());
-        }
-        if params.descending {
-            all.reverse();
-        }
-    }
-    let total = all.len();
-    let page: Vec<_> = all
-        .into_iter()
-        .skip((params.start_index - 1) as usize)
-        .take(params.count as usize)
-        .collect();
-    let base = base_url(s);
-    let mut c = s.store().reader().await?;
-    let mut items = Vec::new();
-    for e in page {
-        let full = render_group(&mut c, e, &base).await?;
-        items.push(resource::project(
-            &GROUP_SCHEMAS,
-            full,
-            &params.attributes,
-            &params.excluded,
-        ));
-    }
-    Ok(scim_body(json!({
-        "schemas": [schema::LIST],
-        "totalResults": total,
-        "startIndex": params.start_index,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })))
-}
-
-/// Group attributes as filters see them: `displayName` is a plain, case-insensitive string
-/// (in the Group schema it is read-only, which would refuse it as computed).
-const GROUP_DISPLAY_NAME: schema::Attr = schema::Attr {
-    mutability: schema::Mutability::ReadWrite,
-    ..schema::GROUP_ATTRS[0]
-};
-const GROUP_FILTER_ATTRS: &[schema::Attr] = &[GROUP_DISPLAY_NAME];
-const GROUP_FILTER_SCHEMAS: [(&str, &[schema::Attr]); 1] = [(schema::GROUP, GROUP_FILTER_ATTRS)];
-
-async fn list_groups(
-    State(s): State<AppState>,
-    p: Result<Principal, ApiError>,
-    RawQuery(q): RawQuery,
-) -> R<Response> {
-    auth(p)?;
-    groups(&s, query_params(q)?).await
-}
-
-async fn search_groups(
-    State(s): State<AppState>,
-    p: Result<Principal, ApiError>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> R<Response> {
-    auth(p)?;
-    let params = search_params(&parse_body(&body, &headers)?)?;
-    groups(&s, params).await
-}
-
-async fn get_group(
-    State(s): State<AppState>,
-    p: Result<Principal, ApiError>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> R<Response> {
-    auth(p)?;
-    let params = query_params(q)?;
-    let config = s.engine().config();
-    let e = config
-        .entitlements
-        .get(&id)
-        .ok_or_else(|| status(404, format!("no group `{id}`")))?;
-    let mut c = s.store().reader().await?;
-    let full = render_group(&mut c, e, &base_url(&s)).await?;
-    Ok(scim_body(resource::project(
-        &GROUP_SCHEMAS,
-        full,
-        &params.attributes,
-        &params.excluded,
-    )))
-}
-
 // ------------------------------------------------------------------ bulk
 
 /// Replaces every `"bulkId:x"` string in `v` by the id created for `x`; errors on one not
@@ -1384,10 +1304,10 @@ async fn bulk(
         }
         let outcome = bulk_one(&s, &p, &method, path, op, bulk_id.as_deref(), &mut ids, i).await;
         match outcome {
-            Ok((code, row)) => {
-                if let Some(row) = row {
-                    entry["location"] = json!(format!("{base}/Users/{}", row.id));
-                    entry["version"] = json!(etag(row.version));
+            Ok((code, written)) => {
+                if let Some((location, version)) = written {
+                    entry["location"] = json!(format!("{base}{location}"));
+                    entry["version"] = json!(etag(version));
                 }
                 entry["status"] = json!(code.to_string());
             }
@@ -1405,6 +1325,9 @@ async fn bulk(
     })))
 }
 
+/// What one bulk operation wrote: its status, and the resource's path and version.
+type BulkOutcome = (u16, Option<(String, i64)>);
+
 #[allow(clippy::too_many_arguments)]
 async fn bulk_one(
     s: &AppState,
@@ -1415,50 +1338,86 @@ async fn bulk_one(
     bulk_id: Option<&str>,
     ids: &mut HashMap<String, String>,
     i: usize,
-) -> Result<(u16, Option<ScimUserRow>), Scim> {
+) -> Result<BulkOutcome, Scim> {
     let mut data = op.get("data").cloned().unwrap_or(Value::Null);
     resolve_bulk_ids(&mut data, ids)
         .map_err(|m| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}")))?;
     let mut path = path.to_string();
-    if let Some(rest) = path.strip_prefix("/Users/bulkId:") {
-        path = format!(
-            "/Users/{}",
-            ids.get(rest).ok_or_else(|| err(
-                ScimType::InvalidValue,
-                format!("Operations[{i}]: bulkId `{rest}` is not (yet) created")
-            ))?
-        );
+    for kind in ["/Users/", "/Groups/"] {
+        if let Some(rest) = path.strip_prefix(&format!("{kind}bulkId:")) {
+            path = format!(
+                "{kind}{}",
+                ids.get(rest).ok_or_else(|| err(
+                    ScimType::InvalidValue,
+                    format!("Operations[{i}]: bulkId `{rest}` is not (yet) created")
+                ))?
+            );
+        }
     }
     let version = op["version"].as_str();
+    let needs_bulk_id = || {
+        bulk_id.ok_or_else(|| {
+            err(
+                ScimType::InvalidSyntax,
+                format!("Operations[{i}]: a POST needs a bulkId"),
+            )
+        })
+    };
+    let user = |w: Written| Some((format!("/Users/{}", w.row.id), w.row.version));
+    let group = |w: Option<groups::GroupWritten>| {
+        w.map(|w| (format!("/Groups/{}", w.row.id), w.row.version))
+    };
+    if let Some(target) = path.strip_prefix("/Groups/").map(str::to_string) {
+        use groups::GroupChange as G;
+        let (code, change) = match method {
+            "PUT" => (200, G::Replace(data)),
+            "PATCH" => (200, G::Patch(data)),
+            "DELETE" => (204, G::Delete),
+            m => {
+                return Err(err(
+                    ScimType::InvalidSyntax,
+                    format!(
+                        "Operations[{i}]: `{m} {path}` is not a bulk operation this server performs"
+                    ),
+                ));
+            }
+        };
+        let w = groups::write_group(s, &p.name, Some(&target), change, version).await?;
+        return Ok((code, group(w)));
+    }
     let target = path.strip_prefix("/Users/").map(str::to_string);
     match (method, path.as_str(), target) {
         ("POST", "/Users", _) => {
-            let b = bulk_id.ok_or_else(|| {
-                err(
-                    ScimType::InvalidSyntax,
-                    format!("Operations[{i}]: a POST needs a bulkId"),
-                )
-            })?;
+            let b = needs_bulk_id()?;
             let w = write_user(s, &p.name, None, Change::Create(data), None).await?;
             ids.insert(b.to_string(), w.row.id.clone());
-            Ok((201, Some(w.row)))
+            Ok((201, user(w)))
+        }
+        ("POST", "/Groups", _) => {
+            let b = needs_bulk_id()?;
+            let w = groups::write_group(s, &p.name, None, groups::GroupChange::Create(data), None)
+                .await?;
+            let out = group(w);
+            if let Some((loc, _)) = &out {
+                ids.insert(
+                    b.to_string(),
+                    loc.trim_start_matches("/Groups/").to_string(),
+                );
+            }
+            Ok((201, out))
         }
         ("PUT", _, Some(id)) => {
             let w = write_user(s, &p.name, Some(&id), Change::Replace(data), version).await?;
-            Ok((200, Some(w.row)))
+            Ok((200, user(w)))
         }
         ("PATCH", _, Some(id)) => {
             let w = write_user(s, &p.name, Some(&id), Change::Patch(data), version).await?;
-            Ok((200, Some(w.row)))
+            Ok((200, user(w)))
         }
         ("DELETE", _, Some(id)) => {
             write_user(s, &p.name, Some(&id), Change::Delete, version).await?;
             Ok((204, None))
         }
-        (_, p, _) if p.starts_with("/Groups") => Err(status(
-            405,
-            format!("Operations[{i}]: groups are read-only"),
-        )),
         (m, p, _) => Err(err(
             ScimType::InvalidSyntax,
             format!("Operations[{i}]: `{m} {p}` is not a bulk operation this server performs"),

@@ -311,23 +311,25 @@ pub const TENURE_ATTRS: &[Attr] = &[
 ];
 
 const MEMBER_SUBS: &[Attr] = &[
-    read_only(s("value", "The member's person id.")),
+    s("value", "The member's user id (its person's id)."),
     read_only(reference("$ref", &["User"], "URI of the member.")),
     read_only(s("display", "The member's name.")),
-    read_only(canon(s("type", "User."), &["User"])),
+    canon(s("type", "User (groups do not nest)."), &["User"]),
 ];
 
-/// Group attributes: tenure's entitlements, read-only (membership follows role templates).
+/// Group attributes. Groups an identity provider pushes are written with these; tenure's own
+/// entitlements are listed with them too, read-only (their members follow role templates).
 pub const GROUP_ATTRS: &[Attr] = &[
-    read_only(Attr {
+    Attr {
         required: true,
-        ..s("displayName", "The entitlement's name.")
-    }),
-    read_only(multi(
+        unique_server: true,
+        ..s("displayName", "The group's name, unique.")
+    },
+    multi(
         "members",
         MEMBER_SUBS,
-        "People holding the entitlement.",
-    )),
+        "The users in the group (for an entitlement: the people holding it).",
+    ),
 ];
 
 /// Finds an attribute by name, case-insensitively.
@@ -379,7 +381,7 @@ fn attr_json(x: &Attr) -> Value {
 pub fn schema_json(urn: &str, base: &str) -> Option<Value> {
     let (name, description, attrs): (&str, &str, &[Attr]) = match urn {
         USER => ("User", "User Account", USER_ATTRS),
-        GROUP => ("Group", "A tenure entitlement", GROUP_ATTRS),
+        GROUP => ("Group", "Group", GROUP_ATTRS),
         ENTERPRISE => ("EnterpriseUser", "Enterprise User", ENTERPRISE_ATTRS),
         TENURE => (
             "TenureUser",
@@ -419,7 +421,7 @@ pub fn resource_type_json(name: &str, base: &str) -> Option<Value> {
         "Group" => json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
             "id": "Group", "name": "Group", "endpoint": "/Groups",
-            "description": "A tenure entitlement (read-only)",
+            "description": "A group the identity provider pushes, or one of tenure's entitlements (read-only)",
             "schema": GROUP,
             "schemaExtensions": [],
             "meta": { "resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group") },
@@ -433,6 +435,10 @@ pub fn resource_type_json(name: &str, base: &str) -> Option<Value> {
 pub const MAX_RESULTS: i64 = 1000;
 /// Most operations in one bulk request.
 pub const MAX_BULK_OPERATIONS: usize = 1000;
+/// Most member values one group request (POST, PUT or PATCH) may name.
+pub const MAX_MEMBERS_PER_REQUEST: usize = 20_000;
+/// Most members one group may hold.
+pub const MAX_GROUP_MEMBERS: usize = 100_000;
 /// Largest bulk request body, in bytes.
 pub const MAX_BULK_PAYLOAD: usize = 1_048_576;
 

@@ -705,3 +705,70 @@ pub fn url_encode(s: &str) -> String {
     }
     out
 }
+
+// ------------------------------------------------------------------ SCIM
+
+/// The SCIM media type.
+pub const SCIM: &str = "application/scim+json";
+/// The SCIM error schema.
+pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+/// The SCIM core Group schema.
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+/// The SCIM PATCH request schema.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A new `scim` token's secret.
+pub async fn scim_token(s: &Server) -> String {
+    scim_token_and_id(s).await.1
+}
+
+/// A new `scim` token: (id, secret).
+pub async fn scim_token_and_id(s: &Server) -> (String, String) {
+    let a = s
+        .post(
+            "/api/v1/tokens",
+            &json!({ "name": "identity-provider", "scopes": ["scim"] }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let field = |k: &str| a.body[k].as_str().expect(k).to_string();
+    (field("id"), field("token"))
+}
+
+pub async fn scim_call(
+    s: &Server,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut h = vec![("content-type", SCIM)];
+    h.extend_from_slice(headers);
+    s.request(
+        method,
+        &format!("/scim/v2{path}"),
+        Some(token),
+        &h,
+        body.map(|b| b.to_string()),
+    )
+    .await
+}
+
+pub fn assert_scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.body["schemas"], json!([ERROR]), "{}", a.body);
+    assert_eq!(a.body["status"], json!(status.to_string()), "{}", a.body);
+    assert_eq!(
+        a.body.get("scimType").and_then(Value::as_str),
+        scim_type,
+        "{}",
+        a.body
+    );
+    assert!(
+        a.headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with(SCIM)),
+        "SCIM errors are application/scim+json"
+    );
+}
