@@ -1386,9 +1386,9 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
             compensation: s.compensation_of.is_some(),
         })
         .collect();
-    let mut next_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
+    let first_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
     let mut comp = Vec::new();
-    for undo in compensation(&done) {
+    for (next_idx, undo) in (first_idx..).zip(compensation(&done)) {
         let s = &steps[undo.of];
         comp.push(StepRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -1414,7 +1414,6 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
             finished_at: None,
             ..s.clone()
         });
-        next_idx += 1;
     }
     if comp.is_empty() {
         // Nothing done can be undone (updates and deletes only): record the cancel as final.

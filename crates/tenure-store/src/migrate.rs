@@ -70,12 +70,20 @@ impl Migration {
 
 /// Every migration, in order. Add one by adding a file to `migrations/` and a line here with
 /// the next number; never edit one that has been released.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
-    data: None,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "baseline",
+        sql: include_str!("../migrations/0001_baseline.sql"),
+        data: None,
+    },
+    Migration {
+        version: 2,
+        name: "scim_groups",
+        sql: include_str!("../migrations/0002_scim_groups.sql"),
+        data: None,
+    },
+];
 
 /// A migration a database records as applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
