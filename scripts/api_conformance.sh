@@ -14,6 +14,8 @@
 #   - positive_data_acceptance also takes 400 and 422: rules beyond what JSON Schema can
 #     state (an end date before its start date, `approver` together with `all=true`, a
 #     person or entitlement tenure does not know) refuse schema-valid requests on purpose.
+# A request may take up to 30 s on purpose (`GET /api/v1/runs/{id}?wait_ms=30000` waits for a run
+# that does not finish), so the checker waits longer than that for an answer.
 # `DELETE /api/v1/tokens/{id}` is excluded: it would revoke the token the run authenticates
 # with. Examples per operation and the run's time are bounded (a minute or two on 2 cores).
 set -euo pipefail
@@ -61,4 +63,5 @@ cd "$work"
     --checks all \
     --exclude-checks ignored_auth,object_level_authorization,use_after_free,ensure_resource_availability \
     --exclude-path '/api/v1/tokens/{id}' \
-    --max-examples 10 --max-time 120 --seed 1 --workers 2 --no-color
+    --max-examples 10 --max-time 120 --seed 1 --workers 2 --no-color \
+    --request-timeout 45

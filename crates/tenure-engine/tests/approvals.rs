@@ -633,12 +633,15 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
     ));
     h.clock.advance(HOUR);
     assert_eq!(h.pending("sub").await, vec![a.id.clone()]);
-    // A database from before the approvers were indexed: opening it indexes them.
+    // A database from before the approvers were indexed (so from before schema versions were
+    // recorded, too): opening it indexes them.
     let mut tx = h.engine.store().begin().await.unwrap();
-    sqlx::query("DELETE FROM approval_approvers")
-        .execute(tx.conn())
-        .await
-        .unwrap();
+    for sql in [
+        "DELETE FROM approval_approvers",
+        "DROP TABLE schema_migrations",
+    ] {
+        sqlx::query(sql).execute(tx.conn()).await.unwrap();
+    }
     tx.commit().await.unwrap();
     assert!(h.pending("mia").await.is_empty());
     h.restart().await;
