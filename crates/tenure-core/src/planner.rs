@@ -1,8 +1,8 @@
 //! The planner: desired access (role templates, active engagements, live requests) minus current
 //! access (accounts and grants) gives an ordered plan of steps. Pure and deterministic.
 //!
-//! Phases order the steps of one run on each system (every system advances on its own, see
-//! [`crate::run`]); steps within a phase run in parallel:
+//! Phases order the steps of one run on each system (every system advances on its own, as the
+//! `run` module decides); steps within a phase run in parallel:
 //! - phase 0: create or enable accounts that are needed, update changed attributes, revoke
 //!   entitlements that are no longer wanted on accounts that stay, and disable accounts that
 //!   are no longer needed (a leaver's every account is disabled here, on all systems at once);
