@@ -122,7 +122,8 @@ async fn documented_parameters_only(
 /// The query parameters the document lists for an operation (`None` for one it does not
 /// describe).
 fn query_parameters(path: &str, method: &axum::http::Method) -> Option<&'static [String]> {
-    type Known = std::collections::HashMap<(String, String), Vec<String>>;
+    // Route template, then method: looked up by borrowed keys, no allocation per request.
+    type Known = std::collections::HashMap<String, std::collections::HashMap<String, Vec<String>>>;
     static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(|| {
         let doc: Value = serde_json::from_str(crate::openapi::document_json())
@@ -137,14 +138,15 @@ fn query_parameters(path: &str, method: &axum::http::Method) -> Option<&'static 
                     .filter(|p| p["in"] == "query")
                     .filter_map(|p| p["name"].as_str().map(str::to_string))
                     .collect();
-                known.insert((path.clone(), method.to_ascii_uppercase()), names);
+                known
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(method.to_ascii_uppercase(), names);
             }
         }
         known
     });
-    known
-        .get(&(path.to_string(), method.as_str().to_string()))
-        .map(Vec::as_slice)
+    known.get(path)?.get(method.as_str()).map(Vec::as_slice)
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
