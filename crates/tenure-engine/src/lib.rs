@@ -192,6 +192,11 @@ pub(crate) struct Inner {
     ingest_tx: mpsc::Sender<ingest::Job>,
     outcome_tx: mpsc::Sender<worker::Outcome>,
     urgent_tx: mpsc::Sender<worker::Outcome>,
+    /// Steps whose connector call is in flight or whose outcome is not yet recorded, with the
+    /// lease this process holds on each; the completer renews them and fences outcomes by them.
+    held: Mutex<HashMap<String, worker::Held>>,
+    /// Asks the completer to renew the leases that are due now (see [`Engine::renew_leases`]).
+    renew_tx: mpsc::Sender<worker::RenewRequest>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -354,6 +359,7 @@ impl Engine {
         let (ingest_tx, ingest_rx) = mpsc::channel(4096);
         let (outcome_tx, outcome_rx) = mpsc::channel(8192);
         let (urgent_tx, urgent_rx) = mpsc::channel(4096);
+        let (renew_tx, renew_rx) = mpsc::channel(16);
         let (finished, _) = broadcast::channel(16_384);
         let (shutdown, _) = watch::channel(false);
         let seed = options
@@ -382,13 +388,20 @@ impl Engine {
             ingest_tx,
             outcome_tx,
             urgent_tx,
+            held: Mutex::new(HashMap::new()),
+            renew_tx,
             shutdown,
         });
         worker::recover(&inner).await?;
         let tasks = vec![
             tokio::spawn(ingest::run(inner.clone(), ingest_rx)),
             tokio::spawn(worker::dispatcher(inner.clone())),
-            tokio::spawn(worker::completer(inner.clone(), urgent_rx, outcome_rx)),
+            tokio::spawn(worker::completer(
+                inner.clone(),
+                urgent_rx,
+                outcome_rx,
+                renew_rx,
+            )),
             tokio::spawn(scheduler::run(inner.clone())),
         ];
         Ok(Engine {
@@ -556,6 +569,19 @@ impl Engine {
         actor: &str,
     ) -> Result<tenure_store::DelegationRow> {
         approvals::revoke_delegation(&self.inner, id, actor).await
+    }
+
+    /// Renews now the leases of this process's in-flight steps that are a third or more used,
+    /// without waiting for the completer's own tick (every third of `lease_ms`); returns how many
+    /// were renewed. A step another instance took back is not renewed. For tests and tools.
+    pub async fn renew_leases(&self) -> Result<usize> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .renew_tx
+            .send(reply)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
     /// Fires the timers due now and sends due notifications, without waiting for the

@@ -20,6 +20,18 @@ const POLL_MS: i64 = 1_000;
 /// How often expired leases are taken back.
 const REQUEUE_EVERY_MS: i64 = 5_000;
 
+/// A request to renew due leases now, answered with how many were renewed.
+pub(crate) type RenewRequest = tokio::sync::oneshot::Sender<Result<usize>>;
+
+/// A step this process claimed and has not yet recorded.
+pub(crate) struct Held {
+    /// The lease its claim took: which claim this is (a step taken back and claimed again by
+    /// this same process is a new claim).
+    claimed: i64,
+    /// The lease it holds now, renewed while its call lasts.
+    current: i64,
+}
+
 /// What came of one claimed step.
 pub(crate) struct Outcome {
     step: StepRow,
@@ -208,6 +220,20 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
     inner
         .in_flight
         .fetch_add(steps.len() - n_urgent, Ordering::AcqRel);
+    {
+        let mut held = inner.held.lock().expect("held lock");
+        for s in &steps {
+            if let Some(lease) = s.lease_until {
+                held.insert(
+                    s.id.clone(),
+                    Held {
+                        claimed: lease,
+                        current: lease,
+                    },
+                );
+            }
+        }
+    }
     let people = match load_people(inner, &steps).await {
         Ok(p) => p,
         Err(e) => {
@@ -347,16 +373,34 @@ pub(crate) async fn completer(
     inner: Arc<Inner>,
     mut urgent: mpsc::Receiver<Outcome>,
     mut normal: mpsc::Receiver<Outcome>,
+    mut renew_requests: mpsc::Receiver<RenewRequest>,
 ) {
     let mut shutdown = inner.shutdown.subscribe();
+    // Leases are renewed here, between recordings, so an outcome is always fenced by the lease
+    // its step holds in the database: renewal and recording never interleave.
+    let every = Duration::from_millis((inner.options.lease_ms / 3).max(1) as u64);
+    let mut renew_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut urgent_batch, mut normal_batch) = (Vec::with_capacity(128), Vec::with_capacity(512));
     // Once stopping, only the outcomes of calls still in flight are awaited. `wait_for` sees a
     // stop requested before this task first ran, which `changed` would miss.
     let mut stopping = false;
+    // A renewal asked for (with whom to answer) or due by the tick.
+    let mut renewal: Option<Option<RenewRequest>> = None;
     loop {
         // Leaver outcomes go first and in small transactions of their own.
         let lane = tokio::select! {
             biased;
+            // A renewal is due once a third of a lease: it never holds outcomes back for long,
+            // and a steady stream of outcomes never holds it back.
+            Some(reply) = renew_requests.recv() => {
+                renewal = Some(Some(reply));
+                None
+            }
+            _ = renew_tick.tick() => {
+                renewal = Some(None);
+                None
+            }
             n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight)),
             n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight)),
             _ = shutdown.wait_for(|stop| *stop), if !stopping => {
@@ -364,6 +408,17 @@ pub(crate) async fn completer(
                 None
             }
         };
+        match renewal.take() {
+            Some(Some(reply)) => {
+                let _ = reply.send(renew(&inner).await);
+            }
+            Some(None) => {
+                if let Err(e) = renew(&inner).await {
+                    tracing::error!(error = %e, "renewing step leases failed; will try again");
+                }
+            }
+            None => {}
+        }
         if let Some((batch, counter)) = lane {
             let outcomes = std::mem::take(batch);
             let count = outcomes.len();
@@ -383,7 +438,62 @@ pub(crate) async fn completer(
     }
 }
 
-async fn record(inner: &Arc<Inner>, outcomes: Vec<Outcome>) -> Result<()> {
+/// Renews the leases of held steps that are a third or more used, so a call that outlives its
+/// lease is not taken back and made again. A lease another instance took back stays lost.
+async fn renew(inner: &Inner) -> Result<usize> {
+    let now = inner.clock.now_ms();
+    let lease_ms = inner.options.lease_ms;
+    let due: Vec<(String, i64)> = inner
+        .held
+        .lock()
+        .expect("held lock")
+        .iter()
+        .filter(|(_, h)| h.current - now <= lease_ms - lease_ms / 3)
+        .map(|(id, h)| (id.clone(), h.current))
+        .collect();
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let new_lease = now + lease_ms;
+    let leases: Vec<(&str, i64)> = due.iter().map(|(id, l)| (id.as_str(), *l)).collect();
+    let mut tx = inner.store.begin().await?;
+    let renewed = tenure_store::renew_leases(tx.conn(), &leases, new_lease).await?;
+    tx.commit().await?;
+    let mut held = inner.held.lock().expect("held lock");
+    for (id, old) in &due {
+        if renewed.contains(id)
+            && let Some(h) = held.get_mut(id)
+            && h.current == *old
+        {
+            h.current = new_lease;
+        }
+    }
+    let lost = due.len() - renewed.len();
+    if lost > 0 {
+        // Finished in the meantime, or taken back by another instance: its outcome is fenced.
+        tracing::debug!(
+            steps = lost,
+            "leases not renewed: the steps are no longer ours"
+        );
+    }
+    metrics::counter!("tenure_lease_renewals_total").increment(renewed.len() as u64);
+    Ok(renewed.len())
+}
+
+async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
+    // The lease each step holds now (renewed during its call, perhaps); the steps are no longer
+    // renewed, whatever comes of the recording: a failed one leaves them to be taken back.
+    {
+        let mut held = inner.held.lock().expect("held lock");
+        for o in &mut outcomes {
+            let ours = held
+                .get(&o.step.id)
+                .is_some_and(|h| Some(h.claimed) == o.step.lease_until);
+            if ours && let Some(h) = held.remove(&o.step.id) {
+                o.step.lease_until = Some(h.current);
+            }
+        }
+    }
     let now = inner.clock.now_ms();
     let rules = inner.rules();
     let settings = &rules.config.engine;

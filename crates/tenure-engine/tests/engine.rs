@@ -8,7 +8,7 @@ use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
 use tenure_core::health::Health;
 use tenure_core::run::RunState;
-use tenure_engine::{Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
+use tenure_engine::{Clock, Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
 use tenure_store::Store;
 
 const CONFIG: &str = r#"
@@ -66,6 +66,17 @@ struct Harness {
 }
 
 async fn harness(config: Arc<Config>) -> Harness {
+    harness_with(
+        config,
+        EngineOptions {
+            seed: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn harness_with(config: Arc<Config>, options: EngineOptions) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = match std::env::var("TENURE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
@@ -78,17 +89,9 @@ async fn harness(config: Arc<Config>) -> Harness {
         _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
     };
     let clock = Arc::new(ManualClock::new(1_780_000_000_000));
-    let engine = Engine::start(
-        store,
-        config,
-        clock.clone(),
-        EngineOptions {
-            seed: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let engine = Engine::start(store, config, clock.clone(), options)
+        .await
+        .unwrap();
     Harness {
         engine,
         clock,
@@ -670,4 +673,169 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
         b2.2.iter().any(|g| g.starts_with("crm:acme crm granted")),
         "{b2:?}"
     );
+}
+
+/// A target system on loopback that holds each request until the test lets it go, so a call
+/// can be kept in flight while the test moves the clock.
+struct HeldSystem {
+    /// The operation id of each request, as it arrives.
+    arrived: tokio::sync::mpsc::Receiver<String>,
+    /// Lets one held request answer.
+    release: tokio::sync::mpsc::Sender<()>,
+    url: String,
+}
+
+async fn held_system() -> HeldSystem {
+    let (arrived_tx, arrived) = tokio::sync::mpsc::channel(16);
+    let (release, release_rx) = tokio::sync::mpsc::channel::<()>(16);
+    let release_rx = Arc::new(tokio::sync::Mutex::new(release_rx));
+    let app = axum::Router::new().route(
+        "/users",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (arrived, release) = (arrived_tx.clone(), release_rx.clone());
+            async move {
+                let op = headers["idempotency-key"].to_str().unwrap().to_string();
+                arrived.send(op).await.unwrap();
+                release.lock().await.recv().await;
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/users", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    HeldSystem {
+        arrived,
+        release,
+        url,
+    }
+}
+
+/// A configuration whose one system is the held webhook receiver, run as one of several
+/// instances (`sole_instance = false`): leases are all that guard a step. The lease is the
+/// default minute; the engine's own renewal tick (every 20 s of real time) does not come
+/// during a test, which renews by hand at the clock times it sets.
+async fn held_harness() -> (Harness, HeldSystem) {
+    let held = held_system().await;
+    // SAFETY: set before the engine starts, always to the same value; nothing reads it concurrently.
+    unsafe {
+        std::env::set_var(
+            "TENURE_TEST_LEASE_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+    };
+    let main = format!(
+        r#"
+[engine]
+max_attempts = 3
+
+[[systems]]
+id = "ticketing"
+connector = "webhook"
+[systems.settings]
+allowed_hosts = ["127.0.0.1"]
+allow_private_networks = true
+secret_env = "TENURE_TEST_LEASE_SECRET"
+timeout_ms = 60000
+[systems.settings.operations.create_account]
+url = "{url}"
+
+[[entitlements]]
+id = "ticketing:agent"
+system = "ticketing"
+"#,
+        url = held.url
+    );
+    let t = |p: &str, s: &str| SourceFile {
+        path: p.into(),
+        text: s.into(),
+    };
+    let config = Config::parse(
+        &t("tenure.toml", &main),
+        &[t("all.toml", "entitlements = [\"ticketing:agent\"]\n")],
+    )
+    .unwrap();
+    let h = harness_with(
+        Arc::new(config),
+        EngineOptions {
+            seed: Some(1),
+            sole_instance: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    (h, held)
+}
+
+impl Harness {
+    /// Takes back running steps whose lease ended before now, as another instance would.
+    async fn requeue_as_another_instance(&self) -> u64 {
+        let now = self.clock.now_ms();
+        let mut tx = self.engine.store().begin().await.unwrap();
+        let n = tenure_store::requeue_expired(tx.conn(), now, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        n
+    }
+
+    async fn audited(&self, action: &str) -> usize {
+        let mut c = self.engine.store().reader().await.unwrap();
+        let f = tenure_store::AuditFilter {
+            action: Some(action),
+            limit: 1_000,
+            ..Default::default()
+        };
+        tenure_store::audit_matching(&mut c, &f)
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_outlives_its_lease_keeps_its_step_by_renewing_it() {
+    let (h, mut held) = held_harness().await;
+    let run = h.send(HIRE).await;
+    let op = held.arrived.recv().await.unwrap();
+
+    // Three quarters of the lease pass during the call: the engine renews it.
+    h.clock.advance(45_000);
+    assert_eq!(h.engine.renew_leases().await.unwrap(), 1);
+    // Past the first lease's end, another instance finds nothing to take back.
+    h.clock.advance(18_000);
+    assert_eq!(h.requeue_as_another_instance().await, 0);
+    // A lease not yet a third used is left alone.
+    assert_eq!(h.engine.renew_leases().await.unwrap(), 0);
+
+    held.release.send(()).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    assert!(
+        held.arrived.try_recv().is_err(),
+        "the system was called again"
+    );
+    assert_eq!(h.audited("step.create_account").await, 1, "operation {op}");
+}
+
+#[tokio::test]
+async fn a_lease_taken_back_is_not_renewed_and_the_late_outcome_is_dropped() {
+    let (h, mut held) = held_harness().await;
+    let run = h.send(HIRE).await;
+    let first = held.arrived.recv().await.unwrap();
+
+    // The lease runs out before anyone renews it, and the step is taken back (by another
+    // instance here, or by this one's dispatcher if it looks first): no renewal brings it back.
+    h.clock.advance(61_000);
+    h.requeue_as_another_instance().await;
+    assert_eq!(h.engine.renew_leases().await.unwrap(), 0);
+
+    // The first call answers late: its outcome is not recorded. The step is made again with
+    // the same operation id, and recorded once.
+    held.release.send(()).await.unwrap();
+    h.engine.wake();
+    let second = held.arrived.recv().await.unwrap();
+    assert_eq!(first, second);
+    held.release.send(()).await.unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    assert_eq!(h.audited("step.create_account").await, 1);
 }

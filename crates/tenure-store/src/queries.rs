@@ -1176,6 +1176,41 @@ pub async fn steps_still_leased(
     Ok(out)
 }
 
+/// Extends to `new_lease` the leases of running steps whose stored lease is still exactly the
+/// one given: a step taken back, finished, or claimed again since keeps its lease. Returns the
+/// ids renewed.
+pub async fn renew_leases(
+    c: &mut AnyConnection,
+    leases: &[(&str, i64)],
+    new_lease: i64,
+) -> Result<std::collections::HashSet<String>> {
+    let sqlite = is_sqlite(c);
+    // Steps claimed together share a lease: one statement per lease value and chunk.
+    let mut by_lease: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+    for (id, lease) in leases {
+        by_lease.entry(*lease).or_default().push(id);
+    }
+    let mut out = std::collections::HashSet::with_capacity(leases.len());
+    for (old, ids) in by_lease {
+        for chunk in ids.chunks(500) {
+            let mut sql = format!(
+                "UPDATE steps SET lease_until = {new_lease}
+                 WHERE state = 'running' AND lease_until = {old} AND id IN "
+            );
+            push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+            sql.push_str(" RETURNING id");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for r in q.fetch_all(&mut *c).await? {
+                out.insert(r.try_get(0)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A step's new state after a call, for [`update_steps`].
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
