@@ -443,7 +443,18 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     };
     let computed = compute(&rules, &state, changed, None, now);
     let reason = format!("rules changed: {}", rules.label);
-    let note = store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
+    let note = store_plan(
+        inner,
+        tx,
+        run,
+        &state,
+        computed,
+        Priority::Normal,
+        reason,
+        None,
+        now,
+    )
+    .await?;
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
     advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
