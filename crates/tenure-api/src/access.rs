@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tenure_core::approval::{ApprovalState, Verdict};
+use tenure_core::approval::{ApprovalState, RequestState, Verdict};
 use tenure_engine::{NewRequest, RequestAccepted};
 use utoipa::{IntoParams, ToSchema};
 
@@ -218,14 +218,11 @@ fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Option<St
         .flatten()
 }
 
-/// What request states are called.
-const REQUEST_STATES: [&str; 5] = ["pending", "approved", "denied", "expired", "withdrawn"];
-
 /// The states of a request.
 fn request_states() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(REQUEST_STATES))
+        .enum_values(Some(RequestState::ALL.iter().map(|s| s.as_str())))
         .build()
 }
 
@@ -277,21 +274,26 @@ pub(crate) async fn list_requests(
     Query(q): Query<RequestQuery>,
 ) -> Result<Json<RequestPage>, ApiError> {
     let limit = crate::routes::limit(q.limit)?;
-    if let Some(state) = q.state.as_deref()
-        && !REQUEST_STATES.contains(&state)
-    {
-        return Err(ApiError::invalid(
-            "state",
-            format!("`{state}` is not one of {}", REQUEST_STATES.join(", ")),
-        ));
-    }
+    let state = q
+        .state
+        .as_deref()
+        .map(|state| {
+            state.parse::<RequestState>().map_err(|_| {
+                let states: Vec<&str> = RequestState::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::invalid(
+                    "state",
+                    format!("`{state}` is not one of {}", states.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let party = whose(&p, "all", None, q.all, readers(&p))?;
     let filter = tenure_store::RequestFilter {
         party,
         person: q.person.as_deref(),
         requester: q.requester.as_deref(),
         entitlement: q.entitlement.as_deref(),
-        state: q.state.as_deref(),
+        state,
         before: q.before.as_deref(),
         limit,
     };

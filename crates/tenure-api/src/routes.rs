@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tenure_core::event::{EventInput, parse_event};
-use tenure_core::run::RunState;
+use tenure_core::run::{RunKind, RunState};
 use tenure_engine::{IngestOutcome, Submission};
 use tenure_store::NewAudit;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -608,22 +608,26 @@ async fn list_runs(
 ) -> Result<Json<RunPage>, ApiError> {
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
-    if let Some(kind) = q.kind.as_deref()
-        && !tenure_engine::run_kinds().any(|k| k == kind)
-    {
-        let kinds: Vec<&str> = tenure_engine::run_kinds().collect();
-        return Err(ApiError::invalid(
-            "kind",
-            format!(
-                "unknown run kind `{kind}`, expected one of: {}",
-                kinds.join(", ")
-            ),
-        ));
-    }
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|kind| {
+            kind.parse::<RunKind>().map_err(|_| {
+                let kinds: Vec<&str> = RunKind::ALL.iter().map(|k| k.as_str()).collect();
+                ApiError::invalid(
+                    "kind",
+                    format!(
+                        "unknown run kind `{kind}`, expected one of: {}",
+                        kinds.join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     let filter = tenure_store::RunFilter {
         state: parse_param::<RunState>("state", q.state.as_deref())?,
         person: q.person.as_deref(),
-        kind: q.kind.as_deref(),
+        kind,
         since: time_param("since", q.since.as_deref())?,
         until: time_param("until", q.until.as_deref())?,
         before: q.before.as_deref(),

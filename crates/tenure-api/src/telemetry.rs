@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 use tenure_core::breaker::CircuitState;
 use tenure_core::health::Health;
+use tenure_core::run::Priority;
 use tracing::Instrument;
 
 /// The header a request id comes and goes in.
@@ -141,16 +142,14 @@ pub(crate) async fn record_gauges(s: &AppState) -> Result<(), ApiError> {
     let now = s.engine().clock().now_ms();
     let mut c = s.store().reader().await?;
     let depth = tenure_store::queue_depth(&mut c, now).await?;
-    // Leavers (0) and everyone else (10) always have a value, so an emptied queue reads 0.
-    let mut priorities: Vec<i64> = vec![0, 10];
-    priorities.extend(depth.iter().map(|d| d.priority));
-    priorities.sort_unstable();
-    priorities.dedup();
-    for p in priorities {
+    // Every priority always has a value (labelled with its stored number: 0 for leavers, 10
+    // for everyone else), so an emptied queue reads 0.
+    for p in [Priority::Urgent, Priority::Normal] {
         let d = depth.iter().find(|d| d.priority == p);
         let (steps, age) = d.map_or((0, 0), |d| (d.steps, (now - d.oldest_due_at).max(0)));
-        metrics::gauge!("tenure_queue_depth", "priority" => p.to_string()).set(steps as f64);
-        metrics::gauge!("tenure_queue_oldest_age_seconds", "priority" => p.to_string())
+        let label = p.as_i64().to_string();
+        metrics::gauge!("tenure_queue_depth", "priority" => label.clone()).set(steps as f64);
+        metrics::gauge!("tenure_queue_oldest_age_seconds", "priority" => label)
             .set(age as f64 / 1000.0);
     }
     Ok(())

@@ -93,9 +93,9 @@ impl Run {
             id: r.id,
             event_id: r.event_id,
             person_id: r.person_id,
-            kind: r.kind,
+            kind: r.kind.to_string(),
             state: r.state,
-            priority: r.priority,
+            priority: r.priority.as_i64(),
             effective_at: time(r.effective_at),
             created_at: time(r.created_at),
             planned_at: opt_time(r.planned_at),
@@ -167,7 +167,7 @@ impl From<tenure_store::StepRow> for Step {
             phase: s.phase,
             ready: s.ready,
             state: s.state,
-            priority: s.priority,
+            priority: s.priority.as_i64(),
             available_at: time(s.available_at),
             person_id: s.person_id,
             system: s.system,
@@ -515,7 +515,7 @@ impl From<tenure_store::RequestRow> for Request {
             justification: r.justification,
             duration_ms: r.duration_ms,
             break_glass: r.break_glass,
-            state: r.state,
+            state: r.state.to_string(),
             run_id: r.run_id,
             created_at: time(r.created_at),
             decided_at: opt_time(r.decided_at),
@@ -682,7 +682,13 @@ mod tests {
 
     #[test]
     fn a_run_answers_its_note_as_json_and_its_times_in_rfc3339() {
-        let mut row = tenure_store::RunRow::pending("r1".into(), "p1".into(), "hire", 10, 1_000);
+        let mut row = tenure_store::RunRow::pending(
+            "r1".into(),
+            "p1".into(),
+            tenure_core::run::RunKind::Hire,
+            tenure_core::run::Priority::Normal,
+            1_000,
+        );
         row.note = Some(r#"{"skipped":[{"entitlement":"x","template":"t","reason":"r"}]}"#.into());
         row.planned_at = Some(2_000);
         let v = serde_json::to_value(Run::new(row, Some("req-1".into())).unwrap()).unwrap();
@@ -692,6 +698,9 @@ mod tests {
         assert_eq!(v["planned_at"], "1970-01-01T00:00:02.000Z");
         assert_eq!(v["finished_at"], Value::Null);
         assert_eq!(v["request_id"], "req-1");
+        // The typed kind and priority go out as the text and number they are stored as.
+        assert_eq!(v["kind"], "hire");
+        assert_eq!(v["priority"], 10);
     }
 
     #[test]

@@ -49,6 +49,34 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where an access request stands: its approval's outcome, once there is one.
+    RequestState {
+        /// Waiting for its approval.
+        Pending => "pending",
+        /// Approved (or break-glass): its run grants the access.
+        Approved => "approved",
+        /// Denied by an approver or by policy.
+        Denied => "denied",
+        /// Nobody decided before the deadline.
+        Expired => "expired",
+        /// No longer wanted before it was decided.
+        Withdrawn => "withdrawn",
+    }
+);
+
+impl From<ApprovalState> for RequestState {
+    fn from(s: ApprovalState) -> RequestState {
+        match s {
+            ApprovalState::Pending => RequestState::Pending,
+            ApprovalState::Approved => RequestState::Approved,
+            ApprovalState::Denied => RequestState::Denied,
+            ApprovalState::Expired => RequestState::Expired,
+            ApprovalState::Withdrawn => RequestState::Withdrawn,
+        }
+    }
+}
+
+string_enum!(
     /// A decision on an approval.
     Verdict { Approve => "approve", Deny => "deny" }
 );
@@ -678,5 +706,20 @@ mod tests {
                 prop_assert!(c.stages.iter().all(Stage::is_satisfied));
             }
         }
+    }
+
+    #[test]
+    fn request_states_read_back_and_follow_their_approval() {
+        for s in RequestState::ALL {
+            assert_eq!(s.as_str().parse::<RequestState>().unwrap(), *s);
+        }
+        for a in ApprovalState::ALL {
+            assert_eq!(RequestState::from(*a).as_str(), a.as_str());
+        }
+        let e = "granted".parse::<RequestState>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown RequestState `granted`, expected one of: pending, approved, denied, expired, withdrawn"
+        );
     }
 }

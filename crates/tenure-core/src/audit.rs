@@ -1,6 +1,10 @@
 //! The audit trail's hash chain: each entry holds the hash of the one before, so altering,
 //! removing or reordering any entry breaks every hash after it.
 
+use crate::approval::Verdict;
+use crate::event::EventType;
+use crate::planner::Action as StepAction;
+use crate::run::RunState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -36,6 +40,196 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// This entry's hash.
     pub hash: String,
+}
+
+/// What the engine records in the audit trail: a closed set, written as the same text the
+/// trail has always held (`grant.time_bound`, `step.grant`, `run.succeeded`, ...). Tokens, tasks
+/// and the SCIM server audit actions of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// An event was stored with its run: `event.received`.
+    EventReceived,
+    /// A run's steps were planned: `run.planned`.
+    RunPlanned,
+    /// A later run of the person took over an earlier one's unstarted steps: `run.superseded`.
+    RunSuperseded,
+    /// An operator asked to cancel a run: `run.cancel_requested`.
+    RunCancelRequested,
+    /// A cancelled run's done steps are being undone: `run.compensating`.
+    RunCompensating,
+    /// An operator retried a run's failed steps: `run.retried`.
+    RunRetried,
+    /// A run ended in this state: `run.succeeded`, `run.failed`, ...
+    RunEnded(RunState),
+    /// A step's call did its work: `step.<action>` (`step.grant`, `step.create_account`, ...).
+    StepDone(StepAction),
+    /// A step waits for a person or a remote system: `step.waiting`.
+    StepWaiting,
+    /// A step failed and is tried again later: `step.retry_scheduled`.
+    StepRetryScheduled,
+    /// A step failed for good: `step.failed`.
+    StepFailed,
+    /// A grant was made time-bound: `grant.time_bound`.
+    GrantTimeBound,
+    /// Time-bound access ended and is revoked: `grant.expired`.
+    GrantExpired,
+    /// Time-bound access ended but is now held for a standing reason: `grant.expiry_superseded`.
+    GrantExpirySuperseded,
+    /// An approval was opened: `approval.opened`.
+    ApprovalOpened,
+    /// An approver decided a stage: `approval.approve` or `approval.deny`.
+    ApprovalDecided(Verdict),
+    /// Every stage approved: `approval.approved`.
+    ApprovalApproved,
+    /// An approval was denied: `approval.denied`.
+    ApprovalDenied,
+    /// Nobody decided before the deadline: `approval.expired`.
+    ApprovalExpired,
+    /// A stage timed out and was escalated: `approval.escalated`.
+    ApprovalEscalated,
+    /// The grant is no longer wanted: `approval.withdrawn`.
+    ApprovalWithdrawn,
+    /// Someone delegated their approvals: `approval.delegated`.
+    ApprovalDelegated,
+    /// A delegation was withdrawn: `approval.delegation_revoked`.
+    ApprovalDelegationRevoked,
+    /// An access request was made: `request.created`.
+    RequestCreated,
+    /// An emergency request skipped approval: `request.break_glass`.
+    RequestBreakGlass,
+    /// A request was approved: `request.approved`.
+    RequestApproved,
+    /// A request was denied: `request.denied`.
+    RequestDenied,
+    /// A request went ahead despite a separation-of-duties rule: `request.sod_overridden`.
+    RequestSodOverridden,
+    /// Events changed a client's terms: `client.terms_changed`.
+    ClientTermsChanged,
+    /// The rules were replaced: `rules.reloaded`.
+    RulesReloaded,
+    /// A rule change gave people reconcile runs: `rules.reconcile_scheduled`.
+    RulesReconcileScheduled,
+    /// A notification was given up: `notification.failed`.
+    NotificationFailed,
+    /// A token acting as a leaver was revoked: `token.revoked`.
+    TokenRevoked,
+    /// Steps running at a crash were taken back: `engine.recovered`.
+    EngineRecovered,
+    /// The scheduler raised an event of its own: `scheduler.leave`, `scheduler.engagement_end`.
+    SchedulerRaised(EventType),
+}
+
+/// The actions that carry nothing, with their text.
+const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
+    (AuditAction::EventReceived, "event.received"),
+    (AuditAction::RunPlanned, "run.planned"),
+    (AuditAction::RunSuperseded, "run.superseded"),
+    (AuditAction::RunCancelRequested, "run.cancel_requested"),
+    (AuditAction::RunCompensating, "run.compensating"),
+    (AuditAction::RunRetried, "run.retried"),
+    (AuditAction::StepWaiting, "step.waiting"),
+    (AuditAction::StepRetryScheduled, "step.retry_scheduled"),
+    (AuditAction::StepFailed, "step.failed"),
+    (AuditAction::GrantTimeBound, "grant.time_bound"),
+    (AuditAction::GrantExpired, "grant.expired"),
+    (
+        AuditAction::GrantExpirySuperseded,
+        "grant.expiry_superseded",
+    ),
+    (AuditAction::ApprovalOpened, "approval.opened"),
+    (AuditAction::ApprovalApproved, "approval.approved"),
+    (AuditAction::ApprovalDenied, "approval.denied"),
+    (AuditAction::ApprovalExpired, "approval.expired"),
+    (AuditAction::ApprovalEscalated, "approval.escalated"),
+    (AuditAction::ApprovalWithdrawn, "approval.withdrawn"),
+    (AuditAction::ApprovalDelegated, "approval.delegated"),
+    (
+        AuditAction::ApprovalDelegationRevoked,
+        "approval.delegation_revoked",
+    ),
+    (AuditAction::RequestCreated, "request.created"),
+    (AuditAction::RequestBreakGlass, "request.break_glass"),
+    (AuditAction::RequestApproved, "request.approved"),
+    (AuditAction::RequestDenied, "request.denied"),
+    (AuditAction::RequestSodOverridden, "request.sod_overridden"),
+    (AuditAction::ClientTermsChanged, "client.terms_changed"),
+    (AuditAction::RulesReloaded, "rules.reloaded"),
+    (
+        AuditAction::RulesReconcileScheduled,
+        "rules.reconcile_scheduled",
+    ),
+    (AuditAction::NotificationFailed, "notification.failed"),
+    (AuditAction::TokenRevoked, "token.revoked"),
+    (AuditAction::EngineRecovered, "engine.recovered"),
+];
+
+impl AuditAction {
+    /// Every action, the parametrised ones with each of their values.
+    pub fn all() -> Vec<AuditAction> {
+        let mut all: Vec<AuditAction> = FIXED_ACTIONS.iter().map(|(a, _)| *a).collect();
+        all.extend(RunState::ALL.iter().map(|s| AuditAction::RunEnded(*s)));
+        all.extend(StepAction::ALL.iter().map(|a| AuditAction::StepDone(*a)));
+        all.extend(
+            Verdict::ALL
+                .iter()
+                .map(|v| AuditAction::ApprovalDecided(*v)),
+        );
+        all.extend(
+            EventType::ALL
+                .iter()
+                .map(|t| AuditAction::SchedulerRaised(*t)),
+        );
+        all
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditAction::RunEnded(s) => write!(f, "run.{s}"),
+            AuditAction::StepDone(a) => write!(f, "step.{a}"),
+            AuditAction::ApprovalDecided(v) => write!(f, "approval.{v}"),
+            AuditAction::SchedulerRaised(t) => write!(f, "scheduler.{t}"),
+            fixed => {
+                let (_, text) = FIXED_ACTIONS
+                    .iter()
+                    .find(|(a, _)| a == fixed)
+                    .expect("every other action is in the table");
+                f.write_str(text)
+            }
+        }
+    }
+}
+
+impl From<AuditAction> for String {
+    fn from(a: AuditAction) -> String {
+        a.to_string()
+    }
+}
+
+/// Text that names no audit action of the engine's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown audit action `{0}`")]
+pub struct UnknownAuditAction(pub String);
+
+impl std::str::FromStr for AuditAction {
+    type Err = UnknownAuditAction;
+
+    fn from_str(s: &str) -> Result<AuditAction, UnknownAuditAction> {
+        if let Some((a, _)) = FIXED_ACTIONS.iter().find(|(_, text)| *text == s) {
+            return Ok(*a);
+        }
+        let unknown = || UnknownAuditAction(s.to_string());
+        let (group, rest) = s.split_once('.').ok_or_else(unknown)?;
+        let parsed = match group {
+            "run" => rest.parse().map(AuditAction::RunEnded).ok(),
+            "step" => rest.parse().map(AuditAction::StepDone).ok(),
+            "approval" => rest.parse().map(AuditAction::ApprovalDecided).ok(),
+            "scheduler" => rest.parse().map(AuditAction::SchedulerRaised).ok(),
+            _ => None,
+        };
+        parsed.ok_or_else(unknown)
+    }
 }
 
 /// The hash of an entry given its predecessor's: SHA-256 over every field, length-prefixed.
@@ -218,5 +412,40 @@ mod tests {
             verify(&renumbered, head),
             Err(ChainBreak::Altered { seq: 9 })
         );
+    }
+
+    #[test]
+    fn audit_actions_read_back_and_keep_their_text() {
+        let all = AuditAction::all();
+        let texts: std::collections::BTreeSet<String> = all.iter().map(|a| a.to_string()).collect();
+        assert_eq!(texts.len(), all.len(), "two actions share a text");
+        for a in &all {
+            assert_eq!(a.to_string().parse::<AuditAction>(), Ok(*a));
+        }
+        for (a, text) in [
+            (AuditAction::GrantTimeBound, "grant.time_bound"),
+            (AuditAction::EngineRecovered, "engine.recovered"),
+            (AuditAction::RunEnded(RunState::Succeeded), "run.succeeded"),
+            (
+                AuditAction::StepDone(StepAction::CreateAccount),
+                "step.create_account",
+            ),
+            (
+                AuditAction::ApprovalDecided(Verdict::Approve),
+                "approval.approve",
+            ),
+            (
+                AuditAction::SchedulerRaised(EventType::EngagementEnd),
+                "scheduler.engagement_end",
+            ),
+        ] {
+            assert_eq!(a.to_string(), text);
+        }
+        for unknown in ["grant.renewed", "step.teleport", "run", "token.created", ""] {
+            assert_eq!(
+                unknown.parse::<AuditAction>(),
+                Err(UnknownAuditAction(unknown.to_string()))
+            );
+        }
     }
 }

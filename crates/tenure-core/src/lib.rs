@@ -24,6 +24,7 @@ pub mod roster;
 pub mod run;
 pub mod sod;
 pub mod text;
+pub mod timer;
 pub mod webhook;
 pub mod wire;
 

@@ -13,6 +13,7 @@
 //! the scheduler, outside runs. A leave's first phase (disabling every account) is released on
 //! all systems in the same evaluation.
 
+use crate::event::EventType;
 use crate::model::string_enum;
 use crate::planner::Action;
 use sha2::{Digest, Sha256};
@@ -73,6 +74,116 @@ impl StepState {
                 | StepState::Compensated
                 | StepState::Denied
         )
+    }
+}
+
+string_enum!(
+    /// What caused a run: the event type behind it, or what tenure started itself.
+    RunKind {
+        Hire => "hire",
+        Transfer => "transfer",
+        Leave => "leave",
+        Rehire => "rehire",
+        ContractChange => "contract_change",
+        EngagementStart => "engagement_start",
+        EngagementEnd => "engagement_end",
+        /// An access request (no event behind it).
+        Request => "request",
+        /// Time-bound access reached its end: one revoke step.
+        Expiry => "expiry",
+        /// A rule change: the person's access brought to what the new rules say.
+        Reconcile => "reconcile",
+    }
+);
+
+impl From<EventType> for RunKind {
+    fn from(t: EventType) -> RunKind {
+        match t {
+            EventType::Hire => RunKind::Hire,
+            EventType::Transfer => RunKind::Transfer,
+            EventType::Leave => RunKind::Leave,
+            EventType::Rehire => RunKind::Rehire,
+            EventType::ContractChange => RunKind::ContractChange,
+            EventType::EngagementStart => RunKind::EngagementStart,
+            EventType::EngagementEnd => RunKind::EngagementEnd,
+        }
+    }
+}
+
+impl RunKind {
+    /// The event type a run of this kind is for, if an event is behind it.
+    pub fn event_type(self) -> Option<EventType> {
+        Some(match self {
+            RunKind::Hire => EventType::Hire,
+            RunKind::Transfer => EventType::Transfer,
+            RunKind::Leave => EventType::Leave,
+            RunKind::Rehire => EventType::Rehire,
+            RunKind::ContractChange => EventType::ContractChange,
+            RunKind::EngagementStart => EventType::EngagementStart,
+            RunKind::EngagementEnd => EventType::EngagementEnd,
+            RunKind::Request | RunKind::Expiry | RunKind::Reconcile => return None,
+        })
+    }
+}
+
+/// How urgent a run and its steps are: urgent work (a leaver losing access, an expiry, a
+/// break-glass grant) is claimed before anything else and has in-flight capacity of its own.
+/// Stored as an integer (`Urgent` 0, `Normal` 10) that the step queue orders by.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "i64", try_from = "i64")]
+pub enum Priority {
+    /// Ahead of everything else.
+    Urgent,
+    /// In order of arrival.
+    Normal,
+}
+
+/// A stored priority that is neither urgent (0) nor normal (10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown priority {0}, expected 0 (urgent) or 10 (normal)")]
+pub struct UnknownPriority(pub i64);
+
+impl Priority {
+    /// The stored integer: lower is claimed first.
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Priority::Urgent => 0,
+            Priority::Normal => 10,
+        }
+    }
+
+    /// Whether this is urgent work.
+    pub fn is_urgent(self) -> bool {
+        self == Priority::Urgent
+    }
+
+    /// The priority of an event's run: urgent for those that take access away.
+    pub fn of_event(t: EventType) -> Priority {
+        if t.is_urgent() {
+            Priority::Urgent
+        } else {
+            Priority::Normal
+        }
+    }
+}
+
+impl From<Priority> for i64 {
+    fn from(p: Priority) -> i64 {
+        p.as_i64()
+    }
+}
+
+impl TryFrom<i64> for Priority {
+    type Error = UnknownPriority;
+
+    fn try_from(n: i64) -> Result<Priority, UnknownPriority> {
+        match n {
+            0 => Ok(Priority::Urgent),
+            10 => Ok(Priority::Normal),
+            other => Err(UnknownPriority(other)),
+        }
     }
 }
 
@@ -1061,5 +1172,51 @@ mod tests {
                 prop_assert!(steps.iter().any(|s| s.system == l.system && s.phase == l.phase && s.state == Pending && !s.ready));
             }
         }
+    }
+
+    #[test]
+    fn run_kinds_read_back_and_name_their_event_type() {
+        for k in RunKind::ALL {
+            assert_eq!(k.as_str().parse::<RunKind>().unwrap(), *k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            if let Some(t) = k.event_type() {
+                assert_eq!(RunKind::from(t), *k);
+                assert_eq!(t.as_str(), k.as_str());
+            }
+        }
+        for t in EventType::ALL {
+            assert_eq!(RunKind::from(*t).event_type(), Some(*t));
+        }
+        assert_eq!(RunKind::Expiry.event_type(), None);
+        let e = "renewal".parse::<RunKind>().unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("unknown RunKind `renewal`, expected one of: hire,"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn priorities_are_stored_as_today_and_order_urgent_first() {
+        for p in [Priority::Urgent, Priority::Normal] {
+            assert_eq!(Priority::try_from(p.as_i64()), Ok(p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_i64());
+        }
+        assert_eq!(Priority::Urgent.as_i64(), 0);
+        assert_eq!(Priority::Normal.as_i64(), 10);
+        assert!(Priority::Urgent < Priority::Normal);
+        assert!(Priority::Urgent.is_urgent() && !Priority::Normal.is_urgent());
+        assert_eq!(Priority::of_event(EventType::Leave), Priority::Urgent);
+        assert_eq!(
+            Priority::of_event(EventType::EngagementEnd),
+            Priority::Urgent
+        );
+        assert_eq!(Priority::of_event(EventType::Hire), Priority::Normal);
+        assert_eq!(Priority::try_from(5), Err(UnknownPriority(5)));
+        assert_eq!(
+            UnknownPriority(5).to_string(),
+            "unknown priority 5, expected 0 (urgent) or 10 (normal)"
+        );
+        assert!(serde_json::from_value::<Priority>(serde_json::json!(1)).is_err());
     }
 }

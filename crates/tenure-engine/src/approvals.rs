@@ -8,16 +8,16 @@ use crate::{EngineError, Inner, Result, planning, scheduler};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use tenure_core::approval::RequestState;
 use tenure_core::approval::{
     ApprovalState, Chain, ChainError, DecisionError, Parties, Progress, StageKind, StageRule,
     Verdict, build_chain,
 };
-use tenure_core::run::StepState;
+use tenure_core::audit::AuditAction;
+use tenure_core::run::{Priority, RunKind, StepState};
+use tenure_core::timer::{self, ApprovalTimer, GrantExpiry, Timer, TimerKind};
 use tenure_core::{Grant, GrantSource, GrantState, PersonStatus};
 use tenure_store::{ApprovalRow, DecisionRow, NewAudit, RequestRow, RunRow, StepRow, Tx};
-
-/// The kind of a run made for an access request.
-pub(crate) const REQUEST_RUN: &str = "request";
 
 /// An access request as the API hands it in.
 #[derive(Debug, Clone)]
@@ -172,18 +172,22 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
         justification: req.justification.clone(),
         duration_ms: req.duration_ms,
         break_glass: req.break_glass,
-        state: "pending".into(),
+        state: RequestState::Pending,
         run_id: run_id.clone(),
         created_at: now,
         decided_at: None,
         expires_at: None,
     };
     tenure_store::insert_request(tx.conn(), &request).await?;
-    let priority = if req.break_glass { 0 } else { 10 };
+    let priority = if req.break_glass {
+        Priority::Urgent
+    } else {
+        Priority::Normal
+    };
     let run = RunRow::pending(
         run_id.clone(),
         person.id.clone(),
-        REQUEST_RUN,
+        RunKind::Request,
         priority,
         now,
     );
@@ -192,9 +196,9 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
         at_ms: now,
         actor: req.requester.clone(),
         action: if req.break_glass {
-            "request.break_glass".into()
+            AuditAction::RequestBreakGlass.into()
         } else {
-            "request.created".into()
+            AuditAction::RequestCreated.into()
         },
         person_id: Some(person.id.clone()),
         entitlement: Some(ent.id.clone()),
@@ -208,7 +212,7 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
         }),
     });
     let planned = planning::plan_run(inner, &mut tx, &run, now).await?;
-    if planned == planning::Planned::Yes && run.priority == 0 {
+    if planned == planning::Planned::Yes && run.priority.is_urgent() {
         crate::worker::claim_urgent_now(inner, &mut tx, std::slice::from_ref(&run_id), now).await?;
     }
     tx.commit().await?;
@@ -280,7 +284,7 @@ pub(crate) async fn on_planned(
             tx.audit(NewAudit {
                 at_ms: now,
                 actor: r.requester.clone(),
-                action: "request.sod_overridden".into(),
+                action: AuditAction::RequestSodOverridden.into(),
                 person_id: Some(r.person_id.clone()),
                 entitlement: Some(r.entitlement.clone()),
                 run_id: Some(run.id.clone()),
@@ -356,7 +360,7 @@ async fn deny_request(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "request.denied".into(),
+        action: AuditAction::RequestDenied.into(),
         person_id: Some(r.person_id.clone()),
         entitlement: Some(r.entitlement.clone()),
         run_id: Some(run.id.clone()),
@@ -518,7 +522,7 @@ async fn open(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "approval.opened".into(),
+        action: AuditAction::ApprovalOpened.into(),
         person_id: Some(run.person_id.clone()),
         entitlement: Some(entitlement.to_string()),
         run_id: Some(run.id.clone()),
@@ -541,19 +545,19 @@ async fn open(
     }
     scheduler::schedule(
         tx,
-        scheduler::ESCALATE,
-        &id,
+        &Timer::ApprovalEscalate(ApprovalTimer {
+            approval_id: id.clone(),
+        }),
         row.stage_due_at,
-        serde_json::json!({}),
         now,
     )
     .await?;
     scheduler::schedule(
         tx,
-        scheduler::DEADLINE,
-        &id,
+        &Timer::ApprovalDeadline(ApprovalTimer {
+            approval_id: id.clone(),
+        }),
         row.deadline_at,
-        serde_json::json!({}),
         now,
     )
     .await?;
@@ -715,7 +719,7 @@ pub(crate) async fn decide(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: format!("approval.{verdict}"),
+        action: AuditAction::ApprovalDecided(verdict).into(),
         person_id: Some(row.person_id.clone()),
         entitlement: Some(row.entitlement.clone()),
         run_id: Some(row.run_id.clone()),
@@ -734,10 +738,10 @@ pub(crate) async fn decide(
             tenure_store::update_approval(tx.conn(), &row).await?;
             scheduler::schedule(
                 &mut tx,
-                scheduler::ESCALATE,
-                id,
+                &Timer::ApprovalEscalate(ApprovalTimer {
+                    approval_id: id.to_string(),
+                }),
                 row.stage_due_at,
-                serde_json::json!({}),
                 now,
             )
             .await?;
@@ -815,8 +819,8 @@ async fn finish_approved(
     row.state = ApprovalState::Approved;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;
-    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
-    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalEscalate, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalDeadline, &row.id).await?;
     if row.step_id.is_some() {
         tenure_store::set_grant_state(
             tx.conn(),
@@ -852,7 +856,7 @@ async fn finish_approved(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "approval.approved".into(),
+        action: AuditAction::ApprovalApproved.into(),
         person_id: Some(row.person_id.clone()),
         entitlement: Some(row.entitlement.clone()),
         run_id: Some(row.run_id.clone()),
@@ -892,7 +896,7 @@ async fn release_request(
     let window = window(&rules.config, bound, r.duration_ms, r.break_glass)
         .map_err(|m| EngineError::Conflict(format!("request {}: {m}", r.id)))?;
     let expires_at = window.map(|w| now + w);
-    tenure_store::decide_request(tx.conn(), &r.id, "approved", expires_at, now).await?;
+    tenure_store::decide_request(tx.conn(), &r.id, RequestState::Approved, expires_at, now).await?;
     // The grant row is this request's now (an extension takes over the one held).
     tenure_store::claim_grant_for_request(
         tx.conn(),
@@ -905,21 +909,19 @@ async fn release_request(
     .await?;
     match expires_at {
         Some(at) => {
-            scheduler::schedule(
-                tx,
-                scheduler::EXPIRY,
-                &scheduler::grant_subject(&r.person_id, &r.entitlement),
-                at,
-                serde_json::json!({ "person_id": r.person_id, "entitlement": r.entitlement, "request_id": r.id }),
-                now,
-            )
-            .await?
+            let expiry = Timer::GrantExpiry(GrantExpiry {
+                person_id: r.person_id.clone(),
+                entitlement: r.entitlement.clone(),
+                source: GrantSource::Request,
+                source_ref: r.id.clone(),
+            });
+            scheduler::schedule(tx, &expiry, at, now).await?
         }
         None => {
             scheduler::cancel(
                 tx,
-                scheduler::EXPIRY,
-                &scheduler::grant_subject(&r.person_id, &r.entitlement),
+                TimerKind::GrantExpiry,
+                &timer::grant_subject(&r.person_id, &r.entitlement),
             )
             .await?
         }
@@ -927,7 +929,7 @@ async fn release_request(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "request.approved".into(),
+        action: AuditAction::RequestApproved.into(),
         person_id: Some(r.person_id.clone()),
         entitlement: Some(r.entitlement.clone()),
         run_id: Some(r.run_id.clone()),
@@ -990,8 +992,8 @@ async fn finish_denied(
     row.chain.state = state;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;
-    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
-    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalEscalate, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalDeadline, &row.id).await?;
     if let Some(step) = &row.step_id
         && tenure_store::set_step_approval(
             tx.conn(),
@@ -1012,15 +1014,15 @@ async fn finish_denied(
         .await?;
     }
     if let Some(request_id) = &row.request_id {
-        tenure_store::decide_request(tx.conn(), request_id, state.as_str(), None, now).await?;
+        tenure_store::decide_request(tx.conn(), request_id, state.into(), None, now).await?;
     }
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
         action: if state == ApprovalState::Expired {
-            "approval.expired".into()
+            AuditAction::ApprovalExpired.into()
         } else {
-            "approval.denied".into()
+            AuditAction::ApprovalDenied.into()
         },
         person_id: Some(row.person_id.clone()),
         entitlement: Some(row.entitlement.clone()),
@@ -1083,15 +1085,15 @@ async fn close_withdrawn(
     row.chain.state = ApprovalState::Withdrawn;
     row.decided_at = Some(now);
     tenure_store::update_approval(tx.conn(), row).await?;
-    scheduler::cancel(tx, scheduler::ESCALATE, &row.id).await?;
-    scheduler::cancel(tx, scheduler::DEADLINE, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalEscalate, &row.id).await?;
+    scheduler::cancel(tx, TimerKind::ApprovalDeadline, &row.id).await?;
     match (&row.request_id, why.denied_by) {
         (Some(request_id), Some(policies)) => {
             tenure_store::deny_request_by_policy(tx.conn(), request_id, policies, now).await?;
             tx.audit(NewAudit {
                 at_ms: now,
                 actor: why.actor.to_string(),
-                action: "request.denied".into(),
+                action: AuditAction::RequestDenied.into(),
                 person_id: Some(row.person_id.clone()),
                 entitlement: Some(row.entitlement.clone()),
                 run_id: Some(row.run_id.clone()),
@@ -1102,14 +1104,15 @@ async fn close_withdrawn(
             });
         }
         (Some(request_id), None) => {
-            tenure_store::decide_request(tx.conn(), request_id, "withdrawn", None, now).await?
+            tenure_store::decide_request(tx.conn(), request_id, RequestState::Withdrawn, None, now)
+                .await?
         }
         (None, _) => {}
     }
     tx.audit(NewAudit {
         at_ms: now,
         actor: why.actor.to_string(),
-        action: "approval.withdrawn".into(),
+        action: AuditAction::ApprovalWithdrawn.into(),
         person_id: Some(row.person_id.clone()),
         entitlement: Some(row.entitlement.clone()),
         run_id: Some(row.run_id.clone()),
@@ -1160,7 +1163,7 @@ pub(crate) async fn escalate(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> 
     tx.audit(NewAudit {
         at_ms: now,
         actor: "scheduler".into(),
-        action: "approval.escalated".into(),
+        action: AuditAction::ApprovalEscalated.into(),
         person_id: Some(row.person_id.clone()),
         entitlement: Some(row.entitlement.clone()),
         run_id: Some(row.run_id.clone()),
@@ -1180,10 +1183,10 @@ pub(crate) async fn escalate(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> 
         row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
         scheduler::schedule(
             tx,
-            scheduler::ESCALATE,
-            id,
+            &Timer::ApprovalEscalate(ApprovalTimer {
+                approval_id: id.to_string(),
+            }),
             row.stage_due_at,
-            serde_json::json!({}),
             now,
         )
         .await?;
@@ -1217,7 +1220,7 @@ pub(crate) async fn on_person_left(
         tx.audit(NewAudit {
             at_ms: now,
             actor: "engine".into(),
-            action: "token.revoked".into(),
+            action: AuditAction::TokenRevoked.into(),
             person_id: Some(person.to_string()),
             reason: format!(
                 "`{person}` left: tokens that act as them stop working (a rehire needs a new token)"
@@ -1245,7 +1248,7 @@ pub(crate) async fn on_person_left(
         tx.audit(NewAudit {
             at_ms: now,
             actor: "engine".into(),
-            action: "approval.escalated".into(),
+            action: AuditAction::ApprovalEscalated.into(),
             person_id: Some(row.person_id.clone()),
             entitlement: Some(row.entitlement.clone()),
             run_id: Some(row.run_id.clone()),
@@ -1273,10 +1276,10 @@ pub(crate) async fn on_person_left(
             row.stage_due_at = now + inner.rules().config.approvals.stage_timeout_ms;
             scheduler::schedule(
                 tx,
-                scheduler::ESCALATE,
-                &row.id,
+                &Timer::ApprovalEscalate(ApprovalTimer {
+                    approval_id: row.id.clone(),
+                }),
                 row.stage_due_at,
-                serde_json::json!({}),
                 now,
             )
             .await?;
@@ -1395,7 +1398,7 @@ pub(crate) async fn delegate(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "approval.delegated".into(),
+        action: AuditAction::ApprovalDelegated.into(),
         person_id: Some(delegator.to_string()),
         reason: format!("{delegate} decides for {delegator}"),
         correlation_id: Some(row.id.clone()),
@@ -1436,7 +1439,7 @@ pub(crate) async fn revoke_delegation(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "approval.delegation_revoked".into(),
+        action: AuditAction::ApprovalDelegationRevoked.into(),
         person_id: Some(row.delegator.clone()),
         reason: format!("{} no longer decides for {}", row.delegate, row.delegator),
         correlation_id: Some(row.id.clone()),
@@ -1465,7 +1468,8 @@ pub(crate) async fn notify(
         "timestamp": chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339(),
         "data": { "recipients": recipients, "event": data },
     });
-    scheduler::schedule(tx, tenure_store::WEBHOOK_TIMER, &id, now, body, now).await
+    tenure_store::queue_delivery(tx.conn(), &id, &body, now, now).await?;
+    Ok(())
 }
 
 #[cfg(test)]

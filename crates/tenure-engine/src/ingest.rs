@@ -5,9 +5,11 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tenure_core::PersonStatus;
+use tenure_core::audit::AuditAction;
 use tenure_core::config::Config;
 use tenure_core::event::{EventError, EventInput, EventType};
 use tenure_core::known;
+use tenure_core::run::Priority;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
 
@@ -283,15 +285,15 @@ pub(crate) async fn store_events(
             ..RunRow::pending(
                 run_id.clone(),
                 person_id.clone(),
-                kind.as_str(),
-                if kind.is_urgent() { 0 } else { 10 },
+                kind.into(),
+                Priority::of_event(kind),
                 effective_at,
             )
         };
         tx.audit(NewAudit {
             at_ms: now,
             actor: sub.actor.clone(),
-            action: "event.received".into(),
+            action: AuditAction::EventReceived.into(),
             person_id: Some(person_id),
             run_id: Some(run_id.clone()),
             reason: format!(
@@ -343,7 +345,7 @@ pub(crate) async fn store_events(
         let (run, event) = (&runs[i], &events[i]);
         let pre = pre.remove(&run.person_id);
         let planned = planning::plan_new_run(inner, tx, run, event, pre, &mut batch, now).await?;
-        if planned == planning::Planned::Yes && run.priority == 0 {
+        if planned == planning::Planned::Yes && run.priority.is_urgent() {
             urgent.push(run.id.clone());
         }
     }

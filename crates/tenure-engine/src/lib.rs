@@ -83,18 +83,6 @@ pub enum EngineError {
     ShuttingDown,
 }
 
-/// Every kind of run: one per event type, then `request`, `expiry` and `reconcile`.
-pub fn run_kinds() -> impl Iterator<Item = &'static str> {
-    tenure_core::event::EventType::ALL
-        .iter()
-        .map(|t| t.as_str())
-        .chain([
-            approvals::REQUEST_RUN,
-            scheduler::EXPIRY_RUN,
-            planning::RECONCILE,
-        ])
-}
-
 /// Shorthand for engine results.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -103,8 +91,8 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 pub struct RunFinished {
     /// The run.
     pub run_id: String,
-    /// The event type behind it.
-    pub kind: String,
+    /// What caused it.
+    pub kind: tenure_core::run::RunKind,
     /// Its final state.
     pub state: tenure_core::run::RunState,
     /// From the event's receipt (or effective time, if later) to the last step done.

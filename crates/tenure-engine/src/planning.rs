@@ -6,12 +6,13 @@ use chrono::DateTime;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::approval::StageKind;
+use tenure_core::audit::AuditAction;
 use tenure_core::config::{ClientFacts, Config, TimeBound};
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{
-    DoneStep, RunState, StepFacts, StepState, SystemProgress, compensation, evaluate, operation_id,
-    systems_progress,
+    DoneStep, Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, compensation,
+    evaluate, operation_id, systems_progress,
 };
 use tenure_core::sod::{self, SodEffect};
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
@@ -89,7 +90,7 @@ pub(crate) async fn plan_run(
         Some(current) if current.state == RunState::Pending => {}
         _ => return Ok(Planned::Skipped),
     }
-    if run.kind == RECONCILE {
+    if run.kind == RunKind::Reconcile {
         return plan_reconcile(inner, tx, run, now).await;
     }
     let event_row = match &run.event_id {
@@ -191,8 +192,8 @@ async fn plan_loaded(
 ) -> Result<Planned> {
     // An access request's run has no event: it plans the person as stored, with the request's
     // grant among their wants (see `approvals`).
-    let request = match (&event_row, run.kind.as_str()) {
-        (None, approvals::REQUEST_RUN) => tenure_store::request_of_run(tx.conn(), &run.id).await?,
+    let request = match (&event_row, run.kind) {
+        (None, RunKind::Request) => tenure_store::request_of_run(tx.conn(), &run.id).await?,
         _ => None,
     };
     let event: Option<EventInput> = match (&event_row, &request) {
@@ -245,7 +246,7 @@ async fn plan_loaded(
                 tx.audit(NewAudit {
                     at_ms: now,
                     actor: "engine".into(),
-                    action: "run.superseded".into(),
+                    action: AuditAction::RunSuperseded.into(),
                     person_id: Some(run.person_id.clone()),
                     run_id: Some(other.id.clone()),
                     reason: format!("{} run {} takes precedence", run.kind, run.id),
@@ -341,15 +342,15 @@ async fn plan_loaded(
         request.as_ref(),
         now,
     );
-    let priority = if kind.is_some_and(EventType::is_urgent) || run.priority == 0 {
-        0
+    let priority = if kind.is_some_and(EventType::is_urgent) || run.priority.is_urgent() {
+        Priority::Urgent
     } else {
-        10
+        Priority::Normal
     };
     let reason = match (&event, &event_row, &request) {
         (Some(e), Some(row), _) => format!("{} event {}", e.kind, row.id),
         (_, _, Some(r)) => format!("access request {}", r.id),
-        _ => run.kind.clone(),
+        _ => run.kind.to_string(),
     };
     let note = store_plan(
         inner,
@@ -401,7 +402,7 @@ async fn rejudge_client(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "client.terms_changed".into(),
+        action: AuditAction::ClientTermsChanged.into(),
         person_id: Some(told_by.to_string()),
         reason: format!(
             "client {} has new terms: the access of the people they bind is judged again",
@@ -412,10 +413,6 @@ async fn rejudge_client(
     });
     Ok(())
 }
-
-/// The run kind of a re-plan after the rules changed: no event, the stored person planned
-/// against the rules in force.
-pub(crate) const RECONCILE: &str = "reconcile";
 
 /// Plans a `reconcile` run: the stored person, unchanged, against the rules in force. Waits
 /// behind the person's earlier runs like any run.
@@ -446,7 +443,18 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
     };
     let computed = compute(&rules, &state, changed, None, now);
     let reason = format!("rules changed: {}", rules.label);
-    let note = store_plan(inner, tx, run, &state, computed, 10, reason, None, now).await?;
+    let note = store_plan(
+        inner,
+        tx,
+        run,
+        &state,
+        computed,
+        Priority::Normal,
+        reason,
+        None,
+        now,
+    )
+    .await?;
     tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
     advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
@@ -684,7 +692,7 @@ async fn store_plan(
     run: &RunRow,
     state: &State<'_>,
     computed: Computed,
-    priority: i64,
+    priority: Priority,
     reason: String,
     request: Option<&tenure_store::RequestRow>,
     now: i64,
@@ -809,7 +817,7 @@ async fn store_plan(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "run.planned".into(),
+        action: AuditAction::RunPlanned.into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason,
@@ -1343,7 +1351,7 @@ fn run_ended(inner: &Inner, tx: &mut Tx, run: &RunRow, state: RunState, reason: 
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: format!("run.{state}"),
+        action: AuditAction::RunEnded(state).into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason,
@@ -1353,21 +1361,21 @@ fn run_ended(inner: &Inner, tx: &mut Tx, run: &RunRow, state: RunState, reason: 
     });
     if state == RunState::Succeeded {
         let seconds = latency_ms as f64 / 1000.0;
-        match run.kind.as_str() {
-            "hire" | "rehire" => {
+        match run.kind {
+            RunKind::Hire | RunKind::Rehire => {
                 metrics::histogram!("tenure_time_to_provision_seconds").record(seconds)
             }
-            "leave" => metrics::histogram!("tenure_time_to_revoke_seconds").record(seconds),
+            RunKind::Leave => metrics::histogram!("tenure_time_to_revoke_seconds").record(seconds),
             _ => {}
         }
     }
-    metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.clone(), "state" => state.as_str()).increment(1);
+    metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.as_str(), "state" => state.as_str()).increment(1);
     announce(
         inner,
         tx,
         RunFinished {
             run_id: run.id.clone(),
-            kind: run.kind.clone(),
+            kind: run.kind,
             state,
             latency_ms,
         },
@@ -1396,7 +1404,7 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
             phase: undo.phase as i64,
             ready: false,
             state: StepState::Pending,
-            priority: 0,
+            priority: Priority::Urgent,
             available_at: now,
             action: undo.action,
             op_id: operation_id(
@@ -1431,7 +1439,7 @@ async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) ->
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "run.compensating".into(),
+        action: AuditAction::RunCompensating.into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason: "run cancelled: undoing the steps already done".into(),
@@ -1472,7 +1480,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "run.cancel_requested".into(),
+        action: AuditAction::RunCancelRequested.into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason: "cancelled by an operator".into(),
@@ -1527,7 +1535,7 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "run.retried".into(),
+        action: AuditAction::RunRetried.into(),
         person_id: Some(run.person_id.clone()),
         run_id: Some(run.id.clone()),
         reason: "retried by an operator".into(),

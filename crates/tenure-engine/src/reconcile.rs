@@ -5,14 +5,16 @@
 //! shows for a person is what their `reconcile` run then does (unless their state changes in
 //! between, in which case the run plans from the newer state).
 
-use crate::planning::{self, Computed, RECONCILE, State};
+use crate::planning::{self, Computed, State};
 use crate::{EngineError, Inner, Result, Rules};
 use chrono::DateTime;
 use serde::Serialize;
 use std::sync::Arc;
+use tenure_core::audit::AuditAction;
 use tenure_core::config::{ClientFacts, Config};
 use tenure_core::event::{EventInput, apply_event};
 use tenure_core::planner::{Action, PlannedStep, Skipped};
+use tenure_core::run::{Priority, RunKind};
 use tenure_policy::PolicyEngine;
 use tenure_store::{NewAudit, PersonState, RunRow, Store};
 
@@ -283,7 +285,7 @@ pub(crate) async fn reload(
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
-        action: "rules.reloaded".into(),
+        action: AuditAction::RulesReloaded.into(),
         reason: format!("{}: configuration and policy replaced", rules.label),
         details: serde_json::json!({
             "policies": reloaded.policies,
@@ -319,7 +321,7 @@ pub(crate) async fn reload(
         tx.audit(NewAudit {
             at_ms: now,
             actor: actor.to_string(),
-            action: "rules.reconcile_scheduled".into(),
+            action: AuditAction::RulesReconcileScheduled.into(),
             reason: format!(
                 "{}: the new rules change these people's access",
                 rules.label
@@ -347,7 +349,13 @@ pub(crate) async fn schedule_reconcile(
         .iter()
         .map(|person_id| {
             let id = uuid::Uuid::now_v7().to_string();
-            RunRow::pending(id, person_id.clone(), RECONCILE, 10, now)
+            RunRow::pending(
+                id,
+                person_id.clone(),
+                RunKind::Reconcile,
+                Priority::Normal,
+                now,
+            )
         })
         .collect();
     tenure_store::insert_runs(tx.conn(), &runs).await?;

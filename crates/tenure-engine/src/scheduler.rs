@@ -10,6 +10,10 @@
 //!   inside a transaction: they are leased, sent, then recorded, and a delivery whose lease ran
 //!   out (the process died mid-call) is sent again with the same `webhook-id`.
 //!
+//! Timers are the core's typed `Timer`, matched on when they fire. A stored timer that cannot
+//! be read (a kind this version does not know, a payload of a shape it does not read) is logged
+//! with its id and kept as `unreadable`, its reason in `last_error`: never fired, never dropped.
+//!
 //! Time is the engine's injected clock: tests move a `ManualClock` and wake the loop.
 
 use crate::ingest::{self, Submission};
@@ -17,26 +21,14 @@ use crate::{Inner, Result, approvals, planning, worker};
 use chrono::{DateTime, NaiveDate};
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::audit::AuditAction;
 use tenure_core::config::TimeBound;
 use tenure_core::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
 use tenure_core::planner::{self, Action};
-use tenure_core::run::{RunState, StepState, operation_id};
+use tenure_core::run::{Priority, RunKind, RunState, StepState, operation_id};
+use tenure_core::timer::{self, GrantExpiry, Timer, TimerKind};
 use tenure_core::{Engagement, GrantSource, GrantState, Person, PersonStatus};
-use tenure_store::{NewAudit, RunRow, StepRow, TimerRow, Tx};
-
-/// A time-bound grant reaches its end: revoke it.
-pub(crate) const EXPIRY: &str = "grant.expiry";
-/// An approval stage waited too long: escalate it.
-pub(crate) const ESCALATE: &str = "approval.escalate";
-/// An approval was not decided in time: deny it.
-pub(crate) const DEADLINE: &str = "approval.deadline";
-/// A person's end date has passed: they leave.
-pub(crate) const PERSON_END: &str = "person.end";
-/// An engagement's end date has passed: it ends.
-pub(crate) const ENGAGEMENT_END: &str = "engagement.end";
-
-/// The kind of a run that revokes expired access.
-pub(crate) const EXPIRY_RUN: &str = "expiry";
+use tenure_store::{DeliveryEnd, NewAudit, RunRow, StepRow, Tx};
 
 /// Timers fired per transaction.
 const FIRE_BATCH: i64 = 512;
@@ -47,21 +39,9 @@ const DELIVERY_LEASE_MS: i64 = 30_000;
 /// How long the loop sleeps at most when nothing is due soon.
 const POLL_MS: i64 = 1_000;
 
-/// The timer subject of a person's grant of an entitlement.
-pub(crate) fn grant_subject(person: &str, entitlement: &str) -> String {
-    serde_json::json!([person, entitlement]).to_string()
-}
-
-/// Schedules (or moves) a timer inside `tx`.
-pub(crate) async fn schedule(
-    tx: &mut Tx,
-    kind: &str,
-    subject: &str,
-    due_at: i64,
-    payload: serde_json::Value,
-    now: i64,
-) -> Result<()> {
-    tenure_store::schedule_timer(tx.conn(), kind, subject, due_at, &payload, now).await?;
+/// Schedules `timer` at `due_at` inside `tx` (or moves the one of its kind and subject there).
+pub(crate) async fn schedule(tx: &mut Tx, timer: &Timer, due_at: i64, now: i64) -> Result<()> {
+    tenure_store::schedule_timer(tx.conn(), timer, due_at, now).await?;
     Ok(())
 }
 
@@ -81,22 +61,17 @@ pub(crate) async fn bound_grant(
     let expires_at = now.saturating_add(bound.ms);
     tenure_store::set_grant_expiry(tx.conn(), person_id, entitlement, Some(expires_at), now)
         .await?;
-    schedule(
-        tx,
-        EXPIRY,
-        &grant_subject(person_id, entitlement),
-        expires_at,
-        serde_json::json!({
-            "person_id": person_id, "entitlement": entitlement,
-            "source": source, "source_ref": source_ref,
-        }),
-        now,
-    )
-    .await?;
+    let expiry = Timer::GrantExpiry(GrantExpiry {
+        person_id: person_id.to_string(),
+        entitlement: entitlement.to_string(),
+        source,
+        source_ref: source_ref.to_string(),
+    });
+    schedule(tx, &expiry, expires_at, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
-        action: "grant.time_bound".into(),
+        action: AuditAction::GrantTimeBound.into(),
         person_id: Some(person_id.to_string()),
         entitlement: Some(entitlement.to_string()),
         run_id: run_id.map(str::to_string),
@@ -108,8 +83,8 @@ pub(crate) async fn bound_grant(
     Ok(expires_at)
 }
 
-/// Cancels a pending timer inside `tx`.
-pub(crate) async fn cancel(tx: &mut Tx, kind: &str, subject: &str) -> Result<()> {
+/// Cancels the pending timer of `kind` for `subject` inside `tx`.
+pub(crate) async fn cancel(tx: &mut Tx, kind: TimerKind, subject: &str) -> Result<()> {
     tenure_store::cancel_timer(tx.conn(), kind, subject).await?;
     Ok(())
 }
@@ -133,15 +108,22 @@ pub(crate) async fn schedule_end_dates(
     if let Some(end) = person.end_date
         && matches!(person.status, PersonStatus::Active | PersonStatus::PreHire)
     {
-        let payload = serde_json::json!({ "end_date": end });
-        schedule(tx, PERSON_END, &person.id, after(end), payload, now).await?;
+        let timer = Timer::PersonEnd(timer::PersonEnd {
+            person_id: person.id.clone(),
+            end_date: end,
+        });
+        schedule(tx, &timer, after(end), now).await?;
     }
     for e in engagements.iter().filter(|e| e.active) {
         if let Some(end) = e.end_date {
-            let payload = serde_json::json!({
-                "person_id": e.person_id, "client_id": e.client_id, "role": e.role, "end_date": end,
+            let timer = Timer::EngagementEnd(timer::EngagementEnd {
+                engagement_id: e.id.clone(),
+                person_id: e.person_id.clone(),
+                client_id: e.client_id.clone(),
+                role: e.role.clone(),
+                end_date: end,
             });
-            schedule(tx, ENGAGEMENT_END, &e.id, after(end), payload, now).await?;
+            schedule(tx, &timer, after(end), now).await?;
         }
     }
     Ok(())
@@ -216,17 +198,30 @@ pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
     let timers = tenure_store::claim_due_timers(tx.conn(), backend, now, FIRE_BATCH).await?;
     let mut urgent = Vec::new();
     for t in &timers {
-        match t.kind.as_str() {
-            EXPIRY => {
-                if let Some(run) = expire_grant(inner, &mut tx, t, now).await? {
+        let timer = match &t.timer {
+            Ok(timer) => timer,
+            Err(e) => {
+                // Kept, not fired and not dropped: an operator can see it and why.
+                tracing::error!(id = %t.id, error = %e, "a stored timer cannot be read; kept as unreadable");
+                tenure_store::set_timer_unreadable(tx.conn(), &t.id, &e.to_string()).await?;
+                metrics::counter!("tenure_timers_unreadable_total").increment(1);
+                continue;
+            }
+        };
+        match timer {
+            Timer::GrantExpiry(e) => {
+                if let Some(run) = expire_grant(inner, &mut tx, e, now).await? {
                     urgent.push(run);
                 }
             }
-            ESCALATE => approvals::escalate(inner, &mut tx, &t.subject, now).await?,
-            DEADLINE => approvals::expire(inner, &mut tx, &t.subject, now).await?,
-            PERSON_END => person_end(inner, &mut tx, t, now).await?,
-            ENGAGEMENT_END => engagement_end(inner, &mut tx, t, now).await?,
-            other => tracing::warn!(kind = other, id = %t.id, "unknown timer kind; dropped"),
+            Timer::ApprovalEscalate(a) => {
+                approvals::escalate(inner, &mut tx, &a.approval_id, now).await?
+            }
+            Timer::ApprovalDeadline(a) => {
+                approvals::expire(inner, &mut tx, &a.approval_id, now).await?
+            }
+            Timer::PersonEnd(p) => person_end(inner, &mut tx, p, now).await?,
+            Timer::EngagementEnd(e) => engagement_end(inner, &mut tx, e, now).await?,
         }
     }
     worker::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
@@ -238,40 +233,15 @@ pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
     Ok(timers.len())
 }
 
-fn payload_str<'a>(t: &'a TimerRow, key: &str) -> Option<&'a str> {
-    t.payload.get(key).and_then(|v| v.as_str())
-}
-
 /// A time-bound grant's end: a run of one revoke step, urgent like a leaver's. Returns the run.
 async fn expire_grant(
     inner: &Inner,
     tx: &mut Tx,
-    t: &TimerRow,
+    expiry: &GrantExpiry,
     now: i64,
 ) -> Result<Option<String>> {
-    let (Some(person_id), Some(entitlement)) =
-        (payload_str(t, "person_id"), payload_str(t, "entitlement"))
-    else {
-        tracing::warn!(id = %t.id, "expiry timer without person or entitlement; dropped");
-        return Ok(None);
-    };
-    // Timers set before planned grants could be time-bound name a request only.
-    let (source, source_ref) = match (payload_str(t, "source"), payload_str(t, "source_ref")) {
-        (Some(s), Some(r)) => match s.parse::<GrantSource>() {
-            Ok(s) => (s, r),
-            Err(_) => {
-                tracing::warn!(id = %t.id, source = s, "expiry timer with an unknown source; dropped");
-                return Ok(None);
-            }
-        },
-        _ => match payload_str(t, "request_id") {
-            Some(r) => (GrantSource::Request, r),
-            None => {
-                tracing::warn!(id = %t.id, "expiry timer without a source; dropped");
-                return Ok(None);
-            }
-        },
-    };
+    let (person_id, entitlement) = (expiry.person_id.as_str(), expiry.entitlement.as_str());
+    let (source, source_ref) = (expiry.source, expiry.source_ref.as_str());
     let grants: Vec<_> = tenure_store::grants_of(tx.conn(), person_id)
         .await?
         .into_iter()
@@ -290,7 +260,8 @@ async fn expire_grant(
         GrantState::Granted => {}
         GrantState::Pending => {
             // Its grant step has not finished (a system is down): look again shortly.
-            schedule(tx, EXPIRY, &t.subject, now + 30_000, t.payload.clone(), now).await?;
+            let again = Timer::GrantExpiry(expiry.clone());
+            schedule(tx, &again, now + 30_000, now).await?;
             return Ok(None);
         }
         _ => return Ok(None),
@@ -314,7 +285,7 @@ async fn expire_grant(
         tx.audit(NewAudit {
             at_ms: now,
             actor: "scheduler".into(),
-            action: "grant.expiry_superseded".into(),
+            action: AuditAction::GrantExpirySuperseded.into(),
             person_id: Some(person_id.to_string()),
             entitlement: Some(entitlement.to_string()),
             system: Some(system),
@@ -333,9 +304,9 @@ async fn expire_grant(
             id: run_id.clone(),
             event_id: None,
             person_id: person_id.to_string(),
-            kind: EXPIRY_RUN.into(),
+            kind: RunKind::Expiry,
             state: RunState::Running,
-            priority: 0,
+            priority: Priority::Urgent,
             effective_at: expires_at,
             created_at: expires_at,
             planned_at: Some(now),
@@ -355,7 +326,7 @@ async fn expire_grant(
             phase: 0,
             ready: true,
             state: StepState::Pending,
-            priority: 0,
+            priority: Priority::Urgent,
             available_at: now,
             person_id: person_id.to_string(),
             system: system.clone(),
@@ -376,7 +347,7 @@ async fn expire_grant(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "scheduler".into(),
-        action: "grant.expired".into(),
+        action: AuditAction::GrantExpired.into(),
         person_id: Some(person_id.to_string()),
         entitlement: Some(entitlement.to_string()),
         system: Some(system),
@@ -420,11 +391,9 @@ async fn standing_want(
 
 /// A person's end date has passed and no leave came: they leave now, through an event of the
 /// scheduler's own (keyed by person and date, so it is stored once).
-async fn person_end(inner: &Arc<Inner>, tx: &mut Tx, t: &TimerRow, now: i64) -> Result<()> {
-    let Some(end) = payload_str(t, "end_date").and_then(|d| d.parse::<NaiveDate>().ok()) else {
-        return Ok(());
-    };
-    let Some(person) = tenure_store::get_person(tx.conn(), &t.subject).await? else {
+async fn person_end(inner: &Arc<Inner>, tx: &mut Tx, t: &timer::PersonEnd, now: i64) -> Result<()> {
+    let end = t.end_date;
+    let Some(person) = tenure_store::get_person(tx.conn(), &t.person_id).await? else {
         return Ok(());
     };
     // Changed since, already leaving (a dated leave is on its way), or gone: nothing to do.
@@ -449,15 +418,15 @@ async fn person_end(inner: &Arc<Inner>, tx: &mut Tx, t: &TimerRow, now: i64) -> 
 }
 
 /// An engagement's end date has passed and no engagement end came: it ends now.
-async fn engagement_end(inner: &Arc<Inner>, tx: &mut Tx, t: &TimerRow, now: i64) -> Result<()> {
-    let (Some(person_id), Some(end)) = (
-        payload_str(t, "person_id"),
-        payload_str(t, "end_date").and_then(|d| d.parse::<NaiveDate>().ok()),
-    ) else {
-        return Ok(());
-    };
+async fn engagement_end(
+    inner: &Arc<Inner>,
+    tx: &mut Tx,
+    t: &timer::EngagementEnd,
+    now: i64,
+) -> Result<()> {
+    let (person_id, end) = (t.person_id.as_str(), t.end_date);
     let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
-    let Some(e) = engagements.iter().find(|e| e.id == t.subject) else {
+    let Some(e) = engagements.iter().find(|e| e.id == t.engagement_id) else {
         return Ok(());
     };
     if !e.active || e.end_date != Some(end) {
@@ -503,7 +472,7 @@ async fn raise(
     tx.audit(NewAudit {
         at_ms: now,
         actor: "scheduler".into(),
-        action: format!("scheduler.{kind}"),
+        action: AuditAction::SchedulerRaised(kind).into(),
         person_id: Some(person),
         reason: why.to_string(),
         details: serde_json::json!({ "outcome": format!("{outcome:?}") }),
@@ -540,12 +509,12 @@ pub(crate) async fn deliver(inner: &Arc<Inner>, now: i64) -> Result<usize> {
         let (client, url, key) = (inner.http.clone(), url.clone(), key.clone());
         let ts = inner.clock.now_ms() / 1000;
         calls.spawn(async move {
-            let body = t.payload.to_string();
-            let signature = tenure_core::webhook::sign(&key, &t.subject, ts, body.as_bytes());
+            let body = t.body.to_string();
+            let signature = tenure_core::webhook::sign(&key, &t.message_id, ts, body.as_bytes());
             let result = client
                 .post(&url)
                 .header("content-type", "application/json")
-                .header("webhook-id", &t.subject)
+                .header("webhook-id", &t.message_id)
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", signature)
                 .body(body)
@@ -572,7 +541,8 @@ pub(crate) async fn deliver(inner: &Arc<Inner>, now: i64) -> Result<usize> {
     for (t, outcome) in &results {
         match outcome {
             Ok(()) => {
-                tenure_store::finish_delivery(tx.conn(), &t.id, "fired", None, None, now).await?;
+                tenure_store::finish_delivery(tx.conn(), &t.id, DeliveryEnd::Delivered, None, now)
+                    .await?;
                 metrics::counter!("tenure_notifications_total", "outcome" => "delivered")
                     .increment(1);
             }
@@ -581,27 +551,21 @@ pub(crate) async fn deliver(inner: &Arc<Inner>, now: i64) -> Result<usize> {
                     let mut rng = inner.rng.lock().expect("rng lock");
                     tenure_core::retry::backoff_ms(t.attempts as u32, 1_000, 300_000, &mut *rng)
                 };
-                tenure_store::finish_delivery(
-                    tx.conn(),
-                    &t.id,
-                    "pending",
-                    Some(now + delay as i64),
-                    Some(e),
-                    now,
-                )
-                .await?;
+                let retry = DeliveryEnd::RetryAt(now + delay as i64);
+                tenure_store::finish_delivery(tx.conn(), &t.id, retry, Some(e), now).await?;
                 metrics::counter!("tenure_notifications_total", "outcome" => "retried")
                     .increment(1);
             }
             Err(e) => {
-                tenure_store::finish_delivery(tx.conn(), &t.id, "dead", None, Some(e), now).await?;
+                tenure_store::finish_delivery(tx.conn(), &t.id, DeliveryEnd::Dead, Some(e), now)
+                    .await?;
                 tx.audit(NewAudit {
                     at_ms: now,
                     actor: "scheduler".into(),
-                    action: "notification.failed".into(),
+                    action: AuditAction::NotificationFailed.into(),
                     reason: e.clone(),
-                    correlation_id: Some(t.subject.clone()),
-                    details: serde_json::json!({ "attempts": t.attempts, "type": t.payload.get("type") }),
+                    correlation_id: Some(t.message_id.clone()),
+                    details: serde_json::json!({ "attempts": t.attempts, "type": t.body.get("type") }),
                     ..Default::default()
                 });
                 metrics::counter!("tenure_notifications_total", "outcome" => "failed").increment(1);

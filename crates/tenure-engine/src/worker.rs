@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tenure_connectors::{ConnectorError, Op};
+use tenure_core::audit::AuditAction;
 use tenure_core::planner::Action;
 use tenure_core::retry::backoff_ms;
 use tenure_core::run::StepState;
@@ -59,7 +60,7 @@ pub(crate) async fn recover(inner: &Inner) -> Result<()> {
         tx.audit(NewAudit {
             at_ms: now,
             actor: "engine".into(),
-            action: "engine.recovered".into(),
+            action: AuditAction::EngineRecovered.into(),
             reason: "steps left running by a stopped process are retried with their operation ids"
                 .into(),
             details: serde_json::json!({ "steps": n }),
@@ -164,7 +165,7 @@ async fn plan_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
     for run in &due {
         if planning::plan_run(inner, &mut tx, run, now).await? == planning::Planned::Yes {
             planned += 1;
-            if run.priority == 0 {
+            if run.priority.is_urgent() {
                 urgent.push(run.id.clone());
             }
         }
@@ -215,7 +216,7 @@ async fn next_due(inner: &Inner, now: i64) -> Result<Option<i64>> {
 /// Hands claimed steps to connector calls, each outcome to the completer's lane for its
 /// priority.
 pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
-    let n_urgent = steps.iter().filter(|s| s.priority == 0).count();
+    let n_urgent = steps.iter().filter(|s| s.priority.is_urgent()).count();
     inner.urgent_in_flight.fetch_add(n_urgent, Ordering::AcqRel);
     inner
         .in_flight
@@ -248,7 +249,7 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
             let result = call(&inner, &step, person).await;
             // The completer lives as long as the engine; a closed channel means the process
             // is going down and the lease will hand the step back.
-            let lane = if step.priority == 0 {
+            let lane = if step.priority.is_urgent() {
                 &inner.urgent_tx
             } else {
                 &inner.outcome_tx
@@ -524,11 +525,11 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
     }
     for Outcome { step, result } in outcomes {
         runs.insert(step.run_id.clone());
-        if step.priority == 0 {
+        if step.priority.is_urgent() {
             urgent_runs.insert(step.run_id.clone());
         }
         let attempts = step.attempts + 1;
-        let audit = |action: &str, reason: String, details: serde_json::Value| NewAudit {
+        let audit = |action: AuditAction, reason: String, details: serde_json::Value| NewAudit {
             at_ms: now,
             actor: "engine".into(),
             action: action.into(),
@@ -545,7 +546,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             (Some(src), Some(r), _) => format!("{src} {r}"),
             _ => format!(
                 "{} run {}",
-                if step.priority == 0 {
+                if step.priority.is_urgent() {
                     "urgent"
                 } else {
                     "lifecycle"
@@ -587,7 +588,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                     tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
                 }
                 tx.audit(audit(
-                    &format!("step.{}", step.action),
+                    AuditAction::StepDone(step.action),
                     why,
                     serde_json::json!({ "attempts": attempts, "op_id": step.op_id }),
                 ));
@@ -602,7 +603,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                 // lease held; the task's completion makes the step due again at once.
                 if step.last_error.as_deref() != Some(message.as_str()) {
                     tx.audit(audit(
-                        "step.waiting",
+                        AuditAction::StepWaiting,
                         message.clone(),
                         serde_json::json!({ "action": step.action, "recheck_after_ms": recheck_after_ms }),
                     ));
@@ -641,7 +642,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                         Some(now + delay),
                     ));
                     tx.audit(audit(
-                        "step.retry_scheduled",
+                        AuditAction::StepRetryScheduled,
                         message,
                         serde_json::json!({ "attempts": attempts, "retry_in_ms": delay, "action": step.action }),
                     ));
@@ -672,7 +673,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                         _ => {}
                     }
                     tx.audit(audit(
-                        "step.failed",
+                        AuditAction::StepFailed,
                         message,
                         serde_json::json!({ "attempts": attempts, "action": step.action, "why": why }),
                     ));

@@ -3,12 +3,14 @@
 //! asks (`Engine::fire_due_timers`), so nothing here sleeps to wait for time to pass.
 //! `TENURE_TEST_DATABASE_URL=postgres://...` runs the same tests on PostgreSQL.
 
+use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
-use tenure_core::approval::{ApprovalState, StageKind, Verdict};
+use tenure_core::approval::{ApprovalState, RequestState, StageKind, Verdict};
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
-use tenure_core::run::RunState;
+use tenure_core::run::{RunKind, RunState};
+use tenure_core::timer::{TimerKind, TimerState};
 use tenure_core::{GrantState, PersonStatus};
 use tenure_engine::tenure_policy::PolicyEngine;
 use tenure_engine::{
@@ -348,20 +350,22 @@ impl Harness {
             .collect()
     }
 
-    /// Waits (polling a few ms apart) until `n` timers of `kind` are in `state`.
-    async fn timers_until(&self, kind: &str, state: &str, n: usize) -> Vec<tenure_store::TimerRow> {
+    /// Waits (polling a few ms apart) until `n` webhook deliveries are in `state`.
+    async fn deliveries_until(
+        &self,
+        state: TimerState,
+        n: usize,
+    ) -> Vec<tenure_store::DeliveryRow> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let mut c = self.engine.store().reader().await.unwrap();
-            let t = tenure_store::timers_of_kind(&mut c, kind, state)
-                .await
-                .unwrap();
+            let t = tenure_store::deliveries_in(&mut c, state).await.unwrap();
             if t.len() == n {
                 return t;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{} {kind} timers {state}, expected {n}",
+                "{} deliveries {state}, expected {n}",
                 t.len()
             );
             drop(c);
@@ -482,7 +486,7 @@ async fn a_full_chain_approves_stage_by_stage_and_the_grant_expires_on_time() {
         vec!["db:prod-admin"]
     );
     let r = h.engine.request(&request).await.unwrap().request;
-    assert_eq!(r.state, "approved");
+    assert_eq!(r.state, RequestState::Approved);
 
     // Every decision is audited with its actor and comment.
     let decided = h.audit("approval.approve").await;
@@ -535,7 +539,7 @@ async fn a_denial_ends_the_run_denied_and_unblocks_the_person() {
     );
     assert_eq!(
         h.engine.request(&request).await.unwrap().request.state,
-        "denied"
+        RequestState::Denied
     );
     let detail = h.engine.approval(&a.id).await.unwrap();
     assert_eq!(detail.approval.state, ApprovalState::Denied);
@@ -730,7 +734,7 @@ async fn an_undecided_stage_escalates_and_an_undecided_request_is_denied_at_its_
     assert_eq!(h.finish(&run).await, RunState::Denied);
     assert_eq!(
         h.engine.request(&request).await.unwrap().request.state,
-        "expired"
+        RequestState::Expired
     );
     assert_eq!(
         h.grant("ann", "directory:reports").await.unwrap().state,
@@ -774,6 +778,101 @@ async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
     h.advance(HOUR).await;
     assert_eq!(h.audit("grant.expired").await.len(), 1);
     assert!(h.memberships("db", "ann").await.is_empty());
+}
+
+/// The state and error of the stored timer `id`.
+async fn timer_state(h: &Harness, id: &str) -> (String, Option<String>) {
+    let mut c = h.engine.store().reader().await.unwrap();
+    let row = sqlx::query("SELECT state, last_error FROM timers WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// An expiry stored in the older shape (the request named by `request_id` alone, as versions
+/// before planned grants could be time-bound wrote it) still revokes; a stored timer this
+/// version cannot read is kept as `unreadable` with the reason, and the others fire beside it.
+#[tokio::test]
+async fn an_expiry_of_the_older_shape_revokes_and_an_unreadable_timer_is_kept() {
+    let h = harness().await;
+    let a = h
+        .granted_on_request("ann", "db:prod-admin", 1, &["mia", "dora", "dan"])
+        .await;
+    let request_id = a.request_id.clone().unwrap();
+    let mut tx = h.engine.store().begin().await.unwrap();
+    let older = serde_json::json!({
+        "person_id": "ann", "entitlement": "db:prod-admin", "request_id": request_id,
+    });
+    let updated = sqlx::query("UPDATE timers SET payload = $1 WHERE kind = $2 AND subject = $3")
+        .bind(older.to_string())
+        .bind(TimerKind::GrantExpiry.as_str())
+        .bind(tenure_core::timer::grant_subject("ann", "db:prod-admin"))
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+    for (id, kind, payload) in [
+        ("t-unknown", "grant.renewal", "{}"),
+        ("t-bad", "person.end", r#"{"end_date":"soon"}"#),
+    ] {
+        sqlx::query(
+            "INSERT INTO timers (id, kind, subject, due_at, payload, state, attempts, created_at)
+             VALUES ($1, $2, 'ann', $3, $4, 'pending', 0, $3)",
+        )
+        .bind(id.to_string())
+        .bind(kind.to_string())
+        .bind(START + HOUR)
+        .bind(payload.to_string())
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    h.advance(2 * HOUR).await;
+    let expired = h.audit("grant.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        expired[0].details,
+        serde_json::json!({
+            "source": "request",
+            "source_ref": request_id,
+            "request_id": request_id,
+            "expires_at": START + HOUR,
+            "late_ms": HOUR
+        })
+        .to_string()
+    );
+    assert_eq!(
+        h.finish(expired[0].run_id.as_deref().unwrap()).await,
+        RunState::Succeeded
+    );
+    assert!(h.memberships("db", "ann").await.is_empty());
+
+    let (state, error) = timer_state(&h, "t-unknown").await;
+    assert_eq!(state, "unreadable");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .contains("unknown TimerKind `grant.renewal`"),
+        "{error:?}"
+    );
+    let (state, error) = timer_state(&h, "t-bad").await;
+    assert_eq!(state, "unreadable");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .starts_with("cannot read a `person.end` timer for `ann`"),
+        "{error:?}"
+    );
+    // Kept, and never fired: later firings leave them be.
+    h.advance(HOUR).await;
+    assert_eq!(timer_state(&h, "t-unknown").await.0, "unreadable");
+    assert_eq!(h.audit("grant.expired").await.len(), 1);
 }
 
 #[tokio::test]
@@ -943,7 +1042,7 @@ async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
     // committed yet, and the timer still reads as never tried.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let waiting = loop {
-        let waiting = h.timers_until("webhook", "pending", 1).await;
+        let waiting = h.deliveries_until(TimerState::Pending, 1).await;
         if waiting[0].attempts > 0 || tokio::time::Instant::now() > deadline {
             break waiting;
         }
@@ -953,7 +1052,7 @@ async fn approvers_are_notified_by_a_signed_webhook_retried_until_delivered() {
     assert!(waiting[0].due_at > START, "{waiting:?}");
     assert_eq!(rx.got.lock().unwrap().len(), 1);
     h.advance(10 * 60_000).await;
-    h.timers_until("webhook", "fired", 1).await;
+    h.deliveries_until(TimerState::Fired, 1).await;
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "one failed call, then one delivered");
     let key = tenure_core::webhook::secret_key(SECRET).unwrap();
@@ -1240,7 +1339,7 @@ async fn an_engagement_ends_on_time_while_a_request_of_the_person_waits_for_appr
             .await
             .unwrap();
         runs.into_iter()
-            .find(|r| r.kind == "engagement_end")
+            .find(|r| r.kind == RunKind::EngagementEnd)
             .expect("the end's run")
             .id
     };
@@ -1266,7 +1365,7 @@ async fn an_engagement_ends_on_time_while_a_request_of_the_person_waits_for_appr
     grant_reaches(&h, "bob", "directory:reports", GrantState::Granted).await;
     assert_eq!(
         h.engine.request(&request).await.unwrap().request.state,
-        "approved"
+        RequestState::Approved
     );
     // Planned once: the end's run did not plan the waiting grant a second time.
     let end = h.engine.run_detail(&end_run).await.unwrap();
@@ -1314,9 +1413,9 @@ async fn a_transfer_out_of_the_template_withdraws_the_approval_its_grant_waited_
         withdrawn[0].reason
     );
     // Its timers go with it.
-    for kind in ["approval.escalate", "approval.deadline"] {
+    for kind in [TimerKind::ApprovalEscalate, TimerKind::ApprovalDeadline] {
         let mut c = h.engine.store().reader().await.unwrap();
-        let pending = tenure_store::timers_of_kind(&mut c, kind, "pending")
+        let pending = tenure_store::timers_of_kind(&mut c, kind, TimerState::Pending)
             .await
             .unwrap();
         assert!(pending.iter().all(|t| t.subject != approval.id), "{kind}");
@@ -1394,7 +1493,7 @@ async fn a_leave_withdraws_the_approvals_of_the_person_and_audits_it() {
     assert_eq!(detail.approval.state, ApprovalState::Withdrawn);
     assert_eq!(
         h.engine.request(&request).await.unwrap().request.state,
-        "withdrawn"
+        RequestState::Withdrawn
     );
     let withdrawn = h.audit("approval.withdrawn").await;
     assert_eq!(withdrawn.len(), 1, "{withdrawn:#?}");
@@ -1489,7 +1588,7 @@ async fn an_extension_is_approved_like_a_request_and_withdrawn_once_the_access_i
     );
     assert_ne!(
         h.engine.request(&ext2).await.unwrap().request.state,
-        "approved"
+        RequestState::Approved
     );
 }
 

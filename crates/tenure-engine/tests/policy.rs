@@ -6,9 +6,10 @@
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::approval::RequestState;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
-use tenure_core::run::{RunState, StepState};
+use tenure_core::run::{RunKind, RunState, StepState};
 use tenure_core::{GrantState, planner::Action};
 use tenure_engine::tenure_policy::PolicyEngine;
 use tenure_engine::{Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
@@ -614,7 +615,7 @@ async fn client_terms_that_come_with_an_engagement_are_enforced() {
             .await
             .unwrap();
         runs.into_iter()
-            .find(|r| r.kind == "reconcile")
+            .find(|r| r.kind == RunKind::Reconcile)
             .expect("u1 has a reconcile run")
     };
     h.reach(&reconcile.id, RunState::Succeeded).await;
@@ -945,7 +946,7 @@ async fn every_rule_holds(via: Via) {
             let approved = h.audit_of("request.approved", &request).await;
             match rule {
                 Rule::Forbid | Rule::SodDeny => {
-                    assert_eq!(detail.request.state, "denied", "{case}");
+                    assert_eq!(detail.request.state, RequestState::Denied, "{case}");
                     assert_eq!(detail.denied_by, vec![rule.policy()], "{case}");
                     assert!(approved.is_empty(), "{case}: {approved:?}");
                     let denied = h.audit_of("request.denied", &request).await;
@@ -953,11 +954,11 @@ async fn every_rule_holds(via: Via) {
                     assert_eq!(denied[0].reason, format!("forbidden by {}", rule.policy()));
                 }
                 Rule::SodApproval if approval_skipped => {
-                    assert_eq!(detail.request.state, "approved", "{case}");
+                    assert_eq!(detail.request.state, RequestState::Approved, "{case}");
                     assert_eq!(approved.len(), 1, "{case}");
                 }
                 Rule::SodApproval => {
-                    assert_eq!(detail.request.state, "pending", "{case}");
+                    assert_eq!(detail.request.state, RequestState::Pending, "{case}");
                     assert!(approved.is_empty(), "{case}");
                 }
             }
@@ -1030,7 +1031,7 @@ async fn every_rule_holds_on_a_policy_reload() {
                         .await
                         .unwrap()
                         .into_iter()
-                        .find(|r| r.kind == "reconcile")
+                        .find(|r| r.kind == RunKind::Reconcile)
                         .unwrap_or_else(|| panic!("{case}: no reconcile run"))
                 };
                 h.reach(&reconcile.id, RunState::Succeeded).await;
@@ -1042,7 +1043,7 @@ async fn every_rule_holds_on_a_policy_reload() {
                     "{case}"
                 );
                 let detail = h.engine.request(&request).await.unwrap();
-                assert_eq!(detail.request.state, "denied", "{case}");
+                assert_eq!(detail.request.state, RequestState::Denied, "{case}");
                 assert_eq!(detail.denied_by, vec![rule.policy()], "{case}");
                 assert_eq!(
                     detail.approvals[0].approval.state,
@@ -1062,7 +1063,7 @@ async fn every_rule_holds_on_a_policy_reload() {
                 assert_eq!(h.grant_state(&person, rule.target()).await, None, "{case}");
             }
             Rule::SodApproval => {
-                assert_eq!(detail.request.state, "pending", "{case}");
+                assert_eq!(detail.request.state, RequestState::Pending, "{case}");
                 assert_eq!(
                     approval.state,
                     tenure_core::approval::ApprovalState::Pending,
@@ -1122,7 +1123,7 @@ async fn break_glass_overrides_only_the_rules_the_configuration_names() {
     );
     assert_eq!(
         h.engine.request(&request).await.unwrap().request.state,
-        "approved"
+        RequestState::Approved
     );
 
     // The same grant asked for without break-glass: the rule denies it.
@@ -1131,14 +1132,14 @@ async fn break_glass_overrides_only_the_rules_the_configuration_names() {
     let (request, run) = h.ask("bg2", "erp:payments", false).await;
     h.settle(&run).await;
     let detail = h.engine.request(&request).await.unwrap();
-    assert_eq!(detail.request.state, "denied");
+    assert_eq!(detail.request.state, RequestState::Denied);
     assert_eq!(detail.denied_by, vec!["sod:vendors-payments"]);
 
     // A forbid is never overridden.
     let (request, run) = h.ask("bg2", "directory:admins", true).await;
     h.settle(&run).await;
     let detail = h.engine.request(&request).await.unwrap();
-    assert_eq!(detail.request.state, "denied");
+    assert_eq!(detail.request.state, RequestState::Denied);
     assert_eq!(detail.denied_by, vec!["contractors-never-privileged"]);
     assert!(
         h.audit_of("request.sod_overridden", &request)

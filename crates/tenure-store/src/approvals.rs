@@ -7,8 +7,9 @@ use crate::{Backend, Result, StoreError};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use tenure_core::approval::{ApprovalState, Chain};
+use tenure_core::approval::{ApprovalState, Chain, RequestState};
 use tenure_core::run::StepState;
+use tenure_core::timer::{Timer, TimerError, TimerKind, TimerState};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -16,43 +17,57 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 // ---------------------------------------------------------------- timers
 
-/// The timer kind of webhook deliveries: claimed with a lease and delivered outside any
-/// transaction, unlike the others, which fire inside the transaction that claims them.
-pub const WEBHOOK_TIMER: &str = "webhook";
+/// The `kind` of webhook deliveries in the `timers` table: claimed with a lease and delivered
+/// outside any transaction, unlike timers, which fire inside the transaction that claims them.
+const WEBHOOK_KIND: &str = "webhook";
 
-/// A durable timer.
-#[derive(Debug, Clone, Serialize)]
+/// A durable timer as stored.
+#[derive(Debug, Clone)]
 pub struct TimerRow {
-    /// Timer id.
+    /// Row id.
     pub id: String,
-    /// What fires: `grant.expiry`, `approval.escalate`, `approval.deadline`, `person.end`,
-    /// `engagement.end`, `webhook`.
-    pub kind: String,
     /// What it is about (unique per kind).
     pub subject: String,
     /// When it is due (epoch ms).
     pub due_at: i64,
-    /// What the handler needs, JSON.
-    pub payload: serde_json::Value,
-    /// Tries so far (webhook deliveries).
-    pub attempts: i64,
+    /// The timer, or why its stored kind or payload cannot be read.
+    pub timer: std::result::Result<Timer, TimerError>,
 }
 
-const TIMER_COLS: &str = "id, kind, subject, due_at, payload, attempts";
+const TIMER_COLS: &str = "id, kind, subject, due_at, payload";
 
 fn timer_row(r: &AnyRow) -> Result<TimerRow> {
+    let kind: String = r.try_get(1)?;
+    let subject: String = r.try_get(2)?;
+    let payload: String = r.try_get(4)?;
     Ok(TimerRow {
         id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        subject: r.try_get(2)?,
+        timer: Timer::from_stored(&kind, &subject, &payload),
+        subject,
         due_at: r.try_get(3)?,
-        payload: serde_json::from_str(&r.try_get::<String, _>(4)?).map_err(corrupt)?,
-        attempts: r.try_get(5)?,
     })
 }
 
-/// Schedules (or moves) the timer of `kind` for `subject` to `due_at`.
+/// Schedules `timer` at `due_at`, or moves the one of its kind and subject there.
 pub async fn schedule_timer(
+    c: &mut AnyConnection,
+    timer: &Timer,
+    due_at: i64,
+    now: i64,
+) -> Result<()> {
+    let payload = timer.payload();
+    upsert_timer(
+        c,
+        timer.kind().as_str(),
+        &timer.subject(),
+        due_at,
+        &payload,
+        now,
+    )
+    .await
+}
+
+async fn upsert_timer(
     c: &mut AnyConnection,
     kind: &str,
     subject: &str,
@@ -78,11 +93,11 @@ pub async fn schedule_timer(
 }
 
 /// Cancels the pending timer of `kind` for `subject`, if any.
-pub async fn cancel_timer(c: &mut AnyConnection, kind: &str, subject: &str) -> Result<()> {
+pub async fn cancel_timer(c: &mut AnyConnection, kind: TimerKind, subject: &str) -> Result<()> {
     sqlx::query(
         "UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND subject = $2 AND state = 'pending'",
     )
-    .bind(kind.to_string())
+    .bind(kind.as_str())
     .bind(subject.to_string())
     .execute(c)
     .await?;
@@ -91,7 +106,8 @@ pub async fn cancel_timer(c: &mut AnyConnection, kind: &str, subject: &str) -> R
 
 /// Claims up to `limit` due timers (webhook deliveries excepted) and marks them fired, inside
 /// the caller's transaction: the handler's effects commit with the mark, so a timer fires once.
-/// On PostgreSQL, `SKIP LOCKED` lets several instances fire side by side.
+/// On PostgreSQL, `SKIP LOCKED` lets several instances fire side by side. A row that cannot be
+/// read comes back with the reason; the caller keeps it with [`set_timer_unreadable`].
 pub async fn claim_due_timers(
     c: &mut AnyConnection,
     backend: Backend,
@@ -105,7 +121,7 @@ pub async fn claim_due_timers(
     };
     let sql = format!(
         "UPDATE timers SET state = 'fired', fired_at = $1
-         WHERE id IN (SELECT id FROM timers WHERE state = 'pending' AND due_at <= $1 AND kind <> '{WEBHOOK_TIMER}'
+         WHERE id IN (SELECT id FROM timers WHERE state = 'pending' AND due_at <= $1 AND kind <> '{WEBHOOK_KIND}'
                       ORDER BY due_at LIMIT $2 {lock})
          RETURNING {TIMER_COLS}"
     );
@@ -119,6 +135,56 @@ pub async fn claim_due_timers(
     Ok(out)
 }
 
+/// Keeps a claimed timer that cannot be read as `unreadable`, with the reason, instead of
+/// fired: it is never fired, and stays for an operator to see.
+pub async fn set_timer_unreadable(c: &mut AnyConnection, id: &str, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE timers SET state = $1, last_error = $2, fired_at = NULL WHERE id = $3")
+        .bind(TimerState::Unreadable.as_str())
+        .bind(reason.to_string())
+        .bind(id.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// A webhook delivery of the notification outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    /// Row id.
+    pub id: String,
+    /// The message id, sent as `webhook-id`: the same on every attempt.
+    pub message_id: String,
+    /// When it is due (epoch ms).
+    pub due_at: i64,
+    /// The body to send.
+    pub body: serde_json::Value,
+    /// Tries so far.
+    pub attempts: i64,
+}
+
+const DELIVERY_COLS: &str = "id, subject, due_at, payload, attempts";
+
+fn delivery_row(r: &AnyRow) -> Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: r.try_get(0)?,
+        message_id: r.try_get(1)?,
+        due_at: r.try_get(2)?,
+        body: serde_json::from_str(&r.try_get::<String, _>(3)?).map_err(corrupt)?,
+        attempts: r.try_get(4)?,
+    })
+}
+
+/// Queues the webhook message `message_id` with `body`, due at `due_at`.
+pub async fn queue_delivery(
+    c: &mut AnyConnection,
+    message_id: &str,
+    body: &serde_json::Value,
+    due_at: i64,
+    now: i64,
+) -> Result<()> {
+    upsert_timer(c, WEBHOOK_KIND, message_id, due_at, body, now).await
+}
+
 /// Claims due webhook deliveries (and those whose lease ran out: the process died mid-call),
 /// leasing them until `lease_until` and counting the attempt.
 pub async fn claim_deliveries(
@@ -127,7 +193,7 @@ pub async fn claim_deliveries(
     now: i64,
     lease_until: i64,
     limit: i64,
-) -> Result<Vec<TimerRow>> {
+) -> Result<Vec<DeliveryRow>> {
     let lock = if backend == Backend::Postgres {
         "FOR UPDATE SKIP LOCKED"
     } else {
@@ -135,10 +201,10 @@ pub async fn claim_deliveries(
     };
     let sql = format!(
         "UPDATE timers SET state = 'running', lease_until = $1, attempts = attempts + 1
-         WHERE id IN (SELECT id FROM timers WHERE kind = '{WEBHOOK_TIMER}'
+         WHERE id IN (SELECT id FROM timers WHERE kind = '{WEBHOOK_KIND}'
                         AND ((state = 'pending' AND due_at <= $2) OR (state = 'running' AND lease_until < $2))
                       ORDER BY due_at LIMIT $3 {lock})
-         RETURNING {TIMER_COLS}"
+         RETURNING {DELIVERY_COLS}"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease_until)
@@ -146,24 +212,39 @@ pub async fn claim_deliveries(
         .bind(limit)
         .fetch_all(c)
         .await?;
-    rows.iter().map(timer_row).collect()
+    rows.iter().map(delivery_row).collect()
 }
 
-/// Records a delivery's end: `fired` (delivered), `pending` again at `retry_at`, or `dead`.
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryEnd {
+    /// The receiver took it.
+    Delivered,
+    /// It failed; try again at this time (epoch ms).
+    RetryAt(i64),
+    /// It failed its last attempt.
+    Dead,
+}
+
+/// Records a delivery attempt's end (the error, when it failed).
 pub async fn finish_delivery(
     c: &mut AnyConnection,
     id: &str,
-    state: &str,
-    retry_at: Option<i64>,
+    end: DeliveryEnd,
     error: Option<&str>,
     now: i64,
 ) -> Result<()> {
+    let (state, retry_at) = match end {
+        DeliveryEnd::Delivered => (TimerState::Fired, None),
+        DeliveryEnd::RetryAt(at) => (TimerState::Pending, Some(at)),
+        DeliveryEnd::Dead => (TimerState::Dead, None),
+    };
     sqlx::query(
         "UPDATE timers SET state = $1, due_at = COALESCE($2, due_at), last_error = $3, lease_until = NULL,
            fired_at = CASE WHEN $1 = 'fired' THEN $4 ELSE fired_at END
          WHERE id = $5",
     )
-    .bind(state.to_string())
+    .bind(state.as_str())
     .bind(retry_at)
     .bind(error.map(str::to_string))
     .bind(now)
@@ -193,7 +274,7 @@ pub async fn next_timer_due(c: &mut AnyConnection) -> Result<Option<i64>> {
 /// When the next pending timer that fires in a transaction (not a webhook delivery) is due.
 pub async fn next_firing_due(c: &mut AnyConnection) -> Result<Option<i64>> {
     let sql = format!(
-        "SELECT MIN(due_at) FROM timers WHERE state = 'pending' AND kind <> '{WEBHOOK_TIMER}'"
+        "SELECT MIN(due_at) FROM timers WHERE state = 'pending' AND kind <> '{WEBHOOK_KIND}'"
     );
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_one(c)
@@ -201,21 +282,33 @@ pub async fn next_firing_due(c: &mut AnyConnection) -> Result<Option<i64>> {
         .try_get(0)?)
 }
 
-/// Timers by kind and state, oldest due first (for the API's view of deliveries and tests).
+/// The timers of `kind` in `state`, oldest due first (for tests and inspection).
 pub async fn timers_of_kind(
     c: &mut AnyConnection,
-    kind: &str,
-    state: &str,
+    kind: TimerKind,
+    state: TimerState,
 ) -> Result<Vec<TimerRow>> {
     let sql = format!(
         "SELECT {TIMER_COLS} FROM timers WHERE kind = $1 AND state = $2 ORDER BY due_at, id"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(kind.to_string())
-        .bind(state.to_string())
+        .bind(kind.as_str())
+        .bind(state.as_str())
         .fetch_all(c)
         .await?;
     rows.iter().map(timer_row).collect()
+}
+
+/// The webhook deliveries in `state`, oldest due first (for tests and inspection).
+pub async fn deliveries_in(c: &mut AnyConnection, state: TimerState) -> Result<Vec<DeliveryRow>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLS} FROM timers WHERE kind = '{WEBHOOK_KIND}' AND state = $1 ORDER BY due_at, id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.as_str())
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(delivery_row).collect()
 }
 
 // ---------------------------------------------------------------- access requests
@@ -237,8 +330,8 @@ pub struct RequestRow {
     pub duration_ms: Option<i64>,
     /// An emergency grant that skipped approval.
     pub break_glass: bool,
-    /// `pending`, `approved`, `denied`, `expired`.
-    pub state: String,
+    /// Where it stands.
+    pub state: RequestState,
     /// The run that grants it.
     pub run_id: String,
     /// When it was made (epoch ms).
@@ -260,7 +353,10 @@ fn request_row(r: &AnyRow) -> Result<RequestRow> {
         justification: r.try_get(4)?,
         duration_ms: r.try_get(5)?,
         break_glass: r.try_get::<i64, _>(6)? != 0,
-        state: r.try_get(7)?,
+        state: r
+            .try_get::<String, _>(7)?
+            .parse()
+            .map_err(|e: tenure_core::UnknownValue| corrupt(e))?,
         run_id: r.try_get(8)?,
         created_at: r.try_get(9)?,
         decided_at: r.try_get(10)?,
@@ -281,7 +377,7 @@ pub async fn insert_request(c: &mut AnyConnection, r: &RequestRow) -> Result<()>
         .bind(r.justification.clone())
         .bind(r.duration_ms)
         .bind(r.break_glass as i64)
-        .bind(r.state.clone())
+        .bind(r.state.as_str())
         .bind(r.run_id.clone())
         .bind(r.created_at)
         .bind(r.decided_at)
@@ -322,8 +418,8 @@ pub struct RequestFilter<'a> {
     pub requester: Option<&'a str>,
     /// Only this entitlement.
     pub entitlement: Option<&'a str>,
-    /// Only in this state (`pending`, `approved`, `denied`, `expired`, `withdrawn`).
-    pub state: Option<&'a str>,
+    /// Only in this state.
+    pub state: Option<RequestState>,
     /// Only those before this request id (the previous page's last).
     pub before: Option<&'a str>,
     /// At most this many.
@@ -347,7 +443,7 @@ pub async fn list_requests(
         .bind(f.person.unwrap_or("").to_string())
         .bind(f.requester.unwrap_or("").to_string())
         .bind(f.entitlement.unwrap_or("").to_string())
-        .bind(f.state.unwrap_or("").to_string())
+        .bind(f.state.map_or("", RequestState::as_str))
         .bind(f.before.unwrap_or("").to_string())
         .bind(f.limit)
         .fetch_all(c)
@@ -359,14 +455,14 @@ pub async fn list_requests(
 pub async fn decide_request(
     c: &mut AnyConnection,
     id: &str,
-    state: &str,
+    state: RequestState,
     expires_at: Option<i64>,
     now: i64,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE access_requests SET state = $1, decided_at = $2, expires_at = $3 WHERE id = $4",
     )
-    .bind(state.to_string())
+    .bind(state.as_str())
     .bind(now)
     .bind(expires_at)
     .bind(id.to_string())
@@ -383,7 +479,7 @@ pub async fn deny_request_by_policy(
     policies: &[String],
     now: i64,
 ) -> Result<()> {
-    decide_request(c, id, "denied", None, now).await?;
+    decide_request(c, id, RequestState::Denied, None, now).await?;
     sqlx::query("INSERT INTO request_denials (request_id, policies) VALUES ($1, $2)")
         .bind(id.to_string())
         .bind(serde_json::to_string(policies).expect("strings serialize"))

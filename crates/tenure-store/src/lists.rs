@@ -8,7 +8,7 @@ use crate::{Backend, Result, RunRow, StoreError};
 use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::audit::AuditEntry;
-use tenure_core::run::RunState;
+use tenure_core::run::{RunKind, RunState};
 use tenure_core::{Engagement, Person, PersonStatus, WorkerType};
 
 fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -204,8 +204,8 @@ pub struct RunFilter<'a> {
     pub state: Option<RunState>,
     /// Only this person's.
     pub person: Option<&'a str>,
-    /// Only runs of this kind (an event type, `request`, `expiry`, `reconcile`).
-    pub kind: Option<&'a str>,
+    /// Only runs of this kind.
+    pub kind: Option<RunKind>,
     /// Only runs created at or after this time (epoch ms).
     pub since: Option<i64>,
     /// Only runs created before this time (epoch ms).
@@ -222,7 +222,8 @@ pub async fn runs_matching(c: &mut AnyConnection, f: &RunFilter<'_>) -> Result<V
     if let Some(s) = f.state {
         w.and("state = ?", [s.as_str().into()]);
     }
-    w.eq("person_id", f.person).eq("kind", f.kind);
+    w.eq("person_id", f.person)
+        .eq("kind", f.kind.map(RunKind::as_str));
     time_range(&mut w, "created_at", f.since, f.until);
     if let Some(before) = f.before {
         w.and("id < ?", [before.into()]);

@@ -6,12 +6,13 @@ use crate::Result;
 use crate::queries::{is_sqlite, push_placeholders};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
+use tenure_core::run::Priority;
 
 /// The steps of one priority waiting for a worker: pending, their phase started, due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDepth {
-    /// The priority (0 for leavers, 10 for the rest).
-    pub priority: i64,
+    /// The priority.
+    pub priority: Priority,
     /// How many steps wait.
     pub steps: i64,
     /// Since when the longest-waiting one has been due (epoch ms).
@@ -32,7 +33,7 @@ pub async fn queue_depth(c: &mut AnyConnection, now: i64) -> Result<Vec<QueueDep
     rows.iter()
         .map(|r| {
             Ok(QueueDepth {
-                priority: r.try_get(0)?,
+                priority: crate::queries::priority(r.try_get(0)?)?,
                 steps: r.try_get(1)?,
                 oldest_due_at: r.try_get(2)?,
             })
@@ -112,7 +113,13 @@ mod tests {
         }
     }
 
-    fn step(idx: i64, priority: i64, ready: bool, state: StepState, available_at: i64) -> StepRow {
+    fn step(
+        idx: i64,
+        priority: Priority,
+        ready: bool,
+        state: StepState,
+        available_at: i64,
+    ) -> StepRow {
         StepRow {
             id: format!("s{idx}"),
             run_id: "r1".into(),
@@ -144,13 +151,13 @@ mod tests {
         let (store, _dir) = scratch().await;
         let mut tx = store.begin().await.unwrap();
         let steps = [
-            step(0, 0, true, StepState::Pending, 400),
-            step(1, 0, true, StepState::Pending, 100),
-            step(2, 10, true, StepState::Pending, 50),
-            step(3, 10, true, StepState::Pending, 10_000), // a retry, not yet due
-            step(4, 10, false, StepState::Pending, 10),    // its phase has not started
-            step(5, 0, true, StepState::Running, 10),      // claimed
-            step(6, 10, true, StepState::Succeeded, 10),
+            step(0, Priority::Urgent, true, StepState::Pending, 400),
+            step(1, Priority::Urgent, true, StepState::Pending, 100),
+            step(2, Priority::Normal, true, StepState::Pending, 50),
+            step(3, Priority::Normal, true, StepState::Pending, 10_000), // a retry, not yet due
+            step(4, Priority::Normal, false, StepState::Pending, 10), // its phase has not started
+            step(5, Priority::Urgent, true, StepState::Running, 10),  // claimed
+            step(6, Priority::Normal, true, StepState::Succeeded, 10),
         ];
         crate::insert_steps(tx.conn(), &steps).await.unwrap();
         tx.commit().await.unwrap();
@@ -159,12 +166,12 @@ mod tests {
             queue_depth(&mut c, 1_000).await.unwrap(),
             vec![
                 QueueDepth {
-                    priority: 0,
+                    priority: Priority::Urgent,
                     steps: 2,
                     oldest_due_at: 100
                 },
                 QueueDepth {
-                    priority: 10,
+                    priority: Priority::Normal,
                     steps: 1,
                     oldest_due_at: 50
                 },

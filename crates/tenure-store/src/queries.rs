@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use std::str::FromStr;
 use tenure_core::audit::AuditEntry;
 use tenure_core::planner::Action;
-use tenure_core::run::{Lane, RunState, StepState, StepStatus};
+use tenure_core::run::{Lane, Priority, RunKind, RunState, StepState, StepStatus};
 use tenure_core::{
     Account, AccountState, Client, Engagement, Grant, GrantSource, GrantState, Person,
 };
@@ -62,6 +62,11 @@ where
 {
     s.parse()
         .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+/// A stored priority (0 or 10).
+pub(crate) fn priority(n: i64) -> Result<Priority> {
+    Priority::try_from(n).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -586,12 +591,12 @@ pub struct RunRow {
     pub event_id: Option<String>,
     /// The person concerned.
     pub person_id: String,
-    /// The event type (or `request`).
-    pub kind: String,
+    /// What caused it: the event type, or what tenure started itself.
+    pub kind: RunKind,
     /// Where it stands.
     pub state: RunState,
-    /// Lower runs first: leavers are 0.
-    pub priority: i64,
+    /// Urgent runs (leavers) first.
+    pub priority: Priority,
     /// When it may be planned (epoch ms).
     pub effective_at: i64,
     /// When it was created (epoch ms).
@@ -611,12 +616,18 @@ pub struct RunRow {
 impl RunRow {
     /// A run waiting to be planned, for `person_id`, due at `at`, with no event behind it (set
     /// `event_id` for one that has).
-    pub fn pending(id: String, person_id: String, kind: &str, priority: i64, at: i64) -> RunRow {
+    pub fn pending(
+        id: String,
+        person_id: String,
+        kind: RunKind,
+        priority: Priority,
+        at: i64,
+    ) -> RunRow {
         RunRow {
             id,
             event_id: None,
             person_id,
-            kind: kind.to_string(),
+            kind,
             state: RunState::Pending,
             priority,
             effective_at: at,
@@ -637,9 +648,9 @@ pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
         id: r.try_get(0)?,
         event_id: r.try_get(1)?,
         person_id: r.try_get(2)?,
-        kind: r.try_get(3)?,
+        kind: parse(&r.try_get::<String, _>(3)?)?,
         state: parse(&r.try_get::<String, _>(4)?)?,
-        priority: r.try_get(5)?,
+        priority: priority(r.try_get(5)?)?,
         effective_at: r.try_get(6)?,
         created_at: r.try_get(7)?,
         planned_at: r.try_get(8)?,
@@ -662,9 +673,9 @@ pub async fn insert_runs(c: &mut AnyConnection, rows: &[RunRow]) -> Result<()> {
         q.bind(r.id.clone())
             .bind(r.event_id.clone())
             .bind(r.person_id.clone())
-            .bind(r.kind.clone())
+            .bind(r.kind.as_str())
             .bind(r.state.as_str())
-            .bind(r.priority)
+            .bind(r.priority.as_i64())
             .bind(r.effective_at)
             .bind(r.created_at)
             .bind(r.planned_at)
@@ -907,8 +918,8 @@ pub struct StepRow {
     pub ready: bool,
     /// Where it stands.
     pub state: StepState,
-    /// Lower first: leaver steps are 0.
-    pub priority: i64,
+    /// Urgent steps (leavers) first.
+    pub priority: Priority,
     /// Not before this time (epoch ms): retries wait here.
     pub available_at: i64,
     /// Whose access.
@@ -949,7 +960,7 @@ pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
         phase: r.try_get(3)?,
         ready: r.try_get::<i64, _>(4)? != 0,
         state: parse(&r.try_get::<String, _>(5)?)?,
-        priority: r.try_get(6)?,
+        priority: priority(r.try_get(6)?)?,
         available_at: r.try_get(7)?,
         person_id: r.try_get(8)?,
         system: r.try_get(9)?,
@@ -985,7 +996,7 @@ pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()
                 .bind(s.phase)
                 .bind(s.ready as i64)
                 .bind(s.state.as_str())
-                .bind(s.priority)
+                .bind(s.priority.as_i64())
                 .bind(s.available_at)
                 .bind(s.person_id.clone())
                 .bind(s.system.clone())
@@ -1700,7 +1711,7 @@ mod tests {
         let run = RunRow {
             state: RunState::Running,
             planned_at: Some(0),
-            ..RunRow::pending("r1".into(), "p1".into(), "hire", 10, 0)
+            ..RunRow::pending("r1".into(), "p1".into(), RunKind::Hire, Priority::Normal, 0)
         };
         let mut tx = store.begin().await.unwrap();
         insert_run(tx.conn(), &run).await.unwrap();
@@ -1755,7 +1766,7 @@ mod tests {
             phase: 0,
             ready: true,
             state: StepState::Pending,
-            priority: 10,
+            priority: Priority::Normal,
             available_at: 0,
             person_id: "p1".into(),
             system: "directory".into(),

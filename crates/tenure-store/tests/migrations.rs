@@ -7,6 +7,7 @@
 use sqlx::{Connection, Executor};
 use tenure_core::approval::ApprovalState;
 use tenure_core::audit::Verifier;
+use tenure_core::timer::{TimerKind, TimerState};
 use tenure_core::{GrantState, PersonStatus};
 use tenure_store::{
     ApprovalFilter, MIGRATIONS, MigrationError, Store, StoreError, applied_migrations,
@@ -182,6 +183,16 @@ async fn check_upgraded(url: &str, audit_entries: i64) {
         pending.iter().map(|a| &*a.person_id).collect::<Vec<_>>(),
         ["E010"]
     );
+    // Its escalation and deadline read as typed timers of that approval.
+    for kind in [TimerKind::ApprovalEscalate, TimerKind::ApprovalDeadline] {
+        let timers = tenure_store::timers_of_kind(&mut c, kind, TimerState::Pending)
+            .await
+            .unwrap();
+        assert_eq!(timers.len(), 1, "{kind}");
+        let timer = timers[0].timer.as_ref().unwrap();
+        assert_eq!(timer.kind(), kind);
+        assert_eq!(timer.subject(), pending[0].id);
+    }
     drop(c);
     let before = counts(&store).await;
     store.close().await;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
-use tenure_core::run::RunState;
+use tenure_core::run::{RunKind, RunState};
 use tenure_engine::{Engine, EngineOptions, IngestOutcome, Submission, SystemClock};
 use tenure_store::Store;
 
@@ -111,13 +111,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let (mut provision, mut revoke, mut other) = (Vec::new(), Vec::new(), 0usize);
         while provision.len() + revoke.len() + other < expected {
             match finished.recv().await {
-                Ok(f) if f.kind == "hire" && f.state == RunState::Succeeded => {
+                Ok(f) if f.kind == RunKind::Hire && f.state == RunState::Succeeded => {
                     provision.push(f.latency_ms)
                 }
-                Ok(f) if f.kind == "leave" && f.state == RunState::Succeeded => {
+                Ok(f) if f.kind == RunKind::Leave && f.state == RunState::Succeeded => {
                     revoke.push(f.latency_ms)
                 }
-                Ok(f) if f.kind == "leave" => {
+                Ok(f) if f.kind == RunKind::Leave => {
                     anyhow::bail!("leave run {} ended {}", f.run_id, f.state)
                 }
                 Ok(_) => other += 1, // hires superseded by their leave
@@ -312,7 +312,7 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     let mut hired = 0;
     while hired < n {
         match finished.recv().await {
-            Ok(f) if f.kind == "hire" => hired += 1,
+            Ok(f) if f.kind == RunKind::Hire => hired += 1,
             Ok(_) => {}
             Err(e) => bail!("lost run notices: {e}"),
         }
@@ -350,8 +350,10 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     let mut granted = 0;
     while granted < n {
         match finished.recv().await {
-            Ok(f) if f.kind == "request" && f.state == RunState::Succeeded => granted += 1,
-            Ok(f) if f.kind == "request" => bail!("request run {} ended {}", f.run_id, f.state),
+            Ok(f) if f.kind == RunKind::Request && f.state == RunState::Succeeded => granted += 1,
+            Ok(f) if f.kind == RunKind::Request => {
+                bail!("request run {} ended {}", f.run_id, f.state)
+            }
             Ok(_) => {}
             Err(e) => bail!("lost run notices: {e}"),
         }
@@ -382,8 +384,12 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     let mut revoked = 0;
     while revoked < n {
         match tokio::time::timeout(std::time::Duration::from_secs(600), finished.recv()).await {
-            Ok(Ok(f)) if f.kind == "expiry" && f.state == RunState::Succeeded => revoked += 1,
-            Ok(Ok(f)) if f.kind == "expiry" => bail!("expiry run {} ended {}", f.run_id, f.state),
+            Ok(Ok(f)) if f.kind == RunKind::Expiry && f.state == RunState::Succeeded => {
+                revoked += 1
+            }
+            Ok(Ok(f)) if f.kind == RunKind::Expiry => {
+                bail!("expiry run {} ended {}", f.run_id, f.state)
+            }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => bail!("lost run notices: {e}"),
             Err(_) => bail!("only {revoked} of {n} grants revoked after 10 minutes"),

@@ -1,0 +1,441 @@
+//! Durable timers as one typed enum.
+//!
+//! A timer is stored as three columns: its kind (the enum's tag), its subject (what it is about,
+//! unique per kind, so scheduling again moves it) and its payload (the variant's fields, JSON).
+//! [`Timer::kind`], [`Timer::subject`] and [`Timer::payload`] give the columns to write;
+//! [`Timer::from_stored`] reads them back, including the shapes older versions wrote, and says
+//! precisely why a row cannot be read instead of guessing.
+//!
+//! The id a timer is about (an approval, a person, an engagement) is its subject and is not
+//! repeated in the payload: those fields are skipped when serializing and taken from the subject
+//! when reading.
+
+use crate::model::{GrantSource, string_enum};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+string_enum!(
+    /// What a timer does when it fires: the `kind` column of the `timers` table.
+    TimerKind {
+        /// A time-bound grant reaches its end: revoke it.
+        #[serde(rename = "grant.expiry")]
+        GrantExpiry => "grant.expiry",
+        /// An approval stage waited too long: escalate it.
+        #[serde(rename = "approval.escalate")]
+        ApprovalEscalate => "approval.escalate",
+        /// An approval was not decided in time: it expires.
+        #[serde(rename = "approval.deadline")]
+        ApprovalDeadline => "approval.deadline",
+        /// A person's end date has passed: they leave.
+        #[serde(rename = "person.end")]
+        PersonEnd => "person.end",
+        /// An engagement's end date has passed: it ends.
+        #[serde(rename = "engagement.end")]
+        EngagementEnd => "engagement.end",
+    }
+);
+
+impl TimerKind {
+    /// The payload field that holds the timer's subject, for kinds whose subject is an id the
+    /// payload does not repeat.
+    fn subject_field(self) -> Option<&'static str> {
+        match self {
+            TimerKind::GrantExpiry => None,
+            TimerKind::ApprovalEscalate | TimerKind::ApprovalDeadline => Some("approval_id"),
+            TimerKind::PersonEnd => Some("person_id"),
+            TimerKind::EngagementEnd => Some("engagement_id"),
+        }
+    }
+}
+
+string_enum!(
+    /// Where a row of the `timers` table stands: a timer, or a webhook delivery of the
+    /// notification outbox, which shares the table.
+    TimerState {
+        /// Waiting for its time (a delivery: for its first or next attempt).
+        Pending => "pending",
+        /// A delivery being sent under a lease.
+        Running => "running",
+        /// Fired (a delivery: delivered).
+        Fired => "fired",
+        /// Cancelled before it fired.
+        Cancelled => "cancelled",
+        /// A delivery that failed its last attempt.
+        Dead => "dead",
+        /// A timer whose stored kind or payload this version cannot read: kept, with the
+        /// reason in `last_error`, and never fired.
+        Unreadable => "unreadable",
+    }
+);
+
+/// A durable timer: what fires and everything its handler needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum Timer {
+    /// A time-bound grant ends.
+    #[serde(rename = "grant.expiry")]
+    GrantExpiry(GrantExpiry),
+    /// An approval's current stage timed out.
+    #[serde(rename = "approval.escalate")]
+    ApprovalEscalate(ApprovalTimer),
+    /// An approval's deadline passed.
+    #[serde(rename = "approval.deadline")]
+    ApprovalDeadline(ApprovalTimer),
+    /// A person's contract end date passed.
+    #[serde(rename = "person.end")]
+    PersonEnd(PersonEnd),
+    /// An engagement's end date passed.
+    #[serde(rename = "engagement.end")]
+    EngagementEnd(EngagementEnd),
+}
+
+/// The end of a time-bound grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "GrantExpiryPayload")]
+pub struct GrantExpiry {
+    /// Who holds the grant.
+    pub person_id: String,
+    /// What is held.
+    pub entitlement: String,
+    /// Why it is held: the timer fires only if the grant is still held for this reason.
+    pub source: GrantSource,
+    /// The template, engagement or request the grant came from.
+    pub source_ref: String,
+}
+
+/// Every field an expiry's payload has held. Timers written before planned grants could be
+/// time-bound name the request behind the grant (`request_id`) instead of `source` and
+/// `source_ref`.
+#[derive(Deserialize)]
+struct GrantExpiryPayload {
+    person_id: String,
+    entitlement: String,
+    source: Option<GrantSource>,
+    source_ref: Option<String>,
+    request_id: Option<String>,
+}
+
+impl TryFrom<GrantExpiryPayload> for GrantExpiry {
+    type Error = String;
+
+    fn try_from(p: GrantExpiryPayload) -> Result<GrantExpiry, String> {
+        let (source, source_ref) = match (p.source, p.source_ref, p.request_id) {
+            (Some(source), Some(source_ref), None) => (source, source_ref),
+            (None, None, Some(request_id)) => (GrantSource::Request, request_id),
+            _ => {
+                return Err(
+                    "an expiry names either `source` and `source_ref`, or only `request_id`".into(),
+                );
+            }
+        };
+        Ok(GrantExpiry {
+            person_id: p.person_id,
+            entitlement: p.entitlement,
+            source,
+            source_ref,
+        })
+    }
+}
+
+/// An approval's escalation or deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTimer {
+    /// The approval (the timer's subject).
+    #[serde(skip_serializing)]
+    pub approval_id: String,
+}
+
+/// A person's contract end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonEnd {
+    /// The person (the timer's subject).
+    #[serde(skip_serializing)]
+    pub person_id: String,
+    /// Their last day: the timer does nothing if the person's end date changed since.
+    pub end_date: NaiveDate,
+}
+
+/// An engagement's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngagementEnd {
+    /// The engagement (the timer's subject).
+    #[serde(skip_serializing)]
+    pub engagement_id: String,
+    /// Whose engagement it is.
+    pub person_id: String,
+    /// The client.
+    pub client_id: String,
+    /// The engagement role.
+    pub role: String,
+    /// Its last day: the timer does nothing if the engagement's end date changed since.
+    pub end_date: NaiveDate,
+}
+
+/// A stored timer that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read a `{kind}` timer for `{subject}`: {reason}")]
+pub struct TimerError {
+    /// The stored kind.
+    pub kind: String,
+    /// The stored subject.
+    pub subject: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The timer subject of a person's grant of an entitlement.
+pub fn grant_subject(person_id: &str, entitlement: &str) -> String {
+    serde_json::json!([person_id, entitlement]).to_string()
+}
+
+impl Timer {
+    /// What the timer does: its stored kind.
+    pub fn kind(&self) -> TimerKind {
+        match self {
+            Timer::GrantExpiry(_) => TimerKind::GrantExpiry,
+            Timer::ApprovalEscalate(_) => TimerKind::ApprovalEscalate,
+            Timer::ApprovalDeadline(_) => TimerKind::ApprovalDeadline,
+            Timer::PersonEnd(_) => TimerKind::PersonEnd,
+            Timer::EngagementEnd(_) => TimerKind::EngagementEnd,
+        }
+    }
+
+    /// What the timer is about, unique per kind: scheduling a timer of the same kind and
+    /// subject moves it.
+    pub fn subject(&self) -> String {
+        match self {
+            Timer::GrantExpiry(e) => grant_subject(&e.person_id, &e.entitlement),
+            Timer::ApprovalEscalate(a) | Timer::ApprovalDeadline(a) => a.approval_id.clone(),
+            Timer::PersonEnd(p) => p.person_id.clone(),
+            Timer::EngagementEnd(e) => e.engagement_id.clone(),
+        }
+    }
+
+    /// The stored payload: the variant's fields but the subject.
+    pub fn payload(&self) -> serde_json::Value {
+        let mut tagged = serde_json::to_value(self).expect("a timer serializes");
+        tagged
+            .get_mut("payload")
+            .map(serde_json::Value::take)
+            .expect("a timer serializes with its payload")
+    }
+
+    /// Reads a stored timer from its kind, subject and payload text, in the shape this version
+    /// writes or one an older version wrote.
+    pub fn from_stored(kind: &str, subject: &str, payload: &str) -> Result<Timer, TimerError> {
+        let error = |reason: String| TimerError {
+            kind: kind.to_string(),
+            subject: subject.to_string(),
+            reason,
+        };
+        let known: TimerKind = kind
+            .parse()
+            .map_err(|e: crate::UnknownValue| error(e.to_string()))?;
+        let mut payload: serde_json::Value = serde_json::from_str(payload)
+            .map_err(|e| error(format!("payload is not JSON: {e}")))?;
+        let Some(fields) = payload.as_object_mut() else {
+            return Err(error("payload is not a JSON object".into()));
+        };
+        if let Some(field) = known.subject_field() {
+            fields.insert(field.into(), subject.into());
+        }
+        let tagged = serde_json::json!({ "kind": known.as_str(), "payload": payload });
+        serde_json::from_value(tagged).map_err(|e| error(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(t: &Timer) -> Timer {
+        Timer::from_stored(t.kind().as_str(), &t.subject(), &t.payload().to_string()).unwrap()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn every_kind() -> Vec<Timer> {
+        vec![
+            Timer::GrantExpiry(GrantExpiry {
+                person_id: "p-1".into(),
+                entitlement: "github:admins".into(),
+                source: GrantSource::Engagement,
+                source_ref: "eng-1".into(),
+            }),
+            Timer::ApprovalEscalate(ApprovalTimer {
+                approval_id: "ap-1".into(),
+            }),
+            Timer::ApprovalDeadline(ApprovalTimer {
+                approval_id: "ap-1".into(),
+            }),
+            Timer::PersonEnd(PersonEnd {
+                person_id: "p-1".into(),
+                end_date: date("2026-03-31"),
+            }),
+            Timer::EngagementEnd(EngagementEnd {
+                engagement_id: "eng-1".into(),
+                person_id: "p-1".into(),
+                client_id: "acme".into(),
+                role: "consultant".into(),
+                end_date: date("2026-06-30"),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_written() {
+        let timers = every_kind();
+        assert_eq!(timers.len(), TimerKind::ALL.len());
+        for t in timers {
+            assert_eq!(stored(&t), t);
+            // The serde tag is the stored kind.
+            assert_eq!(serde_json::to_value(&t).unwrap()["kind"], t.kind().as_str());
+        }
+    }
+
+    #[test]
+    fn payloads_keep_the_shape_stored_rows_have() {
+        let [expiry, escalate, deadline, person, engagement] = every_kind().try_into().unwrap();
+        assert_eq!(
+            expiry.payload(),
+            serde_json::json!({"person_id": "p-1", "entitlement": "github:admins", "source": "engagement", "source_ref": "eng-1"})
+        );
+        assert_eq!(expiry.subject(), r#"["p-1","github:admins"]"#);
+        assert_eq!(escalate.payload(), serde_json::json!({}));
+        assert_eq!(deadline.subject(), "ap-1");
+        assert_eq!(
+            person.payload(),
+            serde_json::json!({"end_date": "2026-03-31"})
+        );
+        assert_eq!(person.subject(), "p-1");
+        assert_eq!(
+            engagement.payload(),
+            serde_json::json!({"person_id": "p-1", "client_id": "acme", "role": "consultant", "end_date": "2026-06-30"})
+        );
+        assert_eq!(engagement.subject(), "eng-1");
+    }
+
+    #[test]
+    fn both_stored_shapes_of_an_expiry_read() {
+        let subject = r#"["p-1","github:admins"]"#;
+        let current = r#"{"person_id":"p-1","entitlement":"github:admins","source":"request","source_ref":"req-1"}"#;
+        let older = r#"{"person_id":"p-1","entitlement":"github:admins","request_id":"req-1"}"#;
+        let want = Timer::GrantExpiry(GrantExpiry {
+            person_id: "p-1".into(),
+            entitlement: "github:admins".into(),
+            source: GrantSource::Request,
+            source_ref: "req-1".into(),
+        });
+        assert_eq!(
+            Timer::from_stored("grant.expiry", subject, current).unwrap(),
+            want
+        );
+        assert_eq!(
+            Timer::from_stored("grant.expiry", subject, older).unwrap(),
+            want
+        );
+        // Read in the older shape, written again in the current one.
+        assert_eq!(
+            Timer::from_stored("grant.expiry", subject, older)
+                .unwrap()
+                .payload(),
+            serde_json::from_str::<serde_json::Value>(current).unwrap()
+        );
+        let planned = r#"{"person_id":"p-1","entitlement":"github:admins","source":"birthright","source_ref":"base"}"#;
+        let Timer::GrantExpiry(e) = Timer::from_stored("grant.expiry", subject, planned).unwrap()
+        else {
+            panic!("an expiry");
+        };
+        assert_eq!(
+            (e.source, e.source_ref.as_str()),
+            (GrantSource::Birthright, "base")
+        );
+    }
+
+    #[test]
+    fn the_stored_shapes_of_the_other_kinds_read() {
+        let escalate = Timer::from_stored("approval.escalate", "ap-9", "{}").unwrap();
+        assert_eq!(
+            escalate,
+            Timer::ApprovalEscalate(ApprovalTimer {
+                approval_id: "ap-9".into()
+            })
+        );
+        let person =
+            Timer::from_stored("person.end", "p-9", r#"{"end_date":"2026-01-31"}"#).unwrap();
+        assert_eq!(
+            person,
+            Timer::PersonEnd(PersonEnd {
+                person_id: "p-9".into(),
+                end_date: date("2026-01-31")
+            })
+        );
+        let engagement = Timer::from_stored(
+            "engagement.end",
+            "eng-9",
+            r#"{"person_id":"p-9","client_id":"acme","role":"consultant","end_date":"2026-01-31"}"#,
+        )
+        .unwrap();
+        let Timer::EngagementEnd(e) = engagement else {
+            panic!("an engagement end")
+        };
+        assert_eq!(
+            (e.engagement_id.as_str(), e.person_id.as_str()),
+            ("eng-9", "p-9")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_read_says_why() {
+        let err = |kind: &str, payload: &str| Timer::from_stored(kind, "s-1", payload).unwrap_err();
+        let e = err("grant.renewal", "{}");
+        assert_eq!(e.kind, "grant.renewal");
+        assert_eq!(e.subject, "s-1");
+        assert!(
+            e.reason.contains("unknown TimerKind `grant.renewal`"),
+            "{e}"
+        );
+        assert!(err("person.end", "not json").reason.contains("not JSON"));
+        assert!(
+            err("person.end", "[1]")
+                .reason
+                .contains("not a JSON object")
+        );
+        assert!(
+            err("person.end", r#"{"end_date":"tomorrow"}"#)
+                .reason
+                .contains("input contains invalid characters")
+        );
+        assert!(
+            err("person.end", "{}")
+                .reason
+                .contains("missing field `end_date`")
+        );
+        // An expiry whose source is unknown, or that names neither shape: never guessed.
+        let unknown_source =
+            r#"{"person_id":"p","entitlement":"e","source":"gift","source_ref":"x"}"#;
+        assert!(
+            err("grant.expiry", unknown_source)
+                .reason
+                .contains("unknown variant `gift`")
+        );
+        let neither = r#"{"person_id":"p","entitlement":"e"}"#;
+        assert!(err("grant.expiry", neither).reason.contains("`request_id`"));
+        let both = r#"{"person_id":"p","entitlement":"e","source":"request","source_ref":"r","request_id":"r"}"#;
+        assert!(err("grant.expiry", both).reason.contains("either"));
+        assert_eq!(
+            err("grant.renewal", "{}").to_string(),
+            "cannot read a `grant.renewal` timer for `s-1`: unknown TimerKind `grant.renewal`, expected one of: grant.expiry, approval.escalate, approval.deadline, person.end, engagement.end"
+        );
+    }
+
+    #[test]
+    fn timer_states_read_back() {
+        for s in TimerState::ALL {
+            assert_eq!(s.as_str().parse::<TimerState>().unwrap(), *s);
+        }
+        assert!("sent".parse::<TimerState>().is_err());
+    }
+}
