@@ -159,6 +159,16 @@ pub(crate) struct WhatIfAnswer {
     pub(crate) elapsed_ms: u64,
 }
 
+/// A group membership what-if's answer, and how long it took.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GroupWhatIfAnswer {
+    /// What the change would do.
+    #[serde(flatten)]
+    pub(crate) what_if: tenure_engine::GroupWhatIf,
+    /// How long the what-if took (ms).
+    pub(crate) elapsed_ms: u64,
+}
+
 /// A page of access requests, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RequestPage {

@@ -6,8 +6,8 @@
 use crate::auth::{Principal, Scope, hash_token, new_token};
 use crate::bodies::{
     Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, GrantView,
-    HealthState, PeoplePage, PersonDetail, RunPage, ServiceHealth, SystemList, TokenList,
-    WhatIfAnswer,
+    GroupWhatIfAnswer, HealthState, PeoplePage, PersonDetail, RunPage, ServiceHealth, SystemList,
+    TokenList, WhatIfAnswer,
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
@@ -55,6 +55,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(simulate))
+        .routes(routes!(simulate_group))
         .routes(routes!(reload))
         .routes(routes!(access::list_requests, access::post_request))
         .routes(routes!(access::get_request))
@@ -1328,6 +1329,137 @@ async fn simulate(
         }
     };
     Ok(Json(WhatIfAnswer {
+        what_if: result,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// The most people one group what-if names (as many as one SCIM request may).
+const SIMULATE_MAX_PEOPLE: usize = 20_000;
+
+/// A change to an identity provider group's members to ask a what-if about: people added
+/// and removed, or the members replaced (not both).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SimulateGroupBody {
+    /// The group: a pushed group's id or displayName (case does not matter). A displayName no
+    /// group has is a group the identity provider has not pushed yet.
+    #[schema(min_length = 1, max_length = 256)]
+    group: String,
+    /// People (SCIM user ids) to add.
+    #[serde(default)]
+    #[schema(max_items = 20000)]
+    add: Vec<String>,
+    /// People (SCIM user ids) to remove.
+    #[serde(default)]
+    #[schema(max_items = 20000)]
+    remove: Vec<String>,
+    /// The members after the change, all of them (Okta's full replace, a PUT): instead of
+    /// `add` and `remove`.
+    #[serde(default)]
+    #[schema(max_items = 20000)]
+    replace: Option<Vec<String>>,
+    /// The most plans listed (totals always count everyone changed).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000, default = 100)]
+    limit: Option<usize>,
+}
+
+/// What a group membership change would do.
+///
+/// Plans, without applying it or storing anything, what adding people to an identity
+/// provider group, removing them, or replacing its members would do to each of those people's
+/// access under the rules in force: the `transfer` the change would store for every active
+/// member it adds or removes, with role templates matching `groups`, policy reading
+/// `principal.groups`, separation of duties and approvals. Requires `read`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/simulate/group",
+    tag = "rules",
+    security(("bearerAuth" = ["read"])),
+    request_body = SimulateGroupBody,
+    responses(
+        (status = 200, description = "The members added and removed, those whose access would not be re-planned and why, and what would change, person by person.", body = GroupWhatIfAnswer),
+        (status = 400, description = "No group named, no change asked, `replace` together with `add` or `remove`, a person both added and removed, an added person who is not a live SCIM user, or a limit out of range (`invalid_request`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
+async fn simulate_group(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Json<GroupWhatIfAnswer>, ApiError> {
+    p.require(Scope::Read)?;
+    let body: SimulateGroupBody = crate::access::parse_body(&body)?;
+    let limit = body.limit.unwrap_or(100);
+    if limit > SIMULATE_MAX_LIMIT {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("at most {SIMULATE_MAX_LIMIT} plans are listed; totals count everyone"),
+        ));
+    }
+    let group = body.group.trim();
+    if group.is_empty() {
+        return Err(ApiError::invalid(
+            "group",
+            "name a group by id or displayName",
+        ));
+    }
+    tenure_core::text::check(group, tenure_core::text::MAX_NAME)
+        .map_err(|e| ApiError::invalid("group", e.to_string()))?;
+    let none = Vec::new();
+    let lists = [
+        ("add", &body.add),
+        ("remove", &body.remove),
+        ("replace", body.replace.as_ref().unwrap_or(&none)),
+    ];
+    let named: usize = lists.iter().map(|(_, l)| l.len()).sum();
+    if named > SIMULATE_MAX_PEOPLE {
+        return Err(ApiError::invalid(
+            "body",
+            format!("{named} people named; at most {SIMULATE_MAX_PEOPLE} per what-if"),
+        ));
+    }
+    for (field, list) in lists {
+        for (i, id) in list.iter().enumerate() {
+            tenure_core::text::check(id, tenure_core::text::MAX_NAME)
+                .map_err(|e| ApiError::invalid(format!("{field}[{i}]"), e.to_string()))?;
+        }
+    }
+    let set = |v: Vec<String>| v.into_iter().collect::<std::collections::BTreeSet<_>>();
+    let change = match body.replace {
+        Some(_) if !body.add.is_empty() || !body.remove.is_empty() => {
+            return Err(ApiError::invalid(
+                "replace",
+                "replace the members, or add and remove some, not both",
+            ));
+        }
+        Some(members) => tenure_engine::MemberChange::Replace(set(members)),
+        None if body.add.is_empty() && body.remove.is_empty() => {
+            return Err(ApiError::invalid(
+                "body",
+                "give `add` or `remove` (people to add or remove), or `replace` (the members after the change)",
+            ));
+        }
+        None => tenure_engine::MemberChange::AddRemove {
+            add: set(body.add),
+            remove: set(body.remove),
+        },
+    };
+    let started = std::time::Instant::now();
+    let result = s
+        .engine()
+        .what_if_group(group, &change, limit)
+        .await
+        .map_err(|e| match e {
+            tenure_engine::EngineError::Invalid { field, message } => {
+                ApiError::invalid(field, message)
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(GroupWhatIfAnswer {
         what_if: result,
         elapsed_ms: started.elapsed().as_millis() as u64,
     }))

@@ -27,7 +27,10 @@ pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;
-pub use reconcile::{PersonPlan, Reloaded, WhatIf, what_if, what_if_event};
+pub use reconcile::{
+    GroupWhatIf, MemberChange, NotPlanned, PersonPlan, Reloaded, WhatIf, groups_transfer, what_if,
+    what_if_event, what_if_group,
+};
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
@@ -450,6 +453,26 @@ impl Engine {
     ) -> Result<reconcile::WhatIf> {
         let now = self.inner.clock.now_ms();
         reconcile::what_if_event(&self.inner.store, &self.inner.rules(), event, now).await
+    }
+
+    /// What changing an identity provider group's members would do, without storing anything;
+    /// see [`what_if_group`].
+    pub async fn what_if_group(
+        &self,
+        group: &str,
+        change: &MemberChange,
+        limit: usize,
+    ) -> Result<GroupWhatIf> {
+        let now = self.inner.clock.now_ms();
+        reconcile::what_if_group(
+            &self.inner.store,
+            &self.inner.rules(),
+            group,
+            change,
+            now,
+            limit,
+        )
+        .await
     }
 
     /// The engine's clock.

@@ -9,6 +9,7 @@ use crate::planning::{self, Computed, State};
 use crate::{EngineError, Inner, Result, Rules};
 use chrono::DateTime;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tenure_core::audit::AuditAction;
 use tenure_core::config::{ClientFacts, Config};
@@ -360,4 +361,236 @@ pub(crate) async fn schedule_reconcile(
         .collect();
     tenure_store::insert_runs(tx.conn(), &runs).await?;
     Ok(())
+}
+
+// ------------------------------------------------------------------ group membership
+
+/// The `transfer` event that tells tenure a person's identity provider groups now are `groups`
+/// (displayNames): what a membership change over SCIM stores, and what its what-if plans.
+pub fn groups_transfer(person: &str, groups: Vec<String>) -> EventInput {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert(
+        tenure_core::config::GROUPS_ATTRIBUTE.into(),
+        serde_json::Value::Array(groups.into_iter().map(serde_json::Value::String).collect()),
+    );
+    EventInput {
+        id: None,
+        kind: tenure_core::event::EventType::Transfer,
+        person: tenure_core::event::PersonInput {
+            id: person.to_string(),
+            attributes: Some(attributes),
+            ..Default::default()
+        },
+        engagement: None,
+        effective_at: None,
+        source: Some("scim".into()),
+    }
+}
+
+/// A change to an identity provider group's members, asked about before it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// These people added and these removed (what a PATCH's `add` and `remove` do).
+    AddRemove {
+        /// People to add.
+        add: BTreeSet<String>,
+        /// People to remove.
+        remove: BTreeSet<String>,
+    },
+    /// The members replaced by exactly these (a PUT, or Okta's full replace).
+    Replace(BTreeSet<String>),
+}
+
+/// A member whose access a group change would not re-plan, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NotPlanned {
+    /// The person (the SCIM user's id).
+    pub person_id: String,
+    /// Why nothing is planned for them.
+    pub reason: String,
+}
+
+/// What a change to a group's members would do.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GroupWhatIf {
+    /// The group's id; absent for a group the identity provider has not pushed yet.
+    pub group_id: Option<String>,
+    /// Its displayName: what role templates (`[match] groups`) and policy
+    /// (`principal.groups`) see.
+    pub display_name: String,
+    /// People the change would make members, in id order.
+    pub members_added: Vec<String>,
+    /// People it would take out, in id order.
+    pub members_removed: Vec<String>,
+    /// Members added or removed whose access would not be re-planned (not hired yet, or gone),
+    /// as the change itself would not.
+    pub not_planned: Vec<NotPlanned>,
+    /// What the re-planned members' access would become, person by person.
+    #[serde(flatten)]
+    pub what_if: WhatIf,
+}
+
+impl WhatIf {
+    /// Adds another what-if's counts and plans to this one, listing at most `limit` plans.
+    fn merge(&mut self, other: WhatIf, limit: usize) {
+        self.people += other.people;
+        self.people_changed += other.people_changed;
+        self.grants += other.grants;
+        self.revokes += other.revokes;
+        self.account_changes += other.account_changes;
+        self.denied += other.denied;
+        self.awaiting_approval += other.awaiting_approval;
+        self.truncated |= other.truncated;
+        for p in other.plans {
+            if self.plans.len() < limit {
+                self.plans.push(p);
+            } else {
+                self.truncated = true;
+            }
+        }
+    }
+}
+
+/// What changing the members of the identity provider group `group` (a stored group's id or
+/// displayName; a displayName no group has is a group not pushed yet) would do to the access
+/// of each person it adds or removes, under `rules`; changes nothing. Each member's groups
+/// are laid out as the change would leave them and planned as the `transfer` the change
+/// would store ([`groups_transfer`]); members not hired, or gone, are listed in
+/// `not_planned`, as the change re-plans only active members. Adding someone who is not a
+/// live SCIM user is refused, as the change itself would be.
+pub async fn what_if_group(
+    store: &Store,
+    rules: &Rules,
+    group: &str,
+    change: &MemberChange,
+    now: i64,
+    limit: usize,
+) -> Result<GroupWhatIf> {
+    let invalid = |field: &str, message: String| EngineError::Invalid {
+        field: field.into(),
+        message,
+    };
+    if group.trim().is_empty() {
+        return Err(invalid("group", "name a group by id or displayName".into()));
+    }
+    if let MemberChange::AddRemove { add, remove } = change
+        && let Some(both) = add.intersection(remove).next()
+    {
+        return Err(invalid(
+            "remove",
+            format!("`{both}` is both added and removed"),
+        ));
+    }
+    let mut c = store.reader().await?;
+    let stored = match tenure_store::scim_group(&mut c, group).await? {
+        Some(g) => Some(g),
+        None => match tenure_store::scim_group_id_by_name(&mut c, &group.to_lowercase()).await? {
+            Some(id) => tenure_store::scim_group(&mut c, &id).await?,
+            None => None,
+        },
+    };
+    let (group_id, display_name) = match &stored {
+        Some(g) => (Some(g.id.clone()), g.display_name.clone()),
+        None => (None, group.to_string()),
+    };
+    let old: BTreeSet<String> = match &group_id {
+        Some(id) => tenure_store::scim_group_members(&mut c, &[id.as_str()])
+            .await?
+            .remove(id)
+            .unwrap_or_default(),
+        None => BTreeSet::new(),
+    };
+    let new: BTreeSet<String> = match change {
+        MemberChange::AddRemove { add, remove } => old
+            .iter()
+            .chain(add)
+            .filter(|m| !remove.contains(*m))
+            .cloned()
+            .collect(),
+        MemberChange::Replace(members) => members.clone(),
+    };
+    let added: Vec<String> = new.difference(&old).cloned().collect();
+    let removed: Vec<String> = old.difference(&new).cloned().collect();
+    let affected: Vec<&str> = added.iter().chain(&removed).map(String::as_str).collect();
+    let lifecycles = tenure_store::live_scim_users(&mut c, &affected).await?;
+    let unknown: Vec<&str> = added
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !lifecycles.contains_key(*m))
+        .collect();
+    if !unknown.is_empty() {
+        let field = match change {
+            MemberChange::AddRemove { .. } => "add",
+            MemberChange::Replace(_) => "replace",
+        };
+        let shown: Vec<String> = unknown.iter().take(20).map(|u| format!("`{u}`")).collect();
+        return Err(invalid(
+            field,
+            format!(
+                "{} name no known SCIM user: {}{}",
+                unknown.len(),
+                shown.join(", "),
+                if unknown.len() > 20 { ", ..." } else { "" }
+            ),
+        ));
+    }
+    let mut groups = tenure_store::scim_groups_of(&mut c, &affected).await?;
+    drop(c);
+    let mut out = GroupWhatIf {
+        group_id: group_id.clone(),
+        display_name: display_name.clone(),
+        members_added: added.clone(),
+        members_removed: removed.clone(),
+        not_planned: Vec::new(),
+        what_if: WhatIf::default(),
+    };
+    let mut affected = affected;
+    affected.sort_unstable();
+    for person in affected {
+        match lifecycles.get(person).map(String::as_str) {
+            Some("active") => {}
+            other => {
+                out.not_planned.push(NotPlanned {
+                    person_id: person.to_string(),
+                    reason: match other {
+                        Some("left") => "has left: no access to re-plan".into(),
+                        None => "no longer a SCIM user".into(),
+                        Some(_) => {
+                            "not hired yet: a hire reads the person's groups when it comes".into()
+                        }
+                    },
+                });
+                continue;
+            }
+        }
+        // The person's groups as the change would leave them, ordered as stored ones are.
+        let mut names: Vec<String> = groups
+            .remove(person)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, name)| match &group_id {
+                Some(g) => id != g,
+                None => !name.eq_ignore_ascii_case(&display_name),
+            })
+            .map(|(_, name)| name)
+            .collect();
+        if new.contains(person) {
+            names.push(display_name.clone());
+        }
+        names.sort_by_cached_key(|n| n.to_lowercase());
+        let event = groups_transfer(person, names);
+        let one = match what_if_event(store, rules, &event, now).await {
+            Ok(w) => w,
+            Err(EngineError::Conflict(m)) => {
+                out.not_planned.push(NotPlanned {
+                    person_id: person.to_string(),
+                    reason: m,
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.what_if.merge(one, limit);
+    }
+    Ok(out)
 }

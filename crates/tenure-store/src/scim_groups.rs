@@ -77,7 +77,10 @@ pub async fn scim_group_id_by_name(
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
-/// The members of each of `groups` (person ids, sorted); groups with none are absent.
+/// The members of each of `groups` (person ids, sorted); groups with none are absent. Only
+/// live users count: a deleted user's memberships go with it ([`leave_scim_groups`]), and one
+/// that a group change committed beside the delete (PostgreSQL, two transactions at once) is
+/// not listed either.
 pub async fn scim_group_members(
     c: &mut AnyConnection,
     groups: &[&str],
@@ -85,7 +88,9 @@ pub async fn scim_group_members(
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for chunk in groups.chunks(500) {
         let sql = format!(
-            "SELECT group_id, person_id FROM scim_group_members WHERE group_id IN ({})",
+            "SELECT m.group_id, m.person_id FROM scim_group_members m
+             JOIN scim_users u ON u.id = m.person_id AND u.deleted = 0
+             WHERE m.group_id IN ({})",
             params(1, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -222,6 +227,49 @@ pub async fn change_scim_group_members(
         q.execute(&mut *c).await?;
     }
     Ok(())
+}
+
+/// Takes `person` out of every group it is a member of (its SCIM user is being deleted): the
+/// memberships go and each group moves to its next version. Returns the groups as they now
+/// stand, by displayName.
+pub async fn leave_scim_groups(
+    c: &mut AnyConnection,
+    person: &str,
+    now: i64,
+) -> Result<Vec<ScimGroupRow>> {
+    let sql = format!(
+        "SELECT {GROUP_COLS} FROM scim_groups WHERE id IN
+         (SELECT group_id FROM scim_group_members WHERE person_id = $1)
+         ORDER BY display_name_ci"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(person)
+        .fetch_all(&mut *c)
+        .await?;
+    let mut groups = rows.iter().map(group_row).collect::<Result<Vec<_>>>()?;
+    if groups.is_empty() {
+        return Ok(groups);
+    }
+    sqlx::query("DELETE FROM scim_group_members WHERE person_id = $1")
+        .bind(person)
+        .execute(&mut *c)
+        .await?;
+    for chunk in groups.chunks_mut(500) {
+        let sql = format!(
+            "UPDATE scim_groups SET version = version + 1, updated_at = $1 WHERE id IN ({})",
+            params(2, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for g in chunk.iter() {
+            q = q.bind(g.id.clone());
+        }
+        q.execute(&mut *c).await?;
+        for g in chunk {
+            g.version += 1;
+            g.updated_at = now;
+        }
+    }
+    Ok(groups)
 }
 
 /// Deletes a group and its memberships if it is still at `prev_version`.

@@ -631,3 +631,282 @@ async fn a_template_matching_a_group_grants_on_membership_and_revokes_on_removal
         "{audit:?}"
     );
 }
+
+/// The `groups` a user lists, as (value, display) pairs in order.
+fn user_groups(u: &Value) -> Vec<(String, String)> {
+    u["groups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|g| {
+                    assert_eq!(g["type"], "direct", "{g}");
+                    let v = g["value"].as_str().unwrap().to_string();
+                    assert!(
+                        g["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with(&format!("/scim/v2/Groups/{v}"))),
+                        "{g}"
+                    );
+                    (v, g["display"].as_str().unwrap().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_lists_its_groups_and_leaves_them_when_deleted() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    let s = env.start().await;
+    let t = scim_token(&s).await;
+    let alice = new_user(&s, &t, "alice", true).await;
+    let bob = new_user(&s, &t, "bob", false).await;
+    let sales = new_group(&s, &t, "Sales EMEA", &[&alice, &bob]).await;
+    let contractors = new_group(&s, &t, "Contractors", &[&alice]).await;
+    let id = |path: &str| path.trim_start_matches("/Groups/").to_string();
+    assert_eq!(grants_of(&s, &alice).await, ["crm:sales", "crm:user"]);
+
+    // A user's groups: the identity provider's (by displayName), then the entitlements held,
+    // each displayed by the name its group is served with.
+    let expected = vec![
+        (id(&contractors), "Contractors".to_string()),
+        (id(&sales), "Sales EMEA".to_string()),
+        ("crm:sales".to_string(), "crm:sales".to_string()),
+        ("crm:user".to_string(), "crm:user".to_string()),
+    ];
+    let a = call(&s, &t, Method::GET, &format!("/Users/{alice}"), None, &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(user_groups(&a.body), expected, "{}", a.body);
+    let filter = url_encode("userName eq \"alice@example.com\"");
+    let a = call(
+        &s,
+        &t,
+        Method::GET,
+        &format!("/Users?filter={filter}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(user_groups(&a.body["Resources"][0]), expected, "{}", a.body);
+    let a = call(&s, &t, Method::GET, "/Users?sortBy=userName", None, &[]).await;
+    assert_eq!(user_groups(&a.body["Resources"][0]), expected, "{}", a.body);
+    // bob was never hired: his groups, no entitlements.
+    let a = call(&s, &t, Method::GET, &format!("/Users/{bob}"), None, &[]).await;
+    assert_eq!(
+        user_groups(&a.body),
+        [(id(&sales), "Sales EMEA".to_string())],
+        "{}",
+        a.body
+    );
+    // The entitlement's group shows the display name the user listed.
+    let a = call(&s, &t, Method::GET, "/Groups/crm:user", None, &[]).await;
+    assert_eq!(a.body["displayName"], "crm:user", "{}", a.body);
+
+    // Deleting alice takes her out of both groups in the same transaction: new versions, and
+    // no read lists her any more.
+    let before = call(&s, &t, Method::GET, &sales, None, &[]).await;
+    let a = call(
+        &s,
+        &t,
+        Method::DELETE,
+        &format!("/Users/{alice}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    let a = call(&s, &t, Method::GET, &sales, None, &[]).await;
+    assert_eq!(members(&a.body), [bob.clone()], "{}", a.body);
+    assert_ne!(a.body["meta"]["version"], before.body["meta"]["version"]);
+    assert_ne!(a.headers["etag"], before.headers["etag"]);
+    let a = call(&s, &t, Method::GET, &contractors, None, &[]).await;
+    assert_eq!(members(&a.body), Vec::<String>::new(), "{}", a.body);
+    let filter = url_encode(&format!("members.value eq \"{alice}\""));
+    let a = call(
+        &s,
+        &t,
+        Method::GET,
+        &format!("/Groups?filter={filter}"),
+        None,
+        &[],
+    )
+    .await;
+    // (Entitlements she still holds list her until her leave revokes them.)
+    let found: Vec<&str> = a.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
+    assert!(
+        !found.contains(&id(&sales).as_str()) && !found.contains(&id(&contractors).as_str()),
+        "{}",
+        a.body
+    );
+    let audit = s
+        .items(&format!(
+            "/api/v1/audit?person={alice}&action=scim.group.membership"
+        ))
+        .await;
+    let reasons: Vec<&str> = audit.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(
+        reasons.contains(&"removed from group `Sales EMEA`: user deleted")
+            && reasons.contains(&"removed from group `Contractors`: user deleted"),
+        "{audit:?}"
+    );
+    let updated = s.items("/api/v1/audit?action=scim.group.updated").await;
+    assert!(
+        updated
+            .iter()
+            .any(|e| e["reason"] == "SCIM group `Sales EMEA`: member user deleted"),
+        "{updated:?}"
+    );
+    // Her leave revokes what she held.
+    assert_eq!(grants_of(&s, &alice).await, Vec::<String>::new());
+
+    // A Bulk delete does the same.
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [{ "method": "DELETE", "path": format!("/Users/{bob}") }],
+    });
+    let a = call(&s, &t, Method::POST, "/Bulk", Some(bulk), &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["Operations"][0]["status"], "204", "{}", a.body);
+    let a = call(&s, &t, Method::GET, &sales, None, &[]).await;
+    assert_eq!(members(&a.body), Vec::<String>::new(), "{}", a.body);
+}
+
+/// The (action, entitlement) steps a what-if lists for `person`.
+fn planned(w: &Value, person: &str) -> Vec<(String, String)> {
+    w["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["person_id"] == person)
+        .flat_map(|p| p["steps"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["action"].as_str().unwrap().to_string(),
+                s["entitlement"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_what_if_shows_what_a_group_change_would_do_and_stores_nothing() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    let s = env.start().await;
+    let t = scim_token(&s).await;
+    let alice = new_user(&s, &t, "alice", true).await;
+    let bob = new_user(&s, &t, "bob", false).await;
+    assert_eq!(grants_of(&s, &alice).await, ["crm:user"]);
+    let runs = s.items("/api/v1/runs").await.len();
+    let ask = |body: Value| {
+        let s = &s;
+        async move { s.post("/api/v1/simulate/group", &body).await }
+    };
+
+    // Adding alice to a group the identity provider has not pushed yet: the template matching
+    // it grants crm:sales. bob, never hired, has no access to re-plan.
+    let a = ask(json!({ "group": "Sales EMEA", "add": [alice, bob] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["group_id"], Value::Null, "{}", a.body);
+    assert_eq!(a.body["members_added"], json!(sorted(&[&alice, &bob])));
+    assert_eq!(
+        planned(&a.body, &alice),
+        [("grant".to_string(), "crm:sales".to_string())],
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.body["not_planned"][0]["person_id"],
+        bob.as_str(),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        (&a.body["people_changed"], &a.body["grants"]),
+        (&json!(1), &json!(1))
+    );
+    // Nothing was stored.
+    let filter = url_encode("displayName eq \"Sales EMEA\"");
+    let a = call(
+        &s,
+        &t,
+        Method::GET,
+        &format!("/Groups?filter={filter}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(a.body["totalResults"], 0, "{}", a.body);
+    assert_eq!(s.items("/api/v1/runs").await.len(), runs);
+    assert_eq!(grants_of(&s, &alice).await, ["crm:user"]);
+
+    // Once alice is in the group, removing her (by displayName, any case), or replacing the
+    // members by none, shows the revoke; nothing changes.
+    let sales = new_group(&s, &t, "Sales EMEA", &[&alice]).await;
+    assert_eq!(grants_of(&s, &alice).await, ["crm:sales", "crm:user"]);
+    let runs = s.items("/api/v1/runs").await.len();
+    let gid = sales.trim_start_matches("/Groups/");
+    for body in [
+        json!({ "group": "sales emea", "remove": [alice] }),
+        json!({ "group": gid, "replace": [] }),
+    ] {
+        let a = ask(body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["group_id"], gid, "{}", a.body);
+        assert_eq!(a.body["members_removed"], json!([alice]), "{}", a.body);
+        assert_eq!(
+            planned(&a.body, &alice),
+            [("revoke".to_string(), "crm:sales".to_string())],
+            "{}",
+            a.body
+        );
+    }
+    // Adding a member already in it changes nothing.
+    let a = ask(json!({ "group": gid, "add": [alice] })).await;
+    assert_eq!(a.body["members_added"], json!([]), "{}", a.body);
+    assert_eq!(a.body["people_changed"], 0, "{}", a.body);
+    let g = call(&s, &t, Method::GET, &sales, None, &[]).await;
+    assert_eq!(members(&g.body), [alice.clone()]);
+    assert_eq!(s.items("/api/v1/runs").await.len(), runs);
+    assert_eq!(grants_of(&s, &alice).await, ["crm:sales", "crm:user"]);
+
+    // The CLI asks the same of a running tenure.
+    let out = env
+        .command()
+        .env("TENURE_TOKEN", TOKEN)
+        .args(["plan", "--url", &s.base, "--group", "Sales EMEA"])
+        .args(["--remove-member", &alice])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        planned(&plan, &alice),
+        [("revoke".to_string(), "crm:sales".to_string())],
+        "{plan}"
+    );
+
+    // Refused: a member who is no user, add with replace, no change, a person both added
+    // and removed.
+    for (body, field) in [
+        (json!({ "group": gid, "add": ["nobody"] }), "add"),
+        (
+            json!({ "group": gid, "add": [alice], "replace": [] }),
+            "replace",
+        ),
+        (json!({ "group": gid }), "body"),
+        (
+            json!({ "group": gid, "add": [bob], "remove": [bob] }),
+            "remove",
+        ),
+        (json!({ "group": " ", "add": [bob] }), "group"),
+    ] {
+        let a = ask(body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+        assert_eq!(a.body["error"]["field"], field, "{}", a.body);
+    }
+}

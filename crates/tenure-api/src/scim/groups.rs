@@ -20,8 +20,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use tenure_core::config::GROUPS_ATTRIBUTE;
-use tenure_core::event::{EventInput, EventType, PersonInput};
 use tenure_scim::{PatchRequest, ScimType};
 use tenure_store::{NewAudit, ScimGroupRow};
 
@@ -259,6 +257,44 @@ pub(super) async fn write_group(
     }))
 }
 
+/// Takes a user being deleted out of every group it is in, inside the delete's transaction:
+/// each group moves to its next version and gets an audit entry, as any membership change, and
+/// the person one naming each group. No `transfer` is made: the delete's own lifecycle event
+/// (a leave) decides what the person keeps.
+pub(super) async fn leave_groups(
+    tx: &mut tenure_store::Tx,
+    actor: &str,
+    now: i64,
+    person: &str,
+) -> R<()> {
+    for g in tenure_store::leave_scim_groups(tx.conn(), person, now).await? {
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: actor.to_string(),
+            action: "scim.group.updated".into(),
+            reason: format!("SCIM group `{}`: member user deleted", g.display_name),
+            details: json!({
+                "group": g.id,
+                "display_name": g.display_name,
+                "version": g.version,
+                "members_added": 0,
+                "members_removed": 1,
+            }),
+            ..Default::default()
+        });
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: actor.to_string(),
+            action: "scim.group.membership".into(),
+            person_id: Some(person.to_string()),
+            reason: format!("removed from group `{}`: user deleted", g.display_name),
+            details: json!({ "group": g.id, "version": g.version }),
+            ..Default::default()
+        });
+    }
+    Ok(())
+}
+
 /// Re-plans the access of each active member whose groups a change altered: a `transfer`
 /// carrying the person's groups as they now stand (read inside `tx`, after the change), stored
 /// through the engine's ingest in the change's own transaction, so templates, policy,
@@ -288,11 +324,11 @@ async fn membership_events(
     let mut groups = tenure_store::scim_groups_of(tx.conn(), &active).await?;
     let mut submissions = Vec::with_capacity(active.len());
     for person in active {
-        let names: Vec<Value> = groups
+        let names: Vec<String> = groups
             .remove(person)
             .unwrap_or_default()
             .into_iter()
-            .map(|(_, name)| Value::String(name))
+            .map(|(_, name)| name)
             .collect();
         let key = format!("scim-group:{group}:{version}:{person}");
         tx.audit(NewAudit {
@@ -304,21 +340,8 @@ async fn membership_events(
             details: json!({ "group": group, "version": version, "groups": names, "event_key": key }),
             ..Default::default()
         });
-        let mut attributes = serde_json::Map::new();
-        attributes.insert(GROUPS_ATTRIBUTE.into(), Value::Array(names));
         submissions.push(tenure_engine::Submission {
-            event: EventInput {
-                id: None,
-                kind: EventType::Transfer,
-                person: PersonInput {
-                    id: person.to_string(),
-                    attributes: Some(attributes),
-                    ..Default::default()
-                },
-                engagement: None,
-                effective_at: None,
-                source: Some("scim".into()),
-            },
+            event: tenure_engine::groups_transfer(person, names),
             idempotency_key: Some(key),
             actor: "scim".into(),
             request_id: None,

@@ -423,12 +423,59 @@ async fn person_view(
     }))
 }
 
-/// The user as served: the stored document, tenure's read-only view (`groups` are the
-/// entitlements its person holds, read with the user; `view` its status when asked for), and
-/// `meta`.
+/// A user's `groups` (RFC 7643 §4.1.2, read-only): the groups the identity provider put it in
+/// (by displayName), then the entitlements its person holds (in id order; each is a read-only
+/// group at `/Groups/{id}` whose members are its holders). Every one is a direct membership.
+fn user_groups(
+    config: &tenure_core::config::Config,
+    pushed: &[(String, String)],
+    held: &[String],
+    base: &str,
+) -> Vec<Value> {
+    let entitlements = held.iter().map(|e| {
+        let display = config.entitlements.get(e).map_or(e.as_str(), |x| &x.name);
+        (e.as_str(), display)
+    });
+    pushed
+        .iter()
+        .map(|(id, name)| (id.as_str(), name.as_str()))
+        .chain(entitlements)
+        .map(|(id, display)| {
+            json!({
+                "value": id,
+                "$ref": format!("{base}/Groups/{id}"),
+                "display": display,
+                "type": "direct",
+            })
+        })
+        .collect()
+}
+
+/// The `groups` of each of `users` (id and the entitlements its person holds), read in one
+/// query for the pushed groups.
+async fn groups_of_users(
+    s: &AppState,
+    c: &mut sqlx::AnyConnection,
+    users: &[(&str, &[String])],
+) -> R<HashMap<String, Vec<Value>>> {
+    let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+    let mut pushed = tenure_store::scim_groups_of(c, &ids).await?;
+    let config = s.engine().config();
+    let base = base_url(s);
+    Ok(users
+        .iter()
+        .map(|(id, held)| {
+            let p = pushed.remove(*id).unwrap_or_default();
+            (id.to_string(), user_groups(&config, &p, held, &base))
+        })
+        .collect())
+}
+
+/// The user as served: the stored document, tenure's read-only view (`groups`, see
+/// [`user_groups`]; `view` its status when asked for), and `meta`.
 fn render_user(
     row: &ScimUserRow,
-    groups: &[String],
+    groups: Vec<Value>,
     view: Option<&PersonView>,
     base: &str,
 ) -> R<Value> {
@@ -467,17 +514,6 @@ fn render_user(
         }
     }
     if !groups.is_empty() {
-        let groups = groups
-            .iter()
-            .map(|e| {
-                json!({
-                    "value": e,
-                    "$ref": format!("{base}/Groups/{e}"),
-                    "display": e,
-                    "type": "direct",
-                })
-            })
-            .collect();
         out.insert("groups".into(), Value::Array(groups));
     }
     for urn in [schema::ENTERPRISE, schema::TENURE] {
@@ -539,7 +575,7 @@ async fn get_user(
     auth(p)?;
     let params = query_params(q)?;
     let mut c = s.store().reader().await?;
-    let (row, groups) = tenure_store::scim_user_with_groups(&mut c, &id)
+    let (row, held) = tenure_store::scim_user_with_groups(&mut c, &id)
         .await?
         .ok_or_else(|| status(404, format!("no user `{id}`")))?;
     if let Some(v) = headers
@@ -555,7 +591,11 @@ async fn get_user(
     }
     let base = base_url(&s);
     let view = person_view(&mut c, &row.id, &params.attributes).await?;
-    let full = render_user(&row, &groups, view.as_ref(), &base)?;
+    let groups = groups_of_users(&s, &mut c, &[(row.id.as_str(), held.as_slice())])
+        .await?
+        .remove(&row.id)
+        .unwrap_or_default();
+    let full = render_user(&row, groups, view.as_ref(), &base)?;
     let body = resource::project(&USER_SCHEMAS, full, &params.attributes, &params.excluded);
     Ok(with_etag(scim_body(body), row.version, None))
 }
@@ -615,9 +655,19 @@ async fn user_page(
     let (total, rows) =
         tenure_store::search_scim_users(&mut c, cond, sort.as_ref(), offset, limit).await?;
     let base = base_url(s);
+    let held: Vec<(&str, &[String])> = rows
+        .iter()
+        .map(|(row, held)| (row.id.as_str(), held.as_slice()))
+        .collect();
+    let mut groups = if rows.is_empty() {
+        HashMap::new()
+    } else {
+        groups_of_users(s, &mut c, &held).await?
+    };
     let mut items = Vec::with_capacity(rows.len());
-    for (row, groups) in &rows {
+    for (row, _) in &rows {
         let view = person_view(&mut c, &row.id, &params.attributes).await?;
+        let groups = groups.remove(&row.id).unwrap_or_default();
         let full = render_user(row, groups, view.as_ref(), &base)?;
         items.push(resource::project(
             &USER_SCHEMAS,
@@ -993,6 +1043,7 @@ async fn apply(engine: &Engine, tx: &mut tenure_store::Tx, p: &Prepared) -> R<Ap
             if !tenure_store::delete_scim_user(tx.conn(), &p.id, b.version, next, p.now).await? {
                 return Ok(None);
             }
+            groups::leave_groups(tx, &p.actor, p.now, &p.id).await?;
             let row = ScimUserRow {
                 version,
                 lifecycle: next.to_string(),
@@ -1103,17 +1154,21 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::Engin
 
 async fn respond_written(s: &AppState, w: Written) -> R<Response> {
     let base = base_url(s);
-    // A user just created has a fresh id: its person holds nothing yet.
+    // A user just created has a fresh id: its person holds nothing yet, and it is in no group.
     let groups = if w.created {
         Vec::new()
     } else {
         let mut c = s.store().reader().await?;
-        tenure_store::granted_entitlements(&mut c, &[w.row.id.as_str()])
+        let held = tenure_store::granted_entitlements(&mut c, &[w.row.id.as_str()])
+            .await?
+            .remove(&w.row.id)
+            .unwrap_or_default();
+        groups_of_users(s, &mut c, &[(w.row.id.as_str(), held.as_slice())])
             .await?
             .remove(&w.row.id)
             .unwrap_or_default()
     };
-    let body = render_user(&w.row, &groups, None, &base)?;
+    let body = render_user(&w.row, groups, None, &base)?;
     let location = format!("{base}/Users/{}", w.row.id);
     let code = if w.created {
         StatusCode::CREATED

@@ -164,7 +164,10 @@ const ADDRESS_SUBS: &[Attr] = &[
     a("primary", Ty::Boolean, "The primary address."),
 ];
 const GROUP_REF_SUBS: &[Attr] = &[
-    read_only(s("value", "The group's id (a tenure entitlement id).")),
+    read_only(s(
+        "value",
+        "The group's id: a group the identity provider pushed, or a tenure entitlement.",
+    )),
     read_only(reference("$ref", &["Group"], "URI of the group.")),
     read_only(s("display", "The group's name.")),
     read_only(canon(
@@ -233,7 +236,7 @@ pub const USER_ATTRS: &[Attr] = &[
     read_only(multi(
         "groups",
         GROUP_REF_SUBS,
-        "The tenure entitlements the user holds (read-only).",
+        "The groups the identity provider put the user in, then the tenure entitlements it holds (read-only).",
     )),
     multi(
         "entitlements",
