@@ -106,15 +106,19 @@ impl Where {
 /// `text` as a `LIKE` pattern matching it anywhere, lowercased, its wildcards escaped with `\`
 /// (the clause must say `ESCAPE '\'`).
 pub(crate) fn contains_pattern(text: &str) -> String {
+    format!("%{}%", like_escaped(&text.to_lowercase()))
+}
+
+/// `text` with the `LIKE` wildcards `%` and `_` (and the escape `\` itself) escaped with `\`,
+/// to match literally in a clause that says `ESCAPE '\'`.
+pub(crate) fn like_escaped(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
-    for ch in text.to_lowercase().chars() {
+    for ch in text.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             p.push('\\');
         }
         p.push(ch);
     }
-    p.push('%');
     p
 }
 
@@ -137,5 +141,6 @@ mod tests {
     fn like_patterns_escape_wildcards() {
         assert_eq!(contains_pattern("Ada_L%"), r"%ada\_l\%%");
         assert_eq!(contains_pattern(r"a\b"), r"%a\\b%");
+        assert_eq!(like_escaped("Ab_%"), r"Ab\_\%");
     }
 }

@@ -1,8 +1,9 @@
 //! Numbered schema migrations, and the table recording which ones a database has had.
 //!
 //! [`MIGRATIONS`] lists every migration in order: a number, a name and its SQL (one file in
-//! `crates/tenure-store/migrations/`, the same for SQLite and PostgreSQL), and optionally a
-//! data step in Rust that runs after the SQL in the same transaction. Opening a database
+//! `crates/tenure-store/migrations/`, the same for SQLite and PostgreSQL, or one file each when
+//! the two dialects must differ), and optionally a data step in Rust that runs after the SQL in
+//! the same transaction. Opening a database
 //! applies those it has not had, each in a transaction of its own that also records it in
 //! `schema_migrations` (number, name, SHA-256 of its SQL, when). Which migration comes next is
 //! decided by [`next_step`], a pure function of what the database recorded.
@@ -29,9 +30,12 @@ pub struct Migration {
     pub version: i64,
     /// A short name, for logs and the `schema_migrations` table.
     pub name: &'static str,
-    /// Its statements, separated by `;` (no `;` inside a literal), `--` comments on lines of
-    /// their own.
+    /// Its statements, separated by `;` (no `;` inside a literal; a `CREATE TRIGGER` runs to
+    /// its `END`), `--` comments on lines of their own. PostgreSQL runs them too unless
+    /// `postgres` is given.
     pub sql: &'static str,
+    /// PostgreSQL's statements, when they differ from SQLite's (`sql` is then SQLite's alone).
+    pub postgres: Option<&'static str>,
     /// Rust code run after the SQL in the same transaction (a data migration), if any.
     pub data: Option<DataStep>,
 }
@@ -41,31 +45,65 @@ impl std::fmt::Debug for Migration {
         f.debug_struct("Migration")
             .field("version", &self.version)
             .field("name", &self.name)
+            .field("postgres", &self.postgres.is_some())
             .field("data", &self.data.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Migration {
-    /// The SHA-256 of its SQL (line endings normalized), hex: what `schema_migrations` records.
+    /// The SHA-256 of its SQL (line endings normalized; both texts when the backends differ,
+    /// so an edit to either is seen on both), hex: what `schema_migrations` records.
     pub fn checksum(&self) -> String {
-        hex::encode(Sha256::digest(self.sql.replace("\r\n", "\n").as_bytes()))
+        let mut text = self.sql.replace("\r\n", "\n");
+        if let Some(pg) = self.postgres {
+            text.push('\0');
+            text.push_str(&pg.replace("\r\n", "\n"));
+        }
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 
-    /// Its statements, comment lines removed, in order.
-    fn statements(&self) -> Vec<String> {
-        let code: String = self
-            .sql
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        code.split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+    /// The SQL `backend` runs.
+    fn sql_for(&self, backend: Backend) -> &'static str {
+        match (backend, self.postgres) {
+            (Backend::Postgres, Some(pg)) => pg,
+            _ => self.sql,
+        }
     }
+
+    /// The statements `backend` runs, comment lines removed, in order.
+    fn statements(&self, backend: Backend) -> Vec<String> {
+        split_statements(self.sql_for(backend))
+    }
+}
+
+/// Statements separated by `;`, comment lines removed; a `CREATE TRIGGER` keeps the `;` of its
+/// body up to its `END`.
+fn split_statements(sql: &str) -> Vec<String> {
+    let code: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut open_trigger = false;
+    for piece in code.split(';') {
+        if open_trigger && let Some(last) = out.last_mut() {
+            last.push(';');
+            last.push_str(piece);
+        } else {
+            let s = piece.trim();
+            if s.is_empty() {
+                continue;
+            }
+            out.push(s.to_string());
+        }
+        let last = out.last_mut().expect("a statement was pushed or extended");
+        let upper = last.to_ascii_uppercase();
+        open_trigger = upper.starts_with("CREATE TRIGGER") && !upper.trim_end().ends_with("END");
+        *last = last.trim().to_string();
+    }
+    out
 }
 
 /// Every migration, in order. Add one by adding a file to `migrations/` and a line here with
@@ -75,12 +113,23 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "baseline",
         sql: include_str!("../migrations/0001_baseline.sql"),
+        postgres: None,
         data: None,
     },
     Migration {
         version: 2,
         name: "scim_groups",
         sql: include_str!("../migrations/0002_scim_groups.sql"),
+        postgres: None,
+        data: None,
+    },
+    Migration {
+        version: 3,
+        name: "scim_substring_index",
+        sql: include_str!("../migrations/0003_scim_substring_index.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0003_scim_substring_index.postgres.sql"
+        )),
         data: None,
     },
 ];
@@ -285,8 +334,8 @@ async fn record(c: &mut AnyConnection, m: &Migration, now_ms: i64) -> Result<()>
     Ok(())
 }
 
-async fn run_sql(c: &mut AnyConnection, m: &Migration) -> Result<()> {
-    for statement in m.statements() {
+async fn run_sql(c: &mut AnyConnection, backend: Backend, m: &Migration) -> Result<()> {
+    for statement in m.statements(backend) {
         c.execute(sqlx::AssertSqlSafe(statement)).await?;
     }
     if let Some(data) = m.data {
@@ -300,7 +349,7 @@ async fn run_sql(c: &mut AnyConnection, m: &Migration) -> Result<()> {
 /// approvers and people columns of rows stored before those existed filled in.
 async fn upgrade_unrecorded(c: &mut AnyConnection, backend: Backend) -> Result<()> {
     crate::lists::add_people_columns(c, backend).await?;
-    run_sql(c, &MIGRATIONS[0]).await?;
+    run_sql(c, backend, &MIGRATIONS[0]).await?;
     crate::approvals::index_unindexed_approvals(c).await?;
     crate::lists::fill_people_columns(c).await
 }
@@ -360,7 +409,7 @@ impl crate::Store {
                 Next::Apply(i) => {
                     let m = &known[i];
                     tx.conn().execute(CREATE_TABLE).await?;
-                    run_sql(tx.conn(), m).await?;
+                    run_sql(tx.conn(), self.backend(), m).await?;
                     record(tx.conn(), m, now_ms()).await?;
                     tx.commit().await?;
                     tracing::info!(
@@ -383,6 +432,7 @@ mod tests {
             version,
             name: "m",
             sql,
+            postgres: None,
             data: None,
         }
     }
@@ -401,18 +451,21 @@ mod tests {
             version: 1,
             name: "one",
             sql: "CREATE TABLE a (x BIGINT)",
+            postgres: None,
             data: None,
         },
         Migration {
             version: 2,
             name: "two",
             sql: "CREATE TABLE b (x BIGINT)",
+            postgres: None,
             data: None,
         },
         Migration {
             version: 3,
             name: "three",
             sql: "CREATE TABLE c (x BIGINT)",
+            postgres: None,
             data: None,
         },
     ];
@@ -524,13 +577,15 @@ mod tests {
     fn the_shipped_migrations_are_numbered_and_split_into_statements() {
         assert_eq!(next_step(MIGRATIONS, &[], false), Ok(Next::Apply(0)));
         for m in MIGRATIONS {
-            let statements = m.statements();
-            assert!(!statements.is_empty(), "migration {} is empty", m.version);
-            assert!(
-                statements.iter().all(|s| !s.contains("--")),
-                "migration {} keeps a comment",
-                m.version
-            );
+            for backend in [Backend::Sqlite, Backend::Postgres] {
+                let statements = m.statements(backend);
+                assert!(!statements.is_empty(), "migration {} is empty", m.version);
+                assert!(
+                    statements.iter().all(|s| !s.contains("--")),
+                    "migration {} keeps a comment",
+                    m.version
+                );
+            }
         }
     }
 
@@ -541,9 +596,44 @@ mod tests {
             "-- a comment; with a semicolon\nCREATE TABLE a (x BIGINT);\n\n  -- x\nCREATE INDEX i ON a (x);\n",
         );
         assert_eq!(
-            m.statements(),
+            m.statements(Backend::Sqlite),
             ["CREATE TABLE a (x BIGINT)", "CREATE INDEX i ON a (x)"]
         );
+    }
+
+    #[test]
+    fn a_trigger_keeps_the_statements_of_its_body() {
+        let m = m(
+            1,
+            "CREATE TABLE a (x BIGINT);\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (new.x);\n  INSERT INTO c VALUES (new.x);\nEND;\ncreate trigger u after delete on a begin delete from b; end;\nCREATE INDEX i ON a (x);",
+        );
+        assert_eq!(
+            m.statements(Backend::Sqlite),
+            [
+                "CREATE TABLE a (x BIGINT)",
+                "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (new.x);\n  INSERT INTO c VALUES (new.x);\nEND",
+                "create trigger u after delete on a begin delete from b; end",
+                "CREATE INDEX i ON a (x)",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_backend_runs_its_own_text_and_the_checksum_covers_both() {
+        let shared = m(1, "CREATE TABLE a (x BIGINT)");
+        let split = Migration {
+            postgres: Some("CREATE TABLE a (x BIGINT); CREATE INDEX i ON a (x)"),
+            ..shared
+        };
+        assert_eq!(split.statements(Backend::Sqlite).len(), 1);
+        assert_eq!(split.statements(Backend::Postgres).len(), 2);
+        assert_eq!(shared.statements(Backend::Postgres).len(), 1);
+        assert_ne!(split.checksum(), shared.checksum());
+        let edited = Migration {
+            postgres: Some("CREATE TABLE a (x BIGINT)"),
+            ..shared
+        };
+        assert_ne!(split.checksum(), edited.checksum());
     }
 
     #[test]
@@ -593,12 +683,14 @@ mod tests {
             version: 2,
             name: "copy",
             sql: "CREATE TABLE people_copy (id TEXT PRIMARY KEY)",
+            postgres: None,
             data: Some(copy_people),
         };
         let broken = Migration {
             version: 3,
             name: "broken",
             sql: "CREATE TABLE doomed (id TEXT); INSERT INTO doomed (id) VALUES ('x')",
+            postgres: None,
             data: Some(refuse),
         };
         let two = [MIGRATIONS[0], copy];

@@ -74,6 +74,52 @@ async fn counts(store: &Store) -> Vec<(&'static str, i64)> {
     out
 }
 
+/// A SCIM user as tenure 0.1.0 stored one (the fixtures hold none): its row and value index.
+const SCIM_USER_BEFORE: [&str; 4] = [
+    "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc) \
+     VALUES ('s1', 'goldsmith@example.com', 0, 'none', 1, 1, 1, '{\"userName\":\"goldsmith@example.com\"}')",
+    "INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ('s1', 'id', 0, '', 's1')",
+    "INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ('s1', 'username', 0, '', 'goldsmith@example.com')",
+    "INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ('s1', 'emails', 0, 'value', 'g.smith@example.com')",
+];
+
+/// Substring filters on the SCIM user stored before the upgrade find it through the trigram
+/// index the upgrade filled.
+async fn check_scim_index(c: &mut tenure_store::AnyConnection, sqlite: bool) {
+    let co = |attr: &str, sub: &str, val: &str| tenure_store::Cond::Cmp {
+        attr: attr.into(),
+        sub: sub.into(),
+        op: tenure_store::CondOp::Co,
+        val: val.into(),
+    };
+    for cond in [
+        co("username", "", "smith@"),
+        tenure_store::Cond::Element {
+            attr: "emails".into(),
+            cond: Box::new(co("", "value", "g.smi")),
+        },
+    ] {
+        let (total, users) = tenure_store::search_scim_users(c, Some(&cond), None, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(total, 1, "{cond:?}");
+        assert_eq!(users[0].0.id, "s1");
+    }
+    let none = co("username", "", "smithers");
+    let (total, _) = tenure_store::search_scim_users(c, Some(&none), None, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 0);
+    let plan = tenure_store::scim_search_plan(c, Some(&co("username", "", "smith@")))
+        .await
+        .unwrap()
+        .join("\n");
+    // PostgreSQL reads a table this small whole; the store's own tests cover its index.
+    if sqlite {
+        assert!(plan.contains("scim_values_trigram"), "{plan}");
+    }
+}
+
 /// Opens the fixture's database with this binary and reads everything back through the
 /// store's queries (the two fixtures differ only in how many audit entries they hold).
 async fn check_upgraded(url: &str, audit_entries: i64) {
@@ -193,6 +239,7 @@ async fn check_upgraded(url: &str, audit_entries: i64) {
         assert_eq!(timer.kind(), kind);
         assert_eq!(timer.subject(), pending[0].id);
     }
+    check_scim_index(&mut c, url.starts_with("sqlite:")).await;
     drop(c);
     let before = counts(&store).await;
     store.close().await;
@@ -209,6 +256,11 @@ async fn check_upgraded(url: &str, audit_entries: i64) {
 #[tokio::test]
 async fn a_sqlite_database_made_before_versions_is_upgraded_in_place() {
     let (url, dir) = sqlite_scratch(Some(SQLITE_FIXTURE));
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for statement in SCIM_USER_BEFORE {
+        c.execute(statement).await.unwrap();
+    }
+    c.close().await.unwrap();
     check_upgraded(&url, 66).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -223,6 +275,12 @@ async fn a_postgres_database_made_before_versions_is_upgraded_in_place() {
         .execute(&mut c)
         .await
         .unwrap();
+    c.close().await.unwrap();
+    // A connection of its own: the dump leaves its session's search_path empty.
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    for statement in SCIM_USER_BEFORE {
+        c.execute(statement).await.unwrap();
+    }
     c.close().await.unwrap();
     check_upgraded(&url, 70).await;
 }

@@ -9,6 +9,7 @@ mod http;
 mod import;
 mod plan_cmd;
 mod policy_cmd;
+mod scim_bench;
 mod serve;
 mod tasks_cmd;
 mod whatif_bench;
