@@ -6,6 +6,8 @@
 -- An external-content FTS5 table names its rows by the content table's rowid, which VACUUM
 -- (and `VACUUM INTO`, as backups use) may renumber unless it is an INTEGER PRIMARY KEY: so
 -- `scim_values` is rebuilt with one, `id`, and the index filled from the rows already stored.
+-- Safe to run again over its own result (a database whose version record was lost): the rebuilt
+-- table drops its triggers, which are made anew, and `rebuild` refills the index.
 CREATE TABLE scim_values_v3 (
     id          INTEGER PRIMARY KEY,
     resource_id TEXT NOT NULL,
@@ -21,7 +23,7 @@ ALTER TABLE scim_values_v3 RENAME TO scim_values;
 CREATE INDEX scim_values_lookup ON scim_values (attr, sub, val, resource_id);
 CREATE INDEX scim_values_resource ON scim_values (resource_id);
 
-CREATE VIRTUAL TABLE scim_values_trigram USING fts5(
+CREATE VIRTUAL TABLE IF NOT EXISTS scim_values_trigram USING fts5(
     val,
     content = 'scim_values',
     content_rowid = 'id',
@@ -29,13 +31,13 @@ CREATE VIRTUAL TABLE scim_values_trigram USING fts5(
 );
 INSERT INTO scim_values_trigram (scim_values_trigram) VALUES ('rebuild');
 
-CREATE TRIGGER scim_values_trigram_insert AFTER INSERT ON scim_values BEGIN
+CREATE TRIGGER IF NOT EXISTS scim_values_trigram_insert AFTER INSERT ON scim_values BEGIN
     INSERT INTO scim_values_trigram (rowid, val) VALUES (new.id, new.val);
 END;
-CREATE TRIGGER scim_values_trigram_delete AFTER DELETE ON scim_values BEGIN
+CREATE TRIGGER IF NOT EXISTS scim_values_trigram_delete AFTER DELETE ON scim_values BEGIN
     INSERT INTO scim_values_trigram (scim_values_trigram, rowid, val) VALUES ('delete', old.id, old.val);
 END;
-CREATE TRIGGER scim_values_trigram_update AFTER UPDATE ON scim_values BEGIN
+CREATE TRIGGER IF NOT EXISTS scim_values_trigram_update AFTER UPDATE ON scim_values BEGIN
     INSERT INTO scim_values_trigram (scim_values_trigram, rowid, val) VALUES ('delete', old.id, old.val);
     INSERT INTO scim_values_trigram (rowid, val) VALUES (new.id, new.val);
 END;

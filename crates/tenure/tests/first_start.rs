@@ -104,7 +104,13 @@ fn cli_errors_are_one_line_with_their_causes_whatever_rust_backtrace_says() {
         "{line}"
     );
     let o = tenure()
-        .args(["plan", "--url", "http://127.0.0.1:9"])
+        .args([
+            "plan",
+            "--url",
+            "http://127.0.0.1:9",
+            "--remove",
+            "templates/x.toml",
+        ])
         .output()
         .unwrap();
     let line = one_line_error(&o);
