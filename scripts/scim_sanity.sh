@@ -25,35 +25,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-target="${CARGO_TARGET_DIR:-target}"
-bin="$target/debug/tenure"
-[ -x "$bin" ] || cargo build -p tenure
-venv="$(cd "$target" && pwd)/scim-sanity-venv"
-if [ ! -x "$venv/bin/scim-sanity" ] || ! "$venv/bin/scim-sanity" --version 2>/dev/null | grep -q "0.7.4"; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/scim_sanity.txt
-fi
-
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-admin="tnr_conformance_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-TENURE_BOOTSTRAP_TOKEN="$admin" RUST_LOG=warn "$bin" serve --listen 127.0.0.1:0 --demo \
-    --data-dir "$work/data" >"$work/out" 2>"$work/err" &
-pid=$!
-addr=""
-for _ in $(seq 1 600); do
-    addr="$(sed -n 's/^tenure listening on //p' "$work/out")"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "tenure serve did not start" >&2; cat "$work/err" >&2; exit 1; }
+. scripts/live_server.sh
+python_tool scim-sanity scripts/scim_sanity.txt scim-sanity "0.7.4"
+start_server --demo
 
 token="$(curl -sf -X POST "$addr/api/v1/tokens" -H "Authorization: Bearer $admin" \
     -H 'content-type: application/json' -d '{"name":"scim-sanity","scopes":["scim"]}' |
