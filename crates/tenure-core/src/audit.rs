@@ -280,6 +280,21 @@ pub enum ChainBreak {
         /// The last entry that verified.
         after: i64,
     },
+    /// The recorded head names an entry at or before the chain's end, with another hash: the
+    /// head was rewritten (or entries were added past it without moving it).
+    #[error(
+        "the chain head (audit_head) records entry {head} with hash {head_hash}, but the chain ends at entry {last} with hash {last_hash}: the head was rewritten"
+    )]
+    HeadMismatch {
+        /// The last entry present.
+        last: i64,
+        /// Its hash.
+        last_hash: String,
+        /// The head's sequence number.
+        head: i64,
+        /// The head's hash.
+        head_hash: String,
+    },
     /// The chain ends before the recorded head.
     #[error("audit entries after {last} were removed: the chain head records {head} entries")]
     Truncated {
@@ -329,6 +344,14 @@ impl Verifier {
 
     /// Checks the end of the chain against the recorded head (`seq`, `hash`).
     pub fn finish(&self, head_seq: i64, head_hash: &str) -> Result<i64, ChainBreak> {
+        if head_seq <= self.prev_seq && (head_seq != self.prev_seq || head_hash != self.prev_hash) {
+            return Err(ChainBreak::HeadMismatch {
+                last: self.prev_seq,
+                last_hash: self.prev_hash.clone(),
+                head: head_seq,
+                head_hash: head_hash.to_string(),
+            });
+        }
         if head_seq != self.prev_seq || head_hash != self.prev_hash {
             return Err(ChainBreak::Truncated {
                 last: self.prev_seq,
@@ -340,10 +363,11 @@ impl Verifier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn chain(n: i64) -> Vec<AuditEntry> {
+    /// A chain of `n` entries, about `p1` (odd numbers) and `p2` (even ones).
+    pub(crate) fn chain(n: i64) -> Vec<AuditEntry> {
         let mut prev = GENESIS.to_string();
         (1..=n)
             .map(|seq| {
@@ -352,7 +376,7 @@ mod tests {
                     at_ms: seq * 10,
                     actor: "engine".into(),
                     action: "step.succeeded".into(),
-                    person_id: Some("p1".into()),
+                    person_id: Some(if seq % 2 == 0 { "p2" } else { "p1" }.into()),
                     entitlement: None,
                     system: Some("crm".into()),
                     run_id: None,
@@ -406,6 +430,22 @@ mod tests {
             verify(&c[..4], head),
             Err(ChainBreak::Truncated { last: 4, head: 5 })
         );
+        assert!(matches!(
+            verify(&c, (4, &c[4].hash)),
+            Err(ChainBreak::HeadMismatch {
+                last: 5,
+                head: 4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            verify(&c, (5, GENESIS)),
+            Err(ChainBreak::HeadMismatch {
+                last: 5,
+                head: 5,
+                ..
+            })
+        ));
         let mut renumbered = c.clone();
         renumbered[4].seq = 9;
         assert_eq!(

@@ -113,6 +113,51 @@ pub struct Config {
     pub notifications: NotificationSettings,
     /// HR webhook mappings by source name (`[hr.<source>]`, optional).
     pub hr: BTreeMap<String, crate::hr::HrMapping>,
+    /// The audit trail's signed checkpoints (`[audit.checkpoints]`, optional).
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: what is done for the audit trail beyond the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditSettings {
+    /// Signed checkpoints of the chain's head (`[audit.checkpoints]`); none when absent.
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// `[audit.checkpoints]`: sign the chain's head with an Ed25519 key and keep the checkpoint
+/// in the database and outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// Where the private key is.
+    pub key: KeySource,
+    /// When a checkpoint is due.
+    pub cadence: crate::checkpoint::Cadence,
+    /// Where each checkpoint is sent, outside the database.
+    pub sink: CheckpointSink,
+}
+
+/// Where the checkpoint signing key is read from (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A key file (`key_file`, relative to tenure.toml), as `tenure keys generate` writes it.
+    File(String),
+    /// An environment variable holding the key's text (`key_env`).
+    Env(String),
+}
+
+/// Where checkpoints go outside the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointSink {
+    /// `file:PATH`: JSON lines appended and synced to disk (relative to tenure.toml).
+    File(String),
+    /// `webhook:URL`: each checkpoint POSTed, signed as Standard Webhooks with the secret in the
+    /// environment variable `secret_env` names.
+    Webhook {
+        /// The URL.
+        url: String,
+        /// The environment variable holding the signing secret.
+        secret_env: String,
+    },
 }
 
 /// `[approvals]`: how access requests are decided and how long granted access lasts.
@@ -480,6 +525,25 @@ struct RawConfig {
     approvals: RawApprovals,
     #[serde(default)]
     notifications: RawNotifications,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoints: Option<Spanned<RawCheckpoints>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoints {
+    key_file: Option<Spanned<String>>,
+    key_env: Option<Spanned<String>>,
+    every_entries: Option<Spanned<i64>>,
+    every: Option<Spanned<String>>,
+    sink: Spanned<String>,
+    secret_env: Option<Spanned<String>>,
 }
 
 /// `[[separation_of_duties]]`: a combination of entitlements nobody may hold together.
@@ -927,6 +991,12 @@ fn validate(
     }
     let approvals = validate_approvals(main, raw.approvals, &sod, &mut err);
     let notifications = validate_notifications(main, raw.notifications, &mut err);
+    let audit = AuditSettings {
+        checkpoints: raw
+            .audit
+            .checkpoints
+            .and_then(|c| validate_checkpoints(main, c, &mut err)),
+    };
 
     let mut hr = BTreeMap::new();
     for (source, table) in &raw.hr {
@@ -957,7 +1027,170 @@ fn validate(
         approvals,
         notifications,
         hr,
+        audit,
     }
+}
+
+/// The longest `every` of `[audit.checkpoints]`: a day.
+const MAX_CHECKPOINT_EVERY_MS: i64 = 24 * 3_600_000;
+
+fn env_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_checkpoints(
+    main: &SourceFile,
+    raw: Spanned<RawCheckpoints>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> Option<CheckpointSettings> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let mut failed = false;
+    let mut bad = |span: Range<usize>, msg: String| {
+        failed = true;
+        err(main, span, format!("audit.checkpoints: {msg}"));
+    };
+    let key = match (&raw.key_file, &raw.key_env) {
+        (Some(f), None) if !f.get_ref().trim().is_empty() => {
+            Some(KeySource::File(f.get_ref().trim().to_string()))
+        }
+        (Some(f), None) => {
+            bad(f.span(), "key_file must name a file".into());
+            None
+        }
+        (None, Some(e)) if env_name_ok(e.get_ref()) => Some(KeySource::Env(e.get_ref().clone())),
+        (None, Some(e)) => {
+            bad(
+                e.span(),
+                format!(
+                    "key_env must name an environment variable (letters, digits, '_'), not `{}`",
+                    e.get_ref()
+                ),
+            );
+            None
+        }
+        (Some(_), Some(e)) => {
+            bad(e.span(), "give key_file or key_env, not both".into());
+            None
+        }
+        (None, None) => {
+            bad(
+                span.clone(),
+                "the signing key is missing: set key_file (a file `tenure keys generate` wrote) or key_env (an environment variable holding the key)".into(),
+            );
+            None
+        }
+    };
+    let every_entries = match &raw.every_entries {
+        Some(n) if (1..=1_000_000_000).contains(n.get_ref()) => Some(*n.get_ref()),
+        Some(n) => {
+            bad(
+                n.span(),
+                format!(
+                    "every_entries must be from 1 to 1000000000, not {}",
+                    n.get_ref()
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    let every_ms = match &raw.every {
+        Some(d) => match parse_duration_ms(d.get_ref()) {
+            Some(ms) if (1_000..=MAX_CHECKPOINT_EVERY_MS).contains(&ms) => Some(ms),
+            _ => {
+                bad(
+                    d.span(),
+                    format!(
+                        "every must be a duration from 1s to 24h such as \"30s\", \"5m\" or \"1h\", not `{}`",
+                        d.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    if raw.every_entries.is_none() && raw.every.is_none() {
+        bad(
+            span.clone(),
+            "say when to sign: every_entries (a count of new entries), every (a duration such as \"5m\"), or both".into(),
+        );
+    }
+    let sink_text = raw.sink.get_ref().trim();
+    let sink = if let Some(path) = sink_text.strip_prefix("file:") {
+        if path.is_empty() {
+            bad(raw.sink.span(), "sink `file:` needs a path".into());
+        }
+        if let Some(s) = &raw.secret_env {
+            bad(s.span(), "secret_env is for a webhook sink only".into());
+        }
+        Some(CheckpointSink::File(path.to_string()))
+    } else if let Some(url) = sink_text.strip_prefix("webhook:") {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bad(
+                raw.sink.span(),
+                format!("sink `webhook:` needs an http:// or https:// URL, not `{url}`"),
+            );
+        }
+        match &raw.secret_env {
+            Some(s) if env_name_ok(s.get_ref()) => Some(CheckpointSink::Webhook {
+                url: url.to_string(),
+                secret_env: s.get_ref().clone(),
+            }),
+            Some(s) => {
+                bad(
+                    s.span(),
+                    format!(
+                        "secret_env must name an environment variable (letters, digits, '_'), not `{}`",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+            None => {
+                bad(
+                    raw.sink.span(),
+                    "a webhook sink needs secret_env: the environment variable holding the signing secret".into(),
+                );
+                None
+            }
+        }
+    } else {
+        bad(
+            raw.sink.span(),
+            format!("sink must be `file:PATH` or `webhook:URL`, not `{sink_text}`"),
+        );
+        None
+    };
+    if failed {
+        return None;
+    }
+    Some(CheckpointSettings {
+        key: key?,
+        cadence: crate::checkpoint::Cadence {
+            every_entries,
+            every_ms,
+        },
+        sink: sink?,
+    })
+}
+
+/// A duration written as a whole number and a unit: `s`, `m` or `h` (`90s`, `5m`, `1h`), in ms.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let unit = t.chars().last()?;
+    let scale = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        _ => return None,
+    };
+    let digits = &t[..t.len() - 1];
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 9 {
+        return None;
+    }
+    digits.parse::<i64>().ok().map(|n| n * scale)
 }
 
 /// The approvers an exception to a separation-of-duties rule may name.
@@ -1322,6 +1555,101 @@ mod tests {
             path: path.into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn audit_checkpoints_are_read_and_their_mistakes_located() {
+        let ok = file(
+            "tenure.toml",
+            "[audit.checkpoints]\nkey_file = \"keys/checkpoint.key\"\nevery_entries = 1000\nevery = \"5m\"\nsink = \"file:/var/lib/tenure/checkpoints.jsonl\"\n",
+        );
+        let c = Config::parse(&ok, &[]).unwrap().audit.checkpoints.unwrap();
+        assert_eq!(c.key, KeySource::File("keys/checkpoint.key".into()));
+        assert_eq!(
+            c.cadence,
+            crate::checkpoint::Cadence {
+                every_entries: Some(1000),
+                every_ms: Some(300_000)
+            }
+        );
+        assert_eq!(
+            c.sink,
+            CheckpointSink::File("/var/lib/tenure/checkpoints.jsonl".into())
+        );
+        let hook = file(
+            "tenure.toml",
+            "[audit.checkpoints]\nkey_env = \"TENURE_CHECKPOINT_KEY\"\nevery = \"30s\"\nsink = \"webhook:https://evidence.example.com/in\"\nsecret_env = \"EVIDENCE_SECRET\"\n",
+        );
+        let c = Config::parse(&hook, &[])
+            .unwrap()
+            .audit
+            .checkpoints
+            .unwrap();
+        assert_eq!(c.key, KeySource::Env("TENURE_CHECKPOINT_KEY".into()));
+        assert_eq!(
+            c.sink,
+            CheckpointSink::Webhook {
+                url: "https://evidence.example.com/in".into(),
+                secret_env: "EVIDENCE_SECRET".into()
+            }
+        );
+        assert!(
+            Config::parse(&file("tenure.toml", ""), &[])
+                .unwrap()
+                .audit
+                .checkpoints
+                .is_none()
+        );
+        for (text, line, says) in [
+            (
+                "[audit.checkpoints]\nevery = \"5m\"\nsink = \"file:x\"\n",
+                1,
+                "the signing key is missing",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nsink = \"file:x\"\n",
+                1,
+                "say when to sign",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nevery = \"5 minutes\"\nsink = \"file:x\"\n",
+                3,
+                "every must be a duration",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nevery_entries = 0\nsink = \"file:x\"\n",
+                3,
+                "every_entries must be from 1",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nevery = \"5m\"\nsink = \"s3:bucket\"\n",
+                4,
+                "sink must be `file:PATH` or `webhook:URL`",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nevery = \"5m\"\nsink = \"webhook:https://x\"\n",
+                4,
+                "needs secret_env",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nkey_env = \"K\"\nevery = \"5m\"\nsink = \"file:x\"\n",
+                3,
+                "not both",
+            ),
+            (
+                "[audit.checkpoints]\nkey_file = \"k\"\nevery = \"5m\"\nsink = \"file:x\"\nkey = \"ed25519-private:00\"\n",
+                5,
+                "unknown field `key`",
+            ),
+        ] {
+            let e = Config::parse(&file("tenure.toml", text), &[]).unwrap_err();
+            assert_eq!(e.0[0].line, line, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        assert_eq!(parse_duration_ms("90s"), Some(90_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_ms("m"), None);
+        assert_eq!(parse_duration_ms("-5m"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod approval;
 pub mod audit;
 pub mod breaker;
+pub mod checkpoint;
 pub mod config;
 pub mod event;
 pub mod health;

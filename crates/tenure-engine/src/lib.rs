@@ -16,6 +16,7 @@
 //! operation id on restart, which connectors answer as "already done".
 
 mod approvals;
+mod checkpoints;
 mod clock;
 mod ingest;
 mod planning;
@@ -24,6 +25,7 @@ mod scheduler;
 mod worker;
 
 pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
+pub use checkpoints::{CheckpointError, CheckpointWriter, Round, Sink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ingest::{IngestOutcome, Submission};
 pub use planning::RunDetail;

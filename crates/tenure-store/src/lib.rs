@@ -8,6 +8,7 @@
 //! callers reach throughput by putting many changes in one transaction (group commit).
 
 mod approvals;
+mod checkpoints;
 mod filter;
 mod lists;
 mod migrate;
@@ -19,6 +20,7 @@ mod tasks;
 mod tx;
 
 pub use approvals::*;
+pub use checkpoints::*;
 pub use lists::*;
 pub use migrate::{
     Applied, MIGRATIONS, Migration, MigrationError, SchemaVersion, applied_migrations,

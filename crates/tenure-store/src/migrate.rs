@@ -132,6 +132,13 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: None,
     },
+    Migration {
+        version: 4,
+        name: "audit_checkpoints",
+        sql: include_str!("../migrations/0004_audit_checkpoints.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.
