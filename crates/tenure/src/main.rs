@@ -5,6 +5,7 @@ mod approvals_cmd;
 mod bench;
 mod config_files;
 mod demo;
+mod evidence;
 mod http;
 mod import;
 mod plan_cmd;
@@ -42,6 +43,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Keys that sign the audit trail's checkpoints.
+    Keys {
+        #[command(subcommand)]
+        command: evidence::KeysCommand,
     },
     /// Validate a configuration (tenure.toml and its templates) without starting anything.
     Check {
@@ -126,11 +132,12 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the whole hash chain; names the first entry altered, removed or reordered.
-    Verify {
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    /// Check the whole hash chain, and each signed checkpoint against it (--public-key); or an
+    /// export, offline (--export). Names the entries altered, removed or reordered.
+    Verify(evidence::VerifyArgs),
+    /// Write entries (a range, or one person's) with the checkpoints that cover them to a file
+    /// of JSON lines, for verification elsewhere.
+    Export(evidence::ExportArgs),
 }
 
 /// Where the database is.
@@ -229,8 +236,12 @@ fn run(cli: Cli) -> Result<()> {
             Command::Serve(args) => serve::serve(args).await,
             Command::Token { command } => token(command).await,
             Command::Audit {
-                command: AuditCommand::Verify { db },
-            } => audit_verify(db).await,
+                command: AuditCommand::Verify(args),
+            } => evidence::verify(args).await,
+            Command::Audit {
+                command: AuditCommand::Export(args),
+            } => evidence::export(args).await,
+            Command::Keys { command } => evidence::keys(command),
             Command::Check { config } => {
                 let c = config_files::load(&config)?;
                 println!(
@@ -314,29 +325,4 @@ async fn token(command: TokenCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-async fn audit_verify(db: DbArgs) -> Result<()> {
-    let store = db.open_existing().await?;
-    let mut c = store.reader().await?;
-    let mut verifier = tenure_core::audit::Verifier::default();
-    let mut after = 0;
-    loop {
-        let page = tenure_store::audit_page(&mut c, after, None, 5_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            if let Err(broken) = verifier.push(e) {
-                bail!("audit trail broken: {broken}");
-            }
-        }
-    }
-    let (head_seq, head_hash) = tenure_store::audit_head(&mut c).await?;
-    match verifier.finish(head_seq, &head_hash) {
-        Ok(n) => {
-            println!("audit trail intact: {n} entries, head {head_hash}");
-            Ok(())
-        }
-        Err(broken) => bail!("audit trail broken: {broken}"),
-    }
 }

@@ -106,6 +106,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .as_deref()
         .and_then(|name| std::env::var(name).ok())
         .filter(|s| !s.is_empty());
+    let config_checkpoints = config.audit.checkpoints.clone();
     let store = args.db.open().await?;
     // Bound before anything is created: a busy port stops this start before the first-start
     // admin token exists, so the next start creates and prints it.
@@ -113,6 +114,26 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // The checkpoint writer signs the audit chain's head outside the engine's transactions.
+    let checkpoints = match &config_checkpoints {
+        Some(settings) => {
+            let base = args
+                .config
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .unwrap_or(std::path::Path::new("."));
+            let writer = crate::evidence::checkpoint_writer(
+                settings,
+                base,
+                store.clone(),
+                Arc::new(SystemClock),
+            )?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            Some((stop, tokio::spawn(writer.run(stopped))))
+        }
+        None => None,
+    };
+
     let sole_instance = store.backend() == Backend::Sqlite;
     let engine = Engine::start_with_policy(
         store.clone(),
@@ -165,6 +186,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     crate::http::serve(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("draining: waiting for calls in flight to finish and be recorded");
     engine.shutdown().await;
+    if let Some((stop, task)) = checkpoints {
+        stop.send_replace(true);
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the checkpoint writer ended abnormally");
+        }
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

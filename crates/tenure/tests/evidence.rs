@@ -1,0 +1,376 @@
+//! Evidence that does not rest on trusting the database: `tenure serve` signs checkpoints of
+//! the audit chain into a file outside it; `tenure audit verify --public-key` catches a cut
+//! tail with a rewritten head, a rewritten head alone, a tampered entry (even with the chain
+//! re-hashed after it), and a forged checkpoint; `tenure audit export` writes a file that
+//! `tenure audit verify --export` checks with no database, and a changed line fails it. On
+//! SQLite, and on PostgreSQL with `TENURE_TEST_DATABASE_URL`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use tenure_core::audit::entry_hash;
+use tenure_core::checkpoint::{Checkpoint, PrivateKey, sign};
+
+const CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+
+[audit.checkpoints]
+key_file = "checkpoint.key"
+every_entries = 1000000
+sink = "file:checkpoints.jsonl"
+"#;
+
+const TEMPLATES: &[(&str, &str)] = &[("all", "entitlements = [\"directory:staff\"]\n")];
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts the command failed and said `says`.
+fn fails_saying(out: &Output, says: &str) {
+    assert!(
+        !out.status.success() && text(out).contains(says),
+        "expected a failure saying {says:?}: {}",
+        describe(out)
+    );
+}
+
+/// Asserts the command succeeded and said `says`.
+fn passes_saying(out: &Output, says: &str) {
+    assert!(
+        out.status.success() && text(out).contains(says),
+        "expected success saying {says:?}: {}",
+        describe(out)
+    );
+}
+
+fn sink(env: &TestEnv) -> PathBuf {
+    env.dir.path().join("checkpoints.jsonl")
+}
+
+fn checkpoints(path: &Path) -> Vec<Checkpoint> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `tenure audit verify` with the public key and the sink file, on the test's database.
+fn verify(env: &TestEnv, public: &str, file: Option<&Path>) -> Output {
+    let mut args = vec!["audit", "verify", "--public-key", public];
+    let file = file.map(|f| f.display().to_string());
+    if let Some(f) = &file {
+        args.extend(["--checkpoints", f.as_str()]);
+    }
+    env.cli(&args)
+}
+
+/// Runs the binary with no database anywhere: a fresh, empty working folder.
+fn offline(args: &[&str]) -> Output {
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(nowhere.path())
+        .env_remove("TENURE_DATA_DIR")
+        .env_remove("TENURE_DATABASE_URL")
+        .args(args);
+    let out = cmd.output().unwrap();
+    assert!(
+        std::fs::read_dir(nowhere.path()).unwrap().next().is_none(),
+        "verifying an export created files (a database?)"
+    );
+    out
+}
+
+/// `tenure audit verify --export FILE --public-key KEY`, with no database.
+fn verify_export(file: &Path, public: &str) -> Output {
+    offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &show(file),
+        "--public-key",
+        public,
+    ])
+}
+
+async fn entries(url: &str) -> Vec<tenure_core::audit::AuditEntry> {
+    let store = tenure_store::Store::connect(url).await.unwrap();
+    let mut c = store.reader().await.unwrap();
+    let all = tenure_store::audit_page(&mut c, 0, None, 100_000)
+        .await
+        .unwrap();
+    drop(c);
+    store.close().await;
+    all
+}
+
+async fn set_head(url: &str, seq: i64, hash: &str) {
+    tamper(
+        url,
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[Bind::Int(seq), Bind::Text(hash)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_catch_what_the_chain_alone_cannot() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    let dir = env.dir.path();
+    let key_file = dir.join("checkpoint.key");
+    let pub_file = dir.join("checkpoint.pub");
+
+    // The key pair: the private key readable by its owner only, never overwritten.
+    let out = env
+        .command()
+        .args(["keys", "generate", "--out"])
+        .arg(&key_file)
+        .arg("--public-out")
+        .arg(&pub_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    assert_eq!(std::fs::read_to_string(&pub_file).unwrap().trim(), public);
+    let private = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        !text(&out).contains(private.trim()),
+        "the private key was printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A key others can read is refused at start.
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = env
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&env.config)
+            .args(env.db_args())
+            .output()
+            .unwrap();
+        fails_saying(&out, "chmod 600");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let again = env
+        .command()
+        .args(["keys", "generate", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(!again.status.success() && text(&again).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), private);
+
+    // Two runs of the server; each signs the head when it stops.
+    let mut s = env.start().await;
+    s.apply_ok(&hire("a1", "Engineering")).await;
+    s.apply_ok(&hire("a2", "Sales")).await;
+    s.stop();
+    let mut s = env.start().await;
+    s.apply_ok(&json!({"type": "leave", "person": {"id": "a1"}}))
+        .await;
+    s.stop();
+    assert!(
+        !s.log_text().contains(private.trim()),
+        "the private key was logged"
+    );
+
+    let url = env.database_url();
+    let chain = entries(&url).await;
+    let head = chain.last().unwrap().seq;
+    let sent = checkpoints(&sink(&env));
+    assert_eq!(sent.last().map(|c| c.seq), Some(head), "{sent:?}");
+    let h1 = sent
+        .iter()
+        .rev()
+        .map(|c| c.seq)
+        .find(|s| *s < head)
+        .expect("the first run's last checkpoint");
+    assert!(h1 > 3, "the first run wrote entries: {h1}");
+
+    // Intact: the chain and every checkpoint, the database's and the file's.
+    let out = verify(&env, &public, Some(&sink(&env)));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out).contains(&format!("audit trail intact: {head} entries"))
+            && text(&out).contains(&format!("checkpoints: {} verified", sent.len())),
+        "{}",
+        describe(&out)
+    );
+    // The public key may be given as its file too.
+    let out = verify(&env, &pub_file.display().to_string(), None);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    // Export the whole trail; verify it with no database.
+    let export = dir.join("export.jsonl");
+    let out = env.cli(&["audit", "export", "--out", &show(&export)]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = verify_export(&export, &public);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out).contains(&format!("entries 1 to {head}"))
+            && text(&out).contains(&format!("vouch for every entry up to {head}")),
+        "{}",
+        describe(&out)
+    );
+    // A changed line fails it, naming the entry.
+    let lines: Vec<String> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let (i, victim) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains("\"type\":\"entry\"") && l.contains("\"actor\":\"engine\""))
+        .unwrap();
+    let seq = serde_json::from_str::<serde_json::Value>(victim).unwrap()["seq"]
+        .as_i64()
+        .unwrap();
+    let mut changed = lines.clone();
+    changed[i] = victim.replace("\"actor\":\"engine\"", "\"actor\":\"mallory\"");
+    let bad = dir.join("export-changed.jsonl");
+    std::fs::write(&bad, changed.join("\n") + "\n").unwrap();
+    let out = verify_export(&bad, &public);
+    fails_saying(&out, &format!("audit entry {seq} was altered"));
+    // A range by sequence numbers starts after genesis and says so.
+    let part = dir.join("export-part.jsonl");
+    let out = env.cli(&[
+        "audit",
+        "export",
+        "--from",
+        "3",
+        "--to",
+        &h1.to_string(),
+        "--out",
+        &show(&part),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = verify_export(&part, &public);
+    passes_saying(&out, "starts after entry 2");
+    // One person's entries, linked to a checkpoint by the entries between.
+    let person = dir.join("export-a1.jsonl");
+    let out = env.cli(&["audit", "export", "--person", "a1", "--out", &show(&person)]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = verify_export(&person, &public);
+    passes_saying(&out, "entries of person a1 in full");
+
+    // A forged checkpoint: signed by another key naming itself, or claiming the trusted key.
+    let other = PrivateKey::from_bytes(&[7; 32]);
+    let forged = sign(&other, head, &chain.last().unwrap().hash, 1);
+    let mut claimed = forged.clone();
+    claimed.key = public.clone();
+    for (cp, says) in [
+        (forged, "was not signed by the trusted key"),
+        (claimed, "signature that does not match"),
+    ] {
+        let file = dir.join("forged.jsonl");
+        let mut body = std::fs::read_to_string(sink(&env)).unwrap();
+        body.push_str(&serde_json::to_string(&cp).unwrap());
+        body.push('\n');
+        std::fs::write(&file, body).unwrap();
+        let out = verify(&env, &public, Some(&file));
+        fails_saying(&out, &format!("checkpoint at sequence {head}"));
+        fails_saying(&out, says);
+    }
+
+    // The head rewritten alone.
+    set_head(&url, head - 1, &chain[chain.len() - 1].hash).await;
+    let out = verify(&env, &public, None);
+    fails_saying(&out, "the head was rewritten");
+    set_head(&url, head, &chain[chain.len() - 1].hash).await;
+
+    // The tail cut after k and the head rewritten to match: the chain alone still verifies;
+    // the checkpoint past the new end does not.
+    let k = h1 + 1;
+    tamper(
+        &url,
+        "DELETE FROM audit_log WHERE seq > $1",
+        &[Bind::Int(k)],
+    )
+    .await;
+    set_head(&url, k, &chain[k as usize - 1].hash).await;
+    let out = env.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "the chain alone cannot tell: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out).contains("not checked: give --public-key"),
+        "{}",
+        describe(&out)
+    );
+    let out = verify(&env, &public, Some(&sink(&env)));
+    fails_saying(
+        &out,
+        &format!(
+            "checkpoint at sequence {head} is past the end of the chain (last entry {k}): entries {} to {head} were removed",
+            k + 1
+        ),
+    );
+
+    // An entry rewritten and every hash after it recomputed, head included: the chain verifies
+    // again, the checkpoint at h1 no longer matches.
+    let mut rewritten: Vec<_> = chain[..k as usize].to_vec();
+    rewritten[1].actor = "mallory".into();
+    for i in 1..rewritten.len() {
+        let prev = rewritten[i - 1].hash.clone();
+        rewritten[i].prev_hash = prev.clone();
+        rewritten[i].hash = entry_hash(&rewritten[i], &prev);
+    }
+    for e in &rewritten[1..] {
+        tamper(
+            &url,
+            "UPDATE audit_log SET actor = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+            &[
+                Bind::Text(&e.actor),
+                Bind::Text(&e.prev_hash),
+                Bind::Text(&e.hash),
+                Bind::Int(e.seq),
+            ],
+        )
+        .await;
+    }
+    set_head(&url, k, &rewritten[k as usize - 1].hash).await;
+    // And the database's checkpoints deleted: only the file outside it still tells.
+    tamper(&url, "DELETE FROM audit_checkpoints", &[]).await;
+    let out = verify(&env, &public, None);
+    assert!(
+        out.status.success(),
+        "the database alone cannot tell: {}",
+        describe(&out)
+    );
+    let out = verify(&env, &public, Some(&sink(&env)));
+    fails_saying(
+        &out,
+        &format!("the entry at sequence {h1} does not match the checkpoint signed for it"),
+    );
+
+    // A plain edit, chain not re-hashed: named as before.
+    tamper(
+        &url,
+        "UPDATE audit_log SET reason = 'nothing happened' WHERE seq = 3",
+        &[],
+    )
+    .await;
+    let out = verify(&env, &public, Some(&sink(&env)));
+    fails_saying(&out, "audit entry 3 was altered");
+}
