@@ -87,6 +87,28 @@ pub async fn create_scratch_database(url: &str, name: &str) -> Result<String> {
     })
 }
 
+/// Whether another connection (a running `tenure serve`, another command) has the SQLite
+/// database at `path` open: it asks for the file's exclusive lock without waiting, which any
+/// other open connection of a WAL database prevents. The connection is closed before returning.
+pub async fn sqlite_in_use(path: &Path) -> Result<bool> {
+    use sqlx::Connection;
+    install_default_drivers();
+    let url = format!("sqlite://{}?mode=rw", path.display());
+    let mut c = sqlx::AnyConnection::connect(&url).await?;
+    c.execute("PRAGMA busy_timeout = 0").await?;
+    c.execute("PRAGMA locking_mode = EXCLUSIVE").await?;
+    let busy = match c.execute("BEGIN EXCLUSIVE").await {
+        Ok(_) => {
+            c.execute("COMMIT").await?;
+            false
+        }
+        Err(sqlx::Error::Database(e)) if e.message().contains("locked") => true,
+        Err(e) => return Err(e.into()),
+    };
+    c.close().await?;
+    Ok(busy)
+}
+
 fn config_ok_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < 60
@@ -232,6 +254,22 @@ impl Store {
     /// The pool writes go through, for components that keep their own tables (the sandbox).
     pub fn write_pool(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// Writes a consistent copy of the SQLite database to `path` (`VACUUM INTO`), while others
+    /// go on reading and writing; `path` must not exist. Not for PostgreSQL (use `pg_dump`).
+    pub async fn backup_sqlite(&self, path: &Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::UnsupportedUrl(
+                "VACUUM INTO needs the embedded SQLite database".into(),
+            ));
+        }
+        let mut c = self.read.acquire().await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.display().to_string())
+            .execute(&mut *c)
+            .await?;
+        Ok(())
     }
 
     /// Closes every connection.

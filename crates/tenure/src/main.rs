@@ -2,6 +2,7 @@
 
 mod access_cmd;
 mod approvals_cmd;
+mod backup;
 mod bench;
 mod config_files;
 mod demo;
@@ -43,6 +44,24 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Write a consistent copy of the embedded SQLite database while tenure runs (for
+    /// PostgreSQL, use pg_dump).
+    Backup {
+        /// The copy to write (refused if it exists).
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Put a backup back as the embedded SQLite database (tenure must not be running).
+    Restore {
+        /// The backup `tenure backup` wrote.
+        file: PathBuf,
+        /// Replace the database there.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Keys that sign the audit trail's checkpoints.
     Keys {
@@ -242,6 +261,8 @@ fn run(cli: Cli) -> Result<()> {
                 command: AuditCommand::Export(args),
             } => evidence::export(args).await,
             Command::Keys { command } => evidence::keys(command),
+            Command::Backup { file, db } => backup::backup(file, db).await,
+            Command::Restore { file, force, db } => backup::restore(file, force, db).await,
             Command::Check { config } => {
                 let c = config_files::load(&config)?;
                 println!(

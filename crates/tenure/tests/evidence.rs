@@ -2,8 +2,9 @@
 //! the audit chain into a file outside it; `tenure audit verify --public-key` catches a cut
 //! tail with a rewritten head, a rewritten head alone, a tampered entry (even with the chain
 //! re-hashed after it), and a forged checkpoint; `tenure audit export` writes a file that
-//! `tenure audit verify --export` checks with no database, and a changed line fails it. On
-//! SQLite, and on PostgreSQL with `TENURE_TEST_DATABASE_URL`.
+//! `tenure audit verify --export` checks with no database, and a changed line fails it;
+//! `tenure backup` copies a live SQLite database that `tenure restore` puts back. On SQLite,
+//! and on PostgreSQL with `TENURE_TEST_DATABASE_URL`.
 
 mod common;
 
@@ -373,4 +374,52 @@ async fn checkpoints_catch_what_the_chain_alone_cannot() {
     .await;
     let out = verify(&env, &public, Some(&sink(&env)));
     fails_saying(&out, "audit entry 3 was altered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_live_database_restores_and_verifies() {
+    let plain = CONFIG.split("[audit.checkpoints]").next().unwrap();
+    let env = TestEnv::new(plain, TEMPLATES).await;
+    let copy = env.dir.path().join("backup.db");
+    let mut s = env.start().await;
+    s.apply_ok(&hire("b1", "Engineering")).await;
+    let out = env.cli(&["backup", &show(&copy)]);
+    if env.pg.is_some() {
+        fails_saying(&out, "pg_dump");
+        return;
+    }
+    // Taken while the server runs.
+    assert!(out.status.success(), "{}", describe(&out));
+    let at_backup = entries(&env.database_url()).await.len();
+    // More work after the backup, which the restore will take back.
+    s.apply_ok(&hire("b2", "Sales")).await;
+    let again = env.cli(&["backup", &show(&copy)]);
+    assert!(
+        text(&again).contains("already exists"),
+        "{}",
+        describe(&again)
+    );
+    // The database in use is never replaced.
+    let out = env.cli(&["restore", &show(&copy), "--force"]);
+    fails_saying(&out, "is in use");
+    s.stop();
+    let out = env.cli(&["restore", &show(&copy)]);
+    fails_saying(&out, "--force");
+    let out = env.cli(&["restore", &show(&copy), "--force"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = env.cli(&["audit", "verify"]);
+    passes_saying(&out, &format!("audit trail intact: {at_backup} entries"));
+    // And it serves: the person hired before the backup is there, the one after is not.
+    let s = env.start().await;
+    assert_eq!(s.person("b1").await["status"], "active");
+    let missing = s
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/people/b2",
+            Some(TOKEN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, reqwest::StatusCode::NOT_FOUND);
 }
