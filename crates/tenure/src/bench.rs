@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Run the audit checkpoint writer beside the engine, signing as often as it can (a
+    /// checkpoint whenever the head moved, checked every second) into a file sink: compare
+    /// with a run without it for the overhead of checkpoints.
+    #[arg(long, conflicts_with_all = ["expiry", "scim"])]
+    checkpoints: bool,
     /// Measure expiry precision instead: `--grants` time-bound grants expiring within the same
     /// minute, and how late each is revoked (p99 target: under 5 s).
     #[arg(long)]
@@ -137,6 +142,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     )
     .await?;
 
+    let writer = args.checkpoints.then(|| {
+        let w = tenure_engine::CheckpointWriter::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            tenure_core::checkpoint::PrivateKey::from_bytes(&[42; 32]),
+            tenure_core::checkpoint::Cadence {
+                every_entries: Some(1),
+                every_ms: None,
+            },
+            tenure_engine::Sink::File(dir.path().join("checkpoints.jsonl")),
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        (stop, tokio::spawn(w.run(stopped)))
+    });
+
     let expected = args.hires + args.leaves;
     let mut finished = engine.subscribe();
     let collector = tokio::spawn(async move {
@@ -218,6 +238,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .sum();
     drop(c);
     engine.shutdown().await;
+    if let Some((stop, task)) = writer {
+        stop.send_replace(true);
+        task.await?;
+    }
+    let checkpoints = match std::fs::read_to_string(dir.path().join("checkpoints.jsonl")) {
+        Ok(text) => text.lines().count(),
+        Err(_) => 0,
+    };
     provision.sort_unstable();
     revoke.sort_unstable();
     let figures = serde_json::json!({
@@ -226,6 +254,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "leaves": args.leaves,
         "hires_superseded_by_leave": superseded,
         "steps": steps,
+        "checkpoints": checkpoints,
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "steps_per_sec": (steps as f64 / elapsed).round(),
         "provision_p50_ms": percentile(&provision, 50.0),
@@ -257,6 +286,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "  time-to-revoke:    p50 {} ms, p99 {} ms",
             figures["revoke_p50_ms"], figures["revoke_p99_ms"]
         );
+        if args.checkpoints {
+            println!("  audit checkpoints signed: {checkpoints}");
+        }
     }
     Ok(())
 }
