@@ -103,9 +103,9 @@ pub fn sign(key: &SigningKey, seq: i64, hash: &str, at_ms: i64) -> Checkpoint {
 /// Something wrong with a checkpoint or with the chain it vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointProblem {
-    /// Signed, if at all, by a key other than the one trusted.
+    /// Signed, if at all, by a key other than those trusted.
     #[error(
-        "checkpoint at sequence {seq} was not signed by the trusted key (it names {key}): it is forged or comes from another instance"
+        "checkpoint at sequence {seq} was not signed by a trusted key (it names {key}): it is forged or comes from another instance"
     )]
     ForeignKey {
         /// The checkpoint's sequence number.
@@ -148,23 +148,24 @@ pub enum CheckpointProblem {
     },
 }
 
-/// Checks one checkpoint's signature against the trusted key.
-pub fn check_signature(cp: &Checkpoint, trusted: &VerifyingKey) -> Result<(), CheckpointProblem> {
-    if parse_public_key(&cp.key).ok().as_ref() != Some(trusted) {
+/// Checks one checkpoint's signature with the key it names, which must be one of `trusted`
+/// (several after a key was replaced: the old one for the checkpoints it signed).
+pub fn check_signature(cp: &Checkpoint, trusted: &[VerifyingKey]) -> Result<(), CheckpointProblem> {
+    let named = parse_public_key(&cp.key).ok();
+    let Some(key) = trusted.iter().find(|k| Some(*k) == named.as_ref()) else {
         return Err(CheckpointProblem::ForeignKey {
             seq: cp.seq,
             key: cp.key.clone(),
         });
-    }
+    };
     let mut sig = [0u8; 64];
     hex::decode_to_slice(&cp.signature, &mut sig)
         .map_err(|_| CheckpointProblem::BadSignature { seq: cp.seq })?;
-    trusted
-        .verify_strict(
-            &signed_bytes(cp.seq, &cp.hash, cp.at_ms),
-            &Signature::from_bytes(&sig),
-        )
-        .map_err(|_| CheckpointProblem::BadSignature { seq: cp.seq })
+    key.verify_strict(
+        &signed_bytes(cp.seq, &cp.hash, cp.at_ms),
+        &Signature::from_bytes(&sig),
+    )
+    .map_err(|_| CheckpointProblem::BadSignature { seq: cp.seq })
 }
 
 /// What the checkpoint writer should do, given the last checkpoint and the chain's head.
@@ -230,9 +231,12 @@ pub struct CheckpointChecker {
 }
 
 impl CheckpointChecker {
-    /// Checks every checkpoint's signature against `trusted` and keeps the sound ones to compare
-    /// with the chain. Identical copies (the database's and the sink's) count once.
-    pub fn new(checkpoints: impl IntoIterator<Item = Checkpoint>, trusted: &VerifyingKey) -> Self {
+    /// Checks every checkpoint's signature against the `trusted` keys and keeps the sound ones
+    /// to compare with the chain. Identical copies (the database's and the sink's) count once.
+    pub fn new(
+        checkpoints: impl IntoIterator<Item = Checkpoint>,
+        trusted: &[VerifyingKey],
+    ) -> Self {
         let mut me = Self::default();
         for cp in checkpoints {
             if let Err(p) = check_signature(&cp, trusted) {
@@ -414,7 +418,7 @@ pub struct ExportSummary {
 /// Verifies an export line by line, in constant memory but for its checkpoints.
 #[derive(Debug)]
 pub struct ExportVerifier {
-    trusted: VerifyingKey,
+    trusted: Vec<VerifyingKey>,
     line: usize,
     header: Option<ExportHeader>,
     checkpoints: Vec<Checkpoint>,
@@ -428,8 +432,8 @@ pub struct ExportVerifier {
 }
 
 impl ExportVerifier {
-    /// Starts with the key checkpoints must be signed with.
-    pub fn new(trusted: VerifyingKey) -> Self {
+    /// Starts with the keys checkpoints may be signed with.
+    pub fn new(trusted: Vec<VerifyingKey>) -> Self {
         Self {
             trusted,
             line: 0,
@@ -649,24 +653,32 @@ mod tests {
     #[test]
     fn a_signature_holds_only_for_its_contents_and_key() {
         let cp = sign(&key(1), 5, "aa", 100);
-        assert_eq!(check_signature(&cp, &key(1).verifying_key()), Ok(()));
+        assert_eq!(check_signature(&cp, &[key(1).verifying_key()]), Ok(()));
         let mut moved = cp.clone();
         moved.seq = 6;
         assert_eq!(
-            check_signature(&moved, &key(1).verifying_key()),
+            check_signature(&moved, &[key(1).verifying_key()]),
             Err(CheckpointProblem::BadSignature { seq: 6 })
         );
         // Signed by another key that names itself: refused for the key, not the signature.
         let forged = sign(&key(2), 5, "aa", 100);
         assert!(matches!(
-            check_signature(&forged, &key(1).verifying_key()),
+            check_signature(&forged, &[key(1).verifying_key()]),
             Err(CheckpointProblem::ForeignKey { seq: 5, .. })
         ));
         // Signed by another key that claims to be the trusted one.
         let mut claimed = forged.clone();
         claimed.key = cp.key.clone();
         assert_eq!(
-            check_signature(&claimed, &key(1).verifying_key()),
+            check_signature(&claimed, &[key(1).verifying_key()]),
+            Err(CheckpointProblem::BadSignature { seq: 5 })
+        );
+        // After a key was replaced, both are trusted: each checkpoint checks with its own.
+        let both = [key(1).verifying_key(), key(2).verifying_key()];
+        assert_eq!(check_signature(&cp, &both), Ok(()));
+        assert_eq!(check_signature(&forged, &both), Ok(()));
+        assert_eq!(
+            check_signature(&claimed, &both),
             Err(CheckpointProblem::BadSignature { seq: 5 })
         );
     }
@@ -695,7 +707,7 @@ mod tests {
     }
 
     fn check(chain: &[AuditEntry], cps: Vec<Checkpoint>) -> (usize, Vec<CheckpointProblem>) {
-        let mut c = CheckpointChecker::new(cps, &key(1).verifying_key());
+        let mut c = CheckpointChecker::new(cps, &[key(1).verifying_key()]);
         for e in chain {
             c.observe(e.seq, &e.hash);
         }
@@ -745,7 +757,7 @@ mod tests {
     }
 
     fn export(lines: &[ExportLine]) -> Result<ExportSummary, Vec<ExportProblem>> {
-        let mut v = ExportVerifier::new(key(1).verifying_key());
+        let mut v = ExportVerifier::new(vec![key(1).verifying_key()]);
         for l in lines {
             v.push_line(&serde_json::to_string(l).unwrap());
         }

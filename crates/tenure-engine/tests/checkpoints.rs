@@ -115,7 +115,7 @@ async fn checkpoints_are_signed_when_due_stored_and_sent_outside_the_database() 
         .await
         .unwrap();
     assert_eq!(stored, sent);
-    let mut checker = CheckpointChecker::new(sent, &key.verifying_key());
+    let mut checker = CheckpointChecker::new(sent, &[key.verifying_key()]);
     for e in tenure_store::audit_page(&mut c, 0, None, 100)
         .await
         .unwrap()
@@ -186,7 +186,7 @@ async fn a_webhook_sink_gets_each_checkpoint_signed_and_again_after_a_refusal() 
     let (headers, body) = &calls[1];
     let cp: Checkpoint = serde_json::from_str(body).unwrap();
     assert_eq!(cp.seq, 2);
-    tenure_core::checkpoint::check_signature(&cp, &key.verifying_key()).unwrap();
+    tenure_core::checkpoint::check_signature(&cp, &[key.verifying_key()]).unwrap();
     let header = |n: &str| headers[n].to_str().unwrap().to_string();
     assert_eq!(header("webhook-id"), "ckpt_2");
     let ts: i64 = header("webhook-timestamp").parse().unwrap();

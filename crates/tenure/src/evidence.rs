@@ -38,10 +38,11 @@ pub enum KeysCommand {
 /// `tenure audit verify`.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The public key checkpoints must be signed with: `ed25519:<hex>`, or a file holding it.
-    /// Without it, checkpoints are not checked.
-    #[arg(long, value_name = "KEY")]
-    public_key: Option<String>,
+    /// A public key checkpoints may be signed with: `ed25519:<hex>`, or a file holding it.
+    /// Repeat it after the signing key was replaced (the old key for the checkpoints it
+    /// signed). Without it, checkpoints are not checked.
+    #[arg(long = "public-key", value_name = "KEY")]
+    public_keys: Vec<String>,
     /// A checkpoint file (the `file:` sink's JSON lines) to check besides the database's own.
     #[arg(long, value_name = "FILE")]
     checkpoints: Option<PathBuf>,
@@ -226,13 +227,18 @@ fn read_lines(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -> R
 }
 
 pub async fn verify(args: VerifyArgs) -> Result<()> {
-    let key = args.public_key.as_deref().map(public_key).transpose()?;
+    let keys = args
+        .public_keys
+        .iter()
+        .map(|k| public_key(k))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(export) = &args.export {
-        let key = key.ok_or_else(|| {
-            anyhow!("--export needs --public-key: the key checkpoints are signed with")
-        })?;
-        return verify_export(export, key);
+        if keys.is_empty() {
+            bail!("--export needs --public-key: the key checkpoints are signed with");
+        }
+        return verify_export(export, keys);
     }
+    let key = (!keys.is_empty()).then_some(keys);
     if args.checkpoints.is_some() && key.is_none() {
         bail!("--checkpoints needs --public-key: the key checkpoints are signed with");
     }
@@ -318,7 +324,7 @@ pub async fn verify(args: VerifyArgs) -> Result<()> {
     );
     match checked {
         Some((matched, _)) => println!(
-            "checkpoints: {matched} verified ({stored} in the database{}), signed by the key given",
+            "checkpoints: {matched} verified ({stored} in the database{}), signed by the keys given",
             if args.checkpoints.is_some() {
                 format!(", {from_file} in the file")
             } else {
@@ -333,8 +339,8 @@ pub async fn verify(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn verify_export(path: &Path, key: PublicKey) -> Result<()> {
-    let mut v = ExportVerifier::new(key);
+fn verify_export(path: &Path, keys: Vec<PublicKey>) -> Result<()> {
+    let mut v = ExportVerifier::new(keys);
     read_lines(path, |_, text| {
         v.push_line(text);
         Ok(())

@@ -279,7 +279,7 @@ async fn checkpoints_catch_what_the_chain_alone_cannot() {
     let mut claimed = forged.clone();
     claimed.key = public.clone();
     for (cp, says) in [
-        (forged, "was not signed by the trusted key"),
+        (forged, "was not signed by a trusted key"),
         (claimed, "signature that does not match"),
     ] {
         let file = dir.join("forged.jsonl");
