@@ -203,6 +203,8 @@ impl CheckpointWriter {
         match cadence.due(last.as_ref().map(|c| (c.seq, c.at_ms)), head_seq, now) {
             Due::NotYet => Ok(None),
             Due::Behind { head, last } => {
+                metrics::counter!("tenure_audit_checkpoints_total", "outcome" => "head_behind")
+                    .increment(1);
                 tracing::error!(
                     head,
                     last_checkpoint = last,
@@ -216,6 +218,8 @@ impl CheckpointWriter {
                 let stored = tenure_store::insert_checkpoint(tx.conn(), &cp).await?;
                 tx.commit().await?;
                 if stored {
+                    metrics::counter!("tenure_audit_checkpoints_total", "outcome" => "signed")
+                        .increment(1);
                     tracing::info!(seq = cp.seq, hash = %cp.hash, "audit checkpoint signed");
                     Ok(Some(cp))
                 } else {
@@ -235,7 +239,13 @@ impl CheckpointWriter {
             if batch.is_empty() {
                 return Ok(sent);
             }
-            self.sink.send(&batch, self.clock.now_ms()).await?;
+            if let Err(e) = self.sink.send(&batch, self.clock.now_ms()).await {
+                metrics::counter!("tenure_audit_checkpoints_total", "outcome" => "sink_failed")
+                    .increment(1);
+                return Err(e);
+            }
+            metrics::counter!("tenure_audit_checkpoints_total", "outcome" => "sent")
+                .increment(batch.len() as u64);
             let seqs: Vec<i64> = batch.iter().map(|c| c.seq).collect();
             let mut tx = self.store.begin().await?;
             tenure_store::mark_checkpoints_sent(tx.conn(), &seqs, self.clock.now_ms()).await?;
