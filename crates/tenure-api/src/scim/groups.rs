@@ -347,7 +347,15 @@ async fn membership_events(
             request_id: None,
         });
     }
-    super::store_events(engine, tx, &submissions).await
+    // A group of thousands re-plans thousands of people: the change is stored with their
+    // events and runs, and the engine plans those right after the commit.
+    super::store_events(
+        engine,
+        tx,
+        &submissions,
+        tenure_engine::Planning::AfterCommit,
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ rendering

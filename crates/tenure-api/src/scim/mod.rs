@@ -969,11 +969,12 @@ async fn store_events(
     engine: &Engine,
     tx: &mut tenure_store::Tx,
     submissions: &[Submission],
+    planning: tenure_engine::Planning,
 ) -> R<()> {
     if submissions.is_empty() {
         return Ok(());
     }
-    let outcomes = engine.submit_in(tx, submissions).await?;
+    let outcomes = engine.submit_in(tx, submissions, planning).await?;
     if outcomes.len() != submissions.len() {
         return Err(
             ApiError::internal("the engine answered a different number of outcomes").into(),
@@ -1054,7 +1055,13 @@ async fn apply(engine: &Engine, tx: &mut tenure_store::Tx, p: &Prepared) -> R<Ap
         }
     };
     tx.audit(change_audit(p, action, version, &row.user_name_ci));
-    store_events(engine, tx, submission(p, version).as_slice()).await?;
+    store_events(
+        engine,
+        tx,
+        submission(p, version).as_slice(),
+        tenure_engine::Planning::InTransaction,
+    )
+    .await?;
     Ok(Some(Written {
         created: p.before.is_none(),
         row,
@@ -1105,7 +1112,13 @@ pub(crate) async fn apply_creates(
         writes.push((row, index));
     }
     tenure_store::insert_scim_users(tx.conn(), &writes).await?;
-    store_events(engine, tx, &submissions).await?;
+    store_events(
+        engine,
+        tx,
+        &submissions,
+        tenure_engine::Planning::InTransaction,
+    )
+    .await?;
     Ok(answers)
 }
 
