@@ -320,6 +320,20 @@ async fn groups_pushed_by_entra_and_okta_are_stored_with_their_members() {
     assert_eq!(by_member["totalResults"], 1, "{by_member}");
     let by_external = list(format!("filter={}", url_encode("externalId eq \"x1\""))).await;
     assert_eq!(by_external["totalResults"], 1);
+    // Times are read only when a filter names them: the pushed groups have them.
+    let dated = all["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["meta"]["lastModified"].is_string())
+        .count();
+    assert!(dated > 0, "{all}");
+    let by_time = list(format!(
+        "filter={}",
+        url_encode("meta.lastModified gt \"2000-01-01T00:00:00Z\"")
+    ))
+    .await;
+    assert_eq!(by_time["totalResults"], dated, "{by_time}");
     let page = list(
         "sortBy=displayName&sortOrder=descending&startIndex=1&count=2&attributes=displayName"
             .into(),

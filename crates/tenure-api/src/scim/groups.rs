@@ -432,8 +432,13 @@ impl Listed<'_> {
     }
 }
 
-/// The value index of a group, for evaluating a filter in memory.
-fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<tenure_store::IndexedValue> {
+/// The value index of a group, for evaluating a filter in memory; its `meta` times only when
+/// `meta` is read (formatting and normalizing them is most of the cost over many groups).
+fn index_of(
+    g: &Listed<'_>,
+    members: &BTreeSet<String>,
+    meta: bool,
+) -> Vec<tenure_store::IndexedValue> {
     let (doc, created, modified) = match g {
         Listed::Entitlement(e) => (
             GroupDoc {
@@ -450,8 +455,16 @@ fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<tenure_store::Ind
                 external_id: r.external_id.clone(),
                 members: members.clone(),
             },
-            ms_rfc3339(r.created_at),
-            ms_rfc3339(r.updated_at),
+            if meta {
+                ms_rfc3339(r.created_at)
+            } else {
+                String::new()
+            },
+            if meta {
+                ms_rfc3339(r.updated_at)
+            } else {
+                String::new()
+            },
         ),
     };
     resource::index(&GROUP_SCHEMAS, g.id(), &doc.to_doc(), &created, &modified)
@@ -501,14 +514,14 @@ async fn list(s: &AppState, params: ListParams) -> R<Response> {
     )))
 }
 
-/// Whether a filter condition reads members (`members.value`).
-fn reads_members(c: &tenure_store::Cond) -> bool {
+/// Whether a filter condition reads attribute `name` (`members`, `meta`, as indexed).
+fn reads(c: &tenure_store::Cond, name: &str) -> bool {
     use tenure_store::Cond;
     match c {
-        Cond::Cmp { attr, .. } | Cond::Present { attr, .. } => attr == "members",
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(reads_members),
-        Cond::Not(c) => reads_members(c),
-        Cond::Element { attr, .. } => attr == "members",
+        Cond::Cmp { attr, .. } | Cond::Present { attr, .. } => attr == name,
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(|c| reads(c, name)),
+        Cond::Not(c) => reads(c, name),
+        Cond::Element { attr, .. } => attr == name,
     }
 }
 
@@ -535,13 +548,19 @@ pub(super) async fn group_page(
             .map(Listed::Pushed),
     );
     if let Some(cond) = cond {
-        let members = if reads_members(cond) {
+        let members = if reads(cond, "members") {
             members_of(&mut c, &all.iter().collect::<Vec<_>>()).await?
         } else {
             Default::default()
         };
+        let meta = reads(cond, "meta");
         let none = BTreeSet::new();
-        all.retain(|g| resource::eval(&index_of(g, members.get(g.id()).unwrap_or(&none)), cond));
+        all.retain(|g| {
+            resource::eval(
+                &index_of(g, members.get(g.id()).unwrap_or(&none), meta),
+                cond,
+            )
+        });
     }
     if let Some(by) = &params.sort_by {
         let key: fn(&Listed<'_>) -> String = if by.eq_ignore_ascii_case("displayName") {
