@@ -6,7 +6,6 @@
 //! `transfer` event of every active member whose groups it changed, which the engine plans
 //! like any other event (templates matching `groups`, policy, separation of duties, approvals).
 
-use super::group::{self, GroupDoc};
 use super::{
     ListParams, R, Scim, check_if_match, err, etag, etag_matches, if_match, ms_rfc3339, parse_body,
     parse_filter, query_params, resource, schema, scim_body, search_params, status, user_lock,
@@ -20,11 +19,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use tenure_scim::group::{self, GroupDoc};
+use tenure_scim::index::{Cond, IndexedValue};
+use tenure_scim::schema::GROUP_SCHEMAS;
 use tenure_scim::{PatchRequest, ScimType};
 use tenure_store::{NewAudit, ScimGroupRow};
-
-pub(super) const GROUP_SCHEMAS: [(&str, &[schema::Attr]); 1] =
-    [(schema::GROUP, schema::GROUP_ATTRS)];
 
 /// A change to one pushed group.
 pub(super) enum GroupChange {
@@ -425,7 +424,7 @@ impl Listed<'_> {
 }
 
 /// The value index of a group, for evaluating a filter in memory.
-fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<tenure_store::IndexedValue> {
+fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<IndexedValue> {
     let (doc, created, modified) = match g {
         Listed::Entitlement(e) => (
             GroupDoc {
@@ -493,23 +492,12 @@ async fn list(s: &AppState, params: ListParams) -> R<Response> {
     )))
 }
 
-/// Whether a filter condition reads members (`members.value`).
-fn reads_members(c: &tenure_store::Cond) -> bool {
-    use tenure_store::Cond;
-    match c {
-        Cond::Cmp { attr, .. } | Cond::Present { attr, .. } => attr == "members",
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(reads_members),
-        Cond::Not(c) => reads_members(c),
-        Cond::Element { attr, .. } => attr == "members",
-    }
-}
-
 /// One page of groups (entitlements first, then pushed groups, unless sorted) matching
 /// `cond`, as served, with the total count of matches.
 pub(super) async fn group_page(
     s: &AppState,
     params: &ListParams,
-    cond: Option<&tenure_store::Cond>,
+    cond: Option<&Cond>,
     offset: i64,
     limit: i64,
 ) -> R<(usize, Vec<Value>)> {
@@ -527,13 +515,15 @@ pub(super) async fn group_page(
             .map(Listed::Pushed),
     );
     if let Some(cond) = cond {
-        let members = if reads_members(cond) {
+        let members = if cond.reads("members") {
             members_of(&mut c, &all.iter().collect::<Vec<_>>()).await?
         } else {
             Default::default()
         };
         let none = BTreeSet::new();
-        all.retain(|g| resource::eval(&index_of(g, members.get(g.id()).unwrap_or(&none)), cond));
+        all.retain(|g| {
+            tenure_scim::index::eval(&index_of(g, members.get(g.id()).unwrap_or(&none)), cond)
+        });
     }
     if let Some(by) = &params.sort_by {
         let key: fn(&Listed<'_>) -> String = if by.eq_ignore_ascii_case("displayName") {

@@ -16,11 +16,8 @@
 //! entry and the outbox row of the event it makes, so an event is never lost between the two.
 //! Concurrent changes share that transaction, each in a savepoint of its own ([`writer`]).
 
-mod group;
 mod groups;
-mod lifecycle;
-mod resource;
-mod schema;
+mod index;
 mod writer;
 
 pub(crate) use writer::Writer;
@@ -37,15 +34,13 @@ use lifecycle::Lifecycle;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use tenure_engine::{Engine, IngestOutcome, Submission};
+use tenure_scim::index::Cond;
+use tenure_scim::schema::USER_SCHEMAS;
 use tenure_scim::{AttrPath, Filter, PatchRequest, ScimError, ScimType};
+use tenure_scim::{lifecycle, resource, schema};
 use tenure_store::{NewAudit, ScimUserRow, StoreError};
 
 const SCIM_JSON: &str = "application/scim+json";
-const USER_SCHEMAS: [(&str, &[schema::Attr]); 3] = [
-    (schema::USER, schema::USER_ATTRS),
-    (schema::ENTERPRISE, schema::ENTERPRISE_ATTRS),
-    (schema::TENURE, schema::TENURE_ATTRS),
-];
 
 /// A SCIM error as a response.
 #[derive(Debug)]
@@ -642,7 +637,7 @@ async fn search(s: &AppState, params: ListParams) -> R<Response> {
 async fn user_page(
     s: &AppState,
     params: &ListParams,
-    cond: Option<&tenure_store::Cond>,
+    cond: Option<&Cond>,
     offset: i64,
     limit: i64,
 ) -> R<(i64, Vec<Value>)> {
@@ -650,10 +645,13 @@ async fn user_page(
         .sort_by
         .as_deref()
         .map(|b| resource::sort_key(&USER_SCHEMAS, b, params.descending))
-        .transpose()?;
+        .transpose()?
+        .map(index::store_sort);
+    let cond = cond.map(index::store_cond);
     let mut c = s.store().reader().await?;
     let (total, rows) =
-        tenure_store::search_scim_users(&mut c, cond, sort.as_ref(), offset, limit).await?;
+        tenure_store::search_scim_users(&mut c, cond.as_ref(), sort.as_ref(), offset, limit)
+            .await?;
     let base = base_url(s);
     let held: Vec<(&str, &[String])> = rows
         .iter()
@@ -713,7 +711,7 @@ async fn search_root(
         None => (Some(None), Some(None)),
         Some(f) => {
             let u = resource::to_cond(&USER_SCHEMAS, f);
-            let g = resource::to_cond(&groups::GROUP_SCHEMAS, f);
+            let g = resource::to_cond(&schema::GROUP_SCHEMAS, f);
             match (u, g) {
                 (Err(e), Err(_)) => return Err(Scim(e)),
                 (u, g) => (u.ok().map(Some), g.ok().map(Some)),
@@ -934,7 +932,7 @@ fn user_write(
         &ms_rfc3339(row.created_at),
         &ms_rfc3339(p.now),
     );
-    (row, index)
+    (row, index::store_rows(index))
 }
 
 /// The userName as uniqueness compares it.
