@@ -10,8 +10,11 @@
 //! - [`resource`]: resources as JSON documents checked against that table: cleaning input
 //!   (with the identity providers' quirks), the value index, filters resolved against the
 //!   schema, attribute projection, and PATCH.
+//! - [`query`]: what a list or search request asks for (filter, sorting, paging, attributes)
+//!   and the `ListResponse` that answers it.
 //! - [`index`]: the value index in plain terms (rows, conditions, sort keys) and the
 //!   reference evaluator of a condition.
+//! - [`bulk`]: bulk requests checked and read, and `bulkId` references resolved.
 //! - [`group`]: a pushed group as plain data: POST/PUT bodies and PATCH in the forms Entra ID
 //!   and Okta send.
 //! - [`lifecycle`]: which lifecycle event (hire, transfer, leave, rehire) a change to a user
@@ -25,12 +28,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bulk;
 pub mod error;
 pub mod filter;
 pub mod group;
 pub mod index;
 pub mod lifecycle;
 pub mod patch;
+pub mod query;
 pub mod resource;
 pub mod schema;
 

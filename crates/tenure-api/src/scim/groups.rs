@@ -485,7 +485,7 @@ async fn list(s: &AppState, params: ListParams) -> R<Response> {
         params.count,
     )
     .await?;
-    Ok(scim_body(super::list_page(
+    Ok(scim_body(tenure_scim::query::list_response(
         total as i64,
         params.start_index,
         items,

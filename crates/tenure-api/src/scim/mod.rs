@@ -34,9 +34,13 @@ use lifecycle::Lifecycle;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use tenure_engine::{Engine, IngestOutcome, Submission};
+use tenure_scim::bulk::{
+    BulkOperation, BulkRequest, bulk_response, resolve_bulk_ids, resolve_bulk_path,
+};
 use tenure_scim::index::Cond;
+use tenure_scim::query::{ListParams, list_response};
 use tenure_scim::schema::USER_SCHEMAS;
-use tenure_scim::{AttrPath, Filter, PatchRequest, ScimError, ScimType};
+use tenure_scim::{Filter, PatchRequest, ScimError, ScimType};
 use tenure_scim::{lifecycle, resource, schema};
 use tenure_store::{NewAudit, ScimUserRow, StoreError};
 
@@ -198,24 +202,14 @@ async fn service_provider_config(
     Ok(scim_body(schema::service_provider_config(&base_url(&s))))
 }
 
-fn list_of(items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [schema::LIST],
-        "totalResults": items.len(),
-        "startIndex": 1,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
-}
-
 async fn resource_types(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R<Response> {
     auth(p)?;
     let base = base_url(&s);
     let items = ["User", "Group"]
         .iter()
         .filter_map(|n| schema::resource_type_json(n, &base))
-        .collect();
-    Ok(scim_body(list_of(items)))
+        .collect::<Vec<_>>();
+    Ok(scim_body(list_response(items.len() as i64, 1, items)))
 }
 
 async fn resource_type(
@@ -235,8 +229,8 @@ async fn schemas(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R
     let items = schema::ALL_SCHEMAS
         .iter()
         .filter_map(|u| schema::schema_json(u, &base))
-        .collect();
-    Ok(scim_body(list_of(items)))
+        .collect::<Vec<_>>();
+    Ok(scim_body(list_response(items.len() as i64, 1, items)))
 }
 
 async fn schema_one(
@@ -260,67 +254,6 @@ async fn me(p: Result<Principal, ApiError>) -> R<Response> {
 
 // ------------------------------------------------------------------ queries
 
-/// Query or `.search` parameters.
-#[derive(Default)]
-struct ListParams {
-    filter: Option<String>,
-    sort_by: Option<String>,
-    descending: bool,
-    start_index: i64,
-    count: i64,
-    attributes: Vec<AttrPath>,
-    excluded: Vec<AttrPath>,
-}
-
-fn parse_int(name: &str, v: &str) -> R<i64> {
-    v.trim().parse::<i64>().map_err(|_| {
-        err(
-            ScimType::InvalidValue,
-            format!("{name} must be an integer, not `{v}`"),
-        )
-    })
-}
-
-fn list_params(get: impl Fn(&str) -> Option<String>) -> R<ListParams> {
-    let descending = match get("sortOrder").as_deref() {
-        None => false,
-        Some(o) if o.eq_ignore_ascii_case("ascending") => false,
-        Some(o) if o.eq_ignore_ascii_case("descending") => true,
-        Some(o) => {
-            return Err(err(
-                ScimType::InvalidValue,
-                format!("sortOrder must be ascending or descending, not `{o}`"),
-            ));
-        }
-    };
-    let attributes = get("attributes")
-        .map(|a| resource::parse_attr_list(&a))
-        .transpose()?
-        .unwrap_or_default();
-    let excluded = get("excludedAttributes")
-        .map(|a| resource::parse_attr_list(&a))
-        .transpose()?
-        .unwrap_or_default();
-    Ok(ListParams {
-        filter: get("filter"),
-        sort_by: get("sortBy"),
-        descending,
-        // RFC 7644 §3.4.2.4: below 1 is 1; a negative count is 0; above the maximum, the maximum.
-        start_index: get("startIndex")
-            .map(|v| parse_int("startIndex", &v))
-            .transpose()?
-            .unwrap_or(1)
-            .max(1),
-        count: get("count")
-            .map(|v| parse_int("count", &v))
-            .transpose()?
-            .unwrap_or(100)
-            .clamp(0, schema::MAX_RESULTS),
-        attributes,
-        excluded,
-    })
-}
-
 fn query_params(raw: Option<String>) -> R<ListParams> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -329,35 +262,11 @@ fn query_params(raw: Option<String>) -> R<ListParams> {
                 format!("malformed query string: {e}"),
             )
         })?;
-    let map: HashMap<String, String> = pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    list_params(|k| map.get(&k.to_ascii_lowercase()).cloned())
+    Ok(ListParams::from_pairs(pairs)?)
 }
 
 fn search_params(body: &Value) -> R<ListParams> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| err(ScimType::InvalidSyntax, "a search request is a JSON object"))?;
-    let get = |k: &str| -> Option<String> {
-        let v = obj
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|x| x.1)?;
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => None,
-        }
-    };
-    list_params(get)
+    Ok(ListParams::from_search(body)?)
 }
 
 fn parse_filter(f: &str) -> R<Filter> {
@@ -381,17 +290,6 @@ fn parse_doc(row: &ScimUserRow) -> R<Map<String, Value>> {
         .map_err(|e| ApiError::internal(format!("scim_users.doc: {e}")).into())
 }
 
-/// Whether `attributes` asks for tenure's status or engagements (returned on request only).
-fn wants_status(include: &[AttrPath]) -> bool {
-    include.iter().any(|p| {
-        let full = p.to_string().to_ascii_lowercase();
-        let tenure = schema::TENURE.to_ascii_lowercase();
-        full == tenure
-            || full.starts_with(&format!("{tenure}:status"))
-            || full.starts_with(&format!("{tenure}:engagements"))
-    })
-}
-
 /// tenure's read-only view of a user's person: its status and engagements.
 struct PersonView {
     person: tenure_core::Person,
@@ -403,9 +301,9 @@ struct PersonView {
 async fn person_view(
     c: &mut sqlx::AnyConnection,
     id: &str,
-    include: &[AttrPath],
+    params: &ListParams,
 ) -> R<Option<PersonView>> {
-    if !wants_status(include) {
+    if !params.wants_tenure_view() {
         return Ok(None);
     }
     let Some(person) = tenure_store::get_person(c, id).await? else {
@@ -585,7 +483,7 @@ async fn get_user(
         ));
     }
     let base = base_url(&s);
-    let view = person_view(&mut c, &row.id, &params.attributes).await?;
+    let view = person_view(&mut c, &row.id, &params).await?;
     let groups = groups_of_users(&s, &mut c, &[(row.id.as_str(), held.as_slice())])
         .await?
         .remove(&row.id)
@@ -630,7 +528,7 @@ async fn search(s: &AppState, params: ListParams) -> R<Response> {
         params.count,
     )
     .await?;
-    Ok(scim_body(list_page(total, params.start_index, items)))
+    Ok(scim_body(list_response(total, params.start_index, items)))
 }
 
 /// One page of users matching `cond`, as served, with the total count of matches.
@@ -664,7 +562,7 @@ async fn user_page(
     };
     let mut items = Vec::with_capacity(rows.len());
     for (row, _) in &rows {
-        let view = person_view(&mut c, &row.id, &params.attributes).await?;
+        let view = person_view(&mut c, &row.id, params).await?;
         let groups = groups.remove(&row.id).unwrap_or_default();
         let full = render_user(row, groups, view.as_ref(), &base)?;
         items.push(resource::project(
@@ -675,17 +573,6 @@ async fn user_page(
         ));
     }
     Ok((total, items))
-}
-
-/// A `ListResponse` of one page.
-fn list_page(total: i64, start_index: i64, items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [schema::LIST],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
 }
 
 /// `POST /.search` (RFC 7644 §3.4.3): users, then groups, paged as one list. A filter applies
@@ -733,7 +620,7 @@ async fn search_root(
         total += n as i64;
         items.extend(page);
     }
-    Ok(scim_body(list_page(total, params.start_index, items)))
+    Ok(scim_body(list_response(total, params.start_index, items)))
 }
 
 // ------------------------------------------------------------------ users: writing
@@ -1259,33 +1146,6 @@ async fn delete_user(
 
 // ------------------------------------------------------------------ bulk
 
-/// Replaces every `"bulkId:x"` string in `v` by the id created for `x`; errors on one not
-/// (yet) created.
-fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), String> {
-    match v {
-        Value::String(s) => {
-            if let Some(b) = s.strip_prefix("bulkId:") {
-                *s = ids
-                    .get(b)
-                    .cloned()
-                    .ok_or_else(|| format!("bulkId `{b}` is not (yet) created"))?;
-            }
-        }
-        Value::Array(a) => {
-            for x in a {
-                resolve_bulk_ids(x, ids)?;
-            }
-        }
-        Value::Object(o) => {
-            for x in o.values_mut() {
-                resolve_bulk_ids(x, ids)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 async fn bulk(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
@@ -1303,59 +1163,20 @@ async fn bulk(
             ),
         ));
     }
-    let req = parse_body(&body, &headers)?;
-    if !req["schemas"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(schema::BULK_REQUEST)))
-    {
-        return Err(err(
-            ScimType::InvalidSyntax,
-            format!(
-                "a bulk request declares the schema {}",
-                schema::BULK_REQUEST
-            ),
-        ));
-    }
-    let ops = req
-        .get("Operations")
-        .or_else(|| req.get("operations"))
-        .and_then(Value::as_array)
-        .ok_or_else(|| err(ScimType::InvalidSyntax, "a bulk request carries Operations"))?;
-    if ops.len() > schema::MAX_BULK_OPERATIONS {
-        return Err(status(
-            413,
-            format!(
-                "{} operations; at most {} per bulk request",
-                ops.len(),
-                schema::MAX_BULK_OPERATIONS
-            ),
-        ));
-    }
-    let fail_on_errors = match req.get("failOnErrors") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            err(
-                ScimType::InvalidValue,
-                "failOnErrors must be a positive integer",
-            )
-        })?),
-    };
+    let req = BulkRequest::parse(&parse_body(&body, &headers)?)?;
     let base = base_url(&s);
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results = Vec::new();
     let mut errors = 0u64;
-    for (i, op) in ops.iter().enumerate() {
-        if fail_on_errors.is_some_and(|n| errors >= n) {
+    for (i, op) in req.operations.into_iter().enumerate() {
+        if req.fail_on_errors.is_some_and(|n| errors >= n) {
             break;
         }
-        let method = op["method"].as_str().unwrap_or("").to_ascii_uppercase();
-        let bulk_id = op["bulkId"].as_str().map(str::to_string);
-        let path = op["path"].as_str().unwrap_or("");
-        let mut entry = json!({ "method": method });
-        if let Some(b) = &bulk_id {
+        let mut entry = json!({ "method": op.method });
+        if let Some(b) = &op.bulk_id {
             entry["bulkId"] = json!(b);
         }
-        let outcome = bulk_one(&s, &p, &method, path, op, bulk_id.as_deref(), &mut ids, i).await;
+        let outcome = bulk_one(&s, &p, op, &mut ids, i).await;
         match outcome {
             Ok((code, written)) => {
                 if let Some((location, version)) = written {
@@ -1372,42 +1193,30 @@ async fn bulk(
         }
         results.push(entry);
     }
-    Ok(scim_body(json!({
-        "schemas": [schema::BULK_RESPONSE],
-        "Operations": results,
-    })))
+    Ok(scim_body(bulk_response(results)))
 }
 
 /// What one bulk operation wrote: its status, and the resource's path and version.
 type BulkOutcome = (u16, Option<(String, i64)>);
 
-#[allow(clippy::too_many_arguments)]
 async fn bulk_one(
     s: &AppState,
     p: &Principal,
-    method: &str,
-    path: &str,
-    op: &Value,
-    bulk_id: Option<&str>,
+    op: BulkOperation,
     ids: &mut HashMap<String, String>,
     i: usize,
 ) -> Result<BulkOutcome, Scim> {
-    let mut data = op.get("data").cloned().unwrap_or(Value::Null);
-    resolve_bulk_ids(&mut data, ids)
-        .map_err(|m| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}")))?;
-    let mut path = path.to_string();
-    for kind in ["/Users/", "/Groups/"] {
-        if let Some(rest) = path.strip_prefix(&format!("{kind}bulkId:")) {
-            path = format!(
-                "{kind}{}",
-                ids.get(rest).ok_or_else(|| err(
-                    ScimType::InvalidValue,
-                    format!("Operations[{i}]: bulkId `{rest}` is not (yet) created")
-                ))?
-            );
-        }
-    }
-    let version = op["version"].as_str();
+    let unresolved = |m: String| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}"));
+    let BulkOperation {
+        method,
+        bulk_id,
+        path,
+        version,
+        mut data,
+    } = op;
+    resolve_bulk_ids(&mut data, ids).map_err(unresolved)?;
+    let path = resolve_bulk_path(&path, ids).map_err(unresolved)?;
+    let (method, bulk_id, version) = (method.as_str(), bulk_id.as_deref(), version.as_deref());
     let needs_bulk_id = || {
         bulk_id.ok_or_else(|| {
             err(
