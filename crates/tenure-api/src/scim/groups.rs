@@ -6,10 +6,10 @@
 //! `transfer` event of every active member whose groups it changed, which the engine plans
 //! like any other event (templates matching `groups`, policy, separation of duties, approvals).
 
+use super::locks::LockKey;
 use super::{
     ListParams, R, Scim, check_if_match, err, etag, etag_matches, if_match, ms_rfc3339, parse_body,
-    parse_filter, query_params, resource, schema, scim_body, search_params, status, user_lock,
-    with_etag,
+    parse_filter, query_params, resource, schema, scim_body, search_params, status, with_etag,
 };
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -82,7 +82,7 @@ pub(super) async fn write_group(
     }
     // One group's changes are written one at a time.
     let _turn = match id {
-        Some(id) => Some(user_lock(&format!("group:{id}")).lock().await),
+        Some(id) => Some(s.scim_locks().lock(LockKey::Group(id)).await),
         None => None,
     };
     let engine = s.engine();

@@ -18,8 +18,10 @@
 
 mod groups;
 mod index;
+mod locks;
 mod writer;
 
+pub(crate) use locks::StripedLocks;
 pub(crate) use writer::Writer;
 
 use crate::auth::{Principal, Scope};
@@ -31,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lifecycle::Lifecycle;
+use locks::LockKey;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use tenure_engine::{Engine, IngestOutcome, Submission};
@@ -652,7 +655,7 @@ async fn write_user(
     // One user's changes are written and handed to the engine one at a time, so its events
     // reach the engine in the order of its versions.
     let _turn = match id {
-        Some(id) => Some(user_lock(id).lock().await),
+        Some(id) => Some(s.scim_locks().lock(LockKey::User(id)).await),
         None => None,
     };
     // A writer that lost a race on the version starts over on fresh state.
@@ -669,16 +672,6 @@ async fn write_user(
         409,
         "the user keeps changing under concurrent writes; try again",
     ))
-}
-
-/// Striped locks: the same user always maps to the same lock.
-fn user_lock(id: &str) -> &'static tokio::sync::Mutex<()> {
-    static LOCKS: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
-    let locks = LOCKS.get_or_init(|| (0..256).map(|_| tokio::sync::Mutex::new(())).collect());
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    &locks[(h % locks.len() as u64) as usize]
 }
 
 /// A change validated against the stored version it read, ready to be written.
