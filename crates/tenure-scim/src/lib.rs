@@ -12,6 +12,8 @@
 //!   schema, attribute projection, and PATCH.
 //! - [`query`]: what a list or search request asks for (filter, sorting, paging, attributes)
 //!   and the `ListResponse` that answers it.
+//! - [`render`]: users and groups as served (`schemas`, `meta`, tenure's read-only view),
+//!   and the ETags of their versions.
 //! - [`index`]: the value index in plain terms (rows, conditions, sort keys) and the
 //!   reference evaluator of a condition.
 //! - [`bulk`]: bulk requests checked and read, and `bulkId` references resolved.
@@ -36,6 +38,7 @@ pub mod index;
 pub mod lifecycle;
 pub mod patch;
 pub mod query;
+pub mod render;
 pub mod resource;
 pub mod schema;
 

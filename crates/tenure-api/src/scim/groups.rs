@@ -8,8 +8,8 @@
 
 use super::locks::LockKey;
 use super::{
-    ListParams, R, Scim, check_if_match, err, etag, etag_matches, if_match, ms_rfc3339, parse_body,
-    parse_filter, query_params, resource, schema, scim_body, search_params, status, with_etag,
+    ListParams, R, Scim, check_if_match, err, etag_matches, if_match, parse_body, parse_filter,
+    query_params, resource, rfc3339_ms, schema, scim_body, search_params, status, with_etag,
 };
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use tenure_scim::group::{self, GroupDoc};
 use tenure_scim::index::{Cond, IndexedValue};
+use tenure_scim::render::{self, Stored};
 use tenure_scim::schema::GROUP_SCHEMAS;
 use tenure_scim::{PatchRequest, ScimType};
 use tenure_store::{NewAudit, ScimGroupRow};
@@ -353,47 +354,25 @@ async fn membership_events(
 
 /// A pushed group as served.
 fn render(row: &ScimGroupRow, members: &BTreeSet<String>, base: &str) -> Value {
-    let mut v = json!({
-        "schemas": [schema::GROUP],
-        "id": row.id,
-        "displayName": row.display_name,
-        "meta": {
-            "resourceType": "Group",
-            "created": ms_rfc3339(row.created_at),
-            "lastModified": ms_rfc3339(row.updated_at),
-            "version": etag(row.version),
-            "location": format!("{base}/Groups/{}", row.id),
-        },
-    });
-    if let Some(x) = &row.external_id {
-        v["externalId"] = json!(x);
-    }
-    // Members come back as they were sent (`value` and `type`), so a client comparing what it
-    // wrote with what it reads sees no difference.
-    if !members.is_empty() {
-        v["members"] = members
-            .iter()
-            .map(|m| json!({ "value": m, "type": "User" }))
-            .collect();
-    }
-    v
+    let stored = Stored {
+        created_ms: row.created_at,
+        updated_ms: row.updated_at,
+        version: row.version,
+    };
+    let external_id = row.external_id.as_deref();
+    render::pushed_group(
+        base,
+        &row.id,
+        &row.display_name,
+        external_id,
+        members,
+        &stored,
+    )
 }
 
 /// An entitlement as a read-only group: its holders are its members.
 fn render_entitlement(e: &tenure_core::Entitlement, holders: &[String], base: &str) -> Value {
-    let mut v = json!({
-        "schemas": [schema::GROUP],
-        "id": e.id,
-        "displayName": e.name,
-        "meta": { "resourceType": "Group", "location": format!("{base}/Groups/{}", e.id) },
-    });
-    if !holders.is_empty() {
-        v["members"] = holders
-            .iter()
-            .map(|p| json!({ "value": p, "$ref": format!("{base}/Users/{p}"), "type": "User" }))
-            .collect();
-    }
-    v
+    render::entitlement_group(base, &e.id, &e.name, holders)
 }
 
 /// A group of either kind, for filtering, sorting and paging together.
@@ -441,8 +420,8 @@ fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<IndexedValue> {
                 external_id: r.external_id.clone(),
                 members: members.clone(),
             },
-            ms_rfc3339(r.created_at),
-            ms_rfc3339(r.updated_at),
+            rfc3339_ms(r.created_at),
+            rfc3339_ms(r.updated_at),
         ),
     };
     resource::index(&GROUP_SCHEMAS, g.id(), &doc.to_doc(), &created, &modified)

@@ -42,6 +42,7 @@ use tenure_scim::bulk::{
 };
 use tenure_scim::index::Cond;
 use tenure_scim::query::{ListParams, list_response};
+use tenure_scim::render::{self, Stored, etag, etag_matches, rfc3339_ms};
 use tenure_scim::schema::USER_SCHEMAS;
 use tenure_scim::{Filter, PatchRequest, ScimError, ScimType};
 use tenure_scim::{lifecycle, resource, schema};
@@ -278,16 +279,6 @@ fn parse_filter(f: &str) -> R<Filter> {
 
 // ------------------------------------------------------------------ users: reading
 
-fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
-}
-
-fn ms_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 fn parse_doc(row: &ScimUserRow) -> R<Map<String, Value>> {
     serde_json::from_str(&row.doc)
         .map_err(|e| ApiError::internal(format!("scim_users.doc: {e}")).into())
@@ -332,19 +323,8 @@ fn user_groups(
         let display = config.entitlements.get(e).map_or(e.as_str(), |x| &x.name);
         (e.as_str(), display)
     });
-    pushed
-        .iter()
-        .map(|(id, name)| (id.as_str(), name.as_str()))
-        .chain(entitlements)
-        .map(|(id, display)| {
-            json!({
-                "value": id,
-                "$ref": format!("{base}/Groups/{id}"),
-                "display": display,
-                "type": "direct",
-            })
-        })
-        .collect()
+    let pushed = pushed.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+    render::user_group_refs(pushed.chain(entitlements), base)
 }
 
 /// The `groups` of each of `users` (id and the entitlements its person holds), read in one
@@ -375,60 +355,23 @@ fn render_user(
     view: Option<&PersonView>,
     base: &str,
 ) -> R<Value> {
-    let doc = parse_doc(row)?;
-    let mut out = Map::new();
-    let mut schemas = vec![json!(schema::USER)];
-    out.insert("id".into(), json!(row.id));
-    for (k, v) in doc {
-        out.insert(k, v);
-    }
-    if let Some(PersonView {
-        person: p,
-        engagements,
-    }) = view
-    {
-        let ext = out
-            .entry(schema::TENURE.to_string())
-            .or_insert_with(|| json!({}));
-        ext["status"] = json!(p.status);
-        if !engagements.is_empty() {
-            ext["engagements"] = json!(
-                engagements
-                    .iter()
-                    .map(|e| {
-                        let mut v = json!({ "value": e.id, "client": e.client_id, "role": e.role, "active": e.active });
-                        if let Some(d) = e.start_date {
-                            v["startDate"] = json!(d.to_string());
-                        }
-                        if let Some(d) = e.end_date {
-                            v["endDate"] = json!(d.to_string());
-                        }
-                        v
-                    })
-                    .collect::<Vec<_>>()
-            );
-        }
-    }
-    if !groups.is_empty() {
-        out.insert("groups".into(), Value::Array(groups));
-    }
-    for urn in [schema::ENTERPRISE, schema::TENURE] {
-        if out.contains_key(urn) {
-            schemas.push(json!(urn));
-        }
-    }
-    out.insert("schemas".into(), Value::Array(schemas));
-    out.insert(
-        "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": ms_rfc3339(row.created_at),
-            "lastModified": ms_rfc3339(row.updated_at),
-            "version": etag(row.version),
-            "location": format!("{base}/Users/{}", row.id),
-        }),
-    );
-    Ok(Value::Object(out))
+    let view = view.map(|v| render::PersonView {
+        person: &v.person,
+        engagements: &v.engagements,
+    });
+    let stored = Stored {
+        created_ms: row.created_at,
+        updated_ms: row.updated_at,
+        version: row.version,
+    };
+    Ok(render::user(
+        base,
+        &row.id,
+        parse_doc(row)?,
+        groups,
+        view,
+        &stored,
+    ))
 }
 
 fn with_etag(mut res: Response, version: i64, location: Option<&str>) -> Response {
@@ -452,13 +395,6 @@ fn check_if_match(if_match: Option<&str>, version: Option<i64>) -> R<()> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Whether an `If-Match` / `If-None-Match` header value names `version`.
-fn etag_matches(header_value: &str, version: i64) -> bool {
-    header_value.split(',').map(str::trim).any(|t| {
-        t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == version.to_string()
-    })
 }
 
 async fn get_user(
@@ -809,8 +745,8 @@ fn user_write(
         &USER_SCHEMAS,
         &p.id,
         doc,
-        &ms_rfc3339(row.created_at),
-        &ms_rfc3339(p.now),
+        &rfc3339_ms(row.created_at),
+        &rfc3339_ms(p.now),
     );
     (row, index::store_rows(index))
 }
