@@ -101,20 +101,19 @@ async fn harness_with(config: Arc<Config>, options: EngineOptions) -> Harness {
     }
 }
 
+/// An event of the test's, as submitted.
+fn submission(body: &str) -> Submission {
+    Submission {
+        event: parse_event(body.as_bytes()).unwrap(),
+        idempotency_key: None,
+        actor: "test".into(),
+        request_id: None,
+    }
+}
+
 impl Harness {
     async fn send(&self, body: &str) -> String {
-        let event = parse_event(body.as_bytes()).unwrap();
-        match self
-            .engine
-            .submit(Submission {
-                event,
-                idempotency_key: None,
-                actor: "test".into(),
-                request_id: None,
-            })
-            .await
-            .unwrap()
-        {
+        match self.engine.submit(submission(body)).await.unwrap() {
             IngestOutcome::Accepted { run_id, .. } => run_id,
             other => panic!("{other:?}"),
         }
@@ -161,14 +160,7 @@ async fn hire_then_leave() {
 impl Harness {
     /// Submits an event and returns its outcome, whatever it is.
     async fn outcome(&self, body: &str) -> IngestOutcome {
-        let event = parse_event(body.as_bytes()).unwrap();
-        let submission = Submission {
-            event,
-            idempotency_key: None,
-            actor: "test".into(),
-            request_id: None,
-        };
-        self.engine.submit(submission).await.unwrap()
+        self.engine.submit(submission(body)).await.unwrap()
     }
 }
 
@@ -292,17 +284,10 @@ async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() 
 async fn runs_stored_for_planning_after_commit_are_planned_by_the_dispatcher() {
     let h = harness(config("")).await;
     let submit = async |body: &str| {
-        let event = parse_event(body.as_bytes()).unwrap();
-        let submission = Submission {
-            event,
-            idempotency_key: None,
-            actor: "test".into(),
-            request_id: None,
-        };
         let mut tx = h.engine.store().begin().await.unwrap();
         let outcomes = h
             .engine
-            .submit_in(&mut tx, &[submission], Planning::AfterCommit)
+            .submit_in(&mut tx, &[submission(body)], Planning::AfterCommit)
             .await
             .unwrap();
         let IngestOutcome::Accepted { run_id, .. } = &outcomes[0] else {

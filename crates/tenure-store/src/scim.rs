@@ -768,11 +768,23 @@ pub async fn search_scim_users(
     let lim = q.param(&limit.to_string());
     let off = q.param(&offset.to_string());
     let cast = |p: &str| format!("CAST({p} AS BIGINT)");
-    let page = format!(
-        "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
-        cast(&lim),
-        cast(&off)
-    );
+    let page = match (&indexed, sort) {
+        // The index yields its matches in `seq` order: it reads only as far as the page ends.
+        // (The filter is that one comparison, so its only parameter, `$1`, is the query.)
+        (Some(_), None) => format!(
+            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE u.seq IN
+             (SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH $1
+              ORDER BY rowid LIMIT {} OFFSET {})
+             ORDER BY {order}",
+            cast(&lim),
+            cast(&off)
+        ),
+        _ => format!(
+            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
+            cast(&lim),
+            cast(&off)
+        ),
+    };
     // Without `sortBy` the page's grants come with it: the outer query keeps the page's order.
     let sql = if sort.is_none() {
         format!(
@@ -1218,6 +1230,17 @@ mod tests {
                         want,
                         "{url}: username {op:?} {needle:?}"
                     );
+                    // Page by page, the same users in the same order, each page counting all.
+                    let mut paged = Vec::new();
+                    for offset in 0..=want.len() as i64 {
+                        let (total, page) =
+                            search_scim_users(&mut c, Some(&plain), None, offset, 1)
+                                .await
+                                .unwrap();
+                        assert_eq!(total as usize, want.len(), "{url}: {needle:?} at {offset}");
+                        paged.extend(page.into_iter().map(|(u, _)| u.id));
+                    }
+                    assert_eq!(paged, want, "{url}: username {op:?} {needle:?}, paged");
                     let work = Cond::Element {
                         attr: "emails".into(),
                         cond: Box::new(Cond::And(vec![

@@ -311,6 +311,17 @@ async fn groups_pushed_by_entra_and_okta_are_stored_with_their_members() {
     .await;
     assert_eq!(by_name["totalResults"], 1);
     assert_eq!(by_name["Resources"][0]["id"], gid.as_str());
+    for (filter, want) in [
+        ("displayName co \"LES em\"", 1),
+        ("displayName sw \"sales\"", 1),
+        ("displayName ew \"EMEA\"", 1),
+        ("displayName ew \"emeax\"", 0),
+        ("displayName co \"es e\" and externalId eq \"x1\"", 1),
+        ("displayName co \"es e\" and externalId eq \"x2\"", 0),
+    ] {
+        let got = list(format!("filter={}", url_encode(filter))).await;
+        assert_eq!(got["totalResults"], want, "{filter}: {got}");
+    }
     assert!(by_name["Resources"][0].get("members").is_none());
     let by_member = list(format!(
         "filter={}",

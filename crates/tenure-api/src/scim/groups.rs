@@ -488,6 +488,27 @@ async fn list(s: &AppState, params: ListParams) -> R<Response> {
     )))
 }
 
+/// A displayName comparison that `cond` cannot hold without: itself, or one of the conditions
+/// it joins with `and`.
+fn name_test(cond: &Cond) -> Option<(tenure_store::NameMatch, &str)> {
+    use tenure_scim::CompareOp;
+    use tenure_store::NameMatch;
+    match cond {
+        Cond::Cmp { attr, sub, op, val } if attr == "displayname" && sub.is_empty() => {
+            let how = match op {
+                CompareOp::Eq => NameMatch::Eq,
+                CompareOp::Co => NameMatch::Co,
+                CompareOp::Sw => NameMatch::Sw,
+                CompareOp::Ew => NameMatch::Ew,
+                _ => return None,
+            };
+            Some((how, val.as_str()))
+        }
+        Cond::And(cs) => cs.iter().find_map(name_test),
+        _ => None,
+    }
+}
+
 /// One page of groups (entitlements first, then pushed groups, unless sorted) matching
 /// `cond`, as served, with the total count of matches.
 pub(super) async fn group_page(
@@ -504,12 +525,13 @@ pub(super) async fn group_page(
         .values()
         .map(Listed::Entitlement)
         .collect();
-    all.extend(
-        tenure_store::scim_groups(&mut c)
-            .await?
-            .into_iter()
-            .map(Listed::Pushed),
-    );
+    // A filter that cannot hold without a displayName comparison reads only the pushed groups
+    // passing it (the filter itself is still evaluated on each below).
+    let pushed = match cond.and_then(name_test) {
+        Some((how, text)) => tenure_store::scim_groups_by_name(&mut c, how, text).await?,
+        None => tenure_store::scim_groups(&mut c).await?,
+    };
+    all.extend(pushed.into_iter().map(Listed::Pushed));
     if let Some(cond) = cond {
         let members = if cond.reads("members") {
             members_of(&mut c, &all.iter().collect::<Vec<_>>()).await?
