@@ -44,6 +44,8 @@ struct StateInner {
     rules: Option<RulesLoader>,
     tokens: auth::TokenCache,
     scim_writer: scim::Writer,
+    /// Serialize the changes to one SCIM user or group (this state's own, never shared).
+    scim_locks: scim::StripedLocks,
 }
 
 /// Files laid over the configuration folder's own, by name, in a what-if: the main
@@ -132,6 +134,7 @@ impl AppState {
                 rules: None,
                 tokens: Default::default(),
                 scim_writer: Default::default(),
+                scim_locks: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -150,6 +153,7 @@ impl AppState {
                 rules: Some(loader),
                 tokens: Default::default(),
                 scim_writer: Default::default(),
+                scim_locks: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -184,6 +188,10 @@ impl AppState {
 
     fn scim_writer(&self) -> &scim::Writer {
         &self.inner.scim_writer
+    }
+
+    fn scim_locks(&self) -> &scim::StripedLocks {
+        &self.inner.scim_locks
     }
 }
 

@@ -19,6 +19,7 @@ pub mod health;
 pub mod hr;
 pub mod known;
 pub mod model;
+pub mod outcome;
 pub mod planner;
 pub mod retry;
 pub mod roster;

@@ -13,6 +13,19 @@ use tenure_core::run::Priority;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
 
+/// When the runs of events stored in a caller's transaction ([`crate::Engine::submit_in`])
+/// are planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planning {
+    /// In that transaction: the steps of a run due now can be claimed the moment it commits.
+    InTransaction,
+    /// By the engine's dispatcher once it commits, in transactions of its own, a few hundred
+    /// runs at a time: a change that re-plans thousands of people is stored without waiting
+    /// for their plans. Runs are stored pending, so a crash before they are planned loses
+    /// nothing: they are planned on restart.
+    AfterCommit,
+}
+
 /// An event to store, with who sent it and how to recognise a retry of it.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -136,7 +149,7 @@ async fn store_batch(
 ) -> Result<Vec<IngestOutcome>> {
     let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
-    let outcomes = store_events(inner, &mut tx, subs, now).await?;
+    let outcomes = store_events(inner, &mut tx, subs, now, Planning::InTransaction).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -189,6 +202,7 @@ pub(crate) async fn store_events(
     tx: &mut tenure_store::Tx,
     subs: &[(&Submission, i64)],
     now: i64,
+    planning: Planning,
 ) -> Result<Vec<IngestOutcome>> {
     let keys: Vec<&str> = subs
         .iter()
@@ -311,7 +325,10 @@ pub(crate) async fn store_events(
             requests.push((event_id.clone(), r.clone()));
         }
         if effective_at <= now {
-            due.push(runs.len());
+            // Left pending, a run due now is planned by the dispatcher once `tx` commits.
+            if planning == Planning::InTransaction {
+                due.push(runs.len());
+            }
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
             if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?

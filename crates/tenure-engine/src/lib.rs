@@ -27,7 +27,7 @@ mod worker;
 pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use checkpoints::{CheckpointError, CheckpointWriter, Round, Sink};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ingest::{IngestOutcome, Submission};
+pub use ingest::{IngestOutcome, Planning, Submission};
 pub use planning::RunDetail;
 pub use reconcile::{
     GroupWhatIf, MemberChange, NotPlanned, PersonPlan, Reloaded, WhatIf, groups_transfer, what_if,
@@ -501,18 +501,19 @@ impl Engine {
     }
 
     /// Stores events inside the caller's transaction, exactly as [`Engine::submit`] would
-    /// (idempotency keys, runs, audit, planning what is due), so that a change and the events
-    /// it causes commit together: a front end with a write transaction of its own (the SCIM
-    /// server) needs no outbox and no second commit. The engine looks for new work once `tx`
-    /// is committed.
+    /// (idempotency keys, runs, audit, and with [`Planning::InTransaction`] planning what is
+    /// due), so that a change and the events it causes commit together: a front end with a
+    /// write transaction of its own (the SCIM server) needs no outbox and no second commit.
+    /// The engine looks for new work once `tx` is committed.
     pub async fn submit_in(
         &self,
         tx: &mut tenure_store::Tx,
         submissions: &[Submission],
+        planning: Planning,
     ) -> Result<Vec<IngestOutcome>> {
         let now = self.inner.clock.now_ms();
         let subs: Vec<(&Submission, i64)> = submissions.iter().map(|s| (s, now)).collect();
-        let outcomes = ingest::store_events(&self.inner, tx, &subs, now).await?;
+        let outcomes = ingest::store_events(&self.inner, tx, &subs, now, planning).await?;
         let wake = self.inner.wake_handle();
         tx.after_commit(move || wake.notify_one());
         Ok(outcomes)

@@ -16,7 +16,7 @@
 //!
 //! Time is the engine's injected clock: tests move a `ManualClock` and wake the loop.
 
-use crate::ingest::{self, Submission};
+use crate::ingest::{self, Planning, Submission};
 use crate::{Inner, Result, approvals, planning, worker};
 use chrono::{DateTime, NaiveDate};
 use std::sync::Arc;
@@ -468,7 +468,8 @@ async fn raise(
         actor: "scheduler".into(),
         request_id: None,
     };
-    let outcome = ingest::store_events(inner, tx, &[(&sub, now)], now).await?;
+    let outcome =
+        ingest::store_events(inner, tx, &[(&sub, now)], now, Planning::InTransaction).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: "scheduler".into(),

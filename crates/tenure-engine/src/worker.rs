@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tenure_connectors::{ConnectorError, Op};
+use tenure_core::Person;
 use tenure_core::audit::AuditAction;
-use tenure_core::planner::Action;
-use tenure_core::retry::backoff_ms;
-use tenure_core::run::StepState;
-use tenure_core::{AccountState, GrantState, Person};
+use tenure_core::outcome::{self, AccessChange, CallOutcome, OutcomeKind, StepFacts};
 use tenure_store::{NewAudit, StepRow, StepUpdate};
 use tokio::sync::mpsc;
 
@@ -528,7 +526,6 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
         if step.priority.is_urgent() {
             urgent_runs.insert(step.run_id.clone());
         }
-        let attempts = step.attempts + 1;
         let audit = |action: AuditAction, reason: String, details: serde_json::Value| NewAudit {
             at_ms: now,
             actor: "engine".into(),
@@ -554,134 +551,67 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                 step.run_id
             ),
         };
-        let update = |state, attempts, last_error: Option<String>, available_at| StepUpdate {
-            id: step.id.clone(),
-            state,
-            attempts,
-            last_error,
-            available_at,
-        };
-        match result {
-            CallResult::Deferred(until) => {
-                updates.push(update(
-                    StepState::Pending,
-                    step.attempts,
-                    Some("circuit open".into()),
-                    Some(until),
-                ));
-            }
-            CallResult::Called(Ok(())) => {
-                updates.push(update(StepState::Succeeded, attempts, None, None));
-                let (p, sys) = (step.person_id.clone(), step.system.clone());
-                let ent = || step.entitlement.clone().unwrap_or_default();
-                match step.action {
-                    Action::CreateAccount | Action::EnableAccount => {
-                        accounts.push((p, sys, AccountState::Active))
-                    }
-                    Action::DisableAccount => accounts.push((p, sys, AccountState::Disabled)),
-                    Action::DeleteAccount => accounts.push((p, sys, AccountState::Deleted)),
-                    Action::Grant => grants.push((p, ent(), GrantState::Granted)),
-                    Action::Revoke => grants.push((p, ent(), GrantState::Revoked)),
-                    Action::UpdateAccount => {}
-                }
-                if let Some(idx) = step.compensation_of {
-                    tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
-                }
-                tx.audit(audit(
-                    AuditAction::StepDone(step.action),
-                    why,
-                    serde_json::json!({ "attempts": attempts, "op_id": step.op_id }),
-                ));
-                metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "succeeded")
-                    .increment(1);
-            }
+        let outcome = match result {
+            CallResult::Deferred(until) => CallOutcome::Deferred(until),
+            CallResult::Called(Ok(())) => CallOutcome::Succeeded,
             CallResult::Called(Err(ConnectorError::Waiting {
                 message,
                 recheck_after_ms,
-            })) => {
-                // Accepted, finished later by a person or a callback: no attempt spent, no
-                // lease held; the task's completion makes the step due again at once.
-                if step.last_error.as_deref() != Some(message.as_str()) {
-                    tx.audit(audit(
-                        AuditAction::StepWaiting,
-                        message.clone(),
-                        serde_json::json!({ "action": step.action, "recheck_after_ms": recheck_after_ms }),
-                    ));
-                }
-                updates.push(update(
-                    StepState::Pending,
-                    step.attempts,
-                    Some(message),
-                    Some(now + recheck_after_ms as i64),
-                ));
-                metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "waiting")
-                    .increment(1);
-            }
-            CallResult::Called(Err(e)) => {
-                let retry_in = match &e {
-                    ConnectorError::Retryable { retry_after_ms, .. }
-                        if attempts < settings.max_attempts as i64 =>
-                    {
-                        let mut rng = inner.rng.lock().expect("rng lock");
-                        let delay = backoff_ms(
-                            attempts as u32,
-                            settings.backoff_base_ms,
-                            settings.backoff_max_ms,
-                            &mut *rng,
-                        );
-                        Some(delay.max(retry_after_ms.unwrap_or(0)) as i64)
+            })) => CallOutcome::Waiting {
+                message,
+                recheck_after_ms,
+            },
+            CallResult::Called(Err(e)) => CallOutcome::Failed {
+                retry_after_ms: match &e {
+                    ConnectorError::Retryable { retry_after_ms, .. } => {
+                        Some(retry_after_ms.unwrap_or(0))
                     }
                     _ => None,
-                };
-                let message = e.to_string();
-                if let Some(delay) = retry_in {
-                    updates.push(update(
-                        StepState::Pending,
-                        attempts,
-                        Some(message.clone()),
-                        Some(now + delay),
-                    ));
-                    tx.audit(audit(
-                        AuditAction::StepRetryScheduled,
-                        message,
-                        serde_json::json!({ "attempts": attempts, "retry_in_ms": delay, "action": step.action }),
-                    ));
-                    metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "retried")
-                        .increment(1);
-                } else {
-                    updates.push(update(
-                        StepState::Failed,
-                        attempts,
-                        Some(message.clone()),
-                        None,
-                    ));
-                    // Planned access that did not happen.
-                    match step.action {
-                        Action::CreateAccount => {
-                            tenure_store::forget_pending_account(
-                                tx.conn(),
-                                &step.person_id,
-                                &step.system,
-                            )
-                            .await?
-                        }
-                        Action::Grant => grants.push((
-                            step.person_id.clone(),
-                            step.entitlement.clone().unwrap_or_default(),
-                            GrantState::Failed,
-                        )),
-                        _ => {}
-                    }
-                    tx.audit(audit(
-                        AuditAction::StepFailed,
-                        message,
-                        serde_json::json!({ "attempts": attempts, "action": step.action, "why": why }),
-                    ));
-                    metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => "failed")
-                        .increment(1);
-                }
+                },
+                message: e.to_string(),
+            },
+        };
+        let facts = StepFacts {
+            action: step.action,
+            attempts: step.attempts,
+            compensation_of: step.compensation_of,
+            last_error: step.last_error.as_deref(),
+            op_id: &step.op_id,
+            why: &why,
+        };
+        let d = {
+            let mut rng = inner.rng.lock().expect("rng lock");
+            outcome::decide(facts, outcome, settings, now, &mut *rng)
+        };
+        let (p, sys) = (step.person_id.clone(), step.system.clone());
+        match d.access {
+            Some(AccessChange::Account(state)) => accounts.push((p, sys, state)),
+            Some(AccessChange::Grant(state)) => {
+                grants.push((p, step.entitlement.clone().unwrap_or_default(), state))
             }
+            Some(AccessChange::ForgetPendingAccount) => {
+                tenure_store::forget_pending_account(tx.conn(), &p, &sys).await?
+            }
+            None => {}
         }
+        if let Some(idx) = d.compensated {
+            tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
+        }
+        if let Some(a) = d.audit {
+            tx.audit(audit(a.action, a.reason, a.details));
+        }
+        // A deferral made no call: it is no outcome of one.
+        if d.kind != OutcomeKind::Deferred {
+            metrics::counter!("tenure_step_outcomes_total", "system" => step.system.clone(), "outcome" => d.kind.as_str())
+                .increment(1);
+        }
+        updates.push(StepUpdate {
+            id: step.id.clone(),
+            state: d.state,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            available_at: d.available_at,
+        });
     }
     tenure_store::update_steps(tx.conn(), &updates, now).await?;
     tenure_store::upsert_accounts(tx.conn(), &accounts, now).await?;

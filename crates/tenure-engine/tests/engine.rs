@@ -8,7 +8,9 @@ use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
 use tenure_core::health::Health;
 use tenure_core::run::RunState;
-use tenure_engine::{Clock, Engine, EngineOptions, IngestOutcome, ManualClock, Submission};
+use tenure_engine::{
+    Clock, Engine, EngineOptions, IngestOutcome, ManualClock, Planning, Submission,
+};
 use tenure_store::Store;
 
 const CONFIG: &str = r#"
@@ -99,20 +101,19 @@ async fn harness_with(config: Arc<Config>, options: EngineOptions) -> Harness {
     }
 }
 
+/// An event of the test's, as submitted.
+fn submission(body: &str) -> Submission {
+    Submission {
+        event: parse_event(body.as_bytes()).unwrap(),
+        idempotency_key: None,
+        actor: "test".into(),
+        request_id: None,
+    }
+}
+
 impl Harness {
     async fn send(&self, body: &str) -> String {
-        let event = parse_event(body.as_bytes()).unwrap();
-        match self
-            .engine
-            .submit(Submission {
-                event,
-                idempotency_key: None,
-                actor: "test".into(),
-                request_id: None,
-            })
-            .await
-            .unwrap()
-        {
+        match self.engine.submit(submission(body)).await.unwrap() {
             IngestOutcome::Accepted { run_id, .. } => run_id,
             other => panic!("{other:?}"),
         }
@@ -159,14 +160,7 @@ async fn hire_then_leave() {
 impl Harness {
     /// Submits an event and returns its outcome, whatever it is.
     async fn outcome(&self, body: &str) -> IngestOutcome {
-        let event = parse_event(body.as_bytes()).unwrap();
-        let submission = Submission {
-            event,
-            idempotency_key: None,
-            actor: "test".into(),
-            request_id: None,
-        };
-        self.engine.submit(submission).await.unwrap()
+        self.engine.submit(submission(body)).await.unwrap()
     }
 }
 
@@ -268,7 +262,11 @@ async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() 
         })
         .collect();
     let mut tx = h.engine.store().begin().await.unwrap();
-    let outcomes = h.engine.submit_in(&mut tx, &submissions).await.unwrap();
+    let outcomes = h
+        .engine
+        .submit_in(&mut tx, &submissions, Planning::InTransaction)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(
         outcomes
@@ -276,6 +274,65 @@ async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() 
             .all(|o| matches!(o, IngestOutcome::Accepted { .. })),
         "{outcomes:?}"
     );
+}
+
+/// Stored to be planned after the commit, a run is pending without steps inside the
+/// transaction; the dispatcher plans it once the transaction commits, and it ends as a run
+/// planned in the transaction does. Stored so and not yet planned when the process stops, it
+/// is planned by the next one.
+#[tokio::test]
+async fn runs_stored_for_planning_after_commit_are_planned_by_the_dispatcher() {
+    let h = harness(config("")).await;
+    let submit = async |body: &str| {
+        let mut tx = h.engine.store().begin().await.unwrap();
+        let outcomes = h
+            .engine
+            .submit_in(&mut tx, &[submission(body)], Planning::AfterCommit)
+            .await
+            .unwrap();
+        let IngestOutcome::Accepted { run_id, .. } = &outcomes[0] else {
+            panic!("{outcomes:?}")
+        };
+        let run = tenure_store::get_run(tx.conn(), run_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.state, RunState::Pending);
+        assert!(
+            tenure_store::steps_of_run(tx.conn(), run_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tx.commit().await.unwrap();
+        run_id.clone()
+    };
+    let run = submit(HIRE).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let d = h.engine.run_detail(&run).await.unwrap();
+    assert_eq!(d.steps.len(), 3, "{:#?}", d.steps);
+
+    // The process stops before the dispatcher plans a run stored so: the next one plans it.
+    h.engine.shutdown().await;
+    let run = submit(&HIRE.replace("e1", "e2").replace("ada@", "ada2@")).await;
+    let next = Engine::start(
+        h.engine.store().clone(),
+        config(""),
+        h.clock.clone(),
+        EngineOptions {
+            seed: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let next = Harness {
+        engine: next,
+        clock: h.clock.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    assert_eq!(next.finish(&run).await, RunState::Succeeded);
+    assert_eq!(next.engine.run_detail(&run).await.unwrap().steps.len(), 3);
 }
 
 #[tokio::test]
@@ -614,7 +671,7 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
     let mut tx = together.engine.store().begin().await.unwrap();
     let batched = together
         .engine
-        .submit_in(&mut tx, &submissions)
+        .submit_in(&mut tx, &submissions, Planning::InTransaction)
         .await
         .unwrap();
     tx.commit().await.unwrap();

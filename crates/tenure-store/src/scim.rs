@@ -161,6 +161,15 @@ impl Sql {
         }
     }
 
+    /// The users SQLite's per-user trigram index finds for `query` (see [`user_search_query`]).
+    fn user_search(&mut self, query: &str) {
+        let p = self.param(query);
+        let _ = write!(
+            self.text,
+            "u.seq IN (SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH {p})"
+        );
+    }
+
     /// Which rows of `scim_values {alias}` hold a value of `attr`/`sub` comparing true with
     /// `val`. A substring comparison (`co`, `sw`, `ew`) whose value the trigram index can
     /// answer ([`trigram_searchable`]) is looked up there first and then checked exactly;
@@ -206,6 +215,10 @@ impl Sql {
     fn cond(&mut self, c: &Cond) {
         match c {
             Cond::Cmp { attr, sub, op, val } => {
+                if let Some(query) = user_search_query(self.backend, attr, sub, *op, val) {
+                    self.user_search(&query);
+                    return;
+                }
                 let op2 = if *op == CondOp::Ne { CondOp::Eq } else { *op };
                 let rows = self.value_rows("v", attr, sub, op2, val);
                 let not = if *op == CondOp::Ne { "NOT " } else { "" };
@@ -248,6 +261,10 @@ impl Sql {
                 if let Cond::Cmp { sub, op, val, .. } = cond.as_ref()
                     && *op != CondOp::Ne
                 {
+                    if let Some(query) = user_search_query(self.backend, attr, sub, *op, val) {
+                        self.user_search(&query);
+                        return;
+                    }
                     let rows = self.value_rows("e", attr, sub, *op, val);
                     let _ = write!(
                         self.text,
@@ -335,6 +352,189 @@ fn trigram_searchable(backend: Backend, val: &str) -> bool {
             })
         }
     }
+}
+
+/// The attributes (name, sub-attribute) whose `co` SQLite's per-user trigram index answers,
+/// each with its column in `scim_users_trigram` (migration 4), in the table's column order.
+const USER_SEARCH: [(&str, &str, &str); 6] = [
+    ("username", "", "username"),
+    ("displayname", "", "displayname"),
+    ("emails", "value", "emails"),
+    ("name", "formatted", "name_formatted"),
+    ("name", "familyname", "name_familyname"),
+    ("name", "givenname", "name_givenname"),
+];
+
+/// What separates a user's several values of one attribute in its `scim_users_trigram` column:
+/// a text without it cannot match across two values.
+const VALUE_SEPARATOR: char = '\n';
+
+/// The FTS5 query (column filter and phrase) that finds exactly the users holding `val` in a
+/// value of `attr`/`sub`, when SQLite's per-user index can answer this comparison alone: a
+/// `co` on one of [`USER_SEARCH`]'s attributes, of three characters or more, without the
+/// separator. A trigram phrase matches where its trigrams stand one after another, which is
+/// where the text is (case kept: the values are normalized already); no row needs reading
+/// to check it.
+fn user_search_query(
+    backend: Backend,
+    attr: &str,
+    sub: &str,
+    op: CondOp,
+    val: &str,
+) -> Option<String> {
+    if backend != Backend::Sqlite
+        || op != CondOp::Co
+        || val.contains(VALUE_SEPARATOR)
+        || !trigram_searchable(backend, val)
+    {
+        return None;
+    }
+    let (_, _, column) = USER_SEARCH
+        .iter()
+        .find(|(a, s, _)| *a == attr && *s == sub)?;
+    Some(format!("{{{column}}} : \"{}\"", val.replace('"', "\"\"")))
+}
+
+/// The index query of a filter that is one comparison [`user_search_query`] answers: its
+/// matches are then counted in the index alone, which holds one row per live user.
+fn user_search_only(backend: Backend, filter: Option<&Cond>) -> Option<String> {
+    match filter? {
+        Cond::Cmp { attr, sub, op, val } => user_search_query(backend, attr, sub, *op, val),
+        Cond::Element { attr, cond } => match cond.as_ref() {
+            Cond::Cmp { sub, op, val, .. } => user_search_query(backend, attr, sub, *op, val),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The order of listings without `sortBy`, and the last key of those with one: creation order
+/// on SQLite (`seq`, which its per-user index is keyed by), id order on PostgreSQL.
+fn listing_order(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "u.seq",
+        Backend::Postgres => "u.id",
+    }
+}
+
+/// A user's row of `scim_users_trigram`: for each of [`USER_SEARCH`]'s attributes, its values
+/// joined by [`VALUE_SEPARATOR`] (`None` without one).
+fn user_search_row(values: &[IndexedValue]) -> Vec<Option<String>> {
+    USER_SEARCH
+        .iter()
+        .map(|(attr, sub, _)| {
+            let vals: Vec<&str> = values
+                .iter()
+                .filter(|v| v.attr == *attr && v.sub == *sub)
+                .map(|v| v.val.as_str())
+                .collect();
+            (!vals.is_empty()).then(|| vals.join(&VALUE_SEPARATOR.to_string()))
+        })
+        .collect()
+}
+
+/// `rowid, username, displayname, ...`: the columns of `scim_users_trigram` a row is written to.
+fn user_search_columns() -> String {
+    let mut cols = String::from("rowid");
+    for (_, _, column) in USER_SEARCH {
+        cols.push_str(", ");
+        cols.push_str(column);
+    }
+    cols
+}
+
+/// Writes the per-user index rows of users (SQLite only): one per user, keyed by its `seq`.
+async fn index_user_search(c: &mut AnyConnection, users: &[(i64, &[IndexedValue])]) -> Result<()> {
+    for chunk in users.chunks(500) {
+        let mut sql = format!(
+            "INSERT INTO scim_users_trigram ({}) VALUES ",
+            user_search_columns()
+        );
+        crate::queries::push_placeholders(&mut sql, chunk.len(), USER_SEARCH.len() + 1, true);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, values) in chunk {
+            q = q.bind(*seq);
+            for column in user_search_row(values) {
+                q = q.bind(column);
+            }
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// Takes a stored user out of the per-user index (SQLite only); returns its `seq`.
+async fn unindex_user_search(c: &mut AnyConnection, id: &str) -> Result<i64> {
+    let seq: i64 = sqlx::query("SELECT seq FROM scim_users WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await?
+        .try_get(0)?;
+    sqlx::query("DELETE FROM scim_users_trigram WHERE rowid = $1")
+        .bind(seq)
+        .execute(&mut *c)
+        .await?;
+    Ok(seq)
+}
+
+/// Migration 4's data step: on SQLite, numbers the users (`seq`, in id order for those stored
+/// before) and fills the per-user trigram index from their stored values. Safe to run again
+/// over its own result: the column is added once, only users without a number get one, and
+/// the index is emptied before it is filled. Nothing on PostgreSQL.
+pub(crate) fn user_search_index(
+    c: &mut AnyConnection,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if !crate::queries::is_sqlite(c) {
+            return Ok(());
+        }
+        let has_seq: i64 =
+            sqlx::query("SELECT COUNT(*) FROM pragma_table_info('scim_users') WHERE name = 'seq'")
+                .fetch_one(&mut *c)
+                .await?
+                .try_get(0)?;
+        if has_seq == 0 {
+            sqlx::query("ALTER TABLE scim_users ADD COLUMN seq INTEGER")
+                .execute(&mut *c)
+                .await?;
+        }
+        let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM scim_users")
+            .fetch_one(&mut *c)
+            .await?
+            .try_get(0)?;
+        sqlx::query(
+            "UPDATE scim_users SET seq = $1 + r.n
+             FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM scim_users WHERE seq IS NULL) AS r
+             WHERE scim_users.id = r.id",
+        )
+        .bind(max)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS scim_users_seq ON scim_users (seq)")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("INSERT INTO scim_users_trigram (scim_users_trigram) VALUES ('delete-all')")
+            .execute(&mut *c)
+            .await?;
+        let mut sql = format!(
+            "INSERT INTO scim_users_trigram ({}) SELECT u.seq",
+            user_search_columns()
+        );
+        for (attr, sub, _) in USER_SEARCH {
+            // `+` keeps the planner on `scim_values_resource` (one user's values), not on
+            // reading every value of the attribute for each user.
+            let _ = write!(
+                sql,
+                ", (SELECT group_concat(v.val, char(10)) FROM scim_values v
+                    WHERE v.resource_id = u.id AND +v.attr = '{attr}' AND +v.sub = '{sub}')"
+            );
+        }
+        sql.push_str(" FROM scim_users u WHERE u.deleted = 0");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    })
 }
 
 /// The substring comparison (sub-attribute, operator, value) that an element condition cannot
@@ -519,15 +719,28 @@ pub async fn search_scim_users(
     offset: i64,
     limit: i64,
 ) -> Result<(i64, Vec<(ScimUserRow, Vec<String>)>)> {
-    let mut q = live_matching(backend_of(c), filter);
+    let backend = backend_of(c);
+    let mut q = live_matching(backend, filter);
     let where_sql = std::mem::take(&mut q.text);
     let filter_binds = q.binds.len();
+    // One comparison SQLite's per-user index answers is counted there, without reading the
+    // users: the index holds exactly the live ones.
+    let indexed = user_search_only(backend, filter);
     let count = async |c: &mut AnyConnection, binds: &[String]| -> Result<i64> {
-        let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
-        let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
-        for b in binds {
-            count = count.bind(b.clone());
-        }
+        let count = match &indexed {
+            Some(query) => sqlx::query(
+                "SELECT COUNT(*) FROM scim_users_trigram WHERE scim_users_trigram MATCH $1",
+            )
+            .bind(query.clone()),
+            None => {
+                let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
+                let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+                for b in binds {
+                    count = count.bind(b.clone());
+                }
+                count
+            }
+        };
         Ok(count.fetch_one(&mut *c).await?.try_get(0)?)
     };
     if limit == 0 {
@@ -550,21 +763,34 @@ pub async fn search_scim_users(
             dir_nulls = if s.descending { "DESC" } else { "ASC" },
         );
     }
-    order.push_str("u.id");
+    let key = listing_order(backend);
+    order.push_str(key);
     let lim = q.param(&limit.to_string());
     let off = q.param(&offset.to_string());
     let cast = |p: &str| format!("CAST({p} AS BIGINT)");
-    let page = format!(
-        "SELECT {USER_COLS} FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
-        cast(&lim),
-        cast(&off)
-    );
-    // In id order the page's grants come with it: the outer query keeps the page's order.
+    let page = match (&indexed, sort) {
+        // The index yields its matches in `seq` order: it reads only as far as the page ends.
+        // (The filter is that one comparison, so its only parameter, `$1`, is the query.)
+        (Some(_), None) => format!(
+            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE u.seq IN
+             (SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH $1
+              ORDER BY rowid LIMIT {} OFFSET {})
+             ORDER BY {order}",
+            cast(&lim),
+            cast(&off)
+        ),
+        _ => format!(
+            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE {where_sql} ORDER BY {order} LIMIT {} OFFSET {}",
+            cast(&lim),
+            cast(&off)
+        ),
+    };
+    // Without `sortBy` the page's grants come with it: the outer query keeps the page's order.
     let sql = if sort.is_none() {
         format!(
             "SELECT p.*, g.entitlement FROM ({page}) p
              LEFT JOIN grants g ON g.person_id = p.id AND g.state = 'granted'
-             ORDER BY p.id, g.entitlement"
+             ORDER BY p.ord, g.entitlement"
         )
     } else {
         page
@@ -580,7 +806,7 @@ pub async fn search_scim_users(
             users.push((user, Vec::new()));
         }
         if sort.is_none()
-            && let Some(e) = r.try_get::<Option<String>, _>(7)?
+            && let Some(e) = r.try_get::<Option<String>, _>(8)?
             && let Some((_, groups)) = users.last_mut()
         {
             groups.push(e);
@@ -612,50 +838,37 @@ pub async fn put_scim_user(
     prev_version: Option<i64>,
     values: &[IndexedValue],
 ) -> Result<bool> {
-    match prev_version {
-        None => {
-            sqlx::query(
-                "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc)
-                 VALUES ($1, $2, 0, $3, $4, $5, $6, $7)",
-            )
-            .bind(&u.id)
-            .bind(&u.user_name_ci)
-            .bind(&u.lifecycle)
-            .bind(u.version)
-            .bind(u.created_at)
-            .bind(u.updated_at)
-            .bind(&u.doc)
-            .execute(&mut *c)
-            .await?;
-        }
-        Some(prev) => {
-            let n = sqlx::query(
-                "UPDATE scim_users SET user_name_ci = $2, lifecycle = $3, version = $4, updated_at = $5, doc = $6
-                 WHERE id = $1 AND version = $7 AND deleted = 0",
-            )
-            .bind(&u.id)
-            .bind(&u.user_name_ci)
-            .bind(&u.lifecycle)
-            .bind(u.version)
-            .bind(u.updated_at)
-            .bind(&u.doc)
-            .bind(prev)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-            if n != 1 {
-                return Ok(false);
-            }
-        }
+    let Some(prev) = prev_version else {
+        insert_scim_users(c, &[(u.clone(), values.to_vec())]).await?;
+        return Ok(true);
+    };
+    let n = sqlx::query(
+        "UPDATE scim_users SET user_name_ci = $2, lifecycle = $3, version = $4, updated_at = $5, doc = $6
+         WHERE id = $1 AND version = $7 AND deleted = 0",
+    )
+    .bind(&u.id)
+    .bind(&u.user_name_ci)
+    .bind(&u.lifecycle)
+    .bind(u.version)
+    .bind(u.updated_at)
+    .bind(&u.doc)
+    .bind(prev)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        return Ok(false);
     }
-    if prev_version.is_some() {
-        sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
-            .bind(&u.id)
-            .execute(&mut *c)
-            .await?;
+    sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+        .bind(&u.id)
+        .execute(&mut *c)
+        .await?;
+    let indexed: Vec<(&str, &IndexedValue)> = values.iter().map(|v| (u.id.as_str(), v)).collect();
+    insert_values(c, &indexed).await?;
+    if crate::queries::is_sqlite(c) {
+        let seq = unindex_user_search(c, &u.id).await?;
+        index_user_search(c, &[(seq, values)]).await?;
     }
-    let values: Vec<(&str, &IndexedValue)> = values.iter().map(|v| (u.id.as_str(), v)).collect();
-    insert_values(c, &values).await?;
     Ok(true)
 }
 
@@ -666,11 +879,31 @@ pub async fn insert_scim_users(
     users: &[(ScimUserRow, Vec<IndexedValue>)],
 ) -> Result<()> {
     let sqlite = crate::queries::is_sqlite(c);
+    // SQLite numbers the users in the order written (`seq`, the listing order and the key of
+    // the per-user index); the writer holds the database, so the largest number is its own.
+    let first_seq: i64 = if sqlite {
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM scim_users")
+            .fetch_one(&mut *c)
+            .await?
+            .try_get(0)?
+    } else {
+        0
+    };
+    let (columns, per_row) = if sqlite {
+        (
+            "id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc, seq",
+            9,
+        )
+    } else {
+        (
+            "id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc",
+            8,
+        )
+    };
+    let mut seq = first_seq;
     for chunk in users.chunks(500) {
-        let mut sql = String::from(
-            "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc) VALUES ",
-        );
-        crate::queries::push_placeholders(&mut sql, chunk.len(), 8, sqlite);
+        let mut sql = format!("INSERT INTO scim_users ({columns}) VALUES ");
+        crate::queries::push_placeholders(&mut sql, chunk.len(), per_row, sqlite);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (u, _) in chunk {
             q = q
@@ -682,6 +915,10 @@ pub async fn insert_scim_users(
                 .bind(u.created_at)
                 .bind(u.updated_at)
                 .bind(u.doc.clone());
+            if sqlite {
+                q = q.bind(seq);
+                seq += 1;
+            }
         }
         q.execute(&mut *c).await?;
     }
@@ -689,7 +926,15 @@ pub async fn insert_scim_users(
         .iter()
         .flat_map(|(u, vs)| vs.iter().map(move |v| (u.id.as_str(), v)))
         .collect();
-    insert_values(c, &values).await
+    insert_values(c, &values).await?;
+    if sqlite {
+        let rows: Vec<(i64, &[IndexedValue])> = (first_seq..)
+            .zip(users)
+            .map(|(seq, (_, vs))| (seq, vs.as_slice()))
+            .collect();
+        index_user_search(c, &rows).await?;
+    }
+    Ok(())
 }
 
 /// Adds rows to the value index.
@@ -752,6 +997,9 @@ pub async fn delete_scim_user(
     .await?
     .rows_affected();
     if n == 1 {
+        if crate::queries::is_sqlite(c) {
+            unindex_user_search(c, id).await?;
+        }
         sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
             .bind(id)
             .execute(&mut *c)
@@ -982,6 +1230,17 @@ mod tests {
                         want,
                         "{url}: username {op:?} {needle:?}"
                     );
+                    // Page by page, the same users in the same order, each page counting all.
+                    let mut paged = Vec::new();
+                    for offset in 0..=want.len() as i64 {
+                        let (total, page) =
+                            search_scim_users(&mut c, Some(&plain), None, offset, 1)
+                                .await
+                                .unwrap();
+                        assert_eq!(total as usize, want.len(), "{url}: {needle:?} at {offset}");
+                        paged.extend(page.into_iter().map(|(u, _)| u.id));
+                    }
+                    assert_eq!(paged, want, "{url}: username {op:?} {needle:?}, paged");
                     let work = Cond::Element {
                         attr: "emails".into(),
                         cond: Box::new(Cond::And(vec![
@@ -1097,20 +1356,32 @@ mod tests {
                 attr: "emails".into(),
                 cond: Box::new(cmp("value", CondOp::Co, &email[1..7])),
             };
-            for (what, cond) in [
-                ("userName co", cmp("", CondOp::Co, &name[3..11])),
-                ("userName sw", cmp("", CondOp::Sw, &name[..6])),
-                ("userName ew", cmp("", CondOp::Ew, &name[11..])),
-                ("emails[value co]", element),
+            // On SQLite a `co` of a user attribute reads the per-user index; the others (and
+            // every substring filter on PostgreSQL) the per-value one.
+            let per_user = if store.backend() == Backend::Sqlite {
+                "scim_users_trigram"
+            } else {
+                "scim_values_trigram"
+            };
+            for (what, cond, index) in [
+                ("userName co", cmp("", CondOp::Co, &name[3..11]), per_user),
+                (
+                    "userName sw",
+                    cmp("", CondOp::Sw, &name[..6]),
+                    "scim_values_trigram",
+                ),
+                (
+                    "userName ew",
+                    cmp("", CondOp::Ew, &name[11..]),
+                    "scim_values_trigram",
+                ),
+                ("emails[value co]", element, per_user),
             ] {
                 let plan = scim_search_plan(&mut c, Some(&cond))
                     .await
                     .unwrap()
                     .join("\n");
-                assert!(
-                    plan.contains("scim_values_trigram"),
-                    "{url}: {what}:\n{plan}"
-                );
+                assert!(plan.contains(index), "{url}: {what}:\n{plan}");
                 let (total, _) = search_scim_users(&mut c, Some(&cond), None, 0, 10)
                     .await
                     .unwrap();
@@ -1130,15 +1401,75 @@ mod tests {
         }
     }
 
-    /// A database made before the trigram index (schema version 2, SCIM users stored) gets the
-    /// index filled when it is opened: substring filters find the users stored before, through
-    /// the index, and users written after.
+    /// The columns the store writes are the per-user index's own, in its order.
+    #[test]
+    fn the_user_search_columns_are_the_migrations() {
+        let sql = include_str!("../migrations/0004_scim_user_search.sqlite.sql");
+        let declared: Vec<&str> = sql
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_suffix(','))
+            .filter(|l| !l.contains(' ') && !l.starts_with("--"))
+            .collect();
+        let written: Vec<&str> = USER_SEARCH.iter().map(|(_, _, c)| *c).collect();
+        assert_eq!(declared, written);
+        assert_eq!(
+            user_search_query(Backend::Sqlite, "emails", "value", CondOp::Co, "a\"b"),
+            Some("{emails} : \"a\"\"b\"".to_string())
+        );
+        for (attr, sub, op, val) in [
+            ("emails", "type", CondOp::Co, "work"),
+            ("username", "", CondOp::Sw, "abc"),
+            ("username", "", CondOp::Co, "ab"),
+            ("username", "", CondOp::Co, "a\nb"),
+        ] {
+            assert_eq!(user_search_query(Backend::Sqlite, attr, sub, op, val), None);
+        }
+        assert_eq!(
+            user_search_query(Backend::Postgres, "username", "", CondOp::Co, "abc"),
+            None
+        );
+    }
+
+    /// Stores users as a database of schema version 2 or 3 did: their rows (no `seq` yet) and
+    /// their values, each in one statement.
+    async fn store_as_before_seq(
+        c: &mut AnyConnection,
+        users: &[(ScimUserRow, Vec<IndexedValue>)],
+    ) {
+        for (u, values) in users {
+            sqlx::query(
+                "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc)
+                 VALUES ($1, $2, 0, $3, $4, $5, $6, $7)",
+            )
+            .bind(&u.id)
+            .bind(&u.user_name_ci)
+            .bind(&u.lifecycle)
+            .bind(u.version)
+            .bind(u.created_at)
+            .bind(u.updated_at)
+            .bind(&u.doc)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+            let indexed: Vec<(&str, &IndexedValue)> =
+                values.iter().map(|v| (u.id.as_str(), v)).collect();
+            insert_values(c, &indexed).await.unwrap();
+        }
+    }
+
+    /// A database made before the trigram indexes (schema version 2, SCIM users stored) gets
+    /// them filled when it is opened: substring filters find the users stored before, through
+    /// the indexes, in the order of their ids, and users written after, listed after them.
     #[tokio::test]
     async fn a_database_from_before_the_index_has_its_values_indexed_on_upgrade() {
         for (url, old) in stores("scimupgrade", &MIGRATIONS[..2]).await {
             assert_eq!(old.schema_version().version, 2);
             let mut tx = old.begin().await.unwrap();
-            insert_scim_users(tx.conn(), &population()).await.unwrap();
+            // Written out of id order: the upgrade numbers them by id.
+            let mut users = population();
+            users.reverse();
+            store_as_before_seq(tx.conn(), &users).await;
             tx.commit().await.unwrap();
             old.close().await;
 
@@ -1161,24 +1492,52 @@ mod tests {
             if store.backend() == Backend::Sqlite {
                 // PostgreSQL's planner reads a table this small whole; the plan test above
                 // covers its index.
+                assert!(plan.contains("scim_users_trigram"), "{url}:\n{plan}");
+                let ew = Cond::Cmp {
+                    attr: "username".into(),
+                    sub: String::new(),
+                    op: CondOp::Ew,
+                    val: "ith".into(),
+                };
+                let plan = scim_search_plan(&mut c, Some(&ew))
+                    .await
+                    .unwrap()
+                    .join("\n");
                 assert!(plan.contains("scim_values_trigram"), "{url}:\n{plan}");
+                assert_eq!(ids(&mut c, &ew).await, ["u11", "u12"], "{url}");
             }
             assert_eq!(ids(&mut c, &smi).await, ["u11", "u12", "u13"], "{url}");
             drop(c);
             let mut tx = store.begin().await.unwrap();
             insert_scim_users(
                 tx.conn(),
-                &[user("v1", vec![value("username", 0, "", "goldsmith")])],
+                &[user("a1", vec![value("username", 0, "", "goldsmith")])],
             )
             .await
             .unwrap();
             tx.commit().await.unwrap();
             let mut c = store.reader().await.unwrap();
+            // Listed in creation order on SQLite, in id order on PostgreSQL.
+            let want: &[&str] = match store.backend() {
+                Backend::Sqlite => &["u11", "u12", "u13", "a1"],
+                Backend::Postgres => &["a1", "u11", "u12", "u13"],
+            };
+            assert_eq!(ids(&mut c, &smi).await, want, "{url}");
+            drop(c);
+            // Migration 4 (and those after it) runs again over its own result (a database
+            // whose record of them was lost) and leaves the same answers.
+            sqlx::query("DELETE FROM schema_migrations WHERE version >= 4")
+                .execute(&mut *store.reader().await.unwrap())
+                .await
+                .unwrap();
+            store.close().await;
+            let store = Store::connect(&url).await.unwrap();
             assert_eq!(
-                ids(&mut c, &smi).await,
-                ["u11", "u12", "u13", "v1"],
-                "{url}"
+                store.schema_version().version,
+                MIGRATIONS.last().unwrap().version
             );
+            let mut c = store.reader().await.unwrap();
+            assert_eq!(ids(&mut c, &smi).await, want, "{url}");
             drop(c);
             store.close().await;
         }

@@ -65,6 +65,48 @@ pub async fn scim_groups(c: &mut AnyConnection) -> Result<Vec<ScimGroupRow>> {
     rows.iter().map(group_row).collect()
 }
 
+/// How a group's lowercased displayName is compared with a lowercased text, in
+/// [`scim_groups_by_name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    /// Equal.
+    Eq,
+    /// Contains.
+    Co,
+    /// Starts with.
+    Sw,
+    /// Ends with.
+    Ew,
+}
+
+/// The groups whose lowercased displayName compares true with `text` (lowercased, as SCIM
+/// filters normalize it), in id order as [`scim_groups`]: a filter that needs such a comparison reads these
+/// instead of every group.
+pub async fn scim_groups_by_name(
+    c: &mut AnyConnection,
+    how: NameMatch,
+    text: &str,
+) -> Result<Vec<ScimGroupRow>> {
+    let pg = !is_sqlite(c);
+    let test = match how {
+        NameMatch::Eq => "display_name_ci = $1",
+        NameMatch::Co if pg => "strpos(display_name_ci, $1) > 0",
+        NameMatch::Co => "instr(display_name_ci, $1) > 0",
+        NameMatch::Sw if pg => "starts_with(display_name_ci, $1)",
+        NameMatch::Sw => "substr(display_name_ci, 1, length($1)) = $1",
+        NameMatch::Ew if pg => "right(display_name_ci, length($1)) = $1",
+        NameMatch::Ew => {
+            "length(display_name_ci) >= length($1) AND substr(display_name_ci, length(display_name_ci) - length($1) + 1) = $1"
+        }
+    };
+    let sql = format!("SELECT {GROUP_COLS} FROM scim_groups WHERE {test} ORDER BY id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(text)
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(group_row).collect()
+}
+
 /// The group holding the displayName `display_name_ci` (lowercased), if any.
 pub async fn scim_group_id_by_name(
     c: &mut AnyConnection,

@@ -84,7 +84,7 @@ const SCIM_USER_BEFORE: [&str; 4] = [
 ];
 
 /// Substring filters on the SCIM user stored before the upgrade find it through the trigram
-/// index the upgrade filled.
+/// indexes the upgrade filled.
 async fn check_scim_index(c: &mut tenure_store::AnyConnection, sqlite: bool) {
     let co = |attr: &str, sub: &str, val: &str| tenure_store::Cond::Cmp {
         attr: attr.into(),
@@ -110,13 +110,29 @@ async fn check_scim_index(c: &mut tenure_store::AnyConnection, sqlite: bool) {
         .await
         .unwrap();
     assert_eq!(total, 0);
-    let plan = tenure_store::scim_search_plan(c, Some(&co("username", "", "smith@")))
-        .await
-        .unwrap()
-        .join("\n");
-    // PostgreSQL reads a table this small whole; the store's own tests cover its index.
-    if sqlite {
-        assert!(plan.contains("scim_values_trigram"), "{plan}");
+    // PostgreSQL reads a table this small whole; the store's own tests cover its index. On
+    // SQLite a `co` reads the per-user index (migration 4), an `ew` the per-value one (3).
+    for (op, index) in [
+        (tenure_store::CondOp::Co, "scim_users_trigram"),
+        (tenure_store::CondOp::Ew, "scim_values_trigram"),
+    ] {
+        let cond = tenure_store::Cond::Cmp {
+            attr: "username".into(),
+            sub: String::new(),
+            op,
+            val: "example.com".into(),
+        };
+        let (total, _) = tenure_store::search_scim_users(c, Some(&cond), None, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(total, 1, "{cond:?}");
+        let plan = tenure_store::scim_search_plan(c, Some(&cond))
+            .await
+            .unwrap()
+            .join("\n");
+        if sqlite {
+            assert!(plan.contains(index), "{cond:?}: {plan}");
+        }
     }
 }
 

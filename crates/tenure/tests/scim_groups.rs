@@ -311,6 +311,17 @@ async fn groups_pushed_by_entra_and_okta_are_stored_with_their_members() {
     .await;
     assert_eq!(by_name["totalResults"], 1);
     assert_eq!(by_name["Resources"][0]["id"], gid.as_str());
+    for (filter, want) in [
+        ("displayName co \"LES em\"", 1),
+        ("displayName sw \"sales\"", 1),
+        ("displayName ew \"EMEA\"", 1),
+        ("displayName ew \"emeax\"", 0),
+        ("displayName co \"es e\" and externalId eq \"x1\"", 1),
+        ("displayName co \"es e\" and externalId eq \"x2\"", 0),
+    ] {
+        let got = list(format!("filter={}", url_encode(filter))).await;
+        assert_eq!(got["totalResults"], want, "{filter}: {got}");
+    }
     assert!(by_name["Resources"][0].get("members").is_none());
     let by_member = list(format!(
         "filter={}",
@@ -320,6 +331,20 @@ async fn groups_pushed_by_entra_and_okta_are_stored_with_their_members() {
     assert_eq!(by_member["totalResults"], 1, "{by_member}");
     let by_external = list(format!("filter={}", url_encode("externalId eq \"x1\""))).await;
     assert_eq!(by_external["totalResults"], 1);
+    // Times are read only when a filter names them: the pushed groups have them.
+    let dated = all["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["meta"]["lastModified"].is_string())
+        .count();
+    assert!(dated > 0, "{all}");
+    let by_time = list(format!(
+        "filter={}",
+        url_encode("meta.lastModified gt \"2000-01-01T00:00:00Z\"")
+    ))
+    .await;
+    assert_eq!(by_time["totalResults"], dated, "{by_time}");
     let page = list(
         "sortBy=displayName&sortOrder=descending&startIndex=1&count=2&attributes=displayName"
             .into(),

@@ -6,11 +6,10 @@
 //! `transfer` event of every active member whose groups it changed, which the engine plans
 //! like any other event (templates matching `groups`, policy, separation of duties, approvals).
 
-use super::group::{self, GroupDoc};
+use super::locks::LockKey;
 use super::{
-    ListParams, R, Scim, check_if_match, err, etag, etag_matches, if_match, ms_rfc3339, parse_body,
-    parse_filter, query_params, resource, schema, scim_body, search_params, status, user_lock,
-    with_etag,
+    ListParams, R, Scim, check_if_match, err, etag_matches, if_match, parse_body, parse_filter,
+    query_params, resource, rfc3339_ms, schema, scim_body, search_params, status, with_etag,
 };
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -20,11 +19,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use tenure_scim::group::{self, GroupDoc};
+use tenure_scim::index::{Cond, IndexedValue};
+use tenure_scim::render::{self, Stored};
+use tenure_scim::schema::GROUP_SCHEMAS;
 use tenure_scim::{PatchRequest, ScimType};
 use tenure_store::{NewAudit, ScimGroupRow};
-
-pub(super) const GROUP_SCHEMAS: [(&str, &[schema::Attr]); 1] =
-    [(schema::GROUP, schema::GROUP_ATTRS)];
 
 /// A change to one pushed group.
 pub(super) enum GroupChange {
@@ -83,7 +83,7 @@ pub(super) async fn write_group(
     }
     // One group's changes are written one at a time.
     let _turn = match id {
-        Some(id) => Some(user_lock(&format!("group:{id}")).lock().await),
+        Some(id) => Some(s.scim_locks().lock(LockKey::Group(id)).await),
         None => None,
     };
     let engine = s.engine();
@@ -347,54 +347,40 @@ async fn membership_events(
             request_id: None,
         });
     }
-    super::store_events(engine, tx, &submissions).await
+    // A group of thousands re-plans thousands of people: the change is stored with their
+    // events and runs, and the engine plans those right after the commit.
+    super::store_events(
+        engine,
+        tx,
+        &submissions,
+        tenure_engine::Planning::AfterCommit,
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ rendering
 
 /// A pushed group as served.
 fn render(row: &ScimGroupRow, members: &BTreeSet<String>, base: &str) -> Value {
-    let mut v = json!({
-        "schemas": [schema::GROUP],
-        "id": row.id,
-        "displayName": row.display_name,
-        "meta": {
-            "resourceType": "Group",
-            "created": ms_rfc3339(row.created_at),
-            "lastModified": ms_rfc3339(row.updated_at),
-            "version": etag(row.version),
-            "location": format!("{base}/Groups/{}", row.id),
-        },
-    });
-    if let Some(x) = &row.external_id {
-        v["externalId"] = json!(x);
-    }
-    // Members come back as they were sent (`value` and `type`), so a client comparing what it
-    // wrote with what it reads sees no difference.
-    if !members.is_empty() {
-        v["members"] = members
-            .iter()
-            .map(|m| json!({ "value": m, "type": "User" }))
-            .collect();
-    }
-    v
+    let stored = Stored {
+        created_ms: row.created_at,
+        updated_ms: row.updated_at,
+        version: row.version,
+    };
+    let external_id = row.external_id.as_deref();
+    render::pushed_group(
+        base,
+        &row.id,
+        &row.display_name,
+        external_id,
+        members,
+        &stored,
+    )
 }
 
 /// An entitlement as a read-only group: its holders are its members.
 fn render_entitlement(e: &tenure_core::Entitlement, holders: &[String], base: &str) -> Value {
-    let mut v = json!({
-        "schemas": [schema::GROUP],
-        "id": e.id,
-        "displayName": e.name,
-        "meta": { "resourceType": "Group", "location": format!("{base}/Groups/{}", e.id) },
-    });
-    if !holders.is_empty() {
-        v["members"] = holders
-            .iter()
-            .map(|p| json!({ "value": p, "$ref": format!("{base}/Users/{p}"), "type": "User" }))
-            .collect();
-    }
-    v
+    render::entitlement_group(base, &e.id, &e.name, holders)
 }
 
 /// A group of either kind, for filtering, sorting and paging together.
@@ -424,8 +410,9 @@ impl Listed<'_> {
     }
 }
 
-/// The value index of a group, for evaluating a filter in memory.
-fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<tenure_store::IndexedValue> {
+/// The value index of a group, for evaluating a filter in memory; its `meta` times only when
+/// `meta` is read (formatting and normalizing them is most of the cost over many groups).
+fn index_of(g: &Listed<'_>, members: &BTreeSet<String>, meta: bool) -> Vec<IndexedValue> {
     let (doc, created, modified) = match g {
         Listed::Entitlement(e) => (
             GroupDoc {
@@ -442,8 +429,16 @@ fn index_of(g: &Listed<'_>, members: &BTreeSet<String>) -> Vec<tenure_store::Ind
                 external_id: r.external_id.clone(),
                 members: members.clone(),
             },
-            ms_rfc3339(r.created_at),
-            ms_rfc3339(r.updated_at),
+            if meta {
+                rfc3339_ms(r.created_at)
+            } else {
+                String::new()
+            },
+            if meta {
+                rfc3339_ms(r.updated_at)
+            } else {
+                String::new()
+            },
         ),
     };
     resource::index(&GROUP_SCHEMAS, g.id(), &doc.to_doc(), &created, &modified)
@@ -486,21 +481,31 @@ async fn list(s: &AppState, params: ListParams) -> R<Response> {
         params.count,
     )
     .await?;
-    Ok(scim_body(super::list_page(
+    Ok(scim_body(tenure_scim::query::list_response(
         total as i64,
         params.start_index,
         items,
     )))
 }
 
-/// Whether a filter condition reads members (`members.value`).
-fn reads_members(c: &tenure_store::Cond) -> bool {
-    use tenure_store::Cond;
-    match c {
-        Cond::Cmp { attr, .. } | Cond::Present { attr, .. } => attr == "members",
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(reads_members),
-        Cond::Not(c) => reads_members(c),
-        Cond::Element { attr, .. } => attr == "members",
+/// A displayName comparison that `cond` cannot hold without: itself, or one of the conditions
+/// it joins with `and`.
+fn name_test(cond: &Cond) -> Option<(tenure_store::NameMatch, &str)> {
+    use tenure_scim::CompareOp;
+    use tenure_store::NameMatch;
+    match cond {
+        Cond::Cmp { attr, sub, op, val } if attr == "displayname" && sub.is_empty() => {
+            let how = match op {
+                CompareOp::Eq => NameMatch::Eq,
+                CompareOp::Co => NameMatch::Co,
+                CompareOp::Sw => NameMatch::Sw,
+                CompareOp::Ew => NameMatch::Ew,
+                _ => return None,
+            };
+            Some((how, val.as_str()))
+        }
+        Cond::And(cs) => cs.iter().find_map(name_test),
+        _ => None,
     }
 }
 
@@ -509,7 +514,7 @@ fn reads_members(c: &tenure_store::Cond) -> bool {
 pub(super) async fn group_page(
     s: &AppState,
     params: &ListParams,
-    cond: Option<&tenure_store::Cond>,
+    cond: Option<&Cond>,
     offset: i64,
     limit: i64,
 ) -> R<(usize, Vec<Value>)> {
@@ -520,20 +525,27 @@ pub(super) async fn group_page(
         .values()
         .map(Listed::Entitlement)
         .collect();
-    all.extend(
-        tenure_store::scim_groups(&mut c)
-            .await?
-            .into_iter()
-            .map(Listed::Pushed),
-    );
+    // A filter that cannot hold without a displayName comparison reads only the pushed groups
+    // passing it (the filter itself is still evaluated on each below).
+    let pushed = match cond.and_then(name_test) {
+        Some((how, text)) => tenure_store::scim_groups_by_name(&mut c, how, text).await?,
+        None => tenure_store::scim_groups(&mut c).await?,
+    };
+    all.extend(pushed.into_iter().map(Listed::Pushed));
     if let Some(cond) = cond {
-        let members = if reads_members(cond) {
+        let members = if cond.reads("members") {
             members_of(&mut c, &all.iter().collect::<Vec<_>>()).await?
         } else {
             Default::default()
         };
+        let meta = cond.reads("meta");
         let none = BTreeSet::new();
-        all.retain(|g| resource::eval(&index_of(g, members.get(g.id()).unwrap_or(&none)), cond));
+        all.retain(|g| {
+            tenure_scim::index::eval(
+                &index_of(g, members.get(g.id()).unwrap_or(&none), meta),
+                cond,
+            )
+        });
     }
     if let Some(by) = &params.sort_by {
         let key: fn(&Listed<'_>) -> String = if by.eq_ignore_ascii_case("displayName") {

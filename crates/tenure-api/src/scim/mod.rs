@@ -16,13 +16,12 @@
 //! entry and the outbox row of the event it makes, so an event is never lost between the two.
 //! Concurrent changes share that transaction, each in a savepoint of its own ([`writer`]).
 
-mod group;
 mod groups;
-mod lifecycle;
-mod resource;
-mod schema;
+mod index;
+mod locks;
 mod writer;
 
+pub(crate) use locks::StripedLocks;
 pub(crate) use writer::Writer;
 
 use crate::auth::{Principal, Scope};
@@ -34,18 +33,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lifecycle::Lifecycle;
+use locks::LockKey;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use tenure_engine::{Engine, IngestOutcome, Submission};
-use tenure_scim::{AttrPath, Filter, PatchRequest, ScimError, ScimType};
+use tenure_scim::bulk::{
+    BulkOperation, BulkRequest, bulk_response, resolve_bulk_ids, resolve_bulk_path,
+};
+use tenure_scim::index::Cond;
+use tenure_scim::query::{ListParams, list_response};
+use tenure_scim::render::{self, Stored, etag, etag_matches, rfc3339_ms};
+use tenure_scim::schema::USER_SCHEMAS;
+use tenure_scim::{Filter, PatchRequest, ScimError, ScimType};
+use tenure_scim::{lifecycle, resource, schema};
 use tenure_store::{NewAudit, ScimUserRow, StoreError};
 
 const SCIM_JSON: &str = "application/scim+json";
-const USER_SCHEMAS: [(&str, &[schema::Attr]); 3] = [
-    (schema::USER, schema::USER_ATTRS),
-    (schema::ENTERPRISE, schema::ENTERPRISE_ATTRS),
-    (schema::TENURE, schema::TENURE_ATTRS),
-];
 
 /// A SCIM error as a response.
 #[derive(Debug)]
@@ -203,24 +206,14 @@ async fn service_provider_config(
     Ok(scim_body(schema::service_provider_config(&base_url(&s))))
 }
 
-fn list_of(items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [schema::LIST],
-        "totalResults": items.len(),
-        "startIndex": 1,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
-}
-
 async fn resource_types(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R<Response> {
     auth(p)?;
     let base = base_url(&s);
     let items = ["User", "Group"]
         .iter()
         .filter_map(|n| schema::resource_type_json(n, &base))
-        .collect();
-    Ok(scim_body(list_of(items)))
+        .collect::<Vec<_>>();
+    Ok(scim_body(list_response(items.len() as i64, 1, items)))
 }
 
 async fn resource_type(
@@ -240,8 +233,8 @@ async fn schemas(State(s): State<AppState>, p: Result<Principal, ApiError>) -> R
     let items = schema::ALL_SCHEMAS
         .iter()
         .filter_map(|u| schema::schema_json(u, &base))
-        .collect();
-    Ok(scim_body(list_of(items)))
+        .collect::<Vec<_>>();
+    Ok(scim_body(list_response(items.len() as i64, 1, items)))
 }
 
 async fn schema_one(
@@ -265,67 +258,6 @@ async fn me(p: Result<Principal, ApiError>) -> R<Response> {
 
 // ------------------------------------------------------------------ queries
 
-/// Query or `.search` parameters.
-#[derive(Default)]
-struct ListParams {
-    filter: Option<String>,
-    sort_by: Option<String>,
-    descending: bool,
-    start_index: i64,
-    count: i64,
-    attributes: Vec<AttrPath>,
-    excluded: Vec<AttrPath>,
-}
-
-fn parse_int(name: &str, v: &str) -> R<i64> {
-    v.trim().parse::<i64>().map_err(|_| {
-        err(
-            ScimType::InvalidValue,
-            format!("{name} must be an integer, not `{v}`"),
-        )
-    })
-}
-
-fn list_params(get: impl Fn(&str) -> Option<String>) -> R<ListParams> {
-    let descending = match get("sortOrder").as_deref() {
-        None => false,
-        Some(o) if o.eq_ignore_ascii_case("ascending") => false,
-        Some(o) if o.eq_ignore_ascii_case("descending") => true,
-        Some(o) => {
-            return Err(err(
-                ScimType::InvalidValue,
-                format!("sortOrder must be ascending or descending, not `{o}`"),
-            ));
-        }
-    };
-    let attributes = get("attributes")
-        .map(|a| resource::parse_attr_list(&a))
-        .transpose()?
-        .unwrap_or_default();
-    let excluded = get("excludedAttributes")
-        .map(|a| resource::parse_attr_list(&a))
-        .transpose()?
-        .unwrap_or_default();
-    Ok(ListParams {
-        filter: get("filter"),
-        sort_by: get("sortBy"),
-        descending,
-        // RFC 7644 §3.4.2.4: below 1 is 1; a negative count is 0; above the maximum, the maximum.
-        start_index: get("startIndex")
-            .map(|v| parse_int("startIndex", &v))
-            .transpose()?
-            .unwrap_or(1)
-            .max(1),
-        count: get("count")
-            .map(|v| parse_int("count", &v))
-            .transpose()?
-            .unwrap_or(100)
-            .clamp(0, schema::MAX_RESULTS),
-        attributes,
-        excluded,
-    })
-}
-
 fn query_params(raw: Option<String>) -> R<ListParams> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -334,35 +266,11 @@ fn query_params(raw: Option<String>) -> R<ListParams> {
                 format!("malformed query string: {e}"),
             )
         })?;
-    let map: HashMap<String, String> = pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    list_params(|k| map.get(&k.to_ascii_lowercase()).cloned())
+    Ok(ListParams::from_pairs(pairs)?)
 }
 
 fn search_params(body: &Value) -> R<ListParams> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| err(ScimType::InvalidSyntax, "a search request is a JSON object"))?;
-    let get = |k: &str| -> Option<String> {
-        let v = obj
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|x| x.1)?;
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => None,
-        }
-    };
-    list_params(get)
+    Ok(ListParams::from_search(body)?)
 }
 
 fn parse_filter(f: &str) -> R<Filter> {
@@ -371,30 +279,9 @@ fn parse_filter(f: &str) -> R<Filter> {
 
 // ------------------------------------------------------------------ users: reading
 
-fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
-}
-
-fn ms_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 fn parse_doc(row: &ScimUserRow) -> R<Map<String, Value>> {
     serde_json::from_str(&row.doc)
         .map_err(|e| ApiError::internal(format!("scim_users.doc: {e}")).into())
-}
-
-/// Whether `attributes` asks for tenure's status or engagements (returned on request only).
-fn wants_status(include: &[AttrPath]) -> bool {
-    include.iter().any(|p| {
-        let full = p.to_string().to_ascii_lowercase();
-        let tenure = schema::TENURE.to_ascii_lowercase();
-        full == tenure
-            || full.starts_with(&format!("{tenure}:status"))
-            || full.starts_with(&format!("{tenure}:engagements"))
-    })
 }
 
 /// tenure's read-only view of a user's person: its status and engagements.
@@ -408,9 +295,9 @@ struct PersonView {
 async fn person_view(
     c: &mut sqlx::AnyConnection,
     id: &str,
-    include: &[AttrPath],
+    params: &ListParams,
 ) -> R<Option<PersonView>> {
-    if !wants_status(include) {
+    if !params.wants_tenure_view() {
         return Ok(None);
     }
     let Some(person) = tenure_store::get_person(c, id).await? else {
@@ -436,19 +323,8 @@ fn user_groups(
         let display = config.entitlements.get(e).map_or(e.as_str(), |x| &x.name);
         (e.as_str(), display)
     });
-    pushed
-        .iter()
-        .map(|(id, name)| (id.as_str(), name.as_str()))
-        .chain(entitlements)
-        .map(|(id, display)| {
-            json!({
-                "value": id,
-                "$ref": format!("{base}/Groups/{id}"),
-                "display": display,
-                "type": "direct",
-            })
-        })
-        .collect()
+    let pushed = pushed.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+    render::user_group_refs(pushed.chain(entitlements), base)
 }
 
 /// The `groups` of each of `users` (id and the entitlements its person holds), read in one
@@ -479,60 +355,23 @@ fn render_user(
     view: Option<&PersonView>,
     base: &str,
 ) -> R<Value> {
-    let doc = parse_doc(row)?;
-    let mut out = Map::new();
-    let mut schemas = vec![json!(schema::USER)];
-    out.insert("id".into(), json!(row.id));
-    for (k, v) in doc {
-        out.insert(k, v);
-    }
-    if let Some(PersonView {
-        person: p,
-        engagements,
-    }) = view
-    {
-        let ext = out
-            .entry(schema::TENURE.to_string())
-            .or_insert_with(|| json!({}));
-        ext["status"] = json!(p.status);
-        if !engagements.is_empty() {
-            ext["engagements"] = json!(
-                engagements
-                    .iter()
-                    .map(|e| {
-                        let mut v = json!({ "value": e.id, "client": e.client_id, "role": e.role, "active": e.active });
-                        if let Some(d) = e.start_date {
-                            v["startDate"] = json!(d.to_string());
-                        }
-                        if let Some(d) = e.end_date {
-                            v["endDate"] = json!(d.to_string());
-                        }
-                        v
-                    })
-                    .collect::<Vec<_>>()
-            );
-        }
-    }
-    if !groups.is_empty() {
-        out.insert("groups".into(), Value::Array(groups));
-    }
-    for urn in [schema::ENTERPRISE, schema::TENURE] {
-        if out.contains_key(urn) {
-            schemas.push(json!(urn));
-        }
-    }
-    out.insert("schemas".into(), Value::Array(schemas));
-    out.insert(
-        "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": ms_rfc3339(row.created_at),
-            "lastModified": ms_rfc3339(row.updated_at),
-            "version": etag(row.version),
-            "location": format!("{base}/Users/{}", row.id),
-        }),
-    );
-    Ok(Value::Object(out))
+    let view = view.map(|v| render::PersonView {
+        person: &v.person,
+        engagements: &v.engagements,
+    });
+    let stored = Stored {
+        created_ms: row.created_at,
+        updated_ms: row.updated_at,
+        version: row.version,
+    };
+    Ok(render::user(
+        base,
+        &row.id,
+        parse_doc(row)?,
+        groups,
+        view,
+        &stored,
+    ))
 }
 
 fn with_etag(mut res: Response, version: i64, location: Option<&str>) -> Response {
@@ -556,13 +395,6 @@ fn check_if_match(if_match: Option<&str>, version: Option<i64>) -> R<()> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Whether an `If-Match` / `If-None-Match` header value names `version`.
-fn etag_matches(header_value: &str, version: i64) -> bool {
-    header_value.split(',').map(str::trim).any(|t| {
-        t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == version.to_string()
-    })
 }
 
 async fn get_user(
@@ -590,7 +422,7 @@ async fn get_user(
         ));
     }
     let base = base_url(&s);
-    let view = person_view(&mut c, &row.id, &params.attributes).await?;
+    let view = person_view(&mut c, &row.id, &params).await?;
     let groups = groups_of_users(&s, &mut c, &[(row.id.as_str(), held.as_slice())])
         .await?
         .remove(&row.id)
@@ -635,14 +467,14 @@ async fn search(s: &AppState, params: ListParams) -> R<Response> {
         params.count,
     )
     .await?;
-    Ok(scim_body(list_page(total, params.start_index, items)))
+    Ok(scim_body(list_response(total, params.start_index, items)))
 }
 
 /// One page of users matching `cond`, as served, with the total count of matches.
 async fn user_page(
     s: &AppState,
     params: &ListParams,
-    cond: Option<&tenure_store::Cond>,
+    cond: Option<&Cond>,
     offset: i64,
     limit: i64,
 ) -> R<(i64, Vec<Value>)> {
@@ -650,10 +482,13 @@ async fn user_page(
         .sort_by
         .as_deref()
         .map(|b| resource::sort_key(&USER_SCHEMAS, b, params.descending))
-        .transpose()?;
+        .transpose()?
+        .map(index::store_sort);
+    let cond = cond.map(index::store_cond);
     let mut c = s.store().reader().await?;
     let (total, rows) =
-        tenure_store::search_scim_users(&mut c, cond, sort.as_ref(), offset, limit).await?;
+        tenure_store::search_scim_users(&mut c, cond.as_ref(), sort.as_ref(), offset, limit)
+            .await?;
     let base = base_url(s);
     let held: Vec<(&str, &[String])> = rows
         .iter()
@@ -666,7 +501,7 @@ async fn user_page(
     };
     let mut items = Vec::with_capacity(rows.len());
     for (row, _) in &rows {
-        let view = person_view(&mut c, &row.id, &params.attributes).await?;
+        let view = person_view(&mut c, &row.id, params).await?;
         let groups = groups.remove(&row.id).unwrap_or_default();
         let full = render_user(row, groups, view.as_ref(), &base)?;
         items.push(resource::project(
@@ -677,17 +512,6 @@ async fn user_page(
         ));
     }
     Ok((total, items))
-}
-
-/// A `ListResponse` of one page.
-fn list_page(total: i64, start_index: i64, items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [schema::LIST],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
 }
 
 /// `POST /.search` (RFC 7644 §3.4.3): users, then groups, paged as one list. A filter applies
@@ -713,7 +537,7 @@ async fn search_root(
         None => (Some(None), Some(None)),
         Some(f) => {
             let u = resource::to_cond(&USER_SCHEMAS, f);
-            let g = resource::to_cond(&groups::GROUP_SCHEMAS, f);
+            let g = resource::to_cond(&schema::GROUP_SCHEMAS, f);
             match (u, g) {
                 (Err(e), Err(_)) => return Err(Scim(e)),
                 (u, g) => (u.ok().map(Some), g.ok().map(Some)),
@@ -735,7 +559,7 @@ async fn search_root(
         total += n as i64;
         items.extend(page);
     }
-    Ok(scim_body(list_page(total, params.start_index, items)))
+    Ok(scim_body(list_response(total, params.start_index, items)))
 }
 
 // ------------------------------------------------------------------ users: writing
@@ -767,7 +591,7 @@ async fn write_user(
     // One user's changes are written and handed to the engine one at a time, so its events
     // reach the engine in the order of its versions.
     let _turn = match id {
-        Some(id) => Some(user_lock(id).lock().await),
+        Some(id) => Some(s.scim_locks().lock(LockKey::User(id)).await),
         None => None,
     };
     // A writer that lost a race on the version starts over on fresh state.
@@ -784,16 +608,6 @@ async fn write_user(
         409,
         "the user keeps changing under concurrent writes; try again",
     ))
-}
-
-/// Striped locks: the same user always maps to the same lock.
-fn user_lock(id: &str) -> &'static tokio::sync::Mutex<()> {
-    static LOCKS: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
-    let locks = LOCKS.get_or_init(|| (0..256).map(|_| tokio::sync::Mutex::new(())).collect());
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    &locks[(h % locks.len() as u64) as usize]
 }
 
 /// A change validated against the stored version it read, ready to be written.
@@ -931,10 +745,10 @@ fn user_write(
         &USER_SCHEMAS,
         &p.id,
         doc,
-        &ms_rfc3339(row.created_at),
-        &ms_rfc3339(p.now),
+        &rfc3339_ms(row.created_at),
+        &rfc3339_ms(p.now),
     );
-    (row, index)
+    (row, index::store_rows(index))
 }
 
 /// The userName as uniqueness compares it.
@@ -969,11 +783,12 @@ async fn store_events(
     engine: &Engine,
     tx: &mut tenure_store::Tx,
     submissions: &[Submission],
+    planning: tenure_engine::Planning,
 ) -> R<()> {
     if submissions.is_empty() {
         return Ok(());
     }
-    let outcomes = engine.submit_in(tx, submissions).await?;
+    let outcomes = engine.submit_in(tx, submissions, planning).await?;
     if outcomes.len() != submissions.len() {
         return Err(
             ApiError::internal("the engine answered a different number of outcomes").into(),
@@ -1054,7 +869,13 @@ async fn apply(engine: &Engine, tx: &mut tenure_store::Tx, p: &Prepared) -> R<Ap
         }
     };
     tx.audit(change_audit(p, action, version, &row.user_name_ci));
-    store_events(engine, tx, submission(p, version).as_slice()).await?;
+    store_events(
+        engine,
+        tx,
+        submission(p, version).as_slice(),
+        tenure_engine::Planning::InTransaction,
+    )
+    .await?;
     Ok(Some(Written {
         created: p.before.is_none(),
         row,
@@ -1105,7 +926,13 @@ pub(crate) async fn apply_creates(
         writes.push((row, index));
     }
     tenure_store::insert_scim_users(tx.conn(), &writes).await?;
-    store_events(engine, tx, &submissions).await?;
+    store_events(
+        engine,
+        tx,
+        &submissions,
+        tenure_engine::Planning::InTransaction,
+    )
+    .await?;
     Ok(answers)
 }
 
@@ -1261,33 +1088,6 @@ async fn delete_user(
 
 // ------------------------------------------------------------------ bulk
 
-/// Replaces every `"bulkId:x"` string in `v` by the id created for `x`; errors on one not
-/// (yet) created.
-fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), String> {
-    match v {
-        Value::String(s) => {
-            if let Some(b) = s.strip_prefix("bulkId:") {
-                *s = ids
-                    .get(b)
-                    .cloned()
-                    .ok_or_else(|| format!("bulkId `{b}` is not (yet) created"))?;
-            }
-        }
-        Value::Array(a) => {
-            for x in a {
-                resolve_bulk_ids(x, ids)?;
-            }
-        }
-        Value::Object(o) => {
-            for x in o.values_mut() {
-                resolve_bulk_ids(x, ids)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 async fn bulk(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
@@ -1305,59 +1105,20 @@ async fn bulk(
             ),
         ));
     }
-    let req = parse_body(&body, &headers)?;
-    if !req["schemas"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(schema::BULK_REQUEST)))
-    {
-        return Err(err(
-            ScimType::InvalidSyntax,
-            format!(
-                "a bulk request declares the schema {}",
-                schema::BULK_REQUEST
-            ),
-        ));
-    }
-    let ops = req
-        .get("Operations")
-        .or_else(|| req.get("operations"))
-        .and_then(Value::as_array)
-        .ok_or_else(|| err(ScimType::InvalidSyntax, "a bulk request carries Operations"))?;
-    if ops.len() > schema::MAX_BULK_OPERATIONS {
-        return Err(status(
-            413,
-            format!(
-                "{} operations; at most {} per bulk request",
-                ops.len(),
-                schema::MAX_BULK_OPERATIONS
-            ),
-        ));
-    }
-    let fail_on_errors = match req.get("failOnErrors") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            err(
-                ScimType::InvalidValue,
-                "failOnErrors must be a positive integer",
-            )
-        })?),
-    };
+    let req = BulkRequest::parse(&parse_body(&body, &headers)?)?;
     let base = base_url(&s);
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results = Vec::new();
     let mut errors = 0u64;
-    for (i, op) in ops.iter().enumerate() {
-        if fail_on_errors.is_some_and(|n| errors >= n) {
+    for (i, op) in req.operations.into_iter().enumerate() {
+        if req.fail_on_errors.is_some_and(|n| errors >= n) {
             break;
         }
-        let method = op["method"].as_str().unwrap_or("").to_ascii_uppercase();
-        let bulk_id = op["bulkId"].as_str().map(str::to_string);
-        let path = op["path"].as_str().unwrap_or("");
-        let mut entry = json!({ "method": method });
-        if let Some(b) = &bulk_id {
+        let mut entry = json!({ "method": op.method });
+        if let Some(b) = &op.bulk_id {
             entry["bulkId"] = json!(b);
         }
-        let outcome = bulk_one(&s, &p, &method, path, op, bulk_id.as_deref(), &mut ids, i).await;
+        let outcome = bulk_one(&s, &p, op, &mut ids, i).await;
         match outcome {
             Ok((code, written)) => {
                 if let Some((location, version)) = written {
@@ -1374,42 +1135,30 @@ async fn bulk(
         }
         results.push(entry);
     }
-    Ok(scim_body(json!({
-        "schemas": [schema::BULK_RESPONSE],
-        "Operations": results,
-    })))
+    Ok(scim_body(bulk_response(results)))
 }
 
 /// What one bulk operation wrote: its status, and the resource's path and version.
 type BulkOutcome = (u16, Option<(String, i64)>);
 
-#[allow(clippy::too_many_arguments)]
 async fn bulk_one(
     s: &AppState,
     p: &Principal,
-    method: &str,
-    path: &str,
-    op: &Value,
-    bulk_id: Option<&str>,
+    op: BulkOperation,
     ids: &mut HashMap<String, String>,
     i: usize,
 ) -> Result<BulkOutcome, Scim> {
-    let mut data = op.get("data").cloned().unwrap_or(Value::Null);
-    resolve_bulk_ids(&mut data, ids)
-        .map_err(|m| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}")))?;
-    let mut path = path.to_string();
-    for kind in ["/Users/", "/Groups/"] {
-        if let Some(rest) = path.strip_prefix(&format!("{kind}bulkId:")) {
-            path = format!(
-                "{kind}{}",
-                ids.get(rest).ok_or_else(|| err(
-                    ScimType::InvalidValue,
-                    format!("Operations[{i}]: bulkId `{rest}` is not (yet) created")
-                ))?
-            );
-        }
-    }
-    let version = op["version"].as_str();
+    let unresolved = |m: String| err(ScimType::InvalidValue, format!("Operations[{i}]: {m}"));
+    let BulkOperation {
+        method,
+        bulk_id,
+        path,
+        version,
+        mut data,
+    } = op;
+    resolve_bulk_ids(&mut data, ids).map_err(unresolved)?;
+    let path = resolve_bulk_path(&path, ids).map_err(unresolved)?;
+    let (method, bulk_id, version) = (method.as_str(), bulk_id.as_deref(), version.as_deref());
     let needs_bulk_id = || {
         bulk_id.ok_or_else(|| {
             err(

@@ -9,22 +9,26 @@
 //! Events carry the idempotency key `scim:{id}:{version}`, so sending one twice (after a crash,
 //! from the outbox) is a replay, never a second run.
 
-use super::schema::{ENTERPRISE, TENURE};
+use crate::schema::{ENTERPRISE, TENURE};
+use crate::{ScimError, ScimType};
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 use tenure_core::WorkerType;
 use tenure_core::event::{EventInput, EventType, PersonInput, validate_event};
-use tenure_scim::{ScimError, ScimType};
 
 /// Where tenure has the user: never hired, hired, gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
+    /// Never hired: stored, no person yet (inactive, or waiting for what a hire needs).
     None,
+    /// Hired and not gone.
     Active,
+    /// Gone (a leave was sent).
     Left,
 }
 
 impl Lifecycle {
+    /// The stored form: `none`, `active` or `left`.
     pub fn as_str(self) -> &'static str {
         match self {
             Lifecycle::None => "none",
@@ -33,6 +37,7 @@ impl Lifecycle {
         }
     }
 
+    /// Reads the stored form; anything else is `None` (never hired).
     pub fn parse(s: &str) -> Lifecycle {
         match s {
             "active" => Lifecycle::Active,

@@ -23,11 +23,17 @@ pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRespo
 /// An attribute's data type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
+    /// Text.
     String,
+    /// `true` or `false` (Entra ID also sends the strings "True" and "False").
     Boolean,
+    /// An `xsd:dateTime` (RFC 3339).
     DateTime,
+    /// A URI.
     Reference,
+    /// Base64 data.
     Binary,
+    /// An object of sub-attributes.
     Complex,
 }
 
@@ -47,25 +53,38 @@ impl Ty {
 /// Who may change an attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutability {
+    /// Clients write it.
     ReadWrite,
+    /// tenure computes it; a client's value is ignored on input and refused in PATCH.
     ReadOnly,
 }
 
 /// An attribute definition.
 #[derive(Debug)]
 pub struct Attr {
+    /// The canonical name (matched case-insensitively).
     pub name: &'static str,
+    /// The data type.
     pub ty: Ty,
+    /// Multi-valued (a JSON array).
     pub multi: bool,
+    /// Compared case-sensitively (otherwise values are lowercased in the index).
     pub case_exact: bool,
+    /// Required on input.
     pub required: bool,
+    /// Who may change it.
     pub mutability: Mutability,
+    /// Unique among the server's resources (`uniqueness: server`).
     pub unique_server: bool,
     /// Returned only when `attributes` names it (RFC 7643 §7 `returned: request`).
     pub on_request: bool,
+    /// The canonical values discovery lists (not enforced on input).
     pub canonical: &'static [&'static str],
+    /// For a reference: the resource types it may point to.
     pub ref_types: &'static [&'static str],
+    /// For a complex attribute: its sub-attributes.
     pub subs: &'static [Attr],
+    /// The description discovery shows.
     pub description: &'static str,
 }
 
@@ -334,6 +353,19 @@ pub const GROUP_ATTRS: &[Attr] = &[
         "The users in the group (for an entitlement: the people holding it).",
     ),
 ];
+
+/// A resource type's schemas: the core schema first, then its extensions.
+pub type Schemas = [(&'static str, &'static [Attr])];
+
+/// The schemas of a User: the core schema, the Enterprise extension, tenure's extension.
+pub const USER_SCHEMAS: [(&str, &[Attr]); 3] = [
+    (USER, USER_ATTRS),
+    (ENTERPRISE, ENTERPRISE_ATTRS),
+    (TENURE, TENURE_ATTRS),
+];
+
+/// The schemas of a Group: the core schema alone.
+pub const GROUP_SCHEMAS: [(&str, &[Attr]); 1] = [(GROUP, GROUP_ATTRS)];
 
 /// Finds an attribute by name, case-insensitively.
 pub fn find<'a>(attrs: &'a [Attr], name: &str) -> Option<&'a Attr> {

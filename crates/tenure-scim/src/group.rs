@@ -1,13 +1,13 @@
 //! Groups an identity provider pushes, as plain data: what a `POST`/`PUT` body or a PATCH
-//! request makes of a group, in every form Entra ID and Okta send. No I/O: the handlers in
-//! [`super::groups`] read, check members and write.
+//! request makes of a group, in every form Entra ID and Okta send. No I/O: the API's `/Groups`
+//! handlers read, check members and write.
 
-use super::schema::{self, GROUP};
+use crate::schema::{self, GROUP};
+use crate::{CompValue, CompareOp, Filter, PatchOp, PatchPath, PatchRequest};
+use crate::{ScimError, ScimType};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use tenure_core::text;
-use tenure_scim::{CompValue, CompareOp, Filter, PatchOp, PatchPath, PatchRequest};
-use tenure_scim::{ScimError, ScimType};
 
 type Res<T> = Result<T, ScimError>;
 

@@ -2,14 +2,14 @@
 //! send (with the quirks real identity providers need), the value index filters run on,
 //! filters resolved for SQL or evaluated in memory, attribute projection, and PATCH.
 
-use super::schema::{self, Attr, Mutability, Ty};
+use crate::index::{Cond, IndexedValue, SortKey, compare_text};
+use crate::schema::{self, Attr, Mutability, Schemas, Ty};
+use crate::{
+    AttrPath, CompValue, CompareOp, Filter, PatchOp, PatchPath, PatchRequest, ScimError, ScimType,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use tenure_core::text;
-use tenure_scim::{
-    AttrPath, CompValue, CompareOp, Filter, PatchOp, PatchPath, PatchRequest, ScimError, ScimType,
-};
-use tenure_store::{Cond, CondOp, IndexedValue};
 
 type Res<T> = Result<T, ScimError>;
 
@@ -24,9 +24,6 @@ fn invalid(msg: impl Into<String>) -> ScimError {
 fn bad_filter(msg: impl Into<String>) -> ScimError {
     ScimError::new(ScimType::InvalidFilter, msg)
 }
-
-/// A resource kind's schemas: core first, then extensions.
-pub type Schemas = [(&'static str, &'static [Attr])];
 
 fn is_extension(schemas: &Schemas, key: &str) -> Option<(&'static str, &'static [Attr])> {
     schemas[1..]
@@ -426,20 +423,6 @@ fn resolve(schemas: &Schemas, path: &AttrPath) -> Res<Resolved> {
     Ok(Resolved { key, def, sub })
 }
 
-fn op_of(op: CompareOp) -> CondOp {
-    match op {
-        CompareOp::Eq => CondOp::Eq,
-        CompareOp::Ne => CondOp::Ne,
-        CompareOp::Co => CondOp::Co,
-        CompareOp::Sw => CondOp::Sw,
-        CompareOp::Ew => CondOp::Ew,
-        CompareOp::Gt => CondOp::Gt,
-        CompareOp::Ge => CondOp::Ge,
-        CompareOp::Lt => CondOp::Lt,
-        CompareOp::Le => CondOp::Le,
-    }
-}
-
 /// The normalized comparison value for `leaf`, or an `invalidFilter` error.
 fn comp_value(leaf: &Attr, op: CompareOp, value: &CompValue, path: &AttrPath) -> Res<String> {
     let text = match (leaf.ty, value) {
@@ -524,7 +507,7 @@ pub fn to_cond(schemas: &Schemas, f: &Filter) -> Res<Cond> {
                 val: comp_value(leaf, *op, value, path)?,
                 attr: r.key,
                 sub,
-                op: op_of(*op),
+                op: *op,
             }
         }
         Filter::Present(path) => {
@@ -574,7 +557,7 @@ fn element_cond(def: &'static Attr, f: &Filter, parent: &AttrPath) -> Res<Cond> 
             Cond::Cmp {
                 attr: String::new(),
                 sub: sub.name.to_lowercase(),
-                op: op_of(*op),
+                op: *op,
                 val: comp_value(sub, *op, value, path)?,
             }
         }
@@ -598,11 +581,11 @@ fn element_cond(def: &'static Attr, f: &Filter, parent: &AttrPath) -> Res<Cond> 
 }
 
 /// The sort key for `sortBy`.
-pub fn sort_key(schemas: &Schemas, by: &str, descending: bool) -> Res<tenure_store::SortKey> {
+pub fn sort_key(schemas: &Schemas, by: &str, descending: bool) -> Res<SortKey> {
     let path = AttrPath::parse(by)
         .map_err(|e| bad_filter(format!("sortBy `{by}` is not an attribute path: {e}")))?;
     let r = resolve(schemas, &path)?;
-    Ok(tenure_store::SortKey {
+    Ok(SortKey {
         attr: r.key,
         sub: r.sub.map(|s| s.name.to_lowercase()).unwrap_or_default(),
         descending,
@@ -610,20 +593,6 @@ pub fn sort_key(schemas: &Schemas, by: &str, descending: bool) -> Res<tenure_sto
 }
 
 // ------------------------------------------------------------------ evaluation in memory
-
-fn compare_text(op: CondOp, have: &str, want: &str) -> bool {
-    match op {
-        CondOp::Eq => have == want,
-        CondOp::Ne => have != want,
-        CondOp::Co => have.contains(want),
-        CondOp::Sw => have.starts_with(want),
-        CondOp::Ew => have.ends_with(want),
-        CondOp::Gt => have > want,
-        CondOp::Ge => have >= want,
-        CondOp::Lt => have < want,
-        CondOp::Le => have <= want,
-    }
-}
 
 /// Whether one element (an object of sub-attributes) of a multi-valued attribute satisfies an
 /// element condition.
@@ -634,68 +603,15 @@ fn element_matches(def: &Attr, elem: &Value, c: &Cond) -> bool {
     };
     match c {
         Cond::Cmp { sub, op, val, .. } => match value_of(sub) {
-            Some(have) if *op == CondOp::Ne => have != *val,
+            Some(have) if *op == CompareOp::Ne => have != *val,
             Some(have) => compare_text(*op, &have, val),
-            None => *op == CondOp::Ne,
+            None => *op == CompareOp::Ne,
         },
         Cond::Present { sub, .. } => value_of(sub).is_some(),
         Cond::And(cs) => cs.iter().all(|c| element_matches(def, elem, c)),
         Cond::Or(cs) => cs.iter().any(|c| element_matches(def, elem, c)),
         Cond::Not(c) => !element_matches(def, elem, c),
         Cond::Element { cond, .. } => element_matches(def, elem, cond),
-    }
-}
-
-/// Evaluates a condition over index rows of one resource: the reference semantics the SQL
-/// translation must agree with (tests compare the two), and the evaluator of Group filters.
-pub fn eval(rows: &[IndexedValue], c: &Cond) -> bool {
-    match c {
-        Cond::Cmp { attr, sub, op, val } => {
-            let mut hits = rows.iter().filter(|r| r.attr == *attr && r.sub == *sub);
-            if *op == CondOp::Ne {
-                !hits.any(|r| r.val == *val)
-            } else {
-                hits.any(|r| compare_text(*op, &r.val, val))
-            }
-        }
-        Cond::Present { attr, sub } => rows.iter().any(|r| r.attr == *attr && r.sub == *sub),
-        Cond::And(cs) => cs.iter().all(|c| eval(rows, c)),
-        Cond::Or(cs) => cs.iter().any(|c| eval(rows, c)),
-        Cond::Not(c) => !eval(rows, c),
-        Cond::Element { attr, cond } => {
-            let mut idxs: Vec<i64> = rows
-                .iter()
-                .filter(|r| r.attr == *attr)
-                .map(|r| r.idx)
-                .collect();
-            idxs.dedup();
-            idxs.into_iter().any(|i| {
-                let elem: Vec<IndexedValue> = rows
-                    .iter()
-                    .filter(|r| r.attr == *attr && r.idx == i)
-                    .cloned()
-                    .collect();
-                eval_element(&elem, cond)
-            })
-        }
-    }
-}
-
-fn eval_element(elem: &[IndexedValue], c: &Cond) -> bool {
-    match c {
-        Cond::Cmp { sub, op, val, .. } => {
-            let mut hits = elem.iter().filter(|r| r.sub == *sub);
-            if *op == CondOp::Ne {
-                !hits.any(|r| r.val == *val)
-            } else {
-                hits.any(|r| compare_text(*op, &r.val, val))
-            }
-        }
-        Cond::Present { sub, .. } => elem.iter().any(|r| r.sub == *sub),
-        Cond::And(cs) => cs.iter().all(|c| eval_element(elem, c)),
-        Cond::Or(cs) => cs.iter().any(|c| eval_element(elem, c)),
-        Cond::Not(c) => !eval_element(elem, c),
-        Cond::Element { cond, .. } => eval_element(elem, cond),
     }
 }
 

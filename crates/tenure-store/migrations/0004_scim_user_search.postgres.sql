@@ -1,0 +1,3 @@
+-- Nothing on PostgreSQL: the per-user trigram index of this migration is SQLite's (see its
+-- file). PostgreSQL answers substring filters from `pg_trgm` (migration 3) and keeps listing
+-- users in id order.
