@@ -37,12 +37,16 @@ impl Lifecycle {
         }
     }
 
-    /// Reads the stored form; anything else is `None` (never hired).
-    pub fn parse(s: &str) -> Lifecycle {
+    /// Reads the stored form; anything else is an error naming it (a row this version did
+    /// not write), never a guess that the user was not hired.
+    pub fn parse(s: &str) -> Result<Lifecycle, String> {
         match s {
-            "active" => Lifecycle::Active,
-            "left" => Lifecycle::Left,
-            _ => Lifecycle::None,
+            "none" => Ok(Lifecycle::None),
+            "active" => Ok(Lifecycle::Active),
+            "left" => Ok(Lifecycle::Left),
+            other => Err(format!(
+                "stored SCIM user lifecycle `{other}` is none of none, active, left"
+            )),
         }
     }
 }
@@ -242,6 +246,15 @@ mod tests {
 
     fn ev(o: &Outcome) -> Option<EventType> {
         o.event.as_ref().map(|e| e.kind)
+    }
+
+    #[test]
+    fn a_stored_lifecycle_reads_back_and_an_unknown_one_is_an_error() {
+        for l in [Lifecycle::None, Lifecycle::Active, Lifecycle::Left] {
+            assert_eq!(Lifecycle::parse(l.as_str()), Ok(l));
+        }
+        let e = Lifecycle::parse("hired").unwrap_err();
+        assert!(e.contains("`hired`"), "{e}");
     }
 
     #[test]

@@ -680,9 +680,10 @@ async fn prepare(
         .as_ref()
         .map(|b| b.id.clone())
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let lifecycle = before
-        .as_ref()
-        .map_or(Lifecycle::None, |b| Lifecycle::parse(&b.lifecycle));
+    let lifecycle = match &before {
+        None => Lifecycle::None,
+        Some(b) => Lifecycle::parse(&b.lifecycle).map_err(ApiError::internal)?,
+    };
     if let (Some(b), Some(a)) = (&before_doc, &after_doc)
         && b == a
     {
