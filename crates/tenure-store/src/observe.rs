@@ -78,6 +78,13 @@ pub async fn request_ids_of_events(
     Ok(out)
 }
 
+/// Refreshes the query planner's statistics (`ANALYZE`, on either backend): after a bulk load,
+/// before autovacuum (PostgreSQL) has seen it, the planner would misjudge what an index saves.
+pub async fn analyze(c: &mut AnyConnection) -> Result<()> {
+    sqlx::query("ANALYZE").execute(&mut *c).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,11 +204,4 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found["e2"], "req-2");
     }
-}
-
-/// Refreshes the query planner's statistics (`ANALYZE`, on either backend): after a bulk load,
-/// before autovacuum (PostgreSQL) has seen it, the planner would misjudge what an index saves.
-pub async fn analyze(c: &mut AnyConnection) -> Result<()> {
-    sqlx::query("ANALYZE").execute(&mut *c).await?;
-    Ok(())
 }
