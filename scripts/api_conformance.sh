@@ -13,7 +13,8 @@
 #     they follow the stateful links a document of this API does not declare;
 #   - positive_data_acceptance also takes 400 and 422: rules beyond what JSON Schema can
 #     state (an end date before its start date, `approver` together with `all=true`, a
-#     person or entitlement tenure does not know) refuse schema-valid requests on purpose.
+#     person or entitlement tenure does not know) refuse schema-valid requests on purpose;
+#   - negative_data_rejection also takes 413: a body over 2 MiB is refused unread.
 # A request may take up to 30 s on purpose (`GET /api/v1/runs/{id}?wait_ms=30000` waits for a run
 # that does not finish), so the checker waits longer than that for an answer.
 # One worker: with two, the checker's own code generation (hypothesis describing its filters with
@@ -31,6 +32,10 @@ start_server --demo
 cat >"$work/schemathesis.toml" <<TOML
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "5xx"]
+
+# A body over the server's 2 MiB limit is refused with 413 before it is read: a refusal too.
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 # The run long-poll waits up to 30 s by design; every other operation keeps the 10 s limit.
 [[operations]]

@@ -1382,6 +1382,7 @@ struct SimulateGroupBody {
         (status = 200, description = "The members added and removed, those whose access would not be re-planned and why, and what would change, person by person.", body = GroupWhatIfAnswer),
         (status = 400, description = "No group named, no change asked, `replace` together with `add` or `remove`, a person both added and removed, an added person who is not a live SCIM user, or a limit out of range (`invalid_request`).", body = ErrorBody),
         (status = 401, response = Unauthorized),
+        (status = 413, description = "The body is over 2 MiB (20,000 ids in each list fit well within it); refused before it is read."),
         (status = 403, response = Forbidden),
         (status = 500, response = Internal),
     ),

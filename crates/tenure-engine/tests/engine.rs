@@ -402,7 +402,9 @@ async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
             .as_object()
             .unwrap()
             .clone();
-    let h = harness(Arc::new(cfg)).await;
+    // `drive_until_done` moves the clock a minute at a time: a lease far longer than that keeps
+    // a call still being recorded from being taken back and made again.
+    let h = harness_with(Arc::new(cfg), long_leases()).await;
     h.send(HIRE).await;
     let run = h
         .send(r#"{"type":"engagement_start","person":{"id":"e1"},"engagement":{"client":"acme","role":"consultant"}}"#)
@@ -473,6 +475,16 @@ async fn a_leave_supersedes_the_unfinished_hire_and_removes_everything() {
 }
 
 /// Steps the injected clock past every backoff until `run` ends.
+/// Options whose lease outlasts any clock movement of [`drive_until_done`] while a call is
+/// recorded.
+fn long_leases() -> EngineOptions {
+    EngineOptions {
+        seed: Some(1),
+        lease_ms: 24 * 3_600_000,
+        ..Default::default()
+    }
+}
+
 async fn drive_until_done(h: &Harness, run: &str) -> RunState {
     let mut rx = h.engine.subscribe();
     if let Ok(d) = h.engine.run_detail(run).await
@@ -500,7 +512,7 @@ async fn cancelling_a_failed_run_undoes_what_it_did() {
             .as_object()
             .unwrap()
             .clone();
-    let h = harness(Arc::new(cfg)).await;
+    let h = harness_with(Arc::new(cfg), long_leases()).await;
     // A consultant needs accounts on directory (works) and crm (always fails).
     let run = h
         .send(r#"{"type":"hire","person":{"id":"c1","name":"Cy","email":"cy@example.com","worker_type":"employee","department":"Consulting"}}"#)
