@@ -126,6 +126,27 @@ pub struct OutboxRow {
     pub event: String,
 }
 
+/// `column op p` (`p` a placeholder), in `backend`'s dialect, comparing by code point order.
+pub(crate) fn compare_sql(backend: Backend, column: &str, op: CondOp, p: &str) -> String {
+    let pg = backend == Backend::Postgres;
+    let collate = if pg { " COLLATE \"C\"" } else { "" };
+    match op {
+        CondOp::Eq | CondOp::Ne => format!("{column} = {p}"),
+        CondOp::Co if pg => format!("strpos({column}, {p}) > 0"),
+        CondOp::Co => format!("instr({column}, {p}) > 0"),
+        CondOp::Sw if pg => format!("starts_with({column}, {p})"),
+        CondOp::Sw => format!("substr({column}, 1, length({p})) = {p}"),
+        CondOp::Ew if pg => format!("right({column}, length({p})) = {p}"),
+        CondOp::Ew => format!(
+            "length({column}) >= length({p}) AND substr({column}, length({column}) - length({p}) + 1) = {p}"
+        ),
+        CondOp::Gt => format!("{column}{collate} > {p}"),
+        CondOp::Ge => format!("{column}{collate} >= {p}"),
+        CondOp::Lt => format!("{column}{collate} < {p}"),
+        CondOp::Le => format!("{column}{collate} <= {p}"),
+    }
+}
+
 /// SQL text and the parameters it binds, in order.
 struct Sql {
     text: String,
@@ -142,23 +163,7 @@ impl Sql {
     /// `column op $n`, in each dialect, comparing by code point order.
     fn compare(&mut self, column: &str, op: CondOp, val: &str) -> String {
         let p = self.param(val);
-        let pg = self.backend == Backend::Postgres;
-        let collate = if pg { " COLLATE \"C\"" } else { "" };
-        match op {
-            CondOp::Eq | CondOp::Ne => format!("{column} = {p}"),
-            CondOp::Co if pg => format!("strpos({column}, {p}) > 0"),
-            CondOp::Co => format!("instr({column}, {p}) > 0"),
-            CondOp::Sw if pg => format!("starts_with({column}, {p})"),
-            CondOp::Sw => format!("substr({column}, 1, length({p})) = {p}"),
-            CondOp::Ew if pg => format!("right({column}, length({p})) = {p}"),
-            CondOp::Ew => format!(
-                "length({column}) >= length({p}) AND substr({column}, length({column}) - length({p}) + 1) = {p}"
-            ),
-            CondOp::Gt => format!("{column}{collate} > {p}"),
-            CondOp::Ge => format!("{column}{collate} >= {p}"),
-            CondOp::Lt => format!("{column}{collate} < {p}"),
-            CondOp::Le => format!("{column}{collate} <= {p}"),
-        }
+        compare_sql(self.backend, column, op, &p)
     }
 
     /// The users SQLite's per-user trigram index finds for `query` (see [`user_search_query`]).
@@ -550,7 +555,7 @@ fn substring_needed(c: &Cond) -> Option<(&str, CondOp, &str)> {
     }
 }
 
-fn backend_of(c: &AnyConnection) -> Backend {
+pub(crate) fn backend_of(c: &AnyConnection) -> Backend {
     if crate::queries::is_sqlite(c) {
         Backend::Sqlite
     } else {

@@ -87,18 +87,13 @@ pub async fn scim_groups_by_name(
     how: NameMatch,
     text: &str,
 ) -> Result<Vec<ScimGroupRow>> {
-    let pg = !is_sqlite(c);
-    let test = match how {
-        NameMatch::Eq => "display_name_ci = $1",
-        NameMatch::Co if pg => "strpos(display_name_ci, $1) > 0",
-        NameMatch::Co => "instr(display_name_ci, $1) > 0",
-        NameMatch::Sw if pg => "starts_with(display_name_ci, $1)",
-        NameMatch::Sw => "substr(display_name_ci, 1, length($1)) = $1",
-        NameMatch::Ew if pg => "right(display_name_ci, length($1)) = $1",
-        NameMatch::Ew => {
-            "length(display_name_ci) >= length($1) AND substr(display_name_ci, length(display_name_ci) - length($1) + 1) = $1"
-        }
+    let op = match how {
+        NameMatch::Eq => crate::CondOp::Eq,
+        NameMatch::Co => crate::CondOp::Co,
+        NameMatch::Sw => crate::CondOp::Sw,
+        NameMatch::Ew => crate::CondOp::Ew,
     };
+    let test = crate::scim::compare_sql(crate::scim::backend_of(c), "display_name_ci", op, "$1");
     let sql = format!("SELECT {GROUP_COLS} FROM scim_groups WHERE {test} ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(text)
