@@ -148,6 +148,15 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 6,
+        name: "scim_user_search_postgres",
+        sql: include_str!("../migrations/0006_scim_user_search_postgres.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0006_scim_user_search_postgres.postgres.sql"
+        )),
+        data: Some(crate::scim::user_search_index_postgres),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -166,12 +166,14 @@ impl Sql {
         compare_sql(self.backend, column, op, &p)
     }
 
-    /// The users SQLite's per-user trigram index finds for `query` (see [`user_search_query`]).
-    fn user_search(&mut self, query: &str) {
-        let p = self.param(query);
+    /// The users the per-user index finds for `search` (see [`user_search_query`]).
+    fn user_search(&mut self, search: UserSearch<'_>) {
+        let p = self.param(&search.param(self.backend));
         let _ = write!(
             self.text,
-            "u.seq IN (SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH {p})"
+            "{} IN ({})",
+            user_key(self.backend),
+            search.keys(self.backend, &p)
         );
     }
 
@@ -220,8 +222,8 @@ impl Sql {
     fn cond(&mut self, c: &Cond) {
         match c {
             Cond::Cmp { attr, sub, op, val } => {
-                if let Some(query) = user_search_query(self.backend, attr, sub, *op, val) {
-                    self.user_search(&query);
+                if let Some(search) = user_search_query(self.backend, attr, sub, *op, val) {
+                    self.user_search(search);
                     return;
                 }
                 let op2 = if *op == CondOp::Ne { CondOp::Eq } else { *op };
@@ -266,8 +268,8 @@ impl Sql {
                 if let Cond::Cmp { sub, op, val, .. } = cond.as_ref()
                     && *op != CondOp::Ne
                 {
-                    if let Some(query) = user_search_query(self.backend, attr, sub, *op, val) {
-                        self.user_search(&query);
+                    if let Some(search) = user_search_query(self.backend, attr, sub, *op, val) {
+                        self.user_search(search);
                         return;
                     }
                     let rows = self.value_rows("e", attr, sub, *op, val);
@@ -359,8 +361,9 @@ fn trigram_searchable(backend: Backend, val: &str) -> bool {
     }
 }
 
-/// The attributes (name, sub-attribute) whose `co` SQLite's per-user trigram index answers,
-/// each with its column in `scim_users_trigram` (migration 4), in the table's column order.
+/// The attributes (name, sub-attribute) whose `co` the per-user trigram index answers, each
+/// with its column in the index (SQLite's `scim_users_trigram`, migration 4; PostgreSQL's
+/// `scim_users_search`, migration 6), in the tables' column order.
 const USER_SEARCH: [(&str, &str, &str); 6] = [
     ("username", "", "username"),
     ("displayname", "", "displayname"),
@@ -370,39 +373,81 @@ const USER_SEARCH: [(&str, &str, &str); 6] = [
     ("name", "givenname", "name_givenname"),
 ];
 
-/// What separates a user's several values of one attribute in its `scim_users_trigram` column:
+/// What separates a user's several values of one attribute in its per-user index column:
 /// a text without it cannot match across two values.
 const VALUE_SEPARATOR: char = '\n';
 
-/// The FTS5 query (column filter and phrase) that finds exactly the users holding `val` in a
-/// value of `attr`/`sub`, when SQLite's per-user index can answer this comparison alone: a
-/// `co` on one of [`USER_SEARCH`]'s attributes, of three characters or more, without the
-/// separator. A trigram phrase matches where its trigrams stand one after another, which is
-/// where the text is (case kept: the values are normalized already); no row needs reading
-/// to check it.
-fn user_search_query(
+/// A comparison the per-user index answers alone: a `co` on one of [`USER_SEARCH`]'s
+/// attributes (its index column here) with the text `val`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UserSearch<'a> {
+    column: &'static str,
+    val: &'a str,
+}
+
+impl UserSearch<'_> {
+    /// What the index query binds: on SQLite the FTS5 query (column filter and phrase; a
+    /// trigram phrase matches where its trigrams stand one after another, which is where the
+    /// text is), on PostgreSQL the `LIKE` pattern. Case is kept: the values are normalized
+    /// already.
+    fn param(&self, backend: Backend) -> String {
+        match backend {
+            Backend::Sqlite => format!(
+                "{{{}}} : \"{}\"",
+                self.column,
+                self.val.replace('"', "\"\"")
+            ),
+            Backend::Postgres => format!("%{}%", crate::filter::like_escaped(self.val)),
+        }
+    }
+
+    /// The keys ([`user_key`]) of the users holding the text, bound as `p`.
+    fn keys(&self, backend: Backend, p: &str) -> String {
+        match backend {
+            Backend::Sqlite => {
+                format!("SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH {p}")
+            }
+            Backend::Postgres => format!(
+                "SELECT user_id FROM scim_users_search WHERE {} LIKE {p} ESCAPE '\\'",
+                self.column
+            ),
+        }
+    }
+}
+
+/// The column of `scim_users u` the per-user index is keyed by: `seq` on SQLite (FTS5 rows
+/// are numbered), the id on PostgreSQL. Each is also the backend's listing order.
+fn user_key(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "u.seq",
+        Backend::Postgres => "u.id",
+    }
+}
+
+/// The index lookup that finds exactly the users holding `val` in a value of `attr`/`sub`,
+/// when the per-user index can answer this comparison alone: a `co` on one of
+/// [`USER_SEARCH`]'s attributes whose text the trigram index can search
+/// ([`trigram_searchable`]) and which holds no separator. No row of `scim_users` or
+/// `scim_values` needs reading to check it.
+fn user_search_query<'a>(
     backend: Backend,
     attr: &str,
     sub: &str,
     op: CondOp,
-    val: &str,
-) -> Option<String> {
-    if backend != Backend::Sqlite
-        || op != CondOp::Co
-        || val.contains(VALUE_SEPARATOR)
-        || !trigram_searchable(backend, val)
-    {
+    val: &'a str,
+) -> Option<UserSearch<'a>> {
+    if op != CondOp::Co || val.contains(VALUE_SEPARATOR) || !trigram_searchable(backend, val) {
         return None;
     }
     let (_, _, column) = USER_SEARCH
         .iter()
         .find(|(a, s, _)| *a == attr && *s == sub)?;
-    Some(format!("{{{column}}} : \"{}\"", val.replace('"', "\"\"")))
+    Some(UserSearch { column, val })
 }
 
-/// The index query of a filter that is one comparison [`user_search_query`] answers: its
+/// The index lookup of a filter that is one comparison [`user_search_query`] answers: its
 /// matches are then counted in the index alone, which holds one row per live user.
-fn user_search_only(backend: Backend, filter: Option<&Cond>) -> Option<String> {
+fn user_search_only(backend: Backend, filter: Option<&Cond>) -> Option<UserSearch<'_>> {
     match filter? {
         Cond::Cmp { attr, sub, op, val } => user_search_query(backend, attr, sub, *op, val),
         Cond::Element { attr, cond } => match cond.as_ref() {
@@ -413,16 +458,7 @@ fn user_search_only(backend: Backend, filter: Option<&Cond>) -> Option<String> {
     }
 }
 
-/// The order of listings without `sortBy`, and the last key of those with one: creation order
-/// on SQLite (`seq`, which its per-user index is keyed by), id order on PostgreSQL.
-fn listing_order(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "u.seq",
-        Backend::Postgres => "u.id",
-    }
-}
-
-/// A user's row of `scim_users_trigram`: for each of [`USER_SEARCH`]'s attributes, its values
+/// A user's row of the per-user index: for each of [`USER_SEARCH`]'s attributes, its values
 /// joined by [`VALUE_SEPARATOR`] (`None` without one).
 fn user_search_row(values: &[IndexedValue]) -> Vec<Option<String>> {
     USER_SEARCH
@@ -438,9 +474,10 @@ fn user_search_row(values: &[IndexedValue]) -> Vec<Option<String>> {
         .collect()
 }
 
-/// `rowid, username, displayname, ...`: the columns of `scim_users_trigram` a row is written to.
-fn user_search_columns() -> String {
-    let mut cols = String::from("rowid");
+/// `key, username, displayname, ...`: the columns of the per-user index a row is written to,
+/// `key` its key column (`rowid` on SQLite, `user_id` on PostgreSQL).
+fn user_search_columns(key: &str) -> String {
+    let mut cols = String::from(key);
     for (_, _, column) in USER_SEARCH {
         cols.push_str(", ");
         cols.push_str(column);
@@ -448,17 +485,28 @@ fn user_search_columns() -> String {
     cols
 }
 
-/// Writes the per-user index rows of users (SQLite only): one per user, keyed by its `seq`.
-async fn index_user_search(c: &mut AnyConnection, users: &[(i64, &[IndexedValue])]) -> Result<()> {
+/// A user's entry in the per-user index: its id, its `seq` (SQLite's key) and its values.
+type UserEntry<'a> = (&'a str, i64, &'a [IndexedValue]);
+
+/// Writes the per-user index rows of users: one per user, keyed by its `seq` on SQLite and by
+/// its id on PostgreSQL.
+async fn index_user_search(c: &mut AnyConnection, users: &[UserEntry<'_>]) -> Result<()> {
+    let sqlite = crate::queries::is_sqlite(c);
+    let (table, key) = if sqlite {
+        ("scim_users_trigram", "rowid")
+    } else {
+        ("scim_users_search", "user_id")
+    };
     for chunk in users.chunks(500) {
-        let mut sql = format!(
-            "INSERT INTO scim_users_trigram ({}) VALUES ",
-            user_search_columns()
-        );
-        crate::queries::push_placeholders(&mut sql, chunk.len(), USER_SEARCH.len() + 1, true);
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", user_search_columns(key));
+        crate::queries::push_placeholders(&mut sql, chunk.len(), USER_SEARCH.len() + 1, sqlite);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, values) in chunk {
-            q = q.bind(*seq);
+        for (id, seq, values) in chunk {
+            q = if sqlite {
+                q.bind(*seq)
+            } else {
+                q.bind(id.to_string())
+            };
             for column in user_search_row(values) {
                 q = q.bind(column);
             }
@@ -468,8 +516,16 @@ async fn index_user_search(c: &mut AnyConnection, users: &[(i64, &[IndexedValue]
     Ok(())
 }
 
-/// Takes a stored user out of the per-user index (SQLite only); returns its `seq`.
+/// Takes a stored user out of the per-user index; returns its `seq` (0 on PostgreSQL, which
+/// keys the index by id).
 async fn unindex_user_search(c: &mut AnyConnection, id: &str) -> Result<i64> {
+    if !crate::queries::is_sqlite(c) {
+        sqlx::query("DELETE FROM scim_users_search WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        return Ok(0);
+    }
     let seq: i64 = sqlx::query("SELECT seq FROM scim_users WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *c)
@@ -523,7 +579,7 @@ pub(crate) fn user_search_index(
             .await?;
         let mut sql = format!(
             "INSERT INTO scim_users_trigram ({}) SELECT u.seq",
-            user_search_columns()
+            user_search_columns("rowid")
         );
         for (attr, sub, _) in USER_SEARCH {
             // `+` keeps the planner on `scim_values_resource` (one user's values), not on
@@ -532,6 +588,38 @@ pub(crate) fn user_search_index(
                 sql,
                 ", (SELECT group_concat(v.val, char(10)) FROM scim_values v
                     WHERE v.resource_id = u.id AND +v.attr = '{attr}' AND +v.sub = '{sub}')"
+            );
+        }
+        sql.push_str(" FROM scim_users u WHERE u.deleted = 0");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    })
+}
+
+/// Migration 6's data step: on PostgreSQL, fills the per-user trigram index
+/// (`scim_users_search`) from the stored values of the live users. Safe to run again over its
+/// own result: the table is emptied before it is filled. Nothing on SQLite (migration 4).
+pub(crate) fn user_search_index_postgres(
+    c: &mut AnyConnection,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if crate::queries::is_sqlite(c) {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM scim_users_search")
+            .execute(&mut *c)
+            .await?;
+        let mut sql = format!(
+            "INSERT INTO scim_users_search ({}) SELECT u.id",
+            user_search_columns("user_id")
+        );
+        for (attr, sub, _) in USER_SEARCH {
+            let _ = write!(
+                sql,
+                ", (SELECT string_agg(v.val, chr(10) ORDER BY v.idx, v.val) FROM scim_values v
+                    WHERE v.resource_id = u.id AND v.attr = '{attr}' AND v.sub = '{sub}')"
             );
         }
         sql.push_str(" FROM scim_users u WHERE u.deleted = 0");
@@ -728,15 +816,16 @@ pub async fn search_scim_users(
     let mut q = live_matching(backend, filter);
     let where_sql = std::mem::take(&mut q.text);
     let filter_binds = q.binds.len();
-    // One comparison SQLite's per-user index answers is counted there, without reading the
-    // users: the index holds exactly the live ones.
+    // One comparison the per-user index answers is counted there, without reading the users:
+    // the index holds exactly the live ones.
     let indexed = user_search_only(backend, filter);
     let count = async |c: &mut AnyConnection, binds: &[String]| -> Result<i64> {
         let count = match &indexed {
-            Some(query) => sqlx::query(
-                "SELECT COUNT(*) FROM scim_users_trigram WHERE scim_users_trigram MATCH $1",
-            )
-            .bind(query.clone()),
+            Some(search) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM ({}) k",
+                search.keys(backend, "$1")
+            )))
+            .bind(search.param(backend)),
             None => {
                 let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
                 let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
@@ -768,19 +857,20 @@ pub async fn search_scim_users(
             dir_nulls = if s.descending { "DESC" } else { "ASC" },
         );
     }
-    let key = listing_order(backend);
+    let key = user_key(backend);
     order.push_str(key);
     let lim = q.param(&limit.to_string());
     let off = q.param(&offset.to_string());
     let cast = |p: &str| format!("CAST({p} AS BIGINT)");
     let page = match (&indexed, sort) {
-        // The index yields its matches in `seq` order: it reads only as far as the page ends.
-        // (The filter is that one comparison, so its only parameter, `$1`, is the query.)
-        (Some(_), None) => format!(
-            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE u.seq IN
-             (SELECT rowid FROM scim_users_trigram WHERE scim_users_trigram MATCH $1
-              ORDER BY rowid LIMIT {} OFFSET {})
+        // The page is taken from the index's matches in key order (on SQLite FTS5 yields them
+        // so and reads only as far as the page ends). (The filter is that one comparison, so
+        // its only parameter, `$1`, is the index query.)
+        (Some(search), None) => format!(
+            "SELECT {USER_COLS}, {key} AS ord FROM scim_users u WHERE {key} IN
+             ({} ORDER BY 1 LIMIT {} OFFSET {})
              ORDER BY {order}",
+            search.keys(backend, "$1"),
             cast(&lim),
             cast(&off)
         ),
@@ -870,10 +960,8 @@ pub async fn put_scim_user(
         .await?;
     let indexed: Vec<(&str, &IndexedValue)> = values.iter().map(|v| (u.id.as_str(), v)).collect();
     insert_values(c, &indexed).await?;
-    if crate::queries::is_sqlite(c) {
-        let seq = unindex_user_search(c, &u.id).await?;
-        index_user_search(c, &[(seq, values)]).await?;
-    }
+    let seq = unindex_user_search(c, &u.id).await?;
+    index_user_search(c, &[(u.id.as_str(), seq, values)]).await?;
     Ok(true)
 }
 
@@ -932,13 +1020,11 @@ pub async fn insert_scim_users(
         .flat_map(|(u, vs)| vs.iter().map(move |v| (u.id.as_str(), v)))
         .collect();
     insert_values(c, &values).await?;
-    if sqlite {
-        let rows: Vec<(i64, &[IndexedValue])> = (first_seq..)
-            .zip(users)
-            .map(|(seq, (_, vs))| (seq, vs.as_slice()))
-            .collect();
-        index_user_search(c, &rows).await?;
-    }
+    let rows: Vec<UserEntry<'_>> = (first_seq..)
+        .zip(users)
+        .map(|(seq, (u, vs))| (u.id.as_str(), seq, vs.as_slice()))
+        .collect();
+    index_user_search(c, &rows).await?;
     Ok(())
 }
 
@@ -1002,9 +1088,7 @@ pub async fn delete_scim_user(
     .await?
     .rows_affected();
     if n == 1 {
-        if crate::queries::is_sqlite(c) {
-            unindex_user_search(c, id).await?;
-        }
+        unindex_user_search(c, id).await?;
         sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
             .bind(id)
             .execute(&mut *c)
@@ -1361,12 +1445,12 @@ mod tests {
                 attr: "emails".into(),
                 cond: Box::new(cmp("value", CondOp::Co, &email[1..7])),
             };
-            // On SQLite a `co` of a user attribute reads the per-user index; the others (and
-            // every substring filter on PostgreSQL) the per-value one.
+            // A `co` of a user attribute reads the per-user index (SQLite's FTS5 table,
+            // PostgreSQL's `scim_users_search`); the others the per-value one.
             let per_user = if store.backend() == Backend::Sqlite {
                 "scim_users_trigram"
             } else {
-                "scim_values_trigram"
+                "scim_users_search"
             };
             for (what, cond, index) in [
                 ("userName co", cmp("", CondOp::Co, &name[3..11]), per_user),
@@ -1387,6 +1471,26 @@ mod tests {
                     .unwrap()
                     .join("\n");
                 assert!(plan.contains(index), "{url}: {what}:\n{plan}");
+                if store.backend() == Backend::Postgres && index == per_user {
+                    // PostgreSQL reads a table of 20,000 short rows whole; kept from that, it
+                    // takes the column's trigram index (the pattern's form fits the index).
+                    sqlx::query("SET enable_seqscan = off")
+                        .execute(&mut *c)
+                        .await
+                        .unwrap();
+                    let plan = scim_search_plan(&mut c, Some(&cond))
+                        .await
+                        .unwrap()
+                        .join("\n");
+                    sqlx::query("RESET enable_seqscan")
+                        .execute(&mut *c)
+                        .await
+                        .unwrap();
+                    assert!(
+                        plan.contains("scim_users_search_"),
+                        "{url}: {what}:\n{plan}"
+                    );
+                }
                 let (total, _) = search_scim_users(&mut c, Some(&cond), None, 0, 10)
                     .await
                     .unwrap();
@@ -1418,10 +1522,25 @@ mod tests {
             .collect();
         let written: Vec<&str> = USER_SEARCH.iter().map(|(_, _, c)| *c).collect();
         assert_eq!(declared, written);
-        assert_eq!(
-            user_search_query(Backend::Sqlite, "emails", "value", CondOp::Co, "a\"b"),
-            Some("{emails} : \"a\"\"b\"".to_string())
-        );
+        let sql = include_str!("../migrations/0006_scim_user_search_postgres.postgres.sql");
+        let declared: Vec<&str> = sql
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter_map(|l| l.strip_suffix(" TEXT"))
+            .collect();
+        assert_eq!(declared, written);
+        for column in written {
+            assert!(
+                sql.contains(&format!("({column} gin_trgm_ops)")),
+                "{column} has no trigram index"
+            );
+        }
+        let quoted = user_search_query(Backend::Sqlite, "emails", "value", CondOp::Co, "a\"b")
+            .expect("a co on emails' values");
+        assert_eq!(quoted.param(Backend::Sqlite), "{emails} : \"a\"\"b\"");
+        let pattern = user_search_query(Backend::Postgres, "username", "", CondOp::Co, "5%_\\abc")
+            .expect("a co with three letters in a row");
+        assert_eq!(pattern.param(Backend::Postgres), "%5\\%\\_\\\\abc%");
         for (attr, sub, op, val) in [
             ("emails", "type", CondOp::Co, "work"),
             ("username", "", CondOp::Sw, "abc"),
@@ -1430,8 +1549,10 @@ mod tests {
         ] {
             assert_eq!(user_search_query(Backend::Sqlite, attr, sub, op, val), None);
         }
+        // pg_trgm takes its trigrams from words: a text without three letters or digits in a
+        // row is not looked up there.
         assert_eq!(
-            user_search_query(Backend::Postgres, "username", "", CondOp::Co, "abc"),
+            user_search_query(Backend::Postgres, "username", "", CondOp::Co, "a.b.c"),
             None
         );
     }

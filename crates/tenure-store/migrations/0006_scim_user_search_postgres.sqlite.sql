@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its per-user trigram index is migration 4's (`scim_users_trigram`).
