@@ -5,7 +5,7 @@
 //! the audit writer; storing the checkpoint is one short insert. What to sign and when is
 //! decided in `tenure_core::checkpoint`.
 
-use crate::Clock;
+use crate::clock::Clock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Storing events: many per transaction, each answered once its transaction is on disk.
 
-use crate::{EngineError, Inner, Result, planning, worker};
+use crate::context::Inner;
+use crate::error::{EngineError, Result};
+use crate::messages::{IngestOutcome, Job, Planning, Submission};
+use crate::{dispatch, planning};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,69 +15,6 @@ use tenure_core::known;
 use tenure_core::run::Priority;
 use tenure_store::{EventRow, NewAudit, RunRow};
 use tokio::sync::{mpsc, oneshot};
-
-/// When the runs of events stored in a caller's transaction ([`crate::Engine::submit_in`])
-/// are planned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Planning {
-    /// In that transaction: the steps of a run due now can be claimed the moment it commits.
-    InTransaction,
-    /// By the engine's dispatcher once it commits, in transactions of its own, a few hundred
-    /// runs at a time: a change that re-plans thousands of people is stored without waiting
-    /// for their plans. Runs are stored pending, so a crash before they are planned loses
-    /// nothing: they are planned on restart.
-    AfterCommit,
-}
-
-/// An event to store, with who sent it and how to recognise a retry of it.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    /// The validated event.
-    pub event: EventInput,
-    /// The `Idempotency-Key` header, if any; else the event's own `id` is the key.
-    pub idempotency_key: Option<String>,
-    /// The token name (or component) that sent it.
-    pub actor: String,
-    /// The `X-Request-Id` of the HTTP request it came with, stored with the event and in its
-    /// `event.received` audit entry, so a request's log lines lead to its run.
-    pub request_id: Option<String>,
-}
-
-/// What became of a submission.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IngestOutcome {
-    /// Stored (or stored before, when `replay`).
-    Accepted {
-        /// tenure's event id.
-        event_id: String,
-        /// The run it started.
-        run_id: String,
-        /// True when this is a repeat of an event already stored under the same key.
-        replay: bool,
-    },
-    /// The key was used before for a different event.
-    KeyReused {
-        /// The key.
-        key: String,
-        /// The event stored under it.
-        event_id: String,
-    },
-    /// Not stored: the event names a person or a client tenure does not know (see
-    /// [`tenure_core::known`]).
-    Refused {
-        /// The field naming the stranger: `person.id` or `engagement.client`.
-        field: String,
-        /// Why, for people.
-        message: String,
-    },
-}
-
-pub(crate) struct Job {
-    submission: Submission,
-    /// When the engine was handed the event: latencies count from here.
-    received_at: i64,
-    reply: oneshot::Sender<Result<IngestOutcome>>,
-}
 
 pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<IngestOutcome> {
     let (reply, answer) = oneshot::channel();
@@ -367,7 +307,7 @@ pub(crate) async fn store_events(
         }
     }
     batch.finish(inner, tx, now).await?;
-    worker::claim_urgent_now(inner, tx, &urgent, now).await?;
+    dispatch::claim_urgent_now(inner, tx, &urgent, now).await?;
     Ok(outcomes)
 }
 

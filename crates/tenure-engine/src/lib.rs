@@ -14,20 +14,36 @@
 //! Invariant: every state change and its audit entry share one transaction; a crash at any
 //! point leaves either the old or the new state, and running steps are retried with the same
 //! operation id on restart, which connectors answer as "already done".
+//!
+//! The files form layers, each importing only those under it (ARCHITECTURE.md lists them;
+//! `tests/layers.rs` fails on an import cycle): the shared context and messages, then the
+//! writers inside a transaction (timers, progress, dispatch) and pure authorization, the
+//! approval gate, planning, the loops and commands, the scheduler, and this facade on top.
 
 mod approvals;
+mod authorize;
 mod checkpoints;
 mod clock;
+mod context;
+mod dispatch;
+mod error;
+mod facts;
+mod gates;
 mod ingest;
+mod messages;
 mod planning;
+mod progress;
 mod reconcile;
 mod scheduler;
+mod timers;
 mod worker;
 
 pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use checkpoints::{CheckpointError, CheckpointWriter, Round, Sink};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ingest::{IngestOutcome, Planning, Submission};
+pub use context::{EngineOptions, Rules};
+pub use error::{EngineError, Result};
+pub use messages::{IngestOutcome, Planning, RunFinished, Submission};
 pub use planning::RunDetail;
 pub use reconcile::{
     GroupWhatIf, MemberChange, NotPlanned, PersonPlan, Reloaded, WhatIf, groups_transfer, what_if,
@@ -36,6 +52,7 @@ pub use reconcile::{
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
+use context::{Inner, SystemHandle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
@@ -53,162 +70,6 @@ use tenure_core::health::{HealthStatus, SystemHealth};
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
-
-/// Errors the engine reports to its callers.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] tenure_store::StoreError),
-    /// No such run, event or person.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The request conflicts with the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// The caller may not do this (decide an approval they are not an approver of, ...).
-    #[error("{0}")]
-    Forbidden(String),
-    /// A value the caller gave is not acceptable.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// The field at fault.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The configuration cannot be turned into working connectors.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// The database could not take the change now; nothing was stored. Try again.
-    #[error("storage unavailable, nothing was stored: {0}")]
-    Unavailable(String),
-    /// The engine is shutting down.
-    #[error("the engine is shutting down")]
-    ShuttingDown,
-}
-
-/// Shorthand for engine results.
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
-
-/// A run reached a terminal state.
-#[derive(Debug, Clone)]
-pub struct RunFinished {
-    /// The run.
-    pub run_id: String,
-    /// What caused it.
-    pub kind: tenure_core::run::RunKind,
-    /// Its final state.
-    pub state: tenure_core::run::RunState,
-    /// From the event's receipt (or effective time, if later) to the last step done.
-    pub latency_ms: i64,
-}
-
-/// Tuning that is not part of the policy configuration.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Steps in flight at once, over all systems.
-    pub max_in_flight: usize,
-    /// Leaver steps in flight at once, on top of `max_in_flight`.
-    pub max_urgent_in_flight: usize,
-    /// Steps claimed per transaction.
-    pub claim_batch: usize,
-    /// How long a claimed step is held before another instance may take it over.
-    pub lease_ms: i64,
-    /// Seed for retry jitter (random when absent).
-    pub seed: Option<u64>,
-    /// Whether this instance is the only one on its database (SQLite): on start it may take
-    /// back every running step at once instead of waiting for leases to run out.
-    pub sole_instance: bool,
-    /// The secret notifications are signed with (read from the environment variable the
-    /// configuration's `[notifications] secret_env` names); required when a webhook is set.
-    pub webhook_secret: Option<String>,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 512,
-            max_urgent_in_flight: 256,
-            claim_batch: 256,
-            lease_ms: 60_000,
-            seed: None,
-            sole_instance: true,
-            webhook_secret: None,
-        }
-    }
-}
-
-pub(crate) struct SystemHandle {
-    connector: Arc<dyn Connector>,
-    permits: Arc<Semaphore>,
-    breaker: Mutex<Breaker>,
-    /// Recent calls and the health they add up to; told of each call after the breaker.
-    health: Mutex<SystemHealth>,
-}
-
-/// The rules runs are planned with: the configuration and the policy set, swapped together
-/// when they are reloaded, so a plan never sees the templates of one and the policy of another.
-#[derive(Debug)]
-pub struct Rules {
-    /// Systems, entitlements, templates, separation of duties, engine settings.
-    pub config: Arc<Config>,
-    /// Decides every grant a plan would make (allows all when there are no policy files).
-    pub policy: Arc<PolicyEngine>,
-    /// Which rules these are, for run reasons and audit entries ("as started", "reload 2").
-    pub label: String,
-}
-
-pub(crate) struct Inner {
-    store: Store,
-    /// Read with [`Inner::rules`]; replaced whole by [`Engine::reload`].
-    rules: RwLock<Arc<Rules>>,
-    /// Serializes reloads (each one swaps, audits and schedules re-plans).
-    reloading: tokio::sync::Mutex<u64>,
-    systems: HashMap<String, SystemHandle>,
-    clock: Arc<dyn Clock>,
-    rng: Mutex<StdRng>,
-    options: EngineOptions,
-    wake: Arc<Notify>,
-    /// Wakes the scheduler (timers and notifications).
-    timer_wake: Arc<Notify>,
-    /// Held while a batch of timers fires, so `Engine::fire_due_timers` returns only once what
-    /// was due has fired, whoever fired it.
-    firing: tokio::sync::Mutex<()>,
-    /// Sends notifications.
-    http: reqwest::Client,
-    /// The notification signing key, when a webhook is configured.
-    webhook_key: Option<Vec<u8>>,
-    in_flight: AtomicUsize,
-    urgent_in_flight: AtomicUsize,
-    finished: broadcast::Sender<RunFinished>,
-    ingest_tx: mpsc::Sender<ingest::Job>,
-    outcome_tx: mpsc::Sender<worker::Outcome>,
-    urgent_tx: mpsc::Sender<worker::Outcome>,
-    /// Steps whose connector call is in flight or whose outcome is not yet recorded, with the
-    /// lease this process holds on each; the completer renews them and fences outcomes by them.
-    held: Mutex<HashMap<String, worker::Held>>,
-    /// Asks the completer to renew the leases that are due now (see [`Engine::renew_leases`]).
-    renew_tx: mpsc::Sender<worker::RenewRequest>,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Inner {
-    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
-        self.wake.clone()
-    }
-
-    /// The rules in force now (a cheap clone of a shared snapshot).
-    pub(crate) fn rules(&self) -> Arc<Rules> {
-        self.rules.read().expect("rules lock").clone()
-    }
-
-    /// Wakes the dispatcher and the scheduler.
-    pub(crate) fn wake_all(&self) {
-        self.wake.notify_one();
-        self.timer_wake.notify_one();
-    }
-}
 
 /// The running engine: cheap to clone.
 #[derive(Clone)]

@@ -1,22 +1,24 @@
 //! Planning runs and moving them along: from an event to steps, from step outcomes to the
 //! run's next phase, and the operator's cancel and retry.
 
-use crate::{EngineError, Inner, Result, Rules, RunFinished, approvals, scheduler};
+use crate::authorize::{Authorized, authorize_grants};
+use crate::context::{Inner, Rules};
+use crate::error::{EngineError, Result};
+use crate::facts::client_facts;
+use crate::progress::{advance_run, advance_runs, fail_run};
+use crate::{gates, timers};
 use chrono::DateTime;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use tenure_core::approval::StageKind;
+use std::collections::BTreeSet;
 use tenure_core::audit::AuditAction;
-use tenure_core::config::{ClientFacts, Config, TimeBound};
+use tenure_core::config::ClientFacts;
 use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{
-    DoneStep, Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, compensation,
-    evaluate, operation_id, systems_progress,
+    Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, operation_id,
+    systems_progress,
 };
-use tenure_core::sod::{self, SodEffect};
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
-use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
 /// A run with its steps, as the API shows it.
@@ -232,7 +234,7 @@ async fn plan_loaded(
         pre = None;
         // A leave jumps ahead of work already planned: it cancels the steps that have not
         // started (approvals still open included) and waits just for calls in flight.
-        let why = approvals::Withdrawal {
+        let why = gates::Withdrawal {
             actor: "engine",
             reason: format!("{} run {} takes precedence", run.kind, run.id),
             by_run: Some(&run.id),
@@ -303,7 +305,7 @@ async fn plan_loaded(
             .as_ref()
             .is_some_and(|s| s.status != PersonStatus::Terminated)
     {
-        approvals::on_person_left(inner, tx, &applied.person.id, now).await?;
+        gates::on_person_left(inner, tx, &applied.person.id, now).await?;
     }
     if let Some(client) = &applied.client {
         let before = tenure_store::clients_by_ids(tx.conn(), &[client.id.as_str()]).await?;
@@ -315,7 +317,7 @@ async fn plan_loaded(
     for en in &applied.engagements {
         tenure_store::upsert_engagement(tx.conn(), en).await?;
     }
-    scheduler::schedule_end_dates(tx, &applied.person, &applied.engagements, now).await?;
+    timers::schedule_end_dates(tx, &applied.person, &applied.engagements, now).await?;
     let mut all_engagements = engagements;
     for en in &applied.engagements {
         match all_engagements.iter_mut().find(|g| g.id == en.id) {
@@ -398,7 +400,7 @@ async fn rejudge_client(
     if people.is_empty() {
         return Ok(());
     }
-    crate::reconcile::schedule_reconcile(tx, &people, now).await?;
+    schedule_reconcile(tx, &people, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: "engine".into(),
@@ -501,56 +503,6 @@ pub(crate) struct State<'a> {
     pub grants: &'a [Grant],
     /// What events told of the clients involved.
     pub clients: &'a ClientFacts,
-}
-
-/// What events told of `entitlement`'s client, if it has one.
-pub(crate) async fn client_facts_of(
-    c: &mut tenure_store::AnyConnection,
-    config: &Config,
-    entitlement: &str,
-) -> Result<ClientFacts> {
-    let client = config
-        .entitlements
-        .get(entitlement)
-        .and_then(|e| e.client.as_deref());
-    told_clients(c, config, client.as_slice()).await
-}
-
-/// `entitlement`'s time bound, with its client's terms as events told of them.
-pub(crate) async fn time_bound(
-    c: &mut tenure_store::AnyConnection,
-    config: &Config,
-    entitlement: &str,
-) -> Result<Option<TimeBound>> {
-    let clients = client_facts_of(c, config, entitlement).await?;
-    Ok(config.time_bound_with(entitlement, &clients))
-}
-
-/// What events told of the clients that bear on a person's access (see [`ClientFacts`]).
-pub(crate) async fn client_facts(
-    c: &mut tenure_store::AnyConnection,
-    config: &Config,
-    engagements: &[tenure_core::Engagement],
-    grants: &[Grant],
-) -> Result<ClientFacts> {
-    let ids: Vec<&str> = config
-        .clients_involved(engagements, grants.iter().map(|g| g.entitlement.as_str()))
-        .into_iter()
-        .collect();
-    told_clients(c, config, &ids).await
-}
-
-/// The stored clients among `ids`, each over its configured self.
-async fn told_clients(
-    c: &mut tenure_store::AnyConnection,
-    config: &Config,
-    ids: &[&str],
-) -> Result<ClientFacts> {
-    if ids.is_empty() {
-        return Ok(ClientFacts::default());
-    }
-    let told = tenure_store::clients_by_ids(c, ids).await?;
-    Ok(ClientFacts::new(config, told))
 }
 
 /// A plan with policy's decisions on its grants.
@@ -667,7 +619,7 @@ async fn bound_planned_grants(
                 .is_none_or(|at| at > now.saturating_add(bound.ms))
         });
     for (g, bound) in planned.chain(held) {
-        scheduler::bound_grant(
+        timers::bound_grant(
             tx,
             &g.person_id,
             &g.entitlement,
@@ -828,387 +780,8 @@ async fn store_plan(
         details,
         ..Default::default()
     });
-    approvals::on_planned(inner, tx, run, request, &steps, &authorized, now).await?;
+    gates::on_planned(inner, tx, run, request, &steps, &authorized, now).await?;
     Ok(note)
-}
-
-/// Policy's decision on one grant a plan would make.
-pub(crate) struct GrantDecision {
-    entitlement: String,
-    decision: Decision,
-    /// Who must approve, per required approval: (approver, person or team if known, policy).
-    approvers: Vec<(Approver, Option<String>, String)>,
-    /// Held already: a denial revokes it.
-    held: bool,
-    /// Separation-of-duties rules that would have denied it and that break-glass overrode
-    /// (`sod:...` ids).
-    overridden: Vec<String>,
-}
-
-/// What policy said about the grants of one plan, with what an access request adds: its
-/// configured stages, or no approval at all for break-glass.
-#[derive(Default)]
-pub(crate) struct Authorized {
-    decisions: Vec<GrantDecision>,
-    /// Stages required on top of policy's, per entitlement (access requests).
-    extra: BTreeMap<String, Vec<StageKind>>,
-    /// Entitlements whose approval is waived (break-glass).
-    waived: BTreeSet<String>,
-}
-
-impl Authorized {
-    /// Applies an access request: its entitlement needs the configured request stages, or
-    /// nothing at all when it is break-glass.
-    fn for_request(&mut self, request: &tenure_store::RequestRow, stages: &[StageKind]) {
-        if request.break_glass {
-            self.waived.insert(request.entitlement.clone());
-        } else if !stages.is_empty() {
-            self.extra
-                .insert(request.entitlement.clone(), stages.to_vec());
-        }
-    }
-
-    /// The approval stages each waiting entitlement needs (policy's and the request's).
-    pub(crate) fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
-        let mut out: BTreeMap<String, Vec<StageKind>> = self.extra.clone();
-        for d in self.awaiting_policy() {
-            let kinds = out.entry(d.entitlement.clone()).or_default();
-            for a in &d.decision.approvals {
-                let k = match a.approver {
-                    Approver::Manager => StageKind::Manager,
-                    Approver::Owner => StageKind::Owner,
-                    Approver::ClientOwner => StageKind::ClientOwner,
-                };
-                if !kinds.contains(&k) {
-                    kinds.push(k);
-                }
-            }
-        }
-        out.retain(|e, _| !self.waived.contains(e));
-        out
-    }
-
-    pub(crate) fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
-        self.decisions.iter().filter(|d| !d.decision.allowed)
-    }
-
-    /// Every entitlement denied, with the policies that denied it.
-    pub(crate) fn denials(&self) -> std::collections::BTreeMap<&str, &[String]> {
-        self.denied()
-            .map(|d| (d.entitlement.as_str(), d.decision.reasons.as_slice()))
-            .collect()
-    }
-
-    /// The policies (Cedar ids, `sod:...` rules) that denied `entitlement`, if they did.
-    pub(crate) fn denied_by(&self, entitlement: &str) -> Option<&[String]> {
-        self.denied()
-            .find(|d| d.entitlement == entitlement)
-            .map(|d| d.decision.reasons.as_slice())
-    }
-
-    /// The separation-of-duties rules break-glass overrode to let `entitlement` through.
-    pub(crate) fn overridden(&self, entitlement: &str) -> &[String] {
-        self.decisions
-            .iter()
-            .find(|d| d.entitlement == entitlement)
-            .map_or(&[], |d| d.overridden.as_slice())
-    }
-
-    fn overridden_json(&self) -> Vec<serde_json::Value> {
-        self.decisions
-            .iter()
-            .filter(|d| !d.overridden.is_empty())
-            .map(|d| serde_json::json!({ "entitlement": d.entitlement, "policies": d.overridden }))
-            .collect()
-    }
-
-    fn awaiting_policy(&self) -> impl Iterator<Item = &GrantDecision> {
-        self.decisions
-            .iter()
-            .filter(|d| d.decision.needs_approval())
-    }
-
-    pub(crate) fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
-        self.awaiting_policy()
-            .filter(|d| !self.waived.contains(&d.entitlement))
-    }
-
-    fn needs_approval(&self, entitlement: &str) -> bool {
-        !self.waived.contains(entitlement)
-            && (self.extra.contains_key(entitlement)
-                || self.awaiting().any(|d| d.entitlement == entitlement))
-    }
-
-    pub(crate) fn denied_json(&self) -> Vec<serde_json::Value> {
-        self.denied()
-            .map(|d| {
-                let mut j = serde_json::json!({
-                    "entitlement": d.entitlement,
-                    "policies": d.decision.reasons,
-                    "reason": d.decision.explain(),
-                    "errors": d.decision.errors,
-                });
-                if d.held {
-                    j["revoked"] = true.into();
-                }
-                j
-            })
-            .collect()
-    }
-
-    pub(crate) fn awaiting_json(&self) -> Vec<serde_json::Value> {
-        self.awaiting()
-            .map(|d| {
-                serde_json::json!({
-                    "entitlement": d.entitlement,
-                    "approvals": d.approvers.iter().map(|(a, who, policy)| serde_json::json!({
-                        "approver": a, "who": who, "policy": policy,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect()
-    }
-
-    /// The run's note: what was denied (with the deciding policies) and what waits for whom.
-    fn add_to_note(&self, note: &mut serde_json::Map<String, serde_json::Value>) {
-        let denied = self.denied_json();
-        if !denied.is_empty() {
-            note.insert("denied".into(), denied.into());
-        }
-        let awaiting = self.awaiting_json();
-        if !awaiting.is_empty() {
-            note.insert("awaiting_approval".into(), awaiting.into());
-        }
-        let overridden = self.overridden_json();
-        if !overridden.is_empty() {
-            note.insert("break_glass_overrides".into(), overridden.into());
-        }
-    }
-
-    /// The `run.planned` audit entry: every decision with its reasons, then the denied grants
-    /// and the approvals required.
-    fn add_to_audit(&self, details: &mut serde_json::Map<String, serde_json::Value>) {
-        if self.decisions.is_empty() {
-            return;
-        }
-        let all: Vec<_> = self
-            .decisions
-            .iter()
-            .map(|d| {
-                let outcome = if !d.decision.allowed {
-                    "deny"
-                } else if d.decision.needs_approval() {
-                    "approval_required"
-                } else {
-                    "allow"
-                };
-                serde_json::json!({
-                    "entitlement": d.entitlement,
-                    "decision": outcome,
-                    "policies": d.decision.reasons,
-                    "errors": d.decision.errors,
-                })
-            })
-            .collect();
-        details.insert("authorization".into(), all.into());
-        details.insert("denied".into(), self.denied_json().into());
-        details.insert("awaiting_approval".into(), self.awaiting_json().into());
-        let overridden = self.overridden_json();
-        if !overridden.is_empty() {
-            details.insert("break_glass_overrides".into(), overridden.into());
-        }
-    }
-}
-
-/// Asks policy about every grant the plan would make (wanted, not held), then separation of
-/// duties: a grant that would complete a toxic combination with what the person keeps is
-/// denied, or waits for the rule's exception approver. Denied entitlements leave `desired`, so
-/// no step is planned for them, nor an account needed only for them. Held entitlements are
-/// asked about again only with `rejudge_held` (the facts policy reads changed): one policy now
-/// forbids leaves `desired` too, so the plan revokes it; separation of duties never takes held
-/// access away.
-///
-/// Access already on its way (stored `pending` by an earlier run or by the access request this
-/// run carries out, or waiting for an approval) is judged like any other: being stored first
-/// exempts nothing. It is judged before what is new, so of two grants that complete a
-/// combination, the one planned first keeps its place; within each group, in id order.
-///
-/// `break_glass` is the entitlement a break-glass request asks for: a separation-of-duties
-/// `deny` rule that `[approvals] break_glass_may_override` names lets it through, recorded as
-/// an override; any other denial stands.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn authorize_grants(
-    config: &Config,
-    policy: &PolicyEngine,
-    clients: &ClientFacts,
-    person: &Person,
-    desired: &mut planner::Desired,
-    grants: &[Grant],
-    rejudge_held: bool,
-    break_glass: Option<&str>,
-) -> Authorized {
-    let mut out = Authorized::default();
-    if !policy.is_enforcing() && config.sod.is_empty() {
-        return out;
-    }
-    let held: BTreeSet<&str> = grants
-        .iter()
-        .filter(|g| g.is_held())
-        .map(|g| g.entitlement.as_str())
-        .collect();
-    let on_its_way: BTreeSet<&str> = grants
-        .iter()
-        .filter(|g| matches!(g.state, GrantState::Pending | GrantState::AwaitingApproval))
-        .map(|g| g.entitlement.as_str())
-        .collect();
-    // What the person keeps once this plan has run: what they hold and still want, then each
-    // grant as it is allowed.
-    let mut holding: BTreeSet<String> = desired
-        .entitlements
-        .keys()
-        .filter(|e| held.contains(e.as_str()))
-        .cloned()
-        .collect();
-    let order: Vec<(&String, &planner::Want)> = {
-        let (first, new): (Vec<_>, Vec<_>) = desired
-            .entitlements
-            .iter()
-            .partition(|(id, _)| held.contains(id.as_str()) || on_its_way.contains(id.as_str()));
-        first.into_iter().chain(new).collect()
-    };
-    for (id, want) in order {
-        // Held access is asked about again only when the facts policy reads changed: if policy
-        // now forbids it, it is revoked; if it only asks for an approval, the approval already
-        // given stands.
-        let is_held = held.contains(id.as_str());
-        if is_held && !rejudge_held {
-            continue;
-        }
-        let Some(ent) = config.entitlements.get(id) else {
-            continue;
-        };
-        let client = ent.client.as_deref().and_then(|c| clients.get(config, c));
-        let mut decision = if policy.is_enforcing() {
-            policy.authorize(
-                person,
-                ent,
-                client,
-                GrantContext {
-                    source: want.source,
-                    source_ref: &want.source_ref,
-                },
-            )
-        } else {
-            Decision {
-                allowed: true,
-                ..Decision::default()
-            }
-        };
-        if is_held {
-            decision.approvals.clear();
-        }
-        // Separation of duties decides what may be added: everything not held yet.
-        let mut overridden = Vec::new();
-        if decision.allowed && !is_held {
-            let may_override = break_glass == Some(id.as_str());
-            overridden = apply_sod(config, &holding, id, may_override, &mut decision);
-        }
-        let outcome = if !decision.allowed {
-            "deny"
-        } else if decision.needs_approval() {
-            "approval_required"
-        } else {
-            "allow"
-        };
-        metrics::counter!("tenure_policy_decisions_total", "decision" => outcome).increment(1);
-        if decision.allowed {
-            holding.insert(id.clone());
-        } else {
-            holding.remove(id);
-        }
-        let approvers = decision
-            .approvals
-            .iter()
-            .map(|a| {
-                let who = match a.approver {
-                    Approver::Owner => ent.owner.clone(),
-                    Approver::Manager => person.manager.clone(),
-                    Approver::ClientOwner => client
-                        .and_then(|c| c.attributes.get("owner"))
-                        .and_then(|o| o.as_str())
-                        .map(str::to_string),
-                };
-                (a.approver, who, a.policy.clone())
-            })
-            .collect();
-        out.decisions.push(GrantDecision {
-            entitlement: id.clone(),
-            decision,
-            approvers,
-            held: is_held,
-            overridden,
-        });
-    }
-    let denied: Vec<String> = out.denied().map(|d| d.entitlement.clone()).collect();
-    if !denied.is_empty() {
-        for id in &denied {
-            desired.entitlements.remove(id);
-        }
-        desired.systems = desired
-            .entitlements
-            .keys()
-            .filter_map(|e| config.entitlements.get(e))
-            .map(|e| e.system.clone())
-            .collect();
-    }
-    out
-}
-
-/// Applies the separation-of-duties rules that granting `adding` on top of `holding` would
-/// violate: a denying rule denies (its id, `sod:...`, becomes the reason); an exception rule
-/// adds its approver to the approvals the grant waits for. With `break_glass`, a denying rule
-/// that `[approvals] break_glass_may_override` names does not deny: its id is returned, for the
-/// grant to be recorded as an override.
-fn apply_sod(
-    config: &Config,
-    holding: &BTreeSet<String>,
-    adding: &str,
-    break_glass: bool,
-    decision: &mut Decision,
-) -> Vec<String> {
-    let mut overridden = Vec::new();
-    for rule in sod::completed_by(&config.sod, holding, adding) {
-        match &rule.effect {
-            SodEffect::Deny
-                if break_glass && config.approvals.break_glass_may_override.contains(&rule.id) =>
-            {
-                overridden.push(rule.reason_id());
-            }
-            SodEffect::Deny => {
-                if decision.allowed {
-                    decision.allowed = false;
-                    decision.reasons.clear();
-                    decision.approvals.clear();
-                }
-                decision.reasons.push(rule.reason_id());
-            }
-            SodEffect::Approval { approver } if decision.allowed => {
-                // Validated against the same list when the configuration was loaded.
-                if let Ok(approver) = approver.parse::<Approver>() {
-                    decision.approvals.push(tenure_policy::Approval {
-                        approver,
-                        policy: rule.reason_id(),
-                    });
-                }
-            }
-            SodEffect::Approval { .. } => {}
-        }
-    }
-    if !decision.allowed {
-        // Denied by another rule: nothing was overridden.
-        overridden.clear();
-    }
-    overridden
 }
 
 /// Grants that wait for an approval in an earlier run of the person but that this run's plan
@@ -1237,7 +810,7 @@ async fn withdraw_unwanted(
         )
         .await?;
         let why = match authorized.denied_by(e) {
-            Some(policies) => approvals::Withdrawal {
+            Some(policies) => gates::Withdrawal {
                 actor: "engine",
                 reason: format!(
                     "the {} run {} finds this grant forbidden by {}",
@@ -1248,7 +821,7 @@ async fn withdraw_unwanted(
                 by_run: Some(&run.id),
                 denied_by: Some(policies),
             },
-            None => approvals::Withdrawal {
+            None => gates::Withdrawal {
                 actor: "engine",
                 reason: format!("the {} run {} no longer wants this grant", run.kind, run.id),
                 by_run: Some(&run.id),
@@ -1267,7 +840,7 @@ async fn forget_planned_effects(
     inner: &Inner,
     tx: &mut Tx,
     cancelled: &[StepRow],
-    why: &approvals::Withdrawal<'_>,
+    why: &gates::Withdrawal<'_>,
     now: i64,
 ) -> Result<()> {
     let waiting: Vec<String> = cancelled
@@ -1275,7 +848,7 @@ async fn forget_planned_effects(
         .filter(|s| s.action == Action::Grant)
         .map(|s| s.id.clone())
         .collect();
-    approvals::withdraw(inner, tx, &waiting, why, now).await?;
+    gates::withdraw(inner, tx, &waiting, why, now).await?;
     for s in cancelled {
         match s.action {
             Action::CreateAccount => {
@@ -1289,165 +862,6 @@ async fn forget_planned_effects(
             _ => {}
         }
     }
-    Ok(())
-}
-
-async fn fail_run(inner: &Inner, tx: &mut Tx, run: &RunRow, error: &str, now: i64) -> Result<()> {
-    tenure_store::set_run_state(tx.conn(), &run.id, RunState::Failed, Some(error), now).await?;
-    run_ended(inner, tx, run, RunState::Failed, error.to_string(), now);
-    Ok(())
-}
-
-/// Re-evaluates a run from its steps; see [`advance_runs`].
-pub(crate) async fn advance_run(inner: &Inner, tx: &mut Tx, run_id: &str, now: i64) -> Result<()> {
-    advance_runs(inner, tx, &[run_id.to_string()], now).await
-}
-
-/// Re-evaluates runs from their steps: starts each system's next phase, compensates a cancelled
-/// run, or records that it ended. One read of the runs and one of their steps for the batch.
-pub(crate) async fn advance_runs(
-    inner: &Inner,
-    tx: &mut Tx,
-    run_ids: &[String],
-    now: i64,
-) -> Result<()> {
-    let runs = tenure_store::runs_by_ids(tx.conn(), run_ids).await?;
-    let statuses = tenure_store::step_statuses_of_runs(tx.conn(), run_ids).await?;
-    let (mut releases, mut states) = (Vec::new(), Vec::new());
-    for run in runs {
-        if run.state.is_terminal() || run.state == RunState::Pending {
-            continue;
-        }
-        let steps = statuses.get(&run.id).map_or(&[][..], Vec::as_slice);
-        let eval = evaluate(steps, run.cancel_requested);
-        if eval.compensate {
-            add_compensation(inner, tx, &run, now).await?;
-            Box::pin(advance_run(inner, tx, &run.id, now)).await?;
-            continue;
-        }
-        releases.extend(eval.release.into_iter().map(|l| (run.id.clone(), l)));
-        if eval.state != run.state {
-            states.push((run.id.clone(), eval.state));
-            if eval.state.is_terminal() {
-                run_ended(
-                    inner,
-                    tx,
-                    &run,
-                    eval.state,
-                    format!("{} run ended", run.kind),
-                    now,
-                );
-            }
-        }
-    }
-    tenure_store::release_lanes(tx.conn(), &releases, now).await?;
-    tenure_store::set_run_states(tx.conn(), &states, now).await?;
-    Ok(())
-}
-
-/// Audits, measures and announces the end of a run.
-fn run_ended(inner: &Inner, tx: &mut Tx, run: &RunRow, state: RunState, reason: String, now: i64) {
-    let latency_ms = (now - run.created_at.max(run.effective_at)).max(0);
-    tx.audit(NewAudit {
-        at_ms: now,
-        actor: "engine".into(),
-        action: AuditAction::RunEnded(state).into(),
-        person_id: Some(run.person_id.clone()),
-        run_id: Some(run.id.clone()),
-        reason,
-        correlation_id: run.event_id.clone(),
-        details: serde_json::json!({ "latency_ms": latency_ms }),
-        ..Default::default()
-    });
-    if state == RunState::Succeeded {
-        let seconds = latency_ms as f64 / 1000.0;
-        match run.kind {
-            RunKind::Hire | RunKind::Rehire => {
-                metrics::histogram!("tenure_time_to_provision_seconds").record(seconds)
-            }
-            RunKind::Leave => metrics::histogram!("tenure_time_to_revoke_seconds").record(seconds),
-            _ => {}
-        }
-    }
-    metrics::counter!("tenure_runs_finished_total", "kind" => run.kind.as_str(), "state" => state.as_str()).increment(1);
-    announce(
-        inner,
-        tx,
-        RunFinished {
-            run_id: run.id.clone(),
-            kind: run.kind,
-            state,
-            latency_ms,
-        },
-    );
-}
-
-/// Adds steps that undo, in reverse order per system, what a cancelled run had done.
-async fn add_compensation(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> Result<()> {
-    let steps = tenure_store::steps_of_run(tx.conn(), &run.id).await?;
-    let done: Vec<DoneStep> = steps
-        .iter()
-        .map(|s| DoneStep {
-            phase: s.phase as u32,
-            action: s.action,
-            state: s.state,
-            compensation: s.compensation_of.is_some(),
-        })
-        .collect();
-    let first_idx = steps.iter().map(|s| s.idx).max().unwrap_or(-1) + 1;
-    let mut comp = Vec::new();
-    for (next_idx, undo) in (first_idx..).zip(compensation(&done)) {
-        let s = &steps[undo.of];
-        comp.push(StepRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            idx: next_idx,
-            phase: undo.phase as i64,
-            ready: false,
-            state: StepState::Pending,
-            priority: Priority::Urgent,
-            available_at: now,
-            action: undo.action,
-            op_id: operation_id(
-                &run.id,
-                next_idx as u32,
-                undo.action,
-                &s.system,
-                s.entitlement.as_deref(),
-            ),
-            attempts: 0,
-            last_error: None,
-            compensation_of: Some(s.idx),
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            ..s.clone()
-        });
-    }
-    if comp.is_empty() {
-        // Nothing done can be undone (updates and deletes only): record the cancel as final.
-        tenure_store::set_run_state(tx.conn(), &run.id, RunState::Cancelled, None, now).await?;
-        run_ended(
-            inner,
-            tx,
-            run,
-            RunState::Cancelled,
-            "cancelled; nothing to undo".into(),
-            now,
-        );
-        return Ok(());
-    }
-    tx.audit(NewAudit {
-        at_ms: now,
-        actor: "engine".into(),
-        action: AuditAction::RunCompensating.into(),
-        person_id: Some(run.person_id.clone()),
-        run_id: Some(run.id.clone()),
-        reason: "run cancelled: undoing the steps already done".into(),
-        correlation_id: run.event_id.clone(),
-        details: serde_json::json!({ "steps": comp.len() }),
-        ..Default::default()
-    });
-    tenure_store::insert_steps(tx.conn(), &comp).await?;
     Ok(())
 }
 
@@ -1470,7 +884,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
     }
     tenure_store::request_cancel(tx.conn(), run_id).await?;
     let cancelled = tenure_store::cancel_pending_steps(tx.conn(), run_id, now).await?;
-    let why = approvals::Withdrawal {
+    let why = gates::Withdrawal {
         actor,
         reason: "run cancelled by an operator".into(),
         by_run: Some(run_id),
@@ -1548,13 +962,26 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
     Ok(())
 }
 
-/// Tells subscribers a run ended, once the transaction that ended it is committed, and wakes
-/// the dispatcher: a run of the same person may have been waiting for this one.
-fn announce(inner: &Inner, tx: &mut Tx, notice: RunFinished) {
-    let finished = inner.finished.clone();
-    let wake = inner.wake_handle();
-    tx.after_commit(move || {
-        let _ = finished.send(notice);
-        wake.notify_one();
-    });
+/// Gives each of `people` a `reconcile` run, due now: the dispatcher plans them against the
+/// rules in force, judging held access again.
+pub(crate) async fn schedule_reconcile(
+    tx: &mut tenure_store::Tx,
+    people: &[String],
+    now: i64,
+) -> Result<()> {
+    let runs: Vec<RunRow> = people
+        .iter()
+        .map(|person_id| {
+            let id = uuid::Uuid::now_v7().to_string();
+            RunRow::pending(
+                id,
+                person_id.clone(),
+                RunKind::Reconcile,
+                Priority::Normal,
+                now,
+            )
+        })
+        .collect();
+    tenure_store::insert_runs(tx.conn(), &runs).await?;
+    Ok(())
 }

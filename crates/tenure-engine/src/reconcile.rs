@@ -5,8 +5,10 @@
 //! shows for a person is what their `reconcile` run then does (unless their state changes in
 //! between, in which case the run plans from the newer state).
 
-use crate::planning::{self, Computed, State};
-use crate::{EngineError, Inner, Result, Rules};
+use crate::context::{Inner, Rules};
+use crate::error::{EngineError, Result};
+use crate::facts;
+use crate::planning::{self, Computed, State, schedule_reconcile};
 use chrono::DateTime;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -15,9 +17,8 @@ use tenure_core::audit::AuditAction;
 use tenure_core::config::{ClientFacts, Config};
 use tenure_core::event::{EventInput, apply_event};
 use tenure_core::planner::{Action, PlannedStep, Skipped};
-use tenure_core::run::{Priority, RunKind};
 use tenure_policy::PolicyEngine;
-use tenure_store::{NewAudit, PersonState, RunRow, Store};
+use tenure_store::{NewAudit, PersonState, Store};
 
 /// People read per page while scanning everyone.
 const PAGE: i64 = 1_000;
@@ -210,7 +211,7 @@ pub async fn what_if_event(
         }
     }
     // The event's own word on its client counts, as it would once stored.
-    let mut clients = planning::client_facts(&mut c, &rules.config, &all, &grants).await?;
+    let mut clients = facts::client_facts(&mut c, &rules.config, &all, &grants).await?;
     drop(c);
     if let Some(told) = &applied.client {
         clients.tell(&rules.config, told.clone());
@@ -337,30 +338,6 @@ pub(crate) async fn reload(
         runs: changed.len(),
         ..reloaded
     })
-}
-
-/// Gives each of `people` a `reconcile` run, due now: the dispatcher plans them against the
-/// rules in force, judging held access again.
-pub(crate) async fn schedule_reconcile(
-    tx: &mut tenure_store::Tx,
-    people: &[String],
-    now: i64,
-) -> Result<()> {
-    let runs: Vec<RunRow> = people
-        .iter()
-        .map(|person_id| {
-            let id = uuid::Uuid::now_v7().to_string();
-            RunRow::pending(
-                id,
-                person_id.clone(),
-                RunKind::Reconcile,
-                Priority::Normal,
-                now,
-            )
-        })
-        .collect();
-    tenure_store::insert_runs(tx.conn(), &runs).await?;
-    Ok(())
 }
 
 // ------------------------------------------------------------------ group membership

@@ -16,18 +16,20 @@
 //!
 //! Time is the engine's injected clock: tests move a `ManualClock` and wake the loop.
 
-use crate::ingest::{self, Planning, Submission};
-use crate::{Inner, Result, approvals, planning, worker};
-use chrono::{DateTime, NaiveDate};
+use crate::context::Inner;
+use crate::error::Result;
+use crate::messages::{Planning, Submission};
+use crate::timers::schedule;
+use crate::{approvals, dispatch, facts, ingest};
+use chrono::DateTime;
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::audit::AuditAction;
-use tenure_core::config::TimeBound;
 use tenure_core::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{Priority, RunKind, RunState, StepState, operation_id};
-use tenure_core::timer::{self, GrantExpiry, Timer, TimerKind};
-use tenure_core::{Engagement, GrantSource, GrantState, Person, PersonStatus};
+use tenure_core::timer::{self, GrantExpiry, Timer};
+use tenure_core::{GrantSource, GrantState, PersonStatus};
 use tenure_store::{DeliveryEnd, NewAudit, RunRow, StepRow, Tx};
 
 /// Timers fired per transaction.
@@ -38,96 +40,6 @@ const DELIVERY_BATCH: i64 = 32;
 const DELIVERY_LEASE_MS: i64 = 30_000;
 /// How long the loop sleeps at most when nothing is due soon.
 const POLL_MS: i64 = 1_000;
-
-/// Schedules `timer` at `due_at` inside `tx` (or moves the one of its kind and subject there).
-pub(crate) async fn schedule(tx: &mut Tx, timer: &Timer, due_at: i64, now: i64) -> Result<()> {
-    tenure_store::schedule_timer(tx.conn(), timer, due_at, now).await?;
-    Ok(())
-}
-
-/// Makes a grant time-bound: it ends `bound.ms` after `now` (or at `cap`, when that is sooner),
-/// and a timer revokes it then. Audited with the rule that bounds it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn bound_grant(
-    tx: &mut Tx,
-    person_id: &str,
-    entitlement: &str,
-    source: GrantSource,
-    source_ref: &str,
-    bound: &TimeBound,
-    run_id: Option<&str>,
-    now: i64,
-) -> Result<i64> {
-    let expires_at = now.saturating_add(bound.ms);
-    tenure_store::set_grant_expiry(tx.conn(), person_id, entitlement, Some(expires_at), now)
-        .await?;
-    let expiry = Timer::GrantExpiry(GrantExpiry {
-        person_id: person_id.to_string(),
-        entitlement: entitlement.to_string(),
-        source,
-        source_ref: source_ref.to_string(),
-    });
-    schedule(tx, &expiry, expires_at, now).await?;
-    tx.audit(NewAudit {
-        at_ms: now,
-        actor: "engine".into(),
-        action: AuditAction::GrantTimeBound.into(),
-        person_id: Some(person_id.to_string()),
-        entitlement: Some(entitlement.to_string()),
-        run_id: run_id.map(str::to_string),
-        reason: bound.why.clone(),
-        correlation_id: Some(source_ref.to_string()),
-        details: serde_json::json!({ "expires_at": expires_at, "source": source, "source_ref": source_ref }),
-        ..Default::default()
-    });
-    Ok(expires_at)
-}
-
-/// Cancels the pending timer of `kind` for `subject` inside `tx`.
-pub(crate) async fn cancel(tx: &mut Tx, kind: TimerKind, subject: &str) -> Result<()> {
-    tenure_store::cancel_timer(tx.conn(), kind, subject).await?;
-    Ok(())
-}
-
-/// The first moment after a last day: access ends at midnight UTC after `last_day`.
-fn after(last_day: NaiveDate) -> i64 {
-    last_day
-        .succ_opt()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(i64::MAX, |t| t.and_utc().timestamp_millis())
-}
-
-/// Schedules the end of a person's contract and of their engagements, so access goes on the
-/// day without anyone sending an event. A timer whose date has changed since does nothing.
-pub(crate) async fn schedule_end_dates(
-    tx: &mut Tx,
-    person: &Person,
-    engagements: &[Engagement],
-    now: i64,
-) -> Result<()> {
-    if let Some(end) = person.end_date
-        && matches!(person.status, PersonStatus::Active | PersonStatus::PreHire)
-    {
-        let timer = Timer::PersonEnd(timer::PersonEnd {
-            person_id: person.id.clone(),
-            end_date: end,
-        });
-        schedule(tx, &timer, after(end), now).await?;
-    }
-    for e in engagements.iter().filter(|e| e.active) {
-        if let Some(end) = e.end_date {
-            let timer = Timer::EngagementEnd(timer::EngagementEnd {
-                engagement_id: e.id.clone(),
-                person_id: e.person_id.clone(),
-                client_id: e.client_id.clone(),
-                role: e.role.clone(),
-                end_date: end,
-            });
-            schedule(tx, &timer, after(end), now).await?;
-        }
-    }
-    Ok(())
-}
 
 /// The scheduler's loop: fire due timers, send due notifications, sleep until the next is due
 /// (or a second at most: other instances may add timers), or until woken.
@@ -224,7 +136,7 @@ pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
             Timer::EngagementEnd(e) => engagement_end(inner, &mut tx, e, now).await?,
         }
     }
-    worker::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
+    dispatch::claim_urgent_now(inner, &mut tx, &urgent, now).await?;
     tx.commit().await?;
     if !timers.is_empty() {
         metrics::counter!("tenure_timers_fired_total").increment(timers.len() as u64);
@@ -377,7 +289,7 @@ async fn standing_want(
         return Ok(None);
     };
     let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
-    let clients = planning::client_facts(tx.conn(), config, &engagements, grants).await?;
+    let clients = facts::client_facts(tx.conn(), config, &engagements, grants).await?;
     if config.time_bound_with(entitlement, &clients).is_some() {
         return Ok(None);
     }

@@ -1,0 +1,122 @@
+//! What every part of the engine works with: the store, the rules in force, the systems
+//! with their breakers, the clock, the channels between the loops, and the engine's options.
+
+use crate::clock::Clock;
+use crate::messages::{Held, Job, Outcome, RenewRequest, RunFinished};
+use rand::rngs::StdRng;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, RwLock};
+use tenure_connectors::Connector;
+use tenure_core::breaker::Breaker;
+use tenure_core::config::Config;
+use tenure_core::health::SystemHealth;
+use tenure_policy::PolicyEngine;
+use tenure_store::Store;
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+
+/// Tuning that is not part of the policy configuration.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Steps in flight at once, over all systems.
+    pub max_in_flight: usize,
+    /// Leaver steps in flight at once, on top of `max_in_flight`.
+    pub max_urgent_in_flight: usize,
+    /// Steps claimed per transaction.
+    pub claim_batch: usize,
+    /// How long a claimed step is held before another instance may take it over.
+    pub lease_ms: i64,
+    /// Seed for retry jitter (random when absent).
+    pub seed: Option<u64>,
+    /// Whether this instance is the only one on its database (SQLite): on start it may take
+    /// back every running step at once instead of waiting for leases to run out.
+    pub sole_instance: bool,
+    /// The secret notifications are signed with (read from the environment variable the
+    /// configuration's `[notifications] secret_env` names); required when a webhook is set.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            max_urgent_in_flight: 256,
+            claim_batch: 256,
+            lease_ms: 60_000,
+            seed: None,
+            sole_instance: true,
+            webhook_secret: None,
+        }
+    }
+}
+
+pub(crate) struct SystemHandle {
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) breaker: Mutex<Breaker>,
+    /// Recent calls and the health they add up to; told of each call after the breaker.
+    pub(crate) health: Mutex<SystemHealth>,
+}
+
+/// The rules runs are planned with: the configuration and the policy set, swapped together
+/// when they are reloaded, so a plan never sees the templates of one and the policy of another.
+#[derive(Debug)]
+pub struct Rules {
+    /// Systems, entitlements, templates, separation of duties, engine settings.
+    pub config: Arc<Config>,
+    /// Decides every grant a plan would make (allows all when there are no policy files).
+    pub policy: Arc<PolicyEngine>,
+    /// Which rules these are, for run reasons and audit entries ("as started", "reload 2").
+    pub label: String,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    /// Read with [`Inner::rules`]; replaced whole by [`Engine::reload`].
+    pub(crate) rules: RwLock<Arc<Rules>>,
+    /// Serializes reloads (each one swaps, audits and schedules re-plans).
+    pub(crate) reloading: tokio::sync::Mutex<u64>,
+    pub(crate) systems: HashMap<String, SystemHandle>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Mutex<StdRng>,
+    pub(crate) options: EngineOptions,
+    pub(crate) wake: Arc<Notify>,
+    /// Wakes the scheduler (timers and notifications).
+    pub(crate) timer_wake: Arc<Notify>,
+    /// Held while a batch of timers fires, so `Engine::fire_due_timers` returns only once what
+    /// was due has fired, whoever fired it.
+    pub(crate) firing: tokio::sync::Mutex<()>,
+    /// Sends notifications.
+    pub(crate) http: reqwest::Client,
+    /// The notification signing key, when a webhook is configured.
+    pub(crate) webhook_key: Option<Vec<u8>>,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) urgent_in_flight: AtomicUsize,
+    pub(crate) finished: broadcast::Sender<RunFinished>,
+    pub(crate) ingest_tx: mpsc::Sender<Job>,
+    pub(crate) outcome_tx: mpsc::Sender<Outcome>,
+    pub(crate) urgent_tx: mpsc::Sender<Outcome>,
+    /// Steps whose connector call is in flight or whose outcome is not yet recorded, with the
+    /// lease this process holds on each; the completer renews them and fences outcomes by them.
+    pub(crate) held: Mutex<HashMap<String, Held>>,
+    /// Asks the completer to renew the leases that are due now (see [`Engine::renew_leases`]).
+    pub(crate) renew_tx: mpsc::Sender<RenewRequest>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Inner {
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The rules in force now (a cheap clone of a shared snapshot).
+    pub(crate) fn rules(&self) -> Arc<Rules> {
+        self.rules.read().expect("rules lock").clone()
+    }
+
+    /// Wakes the dispatcher and the scheduler.
+    pub(crate) fn wake_all(&self) {
+        self.wake.notify_one();
+        self.timer_wake.notify_one();
+    }
+}

@@ -1,0 +1,173 @@
+//! Connector calls for claimed steps: each step's call, behind its system's breaker and
+//! permits, its outcome sent to the completer.
+
+use crate::context::Inner;
+use crate::error::Result;
+use crate::messages::{CallResult, Held, Outcome};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tenure_connectors::{ConnectorError, Op};
+use tenure_core::Person;
+use tenure_store::StepRow;
+
+/// Hands claimed steps to connector calls, each outcome to the completer's lane for its
+/// priority.
+pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
+    let n_urgent = steps.iter().filter(|s| s.priority.is_urgent()).count();
+    inner.urgent_in_flight.fetch_add(n_urgent, Ordering::AcqRel);
+    inner
+        .in_flight
+        .fetch_add(steps.len() - n_urgent, Ordering::AcqRel);
+    {
+        let mut held = inner.held.lock().expect("held lock");
+        for s in &steps {
+            if let Some(lease) = s.lease_until {
+                held.insert(
+                    s.id.clone(),
+                    Held {
+                        claimed: lease,
+                        current: lease,
+                    },
+                );
+            }
+        }
+    }
+    let people = match load_people(inner, &steps).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading people for claimed steps failed");
+            HashMap::new()
+        }
+    };
+    for step in steps {
+        let inner = inner.clone();
+        let person = people.get(&step.person_id).cloned();
+        tokio::spawn(async move {
+            let result = call(&inner, &step, person).await;
+            // The completer lives as long as the engine; a closed channel means the process
+            // is going down and the lease will hand the step back.
+            let lane = if step.priority.is_urgent() {
+                &inner.urgent_tx
+            } else {
+                &inner.outcome_tx
+            };
+            let _ = lane.send(Outcome { step, result }).await;
+        });
+    }
+}
+
+/// Claims, inside `tx`, the ready steps of these leaver runs and dispatches them once `tx`
+/// commits: a leave moves from phase to phase without waiting for the dispatcher.
+pub(crate) async fn claim_urgent_now(
+    inner: &Arc<Inner>,
+    tx: &mut tenure_store::Tx,
+    runs: &[String],
+    now: i64,
+) -> Result<()> {
+    if runs.is_empty() || *inner.shutdown.borrow() {
+        return Ok(());
+    }
+    let steps =
+        tenure_store::claim_ready_steps_of_runs(tx.conn(), runs, now, now + inner.options.lease_ms)
+            .await?;
+    if !steps.is_empty() {
+        let inner = inner.clone();
+        tx.after_commit(move || {
+            tokio::spawn(async move { dispatch(&inner, steps).await });
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn load_people(
+    inner: &Inner,
+    steps: &[StepRow],
+) -> Result<HashMap<String, Person>> {
+    let mut ids: Vec<String> = steps.iter().map(|s| s.person_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut c = inner.store.reader().await?;
+    Ok(tenure_store::people_by_ids(&mut c, &ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect())
+}
+
+pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResult {
+    let Some(handle) = inner.systems.get(&step.system) else {
+        return CallResult::Called(Err(ConnectorError::Permanent(format!(
+            "system `{}` is no longer configured",
+            step.system
+        ))));
+    };
+    if let Err(until) = handle
+        .breaker
+        .lock()
+        .expect("breaker lock")
+        .try_acquire(inner.clock.now_ms())
+    {
+        return CallResult::Deferred(until);
+    }
+    let Ok(_permit) = handle.permits.acquire().await else {
+        return CallResult::Called(Err(ConnectorError::retryable("system is shutting down")));
+    };
+    let Some(person) = person else {
+        // Either the person is gone or reading them failed; a retry reads again.
+        return CallResult::Called(Err(ConnectorError::retryable(format!(
+            "person `{}` could not be read",
+            step.person_id
+        ))));
+    };
+    let rules = inner.rules();
+    let entitlement = match &step.entitlement {
+        Some(id) => match rules.config.entitlements.get(id) {
+            Some(e) => Some(e),
+            None => {
+                return CallResult::Called(Err(ConnectorError::Permanent(format!(
+                    "entitlement `{id}` is no longer in the catalog"
+                ))));
+            }
+        },
+        None => None,
+    };
+    let op = Op {
+        id: step.op_id.clone(),
+        attempt: step.attempts as u32 + 1,
+    };
+    let started = Instant::now();
+    let result = tenure_connectors::execute(
+        handle.connector.as_ref(),
+        &op,
+        step.action,
+        &person,
+        entitlement,
+    )
+    .await;
+    metrics::histogram!("tenure_connector_call_seconds", "system" => step.system.clone())
+        .record(started.elapsed().as_secs_f64());
+    let now = inner.clock.now_ms();
+    let circuit = {
+        let mut breaker = handle.breaker.lock().expect("breaker lock");
+        match &result {
+            Err(e) if e.is_retryable() => breaker.on_failure(now),
+            // Waiting: the system (or its task queue) answered.
+            _ => breaker.on_success(), // the system answered, even if it said no
+        }
+        breaker.state()
+    };
+    // The error rate counts every failed call, permanent ones too: a system that refuses most
+    // of what it is asked is not healthy, even if it answers.
+    let failure = match &result {
+        Err(ConnectorError::Waiting { .. }) | Ok(()) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    handle.health.lock().expect("health lock").on_call(
+        now,
+        failure.as_deref().map_or(Ok(()), Err),
+        circuit,
+    );
+    CallResult::Called(result)
+}
