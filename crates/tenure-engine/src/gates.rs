@@ -4,7 +4,7 @@
 
 use crate::context::Inner;
 use crate::error::{EngineError, Result};
-use crate::{authorize, facts, progress, timers};
+use crate::{facts, progress, timers};
 use std::collections::{BTreeMap, HashMap};
 use tenure_core::approval::RequestState;
 use tenure_core::approval::{
@@ -57,7 +57,7 @@ pub(crate) async fn on_planned(
     run: &RunRow,
     request: Option<&RequestRow>,
     steps: &[StepRow],
-    authorized: &authorize::Authorized,
+    authorized: &tenure_policy::authorize::Authorized,
     now: i64,
 ) -> Result<()> {
     let stages = authorized.stages();

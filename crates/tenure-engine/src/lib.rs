@@ -17,11 +17,10 @@
 //!
 //! The files form layers, each importing only those under it (ARCHITECTURE.md lists them;
 //! `tests/layers.rs` fails on an import cycle): the shared context and messages, then the
-//! writers inside a transaction (timers, progress, dispatch) and pure authorization, the
+//! writers inside a transaction (timers, progress, dispatch), the
 //! approval gate, planning, the loops and commands, the scheduler, and this facade on top.
 
 mod approvals;
-mod authorize;
 mod checkpoints;
 mod clock;
 mod context;

@@ -1,7 +1,6 @@
 //! Planning runs and moving them along: from an event to steps, from step outcomes to the
 //! run's next phase, and the operator's cancel and retry.
 
-use crate::authorize::{Authorized, authorize_grants};
 use crate::context::{Inner, Rules};
 use crate::error::{EngineError, Result};
 use crate::facts::client_facts;
@@ -19,6 +18,7 @@ use tenure_core::run::{
     systems_progress,
 };
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
+use tenure_policy::authorize::{Authorized, authorize_grants};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
 /// A run with its steps, as the API shows it.
@@ -571,8 +571,15 @@ pub(crate) fn compute(
         changed.facts,
         break_glass,
     );
+    for d in authorized.decisions() {
+        metrics::counter!("tenure_policy_decisions_total", "decision" => d.outcome()).increment(1);
+    }
     if let Some(r) = request {
-        authorized.for_request(r, &config.approvals.request_stages);
+        authorized.for_request(
+            &r.entitlement,
+            r.break_glass,
+            &config.approvals.request_stages,
+        );
     }
     let plan = planner::plan(
         config,

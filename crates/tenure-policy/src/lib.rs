@@ -25,6 +25,7 @@
 //!   owner of the entitlement's client (its `owner` attribute). `@approval` on a `forbid` is an
 //!   error.
 
+pub mod authorize;
 mod locate;
 mod schema;
 

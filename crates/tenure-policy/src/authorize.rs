@@ -1,52 +1,72 @@
 //! Policy's decision on the grants of one plan: Cedar policy, separation of duties and what
-//! an access request adds. Pure: it reads nothing and writes nothing.
+//! an access request adds. Pure: it reads nothing and writes nothing; the engine hands it what
+//! it loaded and stores what it says.
 
+use crate::{Approver, Decision, GrantContext, PolicyEngine};
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::approval::StageKind;
 use tenure_core::config::{ClientFacts, Config};
 use tenure_core::planner::{self};
 use tenure_core::sod::{self, SodEffect};
 use tenure_core::{Grant, GrantState, Person};
-use tenure_policy::{Approver, Decision, GrantContext, PolicyEngine};
 
 /// Policy's decision on one grant a plan would make.
-pub(crate) struct GrantDecision {
-    pub(crate) entitlement: String,
-    pub(crate) decision: Decision,
+pub struct GrantDecision {
+    /// The entitlement.
+    pub entitlement: String,
+    /// What policy (and separation of duties) decided.
+    pub decision: Decision,
     /// Who must approve, per required approval: (approver, person or team if known, policy).
-    pub(crate) approvers: Vec<(Approver, Option<String>, String)>,
+    pub approvers: Vec<(Approver, Option<String>, String)>,
     /// Held already: a denial revokes it.
-    pub(crate) held: bool,
+    pub held: bool,
     /// Separation-of-duties rules that would have denied it and that break-glass overrode
     /// (`sod:...` ids).
-    pub(crate) overridden: Vec<String>,
+    pub overridden: Vec<String>,
 }
 
 /// What policy said about the grants of one plan, with what an access request adds: its
 /// configured stages, or no approval at all for break-glass.
 #[derive(Default)]
-pub(crate) struct Authorized {
-    pub(crate) decisions: Vec<GrantDecision>,
+pub struct Authorized {
+    decisions: Vec<GrantDecision>,
     /// Stages required on top of policy's, per entitlement (access requests).
-    pub(crate) extra: BTreeMap<String, Vec<StageKind>>,
+    extra: BTreeMap<String, Vec<StageKind>>,
     /// Entitlements whose approval is waived (break-glass).
-    pub(crate) waived: BTreeSet<String>,
+    waived: BTreeSet<String>,
+}
+
+impl GrantDecision {
+    /// The decision in one word, as metrics label it: `deny`, `approval_required` or `allow`.
+    pub fn outcome(&self) -> &'static str {
+        if !self.decision.allowed {
+            "deny"
+        } else if self.decision.needs_approval() {
+            "approval_required"
+        } else {
+            "allow"
+        }
+    }
 }
 
 impl Authorized {
+    /// Every grant decided, in the order decided.
+    pub fn decisions(&self) -> &[GrantDecision] {
+        &self.decisions
+    }
+
     /// Applies an access request: its entitlement needs the configured request stages, or
     /// nothing at all when it is break-glass.
-    pub(crate) fn for_request(&mut self, request: &tenure_store::RequestRow, stages: &[StageKind]) {
-        if request.break_glass {
-            self.waived.insert(request.entitlement.clone());
+    pub fn for_request(&mut self, entitlement: &str, break_glass: bool, stages: &[StageKind]) {
+        if break_glass {
+            self.waived.insert(entitlement.to_string());
         } else if !stages.is_empty() {
-            self.extra
-                .insert(request.entitlement.clone(), stages.to_vec());
+            self.extra.insert(entitlement.to_string(), stages.to_vec());
         }
     }
 
     /// The approval stages each waiting entitlement needs (policy's and the request's).
-    pub(crate) fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
+    pub fn stages(&self) -> BTreeMap<String, Vec<StageKind>> {
         let mut out: BTreeMap<String, Vec<StageKind>> = self.extra.clone();
         for d in self.awaiting_policy() {
             let kinds = out.entry(d.entitlement.clone()).or_default();
@@ -65,33 +85,33 @@ impl Authorized {
         out
     }
 
-    pub(crate) fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
+    pub fn denied(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions.iter().filter(|d| !d.decision.allowed)
     }
 
     /// Every entitlement denied, with the policies that denied it.
-    pub(crate) fn denials(&self) -> std::collections::BTreeMap<&str, &[String]> {
+    pub fn denials(&self) -> std::collections::BTreeMap<&str, &[String]> {
         self.denied()
             .map(|d| (d.entitlement.as_str(), d.decision.reasons.as_slice()))
             .collect()
     }
 
     /// The policies (Cedar ids, `sod:...` rules) that denied `entitlement`, if they did.
-    pub(crate) fn denied_by(&self, entitlement: &str) -> Option<&[String]> {
+    pub fn denied_by(&self, entitlement: &str) -> Option<&[String]> {
         self.denied()
             .find(|d| d.entitlement == entitlement)
             .map(|d| d.decision.reasons.as_slice())
     }
 
     /// The separation-of-duties rules break-glass overrode to let `entitlement` through.
-    pub(crate) fn overridden(&self, entitlement: &str) -> &[String] {
+    pub fn overridden(&self, entitlement: &str) -> &[String] {
         self.decisions
             .iter()
             .find(|d| d.entitlement == entitlement)
             .map_or(&[], |d| d.overridden.as_slice())
     }
 
-    pub(crate) fn overridden_json(&self) -> Vec<serde_json::Value> {
+    pub fn overridden_json(&self) -> Vec<serde_json::Value> {
         self.decisions
             .iter()
             .filter(|d| !d.overridden.is_empty())
@@ -99,24 +119,24 @@ impl Authorized {
             .collect()
     }
 
-    pub(crate) fn awaiting_policy(&self) -> impl Iterator<Item = &GrantDecision> {
+    pub fn awaiting_policy(&self) -> impl Iterator<Item = &GrantDecision> {
         self.decisions
             .iter()
             .filter(|d| d.decision.needs_approval())
     }
 
-    pub(crate) fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
+    pub fn awaiting(&self) -> impl Iterator<Item = &GrantDecision> {
         self.awaiting_policy()
             .filter(|d| !self.waived.contains(&d.entitlement))
     }
 
-    pub(crate) fn needs_approval(&self, entitlement: &str) -> bool {
+    pub fn needs_approval(&self, entitlement: &str) -> bool {
         !self.waived.contains(entitlement)
             && (self.extra.contains_key(entitlement)
                 || self.awaiting().any(|d| d.entitlement == entitlement))
     }
 
-    pub(crate) fn denied_json(&self) -> Vec<serde_json::Value> {
+    pub fn denied_json(&self) -> Vec<serde_json::Value> {
         self.denied()
             .map(|d| {
                 let mut j = serde_json::json!({
@@ -133,7 +153,7 @@ impl Authorized {
             .collect()
     }
 
-    pub(crate) fn awaiting_json(&self) -> Vec<serde_json::Value> {
+    pub fn awaiting_json(&self) -> Vec<serde_json::Value> {
         self.awaiting()
             .map(|d| {
                 serde_json::json!({
@@ -147,7 +167,7 @@ impl Authorized {
     }
 
     /// The run's note: what was denied (with the deciding policies) and what waits for whom.
-    pub(crate) fn add_to_note(&self, note: &mut serde_json::Map<String, serde_json::Value>) {
+    pub fn add_to_note(&self, note: &mut serde_json::Map<String, serde_json::Value>) {
         let denied = self.denied_json();
         if !denied.is_empty() {
             note.insert("denied".into(), denied.into());
@@ -164,7 +184,7 @@ impl Authorized {
 
     /// The `run.planned` audit entry: every decision with its reasons, then the denied grants
     /// and the approvals required.
-    pub(crate) fn add_to_audit(&self, details: &mut serde_json::Map<String, serde_json::Value>) {
+    pub fn add_to_audit(&self, details: &mut serde_json::Map<String, serde_json::Value>) {
         if self.decisions.is_empty() {
             return;
         }
@@ -214,7 +234,7 @@ impl Authorized {
 /// `deny` rule that `[approvals] break_glass_may_override` names lets it through, recorded as
 /// an override; any other denial stands.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn authorize_grants(
+pub fn authorize_grants(
     config: &Config,
     policy: &PolicyEngine,
     clients: &ClientFacts,
@@ -290,14 +310,6 @@ pub(crate) fn authorize_grants(
             let may_override = break_glass == Some(id.as_str());
             overridden = apply_sod(config, &holding, id, may_override, &mut decision);
         }
-        let outcome = if !decision.allowed {
-            "deny"
-        } else if decision.needs_approval() {
-            "approval_required"
-        } else {
-            "allow"
-        };
-        metrics::counter!("tenure_policy_decisions_total", "decision" => outcome).increment(1);
         if decision.allowed {
             holding.insert(id.clone());
         } else {
@@ -372,7 +384,7 @@ fn apply_sod(
             SodEffect::Approval { approver } if decision.allowed => {
                 // Validated against the same list when the configuration was loaded.
                 if let Ok(approver) = approver.parse::<Approver>() {
-                    decision.approvals.push(tenure_policy::Approval {
+                    decision.approvals.push(crate::Approval {
                         approver,
                         policy: rule.reason_id(),
                     });
