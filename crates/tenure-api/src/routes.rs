@@ -42,6 +42,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_event))
         .routes(routes!(list_people))
         .routes(routes!(get_person))
+        .routes(routes!(person_evidence))
         .routes(routes!(list_runs))
         .routes(routes!(get_run))
         .routes(routes!(cancel_run))
@@ -505,6 +506,50 @@ async fn list_people(
     }))
 }
 
+/// The evidence of a person's latest leave: when it was received and took effect; for each
+/// system, the disable, every revoke and the delete with the audit entries that record them
+/// (sequence number, time the system's answer was recorded, operation id); the approvals and
+/// requests it touched; anything still held; and whether the revocation targets of `[sla]`
+/// were met (`met` is absent without a target, or while the leave is still within it).
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/people/{id}/evidence",
+    tag = "people",
+    security(("bearerAuth" = ["read"])),
+    params(("id" = String, Path, description = "The person's HR id.")),
+    responses(
+        (status = 200, description = "The evidence of the person's latest leave.", body = tenure_core::evidence::LeaverEvidence),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such person (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The person has not left: no `leave` event (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
+async fn person_evidence(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<tenure_core::evidence::LeaverEvidence>, ApiError> {
+    p.require(Scope::Read)?;
+    let sla = s.engine().rules().config.sla.clone();
+    let now = s.engine().clock().now_ms();
+    let mut c = s.store().reader().await?;
+    match tenure_store::leaver_evidence(&mut c, &id, &sla, now).await? {
+        tenure_store::LeaverReport::Leaver(e) => Ok(Json(*e)),
+        tenure_store::LeaverReport::NoSuchPerson => {
+            Err(ApiError::not_found(format!("person `{id}`")))
+        }
+        tenure_store::LeaverReport::NotLeft => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("person `{id}` has not left: there is no leave event to give evidence of"),
+        )),
+    }
+}
+
 /// A person, with their accounts, grants and engagements.
 ///
 /// Requires `read`.
@@ -781,7 +826,7 @@ async fn retry_run(
 struct EntitlementQuery {
     /// Only entitlements of this system.
     system: Option<String>,
-    /// Only entitlements of this risk (`low`, `medium`, `high`, `critical`).
+    /// Only entitlements of this risk (`low`, `medium`, `high`, `privileged`).
     risk: Option<String>,
     /// Only entitlements of this client.
     client: Option<String>,
@@ -876,7 +921,7 @@ struct AuditQuery {
     person: Option<String>,
     /// The token name or component that acted.
     actor: Option<String>,
-    /// Only entries of this action (`grant.applied`, `run.planned`, ...).
+    /// Only entries of this action (`step.grant`, `run.planned`, ...).
     action: Option<String>,
     /// Only entries about this system.
     system: Option<String>,

@@ -115,6 +115,48 @@ pub struct Config {
     pub hr: BTreeMap<String, crate::hr::HrMapping>,
     /// The audit trail's signed checkpoints (`[audit.checkpoints]`, optional).
     pub audit: AuditSettings,
+    /// Service-level targets for provisioning and revocation (`[sla]`, optional).
+    pub sla: SlaSettings,
+}
+
+/// `[sla]`: how long access may take to arrive and to go, from the event taking effect to
+/// the last step done; `[sla.systems.ID]` sets a system's own. Evidence and reports measure
+/// against them; nothing is enforced by them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlaSettings {
+    /// A hire's access complete within this (ms).
+    pub provision_ms: Option<i64>,
+    /// A leaver's access gone within this (ms).
+    pub revoke_ms: Option<i64>,
+    /// Targets of one system, over the ones above.
+    pub systems: BTreeMap<String, SystemSla>,
+}
+
+/// `[sla.systems.ID]`: one system's targets (ms).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SystemSla {
+    /// A hire's access on this system complete within this (ms).
+    pub provision_ms: Option<i64>,
+    /// A leaver's access on this system gone within this (ms).
+    pub revoke_ms: Option<i64>,
+}
+
+impl SlaSettings {
+    /// The revocation target of `system` (its own, else the global one).
+    pub fn revoke_for(&self, system: &str) -> Option<i64> {
+        self.systems
+            .get(system)
+            .and_then(|s| s.revoke_ms)
+            .or(self.revoke_ms)
+    }
+
+    /// The provisioning target of `system` (its own, else the global one).
+    pub fn provision_for(&self, system: &str) -> Option<i64> {
+        self.systems
+            .get(system)
+            .and_then(|s| s.provision_ms)
+            .or(self.provision_ms)
+    }
 }
 
 /// `[audit]`: what is done for the audit trail beyond the hash chain.
@@ -527,6 +569,24 @@ struct RawConfig {
     notifications: RawNotifications,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    sla: RawSla,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSla {
+    provision: Option<Spanned<String>>,
+    revoke: Option<Spanned<String>>,
+    #[serde(default)]
+    systems: BTreeMap<Spanned<String>, RawSystemSla>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSystemSla {
+    provision: Option<Spanned<String>>,
+    revoke: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -998,6 +1058,8 @@ fn validate(
             .and_then(|c| validate_checkpoints(main, c, &mut err)),
     };
 
+    let sla = validate_sla(main, raw.sla, &systems, &mut err);
+
     let mut hr = BTreeMap::new();
     for (source, table) in &raw.hr {
         if !valid_id(source) {
@@ -1028,6 +1090,64 @@ fn validate(
         notifications,
         hr,
         audit,
+        sla,
+    }
+}
+
+/// The longest service-level target: 90 days.
+const MAX_SLA_MS: i64 = 90 * 24 * 3_600_000;
+
+fn validate_sla(
+    main: &SourceFile,
+    raw: RawSla,
+    systems: &BTreeMap<String, System>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> SlaSettings {
+    let mut target = |what: String, d: Option<Spanned<String>>| -> Option<i64> {
+        let d = d?;
+        match parse_duration_ms(d.get_ref()) {
+            Some(ms) if (1_000..=MAX_SLA_MS).contains(&ms) => Some(ms),
+            _ => {
+                err(
+                    main,
+                    d.span(),
+                    format!(
+                        "{what} must be a duration from 1s to 2160h (90 days) such as \"15m\" or \"4h\", not `{}`",
+                        d.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let provision_ms = target("sla.provision".into(), raw.provision);
+    let revoke_ms = target("sla.revoke".into(), raw.revoke);
+    let mut out = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (id, s) in raw.systems {
+        let span = id.span();
+        let id = id.into_inner();
+        let own = SystemSla {
+            provision_ms: target(format!("sla.systems.{id}.provision"), s.provision),
+            revoke_ms: target(format!("sla.systems.{id}.revoke"), s.revoke),
+        };
+        if systems.contains_key(&id) {
+            out.insert(id, own);
+        } else {
+            unknown.push((span, id));
+        }
+    }
+    for (span, id) in unknown {
+        err(
+            main,
+            span,
+            format!("sla.systems: no system `{id}` is configured"),
+        );
+    }
+    SlaSettings {
+        provision_ms,
+        revoke_ms,
+        systems: out,
     }
 }
 
@@ -1650,6 +1770,54 @@ mod tests {
         assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
         assert_eq!(parse_duration_ms("m"), None);
         assert_eq!(parse_duration_ms("-5m"), None);
+    }
+
+    #[test]
+    fn service_level_targets_are_read_per_system_and_their_mistakes_located() {
+        let systems = "[[systems]]\nid = \"crm\"\nconnector = \"sandbox\"\n[[systems]]\nid = \"git\"\nconnector = \"sandbox\"\n";
+        let ok = file(
+            "tenure.toml",
+            &format!(
+                "{systems}[sla]\nprovision = \"4h\"\nrevoke = \"15m\"\n[sla.systems.git]\nrevoke = \"5m\"\n"
+            ),
+        );
+        let sla = Config::parse(&ok, &[]).unwrap().sla;
+        assert_eq!(sla.revoke_for("git"), Some(300_000));
+        assert_eq!(sla.revoke_for("crm"), Some(900_000));
+        assert_eq!(sla.provision_for("git"), Some(4 * 3_600_000));
+        let none = Config::parse(&file("tenure.toml", systems), &[])
+            .unwrap()
+            .sla;
+        assert_eq!(none, SlaSettings::default());
+        assert_eq!(none.revoke_for("crm"), None);
+        for (text, line, says) in [
+            (
+                "[sla]\nrevoke = \"15 minutes\"\n",
+                8,
+                "sla.revoke must be a duration",
+            ),
+            (
+                "[sla]\nprovision = \"0s\"\n",
+                8,
+                "sla.provision must be a duration",
+            ),
+            ("[sla.systems.erp]\nrevoke = \"5m\"\n", 7, "no system `erp`"),
+            (
+                "[sla.systems.git]\nrevoke = \"2161h\"\n",
+                8,
+                "sla.systems.git.revoke must",
+            ),
+            (
+                "[sla]\nrevoke_after = \"5m\"\n",
+                8,
+                "unknown field `revoke_after`",
+            ),
+        ] {
+            let e =
+                Config::parse(&file("tenure.toml", &format!("{systems}{text}")), &[]).unwrap_err();
+            assert_eq!(e.0[0].line, line, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
+pub mod evidence;
 pub mod health;
 pub mod hr;
 pub mod known;

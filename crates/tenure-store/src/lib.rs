@@ -9,6 +9,7 @@
 
 mod approvals;
 mod checkpoints;
+mod evidence;
 mod filter;
 mod lists;
 mod migrate;
@@ -21,6 +22,7 @@ mod tx;
 
 pub use approvals::*;
 pub use checkpoints::*;
+pub use evidence::*;
 pub use lists::*;
 pub use migrate::{
     Applied, MIGRATIONS, Migration, MigrationError, SchemaVersion, applied_migrations,

@@ -157,6 +157,13 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: Some(crate::scim::user_search_index_postgres),
     },
+    Migration {
+        version: 7,
+        name: "events_by_person",
+        sql: include_str!("../migrations/0007_events_by_person.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

@@ -72,6 +72,22 @@ pub struct ExportArgs {
     db: DbArgs,
 }
 
+/// `tenure evidence`.
+#[derive(Args)]
+pub struct LeaverArgs {
+    /// The person (HR id) whose latest leave to give evidence of.
+    person: String,
+    /// The tenure.toml whose `[sla]` targets the removal is measured against; without it no
+    /// target is judged.
+    #[arg(long, env = "TENURE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Write a printable HTML page instead of JSON.
+    #[arg(long)]
+    html: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 // ---------------------------------------------------------------- keys
 
 pub fn keys(command: KeysCommand) -> Result<()> {
@@ -551,4 +567,155 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- leaver evidence
+
+/// `tenure evidence PERSON`: the evidence of the person's latest leave, as JSON (what
+/// `GET /api/v1/people/{id}/evidence` answers) or as a printable HTML page.
+pub async fn leaver(args: LeaverArgs) -> Result<()> {
+    let sla = match &args.config {
+        Some(path) => crate::config_files::load(path)?.sla,
+        None => tenure_core::config::SlaSettings::default(),
+    };
+    let store = args.db.open_existing().await?;
+    let mut c = store.reader().await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let evidence = match tenure_store::leaver_evidence(&mut c, &args.person, &sla, now).await? {
+        tenure_store::LeaverReport::Leaver(e) => e,
+        tenure_store::LeaverReport::NoSuchPerson => bail!("no person `{}`", args.person),
+        tenure_store::LeaverReport::NotLeft => bail!(
+            "person `{}` has not left: there is no leave event to give evidence of",
+            args.person
+        ),
+    };
+    let out = if args.html {
+        leaver_html(&evidence)
+    } else {
+        serde_json::to_string_pretty(&evidence)? + "\n"
+    };
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("writing the evidence")?;
+    Ok(())
+}
+
+/// Text made safe inside HTML.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An epoch-ms time as RFC 3339 (UTC).
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// A target check in words.
+fn sla_words(s: &tenure_core::evidence::SlaCheck) -> String {
+    let took = s
+        .took_ms
+        .map_or_else(|| "not finished".to_string(), |t| format!("took {} ms", t));
+    match (s.target_ms, s.met) {
+        (None, _) => format!("{took}; no target set"),
+        (Some(t), Some(true)) => format!("{took}; target {t} ms met"),
+        (Some(t), Some(false)) => format!("{took}; target {t} ms MISSED"),
+        (Some(t), None) => format!("{took}; target {t} ms not yet passed"),
+    }
+}
+
+/// A table row of one cited audit entry: action, entitlement, time, sequence number, `last`.
+fn cited_row(h: &mut String, c: &tenure_core::evidence::Cited, last: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&c.action),
+        esc(c.entitlement.as_deref().unwrap_or("")),
+        when(c.at),
+        c.audit_seq,
+        esc(last)
+    );
+}
+
+/// The evidence as a self-contained printable HTML page (no scripts, no outside resources).
+fn leaver_html(e: &tenure_core::evidence::LeaverEvidence) -> String {
+    use std::fmt::Write as _;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Leave evidence: {id}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #999;padding:.3em .6em;text-align:left}}.missed{{color:#b00;font-weight:bold}}</style>\
+         </head><body>\n<h1>Leave evidence: {id}</h1>\n<p>Status now: {status}. Leave event {event} \
+         (audit entry {seq}) received {received}, effective {effective}; run {run}.</p>\n\
+         <p>Overall: {overall}. {complete}</p>\n",
+        id = esc(&e.person_id),
+        status = esc(&e.status.to_string()),
+        event = esc(&e.leave.event_id),
+        seq = e
+            .leave
+            .audit_seq
+            .map_or_else(|| "not found".into(), |s| s.to_string()),
+        received = when(e.leave.received_at),
+        effective = when(e.leave.effective_at),
+        run = esc(&e.leave.run_id),
+        overall = esc(&sla_words(&e.sla)),
+        complete = if e.complete {
+            "Nothing is held on any system."
+        } else {
+            "<span class=\"missed\">Access is still held (see below).</span>"
+        },
+    );
+    for s in &e.systems {
+        let _ = write!(
+            h,
+            "<h2>{}</h2>\n<p>{}</p>\n<table><tr><th>what</th><th>entitlement</th><th>recorded</th>\
+             <th>audit entry</th><th>operation id</th></tr>\n",
+            esc(&s.system),
+            esc(&sla_words(&s.sla))
+        );
+        let rows = s
+            .disabled
+            .iter()
+            .chain(&s.revoked)
+            .chain(&s.deleted)
+            .chain(&s.granted)
+            .chain(&s.failed);
+        for c in rows {
+            cited_row(&mut h, c, c.op_id.as_deref().unwrap_or(""));
+        }
+        h.push_str("</table>\n");
+        for held in &s.still_held {
+            let _ = writeln!(
+                h,
+                "<p class=\"missed\">Still held: {} ({})</p>",
+                esc(held.entitlement.as_deref().unwrap_or("the account")),
+                esc(&held.state)
+            );
+        }
+    }
+    if !e.approvals.is_empty() {
+        h.push_str("<h2>Approvals and requests</h2>\n<table><tr><th>what</th><th>entitlement</th><th>recorded</th><th>audit entry</th><th>reason</th></tr>\n");
+        for c in &e.approvals {
+            cited_row(&mut h, c, &c.reason);
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<p>Each audit entry can be checked with <code>tenure audit verify</code>.</p>\n</body></html>\n");
+    h
 }

@@ -45,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The evidence of a person's latest leave: each system's removals with the audit entries
+    /// that prove them, what is still held, and the `[sla] revoke` targets met or missed.
+    Evidence(evidence::LeaverArgs),
     /// Write a consistent copy of the embedded SQLite database while tenure runs (for
     /// PostgreSQL, use pg_dump).
     Backup {
@@ -261,6 +264,7 @@ fn run(cli: Cli) -> Result<()> {
                 command: AuditCommand::Export(args),
             } => evidence::export(args).await,
             Command::Keys { command } => evidence::keys(command),
+            Command::Evidence(args) => evidence::leaver(args).await,
             Command::Backup { file, db } => backup::backup(file, db).await,
             Command::Restore { file, force, db } => backup::restore(file, force, db).await,
             Command::Check { config } => {

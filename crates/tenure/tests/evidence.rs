@@ -9,7 +9,8 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use tenure_core::audit::entry_hash;
@@ -422,4 +423,154 @@ async fn a_backup_of_a_live_database_restores_and_verifies() {
         )
         .await;
     assert_eq!(missing.status, reqwest::StatusCode::NOT_FOUND);
+}
+
+const LEAVER_CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+
+[[systems]]
+id = "git"
+connector = "sandbox"
+retention = "keep"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+
+[[entitlements]]
+id = "git:write"
+system = "git"
+
+[sla]
+revoke = "15m"
+
+[sla.systems.git]
+revoke = "5m"
+"#;
+
+const LEAVER_TEMPLATES: &[(&str, &str)] = &[(
+    "all",
+    "entitlements = [\"directory:staff\", \"git:write\"]\n",
+)];
+
+/// The evidence of a leave, from the API and from `tenure evidence`: each system's disable,
+/// revoke and (where accounts are deleted) delete, each citing the audit entry that records
+/// it; nothing left held; the targets of `[sla]` met. A person who has not left answers 409,
+/// an unknown one 404.
+#[tokio::test]
+async fn a_leavers_evidence_cites_the_audit_entry_of_each_removal() {
+    let env = TestEnv::new(LEAVER_CONFIG, LEAVER_TEMPLATES).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("p1", "Engineering")).await;
+    s.apply_ok(&hire("p2", "Sales")).await;
+    s.apply_ok(&json!({"type": "leave", "person": {"id": "p1"}}))
+        .await;
+
+    let e = s.get("/api/v1/people/p1/evidence").await;
+    assert_eq!(e["person_id"], "p1", "{e:#}");
+    assert_eq!(e["status"], "terminated");
+    assert_eq!(e["complete"], true, "{e:#}");
+    assert_eq!(e["sla"]["target_ms"], 900_000);
+    assert_eq!(e["sla"]["met"], true, "{e:#}");
+    let audit = s.items("/api/v1/audit?person=p1").await;
+    let by_seq = |seq: &Value| -> Value {
+        audit
+            .iter()
+            .find(|a| a["seq"] == *seq)
+            .unwrap_or_else(|| panic!("no audit entry {seq}"))
+            .clone()
+    };
+    let received = by_seq(&e["leave"]["audit_seq"]);
+    assert_eq!(received["action"], "event.received");
+    let systems = e["systems"].as_array().unwrap();
+    let names: Vec<&str> = systems
+        .iter()
+        .map(|s| s["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["directory", "git"]);
+    for sys in systems {
+        let name = sys["system"].as_str().unwrap();
+        // Every line is its audit entry: same action, system and entitlement.
+        let cited: Vec<&Value> = [&sys["disabled"], &sys["deleted"]]
+            .into_iter()
+            .filter(|c| !c.is_null())
+            .chain(sys["revoked"].as_array().unwrap())
+            .collect();
+        for c in &cited {
+            let a = by_seq(&c["audit_seq"]);
+            assert_eq!(a["action"], c["action"], "{name}: {c:#} against {a:#}");
+            assert_eq!(a["system"], name, "{a:#}");
+            assert_eq!(
+                a["entitlement"],
+                c.get("entitlement").cloned().unwrap_or(Value::Null)
+            );
+            assert!(
+                c["audit_seq"].as_i64() > received["seq"].as_i64(),
+                "removals come after the leave's receipt"
+            );
+            assert!(c["op_id"].is_string(), "{c:#}");
+        }
+        assert_eq!(sys["disabled"]["action"], "step.disable_account");
+        assert_eq!(
+            sys["revoked"][0]["entitlement"],
+            format!("{name}:{}", if name == "git" { "write" } else { "staff" })
+        );
+        assert!(sys["still_held"].as_array().unwrap().is_empty());
+        assert_eq!(sys["sla"]["met"], true, "{sys:#}");
+        assert!(sys["sla"]["took_ms"].as_i64().unwrap() >= 0);
+    }
+    // git keeps disabled accounts; directory deletes them.
+    assert_eq!(systems[0]["deleted"]["action"], "step.delete_account");
+    assert!(systems[1]["deleted"].is_null());
+    assert_eq!(systems[1]["sla"]["target_ms"], 300_000);
+
+    let not_left = s
+        .request(
+            Method::GET,
+            "/api/v1/people/p2/evidence",
+            Some(TOKEN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(not_left.status, StatusCode::CONFLICT, "{}", not_left.body);
+    assert_eq!(not_left.body["error"]["code"], "conflict");
+    assert!(
+        not_left.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not left")
+    );
+    let nobody = s
+        .request(
+            Method::GET,
+            "/api/v1/people/nobody/evidence",
+            Some(TOKEN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{}", nobody.body);
+
+    // The command line gives the same evidence, and a printable page of it.
+    let config = show(&env.config);
+    let out = env.cli(&["evidence", "p1", "--config", &config]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli, e);
+    let page = env.cli(&["evidence", "p1", "--html"]);
+    assert!(page.status.success(), "{}", describe(&page));
+    let html = String::from_utf8_lossy(&page.stdout);
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(html.contains("Leave evidence: p1"), "{html}");
+    let revoke_seq = systems[1]["revoked"][0]["audit_seq"].to_string();
+    assert!(html.contains(&format!("<td>{revoke_seq}</td>")), "{html}");
+    assert!(
+        html.contains("no target set"),
+        "without --config nothing is judged: {html}"
+    );
+    fails_saying(&env.cli(&["evidence", "p2"]), "has not left");
+    fails_saying(&env.cli(&["evidence", "nobody"]), "no person `nobody`");
 }
