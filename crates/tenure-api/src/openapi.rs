@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         (name = "runs", description = "The work each event causes, step by step."),
         (name = "catalog", description = "Entitlements and target systems."),
         (name = "audit", description = "The hash-chained audit trail."),
+        (name = "reports", description = "Service levels over a period, against `[sla]`."),
         (name = "tokens", description = "API tokens."),
         (name = "rules", description = "What-ifs and reloads of the configuration and policies."),
         (name = "access", description = "Access requests, approvals and delegations."),

@@ -43,6 +43,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_people))
         .routes(routes!(get_person))
         .routes(routes!(person_evidence))
+        .routes(routes!(sla_report))
         .routes(routes!(list_runs))
         .routes(routes!(get_run))
         .routes(routes!(cancel_run))
@@ -906,6 +907,69 @@ async fn list_systems(
         .map(views::System::from)
         .collect();
     Ok(Json(SystemList { items }))
+}
+
+// ---------------------------------------------------------------- service levels
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SlaQuery {
+    /// Runs received at or after this RFC 3339 time; 30 days before `until` when absent.
+    since: Option<String>,
+    /// Runs received before this RFC 3339 time; now when absent.
+    until: Option<String>,
+}
+
+/// The longest period one service-level report covers: a year.
+const MAX_SLA_PERIOD_MS: i64 = 366 * 24 * 3_600_000;
+
+/// The service-level report of a period: for the hires and rehires (`provision`) and the
+/// leaves (`revoke`) received in it, how long access took to arrive or go, whole runs first,
+/// then per system (percentiles by nearest rank over the runs done), against the targets of
+/// `[sla]`, and every breach (done late, or not done and past its target now) with what caused
+/// it: a failed step, a wait, retries, an approval, or the slowest step. Cancelled runs are
+/// left out. At most 1,000 breaches are listed; `breaches_total` counts them all.
+///
+/// Requires `read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/sla",
+    tag = "reports",
+    security(("bearerAuth" = ["read"])),
+    params(SlaQuery),
+    responses(
+        (status = 200, description = "The report.", body = tenure_core::sla::SlaReport),
+        (status = 400, response = InvalidQuery),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = Internal),
+    ),
+)]
+async fn sla_report(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<SlaQuery>,
+) -> Result<Json<tenure_core::sla::SlaReport>, ApiError> {
+    p.require(Scope::Read)?;
+    let now = s.engine().clock().now_ms();
+    let until = time_param("until", q.until.as_deref())?.unwrap_or(now);
+    let since = time_param("since", q.since.as_deref())?
+        .unwrap_or(until.saturating_sub(30 * 24 * 3_600_000));
+    if since >= until {
+        return Err(ApiError::invalid("since", "must be before `until`"));
+    }
+    if until - since > MAX_SLA_PERIOD_MS {
+        return Err(ApiError::invalid(
+            "since",
+            "a report covers at most 366 days: ask for several",
+        ));
+    }
+    let sla = s.engine().rules().config.sla.clone();
+    let mut c = s.store().reader().await?;
+    Ok(Json(
+        tenure_store::sla_report(&mut c, &sla, since, until, now).await?,
+    ))
 }
 
 // ---------------------------------------------------------------- audit

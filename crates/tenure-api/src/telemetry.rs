@@ -152,6 +152,17 @@ pub(crate) async fn record_gauges(s: &AppState) -> Result<(), ApiError> {
         metrics::gauge!("tenure_queue_oldest_age_seconds", "priority" => label)
             .set(age as f64 / 1000.0);
     }
+    // Runs past their `[sla]` target and not done, per direction with a target.
+    let sla = s.engine().rules().config.sla.clone();
+    for (label, kinds, target) in [
+        ("provision", &["hire", "rehire"][..], sla.provision_ms),
+        ("revoke", &["leave"][..], sla.revoke_ms),
+    ] {
+        if let Some(t) = target {
+            let n = tenure_store::overdue_runs(&mut c, kinds, now - t).await?;
+            metrics::gauge!("tenure_sla_overdue_runs", "direction" => label).set(n as f64);
+        }
+    }
     Ok(())
 }
 

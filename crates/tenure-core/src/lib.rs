@@ -25,6 +25,7 @@ pub mod planner;
 pub mod retry;
 pub mod roster;
 pub mod run;
+pub mod sla;
 pub mod sod;
 pub mod text;
 pub mod timer;

@@ -90,6 +90,22 @@ pub(crate) fn run_ended(
         details: serde_json::json!({ "latency_ms": latency_ms }),
         ..Default::default()
     });
+    if let Some(dir) = tenure_core::sla::Direction::of(run.kind)
+        && !matches!(state, RunState::Cancelled | RunState::Compensated)
+    {
+        let sla = &inner.rules().config.sla;
+        let target = match dir {
+            tenure_core::sla::Direction::Provision => sla.provision_ms,
+            tenure_core::sla::Direction::Revoke => sla.revoke_ms,
+        };
+        if target.is_some_and(|t| latency_ms > t) {
+            let label = match dir {
+                tenure_core::sla::Direction::Provision => "provision",
+                tenure_core::sla::Direction::Revoke => "revoke",
+            };
+            metrics::counter!("tenure_sla_breaches_total", "direction" => label).increment(1);
+        }
+    }
     if state == RunState::Succeeded {
         let seconds = latency_ms as f64 / 1000.0;
         match run.kind {

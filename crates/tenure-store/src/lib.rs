@@ -17,6 +17,7 @@ mod observe;
 mod queries;
 mod scim;
 mod scim_groups;
+mod sla;
 mod tasks;
 mod tx;
 
@@ -31,6 +32,7 @@ pub use observe::*;
 pub use queries::*;
 pub use scim::*;
 pub use scim_groups::*;
+pub use sla::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use sqlx::AnyConnection;
 pub use tasks::*;

@@ -56,7 +56,7 @@ macro_rules! bulk {
     }};
 }
 
-fn parse<T: FromStr>(s: &str) -> Result<T>
+pub(crate) fn parse<T: FromStr>(s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {

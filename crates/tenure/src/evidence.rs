@@ -88,6 +88,34 @@ pub struct LeaverArgs {
     db: DbArgs,
 }
 
+/// `tenure report`.
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// The service-level report of a period (JSON, as `GET /api/v1/reports/sla` answers):
+    /// provisioning and revocation times per system against `[sla]`, and every breach.
+    Sla(SlaArgs),
+}
+
+/// `tenure report sla`.
+#[derive(Args)]
+pub struct SlaArgs {
+    /// Runs received at or after this RFC 3339 time (default: 30 days before --until).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Runs received before this RFC 3339 time (default: now).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Judge runs not done as of this RFC 3339 time (default: now): one past its target then
+    /// is a breach.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// The tenure.toml whose `[sla]` targets to judge against; without it none is.
+    #[arg(long, env = "TENURE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 // ---------------------------------------------------------------- keys
 
 pub fn keys(command: KeysCommand) -> Result<()> {
@@ -574,10 +602,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
 /// `tenure evidence PERSON`: the evidence of the person's latest leave, as JSON (what
 /// `GET /api/v1/people/{id}/evidence` answers) or as a printable HTML page.
 pub async fn leaver(args: LeaverArgs) -> Result<()> {
-    let sla = match &args.config {
-        Some(path) => crate::config_files::load(path)?.sla,
-        None => tenure_core::config::SlaSettings::default(),
-    };
+    let sla = sla_of(args.config.as_deref())?;
     let store = args.db.open_existing().await?;
     let mut c = store.reader().await?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -718,4 +743,54 @@ fn leaver_html(e: &tenure_core::evidence::LeaverEvidence) -> String {
     }
     h.push_str("<p>Each audit entry can be checked with <code>tenure audit verify</code>.</p>\n</body></html>\n");
     h
+}
+
+// ---------------------------------------------------------------- service-level report
+
+/// An RFC 3339 time given on the command line, as epoch ms.
+fn time_arg(flag: &str, value: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            anyhow!(
+                "--{flag}: `{value}` is not an RFC 3339 time such as 2026-01-31T09:00:00Z ({e})"
+            )
+        })
+}
+
+/// The `[sla]` of `config`, or none.
+fn sla_of(config: Option<&Path>) -> Result<tenure_core::config::SlaSettings> {
+    Ok(match config {
+        Some(path) => crate::config_files::load(path)?.sla,
+        None => tenure_core::config::SlaSettings::default(),
+    })
+}
+
+/// `tenure report ...`.
+pub async fn report(command: ReportCommand) -> Result<()> {
+    let ReportCommand::Sla(args) = command;
+    let sla = sla_of(args.config.as_deref())?;
+    let now = match &args.at {
+        Some(t) => time_arg("at", t)?,
+        None => chrono::Utc::now().timestamp_millis(),
+    };
+    let until = match &args.until {
+        Some(t) => time_arg("until", t)?,
+        None => now,
+    };
+    let since = match &args.since {
+        Some(t) => time_arg("since", t)?,
+        None => until.saturating_sub(30 * 24 * 3_600_000),
+    };
+    if since >= until {
+        bail!("--since must be before --until");
+    }
+    let store = args.db.open_existing().await?;
+    let mut c = store.reader().await?;
+    let report = tenure_store::sla_report(&mut c, &sla, since, until, now).await?;
+    let out = serde_json::to_string_pretty(&report)? + "\n";
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("writing the report")?;
+    Ok(())
 }

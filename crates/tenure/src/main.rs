@@ -48,6 +48,11 @@ enum Command {
     /// The evidence of a person's latest leave: each system's removals with the audit entries
     /// that prove them, what is still held, and the `[sla] revoke` targets met or missed.
     Evidence(evidence::LeaverArgs),
+    /// Reports: `tenure report sla`, how long access took to arrive and to go in a period.
+    Report {
+        #[command(subcommand)]
+        command: evidence::ReportCommand,
+    },
     /// Write a consistent copy of the embedded SQLite database while tenure runs (for
     /// PostgreSQL, use pg_dump).
     Backup {
@@ -265,6 +270,7 @@ fn run(cli: Cli) -> Result<()> {
             } => evidence::export(args).await,
             Command::Keys { command } => evidence::keys(command),
             Command::Evidence(args) => evidence::leaver(args).await,
+            Command::Report { command } => evidence::report(command).await,
             Command::Backup { file, db } => backup::backup(file, db).await,
             Command::Restore { file, force, db } => backup::restore(file, force, db).await,
             Command::Check { config } => {

@@ -574,3 +574,150 @@ async fn a_leavers_evidence_cites_the_audit_entry_of_each_removal() {
     fails_saying(&env.cli(&["evidence", "p2"]), "has not left");
     fails_saying(&env.cli(&["evidence", "nobody"]), "no person `nobody`");
 }
+
+const SLA_CONFIG: &str = r#"
+[engine]
+max_attempts = 2
+backoff_base_ms = 10
+backoff_max_ms = 20
+
+[[systems]]
+id = "directory"
+connector = "sandbox"
+
+[[systems]]
+id = "down"
+connector = "sandbox"
+[systems.settings]
+failure_rate = 1.0
+seed = 4
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+
+[[entitlements]]
+id = "down:app"
+system = "down"
+
+[sla]
+provision = "1h"
+revoke = "15m"
+
+[sla.systems.down]
+provision = "30m"
+"#;
+
+const SLA_TEMPLATES: &[(&str, &str)] = &[(
+    "all",
+    "entitlements = [\"directory:staff\", \"down:app\"]\n",
+)];
+
+/// The service-level report: a hire whose `down` system fails is done on `directory` and not
+/// done on `down`; it breaches nothing while within its targets, and once judged past them
+/// (`--at`) it breaches `down`'s own target and the overall one, each naming the failed step.
+/// A period that ends before it starts is refused. The overdue gauge is exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_level_report_counts_each_system_and_names_each_breach() {
+    let env = TestEnv::new(SLA_CONFIG, SLA_TEMPLATES).await;
+    let s = env.start().await;
+    let run_id = s.accept(&hire("h1", "Engineering")).await;
+    let run = s.wait_run(&run_id).await;
+    assert_eq!(run["state"], "failed", "{run:#}");
+
+    let r = s.get("/api/v1/reports/sla").await;
+    let provision = r["provision"].as_array().unwrap();
+    let figures = |system: Option<&str>| -> Value {
+        provision
+            .iter()
+            .find(|f| f["system"].as_str() == system)
+            .unwrap_or_else(|| panic!("no figures for {system:?}: {r:#}"))
+            .clone()
+    };
+    let whole = figures(None);
+    assert_eq!(
+        (whole["runs"].clone(), whole["done"].clone()),
+        (json!(1), json!(0)),
+        "{r:#}"
+    );
+    assert_eq!(whole["target_ms"], 3_600_000);
+    let directory = figures(Some("directory"));
+    assert_eq!(directory["done"], 1, "{r:#}");
+    assert!(directory["p99_ms"].as_i64().unwrap() >= 0);
+    let down = figures(Some("down"));
+    assert_eq!(
+        (down["done"].clone(), down["target_ms"].clone()),
+        (json!(0), json!(1_800_000))
+    );
+    assert_eq!(r["breaches_total"], 0, "within its targets: {r:#}");
+    assert!(r["revoke"].as_array().unwrap().is_empty());
+
+    // Judged two hours on, `down` and the run as a whole are past their targets.
+    let config = show(&env.config);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let out = env.cli(&["report", "sla", "--config", &config, "--at", &later]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["breaches_total"], 2, "{r:#}");
+    let breaches = r["breaches"].as_array().unwrap();
+    let on_down = breaches.iter().find(|b| b["system"] == "down").unwrap();
+    assert_eq!(on_down["run_id"], run_id.as_str());
+    assert_eq!(on_down["target_ms"], 1_800_000);
+    assert!(on_down["took_ms"].is_null());
+    assert!(
+        on_down["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("create_account failed"),
+        "{on_down:#}"
+    );
+    let whole = breaches.iter().find(|b| b.get("system").is_none()).unwrap();
+    assert!(
+        whole["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("down: create_account failed"),
+        "{whole:#}"
+    );
+    // Without --config no target is judged.
+    let out = env.cli(&["report", "sla", "--at", &later]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["breaches_total"], 0, "{r:#}");
+
+    let backwards = s
+        .request(
+            Method::GET,
+            "/api/v1/reports/sla?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            Some(TOKEN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        backwards.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        backwards.body
+    );
+    assert_eq!(backwards.body["error"]["field"], "since");
+    fails_saying(
+        &env.cli(&[
+            "report",
+            "sla",
+            "--since",
+            "2026-02-01T00:00:00Z",
+            "--until",
+            "2026-01-01T00:00:00Z",
+        ]),
+        "--since must be before --until",
+    );
+
+    let metrics = s
+        .request(Method::GET, "/metrics", Some(TOKEN), &[], None)
+        .await;
+    let text = metrics.body.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("tenure_sla_overdue_runs{direction=\"provision\"} 0"),
+        "{text}"
+    );
+}
