@@ -243,7 +243,10 @@ async fn plan_loaded(
         let mut waiting = false;
         for other in &earlier {
             let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
-            forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
+            // A step that was ever claimed may have changed its system (a call that timed out
+            // after the change, one whose lease ran out mid-call): for a leaver, what it may
+            // have made counts as made, so the leave takes it away.
+            forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Made, now).await?;
             if !cancelled.is_empty() {
                 tx.audit(NewAudit {
                     at_ms: now,
@@ -835,19 +838,32 @@ async fn withdraw_unwanted(
                 denied_by: None,
             },
         };
-        forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
+        forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Forgotten, now).await?;
         earlier.extend(cancelled.into_iter().map(|s| s.run_id));
     }
     advance_runs(inner, tx, &earlier.into_iter().collect::<Vec<_>>(), now).await
 }
 
+/// What becomes of an account or grant whose cancelled step was claimed before (a call went
+/// out, or may have, and its outcome is not known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Uncertain {
+    /// Forgotten like one never tried: the person's next plan makes it again if wanted.
+    Forgotten,
+    /// Counted as made (account active, grant granted): a leave then takes it away, which
+    /// every connector answers as done when there is nothing to take.
+    Made,
+}
+
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
-/// cancelled before they ran, and withdraws the approvals those steps waited for.
+/// cancelled before they ran, and withdraws the approvals those steps waited for. A step that
+/// was claimed before may have changed its system; `uncertain` says what it counts as.
 async fn forget_planned_effects(
     inner: &Inner,
     tx: &mut Tx,
     cancelled: &[StepRow],
     why: &gates::Withdrawal<'_>,
+    uncertain: Uncertain,
     now: i64,
 ) -> Result<()> {
     let waiting: Vec<String> = cancelled
@@ -857,6 +873,26 @@ async fn forget_planned_effects(
         .collect();
     gates::withdraw(inner, tx, &waiting, why, now).await?;
     for s in cancelled {
+        if uncertain == Uncertain::Made && s.started_at.is_some() {
+            match (s.action, &s.entitlement) {
+                (Action::CreateAccount | Action::EnableAccount, _) => {
+                    let row = (s.person_id.clone(), s.system.clone(), AccountState::Active);
+                    tenure_store::upsert_accounts(tx.conn(), &[row], now).await?;
+                }
+                (Action::Grant, Some(e)) => {
+                    tenure_store::set_grant_state(
+                        tx.conn(),
+                        &s.person_id,
+                        e,
+                        GrantState::Granted,
+                        now,
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+            continue;
+        }
         match s.action {
             Action::CreateAccount => {
                 tenure_store::forget_pending_account(tx.conn(), &s.person_id, &s.system).await?
@@ -897,7 +933,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
         by_run: Some(run_id),
         denied_by: None,
     };
-    forget_planned_effects(inner, &mut tx, &cancelled, &why, now).await?;
+    forget_planned_effects(inner, &mut tx, &cancelled, &why, Uncertain::Forgotten, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),

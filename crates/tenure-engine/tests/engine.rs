@@ -908,3 +908,291 @@ async fn a_lease_taken_back_is_not_renewed_and_the_late_outcome_is_dropped() {
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
     assert_eq!(h.audited("step.create_account").await, 1);
 }
+
+// ---------------------------------------------------------------- random interleavings
+
+/// One thing that happens to the engine, in a random sequence.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A hire, in a department the templates match; with a contract end `days` ahead, whose
+    /// timer raises the leave itself.
+    Hire {
+        who: usize,
+        consulting: bool,
+        end_in_days: Option<u8>,
+    },
+    /// A transfer to the other department.
+    Transfer { who: usize, consulting: bool },
+    /// A leave.
+    Leave { who: usize },
+    /// A cancel of the person's latest run (refused when it has ended).
+    Cancel { who: usize },
+    /// Time passes: retries come due, timers fire.
+    Advance { minutes: u16 },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize, any::<bool>(), proptest::option::of(1..3u8))
+            .prop_map(|(who, consulting, end_in_days)| Op::Hire { who, consulting, end_in_days }),
+        2 => (0..3usize, any::<bool>()).prop_map(|(who, consulting)| Op::Transfer { who, consulting }),
+        2 => (0..3usize).prop_map(|who| Op::Leave { who }),
+        1 => (0..3usize).prop_map(|who| Op::Cancel { who }),
+        2 => (1..3000u16).prop_map(|minutes| Op::Advance { minutes }),
+    ]
+}
+
+/// The people's ids.
+const WHO: [&str; 3] = ["r0", "r1", "r2"];
+
+impl Harness {
+    /// Every run's id and state.
+    async fn runs(&self) -> Vec<(String, String, String)> {
+        use sqlx::Row;
+        let mut c = self.engine.store().reader().await.unwrap();
+        sqlx::query("SELECT id, person_id, state FROM runs ORDER BY created_at, id")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    /// Moves the clock on and fires what is due until every run has ended.
+    async fn quiesce(&self) {
+        for _ in 0..400 {
+            let runs = self.runs().await;
+            let open = runs
+                .iter()
+                .filter(|(_, _, s)| !s.parse::<RunState>().unwrap().is_terminal())
+                .count();
+            if open == 0 {
+                return;
+            }
+            self.clock.advance(60_000);
+            self.engine.fire_due_timers().await.unwrap();
+            self.engine.wake();
+            let mut rx = self.engine.subscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+        }
+        panic!("runs did not end: {:?}", self.runs().await);
+    }
+}
+
+/// Random sequences of hires (some with a contract end whose timer raises the leave),
+/// transfers, leaves, cancels and time passing: once time has let everything settle, no run
+/// is left unfinished; every grant the store holds as granted is a membership on its system
+/// and every one it holds as revoked is not; and whoever left with a run that succeeded holds
+/// nothing anywhere.
+///
+/// The first case is one it found: two hires whose contract ends fire while their calls are
+/// in flight (the clock jumps past the lease, so the steps are taken back, then the leaves
+/// cancel them); the accounts the calls made must still be taken away.
+#[test]
+fn random_interleavings_settle_with_the_store_and_the_systems_agreeing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(interleave(
+        vec![
+            Op::Hire {
+                who: 0,
+                consulting: true,
+                end_in_days: Some(1),
+            },
+            Op::Hire {
+                who: 2,
+                consulting: false,
+                end_in_days: Some(2),
+            },
+            Op::Advance { minutes: 1987 },
+            Op::Advance { minutes: 2802 },
+        ],
+        0,
+        0.0,
+    ));
+    interleavings(0.0);
+}
+
+/// The same with `crm` failing 30 % of its calls, some of them after the change was made (a
+/// timeout). It finds a leaver keeping an enabled account: a hire's `create_account` times
+/// out after the account was made and, out of attempts, fails; the failed step's account is
+/// forgotten as never created, and the later leave plans nothing on that system. Telling a
+/// failure whose outcome is unknown (a timeout) from one that changed nothing is still to do.
+#[test]
+#[ignore = "finds a leaver's account kept after a create that timed out and failed; see the engine issue"]
+fn random_interleavings_with_failing_calls_settle_the_same() {
+    interleavings(0.3);
+}
+
+fn interleavings(failure_rate: f64) {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cases = if std::env::var("TENURE_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        8
+    } else {
+        16
+    };
+    proptest!(ProptestConfig { cases, ..ProptestConfig::default() }, |(ops in proptest::collection::vec(op(), 1..12), seed in 0..1000u64)| {
+        rt.block_on(interleave(ops, seed, failure_rate));
+    });
+}
+
+async fn interleave(ops: Vec<Op>, seed: u64, failure_rate: f64) {
+    let mut cfg = config("").as_ref().clone();
+    cfg.systems.get_mut("crm").unwrap().settings =
+        serde_json::json!({"failure_rate": failure_rate, "seed": seed})
+            .as_object()
+            .unwrap()
+            .clone();
+    let h = harness_with(Arc::new(cfg), long_leases()).await;
+    let mut latest: [Option<String>; 3] = Default::default();
+    let mut hired = [false; 3];
+    let today = |h: &Harness| {
+        chrono::DateTime::from_timestamp_millis(h.clock.now_ms())
+            .unwrap()
+            .date_naive()
+    };
+    for op in &ops {
+        let dept = |consulting: bool| {
+            if consulting {
+                "Consulting"
+            } else {
+                "Engineering"
+            }
+        };
+        let body = match op {
+            Op::Hire {
+                who,
+                consulting,
+                end_in_days,
+            } => {
+                let end = end_in_days
+                    .map(|d| {
+                        format!(
+                            r#","end_date":"{}""#,
+                            today(&h) + chrono::Days::new(u64::from(d))
+                        )
+                    })
+                    .unwrap_or_default();
+                Some((
+                    *who,
+                    format!(
+                        r#"{{"type":"{}","person":{{"id":"{}","name":"R","email":"r@example.com","worker_type":"employee","department":"{}"{end}}}}}"#,
+                        if hired[*who] { "rehire" } else { "hire" },
+                        WHO[*who],
+                        dept(*consulting)
+                    ),
+                ))
+            }
+            Op::Transfer { who, consulting } if hired[*who] => Some((
+                *who,
+                format!(
+                    r#"{{"type":"transfer","person":{{"id":"{}","department":"{}"}}}}"#,
+                    WHO[*who],
+                    dept(*consulting)
+                ),
+            )),
+            Op::Leave { who } if hired[*who] => Some((
+                *who,
+                format!(r#"{{"type":"leave","person":{{"id":"{}"}}}}"#, WHO[*who]),
+            )),
+            Op::Cancel { who } => {
+                if let Some(run) = &latest[*who] {
+                    // Refused once the run has ended: either answer is fine.
+                    let _ = h.engine.cancel_run(run, "test").await;
+                }
+                None
+            }
+            Op::Advance { minutes } => {
+                h.clock.advance(i64::from(*minutes) * 60_000);
+                h.engine.fire_due_timers().await.unwrap();
+                h.engine.wake();
+                None
+            }
+            _ => None,
+        };
+        if let Some((who, body)) = body {
+            match h.engine.submit(submission(&body)).await.unwrap() {
+                IngestOutcome::Accepted { run_id, .. } => {
+                    latest[who] = Some(run_id);
+                    hired[who] = true;
+                }
+                // A rehire of someone still working, a hire of someone already known: refused,
+                // nothing stored.
+                IngestOutcome::Refused { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    h.quiesce().await;
+
+    let runs = h.runs().await;
+    for who in WHO {
+        let mut c = h.engine.store().reader().await.unwrap();
+        let grants = tenure_store::grants_of(&mut c, who).await.unwrap();
+        drop(c);
+        for (g, system) in &grants {
+            let held = h
+                .engine
+                .connector(system)
+                .unwrap()
+                .list_memberships(who)
+                .await
+                .unwrap()
+                .contains(&g.entitlement);
+            match g.state {
+                tenure_core::GrantState::Granted => {
+                    assert!(
+                        held,
+                        "{who}: {} stored granted, not held on {system}; ops {ops:?}",
+                        g.entitlement
+                    )
+                }
+                tenure_core::GrantState::Revoked => {
+                    assert!(
+                        !held,
+                        "{who}: {} stored revoked, still held on {system}; ops {ops:?}",
+                        g.entitlement
+                    )
+                }
+                _ => {}
+            }
+        }
+        let person_runs: Vec<&(String, String, String)> =
+            runs.iter().filter(|(_, p, _)| p == who).collect();
+        let mut c = h.engine.store().reader().await.unwrap();
+        let person = tenure_store::get_person(&mut c, who).await.unwrap();
+        drop(c);
+        if let Some(p) = person
+            && p.status == tenure_core::PersonStatus::Terminated
+            && person_runs.last().is_some_and(|(_, _, s)| s == "succeeded")
+        {
+            for system in ["directory", "crm"] {
+                let conn = h.engine.connector(system).unwrap();
+                assert!(
+                    conn.list_memberships(who).await.unwrap().is_empty(),
+                    "{who} left and still holds access on {system}; ops {ops:?}"
+                );
+                assert!(
+                    !conn
+                        .list_accounts()
+                        .await
+                        .unwrap()
+                        .iter()
+                        .any(|a| a.person_id == who && a.enabled),
+                    "{who} left and still has an enabled account on {system}; ops {ops:?}"
+                );
+            }
+        }
+    }
+    h.engine.shutdown().await;
+}
