@@ -873,7 +873,10 @@ async fn forget_planned_effects(
         .collect();
     gates::withdraw(inner, tx, &waiting, why, now).await?;
     for s in cancelled {
-        if uncertain == Uncertain::Made && s.started_at.is_some() {
+        // Claimed before, its last call not answered "waiting" (a task or callback still
+        // open, which withdrawing the step closes: nothing made), or calls spent on it.
+        let may_have_made = s.started_at.is_some() && (s.attempts > 0 || s.last_error.is_none());
+        if uncertain == Uncertain::Made && may_have_made {
             match (s.action, &s.entitlement) {
                 (Action::CreateAccount | Action::EnableAccount, _) => {
                     let row = (s.person_id.clone(), s.system.clone(), AccountState::Active);
