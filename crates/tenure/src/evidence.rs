@@ -199,6 +199,19 @@ fn read_small(path: &Path, max: u64) -> Result<String> {
     Ok(text)
 }
 
+/// What `tenure check` says of `[audit.checkpoints]`'s key: a `key_file` is read as `serve`
+/// would read it (owner-only, a valid key) and its public key returned; a `key_env` is only
+/// named (like every secret from the environment, it is needed at start, not here).
+pub fn check_checkpoint_key(settings: &CheckpointSettings, base: &Path) -> Result<Option<String>> {
+    match &settings.key {
+        KeySource::File(_) => {
+            let key = signing_key(&settings.key, base)?;
+            Ok(Some(checkpoint::public_key_text(&key.verifying_key())))
+        }
+        KeySource::Env(_) => Ok(None),
+    }
+}
+
 /// The checkpoint writer `serve` runs, from `[audit.checkpoints]`; relative paths are taken
 /// from the folder of tenure.toml (`base`).
 pub fn checkpoint_writer(

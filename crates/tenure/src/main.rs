@@ -275,6 +275,12 @@ fn run(cli: Cli) -> Result<()> {
             Command::Restore { file, force, db } => backup::restore(file, force, db).await,
             Command::Check { config } => {
                 let c = config_files::load(&config)?;
+                if let Some(settings) = &c.audit.checkpoints {
+                    let base = config.parent().unwrap_or(std::path::Path::new("."));
+                    if let Some(public) = evidence::check_checkpoint_key(settings, base)? {
+                        println!("audit.checkpoints: signing key ok, public key {public}");
+                    }
+                }
                 println!(
                     "{}: ok ({} systems, {} entitlements, {} templates, {} clients)",
                     config.display(),

@@ -176,3 +176,64 @@ fn check_reads_other_connectors_settings_without_their_secrets() {
         "{err}"
     );
 }
+
+/// `[audit.checkpoints]`'s `key_file` is read as `serve` reads it: a missing file, one others
+/// can read, or one that holds no key is refused; a good one passes and its public key is
+/// shown. A `key_env` is only named.
+#[test]
+fn check_reads_the_checkpoint_key_file_as_serve_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenure.toml");
+    let conf = |key: &str| {
+        format!("[audit.checkpoints]\n{key}\nevery = \"5m\"\nsink = \"file:checkpoints.jsonl\"\n")
+    };
+    let run = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .env_remove("TENURE_CONFIG")
+            .env_remove("TENURE_CHECK_UNSET_KEY")
+            .output()
+            .unwrap()
+    };
+    let missing = run(&conf("key_file = \"checkpoint.key\""));
+    assert!(!missing.status.success(), "{}", describe(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("key_file"),
+        "{}",
+        describe(&missing)
+    );
+    let made = Command::new(BIN)
+        .args(["keys", "generate", "--out"])
+        .arg(dir.path().join("checkpoint.key"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", describe(&made));
+    let good = run(&conf("key_file = \"checkpoint.key\""));
+    assert!(good.status.success(), "{}", describe(&good));
+    assert!(
+        String::from_utf8_lossy(&good.stdout).contains("signing key ok, public key ed25519:"),
+        "{}",
+        describe(&good)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("checkpoint.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = run(&conf("key_file = \"checkpoint.key\""));
+        assert!(!open.status.success(), "{}", describe(&open));
+        assert!(String::from_utf8_lossy(&open.stderr).contains("chmod 600"));
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let junk = run(&conf("key_file = \"checkpoint.key\""));
+        assert!(!junk.status.success(), "{}", describe(&junk));
+        assert!(
+            !String::from_utf8_lossy(&junk.stderr).contains("not a key"),
+            "the key file's text is never shown"
+        );
+    }
+    let env = run(&conf("key_env = \"TENURE_CHECK_UNSET_KEY\""));
+    assert!(env.status.success(), "{}", describe(&env));
+}
