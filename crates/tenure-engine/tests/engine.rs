@@ -1233,3 +1233,37 @@ async fn a_leave_disables_what_a_step_taken_back_mid_call_may_have_made() {
     let hire = h.engine.run_detail(&hire).await.unwrap();
     assert_ne!(hire.run.state, RunState::Succeeded);
 }
+
+/// A run that ends past its `[sla]` target is counted as it ends
+/// (`tenure_sla_breaches_total{direction}`); one within it is not. The leave takes effect an
+/// hour ahead and the clock then jumps five seconds past that, against a one-second target;
+/// the hire ends at once against its target of an hour.
+#[tokio::test]
+async fn runs_that_end_past_their_target_are_counted_as_breaches() {
+    // The only test of this binary that reads metrics: a global recorder sees them all.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let h = harness(config("\n[sla]\nrevoke = \"1s\"\nprovision = \"1h\"\n")).await;
+    assert_eq!(h.finish(&h.send(HIRE).await).await, RunState::Succeeded);
+    let at = chrono::DateTime::from_timestamp_millis(h.clock.now() + 3_600_000)
+        .unwrap()
+        .to_rfc3339();
+    let leave = h
+        .send(&format!(
+            r#"{{"type":"leave","effective_at":"{at}","person":{{"id":"e1"}}}}"#
+        ))
+        .await;
+    h.clock.advance(3_605_000);
+    h.engine.wake();
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let text = metrics.render();
+    assert!(
+        text.contains("tenure_sla_breaches_total{direction=\"revoke\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tenure_sla_breaches_total{direction=\"provision\"}"),
+        "{text}"
+    );
+}
