@@ -47,20 +47,6 @@ fn person(id: &str, manager: Option<&str>) -> Value {
     json!({ "type": "hire", "person": p })
 }
 
-/// Creates a token with the CLI; returns its secret.
-fn token(env: &TestEnv, name: &str, scopes: &[&str], person: Option<&str>) -> String {
-    let mut args = vec!["token", "create", "--name", name];
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    if let Some(p) = person {
-        args.extend(["--as", p]);
-    }
-    let out = env.cli(&args);
-    assert!(out.status.success(), "{}", describe(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 async fn call(s: &Server, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
     s.request(
         method,

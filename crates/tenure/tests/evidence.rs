@@ -543,6 +543,17 @@ async fn a_leavers_evidence_cites_the_audit_entry_of_each_removal() {
             .unwrap()
             .contains("has not left")
     );
+    // Evidence and reports need `read`: a token that only sends events is refused.
+    let sender = token(&env, "sender", &["events:write"], None);
+    for path in ["/api/v1/people/p1/evidence", "/api/v1/reports/sla"] {
+        let refused = s.request(Method::GET, path, Some(&sender), &[], None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            refused.body
+        );
+    }
     let nobody = s
         .request(
             Method::GET,

@@ -597,6 +597,20 @@ pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Creates a token with the CLI (`scopes`, acting as `person` when given); returns its secret.
+pub fn token(env: &TestEnv, name: &str, scopes: &[&str], person: Option<&str>) -> String {
+    let mut args = vec!["token", "create", "--name", name];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    if let Some(p) = person {
+        args.extend(["--as", p]);
+    }
+    let out = env.cli(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A hire event.
 pub fn hire(id: &str, department: &str) -> Value {
     json!({
