@@ -85,6 +85,36 @@ pub async fn analyze(c: &mut AnyConnection) -> Result<()> {
     Ok(())
 }
 
+/// Single-row transactions per second `store` commits, each as durable as the engine's
+/// (SQLite: `synchronous = FULL`, one fsync each) and through the same write path, over
+/// `span` (at most 20,000 commits): what the disk under the database allows, which `tenure
+/// bench` judges the engine against. The scratch table is dropped after.
+pub async fn commit_rate(store: &crate::Store, span: std::time::Duration) -> Result<f64> {
+    let mut tx = store.begin().await?;
+    sqlx::query("CREATE TABLE bench_commits (n BIGINT NOT NULL)")
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    let started = std::time::Instant::now();
+    let mut n: i64 = 0;
+    while n < 20_000 && started.elapsed() < span {
+        let mut tx = store.begin().await?;
+        sqlx::query("INSERT INTO bench_commits (n) VALUES ($1)")
+            .bind(n)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        n += 1;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let mut tx = store.begin().await?;
+    sqlx::query("DROP TABLE bench_commits")
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(rate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +233,18 @@ mod tests {
         let found = request_ids_of_events(&mut c, &["e2", "e3"]).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found["e2"], "req-2");
+    }
+
+    /// The commit rate is measured and leaves nothing behind (it can run again).
+    #[tokio::test]
+    async fn the_commit_rate_is_measured_and_its_table_dropped() {
+        let (store, _guard) = scratch().await;
+        for _ in 0..2 {
+            let rate = commit_rate(&store, std::time::Duration::from_millis(50))
+                .await
+                .unwrap();
+            assert!(rate > 0.0, "{rate}");
+        }
+        store.close().await;
     }
 }
