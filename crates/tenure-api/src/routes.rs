@@ -953,12 +953,12 @@ async fn sla_report(
 ) -> Result<Json<tenure_core::sla::SlaReport>, ApiError> {
     p.require(Scope::Read)?;
     let now = s.engine().clock().now_ms();
-    let until = time_param("until", q.until.as_deref())?.unwrap_or(now);
-    let since = time_param("since", q.since.as_deref())?
-        .unwrap_or(until.saturating_sub(30 * 24 * 3_600_000));
-    if since >= until {
-        return Err(ApiError::invalid("since", "must be before `until`"));
-    }
+    let (since, until) = tenure_core::sla::period(
+        time_param("since", q.since.as_deref())?,
+        time_param("until", q.until.as_deref())?,
+        now,
+    )
+    .ok_or_else(|| ApiError::invalid("since", "must be before `until`"))?;
     if until - since > MAX_SLA_PERIOD_MS {
         return Err(ApiError::invalid(
             "since",

@@ -154,13 +154,10 @@ pub(crate) async fn record_gauges(s: &AppState) -> Result<(), ApiError> {
     }
     // Runs past their `[sla]` target and not done, per direction with a target.
     let sla = s.engine().rules().config.sla.clone();
-    for (label, kinds, target) in [
-        ("provision", &["hire", "rehire"][..], sla.provision_ms),
-        ("revoke", &["leave"][..], sla.revoke_ms),
-    ] {
-        if let Some(t) = target {
-            let n = tenure_store::overdue_runs(&mut c, kinds, now - t).await?;
-            metrics::gauge!("tenure_sla_overdue_runs", "direction" => label).set(n as f64);
+    for dir in tenure_core::sla::Direction::ALL {
+        if let Some(t) = dir.target(&sla, None) {
+            let n = tenure_store::overdue_runs(&mut c, dir.kinds(), now - t).await?;
+            metrics::gauge!("tenure_sla_overdue_runs", "direction" => dir.as_str()).set(n as f64);
         }
     }
     Ok(())

@@ -14,6 +14,17 @@ use std::collections::BTreeMap;
 /// Breaches listed in a report; more are counted, not listed.
 pub const MAX_BREACHES_LISTED: usize = 1_000;
 
+/// The period a report covers when none is given: the 30 days before its end.
+pub const DEFAULT_PERIOD_MS: i64 = 30 * 24 * 3_600_000;
+
+/// The period of a report from the bounds given (epoch ms): `until` defaults to `now`,
+/// `since` to [`DEFAULT_PERIOD_MS`] before `until`. `None` when it would end before it starts.
+pub fn period(since: Option<i64>, until: Option<i64>, now: i64) -> Option<(i64, i64)> {
+    let until = until.unwrap_or(now);
+    let since = since.unwrap_or(until.saturating_sub(DEFAULT_PERIOD_MS));
+    (since < until).then_some((since, until))
+}
+
 /// What a run's steps on one system came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepTiming {
@@ -59,16 +70,34 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Both directions.
+    pub const ALL: [Direction; 2] = [Direction::Provision, Direction::Revoke];
+
     /// The direction of a run of `kind`, if the report covers it.
     pub fn of(kind: RunKind) -> Option<Direction> {
-        match kind {
-            RunKind::Hire | RunKind::Rehire => Some(Direction::Provision),
-            RunKind::Leave => Some(Direction::Revoke),
-            _ => None,
+        Direction::ALL
+            .into_iter()
+            .find(|d| d.kinds().contains(&kind))
+    }
+
+    /// The kinds of run that move access this way.
+    pub fn kinds(self) -> &'static [RunKind] {
+        match self {
+            Direction::Provision => &[RunKind::Hire, RunKind::Rehire],
+            Direction::Revoke => &[RunKind::Leave],
         }
     }
 
-    fn target(self, sla: &SlaSettings, system: Option<&str>) -> Option<i64> {
+    /// Its name, as the report and the metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Provision => "provision",
+            Direction::Revoke => "revoke",
+        }
+    }
+
+    /// The target of `system` (its own, else the global one), or of whole runs (`None`).
+    pub fn target(self, sla: &SlaSettings, system: Option<&str>) -> Option<i64> {
         match (self, system) {
             (Direction::Provision, Some(s)) => sla.provision_for(s),
             (Direction::Provision, None) => sla.provision_ms,
@@ -476,6 +505,19 @@ mod tests {
             .find(|f| f.system.as_deref() == Some("crm"))
             .unwrap();
         assert_eq!((crm.p50_ms, crm.breaches), (Some(5), 0));
+    }
+
+    /// A period defaults to the 30 days before now; one that ends before it starts is none.
+    #[test]
+    fn a_period_defaults_to_the_thirty_days_before_its_end() {
+        assert_eq!(
+            period(None, None, 100 * 86_400_000),
+            Some((70 * 86_400_000, 100 * 86_400_000))
+        );
+        assert_eq!(period(Some(5), None, 10), Some((5, 10)));
+        assert_eq!(period(None, Some(7), 10), Some((7 - DEFAULT_PERIOD_MS, 7)));
+        assert_eq!(period(Some(10), Some(10), 99), None);
+        assert_eq!(period(Some(11), None, 10), None);
     }
 
     /// A run not done is a breach only once past its target, and its cause is what holds it.

@@ -92,19 +92,11 @@ pub(crate) fn run_ended(
     });
     if let Some(dir) = tenure_core::sla::Direction::of(run.kind)
         && !matches!(state, RunState::Cancelled | RunState::Compensated)
+        && dir
+            .target(&inner.rules().config.sla, None)
+            .is_some_and(|t| latency_ms > t)
     {
-        let sla = &inner.rules().config.sla;
-        let target = match dir {
-            tenure_core::sla::Direction::Provision => sla.provision_ms,
-            tenure_core::sla::Direction::Revoke => sla.revoke_ms,
-        };
-        if target.is_some_and(|t| latency_ms > t) {
-            let label = match dir {
-                tenure_core::sla::Direction::Provision => "provision",
-                tenure_core::sla::Direction::Revoke => "revoke",
-            };
-            metrics::counter!("tenure_sla_breaches_total", "direction" => label).increment(1);
-        }
+        metrics::counter!("tenure_sla_breaches_total", "direction" => dir.as_str()).increment(1);
     }
     if state == RunState::Succeeded {
         let seconds = latency_ms as f64 / 1000.0;

@@ -119,6 +119,17 @@ impl Harness {
         }
     }
 
+    /// Sends `person`'s leave, taking effect `ms` from the clock's now; returns its run.
+    async fn leave_in(&self, person: &str, ms: i64) -> String {
+        let at = chrono::DateTime::from_timestamp_millis(self.clock.now() + ms)
+            .unwrap()
+            .to_rfc3339();
+        self.send(&format!(
+            r#"{{"type":"leave","effective_at":"{at}","person":{{"id":"{person}"}}}}"#
+        ))
+        .await
+    }
+
     async fn finish(&self, run_id: &str) -> RunState {
         let mut rx = self.engine.subscribe();
         let detail = self.engine.run_detail(run_id).await.unwrap();
@@ -361,14 +372,7 @@ async fn future_dated_events_wait_for_their_time() {
 async fn a_future_leave_marks_the_person_leaving_and_revokes_on_time() {
     let h = harness(config("")).await;
     assert_eq!(h.finish(&h.send(HIRE).await).await, RunState::Succeeded);
-    let at = chrono::DateTime::from_timestamp_millis(h.clock.now() + 86_400_000)
-        .unwrap()
-        .to_rfc3339();
-    let leave = h
-        .send(&format!(
-            r#"{{"type":"leave","effective_at":"{at}","person":{{"id":"e1"}}}}"#
-        ))
-        .await;
+    let leave = h.leave_in("e1", 86_400_000).await;
     let mut c = h.engine.store().reader().await.unwrap();
     let p = tenure_store::get_person(&mut c, "e1")
         .await
@@ -1246,14 +1250,7 @@ async fn runs_that_end_past_their_target_are_counted_as_breaches() {
         .unwrap();
     let h = harness(config("\n[sla]\nrevoke = \"1s\"\nprovision = \"1h\"\n")).await;
     assert_eq!(h.finish(&h.send(HIRE).await).await, RunState::Succeeded);
-    let at = chrono::DateTime::from_timestamp_millis(h.clock.now() + 3_600_000)
-        .unwrap()
-        .to_rfc3339();
-    let leave = h
-        .send(&format!(
-            r#"{{"type":"leave","effective_at":"{at}","person":{{"id":"e1"}}}}"#
-        ))
-        .await;
+    let leave = h.leave_in("e1", 3_600_000).await;
     h.clock.advance(3_605_000);
     h.engine.wake();
     assert_eq!(h.finish(&leave).await, RunState::Succeeded);

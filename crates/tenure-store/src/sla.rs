@@ -6,7 +6,8 @@ use crate::queries::{is_sqlite, parse, push_placeholders};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use tenure_core::config::SlaSettings;
-use tenure_core::sla::{Collector, RunTiming, SlaReport, StepTiming};
+use tenure_core::run::RunKind;
+use tenure_core::sla::{Collector, Direction, RunTiming, SlaReport, StepTiming};
 
 /// Runs read per page.
 const PAGE: i64 = 500;
@@ -22,7 +23,7 @@ pub async fn sla_report(
     now: i64,
 ) -> Result<SlaReport> {
     let mut collector = Collector::new(sla, from, to, now);
-    for kind in ["hire", "rehire", "leave"] {
+    for kind in Direction::ALL.iter().flat_map(|d| d.kinds()) {
         let mut after: Option<(i64, String)> = None;
         loop {
             let (at, id) = after.clone().unwrap_or((from - 1, String::new()));
@@ -32,7 +33,7 @@ pub async fn sla_report(
                    AND (created_at > $4 OR (created_at = $4 AND id > $5))
                  ORDER BY created_at, id LIMIT $6",
             )
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(from)
             .bind(to)
             .bind(at)
@@ -97,7 +98,11 @@ pub async fn sla_report(
 
 /// How many runs of `kinds` have not ended though their access was due before `due_before`
 /// (the later of receipt and effect): with `due_before` = now minus a target, the runs past it.
-pub async fn overdue_runs(c: &mut AnyConnection, kinds: &[&str], due_before: i64) -> Result<i64> {
+pub async fn overdue_runs(
+    c: &mut AnyConnection,
+    kinds: &[RunKind],
+    due_before: i64,
+) -> Result<i64> {
     let mut sql = String::from(
         "SELECT COUNT(*) FROM runs WHERE state IN ('pending', 'running', 'awaiting_approval')
          AND created_at < $1 AND effective_at < $1 AND kind IN ",
@@ -113,7 +118,7 @@ pub async fn overdue_runs(c: &mut AnyConnection, kinds: &[&str], due_before: i64
     sql.push(')');
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(due_before);
     for k in kinds {
-        q = q.bind(k.to_string());
+        q = q.bind(k.as_str());
     }
     Ok(q.fetch_one(&mut *c).await?.try_get(0)?)
 }

@@ -787,17 +787,13 @@ pub async fn report(command: ReportCommand) -> Result<()> {
         Some(t) => time_arg("at", t)?,
         None => chrono::Utc::now().timestamp_millis(),
     };
-    let until = match &args.until {
-        Some(t) => time_arg("until", t)?,
-        None => now,
-    };
-    let since = match &args.since {
-        Some(t) => time_arg("since", t)?,
-        None => until.saturating_sub(30 * 24 * 3_600_000),
-    };
-    if since >= until {
-        bail!("--since must be before --until");
-    }
+    let bound = |flag: &str, value: &Option<String>| value.as_deref().map(|t| time_arg(flag, t));
+    let (since, until) = tenure_core::sla::period(
+        bound("since", &args.since).transpose()?,
+        bound("until", &args.until).transpose()?,
+        now,
+    )
+    .ok_or_else(|| anyhow!("--since must be before --until"))?;
     let store = args.db.open_existing().await?;
     let mut c = store.reader().await?;
     let report = tenure_store::sla_report(&mut c, &sla, since, until, now).await?;

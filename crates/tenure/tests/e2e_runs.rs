@@ -236,41 +236,6 @@ async fn a_leave_supersedes_a_hire_in_flight() {
     );
 }
 
-fn down_config(seed: u64, failure_rate: f64) -> String {
-    format!(
-        r#"
-[engine]
-max_attempts = 3
-backoff_base_ms = 10
-backoff_max_ms = 20
-breaker_failure_threshold = 3
-breaker_open_ms = 1500
-
-[[systems]]
-id = "directory"
-connector = "sandbox"
-[[systems]]
-id = "down"
-connector = "sandbox"
-[systems.settings]
-failure_rate = {failure_rate:.1}
-seed = {seed}
-
-[[entitlements]]
-id = "directory:staff"
-system = "directory"
-[[entitlements]]
-id = "down:app"
-system = "down"
-"#
-    )
-}
-
-const STAFF: &[(&str, &str)] = &[(
-    "all",
-    "entitlements = [\"directory:staff\", \"down:app\"]\n",
-)];
-
 fn down_step(run: &Value) -> &Value {
     steps(run)
         .iter()
@@ -293,7 +258,7 @@ async fn circuit(s: &Server, system: &str) -> Value {
 // reaching the sandbox store, so nothing here depends on how repeats are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_system_fails_the_run_retry_fails_again_and_the_circuit_opens() {
-    let env = TestEnv::new(&down_config(4, 1.0), STAFF).await;
+    let env = TestEnv::new(&down_config(4, 1.0), DOWN_TEMPLATES).await;
     let s = env.start().await;
     let run_id = s.accept(&hire("f1", "Engineering")).await;
     let run = s.wait_run(&run_id).await;
@@ -432,7 +397,7 @@ async fn a_failing_system_fails_the_run_retry_fails_again_and_the_circuit_opens(
 // its first two calls. Fixed in the sandbox in baca6fd.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_system_with_failure_rate_one_fails_every_call() {
-    let env = TestEnv::new(&down_config(3, 1.0), STAFF).await;
+    let env = TestEnv::new(&down_config(3, 1.0), DOWN_TEMPLATES).await;
     let s = env.start().await;
     let run = s.apply(&hire("f2", "Engineering")).await;
     let st = s.stats().await["down"];
@@ -451,7 +416,7 @@ async fn a_system_with_failure_rate_one_fails_every_call() {
 // never grants them, and they stay `pending` forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_event_grants_what_a_failed_run_left_pending() {
-    let env = TestEnv::new(&down_config(4, 1.0), STAFF).await;
+    let env = TestEnv::new(&down_config(4, 1.0), DOWN_TEMPLATES).await;
     let mut s = env.start().await;
     let run = s.apply(&hire("f3", "Engineering")).await;
     assert_eq!(run["state"], "failed", "{run:#}");
@@ -480,7 +445,7 @@ async fn a_later_event_grants_what_a_failed_run_left_pending() {
 // anyway from the list it read before, and the person ends hired with full access.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hire_and_a_leave_due_together_leave_no_access() {
-    let env = TestEnv::new(&down_config(4, 0.0), STAFF).await;
+    let env = TestEnv::new(&down_config(4, 0.0), DOWN_TEMPLATES).await;
     let s = env.start().await;
     let at = (chrono::Utc::now() + chrono::Duration::milliseconds(1000)).to_rfc3339();
     let mut h = hire("l1", "Engineering");

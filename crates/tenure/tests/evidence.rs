@@ -586,43 +586,13 @@ async fn a_leavers_evidence_cites_the_audit_entry_of_each_removal() {
     fails_saying(&env.cli(&["evidence", "nobody"]), "no person `nobody`");
 }
 
-const SLA_CONFIG: &str = r#"
-[engine]
-max_attempts = 2
-backoff_base_ms = 10
-backoff_max_ms = 20
-
-[[systems]]
-id = "directory"
-connector = "sandbox"
-
-[[systems]]
-id = "down"
-connector = "sandbox"
-[systems.settings]
-failure_rate = 1.0
-seed = 4
-
-[[entitlements]]
-id = "directory:staff"
-system = "directory"
-
-[[entitlements]]
-id = "down:app"
-system = "down"
-
-[sla]
-provision = "1h"
-revoke = "15m"
-
-[sla.systems.down]
-provision = "30m"
-"#;
-
-const SLA_TEMPLATES: &[(&str, &str)] = &[(
-    "all",
-    "entitlements = [\"directory:staff\", \"down:app\"]\n",
-)];
+/// [`down_config`] with service-level targets: `down` has one of its own.
+fn sla_config() -> String {
+    format!(
+        "{}\n[sla]\nprovision = \"1h\"\nrevoke = \"15m\"\n\n[sla.systems.down]\nprovision = \"30m\"\n",
+        down_config(4, 1.0)
+    )
+}
 
 /// The service-level report: a hire whose `down` system fails is done on `directory` and not
 /// done on `down`; it breaches nothing while within its targets, and once judged past them
@@ -630,7 +600,7 @@ const SLA_TEMPLATES: &[(&str, &str)] = &[(
 /// A period that ends before it starts is refused. The overdue gauge is exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_level_report_counts_each_system_and_names_each_breach() {
-    let env = TestEnv::new(SLA_CONFIG, SLA_TEMPLATES).await;
+    let env = TestEnv::new(&sla_config(), DOWN_TEMPLATES).await;
     let s = env.start().await;
     let run_id = s.accept(&hire("h1", "Engineering")).await;
     let run = s.wait_run(&run_id).await;

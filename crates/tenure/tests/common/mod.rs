@@ -597,6 +597,44 @@ pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Two sandbox systems, `directory` and `down` (failing `failure_rate` of its calls, drawn
+/// from `seed`), with fast retries and a breaker: the system a test makes fail.
+pub fn down_config(seed: u64, failure_rate: f64) -> String {
+    format!(
+        r#"
+[engine]
+max_attempts = 3
+backoff_base_ms = 10
+backoff_max_ms = 20
+breaker_failure_threshold = 3
+breaker_open_ms = 1500
+
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "down"
+connector = "sandbox"
+[systems.settings]
+failure_rate = {failure_rate:.1}
+seed = {seed}
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "down:app"
+system = "down"
+"#
+    )
+}
+
+/// A template giving everyone an entitlement on each of [`down_config`]'s systems.
+pub const DOWN_TEMPLATES: &[(&str, &str)] = &[(
+    "all",
+    "entitlements = [\"directory:staff\", \"down:app\"]\n",
+)];
+
 /// Creates a token with the CLI (`scopes`, acting as `person` when given); returns its secret.
 pub fn token(env: &TestEnv, name: &str, scopes: &[&str], person: Option<&str>) -> String {
     let mut args = vec!["token", "create", "--name", name];
