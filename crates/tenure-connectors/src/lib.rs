@@ -91,6 +91,12 @@ pub enum ConnectorError {
         /// How long the system asked us to wait, if it said.
         retry_after_ms: Option<u64>,
     },
+    /// Sent, but no answer came back (a timeout, a connection lost while waiting): the system
+    /// may have done it. Tried again with the same operation id, like a retryable failure; a
+    /// step that runs out of attempts after such a call counts what it asked for as perhaps
+    /// made, so a leave still takes it away.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
     /// Will fail the same way every time: refused, invalid, not found where it must exist.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -118,7 +124,39 @@ impl ConnectorError {
 
     /// Whether the engine should retry.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ConnectorError::Retryable { .. })
+        matches!(
+            self,
+            ConnectorError::Retryable { .. } | ConnectorError::Unknown(_)
+        )
+    }
+
+    /// Whether the system may have acted on the call although it failed.
+    pub fn may_have_acted(&self) -> bool {
+        matches!(self, ConnectorError::Unknown(_))
+    }
+
+    /// The same failure of a call known not to have reached the system (connecting, signing
+    /// in): an unanswered one is then plainly retryable.
+    pub fn before_sending(self) -> Self {
+        match self {
+            ConnectorError::Unknown(message) => ConnectorError::retryable(message),
+            other => other,
+        }
+    }
+
+    /// Sorts a failed HTTP request: one that never reached the server (refused connection,
+    /// DNS, TLS, connect timeout) or a read that cannot act is retryable; a write that went out
+    /// and got no answer (timed out, connection dropped mid-response) has an unknown outcome.
+    pub fn from_http(e: &reqwest::Error, writes: bool, message: String) -> Self {
+        if writes
+            && !e.is_connect()
+            && !e.is_builder()
+            && (e.is_timeout() || e.is_request() || e.is_body())
+        {
+            ConnectorError::Unknown(message)
+        } else {
+            ConnectorError::retryable(message)
+        }
     }
 }
 

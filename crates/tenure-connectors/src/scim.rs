@@ -412,7 +412,8 @@ impl ScimConnector {
         }
     }
 
-    /// One request; classifies transport failures, 429 and 5xx as retryable.
+    /// One request; classifies transport failures, 429 and 5xx as retryable, and a write sent
+    /// but unanswered (timed out, or a 504 from a gateway) as of unknown outcome.
     async fn send(
         &self,
         method: Method,
@@ -431,13 +432,22 @@ impl ScimConnector {
                 .header("content-type", "application/scim+json")
                 .body(b.to_string());
         }
+        let writes = method != Method::GET;
         let res = req.send().await.map_err(|e| {
-            ConnectorError::retryable(format!("{}: {method} {path}: {e}", self.system))
+            let message = format!("{}: {method} {path}: {e}", self.system);
+            ConnectorError::from_http(&e, writes, message)
         })?;
         let status = res.status();
         let retry_after = retry_after_ms(res.headers());
         let text = res.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if writes && status == StatusCode::GATEWAY_TIMEOUT {
+            return Err(ConnectorError::Unknown(format!(
+                "{}: {method} {path}: {status}: {}",
+                self.system,
+                detail(&body)
+            )));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(ConnectorError::Retryable {
                 message: format!(

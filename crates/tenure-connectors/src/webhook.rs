@@ -477,7 +477,12 @@ impl WebhookConnector {
                 if chain.contains(PRIVATE_REFUSED) {
                     return Err(ConnectorError::Permanent(format!("webhook: {chain}")));
                 }
-                return Err(ConnectorError::retryable(format!("webhook: {chain}")));
+                // Every operation changes something: one that went out unanswered may have.
+                return Err(ConnectorError::from_http(
+                    &e,
+                    true,
+                    format!("webhook: {chain}"),
+                ));
             }
         };
         let status = resp.status();
@@ -526,7 +531,10 @@ impl WebhookConnector {
             return Ok(());
         }
         let message = format!("webhook: HTTP {status}: {snippet}");
-        if status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429) {
+        if status == reqwest::StatusCode::GATEWAY_TIMEOUT {
+            // A proxy gave up waiting for the service, which may have acted all the same.
+            Err(ConnectorError::Unknown(message))
+        } else if status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429) {
             Err(ConnectorError::Retryable {
                 message,
                 retry_after_ms,

@@ -192,7 +192,10 @@ pub fn leaver(
         }
     }
     for a in accounts {
-        if matches!(a.state, AccountState::Active | AccountState::Pending) {
+        if matches!(
+            a.state,
+            AccountState::Active | AccountState::Pending | AccountState::Uncertain
+        ) {
             systems
                 .entry(a.system.clone())
                 .or_insert_with(|| removal(&a.system, sla))
@@ -206,7 +209,10 @@ pub fn leaver(
     for (g, sys) in grants {
         if matches!(
             g.state,
-            GrantState::Granted | GrantState::Pending | GrantState::AwaitingApproval
+            GrantState::Granted
+                | GrantState::Pending
+                | GrantState::AwaitingApproval
+                | GrantState::Uncertain
         ) {
             systems
                 .entry(sys.clone())

@@ -110,12 +110,23 @@ string_enum!(
         Revoked => "revoked",
         Denied => "denied",
         Failed => "failed",
+        /// The grant failed for good after a call that went unanswered: the system may hold
+        /// it. Granted again if still wanted (its operation id makes that safe), revoked when not.
+        Uncertain => "uncertain",
     }
 );
 
 string_enum!(
     /// The state of an account (person x system).
-    AccountState { Pending => "pending", Active => "active", Disabled => "disabled", Deleted => "deleted" }
+    AccountState {
+        Pending => "pending",
+        Active => "active",
+        Disabled => "disabled",
+        Deleted => "deleted",
+        /// Its create or enable failed for good after a call that went unanswered: it may
+        /// exist and sign in. Made again if still wanted, disabled (and deleted) when not.
+        Uncertain => "uncertain",
+    }
 );
 
 string_enum!(
@@ -292,6 +303,12 @@ impl Grant {
     pub fn is_held(&self) -> bool {
         matches!(self.state, GrantState::Granted)
     }
+
+    /// Whether the system may hold it: held, or [`GrantState::Uncertain`]. What is taken
+    /// away is decided on this, so a grant whose outcome was never heard is revoked too.
+    pub fn may_be_held(&self) -> bool {
+        matches!(self.state, GrantState::Granted | GrantState::Uncertain)
+    }
 }
 
 impl Account {
@@ -299,5 +316,11 @@ impl Account {
     /// step has not run (see [`Grant::is_held`]), so it is created again if still needed.
     pub fn is_enabled(&self) -> bool {
         matches!(self.state, AccountState::Active)
+    }
+
+    /// Whether the account may exist and sign in: enabled, or [`AccountState::Uncertain`].
+    /// A leave disables every such account.
+    pub fn may_be_enabled(&self) -> bool {
+        matches!(self.state, AccountState::Active | AccountState::Uncertain)
     }
 }

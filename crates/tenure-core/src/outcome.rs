@@ -34,6 +34,8 @@ pub enum CallOutcome {
         /// `Some` when it may pass if tried again, with the least delay the system asked for
         /// (0 when it named none); `None` when trying again cannot help.
         retry_after_ms: Option<u64>,
+        /// The call went out and no answer came: the system may have done it.
+        unanswered: bool,
     },
 }
 
@@ -48,6 +50,8 @@ pub struct StepFacts<'a> {
     pub compensation_of: Option<i64>,
     /// The error or wait recorded last, if any.
     pub last_error: Option<&'a str>,
+    /// An earlier call of the step went unanswered: the system may have done it.
+    pub maybe_applied: bool,
     /// The step's operation id (sent with every call of it).
     pub op_id: &'a str,
     /// Why the step exists, for the audit trail.
@@ -115,6 +119,9 @@ pub struct StepDecision {
     pub last_error: Option<String>,
     /// When the step is next due, when it stays pending.
     pub available_at: Option<i64>,
+    /// A call of the step, this one or an earlier, went unanswered: the system may have done
+    /// it (kept on the step, so its final failure knows).
+    pub maybe_applied: bool,
     /// The change to the person's access, if any.
     pub access: Option<AccessChange>,
     /// The step of the run this outcome has now undone (a compensation that succeeded).
@@ -136,11 +143,20 @@ pub fn decide(
     rng: &mut impl Rng,
 ) -> StepDecision {
     let attempts = step.attempts + 1;
+    let maybe_applied = step.maybe_applied
+        || matches!(
+            outcome,
+            CallOutcome::Failed {
+                unanswered: true,
+                ..
+            }
+        );
     let pending = |attempts, last_error, at, audit, kind| StepDecision {
         state: StepState::Pending,
         attempts,
         last_error,
         available_at: Some(at),
+        maybe_applied,
         access: None,
         compensated: None,
         audit,
@@ -160,6 +176,7 @@ pub fn decide(
             attempts,
             last_error: None,
             available_at: None,
+            maybe_applied,
             access: match step.action {
                 Action::CreateAccount | Action::EnableAccount => {
                     Some(AccessChange::Account(AccountState::Active))
@@ -200,6 +217,7 @@ pub fn decide(
         CallOutcome::Failed {
             message,
             retry_after_ms: Some(asked),
+            ..
         } if attempts < i64::from(settings.max_attempts) => {
             let delay = backoff_ms(
                 attempts as u32,
@@ -227,17 +245,36 @@ pub fn decide(
             attempts,
             last_error: Some(message.clone()),
             available_at: None,
-            // Planned access that did not happen.
-            access: match step.action {
-                Action::CreateAccount => Some(AccessChange::ForgetPendingAccount),
-                Action::Grant => Some(AccessChange::Grant(GrantState::Failed)),
+            maybe_applied,
+            access: match (step.action, maybe_applied) {
+                // Planned access that did not happen.
+                (Action::CreateAccount, false) => Some(AccessChange::ForgetPendingAccount),
+                (Action::Grant, false) => Some(AccessChange::Grant(GrantState::Failed)),
+                // A change that may or may not have happened: neither state can be trusted.
+                // A later run that wants the access makes it again, one that does not takes it
+                // away; both are answered "already so" where there is nothing to do.
+                (
+                    Action::CreateAccount
+                    | Action::EnableAccount
+                    | Action::DisableAccount
+                    | Action::DeleteAccount,
+                    true,
+                ) => Some(AccessChange::Account(AccountState::Uncertain)),
+                (Action::Grant | Action::Revoke, true) => {
+                    Some(AccessChange::Grant(GrantState::Uncertain))
+                }
                 _ => None,
             },
             compensated: None,
             audit: Some(OutcomeAudit {
                 action: AuditAction::StepFailed,
                 reason: message,
-                details: json!({ "attempts": attempts, "action": step.action, "why": step.why }),
+                details: json!({
+                    "attempts": attempts,
+                    "action": step.action,
+                    "why": step.why,
+                    "outcome_unknown": maybe_applied,
+                }),
             }),
             kind: OutcomeKind::Failed,
         },
@@ -269,6 +306,7 @@ mod tests {
             attempts,
             compensation_of: None,
             last_error: None,
+            maybe_applied: false,
             op_id: "op-1",
             why: "lifecycle run r1",
         }
@@ -285,12 +323,23 @@ mod tests {
                     recheck_after_ms,
                 }
             }),
-            ("[a-z ]{0,12}", proptest::option::of(0u64..200_000)).prop_map(
-                |(message, retry_after_ms)| CallOutcome::Failed {
-                    message,
-                    retry_after_ms
-                }
-            ),
+            (
+                "[a-z ]{0,12}",
+                proptest::option::of(0u64..200_000),
+                any::<bool>()
+            )
+                .prop_map(|(message, retry_after_ms, unanswered)| {
+                    CallOutcome::Failed {
+                        message,
+                        // An unanswered call is always worth another try.
+                        retry_after_ms: if unanswered {
+                            Some(retry_after_ms.unwrap_or(0))
+                        } else {
+                            retry_after_ms
+                        },
+                        unanswered,
+                    }
+                }),
         ]
     }
 
@@ -304,13 +353,18 @@ mod tests {
             action in proptest::sample::select(ACTIONS.to_vec()),
             attempts in 0i64..8,
             outcome in outcome(),
+            earlier_unanswered in any::<bool>(),
             seed in any::<u64>(),
         ) {
             let settings = EngineSettings::default();
             let max = i64::from(settings.max_attempts);
             prop_assume!(attempts < max);
             let now = NOW;
-            let d = decide(facts(action, attempts), outcome.clone(), &settings, now, &mut StdRng::seed_from_u64(seed));
+            let step = StepFacts { maybe_applied: earlier_unanswered, ..facts(action, attempts) };
+            let d = decide(step, outcome.clone(), &settings, now, &mut StdRng::seed_from_u64(seed));
+            // Once a call went unanswered, the step remembers it.
+            let unanswered = matches!(outcome, CallOutcome::Failed { unanswered: true, .. });
+            prop_assert_eq!(d.maybe_applied, earlier_unanswered || unanswered);
             prop_assert!(d.attempts <= max);
             match &outcome {
                 CallOutcome::Deferred(until) => {
@@ -338,12 +392,23 @@ mod tests {
                 prop_assert!(d.attempts < max);
             }
             match d.access {
+                // A failure that may have made access leaves it uncertain, never forgotten.
+                Some(AccessChange::Account(AccountState::Uncertain)) => prop_assert!(
+                    action != Action::UpdateAccount
+                        && d.state == StepState::Failed
+                        && d.maybe_applied
+                ),
+                Some(AccessChange::Grant(GrantState::Uncertain)) => prop_assert!(
+                    matches!(action, Action::Grant | Action::Revoke)
+                        && d.state == StepState::Failed
+                        && d.maybe_applied
+                ),
                 Some(AccessChange::Account(_)) => prop_assert!(matches!(
                     action,
                     Action::CreateAccount | Action::EnableAccount | Action::DisableAccount | Action::DeleteAccount
                 ) && d.state == StepState::Succeeded),
                 Some(AccessChange::Grant(GrantState::Failed)) | Some(AccessChange::ForgetPendingAccount) => {
-                    prop_assert_eq!(d.state, StepState::Failed)
+                    prop_assert!(d.state == StepState::Failed && !d.maybe_applied)
                 }
                 Some(AccessChange::Grant(_)) => prop_assert!(
                     matches!(action, Action::Grant | Action::Revoke) && d.state == StepState::Succeeded
@@ -363,7 +428,7 @@ mod tests {
                 calls += 1;
                 let d = decide(
                     facts(Action::Grant, attempts),
-                    CallOutcome::Failed { message: "busy".into(), retry_after_ms: Some(0) },
+                    CallOutcome::Failed { message: "busy".into(), retry_after_ms: Some(0), unanswered: false },
                     &settings,
                     now,
                     &mut rng,
@@ -418,6 +483,7 @@ mod tests {
             CallOutcome::Failed {
                 message: "no such group".into(),
                 retry_after_ms: None,
+                unanswered: false,
             },
             &settings,
             0,
@@ -427,5 +493,87 @@ mod tests {
             (d.state, d.access),
             (StepState::Failed, Some(AccessChange::ForgetPendingAccount))
         );
+    }
+
+    /// A create that timed out (the system may have made the account), then failed for good
+    /// on a later call that was plainly refused, leaves the account uncertain: a leave
+    /// disables it. The same create refused every time is forgotten as never made. Removals
+    /// are uncertain the same way.
+    #[test]
+    fn a_step_that_failed_after_an_unanswered_call_leaves_its_access_uncertain() {
+        let settings = EngineSettings {
+            max_attempts: 2,
+            ..EngineSettings::default()
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let failed = |unanswered| CallOutcome::Failed {
+            message: if unanswered {
+                "timed out"
+            } else {
+                "unavailable"
+            }
+            .into(),
+            retry_after_ms: Some(0),
+            unanswered,
+        };
+        for (action, uncertain) in [
+            (
+                Action::CreateAccount,
+                AccessChange::Account(AccountState::Uncertain),
+            ),
+            (
+                Action::EnableAccount,
+                AccessChange::Account(AccountState::Uncertain),
+            ),
+            (Action::Grant, AccessChange::Grant(GrantState::Uncertain)),
+        ] {
+            let first = decide(facts(action, 0), failed(true), &settings, 0, &mut rng);
+            assert_eq!(
+                (first.state, first.maybe_applied),
+                (StepState::Pending, true)
+            );
+            let last = StepFacts {
+                maybe_applied: first.maybe_applied,
+                ..facts(action, first.attempts)
+            };
+            let d = decide(last, failed(false), &settings, 1, &mut rng);
+            assert_eq!((d.state, d.access), (StepState::Failed, Some(uncertain)));
+            assert_eq!(d.audit.unwrap().details["outcome_unknown"], true);
+
+            // Never unanswered: what was planned did not happen.
+            let d = decide(facts(action, 1), failed(false), &settings, 1, &mut rng);
+            assert_eq!(
+                d.access,
+                match action {
+                    Action::CreateAccount => Some(AccessChange::ForgetPendingAccount),
+                    Action::Grant => Some(AccessChange::Grant(GrantState::Failed)),
+                    _ => None,
+                }
+            );
+        }
+        // A removal that may have happened leaves the access uncertain too: taken away again
+        // if still unwanted, made again if wanted once more.
+        for (action, uncertain) in [
+            (
+                Action::DisableAccount,
+                AccessChange::Account(AccountState::Uncertain),
+            ),
+            (Action::Revoke, AccessChange::Grant(GrantState::Uncertain)),
+        ] {
+            let step = StepFacts {
+                maybe_applied: true,
+                ..facts(action, 1)
+            };
+            let d = decide(step, failed(false), &settings, 1, &mut rng);
+            assert_eq!((d.state, d.access), (StepState::Failed, Some(uncertain)));
+        }
+        let d = decide(
+            facts(Action::Revoke, 1),
+            failed(false),
+            &settings,
+            1,
+            &mut rng,
+        );
+        assert_eq!((d.state, d.access), (StepState::Failed, None));
     }
 }

@@ -238,6 +238,12 @@ pub fn plan(
             None | Some(AccountState::Deleted | AccountState::Pending) => {
                 steps.push(step(0, system, Action::CreateAccount, None))
             }
+            // It may or may not exist, enabled or not: create it (answered "already so" by a
+            // system that has it), then enable it (likewise when it is).
+            Some(AccountState::Uncertain) => {
+                steps.push(step(0, system, Action::CreateAccount, None));
+                steps.push(step(1, system, Action::EnableAccount, None));
+            }
             Some(AccountState::Disabled) => {
                 steps.push(step(0, system, Action::EnableAccount, None))
             }
@@ -277,12 +283,18 @@ pub fn plan(
             });
         }
     }
-    for ent in held.keys() {
-        if desired.entitlements.contains_key(*ent) {
+    // Taken away: what is held, and what may be (a grant whose outcome was never heard).
+    let takeable = grants
+        .iter()
+        .filter(|g| g.may_be_held())
+        .map(|g| g.entitlement.as_str())
+        .collect::<BTreeSet<&str>>();
+    for ent in takeable {
+        if desired.entitlements.contains_key(ent) {
             continue;
         }
         // An entitlement that left the catalog can no longer be addressed; reconciliation finds it.
-        let Some(e) = config.entitlements.get(*ent) else {
+        let Some(e) = config.entitlements.get(ent) else {
             continue;
         };
         let phase = if desired.systems.contains(&e.system) {
@@ -301,7 +313,7 @@ pub fn plan(
         let Some(system) = config.systems.get(&a.system) else {
             continue;
         };
-        if a.is_enabled() {
+        if a.may_be_enabled() {
             steps.push(step(0, &a.system, Action::DisableAccount, None));
         }
         if a.state != AccountState::Deleted && system.retention == Retention::Delete {
@@ -674,6 +686,63 @@ client = "globex"
         assert_eq!(phase(Action::Revoke), vec![1; 5]);
         // chat keeps its disabled accounts; crm and directory delete them.
         assert_eq!(phase(Action::DeleteAccount), vec![2, 2]);
+    }
+
+    /// An account or grant whose last call went unanswered before its step failed may exist:
+    /// a hire's next run makes it again, and a leave takes it away like one held.
+    #[test]
+    fn uncertain_access_is_made_again_when_wanted_and_taken_away_when_not() {
+        let c = config();
+        let (mut a, mut g) = (vec![], vec![]);
+        let p = person("Engineering", PersonStatus::Active);
+        run_to_completion(&c, &p, &[], &mut a, &mut g);
+        for acc in a.iter_mut().filter(|a| a.system == "chat") {
+            acc.state = AccountState::Uncertain;
+        }
+        for gr in g.iter_mut().filter(|g| g.entitlement == "directory:eng") {
+            gr.state = GrantState::Uncertain;
+        }
+        let d = desired_access(&c, &ClientFacts::default(), &p, &[], &g, today(), 0);
+        let again = plan(&c, &d, &a, &g, false);
+        let steps: Vec<(Action, &str)> = again
+            .steps
+            .iter()
+            .map(|s| (s.action, s.entitlement.as_deref().unwrap_or(&s.system)))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (Action::CreateAccount, "chat"),
+                (Action::EnableAccount, "chat"),
+                (Action::Grant, "directory:eng")
+            ]
+        );
+
+        let gone = person("Engineering", PersonStatus::Terminated);
+        let d = desired_access(&c, &ClientFacts::default(), &gone, &[], &g, today(), 0);
+        let leave = plan(&c, &d, &a, &g, false);
+        let of = |system: &str| {
+            leave
+                .steps
+                .iter()
+                .filter(|s| s.system == system)
+                .map(|s| (s.action, s.entitlement.clone()))
+                .collect::<Vec<_>>()
+        };
+        // chat keeps disabled accounts: its uncertain one is disabled and its grants revoked.
+        assert_eq!(
+            of("chat"),
+            [
+                (Action::DisableAccount, None),
+                (Action::Revoke, Some("chat:eng".to_string())),
+                (Action::Revoke, Some("chat:general".to_string())),
+            ]
+        );
+        assert!(
+            of("directory").contains(&(Action::Revoke, Some("directory:eng".to_string()))),
+            "{:?}",
+            of("directory")
+        );
     }
 
     #[test]

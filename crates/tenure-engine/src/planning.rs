@@ -702,6 +702,7 @@ async fn store_plan(
             lease_until: None,
             started_at: None,
             finished_at: None,
+            maybe_applied: false,
         })
         .collect();
     tenure_store::insert_steps(tx.conn(), &steps).await?;
@@ -850,8 +851,8 @@ async fn withdraw_unwanted(
 enum Uncertain {
     /// Forgotten like one never tried: the person's next plan makes it again if wanted.
     Forgotten,
-    /// Counted as made (account active, grant granted): a leave then takes it away, which
-    /// every connector answers as done when there is nothing to take.
+    /// Counted as perhaps made (account and grant `uncertain`): a leave then takes it away,
+    /// which every connector answers as done when there is nothing to take.
     Made,
 }
 
@@ -879,7 +880,11 @@ async fn forget_planned_effects(
         if uncertain == Uncertain::Made && may_have_made {
             match (s.action, &s.entitlement) {
                 (Action::CreateAccount | Action::EnableAccount, _) => {
-                    let row = (s.person_id.clone(), s.system.clone(), AccountState::Active);
+                    let row = (
+                        s.person_id.clone(),
+                        s.system.clone(),
+                        AccountState::Uncertain,
+                    );
                     tenure_store::upsert_accounts(tx.conn(), &[row], now).await?;
                 }
                 (Action::Grant, Some(e)) => {
@@ -887,7 +892,7 @@ async fn forget_planned_effects(
                         tx.conn(),
                         &s.person_id,
                         e,
-                        GrantState::Granted,
+                        GrantState::Uncertain,
                         now,
                     )
                     .await?;

@@ -164,6 +164,7 @@ pub(crate) async fn add_compensation(
             lease_until: None,
             started_at: None,
             finished_at: None,
+            maybe_applied: false,
             ..s.clone()
         });
     }

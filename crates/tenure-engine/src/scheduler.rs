@@ -169,7 +169,8 @@ async fn expire_grant(
         return Ok(None); // extended, replaced or already gone
     }
     match grant.state {
-        GrantState::Granted => {}
+        // An uncertain grant may be held: it runs out like a held one.
+        GrantState::Granted | GrantState::Uncertain => {}
         GrantState::Pending => {
             // Its grant step has not finished (a system is down): look again shortly.
             let again = Timer::GrantExpiry(expiry.clone());
@@ -253,6 +254,7 @@ async fn expire_grant(
             lease_until: None,
             started_at: None,
             finished_at: None,
+            maybe_applied: false,
         }],
     )
     .await?;

@@ -386,8 +386,10 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
                     ConnectorError::Retryable { retry_after_ms, .. } => {
                         Some(retry_after_ms.unwrap_or(0))
                     }
+                    ConnectorError::Unknown(_) => Some(0),
                     _ => None,
                 },
+                unanswered: e.may_have_acted(),
                 message: e.to_string(),
             },
         };
@@ -396,6 +398,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             attempts: step.attempts,
             compensation_of: step.compensation_of,
             last_error: step.last_error.as_deref(),
+            maybe_applied: step.maybe_applied,
             op_id: &step.op_id,
             why: &why,
         };
@@ -431,6 +434,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             attempts: d.attempts,
             last_error: d.last_error,
             available_at: d.available_at,
+            maybe_applied: d.maybe_applied,
         });
     }
     tenure_store::update_steps(tx.conn(), &updates, now).await?;

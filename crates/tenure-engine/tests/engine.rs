@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::AccountState;
 use tenure_core::breaker::CircuitState;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
@@ -422,7 +423,11 @@ async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
         .find(|s| s.system == "crm" && s.action.as_str() == "create_account")
         .unwrap();
     assert_eq!(crm.attempts, 3, "max_attempts from the config");
-    assert!(crm.last_error.as_deref().unwrap().contains("retryable"));
+    let last = crm.last_error.as_deref().unwrap();
+    assert!(
+        last.contains("retryable") || last.contains("outcome unknown"),
+        "{last}"
+    );
     // Grants on crm were never attempted: their phase never started.
     assert!(
         d.steps
@@ -449,7 +454,10 @@ async fn a_failing_system_is_retried_with_backoff_then_fails_the_run() {
         (3, 3)
     );
     let last = crm.health.last_error.as_ref().expect("a last error");
-    assert!(last.message.contains("retryable"), "{last:?}");
+    assert!(
+        last.message.contains("retryable") || last.message.contains("outcome unknown"),
+        "{last:?}"
+    );
     assert_eq!(crm.health.since_ms, last.at_ms);
     let directory = systems.iter().find(|s| s.id == "directory").unwrap();
     assert_eq!(directory.health.health, Health::Ok);
@@ -808,6 +816,15 @@ async fn held_harness() -> (Harness, HeldSystem) {
 /// [`held_harness`] with more of the webhook system's settings (`extra`, TOML under
 /// `[systems.settings]`, its operations; `{off}` stands for the `/off` URL).
 async fn held_harness_with(extra: &str) -> (Harness, HeldSystem) {
+    held_harness_tuned(extra, 3, 60_000).await
+}
+
+/// [`held_harness_with`] with the engine's `max_attempts` and the system's `timeout_ms`.
+async fn held_harness_tuned(
+    extra: &str,
+    max_attempts: u32,
+    timeout_ms: u64,
+) -> (Harness, HeldSystem) {
     let held = held_system().await;
     // SAFETY: set before the engine starts, always to the same value; nothing reads it concurrently.
     unsafe {
@@ -819,7 +836,7 @@ async fn held_harness_with(extra: &str) -> (Harness, HeldSystem) {
     let main = format!(
         r#"
 [engine]
-max_attempts = 3
+max_attempts = {max_attempts}
 
 [[systems]]
 id = "ticketing"
@@ -828,7 +845,7 @@ connector = "webhook"
 allowed_hosts = ["127.0.0.1"]
 allow_private_networks = true
 secret_env = "TENURE_TEST_LEASE_SECRET"
-timeout_ms = 60000
+timeout_ms = {timeout_ms}
 [systems.settings.operations.create_account]
 url = "{url}"
 {extra}
@@ -1020,14 +1037,26 @@ fn random_interleavings_settle_with_the_store_and_the_systems_agreeing() {
     interleavings(0.0);
 }
 
-/// The same with `crm` failing 30 % of its calls, some of them after the change was made (a
-/// timeout). It finds a leaver keeping an enabled account: a hire's `create_account` times
-/// out after the account was made and, out of attempts, fails; the failed step's account is
-/// forgotten as never created, and the later leave plans nothing on that system. Telling a
-/// failure whose outcome is unknown (a timeout) from one that changed nothing is still to do.
+/// The same with `crm` failing 30 % of its calls, half of them after the change was made (a
+/// timeout: outcome unknown). It found a leaver keeping an enabled account: a hire's
+/// `create_account` timed out after the account was made and, out of attempts, failed; the
+/// account was forgotten as never created, and the later leave planned nothing there. Such an
+/// account is now `uncertain`, and the leave disables it.
+///
+/// On SQLite only, for now. On PostgreSQL it finds a race that is still open: a leave cancels
+/// an earlier run's pending steps, then looks for calls in flight, in two statements; an
+/// outcome committed between them (a step going from running back to pending for a retry) is
+/// neither cancelled nor waited for, and that step then runs after the leave. SQLite's single
+/// writer cannot interleave the two. Locking the earlier run's steps first closes the gap but
+/// can deadlock with the completer, which records several people's steps in one transaction.
 #[test]
-#[ignore = "finds a leaver's account kept after a create that timed out and failed; see the engine issue"]
 fn random_interleavings_with_failing_calls_settle_the_same() {
+    if std::env::var("TENURE_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!(
+            "skipped on PostgreSQL: a leave racing an outcome being recorded (see the doc comment)"
+        );
+        return;
+    }
     interleavings(0.3);
 }
 
@@ -1236,6 +1265,40 @@ async fn a_leave_disables_what_a_step_taken_back_mid_call_may_have_made() {
     assert_eq!(held.off.load(std::sync::atomic::Ordering::SeqCst), 1);
     let hire = h.engine.run_detail(&hire).await.unwrap();
     assert_ne!(hire.run.state, RunState::Succeeded);
+}
+
+/// A hire's `create_account` goes out and gets no answer within the system's timeout, and the
+/// step, out of attempts, fails. The system made the account all the same: tenure records it
+/// `uncertain` rather than forgetting it, and the leave disables it.
+#[tokio::test]
+async fn a_leave_disables_an_account_whose_create_timed_out_and_failed() {
+    let (h, mut held) = held_harness_tuned(
+        "[systems.settings.operations.disable_account]\nurl = \"{off}\"\n",
+        1,
+        200,
+    )
+    .await;
+    let hire = h.send(HIRE).await;
+    held.arrived.recv().await.unwrap();
+    assert_eq!(h.finish(&hire).await, RunState::Failed);
+    // The call lands after all: the account exists on the system.
+    held.release.send(()).await.unwrap();
+    let mut c = h.engine.store().reader().await.unwrap();
+    let accounts = tenure_store::accounts_of(&mut c, "e1").await.unwrap();
+    drop(c);
+    assert_eq!(
+        accounts
+            .iter()
+            .map(|a| (a.system.as_str(), a.state))
+            .collect::<Vec<_>>(),
+        [("ticketing", AccountState::Uncertain)]
+    );
+    let d = h.engine.run_detail(&hire).await.unwrap();
+    assert!(d.steps[0].maybe_applied, "{:?}", d.steps[0]);
+
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert_eq!(held.off.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 /// A run that ends past its `[sla]` target is counted as it ends

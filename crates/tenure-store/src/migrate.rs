@@ -164,6 +164,15 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 8,
+        name: "step_outcome_unknown",
+        sql: include_str!("../migrations/0008_step_outcome_unknown.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0008_step_outcome_unknown.postgres.sql"
+        )),
+        data: Some(crate::queries::add_step_maybe_applied),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -179,6 +179,7 @@ mod tests {
             lease_until: None,
             started_at: None,
             finished_at: None,
+            maybe_applied: false,
         }
     }
 

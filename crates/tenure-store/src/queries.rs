@@ -203,7 +203,7 @@ pub async fn people_bound_by_client(
     for chunk in entitlements.chunks(500) {
         let mut sql = String::from(
             "SELECT DISTINCT person_id FROM grants
-             WHERE state IN ('granted', 'pending', 'awaiting_approval') AND entitlement IN ",
+             WHERE state IN ('granted', 'pending', 'awaiting_approval', 'uncertain') AND entitlement IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -948,9 +948,11 @@ pub struct StepRow {
     pub started_at: Option<i64>,
     /// End (epoch ms).
     pub finished_at: Option<i64>,
+    /// A call went out and got no answer: the system may have done it.
+    pub maybe_applied: bool,
 }
 
-pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at";
+pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at, maybe_applied";
 
 pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
     Ok(StepRow {
@@ -978,12 +980,37 @@ pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
         lease_until: r.try_get(18)?,
         started_at: r.try_get(19)?,
         finished_at: r.try_get(20)?,
+        maybe_applied: r.try_get::<i64, _>(21)? != 0,
+    })
+}
+
+/// Migration 8's data step on SQLite: adds `steps.maybe_applied` unless the table has it
+/// (PostgreSQL's SQL says `IF NOT EXISTS` itself).
+pub(crate) fn add_step_maybe_applied(
+    c: &mut AnyConnection,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if !is_sqlite(c) {
+            return Ok(());
+        }
+        let has: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'maybe_applied'",
+        )
+        .fetch_one(&mut *c)
+        .await?
+        .try_get(0)?;
+        if has == 0 {
+            sqlx::query("ALTER TABLE steps ADD COLUMN maybe_applied BIGINT NOT NULL DEFAULT 0")
+                .execute(&mut *c)
+                .await?;
+        }
+        Ok(())
     })
 }
 
 /// Stores new steps.
 pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()> {
-    const COLS: usize = 21;
+    const COLS: usize = 22;
     for chunk in steps.chunks(300) {
         let mut sql = format!("INSERT INTO steps ({STEP_COLS}) VALUES ");
         push_placeholders(&mut sql, chunk.len(), COLS, is_sqlite(c));
@@ -1010,7 +1037,8 @@ pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()
                 .bind(s.compensation_of)
                 .bind(s.lease_until)
                 .bind(s.started_at)
-                .bind(s.finished_at);
+                .bind(s.finished_at)
+                .bind(s.maybe_applied as i64);
         }
         q.execute(&mut *c).await?;
     }
@@ -1235,6 +1263,8 @@ pub struct StepUpdate {
     pub last_error: Option<String>,
     /// Not before (kept when `None`).
     pub available_at: Option<i64>,
+    /// A call went out and got no answer (kept once set).
+    pub maybe_applied: bool,
 }
 
 /// Records many steps' new states at once.
@@ -1242,13 +1272,14 @@ pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) 
     let prefix = format!(
         "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
            lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
+           maybe_applied = CASE WHEN v.column6 = 1 THEN 1 ELSE steps.maybe_applied END,
            finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
          FROM (VALUES "
     );
     bulk!(
         c,
         rows,
-        5,
+        6,
         prefix.as_str(),
         ") AS v WHERE steps.id = v.column1",
         |q, r| {
@@ -1257,6 +1288,7 @@ pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) 
                 .bind(r.attempts)
                 .bind(r.last_error.clone())
                 .bind(r.available_at)
+                .bind(r.maybe_applied as i64)
         }
     );
     Ok(())
@@ -1781,6 +1813,7 @@ mod tests {
             lease_until: None,
             started_at: None,
             finished_at: None,
+            maybe_applied: false,
         };
         let mut tx = store.begin().await.unwrap();
         insert_steps(tx.conn(), &[step]).await.unwrap();

@@ -124,8 +124,9 @@ mod rc {
     pub const OTHER: u32 = 80;
 }
 
-/// Sorts an LDAP failure into retryable or permanent. Transport failures and timeouts, `busy`,
-/// `unavailable`, limits and `other` are retryable; every other result code (schema and
+/// Sorts an LDAP failure into retryable or permanent. Transport failures, `busy`,
+/// `unavailable`, limits and `other` are retryable; an operation timed out or cut off while
+/// awaiting its result has an unknown outcome (retried too); every other result code (schema and
 /// syntax violations, access refused, bad credentials, no such object where one must exist)
 /// is permanent. The bind password never appears in these messages.
 pub fn classify(e: &LdapError) -> ConnectorError {
@@ -145,6 +146,10 @@ pub fn classify(e: &LdapError) -> ConnectorError {
         | LdapError::UnknownScheme(_)
         | LdapError::FilterParsing
         | LdapError::AddNoValues => ConnectorError::Permanent(format!("ldap: {e}")),
+        // Sent, then no answer: the server may have applied it.
+        LdapError::Timeout { .. } | LdapError::ResultRecv { .. } | LdapError::EndOfStream => {
+            ConnectorError::Unknown(format!("ldap: {e}"))
+        }
         _ => ConnectorError::retryable(format!("ldap: {e}")),
     }
 }
@@ -215,7 +220,7 @@ impl LdapConnector {
             .set_no_tls_verify(self.settings.tls_insecure_skip_verify);
         let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &self.settings.url)
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify(&e).before_sending())?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::warn!(error = %e, "ldap connection ended");
@@ -225,7 +230,7 @@ impl LdapConnector {
             .with_timeout(self.timeout())
             .simple_bind(&self.settings.bind_dn, self.password.expose())
             .await;
-        outcome(bind, &[])?;
+        outcome(bind, &[]).map_err(ConnectorError::before_sending)?;
         *slot = Some(ldap.clone());
         Ok(ldap)
     }
@@ -817,8 +822,8 @@ mod tests {
         assert_eq!(c.group_dn("cn=x,dc=y"), "cn=x,dc=y");
     }
 
-    #[test]
-    fn result_codes_are_classified() {
+    #[tokio::test]
+    async fn result_codes_are_classified() {
         let res = |rc| LdapError::LdapResult {
             result: ldap3::LdapResult {
                 rc,
@@ -837,5 +842,16 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
         };
         assert!(classify(&io).is_retryable());
+        assert!(!classify(&io).may_have_acted());
+        // Sent and unanswered: retried, but perhaps applied.
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        let late = LdapError::Timeout { elapsed };
+        assert!(classify(&late).is_retryable());
+        assert!(classify(&late).may_have_acted());
+        assert!(classify(&LdapError::EndOfStream).may_have_acted());
+        // Connecting or signing in sends no operation.
+        assert!(!classify(&late).before_sending().may_have_acted());
     }
 }

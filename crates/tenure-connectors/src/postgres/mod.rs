@@ -121,7 +121,8 @@ pub fn quote_literal(value: &str) -> String {
     }
 }
 
-/// Sorts a database error into retryable or permanent, by SQLSTATE class where there is one.
+/// Sorts a database error into retryable or permanent, by SQLSTATE class where there is one;
+/// a connection that broke once the statement may have gone out leaves its outcome unknown.
 pub fn classify(e: sqlx::Error) -> ConnectorError {
     match &e {
         sqlx::Error::Database(db) => {
@@ -136,17 +137,35 @@ pub fn classify(e: sqlx::Error) -> ConnectorError {
                 || code == "57014" // statement timeout
                 // concurrent GRANTs of one role race on pg_auth_members
                 || (code == "XX000" && db.message().contains("tuple concurrently updated"));
-            if retryable {
+            if code == "08007" {
+                // transaction resolution unknown: the connection broke during the commit.
+                ConnectorError::Unknown(msg)
+            } else if retryable {
                 ConnectorError::retryable(msg)
             } else {
                 ConnectorError::Permanent(msg)
             }
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
+        // No connection was made: the statement never went out.
+        sqlx::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            ) =>
+        {
+            ConnectorError::retryable(format!("postgres: {e}"))
+        }
+        // The connection broke with the statement perhaps sent: it may have been applied.
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => {
+            ConnectorError::Unknown(format!("postgres: {e}"))
+        }
+        sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => ConnectorError::retryable(format!("postgres: {e}")),
         _ => ConnectorError::Permanent(format!("postgres: {e}")),
     }
@@ -372,6 +391,17 @@ impl Connector for PostgresConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_leaves_the_outcome_unknown_but_a_refused_one_does_not() {
+        let io = |kind| sqlx::Error::Io(std::io::Error::from(kind));
+        let refused = classify(io(std::io::ErrorKind::ConnectionRefused));
+        assert!(refused.is_retryable() && !refused.may_have_acted());
+        let reset = classify(io(std::io::ErrorKind::ConnectionReset));
+        assert!(reset.is_retryable() && reset.may_have_acted());
+        let timed_out = classify(sqlx::Error::PoolTimedOut);
+        assert!(timed_out.is_retryable() && !timed_out.may_have_acted());
+    }
 
     #[test]
     fn identifiers_are_always_quoted() {

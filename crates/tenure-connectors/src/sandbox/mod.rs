@@ -37,7 +37,8 @@ const SCHEMA: &[&str] = &[
 pub struct SandboxSettings {
     /// Time each call takes.
     pub latency_ms: u64,
-    /// Share of calls that fail with a retryable error (0.0 to 1.0).
+    /// Share of calls that fail (0.0 to 1.0): half before the system acts (retryable), half
+    /// after it acted, with no answer (outcome unknown, like a timeout).
     pub failure_rate: f64,
     /// Seed for the failure draw, for reproducible runs.
     pub seed: Option<u64>,
@@ -213,7 +214,7 @@ async fn apply_batch(
             // this call's answer is lost too).
             results.push(if call.fail_after {
                 count.failures += 1;
-                Err(ConnectorError::retryable(format!(
+                Err(ConnectorError::Unknown(format!(
                     "{}: timed out",
                     call.system
                 )))
@@ -309,8 +310,8 @@ async fn apply_batch(
         count.changes += affected.min(1) as i64;
         if call.fail_after {
             count.failures += 1;
-            results.push(Err(ConnectorError::retryable(format!(
-                "{}: timed out after the change was made",
+            results.push(Err(ConnectorError::Unknown(format!(
+                "{}: timed out",
                 call.system
             ))));
         } else {

@@ -1,0 +1,2 @@
+-- SQLite has no `ADD COLUMN IF NOT EXISTS`: the data step adds `steps.maybe_applied` (see the
+-- PostgreSQL file) when the table lacks it, so the migration can run again over its result.
