@@ -110,8 +110,9 @@ string_enum!(
         Revoked => "revoked",
         Denied => "denied",
         Failed => "failed",
-        /// The grant failed for good after a call that went unanswered: the system may hold
-        /// it. Granted again if still wanted (its operation id makes that safe), revoked when not.
+        /// Its grant or revoke failed for good after a call that went unanswered: the system
+        /// may or may not hold it. Granted again if still wanted, revoked when not (both are
+        /// answered "already so" where there is nothing to do).
         Uncertain => "uncertain",
     }
 );
@@ -123,8 +124,9 @@ string_enum!(
         Active => "active",
         Disabled => "disabled",
         Deleted => "deleted",
-        /// Its create or enable failed for good after a call that went unanswered: it may
-        /// exist and sign in. Made again if still wanted, disabled (and deleted) when not.
+        /// A step on it (create, enable, disable, delete) failed for good after a call that
+        /// went unanswered, or a leave took back such a step mid-call: it may or may not exist
+        /// and sign in. Created then enabled if still wanted, disabled (and deleted) when not.
         Uncertain => "uncertain",
     }
 );

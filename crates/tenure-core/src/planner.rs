@@ -255,10 +255,10 @@ pub fn plan(
         }
     }
 
-    let held: BTreeMap<&str, &Grant> = grants
+    let held: BTreeSet<&str> = grants
         .iter()
         .filter(|g| g.is_held())
-        .map(|g| (g.entitlement.as_str(), g))
+        .map(|g| g.entitlement.as_str())
         .collect();
     // A grant waiting for an approval is already planned (by an earlier run of the person that
     // waits only for that approval): it is not planned twice, and it goes no further once it
@@ -274,7 +274,7 @@ pub fn plan(
         .map(|e| e.to_string())
         .collect();
     for (ent, want) in &desired.entitlements {
-        if !held.contains_key(ent.as_str()) && !waiting.contains(ent.as_str()) {
+        if !held.contains(ent.as_str()) && !waiting.contains(ent.as_str()) {
             let system = &config.entitlements[ent].system;
             steps.push(PlannedStep {
                 source: Some(want.source),

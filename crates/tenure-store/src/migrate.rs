@@ -362,6 +362,30 @@ pub async fn applied_migrations(c: &mut AnyConnection) -> Result<Vec<Applied>> {
     .collect()
 }
 
+/// Adds `column` (with its SQL type and constraints, `decl`) to a SQLite `table` unless the
+/// table has it: SQLite has no `ADD COLUMN IF NOT EXISTS`, and a migration's data step must
+/// be safe to run again over its own result. Names are the caller's constants, never input.
+pub(crate) async fn sqlite_add_column(
+    c: &mut AnyConnection,
+    table: &'static str,
+    column: &'static str,
+    decl: &'static str,
+) -> Result<()> {
+    let has: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"
+    )))
+    .fetch_one(&mut *c)
+    .await?
+    .try_get(0)?;
+    if has == 0 {
+        c.execute(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {decl}"
+        )))
+        .await?;
+    }
+    Ok(())
+}
+
 async fn record(c: &mut AnyConnection, m: &Migration, now_ms: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",

@@ -993,18 +993,8 @@ pub(crate) fn add_step_maybe_applied(
         if !is_sqlite(c) {
             return Ok(());
         }
-        let has: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM pragma_table_info('steps') WHERE name = 'maybe_applied'",
-        )
-        .fetch_one(&mut *c)
-        .await?
-        .try_get(0)?;
-        if has == 0 {
-            sqlx::query("ALTER TABLE steps ADD COLUMN maybe_applied BIGINT NOT NULL DEFAULT 0")
-                .execute(&mut *c)
-                .await?;
-        }
-        Ok(())
+        crate::migrate::sqlite_add_column(c, "steps", "maybe_applied", "BIGINT NOT NULL DEFAULT 0")
+            .await
     })
 }
 

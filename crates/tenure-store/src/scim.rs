@@ -549,16 +549,7 @@ pub(crate) fn user_search_index(
         if !crate::queries::is_sqlite(c) {
             return Ok(());
         }
-        let has_seq: i64 =
-            sqlx::query("SELECT COUNT(*) FROM pragma_table_info('scim_users') WHERE name = 'seq'")
-                .fetch_one(&mut *c)
-                .await?
-                .try_get(0)?;
-        if has_seq == 0 {
-            sqlx::query("ALTER TABLE scim_users ADD COLUMN seq INTEGER")
-                .execute(&mut *c)
-                .await?;
-        }
+        crate::migrate::sqlite_add_column(c, "scim_users", "seq", "INTEGER").await?;
         let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM scim_users")
             .fetch_one(&mut *c)
             .await?
