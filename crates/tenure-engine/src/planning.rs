@@ -180,6 +180,10 @@ pub(crate) async fn plan_new_run(
     plan_loaded(inner, tx, run, Some(event), pre, batch, now).await
 }
 
+/// How many times a leave cancels an earlier run's waiting steps before it waits for that run
+/// instead: more than one pass is needed only when outcomes keep committing in between.
+const SUPERSEDE_PASSES: u32 = 3;
+
 /// [`plan_run`] once the run is known to be pending and its event (if any) is read; with a
 /// `batch`, marking the run planned and starting it is left to [`Batch::finish`].
 #[allow(clippy::too_many_arguments)]
@@ -242,12 +246,27 @@ async fn plan_loaded(
         };
         let mut waiting = false;
         for other in &earlier {
-            let cancelled = tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
-            // A step that was ever claimed may have changed its system (a call that timed out
-            // after the change, one whose lease ran out mid-call): for a leaver, what it may
-            // have made counts as made, so the leave takes it away.
-            forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Made, now).await?;
-            if !cancelled.is_empty() {
+            // Cancel what has not started, then look for what has not ended. On PostgreSQL an
+            // outcome can commit between the two statements (a running step put back in the
+            // queue for a retry, the next phase's steps written), so whatever then waits to
+            // run is cancelled by another pass.
+            let mut cancelled_steps = 0;
+            let mut passes = 0;
+            let unended = loop {
+                let cancelled =
+                    tenure_store::cancel_pending_steps(tx.conn(), &other.id, now).await?;
+                // A step that was ever claimed may have changed its system (a call that timed
+                // out after the change, one whose lease ran out mid-call): for a leaver, what
+                // it may have made counts as made, so the leave takes it away.
+                forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Made, now).await?;
+                cancelled_steps += cancelled.len();
+                passes += 1;
+                let unended = tenure_store::run_unended_steps(tx.conn(), &other.id).await?;
+                if !unended.waiting || passes == SUPERSEDE_PASSES {
+                    break unended;
+                }
+            };
+            if cancelled_steps > 0 {
                 tx.audit(NewAudit {
                     at_ms: now,
                     actor: "engine".into(),
@@ -256,11 +275,14 @@ async fn plan_loaded(
                     run_id: Some(other.id.clone()),
                     reason: format!("{} run {} takes precedence", run.kind, run.id),
                     correlation_id: other.event_id.clone(),
-                    details: serde_json::json!({ "cancelled_steps": cancelled.len(), "by_run": run.id }),
+                    details: serde_json::json!({ "cancelled_steps": cancelled_steps, "by_run": run.id }),
                     ..Default::default()
                 });
             }
-            if tenure_store::run_has_running_steps(tx.conn(), &other.id).await? {
+            // A call in flight (or, after every pass, a step still being put back) is waited
+            // for: the leave stays pending, and the planner tries it again after the next
+            // outcome.
+            if unended.running || unended.waiting {
                 waiting = true;
             } else {
                 advance_run(inner, tx, &other.id, now).await?;

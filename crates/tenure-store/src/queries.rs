@@ -253,7 +253,14 @@ pub async fn accounts_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Acco
         .collect()
 }
 
-/// Sets the state of a person's account on a system.
+/// An account's new state on conflict: an `uncertain` account planned again (`pending`) stays
+/// `uncertain`. Only a call settles it, so a create cancelled or failed before it ran does not
+/// forget an account an earlier call may have made.
+const ACCOUNT_STATE_ON_CONFLICT: &str =
+    "state = CASE WHEN accounts.state = 'uncertain' AND excluded.state = 'pending'
+                        THEN accounts.state ELSE excluded.state END";
+
+/// Sets the state of a person's account on a system (see [`ACCOUNT_STATE_ON_CONFLICT`]).
 pub async fn set_account(
     c: &mut AnyConnection,
     person: &str,
@@ -261,16 +268,17 @@ pub async fn set_account(
     state: AccountState,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (person_id, system) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-    )
-    .bind(person.to_string())
-    .bind(system.to_string())
-    .bind(state.as_str())
-    .bind(now)
-    .execute(c)
-    .await?;
+         ON CONFLICT (person_id, system) DO UPDATE SET {ACCOUNT_STATE_ON_CONFLICT}, updated_at = excluded.updated_at"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(person.to_string())
+        .bind(system.to_string())
+        .bind(state.as_str())
+        .bind(now)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -301,30 +309,20 @@ pub async fn grants_of(c: &mut AnyConnection, person: &str) -> Result<Vec<(Grant
         .collect()
 }
 
-/// Stores a grant (on `system`) as it is now.
+/// The grant states that only plan or give up on a change: written over an `uncertain` grant,
+/// they leave it `uncertain`. Access that may be held stays known as such until a call settles
+/// it (`granted`, `revoked`), so a planned grant cancelled, denied or failed before it ran does
+/// not forget a membership an earlier call may have made.
+const GRANT_PLANNED: &str = "('pending', 'awaiting_approval', 'failed')";
+
+/// Stores a grant (on `system`) as it is now; an `uncertain` one stays so when `g` only plans
+/// it (see [`GRANT_PLANNED`]).
 pub async fn upsert_grant(c: &mut AnyConnection, g: &Grant, system: &str, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, granted_at, expires_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (person_id, entitlement) DO UPDATE SET system = excluded.system, source = excluded.source,
-           source_ref = excluded.source_ref, state = excluded.state, granted_at = excluded.granted_at,
-           expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-    )
-    .bind(g.person_id.clone())
-    .bind(g.entitlement.clone())
-    .bind(system.to_string())
-    .bind(g.source.as_str())
-    .bind(g.source_ref.clone())
-    .bind(g.state.as_str())
-    .bind(g.granted_at)
-    .bind(g.expires_at)
-    .bind(now)
-    .execute(c)
-    .await?;
-    Ok(())
+    upsert_grants(c, &[(g.clone(), system.to_string())], now).await
 }
 
-/// Sets a grant's state (and `granted_at` when it becomes granted).
+/// Sets a grant's state (and `granted_at` when it becomes granted); an `uncertain` one stays so
+/// when `state` only plans it (see [`GRANT_PLANNED`]).
 pub async fn set_grant_state(
     c: &mut AnyConnection,
     person: &str,
@@ -332,33 +330,40 @@ pub async fn set_grant_state(
     state: GrantState,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE grants SET state = $1, updated_at = $2,
+    let sql = format!(
+        "UPDATE grants SET
+           state = CASE WHEN state = 'uncertain' AND $1 IN {GRANT_PLANNED} THEN state ELSE $1 END,
+           updated_at = $2,
            granted_at = CASE WHEN $1 = 'granted' THEN $2 ELSE granted_at END
-         WHERE person_id = $3 AND entitlement = $4",
-    )
-    .bind(state.as_str())
-    .bind(now)
-    .bind(person.to_string())
-    .bind(entitlement.to_string())
-    .execute(c)
-    .await?;
+         WHERE person_id = $3 AND entitlement = $4"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.as_str())
+        .bind(now)
+        .bind(person.to_string())
+        .bind(entitlement.to_string())
+        .execute(c)
+        .await?;
     Ok(())
 }
 
-/// Sets many accounts' states at once (later entries win for the same person and system).
+/// Sets many accounts' states at once (later entries win for the same person and system; see
+/// [`ACCOUNT_STATE_ON_CONFLICT`]).
 pub async fn upsert_accounts(
     c: &mut AnyConnection,
     rows: &[(String, String, AccountState)],
     now: i64,
 ) -> Result<()> {
     let rows = dedupe_last(rows, |r| (r.0.clone(), r.1.clone()));
+    let suffix = format!(
+        " ON CONFLICT (person_id, system) DO UPDATE SET {ACCOUNT_STATE_ON_CONFLICT}, updated_at = excluded.updated_at"
+    );
     bulk!(
         c,
         rows,
         4,
         "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ",
-        " ON CONFLICT (person_id, system) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        suffix.as_str(),
         |q, r| {
             q.bind(r.0.clone())
                 .bind(r.1.clone())
@@ -369,18 +374,28 @@ pub async fn upsert_accounts(
     Ok(())
 }
 
-/// Stores many grants at once (later entries win for the same person and entitlement).
+/// Stores many grants at once (later entries win for the same person and entitlement); an
+/// `uncertain` one stays so when only planned (see [`GRANT_PLANNED`]).
 pub async fn upsert_grants(
     c: &mut AnyConnection,
     rows: &[(Grant, String)],
     now: i64,
 ) -> Result<()> {
     let rows = dedupe_last(rows, |(g, _)| (g.person_id.clone(), g.entitlement.clone()));
-    bulk!(c, rows, 9,
-        "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, granted_at, expires_at, updated_at) VALUES ",
+    let suffix = format!(
         " ON CONFLICT (person_id, entitlement) DO UPDATE SET system = excluded.system, source = excluded.source,
-           source_ref = excluded.source_ref, state = excluded.state, granted_at = excluded.granted_at,
-           expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+           source_ref = excluded.source_ref,
+           state = CASE WHEN grants.state = 'uncertain' AND excluded.state IN {GRANT_PLANNED}
+                        THEN grants.state ELSE excluded.state END,
+           granted_at = excluded.granted_at,
+           expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+    );
+    bulk!(
+        c,
+        rows,
+        9,
+        "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, granted_at, expires_at, updated_at) VALUES ",
+        suffix.as_str(),
         |q, r| {
             let (g, system) = r;
             q.bind(g.person_id.clone())
@@ -392,13 +407,15 @@ pub async fn upsert_grants(
                 .bind(g.granted_at)
                 .bind(g.expires_at)
                 .bind(now)
-        });
+        }
+    );
     Ok(())
 }
 
 /// Sets many grants' states at once; `granted_at` is set for those that become granted. A grant
 /// revoked before its expiry forgets it (it did not run out: a rehire or a new source may give
-/// it again); one revoked at or after its expiry keeps it as the record that it ran out.
+/// it again); one revoked at or after its expiry keeps it as the record that it ran out. An
+/// `uncertain` grant stays so when only planned or failed (see [`GRANT_PLANNED`]).
 pub async fn set_grant_states(
     c: &mut AnyConnection,
     rows: &[(String, String, GrantState)],
@@ -408,7 +425,10 @@ pub async fn set_grant_states(
     let suffix =
         ") AS v WHERE grants.person_id = v.column1 AND grants.entitlement = v.column2".to_string();
     let prefix = format!(
-        "UPDATE grants SET state = v.column3, updated_at = {now},
+        "UPDATE grants SET
+           state = CASE WHEN grants.state = 'uncertain' AND v.column3 IN {GRANT_PLANNED}
+                        THEN grants.state ELSE v.column3 END,
+           updated_at = {now},
            granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END,
            expires_at = CASE WHEN v.column3 = 'revoked' AND grants.expires_at > {now} THEN NULL
                              ELSE grants.expires_at END
@@ -1359,15 +1379,31 @@ pub async fn forget_pending_grant(
     Ok(())
 }
 
-/// Whether any step of the run is running.
-pub async fn run_has_running_steps(c: &mut AnyConnection, run: &str) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT 1 FROM steps WHERE run_id = $1 AND state = 'running' LIMIT 1")
-            .bind(run.to_string())
-            .fetch_optional(c)
-            .await?
-            .is_some(),
+/// What of a run's steps has not ended yet, read in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnendedSteps {
+    /// A step is running: a call may be in flight.
+    pub running: bool,
+    /// A step waits to run or on an approval.
+    pub waiting: bool,
+}
+
+/// Whether any step of the run is running, and whether any waits to run. One statement reads
+/// both, so on PostgreSQL a step moving from running back to pending between two reads cannot
+/// be missed by both.
+pub async fn run_unended_steps(c: &mut AnyConnection, run: &str) -> Result<UnendedSteps> {
+    let row = sqlx::query(
+        "SELECT COUNT(CASE WHEN state = 'running' THEN 1 END),
+                COUNT(CASE WHEN state <> 'running' THEN 1 END)
+         FROM steps WHERE run_id = $1 AND state IN ('running', 'pending', 'awaiting_approval')",
     )
+    .bind(run.to_string())
+    .fetch_one(c)
+    .await?;
+    Ok(UnendedSteps {
+        running: row.try_get::<i64, _>(0)? != 0,
+        waiting: row.try_get::<i64, _>(1)? != 0,
+    })
 }
 
 /// Cancels a run's steps that have not started (and the open tasks they wait on); returns
@@ -1713,6 +1749,99 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((total, page.len(), page[0].1.len()), (3, 1, 2));
+        drop(c);
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Access that may be held stays `uncertain` through every write that only plans or gives
+    /// up on a change (planned again, awaiting approval, failed, a planned row forgotten), on
+    /// each of the store's writers; a call's outcome (granted, revoked, active) settles it.
+    #[tokio::test]
+    async fn uncertain_access_stays_so_until_a_call_settles_it() {
+        let (store, dir) = scratch().await;
+        let grant = |e: &str, state| Grant {
+            person_id: "p".into(),
+            entitlement: e.into(),
+            source: GrantSource::Birthright,
+            source_ref: "t".into(),
+            state,
+            granted_at: None,
+            expires_at: None,
+        };
+        let mut tx = store.begin().await.unwrap();
+        let c = tx.conn();
+        for e in ["crm:a", "crm:b", "crm:c", "crm:d", "crm:e"] {
+            upsert_grant(c, &grant(e, GrantState::Uncertain), "crm", 0)
+                .await
+                .unwrap();
+        }
+        set_account(c, "p", "crm", AccountState::Uncertain, 0)
+            .await
+            .unwrap();
+        set_account(c, "p", "dir", AccountState::Uncertain, 0)
+            .await
+            .unwrap();
+
+        // Planned again, through each writer, then forgotten as never made.
+        upsert_grant(c, &grant("crm:a", GrantState::Pending), "crm", 1)
+            .await
+            .unwrap();
+        let awaiting = (grant("crm:b", GrantState::AwaitingApproval), "crm".into());
+        upsert_grants(c, &[awaiting], 1).await.unwrap();
+        set_grant_state(c, "p", "crm:c", GrantState::Failed, 1)
+            .await
+            .unwrap();
+        forget_pending_grant(c, "p", "crm:a").await.unwrap();
+        forget_pending_grant(c, "p", "crm:b").await.unwrap();
+        upsert_accounts(c, &[("p".into(), "crm".into(), AccountState::Pending)], 1)
+            .await
+            .unwrap();
+        forget_pending_account(c, "p", "crm").await.unwrap();
+        // Settled by calls.
+        let settled = [
+            ("p".to_string(), "crm:d".to_string(), GrantState::Granted),
+            ("p".to_string(), "crm:e".to_string(), GrantState::Revoked),
+        ];
+        set_grant_states(c, &settled, 2).await.unwrap();
+        set_account(c, "p", "dir", AccountState::Active, 2)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut c = store.reader().await.unwrap();
+        let grants: Vec<(String, GrantState)> = grants_of(&mut c, "p")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(g, _)| (g.entitlement, g.state))
+            .collect();
+        let g = |e: &str, s| (e.to_string(), s);
+        assert_eq!(
+            grants,
+            [
+                g("crm:a", GrantState::Uncertain),
+                g("crm:b", GrantState::Uncertain),
+                g("crm:c", GrantState::Uncertain),
+                g("crm:d", GrantState::Granted),
+                g("crm:e", GrantState::Revoked),
+            ]
+        );
+        let mut accounts: Vec<(String, AccountState)> = accounts_of(&mut c, "p")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.system, a.state))
+            .collect();
+        accounts.sort();
+        assert_eq!(
+            accounts,
+            [
+                ("crm".to_string(), AccountState::Uncertain),
+                ("dir".to_string(), AccountState::Active),
+            ]
+        );
         drop(c);
         if let Some(dir) = dir {
             let _ = std::fs::remove_dir_all(dir);
