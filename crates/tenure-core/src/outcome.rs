@@ -1,7 +1,8 @@
 //! What the outcome of one step's call does: to the step (done, retried when, waiting, failed),
 //! to the person's access as tenure records it, and to the audit trail. The worker calls the
 //! connector, hands the result here with the step's facts, and records the [`StepDecision`]
-//! in its batch; retry and backoff are decided here, without I/O.
+//! in its batch; retry and backoff are decided here, without I/O. What a step cancelled before
+//! it ended leaves of the person's access is decided here too ([`cancelled`]).
 
 use crate::audit::AuditAction;
 use crate::config::EngineSettings;
@@ -67,6 +68,8 @@ pub enum AccessChange {
     Grant(GrantState),
     /// The account planned on the step's system was never made: forget it.
     ForgetPendingAccount,
+    /// The grant planned for the step's entitlement was never made: forget it.
+    ForgetPendingGrant,
 }
 
 /// Which way the outcome went, as the `tenure_step_outcomes_total` metric labels it.
@@ -281,6 +284,54 @@ pub fn decide(
     }
 }
 
+/// A step cancelled before it ended (by an operator, by a leave that takes precedence, by a
+/// grant no longer wanted), as [`cancelled`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct CancelledStep<'a> {
+    /// What the step did.
+    pub action: Action,
+    /// It was claimed before: a call went out, or may have.
+    pub claimed: bool,
+    /// Calls spent on it.
+    pub attempts: i64,
+    /// The error or wait recorded last, if any.
+    pub last_error: Option<&'a str>,
+}
+
+impl CancelledStep<'_> {
+    /// Whether a call of the step may have changed its system: it was claimed, and calls were
+    /// spent on it or its last call was not answered (a lease that ran out mid-call). A step
+    /// whose last call was answered "waiting" (a task, a callback: withdrawn with the step)
+    /// or that was only deferred by an open circuit made nothing.
+    pub fn may_have_acted(&self) -> bool {
+        self.claimed && (self.attempts > 0 || self.last_error.is_none())
+    }
+}
+
+/// What a cancelled step leaves of the person's access as tenure records it. Planning marked
+/// what the step was to make `pending`; a step that may have acted leaves it `uncertain`
+/// (a later run makes it again if wanted, a leave takes it away), one that cannot have acted
+/// forgets it as never made. Removals leave the access as it was: still held as far as tenure
+/// knows, so a later run (a leave) removes it again.
+pub fn cancelled(step: CancelledStep<'_>) -> Option<AccessChange> {
+    match (step.action, step.may_have_acted()) {
+        (Action::CreateAccount | Action::EnableAccount, true) => {
+            Some(AccessChange::Account(AccountState::Uncertain))
+        }
+        (Action::Grant, true) => Some(AccessChange::Grant(GrantState::Uncertain)),
+        (Action::CreateAccount, false) => Some(AccessChange::ForgetPendingAccount),
+        (Action::Grant, false) => Some(AccessChange::ForgetPendingGrant),
+        (
+            Action::EnableAccount
+            | Action::UpdateAccount
+            | Action::DisableAccount
+            | Action::DeleteAccount
+            | Action::Revoke,
+            _,
+        ) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +464,8 @@ mod tests {
                 Some(AccessChange::Grant(_)) => prop_assert!(
                     matches!(action, Action::Grant | Action::Revoke) && d.state == StepState::Succeeded
                 ),
+                // Only a cancel forgets a planned grant; a failed one is recorded `failed`.
+                Some(AccessChange::ForgetPendingGrant) => prop_assert!(false, "{:?}", d),
                 None => {}
             }
         }
@@ -575,5 +628,69 @@ mod tests {
             &mut rng,
         );
         assert_eq!((d.state, d.access), (StepState::Failed, None));
+    }
+
+    proptest! {
+        /// A cancelled step that cannot have acted forgets what it planned; one that may have
+        /// leaves its account or grant uncertain; a removal leaves the access as recorded.
+        #[test]
+        fn a_cancelled_step_leaves_uncertain_only_what_it_may_have_made(
+            action in proptest::sample::select(ACTIONS.to_vec()),
+            claimed in any::<bool>(),
+            attempts in 0i64..4,
+            last_error in proptest::option::of("[a-z ]{1,8}"),
+        ) {
+            let step = CancelledStep { action, claimed, attempts, last_error: last_error.as_deref() };
+            let acted = claimed && (attempts > 0 || last_error.is_none());
+            prop_assert_eq!(step.may_have_acted(), acted);
+            let change = cancelled(step);
+            let uncertain = matches!(
+                change,
+                Some(AccessChange::Account(AccountState::Uncertain))
+                    | Some(AccessChange::Grant(GrantState::Uncertain))
+            );
+            prop_assert_eq!(
+                uncertain,
+                acted && matches!(action, Action::CreateAccount | Action::EnableAccount | Action::Grant)
+            );
+            match action {
+                Action::CreateAccount if !acted => {
+                    prop_assert_eq!(change, Some(AccessChange::ForgetPendingAccount))
+                }
+                Action::Grant if !acted => prop_assert_eq!(change, Some(AccessChange::ForgetPendingGrant)),
+                Action::UpdateAccount | Action::DisableAccount | Action::DeleteAccount | Action::Revoke => {
+                    prop_assert_eq!(change, None)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The cases by name: a step whose lease ran out mid-call (claimed, nothing recorded) may
+    /// have acted; one answered "waiting" (a task withdrawn with it) or never claimed did not.
+    #[test]
+    fn a_step_taken_back_mid_call_may_have_acted_and_a_waiting_one_did_not() {
+        let step = |claimed, attempts, last_error| CancelledStep {
+            action: Action::Grant,
+            claimed,
+            attempts,
+            last_error,
+        };
+        assert_eq!(
+            cancelled(step(true, 0, None)),
+            Some(AccessChange::Grant(GrantState::Uncertain))
+        );
+        assert_eq!(
+            cancelled(step(true, 0, Some("task t1 open"))),
+            Some(AccessChange::ForgetPendingGrant)
+        );
+        assert_eq!(
+            cancelled(step(true, 1, Some("timed out"))),
+            Some(AccessChange::Grant(GrantState::Uncertain))
+        );
+        assert_eq!(
+            cancelled(step(false, 0, None)),
+            Some(AccessChange::ForgetPendingGrant)
+        );
     }
 }

@@ -20,6 +20,7 @@
 //! writers inside a transaction (timers, progress, dispatch), the
 //! approval gate, planning, the loops and commands, the scheduler, and this facade on top.
 
+mod access;
 mod approvals;
 mod checkpoints;
 mod clock;

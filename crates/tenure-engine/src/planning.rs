@@ -1,6 +1,7 @@
 //! Planning runs and moving them along: from an event to steps, from step outcomes to the
 //! run's next phase, and the operator's cancel and retry.
 
+use crate::access::AccessChanges;
 use crate::context::{Inner, Rules};
 use crate::error::{EngineError, Result};
 use crate::facts::client_facts;
@@ -12,6 +13,7 @@ use std::collections::BTreeSet;
 use tenure_core::audit::AuditAction;
 use tenure_core::config::ClientFacts;
 use tenure_core::event::{EventInput, EventType, apply_event};
+use tenure_core::outcome;
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{
     Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, operation_id,
@@ -258,7 +260,7 @@ async fn plan_loaded(
                 // A step that was ever claimed may have changed its system (a call that timed
                 // out after the change, one whose lease ran out mid-call): for a leaver, what
                 // it may have made counts as made, so the leave takes it away.
-                forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Made, now).await?;
+                forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
                 cancelled_steps += cancelled.len();
                 passes += 1;
                 let unended = tenure_store::run_unended_steps(tx.conn(), &other.id).await?;
@@ -861,32 +863,22 @@ async fn withdraw_unwanted(
                 denied_by: None,
             },
         };
-        forget_planned_effects(inner, tx, &cancelled, &why, Uncertain::Forgotten, now).await?;
+        forget_planned_effects(inner, tx, &cancelled, &why, now).await?;
         earlier.extend(cancelled.into_iter().map(|s| s.run_id));
     }
     advance_runs(inner, tx, &earlier.into_iter().collect::<Vec<_>>(), now).await
 }
 
-/// What becomes of an account or grant whose cancelled step was claimed before (a call went
-/// out, or may have, and its outcome is not known).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Uncertain {
-    /// Forgotten like one never tried: the person's next plan makes it again if wanted.
-    Forgotten,
-    /// Counted as perhaps made (account and grant `uncertain`): a leave then takes it away,
-    /// which every connector answers as done when there is nothing to take.
-    Made,
-}
-
 /// Undoes the "pending" marks that planning put on accounts and grants whose steps were
-/// cancelled before they ran, and withdraws the approvals those steps waited for. A step that
-/// was claimed before may have changed its system; `uncertain` says what it counts as.
+/// cancelled before they ran, and withdraws the approvals those steps waited for. What each
+/// step leaves is the core's decision (`outcome::cancelled`): a step claimed before may have
+/// changed its system, and leaves its account or grant `uncertain` for a later run to make
+/// again or take away.
 async fn forget_planned_effects(
     inner: &Inner,
     tx: &mut Tx,
     cancelled: &[StepRow],
     why: &gates::Withdrawal<'_>,
-    uncertain: Uncertain,
     now: i64,
 ) -> Result<()> {
     let waiting: Vec<String> = cancelled
@@ -895,47 +887,17 @@ async fn forget_planned_effects(
         .map(|s| s.id.clone())
         .collect();
     gates::withdraw(inner, tx, &waiting, why, now).await?;
+    let mut changes = AccessChanges::default();
     for s in cancelled {
-        // Claimed before, its last call not answered "waiting" (a task or callback still
-        // open, which withdrawing the step closes: nothing made), or calls spent on it.
-        let may_have_made = s.started_at.is_some() && (s.attempts > 0 || s.last_error.is_none());
-        if uncertain == Uncertain::Made && may_have_made {
-            match (s.action, &s.entitlement) {
-                (Action::CreateAccount | Action::EnableAccount, _) => {
-                    let row = (
-                        s.person_id.clone(),
-                        s.system.clone(),
-                        AccountState::Uncertain,
-                    );
-                    tenure_store::upsert_accounts(tx.conn(), &[row], now).await?;
-                }
-                (Action::Grant, Some(e)) => {
-                    tenure_store::set_grant_state(
-                        tx.conn(),
-                        &s.person_id,
-                        e,
-                        GrantState::Uncertain,
-                        now,
-                    )
-                    .await?;
-                }
-                _ => {}
-            }
-            continue;
-        }
-        match s.action {
-            Action::CreateAccount => {
-                tenure_store::forget_pending_account(tx.conn(), &s.person_id, &s.system).await?
-            }
-            Action::Grant => {
-                if let Some(e) = &s.entitlement {
-                    tenure_store::forget_pending_grant(tx.conn(), &s.person_id, e).await?
-                }
-            }
-            _ => {}
-        }
+        let step = outcome::CancelledStep {
+            action: s.action,
+            claimed: s.started_at.is_some(),
+            attempts: s.attempts,
+            last_error: s.last_error.as_deref(),
+        };
+        changes.push(s, outcome::cancelled(step));
     }
-    Ok(())
+    changes.write(tx.conn(), now).await
 }
 
 pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
@@ -963,7 +925,7 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
         by_run: Some(run_id),
         denied_by: None,
     };
-    forget_planned_effects(inner, &mut tx, &cancelled, &why, Uncertain::Forgotten, now).await?;
+    forget_planned_effects(inner, &mut tx, &cancelled, &why, now).await?;
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),

@@ -1,6 +1,7 @@
 //! The dispatcher (plan due runs, claim ready steps, call connectors) and the completer
 //! (record outcomes, retry, advance runs), each batching its writes into few transactions.
 
+use crate::access::AccessChanges;
 use crate::context::Inner;
 use crate::dispatch::{claim_urgent_now, dispatch};
 use crate::error::Result;
@@ -12,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tenure_connectors::ConnectorError;
 use tenure_core::audit::AuditAction;
-use tenure_core::outcome::{self, AccessChange, CallOutcome, OutcomeKind, StepFacts};
+use tenure_core::outcome::{self, CallOutcome, OutcomeKind, StepFacts};
 use tenure_store::{NewAudit, StepRow, StepUpdate};
 use tokio::sync::mpsc;
 
@@ -319,8 +320,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
     let mut tx = inner.store.begin().await?;
     let mut runs = BTreeSet::new();
     let mut updates = Vec::with_capacity(outcomes.len());
-    let mut accounts = Vec::new();
-    let mut grants = Vec::new();
+    let mut access = AccessChanges::default();
     let mut urgent_runs = BTreeSet::new();
     // Fencing: a call that outlived its step's lease lost the step to another worker, which
     // calls again with the same operation id and records that outcome. This one is dropped.
@@ -406,17 +406,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             let mut rng = inner.rng.lock().expect("rng lock");
             outcome::decide(facts, outcome, settings, now, &mut *rng)
         };
-        let (p, sys) = (step.person_id.clone(), step.system.clone());
-        match d.access {
-            Some(AccessChange::Account(state)) => accounts.push((p, sys, state)),
-            Some(AccessChange::Grant(state)) => {
-                grants.push((p, step.entitlement.clone().unwrap_or_default(), state))
-            }
-            Some(AccessChange::ForgetPendingAccount) => {
-                tenure_store::forget_pending_account(tx.conn(), &p, &sys).await?
-            }
-            None => {}
-        }
+        access.push(&step, d.access);
         if let Some(idx) = d.compensated {
             tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
         }
@@ -438,8 +428,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
         });
     }
     tenure_store::update_steps(tx.conn(), &updates, now).await?;
-    tenure_store::upsert_accounts(tx.conn(), &accounts, now).await?;
-    tenure_store::set_grant_states(tx.conn(), &grants, now).await?;
+    access.write(tx.conn(), now).await?;
     let runs: Vec<String> = runs.into_iter().collect();
     progress::advance_runs(inner, &mut tx, &runs, now).await?;
     let urgent_runs: Vec<String> = urgent_runs.into_iter().collect();

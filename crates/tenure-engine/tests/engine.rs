@@ -890,6 +890,13 @@ impl Harness {
         n
     }
 
+    /// A person's accounts as tenure records them: (system, state).
+    async fn accounts(&self, person: &str) -> Vec<(String, AccountState)> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        let accounts = tenure_store::accounts_of(&mut c, person).await.unwrap();
+        accounts.into_iter().map(|a| (a.system, a.state)).collect()
+    }
+
     async fn audited(&self, action: &str) -> usize {
         let mut c = self.engine.store().reader().await.unwrap();
         let f = tenure_store::AuditFilter {
@@ -1267,18 +1274,12 @@ async fn interleave(ops: Vec<Op>, seed: u64, failure_rate: f64) {
     h.engine.shutdown().await;
 }
 
-/// A hire's `create_account` call outlives its lease (the process paused, say); the step is
-/// taken back, and before it is called again the person leaves. The call had made the
-/// account: the leave counts it as made and disables it, rather than forgetting it as never
-/// created.
-#[tokio::test]
-async fn a_leave_disables_what_a_step_taken_back_mid_call_may_have_made() {
-    let (h, mut held) =
-        held_harness_with("[systems.settings.operations.disable_account]\nurl = \"{off}\"\n").await;
+/// Sends [`HIRE`] and holds its `create_account` call past the step's lease; the step is taken
+/// back and not due again for an hour. The call then lands after all: the account exists on
+/// the system while tenure waits to call again. Returns the hire's run.
+async fn hire_taken_back_mid_call(h: &Harness, held: &mut HeldSystem) -> String {
     let hire = h.send(HIRE).await;
     held.arrived.recv().await.unwrap();
-    // Past the lease: taken back, and not due again for an hour, so the leave finds it
-    // waiting to be called.
     h.clock.advance(61_000);
     let now = h.clock.now_ms();
     let mut tx = h.engine.store().begin().await.unwrap();
@@ -1289,8 +1290,37 @@ async fn a_leave_disables_what_a_step_taken_back_mid_call_may_have_made() {
         1
     );
     tx.commit().await.unwrap();
-    // The call lands after all: the account exists on the system.
     held.release.send(()).await.unwrap();
+    hire
+}
+
+/// The same step cancelled by an operator instead: the account it may have made is recorded
+/// `uncertain`, not forgotten as never created, so the next run (here a leave) disables it.
+#[tokio::test]
+async fn an_operator_cancel_keeps_what_a_step_taken_back_mid_call_may_have_made() {
+    let (h, mut held) =
+        held_harness_with("[systems.settings.operations.disable_account]\nurl = \"{off}\"\n").await;
+    let hire = hire_taken_back_mid_call(&h, &mut held).await;
+    h.engine.cancel_run(&hire, "test").await.unwrap();
+    assert_eq!(h.finish(&hire).await, RunState::Cancelled);
+    assert_eq!(
+        h.accounts("e1").await,
+        [("ticketing".to_string(), AccountState::Uncertain)]
+    );
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert_eq!(held.off.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A hire's `create_account` call outlives its lease (the process paused, say); the step is
+/// taken back, and before it is called again the person leaves. The call had made the
+/// account: the leave counts it as made and disables it, rather than forgetting it as never
+/// created.
+#[tokio::test]
+async fn a_leave_disables_what_a_step_taken_back_mid_call_may_have_made() {
+    let (h, mut held) =
+        held_harness_with("[systems.settings.operations.disable_account]\nurl = \"{off}\"\n").await;
+    let hire = hire_taken_back_mid_call(&h, &mut held).await;
 
     let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
     assert_eq!(h.finish(&leave).await, RunState::Succeeded);
@@ -1318,15 +1348,9 @@ async fn a_leave_disables_an_account_whose_create_timed_out_and_failed() {
     assert_eq!(h.finish(&hire).await, RunState::Failed);
     // The call lands after all: the account exists on the system.
     held.release.send(()).await.unwrap();
-    let mut c = h.engine.store().reader().await.unwrap();
-    let accounts = tenure_store::accounts_of(&mut c, "e1").await.unwrap();
-    drop(c);
     assert_eq!(
-        accounts
-            .iter()
-            .map(|a| (a.system.as_str(), a.state))
-            .collect::<Vec<_>>(),
-        [("ticketing", AccountState::Uncertain)]
+        h.accounts("e1").await,
+        [("ticketing".to_string(), AccountState::Uncertain)]
     );
     let d = h.engine.run_detail(&hire).await.unwrap();
     assert!(d.steps[0].maybe_applied, "{:?}", d.steps[0]);
