@@ -139,10 +139,11 @@ async fn views(
         .filter_map(|id| {
             let configured = config.clients.get(id);
             let told = told.get(id);
-            let engagements = counts.get(id);
-            if configured.is_none() && told.is_none() && engagements.is_none() {
+            let counted = counts.get(id);
+            if configured.is_none() && told.is_none() && counted.is_none() {
                 return None;
             }
+            let engagements = counted.copied().unwrap_or_default();
             let effective = match told {
                 Some(t) => Some(merge_client(configured, t.clone())),
                 None => configured.cloned(),
@@ -153,7 +154,7 @@ async fn views(
                 "configured": configured,
                 "from_events": told,
                 "effective": effective,
-                "engagements": engagements.copied().unwrap_or_default(),
+                "engagements": {"active": engagements.active, "ended": engagements.ended},
             }))
         })
         .collect())

@@ -47,19 +47,19 @@ pub struct RequestAccepted {
     pub run_id: String,
 }
 
-/// An approval with its decisions, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// An approval with its decisions, as the store holds them (the API shows it through its own
+/// view).
+#[derive(Debug, Clone)]
 pub struct ApprovalDetail {
     /// The approval.
-    #[serde(flatten)]
     pub approval: ApprovalRow,
     /// The decisions made on it, in order.
     pub decisions: Vec<DecisionRow>,
 }
 
-/// An access request as the API shows it: where it stands, and each approval of its run with
-/// its stages and the decisions made on it.
-#[derive(Debug, Clone, Serialize)]
+/// An access request as the store holds it: where it stands, and each approval of its run with
+/// its stages and the decisions made on it (the API shows it through its own view).
+#[derive(Debug, Clone)]
 pub struct RequestDetail {
     /// The request.
     pub request: RequestRow,
@@ -67,7 +67,6 @@ pub struct RequestDetail {
     pub approvals: Vec<ApprovalDetail>,
     /// When policy or separation of duties denied its grant: the policies and rules that
     /// decided (as in its run's note).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub denied_by: Vec<String>,
 }
 

@@ -8,7 +8,6 @@ use crate::facts::client_facts;
 use crate::progress::{advance_run, advance_runs, fail_run};
 use crate::{gates, timers};
 use chrono::DateTime;
-use serde::Serialize;
 use std::collections::BTreeSet;
 use tenure_core::audit::AuditAction;
 use tenure_core::config::ClientFacts;
@@ -23,11 +22,10 @@ use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonSt
 use tenure_policy::authorize::{Authorized, authorize_grants};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
 
-/// A run with its steps, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A run with its steps, as the store holds them (the API shows it through its own view).
+#[derive(Debug, Clone)]
 pub struct RunDetail {
     /// The run.
-    #[serde(flatten)]
     pub run: RunRow,
     /// Its steps in order.
     pub steps: Vec<StepRow>,

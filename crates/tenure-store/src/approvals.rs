@@ -4,7 +4,6 @@
 use crate::StepRow;
 use crate::queries::is_sqlite;
 use crate::{Backend, Result, StoreError};
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tenure_core::approval::{ApprovalState, Chain, RequestState};
@@ -37,14 +36,14 @@ pub struct TimerRow {
 const TIMER_COLS: &str = "id, kind, subject, due_at, payload";
 
 fn timer_row(r: &AnyRow) -> Result<TimerRow> {
-    let kind: String = r.try_get(1)?;
-    let subject: String = r.try_get(2)?;
-    let payload: String = r.try_get(4)?;
+    let kind: String = r.try_get("kind")?;
+    let subject: String = r.try_get("subject")?;
+    let payload: String = r.try_get("payload")?;
     Ok(TimerRow {
-        id: r.try_get(0)?,
+        id: r.try_get("id")?,
         timer: Timer::from_stored(&kind, &subject, &payload),
         subject,
-        due_at: r.try_get(3)?,
+        due_at: r.try_get("due_at")?,
     })
 }
 
@@ -148,7 +147,7 @@ pub async fn set_timer_unreadable(c: &mut AnyConnection, id: &str, reason: &str)
 }
 
 /// A webhook delivery of the notification outbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DeliveryRow {
     /// Row id.
     pub id: String,
@@ -166,11 +165,11 @@ const DELIVERY_COLS: &str = "id, subject, due_at, payload, attempts";
 
 fn delivery_row(r: &AnyRow) -> Result<DeliveryRow> {
     Ok(DeliveryRow {
-        id: r.try_get(0)?,
-        message_id: r.try_get(1)?,
-        due_at: r.try_get(2)?,
-        body: serde_json::from_str(&r.try_get::<String, _>(3)?).map_err(corrupt)?,
-        attempts: r.try_get(4)?,
+        id: r.try_get("id")?,
+        message_id: r.try_get("subject")?,
+        due_at: r.try_get("due_at")?,
+        body: serde_json::from_str(&r.try_get::<String, _>("payload")?).map_err(corrupt)?,
+        attempts: r.try_get("attempts")?,
     })
 }
 
@@ -314,7 +313,7 @@ pub async fn deliveries_in(c: &mut AnyConnection, state: TimerState) -> Result<V
 // ---------------------------------------------------------------- access requests
 
 /// An access request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RequestRow {
     /// Request id.
     pub id: String,
@@ -346,21 +345,21 @@ const REQUEST_COLS: &str = "id, person_id, entitlement, requester, justification
 
 fn request_row(r: &AnyRow) -> Result<RequestRow> {
     Ok(RequestRow {
-        id: r.try_get(0)?,
-        person_id: r.try_get(1)?,
-        entitlement: r.try_get(2)?,
-        requester: r.try_get(3)?,
-        justification: r.try_get(4)?,
-        duration_ms: r.try_get(5)?,
-        break_glass: r.try_get::<i64, _>(6)? != 0,
+        id: r.try_get("id")?,
+        person_id: r.try_get("person_id")?,
+        entitlement: r.try_get("entitlement")?,
+        requester: r.try_get("requester")?,
+        justification: r.try_get("justification")?,
+        duration_ms: r.try_get("duration_ms")?,
+        break_glass: r.try_get::<i64, _>("break_glass")? != 0,
         state: r
-            .try_get::<String, _>(7)?
+            .try_get::<String, _>("state")?
             .parse()
             .map_err(|e: tenure_core::UnknownValue| corrupt(e))?,
-        run_id: r.try_get(8)?,
-        created_at: r.try_get(9)?,
-        decided_at: r.try_get(10)?,
-        expires_at: r.try_get(11)?,
+        run_id: r.try_get("run_id")?,
+        created_at: r.try_get("created_at")?,
+        decided_at: r.try_get("decided_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
@@ -501,7 +500,7 @@ pub async fn request_denial(c: &mut AnyConnection, id: &str) -> Result<Option<Ve
 // ---------------------------------------------------------------- approvals
 
 /// An approval: one grant waiting for people, with its chain of stages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApprovalRow {
     /// Approval id.
     pub id: String,
@@ -535,22 +534,22 @@ const APPROVAL_COLS: &str = "id, run_id, step_id, request_id, person_id, entitle
 
 fn approval_row(r: &AnyRow) -> Result<ApprovalRow> {
     Ok(ApprovalRow {
-        id: r.try_get(0)?,
-        run_id: r.try_get(1)?,
-        step_id: r.try_get(2)?,
-        request_id: r.try_get(3)?,
-        person_id: r.try_get(4)?,
-        entitlement: r.try_get(5)?,
-        requester: r.try_get(6)?,
+        id: r.try_get("id")?,
+        run_id: r.try_get("run_id")?,
+        step_id: r.try_get("step_id")?,
+        request_id: r.try_get("request_id")?,
+        person_id: r.try_get("person_id")?,
+        entitlement: r.try_get("entitlement")?,
+        requester: r.try_get("requester")?,
         state: r
-            .try_get::<String, _>(7)?
+            .try_get::<String, _>("state")?
             .parse()
             .map_err(|e: tenure_core::UnknownValue| corrupt(e))?,
-        chain: serde_json::from_str(&r.try_get::<String, _>(8)?).map_err(corrupt)?,
-        created_at: r.try_get(9)?,
-        stage_due_at: r.try_get(10)?,
-        deadline_at: r.try_get(11)?,
-        decided_at: r.try_get(12)?,
+        chain: serde_json::from_str(&r.try_get::<String, _>("chain")?).map_err(corrupt)?,
+        created_at: r.try_get("created_at")?,
+        stage_due_at: r.try_get("stage_due_at")?,
+        deadline_at: r.try_get("deadline_at")?,
+        decided_at: r.try_get("decided_at")?,
     })
 }
 
@@ -797,7 +796,7 @@ pub async fn cancel_waiting_grant_steps(
 }
 
 /// One recorded decision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DecisionRow {
     /// The stage decided (0-based).
     pub stage: i64,
@@ -883,7 +882,7 @@ pub async fn set_step_approval(
 // ---------------------------------------------------------------- delegations
 
 /// An approver's substitute for a period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DelegationRow {
     /// Delegation id.
     pub id: String,
@@ -905,13 +904,13 @@ const DELEGATION_COLS: &str = "id, delegator, delegate, starts_at, ends_at, crea
 
 fn delegation_row(r: &AnyRow) -> Result<DelegationRow> {
     Ok(DelegationRow {
-        id: r.try_get(0)?,
-        delegator: r.try_get(1)?,
-        delegate: r.try_get(2)?,
-        starts_at: r.try_get(3)?,
-        ends_at: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        revoked_at: r.try_get(6)?,
+        id: r.try_get("id")?,
+        delegator: r.try_get("delegator")?,
+        delegate: r.try_get("delegate")?,
+        starts_at: r.try_get("starts_at")?,
+        ends_at: r.try_get("ends_at")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
     })
 }
 

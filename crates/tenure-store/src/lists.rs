@@ -349,7 +349,7 @@ pub async fn stored_client_ids(
 }
 
 /// How many engagements a client has, active and ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngagementCounts {
     /// Active engagements (one person may hold several roles).
     pub active: i64,

@@ -473,7 +473,7 @@ pub async fn people_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<
 // ---------------------------------------------------------------- events
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     /// tenure's id for the event.
     pub id: String,
@@ -506,18 +506,18 @@ const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body
 
 fn event_row(r: &AnyRow) -> Result<EventRow> {
     Ok(EventRow {
-        id: r.try_get(0)?,
-        idem_key: r.try_get(1)?,
-        body_hash: r.try_get(2)?,
-        kind: r.try_get(3)?,
-        person_id: r.try_get(4)?,
-        source: r.try_get(5)?,
-        body: r.try_get(6)?,
-        effective_at: r.try_get(7)?,
-        received_at: r.try_get(8)?,
-        actor: r.try_get(9)?,
-        run_id: r.try_get(10)?,
-        source_id: r.try_get(11)?,
+        id: r.try_get("id")?,
+        idem_key: r.try_get("idem_key")?,
+        body_hash: r.try_get("body_hash")?,
+        kind: r.try_get("kind")?,
+        person_id: r.try_get("person_id")?,
+        source: r.try_get("source")?,
+        body: r.try_get("body")?,
+        effective_at: r.try_get("effective_at")?,
+        received_at: r.try_get("received_at")?,
+        actor: r.try_get("actor")?,
+        run_id: r.try_get("run_id")?,
+        source_id: r.try_get("source_id")?,
     })
 }
 
@@ -603,7 +603,7 @@ pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
 // ---------------------------------------------------------------- runs
 
 /// A stored run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunRow {
     /// Run id.
     pub id: String,
@@ -665,19 +665,19 @@ pub(crate) const RUN_COLS: &str = "id, event_id, person_id, kind, state, priorit
 
 pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
     Ok(RunRow {
-        id: r.try_get(0)?,
-        event_id: r.try_get(1)?,
-        person_id: r.try_get(2)?,
-        kind: parse(&r.try_get::<String, _>(3)?)?,
-        state: parse(&r.try_get::<String, _>(4)?)?,
-        priority: priority(r.try_get(5)?)?,
-        effective_at: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        planned_at: r.try_get(8)?,
-        finished_at: r.try_get(9)?,
-        cancel_requested: r.try_get::<i64, _>(10)? != 0,
-        error: r.try_get(11)?,
-        note: r.try_get(12)?,
+        id: r.try_get("id")?,
+        event_id: r.try_get("event_id")?,
+        person_id: r.try_get("person_id")?,
+        kind: parse(&r.try_get::<String, _>("kind")?)?,
+        state: parse(&r.try_get::<String, _>("state")?)?,
+        priority: priority(r.try_get("priority")?)?,
+        effective_at: r.try_get("effective_at")?,
+        created_at: r.try_get("created_at")?,
+        planned_at: r.try_get("planned_at")?,
+        finished_at: r.try_get("finished_at")?,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        error: r.try_get("error")?,
+        note: r.try_get("note")?,
     })
 }
 
@@ -924,7 +924,7 @@ pub async fn run_counts(c: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
 // ---------------------------------------------------------------- steps
 
 /// A stored step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StepRow {
     /// Step id.
     pub id: String,
@@ -976,31 +976,31 @@ pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priori
 
 pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
     Ok(StepRow {
-        id: r.try_get(0)?,
-        run_id: r.try_get(1)?,
-        idx: r.try_get(2)?,
-        phase: r.try_get(3)?,
-        ready: r.try_get::<i64, _>(4)? != 0,
-        state: parse(&r.try_get::<String, _>(5)?)?,
-        priority: priority(r.try_get(6)?)?,
-        available_at: r.try_get(7)?,
-        person_id: r.try_get(8)?,
-        system: r.try_get(9)?,
-        action: parse(&r.try_get::<String, _>(10)?)?,
-        entitlement: r.try_get(11)?,
+        id: r.try_get("id")?,
+        run_id: r.try_get("run_id")?,
+        idx: r.try_get("idx")?,
+        phase: r.try_get("phase")?,
+        ready: r.try_get::<i64, _>("ready")? != 0,
+        state: parse(&r.try_get::<String, _>("state")?)?,
+        priority: priority(r.try_get("priority")?)?,
+        available_at: r.try_get("available_at")?,
+        person_id: r.try_get("person_id")?,
+        system: r.try_get("system")?,
+        action: parse(&r.try_get::<String, _>("action")?)?,
+        entitlement: r.try_get("entitlement")?,
         source: r
-            .try_get::<Option<String>, _>(12)?
+            .try_get::<Option<String>, _>("source")?
             .map(|s| parse(&s))
             .transpose()?,
-        source_ref: r.try_get(13)?,
-        op_id: r.try_get(14)?,
-        attempts: r.try_get(15)?,
-        last_error: r.try_get(16)?,
-        compensation_of: r.try_get(17)?,
-        lease_until: r.try_get(18)?,
-        started_at: r.try_get(19)?,
-        finished_at: r.try_get(20)?,
-        maybe_applied: r.try_get::<i64, _>(21)? != 0,
+        source_ref: r.try_get("source_ref")?,
+        op_id: r.try_get("op_id")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        compensation_of: r.try_get("compensation_of")?,
+        lease_until: r.try_get("lease_until")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        maybe_applied: r.try_get::<i64, _>("maybe_applied")? != 0,
     })
 }
 
@@ -1462,7 +1462,7 @@ pub async fn step_counts(c: &mut AnyConnection) -> Result<Vec<(String, String, i
 // ---------------------------------------------------------------- tokens
 
 /// A stored API token (its hash only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TokenRow {
     /// Token id (shown, never secret).
     pub id: String,
@@ -1500,12 +1500,12 @@ pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Re
 
 fn token_row(r: &AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        scopes: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-        revoked_at: r.try_get(4)?,
-        person_id: r.try_get(5)?,
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        scopes: r.try_get("scopes")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        person_id: r.try_get("person_id")?,
     })
 }
 
@@ -1624,19 +1624,19 @@ pub async fn audit_page(
 /// run_id, reason, correlation_id, details, prev_hash, hash`.
 pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
     Ok(AuditEntry {
-        seq: r.try_get(0)?,
-        at_ms: r.try_get(1)?,
-        actor: r.try_get(2)?,
-        action: r.try_get(3)?,
-        person_id: r.try_get(4)?,
-        entitlement: r.try_get(5)?,
-        system: r.try_get(6)?,
-        run_id: r.try_get(7)?,
-        reason: r.try_get(8)?,
-        correlation_id: r.try_get(9)?,
-        details: r.try_get(10)?,
-        prev_hash: r.try_get(11)?,
-        hash: r.try_get(12)?,
+        seq: r.try_get("seq")?,
+        at_ms: r.try_get("at_ms")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        person_id: r.try_get("person_id")?,
+        entitlement: r.try_get("entitlement")?,
+        system: r.try_get("system")?,
+        run_id: r.try_get("run_id")?,
+        reason: r.try_get("reason")?,
+        correlation_id: r.try_get("correlation_id")?,
+        details: r.try_get("details")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
     })
 }
 

@@ -644,13 +644,13 @@ pub(crate) fn backend_of(c: &AnyConnection) -> Backend {
 
 fn user_row(r: &sqlx::any::AnyRow) -> Result<ScimUserRow> {
     Ok(ScimUserRow {
-        id: r.try_get(0)?,
-        user_name_ci: r.try_get(1)?,
-        lifecycle: r.try_get(2)?,
-        version: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        updated_at: r.try_get(5)?,
-        doc: r.try_get(6)?,
+        id: r.try_get("id")?,
+        user_name_ci: r.try_get("user_name_ci")?,
+        lifecycle: r.try_get("lifecycle")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        doc: r.try_get("doc")?,
     })
 }
 

@@ -29,12 +29,12 @@ const GROUP_COLS: &str = "id, display_name, external_id, version, created_at, up
 
 fn group_row(r: &sqlx::any::AnyRow) -> Result<ScimGroupRow> {
     Ok(ScimGroupRow {
-        id: r.try_get(0)?,
-        display_name: r.try_get(1)?,
-        external_id: r.try_get(2)?,
-        version: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        updated_at: r.try_get(5)?,
+        id: r.try_get("id")?,
+        display_name: r.try_get("display_name")?,
+        external_id: r.try_get("external_id")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 

@@ -62,7 +62,7 @@ impl TaskState {
 }
 
 /// A task as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRow {
     /// The step's operation id.
     pub id: String,
@@ -130,26 +130,26 @@ const COLUMNS: &str = "id, kind, system, team, person_id, action, entitlement, t
                        message, created_at, due_at, finished_at, finished_by";
 
 fn row(r: &AnyRow) -> Result<TaskRow> {
-    let kind: String = r.try_get(1)?;
+    let kind: String = r.try_get("kind")?;
     Ok(TaskRow {
-        id: r.try_get(0)?,
+        id: r.try_get("id")?,
         kind: match kind.as_str() {
             "manual" => TaskKind::Manual,
             "callback" => TaskKind::Callback,
             other => return Err(StoreError::Corrupt(format!("task kind `{other}`"))),
         },
-        system: r.try_get(2)?,
-        team: r.try_get(3)?,
-        person_id: r.try_get(4)?,
-        action: r.try_get(5)?,
-        entitlement: r.try_get(6)?,
-        title: r.try_get(7)?,
-        state: TaskState::parse(&r.try_get::<String, _>(8)?)?,
-        message: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        due_at: r.try_get(11)?,
-        finished_at: r.try_get(12)?,
-        finished_by: r.try_get(13)?,
+        system: r.try_get("system")?,
+        team: r.try_get("team")?,
+        person_id: r.try_get("person_id")?,
+        action: r.try_get("action")?,
+        entitlement: r.try_get("entitlement")?,
+        title: r.try_get("title")?,
+        state: TaskState::parse(&r.try_get::<String, _>("state")?)?,
+        message: r.try_get("message")?,
+        created_at: r.try_get("created_at")?,
+        due_at: r.try_get("due_at")?,
+        finished_at: r.try_get("finished_at")?,
+        finished_by: r.try_get("finished_by")?,
     })
 }
 
