@@ -1,0 +1,131 @@
+//! Events: what came in, keyed for idempotency.
+
+use super::*;
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// tenure's id for the event.
+    pub id: String,
+    /// The idempotency key (header, the event's own id, or tenure's id).
+    pub idem_key: String,
+    /// The sender's own id for the event, if it gave one: a second idempotency key, so a
+    /// retry with or without the header is recognised either way.
+    pub source_id: Option<String>,
+    /// SHA-256 of the canonical body, to tell a retry from a different event.
+    pub body_hash: String,
+    /// The event type.
+    pub kind: String,
+    /// The person concerned.
+    pub person_id: String,
+    /// The sending system.
+    pub source: Option<String>,
+    /// The event as received (JSON).
+    pub body: String,
+    /// When it takes effect (epoch ms).
+    pub effective_at: i64,
+    /// When it was received (epoch ms).
+    pub received_at: i64,
+    /// Who sent it (token name).
+    pub actor: String,
+    /// The run it started.
+    pub run_id: String,
+}
+
+const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
+
+fn event_row(r: &AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        id: r.try_get("id")?,
+        idem_key: r.try_get("idem_key")?,
+        body_hash: r.try_get("body_hash")?,
+        kind: r.try_get("kind")?,
+        person_id: r.try_get("person_id")?,
+        source: r.try_get("source")?,
+        body: r.try_get("body")?,
+        effective_at: r.try_get("effective_at")?,
+        received_at: r.try_get("received_at")?,
+        actor: r.try_get("actor")?,
+        run_id: r.try_get("run_id")?,
+        source_id: r.try_get("source_id")?,
+    })
+}
+
+/// The event stored under an idempotency key, or carrying the sender's own event id.
+pub async fn event_by_key(
+    c: &mut AnyConnection,
+    key: &str,
+    source_id: Option<&str>,
+) -> Result<Option<EventRow>> {
+    let sql = format!(
+        "SELECT {EVENT_COLS} FROM events WHERE idem_key = $1 OR source_id = $2 ORDER BY received_at LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key.to_string())
+        .bind(source_id.map(str::to_string))
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(event_row).transpose()
+}
+
+/// The stored events any of `keys` or `source_ids` names (see [`event_by_key`]), in the
+/// order they were received: one query for a whole batch of submissions.
+pub async fn events_by_keys(
+    c: &mut AnyConnection,
+    keys: &[&str],
+    source_ids: &[&str],
+) -> Result<Vec<EventRow>> {
+    let sqlite = is_sqlite(c);
+    let mut out = Vec::new();
+    for (field, values) in [("idem_key", keys), ("source_id", source_ids)] {
+        for chunk in values.chunks(500) {
+            let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE {field} IN ");
+            push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for v in chunk {
+                q = q.bind(v.to_string());
+            }
+            for r in q.fetch_all(&mut *c).await? {
+                out.push(event_row(&r)?);
+            }
+        }
+    }
+    out.sort_by(|a: &EventRow, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+/// Stores events, a few hundred per statement.
+pub async fn insert_events(c: &mut AnyConnection, rows: &[EventRow]) -> Result<()> {
+    let prefix = format!("INSERT INTO events ({EVENT_COLS}) VALUES ");
+    bulk!(c, rows, 12, prefix.as_str(), "", |q, e| {
+        q.bind(e.id.clone())
+            .bind(e.idem_key.clone())
+            .bind(e.body_hash.clone())
+            .bind(e.kind.clone())
+            .bind(e.person_id.clone())
+            .bind(e.source.clone())
+            .bind(e.body.clone())
+            .bind(e.effective_at)
+            .bind(e.received_at)
+            .bind(e.actor.clone())
+            .bind(e.run_id.clone())
+            .bind(e.source_id.clone())
+    });
+    Ok(())
+}
+
+/// The event with this id.
+pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRow>> {
+    let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(event_row).transpose()
+}
+
+/// Stores an event.
+pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
+    insert_events(c, std::slice::from_ref(e)).await
+}

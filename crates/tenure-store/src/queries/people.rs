@@ -1,0 +1,157 @@
+//! People, clients and engagements.
+
+use super::*;
+
+/// The person with this HR id.
+pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person>> {
+    let row = sqlx::query("SELECT data FROM people WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(c)
+        .await?;
+    row.map(|r| json(&r.try_get::<String, _>(0)?)).transpose()
+}
+
+/// Stores a person (and the values the people list filters on).
+pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Result<()> {
+    let [department, worker_type, manager, search] = person_columns(p);
+    sqlx::query(
+        "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at,
+           department = excluded.department, worker_type = excluded.worker_type, manager = excluded.manager,
+           search = excluded.search",
+    )
+    .bind(p.id.clone())
+    .bind(p.status.as_str())
+    .bind(to_json(p))
+    .bind(now)
+    .bind(department)
+    .bind(worker_type)
+    .bind(manager)
+    .bind(search)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// People in id order, after `after`, at most `limit` (see [`crate::people_matching`]).
+pub async fn list_people(
+    c: &mut AnyConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Person>> {
+    let filter = crate::PeopleFilter {
+        after,
+        limit,
+        ..Default::default()
+    };
+    crate::people_matching(c, &filter).await
+}
+
+/// How many people are stored.
+pub async fn count_people(c: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM people")
+        .fetch_one(c)
+        .await?
+        .try_get(0)?)
+}
+
+/// Stores a client.
+pub async fn upsert_client(c: &mut AnyConnection, client: &Client) -> Result<()> {
+    sqlx::query("INSERT INTO clients (id, data) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET data = excluded.data")
+        .bind(client.id.clone())
+        .bind(to_json(client))
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// All stored clients.
+pub async fn list_clients(c: &mut AnyConnection) -> Result<Vec<Client>> {
+    let rows = sqlx::query("SELECT data FROM clients ORDER BY id")
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// The stored clients among `ids` (those an event carried in full).
+pub async fn clients_by_ids(c: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Client>> {
+    let mut out = Vec::new();
+    let sqlite = is_sqlite(c);
+    for chunk in ids.chunks(500) {
+        let mut sql = String::from("SELECT data FROM clients WHERE id IN ");
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(json(&r.try_get::<String, _>(0)?)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The person's engagements, active or not.
+pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Engagement>> {
+    let rows = sqlx::query("SELECT data FROM engagements WHERE person_id = $1 ORDER BY id")
+        .bind(person.to_string())
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| json(&r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// The people a client's terms bear on: those with an active engagement with it and those
+/// holding (or about to hold) one of `entitlements` (the client's, from the configuration).
+pub async fn people_bound_by_client(
+    c: &mut AnyConnection,
+    client: &str,
+    entitlements: &[&str],
+) -> Result<Vec<String>> {
+    let mut people: std::collections::BTreeSet<String> = Default::default();
+    let rows = sqlx::query(
+        "SELECT DISTINCT person_id FROM engagements WHERE client_id = $1 AND active = 1",
+    )
+    .bind(client.to_string())
+    .fetch_all(&mut *c)
+    .await?;
+    for r in rows {
+        people.insert(r.try_get(0)?);
+    }
+    let sqlite = is_sqlite(c);
+    for chunk in entitlements.chunks(500) {
+        let mut sql = String::from(
+            "SELECT DISTINCT person_id FROM grants
+             WHERE state IN ('granted', 'pending', 'awaiting_approval', 'uncertain') AND entitlement IN ",
+        );
+        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(e.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            people.insert(r.try_get(0)?);
+        }
+    }
+    Ok(people.into_iter().collect())
+}
+
+/// Stores an engagement.
+pub async fn upsert_engagement(c: &mut AnyConnection, e: &Engagement) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO engagements (id, person_id, client_id, active, data) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET active = excluded.active, data = excluded.data",
+    )
+    .bind(e.id.clone())
+    .bind(e.person_id.clone())
+    .bind(e.client_id.clone())
+    .bind(e.active as i64)
+    .bind(to_json(e))
+    .execute(c)
+    .await?;
+    Ok(())
+}
