@@ -1277,14 +1277,17 @@ async fn interleave(ops: Vec<Op>, seed: u64, failure_rate: f64) {
 /// Sends [`HIRE`] and holds its `create_account` call past the step's lease; the step is taken
 /// back and not due again for an hour. The call then lands after all: the account exists on
 /// the system while tenure waits to call again. Returns the hire's run.
+///
+/// Another instance takes the step back, its clock a minute past the lease's end. This
+/// engine's clock stays put, so its own dispatcher cannot take the step back first and call
+/// again at once.
 async fn hire_taken_back_mid_call(h: &Harness, held: &mut HeldSystem) -> String {
     let hire = h.send(HIRE).await;
     held.arrived.recv().await.unwrap();
-    h.clock.advance(61_000);
-    let now = h.clock.now_ms();
+    let later = h.clock.now_ms() + 61_000;
     let mut tx = h.engine.store().begin().await.unwrap();
     assert_eq!(
-        tenure_store::requeue_expired(tx.conn(), now, now + 3_600_000)
+        tenure_store::requeue_expired(tx.conn(), later, later + 3_600_000)
             .await
             .unwrap(),
         1
