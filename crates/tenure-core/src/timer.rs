@@ -9,8 +9,13 @@
 //! The id a timer is about (an approval, a person, an engagement) is its subject and is not
 //! repeated in the payload: those fields are skipped when serializing and taken from the subject
 //! when reading.
+//!
+//! What a timer does when it fires is decided here from what is stored, without I/O
+//! ([`GrantExpiry::check`], [`PersonEnd::leave`], [`EngagementEnd::end`]); the scheduler loads
+//! the facts, asks, and writes what it is told.
 
-use crate::model::{GrantSource, string_enum};
+use crate::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
+use crate::model::{Engagement, Grant, GrantSource, GrantState, Person, PersonStatus, string_enum};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -244,6 +249,103 @@ impl Timer {
     }
 }
 
+/// How long an expiry whose grant step has not finished waits before it looks again.
+pub const EXPIRY_RECHECK_MS: i64 = 30_000;
+
+/// What a grant's expiry finds when it fires, from the grant as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryCheck {
+    /// The grant was extended, given again for another reason, settled or is gone: nothing to
+    /// do.
+    Moot,
+    /// Its grant step has not finished (a system is down): look again at this time.
+    LookAgain(i64),
+    /// Due: held (or perhaps held: `uncertain`) for this timer's reason, and its window, which
+    /// ended at `expires_at`, has passed. It is revoked unless another source now wants it as
+    /// standing access.
+    Due {
+        /// When the window ended.
+        expires_at: i64,
+    },
+}
+
+impl GrantExpiry {
+    /// Checks the expiry at `now` against the person's grant of its entitlement as stored
+    /// (`None` when there is none).
+    pub fn check(&self, grant: Option<&Grant>, now: i64) -> ExpiryCheck {
+        let Some(grant) = grant else {
+            return ExpiryCheck::Moot;
+        };
+        let ours = grant.entitlement == self.entitlement
+            && grant.source == self.source
+            && grant.source_ref == self.source_ref;
+        match (ours, grant.expires_at) {
+            (true, Some(expires_at)) if expires_at <= now => match grant.state {
+                GrantState::Granted | GrantState::Uncertain => ExpiryCheck::Due { expires_at },
+                GrantState::Pending => {
+                    ExpiryCheck::LookAgain(now.saturating_add(EXPIRY_RECHECK_MS))
+                }
+                GrantState::AwaitingApproval
+                | GrantState::Denied
+                | GrantState::Revoked
+                | GrantState::Failed => ExpiryCheck::Moot,
+            },
+            _ => ExpiryCheck::Moot,
+        }
+    }
+}
+
+impl PersonEnd {
+    /// The leave the scheduler raises for the person as stored (`None`: gone), keyed by person
+    /// and date so it is stored once; none when their end date changed since or they are
+    /// already leaving or gone.
+    pub fn leave(&self, person: Option<&Person>) -> Option<EventInput> {
+        let person = person?;
+        let still = person.end_date == Some(self.end_date)
+            && matches!(person.status, PersonStatus::Active | PersonStatus::PreHire);
+        still.then(|| EventInput {
+            id: Some(format!("end-date:{}:{}", person.id, self.end_date)),
+            kind: EventType::Leave,
+            person: PersonInput {
+                id: person.id.clone(),
+                end_date: Some(self.end_date),
+                ..Default::default()
+            },
+            engagement: None,
+            effective_at: None,
+            source: Some(SCHEDULER.into()),
+        })
+    }
+}
+
+impl EngagementEnd {
+    /// The engagement end the scheduler raises, given the person's engagements as stored; none
+    /// when the engagement is gone, already ended, or its end date changed since.
+    pub fn end(&self, engagements: &[Engagement]) -> Option<EventInput> {
+        let e = engagements.iter().find(|e| e.id == self.engagement_id)?;
+        (e.active && e.end_date == Some(self.end_date)).then(|| EventInput {
+            id: Some(format!("end-date:{}:{}", e.id, self.end_date)),
+            kind: EventType::EngagementEnd,
+            person: PersonInput {
+                id: self.person_id.clone(),
+                ..Default::default()
+            },
+            engagement: Some(EngagementInput {
+                id: Some(e.id.clone()),
+                client: ClientInput::Id(e.client_id.clone()),
+                role: e.role.clone(),
+                start_date: None,
+                end_date: Some(self.end_date),
+            }),
+            effective_at: None,
+            source: Some(SCHEDULER.into()),
+        })
+    }
+}
+
+/// The source named on the events the scheduler raises.
+pub const SCHEDULER: &str = "scheduler";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,5 +539,136 @@ mod tests {
             assert_eq!(s.as_str().parse::<TimerState>().unwrap(), *s);
         }
         assert!("sent".parse::<TimerState>().is_err());
+    }
+
+    fn grant(state: GrantState, source_ref: &str, expires_at: Option<i64>) -> Grant {
+        Grant {
+            person_id: "p1".into(),
+            entitlement: "crm:acme".into(),
+            source: GrantSource::Request,
+            source_ref: source_ref.into(),
+            state,
+            granted_at: Some(0),
+            expires_at,
+        }
+    }
+
+    fn expiry() -> GrantExpiry {
+        GrantExpiry {
+            person_id: "p1".into(),
+            entitlement: "crm:acme".into(),
+            source: GrantSource::Request,
+            source_ref: "r1".into(),
+        }
+    }
+
+    /// An expiry is due only for a grant still held (or perhaps held) for its reason whose
+    /// window has passed; a grant whose step has not finished is looked at again; anything
+    /// else (gone, extended, given for another reason, settled) makes it moot.
+    #[test]
+    fn an_expiry_is_due_only_for_the_grant_it_was_set_for() {
+        let e = expiry();
+        let now = 1_000;
+        assert_eq!(e.check(None, now), ExpiryCheck::Moot);
+        for state in [GrantState::Granted, GrantState::Uncertain] {
+            assert_eq!(
+                e.check(Some(&grant(state, "r1", Some(900))), now),
+                ExpiryCheck::Due { expires_at: 900 }
+            );
+        }
+        assert_eq!(
+            e.check(Some(&grant(GrantState::Pending, "r1", Some(900))), now),
+            ExpiryCheck::LookAgain(now + EXPIRY_RECHECK_MS)
+        );
+        for moot in [
+            grant(GrantState::Granted, "r1", Some(1_001)), // extended
+            grant(GrantState::Granted, "r1", None),        // held for good now
+            grant(GrantState::Granted, "r2", Some(900)),   // another request's
+            grant(GrantState::Revoked, "r1", Some(900)),
+            grant(GrantState::Failed, "r1", Some(900)),
+            grant(GrantState::AwaitingApproval, "r1", Some(900)),
+        ] {
+            assert_eq!(e.check(Some(&moot), now), ExpiryCheck::Moot, "{moot:?}");
+        }
+        let birthright = Grant {
+            source: GrantSource::Birthright,
+            ..grant(GrantState::Granted, "r1", Some(900))
+        };
+        assert_eq!(e.check(Some(&birthright), now), ExpiryCheck::Moot);
+    }
+
+    /// A contract end raises the leave once, keyed by person and date; not when the end date
+    /// moved, nor for someone already leaving or gone.
+    #[test]
+    fn a_contract_end_raises_a_leave_only_while_it_still_stands() {
+        let end = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        let t = PersonEnd {
+            person_id: "p1".into(),
+            end_date: end,
+        };
+        let person = |status, end_date| Person {
+            id: "p1".into(),
+            name: "P".into(),
+            email: "p@example.com".into(),
+            worker_type: crate::WorkerType::Contractor,
+            department: None,
+            title: None,
+            location: None,
+            manager: None,
+            start_date: None,
+            end_date,
+            status,
+            attributes: Default::default(),
+        };
+        let leave = t
+            .leave(Some(&person(PersonStatus::Active, Some(end))))
+            .unwrap();
+        assert_eq!(leave.kind, EventType::Leave);
+        assert_eq!(leave.id.as_deref(), Some("end-date:p1:2026-12-31"));
+        assert_eq!(leave.person.end_date, Some(end));
+        assert_eq!(leave.source.as_deref(), Some(SCHEDULER));
+        assert!(
+            t.leave(Some(&person(PersonStatus::PreHire, Some(end))))
+                .is_some()
+        );
+        assert!(t.leave(None).is_none());
+        let moved = end.succ_opt();
+        assert!(
+            t.leave(Some(&person(PersonStatus::Active, moved)))
+                .is_none()
+        );
+        for gone in [PersonStatus::Leaving, PersonStatus::Terminated] {
+            assert!(t.leave(Some(&person(gone, Some(end)))).is_none());
+        }
+    }
+
+    /// An engagement end raises the engagement's end once; not when it moved or has ended.
+    #[test]
+    fn an_engagement_end_raises_its_end_only_while_it_still_stands() {
+        let end = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        let t = EngagementEnd {
+            engagement_id: "en1".into(),
+            person_id: "p1".into(),
+            client_id: "acme".into(),
+            role: "consultant".into(),
+            end_date: end,
+        };
+        let engagement = |active, end_date| Engagement {
+            id: "en1".into(),
+            person_id: "p1".into(),
+            client_id: "acme".into(),
+            role: "consultant".into(),
+            start_date: None,
+            end_date,
+            active,
+        };
+        let raised = t.end(&[engagement(true, Some(end))]).unwrap();
+        assert_eq!(raised.kind, EventType::EngagementEnd);
+        assert_eq!(raised.id.as_deref(), Some("end-date:en1:2026-12-31"));
+        let en = raised.engagement.unwrap();
+        assert_eq!((en.id.as_deref(), en.end_date), (Some("en1"), Some(end)));
+        assert!(t.end(&[]).is_none());
+        assert!(t.end(&[engagement(false, Some(end))]).is_none());
+        assert!(t.end(&[engagement(true, end.succ_opt())]).is_none());
     }
 }

@@ -24,12 +24,12 @@ use crate::{approvals, dispatch, facts, ingest};
 use chrono::DateTime;
 use std::sync::Arc;
 use std::time::Duration;
+use tenure_core::GrantSource;
 use tenure_core::audit::AuditAction;
-use tenure_core::event::{ClientInput, EngagementInput, EventInput, EventType, PersonInput};
+use tenure_core::event::EventInput;
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{Priority, RunKind, RunState, StepState, operation_id};
-use tenure_core::timer::{self, GrantExpiry, Timer};
-use tenure_core::{GrantSource, GrantState, PersonStatus};
+use tenure_core::timer::{self, ExpiryCheck, GrantExpiry, Timer};
 use tenure_store::{DeliveryEnd, NewAudit, RunRow, StepRow, Tx};
 
 /// Timers fired per transaction.
@@ -159,26 +159,15 @@ async fn expire_grant(
         .into_iter()
         .map(|(g, _)| g)
         .collect();
-    let Some(grant) = grants.iter().find(|g| g.entitlement == entitlement) else {
-        return Ok(None);
-    };
-    let ours = grant.source == source
-        && grant.source_ref == source_ref
-        && grant.expires_at.is_some_and(|e| e <= now);
-    if !ours {
-        return Ok(None); // extended, replaced or already gone
-    }
-    match grant.state {
-        // An uncertain grant may be held: it runs out like a held one.
-        GrantState::Granted | GrantState::Uncertain => {}
-        GrantState::Pending => {
-            // Its grant step has not finished (a system is down): look again shortly.
-            let again = Timer::GrantExpiry(expiry.clone());
-            schedule(tx, &again, now + 30_000, now).await?;
+    let grant = grants.iter().find(|g| g.entitlement == entitlement);
+    let (grant, expires_at) = match (grant, expiry.check(grant, now)) {
+        (Some(grant), ExpiryCheck::Due { expires_at }) => (grant, expires_at),
+        (_, ExpiryCheck::LookAgain(at)) => {
+            schedule(tx, &Timer::GrantExpiry(expiry.clone()), at, now).await?;
             return Ok(None);
         }
         _ => return Ok(None),
-    }
+    };
     let rules = inner.rules();
     let Some(system) = rules.config.system_of(entitlement).map(|s| s.id.clone()) else {
         return Ok(None);
@@ -210,7 +199,6 @@ async fn expire_grant(
         return Ok(None);
     }
     let run_id = uuid::Uuid::now_v7().to_string();
-    let expires_at = grant.expires_at.unwrap_or(now);
     tenure_store::insert_run(
         tx.conn(),
         &RunRow {
@@ -306,29 +294,11 @@ async fn standing_want(
 /// A person's end date has passed and no leave came: they leave now, through an event of the
 /// scheduler's own (keyed by person and date, so it is stored once).
 async fn person_end(inner: &Arc<Inner>, tx: &mut Tx, t: &timer::PersonEnd, now: i64) -> Result<()> {
-    let end = t.end_date;
-    let Some(person) = tenure_store::get_person(tx.conn(), &t.person_id).await? else {
-        return Ok(());
-    };
-    // Changed since, already leaving (a dated leave is on its way), or gone: nothing to do.
-    if person.end_date != Some(end)
-        || !matches!(person.status, PersonStatus::Active | PersonStatus::PreHire)
-    {
-        return Ok(());
+    let person = tenure_store::get_person(tx.conn(), &t.person_id).await?;
+    match t.leave(person.as_ref()) {
+        Some(event) => raise(inner, tx, event, "end date reached", now).await,
+        None => Ok(()),
     }
-    let event = EventInput {
-        id: Some(format!("end-date:{}:{end}", person.id)),
-        kind: EventType::Leave,
-        person: PersonInput {
-            id: person.id.clone(),
-            end_date: Some(end),
-            ..Default::default()
-        },
-        engagement: None,
-        effective_at: None,
-        source: Some("scheduler".into()),
-    };
-    raise(inner, tx, event, "end date reached", now).await
 }
 
 /// An engagement's end date has passed and no engagement end came: it ends now.
@@ -338,32 +308,11 @@ async fn engagement_end(
     t: &timer::EngagementEnd,
     now: i64,
 ) -> Result<()> {
-    let (person_id, end) = (t.person_id.as_str(), t.end_date);
-    let engagements = tenure_store::engagements_of(tx.conn(), person_id).await?;
-    let Some(e) = engagements.iter().find(|e| e.id == t.engagement_id) else {
-        return Ok(());
-    };
-    if !e.active || e.end_date != Some(end) {
-        return Ok(());
+    let engagements = tenure_store::engagements_of(tx.conn(), &t.person_id).await?;
+    match t.end(&engagements) {
+        Some(event) => raise(inner, tx, event, "engagement end date reached", now).await,
+        None => Ok(()),
     }
-    let event = EventInput {
-        id: Some(format!("end-date:{}:{end}", e.id)),
-        kind: EventType::EngagementEnd,
-        person: PersonInput {
-            id: person_id.to_string(),
-            ..Default::default()
-        },
-        engagement: Some(EngagementInput {
-            id: Some(e.id.clone()),
-            client: ClientInput::Id(e.client_id.clone()),
-            role: e.role.clone(),
-            start_date: None,
-            end_date: Some(end),
-        }),
-        effective_at: None,
-        source: Some("scheduler".into()),
-    };
-    raise(inner, tx, event, "engagement end date reached", now).await
 }
 
 /// Stores an event the scheduler raises, like one from HR, and plans it in the same transaction.
