@@ -24,6 +24,25 @@ pub enum CircuitState {
     HalfOpen,
 }
 
+/// A change of a circuit worth telling operators about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// A closed circuit opened: the system failed `threshold` calls in a row.
+    Opened,
+    /// An open (or half-open) circuit closed: the system answered again.
+    Closed,
+}
+
+impl Transition {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::Closed => "closed",
+        }
+    }
+}
+
 /// A circuit breaker for one system.
 #[derive(Debug, Clone)]
 pub struct Breaker {
@@ -61,13 +80,19 @@ impl Breaker {
         }
     }
 
-    /// Records a call that reached the system and got an answer (including "already done").
-    pub fn on_success(&mut self) {
+    /// Records a call that reached the system and got an answer (including "already done");
+    /// says so when that closed the circuit.
+    pub fn on_success(&mut self) -> Option<Transition> {
+        let was_closed = matches!(self.state, CircuitState::Closed { .. });
         self.state = CircuitState::Closed { failures: 0 };
+        (!was_closed).then_some(Transition::Closed)
     }
 
-    /// Records a call that failed in a retryable way (unreachable, timeout, 5xx, throttled).
-    pub fn on_failure(&mut self, now_ms: i64) {
+    /// Records a call that failed in a retryable way (unreachable, timeout, 5xx, throttled);
+    /// says so when that opened a closed circuit (a failed trial, or a late failure while
+    /// open, keeps it open).
+    pub fn on_failure(&mut self, now_ms: i64) -> Option<Transition> {
+        let was_closed = matches!(self.state, CircuitState::Closed { .. });
         self.state = match self.state {
             CircuitState::Closed { failures } if failures + 1 < self.threshold => {
                 CircuitState::Closed {
@@ -78,6 +103,8 @@ impl Breaker {
                 until_ms: now_ms + self.open_ms,
             },
         };
+        (was_closed && matches!(self.state, CircuitState::Open { .. }))
+            .then_some(Transition::Opened)
     }
 }
 
@@ -90,18 +117,19 @@ mod tests {
         let mut b = Breaker::new(3, 1000);
         for _ in 0..2 {
             b.try_acquire(0).unwrap();
-            b.on_failure(0);
+            assert_eq!(b.on_failure(0), None);
         }
         assert_eq!(b.state(), CircuitState::Closed { failures: 2 });
-        b.on_failure(10);
+        assert_eq!(b.on_failure(10), Some(Transition::Opened));
         assert_eq!(b.try_acquire(500), Err(1010));
         assert_eq!(b.try_acquire(1010), Ok(()));
         assert!(b.try_acquire(1011).is_err(), "only one trial at a time");
-        b.on_failure(1020);
+        assert_eq!(b.on_failure(1020), None, "a failed trial keeps it open");
         assert_eq!(b.state(), CircuitState::Open { until_ms: 2020 });
         b.try_acquire(2020).unwrap();
-        b.on_success();
+        assert_eq!(b.on_success(), Some(Transition::Closed));
         assert_eq!(b.state(), CircuitState::Closed { failures: 0 });
+        assert_eq!(b.on_success(), None);
     }
 
     #[test]

@@ -331,7 +331,7 @@ mod tests {
         match result {
             Ok(()) => b.on_success(),
             Err(_) => b.on_failure(now),
-        }
+        };
         h.on_call(now, result, b.state());
     }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tenure_connectors::{ConnectorError, Op};
 use tenure_core::Person;
+use tenure_core::breaker::Transition;
 use tenure_store::StepRow;
 
 /// Hands claimed steps to connector calls, each outcome to the completer's lane for its
@@ -149,15 +150,27 @@ pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) 
     metrics::histogram!("tenure_connector_call_seconds", "system" => step.system.clone())
         .record(started.elapsed().as_secs_f64());
     let now = inner.clock.now_ms();
-    let circuit = {
+    let (circuit, transition) = {
         let mut breaker = handle.breaker.lock().expect("breaker lock");
-        match &result {
+        let transition = match &result {
             Err(e) if e.is_retryable() => breaker.on_failure(now),
             // Waiting: the system (or its task queue) answered.
             _ => breaker.on_success(), // the system answered, even if it said no
-        }
-        breaker.state()
+        };
+        (breaker.state(), transition)
     };
+    if let Some(t) = transition {
+        match t {
+            Transition::Opened => {
+                tracing::warn!(system = %step.system, "circuit opened: the system failed call after call")
+            }
+            Transition::Closed => {
+                tracing::info!(system = %step.system, "circuit closed: the system answers again")
+            }
+        }
+        metrics::counter!("tenure_circuit_transitions_total", "system" => step.system.clone(), "transition" => t.as_str())
+            .increment(1);
+    }
     // The error rate counts every failed call, permanent ones too: a system that refuses most
     // of what it is asked is not healthy, even if it answers.
     let failure = match &result {

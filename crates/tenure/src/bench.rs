@@ -4,6 +4,10 @@
 //! them; once half are in, the leaves of the earliest hires are sent among the rest. Figures:
 //! steps per second over the whole run, and time-to-provision and time-to-revoke percentiles
 //! (event received to last step done).
+//!
+//! With `--faults`, every system fails 30 % of calls before acting and 5 % after acting with no
+//! answer (a timeout); the figures then add whether everything converged, how often each
+//! circuit opened and closed, and whether anything was done twice.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -63,15 +67,41 @@ pub struct BenchArgs {
     /// How many PATCH requests `--scim` times (each on a fresh group).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Inject faults: every system fails 30 % of calls before acting and 5 % after acting with
+    /// no answer; report convergence, circuit openings and closings, and anything done twice.
+    #[arg(long, conflicts_with_all = ["expiry", "scim"])]
+    faults: bool,
 }
 
-fn bench_config() -> Config {
-    let mut main = String::from("[engine]\nmax_attempts = 6\n");
+/// `--faults`' injected failures: 35 % of calls fail, a seventh of those (5 % of all calls)
+/// after the system acted, with no answer.
+const FAULT_RATE: f64 = 0.35;
+const FAULT_TIMEOUT_SHARE: f64 = 1.0 / 7.0;
+
+/// The bench's systems.
+const SYSTEMS: [&str; 4] = ["directory", "chat", "crm", "ticketing"];
+
+/// Four zero-latency sandbox systems, two entitlements each, one template giving all eight.
+/// With `faults`, each system fails as `--faults` says; steps get enough attempts that none
+/// runs out (0.35^20 is under one in a billion), retries come quickly, and an open circuit
+/// tries again after a second.
+fn bench_config(faults: bool) -> Config {
+    let mut main = String::from(if faults {
+        "[engine]\nmax_attempts = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 2000\nbreaker_open_ms = 1000\n"
+    } else {
+        "[engine]\nmax_attempts = 6\n"
+    });
     let mut ents = Vec::new();
-    for sys in ["directory", "chat", "crm", "ticketing"] {
+    for (i, sys) in SYSTEMS.into_iter().enumerate() {
         main.push_str(&format!(
-            "[[systems]]\nid = \"{sys}\"\nconnector = \"sandbox\"\nmax_concurrency = 64\n[systems.settings]\nlatency_ms = 0\nseed = 1\n"
+            "[[systems]]\nid = \"{sys}\"\nconnector = \"sandbox\"\nmax_concurrency = 64\n[systems.settings]\nlatency_ms = 0\nseed = {}\n",
+            i + 1
         ));
+        if faults {
+            main.push_str(&format!(
+                "failure_rate = {FAULT_RATE}\ntimeout_share = {FAULT_TIMEOUT_SHARE}\n"
+            ));
+        }
         for n in 1..=2 {
             main.push_str(&format!(
                 "[[entitlements]]\nid = \"{sys}:group-{n}\"\nsystem = \"{sys}\"\n"
@@ -124,6 +154,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.hires
         );
     }
+    // The circuits' openings and closings are counted by the engine's metrics.
+    let metrics = if args.faults {
+        Some(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("installing the metrics recorder")?,
+        )
+    } else {
+        None
+    };
     let dir = tempfile::tempdir()?;
     let store = match &args.database {
         Some(url) => Store::connect(url).await?,
@@ -136,7 +176,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         tenure_store::commit_rate(&store, std::time::Duration::from_millis(1_500)).await?;
     let engine = Engine::start(
         store.clone(),
-        Arc::new(bench_config()),
+        Arc::new(bench_config(args.faults)),
         Arc::new(SystemClock),
         EngineOptions {
             sole_instance: sole,
@@ -164,23 +204,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let expected = args.hires + args.leaves;
     let mut finished = engine.subscribe();
     let collector = tokio::spawn(async move {
-        let (mut provision, mut revoke, mut other) = (Vec::new(), Vec::new(), 0usize);
-        while provision.len() + revoke.len() + other < expected {
+        let mut ends = Ends::default();
+        while ends.count() < expected {
             match finished.recv().await {
-                Ok(f) if f.kind == RunKind::Hire && f.state == RunState::Succeeded => {
-                    provision.push(f.latency_ms)
-                }
-                Ok(f) if f.kind == RunKind::Leave && f.state == RunState::Succeeded => {
-                    revoke.push(f.latency_ms)
-                }
-                Ok(f) if f.kind == RunKind::Leave => {
-                    anyhow::bail!("leave run {} ended {}", f.run_id, f.state)
-                }
-                Ok(_) => other += 1, // hires superseded by their leave
+                Ok(f) => ends.add(f.kind, f.state, f.latency_ms, &f.run_id),
                 Err(e) => anyhow::bail!("lost run notices: {e}"),
             }
         }
-        Ok((provision, revoke, other))
+        Ok(ends)
     });
 
     // The order events go out: the first half of the hires, then the rest of the hires with
@@ -230,9 +261,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for s in senders {
         s.await??;
     }
-    let (mut provision, mut revoke, superseded) =
-        collector.await?.context("collecting run results")?;
+    let Ends {
+        mut provision,
+        mut revoke,
+        superseded,
+        unfinished,
+    } = collector.await?.context("collecting run results")?;
     let elapsed = started.elapsed().as_secs_f64();
+    let faults = match &metrics {
+        Some(metrics) => Some(fault_checks(&engine, &store, &metrics.render()).await?),
+        None => None,
+    };
     let mut c = store.reader().await?;
     let steps: i64 = tenure_store::step_counts(&mut c)
         .await?
@@ -252,7 +291,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     provision.sort_unstable();
     revoke.sort_unstable();
-    let figures = serde_json::json!({
+    let mut figures = serde_json::json!({
         "backend": format!("{:?}", store.backend()).to_lowercase(),
         "hires": args.hires,
         "leaves": args.leaves,
@@ -267,7 +306,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "provision_p99_ms": percentile(&provision, 99.0),
         "revoke_p50_ms": percentile(&revoke, 50.0),
         "revoke_p99_ms": percentile(&revoke, 99.0),
+        "runs_not_converged": unfinished.len(),
     });
+    if let (Some(f), Some(obj)) = (&faults, figures.as_object_mut()) {
+        obj.insert("faults".into(), serde_json::to_value(f)?);
+    }
     store.close().await;
     if args.json {
         println!("{figures}");
@@ -299,8 +342,209 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if args.checkpoints {
             println!("  audit checkpoints signed: {checkpoints}");
         }
+        if let Some(f) = &faults {
+            f.print();
+        }
+    }
+    if !unfinished.is_empty() {
+        bail!(
+            "{} runs did not converge, for example {}",
+            unfinished.len(),
+            unfinished[..unfinished.len().min(5)].join(", ")
+        );
+    }
+    if let Some(f) = &faults
+        && let Some(why) = f.broken()
+    {
+        bail!("under faults: {why}");
     }
     Ok(())
+}
+
+/// How the runs ended, as the engine announced them.
+#[derive(Default)]
+struct Ends {
+    /// Time-to-provision of each hire that succeeded (ms).
+    provision: Vec<i64>,
+    /// Time-to-revoke of each leave that succeeded (ms).
+    revoke: Vec<i64>,
+    /// Hires cancelled by their person's leave.
+    superseded: usize,
+    /// Runs that ended otherwise: `kind run-id state`.
+    unfinished: Vec<String>,
+}
+
+impl Ends {
+    fn count(&self) -> usize {
+        self.provision.len() + self.revoke.len() + self.superseded + self.unfinished.len()
+    }
+
+    fn add(&mut self, kind: RunKind, state: RunState, latency_ms: i64, run_id: &str) {
+        match (kind, state) {
+            (RunKind::Hire, RunState::Succeeded) => self.provision.push(latency_ms),
+            (RunKind::Leave, RunState::Succeeded) => self.revoke.push(latency_ms),
+            (RunKind::Hire, RunState::Cancelled) => self.superseded += 1,
+            _ => self.unfinished.push(format!("{kind} {run_id} {state}")),
+        }
+    }
+}
+
+/// What `--faults` checks once every run has ended.
+#[derive(Debug, serde::Serialize)]
+struct FaultFigures {
+    /// Per system: how often its circuit opened and closed, and where it stands now.
+    circuits: Vec<CircuitFigures>,
+    /// Operations audited as done more than once.
+    steps_audited_twice: i64,
+    /// Grants stored `granted` that their system does not hold.
+    granted_not_held: i64,
+    /// Memberships or enabled accounts that people who left still have on a system.
+    leavers_still_holding: i64,
+    /// Accounts and grants left `uncertain` (a call's outcome never learned).
+    uncertain: i64,
+    /// Failures the systems injected, as their own counters say.
+    injected_failures: i64,
+}
+
+/// One system's circuit under `--faults`.
+#[derive(Debug, serde::Serialize)]
+struct CircuitFigures {
+    system: String,
+    opened: u64,
+    closed: u64,
+    closed_now: bool,
+}
+
+impl FaultFigures {
+    /// What breaks the promise, if anything: every circuit is closed once all is done,
+    /// nothing was done twice, and the store and the systems agree. (How often each circuit
+    /// opened and closed is a figure: a small run may never string enough failures together
+    /// to open one.)
+    fn broken(&self) -> Option<String> {
+        let mut why = Vec::new();
+        for c in &self.circuits {
+            if !c.closed_now {
+                why.push(format!("the circuit of {} is still open", c.system));
+            }
+        }
+        for (n, what) in [
+            (self.steps_audited_twice, "operations audited twice"),
+            (self.granted_not_held, "grants stored granted and not held"),
+            (self.leavers_still_holding, "things leavers still hold"),
+            (self.uncertain, "accounts and grants left uncertain"),
+        ] {
+            if n > 0 {
+                why.push(format!("{n} {what}"));
+            }
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    fn print(&self) {
+        println!(
+            "  under faults ({:.0} % of calls failing before acting, {:.0} % after acting):",
+            FAULT_RATE * (1.0 - FAULT_TIMEOUT_SHARE) * 100.0,
+            FAULT_RATE * FAULT_TIMEOUT_SHARE * 100.0
+        );
+        for c in &self.circuits {
+            println!(
+                "    circuit of {}: opened {} times, closed {} times, closed now: {}",
+                c.system, c.opened, c.closed, c.closed_now
+            );
+        }
+        println!(
+            "    operations audited twice: {}; grants stored granted and not held: {}",
+            self.steps_audited_twice, self.granted_not_held
+        );
+        println!(
+            "    things leavers still hold: {}; accounts and grants left uncertain: {}",
+            self.leavers_still_holding, self.uncertain
+        );
+        println!("    failures injected: {}", self.injected_failures);
+    }
+}
+
+/// Reads what `--faults` checks: the circuits' transitions from the engine's metrics (`text`,
+/// Prometheus' text format), and from the database the audit trail, tenure's record of
+/// access, and the sandbox systems' own tables (which live in the same database).
+async fn fault_checks(engine: &Engine, store: &Store, text: &str) -> Result<FaultFigures> {
+    let transitions = |system: &str, transition: &str| -> u64 {
+        let labels = [
+            format!("system=\"{system}\""),
+            format!("transition=\"{transition}\""),
+        ];
+        text.lines()
+            .filter(|l| l.starts_with("tenure_circuit_transitions_total{"))
+            .filter(|l| labels.iter().all(|want| l.contains(want.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    let now = engine.circuits();
+    let circuits = SYSTEMS
+        .iter()
+        .map(|system| CircuitFigures {
+            system: system.to_string(),
+            opened: transitions(system, "opened"),
+            closed: transitions(system, "closed"),
+            closed_now: now.iter().any(|c| {
+                c.id == *system
+                    && matches!(c.circuit, tenure_core::breaker::CircuitState::Closed { .. })
+            }),
+        })
+        .collect();
+    let mut c = store.reader().await?;
+    // A step's audit entry carries its operation id as the correlation id.
+    let steps_audited_twice = count(
+        &mut c,
+        "SELECT COUNT(*) FROM (SELECT correlation_id FROM audit_log
+           WHERE action IN ('step.create_account', 'step.enable_account', 'step.update_account',
+                            'step.disable_account', 'step.delete_account', 'step.grant', 'step.revoke')
+           GROUP BY correlation_id HAVING COUNT(*) > 1) twice",
+    )
+    .await?;
+    // The bench's entitlements have no name of their own: the sandbox holds them by id.
+    let granted_not_held = count(
+        &mut c,
+        "SELECT COUNT(*) FROM grants g WHERE g.state = 'granted' AND NOT EXISTS (
+           SELECT 1 FROM sandbox_memberships m
+           WHERE m.system = g.system AND m.person_id = g.person_id AND m.entitlement = g.entitlement)",
+    )
+    .await?;
+    let leavers_still_holding = count(
+        &mut c,
+        "SELECT (SELECT COUNT(*) FROM sandbox_memberships m JOIN people p ON p.id = m.person_id
+                 WHERE p.status = 'terminated')
+              + (SELECT COUNT(*) FROM sandbox_accounts a JOIN people p ON p.id = a.person_id
+                 WHERE p.status = 'terminated' AND a.enabled <> 0)",
+    )
+    .await?;
+    let uncertain = count(
+        &mut c,
+        "SELECT (SELECT COUNT(*) FROM grants WHERE state = 'uncertain')
+              + (SELECT COUNT(*) FROM accounts WHERE state = 'uncertain')",
+    )
+    .await?;
+    let injected_failures = count(
+        &mut c,
+        "SELECT CAST(COALESCE(SUM(failures), 0) AS BIGINT) FROM sandbox_counters",
+    )
+    .await?;
+    Ok(FaultFigures {
+        circuits,
+        steps_audited_twice,
+        granted_not_held,
+        leavers_still_holding,
+        uncertain,
+        injected_failures,
+    })
+}
+
+/// The single number a counting query answers.
+async fn count(c: &mut tenure_store::AnyConnection, sql: &'static str) -> Result<i64> {
+    use sqlx::Row;
+    let row = sqlx::query(sql).fetch_one(c).await?;
+    Ok(row.try_get::<i64, _>(0)?)
 }
 
 /// The wall clock plus an offset the benchmark moves forward once, so that grants given with a

@@ -1,8 +1,8 @@
 //! `sandbox`: a simulated target system stored in tenure's own database.
 //!
 //! It behaves like a real one where it matters: calls take time (`latency_ms`), some fail
-//! (`failure_rate`; half of those after the change was made, like a timeout after the server
-//! acted), granting on a missing account is refused, and a repeated operation id is answered
+//! (`failure_rate`; a share of those, `timeout_share`, half by default, after the change was
+//! made, like a timeout after the server acted), granting on a missing account is refused, and a repeated operation id is answered
 //! as "already done". It counts every call and every effective change, durably, so tests and
 //! the demo can prove that nothing was lost or applied twice.
 //!
@@ -32,16 +32,31 @@ const SCHEMA: &[&str] = &[
 ];
 
 /// A sandbox system's settings (the `[systems.settings]` table).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSettings {
     /// Time each call takes.
     pub latency_ms: u64,
-    /// Share of calls that fail (0.0 to 1.0): half before the system acts (retryable), half
-    /// after it acted, with no answer (outcome unknown, like a timeout).
+    /// Share of calls that fail (0.0 to 1.0): some before the system acts (retryable), the
+    /// others (`timeout_share` of them) after it acted, with no answer (outcome unknown, like a
+    /// timeout).
     pub failure_rate: f64,
+    /// Share of the failures that come after the system acted, with no answer (0.0 to 1.0;
+    /// half by default).
+    pub timeout_share: f64,
     /// Seed for the failure draw, for reproducible runs.
     pub seed: Option<u64>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            latency_ms: 0,
+            failure_rate: 0.0,
+            timeout_share: 0.5,
+            seed: None,
+        }
+    }
 }
 
 impl SandboxSettings {
@@ -49,11 +64,13 @@ impl SandboxSettings {
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
         let s: SandboxSettings = serde_json::from_value(serde_json::Value::Object(map.clone()))
             .map_err(|e| e.to_string())?;
-        if !(0.0..=1.0).contains(&s.failure_rate) {
-            return Err(format!(
-                "failure_rate must be between 0 and 1, not {}",
-                s.failure_rate
-            ));
+        for (key, share) in [
+            ("failure_rate", s.failure_rate),
+            ("timeout_share", s.timeout_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{key} must be between 0 and 1, not {share}"));
+            }
         }
         Ok(s)
     }
@@ -360,7 +377,7 @@ impl SandboxConnector {
             let mut rng = self.rng.lock().expect("sandbox rng lock");
             let fail =
                 self.settings.failure_rate > 0.0 && rng.random_bool(self.settings.failure_rate);
-            let after = fail && rng.random_bool(0.5);
+            let after = fail && rng.random_bool(self.settings.timeout_share);
             (fail && !after, after)
         };
         if fail_before {
@@ -483,5 +500,30 @@ impl Connector for SandboxConnector {
             Ok(s) => serde_json::to_value(s).ok(),
             Err(e) => Some(serde_json::json!({"error": e.to_string()})),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(json: serde_json::Value) -> Result<SandboxSettings, String> {
+        SandboxSettings::from_map(json.as_object().unwrap())
+    }
+
+    /// Half of the failures come after the change by default; a share outside 0 to 1, or a
+    /// key the sandbox does not know, is refused by name.
+    #[test]
+    fn failure_shares_are_read_and_checked() {
+        let s = settings(serde_json::json!({"failure_rate": 0.35})).unwrap();
+        assert_eq!((s.failure_rate, s.timeout_share), (0.35, 0.5));
+        let s = settings(serde_json::json!({"failure_rate": 0.35, "timeout_share": 0.25})).unwrap();
+        assert_eq!(s.timeout_share, 0.25);
+        let e = settings(serde_json::json!({"timeout_share": 1.5})).unwrap_err();
+        assert!(e.contains("timeout_share"), "{e}");
+        let e = settings(serde_json::json!({"failure_rate": -0.1})).unwrap_err();
+        assert!(e.contains("failure_rate"), "{e}");
+        let e = settings(serde_json::json!({"timeout_rate": 0.1})).unwrap_err();
+        assert!(e.contains("timeout_rate"), "{e}");
     }
 }
