@@ -71,6 +71,11 @@ pub struct BenchArgs {
     /// no answer; report convergence, circuit openings and closings, and anything done twice.
     #[arg(long, conflicts_with_all = ["expiry", "scim"])]
     faults: bool,
+    /// Measure a single leave on an idle engine instead: `--leaves` people are hired, then
+    /// their leaves go one at a time, each once the one before has ended (p99 target: under
+    /// 10 ms).
+    #[arg(long, conflicts_with_all = ["expiry", "scim", "faults", "checkpoints"])]
+    idle: bool,
 }
 
 /// `--faults`' injected failures: 35 % of calls fail, a seventh of those (5 % of all calls)
@@ -131,9 +136,89 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
+/// A hire event of the bench's person `h`.
+fn hire_event(h: usize) -> String {
+    format!(
+        r#"{{"type":"hire","person":{{"id":"p{h}","name":"Person {h}","email":"p{h}@example.com","worker_type":"employee"}}}}"#
+    )
+}
+
+/// A leave event of the bench's person `l`.
+fn leave_event(l: usize) -> String {
+    format!(r#"{{"type":"leave","person":{{"id":"p{l}"}}}}"#)
+}
+
+/// Submits one event as the API would; returns once it is stored.
+async fn submit(engine: &Engine, body: &str) -> Result<IngestOutcome> {
+    let event = parse_event(body.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(engine
+        .submit(Submission {
+            event,
+            idempotency_key: None,
+            actor: "bench".into(),
+            request_id: None,
+        })
+        .await?)
+}
+
+/// Sends `events` in order from `concurrency` senders, each waiting for its event to be
+/// stored before taking the next.
+async fn send_all(engine: &Engine, events: Arc<Vec<String>>, concurrency: usize) -> Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let (engine, next, events) = (engine.clone(), next.clone(), events.clone());
+        senders.push(tokio::spawn(async move {
+            while let Some(body) = events.get(next.fetch_add(1, Ordering::Relaxed)) {
+                match submit(&engine, body).await? {
+                    IngestOutcome::Accepted { .. } => {}
+                    other => bail!("unexpected {other:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for s in senders {
+        s.await??;
+    }
+    Ok(())
+}
+
+/// The bench's database (a fresh SQLite file in `dir` unless `--database` names one), what its
+/// disk commits, and the engine started on it with [`bench_config`].
+async fn start(
+    args: &BenchArgs,
+    dir: &std::path::Path,
+    faults: bool,
+) -> Result<(Store, f64, Engine)> {
+    let store = match &args.database {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_sqlite(&dir.join("bench.db")).await?,
+    };
+    // What the disk under this database commits, measured before the engine starts: the
+    // engine's throughput is judged as a multiple of it.
+    let commits_per_sec =
+        tenure_store::commit_rate(&store, std::time::Duration::from_millis(1_500)).await?;
+    let engine = Engine::start(
+        store.clone(),
+        Arc::new(bench_config(faults)),
+        Arc::new(SystemClock),
+        EngineOptions {
+            sole_instance: store.backend() == tenure_store::Backend::Sqlite,
+            seed: Some(42),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok((store, commits_per_sec, engine))
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
     if args.expiry {
         return expiry(args).await;
+    }
+    if args.idle {
+        return idle(args).await;
     }
     if args.scim {
         return crate::scim_bench::run(crate::scim_bench::ScimBenchArgs {
@@ -165,26 +250,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         None
     };
     let dir = tempfile::tempdir()?;
-    let store = match &args.database {
-        Some(url) => Store::connect(url).await?,
-        None => Store::open_sqlite(&dir.path().join("bench.db")).await?,
-    };
-    let sole = store.backend() == tenure_store::Backend::Sqlite;
-    // What the disk under this database commits, measured before the engine starts: the
-    // engine's throughput is judged as a multiple of it.
-    let commits_per_sec =
-        tenure_store::commit_rate(&store, std::time::Duration::from_millis(1_500)).await?;
-    let engine = Engine::start(
-        store.clone(),
-        Arc::new(bench_config(args.faults)),
-        Arc::new(SystemClock),
-        EngineOptions {
-            sole_instance: sole,
-            seed: Some(42),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let (store, commits_per_sec, engine) = start(&args, dir.path(), args.faults).await?;
 
     let writer = args.checkpoints.then(|| {
         let w = tenure_engine::CheckpointWriter::new(
@@ -216,51 +282,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // The order events go out: the first half of the hires, then the rest of the hires with
     // the leaves of the earliest hires among them, then any leaves left over.
-    let hire = |h: usize| {
-        format!(
-            r#"{{"type":"hire","person":{{"id":"p{h}","name":"Person {h}","email":"p{h}@example.com","worker_type":"employee"}}}}"#
-        )
-    };
-    let leave = |l: usize| format!(r#"{{"type":"leave","person":{{"id":"p{l}"}}}}"#);
     let half = args.hires / 2;
-    let mut events: Vec<String> = (0..half).map(hire).collect();
+    let mut events: Vec<String> = (0..half).map(hire_event).collect();
     for j in 0..(args.hires - half).max(args.leaves) {
         if half + j < args.hires {
-            events.push(hire(half + j));
+            events.push(hire_event(half + j));
         }
         if j < args.leaves {
-            events.push(leave(j));
+            events.push(leave_event(j));
         }
     }
     let events = Arc::new(events);
 
     let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut senders = Vec::new();
-    for _ in 0..32 {
-        let (engine, next, events) = (engine.clone(), next.clone(), events.clone());
-        senders.push(tokio::spawn(async move {
-            while let Some(body) = events.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let event = parse_event(body.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
-                match engine
-                    .submit(Submission {
-                        event,
-                        idempotency_key: None,
-                        actor: "bench".into(),
-                        request_id: None,
-                    })
-                    .await?
-                {
-                    IngestOutcome::Accepted { .. } => {}
-                    other => bail!("unexpected {other:?}"),
-                }
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for s in senders {
-        s.await??;
-    }
+    send_all(&engine, events, 32).await?;
     let Ends {
         mut provision,
         mut revoke,
@@ -545,6 +580,78 @@ async fn count(c: &mut tenure_store::AnyConnection, sql: &'static str) -> Result
     use sqlx::Row;
     let row = sqlx::query(sql).fetch_one(c).await?;
     Ok(row.try_get::<i64, _>(0)?)
+}
+
+/// `tenure bench --idle`: `--leaves` people are hired and their hires finish; then one leave
+/// at a time goes to the otherwise idle engine, each sent once the one before it has ended.
+/// The figure is each leave's time-to-revoke (received to account deleted everywhere), the
+/// engine issue's "single leave on an idle engine" target (p99 under 10 ms).
+async fn idle(args: BenchArgs) -> Result<()> {
+    let n = args.leaves;
+    if n == 0 {
+        bail!("--idle needs --leaves of at least 1");
+    }
+    let dir = tempfile::tempdir()?;
+    let (store, commits_per_sec, engine) = start(&args, dir.path(), false).await?;
+    let mut finished = engine.subscribe();
+    let hires: Vec<String> = (0..n).map(hire_event).collect();
+    send_all(&engine, Arc::new(hires), 32).await?;
+    let mut hired = 0;
+    while hired < n {
+        let f = finished.recv().await.context("lost run notices")?;
+        if f.kind == RunKind::Hire {
+            if f.state != RunState::Succeeded {
+                bail!("hire run {} ended {}", f.run_id, f.state);
+            }
+            hired += 1;
+        }
+    }
+    let mut revoke = Vec::with_capacity(n);
+    for l in 0..n {
+        let run_id = match submit(&engine, &leave_event(l)).await? {
+            IngestOutcome::Accepted { run_id, .. } => run_id,
+            other => bail!("unexpected {other:?}"),
+        };
+        let f = loop {
+            let f = finished.recv().await.context("lost run notices")?;
+            if f.run_id == run_id {
+                break f;
+            }
+        };
+        if f.state != RunState::Succeeded {
+            bail!("leave run {run_id} ended {}", f.state);
+        }
+        revoke.push(f.latency_ms);
+    }
+    engine.shutdown().await;
+    store.close().await;
+    revoke.sort_unstable();
+    let figures = serde_json::json!({
+        "backend": format!("{:?}", store.backend()).to_lowercase(),
+        "leaves": n,
+        "commits_per_sec": commits_per_sec.round(),
+        "revoke_p50_ms": percentile(&revoke, 50.0),
+        "revoke_p99_ms": percentile(&revoke, 99.0),
+        "revoke_max_ms": percentile(&revoke, 100.0),
+    });
+    if args.json {
+        println!("{figures}");
+    } else {
+        println!(
+            "tenure bench --idle ({} backend)",
+            figures["backend"].as_str().unwrap_or("?")
+        );
+        println!("  {n} leaves, one at a time, each of 16 steps over four systems");
+        println!(
+            "  the database's durable single-row commits: {} /s",
+            figures["commits_per_sec"]
+        );
+        println!(
+            "  time-to-revoke: p50 {} ms, p99 {} ms, max {} ms",
+            figures["revoke_p50_ms"], figures["revoke_p99_ms"], figures["revoke_max_ms"]
+        );
+    }
+    Ok(())
 }
 
 /// The wall clock plus an offset the benchmark moves forward once, so that grants given with a

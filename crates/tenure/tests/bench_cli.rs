@@ -1,0 +1,78 @@
+//! `tenure bench`'s modes on small loads: they run to the end and report what they promise.
+//! The figures themselves are not checked: timings never go into tests.
+
+mod common;
+
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::describe(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Under injected failures every run still ends as it should, and the checks the benchmark
+/// reports (nothing done twice, tenure's record and the systems agree, every circuit closed
+/// at the end) hold.
+#[test]
+fn the_fault_benchmark_converges_with_nothing_done_twice() {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args([
+            "bench", "--faults", "--hires", "60", "--leaves", "6", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::describe(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runs_not_converged"], 0, "{v}");
+    let f = &v["faults"];
+    assert!(f["injected_failures"].as_i64().unwrap() > 0, "{v}");
+    for check in [
+        "steps_audited_twice",
+        "granted_not_held",
+        "leavers_still_holding",
+        "uncertain",
+    ] {
+        assert_eq!(f[check], 0, "{check}: {v}");
+    }
+    let circuits = f["circuits"].as_array().unwrap();
+    assert_eq!(circuits.len(), 4, "{v}");
+    for c in circuits {
+        assert_eq!(c["closed_now"], true, "{c}");
+        assert_eq!(
+            c["opened"], c["closed"],
+            "every opening was followed by a closing: {c}"
+        );
+    }
+}
+
+/// The idle-leave benchmark sends each leave once the one before has ended, and reports every
+/// one of them.
+#[test]
+fn the_idle_benchmark_times_each_leave() {
+    let v = bench(&["--idle", "--leaves", "3"]);
+    assert_eq!(v["leaves"], 3, "{v}");
+    for figure in ["revoke_p50_ms", "revoke_p99_ms", "revoke_max_ms"] {
+        assert!(
+            v[figure].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{figure}: {v}"
+        );
+    }
+    // A refused count is a clear error, not a run of nothing.
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["bench", "--idle", "--leaves", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--leaves"),
+        "{}",
+        common::describe(&o)
+    );
+}
