@@ -19,6 +19,7 @@ mod scim;
 mod scim_groups;
 mod sla;
 mod tasks;
+mod timers;
 mod tx;
 
 pub use approvals::*;
@@ -36,6 +37,7 @@ pub use sla::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use sqlx::AnyConnection;
 pub use tasks::*;
+pub use timers::*;
 pub use tx::{NewAudit, Savepoint, Tx};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -67,6 +67,11 @@ where
         .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
 }
 
+/// A stored value that cannot be read back.
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 /// A stored priority (0 or 10).
 pub(crate) fn priority(n: i64) -> Result<Priority> {
     Priority::try_from(n).map_err(|e| StoreError::Corrupt(e.to_string()))
