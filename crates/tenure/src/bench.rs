@@ -607,6 +607,7 @@ async fn idle(args: BenchArgs) -> Result<()> {
         }
     }
     let mut revoke = Vec::with_capacity(n);
+    let mut leaves = Vec::with_capacity(n);
     for l in 0..n {
         let run_id = match submit(&engine, &leave_event(l)).await? {
             IngestOutcome::Accepted { run_id, .. } => run_id,
@@ -622,8 +623,10 @@ async fn idle(args: BenchArgs) -> Result<()> {
             bail!("leave run {run_id} ended {}", f.state);
         }
         revoke.push(f.latency_ms);
+        leaves.push(run_id);
     }
     engine.shutdown().await;
+    let phases = phase_times(&store, &leaves).await?;
     store.close().await;
     revoke.sort_unstable();
     let figures = serde_json::json!({
@@ -633,6 +636,7 @@ async fn idle(args: BenchArgs) -> Result<()> {
         "revoke_p50_ms": percentile(&revoke, 50.0),
         "revoke_p99_ms": percentile(&revoke, 99.0),
         "revoke_max_ms": percentile(&revoke, 100.0),
+        "phases_median_ms": phases,
     });
     if args.json {
         println!("{figures}");
@@ -650,8 +654,69 @@ async fn idle(args: BenchArgs) -> Result<()> {
             "  time-to-revoke: p50 {} ms, p99 {} ms, max {} ms",
             figures["revoke_p50_ms"], figures["revoke_p99_ms"], figures["revoke_max_ms"]
         );
+        println!("  each phase, in ms after the leave was received (median; first and last step):");
+        for (action, p) in &phases {
+            println!("    {action}: {} to {}", p["first"], p["last"]);
+        }
     }
     Ok(())
+}
+
+/// Where a leave's time goes: for each of its step actions, the median time (ms after the
+/// leave was received) at which the first and the last such step was recorded done, read from
+/// the audit trail of `runs`.
+async fn phase_times(
+    store: &Store,
+    runs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use sqlx::Row;
+    let actions = ["disable_account", "revoke", "delete_account"];
+    let mut at: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); actions.len()];
+    let mut c = store.reader().await?;
+    for run in runs {
+        let rows =
+            sqlx::query("SELECT at_ms, action FROM audit_log WHERE run_id = $1 ORDER BY seq")
+                .bind(run.as_str())
+                .fetch_all(&mut *c)
+                .await?;
+        let mut received = None;
+        let mut seen: Vec<(Option<i64>, Option<i64>)> = vec![(None, None); actions.len()];
+        for r in &rows {
+            let (ms, action): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            if action == "event.received" {
+                received = Some(ms);
+            }
+            if let Some(i) = actions
+                .iter()
+                .position(|a| action.strip_prefix("step.") == Some(a))
+            {
+                seen[i].0.get_or_insert(ms);
+                seen[i].1 = Some(ms);
+            }
+        }
+        let Some(t0) = received else {
+            bail!("leave run {run} has no event.received entry");
+        };
+        for (i, (first, last)) in seen.into_iter().enumerate() {
+            if let (Some(first), Some(last)) = (first, last) {
+                at[i].0.push(first - t0);
+                at[i].1.push(last - t0);
+            }
+        }
+    }
+    Ok(actions
+        .iter()
+        .zip(at)
+        .map(|(action, (mut first, mut last))| {
+            first.sort_unstable();
+            last.sort_unstable();
+            let p = serde_json::json!({
+                "first": percentile(&first, 50.0),
+                "last": percentile(&last, 50.0),
+            });
+            (action.to_string(), p)
+        })
+        .collect())
 }
 
 /// The wall clock plus an offset the benchmark moves forward once, so that grants given with a

@@ -64,6 +64,12 @@ fn the_idle_benchmark_times_each_leave() {
             "{figure}: {v}"
         );
     }
+    // Each phase of a leave, from the audit trail: the first step done no later than the last.
+    for phase in ["disable_account", "revoke", "delete_account"] {
+        let p = &v["phases_median_ms"][phase];
+        let (first, last) = (p["first"].as_f64().unwrap(), p["last"].as_f64().unwrap());
+        assert!(0.0 <= first && first <= last, "{phase}: {v}");
+    }
     // A refused count is a clear error, not a run of nothing.
     let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(["bench", "--idle", "--leaves", "0"])
