@@ -88,8 +88,7 @@ pub async fn upsert_grant(c: &mut AnyConnection, g: &Grant, system: &str, now: i
     upsert_grants(c, &[(g.clone(), system.to_string())], now).await
 }
 
-/// Sets a grant's state (and `granted_at` when it becomes granted); an `uncertain` one stays so
-/// when `state` only plans it (see [`GRANT_PLANNED`]).
+/// Sets a grant's state: [`set_grant_states`] for one grant.
 pub async fn set_grant_state(
     c: &mut AnyConnection,
     person: &str,
@@ -97,21 +96,8 @@ pub async fn set_grant_state(
     state: GrantState,
     now: i64,
 ) -> Result<()> {
-    let sql = format!(
-        "UPDATE grants SET
-           state = CASE WHEN state = 'uncertain' AND $1 IN {GRANT_PLANNED} THEN state ELSE $1 END,
-           updated_at = $2,
-           granted_at = CASE WHEN $1 = 'granted' THEN $2 ELSE granted_at END
-         WHERE person_id = $3 AND entitlement = $4"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(state.as_str())
-        .bind(now)
-        .bind(person.to_string())
-        .bind(entitlement.to_string())
-        .execute(c)
-        .await?;
-    Ok(())
+    let row = (person.to_string(), entitlement.to_string(), state);
+    set_grant_states(c, &[row], now).await
 }
 
 /// Sets many accounts' states at once (later entries win for the same person and system; see
