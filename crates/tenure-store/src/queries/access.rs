@@ -80,7 +80,7 @@ pub async fn grants_of(c: &mut AnyConnection, person: &str) -> Result<Vec<(Grant
 /// they leave it `uncertain`. Access that may be held stays known as such until a call settles
 /// it (`granted`, `revoked`), so a planned grant cancelled, denied or failed before it ran does
 /// not forget a membership an earlier call may have made.
-const GRANT_PLANNED: &str = "('pending', 'awaiting_approval', 'failed')";
+const GRANT_PLANNED: &str = "('pending', 'awaiting_approval', 'failed', 'denied')";
 
 /// Stores a grant (on `system`) as it is now; an `uncertain` one stays so when `g` only plans
 /// it (see [`GRANT_PLANNED`]).

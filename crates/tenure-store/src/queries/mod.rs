@@ -210,7 +210,7 @@ mod tests {
     }
 
     /// Access that may be held stays `uncertain` through every write that only plans or gives
-    /// up on a change (planned again, awaiting approval, failed, a planned row forgotten), on
+    /// up on a change (planned again, awaiting approval, failed, denied, a planned row forgotten), on
     /// each of the store's writers; a call's outcome (granted, revoked, active) settles it.
     #[tokio::test]
     async fn uncertain_access_stays_so_until_a_call_settles_it() {
@@ -226,7 +226,7 @@ mod tests {
         };
         let mut tx = store.begin().await.unwrap();
         let c = tx.conn();
-        for e in ["crm:a", "crm:b", "crm:c", "crm:d", "crm:e"] {
+        for e in ["crm:a", "crm:b", "crm:c", "crm:d", "crm:e", "crm:f"] {
             upsert_grant(c, &grant(e, GrantState::Uncertain), "crm", 0)
                 .await
                 .unwrap();
@@ -245,6 +245,10 @@ mod tests {
         let awaiting = (grant("crm:b", GrantState::AwaitingApproval), "crm".into());
         upsert_grants(c, &[awaiting], 1).await.unwrap();
         set_grant_state(c, "p", "crm:c", GrantState::Failed, 1)
+            .await
+            .unwrap();
+        // Its approval denied: the grant is not made again, but may still be held.
+        set_grant_state(c, "p", "crm:f", GrantState::Denied, 1)
             .await
             .unwrap();
         forget_pending_grant(c, "p", "crm:a").await.unwrap();
@@ -280,6 +284,7 @@ mod tests {
                 g("crm:c", GrantState::Uncertain),
                 g("crm:d", GrantState::Granted),
                 g("crm:e", GrantState::Revoked),
+                g("crm:f", GrantState::Uncertain),
             ]
         );
         let mut accounts: Vec<(String, AccountState)> = accounts_of(&mut c, "p")
