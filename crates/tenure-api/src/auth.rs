@@ -259,7 +259,7 @@ impl FromRequestParts<AppState> for Principal {
 
 /// Why a revoked token no longer works, for its holder: revoked, and when its person left, that.
 async fn revoked_message(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     t: &tenure_store::TokenRow,
 ) -> Result<String, ApiError> {
     let when = t

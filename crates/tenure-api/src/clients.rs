@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use tenure_core::Client;
 use tenure_core::config::{Config, merge_client};
-use tenure_store::{AnyConnection, EngagementFilter};
+use tenure_store::{Conn, EngagementFilter};
 
 /// How many active engagements a client's own page lists (the rest: `GET /api/v1/engagements`).
 const ENGAGED_SHOWN: i64 = 100;
@@ -122,11 +122,7 @@ pub(crate) async fn get_client(
 }
 
 /// The views of the clients among `ids` that tenure knows, in the order of `ids`.
-async fn views(
-    c: &mut AnyConnection,
-    config: &Config,
-    ids: &[String],
-) -> Result<Vec<Value>, ApiError> {
+async fn views(c: &mut Conn, config: &Config, ids: &[String]) -> Result<Vec<Value>, ApiError> {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let told: BTreeMap<String, Client> = tenure_store::clients_by_ids(c, &refs)
         .await?

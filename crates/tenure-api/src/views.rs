@@ -108,7 +108,7 @@ impl Run {
 
     /// Runs as the API shows them, with the request ids of their events (one query).
     pub(crate) async fn list(
-        c: &mut tenure_store::AnyConnection,
+        c: &mut tenure_store::Conn,
         rows: Vec<tenure_store::RunRow>,
     ) -> Result<Vec<Run>, ApiError> {
         let mut ids = request_ids(c, &rows).await?;
@@ -122,7 +122,7 @@ impl Run {
 }
 
 async fn request_ids(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     runs: &[tenure_store::RunRow],
 ) -> Result<HashMap<String, String>, ApiError> {
     let events: Vec<&str> = runs.iter().filter_map(|r| r.event_id.as_deref()).collect();

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use tenure_core::outcome::AccessChange;
 use tenure_core::{AccountState, GrantState};
-use tenure_store::{AnyConnection, StepRow};
+use tenure_store::{Conn, StepRow};
 
 /// Access changes gathered from a batch of steps.
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ impl AccessChanges {
 
     /// Writes them: what is forgotten first, then the new states (later ones win for the same
     /// account or grant). The store keeps `uncertain` access so until a call settles it.
-    pub(crate) async fn write(self, c: &mut AnyConnection, now: i64) -> Result<()> {
+    pub(crate) async fn write(self, c: &mut Conn, now: i64) -> Result<()> {
         for (person, system) in &self.forgotten_accounts {
             tenure_store::forget_pending_account(&mut *c, person, system).await?;
         }

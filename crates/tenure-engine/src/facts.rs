@@ -6,7 +6,7 @@ use tenure_core::config::{ClientFacts, Config, TimeBound};
 
 /// What events told of `entitlement`'s client, if it has one.
 pub(crate) async fn client_facts_of(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     config: &Config,
     entitlement: &str,
 ) -> Result<ClientFacts> {
@@ -19,7 +19,7 @@ pub(crate) async fn client_facts_of(
 
 /// `entitlement`'s time bound, with its client's terms as events told of them.
 pub(crate) async fn time_bound(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     config: &Config,
     entitlement: &str,
 ) -> Result<Option<TimeBound>> {
@@ -29,7 +29,7 @@ pub(crate) async fn time_bound(
 
 /// What events told of the clients that bear on a person's access (see [`ClientFacts`]).
 pub(crate) async fn client_facts(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     config: &Config,
     engagements: &[tenure_core::Engagement],
     grants: &[Grant],
@@ -43,7 +43,7 @@ pub(crate) async fn client_facts(
 
 /// The stored clients among `ids`, each over its configured self.
 pub(crate) async fn told_clients(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     config: &Config,
     ids: &[&str],
 ) -> Result<ClientFacts> {

@@ -315,7 +315,7 @@ pub(crate) async fn store_events(
 /// configuration, or to the store (see [`tenure_core::known`]). Two lookups at most, and none
 /// for a batch of hires and engagements with configured clients.
 pub(crate) async fn vet(
-    c: &mut tenure_store::AnyConnection,
+    c: &mut tenure_store::Conn,
     config: &Config,
     events: &[&EventInput],
     batch: known::Batch,

@@ -130,12 +130,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         options: EngineOptions,
     ) -> Result<Engine> {
-        let sandbox = SandboxHub::start(
-            store.write_pool().clone(),
-            store.backend() == tenure_store::Backend::Sqlite,
-        )
-        .await
-        .map_err(|e| EngineError::Store(e.into()))?;
+        let sandbox = SandboxHub::start(store.clone())
+            .await
+            .map_err(EngineError::Store)?;
         let mut systems = HashMap::new();
         let started_ms = clock.now_ms();
         let now: NowFn = {

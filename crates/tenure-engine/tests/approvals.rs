@@ -3,7 +3,6 @@
 //! asks (`Engine::fire_due_timers`), so nothing here sleeps to wait for time to pass.
 //! `TENURE_TEST_DATABASE_URL=postgres://...` runs the same tests on PostgreSQL.
 
-use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::approval::{ApprovalState, RequestState, StageKind, Verdict};
@@ -644,7 +643,10 @@ async fn a_delegate_decides_for_the_approver_during_the_delegation_only() {
         "DELETE FROM approval_approvers",
         "DROP TABLE schema_migrations",
     ] {
-        sqlx::query(sql).execute(tx.conn()).await.unwrap();
+        tenure_store::db::query(sql)
+            .execute(tx.conn())
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
     assert!(h.pending("mia").await.is_empty());
@@ -783,9 +785,9 @@ async fn an_expiry_due_while_the_engine_was_down_revokes_after_restart_once() {
 /// The state and error of the stored timer `id`.
 async fn timer_state(h: &Harness, id: &str) -> (String, Option<String>) {
     let mut c = h.engine.store().reader().await.unwrap();
-    let row = sqlx::query("SELECT state, last_error FROM timers WHERE id = $1")
+    let row = tenure_store::db::query("SELECT state, last_error FROM timers WHERE id = $1")
         .bind(id.to_string())
-        .fetch_one(&mut *c)
+        .fetch_one(&mut c)
         .await
         .unwrap();
     (row.get(0), row.get(1))
@@ -805,19 +807,20 @@ async fn an_expiry_of_the_older_shape_revokes_and_an_unreadable_timer_is_kept() 
     let older = serde_json::json!({
         "person_id": "ann", "entitlement": "db:prod-admin", "request_id": request_id,
     });
-    let updated = sqlx::query("UPDATE timers SET payload = $1 WHERE kind = $2 AND subject = $3")
-        .bind(older.to_string())
-        .bind(TimerKind::GrantExpiry.as_str())
-        .bind(tenure_core::timer::grant_subject("ann", "db:prod-admin"))
-        .execute(tx.conn())
-        .await
-        .unwrap();
+    let updated =
+        tenure_store::db::query("UPDATE timers SET payload = $1 WHERE kind = $2 AND subject = $3")
+            .bind(older.to_string())
+            .bind(TimerKind::GrantExpiry.as_str())
+            .bind(tenure_core::timer::grant_subject("ann", "db:prod-admin"))
+            .execute(tx.conn())
+            .await
+            .unwrap();
     assert_eq!(updated.rows_affected(), 1);
     for (id, kind, payload) in [
         ("t-unknown", "grant.renewal", "{}"),
         ("t-bad", "person.end", r#"{"end_date":"soon"}"#),
     ] {
-        sqlx::query(
+        tenure_store::db::query(
             "INSERT INTO timers (id, kind, subject, due_at, payload, state, attempts, created_at)
              VALUES ($1, $2, 'ann', $3, $4, 'pending', 0, $3)",
         )

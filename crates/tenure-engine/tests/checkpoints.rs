@@ -127,7 +127,7 @@ async fn checkpoints_are_signed_when_due_stored_and_sent_outside_the_database() 
     // A head cut below the last checkpoint is never signed over.
     drop(c);
     let mut tx = store.begin().await.unwrap();
-    sqlx::query("UPDATE audit_head SET seq = 5 WHERE id = 1")
+    tenure_store::db::query("UPDATE audit_head SET seq = 5 WHERE id = 1")
         .execute(tx.conn())
         .await
         .unwrap();

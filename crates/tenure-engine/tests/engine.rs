@@ -998,10 +998,9 @@ const WHO: [&str; 3] = ["r0", "r1", "r2"];
 impl Harness {
     /// Every run's id and state.
     async fn runs(&self) -> Vec<(String, String, String)> {
-        use sqlx::Row;
         let mut c = self.engine.store().reader().await.unwrap();
-        sqlx::query("SELECT id, person_id, state FROM runs ORDER BY created_at, id")
-            .fetch_all(&mut *c)
+        tenure_store::db::query("SELECT id, person_id, state FROM runs ORDER BY created_at, id")
+            .fetch_all(&mut c)
             .await
             .unwrap()
             .iter()

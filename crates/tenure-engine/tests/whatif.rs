@@ -168,14 +168,13 @@ async fn settle(engine: &Engine) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut c = engine.store().reader().await.unwrap();
-        let open: i64 = sqlx::Row::try_get(
-            &sqlx::query("SELECT COUNT(*) FROM runs WHERE state IN ('pending', 'running')")
-                .fetch_one(&mut *c)
-                .await
-                .unwrap(),
-            0,
+        let open: i64 = tenure_store::db::query(
+            "SELECT COUNT(*) FROM runs WHERE state IN ('pending', 'running')",
         )
-        .unwrap();
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+        .get(0);
         drop(c);
         if open == 0 {
             return;
@@ -193,15 +192,15 @@ async fn settle(engine: &Engine) {
 /// The steps of every `reconcile` run, by person, in the order they were planned.
 async fn reconcile_steps(engine: &Engine) -> BTreeMap<String, Vec<PlannedStep>> {
     let mut c = engine.store().reader().await.unwrap();
-    let rows = sqlx::query("SELECT id, person_id FROM runs WHERE kind = 'reconcile'")
-        .fetch_all(&mut *c)
+    let rows = tenure_store::db::query("SELECT id, person_id FROM runs WHERE kind = 'reconcile'")
+        .fetch_all(&mut c)
         .await
         .unwrap();
     drop(c);
     let mut out = BTreeMap::new();
     for r in rows {
-        let id: String = sqlx::Row::try_get(&r, 0).unwrap();
-        let person: String = sqlx::Row::try_get(&r, 1).unwrap();
+        let id: String = r.try_get(0).unwrap();
+        let person: String = r.try_get(1).unwrap();
         let d = engine.run_detail(&id).await.unwrap();
         let steps = d
             .steps

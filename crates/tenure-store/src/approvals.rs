@@ -1,11 +1,10 @@
 //! Queries for access requests, approvals, delegations and time-bound grants (the durable
-//! timers are in `timers.rs`). Like `queries`, every function takes `&mut AnyConnection`.
+//! timers are in `timers.rs`). Like `queries`, every function takes `&mut Conn`.
 
 use crate::Result;
 use crate::StepRow;
+use crate::db::{self, Conn, Row};
 use crate::queries::{corrupt, is_sqlite};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use tenure_core::approval::{ApprovalState, Chain, RequestState};
 use tenure_core::run::StepState;
 
@@ -42,7 +41,7 @@ pub struct RequestRow {
 
 const REQUEST_COLS: &str = "id, person_id, entitlement, requester, justification, duration_ms, break_glass, state, run_id, created_at, decided_at, expires_at";
 
-fn request_row(r: &AnyRow) -> Result<RequestRow> {
+fn request_row(r: &Row) -> Result<RequestRow> {
     Ok(RequestRow {
         id: r.try_get("id")?,
         person_id: r.try_get("person_id")?,
@@ -63,11 +62,11 @@ fn request_row(r: &AnyRow) -> Result<RequestRow> {
 }
 
 /// Stores a new request.
-pub async fn insert_request(c: &mut AnyConnection, r: &RequestRow) -> Result<()> {
+pub async fn insert_request(c: &mut Conn, r: &RequestRow) -> Result<()> {
     let sql = format!(
         "INSERT INTO access_requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(r.id.clone())
         .bind(r.person_id.clone())
         .bind(r.entitlement.clone())
@@ -86,9 +85,9 @@ pub async fn insert_request(c: &mut AnyConnection, r: &RequestRow) -> Result<()>
 }
 
 /// The request with this id.
-pub async fn get_request(c: &mut AnyConnection, id: &str) -> Result<Option<RequestRow>> {
+pub async fn get_request(c: &mut Conn, id: &str) -> Result<Option<RequestRow>> {
     let sql = format!("SELECT {REQUEST_COLS} FROM access_requests WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -96,9 +95,9 @@ pub async fn get_request(c: &mut AnyConnection, id: &str) -> Result<Option<Reque
 }
 
 /// The request a run was made for.
-pub async fn request_of_run(c: &mut AnyConnection, run_id: &str) -> Result<Option<RequestRow>> {
+pub async fn request_of_run(c: &mut Conn, run_id: &str) -> Result<Option<RequestRow>> {
     let sql = format!("SELECT {REQUEST_COLS} FROM access_requests WHERE run_id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(run_id.to_string())
         .fetch_optional(c)
         .await?;
@@ -125,10 +124,7 @@ pub struct RequestFilter<'a> {
 }
 
 /// A page of requests, newest first (ids are time-ordered UUIDv7), filtered in the database.
-pub async fn list_requests(
-    c: &mut AnyConnection,
-    f: &RequestFilter<'_>,
-) -> Result<Vec<RequestRow>> {
+pub async fn list_requests(c: &mut Conn, f: &RequestFilter<'_>) -> Result<Vec<RequestRow>> {
     let sql = format!(
         "SELECT {REQUEST_COLS} FROM access_requests
          WHERE ($1 = '' OR person_id = $1 OR requester = $1) AND ($2 = '' OR person_id = $2)
@@ -136,7 +132,7 @@ pub async fn list_requests(
            AND ($6 = '' OR id < $6)
          ORDER BY id DESC LIMIT $7"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(f.party.unwrap_or("").to_string())
         .bind(f.person.unwrap_or("").to_string())
         .bind(f.requester.unwrap_or("").to_string())
@@ -151,13 +147,13 @@ pub async fn list_requests(
 
 /// Records a request's decision (and when the access it gives ends).
 pub async fn decide_request(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     state: RequestState,
     expires_at: Option<i64>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE access_requests SET state = $1, decided_at = $2, expires_at = $3 WHERE id = $4",
     )
     .bind(state.as_str())
@@ -172,13 +168,13 @@ pub async fn decide_request(
 /// Records that policy denied a request's grant: the request ends `denied`, and the policies
 /// and rules that decided are kept with it (see [`request_denial`]).
 pub async fn deny_request_by_policy(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     policies: &[String],
     now: i64,
 ) -> Result<()> {
     decide_request(c, id, RequestState::Denied, None, now).await?;
-    sqlx::query("INSERT INTO request_denials (request_id, policies) VALUES ($1, $2)")
+    db::query("INSERT INTO request_denials (request_id, policies) VALUES ($1, $2)")
         .bind(id.to_string())
         .bind(serde_json::to_string(policies).expect("strings serialize"))
         .execute(c)
@@ -187,8 +183,8 @@ pub async fn deny_request_by_policy(
 }
 
 /// The policies and rules that denied a request's grant, if policy denied it.
-pub async fn request_denial(c: &mut AnyConnection, id: &str) -> Result<Option<Vec<String>>> {
-    let row = sqlx::query("SELECT policies FROM request_denials WHERE request_id = $1")
+pub async fn request_denial(c: &mut Conn, id: &str) -> Result<Option<Vec<String>>> {
+    let row = db::query("SELECT policies FROM request_denials WHERE request_id = $1")
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -231,7 +227,7 @@ pub struct ApprovalRow {
 
 const APPROVAL_COLS: &str = "id, run_id, step_id, request_id, person_id, entitlement, requester, state, chain, created_at, stage_due_at, deadline_at, decided_at";
 
-fn approval_row(r: &AnyRow) -> Result<ApprovalRow> {
+fn approval_row(r: &Row) -> Result<ApprovalRow> {
     Ok(ApprovalRow {
         id: r.try_get("id")?,
         run_id: r.try_get("run_id")?,
@@ -253,11 +249,11 @@ fn approval_row(r: &AnyRow) -> Result<ApprovalRow> {
 }
 
 /// Stores a new approval.
-pub async fn insert_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
+pub async fn insert_approval(c: &mut Conn, a: &ApprovalRow) -> Result<()> {
     let sql = format!(
         "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(a.id.clone())
         .bind(a.run_id.clone())
         .bind(a.step_id.clone())
@@ -277,8 +273,8 @@ pub async fn insert_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<(
 }
 
 /// Saves an approval's chain, state and times.
-pub async fn update_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
-    sqlx::query(
+pub async fn update_approval(c: &mut Conn, a: &ApprovalRow) -> Result<()> {
+    db::query(
         "UPDATE approvals SET state = $1, chain = $2, stage_due_at = $3, decided_at = $4 WHERE id = $5",
     )
     .bind(a.state.as_str())
@@ -293,8 +289,8 @@ pub async fn update_approval(c: &mut AnyConnection, a: &ApprovalRow) -> Result<(
 
 /// Rewrites the approval's rows in `approval_approvers`: everyone its stages name, and whether
 /// the current stage still waits for them.
-async fn index_approvers(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
-    sqlx::query("DELETE FROM approval_approvers WHERE approval_id = $1")
+async fn index_approvers(c: &mut Conn, a: &ApprovalRow) -> Result<()> {
+    db::query("DELETE FROM approval_approvers WHERE approval_id = $1")
         .bind(a.id.clone())
         .execute(&mut *c)
         .await?;
@@ -310,7 +306,7 @@ async fn index_approvers(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
     named.sort();
     named.dedup();
     for approver in named {
-        sqlx::query(
+        db::query(
             "INSERT INTO approval_approvers (approval_id, approver, waiting) VALUES ($1, $2, $3)",
         )
         .bind(a.id.clone())
@@ -324,14 +320,12 @@ async fn index_approvers(c: &mut AnyConnection, a: &ApprovalRow) -> Result<()> {
 
 /// Indexes the approvers of pending approvals stored before `approval_approvers` existed,
 /// when a database made before schema versions were recorded is adopted.
-pub(crate) async fn index_unindexed_approvals(c: &mut AnyConnection) -> Result<()> {
+pub(crate) async fn index_unindexed_approvals(c: &mut Conn) -> Result<()> {
     let sql = format!(
         "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'
            AND NOT EXISTS (SELECT 1 FROM approval_approvers w WHERE w.approval_id = approvals.id)"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&mut *c)
-        .await?;
+    let rows = db::query(db::AssertSqlSafe(sql)).fetch_all(&mut *c).await?;
     for row in rows.iter().map(approval_row) {
         index_approvers(c, &row?).await?;
     }
@@ -340,10 +334,10 @@ pub(crate) async fn index_unindexed_approvals(c: &mut AnyConnection) -> Result<(
 
 /// The approval with this id. Inside a write transaction on PostgreSQL the row is locked, so
 /// two decisions on one approval take turns.
-pub async fn get_approval(c: &mut AnyConnection, id: &str) -> Result<Option<ApprovalRow>> {
+pub async fn get_approval(c: &mut Conn, id: &str) -> Result<Option<ApprovalRow>> {
     let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
     let sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1{lock}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -375,10 +369,7 @@ pub struct ApprovalFilter<'a> {
 }
 
 /// A page of approvals, oldest first (ids are time-ordered UUIDv7), filtered in the database.
-pub async fn list_approvals(
-    c: &mut AnyConnection,
-    f: &ApprovalFilter<'_>,
-) -> Result<Vec<ApprovalRow>> {
+pub async fn list_approvals(c: &mut Conn, f: &ApprovalFilter<'_>) -> Result<Vec<ApprovalRow>> {
     let cols = APPROVAL_COLS
         .split(", ")
         .map(|c| format!("a.{c}"))
@@ -413,7 +404,7 @@ pub async fn list_approvals(
                                  WHERE x.approval_id = a.id AND (x.actor = $5 OR x.on_behalf_of = $5)))))
          ORDER BY a.id LIMIT $7"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(f.person.unwrap_or("").to_string())
         .bind(f.entitlement.unwrap_or("").to_string())
         .bind(f.run.unwrap_or("").to_string())
@@ -427,16 +418,13 @@ pub async fn list_approvals(
 }
 
 /// The pending approvals whose stages name `approver`, oldest first.
-pub async fn pending_approvals_naming(
-    c: &mut AnyConnection,
-    approver: &str,
-) -> Result<Vec<ApprovalRow>> {
+pub async fn pending_approvals_naming(c: &mut Conn, approver: &str) -> Result<Vec<ApprovalRow>> {
     let sql = format!(
         "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending'
            AND id IN (SELECT approval_id FROM approval_approvers WHERE approver = $1)
          ORDER BY id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(approver.to_string())
         .fetch_all(c)
         .await?;
@@ -445,7 +433,7 @@ pub async fn pending_approvals_naming(
 
 /// The pending approvals of these steps.
 pub async fn pending_approvals_of_steps(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     step_ids: &[String],
 ) -> Result<Vec<ApprovalRow>> {
     let sql = format!(
@@ -453,7 +441,7 @@ pub async fn pending_approvals_of_steps(
     );
     let mut out = Vec::new();
     for id in step_ids {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        let rows = db::query(db::AssertSqlSafe(sql.clone()))
             .bind(id.clone())
             .fetch_all(&mut *c)
             .await?;
@@ -467,7 +455,7 @@ pub async fn pending_approvals_of_steps(
 /// Cancels the grant steps of `person` that wait for a pending approval of one of these
 /// entitlements (planned by earlier runs, no longer wanted); returns them.
 pub async fn cancel_waiting_grant_steps(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     entitlements: &[String],
     now: i64,
@@ -481,7 +469,7 @@ pub async fn cancel_waiting_grant_steps(
     );
     let mut out = Vec::new();
     for e in entitlements {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        let rows = db::query(db::AssertSqlSafe(sql.clone()))
             .bind(now)
             .bind(person.to_string())
             .bind(e.clone())
@@ -512,12 +500,8 @@ pub struct DecisionRow {
 }
 
 /// Records a decision on an approval.
-pub async fn insert_decision(
-    c: &mut AnyConnection,
-    approval_id: &str,
-    d: &DecisionRow,
-) -> Result<()> {
-    sqlx::query(
+pub async fn insert_decision(c: &mut Conn, approval_id: &str, d: &DecisionRow) -> Result<()> {
+    db::query(
         "INSERT INTO approval_decisions (approval_id, seq, stage, actor, on_behalf_of, decision, comment, at_ms)
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM approval_decisions WHERE approval_id = $1",
     )
@@ -534,8 +518,8 @@ pub async fn insert_decision(
 }
 
 /// The decisions on an approval, in order.
-pub async fn decisions_of(c: &mut AnyConnection, approval_id: &str) -> Result<Vec<DecisionRow>> {
-    let rows = sqlx::query(
+pub async fn decisions_of(c: &mut Conn, approval_id: &str) -> Result<Vec<DecisionRow>> {
+    let rows = db::query(
         "SELECT stage, actor, on_behalf_of, decision, comment, at_ms FROM approval_decisions
          WHERE approval_id = $1 ORDER BY seq",
     )
@@ -558,13 +542,13 @@ pub async fn decisions_of(c: &mut AnyConnection, approval_id: &str) -> Result<Ve
 
 /// Sets a waiting step's state: `pending` (approved: its phase releases it) or `denied`.
 pub async fn set_step_approval(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     step_id: &str,
     state: StepState,
     note: Option<&str>,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let done = db::query(
         "UPDATE steps SET state = $1, ready = 0, available_at = $2, last_error = COALESCE($3, last_error),
            finished_at = CASE WHEN $1 = 'denied' THEN $2 ELSE finished_at END
          WHERE id = $4 AND state = 'awaiting_approval'",
@@ -601,7 +585,7 @@ pub struct DelegationRow {
 
 const DELEGATION_COLS: &str = "id, delegator, delegate, starts_at, ends_at, created_at, revoked_at";
 
-fn delegation_row(r: &AnyRow) -> Result<DelegationRow> {
+fn delegation_row(r: &Row) -> Result<DelegationRow> {
     Ok(DelegationRow {
         id: r.try_get("id")?,
         delegator: r.try_get("delegator")?,
@@ -614,10 +598,10 @@ fn delegation_row(r: &AnyRow) -> Result<DelegationRow> {
 }
 
 /// Stores a delegation.
-pub async fn insert_delegation(c: &mut AnyConnection, d: &DelegationRow) -> Result<()> {
+pub async fn insert_delegation(c: &mut Conn, d: &DelegationRow) -> Result<()> {
     let sql =
         format!("INSERT INTO delegations ({DELEGATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(d.id.clone())
         .bind(d.delegator.clone())
         .bind(d.delegate.clone())
@@ -631,8 +615,8 @@ pub async fn insert_delegation(c: &mut AnyConnection, d: &DelegationRow) -> Resu
 }
 
 /// Who has delegated to `delegate` at `now`.
-pub async fn delegators_of(c: &mut AnyConnection, delegate: &str, now: i64) -> Result<Vec<String>> {
-    let rows = sqlx::query(
+pub async fn delegators_of(c: &mut Conn, delegate: &str, now: i64) -> Result<Vec<String>> {
+    let rows = db::query(
         "SELECT DISTINCT delegator FROM delegations
          WHERE delegate = $1 AND starts_at <= $2 AND ends_at > $2 AND revoked_at IS NULL ORDER BY delegator",
     )
@@ -640,7 +624,7 @@ pub async fn delegators_of(c: &mut AnyConnection, delegate: &str, now: i64) -> R
     .bind(now)
     .fetch_all(c)
     .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Which delegations [`list_delegations`] returns.
@@ -660,7 +644,7 @@ pub struct DelegationFilter<'a> {
 
 /// A page of delegations, oldest first (ids are time-ordered UUIDv7).
 pub async fn list_delegations(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     f: &DelegationFilter<'_>,
 ) -> Result<Vec<DelegationRow>> {
     let sql = format!(
@@ -669,7 +653,7 @@ pub async fn list_delegations(
            AND ($2 = 1 OR (ends_at > $3 AND revoked_at IS NULL)) AND ($4 = '' OR id > $4)
          ORDER BY id LIMIT $5"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(f.party.unwrap_or("").to_string())
         .bind(f.include_ended as i64)
         .bind(f.now)
@@ -681,9 +665,9 @@ pub async fn list_delegations(
 }
 
 /// The delegation with this id.
-pub async fn get_delegation(c: &mut AnyConnection, id: &str) -> Result<Option<DelegationRow>> {
+pub async fn get_delegation(c: &mut Conn, id: &str) -> Result<Option<DelegationRow>> {
     let sql = format!("SELECT {DELEGATION_COLS} FROM delegations WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -691,9 +675,9 @@ pub async fn get_delegation(c: &mut AnyConnection, id: &str) -> Result<Option<De
 }
 
 /// Withdraws a delegation; false when it was already withdrawn.
-pub async fn revoke_delegation(c: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+pub async fn revoke_delegation(c: &mut Conn, id: &str, now: i64) -> Result<bool> {
     let done =
-        sqlx::query("UPDATE delegations SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        db::query("UPDATE delegations SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(id.to_string())
             .execute(c)
@@ -705,13 +689,13 @@ pub async fn revoke_delegation(c: &mut AnyConnection, id: &str, now: i64) -> Res
 
 /// Sets when a grant ends by itself.
 pub async fn set_grant_expiry(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     entitlement: &str,
     expires_at: Option<i64>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE grants SET expires_at = $1, updated_at = $2 WHERE person_id = $3 AND entitlement = $4",
     )
     .bind(expires_at)
@@ -724,8 +708,8 @@ pub async fn set_grant_expiry(
 }
 
 /// For grants that expired and were revoked: (expires_at, revoked at) pairs, for the benchmark.
-pub async fn expiry_latencies(c: &mut AnyConnection) -> Result<Vec<(i64, i64)>> {
-    let rows = sqlx::query(
+pub async fn expiry_latencies(c: &mut Conn) -> Result<Vec<(i64, i64)>> {
+    let rows = db::query(
         "SELECT expires_at, updated_at FROM grants WHERE state = 'revoked' AND expires_at IS NOT NULL",
     )
     .fetch_all(c)
@@ -738,14 +722,14 @@ pub async fn expiry_latencies(c: &mut AnyConnection) -> Result<Vec<(i64, i64)>> 
 /// Makes a grant the request's: its source, and when it ends (an extension takes over the
 /// grant an earlier request gave).
 pub async fn claim_grant_for_request(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     entitlement: &str,
     request_id: &str,
     expires_at: Option<i64>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE grants SET source = 'request', source_ref = $1, expires_at = $2, updated_at = $3
          WHERE person_id = $4 AND entitlement = $5",
     )

@@ -2,12 +2,12 @@
 //! chain against them and export it.
 
 use crate::Result;
-use sqlx::{AnyConnection, Row};
+use crate::db::{self, Conn};
 use tenure_core::checkpoint::Checkpoint;
 
 const COLS: &str = "seq, hash, at_ms, public_key, signature";
 
-fn checkpoint_row(r: &sqlx::any::AnyRow) -> Result<Checkpoint> {
+fn checkpoint_row(r: &db::Row) -> Result<Checkpoint> {
     Ok(Checkpoint {
         seq: r.try_get(0)?,
         hash: r.try_get(1)?,
@@ -19,8 +19,8 @@ fn checkpoint_row(r: &sqlx::any::AnyRow) -> Result<Checkpoint> {
 
 /// Stores a checkpoint, not yet sent to the sink; false when one at its sequence number is
 /// already stored (another instance signed the same head), which is kept.
-pub async fn insert_checkpoint(c: &mut AnyConnection, cp: &Checkpoint) -> Result<bool> {
-    let done = sqlx::query(
+pub async fn insert_checkpoint(c: &mut Conn, cp: &Checkpoint) -> Result<bool> {
+    let done = db::query(
         "INSERT INTO audit_checkpoints (seq, hash, at_ms, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
     )
     .bind(cp.seq)
@@ -34,17 +34,15 @@ pub async fn insert_checkpoint(c: &mut AnyConnection, cp: &Checkpoint) -> Result
 }
 
 /// The checkpoint of the highest sequence number, if any.
-pub async fn last_checkpoint(c: &mut AnyConnection) -> Result<Option<Checkpoint>> {
+pub async fn last_checkpoint(c: &mut Conn) -> Result<Option<Checkpoint>> {
     let sql = format!("SELECT {COLS} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_optional(c)
-        .await?;
+    let row = db::query(db::AssertSqlSafe(sql)).fetch_optional(c).await?;
     row.as_ref().map(checkpoint_row).transpose()
 }
 
 /// Checkpoints after `after_seq` up to `to_seq` (inclusive), in sequence order, at most `limit`.
 pub async fn checkpoints_between(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     after_seq: i64,
     to_seq: i64,
     limit: i64,
@@ -52,7 +50,7 @@ pub async fn checkpoints_between(
     let sql = format!(
         "SELECT {COLS} FROM audit_checkpoints WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(after_seq)
         .bind(to_seq)
         .bind(limit)
@@ -62,9 +60,9 @@ pub async fn checkpoints_between(
 }
 
 /// The first checkpoint at or after `seq`, if any.
-pub async fn checkpoint_at_or_after(c: &mut AnyConnection, seq: i64) -> Result<Option<Checkpoint>> {
+pub async fn checkpoint_at_or_after(c: &mut Conn, seq: i64) -> Result<Option<Checkpoint>> {
     let sql = format!("SELECT {COLS} FROM audit_checkpoints WHERE seq >= $1 ORDER BY seq LIMIT 1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(seq)
         .fetch_optional(c)
         .await?;
@@ -72,11 +70,11 @@ pub async fn checkpoint_at_or_after(c: &mut AnyConnection, seq: i64) -> Result<O
 }
 
 /// Checkpoints not yet sent to the sink, oldest first, at most `limit`.
-pub async fn unsent_checkpoints(c: &mut AnyConnection, limit: i64) -> Result<Vec<Checkpoint>> {
+pub async fn unsent_checkpoints(c: &mut Conn, limit: i64) -> Result<Vec<Checkpoint>> {
     let sql = format!(
         "SELECT {COLS} FROM audit_checkpoints WHERE sink_sent_at IS NULL ORDER BY seq LIMIT $1"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(limit)
         .fetch_all(c)
         .await?;
@@ -84,9 +82,9 @@ pub async fn unsent_checkpoints(c: &mut AnyConnection, limit: i64) -> Result<Vec
 }
 
 /// Records that the checkpoints `seqs` reached the sink at `at_ms`.
-pub async fn mark_checkpoints_sent(c: &mut AnyConnection, seqs: &[i64], at_ms: i64) -> Result<()> {
+pub async fn mark_checkpoints_sent(c: &mut Conn, seqs: &[i64], at_ms: i64) -> Result<()> {
     for seq in seqs {
-        sqlx::query(
+        db::query(
             "UPDATE audit_checkpoints SET sink_sent_at = $1 WHERE seq = $2 AND sink_sent_at IS NULL",
         )
         .bind(at_ms)
@@ -98,19 +96,19 @@ pub async fn mark_checkpoints_sent(c: &mut AnyConnection, seqs: &[i64], at_ms: i
 }
 
 /// The sequence number of the first entry written at or after `at_ms`, if any.
-pub async fn audit_seq_from_time(c: &mut AnyConnection, at_ms: i64) -> Result<Option<i64>> {
-    let r = sqlx::query("SELECT MIN(seq) FROM audit_log WHERE at_ms >= $1")
+pub async fn audit_seq_from_time(c: &mut Conn, at_ms: i64) -> Result<Option<i64>> {
+    let r = db::query("SELECT MIN(seq) FROM audit_log WHERE at_ms >= $1")
         .bind(at_ms)
         .fetch_one(c)
         .await?;
-    Ok(r.try_get(0)?)
+    r.try_get(0)
 }
 
 /// The sequence number of the last entry written before `at_ms`, if any.
-pub async fn audit_seq_before_time(c: &mut AnyConnection, at_ms: i64) -> Result<Option<i64>> {
-    let r = sqlx::query("SELECT MAX(seq) FROM audit_log WHERE at_ms < $1")
+pub async fn audit_seq_before_time(c: &mut Conn, at_ms: i64) -> Result<Option<i64>> {
+    let r = db::query("SELECT MAX(seq) FROM audit_log WHERE at_ms < $1")
         .bind(at_ms)
         .fetch_one(c)
         .await?;
-    Ok(r.try_get(0)?)
+    r.try_get(0)
 }

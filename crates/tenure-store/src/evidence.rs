@@ -1,8 +1,8 @@
 //! Reads what the evidence of a leave is made of (see `tenure_core::evidence`): the person's
 //! latest `leave` event, their audit entries since it was received, and what they hold now.
 
+use crate::db::{self, Conn};
 use crate::{AuditFilter, Result, accounts_of, audit_matching, get_person, grants_of};
-use sqlx::{AnyConnection, Row};
 use tenure_core::audit::AuditAction;
 use tenure_core::config::SlaSettings;
 use tenure_core::evidence::{self, Leave, LeaverEvidence};
@@ -23,7 +23,7 @@ const PAGE: i64 = 1_000;
 
 /// The evidence of `person_id`'s latest leave, measured against `sla` at `now`.
 pub async fn leaver_evidence(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person_id: &str,
     sla: &SlaSettings,
     now: i64,
@@ -31,7 +31,7 @@ pub async fn leaver_evidence(
     let Some(person) = get_person(c, person_id).await? else {
         return Ok(LeaverReport::NoSuchPerson);
     };
-    let Some(row) = sqlx::query(
+    let Some(row) = db::query(
         "SELECT id, run_id, received_at, effective_at FROM events
          WHERE person_id = $1 AND kind = 'leave' ORDER BY received_at DESC, id DESC LIMIT 1",
     )

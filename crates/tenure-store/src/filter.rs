@@ -1,8 +1,7 @@
 //! `WHERE` clauses built from the filters a caller gives: only the conditions asked for are in
 //! the statement (so each can use its index), and every value is a bound parameter.
 
-use sqlx::any::AnyArguments;
-use sqlx::{Any, AnyConnection};
+use crate::db::{self, Conn};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone)]
@@ -69,10 +68,7 @@ impl Where {
     }
 
     /// Binds the parameters, in order, to `q`.
-    pub(crate) fn bind<'q>(
-        &self,
-        mut q: sqlx::query::Query<'q, Any, AnyArguments>,
-    ) -> sqlx::query::Query<'q, Any, AnyArguments> {
+    pub(crate) fn bind(&self, mut q: db::Query) -> db::Query {
         for a in &self.args {
             q = match a {
                 Arg::Text(s) => q.bind(s.clone()),
@@ -86,20 +82,20 @@ impl Where {
     /// bound to `extra`.
     pub(crate) async fn fetch(
         &self,
-        c: &mut AnyConnection,
+        c: &mut Conn,
         head: &str,
         tail: &str,
         extra: &[Arg],
-    ) -> crate::Result<Vec<sqlx::any::AnyRow>> {
+    ) -> crate::Result<Vec<db::Row>> {
         let sql = format!("{head}{} {tail}", self.sql());
-        let mut q = self.bind(sqlx::query(sqlx::AssertSqlSafe(sql)));
+        let mut q = self.bind(db::query(db::AssertSqlSafe(sql)));
         for a in extra {
             q = match a {
                 Arg::Text(s) => q.bind(s.clone()),
                 Arg::Int(i) => q.bind(*i),
             };
         }
-        Ok(q.fetch_all(c).await?)
+        q.fetch_all(c).await
     }
 }
 

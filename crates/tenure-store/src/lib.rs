@@ -1,14 +1,16 @@
 //! Persistence for tenure: SQLite (the embedded default) and PostgreSQL, through one SQL path
-//! (sqlx's `Any` driver, `$n` placeholders, BIGINT and TEXT columns only).
+//! ([`db`]: `$n` placeholders, BIGINT and TEXT columns only).
 //!
 //! Writes go through [`Tx`]: one database transaction that also carries the audit entries of
 //! the change, chained and written at commit, so a change and its audit record land together or
 //! not at all. On SQLite all writes share one connection (`BEGIN IMMEDIATE`, WAL,
-//! `synchronous=FULL`), so writers queue in-process instead of fighting over the file lock;
-//! callers reach throughput by putting many changes in one transaction (group commit).
+//! `synchronous=FULL`), so writers queue in-process instead of fighting over the file lock; its
+//! statements run on the caller's thread, prepared once (see [`db`]). Callers reach throughput
+//! by putting many changes in one transaction (group commit).
 
 mod approvals;
 mod checkpoints;
+pub mod db;
 mod evidence;
 mod filter;
 mod lists;
@@ -24,6 +26,8 @@ mod tx;
 
 pub use approvals::*;
 pub use checkpoints::*;
+/// The connection type the queries take (a transaction's or a pooled reader's).
+pub use db::Conn;
 pub use evidence::*;
 pub use lists::*;
 pub use migrate::{
@@ -34,8 +38,6 @@ pub use queries::*;
 pub use scim::*;
 pub use scim_groups::*;
 pub use sla::*;
-/// The connection type the queries take (a transaction's or a pooled reader's).
-pub use sqlx::AnyConnection;
 pub use tasks::*;
 pub use timers::*;
 pub use tx::{NewAudit, Savepoint, Tx};
@@ -43,6 +45,8 @@ pub use tx::{NewAudit, Savepoint, Tx};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Errors from the store.
@@ -51,6 +55,12 @@ pub enum StoreError {
     /// The database failed or refused a statement.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The SQLite database failed or refused a statement of the writer.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store was closed.
+    #[error("the database is closed")]
+    Closed,
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
@@ -60,6 +70,21 @@ pub enum StoreError {
     /// The database URL names a backend tenure does not support.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// Whether the database refused a write because it would break a unique key.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Shorthand for store results.
@@ -136,9 +161,61 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     read: AnyPool,
-    write: AnyPool,
+    write: Writer,
     backend: Backend,
     schema: SchemaVersion,
+    committed: Arc<AtomicU64>,
+}
+
+/// A pooled connection for reads; it goes back to the pool when dropped.
+#[derive(Debug)]
+pub struct Reader(Conn);
+
+impl std::ops::Deref for Reader {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.0
+    }
+}
+
+/// Where write transactions run.
+#[derive(Clone)]
+enum Writer {
+    /// PostgreSQL: a transaction on a pooled connection.
+    Pool(AnyPool),
+    /// SQLite: the one writer connection, statements on the caller's thread.
+    Sqlite(db::SqliteWriter),
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Writer::Pool(_) => "Writer::Pool",
+            Writer::Sqlite(_) => "Writer::Sqlite",
+        })
+    }
+}
+
+/// The file a `sqlite:` URL names, and whether it may be created (`mode=rwc`), as sqlx reads it.
+fn sqlite_file(url: &str) -> Result<(String, bool)> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    }
+    let create = query
+        .split('&')
+        .any(|kv| kv == "mode=rwc" || kv == "mode=memory");
+    Ok((path.to_string(), create))
 }
 
 type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
@@ -179,13 +256,8 @@ impl Store {
         install_default_drivers();
         let (read, write, backend) = if url.starts_with("sqlite:") {
             let pragmas = sqlite_pragmas;
-            let write = AnyPoolOptions::new()
-                .max_connections(1)
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(60))
-                .after_connect(pragmas)
-                .connect(url)
-                .await?;
+            let (path, create) = sqlite_file(url)?;
+            let write = Writer::Sqlite(db::SqliteWriter::open(&path, create)?);
             // Readers run beside the one writer (WAL); a request holds one for its few
             // queries, so more of them than cores keeps requests from queueing on the pool.
             // A connection to a local file cannot go stale: no ping before each use (sqlx's
@@ -203,7 +275,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(60))
                 .connect(url)
                 .await?;
-            (pool.clone(), pool, Backend::Postgres)
+            (pool.clone(), Writer::Pool(pool), Backend::Postgres)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
@@ -211,6 +283,7 @@ impl Store {
             read,
             write,
             backend,
+            committed: Arc::default(),
             schema: SchemaVersion {
                 version: 0,
                 name: String::new(),
@@ -239,27 +312,38 @@ impl Store {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
+        let conn = match &self.write {
+            Writer::Sqlite(w) => Conn::sqlite_tx(w.begin().await?),
+            Writer::Pool(p) => Conn::sqlx_tx(p.begin().await?),
         };
-        Ok(Tx::new(tx, self.backend))
+        Ok(Tx::new(conn, self.backend, self.committed.clone()))
+    }
+
+    /// How long SQLite's one writer has been busy since the store was opened (`None` on
+    /// PostgreSQL, where writers run side by side): against the time passed, how busy it is,
+    /// and with what.
+    pub fn writer_times(&self) -> Option<db::WriterTimes> {
+        match &self.write {
+            Writer::Sqlite(w) => Some(w.times()),
+            Writer::Pool(_) => None,
+        }
+    }
+
+    /// How many write transactions this store (and its clones) committed since it was opened:
+    /// with a count of work done, how well writes are batched.
+    pub fn transactions_committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 
     /// A connection for reads outside any write transaction.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
-        Ok(self.read.acquire().await?)
+    pub async fn reader(&self) -> Result<Reader> {
+        Ok(Reader(Conn::pooled(self.read.acquire().await?)))
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
-    }
-
-    /// The pool writes go through, for components that keep their own tables (the sandbox).
-    pub fn write_pool(&self) -> &AnyPool {
-        &self.write
     }
 
     /// Writes a consistent copy of the SQLite database to `path` (`VACUUM INTO`), while others
@@ -270,17 +354,20 @@ impl Store {
                 "VACUUM INTO needs the embedded SQLite database".into(),
             ));
         }
-        let mut c = self.read.acquire().await?;
-        sqlx::query("VACUUM INTO $1")
+        let mut c = self.reader().await?;
+        db::query("VACUUM INTO $1")
             .bind(path.display().to_string())
-            .execute(&mut *c)
+            .execute(&mut c)
             .await?;
         Ok(())
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.write.close().await;
+        match &self.write {
+            Writer::Sqlite(w) => w.close().await,
+            Writer::Pool(p) => p.close().await,
+        }
         self.read.close().await;
     }
 }

@@ -2,10 +2,10 @@
 //! lookups that tell whether an event names a person or a client tenure knows. Each filter is a
 //! condition in SQL, bound as a parameter, and only the filters given are in the statement.
 
+use crate::db::{self, Conn};
 use crate::filter::{Arg, Where, contains_pattern};
 use crate::queries::{RUN_COLS, audit_row, is_sqlite, person_columns, push_placeholders, run_row};
 use crate::{Backend, Result, RunRow, StoreError};
-use sqlx::{AnyConnection, Executor, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::audit::AuditEntry;
 use tenure_core::run::{RunKind, RunState};
@@ -23,7 +23,7 @@ const PERSON_COLUMNS: [&str; 4] = ["department", "worker_type", "manager", "sear
 /// Adds the filter columns to a `people` table made before they existed, when a database
 /// made before schema versions were recorded is adopted: before the baseline's DDL, whose
 /// indexes need them.
-pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) -> Result<()> {
+pub(crate) async fn add_people_columns(c: &mut Conn, backend: Backend) -> Result<()> {
     let sql = match backend {
         Backend::Sqlite => "SELECT name FROM pragma_table_info('people')",
         Backend::Postgres => {
@@ -31,7 +31,7 @@ pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) 
              WHERE table_schema = current_schema() AND table_name = 'people'"
         }
     };
-    let have: BTreeSet<String> = sqlx::query(sql)
+    let have: BTreeSet<String> = db::query(sql)
         .fetch_all(&mut *c)
         .await?
         .iter()
@@ -41,7 +41,7 @@ pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) 
         return Ok(());
     }
     for col in PERSON_COLUMNS.iter().filter(|c| !have.contains(**c)) {
-        c.execute(sqlx::AssertSqlSafe(format!(
+        c.execute(db::AssertSqlSafe(format!(
             "ALTER TABLE people ADD COLUMN {col} TEXT"
         )))
         .await?;
@@ -51,19 +51,18 @@ pub(crate) async fn add_people_columns(c: &mut AnyConnection, backend: Backend) 
 
 /// Fills the filter columns of people stored before they existed (`search` is never null
 /// once filled), when a database made before schema versions were recorded is adopted.
-pub(crate) async fn fill_people_columns(c: &mut AnyConnection) -> Result<()> {
+pub(crate) async fn fill_people_columns(c: &mut Conn) -> Result<()> {
     loop {
-        let rows =
-            sqlx::query("SELECT data FROM people WHERE search IS NULL ORDER BY id LIMIT 500")
-                .fetch_all(&mut *c)
-                .await?;
+        let rows = db::query("SELECT data FROM people WHERE search IS NULL ORDER BY id LIMIT 500")
+            .fetch_all(&mut *c)
+            .await?;
         if rows.is_empty() {
             return Ok(());
         }
         for r in &rows {
             let p: Person = json(&r.try_get::<String, _>(0)?)?;
             let [department, worker_type, manager, search] = person_columns(&p);
-            sqlx::query(
+            db::query(
                 "UPDATE people SET department = $1, worker_type = $2, manager = $3, search = $4
                  WHERE id = $5",
             )
@@ -100,7 +99,7 @@ pub struct PeopleFilter<'a> {
 }
 
 /// A page of people in id order.
-pub async fn people_matching(c: &mut AnyConnection, f: &PeopleFilter<'_>) -> Result<Vec<Person>> {
+pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<Person>> {
     let mut w = Where::default();
     if let Some(s) = f.status {
         w.and("status = ?", [s.as_str().into()]);
@@ -135,7 +134,7 @@ pub async fn people_matching(c: &mut AnyConnection, f: &PeopleFilter<'_>) -> Res
 
 /// Which of `ids` name a person tenure has seen: one stored, or one whose hire (or rehire) is
 /// stored and not yet applied (its run still `pending`, as a future-dated hire's is).
-pub async fn known_people(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeSet<String>> {
+pub async fn known_people(c: &mut Conn, ids: &[&str]) -> Result<BTreeSet<String>> {
     let mut known = BTreeSet::new();
     for (head, tail) in [
         ("SELECT id FROM people WHERE id IN ", ""),
@@ -154,7 +153,7 @@ pub async fn known_people(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeSe
 
 /// Which of `ids` name a client the database knows: stored from an event that carried it in
 /// full, or named by an engagement. (Configured clients are the caller's to add.)
-pub async fn known_clients(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeSet<String>> {
+pub async fn known_clients(c: &mut Conn, ids: &[&str]) -> Result<BTreeSet<String>> {
     let mut known = BTreeSet::new();
     for (head, tail) in [
         ("SELECT id FROM clients WHERE id IN ", ""),
@@ -173,7 +172,7 @@ pub async fn known_clients(c: &mut AnyConnection, ids: &[&str]) -> Result<BTreeS
 
 /// Runs `{head}(ids...){tail}` over chunks of `ids` and hands each row's first column to `each`.
 async fn for_each_chunk(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     ids: &[&str],
     head: &str,
     tail: &str,
@@ -184,7 +183,7 @@ async fn for_each_chunk(
         let mut sql = String::from(head);
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         sql.push_str(tail);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string());
         }
@@ -217,7 +216,7 @@ pub struct RunFilter<'a> {
 }
 
 /// A page of runs, newest first (ids are time-ordered UUIDv7).
-pub async fn runs_matching(c: &mut AnyConnection, f: &RunFilter<'_>) -> Result<Vec<RunRow>> {
+pub async fn runs_matching(c: &mut Conn, f: &RunFilter<'_>) -> Result<Vec<RunRow>> {
     let mut w = Where::default();
     if let Some(s) = f.state {
         w.and("state = ?", [s.as_str().into()]);
@@ -269,7 +268,7 @@ pub struct AuditFilter<'a> {
 }
 
 /// A page of audit entries in chain order.
-pub async fn audit_matching(c: &mut AnyConnection, f: &AuditFilter<'_>) -> Result<Vec<AuditEntry>> {
+pub async fn audit_matching(c: &mut Conn, f: &AuditFilter<'_>) -> Result<Vec<AuditEntry>> {
     let mut w = Where::default();
     w.and("seq > ?", [f.after.into()]);
     w.eq("person_id", f.person)
@@ -309,7 +308,7 @@ pub struct EngagementFilter<'a> {
 
 /// A page of engagements in id order.
 pub async fn engagements_matching(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     f: &EngagementFilter<'_>,
 ) -> Result<Vec<Engagement>> {
     let mut w = Where::default();
@@ -331,12 +330,8 @@ pub async fn engagements_matching(
 
 /// Client ids the database knows (stored from events, or named by engagements), in id order
 /// after `after`, at most `limit`.
-pub async fn stored_client_ids(
-    c: &mut AnyConnection,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<String>> {
-    let rows = sqlx::query(
+pub async fn stored_client_ids(c: &mut Conn, after: &str, limit: i64) -> Result<Vec<String>> {
+    let rows = db::query(
         "SELECT id FROM (SELECT id FROM clients WHERE id > $1
                          UNION SELECT client_id AS id FROM engagements WHERE client_id > $1) AS known
          ORDER BY id LIMIT $2",
@@ -345,7 +340,7 @@ pub async fn stored_client_ids(
     .bind(limit)
     .fetch_all(c)
     .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// How many engagements a client has, active and ended.
@@ -359,7 +354,7 @@ pub struct EngagementCounts {
 
 /// The engagement counts of each of `clients` that has any.
 pub async fn engagement_counts(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     clients: &[&str],
 ) -> Result<BTreeMap<String, EngagementCounts>> {
     let mut out: BTreeMap<String, EngagementCounts> = BTreeMap::new();
@@ -369,7 +364,7 @@ pub async fn engagement_counts(
             String::from("SELECT client_id, active, COUNT(*) FROM engagements WHERE client_id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         sql.push_str(" GROUP BY client_id, active");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string());
         }

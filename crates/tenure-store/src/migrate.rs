@@ -13,15 +13,15 @@
 //! start, then recorded at version 1. A database that recorded a migration this binary does not
 //! know, or one whose SQL differs from this binary's, is refused, never downgraded.
 
+use crate::db::{self, Conn};
 use crate::{Backend, Result, StoreError};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Executor, Row};
 use std::future::Future;
 use std::pin::Pin;
 
 /// A data step: Rust code that runs after a migration's SQL, in its transaction.
 pub type DataStep =
-    for<'c> fn(&'c mut AnyConnection) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'c>>;
+    for<'c> fn(&'c mut Conn) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'c>>;
 
 /// One numbered change to the schema.
 #[derive(Clone, Copy)]
@@ -327,7 +327,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 const MIGRATION_LOCK: i64 = 7317001;
 
 /// Whether the current database (schema, on PostgreSQL) has a table of this name.
-async fn table_exists(c: &mut AnyConnection, backend: Backend, table: &str) -> Result<bool> {
+async fn table_exists(c: &mut Conn, backend: Backend, table: &str) -> Result<bool> {
     let sql = match backend {
         Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
         Backend::Postgres => {
@@ -335,7 +335,7 @@ async fn table_exists(c: &mut AnyConnection, backend: Backend, table: &str) -> R
              WHERE table_schema = current_schema() AND table_name = $1"
         }
     };
-    let n: i64 = sqlx::query(sql)
+    let n: i64 = db::query(sql)
         .bind(table.to_string())
         .fetch_one(c)
         .await?
@@ -344,41 +344,39 @@ async fn table_exists(c: &mut AnyConnection, backend: Backend, table: &str) -> R
 }
 
 /// The migrations the database records, oldest first.
-pub async fn applied_migrations(c: &mut AnyConnection) -> Result<Vec<Applied>> {
-    sqlx::query(
-        "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
-    )
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Applied {
-            version: r.try_get(0)?,
-            name: r.try_get(1)?,
-            checksum: r.try_get(2)?,
-            applied_at: r.try_get(3)?,
+pub async fn applied_migrations(c: &mut Conn) -> Result<Vec<Applied>> {
+    db::query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        .fetch_all(c)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Applied {
+                version: r.try_get(0)?,
+                name: r.try_get(1)?,
+                checksum: r.try_get(2)?,
+                applied_at: r.try_get(3)?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// Adds `column` (with its SQL type and constraints, `decl`) to a SQLite `table` unless the
 /// table has it: SQLite has no `ADD COLUMN IF NOT EXISTS`, and a migration's data step must
 /// be safe to run again over its own result. Names are the caller's constants, never input.
 pub(crate) async fn sqlite_add_column(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     table: &'static str,
     column: &'static str,
     decl: &'static str,
 ) -> Result<()> {
-    let has: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let has: i64 = db::query(db::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"
     )))
     .fetch_one(&mut *c)
     .await?
     .try_get(0)?;
     if has == 0 {
-        c.execute(sqlx::AssertSqlSafe(format!(
+        c.execute(db::AssertSqlSafe(format!(
             "ALTER TABLE {table} ADD COLUMN {column} {decl}"
         )))
         .await?;
@@ -386,8 +384,8 @@ pub(crate) async fn sqlite_add_column(
     Ok(())
 }
 
-async fn record(c: &mut AnyConnection, m: &Migration, now_ms: i64) -> Result<()> {
-    sqlx::query(
+async fn record(c: &mut Conn, m: &Migration, now_ms: i64) -> Result<()> {
+    db::query(
         "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(m.version)
@@ -399,9 +397,9 @@ async fn record(c: &mut AnyConnection, m: &Migration, now_ms: i64) -> Result<()>
     Ok(())
 }
 
-async fn run_sql(c: &mut AnyConnection, backend: Backend, m: &Migration) -> Result<()> {
+async fn run_sql(c: &mut Conn, backend: Backend, m: &Migration) -> Result<()> {
     for statement in m.statements(backend) {
-        c.execute(sqlx::AssertSqlSafe(statement)).await?;
+        c.execute(db::AssertSqlSafe(statement)).await?;
     }
     if let Some(data) = m.data {
         data(c).await?;
@@ -412,7 +410,7 @@ async fn run_sql(c: &mut AnyConnection, backend: Backend, m: &Migration) -> Resu
 /// Brings a database that predates version records to the baseline the way earlier versions
 /// did at every start: the people list's columns added, the baseline's idempotent DDL, the
 /// approvers and people columns of rows stored before those existed filled in.
-async fn upgrade_unrecorded(c: &mut AnyConnection, backend: Backend) -> Result<()> {
+async fn upgrade_unrecorded(c: &mut Conn, backend: Backend) -> Result<()> {
     crate::lists::add_people_columns(c, backend).await?;
     run_sql(c, backend, &MIGRATIONS[0]).await?;
     crate::approvals::index_unindexed_approvals(c).await?;
@@ -432,7 +430,7 @@ impl crate::Store {
             let mut tx = self.begin().await?;
             if self.backend() == Backend::Postgres {
                 // Instances starting together take turns; each sees what the one before did.
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                db::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(MIGRATION_LOCK)
                     .execute(tx.conn())
                     .await?;
@@ -712,7 +710,7 @@ mod tests {
         assert_ne!(m(1, "A;\nB").checksum(), m(1, "A;\nC").checksum());
     }
 
-    fn copy_people(c: &mut AnyConnection) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+    fn copy_people(c: &mut Conn) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async move {
             c.execute("INSERT INTO people_copy (id) SELECT id FROM people")
                 .await?;
@@ -720,15 +718,15 @@ mod tests {
         })
     }
 
-    fn refuse(_: &mut AnyConnection) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+    fn refuse(_: &mut Conn) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(async { Err(StoreError::Corrupt("data step failed".into())) })
     }
 
     async fn table_count(store: &crate::Store, table: &str) -> i64 {
         let mut c = store.reader().await.unwrap();
         let sql = format!("SELECT COUNT(*) FROM {table}");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *c)
+        db::query(db::AssertSqlSafe(sql))
+            .fetch_one(&mut c)
             .await
             .unwrap()
             .get(0)

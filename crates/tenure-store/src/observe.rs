@@ -3,8 +3,8 @@
 //! entries.
 
 use crate::Result;
+use crate::db::{self, Conn};
 use crate::queries::{is_sqlite, push_placeholders};
-use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use tenure_core::run::Priority;
 
@@ -21,8 +21,8 @@ pub struct QueueDepth {
 
 /// The steps due at `now` that no worker has claimed yet, per priority (only priorities with
 /// such steps are listed).
-pub async fn queue_depth(c: &mut AnyConnection, now: i64) -> Result<Vec<QueueDepth>> {
-    let rows = sqlx::query(
+pub async fn queue_depth(c: &mut Conn, now: i64) -> Result<Vec<QueueDepth>> {
+    let rows = db::query(
         "SELECT priority, COUNT(*), MIN(available_at) FROM steps
          WHERE state = 'pending' AND ready = 1 AND available_at <= $1
          GROUP BY priority ORDER BY priority",
@@ -42,12 +42,12 @@ pub async fn queue_depth(c: &mut AnyConnection, now: i64) -> Result<Vec<QueueDep
 }
 
 /// Records the request id each event came with, as `(event id, request id)` pairs.
-pub async fn insert_event_requests(c: &mut AnyConnection, rows: &[(String, String)]) -> Result<()> {
+pub async fn insert_event_requests(c: &mut Conn, rows: &[(String, String)]) -> Result<()> {
     let sqlite = is_sqlite(c);
     for chunk in rows.chunks(500) {
         let mut sql = String::from("INSERT INTO event_requests (event_id, request_id) VALUES ");
         push_placeholders(&mut sql, chunk.len(), 2, sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for (event, request) in chunk {
             q = q.bind(event.clone()).bind(request.clone());
         }
@@ -58,7 +58,7 @@ pub async fn insert_event_requests(c: &mut AnyConnection, rows: &[(String, Strin
 
 /// The request ids of those of `events` that came with one, by event id.
 pub async fn request_ids_of_events(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     events: &[&str],
 ) -> Result<HashMap<String, String>> {
     let sqlite = is_sqlite(c);
@@ -67,7 +67,7 @@ pub async fn request_ids_of_events(
         let mut sql =
             String::from("SELECT event_id, request_id FROM event_requests WHERE event_id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string());
         }
@@ -80,8 +80,8 @@ pub async fn request_ids_of_events(
 
 /// Refreshes the query planner's statistics (`ANALYZE`, on either backend): after a bulk load,
 /// before autovacuum (PostgreSQL) has seen it, the planner would misjudge what an index saves.
-pub async fn analyze(c: &mut AnyConnection) -> Result<()> {
-    sqlx::query("ANALYZE").execute(&mut *c).await?;
+pub async fn analyze(c: &mut Conn) -> Result<()> {
+    db::query("ANALYZE").execute(&mut *c).await?;
     Ok(())
 }
 
@@ -91,7 +91,7 @@ pub async fn analyze(c: &mut AnyConnection) -> Result<()> {
 /// bench` judges the engine against. The scratch table is dropped after.
 pub async fn commit_rate(store: &crate::Store, span: std::time::Duration) -> Result<f64> {
     let mut tx = store.begin().await?;
-    sqlx::query("CREATE TABLE bench_commits (n BIGINT NOT NULL)")
+    db::query("CREATE TABLE bench_commits (n BIGINT NOT NULL)")
         .execute(tx.conn())
         .await?;
     tx.commit().await?;
@@ -99,7 +99,7 @@ pub async fn commit_rate(store: &crate::Store, span: std::time::Duration) -> Res
     let mut n: i64 = 0;
     while n < 20_000 && started.elapsed() < span {
         let mut tx = store.begin().await?;
-        sqlx::query("INSERT INTO bench_commits (n) VALUES ($1)")
+        db::query("INSERT INTO bench_commits (n) VALUES ($1)")
             .bind(n)
             .execute(tx.conn())
             .await?;
@@ -108,7 +108,7 @@ pub async fn commit_rate(store: &crate::Store, span: std::time::Duration) -> Res
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let mut tx = store.begin().await?;
-    sqlx::query("DROP TABLE bench_commits")
+    db::query("DROP TABLE bench_commits")
         .execute(tx.conn())
         .await?;
     tx.commit().await?;

@@ -6,8 +6,8 @@
 //! index holds. Every value reaches the database as a bound parameter; only fixed SQL text
 //! and placeholders are ever concatenated.
 
+use crate::db::{self, Conn};
 use crate::{Backend, Result};
-use sqlx::{AnyConnection, Row};
 use std::fmt::Write as _;
 
 /// One indexed value of a resource: `attr` (lowercase, extension attributes prefixed with
@@ -490,7 +490,7 @@ type UserEntry<'a> = (&'a str, i64, &'a [IndexedValue]);
 
 /// Writes the per-user index rows of users: one per user, keyed by its `seq` on SQLite and by
 /// its id on PostgreSQL.
-async fn index_user_search(c: &mut AnyConnection, users: &[UserEntry<'_>]) -> Result<()> {
+async fn index_user_search(c: &mut Conn, users: &[UserEntry<'_>]) -> Result<()> {
     let sqlite = crate::queries::is_sqlite(c);
     let (table, key) = if sqlite {
         ("scim_users_trigram", "rowid")
@@ -500,7 +500,7 @@ async fn index_user_search(c: &mut AnyConnection, users: &[UserEntry<'_>]) -> Re
     for chunk in users.chunks(500) {
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", user_search_columns(key));
         crate::queries::push_placeholders(&mut sql, chunk.len(), USER_SEARCH.len() + 1, sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for (id, seq, values) in chunk {
             q = if sqlite {
                 q.bind(*seq)
@@ -518,20 +518,20 @@ async fn index_user_search(c: &mut AnyConnection, users: &[UserEntry<'_>]) -> Re
 
 /// Takes a stored user out of the per-user index; returns its `seq` (0 on PostgreSQL, which
 /// keys the index by id).
-async fn unindex_user_search(c: &mut AnyConnection, id: &str) -> Result<i64> {
+async fn unindex_user_search(c: &mut Conn, id: &str) -> Result<i64> {
     if !crate::queries::is_sqlite(c) {
-        sqlx::query("DELETE FROM scim_users_search WHERE user_id = $1")
+        db::query("DELETE FROM scim_users_search WHERE user_id = $1")
             .bind(id)
             .execute(&mut *c)
             .await?;
         return Ok(0);
     }
-    let seq: i64 = sqlx::query("SELECT seq FROM scim_users WHERE id = $1")
+    let seq: i64 = db::query("SELECT seq FROM scim_users WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *c)
         .await?
         .try_get(0)?;
-    sqlx::query("DELETE FROM scim_users_trigram WHERE rowid = $1")
+    db::query("DELETE FROM scim_users_trigram WHERE rowid = $1")
         .bind(seq)
         .execute(&mut *c)
         .await?;
@@ -543,18 +543,18 @@ async fn unindex_user_search(c: &mut AnyConnection, id: &str) -> Result<i64> {
 /// over its own result: the column is added once, only users without a number get one, and
 /// the index is emptied before it is filled. Nothing on PostgreSQL.
 pub(crate) fn user_search_index(
-    c: &mut AnyConnection,
+    c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
         if !crate::queries::is_sqlite(c) {
             return Ok(());
         }
         crate::migrate::sqlite_add_column(c, "scim_users", "seq", "INTEGER").await?;
-        let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM scim_users")
+        let max: i64 = db::query("SELECT COALESCE(MAX(seq), 0) FROM scim_users")
             .fetch_one(&mut *c)
             .await?
             .try_get(0)?;
-        sqlx::query(
+        db::query(
             "UPDATE scim_users SET seq = $1 + r.n
              FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM scim_users WHERE seq IS NULL) AS r
              WHERE scim_users.id = r.id",
@@ -562,10 +562,10 @@ pub(crate) fn user_search_index(
         .bind(max)
         .execute(&mut *c)
         .await?;
-        sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS scim_users_seq ON scim_users (seq)")
+        db::query("CREATE UNIQUE INDEX IF NOT EXISTS scim_users_seq ON scim_users (seq)")
             .execute(&mut *c)
             .await?;
-        sqlx::query("INSERT INTO scim_users_trigram (scim_users_trigram) VALUES ('delete-all')")
+        db::query("INSERT INTO scim_users_trigram (scim_users_trigram) VALUES ('delete-all')")
             .execute(&mut *c)
             .await?;
         let mut sql = format!(
@@ -582,9 +582,7 @@ pub(crate) fn user_search_index(
             );
         }
         sql.push_str(" FROM scim_users u WHERE u.deleted = 0");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *c)
-            .await?;
+        db::query(db::AssertSqlSafe(sql)).execute(&mut *c).await?;
         Ok(())
     })
 }
@@ -593,13 +591,13 @@ pub(crate) fn user_search_index(
 /// (`scim_users_search`) from the stored values of the live users. Safe to run again over its
 /// own result: the table is emptied before it is filled. Nothing on SQLite (migration 4).
 pub(crate) fn user_search_index_postgres(
-    c: &mut AnyConnection,
+    c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
         if crate::queries::is_sqlite(c) {
             return Ok(());
         }
-        sqlx::query("DELETE FROM scim_users_search")
+        db::query("DELETE FROM scim_users_search")
             .execute(&mut *c)
             .await?;
         let mut sql = format!(
@@ -614,9 +612,7 @@ pub(crate) fn user_search_index_postgres(
             );
         }
         sql.push_str(" FROM scim_users u WHERE u.deleted = 0");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *c)
-            .await?;
+        db::query(db::AssertSqlSafe(sql)).execute(&mut *c).await?;
         Ok(())
     })
 }
@@ -634,7 +630,7 @@ fn substring_needed(c: &Cond) -> Option<(&str, CondOp, &str)> {
     }
 }
 
-pub(crate) fn backend_of(c: &AnyConnection) -> Backend {
+pub(crate) fn backend_of(c: &Conn) -> Backend {
     if crate::queries::is_sqlite(c) {
         Backend::Sqlite
     } else {
@@ -642,7 +638,7 @@ pub(crate) fn backend_of(c: &AnyConnection) -> Backend {
     }
 }
 
-fn user_row(r: &sqlx::any::AnyRow) -> Result<ScimUserRow> {
+fn user_row(r: &db::Row) -> Result<ScimUserRow> {
     Ok(ScimUserRow {
         id: r.try_get("id")?,
         user_name_ci: r.try_get("user_name_ci")?,
@@ -658,9 +654,9 @@ const USER_COLS: &str =
     "u.id, u.user_name_ci, u.lifecycle, u.version, u.created_at, u.updated_at, u.doc";
 
 /// A live (not deleted) SCIM user.
-pub async fn scim_user(c: &mut AnyConnection, id: &str) -> Result<Option<ScimUserRow>> {
+pub async fn scim_user(c: &mut Conn, id: &str) -> Result<Option<ScimUserRow>> {
     let sql = format!("SELECT {USER_COLS} FROM scim_users u WHERE u.id = $1 AND u.deleted = 0");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(&mut *c)
         .await?;
@@ -670,7 +666,7 @@ pub async fn scim_user(c: &mut AnyConnection, id: &str) -> Result<Option<ScimUse
 /// A live SCIM user with the entitlements its person holds in `granted` state (its SCIM
 /// `groups`), in one query.
 pub async fn scim_user_with_groups(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
 ) -> Result<Option<(ScimUserRow, Vec<String>)>> {
     let sql = format!(
@@ -678,7 +674,7 @@ pub async fn scim_user_with_groups(
          LEFT JOIN grants g ON g.person_id = u.id AND g.state = 'granted'
          WHERE u.id = $1 AND u.deleted = 0 ORDER BY g.entitlement"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(id)
         .fetch_all(&mut *c)
         .await?;
@@ -698,7 +694,7 @@ pub async fn scim_user_with_groups(
 /// The entitlements each of `people` holds in `granted` state, in entitlement order (their
 /// SCIM `groups`); people holding none are absent.
 pub async fn granted_entitlements(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     people: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<String>>> {
     let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
@@ -708,7 +704,7 @@ pub async fn granted_entitlements(
         );
         push_params(&mut sql, chunk.len());
         sql.push_str(") ORDER BY person_id, entitlement");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(p.to_string());
         }
@@ -720,20 +716,17 @@ pub async fn granted_entitlements(
 }
 
 /// The live user holding `user_name_ci`, if any.
-pub async fn scim_user_id_by_name(
-    c: &mut AnyConnection,
-    user_name_ci: &str,
-) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT id FROM scim_users WHERE user_name_ci = $1 AND deleted = 0")
+pub async fn scim_user_id_by_name(c: &mut Conn, user_name_ci: &str) -> Result<Option<String>> {
+    let row = db::query("SELECT id FROM scim_users WHERE user_name_ci = $1 AND deleted = 0")
         .bind(user_name_ci)
         .fetch_optional(&mut *c)
         .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// The live users holding these userNames (lowercased): name → id.
 pub async fn scim_user_ids_by_names(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     names: &[&str],
 ) -> Result<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::with_capacity(names.len());
@@ -743,7 +736,7 @@ pub async fn scim_user_ids_by_names(
         );
         push_params(&mut sql, chunk.len());
         sql.push(')');
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for n in chunk {
             q = q.bind(n.to_string());
         }
@@ -770,7 +763,7 @@ fn live_matching(backend: Backend, filter: Option<&Cond>) -> Sql {
 
 /// How the database would count the live users matching `filter` (SQLite's `EXPLAIN QUERY
 /// PLAN`, PostgreSQL's `EXPLAIN`), one line per step: which indexes a filter reads.
-pub async fn scim_search_plan(c: &mut AnyConnection, filter: Option<&Cond>) -> Result<Vec<String>> {
+pub async fn scim_search_plan(c: &mut Conn, filter: Option<&Cond>) -> Result<Vec<String>> {
     let backend = backend_of(c);
     let q = live_matching(backend, filter);
     let (explain, column) = match backend {
@@ -781,7 +774,7 @@ pub async fn scim_search_plan(c: &mut AnyConnection, filter: Option<&Cond>) -> R
         "{explain} SELECT COUNT(*) FROM scim_users u WHERE {}",
         q.text
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = db::query(db::AssertSqlSafe(sql));
     for b in &q.binds {
         query = query.bind(b.clone());
     }
@@ -789,7 +782,7 @@ pub async fn scim_search_plan(c: &mut AnyConnection, filter: Option<&Cond>) -> R
         .fetch_all(&mut *c)
         .await?
         .iter()
-        .map(|r| Ok(r.try_get::<String, _>(column)?))
+        .map(|r| r.try_get::<String, _>(column))
         .collect()
 }
 
@@ -797,7 +790,7 @@ pub async fn scim_search_plan(c: &mut AnyConnection, filter: Option<&Cond>) -> R
 /// each with the entitlements its person holds (see [`granted_entitlements`]); with the total
 /// count of matches. In id order (no `sort`), the page and its grants are one query.
 pub async fn search_scim_users(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     filter: Option<&Cond>,
     sort: Option<&SortKey>,
     offset: i64,
@@ -810,23 +803,23 @@ pub async fn search_scim_users(
     // One comparison the per-user index answers is counted there, without reading the users:
     // the index holds exactly the live ones.
     let indexed = user_search_only(backend, filter);
-    let count = async |c: &mut AnyConnection, binds: &[String]| -> Result<i64> {
+    let count = async |c: &mut Conn, binds: &[String]| -> Result<i64> {
         let count = match &indexed {
-            Some(search) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            Some(search) => db::query(db::AssertSqlSafe(format!(
                 "SELECT COUNT(*) FROM ({}) k",
                 search.keys(backend, "$1")
             )))
             .bind(search.param(backend)),
             None => {
                 let count_sql = format!("SELECT COUNT(*) FROM scim_users u WHERE {where_sql}");
-                let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
+                let mut count = db::query(db::AssertSqlSafe(count_sql));
                 for b in binds {
                     count = count.bind(b.clone());
                 }
                 count
             }
         };
-        Ok(count.fetch_one(&mut *c).await?.try_get(0)?)
+        count.fetch_one(&mut *c).await?.try_get(0)
     };
     if limit == 0 {
         return Ok((count(c, &q.binds).await?, Vec::new()));
@@ -881,7 +874,7 @@ pub async fn search_scim_users(
     } else {
         page
     };
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = db::query(db::AssertSqlSafe(sql));
     for b in &q.binds {
         query = query.bind(b.clone());
     }
@@ -919,7 +912,7 @@ pub async fn search_scim_users(
 /// replacement of the live user at exactly that version. Returns false (and writes nothing)
 /// when the stored version moved on in between.
 pub async fn put_scim_user(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     u: &ScimUserRow,
     prev_version: Option<i64>,
     values: &[IndexedValue],
@@ -928,7 +921,7 @@ pub async fn put_scim_user(
         insert_scim_users(c, &[(u.clone(), values.to_vec())]).await?;
         return Ok(true);
     };
-    let n = sqlx::query(
+    let n = db::query(
         "UPDATE scim_users SET user_name_ci = $2, lifecycle = $3, version = $4, updated_at = $5, doc = $6
          WHERE id = $1 AND version = $7 AND deleted = 0",
     )
@@ -945,7 +938,7 @@ pub async fn put_scim_user(
     if n != 1 {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+    db::query("DELETE FROM scim_values WHERE resource_id = $1")
         .bind(&u.id)
         .execute(&mut *c)
         .await?;
@@ -959,14 +952,14 @@ pub async fn put_scim_user(
 /// Writes new users and their value index: one statement for the users and one for all their
 /// values (per few hundred rows), however many users.
 pub async fn insert_scim_users(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     users: &[(ScimUserRow, Vec<IndexedValue>)],
 ) -> Result<()> {
     let sqlite = crate::queries::is_sqlite(c);
     // SQLite numbers the users in the order written (`seq`, the listing order and the key of
     // the per-user index); the writer holds the database, so the largest number is its own.
     let first_seq: i64 = if sqlite {
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM scim_users")
+        db::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM scim_users")
             .fetch_one(&mut *c)
             .await?
             .try_get(0)?
@@ -988,7 +981,7 @@ pub async fn insert_scim_users(
     for chunk in users.chunks(500) {
         let mut sql = format!("INSERT INTO scim_users ({columns}) VALUES ");
         crate::queries::push_placeholders(&mut sql, chunk.len(), per_row, sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for (u, _) in chunk {
             q = q
                 .bind(u.id.clone())
@@ -1020,13 +1013,13 @@ pub async fn insert_scim_users(
 }
 
 /// Adds rows to the value index.
-async fn insert_values(c: &mut AnyConnection, values: &[(&str, &IndexedValue)]) -> Result<()> {
+async fn insert_values(c: &mut Conn, values: &[(&str, &IndexedValue)]) -> Result<()> {
     let sqlite = crate::queries::is_sqlite(c);
     for chunk in values.chunks(500) {
         let mut sql =
             String::from("INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ");
         crate::queries::push_placeholders(&mut sql, chunk.len(), 5, sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for (id, v) in chunk {
             q = q
                 .bind(id.to_string())
@@ -1041,8 +1034,8 @@ async fn insert_values(c: &mut AnyConnection, values: &[(&str, &IndexedValue)]) 
 }
 
 /// The value index of one resource, ordered by attribute, position, sub-attribute and value.
-pub async fn scim_values_of(c: &mut AnyConnection, id: &str) -> Result<Vec<IndexedValue>> {
-    let rows = sqlx::query(
+pub async fn scim_values_of(c: &mut Conn, id: &str) -> Result<Vec<IndexedValue>> {
+    let rows = db::query(
         "SELECT attr, idx, sub, val FROM scim_values WHERE resource_id = $1 ORDER BY attr, idx, sub, val",
     )
     .bind(id)
@@ -1062,13 +1055,13 @@ pub async fn scim_values_of(c: &mut AnyConnection, id: &str) -> Result<Vec<Index
 
 /// Marks a user deleted (its id stays taken; its userName is free again) and drops its index.
 pub async fn delete_scim_user(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     prev_version: i64,
     lifecycle: &str,
     now: i64,
 ) -> Result<bool> {
-    let n = sqlx::query(
+    let n = db::query(
         "UPDATE scim_users SET deleted = 1, lifecycle = $2, version = version + 1, updated_at = $3 WHERE id = $1 AND deleted = 0 AND version = $4",
     )
     .bind(id)
@@ -1080,7 +1073,7 @@ pub async fn delete_scim_user(
     .rows_affected();
     if n == 1 {
         unindex_user_search(c, id).await?;
-        sqlx::query("DELETE FROM scim_values WHERE resource_id = $1")
+        db::query("DELETE FROM scim_values WHERE resource_id = $1")
             .bind(id)
             .execute(&mut *c)
             .await?;
@@ -1089,8 +1082,8 @@ pub async fn delete_scim_user(
 }
 
 /// Events still waiting, oldest first.
-pub async fn scim_outbox(c: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>> {
-    let rows = sqlx::query(
+pub async fn scim_outbox(c: &mut Conn, limit: i64) -> Result<Vec<OutboxRow>> {
+    let rows = db::query(
         "SELECT key, resource_id, event FROM scim_outbox ORDER BY created_at, key LIMIT $1",
     )
     .bind(limit)
@@ -1118,12 +1111,12 @@ fn push_params(sql: &mut String, n: usize) {
 }
 
 /// Removes events the engine has stored.
-pub async fn delete_scim_outbox(c: &mut AnyConnection, keys: &[String]) -> Result<()> {
+pub async fn delete_scim_outbox(c: &mut Conn, keys: &[String]) -> Result<()> {
     for chunk in keys.chunks(500) {
         let mut sql = String::from("DELETE FROM scim_outbox WHERE key IN (");
         push_params(&mut sql, chunk.len());
         sql.push(')');
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for k in chunk {
             q = q.bind(k.clone());
         }
@@ -1133,14 +1126,14 @@ pub async fn delete_scim_outbox(c: &mut AnyConnection, keys: &[String]) -> Resul
 }
 
 /// Person ids holding each entitlement in `granted` state, for SCIM groups.
-pub async fn entitlement_holders(c: &mut AnyConnection, entitlement: &str) -> Result<Vec<String>> {
-    let rows = sqlx::query(
+pub async fn entitlement_holders(c: &mut Conn, entitlement: &str) -> Result<Vec<String>> {
+    let rows = db::query(
         "SELECT person_id FROM grants WHERE entitlement = $1 AND state = 'granted' ORDER BY person_id",
     )
     .bind(entitlement)
     .fetch_all(&mut *c)
     .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 #[cfg(test)]
@@ -1245,7 +1238,7 @@ mod tests {
         }
     }
 
-    async fn ids(c: &mut AnyConnection, cond: &Cond) -> Vec<String> {
+    async fn ids(c: &mut Conn, cond: &Cond) -> Vec<String> {
         let (total, users) = search_scim_users(c, Some(cond), None, 0, 1000)
             .await
             .unwrap();
@@ -1424,7 +1417,7 @@ mod tests {
             tx.commit().await.unwrap();
             let mut c = store.reader().await.unwrap();
             if store.backend() == Backend::Postgres {
-                sqlx::query("ANALYZE").execute(&mut *c).await.unwrap();
+                db::query("ANALYZE").execute(&mut c).await.unwrap();
             }
             let cmp = |sub: &str, op, val: &str| Cond::Cmp {
                 attr: "username".into(),
@@ -1465,16 +1458,16 @@ mod tests {
                 if store.backend() == Backend::Postgres && index == per_user {
                     // PostgreSQL reads a table of 20,000 short rows whole; kept from that, it
                     // takes the column's trigram index (the pattern's form fits the index).
-                    sqlx::query("SET enable_seqscan = off")
-                        .execute(&mut *c)
+                    db::query("SET enable_seqscan = off")
+                        .execute(&mut c)
                         .await
                         .unwrap();
                     let plan = scim_search_plan(&mut c, Some(&cond))
                         .await
                         .unwrap()
                         .join("\n");
-                    sqlx::query("RESET enable_seqscan")
-                        .execute(&mut *c)
+                    db::query("RESET enable_seqscan")
+                        .execute(&mut c)
                         .await
                         .unwrap();
                     assert!(
@@ -1550,12 +1543,9 @@ mod tests {
 
     /// Stores users as a database of schema version 2 or 3 did: their rows (no `seq` yet) and
     /// their values, each in one statement.
-    async fn store_as_before_seq(
-        c: &mut AnyConnection,
-        users: &[(ScimUserRow, Vec<IndexedValue>)],
-    ) {
+    async fn store_as_before_seq(c: &mut Conn, users: &[(ScimUserRow, Vec<IndexedValue>)]) {
         for (u, values) in users {
-            sqlx::query(
+            db::query(
                 "INSERT INTO scim_users (id, user_name_ci, deleted, lifecycle, version, created_at, updated_at, doc)
                  VALUES ($1, $2, 0, $3, $4, $5, $6, $7)",
             )
@@ -1643,8 +1633,8 @@ mod tests {
             drop(c);
             // Migration 4 (and those after it) runs again over its own result (a database
             // whose record of them was lost) and leaves the same answers.
-            sqlx::query("DELETE FROM schema_migrations WHERE version >= 4")
-                .execute(&mut *store.reader().await.unwrap())
+            db::query("DELETE FROM schema_migrations WHERE version >= 4")
+                .execute(&mut store.reader().await.unwrap())
                 .await
                 .unwrap();
             store.close().await;

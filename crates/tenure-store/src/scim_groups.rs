@@ -4,8 +4,8 @@
 //! they are configuration.
 
 use crate::Result;
+use crate::db::{self, Conn};
 use crate::queries::{is_sqlite, push_placeholders};
-use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A stored group, without its members.
@@ -27,7 +27,7 @@ pub struct ScimGroupRow {
 
 const GROUP_COLS: &str = "id, display_name, external_id, version, created_at, updated_at";
 
-fn group_row(r: &sqlx::any::AnyRow) -> Result<ScimGroupRow> {
+fn group_row(r: &db::Row) -> Result<ScimGroupRow> {
     Ok(ScimGroupRow {
         id: r.try_get("id")?,
         display_name: r.try_get("display_name")?,
@@ -47,9 +47,9 @@ fn params(from: usize, n: usize) -> String {
 }
 
 /// One stored group.
-pub async fn scim_group(c: &mut AnyConnection, id: &str) -> Result<Option<ScimGroupRow>> {
+pub async fn scim_group(c: &mut Conn, id: &str) -> Result<Option<ScimGroupRow>> {
     let sql = format!("SELECT {GROUP_COLS} FROM scim_groups WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(&mut *c)
         .await?;
@@ -57,11 +57,9 @@ pub async fn scim_group(c: &mut AnyConnection, id: &str) -> Result<Option<ScimGr
 }
 
 /// Every stored group, in id order (creation order).
-pub async fn scim_groups(c: &mut AnyConnection) -> Result<Vec<ScimGroupRow>> {
+pub async fn scim_groups(c: &mut Conn) -> Result<Vec<ScimGroupRow>> {
     let sql = format!("SELECT {GROUP_COLS} FROM scim_groups ORDER BY id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&mut *c)
-        .await?;
+    let rows = db::query(db::AssertSqlSafe(sql)).fetch_all(&mut *c).await?;
     rows.iter().map(group_row).collect()
 }
 
@@ -83,7 +81,7 @@ pub enum NameMatch {
 /// filters normalize it), in id order as [`scim_groups`]: a filter that needs such a comparison reads these
 /// instead of every group.
 pub async fn scim_groups_by_name(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     how: NameMatch,
     text: &str,
 ) -> Result<Vec<ScimGroupRow>> {
@@ -95,7 +93,7 @@ pub async fn scim_groups_by_name(
     };
     let test = crate::scim::compare_sql(crate::scim::backend_of(c), "display_name_ci", op, "$1");
     let sql = format!("SELECT {GROUP_COLS} FROM scim_groups WHERE {test} ORDER BY id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(text)
         .fetch_all(&mut *c)
         .await?;
@@ -103,15 +101,12 @@ pub async fn scim_groups_by_name(
 }
 
 /// The group holding the displayName `display_name_ci` (lowercased), if any.
-pub async fn scim_group_id_by_name(
-    c: &mut AnyConnection,
-    display_name_ci: &str,
-) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT id FROM scim_groups WHERE display_name_ci = $1")
+pub async fn scim_group_id_by_name(c: &mut Conn, display_name_ci: &str) -> Result<Option<String>> {
+    let row = db::query("SELECT id FROM scim_groups WHERE display_name_ci = $1")
         .bind(display_name_ci)
         .fetch_optional(&mut *c)
         .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// The members of each of `groups` (person ids, sorted); groups with none are absent. Only
@@ -119,7 +114,7 @@ pub async fn scim_group_id_by_name(
 /// that a group change committed beside the delete (PostgreSQL, two transactions at once) is
 /// not listed either.
 pub async fn scim_group_members(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     groups: &[&str],
 ) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -130,7 +125,7 @@ pub async fn scim_group_members(
              WHERE m.group_id IN ({})",
             params(1, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for g in chunk {
             q = q.bind(g.to_string());
         }
@@ -144,7 +139,7 @@ pub async fn scim_group_members(
 /// The groups (id, displayName) each of `people` is a member of, by displayName; people in no
 /// group are absent.
 pub async fn scim_groups_of(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     people: &[&str],
 ) -> Result<BTreeMap<String, Vec<(String, String)>>> {
     let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -155,7 +150,7 @@ pub async fn scim_groups_of(
              WHERE m.person_id IN ({}) ORDER BY m.person_id, g.display_name_ci",
             params(1, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(p.to_string());
         }
@@ -169,17 +164,14 @@ pub async fn scim_groups_of(
 }
 
 /// Which of `ids` are live SCIM users, with their lifecycle (`none`, `active`, `left`).
-pub async fn live_scim_users(
-    c: &mut AnyConnection,
-    ids: &[&str],
-) -> Result<BTreeMap<String, String>> {
+pub async fn live_scim_users(c: &mut Conn, ids: &[&str]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
         let sql = format!(
             "SELECT id, lifecycle FROM scim_users WHERE deleted = 0 AND id IN ({})",
             params(1, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string());
         }
@@ -193,14 +185,14 @@ pub async fn live_scim_users(
 /// Writes a group: inserts it when `prev_version` is `None`, else updates it only if it is
 /// still at `prev_version` (false when it moved on or is gone).
 pub async fn put_scim_group(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     g: &ScimGroupRow,
     prev_version: Option<i64>,
 ) -> Result<bool> {
     let name_ci = g.display_name.to_lowercase();
     match prev_version {
         None => {
-            sqlx::query(
+            db::query(
                 "INSERT INTO scim_groups (id, display_name, display_name_ci, external_id, version, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -216,7 +208,7 @@ pub async fn put_scim_group(
             Ok(true)
         }
         Some(prev) => {
-            let n = sqlx::query(
+            let n = db::query(
                 "UPDATE scim_groups SET display_name = $2, display_name_ci = $3, external_id = $4, version = $5, updated_at = $6
                  WHERE id = $1 AND version = $7",
             )
@@ -237,7 +229,7 @@ pub async fn put_scim_group(
 
 /// Adds and removes members of a group, a few hundred rows per statement.
 pub async fn change_scim_group_members(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     group: &str,
     added: &[&str],
     removed: &[&str],
@@ -246,7 +238,7 @@ pub async fn change_scim_group_members(
     for chunk in added.chunks(500) {
         let mut sql = String::from("INSERT INTO scim_group_members (group_id, person_id) VALUES ");
         push_placeholders(&mut sql, chunk.len(), 2, sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(group.to_string()).bind(p.to_string());
         }
@@ -257,7 +249,7 @@ pub async fn change_scim_group_members(
             "DELETE FROM scim_group_members WHERE group_id = $1 AND person_id IN ({})",
             params(2, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group.to_string());
+        let mut q = db::query(db::AssertSqlSafe(sql)).bind(group.to_string());
         for p in chunk {
             q = q.bind(p.to_string());
         }
@@ -269,17 +261,13 @@ pub async fn change_scim_group_members(
 /// Takes `person` out of every group it is a member of (its SCIM user is being deleted): the
 /// memberships go and each group moves to its next version. Returns the groups as they now
 /// stand, by displayName.
-pub async fn leave_scim_groups(
-    c: &mut AnyConnection,
-    person: &str,
-    now: i64,
-) -> Result<Vec<ScimGroupRow>> {
+pub async fn leave_scim_groups(c: &mut Conn, person: &str, now: i64) -> Result<Vec<ScimGroupRow>> {
     let sql = format!(
         "SELECT {GROUP_COLS} FROM scim_groups WHERE id IN
          (SELECT group_id FROM scim_group_members WHERE person_id = $1)
          ORDER BY display_name_ci"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(person)
         .fetch_all(&mut *c)
         .await?;
@@ -287,7 +275,7 @@ pub async fn leave_scim_groups(
     if groups.is_empty() {
         return Ok(groups);
     }
-    sqlx::query("DELETE FROM scim_group_members WHERE person_id = $1")
+    db::query("DELETE FROM scim_group_members WHERE person_id = $1")
         .bind(person)
         .execute(&mut *c)
         .await?;
@@ -296,7 +284,7 @@ pub async fn leave_scim_groups(
             "UPDATE scim_groups SET version = version + 1, updated_at = $1 WHERE id IN ({})",
             params(2, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        let mut q = db::query(db::AssertSqlSafe(sql)).bind(now);
         for g in chunk.iter() {
             q = q.bind(g.id.clone());
         }
@@ -310,15 +298,15 @@ pub async fn leave_scim_groups(
 }
 
 /// Deletes a group and its memberships if it is still at `prev_version`.
-pub async fn delete_scim_group(c: &mut AnyConnection, id: &str, prev_version: i64) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM scim_groups WHERE id = $1 AND version = $2")
+pub async fn delete_scim_group(c: &mut Conn, id: &str, prev_version: i64) -> Result<bool> {
+    let n = db::query("DELETE FROM scim_groups WHERE id = $1 AND version = $2")
         .bind(id)
         .bind(prev_version)
         .execute(&mut *c)
         .await?
         .rows_affected();
     if n == 1 {
-        sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
+        db::query("DELETE FROM scim_group_members WHERE group_id = $1")
             .bind(id)
             .execute(&mut *c)
             .await?;

@@ -2,8 +2,8 @@
 //! rehires and leaves received in it, a page at a time with their steps.
 
 use crate::Result;
+use crate::db::{self, Conn};
 use crate::queries::{is_sqlite, parse, push_placeholders};
-use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use tenure_core::config::SlaSettings;
 use tenure_core::run::RunKind;
@@ -16,7 +16,7 @@ const PAGE: i64 = 500;
 /// (epoch ms), against `sla`, judged at `now`. Reads the runs page by page: memory holds one
 /// page and one duration per run and system.
 pub async fn sla_report(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     sla: &SlaSettings,
     from: i64,
     to: i64,
@@ -27,7 +27,7 @@ pub async fn sla_report(
         let mut after: Option<(i64, String)> = None;
         loop {
             let (at, id) = after.clone().unwrap_or((from - 1, String::new()));
-            let rows = sqlx::query(
+            let rows = db::query(
                 "SELECT id, person_id, kind, state, created_at, effective_at FROM runs
                  WHERE kind = $1 AND created_at >= $2 AND created_at < $3
                    AND (created_at > $4 OR (created_at = $4 AND id > $5))
@@ -67,7 +67,7 @@ pub async fn sla_report(
                  WHERE run_id IN ",
             );
             push_placeholders(&mut sql, 1, runs.len(), is_sqlite(c));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = db::query(db::AssertSqlSafe(sql));
             for r in &runs {
                 q = q.bind(r.run_id.clone());
             }
@@ -98,11 +98,7 @@ pub async fn sla_report(
 
 /// How many runs of `kinds` have not ended though their access was due before `due_before`
 /// (the later of receipt and effect): with `due_before` = now minus a target, the runs past it.
-pub async fn overdue_runs(
-    c: &mut AnyConnection,
-    kinds: &[RunKind],
-    due_before: i64,
-) -> Result<i64> {
+pub async fn overdue_runs(c: &mut Conn, kinds: &[RunKind], due_before: i64) -> Result<i64> {
     let mut sql = String::from(
         "SELECT COUNT(*) FROM runs WHERE state IN ('pending', 'running', 'awaiting_approval')
          AND created_at < $1 AND effective_at < $1 AND kind IN ",
@@ -116,9 +112,9 @@ pub async fn overdue_runs(
         sql.push_str(&format!("${}", i + 2));
     }
     sql.push(')');
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(due_before);
+    let mut q = db::query(db::AssertSqlSafe(sql)).bind(due_before);
     for k in kinds {
         q = q.bind(k.as_str());
     }
-    Ok(q.fetch_one(&mut *c).await?.try_get(0)?)
+    q.fetch_one(&mut *c).await?.try_get(0)
 }

@@ -1,10 +1,9 @@
 //! Tasks: work a step waits on outside tenure (a manual task for a team, or a webhook
 //! receiver's asynchronous completion), keyed by the step's operation id.
 
+use crate::db::{self, Conn, Row};
 use crate::{Result, StoreError};
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
 /// What a task is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -129,7 +128,7 @@ pub struct NewTask {
 const COLUMNS: &str = "id, kind, system, team, person_id, action, entitlement, title, state, \
                        message, created_at, due_at, finished_at, finished_by";
 
-fn row(r: &AnyRow) -> Result<TaskRow> {
+fn row(r: &Row) -> Result<TaskRow> {
     let kind: String = r.try_get("kind")?;
     Ok(TaskRow {
         id: r.try_get("id")?,
@@ -155,8 +154,8 @@ fn row(r: &AnyRow) -> Result<TaskRow> {
 
 /// Opens the task unless one with its id exists; returns the stored task and whether it was
 /// opened now.
-pub async fn open_task(c: &mut AnyConnection, t: &NewTask) -> Result<(TaskRow, bool)> {
-    let inserted = sqlx::query(
+pub async fn open_task(c: &mut Conn, t: &NewTask) -> Result<(TaskRow, bool)> {
+    let inserted = db::query(
         "INSERT INTO tasks (id, kind, system, team, person_id, action, entitlement, title, state,
                             created_at, due_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10)
@@ -183,9 +182,9 @@ pub async fn open_task(c: &mut AnyConnection, t: &NewTask) -> Result<(TaskRow, b
 }
 
 /// The task with this id.
-pub async fn get_task(c: &mut AnyConnection, id: &str) -> Result<Option<TaskRow>> {
+pub async fn get_task(c: &mut Conn, id: &str) -> Result<Option<TaskRow>> {
     let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(&mut *c)
         .await?
@@ -195,7 +194,7 @@ pub async fn get_task(c: &mut AnyConnection, id: &str) -> Result<Option<TaskRow>
 
 /// Tasks in a state (all states when `None`), optionally of one team, oldest first.
 pub async fn list_tasks(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     state: Option<TaskState>,
     team: Option<&str>,
     limit: i64,
@@ -205,7 +204,7 @@ pub async fn list_tasks(
           WHERE ($1 = '' OR state = $1) AND ($2 = '' OR team = $2)
           ORDER BY created_at, id LIMIT $3"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(state.map_or("", TaskState::as_str))
         .bind(team.unwrap_or("").to_string())
         .bind(limit)
@@ -220,7 +219,7 @@ pub async fn list_tasks(
 /// task as it was before (so the caller can tell "no such task" from "already finished"),
 /// and whether this call finished it.
 pub async fn finish_task(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     state: TaskState,
     message: Option<&str>,
@@ -230,7 +229,7 @@ pub async fn finish_task(
     let Some(before) = get_task(c, id).await? else {
         return Ok(None);
     };
-    let changed = sqlx::query(
+    let changed = db::query(
         "UPDATE tasks SET state = $1, message = $2, finished_at = $3, finished_by = $4
           WHERE id = $5 AND state = 'open'",
     )
@@ -244,7 +243,7 @@ pub async fn finish_task(
     .rows_affected()
         == 1;
     if changed {
-        sqlx::query("UPDATE steps SET available_at = $1 WHERE op_id = $2 AND state = 'pending'")
+        db::query("UPDATE steps SET available_at = $1 WHERE op_id = $2 AND state = 'pending'")
             .bind(now)
             .bind(id.to_string())
             .execute(&mut *c)
@@ -257,11 +256,11 @@ pub async fn finish_task(
 /// team gets the task back); with `compensation_only`, of its failed compensation steps only.
 /// Call before the steps are reset.
 pub async fn reopen_failed_tasks_of_run(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     run_id: &str,
     compensation_only: bool,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    Ok(db::query(
         "UPDATE tasks SET state = 'open', message = NULL, finished_at = NULL, finished_by = NULL
           WHERE state = 'failed'
             AND id IN (SELECT op_id FROM steps WHERE run_id = $1 AND state = 'failed'
@@ -276,28 +275,22 @@ pub async fn reopen_failed_tasks_of_run(
 
 /// The ids of a run's open tasks (a task's id is its step's operation id).
 pub async fn open_task_ids_of_run(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     run_id: &str,
 ) -> Result<std::collections::HashSet<String>> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT id FROM tasks WHERE state = 'open' AND id IN (SELECT op_id FROM steps WHERE run_id = $1)",
     )
     .bind(run_id.to_string())
     .fetch_all(&mut *c)
     .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get::<String, _>(0)?))
-        .collect()
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
 /// Withdraws the open tasks of a run's steps that are about to be cancelled, so nobody works on
 /// them; a step called again (it will not be) would find them cancelled.
-pub async fn cancel_open_tasks_of_run(
-    c: &mut AnyConnection,
-    run_id: &str,
-    now: i64,
-) -> Result<u64> {
-    Ok(sqlx::query(
+pub async fn cancel_open_tasks_of_run(c: &mut Conn, run_id: &str, now: i64) -> Result<u64> {
+    Ok(db::query(
         "UPDATE tasks SET state = 'cancelled', message = 'the step was cancelled', finished_at = $1,
                 finished_by = 'engine'
           WHERE state = 'open'

@@ -1,11 +1,10 @@
 //! Queries for the `timers` table: durable timers (read into the core's typed `Timer`) and the
 //! notification outbox's webhook deliveries, which share it. Like `queries`, every function
-//! takes `&mut AnyConnection`.
+//! takes `&mut Conn`.
 
+use crate::db::{self, Conn, Row};
 use crate::queries::corrupt;
 use crate::{Backend, Result};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use tenure_core::timer::{Timer, TimerError, TimerKind, TimerState};
 
 /// The `kind` of webhook deliveries in the `timers` table: claimed with a lease and delivered
@@ -27,7 +26,7 @@ pub struct TimerRow {
 
 const TIMER_COLS: &str = "id, kind, subject, due_at, payload";
 
-fn timer_row(r: &AnyRow) -> Result<TimerRow> {
+fn timer_row(r: &Row) -> Result<TimerRow> {
     let kind: String = r.try_get("kind")?;
     let subject: String = r.try_get("subject")?;
     let payload: String = r.try_get("payload")?;
@@ -40,12 +39,7 @@ fn timer_row(r: &AnyRow) -> Result<TimerRow> {
 }
 
 /// Schedules `timer` at `due_at`, or moves the one of its kind and subject there.
-pub async fn schedule_timer(
-    c: &mut AnyConnection,
-    timer: &Timer,
-    due_at: i64,
-    now: i64,
-) -> Result<()> {
+pub async fn schedule_timer(c: &mut Conn, timer: &Timer, due_at: i64, now: i64) -> Result<()> {
     let payload = timer.payload();
     upsert_timer(
         c,
@@ -59,14 +53,14 @@ pub async fn schedule_timer(
 }
 
 async fn upsert_timer(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     kind: &str,
     subject: &str,
     due_at: i64,
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO timers (id, kind, subject, due_at, payload, state, attempts, created_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)
          ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload,
@@ -84,8 +78,8 @@ async fn upsert_timer(
 }
 
 /// Cancels the pending timer of `kind` for `subject`, if any.
-pub async fn cancel_timer(c: &mut AnyConnection, kind: TimerKind, subject: &str) -> Result<()> {
-    sqlx::query(
+pub async fn cancel_timer(c: &mut Conn, kind: TimerKind, subject: &str) -> Result<()> {
+    db::query(
         "UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND subject = $2 AND state = 'pending'",
     )
     .bind(kind.as_str())
@@ -100,7 +94,7 @@ pub async fn cancel_timer(c: &mut AnyConnection, kind: TimerKind, subject: &str)
 /// On PostgreSQL, `SKIP LOCKED` lets several instances fire side by side. A row that cannot be
 /// read comes back with the reason; the caller keeps it with [`set_timer_unreadable`].
 pub async fn claim_due_timers(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     backend: Backend,
     now: i64,
     limit: i64,
@@ -116,7 +110,7 @@ pub async fn claim_due_timers(
                       ORDER BY due_at LIMIT $2 {lock})
          RETURNING {TIMER_COLS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(now)
         .bind(limit)
         .fetch_all(c)
@@ -128,8 +122,8 @@ pub async fn claim_due_timers(
 
 /// Keeps a claimed timer that cannot be read as `unreadable`, with the reason, instead of
 /// fired: it is never fired, and stays for an operator to see.
-pub async fn set_timer_unreadable(c: &mut AnyConnection, id: &str, reason: &str) -> Result<()> {
-    sqlx::query("UPDATE timers SET state = $1, last_error = $2, fired_at = NULL WHERE id = $3")
+pub async fn set_timer_unreadable(c: &mut Conn, id: &str, reason: &str) -> Result<()> {
+    db::query("UPDATE timers SET state = $1, last_error = $2, fired_at = NULL WHERE id = $3")
         .bind(TimerState::Unreadable.as_str())
         .bind(reason.to_string())
         .bind(id.to_string())
@@ -155,7 +149,7 @@ pub struct DeliveryRow {
 
 const DELIVERY_COLS: &str = "id, subject, due_at, payload, attempts";
 
-fn delivery_row(r: &AnyRow) -> Result<DeliveryRow> {
+fn delivery_row(r: &Row) -> Result<DeliveryRow> {
     Ok(DeliveryRow {
         id: r.try_get("id")?,
         message_id: r.try_get("subject")?,
@@ -167,7 +161,7 @@ fn delivery_row(r: &AnyRow) -> Result<DeliveryRow> {
 
 /// Queues the webhook message `message_id` with `body`, due at `due_at`.
 pub async fn queue_delivery(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     message_id: &str,
     body: &serde_json::Value,
     due_at: i64,
@@ -179,7 +173,7 @@ pub async fn queue_delivery(
 /// Claims due webhook deliveries (and those whose lease ran out: the process died mid-call),
 /// leasing them until `lease_until` and counting the attempt.
 pub async fn claim_deliveries(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     backend: Backend,
     now: i64,
     lease_until: i64,
@@ -197,7 +191,7 @@ pub async fn claim_deliveries(
                       ORDER BY due_at LIMIT $3 {lock})
          RETURNING {DELIVERY_COLS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(lease_until)
         .bind(now)
         .bind(limit)
@@ -219,7 +213,7 @@ pub enum DeliveryEnd {
 
 /// Records a delivery attempt's end (the error, when it failed).
 pub async fn finish_delivery(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     end: DeliveryEnd,
     error: Option<&str>,
@@ -230,7 +224,7 @@ pub async fn finish_delivery(
         DeliveryEnd::RetryAt(at) => (TimerState::Pending, Some(at)),
         DeliveryEnd::Dead => (TimerState::Dead, None),
     };
-    sqlx::query(
+    db::query(
         "UPDATE timers SET state = $1, due_at = COALESCE($2, due_at), last_error = $3, lease_until = NULL,
            fired_at = CASE WHEN $1 = 'fired' THEN $4 ELSE fired_at END
          WHERE id = $5",
@@ -246,13 +240,13 @@ pub async fn finish_delivery(
 }
 
 /// When the next pending timer is due.
-pub async fn next_timer_due(c: &mut AnyConnection) -> Result<Option<i64>> {
-    let next: Option<i64> = sqlx::query("SELECT MIN(due_at) FROM timers WHERE state = 'pending'")
+pub async fn next_timer_due(c: &mut Conn) -> Result<Option<i64>> {
+    let next: Option<i64> = db::query("SELECT MIN(due_at) FROM timers WHERE state = 'pending'")
         .fetch_one(&mut *c)
         .await?
         .try_get(0)?;
     let lease: Option<i64> =
-        sqlx::query("SELECT MIN(lease_until) FROM timers WHERE state = 'running'")
+        db::query("SELECT MIN(lease_until) FROM timers WHERE state = 'running'")
             .fetch_one(&mut *c)
             .await?
             .try_get(0)?;
@@ -263,26 +257,26 @@ pub async fn next_timer_due(c: &mut AnyConnection) -> Result<Option<i64>> {
 }
 
 /// When the next pending timer that fires in a transaction (not a webhook delivery) is due.
-pub async fn next_firing_due(c: &mut AnyConnection) -> Result<Option<i64>> {
+pub async fn next_firing_due(c: &mut Conn) -> Result<Option<i64>> {
     let sql = format!(
         "SELECT MIN(due_at) FROM timers WHERE state = 'pending' AND kind <> '{WEBHOOK_KIND}'"
     );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .fetch_one(c)
         .await?
-        .try_get(0)?)
+        .try_get(0)
 }
 
 /// The timers of `kind` in `state`, oldest due first (for tests and inspection).
 pub async fn timers_of_kind(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     kind: TimerKind,
     state: TimerState,
 ) -> Result<Vec<TimerRow>> {
     let sql = format!(
         "SELECT {TIMER_COLS} FROM timers WHERE kind = $1 AND state = $2 ORDER BY due_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(kind.as_str())
         .bind(state.as_str())
         .fetch_all(c)
@@ -291,11 +285,11 @@ pub async fn timers_of_kind(
 }
 
 /// The webhook deliveries in `state`, oldest due first (for tests and inspection).
-pub async fn deliveries_in(c: &mut AnyConnection, state: TimerState) -> Result<Vec<DeliveryRow>> {
+pub async fn deliveries_in(c: &mut Conn, state: TimerState) -> Result<Vec<DeliveryRow>> {
     let sql = format!(
         "SELECT {DELIVERY_COLS} FROM timers WHERE kind = '{WEBHOOK_KIND}' AND state = $1 ORDER BY due_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(state.as_str())
         .fetch_all(c)
         .await?;

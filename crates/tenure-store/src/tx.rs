@@ -1,7 +1,9 @@
 //! The write transaction and the audit entries that ride along with it.
 
+use crate::db::{self, Conn};
 use crate::{Backend, Result};
-use sqlx::{Any, AnyConnection, Row};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tenure_core::audit::{AuditEntry, entry_hash};
 
 /// An audit entry before it has a place in the chain.
@@ -39,24 +41,26 @@ pub struct Savepoint {
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Any>,
+    tx: Conn,
     audit: Vec<NewAudit>,
     backend: Backend,
+    committed: Arc<AtomicU64>,
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Tx {
-    pub(crate) fn new(tx: sqlx::Transaction<'static, Any>, backend: Backend) -> Self {
+    pub(crate) fn new(tx: Conn, backend: Backend, committed: Arc<AtomicU64>) -> Self {
         Tx {
             tx,
             audit: Vec::new(),
             backend,
+            committed,
             on_commit: Vec::new(),
         }
     }
 
     /// The connection, for queries inside the transaction.
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub fn conn(&mut self) -> &mut Conn {
         &mut self.tx
     }
 
@@ -80,7 +84,7 @@ impl Tx {
     /// sharing this transaction can fail alone. Savepoints do not nest: release or roll back
     /// one before taking the next.
     pub async fn savepoint(&mut self) -> Result<Savepoint> {
-        sqlx::Executor::execute(&mut *self.tx, "SAVEPOINT tenure_change").await?;
+        self.tx.execute("SAVEPOINT tenure_change").await?;
         Ok(Savepoint {
             audit: self.audit.len(),
             on_commit: self.on_commit.len(),
@@ -90,14 +94,16 @@ impl Tx {
     /// Keeps what was done since `sp`.
     pub async fn release(&mut self, sp: Savepoint) -> Result<()> {
         let _ = sp;
-        sqlx::Executor::execute(&mut *self.tx, "RELEASE SAVEPOINT tenure_change").await?;
+        self.tx.execute("RELEASE SAVEPOINT tenure_change").await?;
         Ok(())
     }
 
     /// Undoes what was done since `sp`: its writes, audit entries and `after_commit` hooks.
     pub async fn rollback_to(&mut self, sp: Savepoint) -> Result<()> {
-        sqlx::Executor::execute(&mut *self.tx, "ROLLBACK TO SAVEPOINT tenure_change").await?;
-        sqlx::Executor::execute(&mut *self.tx, "RELEASE SAVEPOINT tenure_change").await?;
+        self.tx
+            .execute("ROLLBACK TO SAVEPOINT tenure_change")
+            .await?;
+        self.tx.execute("RELEASE SAVEPOINT tenure_change").await?;
         self.audit.truncate(sp.audit);
         self.on_commit.truncate(sp.on_commit);
         Ok(())
@@ -116,6 +122,7 @@ impl Tx {
             append_audit(&mut self.tx, entries).await?;
         }
         self.tx.commit().await?;
+        self.committed.fetch_add(1, Ordering::Relaxed);
         for f in self.on_commit {
             f();
         }
@@ -123,9 +130,9 @@ impl Tx {
     }
 }
 
-async fn append_audit(conn: &mut AnyConnection, entries: Vec<NewAudit>) -> Result<()> {
+async fn append_audit(conn: &mut Conn, entries: Vec<NewAudit>) -> Result<()> {
     // Touching the head row locks it (PostgreSQL), so concurrent writers chain in turn.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+    let head = db::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut *conn)
         .await?;
     let (mut seq, mut prev): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
@@ -156,13 +163,8 @@ async fn append_audit(conn: &mut AnyConnection, entries: Vec<NewAudit>) -> Resul
         let mut sql = String::from(
             "INSERT INTO audit_log (seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash) VALUES ",
         );
-        crate::queries::push_placeholders(
-            &mut sql,
-            chunk.len(),
-            COLS,
-            crate::queries::is_sqlite(conn),
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        crate::queries::push_placeholders(&mut sql, chunk.len(), COLS, conn.is_sqlite());
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for e in chunk {
             q = q
                 .bind(e.seq)
@@ -181,7 +183,7 @@ async fn append_audit(conn: &mut AnyConnection, entries: Vec<NewAudit>) -> Resul
         }
         q.execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+    db::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
         .bind(prev)
         .execute(&mut *conn)

@@ -9,6 +9,7 @@ use tenure_core::approval::ApprovalState;
 use tenure_core::audit::Verifier;
 use tenure_core::timer::{TimerKind, TimerState};
 use tenure_core::{GrantState, PersonStatus};
+use tenure_store::db;
 use tenure_store::{
     ApprovalFilter, MIGRATIONS, MigrationError, Store, StoreError, applied_migrations,
 };
@@ -65,11 +66,11 @@ async fn counts(store: &Store) -> Vec<(&'static str, i64)> {
     let mut c = store.reader().await.unwrap();
     let mut out = Vec::new();
     for t in TABLES {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
-            .fetch_one(&mut *c)
+        let row = db::query(db::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
+            .fetch_one(&mut c)
             .await
             .unwrap();
-        out.push((t, sqlx::Row::get::<i64, _>(&row, 0)));
+        out.push((t, row.get::<i64, _>(0)));
     }
     out
 }
@@ -85,7 +86,7 @@ const SCIM_USER_BEFORE: [&str; 4] = [
 
 /// Substring filters on the SCIM user stored before the upgrade find it through the trigram
 /// indexes the upgrade filled.
-async fn check_scim_index(c: &mut tenure_store::AnyConnection, sqlite: bool) {
+async fn check_scim_index(c: &mut tenure_store::Conn, sqlite: bool) {
     let co = |attr: &str, sub: &str, val: &str| tenure_store::Cond::Cmp {
         attr: attr.into(),
         sub: sub.into(),
@@ -304,11 +305,12 @@ async fn a_postgres_database_made_before_versions_is_upgraded_in_place() {
 /// Changes the recorded migrations of a database this binary made, then opens it again.
 async fn reopen_after(url: &str, change: &str) -> StoreError {
     let store = Store::connect(url).await.unwrap();
-    store
-        .write_pool()
-        .execute(sqlx::AssertSqlSafe(change.to_string()))
+    let mut tx = store.begin().await.unwrap();
+    tx.conn()
+        .execute(db::AssertSqlSafe(change.to_string()))
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     store.close().await;
     Store::connect(url).await.unwrap_err()
 }

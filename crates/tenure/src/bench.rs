@@ -295,6 +295,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let events = Arc::new(events);
 
     let started = Instant::now();
+    let committed_before = store.transactions_committed();
+    let writer_before = store.writer_times();
     send_all(&engine, events, 32).await?;
     let Ends {
         mut provision,
@@ -303,6 +305,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         unfinished,
     } = collector.await?.context("collecting run results")?;
     let elapsed = started.elapsed().as_secs_f64();
+    let transactions = store.transactions_committed() - committed_before;
+    // How much of the run SQLite's one writer was held by a transaction, and doing what.
+    let writer_busy = match (writer_before, store.writer_times()) {
+        (Some(a), Some(b)) => {
+            let t = b - a;
+            let share =
+                |d: std::time::Duration| (d.as_secs_f64() / elapsed * 1000.0).round() / 10.0;
+            Some(serde_json::json!({
+                "held_percent": share(t.held),
+                "statements_percent": share(t.statements),
+                "commits_percent": share(t.commits),
+            }))
+        }
+        _ => None,
+    };
     let faults = match &metrics {
         Some(metrics) => Some(fault_checks(&engine, &store, &metrics.render()).await?),
         None => None,
@@ -337,6 +354,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "steps_per_sec": (steps as f64 / elapsed).round(),
         "commits_per_sec": commits_per_sec.round(),
         "steps_per_commit": ((steps as f64 / elapsed) / commits_per_sec * 100.0).round() / 100.0,
+        "transactions": transactions,
+        "transactions_per_sec": (transactions as f64 / elapsed).round(),
+        "sqlite_writer": writer_busy,
         "provision_p50_ms": percentile(&provision, 50.0),
         "provision_p99_ms": percentile(&provision, 99.0),
         "revoke_p50_ms": percentile(&revoke, 50.0),
@@ -366,6 +386,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "  the database's durable single-row commits: {} /s, so {} steps per commit",
             figures["commits_per_sec"], figures["steps_per_commit"]
         );
+        println!(
+            "  write transactions committed: {transactions} = {} /s, {:.2} steps each",
+            figures["transactions_per_sec"],
+            steps as f64 / transactions.max(1) as f64
+        );
+        if let Some(w) = &writer_busy {
+            println!(
+                "  the SQLite writer was held by a transaction {} % of the time: statements {} %, commits (log writes and fsync) {} %",
+                w["held_percent"], w["statements_percent"], w["commits_percent"]
+            );
+        }
         println!(
             "  time-to-provision: p50 {} ms, p99 {} ms",
             figures["provision_p50_ms"], figures["provision_p99_ms"]
@@ -576,9 +607,8 @@ async fn fault_checks(engine: &Engine, store: &Store, text: &str) -> Result<Faul
 }
 
 /// The single number a counting query answers.
-async fn count(c: &mut tenure_store::AnyConnection, sql: &'static str) -> Result<i64> {
-    use sqlx::Row;
-    let row = sqlx::query(sql).fetch_one(c).await?;
+async fn count(c: &mut tenure_store::Conn, sql: &'static str) -> Result<i64> {
+    let row = tenure_store::db::query(sql).fetch_one(c).await?;
     Ok(row.try_get::<i64, _>(0)?)
 }
 
@@ -669,16 +699,16 @@ async fn phase_times(
     store: &Store,
     runs: &[String],
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    use sqlx::Row;
     let actions = ["disable_account", "revoke", "delete_account"];
     let mut at: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); actions.len()];
     let mut c = store.reader().await?;
     for run in runs {
-        let rows =
-            sqlx::query("SELECT at_ms, action FROM audit_log WHERE run_id = $1 ORDER BY seq")
-                .bind(run.as_str())
-                .fetch_all(&mut *c)
-                .await?;
+        let rows = tenure_store::db::query(
+            "SELECT at_ms, action FROM audit_log WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run.as_str())
+        .fetch_all(&mut c)
+        .await?;
         let mut received = None;
         let mut seen: Vec<(Option<i64>, Option<i64>)> = vec![(None, None); actions.len()];
         for r in &rows {

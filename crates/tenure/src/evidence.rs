@@ -462,11 +462,7 @@ fn verify_export(path: &Path, keys: Vec<PublicKey>) -> Result<()> {
 // ---------------------------------------------------------------- export
 
 /// A sequence number, or the first entry at or after (`from`) / last before (`!from`) a time.
-async fn resolve_bound(
-    c: &mut tenure_store::AnyConnection,
-    given: &str,
-    from: bool,
-) -> Result<Option<i64>> {
+async fn resolve_bound(c: &mut tenure_store::Conn, given: &str, from: bool) -> Result<Option<i64>> {
     let flag = if from { "--from" } else { "--to" };
     if let Ok(seq) = given.trim().parse::<i64>() {
         if seq < 1 {

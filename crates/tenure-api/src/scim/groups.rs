@@ -445,7 +445,7 @@ fn index_of(g: &Listed<'_>, members: &BTreeSet<String>, meta: bool) -> Vec<Index
 }
 
 async fn members_of(
-    c: &mut sqlx::AnyConnection,
+    c: &mut tenure_store::Conn,
     groups: &[&Listed<'_>],
 ) -> R<std::collections::HashMap<String, BTreeSet<String>>> {
     let pushed: Vec<&str> = groups

@@ -68,11 +68,7 @@ impl From<ApiError> for Scim {
 
 impl From<StoreError> for Scim {
     fn from(e: StoreError) -> Self {
-        if let StoreError::Db(db) = &e
-            && db
-                .as_database_error()
-                .is_some_and(|d| d.is_unique_violation())
-        {
+        if e.is_unique_violation() {
             return Scim(ScimError::new(
                 ScimType::Uniqueness,
                 "a unique attribute (userName, displayName) is already taken",
@@ -293,7 +289,7 @@ struct PersonView {
 /// The person behind a user, read only when `attributes` asks for its status: a plain read is
 /// one query (the user with the grants behind `groups`).
 async fn person_view(
-    c: &mut sqlx::AnyConnection,
+    c: &mut tenure_store::Conn,
     id: &str,
     params: &ListParams,
 ) -> R<Option<PersonView>> {
@@ -331,7 +327,7 @@ fn user_groups(
 /// query for the pushed groups.
 async fn groups_of_users(
     s: &AppState,
-    c: &mut sqlx::AnyConnection,
+    c: &mut tenure_store::Conn,
     users: &[(&str, &[String])],
 ) -> R<HashMap<String, Vec<Value>>> {
     let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();

@@ -14,11 +14,12 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use sqlx::{AnyPool, Executor, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenure_core::{Entitlement, Person};
+use tenure_store::db::{self, AssertSqlSafe};
+use tenure_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &[&str] = &[
@@ -113,20 +114,23 @@ struct Call {
 /// The store behind every sandbox system; hands out one connector per system.
 #[derive(Clone)]
 pub struct SandboxHub {
-    pool: AnyPool,
+    store: Store,
     tx: mpsc::Sender<Call>,
     sqlite: bool,
 }
 
 impl SandboxHub {
     /// Creates the sandbox tables and starts the writer. `sqlite` selects `BEGIN IMMEDIATE`.
-    pub async fn start(pool: AnyPool, sqlite: bool) -> Result<SandboxHub, sqlx::Error> {
+    pub async fn start(store: Store) -> Result<SandboxHub, StoreError> {
+        let mut t = store.begin().await?;
         for ddl in SCHEMA {
-            pool.execute(*ddl).await?;
+            t.conn().execute(*ddl).await?;
         }
+        t.commit().await?;
+        let sqlite = store.backend() == tenure_store::Backend::Sqlite;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(pool.clone(), sqlite, rx));
-        Ok(SandboxHub { pool, tx, sqlite })
+        tokio::spawn(writer(store.clone(), sqlite, rx));
+        Ok(SandboxHub { store, tx, sqlite })
     }
 
     /// A connector for system `system` with these settings.
@@ -143,11 +147,12 @@ impl SandboxHub {
     }
 
     /// The durable counters of `system`.
-    pub async fn stats(&self, system: &str) -> Result<SandboxStats, sqlx::Error> {
+    pub async fn stats(&self, system: &str) -> Result<SandboxStats, StoreError> {
+        let mut c = self.store.reader().await?;
         let row =
-            sqlx::query("SELECT calls, changes, failures FROM sandbox_counters WHERE system = $1")
-                .bind(system.to_string())
-                .fetch_optional(&self.pool)
+            db::query("SELECT calls, changes, failures FROM sandbox_counters WHERE system = $1")
+                .bind(system)
+                .fetch_optional(&mut c)
                 .await?;
         Ok(match row {
             Some(r) => SandboxStats {
@@ -165,11 +170,11 @@ impl SandboxHub {
     }
 }
 
-async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
+async fn writer(store: Store, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
         let calls = std::mem::take(&mut batch);
-        match apply_batch(&pool, sqlite, &calls).await {
+        match apply_batch(&store, sqlite, &calls).await {
             Ok(results) => {
                 for (call, result) in calls.into_iter().zip(results) {
                     let _ = call.reply.send(result);
@@ -188,15 +193,12 @@ async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
 }
 
 async fn apply_batch(
-    pool: &AnyPool,
+    store: &Store,
     sqlite: bool,
     calls: &[Call],
-) -> Result<Vec<Result<(), ConnectorError>>, sqlx::Error> {
-    let mut tx = if sqlite {
-        pool.begin_with("BEGIN IMMEDIATE").await?
-    } else {
-        pool.begin().await?
-    };
+) -> Result<Vec<Result<(), ConnectorError>>, StoreError> {
+    let mut t = store.begin().await?;
+    let tx = t.conn();
     let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
     let mut results = Vec::with_capacity(calls.len());
     // One statement records every operation id of the batch; the ones already there are repeats.
@@ -214,7 +216,7 @@ async fn apply_batch(
             }
         }
         sql.push_str(" ON CONFLICT DO NOTHING RETURNING system, op_id");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(AssertSqlSafe(sql));
         for call in chunk {
             q = q.bind(call.system.to_string()).bind(call.op_id.clone());
         }
@@ -242,7 +244,7 @@ async fn apply_batch(
         }
         let person = call.person_id.clone();
         let affected = match call.kind {
-            Kind::Create => sqlx::query(
+            Kind::Create => db::query(
                 "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
             )
             .bind(sys.clone())
@@ -251,7 +253,7 @@ async fn apply_batch(
             .execute(&mut *tx)
             .await?
             .rows_affected(),
-            Kind::Update => sqlx::query("UPDATE sandbox_accounts SET attrs = $3 WHERE system = $1 AND person_id = $2 AND attrs <> $3")
+            Kind::Update => db::query("UPDATE sandbox_accounts SET attrs = $3 WHERE system = $1 AND person_id = $2 AND attrs <> $3")
                 .bind(sys.clone())
                 .bind(person.clone())
                 .bind(call.attrs.clone())
@@ -260,7 +262,7 @@ async fn apply_batch(
                 .rows_affected(),
             Kind::Enable | Kind::Disable => {
                 let want = (call.kind == Kind::Enable) as i64;
-                sqlx::query("UPDATE sandbox_accounts SET enabled = $3 WHERE system = $1 AND person_id = $2 AND enabled <> $3")
+                db::query("UPDATE sandbox_accounts SET enabled = $3 WHERE system = $1 AND person_id = $2 AND enabled <> $3")
                     .bind(sys.clone())
                     .bind(person.clone())
                     .bind(want)
@@ -269,19 +271,19 @@ async fn apply_batch(
                     .rows_affected()
             }
             Kind::Delete => {
-                sqlx::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2")
+                db::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2")
                     .bind(sys.clone())
                     .bind(person.clone())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
+                db::query("DELETE FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
                     .bind(sys.clone())
                     .bind(person.clone())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()
             }
-            Kind::Grant => sqlx::query(
+            Kind::Grant => db::query(
                 "INSERT INTO sandbox_memberships (system, person_id, entitlement)
                  SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM sandbox_accounts WHERE system = $1 AND person_id = $2)
                  ON CONFLICT DO NOTHING",
@@ -292,7 +294,7 @@ async fn apply_batch(
             .execute(&mut *tx)
             .await?
             .rows_affected(),
-            Kind::Revoke => sqlx::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2 AND entitlement = $3")
+            Kind::Revoke => db::query("DELETE FROM sandbox_memberships WHERE system = $1 AND person_id = $2 AND entitlement = $3")
                 .bind(sys.clone())
                 .bind(person.clone())
                 .bind(call.entitlement.clone())
@@ -303,7 +305,7 @@ async fn apply_batch(
         let needs_account = matches!(call.kind, Kind::Update | Kind::Enable | Kind::Grant);
         if affected == 0 && needs_account {
             let exists =
-                sqlx::query("SELECT 1 FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
+                db::query("SELECT 1 FROM sandbox_accounts WHERE system = $1 AND person_id = $2")
                     .bind(sys.clone())
                     .bind(person.clone())
                     .fetch_optional(&mut *tx)
@@ -312,7 +314,7 @@ async fn apply_batch(
             if !exists {
                 // Like a real system's 404: nothing to act on. Forget the op so a retry after
                 // the account appears is applied.
-                sqlx::query("DELETE FROM sandbox_ops WHERE system = $1 AND op_id = $2")
+                db::query("DELETE FROM sandbox_ops WHERE system = $1 AND op_id = $2")
                     .bind(sys.clone())
                     .bind(call.op_id.clone())
                     .execute(&mut *tx)
@@ -336,7 +338,7 @@ async fn apply_batch(
         }
     }
     for (system, c) in counters {
-        sqlx::query(
+        db::query(
             "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, $2, $3, $4)
              ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + excluded.calls,
                changes = sandbox_counters.changes + excluded.changes,
@@ -349,7 +351,7 @@ async fn apply_batch(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
+    t.commit().await?;
     Ok(results)
 }
 
@@ -409,15 +411,31 @@ impl SandboxConnector {
             .map_err(|_| ConnectorError::retryable("sandbox writer stopped"))?
     }
 
+    /// A connection to read the sandbox's tables with.
+    async fn reader(&self) -> Result<tenure_store::Reader, ConnectorError> {
+        self.hub
+            .store
+            .reader()
+            .await
+            .map_err(|e| ConnectorError::retryable(e.to_string()))
+    }
+
     async fn count_failure(&self) {
-        let _ = sqlx::query(
-            "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, 1, 0, 1)
-             ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + 1, failures = sandbox_counters.failures + 1",
-        )
-        .bind(self.system.to_string())
-        .execute(&self.hub.pool)
-        .await
-        .inspect_err(|e| tracing::warn!(error = %e, "sandbox failure counter not stored"));
+        let store = &self.hub.store;
+        let counted = async {
+            let mut t = store.begin().await?;
+            db::query(
+                "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, 1, 0, 1)
+                 ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + 1, failures = sandbox_counters.failures + 1",
+            )
+            .bind(self.system.to_string())
+            .execute(t.conn())
+            .await?;
+            t.commit().await
+        };
+        let _ = counted
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "sandbox failure counter not stored"));
     }
 }
 
@@ -455,11 +473,12 @@ impl Connector for SandboxConnector {
         self.call(op, Kind::Revoke, person, Some(entitlement)).await
     }
     async fn list_accounts(&self) -> Result<Vec<RemoteAccount>, ConnectorError> {
-        let rows = sqlx::query(
+        let mut c = self.reader().await?;
+        let rows = db::query(
             "SELECT person_id, enabled FROM sandbox_accounts WHERE system = $1 ORDER BY person_id",
         )
         .bind(self.system.to_string())
-        .fetch_all(&self.hub.pool)
+        .fetch_all(&mut c)
         .await
         .map_err(|e| ConnectorError::retryable(e.to_string()))?;
         rows.iter()
@@ -477,12 +496,13 @@ impl Connector for SandboxConnector {
             .collect()
     }
     async fn list_memberships(&self, person_id: &str) -> Result<Vec<String>, ConnectorError> {
-        let rows = sqlx::query(
+        let mut c = self.reader().await?;
+        let rows = db::query(
             "SELECT entitlement FROM sandbox_memberships WHERE system = $1 AND person_id = $2 ORDER BY entitlement",
         )
         .bind(self.system.to_string())
         .bind(person_id.to_string())
-        .fetch_all(&self.hub.pool)
+        .fetch_all(&mut c)
         .await
         .map_err(|e| ConnectorError::retryable(e.to_string()))?;
         rows.iter()

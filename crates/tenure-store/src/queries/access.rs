@@ -3,12 +3,11 @@
 use super::*;
 
 /// The person's accounts.
-pub async fn accounts_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Account>> {
-    let rows =
-        sqlx::query("SELECT system, state FROM accounts WHERE person_id = $1 ORDER BY system")
-            .bind(person.to_string())
-            .fetch_all(c)
-            .await?;
+pub async fn accounts_of(c: &mut Conn, person: &str) -> Result<Vec<Account>> {
+    let rows = db::query("SELECT system, state FROM accounts WHERE person_id = $1 ORDER BY system")
+        .bind(person.to_string())
+        .fetch_all(c)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Account {
@@ -29,7 +28,7 @@ const ACCOUNT_STATE_ON_CONFLICT: &str =
 
 /// Sets the state of a person's account on a system (see [`ACCOUNT_STATE_ON_CONFLICT`]).
 pub async fn set_account(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     system: &str,
     state: AccountState,
@@ -39,7 +38,7 @@ pub async fn set_account(
         "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (person_id, system) DO UPDATE SET {ACCOUNT_STATE_ON_CONFLICT}, updated_at = excluded.updated_at"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(db::AssertSqlSafe(sql))
         .bind(person.to_string())
         .bind(system.to_string())
         .bind(state.as_str())
@@ -50,8 +49,8 @@ pub async fn set_account(
 }
 
 /// The person's grants in every state.
-pub async fn grants_of(c: &mut AnyConnection, person: &str) -> Result<Vec<(Grant, String)>> {
-    let rows = sqlx::query(
+pub async fn grants_of(c: &mut Conn, person: &str) -> Result<Vec<(Grant, String)>> {
+    let rows = db::query(
         "SELECT entitlement, system, source, source_ref, state, granted_at, expires_at
          FROM grants WHERE person_id = $1 ORDER BY entitlement",
     )
@@ -84,13 +83,13 @@ const GRANT_PLANNED: &str = "('pending', 'awaiting_approval', 'failed', 'denied'
 
 /// Stores a grant (on `system`) as it is now; an `uncertain` one stays so when `g` only plans
 /// it (see [`GRANT_PLANNED`]).
-pub async fn upsert_grant(c: &mut AnyConnection, g: &Grant, system: &str, now: i64) -> Result<()> {
+pub async fn upsert_grant(c: &mut Conn, g: &Grant, system: &str, now: i64) -> Result<()> {
     upsert_grants(c, &[(g.clone(), system.to_string())], now).await
 }
 
 /// Sets a grant's state: [`set_grant_states`] for one grant.
 pub async fn set_grant_state(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     entitlement: &str,
     state: GrantState,
@@ -103,7 +102,7 @@ pub async fn set_grant_state(
 /// Sets many accounts' states at once (later entries win for the same person and system; see
 /// [`ACCOUNT_STATE_ON_CONFLICT`]).
 pub async fn upsert_accounts(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     rows: &[(String, String, AccountState)],
     now: i64,
 ) -> Result<()> {
@@ -129,11 +128,7 @@ pub async fn upsert_accounts(
 
 /// Stores many grants at once (later entries win for the same person and entitlement); an
 /// `uncertain` one stays so when only planned (see [`GRANT_PLANNED`]).
-pub async fn upsert_grants(
-    c: &mut AnyConnection,
-    rows: &[(Grant, String)],
-    now: i64,
-) -> Result<()> {
+pub async fn upsert_grants(c: &mut Conn, rows: &[(Grant, String)], now: i64) -> Result<()> {
     let rows = dedupe_last(rows, |(g, _)| (g.person_id.clone(), g.entitlement.clone()));
     let suffix = format!(
         " ON CONFLICT (person_id, entitlement) DO UPDATE SET system = excluded.system, source = excluded.source,
@@ -170,7 +165,7 @@ pub async fn upsert_grants(
 /// it again); one revoked at or after its expiry keeps it as the record that it ran out. An
 /// `uncertain` grant stays so when only planned or failed (see [`GRANT_PLANNED`]).
 pub async fn set_grant_states(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     rows: &[(String, String, GrantState)],
     now: i64,
 ) -> Result<()> {
@@ -206,13 +201,13 @@ fn dedupe_last<T: Clone, K: Eq + std::hash::Hash>(rows: &[T], key: impl Fn(&T) -
 }
 
 /// People by id, for a batch of steps.
-pub async fn people_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<Person>> {
+pub async fn people_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<Person>> {
     let mut out = Vec::with_capacity(ids.len());
     let sqlite = is_sqlite(c);
     for chunk in ids.chunks(500) {
         let mut sql = String::from("SELECT data FROM people WHERE id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
         }

@@ -5,7 +5,7 @@ use super::*;
 /// Audit entries after `after_seq`, in chain order, at most `limit`; optionally one person's
 /// (see [`crate::audit_matching`]).
 pub async fn audit_page(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     after_seq: i64,
     person: Option<&str>,
     limit: i64,
@@ -21,7 +21,7 @@ pub async fn audit_page(
 
 /// An audit entry from `SELECT seq, at_ms, actor, action, person_id, entitlement, system,
 /// run_id, reason, correlation_id, details, prev_hash, hash`.
-pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
+pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         at_ms: r.try_get("at_ms")?,
@@ -40,8 +40,8 @@ pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
 }
 
 /// The chain head: the last entry's seq and hash.
-pub async fn audit_head(c: &mut AnyConnection) -> Result<(i64, String)> {
-    let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+pub async fn audit_head(c: &mut Conn) -> Result<(i64, String)> {
+    let r = db::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(c)
         .await?;
     Ok((r.try_get(0)?, r.try_get(1)?))

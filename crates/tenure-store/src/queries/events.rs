@@ -34,7 +34,7 @@ pub struct EventRow {
 
 const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
 
-fn event_row(r: &AnyRow) -> Result<EventRow> {
+fn event_row(r: &Row) -> Result<EventRow> {
     Ok(EventRow {
         id: r.try_get("id")?,
         idem_key: r.try_get("idem_key")?,
@@ -53,14 +53,14 @@ fn event_row(r: &AnyRow) -> Result<EventRow> {
 
 /// The event stored under an idempotency key, or carrying the sender's own event id.
 pub async fn event_by_key(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     key: &str,
     source_id: Option<&str>,
 ) -> Result<Option<EventRow>> {
     let sql = format!(
         "SELECT {EVENT_COLS} FROM events WHERE idem_key = $1 OR source_id = $2 ORDER BY received_at LIMIT 1"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(key.to_string())
         .bind(source_id.map(str::to_string))
         .fetch_optional(c)
@@ -71,7 +71,7 @@ pub async fn event_by_key(
 /// The stored events any of `keys` or `source_ids` names (see [`event_by_key`]), in the
 /// order they were received: one query for a whole batch of submissions.
 pub async fn events_by_keys(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     keys: &[&str],
     source_ids: &[&str],
 ) -> Result<Vec<EventRow>> {
@@ -81,7 +81,7 @@ pub async fn events_by_keys(
         for chunk in values.chunks(500) {
             let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE {field} IN ");
             push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = db::query(db::AssertSqlSafe(sql));
             for v in chunk {
                 q = q.bind(v.to_string());
             }
@@ -96,7 +96,7 @@ pub async fn events_by_keys(
 }
 
 /// Stores events, a few hundred per statement.
-pub async fn insert_events(c: &mut AnyConnection, rows: &[EventRow]) -> Result<()> {
+pub async fn insert_events(c: &mut Conn, rows: &[EventRow]) -> Result<()> {
     let prefix = format!("INSERT INTO events ({EVENT_COLS}) VALUES ");
     bulk!(c, rows, 12, prefix.as_str(), "", |q, e| {
         q.bind(e.id.clone())
@@ -116,9 +116,9 @@ pub async fn insert_events(c: &mut AnyConnection, rows: &[EventRow]) -> Result<(
 }
 
 /// The event with this id.
-pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRow>> {
+pub async fn get_event(c: &mut Conn, id: &str) -> Result<Option<EventRow>> {
     let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -126,6 +126,6 @@ pub async fn get_event(c: &mut AnyConnection, id: &str) -> Result<Option<EventRo
 }
 
 /// Stores an event.
-pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<()> {
+pub async fn insert_event(c: &mut Conn, e: &EventRow) -> Result<()> {
     insert_events(c, std::slice::from_ref(e)).await
 }

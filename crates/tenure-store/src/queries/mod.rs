@@ -1,13 +1,12 @@
 //! Queries over one connection (a transaction's or a reader's). Every function here takes
-//! `&mut AnyConnection`, so reads run the same inside a write transaction and outside it.
+//! `&mut Conn`, so reads run the same inside a write transaction and outside it.
 //!
 //! A file per table group (people, access, events, runs, steps, tokens, audit); this one holds
 //! what they share: placeholders, `bulk!` for multi-row statements, reading stored enums.
 
+use crate::db::{self, Conn, Row};
 use crate::{Backend, Result, StoreError};
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use std::str::FromStr;
 use tenure_core::audit::AuditEntry;
 use tenure_core::planner::Action;
@@ -38,8 +37,8 @@ pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqli
 }
 
 /// Whether the connection is SQLite (placeholder style differs for bulk statements).
-pub(crate) fn is_sqlite(c: &AnyConnection) -> bool {
-    c.backend_name().eq_ignore_ascii_case("sqlite")
+pub(crate) fn is_sqlite(c: &Conn) -> bool {
+    c.is_sqlite()
 }
 
 /// Runs `make(chunk)` over `items` in chunks small enough for any database's parameter limit.
@@ -50,7 +49,7 @@ macro_rules! bulk {
             let mut sql = String::from($prefix);
             push_placeholders(&mut sql, chunk.len(), $cols, sqlite);
             sql.push_str($suffix);
-            let mut $q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut $q = db::query(db::AssertSqlSafe(sql));
             for $it in chunk {
                 $q = $bind;
             }
@@ -346,12 +345,14 @@ mod tests {
         // with what it saw).
         let mut watch = store.reader().await.unwrap();
         loop {
-            let waiting: i64 = sqlx::query_scalar(
+            let waiting: i64 = db::query(
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
             )
-            .fetch_one(&mut *watch)
+            .fetch_one(&mut watch)
             .await
+            .unwrap()
+            .try_get(0)
             .unwrap();
             if waiting > 0 || judge.is_finished() {
                 break;
@@ -450,7 +451,7 @@ pub struct PersonState {
 /// A page of people after `after` in id order, each with engagements, accounts and grants:
 /// four range reads per page, however many people it holds (for what-if over everyone).
 pub async fn people_states(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<PersonState>> {
@@ -511,7 +512,7 @@ pub struct StoredPerson {
 /// [`StoredPerson`] for each of `ids` (those unknown too, with no person): four reads for the
 /// whole batch, however many people it names.
 pub async fn stored_people(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, StoredPerson>> {
     let mut out: std::collections::HashMap<String, StoredPerson> = ids
@@ -551,16 +552,16 @@ pub async fn stored_people(
 /// condition on `person_id` binding `binds`) selects, ordered by person then as
 /// [`engagements_of`], [`accounts_of`] and [`grants_of`] order them.
 async fn holdings_where(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     filter: &str,
     binds: &[String],
 ) -> Result<(Vec<(String, Engagement)>, Vec<Account>, Vec<Grant>)> {
-    let read = async |c: &mut AnyConnection, sql: String| -> Result<Vec<AnyRow>> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let read = async |c: &mut Conn, sql: String| -> Result<Vec<Row>> {
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for b in binds {
             q = q.bind(b.clone());
         }
-        Ok(q.fetch_all(&mut *c).await?)
+        q.fetch_all(&mut *c).await
     };
     let rows = read(
         c,
@@ -616,7 +617,7 @@ async fn holdings_where(
 /// The open runs (pending, running or awaiting approval) of each of `people`, in
 /// (effective time, id) order: what [`earlier_open_runs`] filters, for a batch.
 pub async fn open_runs_of_people(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     people: &[String],
 ) -> Result<std::collections::HashMap<String, Vec<RunRow>>> {
     let mut out: std::collections::HashMap<String, Vec<RunRow>> = Default::default();
@@ -627,7 +628,7 @@ pub async fn open_runs_of_people(
         sql.push_str(
             " AND state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id",
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(p.clone());
         }

@@ -3,8 +3,8 @@
 use super::*;
 
 /// The person with this HR id.
-pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person>> {
-    let row = sqlx::query("SELECT data FROM people WHERE id = $1")
+pub async fn get_person(c: &mut Conn, id: &str) -> Result<Option<Person>> {
+    let row = db::query("SELECT data FROM people WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -12,9 +12,9 @@ pub async fn get_person(c: &mut AnyConnection, id: &str) -> Result<Option<Person
 }
 
 /// Stores a person (and the values the people list filters on).
-pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Result<()> {
+pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
     let [department, worker_type, manager, search] = person_columns(p);
-    sqlx::query(
+    db::query(
         "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at,
@@ -35,11 +35,7 @@ pub async fn upsert_person(c: &mut AnyConnection, p: &Person, now: i64) -> Resul
 }
 
 /// People in id order, after `after`, at most `limit` (see [`crate::people_matching`]).
-pub async fn list_people(
-    c: &mut AnyConnection,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Person>> {
+pub async fn list_people(c: &mut Conn, after: Option<&str>, limit: i64) -> Result<Vec<Person>> {
     let filter = crate::PeopleFilter {
         after,
         limit,
@@ -49,16 +45,16 @@ pub async fn list_people(
 }
 
 /// How many people are stored.
-pub async fn count_people(c: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) FROM people")
+pub async fn count_people(c: &mut Conn) -> Result<i64> {
+    db::query("SELECT COUNT(*) FROM people")
         .fetch_one(c)
         .await?
-        .try_get(0)?)
+        .try_get(0)
 }
 
 /// Stores a client.
-pub async fn upsert_client(c: &mut AnyConnection, client: &Client) -> Result<()> {
-    sqlx::query("INSERT INTO clients (id, data) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET data = excluded.data")
+pub async fn upsert_client(c: &mut Conn, client: &Client) -> Result<()> {
+    db::query("INSERT INTO clients (id, data) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET data = excluded.data")
         .bind(client.id.clone())
         .bind(to_json(client))
         .execute(c)
@@ -67,8 +63,8 @@ pub async fn upsert_client(c: &mut AnyConnection, client: &Client) -> Result<()>
 }
 
 /// All stored clients.
-pub async fn list_clients(c: &mut AnyConnection) -> Result<Vec<Client>> {
-    let rows = sqlx::query("SELECT data FROM clients ORDER BY id")
+pub async fn list_clients(c: &mut Conn) -> Result<Vec<Client>> {
+    let rows = db::query("SELECT data FROM clients ORDER BY id")
         .fetch_all(c)
         .await?;
     rows.iter()
@@ -77,13 +73,13 @@ pub async fn list_clients(c: &mut AnyConnection) -> Result<Vec<Client>> {
 }
 
 /// The stored clients among `ids` (those an event carried in full).
-pub async fn clients_by_ids(c: &mut AnyConnection, ids: &[&str]) -> Result<Vec<Client>> {
+pub async fn clients_by_ids(c: &mut Conn, ids: &[&str]) -> Result<Vec<Client>> {
     let mut out = Vec::new();
     let sqlite = is_sqlite(c);
     for chunk in ids.chunks(500) {
         let mut sql = String::from("SELECT data FROM clients WHERE id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.to_string());
         }
@@ -95,8 +91,8 @@ pub async fn clients_by_ids(c: &mut AnyConnection, ids: &[&str]) -> Result<Vec<C
 }
 
 /// The person's engagements, active or not.
-pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<Engagement>> {
-    let rows = sqlx::query("SELECT data FROM engagements WHERE person_id = $1 ORDER BY id")
+pub async fn engagements_of(c: &mut Conn, person: &str) -> Result<Vec<Engagement>> {
+    let rows = db::query("SELECT data FROM engagements WHERE person_id = $1 ORDER BY id")
         .bind(person.to_string())
         .fetch_all(c)
         .await?;
@@ -108,17 +104,16 @@ pub async fn engagements_of(c: &mut AnyConnection, person: &str) -> Result<Vec<E
 /// The people a client's terms bear on: those with an active engagement with it and those
 /// holding (or about to hold) one of `entitlements` (the client's, from the configuration).
 pub async fn people_bound_by_client(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     client: &str,
     entitlements: &[&str],
 ) -> Result<Vec<String>> {
     let mut people: std::collections::BTreeSet<String> = Default::default();
-    let rows = sqlx::query(
-        "SELECT DISTINCT person_id FROM engagements WHERE client_id = $1 AND active = 1",
-    )
-    .bind(client.to_string())
-    .fetch_all(&mut *c)
-    .await?;
+    let rows =
+        db::query("SELECT DISTINCT person_id FROM engagements WHERE client_id = $1 AND active = 1")
+            .bind(client.to_string())
+            .fetch_all(&mut *c)
+            .await?;
     for r in rows {
         people.insert(r.try_get(0)?);
     }
@@ -129,7 +124,7 @@ pub async fn people_bound_by_client(
              WHERE state IN ('granted', 'pending', 'awaiting_approval', 'uncertain') AND entitlement IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for e in chunk {
             q = q.bind(e.to_string());
         }
@@ -141,8 +136,8 @@ pub async fn people_bound_by_client(
 }
 
 /// Stores an engagement.
-pub async fn upsert_engagement(c: &mut AnyConnection, e: &Engagement) -> Result<()> {
-    sqlx::query(
+pub async fn upsert_engagement(c: &mut Conn, e: &Engagement) -> Result<()> {
+    db::query(
         "INSERT INTO engagements (id, person_id, client_id, active, data) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET active = excluded.active, data = excluded.data",
     )

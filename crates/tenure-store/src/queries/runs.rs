@@ -63,7 +63,7 @@ impl RunRow {
 
 pub(crate) const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
 
-pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
+pub(crate) fn run_row(r: &Row) -> Result<RunRow> {
     Ok(RunRow {
         id: r.try_get("id")?,
         event_id: r.try_get("event_id")?,
@@ -82,12 +82,12 @@ pub(crate) fn run_row(r: &AnyRow) -> Result<RunRow> {
 }
 
 /// Stores a new run.
-pub async fn insert_run(c: &mut AnyConnection, r: &RunRow) -> Result<()> {
+pub async fn insert_run(c: &mut Conn, r: &RunRow) -> Result<()> {
     insert_runs(c, std::slice::from_ref(r)).await
 }
 
 /// Stores runs, a few hundred per statement.
-pub async fn insert_runs(c: &mut AnyConnection, rows: &[RunRow]) -> Result<()> {
+pub async fn insert_runs(c: &mut Conn, rows: &[RunRow]) -> Result<()> {
     let prefix = format!("INSERT INTO runs ({RUN_COLS}) VALUES ");
     bulk!(c, rows, 13, prefix.as_str(), "", |q, r| {
         q.bind(r.id.clone())
@@ -108,7 +108,7 @@ pub async fn insert_runs(c: &mut AnyConnection, rows: &[RunRow]) -> Result<()> {
 }
 
 /// The run with this id.
-pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
+pub async fn get_run(c: &mut Conn, id: &str) -> Result<Option<RunRow>> {
     run_by_id(c, id, "").await
 }
 
@@ -117,14 +117,14 @@ pub async fn get_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> 
 /// from its steps) takes this lock first, so two of them never judge it from stale views of
 /// each other: a cancel and the outcome of the run's last running step, committed at the same
 /// moment, would otherwise each see the other's half and leave the run running forever.
-pub async fn lock_run(c: &mut AnyConnection, id: &str) -> Result<Option<RunRow>> {
+pub async fn lock_run(c: &mut Conn, id: &str) -> Result<Option<RunRow>> {
     let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
     run_by_id(c, id, lock).await
 }
 
-async fn run_by_id(c: &mut AnyConnection, id: &str, suffix: &str) -> Result<Option<RunRow>> {
+async fn run_by_id(c: &mut Conn, id: &str, suffix: &str) -> Result<Option<RunRow>> {
     let sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1{suffix}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(c)
         .await?;
@@ -134,7 +134,7 @@ async fn run_by_id(c: &mut AnyConnection, id: &str, suffix: &str) -> Result<Opti
 /// Runs, newest first, optionally only those in `state`, for `person` (see
 /// [`crate::runs_matching`]).
 pub async fn list_runs(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     state: Option<RunState>,
     person: Option<&str>,
     before: Option<&str>,
@@ -151,11 +151,11 @@ pub async fn list_runs(
 }
 
 /// Pending runs whose time has come, oldest first (ids are time-ordered UUIDv7).
-pub async fn runs_due(c: &mut AnyConnection, now: i64, limit: i64) -> Result<Vec<RunRow>> {
+pub async fn runs_due(c: &mut Conn, now: i64, limit: i64) -> Result<Vec<RunRow>> {
     let sql = format!(
         "SELECT {RUN_COLS} FROM runs WHERE state = 'pending' AND effective_at <= $1 ORDER BY priority, effective_at, id LIMIT $2"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(now)
         .bind(limit)
         .fetch_all(c)
@@ -164,28 +164,22 @@ pub async fn runs_due(c: &mut AnyConnection, now: i64, limit: i64) -> Result<Vec
 }
 
 /// When the next future-dated run becomes due.
-pub async fn next_run_due(c: &mut AnyConnection) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query("SELECT MIN(effective_at) FROM runs WHERE state = 'pending'")
-            .fetch_one(c)
-            .await?
-            .try_get(0)?,
-    )
+pub async fn next_run_due(c: &mut Conn) -> Result<Option<i64>> {
+    db::query("SELECT MIN(effective_at) FROM runs WHERE state = 'pending'")
+        .fetch_one(c)
+        .await?
+        .try_get(0)
 }
 
 /// The person's unfinished runs that come before `run` (by effective time, then creation;
 /// ids are time-ordered UUIDv7).
-pub async fn earlier_open_runs(
-    c: &mut AnyConnection,
-    person: &str,
-    run: &RunRow,
-) -> Result<Vec<RunRow>> {
+pub async fn earlier_open_runs(c: &mut Conn, person: &str, run: &RunRow) -> Result<Vec<RunRow>> {
     let sql = format!(
         "SELECT {RUN_COLS} FROM runs WHERE person_id = $1
            AND (effective_at < $3 OR (effective_at = $3 AND id < $2))
            AND state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(person.to_string())
         .bind(run.id.clone())
         .bind(run.effective_at)
@@ -196,13 +190,13 @@ pub async fn earlier_open_runs(
 
 /// Records a run's state; terminal states also set `finished_at`.
 pub async fn set_run_state(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     state: RunState,
     error: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE runs SET state = $1, error = COALESCE($2, error),
            finished_at = CASE WHEN $3 = 1 THEN $4 ELSE NULL END
          WHERE id = $5",
@@ -218,13 +212,8 @@ pub async fn set_run_state(
 }
 
 /// Marks a run planned, with the planner's notes.
-pub async fn set_run_planned(
-    c: &mut AnyConnection,
-    id: &str,
-    note: Option<String>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE runs SET state = 'running', planned_at = $1, note = $2 WHERE id = $3")
+pub async fn set_run_planned(c: &mut Conn, id: &str, note: Option<String>, now: i64) -> Result<()> {
+    db::query("UPDATE runs SET state = 'running', planned_at = $1, note = $2 WHERE id = $3")
         .bind(now)
         .bind(note)
         .bind(id.to_string())
@@ -235,7 +224,7 @@ pub async fn set_run_planned(
 
 /// Marks many runs planned at once (see [`set_run_planned`]): `(run id, note)` pairs.
 pub async fn set_runs_planned(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     rows: &[(String, Option<String>)],
     now: i64,
 ) -> Result<()> {
@@ -257,7 +246,7 @@ pub async fn set_runs_planned(
 /// Runs by id, for a batch of step outcomes, locked until the transaction ends on PostgreSQL
 /// (see [`lock_run`]); in id order, so two batches sharing runs never wait on each other in a
 /// cycle.
-pub async fn runs_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<RunRow>> {
+pub async fn runs_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<RunRow>> {
     let mut out = Vec::with_capacity(ids.len());
     let sqlite = is_sqlite(c);
     let mut ids = ids.to_vec();
@@ -269,7 +258,7 @@ pub async fn runs_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<Ru
         if !sqlite {
             sql.push_str(" ORDER BY id FOR UPDATE");
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
         }
@@ -281,11 +270,7 @@ pub async fn runs_by_ids(c: &mut AnyConnection, ids: &[String]) -> Result<Vec<Ru
 }
 
 /// Records many runs' states at once; terminal states also set `finished_at`.
-pub async fn set_run_states(
-    c: &mut AnyConnection,
-    rows: &[(String, RunState)],
-    now: i64,
-) -> Result<()> {
+pub async fn set_run_states(c: &mut Conn, rows: &[(String, RunState)], now: i64) -> Result<()> {
     let prefix = format!(
         "UPDATE runs SET state = v.column2,
            finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
@@ -303,8 +288,8 @@ pub async fn set_run_states(
 }
 
 /// Flags a run as cancelled by an operator.
-pub async fn request_cancel(c: &mut AnyConnection, id: &str) -> Result<()> {
-    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+pub async fn request_cancel(c: &mut Conn, id: &str) -> Result<()> {
+    db::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
         .bind(id.to_string())
         .execute(c)
         .await?;
@@ -312,8 +297,8 @@ pub async fn request_cancel(c: &mut AnyConnection, id: &str) -> Result<()> {
 }
 
 /// Counts runs per state.
-pub async fn run_counts(c: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")
+pub async fn run_counts(c: &mut Conn) -> Result<Vec<(String, i64)>> {
+    let rows = db::query("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")
         .fetch_all(c)
         .await?;
     rows.iter()

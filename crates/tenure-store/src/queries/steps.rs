@@ -53,7 +53,7 @@ pub struct StepRow {
 
 pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at, maybe_applied";
 
-pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
+pub(crate) fn step_row(r: &Row) -> Result<StepRow> {
     Ok(StepRow {
         id: r.try_get("id")?,
         run_id: r.try_get("run_id")?,
@@ -86,7 +86,7 @@ pub(crate) fn step_row(r: &AnyRow) -> Result<StepRow> {
 /// Migration 8's data step on SQLite: adds `steps.maybe_applied` unless the table has it
 /// (PostgreSQL's SQL says `IF NOT EXISTS` itself).
 pub(crate) fn add_step_maybe_applied(
-    c: &mut AnyConnection,
+    c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
         if !is_sqlite(c) {
@@ -98,12 +98,12 @@ pub(crate) fn add_step_maybe_applied(
 }
 
 /// Stores new steps.
-pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()> {
+pub async fn insert_steps(c: &mut Conn, steps: &[StepRow]) -> Result<()> {
     const COLS: usize = 22;
     for chunk in steps.chunks(300) {
         let mut sql = format!("INSERT INTO steps ({STEP_COLS}) VALUES ");
         push_placeholders(&mut sql, chunk.len(), COLS, is_sqlite(c));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for s in chunk {
             q = q
                 .bind(s.id.clone())
@@ -138,7 +138,7 @@ pub async fn insert_steps(c: &mut AnyConnection, steps: &[StepRow]) -> Result<()
 /// On PostgreSQL, `SKIP LOCKED` lets several instances claim side by side. With `urgent_only`,
 /// only priority-0 (leaver) steps are claimed.
 pub async fn claim_steps(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     backend: Backend,
     now: i64,
     lease_until: i64,
@@ -158,7 +158,7 @@ pub async fn claim_steps(
                       ORDER BY priority, available_at LIMIT $3 {lock})
          RETURNING {STEP_COLS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(lease_until)
         .bind(now)
         .bind(limit)
@@ -172,7 +172,7 @@ pub async fn claim_steps(
 /// Claims the ready steps of these runs (leaver runs whose next phase just started), so they
 /// go out at once instead of waiting for the dispatcher's next round.
 pub async fn claim_ready_steps_of_runs(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     runs: &[String],
     now: i64,
     lease_until: i64,
@@ -186,7 +186,7 @@ pub async fn claim_ready_steps_of_runs(
         );
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         sql.push_str(&format!(" RETURNING {STEP_COLS}"));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
         }
@@ -198,20 +198,18 @@ pub async fn claim_ready_steps_of_runs(
 }
 
 /// When the next pending, ready step becomes claimable.
-pub async fn next_step_available(c: &mut AnyConnection) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query("SELECT MIN(available_at) FROM steps WHERE state = 'pending' AND ready = 1")
-            .fetch_one(c)
-            .await?
-            .try_get(0)?,
-    )
+pub async fn next_step_available(c: &mut Conn) -> Result<Option<i64>> {
+    db::query("SELECT MIN(available_at) FROM steps WHERE state = 'pending' AND ready = 1")
+        .fetch_one(c)
+        .await?
+        .try_get(0)
 }
 
 /// Puts running steps whose lease ends before `lease_before` (their worker died) back in the
 /// queue, claimable from `now`; returns how many. The retry carries the same operation id, so
 /// connectors see it as a repeat.
-pub async fn requeue_expired(c: &mut AnyConnection, lease_before: i64, now: i64) -> Result<u64> {
-    let done = sqlx::query(
+pub async fn requeue_expired(c: &mut Conn, lease_before: i64, now: i64) -> Result<u64> {
+    let done = db::query(
         "UPDATE steps SET state = 'pending', lease_until = NULL, available_at = $1
          WHERE state = 'running' AND lease_until < $2",
     )
@@ -224,7 +222,7 @@ pub async fn requeue_expired(c: &mut AnyConnection, lease_before: i64, now: i64)
 
 /// The step statuses of many runs at once.
 pub async fn step_statuses_of_runs(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     runs: &[String],
 ) -> Result<std::collections::HashMap<String, Vec<StepStatus>>> {
     let mut out: std::collections::HashMap<String, Vec<StepStatus>> =
@@ -235,7 +233,7 @@ pub async fn step_statuses_of_runs(
             "SELECT run_id, system, phase, state, ready, compensation_of FROM steps WHERE run_id IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
         }
@@ -253,7 +251,7 @@ pub async fn step_statuses_of_runs(
 }
 
 /// Makes the pending steps of many (run, system, phase) lanes claimable at once.
-pub async fn release_lanes(c: &mut AnyConnection, rows: &[(String, Lane)], now: i64) -> Result<()> {
+pub async fn release_lanes(c: &mut Conn, rows: &[(String, Lane)], now: i64) -> Result<()> {
     let prefix = format!("UPDATE steps SET ready = 1, available_at = {now} FROM (VALUES ");
     bulk!(
         c,
@@ -276,7 +274,7 @@ pub async fn release_lanes(c: &mut AnyConnection, rows: &[(String, Lane)], now: 
 /// second time. Locks the rows on PostgreSQL, so no other instance takes them back before the
 /// caller's transaction ends.
 pub async fn steps_still_leased(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     leases: &[(&str, Option<i64>)],
 ) -> Result<std::collections::HashSet<String>> {
     let sqlite = is_sqlite(c);
@@ -289,7 +287,7 @@ pub async fn steps_still_leased(
         if !sqlite {
             sql.push_str(" FOR UPDATE");
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql));
         for (id, _) in chunk {
             q = q.bind(id.to_string());
         }
@@ -308,7 +306,7 @@ pub async fn steps_still_leased(
 /// one given: a step taken back, finished, or claimed again since keeps its lease. Returns the
 /// ids renewed.
 pub async fn renew_leases(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     leases: &[(&str, i64)],
     new_lease: i64,
 ) -> Result<std::collections::HashSet<String>> {
@@ -327,7 +325,7 @@ pub async fn renew_leases(
             );
             push_placeholders(&mut sql, 1, chunk.len(), sqlite);
             sql.push_str(" RETURNING id");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = db::query(db::AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id.to_string());
             }
@@ -357,7 +355,7 @@ pub struct StepUpdate {
 }
 
 /// Records many steps' new states at once.
-pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) -> Result<()> {
+pub async fn update_steps(c: &mut Conn, rows: &[StepUpdate], now: i64) -> Result<()> {
     let prefix = format!(
         "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
            lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
@@ -384,9 +382,9 @@ pub async fn update_steps(c: &mut AnyConnection, rows: &[StepUpdate], now: i64) 
 }
 
 /// Every step of a run, in order.
-pub async fn steps_of_run(c: &mut AnyConnection, run: &str) -> Result<Vec<StepRow>> {
+pub async fn steps_of_run(c: &mut Conn, run: &str) -> Result<Vec<StepRow>> {
     let sql = format!("SELECT {STEP_COLS} FROM steps WHERE run_id = $1 ORDER BY idx");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(run.to_string())
         .fetch_all(c)
         .await?;
@@ -395,7 +393,7 @@ pub async fn steps_of_run(c: &mut AnyConnection, run: &str) -> Result<Vec<StepRo
 
 /// Records a step's new state and attempt count. `available_at` schedules a retry.
 pub async fn update_step(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     id: &str,
     state: StepState,
     attempts: i64,
@@ -403,7 +401,7 @@ pub async fn update_step(
     available_at: Option<i64>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE steps SET state = $1, last_error = COALESCE($2, last_error), lease_until = NULL, attempts = $6,
            available_at = COALESCE($3, available_at),
            finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN $4 ELSE NULL END
@@ -421,8 +419,8 @@ pub async fn update_step(
 }
 
 /// Marks the step at `idx` of `run` compensated (its effect was undone).
-pub async fn mark_compensated(c: &mut AnyConnection, run: &str, idx: i64) -> Result<()> {
-    sqlx::query("UPDATE steps SET state = 'compensated' WHERE run_id = $1 AND idx = $2 AND state = 'succeeded'")
+pub async fn mark_compensated(c: &mut Conn, run: &str, idx: i64) -> Result<()> {
+    db::query("UPDATE steps SET state = 'compensated' WHERE run_id = $1 AND idx = $2 AND state = 'succeeded'")
         .bind(run.to_string())
         .bind(idx)
         .execute(c)
@@ -431,12 +429,8 @@ pub async fn mark_compensated(c: &mut AnyConnection, run: &str, idx: i64) -> Res
 }
 
 /// Removes an account row that was only planned (never created).
-pub async fn forget_pending_account(
-    c: &mut AnyConnection,
-    person: &str,
-    system: &str,
-) -> Result<()> {
-    sqlx::query("DELETE FROM accounts WHERE person_id = $1 AND system = $2 AND state = 'pending'")
+pub async fn forget_pending_account(c: &mut Conn, person: &str, system: &str) -> Result<()> {
+    db::query("DELETE FROM accounts WHERE person_id = $1 AND system = $2 AND state = 'pending'")
         .bind(person.to_string())
         .bind(system.to_string())
         .execute(c)
@@ -445,12 +439,8 @@ pub async fn forget_pending_account(
 }
 
 /// Removes a grant row that was only planned (never granted).
-pub async fn forget_pending_grant(
-    c: &mut AnyConnection,
-    person: &str,
-    entitlement: &str,
-) -> Result<()> {
-    sqlx::query("DELETE FROM grants WHERE person_id = $1 AND entitlement = $2 AND state IN ('pending', 'awaiting_approval')")
+pub async fn forget_pending_grant(c: &mut Conn, person: &str, entitlement: &str) -> Result<()> {
+    db::query("DELETE FROM grants WHERE person_id = $1 AND entitlement = $2 AND state IN ('pending', 'awaiting_approval')")
         .bind(person.to_string())
         .bind(entitlement.to_string())
         .execute(c)
@@ -470,8 +460,8 @@ pub struct UnendedSteps {
 /// Whether any step of the run is running, and whether any waits to run. One statement reads
 /// both, so on PostgreSQL a step moving from running back to pending between two reads cannot
 /// be missed by both.
-pub async fn run_unended_steps(c: &mut AnyConnection, run: &str) -> Result<UnendedSteps> {
-    let row = sqlx::query(
+pub async fn run_unended_steps(c: &mut Conn, run: &str) -> Result<UnendedSteps> {
+    let row = db::query(
         "SELECT COUNT(CASE WHEN state = 'running' THEN 1 END),
                 COUNT(CASE WHEN state <> 'running' THEN 1 END)
          FROM steps WHERE run_id = $1 AND state IN ('running', 'pending', 'awaiting_approval')",
@@ -487,17 +477,13 @@ pub async fn run_unended_steps(c: &mut AnyConnection, run: &str) -> Result<Unend
 
 /// Cancels a run's steps that have not started (and the open tasks they wait on); returns
 /// them.
-pub async fn cancel_pending_steps(
-    c: &mut AnyConnection,
-    run: &str,
-    now: i64,
-) -> Result<Vec<StepRow>> {
+pub async fn cancel_pending_steps(c: &mut Conn, run: &str, now: i64) -> Result<Vec<StepRow>> {
     crate::tasks::cancel_open_tasks_of_run(&mut *c, run, now).await?;
     let sql = format!(
         "UPDATE steps SET state = 'cancelled', finished_at = $1 WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval')
          RETURNING {STEP_COLS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = db::query(db::AssertSqlSafe(sql))
         .bind(now)
         .bind(run.to_string())
         .fetch_all(c)
@@ -509,12 +495,12 @@ pub async fn cancel_pending_steps(
 /// its failed compensation steps only (a cancelled run's own failures stay failed). Other
 /// steps are left as they are.
 pub async fn retry_failed_steps(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     run: &str,
     compensation_only: bool,
     now: i64,
 ) -> Result<u64> {
-    let done = sqlx::query(
+    let done = db::query(
         "UPDATE steps SET state = 'pending', attempts = 0, available_at = $1, finished_at = NULL
          WHERE run_id = $2 AND state = 'failed' AND (compensation_of IS NOT NULL OR $3 = 0)",
     )
@@ -527,8 +513,8 @@ pub async fn retry_failed_steps(
 }
 
 /// Counts steps per system and state.
-pub async fn step_counts(c: &mut AnyConnection) -> Result<Vec<(String, String, i64)>> {
-    let rows = sqlx::query(
+pub async fn step_counts(c: &mut Conn) -> Result<Vec<(String, String, i64)>> {
+    let rows = db::query(
         "SELECT system, state, COUNT(*) FROM steps GROUP BY system, state ORDER BY system, state",
     )
     .fetch_all(c)

@@ -20,8 +20,8 @@ pub struct TokenRow {
 }
 
 /// Stores a token by the hash of its secret (and the person it acts as).
-pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Result<()> {
-    sqlx::query("INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+pub async fn insert_token(c: &mut Conn, t: &TokenRow, hash: &str) -> Result<()> {
+    db::query("INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)")
         .bind(t.id.clone())
         .bind(t.name.clone())
         .bind(hash.to_string())
@@ -30,7 +30,7 @@ pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Re
         .execute(&mut *c)
         .await?;
     if let Some(person) = &t.person_id {
-        sqlx::query("INSERT INTO token_identities (token_id, person_id) VALUES ($1, $2)")
+        db::query("INSERT INTO token_identities (token_id, person_id) VALUES ($1, $2)")
             .bind(t.id.clone())
             .bind(person.clone())
             .execute(&mut *c)
@@ -39,7 +39,7 @@ pub async fn insert_token(c: &mut AnyConnection, t: &TokenRow, hash: &str) -> Re
     Ok(())
 }
 
-fn token_row(r: &AnyRow) -> Result<TokenRow> {
+fn token_row(r: &Row) -> Result<TokenRow> {
     Ok(TokenRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -51,8 +51,8 @@ fn token_row(r: &AnyRow) -> Result<TokenRow> {
 }
 
 /// The live (unrevoked) token with this secret hash.
-pub async fn token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>> {
-    let row = sqlx::query(
+pub async fn token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<TokenRow>> {
+    let row = db::query(
         "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
          FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id
          WHERE t.hash = $1 AND t.revoked_at IS NULL",
@@ -64,8 +64,8 @@ pub async fn token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<T
 }
 
 /// Every token, revoked ones too.
-pub async fn list_tokens(c: &mut AnyConnection) -> Result<Vec<TokenRow>> {
-    let rows = sqlx::query(
+pub async fn list_tokens(c: &mut Conn) -> Result<Vec<TokenRow>> {
+    let rows = db::query(
         "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
          FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id ORDER BY t.created_at, t.id",
     )
@@ -75,19 +75,18 @@ pub async fn list_tokens(c: &mut AnyConnection) -> Result<Vec<TokenRow>> {
 }
 
 /// Revokes a token; false if no live token has this id.
-pub async fn revoke_token(c: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let done =
-        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id.to_string())
-            .execute(c)
-            .await?;
+pub async fn revoke_token(c: &mut Conn, id: &str, now: i64) -> Result<bool> {
+    let done = db::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(id.to_string())
+        .execute(c)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The revoked token with this secret hash, to tell its holder why it no longer works.
-pub async fn revoked_token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>> {
-    let row = sqlx::query(
+pub async fn revoked_token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<TokenRow>> {
+    let row = db::query(
         "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
          FROM tokens t LEFT JOIN token_identities i ON i.token_id = t.id
          WHERE t.hash = $1 AND t.revoked_at IS NOT NULL",
@@ -100,11 +99,11 @@ pub async fn revoked_token_by_hash(c: &mut AnyConnection, hash: &str) -> Result<
 
 /// Revokes every live token that acts as `person` (they left); returns the tokens revoked.
 pub async fn revoke_tokens_of_person(
-    c: &mut AnyConnection,
+    c: &mut Conn,
     person: &str,
     now: i64,
 ) -> Result<Vec<TokenRow>> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT t.id, t.name, t.scopes, t.created_at, t.revoked_at, i.person_id
          FROM tokens t JOIN token_identities i ON i.token_id = t.id
          WHERE i.person_id = $1 AND t.revoked_at IS NULL ORDER BY t.id",
@@ -125,19 +124,19 @@ pub async fn revoke_tokens_of_person(
 /// The ids of the live tokens holding the `admin` scope. On PostgreSQL their rows stay locked
 /// until the transaction ends, so two revocations at once cannot each leave the other's token
 /// as the last admin and then both commit (SQLite writers are serialized already).
-pub async fn lock_live_admin_tokens(c: &mut AnyConnection) -> Result<Vec<String>> {
+pub async fn lock_live_admin_tokens(c: &mut Conn) -> Result<Vec<String>> {
     let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
     let sql = format!(
         "SELECT id FROM tokens WHERE revoked_at IS NULL AND (' ' || scopes || ' ') LIKE '% admin %' ORDER BY id{lock}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(c).await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    let rows = db::query(db::AssertSqlSafe(sql)).fetch_all(c).await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// How many tokens exist (revoked included).
-pub async fn count_tokens(c: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) FROM tokens")
+pub async fn count_tokens(c: &mut Conn) -> Result<i64> {
+    db::query("SELECT COUNT(*) FROM tokens")
         .fetch_one(c)
         .await?
-        .try_get(0)?)
+        .try_get(0)
 }

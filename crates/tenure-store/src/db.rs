@@ -1,0 +1,932 @@
+//! One way to run SQL on both backends, with the statement run where it costs least.
+//!
+//! PostgreSQL and SQLite readers go through sqlx's `Any` driver. The SQLite writer is different:
+//! sqlx runs every SQLite statement on a worker thread of its own, a round trip between threads
+//! for each statement, and a write transaction of the engine is a dozen statements or more. So
+//! the one writer connection is a plain [`rusqlite::Connection`] whose statements run on the
+//! caller's thread, prepared once and cached; the only waits left in a write transaction are
+//! the lock taken at `BEGIN` and the fsync at `COMMIT`.
+//!
+//! The queries themselves do not know the difference: they build a [`Query`], bind
+//! [`Value`]s and run it on a [`Conn`], and read columns by name or position from a [`Row`].
+
+use crate::{Result, StoreError};
+use rusqlite::types::Value as SqliteValue;
+use sqlx::any::AnyRow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// SQL text: a literal, or text built at run time from trusted pieces (see [`AssertSqlSafe`]).
+#[derive(Debug, Clone)]
+pub enum Sql {
+    /// A literal in the source.
+    Static(&'static str),
+    /// Built at run time; the builder vouches that no input was pasted into it.
+    Owned(String),
+}
+
+impl Sql {
+    fn as_str(&self) -> &str {
+        match self {
+            Sql::Static(s) => s,
+            Sql::Owned(s) => s,
+        }
+    }
+}
+
+/// Marks SQL built at run time as free of pasted input: values go in as bound parameters.
+#[derive(Debug, Clone)]
+pub struct AssertSqlSafe<T>(pub T);
+
+impl From<&'static str> for Sql {
+    fn from(s: &'static str) -> Self {
+        Sql::Static(s)
+    }
+}
+
+impl From<AssertSqlSafe<String>> for Sql {
+    fn from(s: AssertSqlSafe<String>) -> Self {
+        Sql::Owned(s.0)
+    }
+}
+
+impl From<AssertSqlSafe<&str>> for Sql {
+    fn from(s: AssertSqlSafe<&str>) -> Self {
+        Sql::Owned(s.0.to_string())
+    }
+}
+
+/// A bound parameter. A null keeps its type: PostgreSQL wants to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// BIGINT.
+    Int(Option<i64>),
+    /// TEXT.
+    Text(Option<String>),
+    /// DOUBLE PRECISION / REAL.
+    Real(Option<f64>),
+    /// BOOLEAN (an integer 0 or 1 on SQLite).
+    Bool(Option<bool>),
+}
+
+macro_rules! value_from {
+    ($variant:ident: $($t:ty => $conv:expr),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                Value::$variant(Some(($conv)(v)))
+            }
+        }
+        impl From<Option<$t>> for Value {
+            fn from(v: Option<$t>) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                Value::$variant(v.map($conv))
+            }
+        }
+    )*};
+}
+
+value_from!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from, &i64 => |v: &i64| *v);
+value_from!(Text: String => |v| v, &str => str::to_string, &String => String::clone);
+value_from!(Real: f64 => |v| v);
+value_from!(Bool: bool => |v| v);
+
+impl From<&Option<String>> for Value {
+    fn from(v: &Option<String>) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
+/// What a statement changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Done {
+    rows: u64,
+}
+
+impl Done {
+    /// Rows inserted, updated or deleted.
+    pub fn rows_affected(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// A statement with its parameters, ready to run on a [`Conn`].
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is run on a connection"]
+pub struct Query {
+    sql: Sql,
+    args: Vec<Value>,
+}
+
+/// A statement to bind parameters to (`$1`, `$2`, ... or anonymous `?` on SQLite).
+pub fn query(sql: impl Into<Sql>) -> Query {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+    }
+}
+
+impl Query {
+    /// Binds the next parameter.
+    pub fn bind(mut self, v: impl Into<Value>) -> Query {
+        self.args.push(v.into());
+        self
+    }
+
+    /// Runs the statement; rows it returns are read and dropped.
+    pub async fn execute(self, c: &mut Conn) -> Result<Done> {
+        match &mut c.0 {
+            Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, false).map(|r| r.0),
+            _ => {
+                let q = self.into_sqlx();
+                let r = q.execute(c.any()).await?;
+                Ok(Done {
+                    rows: r.rows_affected(),
+                })
+            }
+        }
+    }
+
+    /// Every row the statement returns.
+    pub async fn fetch_all(self, c: &mut Conn) -> Result<Vec<Row>> {
+        match &mut c.0 {
+            Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, true).map(|r| r.1),
+            _ => {
+                let q = self.into_sqlx();
+                Ok(q.fetch_all(c.any())
+                    .await?
+                    .into_iter()
+                    .map(|r| Row(RowKind::Any(r)))
+                    .collect())
+            }
+        }
+    }
+
+    /// The first row the statement returns, or [`sqlx::Error::RowNotFound`].
+    pub async fn fetch_one(self, c: &mut Conn) -> Result<Row> {
+        self.fetch_optional(c)
+            .await?
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    /// The first row the statement returns, if any.
+    pub async fn fetch_optional(self, c: &mut Conn) -> Result<Option<Row>> {
+        match &mut c.0 {
+            Kind::Sqlite(w) => w
+                .run(self.sql.as_str(), &self.args, true)
+                .map(|r| r.1.into_iter().next()),
+            _ => {
+                let q = self.into_sqlx();
+                Ok(q.fetch_optional(c.any())
+                    .await?
+                    .map(|r| Row(RowKind::Any(r))))
+            }
+        }
+    }
+
+    fn into_sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = match self.sql {
+            Sql::Static(s) => sqlx::query(s),
+            Sql::Owned(s) => sqlx::query(sqlx::AssertSqlSafe(s)),
+        };
+        for v in self.args {
+            q = match v {
+                Value::Int(v) => q.bind(v),
+                Value::Text(v) => q.bind(v),
+                Value::Real(v) => q.bind(v),
+                Value::Bool(v) => q.bind(v),
+            };
+        }
+        q
+    }
+}
+
+/// A connection to run queries on: a write transaction's, or a reader's.
+pub struct Conn(Kind);
+
+enum Kind {
+    /// A write transaction through sqlx (PostgreSQL).
+    Tx(sqlx::Transaction<'static, sqlx::Any>),
+    /// A pooled connection for reads (either backend).
+    Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+    /// The SQLite writer, inside a transaction.
+    Sqlite(SqliteTx),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Kind::Tx(_) => "Conn::Tx",
+            Kind::Pooled(_) => "Conn::Pooled",
+            Kind::Sqlite(_) => "Conn::Sqlite",
+        })
+    }
+}
+
+impl Conn {
+    pub(crate) fn pooled(c: sqlx::pool::PoolConnection<sqlx::Any>) -> Conn {
+        Conn(Kind::Pooled(c))
+    }
+
+    pub(crate) fn sqlx_tx(t: sqlx::Transaction<'static, sqlx::Any>) -> Conn {
+        Conn(Kind::Tx(t))
+    }
+
+    pub(crate) fn sqlite_tx(t: SqliteTx) -> Conn {
+        Conn(Kind::Sqlite(t))
+    }
+
+    /// Whether this is a SQLite connection (placeholders and some SQL differ).
+    pub fn is_sqlite(&self) -> bool {
+        match &self.0 {
+            Kind::Sqlite(_) => true,
+            Kind::Tx(t) => {
+                let c: &sqlx::AnyConnection = t;
+                c.backend_name().eq_ignore_ascii_case("sqlite")
+            }
+            Kind::Pooled(p) => {
+                let c: &sqlx::AnyConnection = p;
+                c.backend_name().eq_ignore_ascii_case("sqlite")
+            }
+        }
+    }
+
+    /// Runs SQL text without parameters; it may hold several statements.
+    pub async fn execute(&mut self, sql: impl Into<Sql>) -> Result<Done> {
+        let sql = sql.into();
+        match &mut self.0 {
+            Kind::Sqlite(w) => {
+                let c = w.conn();
+                let before = c.total_changes();
+                c.execute_batch(sql.as_str())?;
+                let rows = if c.total_changes() != before {
+                    c.changes()
+                } else {
+                    0
+                };
+                Ok(Done { rows })
+            }
+            _ => {
+                let c = self.any();
+                let r = match sql {
+                    Sql::Static(s) => sqlx::Executor::execute(c, s).await?,
+                    Sql::Owned(s) => sqlx::Executor::execute(c, sqlx::AssertSqlSafe(s)).await?,
+                };
+                Ok(Done {
+                    rows: r.rows_affected(),
+                })
+            }
+        }
+    }
+
+    fn any(&mut self) -> &mut sqlx::AnyConnection {
+        match &mut self.0 {
+            Kind::Tx(t) => t,
+            Kind::Pooled(p) => p,
+            Kind::Sqlite(_) => unreachable!("the SQLite writer runs its statements itself"),
+        }
+    }
+
+    /// Commits the transaction this connection holds.
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self.0 {
+            Kind::Tx(t) => Ok(t.commit().await?),
+            Kind::Sqlite(w) => w.commit(),
+            Kind::Pooled(_) => Ok(()),
+        }
+    }
+
+    /// Rolls back the transaction this connection holds.
+    pub(crate) async fn rollback(self) -> Result<()> {
+        match self.0 {
+            Kind::Tx(t) => Ok(t.rollback().await?),
+            Kind::Sqlite(w) => w.rollback(),
+            Kind::Pooled(_) => Ok(()),
+        }
+    }
+}
+
+/// The SQLite writer: one connection, taken in turn by write transactions.
+#[derive(Clone)]
+pub(crate) struct SqliteWriter {
+    conn: Arc<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
+    times: Arc<Times>,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// How many commits the log may take before the checkpointer is asked to copy it back.
+const CHECKPOINT_EVERY_COMMITS: u64 = 16;
+
+/// Copies the log (WAL) back into the database file on a thread of its own, so that no commit
+/// waits for it: SQLite would otherwise do it inside the commit that crossed 1,000 pages, and
+/// that leave or hire would wait for a copy of everything since the last one and its fsync.
+struct Checkpoints {
+    commits: AtomicU64,
+    wake: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpoints {
+    fn start(path: &str) -> Result<Checkpoints> {
+        use rusqlite::OpenFlags;
+        let c = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        c.pragma_update(None, "synchronous", "FULL")?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("tenure-checkpoint".into())
+            .spawn(move || {
+                // PASSIVE: copy what no reader still needs, never waiting for the writer or
+                // the readers; what is left is copied next time.
+                while woken.recv().is_ok() {
+                    if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "copying the SQLite log into the database failed; will try again");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("starting the checkpoint thread: {e}")))?;
+        Ok(Checkpoints {
+            commits: AtomicU64::new(0),
+            wake: std::sync::Mutex::new(Some(wake)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Counts a commit; every so many, wakes the checkpointer (unless it is busy already).
+    fn committed(&self) {
+        if self.commits.fetch_add(1, Ordering::Relaxed) % CHECKPOINT_EVERY_COMMITS
+            == CHECKPOINT_EVERY_COMMITS - 1
+            && let Some(wake) = self.wake.lock().expect("checkpoint lock").as_ref()
+        {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Stops the thread once its checkpoint in progress is done, closing its connection.
+    fn stop(&self) {
+        self.wake.lock().expect("checkpoint lock").take();
+        if let Some(t) = self.thread.lock().expect("checkpoint lock").take()
+            && t.join().is_err()
+        {
+            tracing::error!("the checkpoint thread panicked");
+        }
+    }
+}
+
+/// Where the writer's time went, in nanoseconds: held by transactions (from `BEGIN` to their
+/// end), and of that, running statements and committing (writing the log and its fsync).
+#[derive(Default)]
+struct Times {
+    held: AtomicU64,
+    statements: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl Times {
+    fn add(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// How long the SQLite writer has been busy, in all, since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriterTimes {
+    /// Held by a transaction, from `BEGIN` to its commit or rollback.
+    pub held: Duration,
+    /// Of that, running statements.
+    pub statements: Duration,
+    /// Of that, committing: writing the transaction's pages to the log, and the fsync.
+    pub commits: Duration,
+}
+
+impl std::ops::Sub for WriterTimes {
+    type Output = WriterTimes;
+    fn sub(self, before: WriterTimes) -> WriterTimes {
+        WriterTimes {
+            held: self.held.saturating_sub(before.held),
+            statements: self.statements.saturating_sub(before.statements),
+            commits: self.commits.saturating_sub(before.commits),
+        }
+    }
+}
+
+/// How long a write transaction waits for another process (the CLI, a backup) to let go of
+/// the database before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SqliteWriter {
+    /// Opens the writer on `path`, creating the file when `create` says so.
+    pub(crate) fn open(path: &str, create: bool) -> Result<SqliteWriter> {
+        use rusqlite::OpenFlags;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let c = rusqlite::Connection::open_with_flags(path, flags)?;
+        // WAL lets readers run beside the writer; `synchronous = FULL` makes every commit
+        // durable (an fsync of the log at each commit), as on the readers.
+        let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "the database stays in journal mode `{mode}`, not WAL"
+            )));
+        }
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.pragma_update(None, "foreign_keys", "ON")?;
+        // The writer touches the hot end of every table and index in each transaction: a page
+        // cache that holds them (64 MiB, against SQLite's default 2 MiB) saves re-reading
+        // pages from the file.
+        c.pragma_update(None, "cache_size", -65_536)?;
+        // Checkpoints run beside the writer (see `Checkpoints`), not inside its commits.
+        c.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = Checkpoints::start(path)?;
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        c.set_prepared_statement_cache_capacity(512);
+        Ok(SqliteWriter {
+            conn: Arc::new(tokio::sync::Mutex::new(Some(c))),
+            times: Arc::default(),
+            checkpoints: Arc::new(checkpoints),
+        })
+    }
+
+    /// Waits for the writer, then begins a transaction that holds the write lock from the start
+    /// (`BEGIN IMMEDIATE`), so it never fails half-way for want of it.
+    pub(crate) async fn begin(&self) -> Result<SqliteTx> {
+        let guard = self.conn.clone().lock_owned().await;
+        let Some(c) = guard.as_ref() else {
+            return Err(StoreError::Closed);
+        };
+        // Nobody else holds the lock in the usual case: take it here. When another process
+        // does, wait for it on a blocking thread, not on one of the runtime's.
+        c.busy_timeout(Duration::ZERO)?;
+        let first = c.execute_batch("BEGIN IMMEDIATE");
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        match first {
+            Ok(()) => Ok(SqliteTx {
+                guard,
+                since: Instant::now(),
+                times: self.times.clone(),
+                checkpoints: self.checkpoints.clone(),
+            }),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                let (times, checkpoints) = (self.times.clone(), self.checkpoints.clone());
+                tokio::task::spawn_blocking(move || {
+                    let c = guard.as_ref().ok_or(StoreError::Closed)?;
+                    c.execute_batch("BEGIN IMMEDIATE")?;
+                    Ok(SqliteTx {
+                        guard,
+                        since: Instant::now(),
+                        times,
+                        checkpoints,
+                    })
+                })
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("the writer thread failed: {e}")))?
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where the writer's time has gone since it was opened.
+    pub(crate) fn times(&self) -> WriterTimes {
+        let get = |c: &AtomicU64| Duration::from_nanos(c.load(Ordering::Relaxed));
+        WriterTimes {
+            held: get(&self.times.held),
+            statements: get(&self.times.statements),
+            commits: get(&self.times.commits),
+        }
+    }
+
+    /// Closes the connection; later transactions fail with [`StoreError::Closed`].
+    pub(crate) async fn close(&self) {
+        let checkpoints = self.checkpoints.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || checkpoints.stop()).await {
+            tracing::error!(error = %e, "stopping the checkpoint thread failed");
+        }
+        if let Some(c) = self.conn.lock().await.take()
+            && let Err((_, e)) = c.close()
+        {
+            tracing::warn!(error = %e, "closing the SQLite writer failed");
+        }
+    }
+}
+
+/// The SQLite writer, held for one transaction. Dropped without a commit, it rolls back.
+pub(crate) struct SqliteTx {
+    guard: tokio::sync::OwnedMutexGuard<Option<rusqlite::Connection>>,
+    since: Instant,
+    times: Arc<Times>,
+    checkpoints: Arc<Checkpoints>,
+}
+
+impl SqliteTx {
+    fn conn(&mut self) -> &rusqlite::Connection {
+        self.guard
+            .as_ref()
+            .expect("a transaction is only begun on an open writer")
+    }
+
+    fn commit(mut self) -> Result<()> {
+        let started = Instant::now();
+        let done = self.conn().execute_batch("COMMIT");
+        Times::add(&self.times.commits, started);
+        done?;
+        self.checkpoints.committed();
+        Ok(())
+    }
+
+    fn rollback(mut self) -> Result<()> {
+        self.conn().execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    /// Runs one statement; returns what it changed and, when asked, the rows it returned.
+    fn run(&mut self, sql: &str, args: &[Value], want_rows: bool) -> Result<(Done, Vec<Row>)> {
+        let started = Instant::now();
+        let ran = self.statement(sql, args, want_rows);
+        Times::add(&self.times.statements, started);
+        ran
+    }
+
+    fn statement(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        want_rows: bool,
+    ) -> Result<(Done, Vec<Row>)> {
+        let c = self.conn();
+        let before = c.total_changes();
+        let mut stmt = c.prepare_cached(sql)?;
+        bind(&mut stmt, args)?;
+        let width = stmt.column_count();
+        let columns: Arc<[String]> = if want_rows {
+            stmt.column_names().into_iter().map(String::from).collect()
+        } else {
+            Arc::from(Vec::new())
+        };
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(r) = rows.next()? {
+            if want_rows {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    values.push(r.get::<_, SqliteValue>(i)?);
+                }
+                out.push(Row(RowKind::Sqlite {
+                    columns: columns.clone(),
+                    values,
+                }));
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        // `changes()` keeps the count of the last statement that changed rows: count it only
+        // if this one did (a read leaves the total as it was).
+        let rows = if c.total_changes() != before {
+            c.changes()
+        } else {
+            0
+        };
+        Ok((Done { rows }, out))
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        Times::add(&self.times.held, self.since);
+        if let Some(c) = self.guard.as_ref()
+            && !c.is_autocommit()
+            && let Err(e) = c.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "rolling back an abandoned SQLite transaction failed");
+        }
+    }
+}
+
+/// Binds `args` as sqlx does on SQLite: a parameter named `$N` or `?N` takes argument N, an
+/// anonymous `?` the next one in order.
+fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Value]) -> Result<()> {
+    let count = stmt.parameter_count();
+    for i in 1..=count {
+        let n = match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix('$')
+                .or_else(|| name.strip_prefix('?'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("unsupported parameter `{name}`")))?,
+            None => i,
+        };
+        let Some(v) = args.get(n - 1) else {
+            return Err(StoreError::Corrupt(format!(
+                "parameter {n} has no value ({} bound)",
+                args.len()
+            )));
+        };
+        match v {
+            Value::Int(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Real(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Bool(v) => stmt.raw_bind_parameter(i, v)?,
+        }
+    }
+    Ok(())
+}
+
+/// A row a query returned.
+pub struct Row(RowKind);
+
+enum RowKind {
+    Any(AnyRow),
+    Sqlite {
+        columns: Arc<[String]>,
+        values: Vec<SqliteValue>,
+    },
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Row")
+    }
+}
+
+impl Row {
+    /// The value of a column, by name or position.
+    pub fn try_get<T: Decode, I: ColumnIndex>(&self, index: I) -> Result<T> {
+        let i = index.position(self)?;
+        match &self.0 {
+            RowKind::Any(r) => T::from_any(r, i),
+            RowKind::Sqlite { columns, values } => T::from_sqlite(&values[i])
+                .map_err(|e| StoreError::Corrupt(format!("column `{}`: {e}", columns[i]))),
+        }
+    }
+
+    /// The value of a column, by name or position; panics if it cannot be read (for tests).
+    pub fn get<T: Decode, I: ColumnIndex + std::fmt::Debug + Copy>(&self, index: I) -> T {
+        self.try_get(index)
+            .unwrap_or_else(|e| panic!("column {index:?}: {e}"))
+    }
+
+    /// How many columns the row has.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            RowKind::Any(r) => sqlx::Row::len(r),
+            RowKind::Sqlite { values, .. } => values.len(),
+        }
+    }
+
+    /// Whether the row has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A way to name a column: its position or its name.
+pub trait ColumnIndex {
+    /// The column's position in `row`.
+    fn position(&self, row: &Row) -> Result<usize>;
+}
+
+impl ColumnIndex for usize {
+    fn position(&self, row: &Row) -> Result<usize> {
+        if *self < row.len() {
+            Ok(*self)
+        } else {
+            Err(StoreError::Db(sqlx::Error::ColumnIndexOutOfBounds {
+                index: *self,
+                len: row.len(),
+            }))
+        }
+    }
+}
+
+impl ColumnIndex for &str {
+    fn position(&self, row: &Row) -> Result<usize> {
+        let found = match &row.0 {
+            RowKind::Any(r) => {
+                use sqlx::Column;
+                sqlx::Row::try_column(r, *self).ok().map(|c| c.ordinal())
+            }
+            RowKind::Sqlite { columns, .. } => columns.iter().position(|c| c == self),
+        };
+        found.ok_or_else(|| StoreError::Db(sqlx::Error::ColumnNotFound(self.to_string())))
+    }
+}
+
+/// A Rust type a column can be read as.
+pub trait Decode: Sized {
+    /// From a row of sqlx's `Any` driver.
+    fn from_any(row: &AnyRow, i: usize) -> Result<Self>;
+    /// From a value SQLite returned.
+    fn from_sqlite(v: &SqliteValue) -> std::result::Result<Self, String>;
+}
+
+fn type_name(v: &SqliteValue) -> &'static str {
+    match v {
+        SqliteValue::Null => "NULL",
+        SqliteValue::Integer(_) => "INTEGER",
+        SqliteValue::Real(_) => "REAL",
+        SqliteValue::Text(_) => "TEXT",
+        SqliteValue::Blob(_) => "BLOB",
+    }
+}
+
+macro_rules! decode {
+    ($t:ty, $want:literal, |$v:ident| $m:expr) => {
+        impl Decode for $t {
+            fn from_any(row: &AnyRow, i: usize) -> Result<Self> {
+                Ok(sqlx::Row::try_get::<$t, usize>(row, i)?)
+            }
+            fn from_sqlite(v: &SqliteValue) -> std::result::Result<Self, String> {
+                let $v = v;
+                let found: Option<$t> = $m;
+                found.ok_or_else(|| format!("expected {}, found {}", $want, type_name(v)))
+            }
+        }
+        impl Decode for Option<$t> {
+            fn from_any(row: &AnyRow, i: usize) -> Result<Self> {
+                Ok(sqlx::Row::try_get::<Option<$t>, usize>(row, i)?)
+            }
+            fn from_sqlite(v: &SqliteValue) -> std::result::Result<Self, String> {
+                match v {
+                    SqliteValue::Null => Ok(None),
+                    v => <$t>::from_sqlite(v).map(Some),
+                }
+            }
+        }
+    };
+}
+
+decode!(i64, "INTEGER", |v| match v {
+    SqliteValue::Integer(n) => Some(*n),
+    _ => None,
+});
+decode!(String, "TEXT", |v| match v {
+    SqliteValue::Text(s) => Some(s.clone()),
+    _ => None,
+});
+decode!(f64, "REAL", |v| match v {
+    SqliteValue::Real(x) => Some(*x),
+    SqliteValue::Integer(n) => Some(*n as f64),
+    _ => None,
+});
+decode!(bool, "BOOLEAN", |v| match v {
+    SqliteValue::Integer(n) => Some(*n != 0),
+    _ => None,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile_dir::Dir, SqliteWriter) {
+        let dir = tempfile_dir::Dir::new();
+        let w = SqliteWriter::open(&dir.path("db.sqlite"), true).expect("open");
+        (dir, w)
+    }
+
+    /// A scratch directory, removed on drop (no extra dependency for one test module).
+    mod tempfile_dir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!("tenure-db-{}", uuid::Uuid::new_v4()));
+                std::fs::create_dir_all(&p).expect("temp dir");
+                Dir(p)
+            }
+            pub fn path(&self, name: &str) -> String {
+                self.0.join(name).display().to_string()
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_take_their_argument_whatever_their_order() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        c.execute("CREATE TABLE t (a BIGINT, b TEXT, c TEXT)")
+            .await
+            .unwrap();
+        query("INSERT INTO t (c, a, b) VALUES ($3, $1, $2)")
+            .bind(7_i64)
+            .bind("bee")
+            .bind(Option::<String>::None)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let row = query("SELECT a, b, c FROM t WHERE b = $1 AND a = $2 AND b = $1")
+            .bind("bee")
+            .bind(7_i64)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>("a").unwrap(), 7);
+        assert_eq!(row.try_get::<String, _>(1).unwrap(), "bee");
+        assert_eq!(row.try_get::<Option<String>, _>("c").unwrap(), None);
+        assert!(row.try_get::<String, _>("c").is_err(), "a NULL is no TEXT");
+        assert!(row.try_get::<i64, _>("nope").is_err());
+        c.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rows_changed_are_counted_with_or_without_returning() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let done = query("INSERT INTO t (a) VALUES (?), (?), (?)")
+            .bind(1_i64)
+            .bind(2_i64)
+            .bind(3_i64)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 3);
+        let gone = query("DELETE FROM t WHERE a < $1 RETURNING a")
+            .bind(3_i64)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(gone.rows_affected(), 2);
+        let none = query("SELECT a FROM t").execute(&mut c).await.unwrap();
+        assert_eq!(none.rows_affected(), 0, "a read changes nothing");
+        c.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_without_commit_is_rolled_back() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        c.execute("CREATE TABLE t (a BIGINT)").await.unwrap();
+        c.commit().await.unwrap();
+        {
+            let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+            query("INSERT INTO t (a) VALUES (1)")
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let n: i64 = query("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(n, 0);
+        c.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_argument_is_an_error_not_a_null() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let err = query("SELECT $1, $2")
+            .bind(1_i64)
+            .fetch_one(&mut c)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("parameter 2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_unique_key_is_reported_as_such() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY, b TEXT UNIQUE)")
+            .await
+            .unwrap();
+        query("INSERT INTO t (a, b) VALUES (1, 'x')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO t (a, b) VALUES (1, 'y')",
+            "INSERT INTO t (a, b) VALUES (2, 'x')",
+        ] {
+            let err = query(sql).execute(&mut c).await.unwrap_err();
+            assert!(err.is_unique_violation(), "{sql}: {err}");
+        }
+        let other = query("INSERT INTO t (a, b) VALUES (NULL, 'z', 3)")
+            .execute(&mut c)
+            .await
+            .unwrap_err();
+        assert!(!other.is_unique_violation(), "{other}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_refuses_new_transactions() {
+        let (_d, w) = writer();
+        w.close().await;
+        assert!(matches!(w.begin().await, Err(StoreError::Closed)));
+    }
+}
