@@ -61,7 +61,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
         let now = inner.clock.now_ms();
         // Planning one run can unblock the next of the same person: go again while it helps.
         for _ in 0..16 {
-            match plan_due(&inner, inner.clock.now_ms()).await {
+            match plan_due(&inner).await {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(e) => {
@@ -129,13 +129,19 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
 
 /// Plans the runs whose time has come; returns how many were planned. Runs waiting for an
 /// earlier run of the same person stay pending.
-async fn plan_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
+async fn plan_due(inner: &Arc<Inner>) -> Result<usize> {
     let mut c = inner.store.reader().await?;
-    if tenure_store::runs_due(&mut c, now, 1).await?.is_empty() {
+    if tenure_store::runs_due(&mut c, inner.clock.now_ms(), 1)
+        .await?
+        .is_empty()
+    {
         return Ok(0);
     }
     drop(c);
     let mut tx = inner.store.begin().await?;
+    // The time once the writer is ours: a run ended by the transaction before this one is
+    // never planned, by these timestamps, before it ended.
+    let now = inner.clock.now_ms();
     let due = tenure_store::runs_due(tx.conn(), now, 256).await?;
     let (mut planned, mut urgent) = (0, Vec::new());
     for run in &due {
@@ -314,10 +320,10 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             }
         }
     }
-    let now = inner.clock.now_ms();
     let rules = inner.rules();
     let settings = &rules.config.engine;
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let mut runs = BTreeSet::new();
     let mut updates = Vec::with_capacity(outcomes.len());
     let mut access = AccessChanges::default();
