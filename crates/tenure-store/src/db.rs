@@ -1,11 +1,11 @@
 //! One way to run SQL on both backends, with the statement run where it costs least.
 //!
-//! PostgreSQL and SQLite readers go through sqlx's `Any` driver. The SQLite writer is different:
-//! sqlx runs every SQLite statement on a worker thread of its own, a round trip between threads
-//! for each statement, and a write transaction of the engine is a dozen statements or more. So
-//! the one writer connection is a plain [`rusqlite::Connection`] whose statements run on the
-//! caller's thread, prepared once and cached; the only waits left in a write transaction are
-//! the lock taken at `BEGIN` and the fsync at `COMMIT`.
+//! PostgreSQL goes through sqlx's `Any` driver. SQLite is different: sqlx runs every SQLite
+//! statement on a worker thread of its own, a round trip between threads for each statement,
+//! and a write transaction of the engine is a dozen statements or more. So SQLite's one writer
+//! and its readers are plain [`rusqlite::Connection`]s whose statements run on the caller's
+//! thread, prepared once and cached; the only waits left in a write transaction are the lock
+//! taken at `BEGIN` and the fsync at `COMMIT`.
 //!
 //! The queries themselves do not know the difference: they build a [`Query`], bind
 //! [`Value`]s and run it on a [`Conn`], and read columns by name or position from a [`Row`].
@@ -138,6 +138,9 @@ impl Query {
     pub async fn execute(self, c: &mut Conn) -> Result<Done> {
         match &mut c.0 {
             Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, false).map(|r| r.0),
+            Kind::SqliteRead(r) => {
+                statement(r.conn(), self.sql.as_str(), &self.args, false).map(|r| r.0)
+            }
             _ => {
                 let q = self.into_sqlx();
                 let r = q.execute(c.any()).await?;
@@ -152,6 +155,9 @@ impl Query {
     pub async fn fetch_all(self, c: &mut Conn) -> Result<Vec<Row>> {
         match &mut c.0 {
             Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, true).map(|r| r.1),
+            Kind::SqliteRead(r) => {
+                statement(r.conn(), self.sql.as_str(), &self.args, true).map(|r| r.1)
+            }
             _ => {
                 let q = self.into_sqlx();
                 Ok(q.fetch_all(c.any())
@@ -175,6 +181,8 @@ impl Query {
         match &mut c.0 {
             Kind::Sqlite(w) => w
                 .run(self.sql.as_str(), &self.args, true)
+                .map(|r| r.1.into_iter().next()),
+            Kind::SqliteRead(r) => statement(r.conn(), self.sql.as_str(), &self.args, true)
                 .map(|r| r.1.into_iter().next()),
             _ => {
                 let q = self.into_sqlx();
@@ -212,6 +220,8 @@ enum Kind {
     Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
     /// The SQLite writer, inside a transaction.
     Sqlite(SqliteTx),
+    /// A SQLite reader.
+    SqliteRead(SqliteRead),
 }
 
 impl std::fmt::Debug for Conn {
@@ -220,6 +230,7 @@ impl std::fmt::Debug for Conn {
             Kind::Tx(_) => "Conn::Tx",
             Kind::Pooled(_) => "Conn::Pooled",
             Kind::Sqlite(_) => "Conn::Sqlite",
+            Kind::SqliteRead(_) => "Conn::SqliteRead",
         })
     }
 }
@@ -237,10 +248,14 @@ impl Conn {
         Conn(Kind::Sqlite(t))
     }
 
+    pub(crate) fn sqlite_read(r: SqliteRead) -> Conn {
+        Conn(Kind::SqliteRead(r))
+    }
+
     /// Whether this is a SQLite connection (placeholders and some SQL differ).
     pub fn is_sqlite(&self) -> bool {
         match &self.0 {
-            Kind::Sqlite(_) => true,
+            Kind::Sqlite(_) | Kind::SqliteRead(_) => true,
             Kind::Tx(t) => {
                 let c: &sqlx::AnyConnection = t;
                 c.backend_name().eq_ignore_ascii_case("sqlite")
@@ -267,6 +282,10 @@ impl Conn {
                 };
                 Ok(Done { rows })
             }
+            Kind::SqliteRead(r) => {
+                r.conn().execute_batch(sql.as_str())?;
+                Ok(Done::default())
+            }
             _ => {
                 let c = self.any();
                 let r = match sql {
@@ -284,7 +303,9 @@ impl Conn {
         match &mut self.0 {
             Kind::Tx(t) => t,
             Kind::Pooled(p) => p,
-            Kind::Sqlite(_) => unreachable!("the SQLite writer runs its statements itself"),
+            Kind::Sqlite(_) | Kind::SqliteRead(_) => {
+                unreachable!("SQLite connections run their statements themselves")
+            }
         }
     }
 
@@ -293,7 +314,7 @@ impl Conn {
         match self.0 {
             Kind::Tx(t) => Ok(t.commit().await?),
             Kind::Sqlite(w) => w.commit(),
-            Kind::Pooled(_) => Ok(()),
+            Kind::Pooled(_) | Kind::SqliteRead(_) => Ok(()),
         }
     }
 
@@ -302,7 +323,7 @@ impl Conn {
         match self.0 {
             Kind::Tx(t) => Ok(t.rollback().await?),
             Kind::Sqlite(w) => w.rollback(),
-            Kind::Pooled(_) => Ok(()),
+            Kind::Pooled(_) | Kind::SqliteRead(_) => Ok(()),
         }
     }
 }
@@ -515,6 +536,95 @@ impl SqliteWriter {
     }
 }
 
+/// SQLite's readers: connections of their own beside the writer (WAL lets them read while it
+/// writes), their statements run in the calling thread like the writer's.
+#[derive(Clone)]
+pub(crate) struct SqliteReaders {
+    pool: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: String,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl SqliteReaders {
+    /// Readers of the database at `path`, at most `max` at a time, opened as they are needed.
+    pub(crate) fn new(path: &str, max: usize) -> SqliteReaders {
+        SqliteReaders {
+            pool: Arc::new(ReaderPool {
+                path: path.to_string(),
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            }),
+        }
+    }
+
+    /// A reader, once one is free; it goes back to the pool when dropped.
+    pub(crate) async fn get(&self) -> Result<SqliteRead> {
+        let permit = self
+            .pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = self.pool.idle.lock().expect("reader pool lock").pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                use rusqlite::OpenFlags;
+                let c = rusqlite::Connection::open_with_flags(
+                    &self.pool.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.pragma_update(None, "foreign_keys", "ON")?;
+                c.set_prepared_statement_cache_capacity(256);
+                c
+            }
+        };
+        Ok(SqliteRead {
+            conn: Some(conn),
+            pool: self.pool.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Closes the idle readers and refuses new ones; readers in use close when dropped.
+    pub(crate) fn close(&self) {
+        self.pool.permits.close();
+        self.pool.idle.lock().expect("reader pool lock").clear();
+    }
+}
+
+/// A SQLite reader taken from the pool.
+pub(crate) struct SqliteRead {
+    conn: Option<rusqlite::Connection>,
+    pool: Arc<ReaderPool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SqliteRead {
+    fn conn(&self) -> &rusqlite::Connection {
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for SqliteRead {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            // A reader left inside a transaction (`BEGIN` by hand) is not handed on.
+            if c.is_autocommit() && !self.pool.permits.is_closed() {
+                self.pool.idle.lock().expect("reader pool lock").push(c);
+            }
+        }
+    }
+}
+
 /// The SQLite writer, held for one transaction. Dropped without a commit, it rolls back.
 pub(crate) struct SqliteTx {
     guard: tokio::sync::OwnedMutexGuard<Option<rusqlite::Connection>>,
@@ -547,52 +657,52 @@ impl SqliteTx {
     /// Runs one statement; returns what it changed and, when asked, the rows it returned.
     fn run(&mut self, sql: &str, args: &[Value], want_rows: bool) -> Result<(Done, Vec<Row>)> {
         let started = Instant::now();
-        let ran = self.statement(sql, args, want_rows);
+        let ran = statement(self.conn(), sql, args, want_rows);
         Times::add(&self.times.statements, started);
         ran
     }
+}
 
-    fn statement(
-        &mut self,
-        sql: &str,
-        args: &[Value],
-        want_rows: bool,
-    ) -> Result<(Done, Vec<Row>)> {
-        let c = self.conn();
-        let before = c.total_changes();
-        let mut stmt = c.prepare_cached(sql)?;
-        bind(&mut stmt, args)?;
-        let width = stmt.column_count();
-        let columns: Arc<[String]> = if want_rows {
-            stmt.column_names().into_iter().map(String::from).collect()
-        } else {
-            Arc::from(Vec::new())
-        };
-        let mut out = Vec::new();
-        let mut rows = stmt.raw_query();
-        while let Some(r) = rows.next()? {
-            if want_rows {
-                let mut values = Vec::with_capacity(width);
-                for i in 0..width {
-                    values.push(r.get::<_, SqliteValue>(i)?);
-                }
-                out.push(Row(RowKind::Sqlite {
-                    columns: columns.clone(),
-                    values,
-                }));
+/// Runs one statement on `c`; returns what it changed and, when asked, the rows it returned.
+fn statement(
+    c: &rusqlite::Connection,
+    sql: &str,
+    args: &[Value],
+    want_rows: bool,
+) -> Result<(Done, Vec<Row>)> {
+    let before = c.total_changes();
+    let mut stmt = c.prepare_cached(sql)?;
+    bind(&mut stmt, args)?;
+    let width = stmt.column_count();
+    let columns: Arc<[String]> = if want_rows {
+        stmt.column_names().into_iter().map(String::from).collect()
+    } else {
+        Arc::from(Vec::new())
+    };
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while let Some(r) = rows.next()? {
+        if want_rows {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(r.get::<_, SqliteValue>(i)?);
             }
+            out.push(Row(RowKind::Sqlite {
+                columns: columns.clone(),
+                values,
+            }));
         }
-        drop(rows);
-        drop(stmt);
-        // `changes()` keeps the count of the last statement that changed rows: count it only
-        // if this one did (a read leaves the total as it was).
-        let rows = if c.total_changes() != before {
-            c.changes()
-        } else {
-            0
-        };
-        Ok((Done { rows }, out))
     }
+    drop(rows);
+    drop(stmt);
+    // `changes()` keeps the count of the last statement that changed rows: count it only
+    // if this one did (a read leaves the total as it was).
+    let rows = if c.total_changes() != before {
+        c.changes()
+    } else {
+        0
+    };
+    Ok((Done { rows }, out))
 }
 
 impl Drop for SqliteTx {

@@ -160,7 +160,7 @@ pub enum Backend {
 /// A handle on the database: cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    read: AnyPool,
+    read: Readers,
     write: Writer,
     backend: Backend,
     schema: SchemaVersion,
@@ -181,6 +181,24 @@ impl std::ops::Deref for Reader {
 impl std::ops::DerefMut for Reader {
     fn deref_mut(&mut self) -> &mut Conn {
         &mut self.0
+    }
+}
+
+/// Where reads run.
+#[derive(Clone)]
+enum Readers {
+    /// PostgreSQL: the pool writes share.
+    Pool(AnyPool),
+    /// SQLite: connections beside the writer, statements on the caller's thread.
+    Sqlite(db::SqliteReaders),
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Readers::Pool(_) => "Readers::Pool",
+            Readers::Sqlite(_) => "Readers::Sqlite",
+        })
     }
 }
 
@@ -218,27 +236,6 @@ fn sqlite_file(url: &str) -> Result<(String, bool)> {
     Ok((path.to_string(), create))
 }
 
-type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
-
-/// Sets every SQLite connection up: WAL lets readers run beside the writer, `synchronous = FULL`
-/// makes every commit durable, and a busy timeout lets other processes (the CLI) wait their turn.
-fn sqlite_pragmas(
-    conn: &mut sqlx::AnyConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
-) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-    Box::pin(async move {
-        for p in [
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = FULL",
-            "PRAGMA busy_timeout = 10000",
-            "PRAGMA foreign_keys = ON",
-        ] {
-            conn.execute(p).await?;
-        }
-        Ok(())
-    })
-}
-
 impl Store {
     /// Opens (creating if needed) the SQLite database file at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
@@ -255,19 +252,11 @@ impl Store {
     pub(crate) async fn connect_with(url: &str, known: &[Migration]) -> Result<Store> {
         install_default_drivers();
         let (read, write, backend) = if url.starts_with("sqlite:") {
-            let pragmas = sqlite_pragmas;
             let (path, create) = sqlite_file(url)?;
             let write = Writer::Sqlite(db::SqliteWriter::open(&path, create)?);
             // Readers run beside the one writer (WAL); a request holds one for its few
             // queries, so more of them than cores keeps requests from queueing on the pool.
-            // A connection to a local file cannot go stale: no ping before each use (sqlx's
-            // default), which would cost every request a second round trip to the database.
-            let read = AnyPoolOptions::new()
-                .max_connections(8)
-                .test_before_acquire(false)
-                .after_connect(pragmas)
-                .connect(url)
-                .await?;
+            let read = Readers::Sqlite(db::SqliteReaders::new(&path, 8));
             (read, write, Backend::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -275,7 +264,11 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(60))
                 .connect(url)
                 .await?;
-            (pool.clone(), Writer::Pool(pool), Backend::Postgres)
+            (
+                Readers::Pool(pool.clone()),
+                Writer::Pool(pool),
+                Backend::Postgres,
+            )
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
@@ -337,12 +330,16 @@ impl Store {
 
     /// A connection for reads outside any write transaction.
     pub async fn reader(&self) -> Result<Reader> {
-        Ok(Reader(Conn::pooled(self.read.acquire().await?)))
+        Ok(Reader(match &self.read {
+            Readers::Pool(p) => Conn::pooled(p.acquire().await?),
+            Readers::Sqlite(r) => Conn::sqlite_read(r.get().await?),
+        }))
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        let mut c = self.reader().await?;
+        db::query("SELECT 1").execute(&mut c).await?;
         Ok(())
     }
 
@@ -368,6 +365,9 @@ impl Store {
             Writer::Sqlite(w) => w.close().await,
             Writer::Pool(p) => p.close().await,
         }
-        self.read.close().await;
+        match &self.read {
+            Readers::Pool(p) => p.close().await,
+            Readers::Sqlite(r) => r.close(),
+        }
     }
 }
