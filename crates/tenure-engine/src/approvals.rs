@@ -85,8 +85,8 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
             format!("no entitlement `{}` in the catalog", req.entitlement),
         ));
     };
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let bound = facts::time_bound(tx.conn(), config, &ent.id).await?;
     window(config, bound, req.duration_ms, req.break_glass)
         .map_err(|m| invalid("duration_secs", m))?;
@@ -254,8 +254,8 @@ pub(crate) async fn decide(
     verdict: Verdict,
     comment: &str,
 ) -> Result<ApprovalDetail> {
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let mut row = tenure_store::get_approval(tx.conn(), id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("approval `{id}`")))?;
@@ -514,8 +514,8 @@ pub(crate) async fn revoke_delegation(
     id: &str,
     actor: &str,
 ) -> Result<tenure_store::DelegationRow> {
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let mut row = tenure_store::get_delegation(tx.conn(), id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("delegation `{id}`")))?;

@@ -87,8 +87,8 @@ async fn store_batch(
     inner: &Arc<Inner>,
     subs: &[(&Submission, i64)],
 ) -> Result<Vec<IngestOutcome>> {
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let outcomes = store_events(inner, &mut tx, subs, now, Planning::InTransaction).await?;
     tx.commit().await?;
     Ok(outcomes)

@@ -899,8 +899,8 @@ async fn forget_planned_effects(
 }
 
 pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let run = tenure_store::lock_run(tx.conn(), run_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;
@@ -945,8 +945,8 @@ pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Resu
 }
 
 pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {
-    let now = inner.clock.now_ms();
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     let run = tenure_store::lock_run(tx.conn(), run_id)
         .await?
         .ok_or_else(|| EngineError::NotFound(format!("run `{run_id}`")))?;

@@ -399,9 +399,9 @@ pub(crate) async fn deliver(inner: &Arc<Inner>, now: i64) -> Result<usize> {
             Err(e) => tracing::error!(error = %e, "a notification task ended abnormally"),
         }
     }
-    let now = inner.clock.now_ms();
     let max = inner.rules().config.notifications.max_attempts as i64;
     let mut tx = inner.store.begin().await?;
+    let now = inner.clock.now_ms();
     for (t, outcome) in &results {
         match outcome {
             Ok(()) => {
