@@ -136,37 +136,22 @@ impl Query {
 
     /// Runs the statement; rows it returns are read and dropped.
     pub async fn execute(self, c: &mut Conn) -> Result<Done> {
-        match &mut c.0 {
-            Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, false).map(|r| r.0),
-            Kind::SqliteRead(r) => {
-                statement(r.conn(), self.sql.as_str(), &self.args, false).map(|r| r.0)
-            }
-            _ => {
-                let q = self.into_sqlx();
-                let r = q.execute(c.any()).await?;
-                Ok(Done {
-                    rows: r.rows_affected(),
-                })
-            }
+        if let Some(ran) = c.run_sqlite(&self, Rows::None) {
+            return ran.map(|r| r.0);
         }
+        let r = self.into_sqlx().execute(c.any()).await?;
+        Ok(Done {
+            rows: r.rows_affected(),
+        })
     }
 
     /// Every row the statement returns.
     pub async fn fetch_all(self, c: &mut Conn) -> Result<Vec<Row>> {
-        match &mut c.0 {
-            Kind::Sqlite(w) => w.run(self.sql.as_str(), &self.args, true).map(|r| r.1),
-            Kind::SqliteRead(r) => {
-                statement(r.conn(), self.sql.as_str(), &self.args, true).map(|r| r.1)
-            }
-            _ => {
-                let q = self.into_sqlx();
-                Ok(q.fetch_all(c.any())
-                    .await?
-                    .into_iter()
-                    .map(|r| Row(RowKind::Any(r)))
-                    .collect())
-            }
+        if let Some(ran) = c.run_sqlite(&self, Rows::All) {
+            return ran.map(|r| r.1);
         }
+        let rows = self.into_sqlx().fetch_all(c.any()).await?;
+        Ok(rows.into_iter().map(|r| Row(RowKind::Any(r))).collect())
     }
 
     /// The first row the statement returns, or [`sqlx::Error::RowNotFound`].
@@ -178,19 +163,11 @@ impl Query {
 
     /// The first row the statement returns, if any.
     pub async fn fetch_optional(self, c: &mut Conn) -> Result<Option<Row>> {
-        match &mut c.0 {
-            Kind::Sqlite(w) => w
-                .run(self.sql.as_str(), &self.args, true)
-                .map(|r| r.1.into_iter().next()),
-            Kind::SqliteRead(r) => statement(r.conn(), self.sql.as_str(), &self.args, true)
-                .map(|r| r.1.into_iter().next()),
-            _ => {
-                let q = self.into_sqlx();
-                Ok(q.fetch_optional(c.any())
-                    .await?
-                    .map(|r| Row(RowKind::Any(r))))
-            }
+        if let Some(ran) = c.run_sqlite(&self, Rows::First) {
+            return ran.map(|r| r.1.into_iter().next());
         }
+        let row = self.into_sqlx().fetch_optional(c.any()).await?;
+        Ok(row.map(|r| Row(RowKind::Any(r))))
     }
 
     fn into_sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
@@ -296,6 +273,16 @@ impl Conn {
                     rows: r.rows_affected(),
                 })
             }
+        }
+    }
+
+    /// Runs `q` if this is a SQLite connection (in this thread); `None` for sqlx's.
+    fn run_sqlite(&mut self, q: &Query, rows: Rows) -> Option<Result<(Done, Vec<Row>)>> {
+        let (sql, args) = (q.sql.as_str(), q.args.as_slice());
+        match &mut self.0 {
+            Kind::Sqlite(w) => Some(w.run(sql, args, rows)),
+            Kind::SqliteRead(r) => Some(statement(r.conn(), sql, args, rows)),
+            Kind::Tx(_) | Kind::Pooled(_) => None,
         }
     }
 
@@ -655,25 +642,38 @@ impl SqliteTx {
     }
 
     /// Runs one statement; returns what it changed and, when asked, the rows it returned.
-    fn run(&mut self, sql: &str, args: &[Value], want_rows: bool) -> Result<(Done, Vec<Row>)> {
+    fn run(&mut self, sql: &str, args: &[Value], rows: Rows) -> Result<(Done, Vec<Row>)> {
         let started = Instant::now();
-        let ran = statement(self.conn(), sql, args, want_rows);
+        let ran = statement(self.conn(), sql, args, rows);
         Times::add(&self.times.statements, started);
         ran
     }
 }
 
-/// Runs one statement on `c`; returns what it changed and, when asked, the rows it returned.
+/// Which of the rows a statement returns are wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// None: the statement runs to its end.
+    None,
+    /// The first: stepping stops there (a change with `RETURNING` is made whole at the first
+    /// step, so nothing is left undone).
+    First,
+    /// Every one.
+    All,
+}
+
+/// Runs one statement on `c`; returns what it changed and the rows asked for.
 fn statement(
     c: &rusqlite::Connection,
     sql: &str,
     args: &[Value],
-    want_rows: bool,
+    wanted: Rows,
 ) -> Result<(Done, Vec<Row>)> {
     let before = c.total_changes();
     let mut stmt = c.prepare_cached(sql)?;
     bind(&mut stmt, args)?;
     let width = stmt.column_count();
+    let want_rows = wanted != Rows::None;
     let columns: Arc<[String]> = if want_rows {
         stmt.column_names().into_iter().map(String::from).collect()
     } else {
@@ -691,6 +691,9 @@ fn statement(
                 columns: columns.clone(),
                 values,
             }));
+            if wanted == Rows::First {
+                break;
+            }
         }
     }
     drop(rows);
@@ -969,6 +972,31 @@ mod tests {
         assert_eq!(gone.rows_affected(), 2);
         let none = query("SELECT a FROM t").execute(&mut c).await.unwrap();
         assert_eq!(none.rows_affected(), 0, "a read changes nothing");
+        c.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn taking_the_first_row_of_a_change_still_makes_all_of_it() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        c.execute("CREATE TABLE t (a BIGINT, b TEXT)")
+            .await
+            .unwrap();
+        query("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'x'), (3, 'x')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let first = query("UPDATE t SET b = 'y' RETURNING a")
+            .fetch_optional(&mut c)
+            .await
+            .unwrap();
+        assert!(first.is_some());
+        let left: i64 = query("SELECT COUNT(*) FROM t WHERE b = 'x'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "every row was changed");
         c.commit().await.unwrap();
     }
 
