@@ -4,7 +4,7 @@
 use crate::Result;
 use crate::StepRow;
 use crate::db::{self, Conn, Row};
-use crate::queries::{corrupt, is_sqlite};
+use crate::queries::corrupt;
 use tenure_core::approval::{ApprovalState, Chain, RequestState};
 use tenure_core::run::StepState;
 
@@ -335,7 +335,7 @@ pub(crate) async fn index_unindexed_approvals(c: &mut Conn) -> Result<()> {
 /// The approval with this id. Inside a write transaction on PostgreSQL the row is locked, so
 /// two decisions on one approval take turns.
 pub async fn get_approval(c: &mut Conn, id: &str) -> Result<Option<ApprovalRow>> {
-    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let lock = if c.is_sqlite() { "" } else { " FOR UPDATE" };
     let sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1{lock}");
     let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())

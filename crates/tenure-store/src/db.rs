@@ -229,50 +229,38 @@ impl Conn {
         Conn(Kind::SqliteRead(r))
     }
 
-    /// Whether this is a SQLite connection (placeholders and some SQL differ).
+    /// Whether this is a SQLite connection (placeholders and some SQL differ). sqlx's
+    /// connections are PostgreSQL's: SQLite's are all rusqlite ones.
     pub fn is_sqlite(&self) -> bool {
-        match &self.0 {
-            Kind::Sqlite(_) | Kind::SqliteRead(_) => true,
-            Kind::Tx(t) => {
-                let c: &sqlx::AnyConnection = t;
-                c.backend_name().eq_ignore_ascii_case("sqlite")
-            }
-            Kind::Pooled(p) => {
-                let c: &sqlx::AnyConnection = p;
-                c.backend_name().eq_ignore_ascii_case("sqlite")
-            }
-        }
+        matches!(self.0, Kind::Sqlite(_) | Kind::SqliteRead(_))
     }
 
     /// Runs SQL text without parameters; it may hold several statements.
     pub async fn execute(&mut self, sql: impl Into<Sql>) -> Result<Done> {
         let sql = sql.into();
+        if let Some(c) = self.sqlite() {
+            let before = c.total_changes();
+            c.execute_batch(sql.as_str())?;
+            return Ok(Done {
+                rows: changed(c, before),
+            });
+        }
+        let c = self.any();
+        let r = match sql {
+            Sql::Static(s) => sqlx::Executor::execute(c, s).await?,
+            Sql::Owned(s) => sqlx::Executor::execute(c, sqlx::AssertSqlSafe(s)).await?,
+        };
+        Ok(Done {
+            rows: r.rows_affected(),
+        })
+    }
+
+    /// The SQLite connection underneath, if this is one.
+    fn sqlite(&mut self) -> Option<&rusqlite::Connection> {
         match &mut self.0 {
-            Kind::Sqlite(w) => {
-                let c = w.conn();
-                let before = c.total_changes();
-                c.execute_batch(sql.as_str())?;
-                let rows = if c.total_changes() != before {
-                    c.changes()
-                } else {
-                    0
-                };
-                Ok(Done { rows })
-            }
-            Kind::SqliteRead(r) => {
-                r.conn().execute_batch(sql.as_str())?;
-                Ok(Done::default())
-            }
-            _ => {
-                let c = self.any();
-                let r = match sql {
-                    Sql::Static(s) => sqlx::Executor::execute(c, s).await?,
-                    Sql::Owned(s) => sqlx::Executor::execute(c, sqlx::AssertSqlSafe(s)).await?,
-                };
-                Ok(Done {
-                    rows: r.rows_affected(),
-                })
-            }
+            Kind::Sqlite(w) => Some(w.conn()),
+            Kind::SqliteRead(r) => Some(r.conn()),
+            Kind::Tx(_) | Kind::Pooled(_) => None,
         }
     }
 
@@ -530,6 +518,20 @@ pub(crate) struct SqliteReaders {
     pool: Arc<ReaderPool>,
 }
 
+impl std::fmt::Debug for SqliteReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReaders")
+            .field("path", &self.pool.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteWriter").finish_non_exhaustive()
+    }
+}
+
 struct ReaderPool {
     path: String,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
@@ -698,14 +700,23 @@ fn statement(
     }
     drop(rows);
     drop(stmt);
-    // `changes()` keeps the count of the last statement that changed rows: count it only
-    // if this one did (a read leaves the total as it was).
-    let rows = if c.total_changes() != before {
+    Ok((
+        Done {
+            rows: changed(c, before),
+        },
+        out,
+    ))
+}
+
+/// Rows the last statement changed, given the connection's total before it: `changes()` keeps
+/// the count of the last statement that changed rows, so it counts only if this one did (a
+/// read leaves the total as it was).
+fn changed(c: &rusqlite::Connection, total_before: u64) -> u64 {
+    if c.total_changes() != total_before {
         c.changes()
     } else {
         0
-    };
-    Ok((Done { rows }, out))
+    }
 }
 
 impl Drop for SqliteTx {

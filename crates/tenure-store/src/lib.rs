@@ -55,7 +55,7 @@ pub enum StoreError {
     /// The database failed or refused a statement.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
-    /// The SQLite database failed or refused a statement of the writer.
+    /// The SQLite database failed or refused a statement.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The store was closed.
@@ -185,7 +185,7 @@ impl std::ops::DerefMut for Reader {
 }
 
 /// Where reads run.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Readers {
     /// PostgreSQL: the pool writes share.
     Pool(AnyPool),
@@ -193,17 +193,8 @@ enum Readers {
     Sqlite(db::SqliteReaders),
 }
 
-impl std::fmt::Debug for Readers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Readers::Pool(_) => "Readers::Pool",
-            Readers::Sqlite(_) => "Readers::Sqlite",
-        })
-    }
-}
-
 /// Where write transactions run.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Writer {
     /// PostgreSQL: a transaction on a pooled connection.
     Pool(AnyPool),
@@ -211,28 +202,19 @@ enum Writer {
     Sqlite(db::SqliteWriter),
 }
 
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Writer::Pool(_) => "Writer::Pool",
-            Writer::Sqlite(_) => "Writer::Sqlite",
-        })
-    }
-}
-
 /// The file a `sqlite:` URL names, and whether it may be created (`mode=rwc`), as sqlx reads it.
+/// An in-memory database is refused: the writer and the readers must share one file.
 fn sqlite_file(url: &str) -> Result<(String, bool)> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
+    let params = || query.split('&');
+    if path.is_empty() || path == ":memory:" || params().any(|kv| kv == "mode=memory") {
         return Err(StoreError::UnsupportedUrl(url.to_string()));
     }
-    let create = query
-        .split('&')
-        .any(|kv| kv == "mode=rwc" || kv == "mode=memory");
+    let create = params().any(|kv| kv == "mode=rwc");
     Ok((path.to_string(), create))
 }
 

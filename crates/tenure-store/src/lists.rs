@@ -4,7 +4,7 @@
 
 use crate::db::{self, Conn};
 use crate::filter::{Arg, Where, contains_pattern};
-use crate::queries::{RUN_COLS, audit_row, is_sqlite, person_columns, push_placeholders, run_row};
+use crate::queries::{RUN_COLS, audit_row, person_columns, push_placeholders, run_row};
 use crate::{Backend, Result, RunRow, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::audit::AuditEntry;
@@ -178,7 +178,7 @@ async fn for_each_chunk(
     tail: &str,
     mut each: impl FnMut(String),
 ) -> Result<()> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in ids.chunks(500) {
         let mut sql = String::from(head);
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
@@ -358,7 +358,7 @@ pub async fn engagement_counts(
     clients: &[&str],
 ) -> Result<BTreeMap<String, EngagementCounts>> {
     let mut out: BTreeMap<String, EngagementCounts> = BTreeMap::new();
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in clients.chunks(500) {
         let mut sql =
             String::from("SELECT client_id, active, COUNT(*) FROM engagements WHERE client_id IN ");

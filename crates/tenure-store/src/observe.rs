@@ -4,7 +4,7 @@
 
 use crate::Result;
 use crate::db::{self, Conn};
-use crate::queries::{is_sqlite, push_placeholders};
+use crate::queries::push_placeholders;
 use std::collections::HashMap;
 use tenure_core::run::Priority;
 
@@ -43,7 +43,7 @@ pub async fn queue_depth(c: &mut Conn, now: i64) -> Result<Vec<QueueDepth>> {
 
 /// Records the request id each event came with, as `(event id, request id)` pairs.
 pub async fn insert_event_requests(c: &mut Conn, rows: &[(String, String)]) -> Result<()> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in rows.chunks(500) {
         let mut sql = String::from("INSERT INTO event_requests (event_id, request_id) VALUES ");
         push_placeholders(&mut sql, chunk.len(), 2, sqlite);
@@ -61,7 +61,7 @@ pub async fn request_ids_of_events(
     c: &mut Conn,
     events: &[&str],
 ) -> Result<HashMap<String, String>> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     let mut out = HashMap::new();
     for chunk in events.chunks(500) {
         let mut sql =

@@ -491,7 +491,7 @@ type UserEntry<'a> = (&'a str, i64, &'a [IndexedValue]);
 /// Writes the per-user index rows of users: one per user, keyed by its `seq` on SQLite and by
 /// its id on PostgreSQL.
 async fn index_user_search(c: &mut Conn, users: &[UserEntry<'_>]) -> Result<()> {
-    let sqlite = crate::queries::is_sqlite(c);
+    let sqlite = c.is_sqlite();
     let (table, key) = if sqlite {
         ("scim_users_trigram", "rowid")
     } else {
@@ -519,7 +519,7 @@ async fn index_user_search(c: &mut Conn, users: &[UserEntry<'_>]) -> Result<()> 
 /// Takes a stored user out of the per-user index; returns its `seq` (0 on PostgreSQL, which
 /// keys the index by id).
 async fn unindex_user_search(c: &mut Conn, id: &str) -> Result<i64> {
-    if !crate::queries::is_sqlite(c) {
+    if !c.is_sqlite() {
         db::query("DELETE FROM scim_users_search WHERE user_id = $1")
             .bind(id)
             .execute(&mut *c)
@@ -546,7 +546,7 @@ pub(crate) fn user_search_index(
     c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
-        if !crate::queries::is_sqlite(c) {
+        if !c.is_sqlite() {
             return Ok(());
         }
         crate::migrate::sqlite_add_column(c, "scim_users", "seq", "INTEGER").await?;
@@ -594,7 +594,7 @@ pub(crate) fn user_search_index_postgres(
     c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
-        if crate::queries::is_sqlite(c) {
+        if c.is_sqlite() {
             return Ok(());
         }
         db::query("DELETE FROM scim_users_search")
@@ -631,7 +631,7 @@ fn substring_needed(c: &Cond) -> Option<(&str, CondOp, &str)> {
 }
 
 pub(crate) fn backend_of(c: &Conn) -> Backend {
-    if crate::queries::is_sqlite(c) {
+    if c.is_sqlite() {
         Backend::Sqlite
     } else {
         Backend::Postgres
@@ -955,7 +955,7 @@ pub async fn insert_scim_users(
     c: &mut Conn,
     users: &[(ScimUserRow, Vec<IndexedValue>)],
 ) -> Result<()> {
-    let sqlite = crate::queries::is_sqlite(c);
+    let sqlite = c.is_sqlite();
     // SQLite numbers the users in the order written (`seq`, the listing order and the key of
     // the per-user index); the writer holds the database, so the largest number is its own.
     let first_seq: i64 = if sqlite {
@@ -1014,7 +1014,7 @@ pub async fn insert_scim_users(
 
 /// Adds rows to the value index.
 async fn insert_values(c: &mut Conn, values: &[(&str, &IndexedValue)]) -> Result<()> {
-    let sqlite = crate::queries::is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in values.chunks(500) {
         let mut sql =
             String::from("INSERT INTO scim_values (resource_id, attr, idx, sub, val) VALUES ");

@@ -5,7 +5,7 @@
 
 use crate::Result;
 use crate::db::{self, Conn};
-use crate::queries::{is_sqlite, push_placeholders};
+use crate::queries::push_placeholders;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A stored group, without its members.
@@ -234,7 +234,7 @@ pub async fn change_scim_group_members(
     added: &[&str],
     removed: &[&str],
 ) -> Result<()> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in added.chunks(500) {
         let mut sql = String::from("INSERT INTO scim_group_members (group_id, person_id) VALUES ");
         push_placeholders(&mut sql, chunk.len(), 2, sqlite);

@@ -3,7 +3,7 @@
 
 use crate::Result;
 use crate::db::{self, Conn};
-use crate::queries::{is_sqlite, parse, push_placeholders};
+use crate::queries::{parse, push_placeholders};
 use std::collections::HashMap;
 use tenure_core::config::SlaSettings;
 use tenure_core::run::RunKind;
@@ -66,7 +66,7 @@ pub async fn sla_report(
                 "SELECT run_id, system, action, state, finished_at, attempts, last_error FROM steps
                  WHERE run_id IN ",
             );
-            push_placeholders(&mut sql, 1, runs.len(), is_sqlite(c));
+            push_placeholders(&mut sql, 1, runs.len(), c.is_sqlite());
             let mut q = db::query(db::AssertSqlSafe(sql));
             for r in &runs {
                 q = q.bind(r.run_id.clone());

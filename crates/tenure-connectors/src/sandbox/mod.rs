@@ -116,21 +116,19 @@ struct Call {
 pub struct SandboxHub {
     store: Store,
     tx: mpsc::Sender<Call>,
-    sqlite: bool,
 }
 
 impl SandboxHub {
-    /// Creates the sandbox tables and starts the writer. `sqlite` selects `BEGIN IMMEDIATE`.
+    /// Creates the sandbox tables and starts the writer.
     pub async fn start(store: Store) -> Result<SandboxHub, StoreError> {
         let mut t = store.begin().await?;
         for ddl in SCHEMA {
             t.conn().execute(*ddl).await?;
         }
         t.commit().await?;
-        let sqlite = store.backend() == tenure_store::Backend::Sqlite;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(store.clone(), sqlite, rx));
-        Ok(SandboxHub { store, tx, sqlite })
+        tokio::spawn(writer(store.clone(), rx));
+        Ok(SandboxHub { store, tx })
     }
 
     /// A connector for system `system` with these settings.
@@ -166,15 +164,15 @@ impl SandboxHub {
 
     /// Whether this hub writes with SQLite locking.
     pub fn is_sqlite(&self) -> bool {
-        self.sqlite
+        self.store.backend() == tenure_store::Backend::Sqlite
     }
 }
 
-async fn writer(store: Store, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
+async fn writer(store: Store, mut rx: mpsc::Receiver<Call>) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
         let calls = std::mem::take(&mut batch);
-        match apply_batch(&store, sqlite, &calls).await {
+        match apply_batch(&store, &calls).await {
             Ok(results) => {
                 for (call, result) in calls.into_iter().zip(results) {
                     let _ = call.reply.send(result);
@@ -194,11 +192,11 @@ async fn writer(store: Store, sqlite: bool, mut rx: mpsc::Receiver<Call>) {
 
 async fn apply_batch(
     store: &Store,
-    sqlite: bool,
     calls: &[Call],
 ) -> Result<Vec<Result<(), ConnectorError>>, StoreError> {
     let mut t = store.begin().await?;
     let tx = t.conn();
+    let sqlite = tx.is_sqlite();
     let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
     let mut results = Vec::with_capacity(calls.len());
     // One statement records every operation id of the batch; the ones already there are repeats.

@@ -203,7 +203,7 @@ fn dedupe_last<T: Clone, K: Eq + std::hash::Hash>(rows: &[T], key: impl Fn(&T) -
 /// People by id, for a batch of steps.
 pub async fn people_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<Person>> {
     let mut out = Vec::with_capacity(ids.len());
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in ids.chunks(500) {
         let mut sql = String::from("SELECT data FROM people WHERE id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);

@@ -75,7 +75,7 @@ pub async fn events_by_keys(
     keys: &[&str],
     source_ids: &[&str],
 ) -> Result<Vec<EventRow>> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     let mut out = Vec::new();
     for (field, values) in [("idem_key", keys), ("source_id", source_ids)] {
         for chunk in values.chunks(500) {

@@ -36,15 +36,10 @@ pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqli
     }
 }
 
-/// Whether the connection is SQLite (placeholder style differs for bulk statements).
-pub(crate) fn is_sqlite(c: &Conn) -> bool {
-    c.is_sqlite()
-}
-
 /// Runs `make(chunk)` over `items` in chunks small enough for any database's parameter limit.
 macro_rules! bulk {
     ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, |$q:ident, $it:ident| $bind:block) => {{
-        let sqlite = is_sqlite($c);
+        let sqlite = $c.is_sqlite();
         for chunk in $items.chunks((30_000 / $cols).min(500)) {
             let mut sql = String::from($prefix);
             push_placeholders(&mut sql, chunk.len(), $cols, sqlite);
@@ -524,7 +519,7 @@ pub async fn stored_people(
             s.person = Some(p);
         }
     }
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in ids.chunks(500) {
         let mut filter = String::from("person_id IN ");
         push_placeholders(&mut filter, 1, chunk.len(), sqlite);
@@ -621,7 +616,7 @@ pub async fn open_runs_of_people(
     people: &[String],
 ) -> Result<std::collections::HashMap<String, Vec<RunRow>>> {
     let mut out: std::collections::HashMap<String, Vec<RunRow>> = Default::default();
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in people.chunks(500) {
         let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE person_id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);

@@ -75,7 +75,7 @@ pub async fn list_clients(c: &mut Conn) -> Result<Vec<Client>> {
 /// The stored clients among `ids` (those an event carried in full).
 pub async fn clients_by_ids(c: &mut Conn, ids: &[&str]) -> Result<Vec<Client>> {
     let mut out = Vec::new();
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in ids.chunks(500) {
         let mut sql = String::from("SELECT data FROM clients WHERE id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
@@ -117,7 +117,7 @@ pub async fn people_bound_by_client(
     for r in rows {
         people.insert(r.try_get(0)?);
     }
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in entitlements.chunks(500) {
         let mut sql = String::from(
             "SELECT DISTINCT person_id FROM grants

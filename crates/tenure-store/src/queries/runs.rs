@@ -118,7 +118,7 @@ pub async fn get_run(c: &mut Conn, id: &str) -> Result<Option<RunRow>> {
 /// each other: a cancel and the outcome of the run's last running step, committed at the same
 /// moment, would otherwise each see the other's half and leave the run running forever.
 pub async fn lock_run(c: &mut Conn, id: &str) -> Result<Option<RunRow>> {
-    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let lock = if c.is_sqlite() { "" } else { " FOR UPDATE" };
     run_by_id(c, id, lock).await
 }
 
@@ -248,7 +248,7 @@ pub async fn set_runs_planned(
 /// cycle.
 pub async fn runs_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<RunRow>> {
     let mut out = Vec::with_capacity(ids.len());
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();

@@ -89,7 +89,7 @@ pub(crate) fn add_step_maybe_applied(
     c: &mut Conn,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
     Box::pin(async move {
-        if !is_sqlite(c) {
+        if !c.is_sqlite() {
             return Ok(());
         }
         crate::migrate::sqlite_add_column(c, "steps", "maybe_applied", "BIGINT NOT NULL DEFAULT 0")
@@ -102,7 +102,7 @@ pub async fn insert_steps(c: &mut Conn, steps: &[StepRow]) -> Result<()> {
     const COLS: usize = 22;
     for chunk in steps.chunks(300) {
         let mut sql = format!("INSERT INTO steps ({STEP_COLS}) VALUES ");
-        push_placeholders(&mut sql, chunk.len(), COLS, is_sqlite(c));
+        push_placeholders(&mut sql, chunk.len(), COLS, c.is_sqlite());
         let mut q = db::query(db::AssertSqlSafe(sql));
         for s in chunk {
             q = q
@@ -178,7 +178,7 @@ pub async fn claim_ready_steps_of_runs(
     lease_until: i64,
 ) -> Result<Vec<StepRow>> {
     let mut out = Vec::new();
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in runs.chunks(500) {
         let mut sql = format!(
             "UPDATE steps SET state = 'running', lease_until = {lease_until}, started_at = COALESCE(started_at, {now})
@@ -227,7 +227,7 @@ pub async fn step_statuses_of_runs(
 ) -> Result<std::collections::HashMap<String, Vec<StepStatus>>> {
     let mut out: std::collections::HashMap<String, Vec<StepStatus>> =
         std::collections::HashMap::new();
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     for chunk in runs.chunks(500) {
         let mut sql = String::from(
             "SELECT run_id, system, phase, state, ready, compensation_of FROM steps WHERE run_id IN ",
@@ -277,7 +277,7 @@ pub async fn steps_still_leased(
     c: &mut Conn,
     leases: &[(&str, Option<i64>)],
 ) -> Result<std::collections::HashSet<String>> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     let wanted: std::collections::HashMap<&str, Option<i64>> = leases.iter().copied().collect();
     let mut out = std::collections::HashSet::with_capacity(leases.len());
     for chunk in leases.chunks(500) {
@@ -310,7 +310,7 @@ pub async fn renew_leases(
     leases: &[(&str, i64)],
     new_lease: i64,
 ) -> Result<std::collections::HashSet<String>> {
-    let sqlite = is_sqlite(c);
+    let sqlite = c.is_sqlite();
     // Steps claimed together share a lease: one statement per lease value and chunk.
     let mut by_lease: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
     for (id, lease) in leases {

@@ -125,7 +125,7 @@ pub async fn revoke_tokens_of_person(
 /// until the transaction ends, so two revocations at once cannot each leave the other's token
 /// as the last admin and then both commit (SQLite writers are serialized already).
 pub async fn lock_live_admin_tokens(c: &mut Conn) -> Result<Vec<String>> {
-    let lock = if is_sqlite(c) { "" } else { " FOR UPDATE" };
+    let lock = if c.is_sqlite() { "" } else { " FOR UPDATE" };
     let sql = format!(
         "SELECT id FROM tokens WHERE revoked_at IS NULL AND (' ' || scopes || ' ') LIKE '% admin %' ORDER BY id{lock}"
     );
