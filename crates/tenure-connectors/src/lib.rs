@@ -59,6 +59,7 @@ pub mod webhook;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Checks a system's settings with the function its connector reads them with when `serve`
 /// builds it, without reading secrets from the environment or connecting anywhere, so
@@ -178,6 +179,56 @@ pub struct RemoteAccount {
     pub enabled: bool,
 }
 
+/// One account in a system's inventory: what identifies it, what correlates it with a person,
+/// and what it holds. Reconciliation compares these with what tenure believes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryAccount {
+    /// The system's own key for the account (LDAP entry's id attribute or RDN, PostgreSQL role
+    /// name, SCIM resource id, the sandbox's person id): unique on the system, and the order in
+    /// which pages come where the system sorts (the sandbox, PostgreSQL); LDAP and SCIM hand
+    /// them out in the directory's or the provider's own order.
+    pub key: String,
+    /// The tenure person id the account carries when tenure made it (LDAP's id attribute, the
+    /// PostgreSQL role's comment mark, SCIM `externalId`); `None` for an account made by other
+    /// hands that carries none.
+    pub person_id: Option<String>,
+    /// Whether the account can sign in.
+    pub enabled: bool,
+    /// Values correlation may match on, by the names in [`attribute`]: `username`, `email`,
+    /// `employee_id`, whichever the system has.
+    pub attributes: BTreeMap<String, String>,
+    /// The groups or roles the account holds, by the name the system knows them by
+    /// ([`Entitlement::name`]).
+    pub memberships: Vec<String>,
+}
+
+/// The names [`InventoryAccount::attributes`] uses.
+pub mod attribute {
+    /// The sign-in name (LDAP `uid`/`sAMAccountName`, SCIM `userName`, the role name).
+    pub const USERNAME: &str = "username";
+    /// The work email address.
+    pub const EMAIL: &str = "email";
+    /// The HR id recorded on the account (SCIM enterprise `employeeNumber`, LDAP
+    /// `employeeNumber`).
+    pub const EMPLOYEE_ID: &str = "employee_id";
+}
+
+/// Pages of a system's accounts, pulled one at a time so that a system of a million accounts
+/// never sits whole in memory.
+#[async_trait]
+pub trait InventoryPages: Send {
+    /// The next page, or `None` once every account has been listed.
+    async fn next_page(&mut self) -> Result<Option<Vec<InventoryAccount>>, ConnectorError>;
+}
+
+/// Whether a system can list what it holds.
+pub enum Inventory<'a> {
+    /// It cannot (a webhook, a manual task): reconciliation reports it as not covered.
+    NotCovered(&'static str),
+    /// Its accounts, page by page.
+    Pages(Box<dyn InventoryPages + 'a>),
+}
+
 /// A target system tenure provisions into.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -209,6 +260,22 @@ pub trait Connector: Send + Sync {
     async fn list_accounts(&self) -> Result<Vec<RemoteAccount>, ConnectorError>;
     /// The entitlements (by tenure id or system name) the person holds on the system.
     async fn list_memberships(&self, person_id: &str) -> Result<Vec<String>, ConnectorError>;
+    /// Every account on the system with its memberships, `page_size` accounts per page at
+    /// most, for reconciliation. The default says the system cannot list.
+    async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
+        let _ = page_size;
+        Ok(Inventory::NotCovered(
+            "this connector cannot list the accounts it holds",
+        ))
+    }
+    /// The [`InventoryAccount::key`] of the account this connector acts on for `person_id`,
+    /// when it is derived from the id (the sandbox's id, a role prefix and the id, the LDAP id
+    /// attribute). `None` when the system assigns it (SCIM), so only the person id written on
+    /// the account ties them. Reconciliation corrects only what the connector would reach.
+    fn account_key(&self, person_id: &str) -> Option<String> {
+        let _ = person_id;
+        None
+    }
     /// Whether the system answers.
     async fn health(&self) -> Result<(), ConnectorError>;
     /// Connector-specific figures for `GET /api/v1/systems` (the sandbox's counters).

@@ -11,15 +11,20 @@
 //! - A create answered `409` links the existing account (found by `userName`, then given our
 //!   `externalId`) instead of failing. `429` and `5xx` are retryable, with `Retry-After`
 //!   honoured; other `4xx` are permanent, with the provider's SCIM `detail`.
+//! - `inventory` pages through `/Users` by `startIndex`; an account's memberships are its
+//!   `groups[].value`, the group ids that entitlement names are.
 //! - Authentication: a bearer token, or OAuth 2.0 client credentials (token fetched, cached
 //!   until shortly before it expires, dropped on a `401`). Secrets are read from the
 //!   environment variables the settings name, never from the configuration file or logs.
 
-use crate::{Connector, ConnectorError, Op, RemoteAccount};
+use crate::{
+    Connector, ConnectorError, Inventory, InventoryAccount, InventoryPages, Op, RemoteAccount,
+    attribute,
+};
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tenure_core::{Entitlement, Person};
@@ -27,6 +32,10 @@ use tenure_core::{Entitlement, Person};
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const PAGE: usize = 100;
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// What the inventory reads of each user.
+const INVENTORY_ATTRIBUTES: &str = "userName,externalId,active,emails,groups,\
+    urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber";
 
 /// How the connector authenticates.
 #[derive(Clone)]
@@ -609,6 +618,99 @@ impl ScimConnector {
     }
 }
 
+/// A SCIM User as an inventory account: `id` is the key, `externalId` the person, `userName`,
+/// the primary (else first) email and the enterprise `employeeNumber` the attributes, and the
+/// `value`s (group ids) of `groups` the memberships, as `grant` names a group by its id.
+fn inventory_account(u: &Value) -> Option<InventoryAccount> {
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let key = text(&u["id"])?;
+    let mut attributes = BTreeMap::new();
+    if let Some(name) = text(&u["userName"]) {
+        attributes.insert(attribute::USERNAME.to_string(), name);
+    }
+    let emails = u["emails"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let email = emails
+        .iter()
+        .find(|e| e["primary"].as_bool() == Some(true))
+        .or_else(|| emails.first())
+        .and_then(|e| text(&e["value"]));
+    if let Some(email) = email {
+        attributes.insert(attribute::EMAIL.to_string(), email);
+    }
+    if let Some(n) = text(&u[ENTERPRISE]["employeeNumber"]) {
+        attributes.insert(attribute::EMPLOYEE_ID.to_string(), n);
+    }
+    let mut memberships: Vec<String> = u["groups"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|g| text(&g["value"])).collect())
+        .unwrap_or_default();
+    memberships.sort();
+    memberships.dedup();
+    Some(InventoryAccount {
+        key,
+        person_id: text(&u["externalId"]),
+        enabled: u["active"].as_bool().unwrap_or(true),
+        attributes,
+        memberships,
+    })
+}
+
+/// The provider's users by `startIndex` and `count`, in the provider's order; a provider that
+/// answers with more than `count` has the rest handed out on the next calls.
+struct ScimPages<'a> {
+    connector: &'a ScimConnector,
+    page_size: usize,
+    /// The next `startIndex` (1-based).
+    start: usize,
+    ready: VecDeque<InventoryAccount>,
+    done: bool,
+}
+
+#[async_trait]
+impl InventoryPages for ScimPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<InventoryAccount>>, ConnectorError> {
+        while self.ready.len() < self.page_size && !self.done {
+            let c = self.connector;
+            let r = c
+                .send(
+                    Method::GET,
+                    &format!(
+                        "/Users?startIndex={}&count={}&attributes={INVENTORY_ATTRIBUTES}",
+                        self.start, self.page_size
+                    ),
+                    None,
+                )
+                .await?;
+            if !r.status.is_success() {
+                return Err(c.permanent("listing users", &r));
+            }
+            let users = r.body["Resources"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for u in users {
+                match inventory_account(u) {
+                    Some(a) => self.ready.push_back(a),
+                    None => {
+                        tracing::warn!(system = %c.system, "a SCIM user without an id is left out of the inventory")
+                    }
+                }
+            }
+            self.start += users.len();
+            self.done = users.is_empty()
+                || match r.body["totalResults"].as_u64() {
+                    Some(total) => self.start as u64 > total,
+                    None => users.len() < self.page_size,
+                };
+        }
+        let n = self.ready.len().min(self.page_size);
+        Ok((n > 0).then(|| self.ready.drain(..n).collect()))
+    }
+}
+
 fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -773,6 +875,16 @@ impl Connector for ScimConnector {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
+        Ok(Inventory::Pages(Box::new(ScimPages {
+            connector: self,
+            page_size: page_size.max(1),
+            start: 1,
+            ready: VecDeque::new(),
+            done: false,
+        })))
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {
@@ -1032,6 +1144,107 @@ mod tests {
             ]
             .map(|(p, e)| (p.to_string(), e))
         );
+    }
+
+    /// The inventory follows `startIndex` over pages the provider cuts at two users whatever
+    /// `count` asks, asks for just the attributes it reads, and hands out at most `page_size`
+    /// accounts a page.
+    #[tokio::test]
+    async fn inventory_pages_through_users_with_their_groups() {
+        let base = fake(|head| {
+            let line = head.lines().next().unwrap_or("");
+            let param = |name: &str| {
+                line.split(&format!("{name}="))
+                    .nth(1)
+                    .and_then(|r| r.split(['&', ' ']).next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            if !line.starts_with("GET /scim/v2/Users?")
+                || param("attributes") != INVENTORY_ATTRIBUTES
+            {
+                return (400, vec![], json!({ "detail": line }).to_string());
+            }
+            let start: usize = param("startIndex").parse().unwrap_or(1);
+            let count: usize = param("count").parse().unwrap_or(100);
+            let user = |i: usize| match i {
+                1 => json!({
+                    "id": "u1", "externalId": "p1", "userName": "ada", "active": true,
+                    "emails": [{ "value": "ada@home.example" }, { "value": "ada@example.com", "primary": true }],
+                    "groups": [{ "value": "g-vpn", "display": "VPN" }, { "value": "g-dev", "display": "Developers" }],
+                    ENTERPRISE: { "employeeNumber": "E1" },
+                }),
+                // Made by hand: no externalId, disabled, nothing else.
+                2 => json!({ "id": "u2", "userName": "svc-backup", "active": false }),
+                3 => json!({ "id": "u3", "externalId": "p3", "userName": "cy", "emails": [{ "value": "cy@example.com" }], "groups": [] }),
+                i => json!({ "id": format!("u{i}"), "externalId": format!("p{i}"), "userName": format!("user{i}") }),
+            };
+            let users: Vec<Value> = (start..=5).take(count.min(2)).map(user).collect();
+            (200, vec![], json!({ "totalResults": 5, "startIndex": start, "itemsPerPage": users.len(), "Resources": users }).to_string())
+        })
+        .await;
+        let c = connector(base);
+        let all = |page_size| {
+            let c = &c;
+            async move {
+                let Inventory::Pages(mut pages) = c.inventory(page_size).await.unwrap() else {
+                    panic!("SCIM lists its users");
+                };
+                let mut got = Vec::new();
+                while let Some(page) = pages.next_page().await.unwrap() {
+                    got.push(page);
+                }
+                assert_eq!(pages.next_page().await.unwrap(), None);
+                got
+            }
+        };
+        let got = all(2).await;
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let got: Vec<InventoryAccount> = got.into_iter().flatten().collect();
+        let attrs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            got[0],
+            InventoryAccount {
+                key: "u1".into(),
+                person_id: Some("p1".into()),
+                enabled: true,
+                attributes: attrs(&[
+                    (attribute::USERNAME, "ada"),
+                    (attribute::EMAIL, "ada@example.com"),
+                    (attribute::EMPLOYEE_ID, "E1"),
+                ]),
+                memberships: vec!["g-dev".into(), "g-vpn".into()],
+            }
+        );
+        assert_eq!(
+            got[1],
+            InventoryAccount {
+                key: "u2".into(),
+                person_id: None,
+                enabled: false,
+                attributes: attrs(&[(attribute::USERNAME, "svc-backup")]),
+                memberships: vec![],
+            }
+        );
+        assert_eq!(
+            got[2].attributes,
+            attrs(&[
+                (attribute::USERNAME, "cy"),
+                (attribute::EMAIL, "cy@example.com")
+            ])
+        );
+        assert_eq!(
+            got.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(),
+            ["u1", "u2", "u3", "u4", "u5"]
+        );
+        // Pages smaller than the provider's: the rest of its page waits for the next call.
+        let one = all(1).await;
+        assert_eq!(one.iter().map(Vec::len).collect::<Vec<_>>(), [1; 5]);
+        assert_eq!(one.into_iter().flatten().collect::<Vec<_>>(), got);
     }
 
     #[tokio::test]

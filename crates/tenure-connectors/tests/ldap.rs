@@ -10,7 +10,7 @@ use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, Slapd};
 use support::*;
 use tenure_connectors::ldap::{LdapConnector, LdapSettings};
 use tenure_connectors::settings::Secret;
-use tenure_connectors::{Connector, ConnectorError};
+use tenure_connectors::{Connector, ConnectorError, Inventory, InventoryAccount, attribute};
 
 const PEOPLE: &str = "ou=people,dc=example,dc=com";
 const DISABLED: &str = "ou=disabled,dc=example,dc=com";
@@ -45,24 +45,7 @@ fn connector(url: &str, starttls: bool) -> LdapConnector {
 }
 
 async fn members(url: &str, group: &str) -> Vec<String> {
-    let mut l = admin(url).await;
-    let (rs, _) = l
-        .search(
-            &format!("cn={group},{GROUPS}"),
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["member"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let mut m = SearchEntry::construct(rs.into_iter().next().unwrap())
-        .attrs
-        .remove("member")
-        .unwrap_or_default();
-    m.sort();
-    m
+    support::slapd::members(url, &format!("cn={group},{GROUPS}")).await
 }
 
 async fn entry(url: &str, dn: &str) -> Option<SearchEntry> {
@@ -272,4 +255,134 @@ async fn errors_are_classified_against_real_slapd() {
     assert!(e.is_retryable(), "{e}");
     let fresh = connector(&url, false);
     assert!(fresh.health().await.unwrap_err().is_retryable());
+}
+
+/// Every person under the people and disabled OUs pages out, the ones added by hand too, with
+/// the groups under `groups_dn` that name them as a member (a disabled person's membership
+/// still naming where the account was when granted included, as `revoke` sees it), however
+/// the member DN is spelled.
+#[tokio::test]
+async fn inventory_pages_through_people_with_their_groups() {
+    let Some(slapd) = Slapd::start() else { return };
+    seed(&slapd.url).await;
+    let c = connector(&slapd.url, false);
+    let dev = entitlement("dir:dev", "dir", "developers");
+    let vpn = entitlement("dir:vpn", "dir", "vpn users");
+    for id in ["ada", "bob", "cat", "dan"] {
+        c.create_account(&op(id), &person(id)).await.unwrap();
+    }
+    c.grant(&op("g1"), &person("ada"), &dev).await.unwrap();
+    c.grant(&op("g2"), &person("ada"), &vpn).await.unwrap();
+    c.grant(&op("g3"), &person("bob"), &vpn).await.unwrap();
+    c.grant(&op("g4"), &person("cat"), &dev).await.unwrap();
+    c.disable_account(&op("d1"), &person("cat")).await.unwrap();
+
+    // Behind tenure's back: a person with an HR number, in a group under a DN spelled
+    // differently; and an entry with no uid at all.
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+    let mut l = admin(&slapd.url).await;
+    let hand_made = [
+        (
+            format!("uid=zed,{PEOPLE}"),
+            vec![
+                ("uid", "zed"),
+                ("cn", "Zed Hand"),
+                ("sn", "Hand"),
+                ("mail", "zed@corp.example"),
+                ("employeeNumber", "E-77"),
+            ],
+        ),
+        (
+            format!("cn=Printer Admin,{PEOPLE}"),
+            vec![
+                ("cn", "Printer Admin"),
+                ("sn", "Admin"),
+                ("mail", "printers@corp.example"),
+            ],
+        ),
+    ];
+    for (dn, attrs) in hand_made {
+        let mut attrs: Vec<(String, HashSet<String>)> = attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), set(&[v])))
+            .collect();
+        attrs.push((
+            "objectClass".into(),
+            set(&["top", "person", "organizationalPerson", "inetOrgPerson"]),
+        ));
+        l.add(&dn, attrs).await.unwrap().success().unwrap();
+    }
+    for (group, member) in [
+        ("developers", "UID=zed, OU=People, DC=example, DC=com"),
+        (
+            "vpn users",
+            "cn=printer\\20admin,ou=people,dc=example,dc=com",
+        ),
+    ] {
+        l.modify(
+            &format!("cn={group},{GROUPS}"),
+            vec![Mod::Add("member", HashSet::from([member]))],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+
+    // Two accounts a page (and two entries per paged-results request).
+    let Inventory::Pages(mut pages) = c.inventory(2).await.unwrap() else {
+        panic!("ldap lists its accounts");
+    };
+    let mut sizes = Vec::new();
+    let mut got = Vec::new();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        sizes.push(page.len());
+        got.extend(page);
+    }
+    assert_eq!(pages.next_page().await.unwrap(), None);
+    assert_eq!(sizes, [2, 2, 2]);
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    let attrs = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let made = |id: &str, enabled: bool, groups: &[&str]| InventoryAccount {
+        key: id.into(),
+        person_id: Some(id.into()),
+        enabled,
+        attributes: attrs(&[
+            (attribute::USERNAME, id),
+            (attribute::EMAIL, &format!("{id}@example.com")),
+            (attribute::EMPLOYEE_ID, id),
+        ]),
+        memberships: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    assert_eq!(
+        got,
+        vec![
+            InventoryAccount {
+                key: "Printer Admin".into(),
+                person_id: None,
+                enabled: true,
+                attributes: attrs(&[(attribute::EMAIL, "printers@corp.example")]),
+                memberships: vec!["vpn users".into()],
+            },
+            made("ada", true, &["developers", "vpn users"]),
+            made("bob", true, &["vpn users"]),
+            made("cat", false, &["developers"]),
+            made("dan", true, &[]),
+            InventoryAccount {
+                key: "zed".into(),
+                person_id: Some("zed".into()),
+                enabled: true,
+                attributes: attrs(&[
+                    (attribute::USERNAME, "zed"),
+                    (attribute::EMAIL, "zed@corp.example"),
+                    (attribute::EMPLOYEE_ID, "E-77"),
+                ]),
+                memberships: vec!["developers".into()],
+            },
+        ]
+    );
 }

@@ -7,7 +7,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, Executor, Row};
 use support::*;
 use tenure_connectors::postgres::{PostgresConnector, PostgresSettings};
-use tenure_connectors::{Connector, ConnectorError};
+use tenure_connectors::{Connector, ConnectorError, Inventory, InventoryAccount, attribute};
 
 /// The server to test against: `TENURE_TEST_DATABASE_URL`'s server, else 127.0.0.1:5432.
 fn admin_url() -> String {
@@ -276,5 +276,91 @@ async fn errors_are_classified() {
     let e = down.create_account(&op("5"), &eve).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(down.health().await.unwrap_err().is_retryable());
+    s.finish().await;
+}
+
+/// Every role of the prefix pages out in name order, the ones made by hand too (no person id,
+/// or a comment that is not tenure's), with its login flag, its name less the prefix, and the
+/// roles it is a member of; group roles outside the prefix are not accounts.
+#[tokio::test]
+async fn inventory_pages_through_every_role_of_the_prefix() {
+    let Some(s) = Scratch::new().await else {
+        return;
+    };
+    let db = s.db().await;
+    let p = s.prefix.clone();
+    let run = |sql: String| {
+        let db = db.clone();
+        async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+    };
+    // Group roles under a prefix of their own, as a warehouse keeps them.
+    let crm = format!("g{p}crm_read");
+    let vpn = format!("g{p}vpn");
+    for g in [&crm, &vpn] {
+        run(format!("CREATE ROLE \"{g}\" NOLOGIN")).await;
+    }
+    let c = s.connector(serde_json::json!({}));
+    let e_crm = entitlement("wh:crm", "wh", &crm);
+    let e_vpn = entitlement("wh:vpn", "wh", &vpn);
+    for id in ["dan", "ada", "cat", "bob"] {
+        c.create_account(&op(id), &person(id)).await.unwrap();
+    }
+    c.grant(&op("g1"), &person("ada"), &e_vpn).await.unwrap();
+    c.grant(&op("g2"), &person("ada"), &e_crm).await.unwrap();
+    c.grant(&op("g3"), &person("bob"), &e_vpn).await.unwrap();
+    c.disable_account(&op("d1"), &person("cat")).await.unwrap();
+    // Behind tenure's back: a login role with no comment and a membership, and a disabled
+    // role whose comment is someone else's.
+    run(format!(
+        "CREATE ROLE \"{p}zed\" LOGIN; GRANT \"{crm}\" TO \"{p}zed\""
+    ))
+    .await;
+    run(format!(
+        "CREATE ROLE \"{p}eve\" NOLOGIN; COMMENT ON ROLE \"{p}eve\" IS 'made by the DBA'"
+    ))
+    .await;
+
+    let Inventory::Pages(mut pages) = c.inventory(2).await.unwrap() else {
+        panic!("postgres lists its roles");
+    };
+    let mut sizes = Vec::new();
+    let mut got = Vec::new();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        sizes.push(page.len());
+        got.extend(page);
+    }
+    assert_eq!(pages.next_page().await.unwrap(), None);
+    assert_eq!(sizes, [2, 2, 2]);
+    let account =
+        |name: &str, person: Option<&str>, enabled: bool, groups: &[&String]| InventoryAccount {
+            key: format!("{p}{name}"),
+            person_id: person.map(str::to_string),
+            enabled,
+            attributes: [(attribute::USERNAME.to_string(), name.to_string())].into(),
+            memberships: groups.iter().map(|g| g.to_string()).collect(),
+        };
+    assert_eq!(
+        got,
+        vec![
+            account("ada", Some("ada"), true, &[&crm, &vpn]),
+            account("bob", Some("bob"), true, &[&vpn]),
+            account("cat", Some("cat"), false, &[]),
+            account("dan", Some("dan"), true, &[]),
+            account("eve", None, false, &[]),
+            account("zed", None, true, &[&crm]),
+        ]
+    );
+    db.close().await;
+    for g in [&crm, &vpn] {
+        s.admin
+            .execute(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{g}\"")))
+            .await
+            .unwrap();
+    }
     s.finish().await;
 }

@@ -357,3 +357,28 @@ async fn async_completion_waits_for_the_callback() {
         "{e}"
     );
 }
+
+/// A webhook or a manual system cannot list what it holds: reconciliation reports it as not
+/// covered, without a call going out.
+#[tokio::test]
+async fn webhook_and_manual_systems_are_not_covered_by_inventory() {
+    let (r, port) = start_receiver().await;
+    let (st, _d) = store().await;
+    let webhook = connector(settings(port, serde_json::json!({})), SECRET, st.clone());
+    let manual = tenure_connectors::manual::ManualConnector::new(
+        st,
+        "hr-desk",
+        tenure_connectors::manual::ManualSettings::from_map(
+            serde_json::json!({ "team": "it" }).as_object().unwrap(),
+        )
+        .unwrap(),
+        now_fn(),
+    );
+    for c in [&webhook as &dyn Connector, &manual] {
+        match c.inventory(100).await.unwrap() {
+            tenure_connectors::Inventory::NotCovered(why) => assert!(!why.is_empty()),
+            tenure_connectors::Inventory::Pages(_) => panic!("it cannot list its accounts"),
+        }
+    }
+    assert!(r.seen.lock().unwrap().is_empty());
+}

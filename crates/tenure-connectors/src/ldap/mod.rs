@@ -9,17 +9,24 @@
 //!   `userAccountControl`, enabling clears it.
 //!
 //! An entitlement's `name` is the group's `cn` under `groups_dn`, or a full DN when it holds
-//! `=`. `list_accounts` pages through the directory (RFC 2696 paged results).
+//! `=`. `list_accounts` pages through the directory (RFC 2696 paged results), and so does
+//! `inventory`, one search per base streamed across its pages; it reads the groups under
+//! `groups_dn` once (`openldap`) or each account's `memberOf` (`ad`) for the memberships.
 //! "Already exists", "already a member", "no such entry" and "not a member" count as done
 //! where the trait says so; everything else is classified by LDAP result code ([`classify`]).
 
 use crate::settings::{self, Secret};
-use crate::{Connector, ConnectorError, Op, RemoteAccount};
+use crate::{
+    Connector, ConnectorError, Inventory, InventoryAccount, InventoryPages, Op, RemoteAccount,
+    attribute,
+};
 use async_trait::async_trait;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry, SearchStream,
+};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tenure_core::{Entitlement, Person};
 use tokio::sync::Mutex;
@@ -452,6 +459,302 @@ fn uac_of(entry: &SearchEntry) -> u32 {
         .unwrap_or(512)
 }
 
+/// Splits `s` at each `sep` not escaped by a backslash.
+fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == sep {
+            parts.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// An attribute value of a DN as it reads: `\XX` hex pairs and `\c` escapes undone, spaces
+/// around it that are not escaped dropped.
+fn dn_unescape(v: &str) -> String {
+    let v = v.trim_start();
+    let mut bytes = Vec::with_capacity(v.len());
+    // Length of the value up to its last escaped byte: trailing spaces after it are padding.
+    let mut kept = 0;
+    let mut it = v.bytes().peekable();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            if b != b' ' {
+                kept = bytes.len();
+            }
+            continue;
+        }
+        let Some(first) = it.next() else { break };
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (hex(first), it.peek().copied().and_then(hex)) {
+            (Some(hi), Some(lo)) => {
+                it.next();
+                bytes.push((hi * 16 + lo) as u8);
+            }
+            _ => bytes.push(first),
+        }
+        kept = bytes.len();
+    }
+    bytes.truncate(kept);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// One spelling of a DN for comparing DNs: attribute types and values lowercased (as
+/// `is_disabled` compares), spaces around separators dropped, every value unescaped and
+/// escaped again one way, so `uid=A\2Cb, ou=People` and `uid=a\,b,ou=people` are the same.
+fn normalize_dn(dn: &str) -> String {
+    split_unescaped(dn.trim(), ',')
+        .into_iter()
+        .map(|rdn| {
+            split_unescaped(rdn, '+')
+                .into_iter()
+                .map(|ava| match ava.split_once('=') {
+                    Some((t, v)) => format!(
+                        "{}={}",
+                        t.trim().to_lowercase(),
+                        ldap3::dn_escape(dn_unescape(v).to_lowercase())
+                    ),
+                    None => ava.trim().to_lowercase(),
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The first RDN of `dn` (as written) and the value of its first attribute (unescaped).
+fn first_rdn(dn: &str) -> (&str, Option<(&str, String)>) {
+    let rdn = split_unescaped(dn, ',')[0];
+    let ava = split_unescaped(rdn, '+')[0];
+    (
+        rdn.trim(),
+        ava.split_once('=').map(|(t, v)| (t.trim(), dn_unescape(v))),
+    )
+}
+
+/// An attribute of the entry, its name matched without regard to case.
+fn attr<'e>(entry: &'e SearchEntry, name: &str) -> Option<&'e str> {
+    entry
+        .attrs
+        .get(name)
+        .or_else(|| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })?
+        .first()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn attr_values<'e>(entry: &'e SearchEntry, name: &str) -> &'e [String] {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or_default()
+}
+
+type Stream = SearchStream<'static, &'static str, Vec<&'static str>>;
+
+/// The accounts under `users_dn` and then `disabled_users_dn`, streamed with the paged-results
+/// control (`page_size` of the settings per request) and handed out `page_size` at a time.
+struct LdapPages<'a> {
+    connector: &'a LdapConnector,
+    page_size: usize,
+    /// Bases still to list.
+    bases: VecDeque<String>,
+    /// The search in progress, with its base.
+    stream: Option<(String, Stream)>,
+    /// `openldap`: the normalized DN of each `member` value of the groups under `groups_dn`,
+    /// with the `cn`s of the groups that hold it. Read once; as large as the memberships.
+    groups: HashMap<String, Vec<String>>,
+}
+
+impl LdapConnector {
+    /// An account of the inventory from its entry, found under `base`.
+    fn inventory_account(
+        &self,
+        groups: &HashMap<String, Vec<String>>,
+        base: &str,
+        entry: &SearchEntry,
+    ) -> InventoryAccount {
+        let id = attr(entry, self.id_attribute()).map(str::to_string);
+        let (rdn, rdn_value) = first_rdn(&entry.dn);
+        let key = id
+            .clone()
+            .or_else(|| rdn_value.map(|(_, v)| v))
+            .unwrap_or_else(|| entry.dn.clone());
+        let mut attributes = BTreeMap::new();
+        if let Some(id) = &id {
+            attributes.insert(attribute::USERNAME.to_string(), id.clone());
+        }
+        if let Some(mail) = attr(entry, "mail") {
+            attributes.insert(attribute::EMAIL.to_string(), mail.to_string());
+        }
+        let employee = match self.settings.flavor {
+            Flavor::Openldap => attr(entry, "employeeNumber"),
+            Flavor::Ad => attr(entry, "employeeID").or_else(|| attr(entry, "employeeNumber")),
+        };
+        if let Some(e) = employee {
+            attributes.insert(attribute::EMPLOYEE_ID.to_string(), e.to_string());
+        }
+        let mut memberships = BTreeSet::new();
+        match self.settings.flavor {
+            Flavor::Openldap => {
+                // A member value names the account where it was when granted: here, or (moved
+                // by disable or enable since) under the other base, as `revoke` knows.
+                let other = if base == self.settings.users_dn {
+                    self.settings.disabled_users_dn.as_deref()
+                } else {
+                    Some(self.settings.users_dn.as_str())
+                };
+                let mut dns = vec![normalize_dn(&entry.dn)];
+                dns.extend(other.map(|o| normalize_dn(&format!("{rdn},{o}"))));
+                for dn in dns {
+                    memberships.extend(groups.get(&dn).into_iter().flatten().cloned());
+                }
+            }
+            Flavor::Ad => {
+                let under = format!(",{}", normalize_dn(&self.settings.groups_dn));
+                for group in attr_values(entry, "memberOf") {
+                    if normalize_dn(group).ends_with(&under)
+                        && let (_, Some((t, cn))) = first_rdn(group)
+                        && t.eq_ignore_ascii_case("cn")
+                    {
+                        memberships.insert(cn);
+                    }
+                }
+            }
+        }
+        InventoryAccount {
+            key,
+            person_id: id,
+            enabled: !self.is_disabled(entry),
+            attributes,
+            memberships: memberships.into_iter().collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl InventoryPages for LdapPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<InventoryAccount>>, ConnectorError> {
+        let mut page = Vec::new();
+        while page.len() < self.page_size {
+            let Some((base, stream)) = &mut self.stream else {
+                let Some(base) = self.bases.pop_front() else {
+                    break;
+                };
+                let stream = self.connector.search_users(&base).await?;
+                self.stream = Some((base, stream));
+                continue;
+            };
+            match stream.next().await.map_err(|e| classify(&e))? {
+                Some(entry) => {
+                    let entry = SearchEntry::construct(entry);
+                    page.push(self.connector.inventory_account(&self.groups, base, &entry));
+                }
+                None => {
+                    let result = stream.finish().await.success();
+                    self.stream = None;
+                    match result {
+                        Ok(_) => {}
+                        Err(LdapError::LdapResult { result })
+                            if result.rc == rc::NO_SUCH_OBJECT => {}
+                        Err(e) => return Err(classify(&e)),
+                    }
+                }
+            }
+        }
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
+impl LdapConnector {
+    /// The paged search of the accounts directly under `base`.
+    async fn search_users(&self, base: &str) -> Result<Stream, ConnectorError> {
+        let class = match self.settings.flavor {
+            Flavor::Openldap => "(objectClass=inetOrgPerson)",
+            Flavor::Ad => "(&(objectClass=user)(!(objectClass=computer)))",
+        };
+        let attrs = match self.settings.flavor {
+            Flavor::Openldap => vec!["uid", "mail", "employeeNumber"],
+            Flavor::Ad => vec![
+                "sAMAccountName",
+                "mail",
+                "employeeID",
+                "employeeNumber",
+                "userAccountControl",
+                "memberOf",
+            ],
+        };
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(self.settings.page_size)),
+        ];
+        let mut ldap = self.ldap().await?;
+        ldap.with_timeout(self.timeout())
+            .streaming_search_with(adapters, base, Scope::OneLevel, class, attrs)
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    /// `openldap`: who is a member of which group under `groups_dn`, by normalized member DN,
+    /// read with paged searches.
+    async fn group_members(&self) -> Result<HashMap<String, Vec<String>>, ConnectorError> {
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(self.settings.page_size)),
+        ];
+        let mut ldap = self.ldap().await?;
+        let mut stream = ldap
+            .with_timeout(self.timeout())
+            .streaming_search_with(
+                adapters,
+                &self.settings.groups_dn,
+                Scope::Subtree,
+                "(objectClass=groupOfNames)",
+                vec!["cn", "member"],
+            )
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        while let Some(entry) = stream.next().await.map_err(|e| classify(&e))? {
+            let entry = SearchEntry::construct(entry);
+            let Some(cn) = attr(&entry, "cn") else {
+                continue;
+            };
+            for m in attr_values(&entry, "member") {
+                members
+                    .entry(normalize_dn(m))
+                    .or_default()
+                    .push(cn.to_string());
+            }
+        }
+        match stream.finish().await.success() {
+            Ok(_) => Ok(members),
+            Err(LdapError::LdapResult { result }) if result.rc == rc::NO_SUCH_OBJECT => {
+                Ok(HashMap::new())
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
 #[async_trait]
 impl Connector for LdapConnector {
     async fn create_account(&self, _op: &Op, person: &Person) -> Result<(), ConnectorError> {
@@ -745,6 +1048,29 @@ impl Connector for LdapConnector {
         Ok(names)
     }
 
+    /// The entry whose id attribute is the person's id, which `inventory` keys accounts by.
+    fn account_key(&self, person_id: &str) -> Option<String> {
+        Some(person_id.to_string())
+    }
+
+    async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
+        let groups = match self.settings.flavor {
+            Flavor::Openldap => self.group_members().await?,
+            // Active Directory keeps each account's groups on the account (`memberOf`), and
+            // hands out a large group's `member` only in ranges.
+            Flavor::Ad => HashMap::new(),
+        };
+        let mut bases = VecDeque::from([self.settings.users_dn.clone()]);
+        bases.extend(self.settings.disabled_users_dn.clone());
+        Ok(Inventory::Pages(Box::new(LdapPages {
+            connector: self,
+            page_size: page_size.max(1),
+            bases,
+            stream: None,
+            groups,
+        })))
+    }
+
     async fn health(&self) -> Result<(), ConnectorError> {
         let mut ldap = self.ldap().await?;
         let r = ldap
@@ -820,6 +1146,84 @@ mod tests {
         );
         assert_eq!(c.group_dn("devs"), "cn=devs,ou=groups,dc=example,dc=com");
         assert_eq!(c.group_dn("cn=x,dc=y"), "cn=x,dc=y");
+    }
+
+    #[test]
+    fn dns_compare_however_they_are_spelled() {
+        let same = [
+            "uid=a\\2Cb,ou=people,dc=example,dc=com",
+            "UID=A\\,B, OU=People , dc=Example,dc=COM",
+            "uid = a\\2cb,ou=people,dc=example,dc=com",
+        ];
+        for dn in same {
+            assert_eq!(normalize_dn(dn), normalize_dn(same[0]), "{dn}");
+        }
+        assert_ne!(
+            normalize_dn("uid=a\\2cb,ou=people"),
+            normalize_dn("uid=a,b,ou=people")
+        );
+        // An escaped trailing space is part of the value; padding is not.
+        assert_eq!(
+            first_rdn("cn=x\\20 ,dc=y").1,
+            Some(("cn", "x ".to_string()))
+        );
+        assert_eq!(
+            first_rdn(" cn = Printer Admin ,dc=y").1,
+            Some(("cn", "Printer Admin".to_string()))
+        );
+        assert_eq!(
+            first_rdn("cn=caf\\c3\\a9+sn=x,dc=y").1,
+            Some(("cn", "café".to_string()))
+        );
+    }
+
+    /// Active Directory: the groups come from the account's `memberOf`, only those under
+    /// `groups_dn`, by `cn`; the account is disabled by its `userAccountControl`.
+    #[test]
+    fn ad_accounts_take_their_groups_from_member_of() {
+        let mut v = base();
+        v["flavor"] = "ad".into();
+        let c = LdapConnector::new(LdapSettings::from_map(&map(v)).unwrap(), Secret::new("x"));
+        let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let entry = SearchEntry {
+            dn: "CN=Ada Lovelace,OU=People,DC=example,DC=com".into(),
+            attrs: [
+                ("sAMAccountName", values(&["ada"])),
+                ("mail", values(&["ada@example.com"])),
+                ("employeeID", values(&["E1"])),
+                ("userAccountControl", values(&["514"])),
+                (
+                    "memberOf",
+                    values(&[
+                        "CN=VPN Users,OU=Groups,DC=example,DC=com",
+                        "CN=Sales\\, EMEA,OU=Regional,OU=Groups,DC=example,DC=com",
+                        "CN=Domain Admins,CN=Users,DC=example,DC=com",
+                    ]),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            bin_attrs: Default::default(),
+        };
+        let a = c.inventory_account(&HashMap::new(), &c.settings.users_dn, &entry);
+        assert_eq!(
+            a,
+            InventoryAccount {
+                key: "ada".into(),
+                person_id: Some("ada".into()),
+                enabled: false,
+                attributes: [
+                    (attribute::USERNAME, "ada"),
+                    (attribute::EMAIL, "ada@example.com"),
+                    (attribute::EMPLOYEE_ID, "E1"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                memberships: values(&["Sales, EMEA", "VPN Users"]),
+            }
+        );
     }
 
     #[tokio::test]

@@ -4,14 +4,19 @@
 //! (the entitlement's `name`) granted to it. Disabling sets `NOLOGIN` and ends the person's open
 //! sessions; deleting optionally hands what the role owns to another role (`REASSIGN OWNED`),
 //! drops its privileges (`DROP OWNED`) and drops the role. Roles tenure manages carry the
-//! comment `tenure person <id>`, which is how `list_accounts` finds them.
+//! comment `tenure person <id>`, which is how `list_accounts` finds them. `inventory` lists
+//! every role named with `role_prefix`, marked or not (one statement a page, keyset on the role
+//! name), with the roles each is a member of.
 //!
 //! This is a separate connection to the target server, never tenure's own store. Identifiers
 //! are always quoted ([`quote_ident`]); the few values PostgreSQL takes only as literals are
 //! quoted by [`quote_literal`]. Errors are classified by SQLSTATE ([`classify`]).
 
 use crate::settings::{self, Secret};
-use crate::{Connector, ConnectorError, Op, RemoteAccount};
+use crate::{
+    Connector, ConnectorError, Inventory, InventoryAccount, InventoryPages, Op, RemoteAccount,
+    attribute,
+};
 use async_trait::async_trait;
 use serde::Deserialize;
 use sqlx::Row;
@@ -256,6 +261,82 @@ impl PostgresConnector {
     }
 }
 
+/// Every role named with the prefix, in role name order, `page_size` per statement: the
+/// roles after the last name seen, each with its comment and the roles it is a member of.
+struct PostgresPages<'a> {
+    connector: &'a PostgresConnector,
+    page_size: usize,
+    /// The last role name of the previous page; `None` before the first.
+    after: Option<String>,
+    done: bool,
+}
+
+/// One page of roles. `name` compares and sorts bytewise, so the keyset follows the index on
+/// `rolname` from the prefix on; roles made with the cluster (the bootstrap superuser, `pg_*`, oids below
+/// 16384, `FirstNormalObjectId`) are never accounts. A membership granted by several grantors
+/// (PostgreSQL 16) counts once.
+const INVENTORY_PAGE: &str = "
+    SELECT r.rolname::text, r.rolcanlogin, d.description,
+           COALESCE(m.groups, '{}'::text[])
+      FROM (SELECT oid, rolname, rolcanlogin FROM pg_roles
+             WHERE rolname >= $1::name AND starts_with(rolname, $1)
+               AND rolname > $2::name AND oid >= 16384
+             ORDER BY rolname LIMIT $3) r
+      LEFT JOIN pg_shdescription d
+        ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
+      LEFT JOIN LATERAL (
+            SELECT array_agg(DISTINCT g.rolname::text ORDER BY g.rolname::text) AS groups
+              FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid
+             WHERE a.member = r.oid) m ON true
+     ORDER BY r.rolname";
+
+#[async_trait]
+impl InventoryPages for PostgresPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<InventoryAccount>>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
+        let prefix = &self.connector.settings.role_prefix;
+        // Every name is greater than the empty one (a role name is never empty).
+        let after = self.after.clone().unwrap_or_default();
+        let rows = sqlx::query(INVENTORY_PAGE)
+            .bind(prefix)
+            .bind(&after)
+            .bind(i64::try_from(self.page_size).unwrap_or(i64::MAX))
+            .fetch_all(&self.connector.pool)
+            .await
+            .map_err(classify)?;
+        if rows.len() < self.page_size {
+            self.done = true;
+        }
+        let page = rows
+            .iter()
+            .map(|r| {
+                let key: String = r.try_get(0)?;
+                let description: Option<String> = r.try_get(2)?;
+                let username = key.strip_prefix(prefix.as_str()).unwrap_or(&key);
+                Ok(InventoryAccount {
+                    person_id: description
+                        .as_deref()
+                        .and_then(|d| d.strip_prefix(MARK))
+                        .map(str::to_string),
+                    enabled: r.try_get(1)?,
+                    attributes: [(attribute::USERNAME.to_string(), username.to_string())].into(),
+                    memberships: r.try_get(3)?,
+                    key,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(classify)?;
+        let Some(last) = page.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.after = Some(last.key.clone());
+        Ok(Some(page))
+    }
+}
+
 #[async_trait]
 impl Connector for PostgresConnector {
     async fn create_account(&self, _op: &Op, person: &Person) -> Result<(), ConnectorError> {
@@ -381,6 +462,19 @@ impl Connector for PostgresConnector {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)
+    }
+
+    fn account_key(&self, person_id: &str) -> Option<String> {
+        Some(self.role_name(person_id))
+    }
+
+    async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
+        Ok(Inventory::Pages(Box::new(PostgresPages {
+            connector: self,
+            page_size: page_size.max(1),
+            after: None,
+            done: false,
+        })))
     }
 
     async fn health(&self) -> Result<(), ConnectorError> {

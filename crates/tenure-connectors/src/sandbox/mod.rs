@@ -6,15 +6,20 @@
 //! as "already done". It counts every call and every effective change, durably, so tests and
 //! the demo can prove that nothing was lost or applied twice.
 //!
+//! `inventory` pages through a system's accounts in person id order, two range scans a page.
+//!
 //! All sandbox systems share one writer task that applies calls in batches, one transaction per
 //! batch (group commit), and answers each call only after its batch is on disk.
 
-use crate::{Connector, ConnectorError, Op, RemoteAccount};
+use crate::{
+    Connector, ConnectorError, Inventory, InventoryAccount, InventoryPages, Op, RemoteAccount,
+    attribute,
+};
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenure_core::{Entitlement, Person};
@@ -437,6 +442,124 @@ impl SandboxConnector {
     }
 }
 
+/// The sandbox's accounts in person id order, `page_size` at a time: one range scan of the
+/// accounts after the last key seen, one of the memberships of exactly those accounts.
+struct SandboxPages<'a> {
+    connector: &'a SandboxConnector,
+    page_size: usize,
+    /// The last key of the previous page; `None` before the first.
+    after: Option<String>,
+    done: bool,
+}
+
+fn read_error(e: StoreError) -> ConnectorError {
+    ConnectorError::retryable(format!("sandbox storage: {e}"))
+}
+
+/// What of the stored `attrs` (`{"name", "email", "title", "department"}`) correlation can
+/// match on: the email address (the sandbox keeps no sign-in name).
+fn sandbox_attributes(attrs: &str) -> BTreeMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        email: Option<String>,
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(Stored { email: Some(email) }) = serde_json::from_str(attrs)
+        && !email.is_empty()
+    {
+        out.insert(attribute::EMAIL.to_string(), email);
+    }
+    out
+}
+
+#[async_trait]
+impl InventoryPages for SandboxPages<'_> {
+    async fn next_page(&mut self) -> Result<Option<Vec<InventoryAccount>>, ConnectorError> {
+        if self.done {
+            return Ok(None);
+        }
+        let system = self.connector.system.to_string();
+        // `>= ''` takes every key, the empty one too, on the first page.
+        let (cmp, after) = match &self.after {
+            Some(a) => (">", a.clone()),
+            None => (">=", String::new()),
+        };
+        let mut c = self.connector.reader().await?;
+        let rows = db::query(AssertSqlSafe(format!(
+            "SELECT person_id, enabled, attrs FROM sandbox_accounts
+              WHERE system = $1 AND person_id {cmp} $2 ORDER BY person_id LIMIT $3"
+        )))
+        .bind(system.clone())
+        .bind(after.clone())
+        .bind(i64::try_from(self.page_size).unwrap_or(i64::MAX))
+        .fetch_all(&mut c)
+        .await
+        .map_err(read_error)?;
+        if rows.len() < self.page_size {
+            self.done = true;
+        }
+        let mut page = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key: String = r.try_get(0).map_err(read_error)?;
+            page.push(InventoryAccount {
+                person_id: Some(key.clone()),
+                key,
+                enabled: r.try_get::<i64, _>(1).map_err(read_error)? != 0,
+                attributes: sandbox_attributes(&r.try_get::<String, _>(2).map_err(read_error)?),
+                memberships: Vec::new(),
+            });
+        }
+        let Some(last) = page.last().map(|a| a.key.clone()) else {
+            self.done = true;
+            return Ok(None);
+        };
+        // The memberships of exactly this page's accounts: one range scan of the primary key,
+        // one row (a JSON array of entitlement names) per account that holds any. Sorted here:
+        // an ordered aggregate costs PostgreSQL a sort per account.
+        let held = if c.is_sqlite() {
+            "json_group_array(entitlement)"
+        } else {
+            "json_agg(entitlement)::text"
+        };
+        let rows = db::query(AssertSqlSafe(format!(
+            "SELECT person_id, {held} FROM sandbox_memberships
+              WHERE system = $1 AND person_id {cmp} $2 AND person_id <= $3
+              GROUP BY person_id ORDER BY person_id"
+        )))
+        .bind(system)
+        .bind(after)
+        .bind(last.clone())
+        .fetch_all(&mut c)
+        .await
+        .map_err(read_error)?;
+        // Both lists come in the database's order of person ids: walk them together.
+        let mut i = 0;
+        for r in &rows {
+            let person: String = r.try_get(0).map_err(read_error)?;
+            if page[i].key != person {
+                i = match page[i..].iter().position(|a| a.key == person) {
+                    Some(n) => i + n,
+                    // Not in the order expected (cannot happen): look it up.
+                    None => match page.iter().position(|a| a.key == person) {
+                        Some(n) => n,
+                        None => continue,
+                    },
+                };
+            }
+            let held: String = r.try_get(1).map_err(read_error)?;
+            let mut held: Vec<String> = serde_json::from_str(&held).map_err(|e| {
+                ConnectorError::Permanent(format!(
+                    "sandbox storage: memberships of `{person}`: {e}"
+                ))
+            })?;
+            held.sort_unstable();
+            page[i].memberships = held;
+        }
+        self.after = Some(last);
+        Ok(Some(page))
+    }
+}
+
 #[async_trait]
 impl Connector for SandboxConnector {
     async fn create_account(&self, op: &Op, person: &Person) -> Result<(), ConnectorError> {
@@ -510,6 +633,17 @@ impl Connector for SandboxConnector {
             })
             .collect()
     }
+    fn account_key(&self, person_id: &str) -> Option<String> {
+        Some(person_id.to_string())
+    }
+    async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
+        Ok(Inventory::Pages(Box::new(SandboxPages {
+            connector: self,
+            page_size: page_size.max(1),
+            after: None,
+            done: false,
+        })))
+    }
     async fn health(&self) -> Result<(), ConnectorError> {
         Ok(())
     }
@@ -543,5 +677,131 @@ mod tests {
         assert!(e.contains("failure_rate"), "{e}");
         let e = settings(serde_json::json!({"timeout_rate": 0.1})).unwrap_err();
         assert!(e.contains("timeout_rate"), "{e}");
+    }
+
+    /// A store of the test's own: SQLite, or a scratch database on the PostgreSQL server
+    /// `TENURE_TEST_DATABASE_URL` names.
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        match std::env::var("TENURE_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let name = format!("tenure_sandbox_{}", uuid::Uuid::new_v4().simple());
+                let url = tenure_store::create_scratch_database(&url, &name)
+                    .await
+                    .unwrap();
+                Store::connect(&url).await.unwrap()
+            }
+            _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
+        }
+    }
+
+    fn person(id: &str) -> Person {
+        Person {
+            id: id.into(),
+            name: format!("Person {id}"),
+            email: format!("{id}@example.com"),
+            worker_type: tenure_core::WorkerType::Employee,
+            department: None,
+            title: None,
+            location: None,
+            manager: None,
+            start_date: None,
+            end_date: None,
+            status: tenure_core::PersonStatus::Active,
+            attributes: Default::default(),
+        }
+    }
+
+    fn entitlement(id: &str, name: &str) -> Entitlement {
+        Entitlement {
+            id: id.into(),
+            system: "crm".into(),
+            kind: "group".into(),
+            name: name.into(),
+            risk: tenure_core::Risk::Low,
+            owner: None,
+            client: None,
+        }
+    }
+
+    fn op(id: &str) -> Op {
+        Op {
+            id: id.into(),
+            attempt: 1,
+        }
+    }
+
+    async fn pages(c: &SandboxConnector, page_size: usize) -> Vec<Vec<InventoryAccount>> {
+        let Inventory::Pages(mut pages) = c.inventory(page_size).await.unwrap() else {
+            panic!("the sandbox lists its accounts");
+        };
+        let mut out = Vec::new();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            assert!(!page.is_empty() && page.len() <= page_size);
+            out.push(page);
+        }
+        assert_eq!(pages.next_page().await.unwrap(), None, "done stays done");
+        out
+    }
+
+    /// Pages come in person id order with exactly their accounts' memberships (by entitlement
+    /// name, as granted), the email the account was made with, and disabled accounts as such;
+    /// another sandbox system's accounts never show.
+    #[tokio::test]
+    async fn inventory_pages_through_accounts_with_their_memberships() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = SandboxHub::start(store(&dir).await).await.unwrap();
+        let c = hub.connector("crm", SandboxSettings::default());
+        let other = hub.connector("erp", SandboxSettings::default());
+        let admin = entitlement("crm:admin", "Administrators");
+        let read = entitlement("crm:read", "Readers");
+        for id in ["p5", "p1", "p3", "p2", "p4"] {
+            c.create_account(&op(&format!("c-{id}")), &person(id))
+                .await
+                .unwrap();
+        }
+        c.grant(&op("g1"), &person("p1"), &admin).await.unwrap();
+        c.grant(&op("g2"), &person("p1"), &read).await.unwrap();
+        c.grant(&op("g3"), &person("p2"), &read).await.unwrap();
+        c.grant(&op("g4"), &person("p5"), &admin).await.unwrap();
+        c.disable_account(&op("d2"), &person("p2")).await.unwrap();
+        // Another system: an account and a membership in key ranges of crm's pages.
+        other
+            .create_account(&op("o1"), &person("p2"))
+            .await
+            .unwrap();
+        other
+            .create_account(&op("o2"), &person("p4a"))
+            .await
+            .unwrap();
+        other
+            .grant(&op("o3"), &person("p4a"), &admin)
+            .await
+            .unwrap();
+
+        let got = pages(&c, 2).await;
+        let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let expect = |id: &str, enabled: bool, memberships: &[&str]| InventoryAccount {
+            key: id.into(),
+            person_id: Some(id.into()),
+            enabled,
+            attributes: [("email".to_string(), format!("{id}@example.com"))].into(),
+            memberships: memberships.iter().map(|m| m.to_string()).collect(),
+        };
+        assert_eq!(
+            got.into_iter().flatten().collect::<Vec<_>>(),
+            vec![
+                expect("p1", true, &["Administrators", "Readers"]),
+                expect("p2", false, &["Readers"]),
+                expect("p3", true, &[]),
+                expect("p4", true, &[]),
+                expect("p5", true, &["Administrators"]),
+            ]
+        );
+        // A page size that divides the count: the last full page is followed by none.
+        let sizes: Vec<usize> = pages(&c, 5).await.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [5]);
+        let empty = hub.connector("none", SandboxSettings::default());
+        assert!(pages(&empty, 3).await.is_empty());
     }
 }

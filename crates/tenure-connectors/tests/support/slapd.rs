@@ -226,3 +226,20 @@ pub async fn seed(url: &str, groups: &[&str], placeholder: &str) {
         l.add(&dn, attrs).await.unwrap().success().unwrap();
     }
 }
+
+/// The `member` values of the group entry `dn`, sorted.
+pub async fn members(url: &str, dn: &str) -> Vec<String> {
+    let mut l = admin(url).await;
+    let (rs, _) = l
+        .search(dn, ldap3::Scope::Base, "(objectClass=*)", vec!["member"])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let mut m = ldap3::SearchEntry::construct(rs.into_iter().next().unwrap())
+        .attrs
+        .remove("member")
+        .unwrap_or_default();
+    m.sort();
+    m
+}
