@@ -10,6 +10,7 @@ mod error;
 mod openapi;
 mod path;
 mod query;
+mod reconciliations;
 mod routes;
 mod scim;
 mod tasks;

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         (name = "rules", description = "What-ifs and reloads of the configuration and policies."),
         (name = "access", description = "Access requests, approvals and delegations."),
         (name = "tasks", description = "Manual steps and webhook completion callbacks."),
+        (name = "reconciliation", description = "What target systems really hold, against tenure's records."),
         (name = "hr", description = "Change notices from HR systems."),
         (name = "service", description = "Health, metrics and this document."),
     ),

@@ -13,7 +13,7 @@ use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized,
 use crate::path::Path;
 use crate::query::{NoParameters, Query};
 use crate::telemetry::RequestId;
-use crate::{ApiError, AppState, access, tasks, views};
+use crate::{ApiError, AppState, access, reconciliations, tasks, views};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -70,6 +70,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::complete_task))
         .routes(routes!(tasks::fail_task))
         .routes(routes!(tasks::post_hr))
+        .routes(routes!(
+            reconciliations::list_reconciliations,
+            reconciliations::post_reconciliation
+        ))
+        .routes(routes!(reconciliations::list_findings))
+        .routes(routes!(reconciliations::get_reconciliation))
 }
 
 /// The OpenAPI document of [`api`]. Every operation may answer `400` for a query parameter

@@ -115,6 +115,15 @@ pub enum AuditAction {
     TokenRevoked,
     /// Steps running at a crash were taken back: `engine.recovered`.
     EngineRecovered,
+    /// A reconciliation of a system started: `reconciliation.started`.
+    ReconciliationStarted,
+    /// A reconciliation ended (completed, held, failed, not covered): `reconciliation.ended`.
+    ReconciliationEnded,
+    /// A stale account was found (a leaver's account that can sign in): `reconciliation.stale`.
+    ReconciliationStale,
+    /// Reconciliation corrected tenure's record of a person's access and gave them a run:
+    /// `reconciliation.corrected`.
+    ReconciliationCorrected,
     /// The scheduler raised an event of its own: `scheduler.leave`, `scheduler.engagement_end`.
     SchedulerRaised(EventType),
 }
@@ -161,6 +170,13 @@ const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
     (AuditAction::NotificationFailed, "notification.failed"),
     (AuditAction::TokenRevoked, "token.revoked"),
     (AuditAction::EngineRecovered, "engine.recovered"),
+    (AuditAction::ReconciliationStarted, "reconciliation.started"),
+    (AuditAction::ReconciliationEnded, "reconciliation.ended"),
+    (AuditAction::ReconciliationStale, "reconciliation.stale"),
+    (
+        AuditAction::ReconciliationCorrected,
+        "reconciliation.corrected",
+    ),
 ];
 
 impl AuditAction {

@@ -117,6 +117,9 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Service-level targets for provisioning and revocation (`[sla]`, optional).
     pub sla: SlaSettings,
+    /// How each system is reconciled (`[systems.reconcile]`), for every system (defaults
+    /// where not configured).
+    pub reconcile: BTreeMap<String, crate::drift::ReconcileSettings>,
 }
 
 /// `[sla]`: how long access may take to arrive and to go, from the event taking effect to
@@ -698,6 +701,31 @@ struct RawSystem {
     max_concurrency: Spanned<u32>,
     #[serde(default)]
     settings: toml::Table,
+    reconcile: Option<RawReconcile>,
+}
+
+/// `[systems.reconcile]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    every: Option<Spanned<String>>,
+    #[serde(default)]
+    correlate: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    actions: BTreeMap<String, Spanned<String>>,
+    max_disable_percent: Option<Spanned<f64>>,
+    #[serde(default)]
+    delete_discovered: bool,
+    after_outage: Option<bool>,
+}
+
+/// One `[[systems.reconcile.correlate]]` rule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    account: String,
+    person: String,
+    ignore_case: Option<bool>,
 }
 
 fn default_retention() -> Retention {
@@ -807,6 +835,7 @@ fn validate(
         |file: &SourceFile, span: Range<usize>, msg: String| errors.push(locate(file, span, msg));
 
     let mut systems = BTreeMap::new();
+    let mut reconcile = BTreeMap::new();
     for s in raw.systems {
         let id = s.id.get_ref().clone();
         if !valid_id(&id) {
@@ -838,6 +867,8 @@ fn validate(
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
+        let settings_reconcile = validate_reconcile(main, &id, s.reconcile, &mut err);
+        reconcile.insert(id.clone(), settings_reconcile);
         let system = System {
             name: s.name.unwrap_or_else(|| id.clone()),
             id: id.clone(),
@@ -1091,7 +1122,122 @@ fn validate(
         hr,
         audit,
         sla,
+        reconcile,
     }
+}
+
+/// Reads `[systems.reconcile]` of system `id`.
+fn validate_reconcile(
+    main: &SourceFile,
+    id: &str,
+    raw: Option<RawReconcile>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> crate::drift::ReconcileSettings {
+    use crate::drift::{AccountField, PersonField, ReconcileSettings, Remedy, Rule, Situation};
+    let mut out = ReconcileSettings::default();
+    let Some(raw) = raw else { return out };
+    out.delete_discovered = raw.delete_discovered;
+    out.after_outage = raw.after_outage.unwrap_or(true);
+    if let Some(every) = raw.every {
+        match parse_duration_ms(every.get_ref()) {
+            Some(ms) if (60_000..=7 * 24 * 3_600_000).contains(&ms) => out.every_ms = Some(ms),
+            _ => err(
+                main,
+                every.span(),
+                format!(
+                    "systems `{id}`: reconcile.every must be a duration from 1m to 168h such as \"1h\", not `{}`",
+                    every.get_ref()
+                ),
+            ),
+        }
+    }
+    for rule in raw.correlate {
+        let span = rule.span();
+        let r = rule.into_inner();
+        match (
+            r.account.parse::<AccountField>(),
+            r.person.parse::<PersonField>(),
+        ) {
+            (Ok(account), Ok(person)) => {
+                // Emails compare without regard to case unless told otherwise; ids exactly.
+                let ignore_case = match (person, r.ignore_case) {
+                    (PersonField::Id, Some(true)) => {
+                        err(
+                            main,
+                            span.clone(),
+                            format!(
+                                "systems `{id}`: reconcile.correlate: person ids compare exactly; drop ignore_case"
+                            ),
+                        );
+                        false
+                    }
+                    (PersonField::Id, _) => false,
+                    (PersonField::Email, given) => given.unwrap_or(true),
+                };
+                out.correlate.push(Rule {
+                    account,
+                    person,
+                    ignore_case,
+                })
+            }
+            (a, p) => {
+                for e in [a.err(), p.err()].into_iter().flatten() {
+                    err(
+                        main,
+                        span.clone(),
+                        format!("systems `{id}`: reconcile.correlate: {e}"),
+                    );
+                }
+            }
+        }
+    }
+    for (situation, remedy) in raw.actions {
+        let span = remedy.span();
+        let s = match situation.parse::<Situation>() {
+            Ok(s) => s,
+            Err(e) => {
+                err(
+                    main,
+                    span,
+                    format!("systems `{id}`: reconcile.actions: {e}"),
+                );
+                continue;
+            }
+        };
+        match remedy.get_ref().parse::<Remedy>() {
+            Ok(r) if s.remedies().contains(&r) => {
+                out.actions.insert(s, r);
+            }
+            _ => err(
+                main,
+                span,
+                format!(
+                    "systems `{id}`: reconcile.actions.{s} must be one of {}, not `{}`",
+                    s.remedies()
+                        .iter()
+                        .map(|r| format!("\"{r}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    remedy.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(p) = raw.max_disable_percent {
+        let v = *p.get_ref();
+        if (0.0..=100.0).contains(&v) {
+            out.max_disable_share = v / 100.0;
+        } else {
+            err(
+                main,
+                p.span(),
+                format!(
+                    "systems `{id}`: reconcile.max_disable_percent must be from 0 to 100, not {v}"
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// The longest service-level target: 90 days.
@@ -1674,6 +1820,80 @@ mod tests {
         SourceFile {
             path: path.into(),
             text: text.into(),
+        }
+    }
+
+    #[test]
+    fn reconciliation_settings_are_read_and_their_mistakes_located() {
+        use crate::drift::{AccountField, PersonField, Remedy, Rule, Situation};
+        let system = "[[systems]]\nid = \"dir\"\nconnector = \"sandbox\"\n";
+        let ok = format!(
+            "{system}[systems.reconcile]\nevery = \"1h\"\nmax_disable_percent = 2.5\n\
+             correlate = [{{ account = \"email\", person = \"email\" }}, {{ account = \"employee_id\", person = \"id\" }}]\n\
+             actions = {{ stale = \"disable\", missing = \"report\" }}\n\
+             [[systems]]\nid = \"crm\"\nconnector = \"sandbox\"\n"
+        );
+        let c = Config::parse(&file("tenure.toml", &ok), &[]).unwrap();
+        let r = &c.reconcile["dir"];
+        assert_eq!(r.every_ms, Some(3_600_000));
+        assert_eq!(r.max_disable_share, 0.025);
+        assert!(r.after_outage && !r.delete_discovered);
+        assert_eq!(
+            r.correlate,
+            [
+                Rule {
+                    account: AccountField::Email,
+                    person: PersonField::Email,
+                    ignore_case: true
+                },
+                Rule {
+                    account: AccountField::EmployeeId,
+                    person: PersonField::Id,
+                    ignore_case: false
+                }
+            ]
+        );
+        assert_eq!(r.remedy(Situation::Stale), Remedy::Disable);
+        assert_eq!(r.remedy(Situation::Orphan), Remedy::Report);
+        // A system without the table: reported on demand, never on its own.
+        let crm = &c.reconcile["crm"];
+        assert_eq!((crm.every_ms, crm.after_outage), (None, false));
+        assert!(crm.actions.is_empty());
+        for (text, says) in [
+            (
+                "every = \"30s\"",
+                "reconcile.every must be a duration from 1m",
+            ),
+            (
+                "actions = { orphan = \"disable\" }",
+                "actions.orphan must be one of \"report\"",
+            ),
+            (
+                "actions = { stale = \"delete\" }",
+                "must be one of \"report\", \"disable\"",
+            ),
+            (
+                "actions = { lost = \"report\" }",
+                "unknown Situation `lost`",
+            ),
+            (
+                "correlate = [{ account = \"phone\", person = \"id\" }]",
+                "unknown AccountField `phone`",
+            ),
+            (
+                "correlate = [{ account = \"username\", person = \"id\", ignore_case = true }]",
+                "person ids compare exactly",
+            ),
+            (
+                "max_disable_percent = 150",
+                "max_disable_percent must be from 0 to 100",
+            ),
+            ("delete_all = true", "unknown field `delete_all`"),
+        ] {
+            let text = format!("{system}[systems.reconcile]\n{text}\n");
+            let e = Config::parse(&file("tenure.toml", &text), &[]).unwrap_err();
+            assert_eq!(e.0[0].line, 5, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
         }
     }
 

@@ -355,11 +355,13 @@ mod tests {
                 person_id: "p1".into(),
                 system: "crm".into(),
                 state: AccountState::Deleted,
+                discovered: false,
             },
             Account {
                 person_id: "p1".into(),
                 system: "git".into(),
                 state: AccountState::Disabled,
+                discovered: false,
             },
         ];
         let grants = [

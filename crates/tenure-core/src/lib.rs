@@ -14,6 +14,7 @@ pub mod audit;
 pub mod breaker;
 pub mod checkpoint;
 pub mod config;
+pub mod drift;
 pub mod event;
 pub mod evidence;
 pub mod health;

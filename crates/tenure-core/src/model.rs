@@ -98,6 +98,9 @@ string_enum!(
         Engagement => "engagement",
         /// From an access request.
         Request => "request",
+        /// Found on the system by reconciliation, not given by tenure: held until a run
+        /// judges it (revoked unless something else wants it).
+        Discovered => "discovered",
     }
 );
 
@@ -277,6 +280,11 @@ pub struct Account {
     pub system: String,
     /// Pending, active, disabled or deleted.
     pub state: AccountState,
+    /// Found on the system by reconciliation and linked, not made by tenure: disabled when no
+    /// longer needed, but never deleted unless the system's `reconcile.delete_discovered`
+    /// says so.
+    #[serde(default)]
+    pub discovered: bool,
 }
 
 /// A person holding (or meant to hold) an entitlement.

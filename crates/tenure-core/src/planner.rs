@@ -316,7 +316,14 @@ pub fn plan(
         if a.may_be_enabled() {
             steps.push(step(0, &a.system, Action::DisableAccount, None));
         }
-        if a.state != AccountState::Deleted && system.retention == Retention::Delete {
+        // An account reconciliation found and linked was not made by tenure: it is disabled,
+        // but deleted only when the system's reconciliation settings allow it.
+        let deletable = !a.discovered
+            || config
+                .reconcile
+                .get(&a.system)
+                .is_some_and(|r| r.delete_discovered);
+        if a.state != AccountState::Deleted && system.retention == Retention::Delete && deletable {
             steps.push(step(2, &a.system, Action::DeleteAccount, None));
         }
     }
@@ -358,6 +365,7 @@ pub fn apply_step(
             person_id: person_id.to_string(),
             system: s.system.clone(),
             state,
+            discovered: false,
         }),
     };
     match s.action {
@@ -531,6 +539,7 @@ client = "globex"
             person_id: "p1".into(),
             system: "crm".into(),
             state: AccountState::Active,
+            discovered: false,
         });
         // Still wanted (a transfer within engineering): no second grant, nothing withdrawn.
         let d = desired_access(&c, &ClientFacts::default(), &p, &en, &grants, today(), 0);

@@ -93,6 +93,9 @@ string_enum!(
         Expiry => "expiry",
         /// A rule change: the person's access brought to what the new rules say.
         Reconcile => "reconcile",
+        /// Reconciliation found a target system disagreeing with tenure's records and corrected
+        /// them: the person's access brought to what the rules say again.
+        Remediate => "remediate",
     }
 );
 
@@ -121,7 +124,9 @@ impl RunKind {
             RunKind::ContractChange => EventType::ContractChange,
             RunKind::EngagementStart => EventType::EngagementStart,
             RunKind::EngagementEnd => EventType::EngagementEnd,
-            RunKind::Request | RunKind::Expiry | RunKind::Reconcile => return None,
+            RunKind::Request | RunKind::Expiry | RunKind::Reconcile | RunKind::Remediate => {
+                return None;
+            }
         })
     }
 }

@@ -102,6 +102,11 @@ pub(crate) struct Inner {
     /// Asks the completer to renew the leases that are due now (see [`Engine::renew_leases`]).
     pub(crate) renew_tx: mpsc::Sender<RenewRequest>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Systems whose circuit closed again since the reconciler last looked; it wakes on
+    /// `reconcile_wake`.
+    pub(crate) circuits_closed: Mutex<Vec<String>>,
+    /// Wakes the reconciler.
+    pub(crate) reconcile_wake: Notify,
 }
 
 impl Inner {

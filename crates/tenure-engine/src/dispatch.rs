@@ -165,7 +165,14 @@ pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) 
                 tracing::warn!(system = %step.system, "circuit opened: the system failed call after call")
             }
             Transition::Closed => {
-                tracing::info!(system = %step.system, "circuit closed: the system answers again")
+                tracing::info!(system = %step.system, "circuit closed: the system answers again");
+                // What happened on the system while it could not be reached is looked at again.
+                inner
+                    .circuits_closed
+                    .lock()
+                    .expect("circuits lock")
+                    .push(step.system.clone());
+                inner.reconcile_wake.notify_one();
             }
         }
         metrics::counter!("tenure_circuit_transitions_total", "system" => step.system.clone(), "transition" => t.as_str())

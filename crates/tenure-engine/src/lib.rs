@@ -26,6 +26,7 @@ mod checkpoints;
 mod clock;
 mod context;
 mod dispatch;
+mod drift;
 mod error;
 mod facts;
 mod gates;
@@ -42,6 +43,7 @@ pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use checkpoints::{CheckpointError, CheckpointWriter, Round, Sink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{EngineOptions, Rules};
+pub use drift::ReconcileRequest;
 pub use error::{EngineError, Result};
 pub use messages::{IngestOutcome, Planning, RunFinished, Submission};
 pub use planning::RunDetail;
@@ -242,6 +244,8 @@ impl Engine {
             held: Mutex::new(HashMap::new()),
             renew_tx,
             shutdown,
+            circuits_closed: Mutex::new(Vec::new()),
+            reconcile_wake: Notify::new(),
         });
         worker::recover(&inner).await?;
         let tasks = vec![
@@ -254,6 +258,7 @@ impl Engine {
                 renew_rx,
             )),
             tokio::spawn(scheduler::run(inner.clone())),
+            tokio::spawn(drift::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -470,6 +475,29 @@ impl Engine {
         }
         scheduler::deliver(&self.inner, now).await?;
         Ok(total)
+    }
+
+    /// Reconciles one system now (see `docs/reconciliation.md`): compares what it holds with
+    /// tenure's records, records the findings, and corrects what its settings say to. Returns
+    /// once it has ended; the runs it scheduled go on.
+    pub async fn reconcile(&self, request: ReconcileRequest) -> Result<tenure_store::ReconRow> {
+        drift::reconcile(&self.inner, request).await
+    }
+
+    /// Starts reconciling one system and returns at once with the reconciliation `running`;
+    /// it goes on in a task of its own (follow it with `tenure_store::get_reconciliation`).
+    pub async fn start_reconcile(
+        &self,
+        request: ReconcileRequest,
+    ) -> Result<tenure_store::ReconRow> {
+        drift::spawn(&self.inner, request).await
+    }
+
+    /// Reconciles now every system whose `reconcile.every` has passed since its last
+    /// reconciliation began, and those whose circuit closed again; returns what ended. The
+    /// reconciler's loop calls this; tests call it with a manual clock.
+    pub async fn reconcile_due(&self) -> Result<Vec<tenure_store::ReconRow>> {
+        drift::due(&self.inner).await
     }
 
     /// A run with its steps.

@@ -92,7 +92,7 @@ pub(crate) async fn plan_run(
         Some(current) if current.state == RunState::Pending => {}
         _ => return Ok(Planned::Skipped),
     }
-    if run.kind == RunKind::Reconcile {
+    if matches!(run.kind, RunKind::Reconcile | RunKind::Remediate) {
         return plan_reconcile(inner, tx, run, now).await;
     }
     let event_row = match &run.event_id {
@@ -469,14 +469,20 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         facts: true,
     };
     let computed = compute(&rules, &state, changed, None, now);
-    let reason = format!("rules changed: {}", rules.label);
+    let reason = match run.kind {
+        RunKind::Remediate => format!(
+            "reconciliation corrected the record of this person's access: {}",
+            rules.label
+        ),
+        _ => format!("rules changed: {}", rules.label),
+    };
     let note = store_plan(
         inner,
         tx,
         run,
         &state,
         computed,
-        Priority::Normal,
+        run.priority,
         reason,
         None,
         now,
@@ -1002,17 +1008,26 @@ pub(crate) async fn schedule_reconcile(
     people: &[String],
     now: i64,
 ) -> Result<()> {
+    let people: Vec<(String, Priority)> = people
+        .iter()
+        .map(|p| (p.clone(), Priority::Normal))
+        .collect();
+    schedule_rejudge(tx, RunKind::Reconcile, &people, now).await
+}
+
+/// Gives each of `people` a run of `kind` (`reconcile` or `remediate`) at its priority (urgent
+/// for one who must lose access), due now.
+pub(crate) async fn schedule_rejudge(
+    tx: &mut tenure_store::Tx,
+    kind: RunKind,
+    people: &[(String, Priority)],
+    now: i64,
+) -> Result<()> {
     let runs: Vec<RunRow> = people
         .iter()
-        .map(|person_id| {
+        .map(|(person_id, priority)| {
             let id = uuid::Uuid::now_v7().to_string();
-            RunRow::pending(
-                id,
-                person_id.clone(),
-                RunKind::Reconcile,
-                Priority::Normal,
-                now,
-            )
+            RunRow::pending(id, person_id.clone(), kind, *priority, now)
         })
         .collect();
     tenure_store::insert_runs(tx.conn(), &runs).await?;

@@ -1388,3 +1388,391 @@ async fn runs_that_end_past_their_target_are_counted_as_breaches() {
         "{text}"
     );
 }
+
+// Reconciliation: what the systems really hold, against tenure's records.
+
+/// The test configuration with `[systems.reconcile]` for directory and crm.
+fn reconcile_config(directory: &str, crm: &str) -> Arc<Config> {
+    let main = CONFIG
+        .replacen(
+            "[[systems]]\nid = \"crm\"",
+            &format!("[systems.reconcile]\n{directory}\n[[systems]]\nid = \"crm\""),
+            1,
+        )
+        .replacen(
+            "retention = \"keep\"\n",
+            &format!("retention = \"keep\"\n[systems.reconcile]\n{crm}\n"),
+            1,
+        );
+    let t = |p: &str, s: &str| SourceFile {
+        path: p.into(),
+        text: s.into(),
+    };
+    Arc::new(
+        Config::parse(
+            &t("tenure.toml", &main),
+            &[
+                t("all.toml", "entitlements = [\"directory:staff\"]\n"),
+                t(
+                    "eng.toml",
+                    "entitlements = [\"directory:eng\"]\n[match]\ndepartment = [\"Engineering\"]\n",
+                ),
+            ],
+        )
+        .unwrap(),
+    )
+}
+
+const REMEDIATE: &str = r#"
+correlate = [{ account = "email", person = "email" }]
+actions = { stale = "disable", unlinked = "link", excess = "revoke", missing = "grant" }
+max_disable_percent = 50
+"#;
+
+impl Harness {
+    /// Changes a sandbox system behind tenure's back, as an administrator would by hand.
+    async fn behind_the_back(&self, statements: &[&str]) {
+        let mut tx = self.engine.store().begin().await.unwrap();
+        for s in statements {
+            tenure_store::db::query(tenure_store::db::AssertSqlSafe(s.to_string()))
+                .execute(tx.conn())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    async fn reconcile(
+        &self,
+        system: &str,
+        dry_run: bool,
+        confirm: bool,
+    ) -> tenure_store::ReconRow {
+        self.engine
+            .reconcile(tenure_engine::ReconcileRequest {
+                system: system.into(),
+                dry_run,
+                confirm,
+                trigger: tenure_store::ReconTrigger::Request,
+                actor: "test".into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits for every `remediate` run to end; returns them.
+    async fn remediated(&self) -> Vec<(String, RunState)> {
+        let runs = {
+            let mut r = self.engine.store().reader().await.unwrap();
+            tenure_store::runs_matching(
+                &mut r,
+                &tenure_store::RunFilter {
+                    kind: Some(tenure_core::run::RunKind::Remediate),
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        };
+        let mut out = Vec::new();
+        for run in runs {
+            out.push((run.person_id.clone(), self.finish(&run.id).await));
+        }
+        out.sort();
+        out
+    }
+
+    async fn open_findings(&self, system: &str) -> Vec<(String, String, Option<String>, String)> {
+        let mut r = self.engine.store().reader().await.unwrap();
+        let mut f: Vec<_> = tenure_store::list_findings(
+            &mut r,
+            tenure_store::FindingFilter {
+                system: Some(system),
+                open: true,
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.situation.as_str().to_string(),
+                f.account_key,
+                f.entitlement,
+                f.remedy.as_str().to_string(),
+            )
+        })
+        .collect();
+        f.sort();
+        f
+    }
+}
+
+fn counts(r: &tenure_store::ReconRow) -> Vec<(&'static str, i64)> {
+    r.counts.iter().map(|(s, n)| (s.as_str(), *n)).collect()
+}
+
+fn hire(id: &str, department: &str) -> String {
+    format!(
+        r#"{{"type":"hire","person":{{"id":"{id}","name":"P {id}","email":"{id}@example.com","worker_type":"employee","department":"{department}"}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
+    let h = harness(reconcile_config(
+        REMEDIATE,
+        "actions = { unlinked = \"link\" }",
+    ))
+    .await;
+    for (id, dept) in [
+        ("e1", "Engineering"),
+        ("e2", "Engineering"),
+        ("e3", "Sales"),
+    ] {
+        let run = h.send(&hire(id, dept)).await;
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+    let run = h.send(r#"{"type":"leave","person":{"id":"e2"}}"#).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    h.behind_the_back(&[
+        // A leaver's account made again and enabled: stale.
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'e2', 1, '{}')",
+        // Nobody's: orphan.
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'ghost', 1, '{}')",
+        // A second account of e1's, matched by email only: unlinked, reported.
+        r#"INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'e1-admin', 1, '{"email":"E1@Example.com"}')"#,
+        // Memberships tenure did not grant: excess (one of a group no entitlement names).
+        "INSERT INTO sandbox_memberships (system, person_id, entitlement) VALUES ('directory', 'e3', 'directory:eng')",
+        "INSERT INTO sandbox_memberships (system, person_id, entitlement) VALUES ('directory', 'e1', 'printers')",
+        // A grant the system lost: missing.
+        "DELETE FROM sandbox_memberships WHERE system = 'directory' AND person_id = 'e1' AND entitlement = 'directory:staff'",
+        // An account on crm of e1's that tenure never made: unlinked, linked.
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('crm', 'e1', 1, '{}')",
+    ])
+    .await;
+
+    // A dry run finds everything and changes nothing.
+    let dry = h.reconcile("directory", true, false).await;
+    assert_eq!(dry.state, tenure_store::ReconState::Completed, "{dry:?}");
+    assert_eq!(dry.accounts, 5);
+    assert_eq!(
+        counts(&dry),
+        [
+            ("orphan", 1),
+            ("stale", 1),
+            ("unlinked", 1),
+            ("excess", 2),
+            ("missing", 1),
+            ("expected", 2)
+        ]
+    );
+    assert_eq!((dry.corrected, dry.runs), (0, 0));
+    let open = h.open_findings("directory").await;
+    let f = |s: &str, k: &str, e: Option<&str>, r: &str| {
+        (
+            s.to_string(),
+            k.to_string(),
+            e.map(str::to_string),
+            r.to_string(),
+        )
+    };
+    assert_eq!(
+        open,
+        [
+            f("excess", "e1", Some("printers"), "report"),
+            f("excess", "e3", Some("directory:eng"), "revoke"),
+            f("missing", "e1", Some("directory:staff"), "grant"),
+            f("orphan", "ghost", None, "report"),
+            f("stale", "e2", None, "disable"),
+            f("unlinked", "e1-admin", None, "report"),
+        ]
+    );
+    assert!(h.remediated().await.is_empty());
+
+    // For real: the corrections become runs, the leaver's first and urgent.
+    let real = h.reconcile("directory", false, false).await;
+    assert_eq!(real.state, tenure_store::ReconState::Completed, "{real:?}");
+    assert_eq!((real.corrected, real.runs), (3, 3));
+    assert_eq!(
+        h.remediated().await,
+        [
+            ("e1".to_string(), RunState::Succeeded),
+            ("e2".to_string(), RunState::Succeeded),
+            ("e3".to_string(), RunState::Succeeded)
+        ]
+    );
+    let dir = h.engine.connector("directory").unwrap();
+    let accounts = dir.list_accounts().await.unwrap();
+    let e2 = accounts.iter().find(|a| a.person_id == "e2").unwrap();
+    // Disabled, not deleted: tenure did not make this account.
+    assert!(!e2.enabled);
+    assert_eq!(
+        dir.list_memberships("e3").await.unwrap(),
+        ["directory:staff"]
+    );
+    assert_eq!(
+        dir.list_memberships("e1").await.unwrap(),
+        ["directory:eng", "directory:staff", "printers"]
+    );
+
+    // The next pass resolves what was corrected and keeps what was only reported.
+    let next = h.reconcile("directory", false, false).await;
+    assert_eq!(
+        counts(&next),
+        [
+            ("orphan", 1),
+            ("unlinked", 1),
+            ("excess", 1),
+            ("expected", 3)
+        ]
+    );
+    assert_eq!(
+        h.open_findings("directory").await,
+        [
+            f("excess", "e1", Some("printers"), "report"),
+            f("orphan", "ghost", None, "report"),
+            f("unlinked", "e1-admin", None, "report"),
+        ]
+    );
+    let mut r = h.engine.store().reader().await.unwrap();
+    let resolved = tenure_store::list_findings(
+        &mut r,
+        tenure_store::FindingFilter {
+            system: Some("directory"),
+            situation: Some(tenure_core::drift::Situation::Stale),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].resolved_by.as_deref(), Some(next.id.as_str()));
+    assert_eq!(resolved[0].first_run, dry.id);
+    drop(r);
+
+    // crm: the account tenure never made is linked, then disabled (e1 does not need crm) and
+    // kept (crm keeps accounts).
+    let crm = h.reconcile("crm", false, false).await;
+    assert_eq!(counts(&crm), [("unlinked", 1)]);
+    assert_eq!((crm.corrected, crm.runs), (1, 1));
+    for (_, state) in h.remediated().await {
+        assert_eq!(state, RunState::Succeeded);
+    }
+    let crm_accounts = h
+        .engine
+        .connector("crm")
+        .unwrap()
+        .list_accounts()
+        .await
+        .unwrap();
+    assert_eq!(crm_accounts.len(), 1);
+    assert!(!crm_accounts[0].enabled);
+    let again = h.reconcile("crm", false, false).await;
+    assert_eq!(counts(&again), [("expected", 1)]);
+}
+
+#[tokio::test]
+async fn a_reconciliation_that_would_disable_too_much_holds_until_confirmed() {
+    let h = harness(reconcile_config(
+        "actions = { stale = \"disable\" }\nmax_disable_percent = 40",
+        "",
+    ))
+    .await;
+    for id in ["e1", "e2", "e3"] {
+        let run = h.send(&hire(id, "Sales")).await;
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+    for id in ["e2", "e3"] {
+        let run = h
+            .send(&format!(r#"{{"type":"leave","person":{{"id":"{id}"}}}}"#))
+            .await;
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+    h.behind_the_back(&[
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'e2', 1, '{}')",
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'e3', 1, '{}')",
+    ])
+    .await;
+    // Two of three accounts to disable: over 40 %.
+    let held = h.reconcile("directory", false, false).await;
+    assert_eq!(held.state, tenure_store::ReconState::Held, "{held:?}");
+    assert_eq!((held.corrected, held.runs), (0, 0));
+    assert!(
+        held.message.as_deref().unwrap().contains("disable 2 of 3"),
+        "{held:?}"
+    );
+    assert!(h.remediated().await.is_empty());
+    // Stale findings are recorded (and audited) all the same.
+    assert_eq!(h.open_findings("directory").await.len(), 2);
+    let confirmed = h.reconcile("directory", false, true).await;
+    assert_eq!(confirmed.state, tenure_store::ReconState::Completed);
+    assert_eq!(confirmed.runs, 2);
+    assert_eq!(h.remediated().await.len(), 2);
+    let accounts = h
+        .engine
+        .connector("directory")
+        .unwrap()
+        .list_accounts()
+        .await
+        .unwrap();
+    assert!(
+        accounts
+            .iter()
+            .filter(|a| a.person_id != "e1")
+            .all(|a| !a.enabled)
+    );
+}
+
+#[tokio::test]
+async fn a_reconciliation_started_in_the_background_ends_and_an_unknown_system_is_refused() {
+    let h = harness(config("")).await;
+    let request = |system: &str| tenure_engine::ReconcileRequest {
+        system: system.into(),
+        dry_run: true,
+        confirm: false,
+        trigger: tenure_store::ReconTrigger::Request,
+        actor: "test".into(),
+    };
+    let started = h
+        .engine
+        .start_reconcile(request("directory"))
+        .await
+        .unwrap();
+    assert_eq!(started.state, tenure_store::ReconState::Running);
+    let ended = loop {
+        let mut r = h.engine.store().reader().await.unwrap();
+        let row = tenure_store::get_reconciliation(&mut r, &started.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.state != tenure_store::ReconState::Running {
+            break row;
+        }
+        drop(r);
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(ended.state, tenure_store::ReconState::Completed);
+    assert_eq!(ended.accounts, 0);
+    let err = h.engine.reconcile(request("nowhere")).await.unwrap_err();
+    assert!(
+        matches!(err, tenure_engine::EngineError::NotFound(_)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_system_is_reconciled_when_its_time_comes() {
+    let h = harness(reconcile_config("every = \"1h\"", "")).await;
+    let first = h.engine.reconcile_due().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].trigger, tenure_store::ReconTrigger::Schedule);
+    assert_eq!(first[0].system, "directory");
+    assert!(h.engine.reconcile_due().await.unwrap().is_empty());
+    h.clock.advance(3_600_000);
+    assert_eq!(h.engine.reconcile_due().await.unwrap().len(), 1);
+}

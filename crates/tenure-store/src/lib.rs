@@ -11,6 +11,7 @@
 mod approvals;
 mod checkpoints;
 pub mod db;
+mod drift;
 mod evidence;
 mod filter;
 mod lists;
@@ -28,6 +29,7 @@ pub use approvals::*;
 pub use checkpoints::*;
 /// The connection type the queries take (a transaction's or a pooled reader's).
 pub use db::Conn;
+pub use drift::*;
 pub use evidence::*;
 pub use lists::*;
 pub use migrate::{

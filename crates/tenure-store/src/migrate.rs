@@ -173,6 +173,15 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: Some(crate::queries::add_step_maybe_applied),
     },
+    Migration {
+        version: 9,
+        name: "reconciliation",
+        sql: include_str!("../migrations/0009_reconciliation.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0009_reconciliation.postgres.sql"
+        )),
+        data: Some(crate::drift::add_account_discovered),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -11,6 +11,8 @@ mod http;
 mod import;
 mod plan_cmd;
 mod policy_cmd;
+mod recon_bench;
+mod reconcile_cmd;
 mod scim_bench;
 mod serve;
 mod tasks_cmd;
@@ -116,6 +118,10 @@ enum Command {
         #[command(subcommand)]
         command: tasks_cmd::TasksCommand,
     },
+    /// Reconcile a target system over the HTTP API (token in TENURE_TOKEN, admin): compare
+    /// what it holds with tenure's records, record the findings, correct what its settings
+    /// say to; waits for the end and prints the counts and findings.
+    Reconcile(reconcile_cmd::ReconcileArgs),
     /// Write the demo configuration (tenure.toml, templates/, policies/) into a folder, ready
     /// for `tenure serve --config DIR/tenure.toml`.
     Init {
@@ -299,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Requests { command } => access_cmd::requests(command).await,
             Command::Delegations { command } => access_cmd::delegations(command).await,
             Command::Tasks { command } => tasks_cmd::run(command).await,
+            Command::Reconcile(args) => reconcile_cmd::run(args).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
                 for p in &written {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 pub struct Remote {
     /// The running tenure (`http://HOST:PORT`).
     #[arg(long, env = "TENURE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub(crate) url: String,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +58,7 @@ fn token() -> Result<String> {
         .context("set TENURE_TOKEN to a token with the read scope (list) or tasks:write (complete, fail)")
 }
 
-async fn check(resp: reqwest::Response) -> Result<serde_json::Value> {
+pub(crate) async fn check(resp: reqwest::Response) -> Result<serde_json::Value> {
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.context("reading the answer")?;
     if !status.is_success() {

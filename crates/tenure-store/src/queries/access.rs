@@ -4,16 +4,19 @@ use super::*;
 
 /// The person's accounts.
 pub async fn accounts_of(c: &mut Conn, person: &str) -> Result<Vec<Account>> {
-    let rows = db::query("SELECT system, state FROM accounts WHERE person_id = $1 ORDER BY system")
-        .bind(person.to_string())
-        .fetch_all(c)
-        .await?;
+    let rows = db::query(
+        "SELECT system, state, discovered FROM accounts WHERE person_id = $1 ORDER BY system",
+    )
+    .bind(person.to_string())
+    .fetch_all(c)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(Account {
                 person_id: person.to_string(),
                 system: r.try_get(0)?,
                 state: parse::<AccountState>(&r.try_get::<String, _>(1)?)?,
+                discovered: r.try_get::<i64, _>(2)? != 0,
             })
         })
         .collect()

@@ -570,7 +570,7 @@ async fn holdings_where(
     let rows = read(
         c,
         format!(
-            "SELECT person_id, system, state FROM accounts WHERE {filter} ORDER BY person_id, system"
+            "SELECT person_id, system, state, discovered FROM accounts WHERE {filter} ORDER BY person_id, system"
         ),
     )
     .await?;
@@ -581,6 +581,7 @@ async fn holdings_where(
                 person_id: r.try_get(0)?,
                 system: r.try_get(1)?,
                 state: parse::<AccountState>(&r.try_get::<String, _>(2)?)?,
+                discovered: r.try_get::<i64, _>(3)? != 0,
             })
         })
         .collect::<Result<_>>()?;

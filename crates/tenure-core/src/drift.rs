@@ -1,0 +1,901 @@
+//! Reconciliation's decisions: whose an account found on a target system is, in which
+//! situation it stands against what tenure believes, and what correcting it means.
+//!
+//! The engine pages through a system's inventory, loads the people and access the page
+//! names, and asks [`correlate`] and [`classify`]; after the last page it asks [`absent`] for
+//! every account tenure holds that the system did not list. Nothing here reads or writes.
+//!
+//! Remediation never calls a system from here: it corrects tenure's belief (an account or a
+//! grant becomes `uncertain`, or an account found is linked) and gives the person a run, so the
+//! planner, policy, priorities, operation ids and the audit trail do the rest exactly as for
+//! any other change.
+
+use crate::model::{Account, AccountState, Grant, GrantState, PersonStatus, string_enum};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+string_enum!(
+    /// Where an account or a membership found on a system stands against tenure's records.
+    Situation {
+        /// No person matches the account.
+        Orphan => "orphan",
+        /// The person has left (or is terminated) but the account can still sign in.
+        Stale => "stale",
+        /// The account matches a person, but tenure does not know it.
+        Unlinked => "unlinked",
+        /// Access tenure did not give: a membership, or an account enabled that tenure holds
+        /// disabled.
+        Excess => "excess",
+        /// Access tenure holds that the system lacks: a grant, or the account itself.
+        Missing => "missing",
+        /// The account matches several people.
+        Ambiguous => "ambiguous",
+        /// In agreement. Counted, never stored as a finding.
+        Expected => "expected",
+    }
+);
+
+string_enum!(
+    /// What reconciliation does about a situation on a system.
+    Remedy {
+        /// Record the finding; change nothing.
+        Report => "report",
+        /// Disable the account through a leaver-priority run (`stale`).
+        Disable => "disable",
+        /// Record the account as the person's (`unlinked`); the person's run then judges it.
+        Link => "link",
+        /// Take the membership (or the enabled account) away through a run (`excess`).
+        Revoke => "revoke",
+        /// Give the access again through a run (`missing`).
+        Grant => "grant",
+    }
+);
+
+impl Situation {
+    /// The remedies a system may configure for the situation (`report` always).
+    pub fn remedies(self) -> &'static [Remedy] {
+        match self {
+            Situation::Stale => &[Remedy::Report, Remedy::Disable],
+            Situation::Unlinked => &[Remedy::Report, Remedy::Link],
+            Situation::Excess => &[Remedy::Report, Remedy::Revoke],
+            Situation::Missing => &[Remedy::Report, Remedy::Grant],
+            Situation::Orphan | Situation::Ambiguous | Situation::Expected => &[Remedy::Report],
+        }
+    }
+
+    /// Whether an open finding in this situation is an incident (raised at high severity).
+    pub fn is_incident(self) -> bool {
+        self == Situation::Stale
+    }
+}
+
+string_enum!(
+    /// An account attribute correlation can match.
+    AccountField {
+        /// The sign-in name.
+        Username => "username",
+        /// The email address.
+        Email => "email",
+        /// The HR id written on the account.
+        EmployeeId => "employee_id",
+    }
+);
+
+string_enum!(
+    /// A person field correlation can match.
+    PersonField {
+        /// The HR id.
+        Id => "id",
+        /// The work email address.
+        Email => "email",
+    }
+);
+
+/// One correlation rule: an account attribute equal to a person field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The account side.
+    pub account: AccountField,
+    /// The person side.
+    pub person: PersonField,
+    /// Compare without regard to case (after trimming).
+    pub ignore_case: bool,
+}
+
+impl Rule {
+    /// The value as this rule compares it.
+    pub fn normalize(&self, value: &str) -> String {
+        let v = value.trim();
+        if self.ignore_case {
+            v.to_lowercase()
+        } else {
+            v.to_string()
+        }
+    }
+}
+
+/// `[systems.reconcile]`: how a system is reconciled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileSettings {
+    /// How often it is reconciled on its own, if at all (ms).
+    pub every_ms: Option<i64>,
+    /// Tried in order after the person id tenure writes on the accounts it makes; the first
+    /// rule that matches anyone decides.
+    pub correlate: Vec<Rule>,
+    /// What to do per situation; a situation not named is reported.
+    pub actions: BTreeMap<Situation, Remedy>,
+    /// The largest share (0 to 1) of the system's accounts one reconciliation may disable
+    /// without confirmation.
+    pub max_disable_share: f64,
+    /// Whether an account found and linked (not made by tenure) may be deleted once no longer
+    /// needed, where the system's retention deletes; otherwise it is only disabled.
+    pub delete_discovered: bool,
+    /// Whether the system is reconciled when its circuit closes again after an outage (on by
+    /// default once `[systems.reconcile]` is written).
+    pub after_outage: bool,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings {
+            every_ms: None,
+            correlate: Vec::new(),
+            actions: BTreeMap::new(),
+            max_disable_share: 0.05,
+            delete_discovered: false,
+            after_outage: false,
+        }
+    }
+}
+
+impl ReconcileSettings {
+    /// What to do about `situation`.
+    pub fn remedy(&self, situation: Situation) -> Remedy {
+        self.actions
+            .get(&situation)
+            .copied()
+            .unwrap_or(Remedy::Report)
+    }
+}
+
+/// An account as the system listed it, as far as reconciliation's decisions go.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// The system's key for it.
+    pub key: &'a str,
+    /// The person id tenure wrote on it, if any.
+    pub mark: Option<&'a str>,
+    /// Whether it can sign in.
+    pub enabled: bool,
+    /// Correlation attributes by [`AccountField`] name.
+    pub attributes: &'a BTreeMap<String, String>,
+    /// Its groups or roles by the system's names.
+    pub memberships: &'a [String],
+}
+
+/// What the engine found for one page: the people its accounts may belong to.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// People by id, with their status.
+    pub people: HashMap<String, PersonStatus>,
+    /// Per rule (in [`ReconcileSettings::correlate`] order): normalized person value to the
+    /// ids of the people holding it.
+    pub by_rule: Vec<HashMap<String, Vec<String>>>,
+}
+
+/// Whose an account is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// One person: by the id tenure wrote on it, or by a rule.
+    Person(String),
+    /// Several people match the first rule that matches anyone.
+    Several(Vec<String>),
+    /// Nobody.
+    Nobody,
+}
+
+/// The values an account offers each rule, normalized; `None` where it lacks the attribute.
+pub fn rule_values(rules: &[Rule], attributes: &BTreeMap<String, String>) -> Vec<Option<String>> {
+    rules
+        .iter()
+        .map(|r| {
+            attributes
+                .get(r.account.as_str())
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| r.normalize(v))
+        })
+        .collect()
+}
+
+/// Decides whose the account is: the person whose id tenure wrote on it when that person
+/// exists, else the first rule matching anyone.
+pub fn correlate(observed: &Observed<'_>, rules: &[Rule], candidates: &Candidates) -> Match {
+    if let Some(id) = observed.mark
+        && candidates.people.contains_key(id)
+    {
+        return Match::Person(id.to_string());
+    }
+    for (i, value) in rule_values(rules, observed.attributes)
+        .into_iter()
+        .enumerate()
+    {
+        let Some(value) = value else { continue };
+        let Some(ids) = candidates.by_rule.get(i).and_then(|m| m.get(&value)) else {
+            continue;
+        };
+        let ids: BTreeSet<&String> = ids.iter().collect();
+        match ids.len() {
+            0 => continue,
+            1 => return Match::Person(ids.into_iter().next().cloned().unwrap_or_default()),
+            _ => return Match::Several(ids.into_iter().cloned().collect()),
+        }
+    }
+    Match::Nobody
+}
+
+/// What tenure holds for one person on the system being reconciled.
+#[derive(Debug, Clone, Default)]
+pub struct Belief {
+    /// The account row, if any.
+    pub account: Option<Account>,
+    /// The grants of entitlements on this system.
+    pub grants: Vec<Grant>,
+}
+
+/// A system's catalog as reconciliation reads memberships: the system's name of each
+/// entitlement to its tenure id.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// System name (and, as a fallback, tenure id) to tenure id.
+    pub by_name: HashMap<String, String>,
+    /// Tenure id to system name.
+    pub name_of: HashMap<String, String>,
+}
+
+impl Catalog {
+    /// Reads the entitlements of `system` out of `entitlements`.
+    pub fn of_system<'a>(
+        system: &str,
+        entitlements: impl IntoIterator<Item = &'a crate::model::Entitlement>,
+    ) -> Catalog {
+        let mut c = Catalog::default();
+        for e in entitlements.into_iter().filter(|e| e.system == system) {
+            c.by_name
+                .entry(e.id.clone())
+                .or_insert_with(|| e.id.clone());
+            c.by_name.insert(e.name.clone(), e.id.clone());
+            c.name_of.insert(e.id.clone(), e.name.clone());
+        }
+        c
+    }
+}
+
+/// A difference found, and what is to be done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The situation.
+    pub situation: Situation,
+    /// The system's key for the account it concerns (for a missing account: the person id).
+    pub account_key: String,
+    /// The person it belongs to, when known.
+    pub person_id: Option<String>,
+    /// The entitlement it concerns: a tenure id, or the system's name of a group the catalog
+    /// does not know. `None` for the account itself.
+    pub entitlement: Option<String>,
+    /// What was seen, in a sentence.
+    pub detail: String,
+    /// What the system's settings say to do, narrowed to what can be done.
+    pub remedy: Remedy,
+}
+
+/// A change to tenure's belief that remediation makes before giving the person a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Correction {
+    /// The account may exist and sign in: the person's run creates and enables it if wanted,
+    /// disables it if not. `discovered` when tenure had no record of it.
+    AccountUncertain {
+        /// Whose.
+        person_id: String,
+        /// Tenure did not make it: never deleted unless the system says so.
+        discovered: bool,
+    },
+    /// Record an account found on the system as the person's, as it stands.
+    Link {
+        /// Whose.
+        person_id: String,
+        /// Whether it can sign in.
+        enabled: bool,
+    },
+    /// The grant may be held: the person's run grants it if wanted, revokes it if not.
+    GrantUncertain {
+        /// Whose.
+        person_id: String,
+        /// Which (tenure id).
+        entitlement: String,
+    },
+}
+
+impl Correction {
+    /// The person whose run follows.
+    pub fn person_id(&self) -> &str {
+        match self {
+            Correction::AccountUncertain { person_id, .. }
+            | Correction::Link { person_id, .. }
+            | Correction::GrantUncertain { person_id, .. } => person_id,
+        }
+    }
+}
+
+impl Finding {
+    /// The correction that carries out the finding's remedy, if it has one.
+    pub fn correction(&self, enabled: bool, known_account: bool) -> Option<Correction> {
+        let person_id = self.person_id.clone()?;
+        match (self.remedy, &self.entitlement) {
+            (Remedy::Report, _) => None,
+            (Remedy::Link, _) => Some(Correction::Link { person_id, enabled }),
+            (Remedy::Disable | Remedy::Revoke | Remedy::Grant, None) => {
+                Some(Correction::AccountUncertain {
+                    person_id,
+                    discovered: !known_account,
+                })
+            }
+            (Remedy::Revoke | Remedy::Grant, Some(entitlement)) => {
+                Some(Correction::GrantUncertain {
+                    person_id,
+                    entitlement: entitlement.clone(),
+                })
+            }
+            (Remedy::Disable, Some(_)) => None,
+        }
+    }
+}
+
+/// Classifies one listed account. The account itself is `expected` when nothing is found
+/// about it, which the caller counts; the other findings come back.
+///
+/// `addressable`: whether the system's connector reaches this very account when it acts for
+/// the matched person (it carries the person's mark, or its key is the one the connector
+/// derives from the person's id). An account matched only by a rule and not addressable (a
+/// second account under another name) can only be reported: a run would act on another one.
+pub fn classify(
+    observed: &Observed<'_>,
+    matched: &Match,
+    addressable: bool,
+    status: Option<PersonStatus>,
+    belief: &Belief,
+    catalog: &Catalog,
+    settings: &ReconcileSettings,
+) -> Vec<Finding> {
+    let finding = |situation: Situation,
+                   person: Option<&str>,
+                   entitlement: Option<String>,
+                   detail: String| {
+        let mut remedy = settings.remedy(situation);
+        // A group the catalog does not know cannot be addressed by a run, nor can an account
+        // the connector would not reach for the person.
+        if !addressable
+            || entitlement
+                .as_ref()
+                .is_some_and(|e| !catalog.name_of.contains_key(e))
+        {
+            remedy = Remedy::Report;
+        }
+        Finding {
+            situation,
+            account_key: observed.key.to_string(),
+            person_id: person.map(str::to_string),
+            entitlement,
+            detail,
+            remedy,
+        }
+    };
+    let person = match matched {
+        Match::Nobody => {
+            return vec![finding(
+                Situation::Orphan,
+                None,
+                None,
+                "no person matches the account".into(),
+            )];
+        }
+        Match::Several(ids) => {
+            return vec![finding(
+                Situation::Ambiguous,
+                None,
+                None,
+                format!(
+                    "the account matches {} people: {}",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            )];
+        }
+        Match::Person(p) => p.as_str(),
+    };
+    let gone = status == Some(PersonStatus::Terminated);
+    let state = belief.account.as_ref().map(|a| a.state);
+    let known = matches!(
+        state,
+        Some(AccountState::Active | AccountState::Disabled | AccountState::Uncertain)
+    );
+    if gone && observed.enabled {
+        return vec![finding(
+            Situation::Stale,
+            Some(person),
+            None,
+            "the person has left but the account can sign in".into(),
+        )];
+    }
+    if !addressable {
+        return vec![finding(
+            Situation::Unlinked,
+            Some(person),
+            None,
+            "the account matches the person by a correlation rule, but it is not the account \
+             tenure manages for them"
+                .into(),
+        )];
+    }
+    if !known {
+        return vec![finding(
+            Situation::Unlinked,
+            Some(person),
+            None,
+            format!(
+                "the account matches the person but tenure holds {}",
+                match state {
+                    Some(s) => format!("their account {s}"),
+                    None => "no account for them".into(),
+                }
+            ),
+        )];
+    }
+    let mut out = Vec::new();
+    match (state, observed.enabled) {
+        (Some(AccountState::Disabled), true) => out.push(finding(
+            Situation::Excess,
+            Some(person),
+            None,
+            "the account can sign in but tenure disabled it".into(),
+        )),
+        (Some(AccountState::Active), false) => out.push(finding(
+            Situation::Missing,
+            Some(person),
+            None,
+            "the account is disabled but tenure holds it enabled".into(),
+        )),
+        _ => {}
+    }
+    let mut held: BTreeMap<&str, GrantState> = BTreeMap::new();
+    for g in &belief.grants {
+        held.insert(g.entitlement.as_str(), g.state);
+    }
+    let mut seen = BTreeSet::new();
+    for name in observed.memberships {
+        let Some(id) = catalog.by_name.get(name) else {
+            out.push(finding(
+                Situation::Excess,
+                Some(person),
+                Some(name.clone()),
+                format!("a member of `{name}`, which no entitlement names"),
+            ));
+            continue;
+        };
+        if !seen.insert(id.as_str()) {
+            continue;
+        }
+        match held.get(id.as_str()) {
+            Some(GrantState::Granted | GrantState::Uncertain) => {}
+            other => out.push(finding(
+                Situation::Excess,
+                Some(person),
+                Some(id.clone()),
+                match other {
+                    Some(s) => format!("a member of `{name}` while tenure holds the grant {s}"),
+                    None => format!("a member of `{name}`, which tenure did not grant"),
+                },
+            )),
+        }
+    }
+    for g in &belief.grants {
+        if g.state == GrantState::Granted && !seen.contains(g.entitlement.as_str()) {
+            let name = catalog
+                .name_of
+                .get(&g.entitlement)
+                .map_or(g.entitlement.as_str(), String::as_str);
+            out.push(finding(
+                Situation::Missing,
+                Some(person),
+                Some(g.entitlement.clone()),
+                format!("tenure holds the grant but the account is not a member of `{name}`"),
+            ));
+        }
+    }
+    out
+}
+
+/// Findings for a person whose account tenure holds active but the system did not list.
+pub fn absent(person_id: &str, belief: &Belief, settings: &ReconcileSettings) -> Option<Finding> {
+    let account = belief.account.as_ref()?;
+    (account.state == AccountState::Active).then(|| Finding {
+        situation: Situation::Missing,
+        account_key: person_id.to_string(),
+        person_id: Some(person_id.to_string()),
+        entitlement: None,
+        detail: "tenure holds the account active but the system has no such account".into(),
+        remedy: settings.remedy(Situation::Missing),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GrantSource;
+
+    fn settings(actions: &[(Situation, Remedy)]) -> ReconcileSettings {
+        ReconcileSettings {
+            correlate: vec![Rule {
+                account: AccountField::Email,
+                person: PersonField::Email,
+                ignore_case: true,
+            }],
+            actions: actions.iter().copied().collect(),
+            ..ReconcileSettings::default()
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog {
+            by_name: [
+                ("vpn users", "vpn"),
+                ("vpn", "vpn"),
+                ("admins", "admin"),
+                ("admin", "admin"),
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+            name_of: [("vpn", "vpn users"), ("admin", "admins")]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+
+    fn account(state: AccountState) -> Option<Account> {
+        Some(Account {
+            person_id: "ada".into(),
+            system: "dir".into(),
+            state,
+            discovered: false,
+        })
+    }
+
+    fn grant(ent: &str, state: GrantState) -> Grant {
+        Grant {
+            person_id: "ada".into(),
+            entitlement: ent.into(),
+            source: GrantSource::Birthright,
+            source_ref: "t".into(),
+            state,
+            granted_at: None,
+            expires_at: None,
+        }
+    }
+
+    fn observed<'a>(
+        attrs: &'a BTreeMap<String, String>,
+        members: &'a [String],
+        enabled: bool,
+    ) -> Observed<'a> {
+        Observed {
+            key: "ada",
+            mark: None,
+            enabled,
+            attributes: attrs,
+            memberships: members,
+        }
+    }
+
+    fn situations(f: &[Finding]) -> Vec<(Situation, Option<&str>, Remedy)> {
+        f.iter()
+            .map(|f| (f.situation, f.entitlement.as_deref(), f.remedy))
+            .collect()
+    }
+
+    #[test]
+    fn the_mark_decides_before_any_rule_and_rules_go_in_order() {
+        let attrs: BTreeMap<String, String> =
+            [("email".to_string(), " Ada@Example.com ".to_string())].into();
+        let mut c = Candidates::default();
+        c.people.insert("ada".into(), PersonStatus::Active);
+        c.people.insert("bob".into(), PersonStatus::Active);
+        c.by_rule
+            .push([("ada@example.com".to_string(), vec!["ada".to_string()])].into());
+        let rules = settings(&[]).correlate;
+        let mut o = observed(&attrs, &[], true);
+        assert_eq!(correlate(&o, &rules, &c), Match::Person("ada".into()));
+        o.mark = Some("bob");
+        assert_eq!(correlate(&o, &rules, &c), Match::Person("bob".into()));
+        // A mark naming nobody tenure knows falls back to the rules.
+        o.mark = Some("gone");
+        assert_eq!(correlate(&o, &rules, &c), Match::Person("ada".into()));
+        c.by_rule[0].insert(
+            "ada@example.com".into(),
+            vec!["ada".into(), "ann".into(), "ada".into()],
+        );
+        assert_eq!(
+            correlate(&o, &rules, &c),
+            Match::Several(vec!["ada".into(), "ann".into()])
+        );
+        c.by_rule[0].clear();
+        assert_eq!(correlate(&o, &rules, &c), Match::Nobody);
+        let case_sensitive = Rule {
+            ignore_case: false,
+            ..rules[0].clone()
+        };
+        assert_eq!(case_sensitive.normalize(" Ada@X "), "Ada@X");
+    }
+
+    #[test]
+    fn each_situation_is_found_with_the_remedy_configured_for_it() {
+        let attrs = BTreeMap::new();
+        let all = settings(&[
+            (Situation::Stale, Remedy::Disable),
+            (Situation::Unlinked, Remedy::Link),
+            (Situation::Excess, Remedy::Revoke),
+            (Situation::Missing, Remedy::Grant),
+        ]);
+        let ada = Match::Person("ada".into());
+        let members = ["vpn users".to_string(), "printers".to_string()];
+        let o = observed(&attrs, &members, true);
+        let none = Belief::default();
+        let cat = catalog();
+        let active = Some(PersonStatus::Active);
+
+        let f = classify(&o, &Match::Nobody, false, None, &none, &cat, &all);
+        assert_eq!(situations(&f), [(Situation::Orphan, None, Remedy::Report)]);
+        let f = classify(
+            &o,
+            &Match::Several(vec!["a".into(), "b".into()]),
+            false,
+            None,
+            &none,
+            &cat,
+            &all,
+        );
+        assert_eq!(
+            situations(&f),
+            [(Situation::Ambiguous, None, Remedy::Report)]
+        );
+        // A leaver's enabled account is stale, known to tenure or not.
+        let left = Some(PersonStatus::Terminated);
+        for b in [
+            Belief::default(),
+            Belief {
+                account: account(AccountState::Disabled),
+                grants: vec![],
+            },
+        ] {
+            let f = classify(&o, &ada, true, left, &b, &cat, &all);
+            assert_eq!(situations(&f), [(Situation::Stale, None, Remedy::Disable)]);
+        }
+        // ...but a disabled one is nothing to worry about.
+        let off = observed(&attrs, &[], false);
+        let b = Belief {
+            account: account(AccountState::Disabled),
+            grants: vec![],
+        };
+        assert!(classify(&off, &ada, true, left, &b, &cat, &all).is_empty());
+        // Unknown to tenure: unlinked, whatever it holds.
+        for state in [
+            None,
+            Some(AccountState::Deleted),
+            Some(AccountState::Pending),
+        ] {
+            let b = Belief {
+                account: state.and_then(account),
+                grants: vec![],
+            };
+            let f = classify(&o, &ada, true, active, &b, &cat, &all);
+            assert_eq!(situations(&f), [(Situation::Unlinked, None, Remedy::Link)]);
+        }
+        // Known: memberships tenure did not grant are excess (an unknown group only reported),
+        // grants the system lacks are missing, uncertain ones agree either way.
+        let b = Belief {
+            account: account(AccountState::Active),
+            grants: vec![
+                grant("admin", GrantState::Granted),
+                grant("vpn", GrantState::Revoked),
+            ],
+        };
+        let f = classify(&o, &ada, true, active, &b, &cat, &all);
+        assert_eq!(
+            situations(&f),
+            [
+                (Situation::Excess, Some("vpn"), Remedy::Revoke),
+                (Situation::Excess, Some("printers"), Remedy::Report),
+                (Situation::Missing, Some("admin"), Remedy::Grant),
+            ]
+        );
+        let b = Belief {
+            account: account(AccountState::Active),
+            grants: vec![
+                grant("admin", GrantState::Uncertain),
+                grant("vpn", GrantState::Uncertain),
+            ],
+        };
+        let members = ["vpn".to_string()];
+        let f = classify(
+            &observed(&attrs, &members, true),
+            &ada,
+            true,
+            active,
+            &b,
+            &cat,
+            &all,
+        );
+        assert!(f.is_empty(), "{f:?}");
+        // The account's own state.
+        let b = Belief {
+            account: account(AccountState::Disabled),
+            grants: vec![],
+        };
+        let f = classify(
+            &observed(&attrs, &[], true),
+            &ada,
+            true,
+            active,
+            &b,
+            &cat,
+            &all,
+        );
+        assert_eq!(situations(&f), [(Situation::Excess, None, Remedy::Revoke)]);
+        let b = Belief {
+            account: account(AccountState::Active),
+            grants: vec![],
+        };
+        let f = classify(
+            &observed(&attrs, &[], false),
+            &ada,
+            true,
+            active,
+            &b,
+            &cat,
+            &all,
+        );
+        assert_eq!(situations(&f), [(Situation::Missing, None, Remedy::Grant)]);
+        // An account a rule matched that the connector would not reach is only reported, a
+        // leaver's included (still as an incident).
+        let f = classify(&o, &ada, false, left, &none, &cat, &all);
+        assert_eq!(situations(&f), [(Situation::Stale, None, Remedy::Report)]);
+        let f = classify(&o, &ada, false, active, &none, &cat, &all);
+        assert_eq!(
+            situations(&f),
+            [(Situation::Unlinked, None, Remedy::Report)]
+        );
+        // Nothing configured: everything only reported.
+        let report = settings(&[]);
+        let f = classify(&o, &ada, true, left, &none, &cat, &report);
+        assert_eq!(situations(&f), [(Situation::Stale, None, Remedy::Report)]);
+        // Absent accounts.
+        let b = Belief {
+            account: account(AccountState::Active),
+            grants: vec![],
+        };
+        assert_eq!(
+            absent("ada", &b, &all).map(|f| f.remedy),
+            Some(Remedy::Grant)
+        );
+        let b = Belief {
+            account: account(AccountState::Disabled),
+            grants: vec![],
+        };
+        assert_eq!(absent("ada", &b, &all), None);
+    }
+
+    proptest::proptest! {
+        /// Over any memberships and grant states of a known, addressable account: a catalog
+        /// entitlement is excess exactly when the system holds it and tenure holds no grant
+        /// that may be held, missing exactly when tenure holds it granted and the system does
+        /// not, never both; a group no entitlement names is excess and only reported.
+        #[test]
+        fn memberships_and_grants_diff_exactly(
+            held in proptest::collection::vec(proptest::bool::ANY, 2),
+            states in proptest::collection::vec(
+                proptest::option::of(proptest::sample::select(GrantState::ALL.to_vec())),
+                2,
+            ),
+            by_id in proptest::bool::ANY,
+            stray in proptest::bool::ANY,
+        ) {
+            let ids = ["vpn", "admin"];
+            let names = ["vpn users", "admins"];
+            let mut members: Vec<String> = (0..2)
+                .filter(|i| held[*i])
+                .map(|i| if by_id { ids[i] } else { names[i] }.to_string())
+                .collect();
+            if stray {
+                members.push("printers".into());
+            }
+            let belief = Belief {
+                account: account(AccountState::Active),
+                grants: (0..2)
+                    .filter_map(|i| states[i].map(|s| grant(ids[i], s)))
+                    .collect(),
+            };
+            let attrs = BTreeMap::new();
+            let all = settings(&[(Situation::Excess, Remedy::Revoke), (Situation::Missing, Remedy::Grant)]);
+            let found = classify(
+                &observed(&attrs, &members, true),
+                &Match::Person("ada".into()),
+                true,
+                Some(PersonStatus::Active),
+                &belief,
+                &catalog(),
+                &all,
+            );
+            for i in 0..2 {
+                let may_hold = matches!(states[i], Some(GrantState::Granted | GrantState::Uncertain));
+                let of = |s: Situation| found
+                    .iter()
+                    .filter(|f| f.situation == s && f.entitlement.as_deref() == Some(ids[i]))
+                    .count();
+                proptest::prop_assert_eq!(of(Situation::Excess), usize::from(held[i] && !may_hold));
+                proptest::prop_assert_eq!(
+                    of(Situation::Missing),
+                    usize::from(!held[i] && states[i] == Some(GrantState::Granted))
+                );
+            }
+            let strays: Vec<&Finding> = found
+                .iter()
+                .filter(|f| f.entitlement.as_deref() == Some("printers"))
+                .collect();
+            proptest::prop_assert_eq!(strays.len(), usize::from(stray));
+            proptest::prop_assert!(strays.iter().all(|f| f.situation == Situation::Excess && f.remedy == Remedy::Report));
+            proptest::prop_assert!(found.iter().all(|f| f.entitlement.is_some()));
+        }
+    }
+
+    #[test]
+    fn corrections_carry_out_remedies_and_nothing_else() {
+        let f = |situation, entitlement: Option<&str>, remedy| Finding {
+            situation,
+            account_key: "k".into(),
+            person_id: Some("ada".into()),
+            entitlement: entitlement.map(str::to_string),
+            detail: String::new(),
+            remedy,
+        };
+        assert_eq!(
+            f(Situation::Stale, None, Remedy::Disable).correction(true, false),
+            Some(Correction::AccountUncertain {
+                person_id: "ada".into(),
+                discovered: true
+            })
+        );
+        assert_eq!(
+            f(Situation::Unlinked, None, Remedy::Link).correction(false, false),
+            Some(Correction::Link {
+                person_id: "ada".into(),
+                enabled: false
+            })
+        );
+        assert_eq!(
+            f(Situation::Excess, Some("vpn"), Remedy::Revoke).correction(true, true),
+            Some(Correction::GrantUncertain {
+                person_id: "ada".into(),
+                entitlement: "vpn".into()
+            })
+        );
+        assert_eq!(
+            f(Situation::Missing, None, Remedy::Report).correction(true, true),
+            None
+        );
+        let mut orphan = f(Situation::Orphan, None, Remedy::Report);
+        orphan.person_id = None;
+        assert_eq!(orphan.correction(true, false), None);
+        for s in Situation::ALL {
+            assert!(s.remedies().contains(&Remedy::Report));
+        }
+    }
+}
