@@ -10,7 +10,7 @@
 //! planner, policy, priorities, operation ids and the audit trail do the rest exactly as for
 //! any other change.
 
-use crate::model::{Account, AccountState, Grant, GrantState, PersonStatus, string_enum};
+use crate::model::{AccountState, GrantState, PersonStatus, string_enum};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 string_enum!(
@@ -232,13 +232,22 @@ pub fn correlate(observed: &Observed<'_>, rules: &[Rule], candidates: &Candidate
     Match::Nobody
 }
 
+/// A grant as reconciliation compares it: which entitlement, in which state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldGrant {
+    /// The entitlement's tenure id.
+    pub entitlement: String,
+    /// Where tenure's record of it stands.
+    pub state: GrantState,
+}
+
 /// What tenure holds for one person on the system being reconciled.
-#[derive(Debug, Clone, Default)]
-pub struct Belief {
-    /// The account row, if any.
-    pub account: Option<Account>,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Belief<'a> {
+    /// The state of the person's account there, when tenure has a record of one.
+    pub account: Option<AccountState>,
     /// The grants of entitlements on this system.
-    pub grants: Vec<Grant>,
+    pub grants: &'a [HeldGrant],
 }
 
 /// A system's catalog as reconciliation reads memberships: the system's name of each
@@ -298,6 +307,13 @@ pub enum Correction {
         /// Tenure did not make it: never deleted unless the system says so.
         discovered: bool,
     },
+    /// The system has no account where tenure holds one active: the account, and every grant
+    /// on it tenure holds, may or may not be there. The person's run makes (and grants) again
+    /// what is still wanted.
+    AccountGone {
+        /// Whose.
+        person_id: String,
+    },
     /// Record an account found on the system as the person's, as it stands.
     Link {
         /// Whose.
@@ -319,6 +335,7 @@ impl Correction {
     pub fn person_id(&self) -> &str {
         match self {
             Correction::AccountUncertain { person_id, .. }
+            | Correction::AccountGone { person_id }
             | Correction::Link { person_id, .. }
             | Correction::GrantUncertain { person_id, .. } => person_id,
         }
@@ -361,7 +378,7 @@ pub fn classify(
     matched: &Match,
     addressable: bool,
     status: Option<PersonStatus>,
-    belief: &Belief,
+    belief: &Belief<'_>,
     catalog: &Catalog,
     settings: &ReconcileSettings,
 ) -> Vec<Finding> {
@@ -412,7 +429,7 @@ pub fn classify(
         Match::Person(p) => p.as_str(),
     };
     let gone = status == Some(PersonStatus::Terminated);
-    let state = belief.account.as_ref().map(|a| a.state);
+    let state = belief.account;
     let known = matches!(
         state,
         Some(AccountState::Active | AccountState::Disabled | AccountState::Uncertain)
@@ -465,11 +482,15 @@ pub fn classify(
         )),
         _ => {}
     }
-    let mut held: BTreeMap<&str, GrantState> = BTreeMap::new();
-    for g in &belief.grants {
-        held.insert(g.entitlement.as_str(), g.state);
-    }
-    let mut seen = BTreeSet::new();
+    // A person holds a handful of grants on a system: lists beat maps here.
+    let held = |id: &str| {
+        belief
+            .grants
+            .iter()
+            .find(|g| g.entitlement == id)
+            .map(|g| g.state)
+    };
+    let mut seen: Vec<&str> = Vec::with_capacity(observed.memberships.len());
     for name in observed.memberships {
         let Some(id) = catalog.by_name.get(name) else {
             out.push(finding(
@@ -480,10 +501,11 @@ pub fn classify(
             ));
             continue;
         };
-        if !seen.insert(id.as_str()) {
+        if seen.contains(&id.as_str()) {
             continue;
         }
-        match held.get(id.as_str()) {
+        seen.push(id.as_str());
+        match held(id) {
             Some(GrantState::Granted | GrantState::Uncertain) => {}
             other => out.push(finding(
                 Situation::Excess,
@@ -496,8 +518,8 @@ pub fn classify(
             )),
         }
     }
-    for g in &belief.grants {
-        if g.state == GrantState::Granted && !seen.contains(g.entitlement.as_str()) {
+    for g in belief.grants {
+        if g.state == GrantState::Granted && !seen.contains(&g.entitlement.as_str()) {
             let name = catalog
                 .name_of
                 .get(&g.entitlement)
@@ -513,10 +535,14 @@ pub fn classify(
     out
 }
 
-/// Findings for a person whose account tenure holds active but the system did not list.
-pub fn absent(person_id: &str, belief: &Belief, settings: &ReconcileSettings) -> Option<Finding> {
-    let account = belief.account.as_ref()?;
-    (account.state == AccountState::Active).then(|| Finding {
+/// The finding for a person whose account tenure holds in `state` but the system did not
+/// list: `missing` when tenure holds it active. Its correction is [`Correction::AccountGone`].
+pub fn absent(
+    person_id: &str,
+    state: AccountState,
+    settings: &ReconcileSettings,
+) -> Option<Finding> {
+    (state == AccountState::Active).then(|| Finding {
         situation: Situation::Missing,
         account_key: person_id.to_string(),
         person_id: Some(person_id.to_string()),
@@ -529,7 +555,6 @@ pub fn absent(person_id: &str, belief: &Belief, settings: &ReconcileSettings) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::GrantSource;
 
     fn settings(actions: &[(Situation, Remedy)]) -> ReconcileSettings {
         ReconcileSettings {
@@ -561,24 +586,14 @@ mod tests {
         }
     }
 
-    fn account(state: AccountState) -> Option<Account> {
-        Some(Account {
-            person_id: "ada".into(),
-            system: "dir".into(),
-            state,
-            discovered: false,
-        })
+    fn account(state: AccountState) -> Option<AccountState> {
+        Some(state)
     }
 
-    fn grant(ent: &str, state: GrantState) -> Grant {
-        Grant {
-            person_id: "ada".into(),
+    fn grant(ent: &str, state: GrantState) -> HeldGrant {
+        HeldGrant {
             entitlement: ent.into(),
-            source: GrantSource::Birthright,
-            source_ref: "t".into(),
             state,
-            granted_at: None,
-            expires_at: None,
         }
     }
 
@@ -673,7 +688,7 @@ mod tests {
             Belief::default(),
             Belief {
                 account: account(AccountState::Disabled),
-                grants: vec![],
+                grants: &[],
             },
         ] {
             let f = classify(&o, &ada, true, left, &b, &cat, &all);
@@ -683,7 +698,7 @@ mod tests {
         let off = observed(&attrs, &[], false);
         let b = Belief {
             account: account(AccountState::Disabled),
-            grants: vec![],
+            grants: &[],
         };
         assert!(classify(&off, &ada, true, left, &b, &cat, &all).is_empty());
         // Unknown to tenure: unlinked, whatever it holds.
@@ -694,7 +709,7 @@ mod tests {
         ] {
             let b = Belief {
                 account: state.and_then(account),
-                grants: vec![],
+                grants: &[],
             };
             let f = classify(&o, &ada, true, active, &b, &cat, &all);
             assert_eq!(situations(&f), [(Situation::Unlinked, None, Remedy::Link)]);
@@ -703,7 +718,7 @@ mod tests {
         // grants the system lacks are missing, uncertain ones agree either way.
         let b = Belief {
             account: account(AccountState::Active),
-            grants: vec![
+            grants: &[
                 grant("admin", GrantState::Granted),
                 grant("vpn", GrantState::Revoked),
             ],
@@ -719,7 +734,7 @@ mod tests {
         );
         let b = Belief {
             account: account(AccountState::Active),
-            grants: vec![
+            grants: &[
                 grant("admin", GrantState::Uncertain),
                 grant("vpn", GrantState::Uncertain),
             ],
@@ -738,7 +753,7 @@ mod tests {
         // The account's own state.
         let b = Belief {
             account: account(AccountState::Disabled),
-            grants: vec![],
+            grants: &[],
         };
         let f = classify(
             &observed(&attrs, &[], true),
@@ -752,7 +767,7 @@ mod tests {
         assert_eq!(situations(&f), [(Situation::Excess, None, Remedy::Revoke)]);
         let b = Belief {
             account: account(AccountState::Active),
-            grants: vec![],
+            grants: &[],
         };
         let f = classify(
             &observed(&attrs, &[], false),
@@ -778,19 +793,11 @@ mod tests {
         let f = classify(&o, &ada, true, left, &none, &cat, &report);
         assert_eq!(situations(&f), [(Situation::Stale, None, Remedy::Report)]);
         // Absent accounts.
-        let b = Belief {
-            account: account(AccountState::Active),
-            grants: vec![],
-        };
         assert_eq!(
-            absent("ada", &b, &all).map(|f| f.remedy),
+            absent("ada", AccountState::Active, &all).map(|f| f.remedy),
             Some(Remedy::Grant)
         );
-        let b = Belief {
-            account: account(AccountState::Disabled),
-            grants: vec![],
-        };
-        assert_eq!(absent("ada", &b, &all), None);
+        assert_eq!(absent("ada", AccountState::Disabled, &all), None);
     }
 
     proptest::proptest! {
@@ -817,11 +824,12 @@ mod tests {
             if stray {
                 members.push("printers".into());
             }
+            let grants: Vec<HeldGrant> = (0..2)
+                .filter_map(|i| states[i].map(|s| grant(ids[i], s)))
+                .collect();
             let belief = Belief {
                 account: account(AccountState::Active),
-                grants: (0..2)
-                    .filter_map(|i| states[i].map(|s| grant(ids[i], s)))
-                    .collect(),
+                grants: &grants,
             };
             let attrs = BTreeMap::new();
             let all = settings(&[(Situation::Excess, Remedy::Revoke), (Situation::Missing, Remedy::Grant)]);

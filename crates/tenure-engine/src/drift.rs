@@ -44,8 +44,10 @@ pub const PAGE: usize = 1_000;
 const CORRECTIONS_PER_TX: usize = 500;
 /// A running reconciliation that has made no progress for this long is taken as stopped.
 const LIVE_MS: i64 = 5 * 60_000;
-/// How often a pass records its progress when its pages find nothing.
+/// How often a pass records its progress (and the findings so far) at the least.
 const HEARTBEAT_MS: i64 = 10_000;
+/// Findings written per transaction at most.
+const FINDINGS_PER_TX: usize = 2_000;
 
 /// What to reconcile, and how.
 #[derive(Debug, Clone)]
@@ -284,63 +286,77 @@ async fn pass(
         Err(e) => return Err(Stopped::System(e.to_string())),
     };
     let mut seen: HashSet<String> = HashSet::new();
+    // How many of them tenure holds active.
+    let mut seen_active = 0;
     let mut pending = Vec::new();
+    // Findings are written a few thousand at a time: most pages find little.
+    let mut findings = Vec::new();
+    // Each page's people are loaded in a task of their own while the next page is read.
+    let mut next = pages.next_page().await;
     loop {
-        let page = match pages.next_page().await {
+        let page = match next {
             Ok(Some(page)) => page,
             Ok(None) => break,
-            Err(e) => return Err(Stopped::System(e.to_string())),
+            Err(e) => {
+                write_findings(inner, row, &findings).await?;
+                return Err(Stopped::System(e.to_string()));
+            }
         };
-        let mut findings = Vec::new();
-        let mut stale = Vec::new();
+        let loading = spawn_load(inner, &row.system, settings, &page);
+        next = pages.next_page().await;
+        let loaded = match loading.await {
+            Ok(loaded) => loaded?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels it.
+            Err(_) => return Err(Stopped::Engine(EngineError::ShuttingDown)),
+        };
         judge_page(
-            inner,
             connector,
             settings,
             catalog,
             row,
             &page,
+            loaded,
             &mut seen,
+            &mut seen_active,
             &mut findings,
             &mut pending,
-        )
-        .await?;
-        for f in &findings {
-            if f.situation == Situation::Stale {
-                stale.push(f.clone());
-            }
-        }
-        // A page in agreement writes nothing but, now and then, the progress.
-        if !findings.is_empty() || inner.clock.now_ms() - row.heartbeat_at >= HEARTBEAT_MS {
-            write_findings(inner, row, &findings, &stale).await?;
+        );
+        if findings.len() >= FINDINGS_PER_TX
+            || inner.clock.now_ms() - row.heartbeat_at >= HEARTBEAT_MS
+        {
+            write_findings(inner, row, &findings).await?;
+            findings.clear();
         }
     }
+    write_findings(inner, row, &findings).await?;
+    findings.clear();
 
-    // What tenure holds active that the system did not list.
+    // What tenure holds active that the system did not list: as many as tenure holds active
+    // beyond those listed, so the list is read only until they are found (not at all on most
+    // passes). Runs changing accounts meanwhile can make this miss one; the next pass sees it.
+    let unlisted = {
+        let mut r = inner.store.reader().await?;
+        tenure_store::count_active_accounts(&mut r, &row.system).await? - seen_active
+    };
+    let mut found = 0;
     let mut after = String::new();
-    loop {
+    while found < unlisted {
         let ids = {
             let mut r = inner.store.reader().await?;
             active_accounts_on(&mut r, &row.system, &after, PAGE as i64).await?
         };
         let Some(last) = ids.last() else { break };
         after = last.clone();
-        let mut findings = Vec::new();
         for id in ids.iter().filter(|id| !seen.contains(*id)) {
-            let belief = Belief {
-                account: Some(tenure_core::Account {
-                    person_id: id.clone(),
-                    system: row.system.clone(),
-                    state: tenure_core::AccountState::Active,
-                    discovered: false,
-                }),
-                grants: Vec::new(),
-            };
-            if let Some(f) = drift::absent(id, &belief, settings) {
+            if let Some(f) = drift::absent(id, tenure_core::AccountState::Active, settings) {
+                found += 1;
                 *row.counts.entry(f.situation).or_default() += 1;
-                if let Some(c) = f.correction(false, true) {
+                if f.remedy == drift::Remedy::Grant {
                     pending.push(Pending {
-                        correction: c,
+                        correction: Correction::AccountGone {
+                            person_id: id.clone(),
+                        },
                         situation: f.situation,
                         entitlement: None,
                         detail: f.detail.clone(),
@@ -349,40 +365,40 @@ async fn pass(
                 findings.push(f);
             }
         }
-        if !findings.is_empty() {
-            write_findings(inner, row, &findings, &[]).await?;
+        if findings.len() >= FINDINGS_PER_TX {
+            write_findings(inner, row, &findings).await?;
+            findings.clear();
         }
     }
+    write_findings(inner, row, &findings).await?;
     Ok(pending)
 }
 
-/// Correlates and classifies one page.
-#[allow(clippy::too_many_arguments)]
-async fn judge_page(
-    inner: &Inner,
-    connector: &dyn Connector,
-    settings: &ReconcileSettings,
-    catalog: &Catalog,
-    row: &mut ReconRow,
-    page: &[InventoryAccount],
-    seen: &mut HashSet<String>,
-    findings: &mut Vec<Finding>,
-    pending: &mut Vec<Pending>,
-) -> std::result::Result<(), Stopped> {
-    let rules = &settings.correlate;
-    let values: Vec<Vec<Option<String>>> = page
-        .iter()
-        .map(|a| drift::rule_values(rules, &a.attributes))
-        .collect();
-    // Everyone the page may name: marks, id rules' values, and the people with a matching email.
-    let mut ids: BTreeSet<String> = page.iter().filter_map(|a| a.person_id.clone()).collect();
+/// What tenure holds for the people one page may name, loaded beside the next page's read.
+struct Loaded {
+    held: tenure_store::HeldOnSystem,
+    /// (email lowercased, person id, email as stored).
+    by_email: Vec<(String, String, String)>,
+}
+
+/// Loads [`Loaded`] for a page: the people its accounts' marks and id rules name, those whose
+/// email an email rule names, and their accounts and grants on `system`. Owns what it reads
+/// with, so it can run in a task of its own.
+async fn load(
+    store: Store,
+    system: String,
+    rules: Vec<drift::Rule>,
+    marks: Vec<Option<String>>,
+    attributes: Vec<BTreeMap<String, String>>,
+) -> Result<Loaded> {
+    let mut ids: BTreeSet<String> = marks.into_iter().flatten().collect();
     let mut emails = BTreeSet::new();
-    for v in &values {
-        for (rule, value) in rules.iter().zip(v) {
+    for attrs in &attributes {
+        for (rule, value) in rules.iter().zip(drift::rule_values(&rules, attrs)) {
             let Some(value) = value else { continue };
             match rule.person {
                 PersonField::Id => {
-                    ids.insert(value.clone());
+                    ids.insert(value);
                 }
                 PersonField::Email => {
                     emails.insert(value.to_lowercase());
@@ -390,26 +406,65 @@ async fn judge_page(
             }
         }
     }
-    let (held, by_email) = {
-        let mut r = inner.store.reader().await?;
-        let by_email = if emails.is_empty() {
-            Vec::new()
-        } else {
-            let emails: Vec<String> = emails.into_iter().collect();
-            people_by_emails(&mut r, &emails).await?
-        };
-        ids.extend(by_email.iter().map(|(_, id, _)| id.clone()));
-        let ids: Vec<String> = ids.into_iter().collect();
-        (held_on_system(&mut r, &row.system, &ids).await?, by_email)
+    let mut r = store.reader().await?;
+    let by_email = if emails.is_empty() {
+        Vec::new()
+    } else {
+        let emails: Vec<String> = emails.into_iter().collect();
+        people_by_emails(&mut r, &emails).await?
     };
+    ids.extend(by_email.iter().map(|(_, id, _)| id.clone()));
+    let ids: Vec<String> = ids.into_iter().collect();
+    let held = held_on_system(&mut r, &system, &ids).await?;
+    Ok(Loaded { held, by_email })
+}
+
+/// Starts loading what a page needs in a task of its own.
+fn spawn_load(
+    inner: &Inner,
+    system: &str,
+    settings: &ReconcileSettings,
+    page: &[InventoryAccount],
+) -> tokio::task::JoinHandle<Result<Loaded>> {
+    let rules = settings.correlate.clone();
+    let attributes = if rules.is_empty() {
+        Vec::new()
+    } else {
+        page.iter().map(|a| a.attributes.clone()).collect()
+    };
+    tokio::spawn(load(
+        inner.store.clone(),
+        system.to_string(),
+        rules,
+        page.iter().map(|a| a.person_id.clone()).collect(),
+        attributes,
+    ))
+}
+
+/// Correlates and classifies one page against what was loaded for it.
+#[allow(clippy::too_many_arguments)]
+fn judge_page(
+    connector: &dyn Connector,
+    settings: &ReconcileSettings,
+    catalog: &Catalog,
+    row: &mut ReconRow,
+    page: &[InventoryAccount],
+    loaded: Loaded,
+    seen: &mut HashSet<String>,
+    seen_active: &mut i64,
+    findings: &mut Vec<Finding>,
+    pending: &mut Vec<Pending>,
+) {
+    let rules = &settings.correlate;
+    let Loaded { mut held, by_email } = loaded;
     let mut candidates = Candidates {
-        people: held.status.clone(),
+        people: std::mem::take(&mut held.status),
         by_rule: vec![HashMap::new(); rules.len()],
     };
     for (i, rule) in rules.iter().enumerate() {
         match rule.person {
             PersonField::Id => {
-                for id in held.status.keys() {
+                for id in candidates.people.keys() {
                     candidates.by_rule[i].insert(id.clone(), vec![id.clone()]);
                 }
             }
@@ -445,26 +500,33 @@ async fn judge_page(
             }
             _ => false,
         };
+        let no_grants: &[drift::HeldGrant] = &[];
         let (status, belief) = match &matched {
             Match::Person(p) => {
                 // The person's own account is here; another one a rule matched says nothing
                 // of whether theirs exists.
-                if addressable {
-                    seen.insert(p.clone());
+                if addressable
+                    && seen.insert(p.clone())
+                    && held
+                        .accounts
+                        .get(p)
+                        .is_some_and(|a| a.state == tenure_core::AccountState::Active)
+                {
+                    *seen_active += 1;
                 }
                 (
-                    held.status.get(p).copied(),
+                    candidates.people.get(p).copied(),
                     Belief {
-                        account: held.accounts.get(p).cloned(),
-                        grants: held.grants.get(p).cloned().unwrap_or_default(),
+                        account: held.accounts.get(p).map(|a| a.state),
+                        grants: held.grants.get(p).map_or(no_grants, Vec::as_slice),
                     },
                 )
             }
             _ => (None, Belief::default()),
         };
-        let known = belief.account.as_ref().is_some_and(|a| {
+        let known = belief.account.is_some_and(|a| {
             !matches!(
-                a.state,
+                a,
                 tenure_core::AccountState::Deleted | tenure_core::AccountState::Pending
             )
         });
@@ -495,16 +557,11 @@ async fn judge_page(
             findings.push(f);
         }
     }
-    Ok(())
 }
 
-/// Writes a page's findings and the reconciliation's progress in one transaction.
-async fn write_findings(
-    inner: &Inner,
-    row: &mut ReconRow,
-    findings: &[Finding],
-    stale: &[Finding],
-) -> Result<()> {
+/// Writes findings (auditing the stale ones) and the reconciliation's progress in one
+/// transaction.
+async fn write_findings(inner: &Inner, row: &mut ReconRow, findings: &[Finding]) -> Result<()> {
     let mut tx = inner.store.begin().await?;
     let now = inner.clock.now_ms();
     let rows: Vec<FindingRow> = findings
@@ -527,7 +584,7 @@ async fn write_findings(
         })
         .collect();
     tenure_store::record_findings(tx.conn(), &rows).await?;
-    for f in stale {
+    for f in findings.iter().filter(|f| f.situation == Situation::Stale) {
         tracing::warn!(
             system = %row.system,
             person = ?f.person_id,
@@ -634,6 +691,10 @@ async fn apply(
         Correction::AccountUncertain { discovered, .. } => {
             tenure_store::mark_account_uncertain(tx.conn(), person, system, *discovered, now)
                 .await?
+        }
+        Correction::AccountGone { .. } => {
+            tenure_store::mark_account_uncertain(tx.conn(), person, system, false, now).await?;
+            tenure_store::mark_system_grants_uncertain(tx.conn(), person, system, now).await?
         }
         Correction::Link { enabled, .. } => {
             tenure_store::link_account(tx.conn(), person, system, *enabled, now).await?

@@ -1532,6 +1532,7 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
         ("e1", "Engineering"),
         ("e2", "Engineering"),
         ("e3", "Sales"),
+        ("e4", "Sales"),
     ] {
         let run = h.send(&hire(id, dept)).await;
         assert_eq!(h.finish(&run).await, RunState::Succeeded);
@@ -1550,6 +1551,9 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
         "INSERT INTO sandbox_memberships (system, person_id, entitlement) VALUES ('directory', 'e1', 'printers')",
         // A grant the system lost: missing.
         "DELETE FROM sandbox_memberships WHERE system = 'directory' AND person_id = 'e1' AND entitlement = 'directory:staff'",
+        // An account gone with its membership: missing.
+        "DELETE FROM sandbox_accounts WHERE system = 'directory' AND person_id = 'e4'",
+        "DELETE FROM sandbox_memberships WHERE system = 'directory' AND person_id = 'e4'",
         // An account on crm of e1's that tenure never made: unlinked, linked.
         "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('crm', 'e1', 1, '{}')",
     ])
@@ -1566,7 +1570,7 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
             ("stale", 1),
             ("unlinked", 1),
             ("excess", 2),
-            ("missing", 1),
+            ("missing", 2),
             ("expected", 2)
         ]
     );
@@ -1586,6 +1590,7 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
             f("excess", "e1", Some("printers"), "report"),
             f("excess", "e3", Some("directory:eng"), "revoke"),
             f("missing", "e1", Some("directory:staff"), "grant"),
+            f("missing", "e4", None, "grant"),
             f("orphan", "ghost", None, "report"),
             f("stale", "e2", None, "disable"),
             f("unlinked", "e1-admin", None, "report"),
@@ -1596,16 +1601,22 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
     // For real: the corrections become runs, the leaver's first and urgent.
     let real = h.reconcile("directory", false, false).await;
     assert_eq!(real.state, tenure_store::ReconState::Completed, "{real:?}");
-    assert_eq!((real.corrected, real.runs), (3, 3));
+    assert_eq!((real.corrected, real.runs), (4, 4));
     assert_eq!(
         h.remediated().await,
         [
             ("e1".to_string(), RunState::Succeeded),
             ("e2".to_string(), RunState::Succeeded),
-            ("e3".to_string(), RunState::Succeeded)
+            ("e3".to_string(), RunState::Succeeded),
+            ("e4".to_string(), RunState::Succeeded)
         ]
     );
     let dir = h.engine.connector("directory").unwrap();
+    // The account gone is made again, with what it held.
+    assert_eq!(
+        dir.list_memberships("e4").await.unwrap(),
+        ["directory:staff"]
+    );
     let accounts = dir.list_accounts().await.unwrap();
     let e2 = accounts.iter().find(|a| a.person_id == "e2").unwrap();
     // Disabled, not deleted: tenure did not make this account.
@@ -1627,7 +1638,7 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
             ("orphan", 1),
             ("unlinked", 1),
             ("excess", 1),
-            ("expected", 3)
+            ("expected", 4)
         ]
     );
     assert_eq!(

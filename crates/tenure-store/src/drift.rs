@@ -7,8 +7,8 @@ use crate::db::{self, Conn, Row};
 use crate::filter::Where;
 use crate::queries::{corrupt, parse, push_placeholders};
 use std::collections::{BTreeMap, HashMap};
-use tenure_core::drift::{Remedy, Situation};
-use tenure_core::{Account, AccountState, Grant, GrantSource, GrantState, PersonStatus};
+use tenure_core::drift::{HeldGrant, Remedy, Situation};
+use tenure_core::{AccountState, GrantState, PersonStatus};
 
 /// Why a reconciliation ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -421,15 +421,24 @@ pub async fn open_finding_counts(c: &mut Conn) -> Result<Vec<(String, Situation,
     .collect()
 }
 
+/// Tenure's record of an account, as reconciliation compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldAccount {
+    /// Its state.
+    pub state: AccountState,
+    /// Found and linked by reconciliation, not made by tenure.
+    pub discovered: bool,
+}
+
 /// What tenure holds of some people on one system: their status, account and grants.
 #[derive(Debug, Default)]
 pub struct HeldOnSystem {
     /// Status by person id, for those who exist.
     pub status: HashMap<String, PersonStatus>,
     /// Account by person id.
-    pub accounts: HashMap<String, Account>,
-    /// Grants on the system by person id.
-    pub grants: HashMap<String, Vec<Grant>>,
+    pub accounts: HashMap<String, HeldAccount>,
+    /// Grants on the system by person id: entitlement and state only.
+    pub grants: HashMap<String, Vec<HeldGrant>>,
 }
 
 fn in_list(sql: &mut String, n: usize, sqlite: bool, first: usize) {
@@ -474,20 +483,16 @@ pub async fn held_on_system(c: &mut Conn, system: &str, people: &[String]) -> Re
             q = q.bind(id.clone());
         }
         for r in q.fetch_all(&mut *c).await? {
-            let person_id: String = r.try_get(0)?;
             out.accounts.insert(
-                person_id.clone(),
-                Account {
-                    person_id,
-                    system: system.to_string(),
+                r.try_get(0)?,
+                HeldAccount {
                     state: parse::<AccountState>(&r.try_get::<String, _>(1)?)?,
                     discovered: r.try_get::<i64, _>(2)? != 0,
                 },
             );
         }
         let mut sql = String::from(
-            "SELECT person_id, entitlement, source, source_ref, state, granted_at, expires_at
-               FROM grants WHERE system = $1 AND person_id IN ",
+            "SELECT person_id, entitlement, state FROM grants WHERE system = $1 AND person_id IN ",
         );
         in_list(&mut sql, chunk.len(), sqlite, 2);
         let mut q = db::query(db::AssertSqlSafe(sql)).bind(system.to_string());
@@ -495,16 +500,11 @@ pub async fn held_on_system(c: &mut Conn, system: &str, people: &[String]) -> Re
             q = q.bind(id.clone());
         }
         for r in q.fetch_all(&mut *c).await? {
-            let g = Grant {
-                person_id: r.try_get(0)?,
+            let g = HeldGrant {
                 entitlement: r.try_get(1)?,
-                source: parse::<GrantSource>(&r.try_get::<String, _>(2)?)?,
-                source_ref: r.try_get(3)?,
-                state: parse::<GrantState>(&r.try_get::<String, _>(4)?)?,
-                granted_at: r.try_get(5)?,
-                expires_at: r.try_get(6)?,
+                state: parse::<GrantState>(&r.try_get::<String, _>(2)?)?,
             };
-            out.grants.entry(g.person_id.clone()).or_default().push(g);
+            out.grants.entry(r.try_get(0)?).or_default().push(g);
         }
     }
     Ok(out)
@@ -541,6 +541,15 @@ pub async fn people_by_emails(
         }
     }
     Ok(out)
+}
+
+/// How many accounts on `system` tenure records as active.
+pub async fn count_active_accounts(c: &mut Conn, system: &str) -> Result<i64> {
+    db::query("SELECT COUNT(*) FROM accounts WHERE system = $1 AND state = 'active'")
+        .bind(system.to_string())
+        .fetch_one(c)
+        .await?
+        .try_get(0)
 }
 
 /// The people holding an account on `system` that tenure records as active, in id order after
@@ -614,6 +623,26 @@ pub async fn link_account(
     .bind(person.to_string())
     .bind(system.to_string())
     .bind(state.as_str())
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Records every grant the person holds `granted` on `system` as perhaps held (`uncertain`):
+/// the account they were on is gone.
+pub async fn mark_system_grants_uncertain(
+    c: &mut Conn,
+    person: &str,
+    system: &str,
+    now: i64,
+) -> Result<()> {
+    db::query(
+        "UPDATE grants SET state = 'uncertain', updated_at = $3
+          WHERE person_id = $1 AND system = $2 AND state = 'granted'",
+    )
+    .bind(person.to_string())
+    .bind(system.to_string())
     .bind(now)
     .execute(c)
     .await?;
