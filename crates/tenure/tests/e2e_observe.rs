@@ -399,6 +399,8 @@ secret_env = "TENURE_TEST_HOOK_SECRET"
 [systems.settings.operations.create_account]
 url = "http://127.0.0.1:{port}/users"
 body = {{ login = "{{{{person.id}}}}" }}
+# Reconciled when the circuit closes again (a webhook cannot list: not covered).
+[systems.reconcile]
 
 [[entitlements]]
 id = "hook:app"
@@ -506,6 +508,28 @@ async fn a_system_failing_every_call_is_down_then_ok_again_once_it_answers() {
     assert_eq!(back["last_error"]["message"], err["message"]);
     assert_eq!(back["recent"]["failures"], 0, "{back:#}");
     assert!(hook.calls.load(Ordering::SeqCst) >= 3);
+    // The circuit closing started a reconciliation of the system.
+    let start = Instant::now();
+    let recon = loop {
+        let page = s.get("/api/v1/reconciliations?system=hook").await;
+        if let Some(r) = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["state"] != "running")
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no reconciliation after the circuit closed: {page:#}\n{}",
+            s.log_text()
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(recon["trigger"], "circuit_closed", "{recon:#}");
+    assert_eq!(recon["requested_by"], "scheduler", "{recon:#}");
+    assert_eq!(recon["state"], "not_covered", "{recon:#}");
     let page = s
         .request(Method::GET, "/metrics", Some(TOKEN), &[], None)
         .await;
