@@ -507,6 +507,21 @@ pub fn classify(
         seen.push(id.as_str());
         match held(id) {
             Some(GrantState::Granted | GrantState::Uncertain) => {}
+            // Planned or waiting for an approval: a run would give it (once approved) rather
+            // than take it away, so a person decides.
+            Some(s @ (GrantState::Pending | GrantState::AwaitingApproval)) => {
+                let mut f = finding(
+                    Situation::Excess,
+                    Some(person),
+                    Some(id.clone()),
+                    format!(
+                        "a member of `{name}` while tenure's grant is still {s}: reported, for a \
+                         person to decide"
+                    ),
+                );
+                f.remedy = Remedy::Report;
+                out.push(f);
+            }
             other => out.push(finding(
                 Situation::Excess,
                 Some(person),
@@ -849,6 +864,14 @@ mod tests {
                     .filter(|f| f.situation == s && f.entitlement.as_deref() == Some(ids[i]))
                     .count();
                 proptest::prop_assert_eq!(of(Situation::Excess), usize::from(held[i] && !may_hold));
+                // Access waiting for its run or approval is never taken away automatically.
+                let waiting = matches!(states[i], Some(GrantState::Pending | GrantState::AwaitingApproval));
+                let right = found.iter().all(|f| {
+                    f.entitlement.as_deref() != Some(ids[i])
+                        || f.situation != Situation::Excess
+                        || (f.remedy == Remedy::Report) == waiting
+                });
+                proptest::prop_assert!(right, "{:?}", found);
                 proptest::prop_assert_eq!(
                     of(Situation::Missing),
                     usize::from(!held[i] && states[i] == Some(GrantState::Granted))

@@ -791,6 +791,9 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<Vec<ReconRow>> {
     let now = inner.clock.now_ms();
     let mut out = Vec::new();
     for (system, settings) in &config.reconcile {
+        if settings.every_ms.is_none() && !(settings.after_outage && closed.contains(system)) {
+            continue;
+        }
         let last = {
             let mut r = inner.store.reader().await?;
             tenure_store::list_reconciliations(&mut r, Some(system), None, 1).await?

@@ -991,6 +991,103 @@ async fn every_rule_holds_on_a_rehire() {
     every_rule_holds(Via::Rehire).await;
 }
 
+/// Access found behind tenure's back, on a path no grant took: a buyer whose template wants each
+/// rule's target is given it by hand on the system, and reconciliation (revoking excess) runs.
+/// What a rule denies is taken away again; what waits for an exception's approver is reported
+/// for a person to decide, and never counted as granted.
+#[tokio::test]
+async fn every_rule_holds_on_access_reconciliation_found() {
+    let main = CONFIG.replace(
+        "connector = \"sandbox\"\n",
+        "connector = \"sandbox\"\n[systems.reconcile]\nactions = { excess = \"revoke\" }\nmax_disable_percent = 100\n",
+    );
+    let h = harness_from(config_from(&main), POLICIES).await;
+    for rule in RULES {
+        let person = format!("found-{rule:?}").to_lowercase();
+        let run = h.send(&buyer(&person, "Buyer")).await;
+        h.reach(&run, RunState::Succeeded).await;
+        let run = h
+            .send(&transfer(&person, "Procurement", rule.title()))
+            .await;
+        h.settle(&run).await;
+        let system = rule.target().split(':').next().unwrap();
+        let mut tx = h.engine.store().begin().await.unwrap();
+        tenure_store::db::query(
+            "INSERT INTO sandbox_memberships (system, person_id, entitlement) VALUES ($1, $2, $3)",
+        )
+        .bind(system)
+        .bind(person.clone())
+        .bind(rule.target())
+        .execute(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let found = h
+            .engine
+            .reconcile(tenure_engine::ReconcileRequest {
+                system: system.into(),
+                dry_run: false,
+                confirm: false,
+                trigger: tenure_store::ReconTrigger::Request,
+                actor: "test".into(),
+            })
+            .await
+            .unwrap();
+        let case = format!("{rule:?}: {found:?}");
+        let mut c = h.engine.store().reader().await.unwrap();
+        let runs = tenure_store::runs_matching(
+            &mut c,
+            &tenure_store::RunFilter {
+                person: Some(&person),
+                kind: Some(RunKind::Remediate),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        drop(c);
+        match rule {
+            Rule::Forbid | Rule::SodDeny => {
+                assert_eq!(runs.len(), 1, "{case}");
+                h.reach(&runs[0].id, RunState::Succeeded).await;
+                let held = h.memberships(&person).await;
+                assert!(
+                    !held.contains(&rule.target().to_string()),
+                    "{case}: {held:?}"
+                );
+                assert_ne!(
+                    h.grant_state(&person, rule.target()).await,
+                    Some(GrantState::Granted),
+                    "{case}"
+                );
+            }
+            Rule::SodApproval => {
+                assert!(runs.is_empty(), "{case}");
+                assert_eq!(
+                    h.grant_state(&person, rule.target()).await,
+                    Some(GrantState::AwaitingApproval),
+                    "{case}"
+                );
+                let mut c = h.engine.store().reader().await.unwrap();
+                let open = tenure_store::list_findings(
+                    &mut c,
+                    tenure_store::FindingFilter {
+                        person: Some(&person),
+                        open: true,
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                assert_eq!(open.len(), 1, "{case}: {open:?}");
+                assert_eq!(open[0].remedy, tenure_core::drift::Remedy::Report, "{case}");
+            }
+        }
+    }
+}
+
 /// Policy reload: grants waiting for approval under the old rules are judged by the new ones.
 /// One the new rules deny is withdrawn before anyone approves it, its request denied citing
 /// them; one that now needs an exception still waits, and never goes through without one.

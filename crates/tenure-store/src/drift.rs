@@ -63,20 +63,6 @@ macro_rules! text_enum {
 text_enum!(ReconTrigger { Request => "request", Schedule => "schedule", CircuitClosed => "circuit_closed" });
 text_enum!(ReconState { Running => "running", Completed => "completed", Held => "held", Failed => "failed", NotCovered => "not_covered", Interrupted => "interrupted" });
 
-/// Migration 9's data step on SQLite: adds `accounts.discovered` unless the table has it
-/// (PostgreSQL's SQL says `IF NOT EXISTS` itself).
-pub(crate) fn add_account_discovered(
-    c: &mut Conn,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
-    Box::pin(async move {
-        if !c.is_sqlite() {
-            return Ok(());
-        }
-        crate::migrate::sqlite_add_column(c, "accounts", "discovered", "BIGINT NOT NULL DEFAULT 0")
-            .await
-    })
-}
-
 /// One reconciliation as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconRow {

@@ -180,7 +180,7 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: Some(include_str!(
             "../migrations/0009_reconciliation.postgres.sql"
         )),
-        data: Some(crate::drift::add_account_discovered),
+        data: Some(crate::queries::add_account_discovered),
     },
 ];
 

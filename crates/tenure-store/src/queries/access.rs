@@ -220,3 +220,17 @@ pub async fn people_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<Person>> 
     }
     Ok(out)
 }
+
+/// Migration 9's data step on SQLite: adds `accounts.discovered` unless the table has it
+/// (PostgreSQL's SQL says `IF NOT EXISTS` itself).
+pub(crate) fn add_account_discovered(
+    c: &mut Conn,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if !c.is_sqlite() {
+            return Ok(());
+        }
+        crate::migrate::sqlite_add_column(c, "accounts", "discovered", "BIGINT NOT NULL DEFAULT 0")
+            .await
+    })
+}
