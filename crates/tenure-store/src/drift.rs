@@ -157,10 +157,13 @@ pub async fn start_reconciliation(
         .execute(&mut *c)
         .await?;
     }
+    // The unique index on the running one settles a race with another instance: the loser
+    // inserts nothing and is told who won.
     let sql = format!(
-        "INSERT INTO reconciliations ({RECON_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO reconciliations ({RECON_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT DO NOTHING"
     );
-    db::query(db::AssertSqlSafe(sql))
+    let inserted = db::query(db::AssertSqlSafe(sql))
         .bind(row.id.clone())
         .bind(row.system.clone())
         .bind(row.trigger.as_str())
@@ -175,9 +178,20 @@ pub async fn start_reconciliation(
         .bind(row.corrected)
         .bind(row.runs)
         .bind(row.message.clone())
-        .execute(c)
-        .await?;
-    Ok(Ok(()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if inserted == 1 {
+        return Ok(Ok(()));
+    }
+    let other = db::query("SELECT id FROM reconciliations WHERE system = $1 AND state = 'running'")
+        .bind(row.system.clone())
+        .fetch_optional(c)
+        .await?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?
+        .unwrap_or_else(|| "one started by another instance".to_string());
+    Ok(Err(other))
 }
 
 /// Writes a reconciliation's progress or its end (state, counts, figures, message).

@@ -182,6 +182,13 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: Some(crate::queries::add_account_discovered),
     },
+    Migration {
+        version: 10,
+        name: "one_running_reconciliation",
+        sql: include_str!("../migrations/0010_one_running_reconciliation.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

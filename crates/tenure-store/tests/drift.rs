@@ -87,6 +87,20 @@ async fn check(store: Store) {
         Ok(())
     );
     tx.commit().await.unwrap();
+    // Two running at once cannot be stored, however they race.
+    let mut tx = store.begin().await.unwrap();
+    let second = tenure_store::db::query(
+        "INSERT INTO reconciliations (id, system, trigger_kind, dry_run, state, started_at,
+           heartbeat_at, accounts, counts, corrected, runs)
+         VALUES ($1, $2, 'request', 0, 'running', 1, 1, 0, '{}', 0, 0)",
+    )
+    .bind(run(9))
+    .bind(sys.clone())
+    .execute(tx.conn())
+    .await
+    .unwrap_err();
+    assert!(second.is_unique_violation(), "{second}");
+    drop(tx);
     let mut r = store.reader().await.unwrap();
     let first = tenure_store::get_reconciliation(&mut r, &run(1))
         .await
