@@ -276,6 +276,13 @@ pub trait Connector: Send + Sync {
         let _ = person_id;
         None
     }
+    /// The reverse of [`Connector::account_key`]: the id whose account `key` is, which a call
+    /// for a person of that id would reach. Reconciliation disables an account no person holds
+    /// (an orphan) through it. `None` where accounts are not derived from ids.
+    fn subject_of(&self, key: &str) -> Option<String> {
+        let _ = key;
+        None
+    }
     /// Whether the system answers.
     async fn health(&self) -> Result<(), ConnectorError>;
     /// Connector-specific figures for `GET /api/v1/systems` (the sandbox's counters).

@@ -1091,20 +1091,7 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("bad userName (invalidValue)"), "{e}");
         c.remember("p1", "u1");
-        let p = Person {
-            id: "p1".into(),
-            name: "A".into(),
-            email: "a@example.com".into(),
-            worker_type: tenure_core::WorkerType::Employee,
-            department: None,
-            title: None,
-            location: None,
-            manager: None,
-            start_date: None,
-            end_date: None,
-            status: tenure_core::PersonStatus::Active,
-            attributes: Default::default(),
-        };
+        let p = Person::new("p1", "A", "a@example.com");
         let op = Op {
             id: "op".into(),
             attempt: 1,

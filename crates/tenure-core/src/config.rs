@@ -711,6 +711,7 @@ struct RawReconcile {
     every: Option<Spanned<String>>,
     #[serde(default)]
     correlate: Vec<Spanned<RawRule>>,
+    on_several: Option<Spanned<String>>,
     #[serde(default)]
     actions: BTreeMap<String, Spanned<String>>,
     max_disable_percent: Option<Spanned<f64>>,
@@ -726,6 +727,8 @@ struct RawRule {
     account: String,
     person: String,
     ignore_case: Option<bool>,
+    account_pattern: Option<String>,
+    person_pattern: Option<String>,
 }
 
 fn default_retention() -> Retention {
@@ -1133,7 +1136,9 @@ fn validate_reconcile(
     raw: Option<RawReconcile>,
     err: &mut impl FnMut(&SourceFile, Range<usize>, String),
 ) -> crate::drift::ReconcileSettings {
-    use crate::drift::{AccountField, PersonField, ReconcileSettings, Remedy, Rule, Situation};
+    use crate::drift::{
+        AccountField, OnSeveral, Pattern, PersonField, ReconcileSettings, Remedy, Rule, Situation,
+    };
     let mut out = ReconcileSettings::default();
     let Some(raw) = raw else { return out };
     out.delete_discovered = raw.delete_discovered;
@@ -1174,10 +1179,27 @@ fn validate_reconcile(
                     (PersonField::Id, _) => false,
                     (PersonField::Email, given) => given.unwrap_or(true),
                 };
+                let mut pattern = |text: &Option<String>| match text.as_deref().map(Pattern::parse)
+                {
+                    None => Pattern::default(),
+                    Some(Ok(p)) => p,
+                    Some(Err(e)) => {
+                        err(
+                            main,
+                            span.clone(),
+                            format!("systems `{id}`: reconcile.correlate: {e}"),
+                        );
+                        Pattern::default()
+                    }
+                };
+                let account_pattern = pattern(&r.account_pattern);
+                let person_pattern = pattern(&r.person_pattern);
                 out.correlate.push(Rule {
                     account,
                     person,
                     ignore_case,
+                    account_pattern,
+                    person_pattern,
                 })
             }
             (a, p) => {
@@ -1189,6 +1211,19 @@ fn validate_reconcile(
                     );
                 }
             }
+        }
+    }
+    if let Some(on) = raw.on_several {
+        match on.get_ref().parse::<OnSeveral>() {
+            Ok(v) => out.on_several = v,
+            Err(_) => err(
+                main,
+                on.span(),
+                format!(
+                    "systems `{id}`: reconcile.on_several must be \"report\" or \"next_rule\", not `{}`",
+                    on.get_ref()
+                ),
+            ),
         }
     }
     for (situation, remedy) in raw.actions {
@@ -1829,7 +1864,9 @@ mod tests {
         let system = "[[systems]]\nid = \"dir\"\nconnector = \"sandbox\"\n";
         let ok = format!(
             "{system}[systems.reconcile]\nevery = \"1h\"\nmax_disable_percent = 2.5\n\
-             correlate = [{{ account = \"email\", person = \"email\" }}, {{ account = \"employee_id\", person = \"id\" }}]\n\
+             correlate = [{{ account = \"email\", person = \"email\" }}, {{ account = \"employee_id\", person = \"id\" }}, \
+             {{ account = \"username\", person = \"id\", account_pattern = \"u-{{}}\" }}]\n\
+             on_several = \"next_rule\"\n\
              actions = {{ stale = \"disable\", missing = \"report\" }}\n\
              [[systems]]\nid = \"crm\"\nconnector = \"sandbox\"\n"
         );
@@ -1841,18 +1878,15 @@ mod tests {
         assert_eq!(
             r.correlate,
             [
+                Rule::plain(AccountField::Email, PersonField::Email, true),
+                Rule::plain(AccountField::EmployeeId, PersonField::Id, false),
                 Rule {
-                    account: AccountField::Email,
-                    person: PersonField::Email,
-                    ignore_case: true
+                    account_pattern: crate::drift::Pattern::parse("u-{}").unwrap(),
+                    ..Rule::plain(AccountField::Username, PersonField::Id, false)
                 },
-                Rule {
-                    account: AccountField::EmployeeId,
-                    person: PersonField::Id,
-                    ignore_case: false
-                }
             ]
         );
+        assert_eq!(r.on_several, crate::drift::OnSeveral::NextRule);
         assert_eq!(r.remedy(Situation::Stale), Remedy::Disable);
         assert_eq!(r.remedy(Situation::Orphan), Remedy::Report);
         // A system without the table: reported on demand, never on its own.
@@ -1865,8 +1899,8 @@ mod tests {
                 "reconcile.every must be a duration from 1m",
             ),
             (
-                "actions = { orphan = \"disable\" }",
-                "actions.orphan must be one of \"report\"",
+                "actions = { ambiguous = \"disable\" }",
+                "actions.ambiguous must be one of \"report\"",
             ),
             (
                 "actions = { stale = \"delete\" }",
@@ -1883,6 +1917,14 @@ mod tests {
             (
                 "correlate = [{ account = \"username\", person = \"id\", ignore_case = true }]",
                 "person ids compare exactly",
+            ),
+            (
+                "correlate = [{ account = \"username\", person = \"email\", person_pattern = \"{}@x.com{}\" }]",
+                "exactly one `{}`",
+            ),
+            (
+                "on_several = \"first\"",
+                "on_several must be \"report\" or \"next_rule\"",
             ),
             (
                 "max_disable_percent = 150",
@@ -2052,20 +2094,7 @@ mod tests {
         );
         let c = Config::parse(&main, &[t]).unwrap();
         let rule = &c.templates[0].rule;
-        let mut p = Person {
-            id: "p".into(),
-            name: "P".into(),
-            email: "p@example.com".into(),
-            worker_type: WorkerType::Employee,
-            department: None,
-            title: None,
-            location: None,
-            manager: None,
-            start_date: None,
-            end_date: None,
-            status: crate::model::PersonStatus::Active,
-            attributes: Default::default(),
-        };
+        let mut p = Person::new("p", "P", "p@example.com");
         assert!(!rule.matches_person(&p), "in no group");
         p.attributes.insert(
             GROUPS_ATTRIBUTE.into(),

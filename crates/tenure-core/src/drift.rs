@@ -39,7 +39,7 @@ string_enum!(
     Remedy {
         /// Record the finding; change nothing.
         Report => "report",
-        /// Disable the account through a leaver-priority run (`stale`).
+        /// Disable the account through a leaver-priority run (`stale`, `orphan`).
         Disable => "disable",
         /// Record the account as the person's (`unlinked`); the person's run then judges it.
         Link => "link",
@@ -54,11 +54,11 @@ impl Situation {
     /// The remedies a system may configure for the situation (`report` always).
     pub fn remedies(self) -> &'static [Remedy] {
         match self {
-            Situation::Stale => &[Remedy::Report, Remedy::Disable],
+            Situation::Stale | Situation::Orphan => &[Remedy::Report, Remedy::Disable],
             Situation::Unlinked => &[Remedy::Report, Remedy::Link],
             Situation::Excess => &[Remedy::Report, Remedy::Revoke],
             Situation::Missing => &[Remedy::Report, Remedy::Grant],
-            Situation::Orphan | Situation::Ambiguous | Situation::Expected => &[Remedy::Report],
+            Situation::Ambiguous | Situation::Expected => &[Remedy::Report],
         }
     }
 
@@ -90,7 +90,66 @@ string_enum!(
     }
 );
 
-/// One correlation rule: an account attribute equal to a person field.
+/// A value written around a part: `u-{}` is `u-` then the part. `{}` alone is the value
+/// itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pattern {
+    /// The text before the part.
+    pub prefix: String,
+    /// The text after it.
+    pub suffix: String,
+}
+
+impl Pattern {
+    /// Reads a pattern: text with exactly one `{}`.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        match text.split_once("{}") {
+            Some((prefix, suffix)) if !suffix.contains("{}") => Ok(Pattern {
+                prefix: prefix.to_string(),
+                suffix: suffix.to_string(),
+            }),
+            _ => Err(format!(
+                "a pattern holds exactly one `{{}}` where the compared part goes, such as \"u-{{}}\" or \"{{}}@example.com\"; `{text}` does not"
+            )),
+        }
+    }
+
+    /// The part of `value` at `{}`, when `value` fits the pattern and the part is not empty.
+    /// `ignore_case`: the pattern's own text matches in any case.
+    pub fn part<'v>(&self, value: &'v str, ignore_case: bool) -> Option<&'v str> {
+        let fits = |v: &str, p: &str| {
+            if ignore_case {
+                v.eq_ignore_ascii_case(p)
+            } else {
+                v == p
+            }
+        };
+        let (p, s) = (self.prefix.len(), self.suffix.len());
+        if value.len() <= p + s
+            || !value.is_char_boundary(p)
+            || !value.is_char_boundary(value.len() - s)
+            || !fits(&value[..p], &self.prefix)
+            || !fits(&value[value.len() - s..], &self.suffix)
+        {
+            return None;
+        }
+        Some(&value[p..value.len() - s])
+    }
+
+    /// The pattern with `part` at `{}`.
+    pub fn write(&self, part: &str) -> String {
+        format!("{}{part}{}", self.prefix, self.suffix)
+    }
+
+    /// Whether it is `{}` alone.
+    pub fn is_plain(&self) -> bool {
+        self.prefix.is_empty() && self.suffix.is_empty()
+    }
+}
+
+/// One correlation rule: an account attribute against a person field, each possibly written
+/// around the part they share (a username `u-1042` for the person `1042`; a uid `ada` for the
+/// email `ada@example.com`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// The account side.
@@ -99,9 +158,24 @@ pub struct Rule {
     pub person: PersonField,
     /// Compare without regard to case (after trimming).
     pub ignore_case: bool,
+    /// How the account's value is written around the shared part.
+    pub account_pattern: Pattern,
+    /// How the person's value is written around it.
+    pub person_pattern: Pattern,
 }
 
 impl Rule {
+    /// A rule comparing the two values whole.
+    pub fn plain(account: AccountField, person: PersonField, ignore_case: bool) -> Rule {
+        Rule {
+            account,
+            person,
+            ignore_case,
+            account_pattern: Pattern::default(),
+            person_pattern: Pattern::default(),
+        }
+    }
+
     /// The value as this rule compares it.
     pub fn normalize(&self, value: &str) -> String {
         let v = value.trim();
@@ -111,7 +185,26 @@ impl Rule {
             v.to_string()
         }
     }
+
+    /// The person value (normalized) an account's value points at, if it fits the account
+    /// pattern.
+    pub fn person_value(&self, account_value: &str) -> Option<String> {
+        let part = self
+            .account_pattern
+            .part(account_value.trim(), self.ignore_case)?;
+        Some(self.normalize(&self.person_pattern.write(part)))
+    }
 }
+
+string_enum!(
+    /// What correlation does when a rule matches several people.
+    OnSeveral {
+        /// The account is `ambiguous`, for a person to settle.
+        Report => "report",
+        /// The next rule decides among them; `ambiguous` when none does.
+        NextRule => "next_rule",
+    }
+);
 
 /// `[systems.reconcile]`: how a system is reconciled.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +214,8 @@ pub struct ReconcileSettings {
     /// Tried in order after the person id tenure writes on the accounts it makes; the first
     /// rule that matches anyone decides.
     pub correlate: Vec<Rule>,
+    /// What a rule matching several people does.
+    pub on_several: OnSeveral,
     /// What to do per situation; a situation not named is reported.
     pub actions: BTreeMap<Situation, Remedy>,
     /// The largest share (0 to 1) of the system's accounts one reconciliation may disable
@@ -139,6 +234,7 @@ impl Default for ReconcileSettings {
         ReconcileSettings {
             every_ms: None,
             correlate: Vec::new(),
+            on_several: OnSeveral::Report,
             actions: BTreeMap::new(),
             max_disable_share: 0.05,
             delete_discovered: false,
@@ -164,6 +260,10 @@ pub struct Observed<'a> {
     pub key: &'a str,
     /// The person id tenure wrote on it, if any.
     pub mark: Option<&'a str>,
+    /// The id the connector reaches this very account through (its key read back: the
+    /// sandbox's id, a PostgreSQL role without its prefix, the LDAP id attribute), when it
+    /// derives the account from an id. An orphan is disabled through it.
+    pub subject: Option<&'a str>,
     /// Whether it can sign in.
     pub enabled: bool,
     /// Correlation attributes by [`AccountField`] name.
@@ -193,7 +293,8 @@ pub enum Match {
     Nobody,
 }
 
-/// The values an account offers each rule, normalized; `None` where it lacks the attribute.
+/// The person values (normalized) an account points at through each rule; `None` where it
+/// lacks the attribute or the value does not fit the rule's account pattern.
 pub fn rule_values(rules: &[Rule], attributes: &BTreeMap<String, String>) -> Vec<Option<String>> {
     rules
         .iter()
@@ -201,19 +302,29 @@ pub fn rule_values(rules: &[Rule], attributes: &BTreeMap<String, String>) -> Vec
             attributes
                 .get(r.account.as_str())
                 .filter(|v| !v.trim().is_empty())
-                .map(|v| r.normalize(v))
+                .and_then(|v| r.person_value(v))
         })
         .collect()
 }
 
 /// Decides whose the account is: the person whose id tenure wrote on it when that person
-/// exists, else the first rule matching anyone.
-pub fn correlate(observed: &Observed<'_>, rules: &[Rule], candidates: &Candidates) -> Match {
-    if let Some(id) = observed.mark
-        && candidates.people.contains_key(id)
-    {
-        return Match::Person(id.to_string());
+/// exists, else the person the connector reaches the account for (its [`Observed::subject`]),
+/// else the first rule matching anyone. A rule matching several people makes the
+/// account ambiguous, or (`on_several = "next_rule"`) leaves the choice among them to the
+/// rules after it: the first of those matching exactly one of them decides.
+pub fn correlate(
+    observed: &Observed<'_>,
+    rules: &[Rule],
+    on_several: OnSeveral,
+    candidates: &Candidates,
+) -> Match {
+    for id in [observed.mark, observed.subject].into_iter().flatten() {
+        if candidates.people.contains_key(id) {
+            return Match::Person(id.to_string());
+        }
     }
+    // Once a rule matched several: the people still in the running.
+    let mut among: Option<BTreeSet<&String>> = None;
     for (i, value) in rule_values(rules, observed.attributes)
         .into_iter()
         .enumerate()
@@ -222,14 +333,23 @@ pub fn correlate(observed: &Observed<'_>, rules: &[Rule], candidates: &Candidate
         let Some(ids) = candidates.by_rule.get(i).and_then(|m| m.get(&value)) else {
             continue;
         };
-        let ids: BTreeSet<&String> = ids.iter().collect();
+        let mut ids: BTreeSet<&String> = ids.iter().collect();
+        if let Some(among) = &among {
+            ids.retain(|id| among.contains(id));
+        }
         match ids.len() {
             0 => continue,
             1 => return Match::Person(ids.into_iter().next().cloned().unwrap_or_default()),
-            _ => return Match::Several(ids.into_iter().cloned().collect()),
+            _ if on_several == OnSeveral::Report => {
+                return Match::Several(ids.into_iter().cloned().collect());
+            }
+            _ => among = Some(ids),
         }
     }
-    Match::Nobody
+    match among {
+        Some(ids) => Match::Several(ids.into_iter().cloned().collect()),
+        None => Match::Nobody,
+    }
 }
 
 /// A grant as reconciliation compares it: which entitlement, in which state.
@@ -328,6 +448,12 @@ pub enum Correction {
         /// Which (tenure id).
         entitlement: String,
     },
+    /// An account no person holds is disabled by a run of its own: a leaver-priority run
+    /// whose one step disables the account the connector reaches through `subject`.
+    DisableOrphan {
+        /// The id the connector reaches the account through (the run's subject).
+        subject: String,
+    },
 }
 
 impl Correction {
@@ -337,14 +463,29 @@ impl Correction {
             Correction::AccountUncertain { person_id, .. }
             | Correction::AccountGone { person_id }
             | Correction::Link { person_id, .. }
-            | Correction::GrantUncertain { person_id, .. } => person_id,
+            | Correction::GrantUncertain { person_id, .. }
+            | Correction::DisableOrphan { subject: person_id } => person_id,
         }
     }
 }
 
 impl Finding {
-    /// The correction that carries out the finding's remedy, if it has one.
-    pub fn correction(&self, enabled: bool, known_account: bool) -> Option<Correction> {
+    /// The correction that carries out the finding's remedy, if it has one. `subject`: the
+    /// id the connector reaches the account through ([`Observed::subject`]).
+    pub fn correction(
+        &self,
+        enabled: bool,
+        known_account: bool,
+        subject: Option<&str>,
+    ) -> Option<Correction> {
+        if self.situation == Situation::Orphan {
+            if self.remedy != Remedy::Disable || !enabled {
+                return None;
+            }
+            return subject.map(|s| Correction::DisableOrphan {
+                subject: s.to_string(),
+            });
+        }
         let person_id = self.person_id.clone()?;
         match (self.remedy, &self.entitlement) {
             (Remedy::Report, _) => None,
@@ -388,8 +529,8 @@ pub fn classify(
                    detail: String| {
         let mut remedy = settings.remedy(situation);
         // A group the catalog does not know cannot be addressed by a run, nor can an account
-        // the connector would not reach for the person.
-        if !addressable
+        // the connector would not reach for the person (an orphan: see below).
+        if (!addressable && situation != Situation::Orphan)
             || entitlement
                 .as_ref()
                 .is_some_and(|e| !catalog.name_of.contains_key(e))
@@ -407,12 +548,21 @@ pub fn classify(
     };
     let person = match matched {
         Match::Nobody => {
-            return vec![finding(
+            let mut f = finding(
                 Situation::Orphan,
                 None,
                 None,
-                "no person matches the account".into(),
-            )];
+                if observed.enabled {
+                    "no person matches the account, and it can sign in".into()
+                } else {
+                    "no person matches the account (disabled)".into()
+                },
+            );
+            // Disabled already, or out of the connector's reach: only reported.
+            if !observed.enabled || observed.subject.is_none() {
+                f.remedy = Remedy::Report;
+            }
+            return vec![f];
         }
         Match::Several(ids) => {
             return vec![finding(
@@ -573,11 +723,7 @@ mod tests {
 
     fn settings(actions: &[(Situation, Remedy)]) -> ReconcileSettings {
         ReconcileSettings {
-            correlate: vec![Rule {
-                account: AccountField::Email,
-                person: PersonField::Email,
-                ignore_case: true,
-            }],
+            correlate: vec![Rule::plain(AccountField::Email, PersonField::Email, true)],
             actions: actions.iter().copied().collect(),
             ..ReconcileSettings::default()
         }
@@ -620,6 +766,7 @@ mod tests {
         Observed {
             key: "ada",
             mark: None,
+            subject: Some("ada"),
             enabled,
             attributes: attrs,
             memberships: members,
@@ -643,27 +790,112 @@ mod tests {
             .push([("ada@example.com".to_string(), vec!["ada".to_string()])].into());
         let rules = settings(&[]).correlate;
         let mut o = observed(&attrs, &[], true);
-        assert_eq!(correlate(&o, &rules, &c), Match::Person("ada".into()));
+        o.subject = None;
+        assert_eq!(
+            correlate(&o, &rules, OnSeveral::Report, &c),
+            Match::Person("ada".into())
+        );
         o.mark = Some("bob");
-        assert_eq!(correlate(&o, &rules, &c), Match::Person("bob".into()));
+        assert_eq!(
+            correlate(&o, &rules, OnSeveral::Report, &c),
+            Match::Person("bob".into())
+        );
         // A mark naming nobody tenure knows falls back to the rules.
         o.mark = Some("gone");
-        assert_eq!(correlate(&o, &rules, &c), Match::Person("ada".into()));
+        assert_eq!(
+            correlate(&o, &rules, OnSeveral::Report, &c),
+            Match::Person("ada".into())
+        );
         c.by_rule[0].insert(
             "ada@example.com".into(),
             vec!["ada".into(), "ann".into(), "ada".into()],
         );
         assert_eq!(
-            correlate(&o, &rules, &c),
+            correlate(&o, &rules, OnSeveral::Report, &c),
             Match::Several(vec!["ada".into(), "ann".into()])
         );
         c.by_rule[0].clear();
-        assert_eq!(correlate(&o, &rules, &c), Match::Nobody);
+        assert_eq!(correlate(&o, &rules, OnSeveral::Report, &c), Match::Nobody);
+        // The account the connector reaches for a person is theirs, after the mark.
+        o.subject = Some("bob");
+        assert_eq!(
+            correlate(&o, &rules, OnSeveral::Report, &c),
+            Match::Person("bob".into())
+        );
+        o.mark = Some("ada");
+        assert_eq!(
+            correlate(&o, &rules, OnSeveral::Report, &c),
+            Match::Person("ada".into())
+        );
         let case_sensitive = Rule {
             ignore_case: false,
             ..rules[0].clone()
         };
         assert_eq!(case_sensitive.normalize(" Ada@X "), "Ada@X");
+    }
+
+    #[test]
+    fn patterns_take_the_shared_part_and_several_matches_go_to_the_next_rule() {
+        let p = |t: &str| Pattern::parse(t).unwrap();
+        assert!(Pattern::parse("u-").is_err() && Pattern::parse("{}-{}").is_err());
+        assert!(p("{}").is_plain());
+        assert_eq!(p("u-{}").part("u-1042", false), Some("1042"));
+        assert_eq!(p("u-{}").part("U-1042", false), None);
+        assert_eq!(p("u-{}").part("U-1042", true), Some("1042"));
+        // The part is never empty, and a multi-byte edge is not cut.
+        assert_eq!(p("u-{}").part("u-", false), None);
+        assert_eq!(p("é{}").part("ée", false), Some("e"));
+        assert_eq!(p("a{}").part("éa", false), None);
+        assert_eq!(p("{}@example.com").write("ada"), "ada@example.com");
+
+        // A uid `ada` for ada@example.com; a username `u-1042` for the person `1042`.
+        let mut by_uid = Rule::plain(AccountField::Username, PersonField::Email, true);
+        by_uid.person_pattern = p("{}@Example.com");
+        assert_eq!(by_uid.person_value(" Ada "), Some("ada@example.com".into()));
+        let mut by_number = Rule::plain(AccountField::Username, PersonField::Id, false);
+        by_number.account_pattern = p("u-{}");
+        assert_eq!(by_number.person_value("u-1042"), Some("1042".into()));
+        assert_eq!(by_number.person_value("admin"), None);
+
+        // Two people share an email; the employee id tells them apart, if asked to.
+        let rules = vec![
+            Rule::plain(AccountField::Email, PersonField::Email, true),
+            Rule::plain(AccountField::EmployeeId, PersonField::Id, false),
+        ];
+        let c = Candidates {
+            people: HashMap::new(),
+            by_rule: vec![
+                [(
+                    "team@x".to_string(),
+                    vec!["a1".to_string(), "a2".to_string()],
+                )]
+                .into(),
+                [
+                    ("a2".to_string(), vec!["a2".to_string()]),
+                    ("b9".to_string(), vec!["b9".to_string()]),
+                ]
+                .into(),
+            ],
+        };
+        let attrs = |id: &str| -> BTreeMap<String, String> {
+            [
+                ("email".to_string(), "team@x".to_string()),
+                ("employee_id".to_string(), id.to_string()),
+            ]
+            .into()
+        };
+        let several = Match::Several(vec!["a1".into(), "a2".into()]);
+        for (id, report, next) in [
+            ("a2", several.clone(), Match::Person("a2".into())),
+            // The next rule names someone else: still between the first two.
+            ("b9", several.clone(), several.clone()),
+            ("", several.clone(), several.clone()),
+        ] {
+            let a = attrs(id);
+            let o = observed(&a, &[], true);
+            assert_eq!(correlate(&o, &rules, OnSeveral::Report, &c), report, "{id}");
+            assert_eq!(correlate(&o, &rules, OnSeveral::NextRule, &c), next, "{id}");
+        }
     }
 
     #[test]
@@ -684,6 +916,19 @@ mod tests {
 
         let f = classify(&o, &Match::Nobody, false, None, &none, &cat, &all);
         assert_eq!(situations(&f), [(Situation::Orphan, None, Remedy::Report)]);
+        // Orphans are disabled when asked to, while they can sign in and the connector
+        // reaches them.
+        let mut orphans = all.clone();
+        orphans.actions.insert(Situation::Orphan, Remedy::Disable);
+        let f = classify(&o, &Match::Nobody, false, None, &none, &cat, &orphans);
+        assert_eq!(situations(&f), [(Situation::Orphan, None, Remedy::Disable)]);
+        let mut unreachable = o;
+        unreachable.subject = None;
+        let off = observed(&attrs, &[], false);
+        for o in [unreachable, off] {
+            let f = classify(&o, &Match::Nobody, false, None, &none, &cat, &orphans);
+            assert_eq!(situations(&f), [(Situation::Orphan, None, Remedy::Report)]);
+        }
         let f = classify(
             &o,
             &Match::Several(vec!["a".into(), "b".into()]),
@@ -898,33 +1143,43 @@ mod tests {
             remedy,
         };
         assert_eq!(
-            f(Situation::Stale, None, Remedy::Disable).correction(true, false),
+            f(Situation::Stale, None, Remedy::Disable).correction(true, false, None),
             Some(Correction::AccountUncertain {
                 person_id: "ada".into(),
                 discovered: true
             })
         );
         assert_eq!(
-            f(Situation::Unlinked, None, Remedy::Link).correction(false, false),
+            f(Situation::Unlinked, None, Remedy::Link).correction(false, false, None),
             Some(Correction::Link {
                 person_id: "ada".into(),
                 enabled: false
             })
         );
         assert_eq!(
-            f(Situation::Excess, Some("vpn"), Remedy::Revoke).correction(true, true),
+            f(Situation::Excess, Some("vpn"), Remedy::Revoke).correction(true, true, None),
             Some(Correction::GrantUncertain {
                 person_id: "ada".into(),
                 entitlement: "vpn".into()
             })
         );
         assert_eq!(
-            f(Situation::Missing, None, Remedy::Report).correction(true, true),
+            f(Situation::Missing, None, Remedy::Report).correction(true, true, None),
             None
         );
         let mut orphan = f(Situation::Orphan, None, Remedy::Report);
         orphan.person_id = None;
-        assert_eq!(orphan.correction(true, false), None);
+        assert_eq!(orphan.correction(true, false, Some("jdoe")), None);
+        orphan.remedy = Remedy::Disable;
+        assert_eq!(
+            orphan.correction(true, false, Some("jdoe")),
+            Some(Correction::DisableOrphan {
+                subject: "jdoe".into()
+            })
+        );
+        // Nothing to do for a disabled one, no way to reach one without a subject.
+        assert_eq!(orphan.correction(false, false, Some("jdoe")), None);
+        assert_eq!(orphan.correction(true, false, None), None);
         for s in Situation::ALL {
             assert!(s.remedies().contains(&Remedy::Report));
         }

@@ -420,20 +420,9 @@ pub fn apply_event(
     let input = &event.person;
     let person = match (event.kind, stored) {
         (EventType::Hire | EventType::Rehire, prior) => {
-            let base = prior.cloned().unwrap_or_else(|| Person {
-                id: input.id.clone(),
-                name: String::new(),
-                email: String::new(),
-                worker_type: WorkerType::Employee,
-                department: None,
-                title: None,
-                location: None,
-                manager: None,
-                start_date: None,
-                end_date: None,
-                status: PersonStatus::Active,
-                attributes: Default::default(),
-            });
+            let base = prior
+                .cloned()
+                .unwrap_or_else(|| Person::new(&input.id, "", ""));
             let mut p = merge(base, input);
             if event.kind == EventType::Rehire && input.end_date.is_none() {
                 p.end_date = None;

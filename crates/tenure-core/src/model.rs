@@ -175,6 +175,26 @@ pub struct Person {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Person {
+    /// An active employee known by id, name and email alone; set the rest as needed.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, email: impl Into<String>) -> Person {
+        Person {
+            id: id.into(),
+            name: name.into(),
+            email: email.into(),
+            worker_type: WorkerType::Employee,
+            department: None,
+            title: None,
+            location: None,
+            manager: None,
+            start_date: None,
+            end_date: None,
+            status: PersonStatus::Active,
+            attributes: Default::default(),
+        }
+    }
+}
+
 /// Whether `name` can name a person attribute policy reads: letters, digits and `_`, at most
 /// 64, not starting with a digit (a Cedar identifier).
 pub fn is_attribute_name(name: &str) -> bool {

@@ -21,6 +21,10 @@ pub(crate) struct AccessChanges {
 impl AccessChanges {
     /// Adds what `step`'s outcome or cancel changes, if anything.
     pub(crate) fn push(&mut self, step: &StepRow, change: Option<AccessChange>) {
+        if step.is_orphan() {
+            // No person's access: the system alone holds the account's state.
+            return;
+        }
         let person = step.person_id.clone();
         let entitlement = || step.entitlement.clone().unwrap_or_default();
         match change {

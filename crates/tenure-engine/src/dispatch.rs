@@ -44,7 +44,10 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
     };
     for step in steps {
         let inner = inner.clone();
-        let person = people.get(&step.person_id).cloned();
+        let person = people
+            .get(&step.person_id)
+            .cloned()
+            .or_else(|| step.is_orphan().then(|| orphan_subject(&step.person_id)));
         tokio::spawn(async move {
             let result = call(&inner, &step, person).await;
             // The completer lives as long as the engine; a closed channel means the process
@@ -95,6 +98,15 @@ pub(crate) async fn load_people(
         .into_iter()
         .map(|p| (p.id.clone(), p))
         .collect())
+}
+
+/// Who a call on an account no person holds (an orphan) is made for: the id the connector
+/// reaches the account through, and nothing else known.
+fn orphan_subject(id: &str) -> Person {
+    Person {
+        status: tenure_core::PersonStatus::Terminated,
+        ..Person::new(id, id, "")
+    }
 }
 
 pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) -> CallResult {

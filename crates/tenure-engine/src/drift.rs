@@ -23,7 +23,7 @@
 
 use crate::context::Inner;
 use crate::error::{EngineError, Result};
-use crate::planning::schedule_rejudge;
+use crate::planning::{disable_orphans, schedule_rejudge};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use tenure_connectors::{Connector, Inventory, InventoryAccount};
@@ -190,7 +190,7 @@ async fn finish(inner: &Arc<Inner>, req: ReconcileRequest, mut row: ReconRow) ->
             let disables = pending
                 .iter()
                 .filter(|p| {
-                    p.situation == Situation::Stale
+                    matches!(p.situation, Situation::Stale | Situation::Orphan)
                         || (p.situation == Situation::Excess && p.entitlement.is_none())
                 })
                 .count();
@@ -302,7 +302,7 @@ async fn pass(
                 return Err(Stopped::System(e.to_string()));
             }
         };
-        let loading = spawn_load(inner, &row.system, settings, &page);
+        let loading = spawn_load(inner, connector, &row.system, settings, &page);
         next = pages.next_page().await;
         let loaded = match loading.await {
             Ok(loaded) => loaded?,
@@ -388,10 +388,10 @@ async fn load(
     store: Store,
     system: String,
     rules: Vec<drift::Rule>,
-    marks: Vec<Option<String>>,
+    marks: Vec<String>,
     attributes: Vec<BTreeMap<String, String>>,
 ) -> Result<Loaded> {
-    let mut ids: BTreeSet<String> = marks.into_iter().flatten().collect();
+    let mut ids: BTreeSet<String> = marks.into_iter().collect();
     let mut emails = BTreeSet::new();
     for attrs in &attributes {
         for (rule, value) in rules.iter().zip(drift::rule_values(&rules, attrs)) {
@@ -419,9 +419,11 @@ async fn load(
     Ok(Loaded { held, by_email })
 }
 
-/// Starts loading what a page needs in a task of its own.
+/// Starts loading what a page needs in a task of its own: the people its accounts' marks
+/// name, and those the connector reaches them for.
 fn spawn_load(
     inner: &Inner,
+    connector: &dyn Connector,
     system: &str,
     settings: &ReconcileSettings,
     page: &[InventoryAccount],
@@ -436,7 +438,14 @@ fn spawn_load(
         inner.store.clone(),
         system.to_string(),
         rules,
-        page.iter().map(|a| a.person_id.clone()).collect(),
+        page.iter()
+            .flat_map(|a| {
+                let subject = connector
+                    .subject_of(&a.key)
+                    .filter(|s| a.person_id.as_ref() != Some(s));
+                a.person_id.clone().into_iter().chain(subject)
+            })
+            .collect(),
         attributes,
     ))
 }
@@ -485,14 +494,16 @@ fn judge_page(
         }
     }
     for account in page {
+        let subject = connector.subject_of(&account.key);
         let observed = Observed {
             key: &account.key,
             mark: account.person_id.as_deref(),
+            subject: subject.as_deref(),
             enabled: account.enabled,
             attributes: &account.attributes,
             memberships: &account.memberships,
         };
-        let matched = drift::correlate(&observed, rules, &candidates);
+        let matched = drift::correlate(&observed, rules, settings.on_several, &candidates);
         let addressable = match &matched {
             Match::Person(p) => {
                 account.person_id.as_deref() == Some(p.as_str())
@@ -546,7 +557,7 @@ fn judge_page(
         }
         for f in found {
             *row.counts.entry(f.situation).or_default() += 1;
-            if let Some(c) = f.correction(account.enabled, known) {
+            if let Some(c) = f.correction(account.enabled, known, observed.subject) {
                 pending.push(Pending {
                     correction: c,
                     situation: f.situation,
@@ -630,7 +641,10 @@ async fn correct(
             .push(p);
     }
     let priority = |ps: &[Pending]| {
-        if ps.iter().any(|p| p.situation == Situation::Stale) {
+        if ps
+            .iter()
+            .any(|p| matches!(p.situation, Situation::Stale | Situation::Orphan))
+        {
             Priority::Urgent
         } else {
             Priority::Normal
@@ -643,34 +657,45 @@ async fn correct(
         let mut tx = inner.store.begin().await?;
         let now = inner.clock.now_ms();
         let mut runs = Vec::new();
+        let mut orphans = Vec::new();
         let mut written = 0;
         while written < CORRECTIONS_PER_TX {
             let Some((person, ps)) = people.next() else {
                 break;
             };
+            // An orphan's subject names no person: its account gets a run of its own.
+            let orphan = ps
+                .iter()
+                .any(|p| matches!(p.correction, Correction::DisableOrphan { .. }));
             for p in &ps {
                 apply(&mut tx, &person, &row.system, &row.id, &p.correction, now).await?;
                 tx.audit(NewAudit {
                     at_ms: now,
                     actor: req.actor.clone(),
                     action: AuditAction::ReconciliationCorrected.into(),
-                    person_id: Some(person.clone()),
+                    person_id: (!orphan).then(|| person.clone()),
                     entitlement: p.entitlement.clone(),
                     system: Some(row.system.clone()),
                     reason: format!("{}: {}", p.situation, p.detail),
                     details: serde_json::json!({
                         "reconciliation": row.id,
                         "situation": p.situation.as_str(),
+                        "account": orphan.then_some(&person),
                     }),
                     ..Default::default()
                 });
             }
             written += ps.len();
             row.corrected += ps.len() as i64;
-            runs.push((person, priority(&ps)));
+            if orphan {
+                orphans.push(person);
+            } else {
+                runs.push((person, priority(&ps)));
+            }
         }
+        disable_orphans(inner, &mut tx, &row.system, &orphans, &row.id, now).await?;
         schedule_rejudge(&mut tx, RunKind::Remediate, &runs, now).await?;
-        row.runs += runs.len() as i64;
+        row.runs += (runs.len() + orphans.len()) as i64;
         row.heartbeat_at = now;
         tenure_store::update_reconciliation(tx.conn(), row).await?;
         tx.commit().await?;
@@ -699,6 +724,8 @@ async fn apply(
         Correction::Link { enabled, .. } => {
             tenure_store::link_account(tx.conn(), person, system, *enabled, now).await?
         }
+        // Nothing of tenure's to correct: the run disables it.
+        Correction::DisableOrphan { .. } => {}
         Correction::GrantUncertain { entitlement, .. } => {
             tenure_store::mark_grant_uncertain(
                 tx.conn(),

@@ -1001,6 +1001,84 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
     Ok(())
 }
 
+/// Gives each account of `system` no person holds (reached through the ids `subjects`) a
+/// `remediate` run of its own that disables it: one `disable_account` step at leaver
+/// priority, marked as acting on an account tenure found (`source = discovered`, see
+/// [`StepRow::is_orphan`]) so that no person's record changes when it is done. Nothing is
+/// planned from rules: the account is no one's, and taking access away needs no approval.
+pub(crate) async fn disable_orphans(
+    inner: &Inner,
+    tx: &mut Tx,
+    system: &str,
+    subjects: &[String],
+    reconciliation: &str,
+    now: i64,
+) -> Result<()> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let mut runs = Vec::with_capacity(subjects.len());
+    let mut steps = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let run = RunRow::pending(
+            uuid::Uuid::now_v7().to_string(),
+            subject.clone(),
+            RunKind::Remediate,
+            Priority::Urgent,
+            now,
+        );
+        steps.push(StepRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: run.id.clone(),
+            idx: 0,
+            phase: 0,
+            ready: false,
+            state: StepState::Pending,
+            priority: Priority::Urgent,
+            available_at: now,
+            person_id: subject.clone(),
+            system: system.to_string(),
+            action: Action::DisableAccount,
+            entitlement: None,
+            source: Some(GrantSource::Discovered),
+            source_ref: Some(reconciliation.to_string()),
+            op_id: operation_id(&run.id, 0, Action::DisableAccount, system, None),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            maybe_applied: false,
+        });
+        tx.audit(NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: AuditAction::RunPlanned.into(),
+            person_id: Some(subject.clone()),
+            run_id: Some(run.id.clone()),
+            system: Some(system.to_string()),
+            reason: format!(
+                "reconciliation found an account on {system} that no person holds: disabling it"
+            ),
+            correlation_id: Some(reconciliation.to_string()),
+            details: serde_json::json!({
+                "orphan": true,
+                "steps": [{ "phase": 0, "action": Action::DisableAccount, "system": system }],
+            }),
+            ..Default::default()
+        });
+        runs.push(run);
+    }
+    tenure_store::insert_runs(tx.conn(), &runs).await?;
+    tenure_store::insert_steps(tx.conn(), &steps).await?;
+    let planned: Vec<(String, Option<String>)> =
+        runs.iter().map(|r| (r.id.clone(), None)).collect();
+    tenure_store::set_runs_planned(tx.conn(), &planned, now).await?;
+    let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
+    advance_runs(inner, tx, &ids, now).await
+}
+
 /// Gives each of `people` a `reconcile` run, due now: the dispatcher plans them against the
 /// rules in force, judging held access again.
 pub(crate) async fn schedule_reconcile(

@@ -1688,6 +1688,95 @@ async fn reconciliation_finds_each_situation_and_remediates_through_runs() {
 }
 
 #[tokio::test]
+async fn orphans_are_disabled_by_runs_of_their_own_and_rules_correlate_through_patterns() {
+    let h = harness(reconcile_config(
+        r#"
+correlate = [
+  { account = "email", person = "email" },
+  { account = "email", person = "id", account_pattern = "{}@legacy.example.com" },
+]
+on_several = "next_rule"
+actions = { orphan = "disable" }
+max_disable_percent = 100
+"#,
+        "",
+    ))
+    .await;
+    let run = h.send(&hire("e1", "Sales")).await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    // Two people sharing one mailbox.
+    for id in ["e5", "e6"] {
+        let run = h
+            .send(&format!(
+                r#"{{"type":"hire","person":{{"id":"{id}","name":"P {id}","email":"team@example.com","worker_type":"employee","department":"Sales"}}}}"#
+            ))
+            .await;
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+    h.behind_the_back(&[
+        // Nobody's, and able to sign in: disabled by a run of its own.
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'ghost', 1, '{}')",
+        // Nobody's, disabled already: only reported.
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'old-ghost', 0, '{}')",
+        // e1's by the pattern rule: a second account, reported.
+        r#"INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'e1-legacy', 1, '{"email":"e1@legacy.example.com"}')"#,
+        // The shared mailbox cannot tell e5 from e6, nor can the next rule.
+        r#"INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('directory', 'team', 1, '{"email":"team@example.com"}')"#,
+    ])
+    .await;
+    let r = h.reconcile("directory", false, false).await;
+    assert_eq!(r.state, tenure_store::ReconState::Completed, "{r:?}");
+    assert_eq!(
+        counts(&r),
+        [
+            ("orphan", 2),
+            ("unlinked", 1),
+            ("ambiguous", 1),
+            ("expected", 3)
+        ]
+    );
+    assert_eq!((r.corrected, r.runs), (1, 1));
+    assert_eq!(
+        h.remediated().await,
+        [("ghost".to_string(), RunState::Succeeded)]
+    );
+    let accounts = h
+        .engine
+        .connector("directory")
+        .unwrap()
+        .list_accounts()
+        .await
+        .unwrap();
+    let ghost = accounts.iter().find(|a| a.person_id == "ghost").unwrap();
+    assert!(!ghost.enabled, "disabled, not deleted");
+    // No person's record was made or changed for it.
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert!(
+        tenure_store::get_person(&mut c, "ghost")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tenure_store::accounts_of(&mut c, "ghost")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(c);
+    let next = h.reconcile("directory", false, false).await;
+    assert_eq!((next.corrected, next.runs), (0, 0));
+    let orphans: Vec<_> = h
+        .open_findings("directory")
+        .await
+        .into_iter()
+        .filter(|f| f.0 == "orphan")
+        .collect();
+    assert_eq!(orphans.len(), 2);
+    assert!(orphans.iter().all(|f| f.3 == "report"), "{orphans:?}");
+}
+
+#[tokio::test]
 async fn a_reconciliation_that_would_disable_too_much_holds_until_confirmed() {
     let h = harness(reconcile_config(
         "actions = { stale = \"disable\" }\nmax_disable_percent = 40",

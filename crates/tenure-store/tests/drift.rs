@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use tenure_core::drift::{Remedy, Situation};
-use tenure_core::{AccountState, Person, PersonStatus, WorkerType};
+use tenure_core::{AccountState, Person, PersonStatus};
 use tenure_store::{FindingFilter, FindingRow, ReconRow, ReconState, ReconTrigger, Store};
 
 fn recon(id: &str, system: &str, at: i64) -> ReconRow {
@@ -46,20 +46,7 @@ fn finding(id: &str, system: &str, key: &str, run: &str, at: i64) -> FindingRow 
 }
 
 fn person(id: &str, email: &str) -> Person {
-    Person {
-        id: id.into(),
-        name: id.into(),
-        email: email.into(),
-        worker_type: WorkerType::Employee,
-        department: None,
-        title: None,
-        location: None,
-        manager: None,
-        start_date: None,
-        end_date: None,
-        status: PersonStatus::Active,
-        attributes: Default::default(),
-    }
+    Person::new(id, id, email)
 }
 
 async fn check(store: Store) {

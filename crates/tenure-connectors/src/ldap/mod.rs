@@ -1053,6 +1053,10 @@ impl Connector for LdapConnector {
         Some(person_id.to_string())
     }
 
+    fn subject_of(&self, key: &str) -> Option<String> {
+        Some(key.to_string())
+    }
+
     async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
         let groups = match self.settings.flavor {
             Flavor::Openldap => self.group_members().await?,

@@ -636,6 +636,9 @@ impl Connector for SandboxConnector {
     fn account_key(&self, person_id: &str) -> Option<String> {
         Some(person_id.to_string())
     }
+    fn subject_of(&self, key: &str) -> Option<String> {
+        Some(key.to_string())
+    }
     async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
         Ok(Inventory::Pages(Box::new(SandboxPages {
             connector: self,
@@ -695,20 +698,7 @@ mod tests {
     }
 
     fn person(id: &str) -> Person {
-        Person {
-            id: id.into(),
-            name: format!("Person {id}"),
-            email: format!("{id}@example.com"),
-            worker_type: tenure_core::WorkerType::Employee,
-            department: None,
-            title: None,
-            location: None,
-            manager: None,
-            start_date: None,
-            end_date: None,
-            status: tenure_core::PersonStatus::Active,
-            attributes: Default::default(),
-        }
+        Person::new(id, format!("Person {id}"), format!("{id}@example.com"))
     }
 
     fn entitlement(id: &str, name: &str) -> Entitlement {

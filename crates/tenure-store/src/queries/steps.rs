@@ -51,6 +51,15 @@ pub struct StepRow {
     pub maybe_applied: bool,
 }
 
+impl StepRow {
+    /// Whether the step acts on an account no person holds (an orphan reconciliation found):
+    /// its person id names no person, only the account the connector reaches through it, so
+    /// its outcome changes no person's record.
+    pub fn is_orphan(&self) -> bool {
+        self.source == Some(GrantSource::Discovered) && self.entitlement.is_none()
+    }
+}
+
 pub(crate) const STEP_COLS: &str = "id, run_id, idx, phase, ready, state, priority, available_at, person_id, system, action, entitlement, source, source_ref, op_id, attempts, last_error, compensation_of, lease_until, started_at, finished_at, maybe_applied";
 
 pub(crate) fn step_row(r: &Row) -> Result<StepRow> {
