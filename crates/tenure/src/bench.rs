@@ -87,6 +87,14 @@ pub struct BenchArgs {
     /// How many memberships per account `--reconcile` seeds.
     #[arg(long, default_value_t = 5)]
     memberships: usize,
+    /// With `--reconcile`: a tenure.toml naming a real system (LDAP, PostgreSQL, SCIM) to
+    /// reconcile instead of the sandbox. Its accounts and memberships are made through the
+    /// connector before the pass and deleted after it.
+    #[arg(long, requires_all = ["reconcile", "system"], value_name = "FILE")]
+    target: Option<std::path::PathBuf>,
+    /// With `--target`: the system of that file to reconcile.
+    #[arg(long, requires = "target", value_name = "ID")]
+    system: Option<String>,
 }
 
 /// `--faults`' injected failures: 35 % of calls fail, a seventh of those (5 % of all calls)
@@ -231,6 +239,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             memberships: args.memberships,
             database: args.database,
             json: args.json,
+            target: args.target.zip(args.system),
         })
         .await;
     }

@@ -1,20 +1,24 @@
-//! `tenure bench --reconcile`: one sandbox system of `--accounts` accounts with
-//! `--memberships` memberships each, against as many people, reconciled once; prints the time,
+//! `tenure bench --reconcile`: one system of `--accounts` accounts with `--memberships`
+//! memberships each, against as many people, reconciled once (a dry run); prints the time,
 //! the rate, what was found and the peak memory of the pass.
 //!
-//! The fixture is written straight into the tables (people, tenure's accounts and grants, the
-//! sandbox's accounts and memberships) in large transactions: sending a million hires through
-//! the engine would measure the engine, not reconciliation. One account in a hundred of each
-//! kind drifts: a leaver's account still enabled (stale), a person tenure holds no account
-//! for (unlinked), a lost membership (missing), an extra one (excess), and an account nobody
-//! owns (orphan).
+//! tenure's side of the fixture is written straight into its tables (people, accounts,
+//! grants) in large transactions: sending a million hires through the engine would measure
+//! the engine, not reconciliation. The system is the sandbox by default, its tables written
+//! the same way; with `--target FILE --system ID` it is a real system (LDAP, PostgreSQL)
+//! configured in FILE, whose accounts and memberships are made through its connector before
+//! the pass and deleted through it after. One account in a hundred of each kind drifts: a
+//! leaver's account still enabled (stale), a person tenure holds no account for (unlinked), a
+//! lost membership (missing), an extra one (excess, where the system has an entitlement more
+//! than `--memberships`), and an account nobody owns (orphan).
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+use tenure_connectors::{Connector, ConnectorError, Op};
 use tenure_core::config::{Config, SourceFile};
-use tenure_core::{Person, PersonStatus, WorkerType};
+use tenure_core::{Entitlement, Person, PersonStatus};
 use tenure_engine::{Engine, EngineOptions, ReconcileRequest, SystemClock};
 use tenure_store::db::{self, AssertSqlSafe};
 use tenure_store::{Backend, ReconTrigger, Store};
@@ -29,11 +33,15 @@ pub struct ReconBenchArgs {
     pub database: Option<String>,
     /// One JSON object instead of text.
     pub json: bool,
+    /// A tenure.toml and the real system in it to reconcile instead of the sandbox.
+    pub target: Option<(std::path::PathBuf, String)>,
 }
 
 #[derive(Serialize)]
 struct Figures {
     backend: &'static str,
+    system: String,
+    connector: String,
     accounts: usize,
     memberships: usize,
     seed_seconds: f64,
@@ -47,6 +55,7 @@ struct Figures {
 
 const SYSTEM: &str = "big";
 
+/// The sandbox system's configuration: `memberships` entitlements and one more.
 fn config(memberships: usize) -> Result<Config> {
     let mut main = format!(
         "[[systems]]\nid = \"{SYSTEM}\"\nconnector = \"sandbox\"\n[systems.settings]\nlatency_ms = 0\nseed = 1\n"
@@ -124,8 +133,34 @@ fn id(i: usize) -> String {
     format!("p{i:08}")
 }
 
-/// Seeds the fixture (see the module docs).
-async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
+/// The id of the orphan made beside person `i` (one in a hundred).
+fn orphan_id(i: usize) -> String {
+    format!("zz{i:08}")
+}
+
+fn person(id: String, status: PersonStatus) -> Person {
+    Person {
+        status,
+        ..Person::new(&id, format!("Person {id}"), format!("{id}@example.com"))
+    }
+}
+
+/// The drift of person `i`: (a leaver, no account record, a lost membership, an extra one,
+/// an orphan beside).
+fn drift(i: usize) -> (bool, bool, bool, bool, bool) {
+    let k = i % 100;
+    (k == 1, k == 2, k == 3, k == 5, k == 4)
+}
+
+/// Seeds tenure's records (see the module docs): `entitlements` are the system's ids of the
+/// memberships each person holds.
+async fn seed(
+    store: &Store,
+    system: &str,
+    n: usize,
+    entitlements: &[String],
+    now: i64,
+) -> Result<()> {
     use db::Value as V;
     let text = |s: String| V::from(s);
     insert(
@@ -133,25 +168,12 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
         "INSERT INTO people (id, status, data, updated_at) VALUES ",
         4,
         (0..n).map(|i| {
-            let status = if i % 100 == 1 {
+            let status = if drift(i).0 {
                 PersonStatus::Terminated
             } else {
                 PersonStatus::Active
             };
-            let p = Person {
-                id: id(i),
-                name: format!("Person {i}"),
-                email: format!("{}@example.com", id(i)),
-                worker_type: WorkerType::Employee,
-                department: None,
-                title: None,
-                location: None,
-                manager: None,
-                start_date: None,
-                end_date: None,
-                status,
-                attributes: Default::default(),
-            };
+            let p = person(id(i), status);
             vec![
                 text(id(i)),
                 text(status.as_str().into()),
@@ -166,11 +188,11 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
         store,
         "INSERT INTO accounts (person_id, system, state, updated_at) VALUES ",
         4,
-        (0..n).filter(|i| i % 100 != 2).map(|i| {
+        (0..n).filter(|i| !drift(*i).1).map(|i| {
             vec![
                 text(id(i)),
-                text(SYSTEM.into()),
-                text(if i % 100 == 1 { "disabled" } else { "active" }.into()),
+                text(system.into()),
+                text(if drift(i).0 { "disabled" } else { "active" }.into()),
                 V::from(now),
             ]
         }),
@@ -181,13 +203,13 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
         "INSERT INTO grants (person_id, entitlement, system, source, source_ref, state, updated_at) VALUES ",
         7,
         (0..n)
-            .filter(|i| i % 100 != 1 && i % 100 != 2)
-            .flat_map(|i| (0..m).map(move |e| (i, e)))
+            .filter(|i| !drift(*i).0 && !drift(*i).1)
+            .flat_map(|i| entitlements.iter().map(move |e| (i, e)))
             .map(|(i, e)| {
                 vec![
                     text(id(i)),
-                    text(format!("{SYSTEM}:e{e}")),
-                    text(SYSTEM.into()),
+                    text(e.clone()),
+                    text(system.into()),
                     text("birthright".into()),
                     text("bench".into()),
                     text("granted".into()),
@@ -196,6 +218,13 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
             }),
     )
     .await?;
+    Ok(())
+}
+
+/// Seeds the sandbox system's tables (see the module docs).
+async fn seed_sandbox(store: &Store, n: usize, m: usize) -> Result<()> {
+    use db::Value as V;
+    let text = |s: String| V::from(s);
     // The system: every account enabled (the leavers' too: stale), orphans besides.
     insert(
         store,
@@ -203,7 +232,7 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
         4,
         (0..n)
             .map(id)
-            .chain((0..n).filter(|i| i % 100 == 4).map(|i| format!("zz{i:08}")))
+            .chain((0..n).filter(|i| drift(*i).4).map(orphan_id))
             .map(|key| {
                 vec![
                     text(SYSTEM.into()),
@@ -219,10 +248,10 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
         "INSERT INTO sandbox_memberships (system, person_id, entitlement) VALUES ",
         3,
         (0..n)
-            .filter(|i| i % 100 != 1 && i % 100 != 2)
+            .filter(|i| !drift(*i).0 && !drift(*i).1)
             .flat_map(|i| {
-                let lost = i % 100 == 3;
-                let extra = (i % 100 == 5).then(|| format!("{SYSTEM}:extra"));
+                let lost = drift(i).2;
+                let extra = drift(i).3.then(|| format!("{SYSTEM}:extra"));
                 (0..m)
                     .filter(move |e| !(lost && *e == 0))
                     .map(|e| format!("{SYSTEM}:e{e}"))
@@ -233,6 +262,139 @@ async fn seed(store: &Store, n: usize, m: usize, now: i64) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// A real system to reconcile (`--target`).
+struct Target {
+    system: String,
+    connector: Arc<dyn Connector>,
+    /// The memberships each person holds.
+    entitlements: Vec<Entitlement>,
+    /// The one held too by one person in a hundred (excess), if the system has one more.
+    extra: Option<Entitlement>,
+}
+
+/// Calls made at once while seeding and cleaning a real system.
+const CALLS_AT_ONCE: usize = 16;
+
+/// Runs `f` on every item, [`CALLS_AT_ONCE`] at a time; the first failure ends it.
+async fn each<T, F, Fut>(items: Vec<T>, f: F) -> Result<()>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ConnectorError>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for item in items {
+        if running.len() >= CALLS_AT_ONCE
+            && let Some(done) = running.join_next().await
+        {
+            done??;
+        }
+        running.spawn(f(item));
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Makes the system's side of the fixture through its connector: every person's account
+/// (the leavers' and the unlinked too), their memberships with the drift, and the orphans.
+async fn seed_target(t: &Target, n: usize) -> Result<()> {
+    let mut work = Vec::with_capacity(n + n / 100 + 1);
+    for i in 0..n {
+        let (left, unlinked, lost, extra, orphan) = drift(i);
+        let mut grants: Vec<Entitlement> = if left || unlinked {
+            Vec::new()
+        } else {
+            t.entitlements
+                .iter()
+                .skip(usize::from(lost))
+                .cloned()
+                .collect()
+        };
+        if extra && let Some(e) = &t.extra {
+            grants.push(e.clone());
+        }
+        work.push((person(id(i), PersonStatus::Active), grants));
+        if orphan {
+            work.push((person(orphan_id(i), PersonStatus::Active), Vec::new()));
+        }
+    }
+    let c = t.connector.clone();
+    each(work, move |(p, grants)| {
+        let c = c.clone();
+        async move {
+            let op = |k: usize| Op {
+                id: format!("bench-{}-{k}", p.id),
+                attempt: 1,
+            };
+            c.create_account(&op(0), &p).await?;
+            for (k, e) in grants.iter().enumerate() {
+                c.grant(&op(k + 1), &p, e).await?;
+            }
+            Ok(())
+        }
+    })
+    .await
+    .context("making the accounts on the system")
+}
+
+/// Deletes every account [`seed_target`] made, through the connector.
+async fn clean_target(t: &Target, n: usize) -> Result<()> {
+    let ids: Vec<String> = (0..n)
+        .map(id)
+        .chain((0..n).filter(|i| drift(*i).4).map(orphan_id))
+        .collect();
+    let c = t.connector.clone();
+    each(ids, move |id| {
+        let c = c.clone();
+        async move {
+            let op = Op {
+                id: format!("bench-{id}-delete"),
+                attempt: 1,
+            };
+            c.delete_account(&op, &person(id, PersonStatus::Terminated))
+                .await
+        }
+    })
+    .await
+    .context("deleting the accounts made on the system")
+}
+
+/// Reads `--target`'s file: its configuration, and the system's first `m` entitlements (by
+/// id) and the one after, if any.
+fn target_config(file: &std::path::Path, system: &str, m: usize) -> Result<(Config, Vec<String>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let config = Config::parse(
+        &SourceFile {
+            path: file.display().to_string(),
+            text,
+        },
+        &[],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(s) = config.systems.get(system) else {
+        anyhow::bail!("{} names no system `{system}`", file.display());
+    };
+    anyhow::ensure!(
+        s.connector != "sandbox",
+        "`{system}` is a sandbox system: leave out --target to measure the sandbox"
+    );
+    let ids: Vec<String> = config
+        .entitlements
+        .values()
+        .filter(|e| e.system == system)
+        .map(|e| e.id.clone())
+        .collect();
+    anyhow::ensure!(
+        ids.len() >= m,
+        "`{system}` has {} entitlements; --memberships {m} needs at least as many",
+        ids.len()
+    );
+    Ok((config, ids))
 }
 
 /// A figure of `/proc/self/status` in MiB (`VmHWM`, `VmRSS`), where there is one.
@@ -255,9 +417,22 @@ pub async fn run(args: ReconBenchArgs) -> Result<()> {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
+    let (config, system, entitlements) = match &args.target {
+        Some((file, system)) => {
+            let (config, ids) = target_config(file, system, m)?;
+            (config, system.clone(), ids)
+        }
+        None => (
+            config(m)?,
+            SYSTEM.to_string(),
+            (0..m).map(|e| format!("{SYSTEM}:e{e}")).collect(),
+        ),
+    };
+    let connector_kind = config.systems[&system].connector.clone();
+    let held: Vec<String> = entitlements.iter().take(m).cloned().collect();
     let engine = Engine::start(
         store.clone(),
-        Arc::new(config(m)?),
+        Arc::new(config.clone()),
         Arc::new(SystemClock),
         EngineOptions {
             sole_instance: store.backend() == Backend::Sqlite,
@@ -270,9 +445,38 @@ pub async fn run(args: ReconBenchArgs) -> Result<()> {
         eprintln!("seeding {n} people and accounts with {m} memberships each...");
     }
     let started = Instant::now();
-    seed(&store, n, m, now)
+    seed(&store, &system, n, &held, now)
         .await
         .context("seeding the fixture")?;
+    let target = match &args.target {
+        None => {
+            seed_sandbox(&store, n, m).await?;
+            None
+        }
+        Some(_) => {
+            let t = Target {
+                connector: engine
+                    .connector(&system)
+                    .context("the system's connector did not start")?,
+                entitlements: held
+                    .iter()
+                    .map(|id| config.entitlements[id].clone())
+                    .collect(),
+                extra: entitlements
+                    .get(m)
+                    .map(|id| config.entitlements[id].clone()),
+                system: system.clone(),
+            };
+            if !args.json {
+                eprintln!("making them on `{}` through its connector...", t.system);
+            }
+            if let Err(e) = seed_target(&t, n).await {
+                let _ = clean_target(&t, n).await;
+                return Err(e);
+            }
+            Some(t)
+        }
+    };
     if store.backend() == Backend::Postgres {
         // As autovacuum leaves tables at rest: statistics for the planner, visibility map.
         let mut c = store.reader().await?;
@@ -294,16 +498,23 @@ pub async fn run(args: ReconBenchArgs) -> Result<()> {
     let started = Instant::now();
     let row = engine
         .reconcile(ReconcileRequest {
-            system: SYSTEM.into(),
+            system: system.clone(),
             dry_run: true,
             confirm: false,
             trigger: ReconTrigger::Request,
             actor: "bench".into(),
         })
-        .await?;
+        .await;
     let secs = started.elapsed().as_secs_f64();
     let peak = if reset { proc_mib("VmHWM:") } else { None };
+    if let Some(t) = &target {
+        if !args.json {
+            eprintln!("deleting what was made on `{}`...", t.system);
+        }
+        clean_target(t, n).await?;
+    }
     engine.shutdown().await;
+    let row = row?;
     anyhow::ensure!(
         row.state == tenure_store::ReconState::Completed,
         "the reconciliation ended {}: {:?}",
@@ -312,6 +523,8 @@ pub async fn run(args: ReconBenchArgs) -> Result<()> {
     );
     let f = Figures {
         backend,
+        system: system.clone(),
+        connector: connector_kind,
         accounts: row.accounts as usize,
         memberships: n * m,
         seed_seconds,
@@ -332,7 +545,10 @@ pub async fn run(args: ReconBenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&f)?);
         return Ok(());
     }
-    println!("reconciliation of one sandbox system ({backend})");
+    println!(
+        "reconciliation of one {} system, `{}` (tenure on {backend})",
+        f.connector, f.system
+    );
     println!(
         "  accounts listed:      {} ({} memberships seeded, {:.1} s to seed)",
         f.accounts, f.memberships, f.seed_seconds

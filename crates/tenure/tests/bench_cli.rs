@@ -82,3 +82,17 @@ fn the_idle_benchmark_times_each_leave() {
         common::describe(&o)
     );
 }
+
+/// The reconciliation benchmark finds the drift it seeds, one in a hundred of each kind.
+#[test]
+fn the_reconciliation_benchmark_finds_the_drift_it_seeds() {
+    let v = bench(&["--reconcile", "--accounts", "300", "--memberships", "2"]);
+    assert_eq!(v["accounts"], 303, "{v}");
+    assert_eq!(
+        v["counts"],
+        serde_json::json!({"orphan": 3, "stale": 3, "unlinked": 3, "excess": 3, "missing": 3,
+                           "expected": 294}),
+        "{v}"
+    );
+    assert_eq!(v["connector"], "sandbox", "{v}");
+}

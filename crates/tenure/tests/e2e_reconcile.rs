@@ -127,7 +127,7 @@ url = "{db_url}"
 role_prefix = "{prefix}"
 [systems.reconcile]
 correlate = [{{ account = "username", person = "id" }}]
-actions = {{ stale = "disable", excess = "revoke", unlinked = "link" }}
+actions = {{ stale = "disable", excess = "revoke", unlinked = "link", orphan = "disable" }}
 max_disable_percent = 100
 
 [[systems]]
@@ -146,7 +146,7 @@ groups_dn = "{GROUPS}"
 empty_group_member = "{PLACEHOLDER}"
 page_size = 2
 [systems.reconcile]
-actions = {{ stale = "disable", excess = "revoke" }}
+actions = {{ stale = "disable", excess = "revoke", orphan = "disable" }}
 max_disable_percent = 100
 
 [[entitlements]]
@@ -335,20 +335,35 @@ async fn drift_on_real_postgres_and_ldap_is_found_and_corrected_through_runs() {
     assert_eq!(stale["severity"], "high");
     assert_eq!(
         (r["corrected"].clone(), r["runs"].clone()),
-        (json!(2), json!(2))
+        (json!(3), json!(3))
     );
     assert_eq!(
         remediated(&s).await,
         [
             ("ada".to_string(), "succeeded".to_string()),
-            ("bob".to_string(), "succeeded".to_string())
+            ("bob".to_string(), "succeeded".to_string()),
+            ("mallory".to_string(), "succeeded".to_string())
         ]
     );
     // Bob's role is disabled, not dropped: tenure did not make it. Ada keeps only what she
-    // was given. Mallory's is untouched (reported).
+    // was given. Mallory's, nobody's, is disabled by a run of its own and kept.
     assert_eq!(target.login("bob").await, Some(false));
     assert_eq!(target.member_of("ada").await, [format!("{g}readers")]);
-    assert_eq!(target.login("mallory").await, Some(true));
+    assert_eq!(target.login("mallory").await, Some(false));
+    let nobody = s
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/people/mallory",
+            Some(TOKEN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        nobody.status,
+        StatusCode::NOT_FOUND,
+        "no person is made for it"
+    );
 
     // The directory, over the CLI.
     let out = env
@@ -374,6 +389,9 @@ async fn drift_on_real_postgres_and_ldap_is_found_and_corrected_through_runs() {
     remediated(&s).await;
     assert!(ldap_entry(&ldap.url, PEOPLE, "bob").await.is_none());
     assert!(ldap_entry(&ldap.url, DISABLED, "bob").await.is_some());
+    // The entry nobody owns is disabled (moved) too, and kept.
+    assert!(ldap_entry(&ldap.url, PEOPLE, "eve").await.is_none());
+    assert!(ldap_entry(&ldap.url, DISABLED, "eve").await.is_some());
     assert_eq!(group_members(&ldap.url, "developers").await, [PLACEHOLDER]);
 
     // Once corrected, only what is reported stays open.
@@ -426,6 +444,88 @@ async fn drift_on_real_postgres_and_ldap_is_found_and_corrected_through_runs() {
     ] {
         assert!(actions.contains(&a), "{a} not in {actions:?}");
     }
+    target.finish().await;
+}
+
+/// `tenure bench --reconcile --target` makes its accounts on a real PostgreSQL through the
+/// connector, finds the drift it seeded, and deletes what it made.
+#[tokio::test]
+async fn the_reconciliation_benchmark_runs_against_a_real_postgres() {
+    let target = Target::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenure.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[systems]]
+id = "db"
+connector = "postgres"
+[systems.settings]
+url = "{url}"
+role_prefix = "{prefix}"
+[[entitlements]]
+id = "db:admins"
+system = "db"
+name = "{groups}admins"
+[[entitlements]]
+id = "db:readers"
+system = "db"
+name = "{groups}readers"
+"#,
+            url = target.url,
+            prefix = target.prefix,
+            groups = target.groups,
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["bench", "--reconcile", "--target"])
+        .arg(&file)
+        .args([
+            "--system",
+            "db",
+            "--accounts",
+            "200",
+            "--memberships",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["connector"].clone(), v["accounts"].clone()),
+        (json!("postgres"), json!(202)),
+        "{v}"
+    );
+    assert_eq!(
+        v["counts"],
+        json!({"orphan": 2, "stale": 2, "unlinked": 2, "excess": 2, "missing": 2, "expected": 196}),
+        "{v}"
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)")
+            .bind(&target.prefix)
+            .fetch_one(&target.admin)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "the benchmark deletes the roles it made");
+    // A sandbox system is refused: the sandbox has a mode of its own.
+    std::fs::write(&file, "[[systems]]\nid = \"s\"\nconnector = \"sandbox\"\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["bench", "--reconcile", "--target"])
+        .arg(&file)
+        .args(["--system", "s", "--memberships", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("leave out --target"),
+        "{}",
+        describe(&o)
+    );
     target.finish().await;
 }
 
