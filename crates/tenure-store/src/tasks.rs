@@ -287,19 +287,24 @@ pub async fn open_task_ids_of_run(
     rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
-/// Withdraws the open tasks of a run's steps that are about to be cancelled, so nobody works on
-/// them; a step called again (it will not be) would find them cancelled.
-pub async fn cancel_open_tasks_of_run(c: &mut Conn, run_id: &str, now: i64) -> Result<u64> {
-    Ok(db::query(
-        "UPDATE tasks SET state = 'cancelled', message = 'the step was cancelled', finished_at = $1,
-                finished_by = 'engine'
-          WHERE state = 'open'
-            AND id IN (SELECT op_id FROM steps
-                        WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval'))",
-    )
-    .bind(now)
-    .bind(run_id.to_string())
-    .execute(&mut *c)
-    .await?
-    .rows_affected())
+/// Withdraws the open tasks of steps just cancelled (tasks are keyed by the step's operation
+/// id), so nobody works on them; a step called again (it will not be) would find them
+/// cancelled.
+pub async fn cancel_open_tasks(c: &mut Conn, op_ids: &[String], now: i64) -> Result<u64> {
+    let sqlite = c.is_sqlite();
+    let mut cancelled = 0;
+    for chunk in op_ids.chunks(500) {
+        let mut sql = format!(
+            "UPDATE tasks SET state = 'cancelled', message = 'the step was cancelled',
+                    finished_at = {now}, finished_by = 'engine'
+              WHERE state = 'open' AND id IN "
+        );
+        crate::queries::push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        let mut q = db::query(db::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        cancelled += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(cancelled)
 }

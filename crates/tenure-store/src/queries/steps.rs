@@ -484,10 +484,12 @@ pub async fn run_unended_steps(c: &mut Conn, run: &str) -> Result<UnendedSteps> 
     })
 }
 
-/// Cancels a run's steps that have not started (and the open tasks they wait on); returns
-/// them.
+/// Cancels a run's steps that have not started, and the open tasks they wait on; returns
+/// them. The tasks withdrawn are those of the steps this statement cancelled: on PostgreSQL a
+/// running step can be put back in the queue by an outcome committing between two statements,
+/// so choosing the tasks by a separate read of the steps' states could leave the task of a
+/// step cancelled here open.
 pub async fn cancel_pending_steps(c: &mut Conn, run: &str, now: i64) -> Result<Vec<StepRow>> {
-    crate::tasks::cancel_open_tasks_of_run(&mut *c, run, now).await?;
     let sql = format!(
         "UPDATE steps SET state = 'cancelled', finished_at = $1 WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval')
          RETURNING {STEP_COLS}"
@@ -495,9 +497,12 @@ pub async fn cancel_pending_steps(c: &mut Conn, run: &str, now: i64) -> Result<V
     let rows = db::query(db::AssertSqlSafe(sql))
         .bind(now)
         .bind(run.to_string())
-        .fetch_all(c)
+        .fetch_all(&mut *c)
         .await?;
-    rows.iter().map(step_row).collect()
+    let steps: Vec<StepRow> = rows.iter().map(step_row).collect::<Result<_>>()?;
+    let op_ids: Vec<String> = steps.iter().map(|s| s.op_id.clone()).collect();
+    crate::tasks::cancel_open_tasks(&mut *c, &op_ids, now).await?;
+    Ok(steps)
 }
 
 /// Puts a run's failed steps back in the queue with fresh attempts; with `compensation_only`,
