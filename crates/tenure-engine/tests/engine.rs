@@ -1068,11 +1068,17 @@ fn interleavings(failure_rate: f64) {
         .enable_all()
         .build()
         .unwrap();
-    let cases = if std::env::var("TENURE_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
-        8
-    } else {
-        16
-    };
+    // PROPTEST_CASES, proptest's own setting, runs more for a soak.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(
+            if std::env::var("TENURE_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+                8
+            } else {
+                16
+            },
+        );
     proptest!(ProptestConfig { cases, ..ProptestConfig::default() }, |(ops in proptest::collection::vec(op(), 1..12), seed in 0..1000u64)| {
         rt.block_on(interleave(ops, seed, failure_rate));
     });
