@@ -693,9 +693,9 @@ async fn correct(
                 runs.push((person, priority(&ps)));
             }
         }
-        disable_orphans(inner, &mut tx, &row.system, &orphans, &row.id, now).await?;
+        let made = disable_orphans(inner, &mut tx, &row.system, &orphans, &row.id, now).await?;
         schedule_rejudge(&mut tx, RunKind::Remediate, &runs, now).await?;
-        row.runs += (runs.len() + orphans.len()) as i64;
+        row.runs += (runs.len() + made) as i64;
         row.heartbeat_at = now;
         tenure_store::update_reconciliation(tx.conn(), row).await?;
         tx.commit().await?;

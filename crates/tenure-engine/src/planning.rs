@@ -1006,6 +1006,8 @@ pub(crate) async fn retry_run(inner: &Inner, run_id: &str, actor: &str) -> Resul
 /// priority, marked as acting on an account tenure found (`source = discovered`, see
 /// [`StepRow::is_orphan`]) so that no person's record changes when it is done. Nothing is
 /// planned from rules: the account is no one's, and taking access away needs no approval.
+/// An account whose run from an earlier pass has not ended (its system keeps failing) gets no
+/// second one. Returns how many runs it made.
 pub(crate) async fn disable_orphans(
     inner: &Inner,
     tx: &mut Tx,
@@ -1013,13 +1015,14 @@ pub(crate) async fn disable_orphans(
     subjects: &[String],
     reconciliation: &str,
     now: i64,
-) -> Result<()> {
+) -> Result<usize> {
     if subjects.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
+    let open = tenure_store::open_runs_of_people(tx.conn(), subjects).await?;
     let mut runs = Vec::with_capacity(subjects.len());
     let mut steps = Vec::with_capacity(subjects.len());
-    for subject in subjects {
+    for subject in subjects.iter().filter(|s| !open.contains_key(*s)) {
         let run = RunRow::pending(
             uuid::Uuid::now_v7().to_string(),
             subject.clone(),
@@ -1076,7 +1079,8 @@ pub(crate) async fn disable_orphans(
         runs.iter().map(|r| (r.id.clone(), None)).collect();
     tenure_store::set_runs_planned(tx.conn(), &planned, now).await?;
     let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
-    advance_runs(inner, tx, &ids, now).await
+    advance_runs(inner, tx, &ids, now).await?;
+    Ok(ids.len())
 }
 
 /// Gives each of `people` a `reconcile` run, due now: the dispatcher plans them against the

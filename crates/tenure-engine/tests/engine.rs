@@ -1783,6 +1783,48 @@ max_disable_percent = 100
 }
 
 #[tokio::test]
+async fn an_orphan_whose_disable_keeps_failing_gets_no_second_run() {
+    let mut cfg = reconcile_config(
+        "",
+        "actions = { orphan = \"disable\" }\nmax_disable_percent = 100",
+    )
+    .as_ref()
+    .clone();
+    // Every call to crm fails before acting; the clock stands still, so its retries wait.
+    cfg.systems.get_mut("crm").unwrap().settings =
+        serde_json::json!({"failure_rate": 1.0, "timeout_share": 0.0, "seed": 5})
+            .as_object()
+            .unwrap()
+            .clone();
+    let h = harness(Arc::new(cfg)).await;
+    h.behind_the_back(&[
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ('crm', 'ghost', 1, '{}')",
+    ])
+    .await;
+    let remediate_runs = || async {
+        let mut r = h.engine.store().reader().await.unwrap();
+        tenure_store::runs_matching(
+            &mut r,
+            &tenure_store::RunFilter {
+                kind: Some(tenure_core::run::RunKind::Remediate),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let first = h.reconcile("crm", false, false).await;
+    assert_eq!((first.corrected, first.runs), (1, 1), "{first:?}");
+    let again = h.reconcile("crm", false, false).await;
+    assert_eq!((again.corrected, again.runs), (1, 0), "{again:?}");
+    let runs = remediate_runs().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(!runs[0].state.is_terminal(), "{runs:?}");
+    assert_eq!(runs[0].person_id, "ghost");
+}
+
+#[tokio::test]
 async fn a_reconciliation_that_would_disable_too_much_holds_until_confirmed() {
     let h = harness(reconcile_config(
         "actions = { stale = \"disable\" }\nmax_disable_percent = 40",
