@@ -278,8 +278,9 @@ pub trait Connector: Send + Sync {
     }
     /// The reverse of [`Connector::account_key`]: the id whose account `key` is, which a call
     /// for a person of that id would reach. Reconciliation disables an account no person holds
-    /// (an orphan) through it. `None` where accounts are not derived from ids.
-    fn subject_of(&self, key: &str) -> Option<String> {
+    /// (an orphan) through it. `None` where accounts are not derived from ids. A part of the
+    /// key: it is asked for every account a reconciliation lists.
+    fn subject_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         let _ = key;
         None
     }

@@ -442,7 +442,8 @@ fn spawn_load(
             .flat_map(|a| {
                 let subject = connector
                     .subject_of(&a.key)
-                    .filter(|s| a.person_id.as_ref() != Some(s));
+                    .filter(|s| a.person_id.as_deref() != Some(*s))
+                    .map(str::to_string);
                 a.person_id.clone().into_iter().chain(subject)
             })
             .collect(),
@@ -498,7 +499,7 @@ fn judge_page(
         let observed = Observed {
             key: &account.key,
             mark: account.person_id.as_deref(),
-            subject: subject.as_deref(),
+            subject,
             enabled: account.enabled,
             attributes: &account.attributes,
             memberships: &account.memberships,

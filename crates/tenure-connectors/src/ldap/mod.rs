@@ -1053,8 +1053,8 @@ impl Connector for LdapConnector {
         Some(person_id.to_string())
     }
 
-    fn subject_of(&self, key: &str) -> Option<String> {
-        Some(key.to_string())
+    fn subject_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        Some(key)
     }
 
     async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {

@@ -468,10 +468,9 @@ impl Connector for PostgresConnector {
         Some(self.role_name(person_id))
     }
 
-    fn subject_of(&self, key: &str) -> Option<String> {
+    fn subject_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.settings.role_prefix.as_str())
             .filter(|id| !id.is_empty())
-            .map(str::to_string)
     }
 
     async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {

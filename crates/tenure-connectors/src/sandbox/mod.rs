@@ -636,8 +636,8 @@ impl Connector for SandboxConnector {
     fn account_key(&self, person_id: &str) -> Option<String> {
         Some(person_id.to_string())
     }
-    fn subject_of(&self, key: &str) -> Option<String> {
-        Some(key.to_string())
+    fn subject_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        Some(key)
     }
     async fn inventory(&self, page_size: usize) -> Result<Inventory<'_>, ConnectorError> {
         Ok(Inventory::Pages(Box::new(SandboxPages {
