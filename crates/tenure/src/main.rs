@@ -1,5 +1,11 @@
 //! `tenure`: the identity-lifecycle engine as one binary.
 
+/// mimalloc instead of the system allocator: reconciliation and the engine make many small,
+/// short-lived allocations across threads (rows, ids, findings), where glibc's malloc spends its
+/// time in arena locks and consolidation (see ARCHITECTURE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod access_cmd;
 mod approvals_cmd;
 mod backup;
