@@ -8,7 +8,7 @@ use crate::auth::{Principal, Scope};
 use crate::bodies::{ApprovalPage, DelegationPage, RequestPage};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
 use crate::path::Path;
-use crate::query::Query;
+use crate::query::{Query, limit};
 use crate::views::{ApprovalDetail, Delegation, RequestDetail};
 use crate::{ApiError, AppState, views};
 use axum::Json;
@@ -273,7 +273,7 @@ pub(crate) async fn list_requests(
     p: Principal,
     Query(q): Query<RequestQuery>,
 ) -> Result<Json<RequestPage>, ApiError> {
-    let limit = crate::routes::limit(q.limit)?;
+    let limit = limit(q.limit)?;
     let state = q
         .state
         .as_deref()
@@ -417,7 +417,7 @@ pub(crate) async fn list_approvals(
     if !sees_all(&p) {
         p.require(Scope::Approve)?;
     }
-    let limit = crate::routes::limit(q.limit)?;
+    let limit = limit(q.limit)?;
     let states = approval_states(q.state.as_deref())?;
     let approver = whose(&p, "approver", q.approver.as_deref(), q.all, readers(&p))?;
     let filter = tenure_store::ApprovalFilter {
@@ -650,7 +650,7 @@ pub(crate) async fn list_delegations(
     Query(q): Query<DelegationQuery>,
 ) -> Result<Json<DelegationPage>, ApiError> {
     p.require(Scope::Approve)?;
-    let limit = crate::routes::limit(q.limit)?;
+    let limit = limit(q.limit)?;
     let admin = ("`admin`", p.is_admin());
     let party = whose(&p, "person", q.person.as_deref(), q.all, admin)?;
     let filter = tenure_store::DelegationFilter {

@@ -8,8 +8,7 @@
 use crate::auth::{Principal, Scope};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized};
 use crate::path::Path;
-use crate::query::Query;
-use crate::routes::limit;
+use crate::query::{Query, limit};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::State;

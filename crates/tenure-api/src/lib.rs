@@ -205,5 +205,5 @@ pub fn router(state: AppState) -> Router {
 /// The OpenAPI document describing the API (as served at `GET /api/v1/openapi.json`),
 /// generated from the handlers.
 pub fn openapi_json() -> &'static str {
-    openapi::document_json()
+    routes::document_json()
 }

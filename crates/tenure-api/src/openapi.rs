@@ -143,19 +143,9 @@ impl utoipa::PartialSchema for crate::Scope {
 
 impl ToSchema for crate::Scope {}
 
-/// The document as JSON, built once.
-pub(crate) fn document_json() -> &'static str {
-    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| {
-        crate::routes::document()
-            .to_pretty_json()
-            .expect("the OpenAPI document serializes")
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::document_json;
+    use crate::openapi_json as document_json;
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
     use serde_json::Value;

@@ -25,6 +25,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub(crate) struct NoParameters {}
 
+/// A closed value (`status=active`) parsed, or a 400 naming the parameter and what it may be.
+pub(crate) fn parse_param<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(|v| v.parse::<T>())
+        .transpose()
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+/// An RFC 3339 time parameter (`since`, `until`) as epoch milliseconds.
+pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| {
+                    ApiError::invalid(
+                        name,
+                        format!(
+                            "`{v}` is not an RFC 3339 time such as 2026-01-31T09:00:00Z ({e}); in a URL, write `+` as %2B"
+                        ),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// A page's size: 100 unless asked, at most 1000.
+pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l {
+        None => Ok(100),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
+    }
+}
+
 fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     if let Some(known) = parameters_of::<T>() {
         unknown_parameter(query, known)?;

@@ -3,8 +3,7 @@
 use crate::auth::{Principal, Scope};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
-use crate::query::Query;
-use crate::routes::{limit, parse_param};
+use crate::query::{Query, limit, parse_param};
 use crate::views::time;
 use crate::{ApiError, AppState};
 use axum::Json;

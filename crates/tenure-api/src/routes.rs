@@ -11,7 +11,7 @@ use crate::bodies::{
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
-use crate::query::{NoParameters, Query};
+use crate::query::{NoParameters, Query, limit, parse_param, time_param};
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, access, reconciliations, tasks, views};
 use axum::Json;
@@ -78,6 +78,16 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(reconciliations::get_reconciliation))
 }
 
+/// The document as JSON, built once.
+pub(crate) fn document_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        document()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
 /// The OpenAPI document of [`api`]. Every operation may answer `400` for a query parameter
 /// it does not take ([`documented_parameters_only`]), so every one lists it.
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
@@ -135,8 +145,8 @@ fn query_parameters(path: &str, method: &axum::http::Method) -> Option<&'static 
     type Known = std::collections::HashMap<String, std::collections::HashMap<String, Vec<String>>>;
     static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(|| {
-        let doc: Value = serde_json::from_str(crate::openapi::document_json())
-            .expect("the OpenAPI document is JSON");
+        let doc: Value =
+            serde_json::from_str(document_json()).expect("the OpenAPI document is JSON");
         let mut known = Known::new();
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             for (method, op) in item.as_object().into_iter().flatten() {
@@ -248,7 +258,7 @@ async fn metrics(State(s): State<AppState>, p: Principal) -> Result<Response, Ap
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
+        document_json(),
     )
         .into_response()
 }
@@ -425,47 +435,6 @@ struct PeopleQuery {
     limit: Option<i64>,
     /// The `next_after` of the page before.
     after: Option<String>,
-}
-
-/// A closed value (`status=active`) parsed, or a 400 naming the parameter and what it may be.
-pub(crate) fn parse_param<T: std::str::FromStr>(
-    name: &str,
-    value: Option<&str>,
-) -> Result<Option<T>, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .map(|v| v.parse::<T>())
-        .transpose()
-        .map_err(|e| ApiError::invalid(name, e.to_string()))
-}
-
-/// An RFC 3339 time parameter (`since`, `until`) as epoch milliseconds.
-pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| t.timestamp_millis())
-                .map_err(|e| {
-                    ApiError::invalid(
-                        name,
-                        format!(
-                            "`{v}` is not an RFC 3339 time such as 2026-01-31T09:00:00Z ({e}); in a URL, write `+` as %2B"
-                        ),
-                    )
-                })
-        })
-        .transpose()
-}
-
-/// A page's size: 100 unless asked, at most 1000.
-pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
-    match l {
-        None => Ok(100),
-        Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", "must be between 1 and 1000")),
-    }
 }
 
 /// People, in id order.

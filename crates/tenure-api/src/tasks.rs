@@ -4,7 +4,7 @@ use crate::auth::{Principal, Scope};
 use crate::bodies::{HrAccepted, HrEvent, HrSkipped, TaskList};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
-use crate::query::Query;
+use crate::query::{Query, limit};
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, views};
 use axum::Json;
@@ -78,7 +78,7 @@ pub(crate) async fn list_tasks(
             ));
         }
     };
-    let limit = crate::routes::limit(q.limit)?;
+    let limit = limit(q.limit)?;
     let now = s.engine().clock().now_ms();
     let mut c = s.store().reader().await?;
     let tasks = tenure_store::list_tasks(&mut c, state, q.team.as_deref(), limit).await?;
