@@ -10,7 +10,7 @@ use support::slapd::{ADMIN_DN, ADMIN_PASSWORD, Slapd};
 use support::*;
 use tenure_connectors::ldap::{LdapConnector, LdapSettings};
 use tenure_connectors::settings::Secret;
-use tenure_connectors::{Connector, ConnectorError, Inventory, InventoryAccount, attribute};
+use tenure_connectors::{Connector, ConnectorError, InventoryAccount, attribute};
 
 const PEOPLE: &str = "ou=people,dc=example,dc=com";
 const DISABLED: &str = "ou=disabled,dc=example,dc=com";
@@ -330,16 +330,7 @@ async fn inventory_pages_through_people_with_their_groups() {
     }
 
     // Two accounts a page (and two entries per paged-results request).
-    let Inventory::Pages(mut pages) = c.inventory(2).await.unwrap() else {
-        panic!("ldap lists its accounts");
-    };
-    let mut sizes = Vec::new();
-    let mut got = Vec::new();
-    while let Some(page) = pages.next_page().await.unwrap() {
-        sizes.push(page.len());
-        got.extend(page);
-    }
-    assert_eq!(pages.next_page().await.unwrap(), None);
+    let (sizes, mut got) = support::read_inventory(&c, 2).await;
     assert_eq!(sizes, [2, 2, 2]);
     got.sort_by(|a, b| a.key.cmp(&b.key));
     let attrs = |v: &[(&str, &str)]| {

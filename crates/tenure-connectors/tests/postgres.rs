@@ -7,7 +7,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, Executor, Row};
 use support::*;
 use tenure_connectors::postgres::{PostgresConnector, PostgresSettings};
-use tenure_connectors::{Connector, ConnectorError, Inventory, InventoryAccount, attribute};
+use tenure_connectors::{Connector, ConnectorError, InventoryAccount, attribute};
 
 /// The server to test against: `TENURE_TEST_DATABASE_URL`'s server, else 127.0.0.1:5432.
 fn admin_url() -> String {
@@ -325,16 +325,7 @@ async fn inventory_pages_through_every_role_of_the_prefix() {
     ))
     .await;
 
-    let Inventory::Pages(mut pages) = c.inventory(2).await.unwrap() else {
-        panic!("postgres lists its roles");
-    };
-    let mut sizes = Vec::new();
-    let mut got = Vec::new();
-    while let Some(page) = pages.next_page().await.unwrap() {
-        sizes.push(page.len());
-        got.extend(page);
-    }
-    assert_eq!(pages.next_page().await.unwrap(), None);
+    let (sizes, got) = support::read_inventory(&c, 2).await;
     assert_eq!(sizes, [2, 2, 2]);
     let account =
         |name: &str, person: Option<&str>, enabled: bool, groups: &[&String]| InventoryAccount {

@@ -59,3 +59,24 @@ pub fn op(id: &str) -> Op {
 pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_string()
 }
+
+/// Reads a connector's whole inventory `page_size` at a time: the size of each page and every
+/// account, after checking that the last page stays the last.
+pub async fn read_inventory(
+    connector: &dyn tenure_connectors::Connector,
+    page_size: usize,
+) -> (Vec<usize>, Vec<tenure_connectors::InventoryAccount>) {
+    let tenure_connectors::Inventory::Pages(mut pages) =
+        connector.inventory(page_size).await.unwrap()
+    else {
+        panic!("the connector lists its accounts");
+    };
+    let mut sizes = Vec::new();
+    let mut got = Vec::new();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        sizes.push(page.len());
+        got.extend(page);
+    }
+    assert_eq!(pages.next_page().await.unwrap(), None);
+    (sizes, got)
+}
