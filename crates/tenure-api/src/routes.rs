@@ -347,6 +347,7 @@ async fn post_event(
             idempotency_key: key,
             actor: p.name.clone(),
             request_id: Some(request_id.0),
+            trace: tenure_store::trace::current(),
         })
         .await?;
     match outcome {

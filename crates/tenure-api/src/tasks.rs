@@ -298,6 +298,7 @@ pub(crate) async fn post_hr(
                         idempotency_key: None,
                         actor: p.name.clone(),
                         request_id: Some(request_id.0.clone()),
+                        trace: tenure_store::trace::current(),
                     })
                     .await?;
                 match outcome {

@@ -17,6 +17,8 @@ use tracing::Instrument;
 
 /// The header a request id comes and goes in.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The W3C Trace Context header a client's trace comes in.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// The longest request id accepted from a client.
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -79,7 +81,8 @@ fn method_label(m: &Method) -> &'static str {
 
 /// Serves a request inside a span carrying its id, method and route (handlers add the event
 /// and run they created), then logs it at `info` with its status and time, counts it, and
-/// returns the id in `X-Request-Id`.
+/// returns the id in `X-Request-Id`. When traces are exported the span continues the trace of
+/// a W3C `traceparent` header the client sent, and carries its trace id.
 pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER));
@@ -93,7 +96,14 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         route = %route,
         event_id = tracing::field::Empty,
         run_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    let traceparent = req
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    tenure_store::trace::set_parent(&span, traceparent);
+    tenure_store::trace::record_trace_id(&span);
     let mut res = next.run(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = res.status().as_u16();

@@ -80,6 +80,9 @@ pub(crate) struct Run {
     note: Option<Value>,
     /// The `X-Request-Id` of the request that sent the run's event, when it had one.
     request_id: Option<String>,
+    /// The trace (W3C Trace Context, 32 hex digits) the run's spans belong to, when traces are
+    /// exported.
+    trace_id: Option<String>,
 }
 
 impl Run {
@@ -103,6 +106,10 @@ impl Run {
             cancel_requested: r.cancel_requested,
             error: r.error,
             request_id,
+            trace_id: r
+                .traceparent
+                .as_deref()
+                .and_then(tenure_store::trace::trace_id),
         })
     }
 
@@ -312,6 +319,8 @@ pub(crate) struct AuditEntry {
     reason: String,
     correlation_id: Option<String>,
     details: Value,
+    /// The trace it was written in, when traces are exported; part of the hash when present.
+    trace_id: Option<String>,
     prev_hash: String,
     hash: String,
 }
@@ -332,6 +341,7 @@ impl TryFrom<tenure_core::audit::AuditEntry> for AuditEntry {
             run_id: e.run_id,
             reason: e.reason,
             correlation_id: e.correlation_id,
+            trace_id: e.trace_id,
             prev_hash: e.prev_hash,
             hash: e.hash,
         })

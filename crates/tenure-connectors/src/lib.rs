@@ -48,6 +48,15 @@ macro_rules! connector_by_action {
 }
 pub(crate) use connector_by_action;
 
+/// Adds the current span's W3C `traceparent` (the step's, when traces are exported) to an
+/// outgoing HTTP call, so the target system's own trace continues tenure's.
+pub(crate) fn with_traceparent(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match tenure_store::trace::current() {
+        Some(tp) => req.header("traceparent", tp),
+        None => req,
+    }
+}
+
 pub mod ldap;
 pub mod manual;
 pub mod postgres;

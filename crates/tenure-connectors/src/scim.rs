@@ -436,6 +436,7 @@ impl ScimConnector {
             .request(method.clone(), &url)
             .bearer_auth(token)
             .header("accept", "application/scim+json");
+        req = crate::with_traceparent(req);
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/scim+json")

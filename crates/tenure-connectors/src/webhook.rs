@@ -454,6 +454,7 @@ impl WebhookConnector {
         for (h, v) in &t.headers {
             req = req.header(h, template::render(v, &ctx, str::to_string));
         }
+        req = crate::with_traceparent(req);
         if let Some(b) = &self.bearer {
             req = req.bearer_auth(b.expose());
         }

@@ -36,6 +36,11 @@ pub struct AuditEntry {
     pub correlation_id: Option<String>,
     /// Further facts, as JSON text.
     pub details: String,
+    /// The trace (W3C Trace Context, 32 hex digits) the entry was written in, when traces are
+    /// exported: the same id as in the log lines and spans of what caused it. Hashed when
+    /// present, so entries written without one keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The previous entry's hash.
     pub prev_hash: String,
     /// This entry's hash.
@@ -274,6 +279,9 @@ pub fn entry_hash(e: &AuditEntry, prev_hash: &str) -> String {
     }
     field(e.reason.as_bytes());
     field(e.details.as_bytes());
+    if let Some(t) = &e.trace_id {
+        field(format!("trace_id:{t}").as_bytes());
+    }
     hex::encode(h.finalize())
 }
 
@@ -399,6 +407,7 @@ pub(crate) mod tests {
                     reason: "hire".into(),
                     correlation_id: None,
                     details: "{}".into(),
+                    trace_id: (seq % 3 == 0).then(|| format!("{seq:032x}")),
                     prev_hash: prev.clone(),
                     hash: String::new(),
                 };
@@ -430,6 +439,19 @@ pub(crate) mod tests {
         let mut altered = c.clone();
         altered[2].actor = "mallory".into();
         assert_eq!(verify(&altered, head), Err(ChainBreak::Altered { seq: 3 }));
+        // A trace id is part of the entry: changed, added or removed, the hash no longer fits.
+        for (seq, trace) in [
+            (3, None),
+            (2, Some("f".repeat(32))),
+            (3, Some("e".repeat(32))),
+        ] {
+            let mut retraced = c.clone();
+            retraced[seq - 1].trace_id = trace;
+            assert_eq!(
+                verify(&retraced, head),
+                Err(ChainBreak::Altered { seq: seq as i64 })
+            );
+        }
         let mut removed = c.clone();
         removed.remove(1);
         assert_eq!(

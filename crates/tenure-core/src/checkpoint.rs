@@ -355,8 +355,8 @@ pub enum ExportLine {
     Header(ExportHeader),
     /// A signed checkpoint.
     Checkpoint(Checkpoint),
-    /// An entry, in full.
-    Entry(AuditEntry),
+    /// An entry, in full (boxed: it is much larger than the other lines).
+    Entry(Box<AuditEntry>),
     /// An entry left out (person-filtered exports only).
     Link(Link),
 }
@@ -782,7 +782,12 @@ mod tests {
             ExportLine::Checkpoint(sign(&key(1), 6, &c[5].hash, 1)),
             ExportLine::Checkpoint(sign(&key(1), 10, &c[9].hash, 2)),
         ];
-        lines.extend(c[2..8].iter().cloned().map(ExportLine::Entry));
+        lines.extend(
+            c[2..8]
+                .iter()
+                .cloned()
+                .map(|e| ExportLine::Entry(Box::new(e))),
+        );
         let s = export(&lines).unwrap();
         assert_eq!(
             (s.entries, s.range, s.anchored_to, s.outside.clone()),
@@ -830,7 +835,7 @@ mod tests {
         ];
         for e in &c {
             lines.push(if e.person_id.as_deref() == Some("p1") {
-                ExportLine::Entry(e.clone())
+                ExportLine::Entry(Box::new(e.clone()))
             } else {
                 ExportLine::Link(Link {
                     seq: e.seq,

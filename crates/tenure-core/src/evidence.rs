@@ -289,6 +289,7 @@ mod tests {
             reason: "leave".into(),
             correlation_id: None,
             details: format!(r#"{{"attempts":1,"op_id":"op-{seq}"}}"#),
+            trace_id: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

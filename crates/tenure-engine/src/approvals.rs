@@ -159,7 +159,8 @@ pub(crate) async fn request_access(inner: &Arc<Inner>, req: NewRequest) -> Resul
         RunKind::Request,
         priority,
         now,
-    );
+    )
+    .in_trace(None);
     tenure_store::insert_run(tx.conn(), &run).await?;
     tx.audit(NewAudit {
         at_ms: now,

@@ -12,6 +12,7 @@ use tenure_connectors::{ConnectorError, Op};
 use tenure_core::Person;
 use tenure_core::breaker::Transition;
 use tenure_store::StepRow;
+use tracing::Instrument;
 
 /// Hands claimed steps to connector calls, each outcome to the completer's lane for its
 /// priority.
@@ -42,14 +43,23 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
             HashMap::new()
         }
     };
+    let traces = if tenure_store::trace::enabled() {
+        load_traces(inner, &steps).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the runs' trace context failed; the steps start traces of their own");
+            HashMap::new()
+        })
+    } else {
+        HashMap::new()
+    };
     for step in steps {
         let inner = inner.clone();
         let person = people
             .get(&step.person_id)
             .cloned()
             .or_else(|| step.is_orphan().then(|| orphan_subject(&step.person_id)));
+        let span = step_span(&step, traces.get(&step.run_id).map(String::as_str));
         tokio::spawn(async move {
-            let result = call(&inner, &step, person).await;
+            let result = call(&inner, &step, person).instrument(span.clone()).await;
             // The completer lives as long as the engine; a closed channel means the process
             // is going down and the lease will hand the step back.
             let lane = if step.priority.is_urgent() {
@@ -57,7 +67,7 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
             } else {
                 &inner.outcome_tx
             };
-            let _ = lane.send(Outcome { step, result }).await;
+            let _ = lane.send(Outcome { step, result, span }).await;
         });
     }
 }
@@ -83,6 +93,32 @@ pub(crate) async fn claim_urgent_now(
         });
     }
     Ok(())
+}
+
+/// The span of a step's call, a child of its run's (`traceparent`): what the connector sends
+/// on as the call's own `traceparent`.
+fn step_span(step: &StepRow, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "tenure::step",
+        "step",
+        run_id = %step.run_id,
+        step_id = %step.id,
+        system = %step.system,
+        action = step.action.as_str(),
+        attempt = step.attempts + 1,
+        trace_id = tracing::field::Empty,
+    );
+    tenure_store::trace::set_parent(&span, traceparent);
+    tenure_store::trace::record_trace_id(&span);
+    span
+}
+
+async fn load_traces(inner: &Inner, steps: &[StepRow]) -> Result<HashMap<String, String>> {
+    let mut ids: Vec<&str> = steps.iter().map(|s| s.run_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut c = inner.store.reader().await?;
+    Ok(tenure_store::run_traceparents(&mut c, &ids).await?)
 }
 
 pub(crate) async fn load_people(

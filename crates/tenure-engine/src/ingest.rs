@@ -243,24 +243,28 @@ pub(crate) async fn store_events(
                 Priority::of_event(kind),
                 effective_at,
             )
-        };
-        tx.audit(NewAudit {
-            at_ms: now,
-            actor: sub.actor.clone(),
-            action: AuditAction::EventReceived.into(),
-            person_id: Some(person_id),
-            run_id: Some(run_id.clone()),
-            reason: format!(
-                "{kind} event from {}",
-                sub.event.source.as_deref().unwrap_or("api")
-            ),
-            correlation_id: Some(event_id.clone()),
-            details: match &sub.request_id {
-                Some(r) => serde_json::json!({ "effective_at": effective_at, "request_id": r }),
-                None => serde_json::json!({ "effective_at": effective_at }),
+        }
+        .in_trace(sub.trace.as_deref());
+        tx.audit_traced(
+            NewAudit {
+                at_ms: now,
+                actor: sub.actor.clone(),
+                action: AuditAction::EventReceived.into(),
+                person_id: Some(person_id),
+                run_id: Some(run_id.clone()),
+                reason: format!(
+                    "{kind} event from {}",
+                    sub.event.source.as_deref().unwrap_or("api")
+                ),
+                correlation_id: Some(event_id.clone()),
+                details: match &sub.request_id {
+                    Some(r) => serde_json::json!({ "effective_at": effective_at, "request_id": r }),
+                    None => serde_json::json!({ "effective_at": effective_at }),
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        });
+            run.traceparent.as_deref(),
+        );
         if let Some(r) = &sub.request_id {
             requests.push((event_id.clone(), r.clone()));
         }

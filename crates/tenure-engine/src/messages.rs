@@ -46,6 +46,9 @@ pub struct Submission {
     /// The `X-Request-Id` of the HTTP request it came with, stored with the event and in its
     /// `event.received` audit entry, so a request's log lines lead to its run.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span it was sent in (the HTTP request's, which continues a
+    /// client's own), so its run and steps join that trace; `None` while traces are off.
+    pub trace: Option<String>,
 }
 
 /// What became of a submission.
@@ -100,6 +103,8 @@ pub(crate) struct Held {
 pub(crate) struct Outcome {
     pub(crate) step: StepRow,
     pub(crate) result: CallResult,
+    /// The step's span, in its run's trace: open until the outcome is recorded.
+    pub(crate) span: tracing::Span,
 }
 
 pub(crate) enum CallResult {

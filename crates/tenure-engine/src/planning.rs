@@ -21,6 +21,7 @@ use tenure_core::run::{
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
 use tenure_policy::authorize::{Authorized, authorize_grants};
 use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
+use tracing::Instrument;
 
 /// A run with its steps, as the store holds them (the API shows it through its own view).
 #[derive(Debug, Clone)]
@@ -93,13 +94,17 @@ pub(crate) async fn plan_run(
         _ => return Ok(Planned::Skipped),
     }
     if matches!(run.kind, RunKind::Reconcile | RunKind::Remediate) {
-        return plan_reconcile(inner, tx, run, now).await;
+        return plan_reconcile(inner, tx, run, now)
+            .instrument(plan_span(run))
+            .await;
     }
     let event_row = match &run.event_id {
         Some(id) => tenure_store::get_event(tx.conn(), id).await?,
         None => None,
     };
-    plan_loaded(inner, tx, run, event_row.as_ref(), None, None, now).await
+    plan_loaded(inner, tx, run, event_row.as_ref(), None, None, now)
+        .instrument(plan_span(run))
+        .await
 }
 
 /// What planning reads of a person, read for a whole batch of runs at once (see
@@ -177,12 +182,28 @@ pub(crate) async fn plan_new_run(
     now: i64,
 ) -> Result<Planned> {
     let batch = pre.is_some().then_some(batch);
-    plan_loaded(inner, tx, run, Some(event), pre, batch, now).await
+    plan_loaded(inner, tx, run, Some(event), pre, batch, now)
+        .instrument(plan_span(run))
+        .await
 }
 
 /// How many times a leave cancels an earlier run's waiting steps before it waits for that run
 /// instead: more than one pass is needed only when outcomes keep committing in between.
 const SUPERSEDE_PASSES: u32 = 3;
+
+/// The span a run is planned in: a child of the run's own, so planning joins its trace.
+fn plan_span(run: &RunRow) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "tenure::plan",
+        "plan",
+        run_id = %run.id,
+        kind = run.kind.as_str(),
+        trace_id = tracing::field::Empty,
+    );
+    tenure_store::trace::set_parent(&span, run.traceparent.as_deref());
+    tenure_store::trace::record_trace_id(&span);
+    span
+}
 
 /// [`plan_run`] once the run is known to be pending and its event (if any) is read; with a
 /// `batch`, marking the run planned and starting it is left to [`Batch::finish`].
@@ -1029,7 +1050,8 @@ pub(crate) async fn disable_orphans(
             RunKind::Remediate,
             Priority::Urgent,
             now,
-        );
+        )
+        .in_trace(None);
         steps.push(StepRow {
             id: uuid::Uuid::now_v7().to_string(),
             run_id: run.id.clone(),
@@ -1109,7 +1131,7 @@ pub(crate) async fn schedule_rejudge(
         .iter()
         .map(|(person_id, priority)| {
             let id = uuid::Uuid::now_v7().to_string();
-            RunRow::pending(id, person_id.clone(), kind, *priority, now)
+            RunRow::pending(id, person_id.clone(), kind, *priority, now).in_trace(None)
         })
         .collect();
     tenure_store::insert_runs(tx.conn(), &runs).await?;

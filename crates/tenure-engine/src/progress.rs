@@ -79,17 +79,20 @@ pub(crate) fn run_ended(
     now: i64,
 ) {
     let latency_ms = (now - run.created_at.max(run.effective_at)).max(0);
-    tx.audit(NewAudit {
-        at_ms: now,
-        actor: "engine".into(),
-        action: AuditAction::RunEnded(state).into(),
-        person_id: Some(run.person_id.clone()),
-        run_id: Some(run.id.clone()),
-        reason,
-        correlation_id: run.event_id.clone(),
-        details: serde_json::json!({ "latency_ms": latency_ms }),
-        ..Default::default()
-    });
+    tx.audit_traced(
+        NewAudit {
+            at_ms: now,
+            actor: "engine".into(),
+            action: AuditAction::RunEnded(state).into(),
+            person_id: Some(run.person_id.clone()),
+            run_id: Some(run.id.clone()),
+            reason,
+            correlation_id: run.event_id.clone(),
+            details: serde_json::json!({ "latency_ms": latency_ms }),
+            ..Default::default()
+        },
+        run.traceparent.as_deref(),
+    );
     if let Some(dir) = tenure_core::sla::Direction::of(run.kind)
         && !matches!(state, RunState::Cancelled | RunState::Compensated)
         && dir

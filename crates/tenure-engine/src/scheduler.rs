@@ -215,6 +215,7 @@ async fn expire_grant(
             cancel_requested: false,
             error: None,
             note: None,
+            traceparent: tenure_store::trace::run_context(&run_id, RunKind::Expiry.as_str(), None),
         },
     )
     .await?;
@@ -330,6 +331,7 @@ async fn raise(
         idempotency_key: None,
         actor: "scheduler".into(),
         request_id: None,
+        trace: None,
     };
     let outcome =
         ingest::store_events(inner, tx, &[(&sub, now)], now, Planning::InTransaction).await?;

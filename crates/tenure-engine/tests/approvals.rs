@@ -231,6 +231,7 @@ impl Harness {
                 idempotency_key: None,
                 actor: "hr".into(),
                 request_id: None,
+                trace: None,
             })
             .await
             .unwrap()

@@ -109,6 +109,7 @@ fn submission(body: &str) -> Submission {
         idempotency_key: None,
         actor: "test".into(),
         request_id: None,
+        trace: None,
     }
 }
 
@@ -271,6 +272,7 @@ async fn a_hire_not_yet_in_effect_or_in_the_same_batch_vouches_for_its_person() 
             idempotency_key: None,
             actor: "test".into(),
             request_id: None,
+            trace: None,
         })
         .collect();
     let mut tx = h.engine.store().begin().await.unwrap();
@@ -564,6 +566,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         idempotency_key: Some("k1".into()),
         actor: "t".into(),
         request_id: None,
+        trace: None,
     };
     let first = h.engine.submit(sub(event.clone())).await.unwrap();
     let again = h.engine.submit(sub(event.clone())).await.unwrap();
@@ -590,6 +593,7 @@ async fn the_same_key_replays_and_a_different_body_is_refused() {
         idempotency_key: k.map(str::to_string),
         actor: "t".into(),
         request_id: None,
+        trace: None,
     };
     let a = h
         .engine
@@ -677,6 +681,7 @@ async fn a_batch_of_events_ends_as_the_same_events_one_at_a_time() {
             idempotency_key: key.map(str::to_string),
             actor: "test".into(),
             request_id: None,
+            trace: None,
         })
         .collect();
 

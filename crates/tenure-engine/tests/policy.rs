@@ -225,6 +225,7 @@ impl Harness {
                 idempotency_key: None,
                 actor: "test".into(),
                 request_id: None,
+                trace: None,
             })
             .await
             .unwrap()

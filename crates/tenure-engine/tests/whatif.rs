@@ -154,6 +154,7 @@ async fn submit(engine: &Engine, body: &str) -> String {
             idempotency_key: None,
             actor: "test".into(),
             request_id: None,
+            trace: None,
         })
         .await
         .unwrap()

@@ -23,6 +23,7 @@ mod scim_groups;
 mod sla;
 mod tasks;
 mod timers;
+pub mod trace;
 mod tx;
 
 pub use approvals::*;

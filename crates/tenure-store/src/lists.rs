@@ -281,7 +281,7 @@ pub async fn audit_matching(c: &mut Conn, f: &AuditFilter<'_>) -> Result<Vec<Aud
     let rows = w
         .fetch(
             c,
-            "SELECT seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash FROM audit_log",
+            "SELECT seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, trace_id, prev_hash, hash FROM audit_log",
             &tail,
             &[f.limit.into()],
         )

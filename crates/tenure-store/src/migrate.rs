@@ -189,6 +189,13 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 11,
+        name: "traces",
+        sql: include_str!("../migrations/0011_traces.sqlite.sql"),
+        postgres: Some(include_str!("../migrations/0011_traces.postgres.sql")),
+        data: Some(crate::queries::add_trace_columns),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -61,11 +61,35 @@ pub async fn request_ids_of_events(
     c: &mut Conn,
     events: &[&str],
 ) -> Result<HashMap<String, String>> {
+    pairs_by_id(
+        c,
+        "SELECT event_id, request_id FROM event_requests WHERE event_id IN ",
+        events,
+    )
+    .await
+}
+
+/// The stored `traceparent` of each of these runs that has one (see [`crate::trace`]).
+pub async fn run_traceparents(c: &mut Conn, runs: &[&str]) -> Result<HashMap<String, String>> {
+    pairs_by_id(
+        c,
+        "SELECT id, traceparent FROM runs WHERE traceparent IS NOT NULL AND id IN ",
+        runs,
+    )
+    .await
+}
+
+/// Two text columns, key and value, of the rows whose key is one of `ids` (`head` ends in
+/// `IN `), 500 ids a statement.
+async fn pairs_by_id(
+    c: &mut Conn,
+    head: &'static str,
+    ids: &[&str],
+) -> Result<HashMap<String, String>> {
     let sqlite = c.is_sqlite();
     let mut out = HashMap::new();
-    for chunk in events.chunks(500) {
-        let mut sql =
-            String::from("SELECT event_id, request_id FROM event_requests WHERE event_id IN ");
+    for chunk in ids.chunks(500) {
+        let mut sql = String::from(head);
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {

@@ -42,7 +42,8 @@ pub struct Savepoint {
 /// A write transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub struct Tx {
     tx: Conn,
-    audit: Vec<NewAudit>,
+    /// Entries to chain at commit, each with the trace it was written in.
+    audit: Vec<(NewAudit, Option<String>)>,
     backend: Backend,
     committed: Arc<AtomicU64>,
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
@@ -69,9 +70,20 @@ impl Tx {
         self.backend
     }
 
-    /// Records an audit entry; it is chained and written at commit, with the change.
+    /// Records an audit entry; it is chained and written at commit, with the change. It
+    /// carries the current span's trace id, if any (see [`crate::trace`]).
     pub fn audit(&mut self, entry: NewAudit) {
-        self.audit.push(entry);
+        self.audit.push((entry, crate::trace::current_trace_id()));
+    }
+
+    /// Records an audit entry written for something whose trace is known (a run's, a step's)
+    /// rather than the current span's: `traceparent` as stored with the run.
+    pub fn audit_traced(&mut self, entry: NewAudit, traceparent: Option<&str>) {
+        let trace = match traceparent {
+            Some(tp) => crate::trace::trace_id(tp),
+            None => crate::trace::current_trace_id(),
+        };
+        self.audit.push((entry, trace));
     }
 
     /// Runs `f` once the transaction is committed (never if it is not): for notices that
@@ -130,14 +142,14 @@ impl Tx {
     }
 }
 
-async fn append_audit(conn: &mut Conn, entries: Vec<NewAudit>) -> Result<()> {
+async fn append_audit(conn: &mut Conn, entries: Vec<(NewAudit, Option<String>)>) -> Result<()> {
     // Touching the head row locks it (PostgreSQL), so concurrent writers chain in turn.
     let head = db::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut *conn)
         .await?;
     let (mut seq, mut prev): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
     let mut chained = Vec::with_capacity(entries.len());
-    for n in entries {
+    for (n, trace_id) in entries {
         seq += 1;
         let mut e = AuditEntry {
             seq,
@@ -151,6 +163,7 @@ async fn append_audit(conn: &mut Conn, entries: Vec<NewAudit>) -> Result<()> {
             reason: n.reason,
             correlation_id: n.correlation_id,
             details: n.details.to_string(),
+            trace_id,
             prev_hash: prev.clone(),
             hash: String::new(),
         };
@@ -158,10 +171,10 @@ async fn append_audit(conn: &mut Conn, entries: Vec<NewAudit>) -> Result<()> {
         prev = e.hash.clone();
         chained.push(e);
     }
-    const COLS: usize = 13;
+    const COLS: usize = 14;
     for chunk in chained.chunks(400) {
         let mut sql = String::from(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, prev_hash, hash) VALUES ",
+            "INSERT INTO audit_log (seq, at_ms, actor, action, person_id, entitlement, system, run_id, reason, correlation_id, details, trace_id, prev_hash, hash) VALUES ",
         );
         crate::queries::push_placeholders(&mut sql, chunk.len(), COLS, conn.is_sqlite());
         let mut q = db::query(db::AssertSqlSafe(sql));
@@ -178,6 +191,7 @@ async fn append_audit(conn: &mut Conn, entries: Vec<NewAudit>) -> Result<()> {
                 .bind(e.reason.clone())
                 .bind(e.correlation_id.clone())
                 .bind(e.details.clone())
+                .bind(e.trace_id.clone())
                 .bind(e.prev_hash.clone())
                 .bind(e.hash.clone());
         }

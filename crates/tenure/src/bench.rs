@@ -176,6 +176,7 @@ async fn submit(engine: &Engine, body: &str) -> Result<IngestOutcome> {
             idempotency_key: None,
             actor: "bench".into(),
             request_id: None,
+            trace: None,
         })
         .await?)
 }
@@ -850,6 +851,7 @@ async fn expiry(args: BenchArgs) -> Result<()> {
                         idempotency_key: None,
                         actor: "bench".into(),
                         request_id: None,
+                        trace: None,
                     })
                     .await?;
             }

@@ -105,6 +105,7 @@ async fn submit(engine: &Engine, body: &str) -> Result<()> {
             idempotency_key: None,
             actor: "demo".into(),
             request_id: None,
+            trace: None,
         })
         .await?
     {

@@ -571,7 +571,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
                 };
                 if full {
                     entries += 1;
-                    line(&mut w, &ExportLine::Entry(e))?;
+                    line(&mut w, &ExportLine::Entry(Box::new(e)))?;
                 } else {
                     links += 1;
                     line(

@@ -679,6 +679,7 @@ async fn submit(engine: &Engine, event: EventInput) -> Sent {
             idempotency_key: None,
             actor: "cli:import".into(),
             request_id: None,
+            trace: None,
         };
         match engine.submit(submission).await {
             Ok(IngestOutcome::Accepted { replay, run_id, .. }) => {

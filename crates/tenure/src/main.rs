@@ -22,6 +22,7 @@ mod reconcile_cmd;
 mod scim_bench;
 mod serve;
 mod tasks_cmd;
+mod traces;
 mod whatif_bench;
 
 use anyhow::{Context, Result, bail};

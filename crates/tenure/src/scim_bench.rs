@@ -185,6 +185,7 @@ fn user_write(i: usize, now: i64) -> ((ScimUserRow, Vec<IndexedValue>), Submissi
         idempotency_key: Some(format!("scim:{id}:1")),
         actor: "scim".into(),
         request_id: None,
+        trace: None,
     };
     ((row, index), hire)
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tenure_api::{AppState, Scope};
 use tenure_engine::{Engine, EngineOptions, SystemClock};
 use tenure_store::Backend;
-use tracing_subscriber::EnvFilter;
 
 /// Options of `tenure serve`.
 #[derive(Args, Debug)]
@@ -63,16 +62,7 @@ fn public_url(given: &str) -> Result<String> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let telemetry = crate::traces::init(args.log_json)?;
     if args.config.is_none() {
         tracing::info!("no --config given: using the built-in demo configuration and policies");
     }
@@ -193,6 +183,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         }
     }
     store.close().await;
+    telemetry.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,8 +8,8 @@ use axum::extract::State;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const CONFIG: &str = r#"
@@ -363,15 +363,7 @@ async fn receiver() -> Receiver {
     let app = axum::Router::new()
         .fallback(receive)
         .with_state((failing.clone(), calls.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .await
-            .expect("the receiver serves");
-    });
+    let port = serve_loopback(app).await;
     Receiver {
         failing,
         calls,
@@ -550,5 +542,248 @@ async fn a_system_failing_every_call_is_down_then_ok_again_once_it_answers() {
             &[("system", "hook"), ("state", "closed")]
         ),
         Some(1.0)
+    );
+}
+
+/// An OTLP/HTTP (JSON) trace receiver that is also a webhook target: it keeps every span
+/// exported to it and the `traceparent` of every webhook call.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Value>>>,
+    resources: Arc<Mutex<Vec<Value>>>,
+    hook_traceparents: Arc<Mutex<Vec<String>>>,
+}
+
+async fn collect_traces(State(c): State<Collector>, body: String) -> StatusCode {
+    let Ok(doc) = serde_json::from_str::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
+        c.resources.lock().unwrap().push(rs["resource"].clone());
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                c.spans.lock().unwrap().push(span.clone());
+            }
+        }
+    }
+    StatusCode::OK
+}
+
+async fn hook_call(State(c): State<Collector>, headers: axum::http::HeaderMap) -> StatusCode {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        c.hook_traceparents.lock().unwrap().push(tp.to_string());
+    }
+    StatusCode::OK
+}
+
+async fn collector() -> (Collector, u16) {
+    let c = Collector::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(collect_traces))
+        .fallback(hook_call)
+        .with_state(c.clone());
+    (c.clone(), serve_loopback(app).await)
+}
+
+/// Serves `app` on a loopback port for the rest of the test; returns the port.
+async fn serve_loopback(app: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("the test server serves")
+    });
+    port
+}
+
+/// A span attribute's value as text (OTLP JSON: `{"key": .., "value": {"stringValue": ..}}`).
+fn attribute(span: &Value, key: &str) -> Option<String> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .and_then(|a| {
+            let v = &a["value"];
+            v["stringValue"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| v["intValue"].as_str().map(str::to_string))
+                .or_else(|| v["intValue"].as_i64().map(|i| i.to_string()))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hire_is_one_trace_from_the_callers_traceparent_to_every_step_and_connector_call() {
+    let (c, port) = collector().await;
+    let config = format!(
+        "{CONFIG}{}",
+        hook_config(port)
+            .split("[[systems]]")
+            .nth(1)
+            .map(|s| format!("[[systems]]{s}"))
+            .unwrap()
+    );
+    let env = TestEnv::new(
+        &config,
+        &[(
+            "all",
+            "entitlements = [\"directory:staff\", \"hook:app\"]\n",
+        )],
+    )
+    .await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut s = env
+        .start_with_args_env(
+            &["--log-json"],
+            &[
+                ("RUST_LOG", "info,sqlx=warn"),
+                (
+                    "TENURE_TEST_HOOK_SECRET",
+                    "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM=",
+                ),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ],
+        )
+        .await;
+    // The caller's trace: an HR system's span that sent the event.
+    let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let a = s
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(TOKEN),
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", &format!("00-{trace_id}-{caller_span}-01")),
+            ],
+            Some(hire("ada", "Engineering").to_string()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let run_id = a.body["run_id"].as_str().unwrap().to_string();
+    let run = s.wait_run(&run_id).await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["trace_id"], trace_id, "{run:#}");
+    let steps: Vec<(String, String)> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| {
+            (
+                st["id"].as_str().unwrap().to_string(),
+                st["system"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(steps.iter().any(|(_, sys)| sys == "hook"), "{run:#}");
+
+    // Every audit entry about the run names the trace.
+    let audit = s.items("/api/v1/audit?person=ada").await;
+    let of_run: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["run_id"] == run_id.as_str())
+        .collect();
+    assert!(of_run.len() >= steps.len(), "{audit:#?}");
+    for e in &of_run {
+        assert_eq!(e["trace_id"], trace_id, "{e:#}");
+    }
+    // The request's JSON log line names it too.
+    let line = log_line(&s, &["request served", "/api/v1/events", trace_id]).await;
+    let logged: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(logged["span"]["trace_id"], trace_id, "{logged:#}");
+
+    // A malformed traceparent is ignored, as W3C Trace Context says: the event is taken and
+    // its run starts a trace of its own.
+    let bad = s
+        .request(
+            Method::POST,
+            "/api/v1/events",
+            Some(TOKEN),
+            &[
+                ("content-type", "application/json"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                ),
+            ],
+            Some(hire("bo", "Engineering").to_string()),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::ACCEPTED, "{}", bad.body);
+    let other = s.wait_run(bad.body["run_id"].as_str().unwrap()).await;
+    let other_trace = other["trace_id"].as_str().expect("a trace of its own");
+    assert_eq!(other_trace.len(), 32, "{other:#}");
+    assert_ne!(other_trace, trace_id);
+    assert!(!other_trace.starts_with("04bf92f3577b34da6a3ce929d0e0e473"));
+
+    // A clean stop sends the spans still queued.
+    s.stop();
+    let spans: Vec<Value> = c.spans.lock().unwrap().clone();
+    let in_trace: Vec<&Value> = spans
+        .iter()
+        .filter(|sp| sp["traceId"] == trace_id)
+        .collect();
+    let named = |name: &str| -> Vec<&Value> {
+        in_trace
+            .iter()
+            .copied()
+            .filter(|sp| sp["name"] == name)
+            .collect()
+    };
+    let request = named("request");
+    assert_eq!(request.len(), 1, "{in_trace:#?}");
+    assert_eq!(request[0]["parentSpanId"], caller_span, "{:#}", request[0]);
+    let run_spans = named("run");
+    assert_eq!(run_spans.len(), 1, "{in_trace:#?}");
+    assert_eq!(
+        attribute(run_spans[0], "run_id").as_deref(),
+        Some(run_id.as_str())
+    );
+    assert_eq!(run_spans[0]["parentSpanId"], request[0]["spanId"]);
+    assert!(
+        named("plan")
+            .iter()
+            .all(|p| p["parentSpanId"] == run_spans[0]["spanId"]),
+        "{in_trace:#?}"
+    );
+    // One span per step (a retried step has one per attempt), each a child of the run's.
+    let step_spans = named("step");
+    for (id, _) in &steps {
+        assert!(
+            step_spans
+                .iter()
+                .any(|sp| attribute(sp, "step_id").as_deref() == Some(id.as_str())),
+            "no span for step {id}: {in_trace:#?}"
+        );
+    }
+    for sp in &step_spans {
+        assert_eq!(sp["parentSpanId"], run_spans[0]["spanId"], "{sp:#}");
+    }
+    // Nothing of the run is in another trace.
+    for sp in &spans {
+        if attribute(sp, "run_id").as_deref() == Some(run_id.as_str()) {
+            assert_eq!(sp["traceId"], trace_id, "{sp:#}");
+        }
+    }
+    // The webhook call carried the hook step's span as its parent.
+    let hook_step = step_spans
+        .iter()
+        .find(|sp| attribute(sp, "system").as_deref() == Some("hook"))
+        .expect("the hook step's span");
+    let sent = c.hook_traceparents.lock().unwrap().clone();
+    let expected = format!("00-{trace_id}-{}-01", hook_step["spanId"].as_str().unwrap());
+    assert!(sent.contains(&expected), "{sent:?}, expected {expected}");
+    let resources = c.resources.lock().unwrap().clone();
+    assert!(
+        resources.iter().all(|r| r["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "tenure")),
+        "{resources:#?}"
     );
 }

@@ -345,6 +345,7 @@ async fn membership_events(
             idempotency_key: Some(key),
             actor: "scim".into(),
             request_id: None,
+            trace: tenure_store::trace::current(),
         });
     }
     // A group of thousands re-plans thousands of people: the change is stored with their

@@ -770,6 +770,7 @@ fn submission(p: &Prepared, version: i64) -> Option<Submission> {
         idempotency_key: Some(format!("scim:{}:{version}", p.id)),
         actor: "scim".into(),
         request_id: None,
+        trace: tenure_store::trace::current(),
     })
 }
 
@@ -962,6 +963,7 @@ pub async fn drain_outbox(engine: &Engine) -> Result<usize, tenure_engine::Engin
                 idempotency_key: Some(row.key.clone()),
                 actor: "scim".into(),
                 request_id: None,
+                trace: tenure_store::trace::current(),
             };
             engine.submit(submission).await?;
             sent.push(row.key);

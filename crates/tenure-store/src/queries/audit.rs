@@ -20,7 +20,7 @@ pub async fn audit_page(
 }
 
 /// An audit entry from `SELECT seq, at_ms, actor, action, person_id, entitlement, system,
-/// run_id, reason, correlation_id, details, prev_hash, hash`.
+/// run_id, reason, correlation_id, details, trace_id, prev_hash, hash`.
 pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
@@ -34,6 +34,7 @@ pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {
         reason: r.try_get("reason")?,
         correlation_id: r.try_get("correlation_id")?,
         details: r.try_get("details")?,
+        trace_id: r.try_get("trace_id")?,
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
     })

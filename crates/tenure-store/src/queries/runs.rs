@@ -31,11 +31,14 @@ pub struct RunRow {
     pub error: Option<String>,
     /// Planner notes (skipped entitlements), JSON.
     pub note: Option<String>,
+    /// The W3C `traceparent` of the span the run was created under, so its steps join that
+    /// trace ([`crate::trace`]); `None` while trace context is off.
+    pub traceparent: Option<String>,
 }
 
 impl RunRow {
     /// A run waiting to be planned, for `person_id`, due at `at`, with no event behind it (set
-    /// `event_id` for one that has).
+    /// `event_id` for one that has) and in no trace (see [`RunRow::in_trace`]).
     pub fn pending(
         id: String,
         person_id: String,
@@ -57,11 +60,19 @@ impl RunRow {
             cancel_requested: false,
             error: None,
             note: None,
+            traceparent: None,
         }
+    }
+
+    /// The run, in its own span under `parent` (a stored `traceparent`), or under the current
+    /// span when `None`: its steps will join that trace. Nothing changes while traces are off.
+    pub fn in_trace(mut self, parent: Option<&str>) -> RunRow {
+        self.traceparent = crate::trace::run_context(&self.id, self.kind.as_str(), parent);
+        self
     }
 }
 
-pub(crate) const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note";
+pub(crate) const RUN_COLS: &str = "id, event_id, person_id, kind, state, priority, effective_at, created_at, planned_at, finished_at, cancel_requested, error, note, traceparent";
 
 pub(crate) fn run_row(r: &Row) -> Result<RunRow> {
     Ok(RunRow {
@@ -78,6 +89,21 @@ pub(crate) fn run_row(r: &Row) -> Result<RunRow> {
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         error: r.try_get("error")?,
         note: r.try_get("note")?,
+        traceparent: r.try_get("traceparent")?,
+    })
+}
+
+/// Migration 11's data step: on SQLite, adds `runs.traceparent` and `audit_log.trace_id`
+/// where missing (PostgreSQL's migration adds them with `IF NOT EXISTS`).
+pub(crate) fn add_trace_columns(
+    c: &mut Conn,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if !c.is_sqlite() {
+            return Ok(());
+        }
+        crate::migrate::sqlite_add_column(c, "runs", "traceparent", "TEXT").await?;
+        crate::migrate::sqlite_add_column(c, "audit_log", "trace_id", "TEXT").await
     })
 }
 
@@ -89,7 +115,7 @@ pub async fn insert_run(c: &mut Conn, r: &RunRow) -> Result<()> {
 /// Stores runs, a few hundred per statement.
 pub async fn insert_runs(c: &mut Conn, rows: &[RunRow]) -> Result<()> {
     let prefix = format!("INSERT INTO runs ({RUN_COLS}) VALUES ");
-    bulk!(c, rows, 13, prefix.as_str(), "", |q, r| {
+    bulk!(c, rows, 14, prefix.as_str(), "", |q, r| {
         q.bind(r.id.clone())
             .bind(r.event_id.clone())
             .bind(r.person_id.clone())
@@ -103,6 +129,7 @@ pub async fn insert_runs(c: &mut Conn, rows: &[RunRow]) -> Result<()> {
             .bind(r.cancel_requested as i64)
             .bind(r.error.clone())
             .bind(r.note.clone())
+            .bind(r.traceparent.clone())
     });
     Ok(())
 }

@@ -205,6 +205,11 @@ impl TestEnv {
         self.start_full(&[], None, vars).await
     }
 
+    /// Starts `tenure serve` with more arguments and more environment variables.
+    pub async fn start_with_args_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        self.start_full(extra, None, vars).await
+    }
+
     async fn start_full(
         &self,
         extra: &[&str],

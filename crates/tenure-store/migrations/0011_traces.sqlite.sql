@@ -1,0 +1,2 @@
+-- SQLite has no `ADD COLUMN IF NOT EXISTS`: the data step adds the two columns (see the
+-- PostgreSQL file) when the tables lack them, so the migration can run again over its result.
