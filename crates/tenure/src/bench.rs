@@ -234,6 +234,23 @@ async fn start(
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    // With OTLP export asked for in the standard way (docs/traces.md), the bench traces what it
+    // runs, as `serve` would: that is how the cost of traces is measured. Logs stay at warnings.
+    let telemetry = match crate::traces::trace_export(|name| std::env::var(name).ok())? {
+        crate::traces::TraceExport::Off => None,
+        crate::traces::TraceExport::Otlp(_) => {
+            eprintln!("traces: exported over OTLP (OTEL_* variables set)");
+            Some(crate::traces::init(false, "warn")?)
+        }
+    };
+    let outcome = run_bench(args).await;
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
+    outcome
+}
+
+async fn run_bench(args: BenchArgs) -> Result<()> {
     if args.reconcile {
         return crate::recon_bench::run(crate::recon_bench::ReconBenchArgs {
             accounts: args.accounts,

@@ -62,7 +62,7 @@ fn public_url(given: &str) -> Result<String> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let telemetry = crate::traces::init(args.log_json)?;
+    let telemetry = crate::traces::init(args.log_json, "info,sqlx=warn")?;
     if args.config.is_none() {
         tracing::info!("no --config given: using the built-in demo configuration and policies");
     }

@@ -66,12 +66,13 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
-/// Installs the log output (text or JSON lines, filtered by `RUST_LOG`) and, when
-/// [`trace_export`] says so, the OpenTelemetry layer for tenure's own spans.
-pub fn init(log_json: bool) -> Result<Telemetry> {
+/// Installs the log output (text or JSON lines, filtered by `RUST_LOG`, else by
+/// `default_filter`) and, when [`trace_export`] says so, the OpenTelemetry layer for tenure's
+/// own spans.
+pub fn init(log_json: bool, default_filter: &str) -> Result<Telemetry> {
     let export = trace_export(|name| std::env::var(name).ok())?;
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let fmt = if log_json {
         tracing_subscriber::fmt::layer().json().boxed()
     } else {
