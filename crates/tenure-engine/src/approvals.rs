@@ -475,11 +475,13 @@ pub(crate) async fn delegate(
     if ends_at <= starts_at {
         return Err(invalid("ends_at", "must be after starts_at"));
     }
+    let mut tx = inner.store.begin().await?;
+    // The time once the writer is ours: the delegation and its entry are stamped in the
+    // order they are written.
     let now = inner.clock.now_ms();
     if ends_at <= now {
         return Err(invalid("ends_at", "must be in the future"));
     }
-    let mut tx = inner.store.begin().await?;
     for (field, who) in [("delegator", delegator), ("delegate", delegate)] {
         if tenure_store::get_person(tx.conn(), who).await?.is_none() {
             return Err(invalid(field, &format!("no person `{who}`")));

@@ -269,7 +269,6 @@ pub(crate) async fn reload(
         policy: Arc::new(policy),
         label: format!("reload {count}"),
     });
-    let now = inner.clock.now_ms();
     let reloaded = Reloaded {
         label: rules.label.clone(),
         policies: rules.policy.policy_ids().to_vec(),
@@ -284,6 +283,8 @@ pub(crate) async fn reload(
     // The swap and its audit entry: the entry is written first, so an audit trail never lacks
     // the rules a later plan cites.
     let mut tx = inner.store.begin().await?;
+    // The time once the writer is ours, like every writer's: entries stay in time order.
+    let now = inner.clock.now_ms();
     tx.audit(NewAudit {
         at_ms: now,
         actor: actor.to_string(),
@@ -319,6 +320,7 @@ pub(crate) async fn reload(
     .await?;
     for chunk in changed.chunks(RUNS_PER_TX) {
         let mut tx = inner.store.begin().await?;
+        let now = inner.clock.now_ms();
         schedule_reconcile(&mut tx, chunk, now).await?;
         tx.audit(NewAudit {
             at_ms: now,
