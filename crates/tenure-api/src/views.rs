@@ -273,8 +273,10 @@ pub(crate) struct Event {
     received_at: String,
     actor: String,
     request_id: Option<String>,
-    /// The event as received.
+    /// The event as received; `null` once `[retention]` dropped it (see `payload_dropped_at`).
     event: Value,
+    /// When the event's payload was dropped under `[retention] event_payloads`.
+    payload_dropped_at: Option<String>,
 }
 
 impl Event {
@@ -299,6 +301,7 @@ impl Event {
             actor: e.actor,
             request_id,
             event: body,
+            payload_dropped_at: opt_time(e.payload_dropped_at),
         })
     }
 }
@@ -711,6 +714,34 @@ mod tests {
         // The typed kind and priority go out as the text and number they are stored as.
         assert_eq!(v["kind"], "hire");
         assert_eq!(v["priority"], 10);
+    }
+
+    #[test]
+    fn an_event_whose_payload_was_dropped_says_when_and_shows_none() {
+        let row = |body: &str, dropped: Option<i64>| tenure_store::EventRow {
+            id: "e1".into(),
+            idem_key: "k".into(),
+            source_id: None,
+            body_hash: "h".into(),
+            kind: "hire".into(),
+            person_id: "p1".into(),
+            source: None,
+            body: body.into(),
+            effective_at: 0,
+            received_at: 0,
+            actor: "hr".into(),
+            run_id: "r1".into(),
+            payload_dropped_at: dropped,
+        };
+        let kept = serde_json::to_value(Event::new(row(r#"{"type":"hire"}"#, None), None).unwrap())
+            .unwrap();
+        assert_eq!(kept["event"]["type"], "hire");
+        assert_eq!(kept["payload_dropped_at"], Value::Null);
+        let dropped =
+            serde_json::to_value(Event::new(row("null", Some(1_000)), None).unwrap()).unwrap();
+        assert_eq!(dropped["event"], Value::Null);
+        assert_eq!(dropped["payload_dropped_at"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(dropped["type"], "hire", "the record stays");
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub enum AuditAction {
     ClientTermsChanged,
     /// The rules were replaced: `rules.reloaded`.
     RulesReloaded,
+    /// `[retention]` dropped the payloads of events past their period:
+    /// `retention.event_payloads_dropped`.
+    EventPayloadsDropped,
     /// A rule change gave people reconcile runs: `rules.reconcile_scheduled`.
     RulesReconcileScheduled,
     /// A notification was given up: `notification.failed`.
@@ -168,6 +171,10 @@ const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
     (AuditAction::RequestSodOverridden, "request.sod_overridden"),
     (AuditAction::ClientTermsChanged, "client.terms_changed"),
     (AuditAction::RulesReloaded, "rules.reloaded"),
+    (
+        AuditAction::EventPayloadsDropped,
+        "retention.event_payloads_dropped",
+    ),
     (
         AuditAction::RulesReconcileScheduled,
         "rules.reconcile_scheduled",

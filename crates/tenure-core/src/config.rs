@@ -117,6 +117,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Service-level targets for provisioning and revocation (`[sla]`, optional).
     pub sla: SlaSettings,
+    /// How long data tenure no longer needs is kept (`[retention]`, optional).
+    pub retention: RetentionSettings,
     /// How each system is reconciled (`[systems.reconcile]`), for every system (defaults
     /// where not configured).
     pub reconcile: BTreeMap<String, crate::drift::ReconcileSettings>,
@@ -134,6 +136,18 @@ pub struct SlaSettings {
     /// Targets of one system, over the ones above.
     pub systems: BTreeMap<String, SystemSla>,
 }
+
+/// `[retention]`: how long tenure keeps what it no longer needs. Without it nothing is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionSettings {
+    /// An event's raw payload (the body as received, with names and emails) is dropped this
+    /// long after it was received, once its run has ended (ms); the event's record (id, type,
+    /// person, times, sender, body hash) stays.
+    pub event_payloads_ms: Option<i64>,
+}
+
+/// The shortest and longest retention periods accepted (1 day, 10 years).
+pub const RETENTION_RANGE_MS: std::ops::RangeInclusive<i64> = 86_400_000..=3_650 * 86_400_000;
 
 /// `[sla.systems.ID]`: one system's targets (ms).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -574,6 +588,14 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     sla: RawSla,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    event_payloads: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1093,6 +1115,24 @@ fn validate(
     };
 
     let sla = validate_sla(main, raw.sla, &systems, &mut err);
+    let retention = RetentionSettings {
+        event_payloads_ms: raw.retention.event_payloads.and_then(|d| {
+            match parse_duration_ms(d.get_ref()) {
+                Some(ms) if RETENTION_RANGE_MS.contains(&ms) => Some(ms),
+                _ => {
+                    err(
+                        main,
+                        d.span(),
+                        format!(
+                            "retention.event_payloads must be a duration from 1d to 3650d (ten years) such as \"180d\", not `{}`",
+                            d.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        }),
+    };
 
     let mut hr = BTreeMap::new();
     for (source, table) in &raw.hr {
@@ -1125,6 +1165,7 @@ fn validate(
         hr,
         audit,
         sla,
+        retention,
         reconcile,
     }
 }
@@ -1477,7 +1518,8 @@ fn validate_checkpoints(
     })
 }
 
-/// A duration written as a whole number and a unit: `s`, `m` or `h` (`90s`, `5m`, `1h`), in ms.
+/// A duration written as a whole number and a unit: `s`, `m`, `h` or `d` (`90s`, `5m`, `1h`,
+/// `180d`), in ms.
 pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let t = text.trim();
     let unit = t.chars().last()?;
@@ -1485,6 +1527,7 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
         's' => 1_000,
         'm' => 60_000,
         'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => return None,
     };
     let digits = &t[..t.len() - 1];
@@ -2032,6 +2075,38 @@ mod tests {
         assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
         assert_eq!(parse_duration_ms("m"), None);
         assert_eq!(parse_duration_ms("-5m"), None);
+    }
+
+    #[test]
+    fn retention_is_read_in_days_and_its_mistakes_located() {
+        let ok = Config::parse(
+            &file("tenure.toml", "[retention]\nevent_payloads = \"180d\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.retention.event_payloads_ms, Some(180 * 86_400_000));
+        let none = Config::parse(&file("tenure.toml", ""), &[]).unwrap();
+        assert_eq!(none.retention, RetentionSettings::default());
+        for (text, says) in [
+            (
+                "[retention]\nevent_payloads = \"12h\"\n",
+                "from 1d to 3650d",
+            ),
+            (
+                "[retention]\nevent_payloads = \"3651d\"\n",
+                "from 1d to 3650d",
+            ),
+            (
+                "[retention]\nevent_payloads = \"half a year\"\n",
+                "not `half a year`",
+            ),
+            ("[retention]\npeople = \"30d\"\n", "unknown field `people`"),
+        ] {
+            let e = Config::parse(&file("tenure.toml", text), &[]).unwrap_err();
+            assert_eq!(e.0[0].line, 2, "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
     }
 
     #[test]

@@ -232,6 +232,7 @@ pub(crate) async fn store_events(
             received_at,
             actor: sub.actor.clone(),
             run_id: run_id.clone(),
+            payload_dropped_at: None,
         };
         let run = RunRow {
             event_id: Some(event_id.clone()),

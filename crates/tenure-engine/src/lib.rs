@@ -35,6 +35,7 @@ mod messages;
 mod planning;
 mod progress;
 mod reconcile;
+mod retention;
 mod scheduler;
 mod timers;
 mod worker;
@@ -51,6 +52,7 @@ pub use reconcile::{
     GroupWhatIf, MemberChange, NotPlanned, PersonPlan, Reloaded, WhatIf, groups_transfer, what_if,
     what_if_event, what_if_group,
 };
+pub use retention::RetentionPass;
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
@@ -259,6 +261,7 @@ impl Engine {
             )),
             tokio::spawn(scheduler::run(inner.clone())),
             tokio::spawn(drift::run(inner.clone())),
+            tokio::spawn(retention::run(inner.clone())),
         ];
         Ok(Engine {
             inner,
@@ -510,6 +513,12 @@ impl Engine {
         planning::cancel_run(&self.inner, run_id, actor).await?;
         self.wake();
         self.run_detail(run_id).await
+    }
+
+    /// Runs a `[retention]` pass now (the engine also runs one at start and every hour): what
+    /// is past its period by the engine's clock is dropped, each batch audited.
+    pub async fn apply_retention(&self) -> Result<RetentionPass> {
+        retention::pass(&self.inner).await
     }
 
     /// Retries a failed run's failed steps with fresh attempts.

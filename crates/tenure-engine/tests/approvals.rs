@@ -1651,3 +1651,86 @@ async fn an_approver_who_leaves_hands_over_and_decides_nothing_more() {
         GrantState::AwaitingApproval
     );
 }
+
+// ------------------------------------------------------------------ retention
+// (here for this file's harness: an engine on a clock the test moves)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_payloads_of_ended_runs_only_and_audits_each_batch() {
+    const DAY: i64 = 24 * HOUR;
+    let h = harness_with("[retention]\nevent_payloads = \"30d\"\n", None).await;
+    // The nine hires of the harness ended at START. A hire dated two months ahead keeps its run
+    // pending, so its payload is still needed, however old the event gets.
+    let later = chrono::DateTime::from_timestamp_millis(START + 60 * DAY)
+        .unwrap()
+        .to_rfc3339();
+    let mut future: serde_json::Value =
+        serde_json::from_str(&hire("zoe", Some("ceo"), None)).unwrap();
+    future["effective_at"] = later.into();
+    let pending = h.send(&future.to_string()).await;
+    h.clock.set(START + 29 * DAY);
+    let none = h.engine.apply_retention().await.unwrap();
+    assert_eq!(
+        none.event_payloads_dropped, 0,
+        "nothing is past 30 days yet"
+    );
+
+    h.clock.set(START + 31 * DAY);
+    let pass = h.engine.apply_retention().await.unwrap();
+    assert_eq!(pass.event_payloads_dropped, 9);
+    let stored = stored_events(&h).await;
+    assert_eq!(stored.len(), 10);
+    let mut dropped = Vec::new();
+    for (run, e) in &stored {
+        if *run == pending {
+            assert_eq!(e.payload_dropped_at, None, "its run has not ended");
+            assert!(e.body.contains("zoe@example.com"), "{}", e.body);
+        } else {
+            assert_eq!(e.payload_dropped_at, Some(START + 31 * DAY), "{e:?}");
+            assert_eq!(e.body, "null");
+            assert_eq!(
+                e.body_hash.len(),
+                64,
+                "the hash stays: a retry is still recognised"
+            );
+            dropped.push(e.id.clone());
+        }
+    }
+    dropped.sort();
+    let audited = h.audit("retention.event_payloads_dropped").await;
+    assert_eq!(audited.len(), 1, "one batch, one entry");
+    let details: serde_json::Value = serde_json::from_str(&audited[0].details).unwrap();
+    assert_eq!(details["events"], serde_json::json!(dropped));
+    assert_eq!(details["received_before"], START + DAY);
+    assert_eq!(audited[0].actor, "retention");
+
+    // A second pass has nothing left to do.
+    let again = h.engine.apply_retention().await.unwrap();
+    assert_eq!(again.event_payloads_dropped, 0);
+    assert_eq!(h.audit("retention.event_payloads_dropped").await.len(), 1);
+}
+
+/// Every run that has an event, with the event as stored.
+async fn stored_events(h: &Harness) -> Vec<(String, tenure_store::EventRow)> {
+    let mut c = h.engine.store().reader().await.unwrap();
+    let runs = tenure_store::list_runs(&mut c, None, None, None, 1000)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for r in runs {
+        if let Some(id) = &r.event_id {
+            let e = tenure_store::get_event(&mut c, id).await.unwrap().unwrap();
+            out.push((r.id.clone(), e));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retention_nothing_is_dropped() {
+    let h = harness().await;
+    h.clock.set(START + 10 * 365 * 24 * HOUR);
+    let pass = h.engine.apply_retention().await.unwrap();
+    assert_eq!(pass.event_payloads_dropped, 0);
+    assert!(h.audit("retention.event_payloads_dropped").await.is_empty());
+}

@@ -196,6 +196,15 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: Some(include_str!("../migrations/0011_traces.postgres.sql")),
         data: Some(crate::queries::add_trace_columns),
     },
+    Migration {
+        version: 12,
+        name: "event_payload_retention",
+        sql: include_str!("../migrations/0012_event_payload_retention.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0012_event_payload_retention.postgres.sql"
+        )),
+        data: Some(crate::queries::add_event_payload_dropped),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -30,9 +30,12 @@ pub struct EventRow {
     pub actor: String,
     /// The run it started.
     pub run_id: String,
+    /// When `[retention]` dropped its payload (`body` is then JSON `null`); `None` while kept.
+    pub payload_dropped_at: Option<i64>,
 }
 
-const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
+const EVENT_INSERT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
+const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id, payload_dropped_at";
 
 fn event_row(r: &Row) -> Result<EventRow> {
     Ok(EventRow {
@@ -48,6 +51,7 @@ fn event_row(r: &Row) -> Result<EventRow> {
         actor: r.try_get("actor")?,
         run_id: r.try_get("run_id")?,
         source_id: r.try_get("source_id")?,
+        payload_dropped_at: r.try_get("payload_dropped_at")?,
     })
 }
 
@@ -97,7 +101,7 @@ pub async fn events_by_keys(
 
 /// Stores events, a few hundred per statement.
 pub async fn insert_events(c: &mut Conn, rows: &[EventRow]) -> Result<()> {
-    let prefix = format!("INSERT INTO events ({EVENT_COLS}) VALUES ");
+    let prefix = format!("INSERT INTO events ({EVENT_INSERT_COLS}) VALUES ");
     bulk!(c, rows, 12, prefix.as_str(), "", |q, e| {
         q.bind(e.id.clone())
             .bind(e.idem_key.clone())
@@ -129,3 +133,57 @@ pub async fn get_event(c: &mut Conn, id: &str) -> Result<Option<EventRow>> {
 pub async fn insert_event(c: &mut Conn, e: &EventRow) -> Result<()> {
     insert_events(c, std::slice::from_ref(e)).await
 }
+
+/// The run states after which an event's payload is no longer read: planning reads it only
+/// while its run is pending, and a retry re-drives stored steps.
+const ENDED_RUN_STATES: &str = "'succeeded', 'failed', 'cancelled', 'compensated', 'denied'";
+
+/// Drops the payloads of up to `limit` events received before `before` whose runs have
+/// ended, oldest first: `body` becomes JSON `null` and `payload_dropped_at` is `now`. The rest
+/// of each event stays (its body hash still tells a retry from a different event). Returns
+/// the ids dropped.
+pub async fn drop_event_payloads(
+    c: &mut Conn,
+    before: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let sql = format!(
+        "UPDATE events SET body = 'null', payload_dropped_at = $1
+         WHERE id IN (SELECT e.id FROM events e JOIN runs r ON r.id = e.run_id
+                      WHERE e.payload_dropped_at IS NULL AND e.received_at < $2
+                        AND r.state IN ({ENDED_RUN_STATES})
+                      ORDER BY e.received_at, e.id LIMIT $3)
+         RETURNING id"
+    );
+    let rows = db::query(db::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    ids.sort();
+    Ok(ids)
+}
+
+/// Migration 12's data step: on SQLite, adds `events.payload_dropped_at` where missing and
+/// its index (PostgreSQL's migration does both in SQL).
+pub(crate) fn add_event_payload_dropped(
+    c: &mut Conn,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        if !c.is_sqlite() {
+            return Ok(());
+        }
+        crate::migrate::sqlite_add_column(c, "events", "payload_dropped_at", "BIGINT").await?;
+        c.execute(EVENT_PAYLOADS_KEPT_INDEX).await?;
+        Ok(())
+    })
+}
+
+/// Events whose payloads are still kept, oldest first: what the retention pass scans.
+const EVENT_PAYLOADS_KEPT_INDEX: &str = "CREATE INDEX IF NOT EXISTS events_payload_kept ON events (received_at) WHERE payload_dropped_at IS NULL";

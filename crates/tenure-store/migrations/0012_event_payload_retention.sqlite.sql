@@ -1,0 +1,2 @@
+-- SQLite has no `ADD COLUMN IF NOT EXISTS`: the data step adds the column and its index (see
+-- the PostgreSQL file) when the table lacks them, so the migration can run again over its result.
