@@ -87,6 +87,7 @@ pub(crate) struct Run {
 
 impl Run {
     fn new(r: tenure_store::RunRow, request_id: Option<String>) -> Result<Run, ApiError> {
+        let trace_id = r.trace_id();
         Ok(Run {
             note: r
                 .note
@@ -106,10 +107,7 @@ impl Run {
             cancel_requested: r.cancel_requested,
             error: r.error,
             request_id,
-            trace_id: r
-                .traceparent
-                .as_deref()
-                .and_then(tenure_store::trace::trace_id),
+            trace_id,
         })
     }
 

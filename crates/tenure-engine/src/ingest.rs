@@ -264,7 +264,7 @@ pub(crate) async fn store_events(
                 },
                 ..Default::default()
             },
-            run.traceparent.as_deref(),
+            run.trace_id(),
         );
         if let Some(r) = &sub.request_id {
             requests.push((event_id.clone(), r.clone()));

@@ -91,7 +91,7 @@ pub(crate) fn run_ended(
             details: serde_json::json!({ "latency_ms": latency_ms }),
             ..Default::default()
         },
-        run.traceparent.as_deref(),
+        run.trace_id(),
     );
     if let Some(dir) = tenure_core::sla::Direction::of(run.kind)
         && !matches!(state, RunState::Cancelled | RunState::Compensated)

@@ -15,7 +15,7 @@ use tenure_core::audit::AuditAction;
 use tenure_store::NewAudit;
 
 /// Events dropped per transaction (and listed per audit entry).
-pub(crate) const BATCH: i64 = 500;
+const BATCH: i64 = 500;
 /// How often a pass runs.
 const EVERY: Duration = Duration::from_secs(3600);
 

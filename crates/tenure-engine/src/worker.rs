@@ -348,7 +348,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             .increment(1);
     }
     for Outcome { step, result, span } in outcomes {
-        let traceparent = tenure_store::trace::traceparent_of(&span);
+        let trace_id = tenure_store::trace::trace_id_of(&span);
         runs.insert(step.run_id.clone());
         if step.priority.is_urgent() {
             urgent_runs.insert(step.run_id.clone());
@@ -418,7 +418,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
             tenure_store::mark_compensated(tx.conn(), &step.run_id, idx).await?;
         }
         if let Some(a) = d.audit {
-            tx.audit_traced(audit(a.action, a.reason, a.details), traceparent.as_deref());
+            tx.audit_traced(audit(a.action, a.reason, a.details), trace_id);
         }
         // A deferral made no call: it is no outcome of one.
         if d.kind != OutcomeKind::Deferred {

@@ -8,7 +8,7 @@
 //! spans have no trace context, and no run pays for one.
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,15 +26,19 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Acquire)
 }
 
-/// The W3C `traceparent` of `span` (`00-<trace id>-<span id>-<flags>`), if it has a valid
-/// trace context.
-pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+/// The trace context of `span`, if trace context is on and the span has a valid one.
+fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     if !enabled() {
         return None;
     }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| {
+    let sc = span.context().span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
+/// The W3C `traceparent` of `span` (`00-<trace id>-<span id>-<flags>`), if it has a valid
+/// trace context.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    span_context(span).map(|sc| {
         format!(
             "00-{}-{}-{:02x}",
             sc.trace_id(),
@@ -44,6 +48,11 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     })
 }
 
+/// The trace id of `span` (32 hex digits), if it has a valid trace context.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    span_context(span).map(|sc| sc.trace_id().to_string())
+}
+
 /// The `traceparent` of the current span: what an outgoing call sends.
 pub fn current() -> Option<String> {
     traceparent_of(&tracing::Span::current())
@@ -51,7 +60,7 @@ pub fn current() -> Option<String> {
 
 /// The trace id of the current span (32 hex digits), for an audit entry.
 pub fn current_trace_id() -> Option<String> {
-    current().as_deref().and_then(trace_id)
+    trace_id_of(&tracing::Span::current())
 }
 
 /// The trace id inside a well-formed `traceparent`.
@@ -71,7 +80,7 @@ fn well_formed(tp: &str) -> bool {
         })
 }
 
-fn parse(traceparent: &str) -> Option<opentelemetry::trace::SpanContext> {
+fn parse(traceparent: &str) -> Option<SpanContext> {
     if !well_formed(traceparent) {
         return None;
     }
@@ -99,7 +108,7 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
 /// Records `span`'s trace id in its `trace_id` field (declared `Empty` when the span is made),
 /// so log lines inside it name the trace.
 pub fn record_trace_id(span: &tracing::Span) {
-    if let Some(id) = traceparent_of(span).as_deref().and_then(trace_id) {
+    if let Some(id) = trace_id_of(span) {
         span.record("trace_id", id);
     }
 }

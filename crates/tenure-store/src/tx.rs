@@ -77,12 +77,9 @@ impl Tx {
     }
 
     /// Records an audit entry written for something whose trace is known (a run's, a step's)
-    /// rather than the current span's: `traceparent` as stored with the run.
-    pub fn audit_traced(&mut self, entry: NewAudit, traceparent: Option<&str>) {
-        let trace = match traceparent {
-            Some(tp) => crate::trace::trace_id(tp),
-            None => crate::trace::current_trace_id(),
-        };
+    /// rather than the current span's; with `None`, the current span's as [`Tx::audit`] does.
+    pub fn audit_traced(&mut self, entry: NewAudit, trace_id: Option<String>) {
+        let trace = trace_id.or_else(crate::trace::current_trace_id);
         self.audit.push((entry, trace));
     }
 

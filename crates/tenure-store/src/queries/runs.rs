@@ -64,6 +64,11 @@ impl RunRow {
         }
     }
 
+    /// The trace id of the run's stored context (32 hex digits), if it has one.
+    pub fn trace_id(&self) -> Option<String> {
+        self.traceparent.as_deref().and_then(crate::trace::trace_id)
+    }
+
     /// The run, in its own span under `parent` (a stored `traceparent`), or under the current
     /// span when `None`: its steps will join that trace. Nothing changes while traces are off.
     pub fn in_trace(mut self, parent: Option<&str>) -> RunRow {
