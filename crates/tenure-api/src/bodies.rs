@@ -65,6 +65,22 @@ pub(crate) struct PersonDetail {
     pub(crate) grants: Vec<GrantView>,
     /// Their client engagements, ended ones too.
     pub(crate) engagements: Vec<Engagement>,
+    /// When they were forgotten (RFC 3339): their personal data is gone, name and email are
+    /// empty. Absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) forgotten_at: Option<String>,
+}
+
+/// What forgetting a person erased.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ForgottenView {
+    /// The person's HR id, all that is left of them.
+    pub(crate) person: String,
+    /// Whether the key their personal data was sealed with was deleted (false for a record
+    /// stored in clear, which is overwritten instead).
+    pub(crate) key_deleted: bool,
+    /// How many of their events' payloads were dropped.
+    pub(crate) event_payloads_dropped: u64,
 }
 
 /// A person's account on one system.

@@ -5,9 +5,9 @@
 
 use crate::auth::{Principal, Scope, hash_token, new_token};
 use crate::bodies::{
-    Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, GrantView,
-    GroupWhatIfAnswer, HealthState, PeoplePage, PersonDetail, RunPage, ServiceHealth, SystemList,
-    TokenList, WhatIfAnswer,
+    Accepted, AccountView, AuditPage, CreatedToken, DatabaseState, EntitlementList, ForgottenView,
+    GrantView, GroupWhatIfAnswer, HealthState, PeoplePage, PersonDetail, RunPage, ServiceHealth,
+    SystemList, TokenList, WhatIfAnswer,
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
@@ -43,6 +43,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_people))
         .routes(routes!(get_person))
         .routes(routes!(person_evidence))
+        .routes(routes!(forget_person))
         .routes(routes!(sla_report))
         .routes(routes!(list_runs))
         .routes(routes!(get_run))
@@ -527,6 +528,46 @@ async fn person_evidence(
     }
 }
 
+/// Forget a person who has left.
+///
+/// Crypto-shreds their personal data: the key it is sealed with is deleted, so their record
+/// and their events' payloads can no longer be read here or in any backup; their record is
+/// left as a tombstone (id, `terminated`, empty name and email) and their grants, runs and
+/// audit entries keep the id alone. Audited as `person.forgotten`; the audit chain still
+/// verifies. Refused (409) while they have not left, still hold a grant or an account, have a
+/// run going, or were forgotten before. Requires `admin`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/people/{id}/forget",
+    tag = "people",
+    security(("bearerAuth" = ["admin"])),
+    params(("id" = String, Path, description = "The person's HR id.")),
+    responses(
+        (status = 200, description = "The person was forgotten.", body = ForgottenView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No such person (`not_found`).", body = ErrorBody),
+        (status = 409, description = "Not left, still holding access, a run going, or forgotten already (`conflict`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+)]
+async fn forget_person(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<ForgottenView>, ApiError> {
+    p.require(Scope::Admin)?;
+    let erased = s
+        .engine()
+        .forget_person(&id, &p.name, "erasure requested over the API")
+        .await?;
+    Ok(Json(ForgottenView {
+        person: id,
+        key_deleted: erased.key,
+        event_payloads_dropped: erased.event_payloads,
+    }))
+}
+
 /// A person, with their accounts, grants and engagements.
 ///
 /// Requires `read`.
@@ -569,7 +610,9 @@ async fn get_person(
         })
         .collect();
     let engagements = tenure_store::engagements_of(&mut c, &id).await?;
+    let forgotten_at = tenure_store::forgotten_at(&mut c, &id).await?;
     Ok(Json(PersonDetail {
+        forgotten_at: forgotten_at.map(views::time),
         person,
         accounts: accounts
             .into_iter()

@@ -115,6 +115,9 @@ pub enum AuditAction {
     /// `[retention]` dropped the payloads of events past their period:
     /// `retention.event_payloads_dropped`.
     EventPayloadsDropped,
+    /// A person who left was forgotten (their personal data crypto-shredded), by hand or by
+    /// `[retention] forget_people`: `person.forgotten`.
+    PersonForgotten,
     /// A rule change gave people reconcile runs: `rules.reconcile_scheduled`.
     RulesReconcileScheduled,
     /// A notification was given up: `notification.failed`.
@@ -175,6 +178,7 @@ const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
         AuditAction::EventPayloadsDropped,
         "retention.event_payloads_dropped",
     ),
+    (AuditAction::PersonForgotten, "person.forgotten"),
     (
         AuditAction::RulesReconcileScheduled,
         "rules.reconcile_scheduled",

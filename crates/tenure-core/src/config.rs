@@ -144,6 +144,10 @@ pub struct RetentionSettings {
     /// long after it was received, once its run has ended (ms); the event's record (id, type,
     /// person, times, sender, body hash) stays.
     pub event_payloads_ms: Option<i64>,
+    /// A person who left is forgotten (their personal data crypto-shredded, as by `tenure
+    /// forget`) this long after their record last changed (their leave), once they hold
+    /// nothing and no run on them is going (ms).
+    pub forget_people_ms: Option<i64>,
 }
 
 /// The shortest and longest retention periods accepted (1 day, 10 years).
@@ -596,6 +600,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     event_payloads: Option<Spanned<String>>,
+    forget_people: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1115,23 +1120,25 @@ fn validate(
     };
 
     let sla = validate_sla(main, raw.sla, &systems, &mut err);
-    let retention = RetentionSettings {
-        event_payloads_ms: raw.retention.event_payloads.and_then(|d| {
-            match parse_duration_ms(d.get_ref()) {
-                Some(ms) if RETENTION_RANGE_MS.contains(&ms) => Some(ms),
-                _ => {
-                    err(
-                        main,
-                        d.span(),
-                        format!(
-                            "retention.event_payloads must be a duration from 1d to 3650d (ten years) such as \"180d\", not `{}`",
-                            d.get_ref()
-                        ),
-                    );
-                    None
-                }
+    let mut period = |name: &str, d: Option<Spanned<String>>| {
+        d.and_then(|d| match parse_duration_ms(d.get_ref()) {
+            Some(ms) if RETENTION_RANGE_MS.contains(&ms) => Some(ms),
+            _ => {
+                err(
+                    main,
+                    d.span(),
+                    format!(
+                        "retention.{name} must be a duration from 1d to 3650d (ten years) such as \"180d\", not `{}`",
+                        d.get_ref()
+                    ),
+                );
+                None
             }
-        }),
+        })
+    };
+    let retention = RetentionSettings {
+        event_payloads_ms: period("event_payloads", raw.retention.event_payloads),
+        forget_people_ms: period("forget_people", raw.retention.forget_people),
     };
 
     let mut hr = BTreeMap::new();
@@ -2080,11 +2087,15 @@ mod tests {
     #[test]
     fn retention_is_read_in_days_and_its_mistakes_located() {
         let ok = Config::parse(
-            &file("tenure.toml", "[retention]\nevent_payloads = \"180d\"\n"),
+            &file(
+                "tenure.toml",
+                "[retention]\nevent_payloads = \"180d\"\nforget_people = \"365d\"\n",
+            ),
             &[],
         )
         .unwrap();
         assert_eq!(ok.retention.event_payloads_ms, Some(180 * 86_400_000));
+        assert_eq!(ok.retention.forget_people_ms, Some(365 * 86_400_000));
         let none = Config::parse(&file("tenure.toml", ""), &[]).unwrap();
         assert_eq!(none.retention, RetentionSettings::default());
         for (text, says) in [
@@ -2101,6 +2112,10 @@ mod tests {
                 "not `half a year`",
             ),
             ("[retention]\npeople = \"30d\"\n", "unknown field `people`"),
+            (
+                "[retention]\nforget_people = \"0d\"\n",
+                "retention.forget_people must be a duration from 1d",
+            ),
         ] {
             let e = Config::parse(&file("tenure.toml", text), &[]).unwrap_err();
             assert_eq!(e.0[0].line, 2, "{text}: {e}");

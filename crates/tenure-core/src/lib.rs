@@ -23,6 +23,7 @@ pub mod known;
 pub mod model;
 pub mod outcome;
 pub mod planner;
+pub mod privacy;
 pub mod retry;
 pub mod roster;
 pub mod run;

@@ -195,6 +195,17 @@ impl Person {
     }
 }
 
+impl Person {
+    /// What is left of a forgotten person: the id, and that they left. Name and email are
+    /// empty, every other attribute unknown.
+    pub fn forgotten(id: impl Into<String>) -> Person {
+        Person {
+            status: PersonStatus::Terminated,
+            ..Person::new(id, "", "")
+        }
+    }
+}
+
 /// Whether `name` can name a person attribute policy reads: letters, digits and `_`, at most
 /// 64, not starting with a digit (a Cedar identifier).
 pub fn is_attribute_name(name: &str) -> bool {

@@ -52,7 +52,7 @@ pub use reconcile::{
     GroupWhatIf, MemberChange, NotPlanned, PersonPlan, Reloaded, WhatIf, groups_transfer, what_if,
     what_if_event, what_if_group,
 };
-pub use retention::RetentionPass;
+pub use retention::{RetentionPass, forget_person};
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
@@ -519,6 +519,19 @@ impl Engine {
     /// is past its period by the engine's clock is dropped, each batch audited.
     pub async fn apply_retention(&self) -> Result<RetentionPass> {
         retention::pass(&self.inner).await
+    }
+
+    /// Forgets a person who has left (`tenure forget`, `POST /api/v1/people/{id}/forget`):
+    /// deletes the key their personal data is sealed with and leaves a tombstone, audited as
+    /// `person.forgotten`. `NotFound` for an unknown person; `Conflict` while they have not
+    /// left, still hold access, have a run going, or were forgotten before.
+    pub async fn forget_person(
+        &self,
+        person: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<tenure_store::Erased> {
+        retention::forget(&self.inner, person, actor, reason).await
     }
 
     /// Retries a failed run's failed steps with fresh attempts.

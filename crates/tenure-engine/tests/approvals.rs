@@ -1734,3 +1734,60 @@ async fn without_retention_nothing_is_dropped() {
     assert_eq!(pass.event_payloads_dropped, 0);
     assert!(h.audit("retention.event_payloads_dropped").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_forgets_people_who_left_longer_ago_than_the_period() {
+    const DAY: i64 = 24 * HOUR;
+    let h = harness_with("[retention]\nforget_people = \"30d\"\n", None).await;
+    let leave = h.send(r#"{"type":"leave","person":{"id":"dan"}}"#).await;
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+
+    h.clock.set(START + 29 * DAY);
+    let none = h.engine.apply_retention().await.unwrap();
+    assert_eq!(none.people_forgotten, 0, "dan left 29 days ago");
+
+    h.clock.set(START + 31 * DAY);
+    let pass = h.engine.apply_retention().await.unwrap();
+    assert_eq!(pass.people_forgotten, 1, "dan alone: the rest still work");
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert_eq!(
+        tenure_store::get_person(&mut c, "dan").await.unwrap(),
+        Some(tenure_core::Person::forgotten("dan"))
+    );
+    assert_eq!(
+        tenure_store::forgotten_at(&mut c, "dan").await.unwrap(),
+        Some(START + 31 * DAY)
+    );
+    assert_eq!(
+        tenure_store::get_person(&mut c, "carl")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "N carl"
+    );
+    drop(c);
+    let audited = h.audit("person.forgotten").await;
+    assert_eq!(audited.len(), 1);
+    assert_eq!(
+        (audited[0].actor.as_str(), audited[0].person_id.as_deref()),
+        ("retention", Some("dan"))
+    );
+    assert!(
+        audited[0].reason.contains("30 days"),
+        "{}",
+        audited[0].reason
+    );
+
+    // Nothing left to forget; and a forget by hand of someone working is refused.
+    assert_eq!(
+        h.engine.apply_retention().await.unwrap().people_forgotten,
+        0
+    );
+    let refused = h
+        .engine
+        .forget_person("carl", "admin", "asked")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("is active"), "{refused}");
+}

@@ -188,7 +188,11 @@ impl Query {
 }
 
 /// A connection to run queries on: a write transaction's, or a reader's.
-pub struct Conn(Kind);
+pub struct Conn {
+    kind: Kind,
+    /// How personal data is sealed and opened on this connection.
+    vault: crate::vault::Vault,
+}
 
 enum Kind {
     /// A write transaction through sqlx (PostgreSQL).
@@ -203,7 +207,7 @@ enum Kind {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
+        f.write_str(match self.kind {
             Kind::Tx(_) => "Conn::Tx",
             Kind::Pooled(_) => "Conn::Pooled",
             Kind::Sqlite(_) => "Conn::Sqlite",
@@ -213,26 +217,49 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn pooled(c: sqlx::pool::PoolConnection<sqlx::Any>) -> Conn {
-        Conn(Kind::Pooled(c))
+    pub(crate) fn pooled(
+        c: sqlx::pool::PoolConnection<sqlx::Any>,
+        vault: crate::vault::Vault,
+    ) -> Conn {
+        Conn {
+            kind: Kind::Pooled(c),
+            vault,
+        }
     }
 
-    pub(crate) fn sqlx_tx(t: sqlx::Transaction<'static, sqlx::Any>) -> Conn {
-        Conn(Kind::Tx(t))
+    pub(crate) fn sqlx_tx(
+        t: sqlx::Transaction<'static, sqlx::Any>,
+        vault: crate::vault::Vault,
+    ) -> Conn {
+        Conn {
+            kind: Kind::Tx(t),
+            vault,
+        }
     }
 
-    pub(crate) fn sqlite_tx(t: SqliteTx) -> Conn {
-        Conn(Kind::Sqlite(t))
+    pub(crate) fn sqlite_tx(t: SqliteTx, vault: crate::vault::Vault) -> Conn {
+        Conn {
+            kind: Kind::Sqlite(t),
+            vault,
+        }
     }
 
-    pub(crate) fn sqlite_read(r: SqliteRead) -> Conn {
-        Conn(Kind::SqliteRead(r))
+    pub(crate) fn sqlite_read(r: SqliteRead, vault: crate::vault::Vault) -> Conn {
+        Conn {
+            kind: Kind::SqliteRead(r),
+            vault,
+        }
+    }
+
+    /// How personal data is sealed and opened here.
+    pub fn vault(&self) -> &crate::vault::Vault {
+        &self.vault
     }
 
     /// Whether this is a SQLite connection (placeholders and some SQL differ). sqlx's
     /// connections are PostgreSQL's: SQLite's are all rusqlite ones.
     pub fn is_sqlite(&self) -> bool {
-        matches!(self.0, Kind::Sqlite(_) | Kind::SqliteRead(_))
+        matches!(self.kind, Kind::Sqlite(_) | Kind::SqliteRead(_))
     }
 
     /// Runs SQL text without parameters; it may hold several statements.
@@ -257,7 +284,7 @@ impl Conn {
 
     /// The SQLite connection underneath, if this is one.
     fn sqlite(&mut self) -> Option<&rusqlite::Connection> {
-        match &mut self.0 {
+        match &mut self.kind {
             Kind::Sqlite(w) => Some(w.conn()),
             Kind::SqliteRead(r) => Some(r.conn()),
             Kind::Tx(_) | Kind::Pooled(_) => None,
@@ -267,7 +294,7 @@ impl Conn {
     /// Runs `q` if this is a SQLite connection (in this thread); `None` for sqlx's.
     fn run_sqlite(&mut self, q: &Query, rows: Rows) -> Option<Result<(Done, Vec<Row>)>> {
         let (sql, args) = (q.sql.as_str(), q.args.as_slice());
-        match &mut self.0 {
+        match &mut self.kind {
             Kind::Sqlite(w) => Some(w.run(sql, args, rows)),
             Kind::SqliteRead(r) => Some(statement(r.conn(), sql, args, rows)),
             Kind::Tx(_) | Kind::Pooled(_) => None,
@@ -275,7 +302,7 @@ impl Conn {
     }
 
     fn any(&mut self) -> &mut sqlx::AnyConnection {
-        match &mut self.0 {
+        match &mut self.kind {
             Kind::Tx(t) => t,
             Kind::Pooled(p) => p,
             Kind::Sqlite(_) | Kind::SqliteRead(_) => {
@@ -286,7 +313,7 @@ impl Conn {
 
     /// Commits the transaction this connection holds.
     pub(crate) async fn commit(self) -> Result<()> {
-        match self.0 {
+        match self.kind {
             Kind::Tx(t) => Ok(t.commit().await?),
             Kind::Sqlite(w) => w.commit(),
             Kind::Pooled(_) | Kind::SqliteRead(_) => Ok(()),
@@ -295,7 +322,7 @@ impl Conn {
 
     /// Rolls back the transaction this connection holds.
     pub(crate) async fn rollback(self) -> Result<()> {
-        match self.0 {
+        match self.kind {
             Kind::Tx(t) => Ok(t.rollback().await?),
             Kind::Sqlite(w) => w.rollback(),
             Kind::Pooled(_) | Kind::SqliteRead(_) => Ok(()),
@@ -433,6 +460,9 @@ impl SqliteWriter {
         }
         c.pragma_update(None, "synchronous", "FULL")?;
         c.pragma_update(None, "foreign_keys", "ON")?;
+        // What is deleted is overwritten with zeros, not left in free space: a forgotten
+        // person's key (see `vault`) must not be recoverable from the file.
+        c.pragma_update(None, "secure_delete", "ON")?;
         // The writer touches the hot end of every table and index in each transaction: a page
         // cache that holds them (64 MiB, against SQLite's default 2 MiB) saves re-reading
         // pages from the file.
@@ -935,7 +965,7 @@ mod tests {
     #[tokio::test]
     async fn numbered_parameters_take_their_argument_whatever_their_order() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT, b TEXT, c TEXT)")
             .await
             .unwrap();
@@ -963,7 +993,7 @@ mod tests {
     #[tokio::test]
     async fn rows_changed_are_counted_with_or_without_returning() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY)")
             .await
             .unwrap();
@@ -989,7 +1019,7 @@ mod tests {
     #[tokio::test]
     async fn taking_the_first_row_of_a_change_still_makes_all_of_it() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT, b TEXT)")
             .await
             .unwrap();
@@ -1014,17 +1044,17 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_dropped_without_commit_is_rolled_back() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT)").await.unwrap();
         c.commit().await.unwrap();
         {
-            let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+            let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
             query("INSERT INTO t (a) VALUES (1)")
                 .execute(&mut c)
                 .await
                 .unwrap();
         }
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         let n: i64 = query("SELECT COUNT(*) FROM t")
             .fetch_one(&mut c)
             .await
@@ -1038,7 +1068,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_argument_is_an_error_not_a_null() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         let err = query("SELECT $1, $2")
             .bind(1_i64)
             .fetch_one(&mut c)
@@ -1050,7 +1080,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_unique_key_is_reported_as_such() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap());
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY, b TEXT UNIQUE)")
             .await
             .unwrap();

@@ -511,33 +511,25 @@ pub async fn held_on_system(c: &mut Conn, system: &str, people: &[String]) -> Re
 }
 
 /// The people whose work email is one of `emails` (compared lowercased): (email lowercased,
-/// id, email as stored).
+/// id, email as stored). Found by the emails' index (a keyed hash on a sealing vault), then
+/// read from the opened records.
 pub async fn people_by_emails(
     c: &mut Conn,
     emails: &[String],
 ) -> Result<Vec<(String, String, String)>> {
     let sqlite = c.is_sqlite();
-    let (expr, raw) = if sqlite {
-        (
-            "lower(json_extract(data, '$.email'))",
-            "json_extract(data, '$.email')",
-        )
-    } else {
-        (
-            "lower((data::jsonb) ->> 'email')",
-            "(data::jsonb) ->> 'email'",
-        )
-    };
+    let indexed: Vec<String> = emails.iter().map(|e| c.vault().email_index(e)).collect();
     let mut out = Vec::new();
-    for chunk in emails.chunks(500) {
-        let mut sql = format!("SELECT {expr}, id, {raw} FROM people WHERE {expr} IN ");
+    for chunk in indexed.chunks(500) {
+        let mut sql = format!("{} WHERE email_index IN ", crate::privacy::PERSON_SELECT);
         in_list(&mut sql, chunk.len(), sqlite, 1);
         let mut q = db::query(db::AssertSqlSafe(sql));
         for e in chunk {
-            q = q.bind(e.to_lowercase());
+            q = q.bind(e.clone());
         }
         for r in q.fetch_all(&mut *c).await? {
-            out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            let p = crate::privacy::person_row(c, &r)?;
+            out.push((p.email.trim().to_lowercase(), p.id, p.email));
         }
     }
     Ok(out)

@@ -17,6 +17,7 @@ mod filter;
 mod lists;
 mod migrate;
 mod observe;
+mod privacy;
 mod queries;
 mod scim;
 mod scim_groups;
@@ -25,6 +26,7 @@ mod tasks;
 mod timers;
 pub mod trace;
 mod tx;
+pub mod vault;
 
 pub use approvals::*;
 pub use checkpoints::*;
@@ -37,6 +39,7 @@ pub use migrate::{
     Applied, MIGRATIONS, Migration, MigrationError, SchemaVersion, applied_migrations,
 };
 pub use observe::*;
+pub use privacy::*;
 pub use queries::*;
 pub use scim::*;
 pub use scim_groups::*;
@@ -44,6 +47,7 @@ pub use sla::*;
 pub use tasks::*;
 pub use timers::*;
 pub use tx::{NewAudit, Savepoint, Tx};
+pub use vault::Vault;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -67,6 +71,9 @@ pub enum StoreError {
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// Personal data could not be sealed or opened (see [`vault`]).
+    #[error(transparent)]
+    Vault(#[from] vault::VaultError),
     /// The database's schema is not one this binary can use (too new, or edited).
     #[error(transparent)]
     Migration(#[from] MigrationError),
@@ -168,6 +175,7 @@ pub struct Store {
     backend: Backend,
     schema: SchemaVersion,
     committed: Arc<AtomicU64>,
+    vault: Vault,
 }
 
 /// A pooled connection for reads; it goes back to the pool when dropped.
@@ -262,6 +270,7 @@ impl Store {
             write,
             backend,
             committed: Arc::default(),
+            vault: Vault::plain(),
             schema: SchemaVersion {
                 version: 0,
                 name: String::new(),
@@ -283,6 +292,18 @@ impl Store {
         &self.schema
     }
 
+    /// The store, sealing personal data under `vault`'s master key (see [`vault`]). A store
+    /// opened without one stores it as it is.
+    pub fn with_vault(mut self, vault: Vault) -> Store {
+        self.vault = vault;
+        self
+    }
+
+    /// How this store seals personal data.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -291,8 +312,8 @@ impl Store {
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         let conn = match &self.write {
-            Writer::Sqlite(w) => Conn::sqlite_tx(w.begin().await?),
-            Writer::Pool(p) => Conn::sqlx_tx(p.begin().await?),
+            Writer::Sqlite(w) => Conn::sqlite_tx(w.begin().await?, self.vault.clone()),
+            Writer::Pool(p) => Conn::sqlx_tx(p.begin().await?, self.vault.clone()),
         };
         Ok(Tx::new(conn, self.backend, self.committed.clone()))
     }
@@ -316,8 +337,8 @@ impl Store {
     /// A connection for reads outside any write transaction.
     pub async fn reader(&self) -> Result<Reader> {
         Ok(Reader(match &self.read {
-            Readers::Pool(p) => Conn::pooled(p.acquire().await?),
-            Readers::Sqlite(r) => Conn::sqlite_read(r.get().await?),
+            Readers::Pool(p) => Conn::pooled(p.acquire().await?, self.vault.clone()),
+            Readers::Sqlite(r) => Conn::sqlite_read(r.get().await?, self.vault.clone()),
         }))
     }
 

@@ -205,6 +205,15 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: Some(crate::queries::add_event_payload_dropped),
     },
+    Migration {
+        version: 13,
+        name: "personal_data_keys",
+        sql: include_str!("../migrations/0013_personal_data_keys.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0013_personal_data_keys.postgres.sql"
+        )),
+        data: Some(crate::privacy::add_people_privacy_columns),
+    },
 ];
 
 /// A migration a database records as applied.

@@ -63,6 +63,17 @@ pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
             );
         }
     }
+    // Whom the database being replaced forgot: the copy may be older than those forgets.
+    let forgotten = if target.exists() {
+        let store = db.open_existing().await?;
+        let mut c = store.reader().await?;
+        let people = tenure_store::forgotten_people(&mut c).await;
+        drop(c);
+        store.close().await;
+        people.with_context(|| format!("reading whom {} forgot", target.display()))?
+    } else {
+        Vec::new()
+    };
     let partial = db.data_dir.join("tenure.db.restoring");
     let _ = std::fs::remove_file(&partial);
     copy_synced(&file, &partial)?;
@@ -79,11 +90,24 @@ pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
     if let Ok(dir) = std::fs::File::open(&db.data_dir) {
         let _ = dir.sync_all();
     }
+    let reapplied = if forgotten.is_empty() {
+        0
+    } else {
+        let store = db.open_existing().await?;
+        let n = crate::privacy::reapply_forgets(&store, &forgotten).await;
+        store.close().await;
+        n.context("forgetting again, in the copy, the people the replaced database forgot")?
+    };
     println!(
         "restored {} to {}; check it with `tenure audit verify`",
         file.display(),
         target.display()
     );
+    if reapplied > 0 {
+        println!(
+            "forgot again {reapplied} person(s) the replaced database had forgotten since the backup"
+        );
+    }
     Ok(())
 }
 

@@ -40,6 +40,11 @@ pub struct BenchArgs {
     /// with a run without it for the overhead of checkpoints.
     #[arg(long, conflicts_with_all = ["expiry", "scim"])]
     checkpoints: bool,
+    /// Store personal data in clear, as without a master key, instead of sealed under a fresh
+    /// one as `tenure serve` does: compare with a run without it for the overhead of
+    /// encryption.
+    #[arg(long)]
+    plain: bool,
     /// Measure expiry precision instead: `--grants` time-bound grants expiring within the same
     /// minute, and how late each is revoked (p99 target: under 5 s).
     #[arg(long)]
@@ -204,6 +209,17 @@ async fn send_all(engine: &Engine, events: Arc<Vec<String>>, concurrency: usize)
     Ok(())
 }
 
+/// Personal data sealed under a fresh master key, as `tenure serve` seals it, unless
+/// `--plain`.
+fn bench_vault(args: &BenchArgs) -> tenure_store::Vault {
+    if args.plain {
+        tenure_store::Vault::plain()
+    } else {
+        tenure_store::Vault::from_base64(&tenure_store::vault::generate_master_key())
+            .expect("a fresh key is well formed")
+    }
+}
+
 /// The bench's database (a fresh SQLite file in `dir` unless `--database` names one), what its
 /// disk commits, and the engine started on it with [`bench_config`].
 async fn start(
@@ -214,7 +230,8 @@ async fn start(
     let store = match &args.database {
         Some(url) => Store::connect(url).await?,
         None => Store::open_sqlite(&dir.join("bench.db")).await?,
-    };
+    }
+    .with_vault(bench_vault(args));
     // What the disk under this database commits, measured before the engine starts: the
     // engine's throughput is judged as a multiple of it.
     let commits_per_sec =
@@ -397,6 +414,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         "hires_superseded_by_leave": superseded,
         "steps": steps,
         "checkpoints": checkpoints,
+        "personal_data": if args.plain { "plain" } else { "sealed" },
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "steps_per_sec": (steps as f64 / elapsed).round(),
         "commits_per_sec": commits_per_sec.round(),
@@ -422,8 +440,10 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             figures["backend"].as_str().unwrap_or("?")
         );
         println!(
-            "  hires: {}  leaves: {}  (hires superseded by their leave: {superseded})",
-            args.hires, args.leaves
+            "  hires: {}  leaves: {}  (hires superseded by their leave: {superseded})  personal data: {}",
+            args.hires,
+            args.leaves,
+            figures["personal_data"].as_str().unwrap_or("?")
         );
         println!(
             "  steps succeeded: {steps} in {elapsed:.2} s = {} steps/s",
@@ -817,7 +837,8 @@ async fn expiry(args: BenchArgs) -> Result<()> {
     let store = match &args.database {
         Some(url) => Store::connect(url).await?,
         None => Store::open_sqlite(&dir.path().join("bench.db")).await?,
-    };
+    }
+    .with_vault(bench_vault(&args));
     let sole = store.backend() == tenure_store::Backend::Sqlite;
     let main = "[[systems]]\nid = \"db\"\nconnector = \"sandbox\"\nmax_concurrency = 64\n\
                 [systems.settings]\nlatency_ms = 0\nseed = 1\n\

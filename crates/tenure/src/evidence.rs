@@ -33,6 +33,8 @@ pub enum KeysCommand {
         #[arg(long)]
         public_out: Option<PathBuf>,
     },
+    /// Make a master key for sealing personal data, in a new file readable by its owner only.
+    Master(crate::privacy::MasterArgs),
 }
 
 /// `tenure audit verify`.
@@ -119,7 +121,10 @@ pub struct SlaArgs {
 // ---------------------------------------------------------------- keys
 
 pub fn keys(command: KeysCommand) -> Result<()> {
-    let KeysCommand::Generate { out, public_out } = command;
+    let (out, public_out) = match command {
+        KeysCommand::Generate { out, public_out } => (out, public_out),
+        KeysCommand::Master(args) => return crate::privacy::make_master_key(&args.out),
+    };
     let mut seed = [0u8; 32];
     rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut seed)
         .map_err(|e| anyhow!("reading randomness from the operating system: {e}"))?;

@@ -17,6 +17,7 @@ mod http;
 mod import;
 mod plan_cmd;
 mod policy_cmd;
+mod privacy;
 mod recon_bench;
 mod reconcile_cmd;
 mod scim_bench;
@@ -80,7 +81,12 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Keys that sign the audit trail's checkpoints.
+    /// Forget a person who has left: delete the key their personal data is sealed with (in
+    /// the database and in every backup of it), leaving their id alone. Audited; refused while
+    /// they still hold access or a run on them is going.
+    Forget(privacy::ForgetArgs),
+    /// Keys: the master key that seals personal data, and those that sign the audit trail's
+    /// checkpoints.
     Keys {
         #[command(subcommand)]
         command: evidence::KeysCommand,
@@ -189,6 +195,11 @@ pub struct DbArgs {
     /// A PostgreSQL URL (postgres://...) instead of the embedded SQLite.
     #[arg(long, env = "TENURE_DATABASE_URL")]
     pub database: Option<String>,
+    /// The file holding the master key that seals personal data (as `tenure keys master`
+    /// writes it). Or give the key itself in TENURE_MASTER_KEY. Default on SQLite:
+    /// `master.key` in the data directory, made on first start; PostgreSQL needs one of them.
+    #[arg(long, env = "TENURE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl DbArgs {
@@ -196,17 +207,23 @@ impl DbArgs {
     /// none: for `serve`, which starts one.
     pub async fn open(&self) -> Result<Store> {
         match &self.database {
-            Some(url) => Store::connect(url)
-                .await
-                .with_context(|| format!("connecting to {}", without_credentials(url))),
+            Some(url) => {
+                let vault = privacy::master_vault(self)?;
+                Ok(Store::connect(url)
+                    .await
+                    .with_context(|| format!("connecting to {}", without_credentials(url)))?
+                    .with_vault(vault))
+            }
             None => {
                 std::fs::create_dir_all(&self.data_dir).with_context(|| {
                     format!("creating data directory {}", self.data_dir.display())
                 })?;
+                let vault = privacy::master_vault(self)?;
                 let path = self.data_dir.join("tenure.db");
-                Store::open_sqlite(&path)
+                Ok(Store::open_sqlite(&path)
                     .await
-                    .with_context(|| format!("opening {}", path.display()))
+                    .with_context(|| format!("opening {}", path.display()))?
+                    .with_vault(vault))
             }
         }
     }
@@ -282,6 +299,7 @@ fn run(cli: Cli) -> Result<()> {
                 command: AuditCommand::Export(args),
             } => evidence::export(args).await,
             Command::Keys { command } => evidence::keys(command),
+            Command::Forget(args) => privacy::forget(args).await,
             Command::Evidence(args) => evidence::leaver(args).await,
             Command::Report { command } => evidence::report(command).await,
             Command::Backup { file, db } => backup::backup(file, db).await,

@@ -98,6 +98,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .filter(|s| !s.is_empty());
     let config_checkpoints = config.audit.checkpoints.clone();
     let store = args.db.open().await?;
+    // Records stored in clear (before a master key, or before this version) are sealed and
+    // indexed now, before the engine reads any.
+    let sealed = crate::privacy::seal_existing(&store)
+        .await
+        .context("sealing personal data stored in clear")?;
+    if sealed > 0 {
+        tracing::info!(rows = sealed, "personal data stored in clear sealed");
+    }
     // Bound before anything is created: a busy port stops this start before the first-start
     // admin token exists, so the next start creates and prints it.
     let listener = tokio::net::TcpListener::bind(args.listen)

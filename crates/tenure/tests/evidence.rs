@@ -702,3 +702,146 @@ async fn the_service_level_report_counts_each_system_and_names_each_breach() {
         "{text}"
     );
 }
+
+/// The first column of each row `sql` returns, as text.
+async fn texts(url: &str, sql: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    let _ = c.close().await;
+    rows.iter().map(|r| r.get::<String, _>(0)).collect()
+}
+
+/// Whether `needle` is anywhere in the SQLite database's files (the database and its
+/// write-ahead log): what someone holding the disk could read.
+fn on_disk(env: &TestEnv, needle: &str) -> bool {
+    ["tenure.db", "tenure.db-wal"].iter().any(|f| {
+        std::fs::read(env.data_dir().join(f))
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+/// Personal data is sealed at rest under a key per person; `POST /api/v1/people/{id}/forget`
+/// (and `tenure forget`) deletes a leaver's key, leaves a tombstone and keeps the audit chain
+/// verifying; it is refused for someone still working, someone unknown, or without `admin`;
+/// a backup from before the forget, restored over the database that forgot, comes back with
+/// the person forgotten again.
+#[tokio::test]
+async fn a_forgotten_person_is_unreadable_and_stays_forgotten_through_a_restore() {
+    let plain = CONFIG.split("[audit.checkpoints]").next().unwrap();
+    let env = TestEnv::new(plain, TEMPLATES).await;
+    let copy = env.dir.path().join("before-forget.db");
+    let mut s = env.start().await;
+    s.apply_ok(&hire("f1", "Engineering")).await;
+    s.apply_ok(&hire("f2", "Sales")).await;
+    let sqlite = env.pg.is_none();
+    if sqlite {
+        let out = env.cli(&["backup", &show(&copy)]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let forget = |id: &str, token: &str| {
+        let path = format!("/api/v1/people/{id}/forget");
+        let token = token.to_string();
+        let s = &s;
+        async move {
+            s.request(Method::POST, &path, Some(&token), &[], None)
+                .await
+        }
+    };
+
+    // Someone still working, or unknown, or asked for without `admin`: refused.
+    let working = forget("f1", TOKEN).await;
+    assert_eq!(working.status, StatusCode::CONFLICT, "{}", working.body);
+    assert!(
+        working.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is active")
+    );
+    let nobody = forget("nobody", TOKEN).await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{}", nobody.body);
+    let reader = token(&env, "reader", &["read"], None);
+    let refused = forget("f1", &reader).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    s.apply_ok(&json!({"type": "leave", "person": {"id": "f1"}}))
+        .await;
+    let done = forget("f1", TOKEN).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["person"], "f1");
+    assert_eq!(done.body["key_deleted"], true, "{}", done.body);
+    assert_eq!(
+        done.body["event_payloads_dropped"], 2,
+        "hire and leave: {}",
+        done.body
+    );
+    let again = forget("f1", TOKEN).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(
+        again.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forgotten already")
+    );
+
+    let p = s.person("f1").await;
+    assert_eq!(
+        (p["name"].as_str(), p["email"].as_str()),
+        (Some(""), Some("")),
+        "{p:#}"
+    );
+    assert_eq!(p["status"], "terminated");
+    assert!(p["forgotten_at"].is_string(), "{p:#}");
+    assert_eq!(s.person("f2").await["email"], "f2@example.com");
+    let audit = s.items("/api/v1/audit?person=f1").await;
+    let entry = audit
+        .iter()
+        .find(|a| a["action"] == "person.forgotten")
+        .expect("a person.forgotten entry");
+    assert_eq!(entry["actor"], "bootstrap-admin", "{entry:#}");
+    // The CLI refuses a person still working, with the same reason.
+    fails_saying(&env.cli(&["forget", "f2"]), "is active");
+    s.stop();
+
+    passes_saying(&env.cli(&["audit", "verify"]), "audit trail intact");
+    if !sqlite {
+        return;
+    }
+    // Nothing of the forgotten person is on disk in clear: not in tenure's records, nor left
+    // in free space by the account the sandbox directory deleted.
+    for needle in ["f1@example.com", "Person f1"] {
+        assert!(!on_disk(&env, needle), "{needle} is stored in clear");
+    }
+    // The working person's record and events are sealed (the sandbox directory, a target
+    // system, keeps their account as a directory would).
+    for sql in [
+        "SELECT data FROM people WHERE id = 'f2'",
+        "SELECT body FROM events WHERE person_id = 'f2'",
+    ] {
+        let stored = texts(&env.database_url(), sql).await;
+        assert!(!stored.is_empty(), "{sql}");
+        for stored in stored {
+            assert!(stored.starts_with("enc1:"), "{sql}: {stored}");
+        }
+    }
+
+    // The backup from before the forget holds f1's key; restored over the database that
+    // forgot them, f1 is forgotten again, f2 untouched, the chain intact.
+    let out = env.cli(&["restore", &show(&copy), "--force"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out).contains("forgot again 1 person"),
+        "{}",
+        describe(&out)
+    );
+    passes_saying(&env.cli(&["audit", "verify"]), "audit trail intact");
+    let s = env.start().await;
+    let p = s.person("f1").await;
+    assert_eq!(p["name"], "", "{p:#}");
+    assert!(p["forgotten_at"].is_string(), "{p:#}");
+    assert_eq!(s.person("f2").await["name"], "Person f2");
+}

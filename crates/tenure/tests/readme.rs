@@ -267,6 +267,7 @@ async fn the_readme_walkthrough_does_what_the_readme_says() {
     match &env.pg {
         Some(pg) => bash
             .env("TENURE_DATABASE_URL", &pg.url)
+            .env("TENURE_MASTER_KEY", common::TEST_MASTER_KEY)
             .env_remove("TENURE_DATA_DIR"),
         None => bash
             .env("TENURE_DATA_DIR", env.data_dir())

@@ -815,11 +815,17 @@ async fn scim_events_left_in_the_outbox_are_sent_at_start_once() {
 
     // As an earlier version left things after a crash right after the engine stored the hire,
     // and before it handed over a transfer:
+    let key = format!("scim:{id}:1");
+    let store = env.open_store().await;
+    let stored = tenure_store::event_by_key(&mut store.reader().await.unwrap(), &key, None)
+        .await
+        .unwrap()
+        .expect("the hire was stored with its change");
+    store.close().await;
     let hire = tamper(
         &env.database_url(),
-        "INSERT INTO scim_outbox (key, resource_id, event, created_at)
-         SELECT idem_key, person_id, body, 0 FROM events WHERE idem_key = $1",
-        &[Bind::Text(&format!("scim:{id}:1"))],
+        "INSERT INTO scim_outbox (key, resource_id, event, created_at) VALUES ($1, $2, $3, 0)",
+        &[Bind::Text(&key), Bind::Text(&id), Bind::Text(&stored.body)],
     )
     .await;
     assert_eq!(hire, 1, "the hire was stored with its change");

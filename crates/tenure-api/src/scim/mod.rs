@@ -809,8 +809,10 @@ async fn store_events(
     Ok(())
 }
 
-/// The audit entry of a change.
-fn change_audit(p: &Prepared, action: &str, version: i64, user_name: &str) -> NewAudit {
+/// The audit entry of a change. It names the user by id alone: the `userName` (most often an
+/// email) is personal data, which the hash-chained trail must not hold in clear (a forgotten
+/// person's would stay readable there for good).
+fn change_audit(p: &Prepared, action: &str, version: i64) -> NewAudit {
     NewAudit {
         at_ms: p.now,
         actor: p.actor.clone(),
@@ -821,7 +823,7 @@ fn change_audit(p: &Prepared, action: &str, version: i64, user_name: &str) -> Ne
             (None, Some(w)) => w.clone(),
             (None, None) => "SCIM change with no lifecycle effect".into(),
         },
-        details: json!({ "version": version, "user_name": user_name }),
+        details: json!({ "version": version }),
         ..Default::default()
     }
 }
@@ -866,7 +868,7 @@ async fn apply(engine: &Engine, tx: &mut tenure_store::Tx, p: &Prepared) -> R<Ap
             (row, "scim.user.deleted")
         }
     };
-    tx.audit(change_audit(p, action, version, &row.user_name_ci));
+    tx.audit(change_audit(p, action, version));
     store_events(
         engine,
         tx,
@@ -915,7 +917,7 @@ pub(crate) async fn apply_creates(
         claimed.insert(name, &p.id);
         let doc = p.after_doc.as_ref().expect("a create has a document");
         let (row, index) = user_write(p, doc, 1);
-        tx.audit(change_audit(p, "scim.user.created", 1, name));
+        tx.audit(change_audit(p, "scim.user.created", 1));
         submissions.extend(submission(p, 1));
         answers.push(Ok(Some(Written {
             created: true,

@@ -208,14 +208,14 @@ pub async fn people_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<Person>> 
     let mut out = Vec::with_capacity(ids.len());
     let sqlite = c.is_sqlite();
     for chunk in ids.chunks(500) {
-        let mut sql = String::from("SELECT data FROM people WHERE id IN ");
+        let mut sql = format!("{} WHERE id IN ", crate::privacy::PERSON_SELECT);
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
         let mut q = db::query(db::AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
         }
         for r in q.fetch_all(&mut *c).await? {
-            out.push(json(&r.try_get::<String, _>(0)?)?);
+            out.push(crate::privacy::person_row(c, &r)?);
         }
     }
     Ok(out)

@@ -35,17 +35,29 @@ pub struct EventRow {
 }
 
 const EVENT_INSERT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
-const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id, payload_dropped_at";
+const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id, payload_dropped_at, (SELECT wrapped FROM person_keys k WHERE k.person_id = events.person_id) AS person_key";
 
-fn event_row(r: &Row) -> Result<EventRow> {
+/// An event from a row of `EVENT_COLS`, its payload opened (JSON `null` once its person was
+/// forgotten).
+fn event_row(c: &Conn, r: &Row) -> Result<EventRow> {
+    let id: String = r.try_get("id")?;
+    let person_id: String = r.try_get("person_id")?;
+    let key = crate::privacy::unwrap_key(c, &person_id, r.try_get("person_key")?)?;
+    let body = crate::vault::open(
+        key.as_ref(),
+        crate::privacy::EVENTS_BODY,
+        &id,
+        r.try_get("body")?,
+    )?
+    .unwrap_or_else(|| "null".to_string());
     Ok(EventRow {
-        id: r.try_get("id")?,
+        id,
         idem_key: r.try_get("idem_key")?,
         body_hash: r.try_get("body_hash")?,
         kind: r.try_get("kind")?,
-        person_id: r.try_get("person_id")?,
+        person_id,
         source: r.try_get("source")?,
-        body: r.try_get("body")?,
+        body,
         effective_at: r.try_get("effective_at")?,
         received_at: r.try_get("received_at")?,
         actor: r.try_get("actor")?,
@@ -67,9 +79,9 @@ pub async fn event_by_key(
     let row = db::query(db::AssertSqlSafe(sql))
         .bind(key.to_string())
         .bind(source_id.map(str::to_string))
-        .fetch_optional(c)
+        .fetch_optional(&mut *c)
         .await?;
-    row.as_ref().map(event_row).transpose()
+    row.map(|r| event_row(c, &r)).transpose()
 }
 
 /// The stored events any of `keys` or `source_ids` names (see [`event_by_key`]), in the
@@ -90,7 +102,7 @@ pub async fn events_by_keys(
                 q = q.bind(v.to_string());
             }
             for r in q.fetch_all(&mut *c).await? {
-                out.push(event_row(&r)?);
+                out.push(event_row(c, &r)?);
             }
         }
     }
@@ -99,17 +111,27 @@ pub async fn events_by_keys(
     Ok(out)
 }
 
-/// Stores events, a few hundred per statement.
+/// Stores events, a few hundred per statement, each payload sealed under its person's key
+/// (made now for people who have none).
 pub async fn insert_events(c: &mut Conn, rows: &[EventRow]) -> Result<()> {
+    let people: Vec<&str> = rows.iter().map(|e| e.person_id.as_str()).collect();
+    let now = rows.iter().map(|e| e.received_at).max().unwrap_or_default();
+    let keys = crate::privacy::keys_for(c, &people, now).await?;
     let prefix = format!("INSERT INTO events ({EVENT_INSERT_COLS}) VALUES ");
     bulk!(c, rows, 12, prefix.as_str(), "", |q, e| {
+        let body = crate::vault::seal(
+            keys.get(&e.person_id),
+            crate::privacy::EVENTS_BODY,
+            &e.id,
+            &e.body,
+        );
         q.bind(e.id.clone())
             .bind(e.idem_key.clone())
             .bind(e.body_hash.clone())
             .bind(e.kind.clone())
             .bind(e.person_id.clone())
             .bind(e.source.clone())
-            .bind(e.body.clone())
+            .bind(body)
             .bind(e.effective_at)
             .bind(e.received_at)
             .bind(e.actor.clone())
@@ -124,9 +146,9 @@ pub async fn get_event(c: &mut Conn, id: &str) -> Result<Option<EventRow>> {
     let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
     let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
-        .fetch_optional(c)
+        .fetch_optional(&mut *c)
         .await?;
-    row.as_ref().map(event_row).transpose()
+    row.map(|r| event_row(c, &r)).transpose()
 }
 
 /// Stores an event.
@@ -136,7 +158,8 @@ pub async fn insert_event(c: &mut Conn, e: &EventRow) -> Result<()> {
 
 /// The run states after which an event's payload is no longer read: planning reads it only
 /// while its run is pending, and a retry re-drives stored steps.
-const ENDED_RUN_STATES: &str = "'succeeded', 'failed', 'cancelled', 'compensated', 'denied'";
+pub(crate) const ENDED_RUN_STATES: &str =
+    "'succeeded', 'failed', 'cancelled', 'compensated', 'denied'";
 
 /// Drops the payloads of up to `limit` events received before `before` whose runs have
 /// ended, oldest first: `body` becomes JSON `null` and `payload_dropped_at` is `now`. The rest

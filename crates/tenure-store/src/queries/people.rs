@@ -2,33 +2,53 @@
 
 use super::*;
 
-/// The person with this HR id.
+/// The person with this HR id (what is left of them once forgotten).
 pub async fn get_person(c: &mut Conn, id: &str) -> Result<Option<Person>> {
-    let row = db::query("SELECT data FROM people WHERE id = $1")
+    let sql = format!("{} WHERE id = $1", crate::privacy::PERSON_SELECT);
+    let row = db::query(db::AssertSqlSafe(sql))
         .bind(id.to_string())
-        .fetch_optional(c)
+        .fetch_optional(&mut *c)
         .await?;
-    row.map(|r| json(&r.try_get::<String, _>(0)?)).transpose()
+    row.map(|r| crate::privacy::person_row(c, &r)).transpose()
 }
 
-/// Stores a person (and the values the people list filters on).
+/// Stores a person, their record sealed under their key (made now if they have none), and
+/// the values the people list filters on. What is left of a forgotten person
+/// ([`Person::forgotten`], written back by a run that read it) stays as it is: no key, no
+/// email index, still forgotten.
 pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
-    let [department, worker_type, manager, search] = person_columns(p);
+    let [department, worker_type, manager, _] = person_columns(p);
+    let tombstone = *p == Person::forgotten(p.id.clone());
+    let keys = if tombstone {
+        Default::default()
+    } else {
+        crate::privacy::keys_for(c, &[p.id.as_str()], now).await?
+    };
+    let data = crate::vault::seal(
+        keys.get(&p.id),
+        crate::privacy::PEOPLE_DATA,
+        &p.id,
+        &to_json(p),
+    );
+    let search = crate::privacy::search_text(c, p);
+    let email_index = (!tombstone).then(|| c.vault().email_index(&p.email));
     db::query(
-        "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO people (id, status, data, updated_at, department, worker_type, manager, search, email_index)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data, updated_at = excluded.updated_at,
            department = excluded.department, worker_type = excluded.worker_type, manager = excluded.manager,
-           search = excluded.search",
+           search = excluded.search, email_index = excluded.email_index,
+           forgotten_at = CASE WHEN excluded.email_index IS NULL THEN people.forgotten_at END",
     )
     .bind(p.id.clone())
     .bind(p.status.as_str())
-    .bind(to_json(p))
+    .bind(data)
     .bind(now)
     .bind(department)
     .bind(worker_type)
     .bind(manager)
     .bind(search)
+    .bind(email_index)
     .execute(c)
     .await?;
     Ok(())

@@ -32,6 +32,9 @@ pub fn postgres_url() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// The master key test servers on PostgreSQL seal personal data with.
+pub const TEST_MASTER_KEY: &str = "dGVzdCBtYXN0ZXIga2V5IC0gMzIgYnl0ZXMgbG9uZyE";
+
 /// A fresh PostgreSQL database, dropped when the guard is.
 pub struct PgDatabase {
     /// URL of the fresh database.
@@ -141,6 +144,20 @@ impl TestEnv {
         }
     }
 
+    /// The test database opened directly, with the master key the server seals personal data
+    /// with (for reading what the server stored).
+    pub async fn open_store(&self) -> tenure_store::Store {
+        let key = match &self.pg {
+            Some(_) => TEST_MASTER_KEY.to_string(),
+            None => std::fs::read_to_string(self.data_dir().join("master.key"))
+                .expect("the server made its master key"),
+        };
+        tenure_store::Store::connect(&self.database_url())
+            .await
+            .unwrap()
+            .with_vault(tenure_store::Vault::from_base64(&key).unwrap())
+    }
+
     /// Which backend, for messages.
     pub fn backend(&self) -> &'static str {
         if self.pg.is_some() {
@@ -173,8 +190,14 @@ impl TestEnv {
             "TENURE_PUBLIC_URL",
             "TENURE_MAX_CONNECTIONS",
             "TENURE_IDLE_TIMEOUT_SECS",
+            "TENURE_MASTER_KEY",
+            "TENURE_MASTER_KEY_FILE",
         ] {
             cmd.env_remove(var);
+        }
+        // SQLite makes its master key in the data directory; PostgreSQL must be given one.
+        if self.pg.is_some() {
+            cmd.env("TENURE_MASTER_KEY", TEST_MASTER_KEY);
         }
         cmd.env("TENURE_BOOTSTRAP_TOKEN", TOKEN)
             .env("RUST_LOG", "warn,sqlx=error");

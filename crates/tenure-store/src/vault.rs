@@ -1,0 +1,302 @@
+//! Personal data at rest: a key per person, wrapped under one master key.
+//!
+//! A person's record (`people.data`) and the HR payloads of their events (`events.body`) are
+//! sealed with XChaCha20-Poly1305 under a random key of that person's; the key is stored in
+//! `person_keys`, itself sealed under the master key, which lives outside the database (a file
+//! or an environment variable, never in a backup). Forgetting a person deletes their key, and
+//! whatever was sealed under it (in the database or in any copy of it) can no longer be read.
+//!
+//! Every sealed value is bound to where it belongs (the column and the row's id, as associated
+//! data), so a value moved to another row or column fails to open instead of reading as the
+//! other's. Work emails, which reconciliation looks people up by, are indexed by a keyed hash
+//! (HMAC-SHA-256 under a key derived from the master key), never in clear.
+//!
+//! Without a master key the vault is *plain*: values are stored as they are (as databases made
+//! before encryption hold them), and reads accept either form, so a database can be given a key
+//! later and be sealed in place ([`crate::seal_existing`]).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// What a sealed value starts with (then base64 of the 24-byte nonce and the ciphertext). JSON
+/// never starts with it, so a stored value tells by itself whether it is sealed.
+pub const SEALED: &str = "enc1:";
+
+/// A master key is 32 random bytes, given as base64.
+const KEY_LEN: usize = 32;
+
+/// Why a value could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key given is not 32 bytes of base64.
+    #[error(
+        "the master key must be 32 bytes in base64 (as `tenure keys generate --master` writes it)"
+    )]
+    BadMasterKey,
+    /// A sealed value that does not open: altered, moved to another row, or sealed under
+    /// another key.
+    #[error(
+        "{0}: the sealed value does not open under its key (altered, moved, or another master key)"
+    )]
+    Unreadable(String),
+    /// Sealed data while the vault has no master key.
+    #[error("{0} is encrypted, and no master key is configured: give the one it was sealed with")]
+    NoMasterKey(String),
+}
+
+/// The master key (or none) and what is derived from it; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Vault(Option<Arc<Keys>>);
+
+struct Keys {
+    master: XChaCha20Poly1305,
+    /// The key of the keyed hash that indexes emails.
+    index: [u8; 32],
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Vault(sealing)"
+        } else {
+            "Vault(plain)"
+        })
+    }
+}
+
+/// A person's data key, unwrapped.
+#[derive(Clone)]
+pub struct PersonKey(XChaCha20Poly1305);
+
+impl std::fmt::Debug for PersonKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersonKey(..)")
+    }
+}
+
+/// A new random master key, in base64: what `tenure keys generate --master` writes.
+pub fn generate_master_key() -> String {
+    let mut key = [0u8; KEY_LEN];
+    rand::rng().fill_bytes(&mut key);
+    B64.encode(key)
+}
+
+impl Vault {
+    /// No master key: values are stored as they are.
+    pub fn plain() -> Vault {
+        Vault(None)
+    }
+
+    /// A vault under this master key (base64 of 32 bytes; surrounding whitespace ignored).
+    pub fn from_base64(key: &str) -> Result<Vault, VaultError> {
+        let bytes = B64
+            .decode(key.trim().trim_end_matches('='))
+            .map_err(|_| VaultError::BadMasterKey)?;
+        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| VaultError::BadMasterKey)?;
+        let master = XChaCha20Poly1305::new_from_slice(&bytes).expect("32 bytes");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&bytes).expect("any length");
+        mac.update(b"tenure email index v1");
+        let index = mac.finalize().into_bytes().into();
+        Ok(Vault(Some(Arc::new(Keys { master, index }))))
+    }
+
+    /// Whether values are sealed.
+    pub fn seals(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A new key for `person` and its wrapped form for `person_keys`; `None` on a plain vault.
+    pub fn new_person_key(&self, person: &str) -> Option<(PersonKey, String)> {
+        let keys = self.0.as_ref()?;
+        let mut raw = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut raw);
+        let wrapped = seal_with(&keys.master, &aad("person_keys", person), &raw);
+        let key = PersonKey(XChaCha20Poly1305::new_from_slice(&raw).expect("32 bytes"));
+        raw.fill(0);
+        Some((key, wrapped))
+    }
+
+    /// Unwraps the stored key of `person`.
+    pub fn person_key(&self, person: &str, wrapped: &str) -> Result<PersonKey, VaultError> {
+        let what = || format!("the key of person {person}");
+        let keys = self
+            .0
+            .as_ref()
+            .ok_or_else(|| VaultError::NoMasterKey(what()))?;
+        let mut raw = open_with(&keys.master, &aad("person_keys", person), wrapped)
+            .ok_or_else(|| VaultError::Unreadable(what()))?;
+        let key = XChaCha20Poly1305::new_from_slice(&raw)
+            .map(PersonKey)
+            .map_err(|_| VaultError::Unreadable(what()));
+        raw.fill(0);
+        key
+    }
+
+    /// How `email` is indexed: a keyed hash of it lowercased, or (plain) the lowercased email.
+    pub fn email_index(&self, email: &str) -> String {
+        let email = email.trim().to_lowercase();
+        match &self.0 {
+            None => email,
+            Some(keys) => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(&keys.index).expect("any length");
+                mac.update(email.as_bytes());
+                format!("h1:{}", hex::encode(mac.finalize().into_bytes()))
+            }
+        }
+    }
+}
+
+/// Seals `plain` for `column` of the row `id` under `key`; stored as it is when there is no key
+/// (a plain vault).
+pub fn seal(key: Option<&PersonKey>, column: &str, id: &str, plain: &str) -> String {
+    match key {
+        Some(k) => seal_with(&k.0, &aad(column, id), plain.as_bytes()),
+        None => plain.to_string(),
+    }
+}
+
+/// The plaintext of `stored` (from `column` of the row `id`): itself when not sealed, opened
+/// under `key` when sealed. `Ok(None)` when it is sealed and the key is gone: the person was
+/// forgotten.
+pub fn open(
+    key: Option<&PersonKey>,
+    column: &str,
+    id: &str,
+    stored: String,
+) -> Result<Option<String>, VaultError> {
+    if !stored.starts_with(SEALED) {
+        return Ok(Some(stored));
+    }
+    let Some(k) = key else { return Ok(None) };
+    let what = || format!("{column} of {id}");
+    let plain =
+        open_with(&k.0, &aad(column, id), &stored).ok_or_else(|| VaultError::Unreadable(what()))?;
+    String::from_utf8(plain)
+        .map(Some)
+        .map_err(|_| VaultError::Unreadable(what()))
+}
+
+fn aad(column: &str, id: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(column.len() + id.len() + 1);
+    a.extend_from_slice(column.as_bytes());
+    a.push(0);
+    a.extend_from_slice(id.as_bytes());
+    a
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], msg: &[u8]) -> String {
+    let mut nonce = [0u8; 24];
+    rand::rng().fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(&XNonce::from(nonce), Payload { msg, aad })
+        .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
+    let mut out = Vec::with_capacity(24 + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    format!("{SEALED}{}", B64.encode(out))
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], stored: &str) -> Option<Vec<u8>> {
+    let bytes = B64.decode(stored.strip_prefix(SEALED)?).ok()?;
+    if bytes.len() < 24 + 16 {
+        return None;
+    }
+    let (nonce, ct) = bytes.split_at(24);
+    let nonce: [u8; 24] = nonce.try_into().ok()?;
+    cipher
+        .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault() -> Vault {
+        Vault::from_base64(&generate_master_key()).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_where_it_was_sealed_and_under_its_key() {
+        let v = vault();
+        let (key, wrapped) = v.new_person_key("p1").unwrap();
+        let sealed = seal(Some(&key), "people.data", "p1", r#"{"name":"Ada"}"#);
+        assert!(sealed.starts_with(SEALED) && !sealed.contains("Ada"));
+        let again = v.person_key("p1", &wrapped).unwrap();
+        assert_eq!(
+            open(Some(&again), "people.data", "p1", sealed.clone()).unwrap(),
+            Some(r#"{"name":"Ada"}"#.to_string())
+        );
+        // Moved to another row or column, it does not open.
+        for (column, id) in [("people.data", "p2"), ("events.body", "p1")] {
+            let err = open(Some(&again), column, id, sealed.clone()).unwrap_err();
+            assert!(matches!(err, VaultError::Unreadable(_)), "{err}");
+        }
+        // Nor under another person's key, nor once a byte changed.
+        let (other, _) = v.new_person_key("p1").unwrap();
+        assert!(open(Some(&other), "people.data", "p1", sealed.clone()).is_err());
+        let mut bytes = sealed.into_bytes();
+        let last = bytes.len() - 2;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes).unwrap();
+        assert!(open(Some(&again), "people.data", "p1", altered).is_err());
+    }
+
+    #[test]
+    fn a_wrapped_key_is_bound_to_its_person_and_its_master_key() {
+        let v = vault();
+        let (_, wrapped) = v.new_person_key("p1").unwrap();
+        assert!(v.person_key("p2", &wrapped).is_err());
+        assert!(vault().person_key("p1", &wrapped).is_err());
+        let err = Vault::plain().person_key("p1", &wrapped).unwrap_err();
+        assert!(matches!(err, VaultError::NoMasterKey(_)), "{err}");
+    }
+
+    #[test]
+    fn without_the_key_a_sealed_value_reads_as_forgotten_and_plain_values_pass_through() {
+        let v = vault();
+        let (key, _) = v.new_person_key("p1").unwrap();
+        let sealed = seal(Some(&key), "events.body", "e1", "{}");
+        assert_eq!(open(None, "events.body", "e1", sealed).unwrap(), None);
+        assert_eq!(
+            open(None, "events.body", "e1", "{}".into()).unwrap(),
+            Some("{}".into())
+        );
+        assert_eq!(seal(None, "events.body", "e1", "{}"), "{}");
+        assert!(Vault::plain().new_person_key("p1").is_none());
+    }
+
+    #[test]
+    fn emails_are_indexed_by_a_keyed_hash_ignoring_case() {
+        let v = vault();
+        let a = v.email_index("Ada@Example.com ");
+        assert_eq!(a, v.email_index("ada@example.com"));
+        assert!(a.starts_with("h1:") && !a.contains("ada"));
+        assert_ne!(a, vault().email_index("ada@example.com"));
+        assert_eq!(
+            Vault::plain().email_index("Ada@Example.com"),
+            "ada@example.com"
+        );
+    }
+
+    #[test]
+    fn a_master_key_must_be_32_bytes_of_base64() {
+        for bad in ["", "not base64!", "AAAA", &B64.encode([0u8; 31])] {
+            assert!(matches!(
+                Vault::from_base64(bad),
+                Err(VaultError::BadMasterKey)
+            ));
+        }
+        assert!(Vault::from_base64(&format!("{}\n", generate_master_key())).is_ok());
+        assert!(
+            Vault::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! Personal data sealed under a key per person: stored sealed, read back opened, found by text
+//! and by email, unreadable under another master key, erased by forgetting, and sealed in
+//! place when a database stored in clear is given a key. On SQLite, and on a scratch
+//! PostgreSQL database with `TENURE_TEST_DATABASE_URL`.
+
+use tenure_core::{Person, PersonStatus};
+use tenure_store::vault::generate_master_key;
+use tenure_store::{EventRow, PeopleFilter, Store, StoreError, Vault};
+
+fn ada() -> Person {
+    let mut p = Person::new("p-ada", "Ada Lovelace", "Ada.Lovelace@Example.com");
+    p.department = Some("Engineering".into());
+    p
+}
+
+fn hire_event(id: &str, person: &str) -> EventRow {
+    EventRow {
+        id: id.into(),
+        idem_key: id.into(),
+        source_id: None,
+        body_hash: "h".into(),
+        kind: "hire".into(),
+        person_id: person.into(),
+        source: None,
+        body:
+            r#"{"type":"hire","person":{"name":"Ada Lovelace","email":"Ada.Lovelace@Example.com"}}"#
+                .into(),
+        effective_at: 1,
+        received_at: 1,
+        actor: "hr".into(),
+        run_id: format!("run-{id}"),
+        payload_dropped_at: None,
+    }
+}
+
+/// Stores Ada and her hire event.
+async fn hire_ada(store: &Store) {
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &ada(), 10)
+        .await
+        .unwrap();
+    tenure_store::insert_event(tx.conn(), &hire_event("e1", "p-ada"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Every stored text of `sql`'s rows, joined: what someone reading the database sees.
+async fn raw(store: &Store, sql: &str) -> String {
+    let mut c = store.reader().await.unwrap();
+    let rows = tenure_store::db::query(tenure_store::db::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<Option<String>, _>(0).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn check(url: &str) {
+    let key = generate_master_key();
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_vault(Vault::from_base64(&key).unwrap());
+    hire_ada(&store).await;
+
+    // Nothing of Ada is stored in clear.
+    for sql in [
+        "SELECT data FROM people",
+        "SELECT search FROM people",
+        "SELECT email_index FROM people",
+        "SELECT body FROM events",
+        "SELECT wrapped FROM person_keys",
+    ] {
+        let stored = raw(&store, sql).await.to_lowercase();
+        assert!(
+            !stored.contains("ada") && !stored.contains("lovelace"),
+            "{sql}: {stored}"
+        );
+    }
+
+    // Read back opened, and found by name, by email, by department.
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(
+        tenure_store::get_person(&mut c, "p-ada").await.unwrap(),
+        Some(ada())
+    );
+    let body = tenure_store::get_event(&mut c, "e1")
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    assert!(body.contains("Ada Lovelace"), "{body}");
+    for text in ["LOVEL", "ada.lovelace@", "Ada Lovelace"] {
+        let found = tenure_store::people_matching(
+            &mut c,
+            &PeopleFilter {
+                text: Some(text),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(found, [ada()], "{text}");
+    }
+    let none = tenure_store::people_matching(
+        &mut c,
+        &PeopleFilter {
+            text: Some("grace"),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(none.is_empty());
+    let by_email =
+        tenure_store::people_by_emails(&mut c, &["ada.lovelace@example.COM".to_string()])
+            .await
+            .unwrap();
+    assert_eq!(
+        by_email,
+        [(
+            "ada.lovelace@example.com".to_string(),
+            "p-ada".to_string(),
+            "Ada.Lovelace@Example.com".to_string()
+        )]
+    );
+    drop(c);
+
+    // Under another master key nothing opens: an error says so, nothing reads as someone else.
+    let other = store
+        .clone()
+        .with_vault(Vault::from_base64(&generate_master_key()).unwrap());
+    let mut c = other.reader().await.unwrap();
+    let err = tenure_store::get_person(&mut c, "p-ada").await.unwrap_err();
+    assert!(matches!(err, StoreError::Vault(_)), "{err}");
+    drop(c);
+
+    // Forgetting: refused facts first, then the key goes and a tombstone stays.
+    let mut c = store.reader().await.unwrap();
+    let facts = tenure_store::forget_facts(&mut c, "p-ada").await.unwrap();
+    assert_eq!(facts.status, Some(PersonStatus::Active));
+    assert!(tenure_core::privacy::may_forget("p-ada", facts).is_err());
+    drop(c);
+    let mut gone = ada();
+    gone.status = PersonStatus::Terminated;
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &gone, 20)
+        .await
+        .unwrap();
+    let facts = tenure_store::forget_facts(tx.conn(), "p-ada")
+        .await
+        .unwrap();
+    assert_eq!(tenure_core::privacy::may_forget("p-ada", facts), Ok(()));
+    let erased = tenure_store::forget_person(tx.conn(), "p-ada", 30)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(erased.key);
+    assert_eq!(erased.event_payloads, 1);
+
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(
+        tenure_store::get_person(&mut c, "p-ada").await.unwrap(),
+        Some(Person::forgotten("p-ada"))
+    );
+    assert_eq!(
+        tenure_store::forgotten_at(&mut c, "p-ada").await.unwrap(),
+        Some(30)
+    );
+    assert_eq!(
+        tenure_store::forgotten_people(&mut c).await.unwrap(),
+        ["p-ada"]
+    );
+    let event = tenure_store::get_event(&mut c, "e1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.body.as_str(), event.payload_dropped_at),
+        ("null", Some(30))
+    );
+    assert!(
+        tenure_store::people_by_emails(&mut c, &["ada.lovelace@example.com".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let facts = tenure_store::forget_facts(&mut c, "p-ada").await.unwrap();
+    assert!(
+        tenure_core::privacy::may_forget("p-ada", facts)
+            .unwrap_err()
+            .to_string()
+            .contains("forgotten already")
+    );
+    assert_eq!(raw(&store, "SELECT wrapped FROM person_keys").await, "");
+    drop(c);
+
+    // A run that read the tombstone and writes it back leaves it forgotten, with no new key.
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &Person::forgotten("p-ada"), 40)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(
+        tenure_store::forgotten_at(&mut c, "p-ada").await.unwrap(),
+        Some(30)
+    );
+    assert_eq!(raw(&store, "SELECT wrapped FROM person_keys").await, "");
+    drop(c);
+    store.close().await;
+}
+
+/// A database that stored people in clear gets them sealed and indexed once given a key.
+async fn check_sealing_in_place(url: &str) {
+    let plain = Store::connect(url).await.unwrap();
+    hire_ada(&plain).await;
+    assert!(raw(&plain, "SELECT data FROM people").await.contains("Ada"));
+    plain.close().await;
+
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_vault(Vault::from_base64(&generate_master_key()).unwrap());
+    // Stored in clear, it reads as it is until sealed.
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(
+        tenure_store::get_person(&mut c, "p-ada").await.unwrap(),
+        Some(ada())
+    );
+    drop(c);
+    let mut sealed = 0;
+    loop {
+        let mut tx = store.begin().await.unwrap();
+        let n = tenure_store::seal_existing(tx.conn(), 1, 20).await.unwrap();
+        tx.commit().await.unwrap();
+        if n == 0 {
+            break;
+        }
+        sealed += n;
+    }
+    assert_eq!(sealed, 2, "one person and one event");
+    for sql in [
+        "SELECT data FROM people",
+        "SELECT body FROM events",
+        "SELECT search FROM people",
+    ] {
+        assert!(!raw(&store, sql).await.contains("Ada"), "{sql}");
+    }
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(
+        tenure_store::get_person(&mut c, "p-ada").await.unwrap(),
+        Some(ada())
+    );
+    assert!(
+        tenure_store::get_event(&mut c, "e1")
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .contains("Ada")
+    );
+    assert_eq!(
+        tenure_store::people_by_emails(&mut c, &["ada.lovelace@example.com".to_string()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(c);
+    store.close().await;
+}
+
+async fn scratch(name: &str) -> Option<String> {
+    let url = std::env::var("TENURE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let name = format!("tenure_{name}_{}", uuid::Uuid::new_v4().simple());
+    Some(
+        tenure_store::create_scratch_database(&url, &name)
+            .await
+            .unwrap(),
+    )
+}
+
+fn sqlite_url() -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("tenure-privacy-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    (dir, url)
+}
+
+#[tokio::test]
+async fn personal_data_is_sealed_per_person_and_forgetting_erases_it() {
+    let (dir, url) = sqlite_url();
+    check(&url).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(url) = scratch("privacy").await {
+        check(&url).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_stored_in_clear_is_sealed_in_place_once_given_a_key() {
+    let (dir, url) = sqlite_url();
+    check_sealing_in_place(&url).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(url) = scratch("sealing").await {
+        check_sealing_in_place(&url).await;
+    }
+}
