@@ -351,6 +351,11 @@ impl Store {
 
     /// Writes a consistent copy of the SQLite database to `path` (`VACUUM INTO`), while others
     /// go on reading and writing; `path` must not exist. Not for PostgreSQL (use `pg_dump`).
+    ///
+    /// The copy holds no person keys (see [`vault`]): they are deleted from it and the file
+    /// rebuilt, so none is left in its free space. A restore takes them from the database it
+    /// replaces or from a keys file ([`person_keys`]); a person forgotten since is in neither,
+    /// and stays forgotten.
     pub async fn backup_sqlite(&self, path: &Path) -> Result<()> {
         if self.backend != Backend::Sqlite {
             return Err(StoreError::UnsupportedUrl(
@@ -362,7 +367,16 @@ impl Store {
             .bind(path.display().to_string())
             .execute(&mut c)
             .await?;
-        Ok(())
+        drop(c);
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let copy = rusqlite::Connection::open(&path)?;
+            copy.pragma_update(None, "secure_delete", "ON")?;
+            copy.execute_batch("DELETE FROM person_keys; VACUUM;")?;
+            copy.close().map_err(|(_, e)| StoreError::from(e))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("stripping the backup's keys: {e}")))?
     }
 
     /// Closes every connection.

@@ -205,6 +205,68 @@ pub async fn forget_person(c: &mut Conn, person: &str, now: i64) -> Result<Erase
     })
 }
 
+/// A person's key as stored: sealed under the master key, so it opens nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredKey {
+    /// The person's HR id.
+    pub person_id: String,
+    /// The key, wrapped (`enc1:...`).
+    pub wrapped: String,
+    /// When it was made (epoch ms).
+    pub created_at: i64,
+}
+
+/// Every person key, in person id order: what `tenure backup --keys` exports and what a
+/// restore carries over from the database it replaces.
+pub async fn person_keys(c: &mut Conn) -> Result<Vec<StoredKey>> {
+    db::query("SELECT person_id, wrapped, created_at FROM person_keys ORDER BY person_id")
+        .fetch_all(c)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StoredKey {
+                person_id: r.try_get(0)?,
+                wrapped: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Stores `keys` where their people have none (a key already there stays). Returns how many
+/// were added.
+pub async fn put_person_keys(c: &mut Conn, keys: &[StoredKey]) -> Result<u64> {
+    let sqlite = c.is_sqlite();
+    let mut added = 0;
+    for chunk in keys.chunks(500) {
+        let mut sql =
+            String::from("INSERT INTO person_keys (person_id, wrapped, created_at) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 3, sqlite);
+        sql.push_str(" ON CONFLICT (person_id) DO NOTHING");
+        let mut q = db::query(db::AssertSqlSafe(sql));
+        for k in chunk {
+            q = q
+                .bind(k.person_id.clone())
+                .bind(k.wrapped.clone())
+                .bind(k.created_at);
+        }
+        added += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(added)
+}
+
+/// How many people (not forgotten) have a sealed record and no key: unreadable, as after a
+/// restore that was given neither the database it replaced nor a keys file.
+pub async fn people_without_keys(c: &mut Conn) -> Result<i64> {
+    db::query(
+        "SELECT COUNT(*) FROM people WHERE forgotten_at IS NULL AND data LIKE 'enc1:%'
+           AND id NOT IN (SELECT person_id FROM person_keys)",
+    )
+    .fetch_one(c)
+    .await?
+    .try_get(0)
+}
+
 /// When `person` was forgotten, if they were.
 pub async fn forgotten_at(c: &mut Conn, person: &str) -> Result<Option<i64>> {
     Ok(db::query("SELECT forgotten_at FROM people WHERE id = $1")

@@ -9,27 +9,79 @@ use std::path::{Path, PathBuf};
 
 const PG_BACKUP: &str = "tenure backup copies the embedded SQLite database; for PostgreSQL use its own tools: `pg_dump --format=custom --file=tenure.dump postgres://...` (consistent while tenure runs), and `pg_restore` to put it back";
 
-/// `tenure backup FILE`.
-pub async fn backup(file: PathBuf, db: DbArgs) -> Result<()> {
+/// `tenure backup FILE [--keys KEYS]`.
+pub async fn backup(file: PathBuf, keys: Option<PathBuf>, db: DbArgs) -> Result<()> {
     if db.database.is_some() {
         bail!(PG_BACKUP);
     }
-    if file.exists() {
-        bail!("{} already exists: not overwriting it", file.display());
+    for f in std::iter::once(&file).chain(&keys) {
+        if f.exists() {
+            bail!("{} already exists: not overwriting it", f.display());
+        }
     }
     let store = db.open_existing().await?;
-    store
+    let copied = store
         .backup_sqlite(&file)
         .await
-        .with_context(|| format!("writing the backup to {}", file.display()))?;
+        .with_context(|| format!("writing the backup to {}", file.display()));
+    // The keys are read after the copy: every person in it has theirs, unless forgotten
+    // meanwhile, which is as it should be.
+    let exported = match (&copied, &keys) {
+        (Ok(()), Some(out)) => Some(export_keys(&store, out).await),
+        _ => None,
+    };
     store.close().await;
+    copied?;
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!("backed up to {} ({size} bytes)", file.display());
+    if let (Some(n), Some(out)) = (exported.transpose()?, &keys) {
+        println!(
+            "wrote {n} person key(s) to {} (readable by you only): keep it with the master key, not with the backup, and no longer than people must stay readable",
+            out.display()
+        );
+    }
     Ok(())
 }
 
+/// Writes every person key, as JSON lines, to a new file readable by its owner only.
+async fn export_keys(store: &tenure_store::Store, out: &Path) -> Result<usize> {
+    let mut c = store.reader().await?;
+    let keys = tenure_store::person_keys(&mut c).await?;
+    drop(c);
+    let mut text = String::new();
+    for k in &keys {
+        text.push_str(&serde_json::to_string(k)?);
+        text.push('\n');
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(keys.len())
+}
+
+/// Reads a keys file `tenure backup --keys` wrote.
+fn read_keys(file: &Path) -> Result<Vec<tenure_store::StoredKey>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the keys file {}", file.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| anyhow!("{}:{}: not a person key: {e}", file.display(), i + 1))
+        })
+        .collect()
+}
+
 /// `tenure restore FILE`.
-pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
+pub async fn restore(file: PathBuf, keys: Option<PathBuf>, force: bool, db: DbArgs) -> Result<()> {
     if db.database.is_some() {
         bail!(PG_BACKUP);
     }
@@ -63,14 +115,25 @@ pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
             );
         }
     }
-    // Whom the database being replaced forgot: the copy may be older than those forgets.
+    // The copy holds no person keys: they come from the database being replaced and from
+    // the keys file. Whom that database forgot is forgotten again in the copy, which may be
+    // older than those forgets.
+    let mut carried = match &keys {
+        Some(k) => read_keys(k)?,
+        None => Vec::new(),
+    };
     let forgotten = if target.exists() {
         let store = db.open_existing().await?;
         let mut c = store.reader().await?;
-        let people = tenure_store::forgotten_people(&mut c).await;
+        let read = async {
+            let forgotten = tenure_store::forgotten_people(&mut c).await?;
+            carried.extend(tenure_store::person_keys(&mut c).await?);
+            Ok::<_, tenure_store::StoreError>(forgotten)
+        }
+        .await;
         drop(c);
         store.close().await;
-        people.with_context(|| format!("reading whom {} forgot", target.display()))?
+        read.with_context(|| format!("reading the keys and forgets of {}", target.display()))?
     } else {
         Vec::new()
     };
@@ -90,14 +153,10 @@ pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
     if let Ok(dir) = std::fs::File::open(&db.data_dir) {
         let _ = dir.sync_all();
     }
-    let reapplied = if forgotten.is_empty() {
-        0
-    } else {
-        let store = db.open_existing().await?;
-        let n = crate::privacy::reapply_forgets(&store, &forgotten).await;
-        store.close().await;
-        n.context("forgetting again, in the copy, the people the replaced database forgot")?
-    };
+    let store = db.open_existing().await?;
+    let settled = settle_restored(&store, &carried, &forgotten).await;
+    store.close().await;
+    let (reapplied, unreadable) = settled?;
     println!(
         "restored {} to {}; check it with `tenure audit verify`",
         file.display(),
@@ -108,7 +167,30 @@ pub async fn restore(file: PathBuf, force: bool, db: DbArgs) -> Result<()> {
             "forgot again {reapplied} person(s) the replaced database had forgotten since the backup"
         );
     }
+    if unreadable > 0 {
+        eprintln!(
+            "warning: {unreadable} person(s) in the copy have no key, so their records cannot be read: restore over the database the backup came from, or give --keys the keys file `tenure backup --keys` wrote"
+        );
+    }
     Ok(())
+}
+
+/// Puts the carried keys into the restored copy, forgets again whom the replaced database
+/// forgot, and counts the people left without a key.
+async fn settle_restored(
+    store: &tenure_store::Store,
+    keys: &[tenure_store::StoredKey],
+    forgotten: &[String],
+) -> Result<(usize, i64)> {
+    let mut tx = store.begin().await?;
+    tenure_store::put_person_keys(tx.conn(), keys).await?;
+    tx.commit().await?;
+    let reapplied = crate::privacy::reapply_forgets(store, forgotten)
+        .await
+        .context("forgetting again, in the copy, the people the replaced database forgot")?;
+    let mut c = store.reader().await?;
+    let unreadable = tenure_store::people_without_keys(&mut c).await?;
+    Ok((reapplied, unreadable))
 }
 
 fn copy_synced(from: &Path, to: &Path) -> Result<()> {

@@ -66,8 +66,13 @@ enum Command {
     /// Write a consistent copy of the embedded SQLite database while tenure runs (for
     /// PostgreSQL, use pg_dump).
     Backup {
-        /// The copy to write (refused if it exists).
+        /// The copy to write (refused if it exists). It holds no person keys.
         file: PathBuf,
+        /// Also write every person key (each sealed under the master key) to this new file,
+        /// for a restore where the database is lost. Keep it with the master key, apart from
+        /// the backup: a person forgotten later stays readable through it.
+        #[arg(long, value_name = "FILE")]
+        keys: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -78,6 +83,10 @@ enum Command {
         /// Replace the database there.
         #[arg(long)]
         force: bool,
+        /// A keys file `tenure backup --keys` wrote: where the database the backup came from
+        /// is not there to take the keys from.
+        #[arg(long, value_name = "FILE")]
+        keys: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -302,8 +311,13 @@ fn run(cli: Cli) -> Result<()> {
             Command::Forget(args) => privacy::forget(args).await,
             Command::Evidence(args) => evidence::leaver(args).await,
             Command::Report { command } => evidence::report(command).await,
-            Command::Backup { file, db } => backup::backup(file, db).await,
-            Command::Restore { file, force, db } => backup::restore(file, force, db).await,
+            Command::Backup { file, keys, db } => backup::backup(file, keys, db).await,
+            Command::Restore {
+                file,
+                force,
+                keys,
+                db,
+            } => backup::restore(file, keys, force, db).await,
             Command::Check { config } => {
                 let c = config_files::load(&config)?;
                 if let Some(settings) = &c.audit.checkpoints {

@@ -735,13 +735,19 @@ async fn a_forgotten_person_is_unreadable_and_stays_forgotten_through_a_restore(
     let plain = CONFIG.split("[audit.checkpoints]").next().unwrap();
     let env = TestEnv::new(plain, TEMPLATES).await;
     let copy = env.dir.path().join("before-forget.db");
+    let keys = env.dir.path().join("before-forget.keys");
     let mut s = env.start().await;
     s.apply_ok(&hire("f1", "Engineering")).await;
     s.apply_ok(&hire("f2", "Sales")).await;
     let sqlite = env.pg.is_none();
     if sqlite {
-        let out = env.cli(&["backup", &show(&copy)]);
+        let out = env.cli(&["backup", &show(&copy), "--keys", &show(&keys)]);
         assert!(out.status.success(), "{}", describe(&out));
+        assert!(
+            text(&out).contains("wrote 2 person key(s)"),
+            "{}",
+            describe(&out)
+        );
     }
     let forget = |id: &str, token: &str| {
         let path = format!("/api/v1/people/{id}/forget");
@@ -829,8 +835,15 @@ async fn a_forgotten_person_is_unreadable_and_stays_forgotten_through_a_restore(
         }
     }
 
-    // The backup from before the forget holds f1's key; restored over the database that
-    // forgot them, f1 is forgotten again, f2 untouched, the chain intact.
+    // The backup holds no person keys: a restore takes them from the database it replaces,
+    // where f1's is gone. Restored over the database that forgot them, f1 is forgotten again
+    // (the backup was made before), f2 readable, the chain intact.
+    let in_copy = texts(
+        &format!("sqlite://{}", show(&copy)),
+        "SELECT CAST(COUNT(*) AS TEXT) FROM person_keys",
+    )
+    .await;
+    assert_eq!(in_copy, ["0"]);
     let out = env.cli(&["restore", &show(&copy), "--force"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
@@ -839,9 +852,24 @@ async fn a_forgotten_person_is_unreadable_and_stays_forgotten_through_a_restore(
         describe(&out)
     );
     passes_saying(&env.cli(&["audit", "verify"]), "audit trail intact");
-    let s = env.start().await;
+    let mut s = env.start().await;
     let p = s.person("f1").await;
     assert_eq!(p["name"], "", "{p:#}");
     assert!(p["forgotten_at"].is_string(), "{p:#}");
+    assert_eq!(s.person("f2").await["name"], "Person f2");
+    s.stop();
+
+    // The database lost: the backup alone cannot be read, and says so; with the keys file
+    // exported beside it, it can.
+    for f in ["tenure.db", "tenure.db-wal", "tenure.db-shm"] {
+        let _ = std::fs::remove_file(env.data_dir().join(f));
+    }
+    let out = env.cli(&["restore", &show(&copy)]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text(&out).contains("have no key"), "{}", describe(&out));
+    let out = env.cli(&["restore", &show(&copy), "--force", "--keys", &show(&keys)]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!text(&out).contains("have no key"), "{}", describe(&out));
+    let s = env.start().await;
     assert_eq!(s.person("f2").await["name"], "Person f2");
 }
