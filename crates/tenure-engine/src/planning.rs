@@ -15,12 +15,11 @@ use tenure_core::event::{EventInput, EventType, apply_event};
 use tenure_core::outcome;
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{
-    Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, operation_id,
-    systems_progress,
+    Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, systems_progress,
 };
 use tenure_core::{AccountState, Grant, GrantSource, GrantState, Person, PersonStatus};
 use tenure_policy::authorize::{Authorized, authorize_grants};
-use tenure_store::{EventRow, NewAudit, RunRow, StepRow, Tx};
+use tenure_store::{EventRow, NewAudit, NewStep, RunRow, StepRow, Tx};
 use tracing::Instrument;
 
 /// A run with its steps, as the store holds them (the API shows it through its own view).
@@ -719,39 +718,25 @@ async fn store_plan(
         .iter()
         .enumerate()
         .map(|(i, s)| StepRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            run_id: run.id.clone(),
-            idx: i as i64,
-            phase: s.phase as i64,
-            ready: false,
             state: match &s.entitlement {
                 Some(e) if s.action == Action::Grant && authorized.needs_approval(e) => {
                     StepState::AwaitingApproval
                 }
                 _ => StepState::Pending,
             },
-            priority,
-            available_at: now,
-            person_id: run.person_id.clone(),
-            system: s.system.clone(),
-            action: s.action,
-            entitlement: s.entitlement.clone(),
-            source: s.source,
-            source_ref: s.source_ref.clone(),
-            op_id: operation_id(
-                &run.id,
-                i as u32,
-                s.action,
-                &s.system,
-                s.entitlement.as_deref(),
-            ),
-            attempts: 0,
-            last_error: None,
-            compensation_of: None,
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            maybe_applied: false,
+            ..StepRow::new(NewStep {
+                run_id: &run.id,
+                idx: i as i64,
+                phase: s.phase as i64,
+                priority,
+                now,
+                person_id: &run.person_id,
+                system: &s.system,
+                action: s.action,
+                entitlement: s.entitlement.as_deref(),
+                source: s.source,
+                source_ref: s.source_ref.as_deref(),
+            })
         })
         .collect();
     tenure_store::insert_steps(tx.conn(), &steps).await?;
@@ -1052,30 +1037,19 @@ pub(crate) async fn disable_orphans(
             now,
         )
         .in_trace(None);
-        steps.push(StepRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            run_id: run.id.clone(),
+        steps.push(StepRow::new(NewStep {
+            run_id: &run.id,
             idx: 0,
             phase: 0,
-            ready: false,
-            state: StepState::Pending,
             priority: Priority::Urgent,
-            available_at: now,
-            person_id: subject.clone(),
-            system: system.to_string(),
+            now,
+            person_id: subject,
+            system,
             action: Action::DisableAccount,
             entitlement: None,
             source: Some(GrantSource::Discovered),
-            source_ref: Some(reconciliation.to_string()),
-            op_id: operation_id(&run.id, 0, Action::DisableAccount, system, None),
-            attempts: 0,
-            last_error: None,
-            compensation_of: None,
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            maybe_applied: false,
-        });
+            source_ref: Some(reconciliation),
+        }));
         tx.audit(NewAudit {
             at_ms: now,
             actor: "engine".into(),

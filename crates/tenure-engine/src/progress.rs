@@ -5,10 +5,8 @@ use crate::context::Inner;
 use crate::error::Result;
 use crate::messages::RunFinished;
 use tenure_core::audit::AuditAction;
-use tenure_core::run::{
-    DoneStep, Priority, RunKind, RunState, StepState, compensation, evaluate, operation_id,
-};
-use tenure_store::{NewAudit, RunRow, StepRow, Tx};
+use tenure_core::run::{DoneStep, Priority, RunKind, RunState, compensation, evaluate};
+use tenure_store::{NewAudit, NewStep, RunRow, StepRow, Tx};
 
 pub(crate) async fn fail_run(
     inner: &Inner,
@@ -146,29 +144,20 @@ pub(crate) async fn add_compensation(
     for (next_idx, undo) in (first_idx..).zip(compensation(&done)) {
         let s = &steps[undo.of];
         comp.push(StepRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            idx: next_idx,
-            phase: undo.phase as i64,
-            ready: false,
-            state: StepState::Pending,
-            priority: Priority::Urgent,
-            available_at: now,
-            action: undo.action,
-            op_id: operation_id(
-                &run.id,
-                next_idx as u32,
-                undo.action,
-                &s.system,
-                s.entitlement.as_deref(),
-            ),
-            attempts: 0,
-            last_error: None,
             compensation_of: Some(s.idx),
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            maybe_applied: false,
-            ..s.clone()
+            ..StepRow::new(NewStep {
+                run_id: &run.id,
+                idx: next_idx,
+                phase: undo.phase as i64,
+                priority: Priority::Urgent,
+                now,
+                person_id: &s.person_id,
+                system: &s.system,
+                action: undo.action,
+                entitlement: s.entitlement.as_deref(),
+                source: s.source,
+                source_ref: s.source_ref.as_deref(),
+            })
         });
     }
     if comp.is_empty() {

@@ -28,9 +28,9 @@ use tenure_core::GrantSource;
 use tenure_core::audit::AuditAction;
 use tenure_core::event::EventInput;
 use tenure_core::planner::{self, Action};
-use tenure_core::run::{Priority, RunKind, RunState, StepState, operation_id};
+use tenure_core::run::{Priority, RunKind, RunState};
 use tenure_core::timer::{self, ExpiryCheck, GrantExpiry, Timer};
-use tenure_store::{DeliveryEnd, NewAudit, RunRow, StepRow, Tx};
+use tenure_store::{DeliveryEnd, NewAudit, NewStep, RunRow, StepRow, Tx};
 
 /// Timers fired per transaction.
 const FIRE_BATCH: i64 = 512;
@@ -222,28 +222,20 @@ async fn expire_grant(
     tenure_store::insert_steps(
         tx.conn(),
         &[StepRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            run_id: run_id.clone(),
-            idx: 0,
-            phase: 0,
             ready: true,
-            state: StepState::Pending,
-            priority: Priority::Urgent,
-            available_at: now,
-            person_id: person_id.to_string(),
-            system: system.clone(),
-            action: Action::Revoke,
-            entitlement: Some(entitlement.to_string()),
-            source: Some(source),
-            source_ref: Some(source_ref.to_string()),
-            op_id: operation_id(&run_id, 0, Action::Revoke, &system, Some(entitlement)),
-            attempts: 0,
-            last_error: None,
-            compensation_of: None,
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            maybe_applied: false,
+            ..StepRow::new(NewStep {
+                run_id: &run_id,
+                idx: 0,
+                phase: 0,
+                priority: Priority::Urgent,
+                now,
+                person_id,
+                system: &system,
+                action: Action::Revoke,
+                entitlement: Some(entitlement),
+                source: Some(source),
+                source_ref: Some(source_ref),
+            })
         }],
     )
     .await?;

@@ -51,7 +51,72 @@ pub struct StepRow {
     pub maybe_applied: bool,
 }
 
+/// What a new step is: where it sits in its run and what it does. [`StepRow::new`] makes the
+/// stored step from it, with everything a step starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct NewStep<'a> {
+    /// Its run.
+    pub run_id: &'a str,
+    /// Position in the run (part of the operation id).
+    pub idx: i64,
+    /// Phase within the run.
+    pub phase: i64,
+    /// Urgent steps (leavers) first.
+    pub priority: Priority,
+    /// When it is made: it may run from then on.
+    pub now: i64,
+    /// Whose access.
+    pub person_id: &'a str,
+    /// Which system.
+    pub system: &'a str,
+    /// What to do.
+    pub action: Action,
+    /// Which entitlement (grant and revoke).
+    pub entitlement: Option<&'a str>,
+    /// Why the access is wanted.
+    pub source: Option<GrantSource>,
+    /// The template, engagement, request or reconciliation behind it.
+    pub source_ref: Option<&'a str>,
+}
+
 impl StepRow {
+    /// A step as every new one starts: a fresh id, `pending` and not yet ready (its phase
+    /// starts it), no attempts, no lease, and the deterministic operation id its connector
+    /// calls carry. The one place steps are made; callers change only what differs
+    /// (`ready`, `state`, `compensation_of`).
+    pub fn new(s: NewStep<'_>) -> StepRow {
+        StepRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: s.run_id.to_string(),
+            idx: s.idx,
+            phase: s.phase,
+            ready: false,
+            state: StepState::Pending,
+            priority: s.priority,
+            available_at: s.now,
+            person_id: s.person_id.to_string(),
+            system: s.system.to_string(),
+            action: s.action,
+            entitlement: s.entitlement.map(str::to_string),
+            source: s.source,
+            source_ref: s.source_ref.map(str::to_string),
+            op_id: tenure_core::run::operation_id(
+                s.run_id,
+                s.idx as u32,
+                s.action,
+                s.system,
+                s.entitlement,
+            ),
+            attempts: 0,
+            last_error: None,
+            compensation_of: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            maybe_applied: false,
+        }
+    }
+
     /// Whether the step acts on an account no person holds (an orphan reconciliation found):
     /// its person id names no person, only the account the connector reaches through it, so
     /// its outcome changes no person's record.
@@ -536,4 +601,45 @@ pub async fn step_counts(c: &mut Conn) -> Result<Vec<(String, String, i64)>> {
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod new_step_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_step_starts_pending_unclaimed_and_carries_its_operation_id() {
+        let new = NewStep {
+            run_id: "r1",
+            idx: 3,
+            phase: 1,
+            priority: Priority::Urgent,
+            now: 42,
+            person_id: "p1",
+            system: "git",
+            action: Action::Revoke,
+            entitlement: Some("git:write"),
+            source: Some(GrantSource::Request),
+            source_ref: Some("req-1"),
+        };
+        let s = StepRow::new(new);
+        assert_eq!(
+            s.op_id,
+            tenure_core::run::operation_id("r1", 3, Action::Revoke, "git", Some("git:write"))
+        );
+        assert_eq!(
+            (s.state, s.ready, s.attempts),
+            (StepState::Pending, false, 0)
+        );
+        assert_eq!((s.available_at, s.idx, s.phase), (42, 3, 1));
+        assert_eq!(s.entitlement.as_deref(), Some("git:write"));
+        assert_eq!(s.source_ref.as_deref(), Some("req-1"));
+        assert!(s.lease_until.is_none() && s.compensation_of.is_none() && !s.maybe_applied);
+        let next = StepRow::new(NewStep { idx: 4, ..new });
+        assert_ne!(next.id, s.id, "every step gets its own id");
+        assert_ne!(
+            next.op_id, s.op_id,
+            "the position is part of the operation id"
+        );
+    }
 }
