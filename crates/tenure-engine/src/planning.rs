@@ -129,10 +129,19 @@ impl Batch {
         if self.planned.is_empty() {
             return Ok(());
         }
-        tenure_store::set_runs_planned(tx.conn(), &self.planned, now).await?;
+        tenure_store::set_runs_planned(tx.conn(), &self.planned, planned_at(inner, now)).await?;
         let ids: Vec<String> = self.planned.into_iter().map(|(id, _)| id).collect();
         advance_runs(inner, tx, &ids, now).await
     }
+}
+
+/// When a run planned in a transaction that began at `now` is recorded planned: the clock
+/// read again, after planning read which earlier runs had ended. On PostgreSQL writers run
+/// side by side, so a run that ended in a transaction committed while this one was planning
+/// may have read its clock after `now`; read again here, the time is after every end the plan
+/// saw, and no run is recorded planned before the run it waited for ended.
+fn planned_at(inner: &Inner, now: i64) -> i64 {
+    inner.clock.now_ms().max(now)
 }
 
 /// Reads at once what planning `runs` will read of their people, for the people with exactly
@@ -414,7 +423,7 @@ async fn plan_loaded(
     match batch {
         Some(batch) => batch.planned.push((run.id.clone(), note)),
         None => {
-            tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+            tenure_store::set_run_planned(tx.conn(), &run.id, note, planned_at(inner, now)).await?;
             advance_run(inner, tx, &run.id, now).await?;
         }
     }
@@ -508,7 +517,7 @@ async fn plan_reconcile(inner: &Inner, tx: &mut Tx, run: &RunRow, now: i64) -> R
         now,
     )
     .await?;
-    tenure_store::set_run_planned(tx.conn(), &run.id, note, now).await?;
+    tenure_store::set_run_planned(tx.conn(), &run.id, note, planned_at(inner, now)).await?;
     advance_run(inner, tx, &run.id, now).await?;
     Ok(Planned::Yes)
 }
@@ -1073,7 +1082,7 @@ pub(crate) async fn disable_orphans(
     tenure_store::insert_steps(tx.conn(), &steps).await?;
     let planned: Vec<(String, Option<String>)> =
         runs.iter().map(|r| (r.id.clone(), None)).collect();
-    tenure_store::set_runs_planned(tx.conn(), &planned, now).await?;
+    tenure_store::set_runs_planned(tx.conn(), &planned, planned_at(inner, now)).await?;
     let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
     advance_runs(inner, tx, &ids, now).await?;
     Ok(ids.len())
