@@ -29,16 +29,39 @@ pub(crate) fn unwrap_key(
         .map_err(StoreError::from)
 }
 
-/// A person from a row of [`PERSON_SELECT`]: their record opened, or what is left of them
-/// when it is sealed and their key is gone.
+/// A person from a row of [`PERSON_SELECT`], their record opened (a forgotten person's is
+/// their tombstone, stored in clear).
 pub(crate) fn person_row(c: &Conn, r: &Row) -> Result<Person> {
     let id: String = r.try_get(0)?;
     let key = unwrap_key(c, &id, r.try_get(2)?)?;
-    match vault::open(key.as_ref(), PEOPLE_DATA, &id, r.try_get(1)?)? {
-        Some(data) => serde_json::from_str(&data)
-            .map_err(|e| StoreError::Corrupt(format!("person {id}: {e}"))),
-        None => Ok(Person::forgotten(id)),
+    let data = vault::open(key.as_ref(), PEOPLE_DATA, &id, r.try_get(1)?)?;
+    serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("person {id}: {e}")))
+}
+
+/// Whether this database's personal data can be read with the store's master key: it opens
+/// a stored person key (the first), and no person's sealed record lacks a key. What
+/// `tenure serve` checks before it starts, so a wrong key or a restore without its keys is
+/// refused with the reason instead of failing request by request.
+pub async fn check_keys(c: &mut Conn) -> Result<()> {
+    let first = db::query("SELECT person_id, wrapped FROM person_keys ORDER BY person_id LIMIT 1")
+        .fetch_optional(&mut *c)
+        .await?;
+    if let Some(r) = first {
+        let person: String = r.try_get(0)?;
+        c.vault()
+            .person_key(&person, &r.try_get::<String, _>(1)?)
+            .map_err(|e| match e {
+                vault::VaultError::Unreadable(_) => vault::VaultError::WrongMasterKey,
+                other => other,
+            })?;
     }
+    let missing = people_without_keys(c).await?;
+    if missing > 0 {
+        return Err(
+            vault::VaultError::KeyMissing(format!("the record of {missing} person(s)")).into(),
+        );
+    }
+    Ok(())
 }
 
 /// The keys of `people`, made now for those who have none; empty on a plain vault. Two

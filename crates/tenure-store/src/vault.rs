@@ -45,6 +45,16 @@ pub enum VaultError {
         "{0}: the sealed value does not open under its key (altered, moved, or another master key)"
     )]
     Unreadable(String),
+    /// A sealed value whose person has no key: a database restored without its keys.
+    #[error(
+        "{0} is sealed and its person's key is missing: restore it with the keys of the database it came from (`tenure restore --keys`)"
+    )]
+    KeyMissing(String),
+    /// A master key that does not open the database's person keys.
+    #[error(
+        "the master key given does not open this database's person keys: give the one its personal data was sealed with"
+    )]
+    WrongMasterKey,
     /// Sealed data while the vault has no master key.
     #[error("{0} is encrypted, and no master key is configured: give the one it was sealed with")]
     NoMasterKey(String),
@@ -162,24 +172,25 @@ pub fn seal(key: Option<&PersonKey>, column: &str, id: &str, plain: &str) -> Str
 }
 
 /// The plaintext of `stored` (from `column` of the row `id`): itself when not sealed, opened
-/// under `key` when sealed. `Ok(None)` when it is sealed and the key is gone: the person was
-/// forgotten.
+/// under `key` when sealed. A sealed value without its key is an error, never a silence:
+/// forgetting overwrites what it erases, so a key is missing only when a database was
+/// restored without its keys.
 pub fn open(
     key: Option<&PersonKey>,
     column: &str,
     id: &str,
     stored: String,
-) -> Result<Option<String>, VaultError> {
+) -> Result<String, VaultError> {
     if !stored.starts_with(SEALED) {
-        return Ok(Some(stored));
+        return Ok(stored);
     }
-    let Some(k) = key else { return Ok(None) };
     let what = || format!("{column} of {id}");
+    let Some(k) = key else {
+        return Err(VaultError::KeyMissing(what()));
+    };
     let plain =
         open_with(&k.0, &aad(column, id), &stored).ok_or_else(|| VaultError::Unreadable(what()))?;
-    String::from_utf8(plain)
-        .map(Some)
-        .map_err(|_| VaultError::Unreadable(what()))
+    String::from_utf8(plain).map_err(|_| VaultError::Unreadable(what()))
 }
 
 fn aad(column: &str, id: &str) -> Vec<u8> {
@@ -231,7 +242,7 @@ mod tests {
         let again = v.person_key("p1", &wrapped).unwrap();
         assert_eq!(
             open(Some(&again), "people.data", "p1", sealed.clone()).unwrap(),
-            Some(r#"{"name":"Ada"}"#.to_string())
+            r#"{"name":"Ada"}"#
         );
         // Moved to another row or column, it does not open.
         for (column, id) in [("people.data", "p2"), ("events.body", "p1")] {
@@ -259,15 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn without_the_key_a_sealed_value_reads_as_forgotten_and_plain_values_pass_through() {
+    fn without_its_key_a_sealed_value_is_an_error_and_plain_values_pass_through() {
         let v = vault();
         let (key, _) = v.new_person_key("p1").unwrap();
         let sealed = seal(Some(&key), "events.body", "e1", "{}");
-        assert_eq!(open(None, "events.body", "e1", sealed).unwrap(), None);
-        assert_eq!(
-            open(None, "events.body", "e1", "{}".into()).unwrap(),
-            Some("{}".into())
-        );
+        let err = open(None, "events.body", "e1", sealed).unwrap_err();
+        assert!(matches!(err, VaultError::KeyMissing(_)), "{err}");
+        assert!(err.to_string().contains("events.body of e1"), "{err}");
+        assert_eq!(open(None, "events.body", "e1", "{}".into()).unwrap(), "{}");
         assert_eq!(seal(None, "events.body", "e1", "{}"), "{}");
         assert!(Vault::plain().new_person_key("p1").is_none());
     }

@@ -138,6 +138,11 @@ async fn check(url: &str) {
     let mut c = other.reader().await.unwrap();
     let err = tenure_store::get_person(&mut c, "p-ada").await.unwrap_err();
     assert!(matches!(err, StoreError::Vault(_)), "{err}");
+    let err = tenure_store::check_keys(&mut c).await.unwrap_err();
+    assert!(err.to_string().contains("does not open"), "{err}");
+    let mut mine = store.reader().await.unwrap();
+    tenure_store::check_keys(&mut mine).await.unwrap();
+    drop(mine);
     drop(c);
 
     // Forgetting: refused facts first, then the key goes and a tombstone stays.

@@ -98,6 +98,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .filter(|s| !s.is_empty());
     let config_checkpoints = config.audit.checkpoints.clone();
     let store = args.db.open().await?;
+    // A wrong master key, or a database restored without its keys, stops the start here.
+    tenure_store::check_keys(&mut *store.reader().await?)
+        .await
+        .context("checking the master key against the database")?;
     // Records stored in clear (before a master key, or before this version) are sealed and
     // indexed now, before the engine reads any.
     let sealed = crate::privacy::seal_existing(&store)

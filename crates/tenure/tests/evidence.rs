@@ -867,9 +867,31 @@ async fn a_forgotten_person_is_unreadable_and_stays_forgotten_through_a_restore(
     let out = env.cli(&["restore", &show(&copy)]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(text(&out).contains("have no key"), "{}", describe(&out));
+    let serve = |env: &TestEnv| {
+        env.command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&env.config)
+            .args(env.db_args())
+            .output()
+            .unwrap()
+    };
+    // The server refuses to start on it, saying why, rather than fail request by request.
+    fails_saying(&serve(&env), "key is missing");
     let out = env.cli(&["restore", &show(&copy), "--force", "--keys", &show(&keys)]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(!text(&out).contains("have no key"), "{}", describe(&out));
-    let s = env.start().await;
+    let mut s = env.start().await;
     assert_eq!(s.person("f2").await["name"], "Person f2");
+    s.stop();
+
+    // Another master key does not open the database: the server refuses to start.
+    let key = env.data_dir().join("master.key");
+    let mine = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(
+        &key,
+        format!("{}\n", tenure_store::vault::generate_master_key()),
+    )
+    .unwrap();
+    fails_saying(&serve(&env), "does not open this database's person keys");
+    std::fs::write(&key, mine).unwrap();
 }

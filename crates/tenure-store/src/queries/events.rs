@@ -37,8 +37,8 @@ pub struct EventRow {
 const EVENT_INSERT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id";
 const EVENT_COLS: &str = "id, idem_key, body_hash, kind, person_id, source, body, effective_at, received_at, actor, run_id, source_id, payload_dropped_at, (SELECT wrapped FROM person_keys k WHERE k.person_id = events.person_id) AS person_key";
 
-/// An event from a row of `EVENT_COLS`, its payload opened (JSON `null` once its person was
-/// forgotten).
+/// An event from a row of `EVENT_COLS`, its payload opened (JSON `null` once dropped, by
+/// retention or when its person was forgotten).
 fn event_row(c: &Conn, r: &Row) -> Result<EventRow> {
     let id: String = r.try_get("id")?;
     let person_id: String = r.try_get("person_id")?;
@@ -48,8 +48,7 @@ fn event_row(c: &Conn, r: &Row) -> Result<EventRow> {
         crate::privacy::EVENTS_BODY,
         &id,
         r.try_get("body")?,
-    )?
-    .unwrap_or_else(|| "null".to_string());
+    )?;
     Ok(EventRow {
         id,
         idem_key: r.try_get("idem_key")?,
