@@ -87,25 +87,16 @@ pub(crate) async fn keys_for(
         return Ok(keys);
     }
     let vault = c.vault().clone();
-    let made: Vec<(&str, String)> = missing
+    let made: Vec<StoredKey> = missing
         .iter()
-        .map(|p| {
-            let (_, wrapped) = vault.new_person_key(p).expect("a sealing vault");
-            (*p, wrapped)
+        .map(|p| StoredKey {
+            person_id: p.to_string(),
+            wrapped: vault.new_person_key(p).expect("a sealing vault").1,
+            created_at: now,
         })
         .collect();
-    let sqlite = c.is_sqlite();
-    for chunk in made.chunks(500) {
-        let mut sql =
-            String::from("INSERT INTO person_keys (person_id, wrapped, created_at) VALUES ");
-        push_placeholders(&mut sql, chunk.len(), 3, sqlite);
-        sql.push_str(" ON CONFLICT (person_id) DO NOTHING");
-        let mut q = db::query(db::AssertSqlSafe(sql));
-        for (p, w) in chunk {
-            q = q.bind(p.to_string()).bind(w.clone()).bind(now);
-        }
-        q.execute(&mut *c).await?;
-    }
+    // Another writer may have stored some meanwhile: theirs stay, and are read back below.
+    put_person_keys(c, &made).await?;
     stored_keys(c, &missing, &mut keys).await?;
     Ok(keys)
 }

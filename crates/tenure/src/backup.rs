@@ -53,16 +53,7 @@ async fn export_keys(store: &tenure_store::Store, out: &Path) -> Result<usize> {
         text.push_str(&serde_json::to_string(k)?);
         text.push('\n');
     }
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let mut f = open
-        .open(out)
-        .with_context(|| format!("creating {}", out.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", out.display()))?;
+    crate::evidence::write_new(out, &text, true)?;
     Ok(keys.len())
 }
 

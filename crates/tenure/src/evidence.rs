@@ -148,7 +148,7 @@ pub fn keys(command: KeysCommand) -> Result<()> {
 }
 
 /// Creates `path` (never overwriting), owner-only when `private`.
-fn write_new(path: &Path, text: &str, private: bool) -> Result<()> {
+pub(crate) fn write_new(path: &Path, text: &str, private: bool) -> Result<()> {
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]

@@ -3,7 +3,6 @@
 use crate::DbArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tenure_store::{Store, Vault, vault};
 
@@ -63,20 +62,8 @@ fn read_key(file: &Path) -> Result<Vault> {
 
 /// Creates `file` (never overwriting it) with a fresh key, readable by its owner only.
 fn write_key(file: &Path) -> Result<()> {
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let mut f = open.open(file).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow!("{} already exists: not overwriting it", file.display())
-        } else {
-            anyhow!("creating {}: {e}", file.display())
-        }
-    })?;
-    f.write_all(format!("{}\n", vault::generate_master_key()).as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", file.display()))
+    let key = vault::generate_master_key();
+    crate::evidence::write_new(file, &format!("{key}\n"), true)
 }
 
 /// `tenure keys master --out FILE`.
