@@ -214,6 +214,13 @@ pub const MIGRATIONS: &[Migration] = &[
         )),
         data: Some(crate::privacy::add_people_privacy_columns),
     },
+    Migration {
+        version: 14,
+        name: "console_sessions",
+        sql: include_str!("../migrations/0014_console_sessions.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

@@ -39,7 +39,7 @@ pub async fn insert_token(c: &mut Conn, t: &TokenRow, hash: &str) -> Result<()> 
     Ok(())
 }
 
-fn token_row(r: &Row) -> Result<TokenRow> {
+pub(crate) fn token_row(r: &Row) -> Result<TokenRow> {
     Ok(TokenRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
