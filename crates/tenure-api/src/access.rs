@@ -48,20 +48,20 @@ pub(crate) struct RequestBody {
     /// Who would hold the access; the token's own person when absent (a token that acts as
     /// no person must name someone).
     #[serde(default)]
-    person_id: Option<String>,
+    pub(crate) person_id: Option<String>,
     /// The entitlement asked for.
-    entitlement: String,
+    pub(crate) entitlement: String,
     /// Why; at most 2000 bytes.
     #[schema(schema_with = justification)]
-    justification: String,
+    pub(crate) justification: String,
     /// For how long once granted, in seconds (at most a year); until revoked when absent, for
     /// low and medium risk only.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 31622400)]
-    duration_secs: Option<i64>,
+    pub(crate) duration_secs: Option<i64>,
     /// Emergency access that skips approval (needs `break_glass`).
     #[serde(default)]
-    break_glass: bool,
+    pub(crate) break_glass: bool,
 }
 
 /// Non-blank text of at most [`MAX_TEXT`] bytes.
@@ -110,6 +110,16 @@ pub(crate) async fn post_request(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: RequestBody = parse_body(&body)?;
+    let accepted = ask(&s, &p, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Asks for access as `p`: the rules of `POST /api/v1/requests`, for every way in.
+pub(crate) async fn ask(
+    s: &AppState,
+    p: &Principal,
+    req: RequestBody,
+) -> Result<tenure_engine::RequestAccepted, ApiError> {
     p.require(if req.break_glass {
         Scope::BreakGlass
     } else {
@@ -163,7 +173,7 @@ pub(crate) async fn post_request(
             break_glass: req.break_glass,
         })
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    Ok(accepted)
 }
 
 /// Whether the token may see everyone's requests and approvals: `read` or `admin`.
@@ -535,15 +545,27 @@ pub(crate) async fn post_decision(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<ApprovalDetail>, ApiError> {
+    let d: DecisionBody = parse_body(&body)?;
+    Ok(Json(decide(&s, &p, &id, d.decision, &d.comment).await?))
+}
+
+/// Decides approval `id` as `p`'s person: the rules of `POST /api/v1/approvals/{id}/decision`,
+/// for every way in.
+pub(crate) async fn decide(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    verdict: Verdict,
+    comment: &str,
+) -> Result<ApprovalDetail, ApiError> {
     p.require(Scope::Approve)?;
     let actor = p.person()?.to_string();
-    let d: DecisionBody = parse_body(&body)?;
-    let comment = text("comment", &d.comment)?;
+    let comment = text("comment", comment)?;
     let detail = s
         .engine()
-        .decide_approval(&id, &actor, d.decision, &comment)
+        .decide_approval(id, &actor, verdict, &comment)
         .await?;
-    Ok(Json(detail.into()))
+    Ok(detail.into())
 }
 
 /// A delegation to make.

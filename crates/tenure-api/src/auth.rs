@@ -215,46 +215,51 @@ impl FromRequestParts<AppState> for Principal {
                 },
             );
         };
-        // A token that acts as a person works only while that person works here: it is checked
-        // on every request, never cached, so a leave stops it at once. (The leave also revokes
-        // it, so a rehire does not bring it back.)
-        if let Some(person) = &token.person_id {
-            let status = tenure_store::get_person(&mut c, person)
-                .await?
-                .map(|p| p.status);
-            if !status.is_some_and(PersonStatus::is_working) {
-                let why = match status {
-                    Some(PersonStatus::PreHire) => "has not started yet",
-                    Some(_) => "has left",
-                    None => "is not known",
-                };
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!(
-                        "token `{}` acts as `{person}`, who {why}: a token that acts as a person works only while they work here",
-                        token.name
-                    ),
-                ));
-            }
-        }
+        let p = principal_of(&mut c, token).await?;
         drop(c);
-        let scopes = token
-            .scopes
-            .split_whitespace()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let p = Principal {
-            token_id: token.id,
-            name: token.name,
-            scopes,
-            person_id: token.person_id,
-        };
         if p.person_id.is_none() {
             state.tokens().put(hash, p.clone(), now);
         }
         Ok(p)
     }
+}
+
+/// The principal of a live token, checked as on every request: a token that acts as a person
+/// works only while that person works here (checked each time, never cached, so a leave stops
+/// it at once; the leave also revokes it, so a rehire does not bring it back).
+pub(crate) async fn principal_of(
+    c: &mut tenure_store::Conn,
+    token: tenure_store::TokenRow,
+) -> Result<Principal, ApiError> {
+    if let Some(person) = &token.person_id {
+        let status = tenure_store::get_person(c, person).await?.map(|p| p.status);
+        if !status.is_some_and(PersonStatus::is_working) {
+            let why = match status {
+                Some(PersonStatus::PreHire) => "has not started yet",
+                Some(_) => "has left",
+                None => "is not known",
+            };
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` acts as `{person}`, who {why}: a token that acts as a person works only while they work here",
+                    token.name
+                ),
+            ));
+        }
+    }
+    let scopes = token
+        .scopes
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Ok(Principal {
+        token_id: token.id,
+        name: token.name,
+        scopes,
+        person_id: token.person_id,
+    })
 }
 
 /// Why a revoked token no longer works, for its holder: revoked, and when its person left, that.

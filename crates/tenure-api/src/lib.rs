@@ -6,6 +6,7 @@ mod access;
 mod auth;
 mod bodies;
 mod clients;
+mod console;
 mod error;
 mod openapi;
 mod path;

@@ -66,7 +66,7 @@ pub(crate) fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     if let Some(known) = parameters_of::<T>() {
         unknown_parameter(query, known)?;
     }

@@ -116,6 +116,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
     api.route_layer(axum::middleware::from_fn(documented_parameters_only))
         .nest("/scim/v2", crate::scim::router())
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // After every route: axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(method_not_allowed)
@@ -419,7 +420,7 @@ async fn get_event(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct PeopleQuery {
+pub(crate) struct PeopleQuery {
     /// Only people in this state (`active`, `on_leave`, `terminated`, ...).
     status: Option<String>,
     /// Only people of this department.
@@ -456,7 +457,7 @@ struct PeopleQuery {
         (status = 500, response = Internal),
     ),
 )]
-async fn list_people(
+pub(crate) async fn list_people(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<PeopleQuery>,
@@ -585,7 +586,7 @@ async fn forget_person(
         (status = 500, response = Internal),
     ),
 )]
-async fn get_person(
+pub(crate) async fn get_person(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -631,7 +632,7 @@ async fn get_person(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct RunQuery {
+pub(crate) struct RunQuery {
     /// Only runs in this state.
     #[param(value_type = Option<RunState>)]
     state: Option<String>,
@@ -667,7 +668,7 @@ struct RunQuery {
         (status = 500, response = Internal),
     ),
 )]
-async fn list_runs(
+pub(crate) async fn list_runs(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<RunQuery>,
@@ -717,7 +718,7 @@ const MAX_WAIT_MS: u64 = 30_000;
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct WaitQuery {
+pub(crate) struct WaitQuery {
     /// Long-poll: hold the answer up to this long (ms, at most 30000) until the run has ended.
     #[param(minimum = 0, maximum = 30000)]
     wait_ms: Option<u64>,
@@ -742,7 +743,7 @@ struct WaitQuery {
         (status = 500, response = Internal),
     ),
 )]
-async fn get_run(
+pub(crate) async fn get_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -799,7 +800,7 @@ async fn get_run(
         (status = 500, response = Internal),
     ),
 )]
-async fn cancel_run(
+pub(crate) async fn cancel_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -828,7 +829,7 @@ async fn cancel_run(
         (status = 500, response = Internal),
     ),
 )]
-async fn retry_run(
+pub(crate) async fn retry_run(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
@@ -843,7 +844,7 @@ async fn retry_run(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct EntitlementQuery {
+pub(crate) struct EntitlementQuery {
     /// Only entitlements of this system.
     system: Option<String>,
     /// Only entitlements of this risk (`low`, `medium`, `high`, `privileged`).
@@ -872,7 +873,7 @@ struct EntitlementQuery {
         (status = 500, response = Internal),
     ),
 )]
-async fn list_entitlements(
+pub(crate) async fn list_entitlements(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<EntitlementQuery>,
@@ -912,7 +913,7 @@ async fn list_entitlements(
         (status = 500, response = Internal),
     ),
 )]
-async fn list_systems(
+pub(crate) async fn list_systems(
     State(s): State<AppState>,
     p: Principal,
     Query(_): Query<NoParameters>,
@@ -933,7 +934,7 @@ async fn list_systems(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct SlaQuery {
+pub(crate) struct SlaQuery {
     /// Runs received at or after this RFC 3339 time; 30 days before `until` when absent.
     since: Option<String>,
     /// Runs received before this RFC 3339 time; now when absent.
@@ -965,7 +966,7 @@ const MAX_SLA_PERIOD_MS: i64 = 366 * 24 * 3_600_000;
         (status = 500, response = Internal),
     ),
 )]
-async fn sla_report(
+pub(crate) async fn sla_report(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<SlaQuery>,
@@ -996,7 +997,7 @@ async fn sla_report(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// The `next_after` of the page before: entries after this sequence number.
     #[param(minimum = 0)]
     after: Option<i64>,
@@ -1037,7 +1038,7 @@ struct AuditQuery {
         (status = 500, response = Internal),
     ),
 )]
-async fn list_audit(
+pub(crate) async fn list_audit(
     State(s): State<AppState>,
     p: Principal,
     Query(q): Query<AuditQuery>,

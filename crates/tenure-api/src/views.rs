@@ -64,25 +64,25 @@ fn times_in(v: &mut Value) {
 /// A run.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Run {
-    id: String,
-    event_id: Option<String>,
-    person_id: String,
-    kind: String,
-    state: RunState,
-    priority: i64,
-    effective_at: String,
-    created_at: String,
-    planned_at: Option<String>,
-    finished_at: Option<String>,
-    cancel_requested: bool,
-    error: Option<String>,
+    pub(crate) id: String,
+    pub(crate) event_id: Option<String>,
+    pub(crate) person_id: String,
+    pub(crate) kind: String,
+    pub(crate) state: RunState,
+    pub(crate) priority: i64,
+    pub(crate) effective_at: String,
+    pub(crate) created_at: String,
+    pub(crate) planned_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) error: Option<String>,
     /// What the planner noted: skipped entitlements, denied grants, grants awaiting approval.
-    note: Option<Value>,
+    pub(crate) note: Option<Value>,
     /// The `X-Request-Id` of the request that sent the run's event, when it had one.
-    request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// The trace (W3C Trace Context, 32 hex digits) the run's spans belong to, when traces are
     /// exported.
-    trace_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
 }
 
 impl Run {
@@ -140,27 +140,27 @@ async fn request_ids(
 /// A step of a run.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Step {
-    id: String,
-    run_id: String,
-    idx: i64,
-    phase: i64,
-    ready: bool,
-    state: StepState,
-    priority: i64,
-    available_at: String,
-    person_id: String,
-    system: String,
-    action: Action,
-    entitlement: Option<String>,
-    source: Option<GrantSource>,
-    source_ref: Option<String>,
-    op_id: String,
-    attempts: i64,
-    last_error: Option<String>,
-    compensation_of: Option<i64>,
-    lease_until: Option<String>,
-    started_at: Option<String>,
-    finished_at: Option<String>,
+    pub(crate) id: String,
+    pub(crate) run_id: String,
+    pub(crate) idx: i64,
+    pub(crate) phase: i64,
+    pub(crate) ready: bool,
+    pub(crate) state: StepState,
+    pub(crate) priority: i64,
+    pub(crate) available_at: String,
+    pub(crate) person_id: String,
+    pub(crate) system: String,
+    pub(crate) action: Action,
+    pub(crate) entitlement: Option<String>,
+    pub(crate) source: Option<GrantSource>,
+    pub(crate) source_ref: Option<String>,
+    pub(crate) op_id: String,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) compensation_of: Option<i64>,
+    pub(crate) lease_until: Option<String>,
+    pub(crate) started_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
 }
 
 impl From<tenure_store::StepRow> for Step {
@@ -195,24 +195,24 @@ impl From<tenure_store::StepRow> for Step {
 /// another has failed or waits for a person.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RunSystem {
-    system: String,
+    pub(crate) system: String,
     /// `done`: every step finished; `running`: steps in flight or queued (retries included);
     /// `waiting`: only a person can move it (an approval or a manual task); `failed`: a step
     /// failed for good and the system's later steps are held until the run is retried;
     /// `blocked`: the run ended with some of its steps never released.
-    state: SystemState,
+    pub(crate) state: SystemState,
     /// Its steps in the run.
-    steps: u32,
+    pub(crate) steps: u32,
     /// Finished: succeeded, cancelled, compensated or denied.
-    done: u32,
+    pub(crate) done: u32,
     /// Failed for good.
-    failed: u32,
+    pub(crate) failed: u32,
     /// Waiting for an approval or a manual task.
-    waiting: u32,
+    pub(crate) waiting: u32,
     /// Pending and not yet released (behind an earlier phase of the same system).
-    held: u32,
+    pub(crate) held: u32,
     /// The error of a failed step, else the latest word of an unfinished one.
-    last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl From<SystemProgress> for RunSystem {
@@ -234,10 +234,10 @@ impl From<SystemProgress> for RunSystem {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RunDetail {
     #[serde(flatten)]
-    run: Run,
+    pub(crate) run: Run,
     /// Per system, in system order.
-    systems: Vec<RunSystem>,
-    steps: Vec<Step>,
+    pub(crate) systems: Vec<RunSystem>,
+    pub(crate) steps: Vec<Step>,
 }
 
 impl RunDetail {
@@ -261,20 +261,20 @@ impl RunDetail {
 /// A stored event.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Event {
-    id: String,
+    pub(crate) id: String,
     #[serde(rename = "type")]
-    kind: String,
-    person_id: String,
-    source: Option<String>,
-    run_id: String,
-    effective_at: String,
-    received_at: String,
-    actor: String,
-    request_id: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) person_id: String,
+    pub(crate) source: Option<String>,
+    pub(crate) run_id: String,
+    pub(crate) effective_at: String,
+    pub(crate) received_at: String,
+    pub(crate) actor: String,
+    pub(crate) request_id: Option<String>,
     /// The event as received; `null` once `[retention]` dropped it (see `payload_dropped_at`).
-    event: Value,
+    pub(crate) event: Value,
     /// When the event's payload was dropped under `[retention] event_payloads`.
-    payload_dropped_at: Option<String>,
+    pub(crate) payload_dropped_at: Option<String>,
 }
 
 impl Event {
@@ -309,21 +309,21 @@ impl Event {
 /// An audit entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditEntry {
-    seq: i64,
-    at: String,
-    actor: String,
-    action: String,
-    person_id: Option<String>,
-    entitlement: Option<String>,
-    system: Option<String>,
-    run_id: Option<String>,
-    reason: String,
-    correlation_id: Option<String>,
-    details: Value,
+    pub(crate) seq: i64,
+    pub(crate) at: String,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) person_id: Option<String>,
+    pub(crate) entitlement: Option<String>,
+    pub(crate) system: Option<String>,
+    pub(crate) run_id: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) details: Value,
     /// The trace it was written in, when traces are exported; part of the hash when present.
-    trace_id: Option<String>,
-    prev_hash: String,
-    hash: String,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
 }
 
 impl TryFrom<tenure_core::audit::AuditEntry> for AuditEntry {
@@ -354,41 +354,53 @@ impl TryFrom<tenure_core::audit::AuditEntry> for AuditEntry {
 /// A target system: its health, circuit breaker, calls in flight and counters.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct System {
-    id: String,
-    name: String,
-    connector: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) connector: String,
     /// `ok`, `degraded` or `down`.
-    health: Health,
+    pub(crate) health: Health,
     /// When `health` last changed (or the engine started).
-    since: String,
+    pub(crate) since: String,
     /// The last failed call or health check.
-    last_error: Option<LastError>,
+    pub(crate) last_error: Option<LastError>,
     /// How many of the latest calls failed.
-    recent: Recent,
-    circuit: Circuit,
-    in_flight: usize,
-    stats: Option<Value>,
+    pub(crate) recent: Recent,
+    pub(crate) circuit: Circuit,
+    pub(crate) in_flight: usize,
+    pub(crate) stats: Option<Value>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct LastError {
-    at: String,
-    message: String,
+pub(crate) struct LastError {
+    pub(crate) at: String,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Recent {
-    calls: usize,
-    failures: usize,
+pub(crate) struct Recent {
+    pub(crate) calls: usize,
+    pub(crate) failures: usize,
 }
 
 /// A circuit breaker's state.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
-enum Circuit {
+pub(crate) enum Circuit {
     Closed { failures: u32 },
     Open { until: String },
     HalfOpen,
+}
+
+impl Circuit {
+    /// The breaker's state in words, for the console.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Circuit::Closed { failures: 0 } => "closed".into(),
+            Circuit::Closed { failures } => format!("closed ({failures} failures in a row)"),
+            Circuit::Open { until } => format!("open until {until}"),
+            Circuit::HalfOpen => "half open (trying a call)".into(),
+        }
+    }
 }
 
 impl From<CircuitState> for Circuit {
@@ -432,12 +444,12 @@ impl From<tenure_engine::SystemStatus> for System {
 /// An API token (never its secret).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Token {
-    id: String,
-    name: String,
-    scopes: String,
-    created_at: String,
-    revoked_at: Option<String>,
-    person_id: Option<String>,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) scopes: String,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
+    pub(crate) person_id: Option<String>,
 }
 
 impl From<tenure_store::TokenRow> for Token {
@@ -456,22 +468,22 @@ impl From<tenure_store::TokenRow> for Token {
 /// A task a step waits on.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Task {
-    id: String,
-    kind: TaskKind,
-    system: String,
-    team: Option<String>,
-    person_id: String,
-    action: String,
-    entitlement: Option<String>,
-    title: String,
-    state: TaskState,
-    message: Option<String>,
-    created_at: String,
-    due_at: Option<String>,
-    finished_at: Option<String>,
-    finished_by: Option<String>,
+    pub(crate) id: String,
+    pub(crate) kind: TaskKind,
+    pub(crate) system: String,
+    pub(crate) team: Option<String>,
+    pub(crate) person_id: String,
+    pub(crate) action: String,
+    pub(crate) entitlement: Option<String>,
+    pub(crate) title: String,
+    pub(crate) state: TaskState,
+    pub(crate) message: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) due_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) finished_by: Option<String>,
     /// Still open after its due time.
-    overdue: bool,
+    pub(crate) overdue: bool,
 }
 
 impl Task {
@@ -502,18 +514,18 @@ impl Task {
 /// An access request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Request {
-    id: String,
-    person_id: String,
-    entitlement: String,
-    requester: String,
-    justification: String,
-    duration_ms: Option<i64>,
-    break_glass: bool,
-    state: String,
-    run_id: String,
-    created_at: String,
-    decided_at: Option<String>,
-    expires_at: Option<String>,
+    pub(crate) id: String,
+    pub(crate) person_id: String,
+    pub(crate) entitlement: String,
+    pub(crate) requester: String,
+    pub(crate) justification: String,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) break_glass: bool,
+    pub(crate) state: String,
+    pub(crate) run_id: String,
+    pub(crate) created_at: String,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
 }
 
 impl From<tenure_store::RequestRow> for Request {
@@ -538,11 +550,11 @@ impl From<tenure_store::RequestRow> for Request {
 /// An access request with the approvals of its run.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RequestDetail {
-    request: Request,
-    approvals: Vec<ApprovalDetail>,
+    pub(crate) request: Request,
+    pub(crate) approvals: Vec<ApprovalDetail>,
     /// When policy or separation of duties denied its grant: the policies and rules that decided.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    denied_by: Vec<String>,
+    pub(crate) denied_by: Vec<String>,
 }
 
 impl From<tenure_engine::RequestDetail> for RequestDetail {
@@ -558,19 +570,19 @@ impl From<tenure_engine::RequestDetail> for RequestDetail {
 /// An approval: one grant waiting for people, with its chain of stages.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Approval {
-    id: String,
-    run_id: String,
-    step_id: Option<String>,
-    request_id: Option<String>,
-    person_id: String,
-    entitlement: String,
-    requester: String,
-    state: ApprovalState,
-    chain: Chain,
-    created_at: String,
-    stage_due_at: String,
-    deadline_at: String,
-    decided_at: Option<String>,
+    pub(crate) id: String,
+    pub(crate) run_id: String,
+    pub(crate) step_id: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) person_id: String,
+    pub(crate) entitlement: String,
+    pub(crate) requester: String,
+    pub(crate) state: ApprovalState,
+    pub(crate) chain: Chain,
+    pub(crate) created_at: String,
+    pub(crate) stage_due_at: String,
+    pub(crate) deadline_at: String,
+    pub(crate) decided_at: Option<String>,
 }
 
 impl From<tenure_store::ApprovalRow> for Approval {
@@ -595,21 +607,21 @@ impl From<tenure_store::ApprovalRow> for Approval {
 
 /// A decision on an approval.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Decision {
-    stage: i64,
-    actor: String,
-    on_behalf_of: String,
-    decision: String,
-    comment: String,
-    at: String,
+pub(crate) struct Decision {
+    pub(crate) stage: i64,
+    pub(crate) actor: String,
+    pub(crate) on_behalf_of: String,
+    pub(crate) decision: String,
+    pub(crate) comment: String,
+    pub(crate) at: String,
 }
 
 /// An approval with its decisions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ApprovalDetail {
     #[serde(flatten)]
-    approval: Approval,
-    decisions: Vec<Decision>,
+    pub(crate) approval: Approval,
+    pub(crate) decisions: Vec<Decision>,
 }
 
 impl From<tenure_engine::ApprovalDetail> for ApprovalDetail {
@@ -635,13 +647,13 @@ impl From<tenure_engine::ApprovalDetail> for ApprovalDetail {
 /// An approver's substitute for a period.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Delegation {
-    id: String,
-    delegator: String,
-    delegate: String,
-    starts_at: String,
-    ends_at: String,
-    created_at: String,
-    revoked_at: Option<String>,
+    pub(crate) id: String,
+    pub(crate) delegator: String,
+    pub(crate) delegate: String,
+    pub(crate) starts_at: String,
+    pub(crate) ends_at: String,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
 }
 
 impl From<tenure_store::DelegationRow> for Delegation {

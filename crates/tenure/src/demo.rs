@@ -1,8 +1,9 @@
 //! `--demo`: a small company to play with, seeded through the engine like real HR events.
 
 use anyhow::Result;
+use tenure_api::Scope;
 use tenure_core::event::parse_event;
-use tenure_engine::{Engine, IngestOutcome, Submission};
+use tenure_engine::{Engine, IngestOutcome, NewRequest, Submission};
 
 const FIRST: &[&str] = &[
     "Ada",
@@ -42,12 +43,12 @@ const CLIENTS: &[&str] = &["acme", "globex", "initech"];
 const OFFICES: &[&str] = &["Berlin", "London", "New York"];
 
 /// Hires 40 people (a few contractors) and staffs them on client engagements, once: a
-/// database that already has people is left alone.
-pub async fn seed(engine: &Engine) -> Result<()> {
+/// database that already has people is left alone. Whether it seeded now.
+pub async fn seed(engine: &Engine) -> Result<bool> {
     let mut c = engine.store().reader().await?;
     if tenure_store::count_people(&mut c).await? > 0 {
         tracing::info!("demo data already present");
-        return Ok(());
+        return Ok(false);
     }
     drop(c);
     let events = events();
@@ -58,6 +59,47 @@ pub async fn seed(engine: &Engine) -> Result<()> {
         events = events.len(),
         "demo company seeded: 40 people, 20 client engagements"
     );
+    // Something for the manager to decide in the console: E006 asks for admin rights, which
+    // need E002's approval (their manager), then it-ops' (E001 and E002).
+    engine
+        .request_access(NewRequest {
+            person_id: "E006".into(),
+            entitlement: "directory:admins".into(),
+            requester: "E006".into(),
+            justification: "print server migration this week".into(),
+            duration_ms: Some(2 * 3_600_000),
+            break_glass: false,
+        })
+        .await?;
+    Ok(true)
+}
+
+/// The people whose sign-in the demo console shows, each with what their token may do.
+const SIGN_INS: &[(&str, &str, &[Scope])] = &[
+    ("E010", "an employee", &[Scope::Request, Scope::Read]),
+    (
+        "E002",
+        "a manager, with an approval waiting",
+        &[Scope::Approve, Scope::Request, Scope::Read],
+    ),
+    (
+        "E001",
+        "an owner of directory:admins (it-ops)",
+        &[Scope::Approve, Scope::Read],
+    ),
+];
+
+/// Makes a console sign-in token for each demo role and prints them once, beside the admin
+/// token printed before.
+pub async fn print_sign_ins(store: &tenure_store::Store, url: &str) -> Result<()> {
+    println!("console: {url}/console, signing in with a token; the demo's people:");
+    for (person, role, scopes) in SIGN_INS {
+        let name = format!("console-{}", person.to_lowercase());
+        let (_, secret) = tenure_api::issue_token(store, &name, scopes, Some(person), "demo")
+            .await
+            .map_err(|e| anyhow::anyhow!("demo token for {person}: {e}"))?;
+        println!("  {person}, {role}: {secret}");
+    }
     Ok(())
 }
 

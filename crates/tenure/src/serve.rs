@@ -150,9 +150,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         },
     )
     .await?;
-    if args.demo {
-        demo::seed(&engine).await?;
-    }
+    let demo_seeded = args.demo && demo::seed(&engine).await?;
     drain_scim_outbox(&engine).await?;
 
     let loader = config_files::rules_loader(args.config.clone());
@@ -183,6 +181,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             "TENURE_BOOTSTRAP_TOKEN is ignored: this database already has tokens, and the bootstrap token is only created on first start; use `tenure token create` on this database"
         ),
         Bootstrap::NotNeeded => {}
+    }
+    if demo_seeded {
+        demo::print_sign_ins(&store, &url).await?;
     }
     println!("tenure listening on http://{addr}");
     crate::http::serve(listener, app, limits, shutdown_signal()).await?;

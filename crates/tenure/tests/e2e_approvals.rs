@@ -9,32 +9,8 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const CONFIG: &str = r#"
-[[systems]]
-id = "directory"
-connector = "sandbox"
-[[systems]]
-id = "db"
-connector = "sandbox"
-
-[[entitlements]]
-id = "directory:staff"
-system = "directory"
-[[entitlements]]
-id = "directory:reports"
-system = "directory"
-owner = "olga"
-[[entitlements]]
-id = "db:prod-admin"
-system = "db"
-risk = "privileged"
-owner = "olga"
-
-[approvals]
-request_stages = ["manager", "owner"]
-"#;
-
-const ALL: &[(&str, &str)] = &[("all", "entitlements = [\"directory:staff\"]\n")];
+const CONFIG: &str = APPROVALS_CONFIG;
+const ALL: &[(&str, &str)] = APPROVALS_TEMPLATES;
 
 fn person(id: &str, manager: Option<&str>) -> Value {
     let mut p = json!({
@@ -67,19 +43,6 @@ fn api_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> std::proces
         .current_dir(env.dir.path())
         .output()
         .expect("running tenure")
-}
-
-/// Polls a run (a few ms apart) until its grant waits for approval: its accounts come first.
-async fn awaiting(s: &Server, run_id: &str) {
-    let start = std::time::Instant::now();
-    loop {
-        let run = s.get(&format!("/api/v1/runs/{run_id}")).await;
-        if run["state"] == "awaiting_approval" {
-            return;
-        }
-        assert!(!is_terminal(&run) && start.elapsed() < PATIENCE, "{run:#}");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
 }
 
 /// Asks for access with `requester`'s token; returns the run and the first approval waiting
@@ -248,7 +211,7 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
         a.body["request_id"].as_str().unwrap().to_string(),
         a.body["run_id"].as_str().unwrap().to_string(),
     );
-    awaiting(&s, &run_id).await;
+    s.awaiting_approval(&run_id).await;
 
     // mia (manager) sees it; olga (owner) not yet.
     let mine = call(&s, Method::GET, "/api/v1/approvals", &mia, None).await;
@@ -428,7 +391,7 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
     // withdrawn, and a decision on it afterwards is a 409 that grants nothing.
     let bob = token(&env, "bob", &["request"], Some("bob"));
     let (run_id, id) = ask_first_approval(&s, &bob, ask("directory:reports"), &mia).await;
-    awaiting(&s, &run_id).await;
+    s.awaiting_approval(&run_id).await;
     s.apply_ok(&json!({ "type": "leave", "person": { "id": "bob" } }))
         .await;
     assert_eq!(s.wait_run(&run_id).await["state"], "cancelled");
@@ -588,7 +551,8 @@ async fn approvers_requesters_and_delegations_are_listed_paged_and_scoped() {
         )
         .await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
-        awaiting(&s, a.body["run_id"].as_str().unwrap()).await;
+        s.awaiting_approval(a.body["run_id"].as_str().unwrap())
+            .await;
         requests.push(a.body["request_id"].as_str().unwrap().to_string());
     }
     let all_pending = item_ids(&list(&s, &mia, "/api/v1/approvals").await);

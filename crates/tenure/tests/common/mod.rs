@@ -506,6 +506,20 @@ impl Server {
         }
     }
 
+    /// Polls a run (a few ms apart) until its grant waits for approval: its accounts come
+    /// first.
+    pub async fn awaiting_approval(&self, run_id: &str) {
+        let start = Instant::now();
+        loop {
+            let run = self.get(&format!("/api/v1/runs/{run_id}")).await;
+            if run["state"] == "awaiting_approval" {
+                return;
+            }
+            assert!(!is_terminal(&run) && start.elapsed() < PATIENCE, "{run:#}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Sends an event and waits for its run; returns the finished run.
     pub async fn apply(&self, event: &Value) -> Value {
         let id = self.accept(event).await;
@@ -656,6 +670,37 @@ system = "down"
 "#
     )
 }
+
+/// Two systems, an entitlement owned by `olga` and a privileged one, and requests approved by
+/// the manager and then the owner: the access-request tests' configuration.
+pub const APPROVALS_CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "db"
+connector = "sandbox"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+[[entitlements]]
+id = "directory:reports"
+system = "directory"
+owner = "olga"
+[[entitlements]]
+id = "db:prod-admin"
+system = "db"
+risk = "privileged"
+owner = "olga"
+
+[approvals]
+request_stages = ["manager", "owner"]
+"#;
+
+/// Everyone holds `directory:staff` (with [`APPROVALS_CONFIG`]).
+pub const APPROVALS_TEMPLATES: &[(&str, &str)] =
+    &[("all", "entitlements = [\"directory:staff\"]\n")];
 
 /// A template giving everyone an entitlement on each of [`down_config`]'s systems.
 pub const DOWN_TEMPLATES: &[(&str, &str)] = &[(

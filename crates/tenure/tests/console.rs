@@ -1,0 +1,528 @@
+//! The web console on the real binary, over HTTP as a browser speaks it (forms, cookies,
+//! redirects): signing in with a token, the session cookie and what ends it, the CSRF and
+//! origin checks on every form, the same permissions as the API on every page, escaping, and
+//! the request-approve-grant flow end to end. The browser-driven checks (accessibility,
+//! rendering) are in `console_browser.rs`.
+
+mod common;
+
+use common::*;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Client, Method, StatusCode, redirect};
+use serde_json::json;
+
+const CONFIG: &str = APPROVALS_CONFIG;
+const ALL: &[(&str, &str)] = APPROVALS_TEMPLATES;
+
+/// A browser without JavaScript: it keeps the session cookie, sends forms as browsers do
+/// (with `Origin`), and does not follow redirects, so each answer can be looked at.
+struct Browser<'a> {
+    server: &'a Server,
+    http: Client,
+    cookie: Option<String>,
+    origin: String,
+}
+
+/// An answer as the browser got it.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in:\n{}", self.body));
+        self.body[at + 19..at + 19 + 64].to_string()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a Server) -> Browser<'a> {
+        Browser {
+            server,
+            http: Client::builder()
+                .redirect(redirect::Policy::none())
+                .build()
+                .expect("http client"),
+            cookie: None,
+            origin: server.base.clone(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.server.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(f) = form {
+            let encoded = reqwest::Url::parse_with_params("http://form/", f).expect("a form");
+            req = req
+                .header("origin", &self.origin)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(encoded.query().unwrap_or_default().to_string());
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        if let Some(set) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = set.split(';').next().unwrap_or_default().to_string();
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        Page {
+            status,
+            headers,
+            body: res.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    /// Signs in with `token`; panics unless the console takes it.
+    async fn sign_in(&mut self, token: &str) {
+        let p = self
+            .post(
+                "/console/sign-in",
+                &[("token", token), ("next", "/console")],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        assert!(self.cookie.is_some(), "no session cookie");
+    }
+
+    /// A signed-in page that must answer 200.
+    async fn page(&mut self, path: &str) -> Page {
+        let p = self.get(path).await;
+        assert_eq!(p.status, StatusCode::OK, "GET {path}: {}", p.body);
+        p
+    }
+}
+
+fn hire(id: &str, name: &str, manager: Option<&str>) -> serde_json::Value {
+    let mut p = json!({
+        "id": id, "name": name, "email": format!("{id}@example.com"), "worker_type": "employee",
+    });
+    if let Some(m) = manager {
+        p["manager"] = m.into();
+    }
+    json!({ "type": "hire", "person": p })
+}
+
+#[tokio::test]
+async fn signing_in_opens_a_safe_session_that_sign_out_revocation_and_a_leave_end() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("ann", "Ann", None)).await;
+    let ann = token(&env, "ann", &["request", "read"], Some("ann"));
+    let mut b = Browser::new(&s);
+
+    // Not signed in: every page sends to the sign-in form, remembering where it was.
+    let p = b.get("/console/people?status=active").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        p.location(),
+        "/console/sign-in?next=%2Fconsole%2Fpeople%3Fstatus%3Dactive"
+    );
+    assert_eq!(b.get("/").await.location(), "/console");
+    let form = b.page("/console/sign-in").await;
+    assert!(form.body.contains("<label for=\"token\">"), "{}", form.body);
+    for (h, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(form.headers[h], want, "{h}");
+    }
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+
+    // A wrong token: the form again, with the reason, and no cookie.
+    let p = b
+        .post(
+            "/console/sign-in",
+            &[("token", "tnr_nope"), ("next", "/console")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    assert!(p.body.contains("unknown or revoked"), "{}", p.body);
+    assert!(b.cookie.is_none());
+
+    // The right one: a cookie the page's scripts cannot read, sent to the console only, and
+    // back to the page asked for (never to another site).
+    let p = b
+        .post(
+            "/console/sign-in",
+            &[("token", &ann), ("next", "/console/people?status=active")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/console/people?status=active");
+    let set = p.headers[SET_COOKIE].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = b.cookie.clone().unwrap();
+    let people = b.page("/console/people").await;
+    assert!(people.body.contains("Ann"), "{}", people.body);
+    let mut other = Browser::new(&s);
+    let p = other
+        .post(
+            "/console/sign-in",
+            &[("token", &ann), ("next", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(p.location(), "/console");
+
+    // The cookie is not stored: only its hash is.
+    let store = env.open_store().await;
+    let mut c = store.reader().await.unwrap();
+    let secret = cookie.split_once('=').unwrap().1;
+    assert!(
+        tenure_store::session_by_hash(&mut c, secret, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tenure_store::session_by_hash(&mut c, &tenure_api::hash_token(secret), 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(c);
+    store.close().await;
+
+    // Sign-out ends the session at once: the old cookie sends to the sign-in form again.
+    let home = b.page("/console").await;
+    let out = b.post("/console/sign-out", &[("csrf", &home.csrf())]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(b.cookie.is_none());
+    b.cookie = Some(cookie);
+    assert_eq!(b.get("/console").await.status, StatusCode::SEE_OTHER);
+
+    // Revoking the token ends its sessions.
+    let admin = json!({"name": "carl", "scopes": ["read"]});
+    let made = s.post("/api/v1/tokens", &admin).await;
+    let (carl_id, carl) = (
+        made.body["id"].as_str().unwrap().to_string(),
+        made.body["token"].as_str().unwrap().to_string(),
+    );
+    let mut c2 = Browser::new(&s);
+    c2.sign_in(&carl).await;
+    c2.page("/console/runs").await;
+    assert_eq!(
+        s.delete(&format!("/api/v1/tokens/{carl_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(c2.get("/console/runs").await.status, StatusCode::SEE_OTHER);
+
+    // A leave stops the session of a token acting as the leaver, with the API's reason.
+    other.sign_in(&ann).await;
+    other.page("/console").await;
+    s.apply_ok(&json!({"type": "leave", "person": {"id": "ann"}}))
+        .await;
+    // (The leave revokes the token, so the session is gone: back to signing in.)
+    let p = other.get("/console").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = other.post("/console/sign-in", &[("token", &ann)]).await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+}
+
+#[tokio::test]
+async fn every_form_needs_the_session_secret_and_the_console_origin_and_refusals_change_nothing() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("mia", "Mia", None)).await;
+    s.apply_ok(&hire("eve", "Eve", Some("mia"))).await;
+    s.apply_ok(&hire("olga", "Olga", None)).await;
+    let eve = token(&env, "eve", &["request", "read"], Some("eve"));
+    let mia = token(&env, "mia", &["approve", "read"], Some("mia"));
+
+    let mut e = Browser::new(&s);
+    e.sign_in(&eve).await;
+    let form = e
+        .page("/console/request?entitlement=directory%3Areports")
+        .await;
+    assert!(
+        form.body.contains("Ask for directory:reports"),
+        "{}",
+        form.body
+    );
+    let csrf = form.csrf();
+    fn ask(csrf: &str) -> [(&str, &str); 4] {
+        [
+            ("csrf", csrf),
+            ("entitlement", "directory:reports"),
+            ("justification", "monthly reports"),
+            ("duration", "604800"),
+        ]
+    }
+    // Without the secret, with another session's, from another site: refused, nothing asked.
+    let p = e.post("/console/requests", &ask("")).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    let wrong = "0".repeat(64);
+    assert_eq!(
+        e.post("/console/requests", &ask(&wrong)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let real = csrf.as_str();
+    e.origin = "https://evil.example".into();
+    assert_eq!(
+        e.post("/console/requests", &ask(real)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let requests = s.get("/api/v1/requests?all=true").await;
+    assert_eq!(
+        requests["items"],
+        json!([]),
+        "a refused form asked for access"
+    );
+
+    // From the console itself: asked, and the request's page says where it stands.
+    e.origin = s.base.clone();
+    let p = e.post("/console/requests", &ask(real)).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(
+        p.location().ends_with("?notice=requested"),
+        "{}",
+        p.location()
+    );
+    let page = e.page(p.location()).await;
+    assert!(page.body.contains("Your request was sent"), "{}", page.body);
+    assert!(page.body.contains("monthly reports"), "{}", page.body);
+
+    // The same rules as the API: asking again while pending is the API's 409, shown as such.
+    let again = e.post("/console/requests", &ask(real)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    // The manager's forms need their own session's secret, not eve's.
+    let requests = s.get("/api/v1/requests?all=true").await;
+    s.awaiting_approval(requests["items"][0]["run_id"].as_str().unwrap())
+        .await;
+    let mut m = Browser::new(&s);
+    m.sign_in(&mia).await;
+    let inbox = m.page("/console/approvals").await;
+    assert!(inbox.body.contains("directory:reports"), "{}", inbox.body);
+    let id = {
+        let at = inbox
+            .body
+            .find("name=\"id\" value=\"")
+            .expect("a pending approval");
+        inbox.body[at + 17..].split('"').next().unwrap().to_string()
+    };
+    let p = m
+        .post(
+            &format!("/console/approvals/{id}"),
+            &[("csrf", real), ("decision", "approve"), ("comment", "ok")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    let a = s.get(&format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(a["state"], "pending");
+    assert_eq!(a["decisions"], json!([]));
+}
+
+#[tokio::test]
+async fn pages_enforce_the_api_scopes_and_escape_what_they_show() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("mia", "Mia", None)).await;
+    s.apply_ok(&hire(
+        "x1",
+        "<script>alert(1)</script> & \"co\"",
+        Some("mia"),
+    ))
+    .await;
+    let approver = token(&env, "mia", &["approve"], Some("mia"));
+    let reader = token(&env, "reader", &["read"], None);
+
+    // `approve` alone: the inbox, not the people, runs or audit pages (the API's 403).
+    let mut m = Browser::new(&s);
+    m.sign_in(&approver).await;
+    let home = m.page("/console").await;
+    assert!(
+        !home.body.contains("href=\"/console/people\""),
+        "{}",
+        home.body
+    );
+    m.page("/console/approvals").await;
+    for path in [
+        "/console/people",
+        "/console/runs",
+        "/console/audit",
+        "/console/people/x1",
+    ] {
+        let p = m.get(path).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
+        assert!(
+            p.body.contains("lacks the `read` scope"),
+            "{path}: {}",
+            p.body
+        );
+    }
+
+    // `read` without `admin`: a run's page without cancel and retry, and the API's refusal
+    // when the form is sent anyway.
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    let runs = s.get("/api/v1/runs?person=x1").await;
+    let run = runs["items"][0]["id"].as_str().unwrap().to_string();
+    let page = r.page(&format!("/console/runs/{run}")).await;
+    assert!(!page.body.contains("/retry"), "{}", page.body);
+    let csrf = page.csrf();
+    let p = r
+        .post(&format!("/console/runs/{run}/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+
+    // Whatever a person's record holds is shown as text, never as markup.
+    for path in ["/console/people", "/console/people/x1"] {
+        let page = r.page(path).await;
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(
+            page.body
+                .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    // A filter the API refuses is the API's 400 with the field, in the console's frame.
+    let p = r.get("/console/people?status=retired").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("<code>status</code>"), "{}", p.body);
+    // An unknown page is a 404 page, not the API's JSON.
+    let p = r.get("/console/nowhere").await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(p.body.starts_with("<!doctype html>"), "{}", p.body);
+}
+
+#[tokio::test]
+async fn a_request_is_approved_in_bulk_by_the_manager_and_by_the_owner_and_granted() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("mia", "Mia", None)).await;
+    s.apply_ok(&hire("olga", "Olga", None)).await;
+    s.apply_ok(&hire("eve", "Eve", Some("mia"))).await;
+    let eve = token(&env, "eve", &["request", "read"], Some("eve"));
+    let mia = token(&env, "mia", &["approve", "read"], Some("mia"));
+    let olga = token(&env, "olga", &["approve", "read"], Some("olga"));
+
+    let mut e = Browser::new(&s);
+    e.sign_in(&eve).await;
+    let csrf = e
+        .page("/console/request?entitlement=directory%3Areports")
+        .await
+        .csrf();
+    let p = e
+        .post(
+            "/console/requests",
+            &[
+                ("csrf", &csrf),
+                ("entitlement", "directory:reports"),
+                ("justification", "quarterly close"),
+                ("duration", "86400"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let request = p
+        .location()
+        .trim_start_matches("/console/requests/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // The manager ticks it in the inbox and approves with one comment; the owner approves it
+    // on its own page.
+    let detail = s.get(&format!("/api/v1/requests/{request}")).await;
+    let run = detail["request"]["run_id"].as_str().unwrap().to_string();
+    s.awaiting_approval(&run).await;
+    for (tok, bulk) in [(&mia, true), (&olga, false)] {
+        let mut b = Browser::new(&s);
+        b.sign_in(tok).await;
+        let inbox = b.page("/console/approvals").await;
+        let at = inbox
+            .body
+            .find("name=\"id\" value=\"")
+            .unwrap_or_else(|| panic!("nothing to decide: {}", inbox.body));
+        let id = inbox.body[at + 17..].split('"').next().unwrap().to_string();
+        let home = b.page("/console").await;
+        assert!(
+            home.body.contains("directory:reports for eve"),
+            "{}",
+            home.body
+        );
+        let csrf = home.csrf();
+        let p = if bulk {
+            b.post(
+                "/console/approvals/decide",
+                &[
+                    ("csrf", &csrf),
+                    ("id", &id),
+                    ("decision", "approve"),
+                    ("comment", "fine for the close"),
+                ],
+            )
+            .await
+        } else {
+            b.post(
+                &format!("/console/approvals/{id}"),
+                &[
+                    ("csrf", &csrf),
+                    ("decision", "approve"),
+                    ("comment", "one day"),
+                ],
+            )
+            .await
+        };
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        let page = b.page(&format!("/console/approvals/{id}")).await;
+        assert!(page.body.contains("approve</strong> by"), "{}", page.body);
+    }
+
+    // Granted once the run is done, with its end date on the person's page.
+    assert_eq!(s.wait_run(&run).await["state"], "succeeded");
+    let page = e.page("/console/people/eve").await;
+    let row = page
+        .body
+        .split("<tr>")
+        .find(|r| r.contains("directory:reports"))
+        .unwrap_or_else(|| panic!("no grant row: {}", page.body));
+    assert!(row.contains("granted") && row.contains("request"), "{row}");
+    assert!(
+        !row.contains("until revoked"),
+        "a one-day grant shows its end: {row}"
+    );
+    let audit = e
+        .page("/console/audit?person=eve&action=approval.approve")
+        .await;
+    assert!(audit.body.contains("approval.approve"), "{}", audit.body);
+}

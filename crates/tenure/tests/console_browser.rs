@@ -1,0 +1,139 @@
+//! The console in a real browser: starts the server, makes the people and tokens, and runs
+//! `tests/browser/console.test.mjs` (headless Chromium through playwright-core, axe-core for
+//! WCAG 2.2 A/AA). It needs Debian's `chromium` and `npm ci` in `tests/browser`, which
+//! `.ci/run` installs; elsewhere it is skipped with a notice when they are missing (with
+//! `CI=true` it fails instead).
+//!
+//! The pages do the same on both databases (their logic is the API's, tested on both in
+//! `console.rs`), so this runs on SQLite only: on PostgreSQL it is skipped.
+//!
+//! `TENURE_SCREENSHOTS=docs/console` saves the screenshots in `docs/console.md`.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CONFIG: &str = r#"
+[[systems]]
+id = "directory"
+connector = "sandbox"
+[[systems]]
+id = "chat"
+connector = "sandbox"
+
+[[entitlements]]
+id = "directory:staff"
+system = "directory"
+name = "Staff directory"
+[[entitlements]]
+id = "chat:general"
+system = "chat"
+name = "General chat"
+[[entitlements]]
+id = "directory:reports"
+system = "directory"
+name = "Board reports"
+risk = "high"
+owner = "olga"
+[[entitlements]]
+id = "directory:payroll"
+system = "directory"
+name = "Payroll exports"
+risk = "privileged"
+owner = "olga"
+
+[approvals]
+request_stages = ["manager", "owner"]
+"#;
+
+const ALL: &[(&str, &str)] = &[(
+    "all",
+    "entitlements = [\"directory:staff\", \"chat:general\"]\n",
+)];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Some(format!(
+            "no Chromium at {chromium} (apt-get install chromium)"
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("no node".into());
+    }
+    let modules = repo_root().join("tests/browser/node_modules/playwright-core");
+    if !modules.exists() {
+        return Some("tests/browser has no node_modules (npm ci --prefix tests/browser)".into());
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_console_works_in_chromium_and_every_page_passes_axe() {
+    if postgres_url().is_some() {
+        eprintln!("skipped on PostgreSQL: the browser test runs on SQLite (see the module docs)");
+        return;
+    }
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the browser test cannot run on CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    for (id, name, manager) in [
+        ("mia", "Mia Manager", None),
+        ("olga", "Olga Owner", None),
+        ("eve", "Eve Employee", Some("mia")),
+        ("sam", "Sam Smith", Some("mia")),
+    ] {
+        let mut p = serde_json::json!({
+            "id": id, "name": name, "email": format!("{id}@example.com"),
+            "worker_type": "employee", "department": "Finance", "title": "Analyst",
+        });
+        if let Some(m) = manager {
+            p["manager"] = m.into();
+        }
+        s.apply_ok(&serde_json::json!({ "type": "hire", "person": p }))
+            .await;
+    }
+    let employee = token(&env, "eve", &["request", "read"], Some("eve"));
+    let manager = token(&env, "mia", &["approve", "read"], Some("mia"));
+    let owner = token(&env, "olga", &["approve", "read"], Some("olga"));
+
+    let root = repo_root();
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/console.test.mjs"))
+        .current_dir(&root)
+        .env("TENURE_URL", &s.base)
+        .env("TENURE_EMPLOYEE_TOKEN", employee)
+        .env("TENURE_MANAGER_TOKEN", manager)
+        .env("TENURE_OWNER_TOKEN", owner)
+        .env("TENURE_ADMIN_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "the browser tests failed:\n{text}\nserver output:\n{}",
+        s.log_text()
+    );
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
