@@ -36,6 +36,7 @@ def main() -> None:
         ("people, page 1000", f"/console/people?after={person}"),
         ("people by status", "/console/people?status=active"),
         ("people by name (q=)", "/console/people?q=lovelace"),
+        ("people, q= no match", "/console/people?q=nobody-is-called-this"),
         ("person", f"/console/people/{person}"),
         ("runs", "/console/runs"),
         ("runs of a person", f"/console/runs?person={person}"),

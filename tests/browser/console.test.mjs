@@ -76,7 +76,10 @@ async function awaitingApproval(run) {
   for (let i = 0; i < 6000; i++) {
     const r = await api(`/api/v1/runs/${run}`);
     if (r.state === 'awaiting_approval') return;
-    assert.ok(!['succeeded', 'failed', 'cancelled'].includes(r.state), JSON.stringify(r));
+    assert.ok(
+      !['succeeded', 'failed', 'cancelled', 'compensated', 'denied'].includes(r.state),
+      JSON.stringify(r),
+    );
     await new Promise((done) => setTimeout(done, 5));
   }
   throw new Error(`run ${run} never reached its approval`);
@@ -86,7 +89,7 @@ async function awaitingApproval(run) {
 async function finished(run) {
   for (;;) {
     const r = await api(`/api/v1/runs/${run}?wait_ms=10000`);
-    if (['succeeded', 'failed', 'cancelled', 'blocked'].includes(r.state)) return r;
+    if (['succeeded', 'failed', 'cancelled', 'compensated', 'denied'].includes(r.state)) return r;
   }
 }
 

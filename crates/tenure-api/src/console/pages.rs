@@ -16,7 +16,8 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use tenure_core::approval::Verdict;
-use tenure_core::{Entitlement, Person};
+use tenure_core::run::RunState;
+use tenure_core::{Entitlement, Person, PersonStatus, Risk};
 
 // ---------------------------------------------------------------- frame
 
@@ -259,6 +260,7 @@ pub(crate) async fn home(
 #[template(path = "console/catalog.html")]
 pub(crate) struct Catalog {
     nav: Nav,
+    risks: &'static [Risk],
     params: Params,
     text: String,
     items: Vec<Entitlement>,
@@ -314,6 +316,7 @@ pub(crate) async fn catalog(
     let chosen_risk = chosen.as_ref().map(|e| e.risk);
     render(&Catalog {
         nav: Nav::of(Some(&session), "request"),
+        risks: Risk::ALL,
         params,
         text,
         items,
@@ -326,8 +329,7 @@ pub(crate) async fn catalog(
 
 /// The duration the request form selects first: 30 days, or for `high` and `privileged`
 /// access (which always ends, within `max_window_secs`) the longest offered that fits.
-fn default_duration(risk: Option<tenure_core::Risk>, max_window_secs: i64) -> i64 {
-    use tenure_core::Risk;
+fn default_duration(risk: Option<Risk>, max_window_secs: i64) -> i64 {
     match risk {
         Some(Risk::High | Risk::Privileged) => DURATIONS
             .iter()
@@ -532,6 +534,7 @@ pub(crate) async fn decide_many(
 #[template(path = "console/people.html")]
 pub(crate) struct People {
     nav: Nav,
+    statuses: &'static [PersonStatus],
     params: Params,
     items: Vec<Person>,
     next: Option<String>,
@@ -551,6 +554,7 @@ pub(crate) async fn people(
     )?;
     render(&People {
         nav: Nav::of(Some(&session), "people"),
+        statuses: PersonStatus::ALL,
         next: params.next("/console/people", "after", page.next_after),
         params,
         items: page.items,
@@ -598,6 +602,7 @@ pub(crate) async fn person(
 #[template(path = "console/runs.html")]
 pub(crate) struct Runs {
     nav: Nav,
+    states: &'static [RunState],
     params: Params,
     items: Vec<views::Run>,
     next: Option<String>,
@@ -617,6 +622,7 @@ pub(crate) async fn runs(
     )?;
     render(&Runs {
         nav: Nav::of(Some(&session), "runs"),
+        states: RunState::ALL,
         next: params.next("/console/runs", "before", page.next_before),
         params,
         items: page.items,
@@ -741,7 +747,6 @@ pub(crate) async fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_core::Risk;
 
     #[test]
     fn the_form_offers_first_the_longest_duration_the_risk_allows() {
