@@ -185,8 +185,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if demo_seeded {
         demo::print_sign_ins(&store, &url).await?;
     }
+    let shutdown = shutdown_signal();
     println!("tenure listening on http://{addr}");
-    crate::http::serve(listener, app, limits, shutdown_signal()).await?;
+    crate::http::serve(listener, app, limits, shutdown).await?;
     tracing::info!("draining: waiting for calls in flight to finish and be recorded");
     engine.shutdown().await;
     if let Some((stop, task)) = checkpoints {
@@ -291,30 +292,38 @@ async fn reload_on_hangup(engine: Engine, loader: tenure_api::RulesLoader) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves at the first Ctrl-C (SIGINT) or SIGTERM: a graceful stop.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Registered now, not when the future is first polled: the caller makes it before printing
+    // that it listens, so a SIGTERM sent as soon as that line is read is a graceful stop, not
+    // the default action (an abrupt exit).
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGINT or SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
