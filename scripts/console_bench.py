@@ -42,6 +42,8 @@ def main() -> None:
         ("runs of a person", f"/console/runs?person={person}"),
         ("run", f"/console/runs/{run}"),
         ("systems", "/console/systems"),
+        ("dashboard", "/console/dashboard"),
+        ("tasks", "/console/tasks"),
         ("audit", "/console/audit"),
         ("audit of a person", f"/console/audit?person={person}"),
     ]

@@ -145,6 +145,8 @@ test('the manager approves it from the inbox, in bulk, with one comment', async 
   await page.getByRole('button', { name: 'Approve selected' }).click();
   await page.getByRole('status').waitFor();
   assert.match(await page.getByRole('status').innerText(), /decision was recorded/);
+  await nav(page, 'Delegations');
+  await check(page, 'delegations');
   await page.context().close();
 });
 
@@ -210,6 +212,12 @@ test('an admin cancels a run waiting for approval, and finds it all in the audit
   await page.getByRole('button', { name: 'Search' }).click();
   await check(page, 'people');
   await screenshot(page, 'people');
+  await nav(page, 'Tasks');
+  await check(page, 'tasks');
+  await nav(page, 'Dashboard');
+  assert.match(await page.locator('main').innerText(), /Time to revoke/);
+  await check(page, 'dashboard');
+  await screenshot(page, 'dashboard');
   await nav(page, 'Systems');
   await check(page, 'systems');
   await screenshot(page, 'systems');

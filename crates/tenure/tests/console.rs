@@ -372,6 +372,7 @@ async fn pages_enforce_the_api_scopes_and_escape_what_they_show() {
         "/console/people",
         "/console/runs",
         "/console/audit",
+        "/console/dashboard",
         "/console/people/x1",
     ] {
         let p = m.get(path).await;
@@ -396,6 +397,18 @@ async fn pages_enforce_the_api_scopes_and_escape_what_they_show() {
         .post(&format!("/console/runs/{run}/retry"), &[("csrf", &csrf)])
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+
+    // The dashboard: the hire runs of the period, day by day, and nobody left half revoked.
+    let dash = r.page("/console/dashboard").await;
+    for part in [
+        "Time to provision",
+        "Day by day",
+        "None: every leave has ended.",
+    ] {
+        assert!(dash.body.contains(part), "{part}: {}", dash.body);
+    }
+    let p = r.get("/console/dashboard?since=yesterday").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
 
     // Whatever a person's record holds is shown as text, never as markup.
     for path in ["/console/people", "/console/people/x1"] {
@@ -525,4 +538,159 @@ async fn a_request_is_approved_in_bulk_by_the_manager_and_by_the_owner_and_grant
         .page("/console/audit?person=eve&action=approval.approve")
         .await;
     assert!(audit.body.contains("approval.approve"), "{}", audit.body);
+}
+
+#[tokio::test]
+async fn an_approver_delegates_and_withdraws_and_a_team_finishes_its_manual_task() {
+    const MANUAL: &str = r#"
+[[systems]]
+id = "vpn"
+connector = "manual"
+[systems.settings]
+team = "it-desk"
+
+[[entitlements]]
+id = "vpn:acme"
+system = "vpn"
+
+[approvals]
+request_stages = ["manager"]
+"#;
+    let vpn = "entitlements = [\"vpn:acme\"]\n[match]\ndepartment = [\"Field\"]\n";
+    let env = TestEnv::new(MANUAL, &[("field", vpn)]).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("mia", "Mia", None)).await;
+    let mut eve = hire("eve", "Eve", Some("mia"));
+    eve["person"]["department"] = "Field".into();
+    let run = s.accept(&eve).await;
+    let mia = token(&env, "mia", &["approve", "read"], Some("mia"));
+    let desk = token(&env, "desk", &["read", "tasks:write"], None);
+    let reader = token(&env, "reader", &["read"], None);
+
+    // Delegating: a UTC day range, recorded as the API records it, then withdrawn.
+    let mut m = Browser::new(&s);
+    m.sign_in(&mia).await;
+    let page = m.page("/console/delegations").await;
+    assert!(page.body.contains("None. A delegation"), "{}", page.body);
+    let today = chrono::Utc::now().date_naive().to_string();
+    let csrf = page.csrf();
+    let bad = m
+        .post(
+            "/console/delegations",
+            &[
+                ("csrf", &csrf),
+                ("delegate", "mia"),
+                ("starts", &today),
+                ("ends", &today),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let p = m
+        .post(
+            "/console/delegations",
+            &[
+                ("csrf", &csrf),
+                ("delegate", "eve"),
+                ("starts", &today),
+                ("ends", &today),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let listed = s.get("/api/v1/delegations?all=true").await;
+    let d = &listed["items"][0];
+    assert_eq!(
+        (d["delegator"].as_str(), d["delegate"].as_str()),
+        (Some("mia"), Some("eve"))
+    );
+    assert_eq!(d["starts_at"], format!("{today}T00:00:00.000Z"));
+    let id = d["id"].as_str().unwrap().to_string();
+    let page = m.page("/console/delegations?notice=delegated").await;
+    assert!(
+        page.body.contains("Withdraw the delegation to eve"),
+        "{}",
+        page.body
+    );
+    let p = m
+        .post(
+            &format!("/console/delegations/{id}/withdraw"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let d = s
+        .get("/api/v1/delegations?all=true&include_ended=true")
+        .await;
+    assert!(d["items"][0]["revoked_at"].is_string(), "{d}");
+
+    // The manual task: a reader sees it without the forms, and is refused if they post anyway;
+    // the desk says it is done, and the run moves on.
+    // Eve's account first, then her grant: a task each, one after the other.
+    async fn next_task(s: &Server) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let tasks = s.get("/api/v1/tasks").await;
+            if let Some(t) = tasks["tasks"].as_array().and_then(|t| t.first()) {
+                return t["id"].as_str().unwrap().to_string();
+            }
+            assert!(start.elapsed() < PATIENCE, "no task came: {tasks}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let task = next_task(&s).await;
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    let page = r.page("/console/tasks").await;
+    assert!(
+        page.body.contains("vpn") && !page.body.contains("outcome"),
+        "{}",
+        page.body
+    );
+    let p = r
+        .post(
+            &format!("/console/tasks/{task}"),
+            &[("csrf", &page.csrf()), ("outcome", "done")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    let mut d = Browser::new(&s);
+    d.sign_in(&desk).await;
+    let page = d.page("/console/tasks?team=it-desk").await;
+    let csrf = page.csrf();
+    let p = d
+        .post(
+            &format!("/console/tasks/{task}"),
+            &[("csrf", &csrf), ("outcome", "failed")],
+        )
+        .await;
+    assert_eq!(
+        p.status,
+        StatusCode::BAD_REQUEST,
+        "a failure needs its reason: {}",
+        p.body
+    );
+    let p = d
+        .post(
+            &format!("/console/tasks/{task}"),
+            &[
+                ("csrf", &csrf),
+                ("outcome", "done"),
+                ("message", "profile issued"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let grant = next_task(&s).await;
+    assert_ne!(grant, task);
+    let p = d
+        .post(
+            &format!("/console/tasks/{grant}"),
+            &[("csrf", &csrf), ("outcome", "done")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(s.wait_run(&run).await["state"], "succeeded");
+    let done = d.page("/console/tasks?state=done").await;
+    assert!(done.body.contains("profile issued"), "{}", done.body);
 }

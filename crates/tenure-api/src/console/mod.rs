@@ -12,6 +12,8 @@
 //! from the console's own origin; pages are sent with a Content-Security-Policy that allows no
 //! inline script or style, and templates escape everything they print.
 
+mod dashboard;
+mod duties;
 mod pages;
 mod session;
 
@@ -71,6 +73,14 @@ fn pages() -> Router<AppState> {
         .route("/runs/{id}/cancel", post(pages::cancel_run))
         .route("/runs/{id}/retry", post(pages::retry_run))
         .route("/systems", get(pages::systems))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route(
+            "/delegations",
+            get(duties::delegations).post(duties::delegate),
+        )
+        .route("/delegations/{id}/withdraw", post(duties::withdraw))
+        .route("/tasks", get(duties::tasks))
+        .route("/tasks/{id}", post(duties::finish))
         .route("/audit", get(pages::audit))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))

@@ -83,6 +83,9 @@ pub(crate) enum Notice {
     Decided,
     Cancelled,
     Retried,
+    Delegated,
+    Withdrawn,
+    Finished,
 }
 
 impl Notice {
@@ -92,6 +95,9 @@ impl Notice {
             "decided" => Notice::Decided,
             "cancelled" => Notice::Cancelled,
             "retried" => Notice::Retried,
+            "delegated" => Notice::Delegated,
+            "withdrawn" => Notice::Withdrawn,
+            "finished" => Notice::Finished,
             _ => return None,
         })
     }
@@ -102,6 +108,9 @@ impl Notice {
             Notice::Decided => "Your decision was recorded.",
             Notice::Cancelled => "The run is being cancelled.",
             Notice::Retried => "The run will try its failed steps again.",
+            Notice::Delegated => "Your delegation was recorded.",
+            Notice::Withdrawn => "The delegation was withdrawn.",
+            Notice::Finished => "The task was recorded: its step moves on.",
         }
     }
 }
@@ -118,7 +127,7 @@ pub(crate) struct Params {
 
 impl Params {
     /// Splits `raw`; `own` names parameters the page reads itself rather than the API.
-    fn new(raw: Option<&str>, own: &[&str]) -> (Params, BTreeMap<String, String>) {
+    pub(crate) fn new(raw: Option<&str>, own: &[&str]) -> (Params, BTreeMap<String, String>) {
         let mut api = BTreeMap::new();
         let mut mine = BTreeMap::new();
         let mut notice = None;
@@ -146,8 +155,13 @@ impl Params {
     }
 
     /// The API's query for these parameters, parsed and checked as the API does.
-    fn query<T: serde::de::DeserializeOwned>(&self) -> Result<Query<T>, ApiError> {
+    pub(crate) fn query<T: serde::de::DeserializeOwned>(&self) -> Result<Query<T>, ApiError> {
         parse(&encode(self.api.iter())).map(Query)
+    }
+
+    /// The notice a form sent the browser here with, if any.
+    pub(crate) fn notice(&self) -> Option<Notice> {
+        self.notice
     }
 
     /// The value of a filter, or empty: what a search form shows.
@@ -173,7 +187,7 @@ fn encode<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> String {
 }
 
 /// Runs an API function for a page: its error becomes the page's error.
-fn or_page<T>(session: &Session, r: Result<T, ApiError>) -> Result<T, PageError> {
+pub(crate) fn or_page<T>(session: &Session, r: Result<T, ApiError>) -> Result<T, PageError> {
     r.map_err(|e| error_page(Some(session), e))
 }
 
