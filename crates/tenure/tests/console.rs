@@ -316,6 +316,29 @@ async fn every_form_needs_the_session_secret_and_the_console_origin_and_refusals
     // The same rules as the API: asking again while pending is the API's 409, shown as such.
     let again = e.post("/console/requests", &ask(real)).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    // And the time bound: privileged access for longer than its window is the API's 422,
+    // and nothing is asked.
+    let long = e
+        .post(
+            "/console/requests",
+            &[
+                ("csrf", real),
+                ("entitlement", "db:prod-admin"),
+                ("justification", "a month of admin"),
+                ("duration", "2592000"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        long.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        long.body
+    );
+    let asked = s
+        .get("/api/v1/requests?all=true&entitlement=db:prod-admin")
+        .await;
+    assert_eq!(asked["items"], json!([]), "{asked}");
 
     // The manager's forms need their own session's secret, not eve's.
     let requests = s.get("/api/v1/requests?all=true").await;
