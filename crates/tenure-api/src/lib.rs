@@ -200,7 +200,7 @@ impl AppState {
 /// The whole HTTP surface. Every request is served under its request id (`X-Request-Id`),
 /// logged at `info` and counted by route template and status.
 pub fn router(state: AppState) -> Router {
-    routes::router(state).layer(axum::middleware::from_fn(telemetry::observe))
+    routes::router(state, console::router()).layer(axum::middleware::from_fn(telemetry::observe))
 }
 
 /// The OpenAPI document describing the API (as served at `GET /api/v1/openapi.json`),

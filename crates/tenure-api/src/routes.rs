@@ -112,11 +112,13 @@ pub(crate) fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The API with the SCIM server and `pages` (the console, which calls this module's
+/// handlers, so the caller hands it in rather than this module naming it).
+pub(crate) fn router(state: AppState, pages: Router<AppState>) -> Router {
     let (api, _) = api().split_for_parts();
     api.route_layer(axum::middleware::from_fn(documented_parameters_only))
         .nest("/scim/v2", crate::scim::router())
-        .merge(crate::console::router())
+        .merge(pages)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // After every route: axum adds the `Allow` header to this answer.
         .method_not_allowed_fallback(method_not_allowed)

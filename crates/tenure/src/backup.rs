@@ -53,7 +53,7 @@ async fn export_keys(store: &tenure_store::Store, out: &Path) -> Result<usize> {
         text.push_str(&serde_json::to_string(k)?);
         text.push('\n');
     }
-    crate::evidence::write_new(out, &text, true)?;
+    crate::files::write_new(out, &text, true)?;
     Ok(keys.len())
 }
 

@@ -131,13 +131,13 @@ pub fn keys(command: KeysCommand) -> Result<()> {
     let key = PrivateKey::from_bytes(&seed);
     seed.fill(0);
     let public = checkpoint::public_key_text(&key.verifying_key());
-    write_new(
+    crate::files::write_new(
         &out,
         &format!("{}\n", checkpoint::private_key_text(&key)),
         true,
     )?;
     if let Some(p) = &public_out {
-        write_new(p, &format!("{public}\n"), false)?;
+        crate::files::write_new(p, &format!("{public}\n"), false)?;
     }
     println!("{public}");
     eprintln!(
@@ -145,24 +145,6 @@ pub fn keys(command: KeysCommand) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// Creates `path` (never overwriting), owner-only when `private`.
-pub(crate) fn write_new(path: &Path, text: &str, private: bool) -> Result<()> {
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, if private { 0o600 } else { 0o644 });
-    let mut f = open.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow!("{} already exists: not overwriting it", path.display())
-        } else {
-            anyhow!("creating {}: {e}", path.display())
-        }
-    })?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads the signing key the settings name. A key file must be readable by its owner only.

@@ -88,33 +88,6 @@ fn check(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Policies shaped like real ones (attribute tests on person, entitlement, client and context),
-/// to pad the demo's set to `n`.
-pub fn generated_policies(n: usize) -> String {
-    let mut out = String::new();
-    for i in 0..n {
-        let p = match i % 5 {
-            0 => format!(
-                "@id(\"gen-{i}\")\nforbid (principal is Person, action == Action::\"grant\", resource is Entitlement)\nwhen {{ principal has department && principal.department == \"Dept{i}\" && resource.system == \"crm\" }};\n"
-            ),
-            1 => format!(
-                "@id(\"gen-{i}\")\npermit (principal is Person, action == Action::\"grant\", resource is Entitlement)\nwhen {{ resource.kind == \"kind{i}\" && context.source == \"request\" }};\n"
-            ),
-            2 => format!(
-                "@id(\"gen-{i}\")\nforbid (principal is Person, action == Action::\"grant\", resource is Entitlement)\nwhen {{ resource has client && resource.client has nda_required && resource.client.nda_required && principal has title && principal.title == \"Intern{i}\" }};\n"
-            ),
-            3 => format!(
-                "@id(\"gen-{i}\")\n@approval(\"manager\")\npermit (principal is Person, action == Action::\"grant\", resource == Entitlement::\"sys{i}:admin\");\n"
-            ),
-            _ => format!(
-                "@id(\"gen-{i}\")\nforbid (principal is Person, action == Action::\"grant\", resource is Entitlement)\nwhen {{ principal.status == \"leaving\" && resource has owner && resource.owner == \"team{i}\" }};\n"
-            ),
-        };
-        out.push_str(&p);
-    }
-    out
-}
-
 fn bench(args: BenchArgs) -> Result<()> {
     let demo = config_files::DEMO_POLICIES.len();
     if args.policies < demo {
@@ -133,7 +106,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         .collect();
     files.push(SourceFile {
         path: "bench/generated.cedar".into(),
-        text: generated_policies(args.policies - demo),
+        text: crate::bench_policies::generated_policies(args.policies - demo),
     });
     let started = Instant::now();
     let engine = PolicyEngine::load(&config, None, &files)

@@ -63,7 +63,7 @@ fn read_key(file: &Path) -> Result<Vault> {
 /// Creates `file` (never overwriting it) with a fresh key, readable by its owner only.
 fn write_key(file: &Path) -> Result<()> {
     let key = vault::generate_master_key();
-    crate::evidence::write_new(file, &format!("{key}\n"), true)
+    crate::files::write_new(file, &format!("{key}\n"), true)
 }
 
 /// `tenure keys master --out FILE`.

@@ -68,7 +68,7 @@ pub async fn run(args: WhatIfBenchArgs) -> Result<()> {
     if args.policies > demo_policies {
         changed.policies.push(SourceFile {
             path: "policies/generated.cedar".into(),
-            text: crate::policy_cmd::generated_policies(args.policies - demo_policies),
+            text: crate::bench_policies::generated_policies(args.policies - demo_policies),
         });
     }
     let changed = changed.load()?;
