@@ -2,7 +2,7 @@
 //! the same day by day), what waits in the queue, leavers not yet fully revoked, breaches, and
 //! each system's error rate. Everything comes from the API's own functions, with `read`.
 
-use super::pages::{Nav, or_page};
+use super::pages::{Nav, Params, or_page};
 use super::session::Session;
 use super::{PageResult, render};
 use crate::query::{Query, parse};
@@ -143,17 +143,8 @@ pub(crate) async fn dashboard(
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let p = &session.principal;
-    let query: String = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-        .filter(|(_, v)| !v.trim().is_empty())
-        .fold(
-            form_urlencoded::Serializer::new(String::new()),
-            |mut q, (k, v)| {
-                q.append_pair(&k, v.trim());
-                q
-            },
-        )
-        .finish();
-    let q = or_page(&session, parse(&query).map(Query))?;
+    let (params, _) = Params::new(raw.as_deref(), &[]);
+    let q = or_page(&session, params.query())?;
     let Json(report) = or_page(
         &session,
         routes::sla_report(State(s.clone()), p.clone(), q).await,
