@@ -1,7 +1,8 @@
 // The console in headless Chromium: sign in with a token, ask for access, approve it as the
 // manager (in bulk) and as the owner, see the grant and its end on the person's page, cancel
-// a run as an admin, find the decision in the audit search, and check every page with axe-core
-// (WCAG 2.2 A and AA). Pages load with their Content-Security-Policy enforced.
+// a run as an admin, find the decision in the audit search, see a reconciliation's findings and
+// its page, and check every page with axe-core (WCAG 2.2 A and AA). Pages load with their
+// Content-Security-Policy enforced.
 //
 // Started by crates/tenure/tests/console_browser.rs, which runs a server and passes:
 //   TENURE_URL                  the server, http://127.0.0.1:PORT
@@ -221,6 +222,18 @@ test('an admin cancels a run waiting for approval, and finds it all in the audit
   await nav(page, 'Systems');
   await check(page, 'systems');
   await screenshot(page, 'systems');
+  await nav(page, 'Findings');
+  assert.match(await page.locator('tbody').innerText(), /ghost/);
+  await check(page, 'findings');
+  await page.getByLabel('Situation').selectOption('stale');
+  await page.getByRole('button', { name: 'Search' }).click();
+  assert.match(await page.locator('main').innerText(), /No finding matches/);
+  await check(page, 'findings (none)');
+  await page.goBack();
+  await page.locator('tbody a[href^="/console/reconciliations/"]').first().click();
+  assert.match(await page.getByRole('heading', { level: 1 }).innerText(), /Reconciliation/);
+  assert.match(await page.locator('dl.facts').innerText(), /completed/);
+  await check(page, 'reconciliation page');
 
   await nav(page, 'Audit');
   await page.getByLabel('Person (id)').fill('eve');

@@ -37,32 +37,32 @@ pub(crate) struct NewReconciliation {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Reconciliation {
     /// Its id.
-    id: String,
+    pub(crate) id: String,
     /// The system reconciled.
-    system: String,
+    pub(crate) system: String,
     /// Why it ran.
-    trigger: ReconTrigger,
+    pub(crate) trigger: ReconTrigger,
     /// Who asked (a token's name, or `scheduler`).
-    requested_by: Option<String>,
+    pub(crate) requested_by: Option<String>,
     /// Findings only, nothing corrected.
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// `running`, `completed`, `held` (corrections over the safety limit were not made),
     /// `failed`, `not_covered` (the connector cannot list) or `interrupted`.
-    state: ReconState,
+    pub(crate) state: ReconState,
     /// When it started.
-    started_at: String,
+    pub(crate) started_at: String,
     /// When it ended.
-    ended_at: Option<String>,
+    pub(crate) ended_at: Option<String>,
     /// Accounts the system listed.
-    accounts: i64,
+    pub(crate) accounts: i64,
     /// Per situation: accounts in agreement (`expected`) and differences found.
-    counts: BTreeMap<Situation, i64>,
+    pub(crate) counts: BTreeMap<Situation, i64>,
     /// Corrections made to tenure's records.
-    corrected: i64,
+    pub(crate) corrected: i64,
     /// `remediate` runs given to the people concerned.
-    runs: i64,
+    pub(crate) runs: i64,
     /// Why it failed, was held, or is not covered.
-    message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 impl From<ReconRow> for Reconciliation {
@@ -90,36 +90,36 @@ impl From<ReconRow> for Reconciliation {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Finding {
     /// Its id.
-    id: String,
+    pub(crate) id: String,
     /// The system.
-    system: String,
+    pub(crate) system: String,
     /// `orphan`, `stale`, `unlinked`, `excess`, `missing` or `ambiguous`.
-    situation: Situation,
+    pub(crate) situation: Situation,
     /// `high` for a stale account (an incident), else `normal`.
-    severity: &'static str,
+    pub(crate) severity: &'static str,
     /// The system's key for the account (for a missing account, the person's id).
-    account: String,
+    pub(crate) account: String,
     /// The entitlement: tenure's id, or the system's name of a group no entitlement names;
     /// null for the account itself.
-    entitlement: Option<String>,
+    pub(crate) entitlement: Option<String>,
     /// The person, when the account matched one.
-    person_id: Option<String>,
+    pub(crate) person_id: Option<String>,
     /// What was seen.
-    detail: String,
+    pub(crate) detail: String,
     /// What the system's settings said to do when it was last seen.
-    remedy: Remedy,
+    pub(crate) remedy: Remedy,
     /// When first seen (since last resolved).
-    first_seen_at: String,
+    pub(crate) first_seen_at: String,
     /// When last seen.
-    last_seen_at: String,
+    pub(crate) last_seen_at: String,
     /// The reconciliation that first saw it.
-    first_seen_by: String,
+    pub(crate) first_seen_by: String,
     /// The reconciliation that last saw it.
-    last_seen_by: String,
+    pub(crate) last_seen_by: String,
     /// When a complete reconciliation no longer found it; null while open.
-    resolved_at: Option<String>,
+    pub(crate) resolved_at: Option<String>,
     /// That reconciliation.
-    resolved_by: Option<String>,
+    pub(crate) resolved_by: Option<String>,
 }
 
 impl From<FindingRow> for Finding {
@@ -162,20 +162,20 @@ pub(crate) struct ReconciliationPage {
 pub(crate) struct ReconciliationDetail {
     /// The reconciliation.
     #[serde(flatten)]
-    reconciliation: Reconciliation,
+    pub(crate) reconciliation: Reconciliation,
     /// Findings it saw, in id order, filtered as asked.
-    findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     /// Pass as `after` for the next page of findings; null on the last page.
-    next_after: Option<String>,
+    pub(crate) next_after: Option<String>,
 }
 
 /// A page of findings, in id order.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FindingPage {
     /// The findings.
-    items: Vec<Finding>,
+    pub(crate) items: Vec<Finding>,
     /// Pass as `after` for the next page; null on the last page.
-    next_after: Option<String>,
+    pub(crate) next_after: Option<String>,
 }
 
 /// Reconcile a system.

@@ -38,6 +38,14 @@ impl Page {
             .unwrap_or_default()
     }
 
+    /// The first table row that holds `text`.
+    fn row(&self, text: &str) -> &str {
+        self.body
+            .split("<tr>")
+            .find(|r| r.contains(text))
+            .unwrap_or_else(|| panic!("no row with {text}: {}", self.body))
+    }
+
     /// The value of the first hidden `csrf` field.
     fn csrf(&self) -> String {
         let at = self
@@ -107,6 +115,23 @@ impl<'a> Browser<'a> {
             .await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
         assert!(self.cookie.is_some(), "no session cookie");
+    }
+
+    /// Asserts that each of `paths` is refused as the API refuses a token without `read` (its
+    /// `403`, shown as a page), and that the menu links none of them.
+    async fn refused_without_read(&mut self, paths: &[&str]) {
+        let home = self.page("/console").await;
+        for path in paths {
+            let link = format!("href=\"{path}\"");
+            assert!(!home.body.contains(&link), "{link}: {}", home.body);
+            let p = self.get(path).await;
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
+            assert!(
+                p.body.contains("lacks the `read` scope"),
+                "{path}: {}",
+                p.body
+            );
+        }
     }
 
     /// A signed-in page that must answer 200.
@@ -384,28 +409,15 @@ async fn pages_enforce_the_api_scopes_and_escape_what_they_show() {
     // `approve` alone: the inbox, not the people, runs or audit pages (the API's 403).
     let mut m = Browser::new(&s);
     m.sign_in(&approver).await;
-    let home = m.page("/console").await;
-    assert!(
-        !home.body.contains("href=\"/console/people\""),
-        "{}",
-        home.body
-    );
     m.page("/console/approvals").await;
-    for path in [
+    m.refused_without_read(&[
         "/console/people",
         "/console/runs",
         "/console/audit",
         "/console/dashboard",
         "/console/people/x1",
-    ] {
-        let p = m.get(path).await;
-        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
-        assert!(
-            p.body.contains("lacks the `read` scope"),
-            "{path}: {}",
-            p.body
-        );
-    }
+    ])
+    .await;
 
     // `read` without `admin`: a run's page without cancel and retry, and the API's refusal
     // when the form is sent anyway.
@@ -547,11 +559,7 @@ async fn a_request_is_approved_in_bulk_by_the_manager_and_by_the_owner_and_grant
     // Granted once the run is done, with its end date on the person's page.
     assert_eq!(s.wait_run(&run).await["state"], "succeeded");
     let page = e.page("/console/people/eve").await;
-    let row = page
-        .body
-        .split("<tr>")
-        .find(|r| r.contains("directory:reports"))
-        .unwrap_or_else(|| panic!("no grant row: {}", page.body));
+    let row = page.row("directory:reports");
     assert!(row.contains("granted") && row.contains("request"), "{row}");
     assert!(
         !row.contains("until revoked"),
@@ -716,4 +724,65 @@ request_stages = ["manager"]
     assert_eq!(s.wait_run(&run).await["state"], "succeeded");
     let done = d.page("/console/tasks?state=done").await;
     assert!(done.body.contains("profile issued"), "{}", done.body);
+}
+
+#[tokio::test]
+async fn findings_show_what_a_reconciliation_found_to_tokens_that_may_read() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    s.apply_ok(&hire("ann", "Ann", None)).await;
+    let reader = token(&env, "reader", &["read"], None);
+    let asker = token(&env, "ann", &["request"], Some("ann"));
+
+    // Before any reconciliation: the empty list says how to start one.
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    let page = r.page("/console/findings").await;
+    assert!(
+        page.body.contains("tenure reconcile SYSTEM"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("href=\"/console/findings\" aria-current=\"page\""),
+        "{}",
+        page.body
+    );
+
+    // An account nobody holds, made on the system behind tenure's back: an orphan.
+    orphan_account(&env, "directory", "ghost").await;
+    let recon = reconciled(&s, "directory", true).await;
+    assert_eq!(recon["state"], "completed", "{recon:#}");
+    let id = recon["id"].as_str().unwrap();
+    let page = r.page("/console/findings?situation=orphan").await;
+    let row = page.row("ghost");
+    assert!(row.contains("orphan"), "{row}");
+    assert!(
+        row.contains(&format!("href=\"/console/reconciliations/{id}\"")),
+        "{row}"
+    );
+    // The other filters are the API's too: nothing stale, and a bad situation is its 400.
+    let page = r.page("/console/findings?situation=stale&status=all").await;
+    assert!(!page.body.contains("ghost"), "{}", page.body);
+    let p = r.get("/console/findings?situation=lost").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("<code>situation</code>"), "{}", p.body);
+
+    // The reconciliation's own page: its state, its counts, the findings it saw.
+    let page = r.page(&format!("/console/reconciliations/{id}")).await;
+    for part in ["completed", "dry run", "<td>orphan</td><td>1</td>", "ghost"] {
+        assert!(page.body.contains(part), "{part}: {}", page.body);
+    }
+    let p = r.get("/console/reconciliations/nope").await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.body);
+
+    // Without `read`: the API's 403, as a page, and no link in the menu.
+    let mut a = Browser::new(&s);
+    a.sign_in(&asker).await;
+    a.refused_without_read(&[
+        "/console/findings",
+        &format!("/console/reconciliations/{id}"),
+    ])
+    .await;
 }

@@ -107,6 +107,11 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
         s.apply_ok(&serde_json::json!({ "type": "hire", "person": p }))
             .await;
     }
+    // An account nobody holds on `directory`, found by a reconciliation: the findings pages
+    // have a row to show.
+    orphan_account(&env, "directory", "ghost").await;
+    let found = reconciled(&s, "directory", true).await;
+    assert_eq!(found["state"], "completed", "{found:#}");
     let employee = token(&env, "eve", &["request", "read"], Some("eve"));
     let manager = token(&env, "mia", &["approve", "read"], Some("mia"));
     let owner = token(&env, "olga", &["approve", "read"], Some("olga"));

@@ -13,7 +13,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Executor, Row};
 use std::collections::HashSet;
-use std::time::Instant;
 
 /// For `slapd.rs`: a missing slapd skips the test here and fails it in CI.
 pub fn unavailable(what: &str) {
@@ -175,21 +174,7 @@ name = "developers"
 
 /// Starts a reconciliation over the API and waits for its end.
 async fn reconcile(s: &Server, system: &str) -> Value {
-    let a = s
-        .post("/api/v1/reconciliations", &json!({ "system": system }))
-        .await;
-    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
-    assert_eq!(a.body["state"], "running");
-    let location = a.headers["location"].to_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let r = s.get(&location).await;
-        if r["state"] != "running" {
-            return r;
-        }
-        assert!(start.elapsed() < PATIENCE, "{r:#}\n{}", s.log_text());
-        tokio::task::yield_now().await;
-    }
+    reconciled(s, system, false).await
 }
 
 /// Waits for every `remediate` run to end; returns their people and states.

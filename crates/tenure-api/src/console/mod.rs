@@ -14,6 +14,7 @@
 
 mod dashboard;
 mod duties;
+mod findings;
 mod pages;
 mod session;
 
@@ -73,6 +74,8 @@ fn pages() -> Router<AppState> {
         .route("/runs/{id}/cancel", post(pages::cancel_run))
         .route("/runs/{id}/retry", post(pages::retry_run))
         .route("/systems", get(pages::systems))
+        .route("/findings", get(findings::findings))
+        .route("/reconciliations/{id}", get(findings::reconciliation))
         .route("/dashboard", get(dashboard::dashboard))
         .route(
             "/delegations",

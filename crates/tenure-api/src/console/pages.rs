@@ -146,7 +146,7 @@ impl Params {
 
     /// A list page's parameters: the API's, with the console's page size unless the link
     /// asks for another.
-    fn paged(raw: Option<&str>) -> Params {
+    pub(crate) fn paged(raw: Option<&str>) -> Params {
         let (mut p, _) = Params::new(raw, &[]);
         p.api
             .entry("limit".into())
@@ -170,7 +170,7 @@ impl Params {
     }
 
     /// This page's link with `cursor` set to `value` (the next page).
-    fn next(&self, path: &str, cursor: &str, value: Option<String>) -> Option<String> {
+    pub(crate) fn next(&self, path: &str, cursor: &str, value: Option<String>) -> Option<String> {
         let value = value?;
         let mut q = self.api.clone();
         q.insert(cursor.to_string(), value);
@@ -191,11 +191,30 @@ pub(crate) fn or_page<T>(session: &Session, r: Result<T, ApiError>) -> Result<T,
     r.map_err(|e| error_page(Some(session), e))
 }
 
-fn state(s: &AppState) -> State<AppState> {
+/// A list page's parameters and the page the API's list function `list` answered for them
+/// (with the console's page size unless the link asks for another), as this session.
+pub(crate) async fn listed<Q, T, F, Fut>(
+    s: &AppState,
+    session: &Session,
+    raw: Option<&str>,
+    list: F,
+) -> Result<(Params, T), PageError>
+where
+    Q: serde::de::DeserializeOwned,
+    F: FnOnce(State<AppState>, Principal, Query<Q>) -> Fut,
+    Fut: std::future::Future<Output = Result<Json<T>, ApiError>>,
+{
+    let params = Params::paged(raw);
+    let q = or_page(session, params.query())?;
+    let Json(page) = or_page(session, list(state(s), who(session), q).await)?;
+    Ok((params, page))
+}
+
+pub(crate) fn state(s: &AppState) -> State<AppState> {
     State(s.clone())
 }
 
-fn who(session: &Session) -> Principal {
+pub(crate) fn who(session: &Session) -> Principal {
     session.principal.clone()
 }
 
@@ -560,12 +579,7 @@ pub(crate) async fn people(
     session: Session,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let params = Params::paged(raw.as_deref());
-    let q = or_page(&session, params.query())?;
-    let Json(page) = or_page(
-        &session,
-        routes::list_people(state(&s), who(&session), q).await,
-    )?;
+    let (params, page) = listed(&s, &session, raw.as_deref(), routes::list_people).await?;
     render(&People {
         nav: Nav::of(Some(&session), "people"),
         statuses: PersonStatus::ALL,
@@ -628,12 +642,7 @@ pub(crate) async fn runs(
     session: Session,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let params = Params::paged(raw.as_deref());
-    let q = or_page(&session, params.query())?;
-    let Json(page) = or_page(
-        &session,
-        routes::list_runs(state(&s), who(&session), q).await,
-    )?;
+    let (params, page) = listed(&s, &session, raw.as_deref(), routes::list_runs).await?;
     render(&Runs {
         nav: Nav::of(Some(&session), "runs"),
         states: RunState::ALL,
@@ -740,12 +749,7 @@ pub(crate) async fn audit(
     session: Session,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let params = Params::paged(raw.as_deref());
-    let q = or_page(&session, params.query())?;
-    let Json(page) = or_page(
-        &session,
-        routes::list_audit(state(&s), who(&session), q).await,
-    )?;
+    let (params, page) = listed(&s, &session, raw.as_deref(), routes::list_audit).await?;
     render(&Audit {
         nav: Nav::of(Some(&session), "audit"),
         next: params.next(

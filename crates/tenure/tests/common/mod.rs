@@ -593,6 +593,40 @@ impl Drop for Server {
     }
 }
 
+/// Starts a reconciliation of `system` over the API (as the admin; `dry_run` to correct
+/// nothing) and waits for its end; returns the reconciliation.
+pub async fn reconciled(s: &Server, system: &str, dry_run: bool) -> Value {
+    let a = s
+        .post(
+            "/api/v1/reconciliations",
+            &json!({ "system": system, "dry_run": dry_run }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    assert_eq!(a.body["state"], "running");
+    let location = a.headers["location"].to_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let r = s.get(&location).await;
+        if r["state"] != "running" {
+            return r;
+        }
+        assert!(start.elapsed() < PATIENCE, "{r:#}\n{}", s.log_text());
+        tokio::task::yield_now().await;
+    }
+}
+
+/// An account on the sandbox system `system` that nobody holds, made behind tenure's back
+/// (straight in the database): an orphan for the next reconciliation to find.
+pub async fn orphan_account(env: &TestEnv, system: &str, key: &str) {
+    tamper(
+        &env.database_url(),
+        "INSERT INTO sandbox_accounts (system, person_id, enabled, attrs) VALUES ($1, $2, 1, '{}')",
+        &[Bind::Text(system), Bind::Text(key)],
+    )
+    .await;
+}
+
 /// Whether a run (JSON) has ended.
 pub fn is_terminal(run: &Value) -> bool {
     matches!(
