@@ -170,7 +170,8 @@ test('the grant appears on the person page with its end, in the viewer time zone
   assert.equal((await finished(requestRun)).state, 'succeeded');
   const page = await signIn('employee', { timezoneId: 'Asia/Tokyo' });
   await page.goto(url('/console/people/eve'));
-  const row = page.locator('tr', { hasText: 'directory:reports' });
+  const grants = page.getByRole('table', { name: 'Grants and why they are held' });
+  const row = grants.locator('tr', { hasText: 'directory:reports' });
   const text = await row.innerText();
   assert.match(text, /granted/);
   assert.match(text, /request/);
@@ -180,6 +181,12 @@ test('the grant appears on the person page with its end, in the viewer time zone
   const utc = await until.getAttribute('datetime');
   assert.equal(await until.getAttribute('title'), utc);
   assert.notEqual(await until.innerText(), utc);
+  // The timeline: newest first, the grant's step above the request that asked for it.
+  const timeline = page.getByRole('table', { name: /newest first/ });
+  const lines = await timeline.locator('tbody tr').allInnerTexts();
+  const grant = lines.findIndex((l) => /step\.grant directory:reports/.test(l));
+  const asked = lines.findIndex((l) => /request\.created directory:reports/.test(l));
+  assert.ok(grant >= 0 && grant < asked, lines.join('\n'));
   await check(page, 'person page');
   await screenshot(page, 'person');
   await page.goto(url(requestPath));

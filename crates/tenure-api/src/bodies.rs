@@ -134,13 +134,16 @@ pub(crate) struct SystemList {
     pub(crate) items: Vec<crate::views::System>,
 }
 
-/// A page of the audit trail, oldest first.
+/// A page of the audit trail, oldest first (or newest first, as asked).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuditPage {
     /// The entries.
     pub(crate) items: Vec<crate::views::AuditEntry>,
-    /// Pass as `after` for the next page; null on the last page.
+    /// Pass as `after` for the next page (in chain order); null on the last page.
     pub(crate) next_after: Option<i64>,
+    /// Pass as `before` for the next page (newest first); null on the last page, and in
+    /// chain order.
+    pub(crate) next_before: Option<i64>,
 }
 
 /// The API tokens (their hashes are never shown).

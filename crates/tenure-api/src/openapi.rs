@@ -63,6 +63,15 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The schema of a query parameter that takes one of `values`, `default` when left out.
+pub(crate) fn one_of(values: &[&str], default: &str) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .default(Some(default.into()))
+        .build()
+}
+
 /// Every error answer: `{"error": {"code", "message", "field"?}}`. Nothing was stored when a
 /// request is refused.
 #[derive(Debug, serde::Serialize, ToSchema)]

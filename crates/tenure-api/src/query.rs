@@ -39,6 +39,26 @@ where
         .map_err(|e| ApiError::invalid(name, e.to_string()))
 }
 
+/// A parameter that takes one of a few words (`status=open`): what `choices` pairs with
+/// `value`, or a 400 naming the parameter and the words it takes.
+pub(crate) fn choice<T: Copy>(
+    name: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ApiError> {
+    choices
+        .iter()
+        .find(|(word, _)| *word == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+            ApiError::invalid(
+                name,
+                format!("`{value}` is not one of {}", words.join(", ")),
+            )
+        })
+}
+
 /// An RFC 3339 time parameter (`since`, `until`) as epoch milliseconds.
 pub(crate) fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value

@@ -3,7 +3,7 @@
 use crate::auth::{Principal, Scope};
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
-use crate::query::{Query, limit, parse_param};
+use crate::query::{Query, choice, limit, parse_param};
 use crate::views::time;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -348,11 +348,7 @@ pub(crate) async fn get_reconciliation(
 
 /// What the `status` of a findings listing may be.
 fn finding_states() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["open", "all"]))
-        .default(Some("open".into()))
-        .build()
+    crate::openapi::one_of(&["open", "all"], "open")
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -401,16 +397,8 @@ pub(crate) async fn list_findings(
     p.require(Scope::Read)?;
     let limit = limit(q.limit)?;
     let situation = parse_param::<Situation>("situation", q.situation.as_deref())?;
-    let open = match q.status.as_deref().unwrap_or("open") {
-        "open" => true,
-        "all" => false,
-        other => {
-            return Err(ApiError::invalid(
-                "status",
-                format!("`{other}` is not one of open, all"),
-            ));
-        }
-    };
+    let status = q.status.as_deref().unwrap_or("open");
+    let open = choice("status", status, &[("open", true), ("all", false)])?;
     let mut c = s.store().reader().await?;
     let filter = FindingFilter {
         system: q.system.as_deref(),

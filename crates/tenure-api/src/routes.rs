@@ -11,7 +11,7 @@ use crate::bodies::{
 };
 use crate::openapi::{ErrorBody, Forbidden, Internal, InvalidQuery, Unauthorized, Unavailable};
 use crate::path::Path;
-use crate::query::{NoParameters, Query, limit, parse_param, time_param};
+use crate::query::{NoParameters, Query, choice, limit, parse_param, time_param};
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState, access, reconciliations, tasks, views};
 use axum::Json;
@@ -1003,6 +1003,14 @@ pub(crate) struct AuditQuery {
     /// The `next_after` of the page before: entries after this sequence number.
     #[param(minimum = 0)]
     after: Option<i64>,
+    /// The `next_before` of the page before (with `order=newest`): entries before this
+    /// sequence number.
+    #[param(minimum = 1)]
+    before: Option<i64>,
+    /// `oldest` (default: chain order, paged with `after`) or `newest` (newest first, paged
+    /// with `before`).
+    #[param(schema_with = audit_orders)]
+    order: Option<String>,
     /// Only entries about this person.
     person: Option<String>,
     /// The token name or component that acted.
@@ -1022,10 +1030,15 @@ pub(crate) struct AuditQuery {
     limit: Option<i64>,
 }
 
-/// The audit trail, oldest first.
+/// What the `order` of an audit listing may be.
+fn audit_orders() -> utoipa::openapi::schema::Object {
+    crate::openapi::one_of(&["oldest", "newest"], "oldest")
+}
+
+/// The audit trail, oldest first (or newest first).
 ///
-/// Each entry holds the hash of the one before (`tenure audit verify` checks the chain).
-/// Requires `read`.
+/// Each entry holds the hash of the one before (`tenure audit verify` checks the chain;
+/// `GET /api/v1/audit/verification` says how the server's own check stands). Requires `read`.
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
@@ -1050,8 +1063,15 @@ pub(crate) async fn list_audit(
     if q.after.is_some_and(|a| a < 0) {
         return Err(ApiError::invalid("after", "must be 0 or more"));
     }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::invalid("before", "must be 1 or more"));
+    }
+    let order = q.order.as_deref().unwrap_or("oldest");
+    let newest_first = choice("order", order, &[("oldest", false), ("newest", true)])?;
     let filter = tenure_store::AuditFilter {
         after: q.after.unwrap_or(0),
+        before: q.before,
+        newest_first,
         person: q.person.as_deref(),
         actor: q.actor.as_deref(),
         action: q.action.as_deref(),
@@ -1070,9 +1090,14 @@ pub(crate) async fn list_audit(
         .into_iter()
         .map(views::AuditEntry::try_from)
         .collect::<Result<Vec<_>, _>>()?;
+    let (next_after, next_before) = match newest_first {
+        false => (next, None),
+        true => (None, next),
+    };
     Ok(Json(AuditPage {
         items,
-        next_after: next,
+        next_after,
+        next_before,
     }))
 }
 

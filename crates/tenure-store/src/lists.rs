@@ -283,8 +283,12 @@ fn time_range(w: &mut Where, col: &str, since: Option<i64>, until: Option<i64>) 
 /// Which audit entries [`audit_matching`] returns: each field given narrows the list.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuditFilter<'a> {
-    /// Only entries after this sequence number (the previous page's last).
+    /// Only entries after this sequence number (the previous page's last, in chain order).
     pub after: i64,
+    /// Only entries before this sequence number (the previous page's last, newest first).
+    pub before: Option<i64>,
+    /// Newest first rather than in chain order.
+    pub newest_first: bool,
     /// Only entries about this person.
     pub person: Option<&'a str>,
     /// Only entries of this actor (token name or component).
@@ -303,17 +307,22 @@ pub struct AuditFilter<'a> {
     pub limit: i64,
 }
 
-/// A page of audit entries in chain order.
+/// A page of audit entries in chain order, or newest first. One person's, newest first, is a
+/// range of the index `audit_person_seq` read backwards (migration 15).
 pub async fn audit_matching(c: &mut Conn, f: &AuditFilter<'_>) -> Result<Vec<AuditEntry>> {
     let mut w = Where::default();
     w.and("seq > ?", [f.after.into()]);
+    if let Some(before) = f.before {
+        w.and("seq < ?", [before.into()]);
+    }
     w.eq("person_id", f.person)
         .eq("actor", f.actor)
         .eq("action", f.action)
         .eq("system", f.system)
         .eq("entitlement", f.entitlement);
     time_range(&mut w, "at_ms", f.since, f.until);
-    let tail = format!("ORDER BY seq LIMIT ${}", w.next());
+    let order = if f.newest_first { "DESC" } else { "ASC" };
+    let tail = format!("ORDER BY seq {order} LIMIT ${}", w.next());
     let rows = w
         .fetch(
             c,

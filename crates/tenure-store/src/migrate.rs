@@ -221,6 +221,13 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 15,
+        name: "audit_by_person",
+        sql: include_str!("../migrations/0015_audit_by_person.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

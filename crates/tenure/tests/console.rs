@@ -786,3 +786,72 @@ async fn findings_show_what_a_reconciliation_found_to_tokens_that_may_read() {
     ])
     .await;
 }
+
+/// The first link of `html` that starts with `prefix`, as the browser reads it (entities
+/// decoded).
+fn link(html: &str, prefix: &str) -> String {
+    let at = html
+        .find(&format!("href=\"{prefix}"))
+        .unwrap_or_else(|| panic!("no link to {prefix}: {html}"));
+    let href = html[at + 6..].split('"').next().unwrap_or_default();
+    href.replace("&#38;", "&").replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_person_page_shows_their_events_runs_and_audit_entries_newest_first() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    let hired = s.apply_ok(&hire("ann", "Ann", None)).await;
+    let left = s
+        .apply_ok(&json!({"type": "leave", "person": {"id": "ann"}}))
+        .await;
+    let reader = token(&env, "reader", &["read"], None);
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+
+    let page = r.page("/console/people/ann").await;
+    let (_, timeline) = page
+        .body
+        .split_once("<h2>Timeline</h2>")
+        .unwrap_or_else(|| panic!("no timeline: {}", page.body));
+    let at = |text: &str| {
+        timeline
+            .find(text)
+            .unwrap_or_else(|| panic!("{text} not in the timeline: {timeline}"))
+    };
+    // Newest first: the leave's run, the steps that revoked, its event; then the hire's.
+    let order = [
+        "leave run succeeded",
+        "step.disable_account",
+        "leave event from api",
+        "hire run succeeded",
+        "step.create_account",
+        "hire event from api",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{pair:?}: {timeline}");
+    }
+    // Runs and events link their run; an audit entry, the audit search narrowed to it.
+    for run in [&hired, &left] {
+        let href = format!("href=\"/console/runs/{}\"", run["id"].as_str().unwrap());
+        assert!(timeline.contains(&href), "{href}: {timeline}");
+    }
+    let entry = r
+        .page(&link(timeline, "/console/audit?person=ann&#38;after="))
+        .await;
+    assert_eq!(entry.body.matches("<tr><td>").count(), 1, "{}", entry.body);
+    assert!(entry.body.contains("ann"), "{}", entry.body);
+    // "Older" goes on in the audit search, newest first, from before the oldest entry shown.
+    let older = link(timeline, "/console/audit?person=ann&#38;order=newest");
+    assert!(older.contains("&before="), "{older}");
+    let page = r.page(&older).await;
+    assert!(
+        page.body.contains("<option value=\"newest\" selected>"),
+        "{}",
+        page.body
+    );
+    // The audit API's new order is checked as its other parameters are.
+    let p = r.get("/console/audit?order=sideways").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("<code>order</code>"), "{}", p.body);
+}

@@ -253,6 +253,8 @@ async fn lists_refuse_unknown_parameters_and_bad_values_in_the_json_error_shape(
         // `+` in a query string is a space: the offset must be written %2B.
         ("/api/v1/runs?until=2026-01-01T00:00:00+01:00", "until"),
         ("/api/v1/audit?after=first", "after"),
+        ("/api/v1/audit?order=sideways", "order"),
+        ("/api/v1/audit?before=0", "before"),
         ("/api/v1/audit?since=2026-13-01T00:00:00Z", "since"),
         ("/api/v1/entitlements?risk=extreme", "risk"),
         ("/api/v1/engagements?active=maybe", "active"),
@@ -447,6 +449,32 @@ async fn people_runs_audit_and_entitlements_filter_on_what_is_asked() {
         .items("/api/v1/audit?action=event.received&person=p2")
         .await;
     assert_eq!(two.len(), 2, "the hire and the leave of p2");
+    // Newest first, paged backwards with `before`: the same entries, the other way round.
+    let mine: Vec<i64> = trail
+        .iter()
+        .filter(|e| e["person_id"] == "p2")
+        .map(|e| e["seq"].as_i64().unwrap())
+        .rev()
+        .collect();
+    let first = s.get("/api/v1/audit?person=p2&order=newest&limit=2").await;
+    let page: Vec<i64> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(page, mine[..2], "{first}");
+    assert_eq!(first["next_after"], serde_json::Value::Null, "{first}");
+    let before = first["next_before"].as_i64().expect("next_before");
+    let rest: Vec<i64> = s
+        .items(&format!(
+            "/api/v1/audit?person=p2&order=newest&before={before}"
+        ))
+        .await
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rest, mine[2..]);
     let stamps: Vec<i64> = trail.iter().map(|e| time_ms(&e["at"])).collect();
     let last = *stamps.iter().max().unwrap();
     assert!(

@@ -17,6 +17,7 @@ mod duties;
 mod findings;
 mod pages;
 mod session;
+mod timeline;
 
 use crate::{ApiError, AppState};
 use axum::Router;

@@ -3,6 +3,7 @@
 //! page's filters are the API's filters, and a refusal is the API's refusal.
 
 use super::session::{Session, form};
+use super::timeline::{self, Timeline};
 use super::{PageError, PageResult, error_page, render, see_other};
 use crate::auth::{Principal, Scope};
 use crate::bodies::PersonDetail;
@@ -594,11 +595,11 @@ pub(crate) async fn people(
 pub(crate) struct PersonPage {
     nav: Nav,
     detail: PersonDetail,
-    runs: Vec<views::Run>,
+    timeline: Timeline,
 }
 
 /// `GET /console/people/{id}`: accounts, grants with why and until when, engagements, and the
-/// person's latest runs.
+/// person's timeline (their latest events, runs and audit entries, newest first).
 pub(crate) async fn person(
     State(s): State<AppState>,
     session: Session,
@@ -608,19 +609,25 @@ pub(crate) async fn person(
         &session,
         routes::get_person(state(&s), who(&session), Path(id.clone())).await,
     )?;
-    let by_person = format!(
-        "person={}&limit=20",
-        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    );
-    let q = or_page(&session, parse(&by_person).map(Query))?;
+    let person = form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+    let latest = format!("person={person}&limit={}", timeline::LIMIT);
+    let q = or_page(&session, parse(&latest).map(Query))?;
     let Json(runs) = or_page(
         &session,
         routes::list_runs(state(&s), who(&session), q).await,
     )?;
+    let q = or_page(
+        &session,
+        parse(&format!("{latest}&order=newest")).map(Query),
+    )?;
+    let Json(audit) = or_page(
+        &session,
+        routes::list_audit(state(&s), who(&session), q).await,
+    )?;
     render(&PersonPage {
         nav: Nav::of(Some(&session), "people"),
+        timeline: timeline::merge(&id, runs.items, audit.items),
         detail,
-        runs: runs.items,
     })
 }
 
@@ -739,24 +746,29 @@ pub(crate) async fn systems(State(s): State<AppState>, session: Session) -> Page
 pub(crate) struct Audit {
     nav: Nav,
     params: Params,
+    /// Newest first (`order=newest`) rather than in chain order.
+    newest_first: bool,
     items: Vec<views::AuditEntry>,
     next: Option<String>,
 }
 
-/// `GET /console/audit`: the trail, searched by person, actor, action, system and time.
+/// `GET /console/audit`: the trail, searched by person, actor, action, system and time, in
+/// chain order or newest first.
 pub(crate) async fn audit(
     State(s): State<AppState>,
     session: Session,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let (params, page) = listed(&s, &session, raw.as_deref(), routes::list_audit).await?;
+    let (cursor, value) = match page.next_before {
+        Some(b) => ("before", Some(b)),
+        None => ("after", page.next_after),
+    };
+    let next = params.next("/console/audit", cursor, value.map(|v| v.to_string()));
     render(&Audit {
         nav: Nav::of(Some(&session), "audit"),
-        next: params.next(
-            "/console/audit",
-            "after",
-            page.next_after.map(|a| a.to_string()),
-        ),
+        newest_first: params.get("order") == "newest",
+        next,
         params,
         items: page.items,
     })
