@@ -146,6 +146,34 @@ pub(crate) struct AuditPage {
     pub(crate) next_before: Option<i64>,
 }
 
+/// How the server's check of the audit chain stands (`GET /api/v1/audit/verification`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChainVerification {
+    /// `checking` (not yet through to the head: what was verified so far is intact), `intact`
+    /// (verified through the head as last read) or `broken`.
+    pub(crate) state: tenure_core::audit::ChainState,
+    /// The last entry verified, following the chain's end (0 before the first).
+    pub(crate) verified_through: i64,
+    /// The chain's head (its last entry's sequence number) when last read.
+    pub(crate) head: i64,
+    /// When the server last checked; null before its first check.
+    pub(crate) checked_at: Option<String>,
+    /// What is broken, when broken.
+    pub(crate) problem: Option<String>,
+}
+
+impl From<tenure_core::audit::ChainReport> for ChainVerification {
+    fn from(r: tenure_core::audit::ChainReport) -> Self {
+        ChainVerification {
+            state: r.state,
+            verified_through: r.verified_through,
+            head: r.head,
+            checked_at: r.checked_at_ms.map(crate::views::time),
+            problem: r.problem,
+        }
+    }
+}
+
 /// The API tokens (their hashes are never shown).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TokenList {

@@ -5,6 +5,7 @@
 mod access;
 mod auth;
 mod bodies;
+mod chain;
 mod clients;
 mod console;
 mod error;
@@ -19,6 +20,7 @@ mod telemetry;
 mod views;
 
 pub use auth::{Principal, Scope, hash_token, new_token};
+pub use chain::{CHAIN_CHECK_EVERY, watch_audit_chain};
 pub use error::ApiError;
 pub use routes::{Revocation, TokenRefused, check_token_name, issue_token, revoke_token_by_id};
 pub use scim::drain_outbox as drain_scim_outbox;
@@ -48,6 +50,8 @@ struct StateInner {
     scim_writer: scim::Writer,
     /// Serialize the changes to one SCIM user or group (this state's own, never shared).
     scim_locks: scim::StripedLocks,
+    /// The server's watch over the audit chain.
+    chain: chain::ChainWatcher,
 }
 
 /// Files laid over the configuration folder's own, by name, in a what-if: the main
@@ -137,6 +141,7 @@ impl AppState {
                 tokens: Default::default(),
                 scim_writer: Default::default(),
                 scim_locks: Default::default(),
+                chain: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -156,6 +161,7 @@ impl AppState {
                 tokens: Default::default(),
                 scim_writer: Default::default(),
                 scim_locks: Default::default(),
+                chain: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -194,6 +200,10 @@ impl AppState {
 
     fn scim_locks(&self) -> &scim::StripedLocks {
         &self.inner.scim_locks
+    }
+
+    fn chain(&self) -> &chain::ChainWatcher {
+        &self.inner.chain
     }
 }
 

@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         (name = "people", description = "People, their accounts, grants and engagements."),
         (name = "runs", description = "The work each event causes, step by step."),
         (name = "catalog", description = "Entitlements and target systems."),
-        (name = "audit", description = "The hash-chained audit trail."),
+        (name = "audit", description = "The hash-chained audit trail, and the server's own check of its chain."),
         (name = "reports", description = "Service levels over a period, against `[sla]`."),
         (name = "tokens", description = "API tokens."),
         (name = "rules", description = "What-ifs and reloads of the configuration and policies."),

@@ -55,6 +55,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::clients::list_engagements))
         .routes(routes!(list_systems))
         .routes(routes!(list_audit))
+        .routes(routes!(crate::chain::audit_verification))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(simulate))
@@ -219,8 +220,8 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<ServiceHealth>)
 
 /// Prometheus metrics.
 ///
-/// Run, step and connector histograms and counters, and open and overdue tasks per team,
-/// in the Prometheus text format. Requires `read`.
+/// Run, step and connector histograms and counters, open and overdue tasks per team, and how
+/// the server's check of the audit chain stands, in the Prometheus text format. Requires `read`.
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -1,6 +1,6 @@
 //! What the API tells operators: a log line and metrics for every request, each request under
 //! an id (`X-Request-Id`) that follows it into the events it sends, and the gauges set when
-//! `/metrics` is scraped (circuits, system health, the step queue).
+//! `/metrics` is scraped (circuits, system health, the step queue, the audit chain's check).
 
 use crate::{ApiError, AppState};
 use axum::extract::{FromRequestParts, MatchedPath, Request};
@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::convert::Infallible;
 use std::time::Instant;
+use tenure_core::audit::ChainState;
 use tenure_core::breaker::CircuitState;
 use tenure_core::health::Health;
 use tenure_core::run::Priority;
@@ -132,8 +133,16 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
 /// Sets the gauges read at scrape time: each system's circuit (`tenure_circuit_state`) and
 /// health (`tenure_system_health`), one series per state set to 1 for the current one; and
 /// per step priority, the steps due and unclaimed (`tenure_queue_depth`) and how long the
-/// oldest of them has waited (`tenure_queue_oldest_age_seconds`).
+/// oldest of them has waited (`tenure_queue_oldest_age_seconds`); and how the audit chain's
+/// check stands (`tenure_audit_chain_state`, one series per state, and
+/// `tenure_audit_chain_verified_seq`), from the watch's last step.
 pub(crate) async fn record_gauges(s: &AppState) -> Result<(), ApiError> {
+    let chain = s.chain().report();
+    for state in ChainState::ALL {
+        metrics::gauge!("tenure_audit_chain_state", "state" => state.as_str())
+            .set(f64::from(u8::from(*state == chain.state)));
+    }
+    metrics::gauge!("tenure_audit_chain_verified_seq").set(chain.verified_through as f64);
     for sys in s.engine().circuits() {
         let current = match sys.circuit {
             CircuitState::Closed { .. } => "closed",

@@ -3,6 +3,7 @@
 
 use crate::approval::Verdict;
 use crate::event::EventType;
+use crate::model::string_enum;
 use crate::planner::Action as StepAction;
 use crate::run::RunState;
 use serde::{Deserialize, Serialize};
@@ -395,6 +396,168 @@ impl Verifier {
         }
         Ok(self.prev_seq)
     }
+
+    /// The last entry that verified (0 before the first).
+    pub fn last_seq(&self) -> i64 {
+        self.prev_seq
+    }
+}
+
+string_enum!(
+    /// Where a [`ChainWatch`] stands.
+    ChainState {
+        /// Not yet through to the chain's head: what was verified so far is intact.
+        Checking => "checking",
+        /// Verified through the head as last read.
+        Intact => "intact",
+        /// A break was found; it stays until the watch starts over.
+        Broken => "broken",
+    }
+);
+
+/// Which of a [`ChainWatch`]'s two passes a page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainPass {
+    /// The pass that follows the chain's end: each new entry is verified soon after it is
+    /// written.
+    Follow,
+    /// The pass that verifies the chain again from its start, a page at a time, and starts
+    /// over when it reaches the head: an entry altered after it was first verified is found
+    /// within one whole pass.
+    Recheck,
+}
+
+/// One pass over the chain: a [`Verifier`] and how far the head was when last read.
+#[derive(Debug, Clone, Default)]
+struct Pass {
+    verifier: Verifier,
+    head: i64,
+    caught_up: bool,
+}
+
+impl Pass {
+    /// See [`ChainWatch::advance`]; `Ok(true)` once the pass has reached the head.
+    fn advance(
+        &mut self,
+        head: (i64, &str),
+        page: &[AuditEntry],
+        full: bool,
+    ) -> Result<bool, ChainBreak> {
+        let (head_seq, head_hash) = head;
+        self.head = head_seq;
+        self.caught_up = false;
+        for e in page.iter().take_while(|e| e.seq <= head_seq) {
+            self.verifier.push(e)?;
+        }
+        // Entries past the head were written after it was read: the next page takes them.
+        let past_head = page.last().is_some_and(|e| e.seq > head_seq);
+        // Short of the head with nothing more to read up to it: the chain ends before the head
+        // (or the head was rewritten), which `finish` names.
+        if self.verifier.last_seq() >= head_seq || !full || past_head {
+            self.verifier.finish(head_seq, head_hash)?;
+            self.caught_up = true;
+        }
+        Ok(self.caught_up)
+    }
+}
+
+/// The audit chain verified incrementally, for a server to watch it while it grows: a page
+/// of entries at a time, never the whole chain at once. Pure: the caller reads the head, then
+/// the page after [`ChainWatch::after`], and hands both to [`ChainWatch::advance`].
+///
+/// It keeps two passes ([`ChainPass`]): one follows the end of the chain, one verifies it again
+/// from the start, so an edit to an entry already verified is found too, within a whole pass.
+#[derive(Debug, Clone, Default)]
+pub struct ChainWatch {
+    follow: Pass,
+    recheck: Pass,
+    broken: Option<ChainBreak>,
+    checked_at_ms: Option<i64>,
+}
+
+/// What a [`ChainWatch`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Checking, intact, or broken.
+    pub state: ChainState,
+    /// The last entry the following pass verified (0 before the first).
+    pub verified_through: i64,
+    /// The chain's head when last read (its sequence number).
+    pub head: i64,
+    /// When the watch last advanced (epoch ms); `None` before it first did.
+    pub checked_at_ms: Option<i64>,
+    /// What is broken, when broken.
+    pub problem: Option<String>,
+}
+
+impl ChainWatch {
+    /// The sequence number `pass`'s next page starts after; `None` once the chain is broken
+    /// (there is nothing more to verify until the watch starts over).
+    pub fn after(&self, pass: ChainPass) -> Option<i64> {
+        if self.broken.is_some() {
+            return None;
+        }
+        Some(self.pass(pass).verifier.last_seq())
+    }
+
+    fn pass(&self, pass: ChainPass) -> &Pass {
+        match pass {
+            ChainPass::Follow => &self.follow,
+            ChainPass::Recheck => &self.recheck,
+        }
+    }
+
+    /// Advances `pass` over `page`: the entries after [`after`](Self::after) in chain order,
+    /// read after the head (`head`: its sequence number and hash) was read, and `full` when the
+    /// page holds as many entries as were asked for (more may follow). `now_ms` is when.
+    /// Returns whether the pass reached the head; a recheck that did starts over at the next
+    /// page. A break found by either pass makes the watch broken.
+    pub fn advance(
+        &mut self,
+        pass: ChainPass,
+        head: (i64, &str),
+        page: &[AuditEntry],
+        full: bool,
+        now_ms: i64,
+    ) -> bool {
+        self.checked_at_ms = Some(now_ms);
+        if self.broken.is_some() {
+            return false;
+        }
+        let p = match pass {
+            ChainPass::Follow => &mut self.follow,
+            ChainPass::Recheck => &mut self.recheck,
+        };
+        match p.advance(head, page, full) {
+            Ok(true) => {
+                if pass == ChainPass::Recheck {
+                    self.recheck = Pass::default();
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(b) => {
+                self.broken = Some(b);
+                false
+            }
+        }
+    }
+
+    /// Where the watch stands.
+    pub fn report(&self) -> ChainReport {
+        let state = match (&self.broken, self.follow.caught_up) {
+            (Some(_), _) => ChainState::Broken,
+            (None, true) => ChainState::Intact,
+            (None, false) => ChainState::Checking,
+        };
+        ChainReport {
+            state,
+            verified_through: self.follow.verifier.last_seq(),
+            head: self.follow.head,
+            checked_at_ms: self.checked_at_ms,
+            problem: self.broken.as_ref().map(ToString::to_string),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +664,112 @@ pub(crate) mod tests {
             verify(&renumbered, head),
             Err(ChainBreak::Altered { seq: 9 })
         );
+    }
+
+    /// Advances `pass` of `w` over the entries of `chain` after where it stands, `n` at most,
+    /// with the head at `head`.
+    fn step(
+        w: &mut ChainWatch,
+        pass: ChainPass,
+        chain: &[AuditEntry],
+        head: usize,
+        n: usize,
+    ) -> bool {
+        let after = w.after(pass).expect("not broken") as usize;
+        let page: Vec<AuditEntry> = chain.iter().skip(after).take(n).cloned().collect();
+        let head_hash = if head == 0 {
+            GENESIS
+        } else {
+            chain[head - 1].hash.as_str()
+        };
+        w.advance(
+            pass,
+            (head as i64, head_hash),
+            &page,
+            page.len() == n,
+            1_000 + after as i64,
+        )
+    }
+
+    #[test]
+    fn a_watch_follows_the_chain_a_page_at_a_time() {
+        let c = chain(7);
+        let mut w = ChainWatch::default();
+        assert_eq!(w.report().state, ChainState::Checking);
+        assert_eq!(w.report().checked_at_ms, None);
+        // An empty chain is intact.
+        assert!(step(&mut w, ChainPass::Follow, &c[..0], 0, 2));
+        assert_eq!(w.report().state, ChainState::Intact);
+        // Five entries written, two a page: checking, checking, then intact through 5.
+        assert!(!step(&mut w, ChainPass::Follow, &c[..5], 5, 2));
+        assert_eq!(
+            w.report(),
+            ChainReport {
+                state: ChainState::Checking,
+                verified_through: 2,
+                head: 5,
+                checked_at_ms: Some(1_000),
+                problem: None,
+            }
+        );
+        assert!(!step(&mut w, ChainPass::Follow, &c[..5], 5, 2));
+        assert!(step(&mut w, ChainPass::Follow, &c[..5], 5, 2));
+        let r = w.report();
+        assert_eq!(
+            (r.state, r.verified_through, r.head),
+            (ChainState::Intact, 5, 5)
+        );
+        // Entries written after the head was read wait for the next step.
+        assert!(step(&mut w, ChainPass::Follow, &c, 5, 10));
+        assert_eq!(w.report().verified_through, 5);
+        assert!(step(&mut w, ChainPass::Follow, &c, 7, 10));
+        assert_eq!(w.report().verified_through, 7);
+        // The recheck goes over it all again, and starts over once at the head.
+        assert!(!step(&mut w, ChainPass::Recheck, &c, 7, 4));
+        assert_eq!(w.after(ChainPass::Recheck), Some(4));
+        assert!(step(&mut w, ChainPass::Recheck, &c, 7, 4));
+        assert_eq!(w.after(ChainPass::Recheck), Some(0));
+        assert_eq!(w.report().state, ChainState::Intact);
+    }
+
+    #[test]
+    fn a_watch_finds_a_break_ahead_or_behind_it_and_stays_broken() {
+        let c = chain(6);
+        // Ahead: an entry altered before the following pass reached it.
+        let mut altered = c.clone();
+        altered[3].reason = "nothing happened".into();
+        let mut w = ChainWatch::default();
+        assert!(!step(&mut w, ChainPass::Follow, &altered, 6, 10));
+        let r = w.report();
+        assert_eq!((r.state, r.verified_through), (ChainState::Broken, 3));
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("audit entry 4 was altered: its contents do not match its hash")
+        );
+        assert_eq!(w.after(ChainPass::Follow), None, "nothing more to verify");
+        assert!(!w.advance(ChainPass::Follow, (6, &c[5].hash), &c, false, 9));
+        assert_eq!(w.report().state, ChainState::Broken);
+
+        // Behind: altered after the following pass verified it; the recheck finds it.
+        let mut w = ChainWatch::default();
+        assert!(step(&mut w, ChainPass::Follow, &c, 6, 10));
+        assert!(step(&mut w, ChainPass::Follow, &altered, 6, 10));
+        assert_eq!(w.report().state, ChainState::Intact);
+        assert!(!step(&mut w, ChainPass::Recheck, &altered, 6, 10));
+        assert_eq!(w.report().state, ChainState::Broken);
+
+        // Entries removed from the end, below the head: truncated.
+        let mut w = ChainWatch::default();
+        assert!(!w.advance(ChainPass::Follow, (6, &c[5].hash), &c[..4], false, 1));
+        assert_eq!(
+            w.report().problem.as_deref(),
+            Some("audit entries after 4 were removed: the chain head records 6 entries")
+        );
+        // The head rewritten: named as such.
+        let mut w = ChainWatch::default();
+        assert!(!w.advance(ChainPass::Follow, (6, GENESIS), &c, false, 1));
+        let problem = w.report().problem.unwrap_or_default();
+        assert!(problem.contains("the head was rewritten"), "{problem}");
     }
 
     #[test]

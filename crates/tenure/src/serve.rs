@@ -164,6 +164,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     });
     // The router logs and counts every request under its request id.
     let state = AppState::with_rules(engine.clone(), Some(metrics), loader).with_public_url(&url);
+    // The audit chain verified in the background, a bounded page at a time (see
+    // `tenure_api::watch_audit_chain`): `GET /api/v1/audit/verification` reads the result.
+    let (stop_chain, chain_stopped) = tokio::sync::watch::channel(false);
+    let chain_watch = tokio::spawn(tenure_api::watch_audit_chain(
+        state.clone(),
+        tenure_api::CHAIN_CHECK_EVERY,
+        chain_stopped,
+    ));
     let app = tenure_api::router(state);
     // Last before serving: once the token exists, nothing stands between it and its one showing.
     let bootstrap = bootstrap_token(&store).await?;
@@ -189,6 +197,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     println!("tenure listening on http://{addr}");
     crate::http::serve(listener, app, limits, shutdown).await?;
     tracing::info!("draining: waiting for calls in flight to finish and be recorded");
+    stop_chain.send_replace(true);
+    if let Err(e) = chain_watch.await {
+        tracing::error!(error = %e, "the audit chain's watch ended abnormally");
+    }
     engine.shutdown().await;
     if let Some((stop, task)) = checkpoints {
         stop.send_replace(true);

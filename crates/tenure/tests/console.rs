@@ -134,6 +134,15 @@ impl<'a> Browser<'a> {
         }
     }
 
+    /// A signed-in page that must answer 200 and say each of `parts`.
+    async fn page_saying(&mut self, path: &str, parts: &[&str]) -> Page {
+        let p = self.page(path).await;
+        for part in parts {
+            assert!(p.body.contains(part), "GET {path}: no {part} in {}", p.body);
+        }
+        p
+    }
+
     /// A signed-in page that must answer 200.
     async fn page(&mut self, path: &str) -> Page {
         let p = self.get(path).await;
@@ -737,18 +746,14 @@ async fn findings_show_what_a_reconciliation_found_to_tokens_that_may_read() {
     // Before any reconciliation: the empty list says how to start one.
     let mut r = Browser::new(&s);
     r.sign_in(&reader).await;
-    let page = r.page("/console/findings").await;
-    assert!(
-        page.body.contains("tenure reconcile SYSTEM"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body
-            .contains("href=\"/console/findings\" aria-current=\"page\""),
-        "{}",
-        page.body
-    );
+    r.page_saying(
+        "/console/findings",
+        &[
+            "tenure reconcile SYSTEM",
+            "href=\"/console/findings\" aria-current=\"page\"",
+        ],
+    )
+    .await;
 
     // An account nobody holds, made on the system behind tenure's back: an orphan.
     orphan_account(&env, "directory", "ghost").await;
@@ -770,10 +775,11 @@ async fn findings_show_what_a_reconciliation_found_to_tokens_that_may_read() {
     assert!(p.body.contains("<code>situation</code>"), "{}", p.body);
 
     // The reconciliation's own page: its state, its counts, the findings it saw.
-    let page = r.page(&format!("/console/reconciliations/{id}")).await;
-    for part in ["completed", "dry run", "<td>orphan</td><td>1</td>", "ghost"] {
-        assert!(page.body.contains(part), "{part}: {}", page.body);
-    }
+    r.page_saying(
+        &format!("/console/reconciliations/{id}"),
+        &["completed", "dry run", "<td>orphan</td><td>1</td>", "ghost"],
+    )
+    .await;
     let p = r.get("/console/reconciliations/nope").await;
     assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.body);
 
@@ -844,14 +850,87 @@ async fn a_person_page_shows_their_events_runs_and_audit_entries_newest_first() 
     // "Older" goes on in the audit search, newest first, from before the oldest entry shown.
     let older = link(timeline, "/console/audit?person=ann&#38;order=newest");
     assert!(older.contains("&before="), "{older}");
-    let page = r.page(&older).await;
-    assert!(
-        page.body.contains("<option value=\"newest\" selected>"),
-        "{}",
-        page.body
-    );
+    r.page_saying(&older, &["<option value=\"newest\" selected>"])
+        .await;
     // The audit API's new order is checked as its other parameters are.
     let p = r.get("/console/audit?order=sideways").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.body.contains("<code>order</code>"), "{}", p.body);
+}
+
+#[tokio::test]
+async fn the_audit_page_shows_the_chain_intact_then_the_break_an_edited_entry_makes() {
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    // The server checks the chain on its own from the start.
+    let start = std::time::Instant::now();
+    loop {
+        let v = s.get("/api/v1/audit/verification").await;
+        if v["checked_at"].is_string() {
+            assert_eq!(v["state"], "intact", "{v}");
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "never checked: {v}");
+        tokio::task::yield_now().await;
+    }
+    s.apply_ok(&hire("ann", "Ann", None)).await;
+    let reader = token(&env, "reader", &["read"], None);
+
+    // A fresh server: intact through its head. The admin's `refresh` runs a step now rather
+    // than the test waiting for the background round.
+    let v = s.get("/api/v1/audit/verification?refresh=true").await;
+    assert_eq!(v["state"], "intact", "{v}");
+    assert!(v["head"].as_i64().unwrap() > 3, "{v}");
+    assert_eq!(v["verified_through"], v["head"], "{v}");
+    assert!(v["checked_at"].is_string(), "{v}");
+    assert_eq!(v["problem"], serde_json::Value::Null, "{v}");
+    // Reading it needs `read`; asking for a step, `admin`.
+    let as_reader = |path: &'static str| {
+        let (s, reader) = (&s, &reader);
+        async move { s.request(Method::GET, path, Some(reader), &[], None).await }
+    };
+    let a = as_reader("/api/v1/audit/verification").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = as_reader("/api/v1/audit/verification?refresh=true").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    r.page_saying("/console/audit", &["Chain intact through entry"])
+        .await;
+    let metrics = as_reader("/metrics").await.body;
+    let gauge = r#"tenure_audit_chain_state{state="intact"} 1"#;
+    assert!(
+        metrics.as_str().unwrap_or_default().contains(gauge),
+        "{metrics}"
+    );
+
+    // An entry edited behind tenure's back, one the watch had already verified: the pass that
+    // goes over the chain again from its start finds it.
+    tamper(
+        &env.database_url(),
+        "UPDATE audit_log SET reason = 'nothing happened' WHERE seq = 3",
+        &[],
+    )
+    .await;
+    let v = s.get("/api/v1/audit/verification?refresh=true").await;
+    assert_eq!(v["state"], "broken", "{v}");
+    assert_eq!(
+        v["problem"], "audit entry 3 was altered: its contents do not match its hash",
+        "{v}"
+    );
+    r.page_saying(
+        "/console/audit",
+        &[
+            "role=\"alert\"",
+            "The audit chain is broken.",
+            "audit entry 3 was altered",
+        ],
+    )
+    .await;
+    let metrics = as_reader("/metrics").await.body;
+    let gauge = r#"tenure_audit_chain_state{state="broken"} 1"#;
+    assert!(
+        metrics.as_str().unwrap_or_default().contains(gauge),
+        "{metrics}"
+    );
 }

@@ -6,7 +6,7 @@ use super::session::{Session, form};
 use super::timeline::{self, Timeline};
 use super::{PageError, PageResult, error_page, render, see_other};
 use crate::auth::{Principal, Scope};
-use crate::bodies::PersonDetail;
+use crate::bodies::{ChainVerification, PersonDetail};
 use crate::path::Path;
 use crate::query::{Query, parse};
 use crate::{ApiError, AppState, access, routes, views};
@@ -750,10 +750,12 @@ pub(crate) struct Audit {
     newest_first: bool,
     items: Vec<views::AuditEntry>,
     next: Option<String>,
+    /// How the server's check of the chain stands.
+    chain: ChainVerification,
 }
 
-/// `GET /console/audit`: the trail, searched by person, actor, action, system and time, in
-/// chain order or newest first.
+/// `GET /console/audit`: how the server's check of the chain stands, and the trail, searched by
+/// person, actor, action, system and time, in chain order or newest first.
 pub(crate) async fn audit(
     State(s): State<AppState>,
     session: Session,
@@ -765,9 +767,15 @@ pub(crate) async fn audit(
         None => ("after", page.next_after),
     };
     let next = params.next("/console/audit", cursor, value.map(|v| v.to_string()));
+    let q = or_page(&session, parse("").map(Query))?;
+    let Json(chain) = or_page(
+        &session,
+        crate::chain::audit_verification(state(&s), who(&session), q).await,
+    )?;
     render(&Audit {
         nav: Nav::of(Some(&session), "audit"),
         newest_first: params.get("order") == "newest",
+        chain,
         next,
         params,
         items: page.items,
