@@ -2,6 +2,8 @@
 //! across passes until a complete one no longer sees them, and the corrections' writes. On
 //! SQLite, and on PostgreSQL with `TENURE_TEST_DATABASE_URL`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use tenure_core::drift::{Remedy, Situation};
 use tenure_core::{AccountState, Person, PersonStatus};
@@ -238,11 +240,5 @@ async fn check(store: Store) {
 
 #[tokio::test]
 async fn reconciliation_records_hold_across_passes() {
-    let dir = std::env::temp_dir().join(format!("tenure-drift-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    check(Store::open_sqlite(&dir.join("t.db")).await.unwrap()).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") {
-        check(Store::connect(&url).await.unwrap()).await;
-    }
+    support::on_each_database("drift", check).await;
 }

@@ -2,6 +2,8 @@
 //! changes before and after it, and takes its audit entries with it. On SQLite, and on
 //! PostgreSQL with `TENURE_TEST_DATABASE_URL`.
 
+mod support;
+
 use tenure_store::{NewAudit, ScimUserRow, Store, Tx};
 
 fn user(id: &str, name: &str) -> ScimUserRow {
@@ -60,11 +62,5 @@ async fn check(store: Store) {
 
 #[tokio::test]
 async fn a_change_rolled_back_to_its_savepoint_leaves_the_others() {
-    let dir = std::env::temp_dir().join(format!("tenure-savepoint-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    check(Store::open_sqlite(&dir.join("t.db")).await.unwrap()).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") {
-        check(Store::connect(&url).await.unwrap()).await;
-    }
+    support::on_each_database("savepoint", check).await;
 }

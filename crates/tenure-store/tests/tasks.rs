@@ -2,6 +2,8 @@
 //! tasks, never those of a step whose call is in flight. On SQLite, and on PostgreSQL with
 //! `TENURE_TEST_DATABASE_URL`.
 
+mod support;
+
 use tenure_core::planner::Action;
 use tenure_core::run::{Priority, StepState};
 use tenure_store::{NewTask, StepRow, Store, TaskKind, TaskState};
@@ -86,13 +88,5 @@ async fn check(store: Store) {
 
 #[tokio::test]
 async fn cancelling_waiting_steps_withdraws_exactly_their_tasks() {
-    let dir = std::env::temp_dir().join(format!("tenure-tasks-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    check(Store::open_sqlite(&dir.join("t.db")).await.unwrap()).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL")
-        && !url.is_empty()
-    {
-        check(Store::connect(&url).await.unwrap()).await;
-    }
+    support::on_each_database("tasks", check).await;
 }
