@@ -10,6 +10,9 @@
 //   TENURE_MANAGER_TOKEN        acts as mia (approve, read)
 //   TENURE_OWNER_TOKEN          acts as olga (approve, read), owner of directory:reports
 //   TENURE_ADMIN_TOKEN          admin, acting as no person
+//   TENURE_OIDC_ISSUER          the OpenID provider the console signs in through
+//                               (tests/browser/oidc_provider.mjs): any login name works there,
+//                               and mia@example.com is in its group tenure-admins
 //   TENURE_SCREENSHOTS          optional: a folder to save screenshots of the main pages in
 
 import assert from 'node:assert/strict';
@@ -22,7 +25,8 @@ const tokens = {
   owner: process.env.TENURE_OWNER_TOKEN,
   admin: process.env.TENURE_ADMIN_TOKEN,
 };
-for (const [k, v] of Object.entries({ TENURE_URL: base, ...tokens })) {
+const issuer = process.env.TENURE_OIDC_ISSUER;
+for (const [k, v] of Object.entries({ TENURE_URL: base, TENURE_OIDC_ISSUER: issuer, ...tokens })) {
   assert.ok(v, `${k} is not set`);
 }
 
@@ -281,6 +285,110 @@ test('the keyboard reaches the skip link first, and it moves focus to the conten
   assert.match(first, /Skip to the page/);
   await page.keyboard.press('Enter');
   assert.equal(new URL(page.url()).hash, '#main');
+  await page.context().close();
+});
+
+// Signs in at the OpenID provider's own pages as `login`, starting from the console page
+// `path`; returns the page once the browser is back at the console, and the callback URL the
+// provider sent it to.
+async function signInAtProvider(login, path = '/console') {
+  const page = await newPage(browser);
+  const callback = page.waitForRequest((r) => r.url().startsWith(url('/console/sign-in/oidc/callback')));
+  callback.catch(() => {}); // awaited below, once the steps before it have had their say
+  await throughProvider(page, login, path);
+  const answer = (await callback).url();
+  await page.waitForLoadState();
+  return { page, callback: answer };
+}
+
+// From the console page `path`, follows "Sign in with Test IdP" and signs in there as `login`,
+// consenting to what tenure asks.
+async function throughProvider(page, login, path) {
+  await page.goto(url(path));
+  await page.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+  await page.waitForURL((u) => u.href.startsWith(issuer));
+  await page.locator('input[name=login]').fill(login);
+  await page.locator('input[name=password]').fill('any password');
+  await page.getByRole('button', { name: 'Sign-in' }).click();
+  await page.getByRole('button', { name: 'Continue' }).click();
+}
+
+// The API's record of the token named `name` (made for an OpenID Connect session).
+async function tokenNamed(name) {
+  const list = await api('/api/v1/tokens');
+  const found = (list.items ?? list).filter((t) => t.name === name);
+  assert.equal(found.length, 1, `tokens named ${name}: ${JSON.stringify(found)}`);
+  return found[0];
+}
+
+test('an employee signs in through the identity provider; signing out revokes the session', async () => {
+  const { page, callback } = await signInAtProvider('eve@example.com', '/console/approvals');
+  await page.waitForURL(url('/console/approvals'));
+  assert.match(await page.getByRole('heading', { level: 1 }).innerText(), /Approvals/);
+  await check(page, 'approvals (signed in through the identity provider)');
+  // `request` alone shows the catalog: nothing more is needed to ask for access.
+  await page.goto(url('/console/request'));
+  assert.match(await page.locator('main').innerText(), /Staff directory/);
+  const cookies = await page.context().cookies(url('/console/sign-in/oidc/callback'));
+  const session = cookies.find((c) => c.name === 'tenure_session');
+  assert.ok(session, JSON.stringify(cookies));
+  assert.equal(session.sameSite, 'Strict');
+  assert.ok(session.httpOnly);
+  assert.ok(!cookies.some((c) => c.name === 'tenure_oidc' && c.value), 'the sign-in cookie is cleared');
+
+  const token = await tokenNamed('oidc:eve');
+  assert.equal(token.person_id, 'eve');
+  assert.deepEqual(token.scopes.split(' ').sort(), ['approve', 'request']);
+  assert.equal(token.revoked_at ?? null, null);
+
+  // The provider's answer works once: sent again, it is refused and opens nothing.
+  const again = await newPage(browser);
+  const replay = await again.goto(callback);
+  assert.equal(replay.status(), 400);
+  assert.match(await again.getByRole('alert').innerText(), /expired, was already used/);
+  await again.context().close();
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(url('/console/sign-in'));
+  assert.ok((await tokenNamed('oidc:eve')).revoked_at, 'signing out revokes the session token');
+  await page.context().close();
+});
+
+test('the roles claim adds scopes: a member of tenure-admins signs in as an admin', async () => {
+  const { page } = await signInAtProvider('mia@example.com');
+  await page.waitForURL(url('/console'));
+  const token = await tokenNamed('oidc:mia');
+  assert.ok(token.scopes.split(' ').includes('admin'), token.scopes);
+  await page.context().close();
+});
+
+test('someone tenure does not know, or whose email is unverified, is told why and not let in', async () => {
+  for (const [login, why] of [
+    ['nobody@example.com', /no one here has the email `nobody@example.com`/],
+    ['unverified-eve@example.com', /not verified/],
+  ]) {
+    const { page } = await signInAtProvider(login);
+    assert.match(await page.getByRole('alert').innerText(), why);
+    errors.splice(0); // the browser reports the 401 itself as a failed load
+    await checkA11y(page, `sign-in refused (${login})`);
+    const cookies = await page.context().cookies(url('/console'));
+    assert.ok(!cookies.some((c) => c.name === 'tenure_session'), JSON.stringify(cookies));
+    await page.context().close();
+  }
+});
+
+test('an answer with another state than the sign-in it claims to end is refused', async () => {
+  const page = await newPage(browser);
+  await page.goto(url('/console/sign-in'));
+  await page.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+  await page.waitForURL((u) => u.href.startsWith(issuer));
+  // This browser has a sign-in under way; an answer for it with a forged state is refused.
+  const res = await page.goto(url('/console/sign-in/oidc/callback?code=any&state=forged'));
+  assert.equal(res.status(), 400);
+  assert.match(await page.getByRole('alert').innerText(), /does not belong to this sign-in/);
+  errors.splice(0);
+  const cookies = await page.context().cookies(url('/console'));
+  assert.ok(!cookies.some((c) => c.name === 'tenure_session'), JSON.stringify(cookies));
   await page.context().close();
 });
 

@@ -7,80 +7,9 @@ use axum::http::request::Parts;
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Mutex;
 use tenure_core::PersonStatus;
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Send lifecycle events.
-    EventsWrite,
-    /// Read people, runs, systems, entitlements, audit, metrics.
-    Read,
-    /// Decide approvals (as the person the token acts as).
-    Approve,
-    /// Ask for access (for the token's person, or as their manager for a report).
-    Request,
-    /// Ask for emergency access that skips approval.
-    BreakGlass,
-    /// Complete or fail tasks (manual steps, webhook completion callbacks).
-    TasksWrite,
-    /// Everything, including tokens and cancelling or retrying runs.
-    Admin,
-    /// Provision users over SCIM 2.0 (`/scim/v2`), as an identity provider does.
-    Scim,
-}
-
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 8] = [
-        Scope::EventsWrite,
-        Scope::Read,
-        Scope::Approve,
-        Scope::Request,
-        Scope::BreakGlass,
-        Scope::TasksWrite,
-        Scope::Admin,
-        Scope::Scim,
-    ];
-
-    /// The scope's name in tokens and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::EventsWrite => "events:write",
-            Scope::Read => "read",
-            Scope::Approve => "approve",
-            Scope::Request => "request",
-            Scope::BreakGlass => "break_glass",
-            Scope::TasksWrite => "tasks:write",
-            Scope::Admin => "admin",
-            Scope::Scim => "scim",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown scope `{s}`; scopes are {}",
-                    Scope::ALL.map(Scope::as_str).join(", ")
-                )
-            })
-    }
-}
+pub use tenure_core::Scope;
 
 /// A fresh token secret: `tnr_` and 64 hex digits (256 random bits).
 pub fn new_token() -> String {
@@ -89,6 +18,27 @@ pub fn new_token() -> String {
         .try_fill_bytes(&mut bytes)
         .expect("the OS random source works");
     format!("tnr_{}", hex::encode(bytes))
+}
+
+/// A new token's row: a fresh id, `scopes` as stored, made at `now`, acting as `person_id`.
+pub(crate) fn token_row(
+    name: &str,
+    scopes: &[Scope],
+    person_id: Option<&str>,
+    now: i64,
+) -> tenure_store::TokenRow {
+    tenure_store::TokenRow {
+        id: format!("tok_{}", &uuid::Uuid::now_v7().simple().to_string()[..20]),
+        name: name.to_string(),
+        scopes: scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        created_at: now,
+        revoked_at: None,
+        person_id: person_id.map(str::to_string),
+    }
 }
 
 /// What is stored of a token: the SHA-256 of its secret. Secrets are long and random, so a
@@ -125,6 +75,19 @@ impl Principal {
                 "this token acts as no person: create it with `tenure token create --as PERSON`",
             )
         })
+    }
+
+    /// Refuses with 403 unless the token holds one of `scopes` (or `admin`).
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), ApiError> {
+        if scopes.iter().any(|s| self.require(*s).is_ok()) {
+            return Ok(());
+        }
+        let names: Vec<String> = scopes.iter().map(|s| format!("`{s}`")).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token lacks the {} scope", names.join(" or ")),
+        ))
     }
 
     /// Refuses with 403 unless the token holds `scope` (or `admin`).
@@ -344,6 +307,14 @@ mod tests {
             ..p
         };
         assert!(r.require(Scope::EventsWrite).is_err());
+        assert!(r.require_any(&[Scope::Request, Scope::Read]).is_ok());
+        let e = r
+            .require_any(&[Scope::Request, Scope::Approve])
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "this token lacks the `request` or `approve` scope"
+        );
         assert_eq!("events:write".parse::<Scope>(), Ok(Scope::EventsWrite));
         assert!("root".parse::<Scope>().is_err());
     }

@@ -52,6 +52,8 @@ struct StateInner {
     scim_locks: scim::StripedLocks,
     /// The server's watch over the audit chain.
     chain: chain::ChainWatcher,
+    /// The console's identity provider, as last discovered.
+    oidc: console::Discovery,
 }
 
 /// Files laid over the configuration folder's own, by name, in a what-if: the main
@@ -142,6 +144,7 @@ impl AppState {
                 scim_writer: Default::default(),
                 scim_locks: Default::default(),
                 chain: Default::default(),
+                oidc: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -162,6 +165,7 @@ impl AppState {
                 scim_writer: Default::default(),
                 scim_locks: Default::default(),
                 chain: Default::default(),
+                oidc: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -176,6 +180,10 @@ impl AppState {
 
     fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    fn oidc(&self) -> &console::Discovery {
+        &self.inner.oidc
     }
 
     fn rules_loader(&self) -> Option<&RulesLoader> {

@@ -140,18 +140,6 @@ error_responses! {
     InvalidQuery => "A query parameter is unknown, repeated, of the wrong type or out of range, or a path segment does not decode (`invalid_request`); `field` names the parameter, or `path`.";
 }
 
-impl utoipa::PartialSchema for crate::Scope {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(crate::Scope::ALL.map(crate::Scope::as_str)))
-            .description(Some("What a token may do; `admin` implies every scope."))
-            .into()
-    }
-}
-
-impl ToSchema for crate::Scope {}
-
 #[cfg(test)]
 mod tests {
     use crate::openapi_json as document_json;

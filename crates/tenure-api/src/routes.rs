@@ -861,12 +861,13 @@ pub(crate) struct EntitlementQuery {
 /// The entitlement catalog.
 ///
 /// The catalog is configuration, held in memory: filtered there, answered whole (it is
-/// bounded by the configuration's size). Requires `read`.
+/// bounded by the configuration's size). Requires `read`, or `request`: the catalog is what a
+/// requester chooses from, and seeing it shows them no one's data.
 #[utoipa::path(
     get,
     path = "/api/v1/entitlements",
     tag = "catalog",
-    security(("bearerAuth" = ["read"])),
+    security(("bearerAuth" = ["read"]), ("bearerAuth" = ["request"])),
     params(EntitlementQuery),
     responses(
         (status = 200, description = "The entitlements that match.", body = EntitlementList),
@@ -881,7 +882,7 @@ pub(crate) async fn list_entitlements(
     p: Principal,
     Query(q): Query<EntitlementQuery>,
 ) -> Result<Json<EntitlementList>, ApiError> {
-    p.require(Scope::Read)?;
+    p.require_any(&[Scope::Read, Scope::Request])?;
     let risk = parse_param::<tenure_core::Risk>("risk", q.risk.as_deref())?;
     let config = s.engine().config();
     let is =
@@ -1228,18 +1229,7 @@ pub async fn issue_token(
 ) -> Result<(tenure_store::TokenRow, String), TokenRefused> {
     let secret = new_token();
     let now = chrono::Utc::now().timestamp_millis();
-    let row = tenure_store::TokenRow {
-        id: format!("tok_{}", &uuid::Uuid::now_v7().simple().to_string()[..20]),
-        name: name.to_string(),
-        scopes: scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        created_at: now,
-        revoked_at: None,
-        person_id: person_id.map(str::to_string),
-    };
+    let row = crate::auth::token_row(name, scopes, person_id, now);
     let mut tx = store.begin().await?;
     if let Some(id) = person_id {
         match tenure_store::get_person(tx.conn(), id).await? {

@@ -122,6 +122,43 @@ pub struct Config {
     /// How each system is reconciled (`[systems.reconcile]`), for every system (defaults
     /// where not configured).
     pub reconcile: BTreeMap<String, crate::drift::ReconcileSettings>,
+    /// The web console (`[console]`, optional).
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`: the web console served by `tenure serve`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsoleSettings {
+    /// Sign-in through the company's identity provider (`[console.oidc]`); without it, people
+    /// sign in with an API token.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// `[console.oidc]`: sign-in with OpenID Connect (the authorization code flow with PKCE).
+/// The person signing in is found by one claim of their ID token; what they may do is the
+/// scopes every signed-in person gets, plus those their roles claim grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcSettings {
+    /// The provider's issuer URL; its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client id tenure is registered with.
+    pub client_id: String,
+    /// The environment variable holding the client secret; none for a public client (PKCE
+    /// alone).
+    pub client_secret_env: Option<String>,
+    /// The provider's name on the sign-in button ("Sign in with Okta").
+    pub label: String,
+    /// The claim that names the person (`email` by default).
+    pub claim: String,
+    /// What the claim's value is compared with.
+    pub person_field: crate::drift::PersonField,
+    /// Scopes every person signed in this way gets.
+    pub scopes: Vec<crate::Scope>,
+    /// The claim listing the person's groups or roles (`groups` by default).
+    pub roles_claim: String,
+    /// More scopes per value of the roles claim (`[console.oidc.roles]`).
+    pub roles: BTreeMap<String, Vec<crate::Scope>>,
 }
 
 /// `[sla]`: how long access may take to arrive and to go, from the event taking effect to
@@ -594,6 +631,29 @@ struct RawConfig {
     sla: RawSla,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    console: RawConsole,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    oidc: Option<RawOidc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: Spanned<String>,
+    client_id: Spanned<String>,
+    client_secret_env: Option<Spanned<String>>,
+    label: Option<String>,
+    claim: Option<Spanned<String>>,
+    person_field: Option<Spanned<String>>,
+    scopes: Option<Vec<Spanned<String>>>,
+    roles_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1112,6 +1172,9 @@ fn validate(
     }
     let approvals = validate_approvals(main, raw.approvals, &sod, &mut err);
     let notifications = validate_notifications(main, raw.notifications, &mut err);
+    let console = ConsoleSettings {
+        oidc: raw.console.oidc.map(|o| validate_oidc(main, o, &mut err)),
+    };
     let audit = AuditSettings {
         checkpoints: raw
             .audit
@@ -1174,6 +1237,7 @@ fn validate(
         sla,
         retention,
         reconcile,
+        console,
     }
 }
 
@@ -1789,6 +1853,124 @@ fn validate_approvals(
     settings
 }
 
+/// The scopes a person signed in through OpenID Connect gets unless `scopes` says otherwise:
+/// ask for access (which shows the catalog) and decide their own approvals. Reading everyone's
+/// people, runs and audit (`read`) is given by `scopes` or a role, not by default.
+pub const OIDC_DEFAULT_SCOPES: [crate::Scope; 2] = [crate::Scope::Request, crate::Scope::Approve];
+
+fn validate_oidc(
+    main: &SourceFile,
+    raw: RawOidc,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> OidcSettings {
+    let issuer = raw
+        .issuer
+        .get_ref()
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            issuer
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
+    if !(issuer.starts_with("https://") || local) {
+        err(
+            main,
+            raw.issuer.span(),
+            format!(
+                "console.oidc.issuer must be an https:// URL (http:// only on localhost), not `{issuer}`"
+            ),
+        );
+    }
+    if raw.client_id.get_ref().trim().is_empty() {
+        err(
+            main,
+            raw.client_id.span(),
+            "console.oidc.client_id is empty".into(),
+        );
+    }
+    if let Some(env) = &raw.client_secret_env {
+        check_env_name(main, env, "console.oidc.client_secret_env", err);
+    }
+    let mut claim_name = |c: Option<Spanned<String>>, default: &str, key: &str| match c {
+        None => default.to_string(),
+        Some(c) if c.get_ref().trim().is_empty() => {
+            err(main, c.span(), format!("console.oidc.{key} is empty"));
+            default.to_string()
+        }
+        Some(c) => c.into_inner().trim().to_string(),
+    };
+    let claim = claim_name(raw.claim, "email", "claim");
+    let roles_claim = claim_name(raw.roles_claim, "groups", "roles_claim");
+    let person_field = match raw.person_field {
+        None => crate::drift::PersonField::Email,
+        Some(f) => f
+            .get_ref()
+            .parse()
+            .unwrap_or_else(|e: crate::model::UnknownValue| {
+                err(main, f.span(), format!("console.oidc.person_field: {e}"));
+                crate::drift::PersonField::Email
+            }),
+    };
+    let mut scopes = |list: Vec<Spanned<String>>, key: &str| -> Vec<crate::Scope> {
+        list.into_iter()
+            .filter_map(|s| match s.get_ref().parse() {
+                Ok(scope) => Some(scope),
+                Err(e) => {
+                    err(main, s.span(), format!("console.oidc.{key}: {e}"));
+                    None
+                }
+            })
+            .collect()
+    };
+    let everyone = match raw.scopes {
+        None => OIDC_DEFAULT_SCOPES.to_vec(),
+        Some(list) => scopes(list, "scopes"),
+    };
+    let roles = raw
+        .roles
+        .into_iter()
+        .map(|(role, list)| {
+            let key = format!("roles.\"{role}\"");
+            (role, scopes(list, &key))
+        })
+        .collect();
+    OidcSettings {
+        issuer,
+        client_id: raw.client_id.into_inner().trim().to_string(),
+        client_secret_env: raw.client_secret_env.map(Spanned::into_inner),
+        label: raw
+            .label
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| "your identity provider".into()),
+        claim,
+        person_field,
+        scopes: everyone,
+        roles_claim,
+        roles,
+    }
+}
+
+/// Refuses a `*_env` setting that cannot name an environment variable.
+fn check_env_name(
+    main: &SourceFile,
+    env: &Spanned<String>,
+    key: &str,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) {
+    let e = env.get_ref();
+    if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        err(
+            main,
+            env.span(),
+            format!("{key} must name an environment variable (letters, digits, '_'), not `{e}`"),
+        );
+    }
+}
+
 fn validate_notifications(
     main: &SourceFile,
     raw: RawNotifications,
@@ -1817,17 +1999,8 @@ fn validate_notifications(
         }
     }
     if let Some(env) = &raw.secret_env {
-        let e = env.get_ref();
-        if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            err(
-                main,
-                env.span(),
-                format!(
-                    "secret_env must name an environment variable (letters, digits, '_'), not `{e}`"
-                ),
-            );
-        }
-        settings.secret_env = Some(e.clone());
+        check_env_name(main, env, "secret_env", err);
+        settings.secret_env = Some(env.get_ref().clone());
     }
     if let Some(n) = &raw.max_attempts {
         if *n.get_ref() == 0 {
@@ -1905,6 +2078,83 @@ mod tests {
         SourceFile {
             path: path.into(),
             text: text.into(),
+        }
+    }
+
+    #[test]
+    fn console_oidc_settings_are_read_with_defaults_and_their_mistakes_located() {
+        use crate::Scope;
+        let none = Config::parse(&file("tenure.toml", ""), &[]).unwrap();
+        assert_eq!(none.console.oidc, None);
+        let text =
+            "[console.oidc]\nissuer = \"https://login.example.com/\"\nclient_id = \"tenure\"\n";
+        let o = Config::parse(&file("tenure.toml", text), &[])
+            .unwrap()
+            .console
+            .oidc
+            .unwrap();
+        assert_eq!(o.issuer, "https://login.example.com");
+        assert_eq!(
+            (o.claim.as_str(), o.roles_claim.as_str()),
+            ("email", "groups")
+        );
+        assert_eq!(o.person_field, crate::drift::PersonField::Email);
+        assert_eq!(o.scopes, OIDC_DEFAULT_SCOPES);
+        assert_eq!(o.client_secret_env, None);
+        let text = "[console.oidc]\nissuer = \"http://localhost:9000\"\nclient_id = \"t\"\n\
+                    client_secret_env = \"OIDC_SECRET\"\nlabel = \"Okta\"\nclaim = \"employee_number\"\n\
+                    person_field = \"id\"\nscopes = [\"request\"]\nroles_claim = \"roles\"\n\
+                    [console.oidc.roles]\n\"it-admins\" = [\"admin\"]\n";
+        let o = Config::parse(&file("tenure.toml", text), &[])
+            .unwrap()
+            .console
+            .oidc
+            .unwrap();
+        assert_eq!(o.person_field, crate::drift::PersonField::Id);
+        assert_eq!(o.scopes, [Scope::Request]);
+        assert_eq!(o.roles["it-admins"], [Scope::Admin]);
+        assert_eq!(
+            (o.label.as_str(), o.claim.as_str()),
+            ("Okta", "employee_number")
+        );
+        for (text, says) in [
+            (
+                "issuer = \"http://login.example.com\"\nclient_id = \"t\"",
+                "must be an https:// URL",
+            ),
+            (
+                "issuer = \"http://localhost.evil.com\"\nclient_id = \"t\"",
+                "must be an https:// URL",
+            ),
+            (
+                "issuer = \"https://i\"\nclient_id = \" \"",
+                "client_id is empty",
+            ),
+            (
+                "issuer = \"https://i\"\nclient_id = \"t\"\nclient_secret_env = \"A-B\"",
+                "must name an environment variable",
+            ),
+            (
+                "issuer = \"https://i\"\nclient_id = \"t\"\nperson_field = \"name\"",
+                "person_field",
+            ),
+            (
+                "issuer = \"https://i\"\nclient_id = \"t\"\nscopes = [\"root\"]",
+                "unknown scope `root`",
+            ),
+            (
+                "issuer = \"https://i\"\nclient_id = \"t\"\n[console.oidc.roles]\nops = [\"sudo\"]",
+                "roles.\"ops\"",
+            ),
+            ("issuer = \"https://i\"", "client_id"),
+        ] {
+            let e = Config::parse(
+                &file("tenure.toml", &format!("[console.oidc]\n{text}\n")),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(says), "{text}: {e}");
         }
     }
 

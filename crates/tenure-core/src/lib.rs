@@ -27,6 +27,7 @@ pub mod privacy;
 pub mod retry;
 pub mod roster;
 pub mod run;
+pub mod scope;
 pub mod sla;
 pub mod sod;
 pub mod text;
@@ -35,3 +36,4 @@ pub mod webhook;
 pub mod wire;
 
 pub use model::*;
+pub use scope::Scope;

@@ -228,6 +228,13 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 16,
+        name: "console_oidc",
+        sql: include_str!("../migrations/0016_console_oidc.sqlite.sql"),
+        postgres: Some(include_str!("../migrations/0016_console_oidc.postgres.sql")),
+        data: Some(crate::sessions::add_session_sign_in),
+    },
 ];
 
 /// A migration a database records as applied.

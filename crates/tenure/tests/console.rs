@@ -934,3 +934,58 @@ async fn the_audit_page_shows_the_chain_intact_then_the_break_an_edited_entry_ma
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn sign_in_through_a_provider_is_offered_only_when_set_up_and_fails_plainly() {
+    // Without `[console.oidc]`: no button, and its routes say how to sign in instead.
+    let env = TestEnv::new(CONFIG, ALL).await;
+    let s = env.start().await;
+    let mut b = Browser::new(&s);
+    let form = b.get("/console/sign-in").await;
+    assert!(!form.body.contains("Sign in with"), "{}", form.body);
+    let p = b.get("/console/sign-in/oidc").await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.body);
+    assert!(p.body.contains("sign in with an API token"), "{}", p.body);
+    drop(s);
+
+    // With a provider that cannot be reached: tenure starts, offers it, and says it failed.
+    let config = format!(
+        "{CONFIG}\n[console.oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"tenure\"\nlabel = \"Okta\"\n"
+    );
+    let env = TestEnv::new(&config, ALL).await;
+    let s = env.start().await;
+    let mut b = Browser::new(&s);
+    let form = b.get("/console/sign-in?next=%2Fconsole%2Fruns").await;
+    assert!(
+        form.body
+            .contains("href=\"/console/sign-in/oidc?next=%2Fconsole%2Fruns\""),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("Sign in with Okta"), "{}", form.body);
+    let p = b.get("/console/sign-in/oidc?next=%2Fconsole").await;
+    assert_eq!(p.status, StatusCode::BAD_GATEWAY, "{}", p.body);
+    assert!(p.body.contains("signing in with Okta failed"), "{}", p.body);
+    assert!(b.cookie.is_none(), "nothing is opened");
+
+    // An answer from the provider that no sign-in of this browser's started: refused, nothing
+    // opened, whatever it claims.
+    for path in [
+        "/console/sign-in/oidc/callback?code=c&state=s",
+        "/console/sign-in/oidc/callback?error=access_denied",
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{path}: {}", p.body);
+        assert!(p.body.contains("sign in again"), "{}", p.body);
+        assert!(b.cookie.is_none());
+    }
+    b.cookie = Some(format!("tenure_oidc={}", "ab".repeat(32)));
+    let p = b.get("/console/sign-in/oidc/callback?code=c&state=s").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    let opened = s.get("/api/v1/audit?action=console.signed_in").await;
+    assert_eq!(
+        opened["items"].as_array().map(Vec::len),
+        Some(0),
+        "{opened}"
+    );
+}

@@ -7,6 +7,9 @@
 //! The pages do the same on both databases (their logic is the API's, tested on both in
 //! `console.rs`), so this runs on SQLite only: on PostgreSQL it is skipped.
 //!
+//! Sign-in through OpenID Connect runs against a real provider, `oidc-provider` from npm
+//! (`tests/browser/oidc_provider.mjs`), started here beside the server.
+//!
 //! `TENURE_SCREENSHOTS=docs/console` saves the screenshots in `docs/console.md`.
 
 mod common;
@@ -90,7 +93,23 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
         return;
     }
     let env = TestEnv::new(CONFIG, ALL).await;
-    let s = env.start().await;
+    let s = env
+        .start_with_env(&[("TEST_OIDC_SECRET", OIDC_SECRET)])
+        .await;
+    let root = repo_root();
+    let provider_log = env.dir.path().join("oidc-provider.log");
+    let (_provider, issuer) = provider(&root, &s.base, &provider_log).await;
+    // The provider's address is known only now: sign-in through it is configured by a reload,
+    // as an administrator would add it to a running server.
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[console.oidc]\nissuer = \"{issuer}\"\nclient_id = \"tenure\"\n\
+         client_secret_env = \"TEST_OIDC_SECRET\"\nlabel = \"Test IdP\"\n\
+         [console.oidc.roles]\n\"tenure-admins\" = [\"admin\"]\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    let reloaded = s.post("/api/v1/reload", &serde_json::json!({})).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
     for (id, name, manager) in [
         ("mia", "Mia Manager", None),
         ("olga", "Olga Owner", None),
@@ -116,7 +135,6 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
     let manager = token(&env, "mia", &["approve", "read"], Some("mia"));
     let owner = token(&env, "olga", &["approve", "read"], Some("olga"));
 
-    let root = repo_root();
     let out = tokio::process::Command::new("node")
         .arg(root.join("tests/browser/console.test.mjs"))
         .current_dir(&root)
@@ -125,9 +143,13 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
         .env("TENURE_MANAGER_TOKEN", manager)
         .env("TENURE_OWNER_TOKEN", owner)
         .env("TENURE_ADMIN_TOKEN", TOKEN)
+        .env("TENURE_OIDC_ISSUER", &issuer)
         .kill_on_drop(true)
-        .output()
+        .output();
+    // Each step waits at most 30 s; the whole run, a bound well above its usual minute.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(600), out)
         .await
+        .expect("the browser tests did not finish within 10 minutes")
         .expect("running node");
     let text = format!(
         "{}{}",
@@ -137,8 +159,50 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
     println!("{text}");
     assert!(
         out.status.success(),
-        "the browser tests failed:\n{text}\nserver output:\n{}",
-        s.log_text()
+        "the browser tests failed:\n{text}\nserver output:\n{}\nOpenID provider's output:\n{}",
+        s.log_text(),
+        std::fs::read_to_string(&provider_log).unwrap_or_default()
     );
     assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+/// The client secret the test provider and the server share.
+const OIDC_SECRET: &str = "browser-test-client-secret";
+
+/// Starts the OpenID provider for a console at `base`, its errors written to `log`; the child
+/// (stopped when dropped) and the provider's issuer URL.
+async fn provider(root: &Path, base: &str, log: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/oidc_provider.mjs"))
+        .current_dir(root.join("tests/browser"))
+        .env(
+            "REDIRECT_URI",
+            format!("{base}/console/sign-in/oidc/callback"),
+        )
+        .env("CLIENT_SECRET", OIDC_SECRET)
+        .env(
+            "GROUPS",
+            serde_json::json!({ "mia@example.com": ["tenure-admins"] }).to_string(),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("the provider's log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the OpenID provider");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the OpenID provider did not start within 30 s")
+        .expect("reading the OpenID provider's output")
+        .expect("the OpenID provider stopped before it listened");
+    let issuer = serde_json::from_str::<serde_json::Value>(&first)
+        .ok()
+        .and_then(|v| v["issuer"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("the OpenID provider said `{first}`, not its issuer"));
+    // It goes on writing notes to its output: read them, or its writes would fail.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, issuer)
 }

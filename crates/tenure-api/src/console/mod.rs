@@ -1,8 +1,9 @@
 //! The web console: server-rendered pages for the people who use tenure every day (approvers,
 //! requesters, IT admins, auditors), served under `/console` by the same binary.
 //!
-//! It has no permission model of its own. A browser signs in with an API token; its session
-//! then acts as that token, and every page calls the very function the matching API route
+//! It has no permission model of its own. A browser signs in with an API token, or through the
+//! company's identity provider (OpenID Connect), which makes a token for that session alone;
+//! the session then acts as that token, and every page calls the very function the matching API route
 //! calls, with the same principal and the same query parameters. So what a person may see or
 //! do in the console is exactly what their token may see or do through the API, with the same
 //! errors.
@@ -15,6 +16,7 @@
 mod dashboard;
 mod duties;
 mod findings;
+mod oidc;
 mod pages;
 mod session;
 mod timeline;
@@ -26,6 +28,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+pub(crate) use oidc::Discovery;
 pub(crate) use session::Session;
 
 /// The largest form the console takes: a bulk decision over a page of approvals fits many
@@ -58,6 +61,8 @@ fn pages() -> Router<AppState> {
             "/sign-in",
             get(session::sign_in_page).post(session::sign_in),
         )
+        .route("/sign-in/oidc", get(oidc::start))
+        .route("/sign-in/oidc/callback", get(oidc::callback))
         .route("/sign-out", post(session::sign_out))
         .route("/request", get(pages::catalog))
         .route("/requests", post(pages::ask))

@@ -234,9 +234,41 @@ pub(crate) struct ErrorPage {
 #[derive(Template)]
 #[template(path = "console/sign_in.html")]
 pub(crate) struct SignIn {
-    pub(crate) nav: Nav,
+    nav: Nav,
+    next: String,
+    error: Option<String>,
+    /// The identity provider's name, when people may sign in through it.
+    provider: Option<String>,
+    /// Where signing in through it starts (with `next`).
+    provider_start: String,
+}
+
+impl SignIn {
+    pub(crate) fn new(s: &AppState, next: &str, error: Option<String>) -> SignIn {
+        SignIn {
+            nav: Nav::of(None, "sign-in"),
+            next: next.to_string(),
+            error,
+            provider: s
+                .engine()
+                .config()
+                .console
+                .oidc
+                .as_ref()
+                .map(|o| o.label.clone()),
+            provider_start: format!(
+                "/console/sign-in/oidc?next={}",
+                form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            ),
+        }
+    }
+}
+
+/// Signed in through the identity provider: a page of the console's own leads on to `next`.
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+pub(crate) struct SignedIn {
     pub(crate) next: String,
-    pub(crate) error: Option<String>,
 }
 
 // ---------------------------------------------------------------- home

@@ -1,7 +1,7 @@
 //! Signing in to the console with an API token, the session cookie, and the checks every form
 //! passes (same origin, the session's CSRF secret).
 
-use super::pages::{Nav, SignIn};
+use super::pages::SignIn;
 use super::{PageError, PageResult, error_page, render, see_other};
 use crate::auth::{Principal, hash_token, principal_of};
 use crate::{ApiError, AppState};
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rand::TryRngCore;
 use serde_json::json;
-use tenure_store::{NewAudit, SessionRow};
+use tenure_store::{NewAudit, SessionRow, SignInMethod};
 
 /// The session cookie's name.
 const COOKIE: &str = "tenure_session";
@@ -32,7 +32,7 @@ pub(crate) struct Session {
 }
 
 /// 32 random bytes as 64 hex digits.
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)
@@ -40,26 +40,31 @@ fn random_hex() -> String {
     hex::encode(bytes)
 }
 
-/// The session cookie's value in a request, if it has a well-formed one.
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of the cookie `name` in a request, if it is well formed (as [`random_hex`] makes).
+pub(super) fn cookie_named<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Whether the console is reached over HTTPS (its cookie is then `Secure`).
-fn secure(s: &AppState) -> bool {
+/// The session cookie's value in a request, if it has a well-formed one.
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+}
+
+/// Whether the console is reached over HTTPS (its cookies are then `Secure`).
+pub(super) fn secure(s: &AppState) -> bool {
     s.public_url().starts_with("https://")
 }
 
 /// The `Set-Cookie` that opens a session, or (`value` `None`) ends it.
-fn set_cookie(s: &AppState, value: Option<&str>) -> HeaderValue {
+pub(super) fn set_cookie(s: &AppState, value: Option<&str>) -> HeaderValue {
     let secure = if secure(s) { "; Secure" } else { "" };
     let text = match value {
         Some(v) => format!(
@@ -220,7 +225,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -250,7 +255,7 @@ pub(crate) fn form(
 }
 
 /// Where to go after signing in: a console path only (never another site).
-fn next_path(next: Option<&str>) -> &str {
+pub(super) fn next_path(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if (n == "/console" || n.starts_with("/console/") || n.starts_with("/console?"))
@@ -269,17 +274,14 @@ pub(crate) struct SignInQuery {
 
 /// `GET /console/sign-in`: the form, or home when already signed in.
 pub(crate) async fn sign_in_page(
+    State(s): State<AppState>,
     session: Option<Session>,
     axum::extract::Query(q): axum::extract::Query<SignInQuery>,
 ) -> PageResult {
     if session.is_some() {
         return Ok(see_other(next_path(q.next.as_deref())));
     }
-    render(&SignIn {
-        nav: Nav::of(None, "sign-in"),
-        next: next_path(q.next.as_deref()).to_string(),
-        error: None,
-    })
+    render(&SignIn::new(&s, next_path(q.next.as_deref()), None))
 }
 
 /// `POST /console/sign-in`: checks the token as the API does, then opens a session.
@@ -292,11 +294,7 @@ pub(crate) async fn sign_in(
     let form = FormData::parse(&body);
     let next = next_path(form.get("next")).to_string();
     let refuse = |status: StatusCode, message: String| -> PageResult {
-        let mut r = render(&SignIn {
-            nav: Nav::of(None, "sign-in"),
-            next: next.clone(),
-            error: Some(message),
-        })?;
+        let mut r = render(&SignIn::new(&s, &next, Some(message)))?;
         *r.status_mut() = status;
         Err(r.into())
     };
@@ -327,6 +325,7 @@ pub(crate) async fn sign_in(
     let id = random_hex();
     let row = SessionRow {
         token_id: principal.token_id.clone(),
+        sign_in: SignInMethod::Token,
         csrf: random_hex(),
         created_at: now,
         expires_at: now + SESSION_MS,
@@ -368,7 +367,7 @@ pub(crate) async fn sign_out(
     let now = s.engine().clock().now_ms();
     let ended = async {
         let mut tx = s.store().begin().await?;
-        if tenure_store::delete_session(tx.conn(), &session.id_hash).await? {
+        if tenure_store::delete_session(tx.conn(), &session.id_hash, now).await? {
             tx.audit(NewAudit {
                 at_ms: now,
                 actor: session.principal.name.clone(),
