@@ -434,7 +434,9 @@ pub(crate) struct PeopleQuery {
     manager: Option<String>,
     /// People with an active engagement with this client.
     client: Option<String>,
-    /// Text in the name or email, ignoring case.
+    /// Text to find in the name or email, ignoring case: each word must begin a word of
+    /// either (with personal data sealed, the default), or the text appear anywhere in them
+    /// (a store kept in clear).
     q: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 1000, default = 100)]

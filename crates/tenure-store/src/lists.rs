@@ -100,12 +100,17 @@ pub struct PeopleFilter<'a> {
 
 /// A page of people in id order.
 ///
-/// The text filter is SQL's on a plain vault. On a sealing vault, where no name is stored in
-/// clear, it reads the people the other filters let through, a few hundred at a time, and
-/// keeps those whose opened record matches, until the page is full.
+/// The text filter is SQL's on a plain vault (a substring of the name or email). On a sealing
+/// vault, where no name is stored in clear, every word of the text must begin a word of the
+/// name or email: the blind index (`people_search_tokens`) finds the candidates, and their
+/// opened records decide ([`crate::vault::search_matches`]).
 pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<Person>> {
     let seals = c.vault().seals();
     let text = f.text.map(str::to_lowercase);
+    let tokens = match (&text, seals) {
+        (Some(t), true) => c.vault().search_query(t),
+        _ => Vec::new(),
+    };
     let mut after = f.after.map(str::to_string);
     let mut out = Vec::new();
     loop {
@@ -129,14 +134,16 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
                 [contains_pattern(text).as_str().into()],
             );
         }
+        for t in &tokens {
+            w.and(
+                "id IN (SELECT person_id FROM people_search_tokens WHERE token = ?)",
+                [t.as_str().into()],
+            );
+        }
         if let Some(after) = &after {
             w.and("id > ?", [after.as_str().into()]);
         }
-        let batch = if seals && text.is_some() {
-            PEOPLE_SCAN_BATCH.max(f.limit)
-        } else {
-            f.limit
-        };
+        let batch = f.limit;
         let tail = format!("ORDER BY id LIMIT ${}", w.next());
         let rows = w
             .fetch(c, crate::privacy::PERSON_SELECT, &tail, &[batch.into()])
@@ -146,10 +153,7 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
             let p = crate::privacy::person_row(c, r)?;
             after = Some(p.id.clone());
             let wanted = match (&text, seals) {
-                (Some(t), true) => {
-                    p.name.to_lowercase().contains(t.as_str())
-                        || p.email.to_lowercase().contains(t.as_str())
-                }
+                (Some(t), true) => crate::vault::search_matches(t, &p.name, &p.email),
                 _ => true,
             };
             if wanted {
@@ -164,9 +168,6 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
         }
     }
 }
-
-/// How many sealed people a text search opens per statement.
-const PEOPLE_SCAN_BATCH: i64 = 500;
 
 /// Which of `ids` name a person tenure has seen: one stored, or one whose hire (or rehire) is
 /// stored and not yet applied (its run still `pending`, as a future-dated hire's is).

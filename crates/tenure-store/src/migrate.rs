@@ -235,6 +235,13 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: Some(include_str!("../migrations/0016_console_oidc.postgres.sql")),
         data: Some(crate::sessions::add_session_sign_in),
     },
+    Migration {
+        version: 17,
+        name: "people_search_index",
+        sql: include_str!("../migrations/0017_people_search_index.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

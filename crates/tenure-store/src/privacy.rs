@@ -204,6 +204,10 @@ pub async fn forget_person(c: &mut Conn, person: &str, now: i64) -> Result<Erase
     .bind(person.to_string())
     .execute(&mut *c)
     .await?;
+    db::query("DELETE FROM people_search_tokens WHERE person_id = $1")
+        .bind(person.to_string())
+        .execute(&mut *c)
+        .await?;
     let event_payloads = db::query(
         "UPDATE events SET body = 'null', payload_dropped_at = COALESCE(payload_dropped_at, $1)
          WHERE person_id = $2 AND body <> 'null'",
@@ -326,14 +330,19 @@ pub async fn people_left_before(
 }
 
 /// Seals (on a sealing vault) and indexes up to `limit` people and `limit` event payloads
-/// stored in clear: what was stored before the master key was given, or before this version.
+/// stored in clear: what was stored before the master key was given, or before this version
+/// (people sealed before the search index, migration 17, are indexed here too).
 /// Returns how many rows it rewrote; 0 once all are done.
 pub async fn seal_existing(c: &mut Conn, limit: i64, now: i64) -> Result<u64> {
     let seals = c.vault().seals();
     let clear = if seals {
-        "(email_index IS NULL OR data NOT LIKE 'enc1:%')"
+        format!(
+            "(email_index IS NULL OR data NOT LIKE 'enc1:%' OR NOT EXISTS
+               (SELECT 1 FROM people_search_tokens t WHERE t.token = '{}' AND t.person_id = people.id))",
+            crate::queries::SEARCH_INDEXED
+        )
     } else {
-        "email_index IS NULL"
+        "email_index IS NULL".to_string()
     };
     let sql =
         format!("{PERSON_SELECT} WHERE forgotten_at IS NULL AND {clear} ORDER BY id LIMIT $1");
@@ -357,6 +366,7 @@ pub async fn seal_existing(c: &mut Conn, limit: i64, now: i64) -> Result<u64> {
             .bind(p.id.clone())
             .execute(&mut *c)
             .await?;
+        crate::queries::index_person_search(c, p, false).await?;
     }
     let mut done = people.len() as u64;
     if seals {
@@ -386,8 +396,8 @@ pub async fn seal_existing(c: &mut Conn, limit: i64, now: i64) -> Result<u64> {
 }
 
 /// What `people.search` holds for `p`: name and email lowercased, for the list's text filter
-/// in SQL; empty on a sealing vault, where that filter reads the opened records instead
-/// (a name in clear would defeat the sealing).
+/// in SQL; empty on a sealing vault, where that filter looks up the blind index
+/// `people_search_tokens` instead (a name in clear would defeat the sealing).
 pub(crate) fn search_text(c: &Conn, p: &Person) -> String {
     if c.vault().seals() {
         String::new()

@@ -148,6 +148,39 @@ impl Vault {
         key
     }
 
+    /// The blind index of a person's name and work email on a sealing vault: a keyed hash of
+    /// every beginning (up to [`SEARCH_PREFIX`] characters) of every word of either, so that a
+    /// search by the start of a word finds them without a name stored in clear. Empty on a
+    /// plain vault, whose search reads the names themselves.
+    pub fn search_tokens(&self, name: &str, email: &str) -> Vec<String> {
+        let Some(keys) = &self.0 else {
+            return Vec::new();
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for word in search_words(name).chain(search_words(email)) {
+            let mut prefix = String::new();
+            for ch in word.chars().take(SEARCH_PREFIX) {
+                prefix.push(ch);
+                out.insert(search_token(keys, &prefix));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The tokens a search for `text` looks up on a sealing vault: one per word of it (cut to
+    /// [`SEARCH_PREFIX`] characters). Empty on a plain vault, or when `text` has no word.
+    pub fn search_query(&self, text: &str) -> Vec<String> {
+        let Some(keys) = &self.0 else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = search_words(text)
+            .map(|w| search_token(keys, &w.chars().take(SEARCH_PREFIX).collect::<String>()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// How `email` is indexed: a keyed hash of it lowercased, or (plain) the lowercased email.
     pub fn email_index(&self, email: &str) -> String {
         let email = email.trim().to_lowercase();
@@ -160,6 +193,32 @@ impl Vault {
             }
         }
     }
+}
+
+/// The longest word beginning the search index holds; a longer word searched for is found by
+/// its first this many characters, then checked on the opened record.
+pub const SEARCH_PREFIX: usize = 20;
+
+/// The words of `text` for search: lowercased runs of letters and digits.
+pub fn search_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// Whether every word of `query` begins a word of `name` or `email`: what a search on a
+/// sealing vault matches (its index finds the candidates; this decides).
+pub fn search_matches(query: &str, name: &str, email: &str) -> bool {
+    let have: Vec<String> = search_words(name).chain(search_words(email)).collect();
+    search_words(query).all(|q| have.iter().any(|w| w.starts_with(&q)))
+}
+
+/// One token of the search index: 64 bits of a keyed hash of a word's beginning.
+fn search_token(keys: &Keys, prefix: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&keys.index).expect("any length");
+    mac.update(b"search1\0");
+    mac.update(prefix.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
 /// Seals `plain` for `column` of the row `id` under `key`; stored as it is when there is no key
@@ -231,6 +290,52 @@ mod tests {
 
     fn vault() -> Vault {
         Vault::from_base64(&generate_master_key()).unwrap()
+    }
+
+    #[test]
+    fn the_search_index_holds_keyed_word_beginnings_and_a_query_looks_up_its_words() {
+        let v = vault();
+        let tokens = v.search_tokens("Ada Lovelace", "ada.lovelace@example.com");
+        // Every beginning of every word, once, none of them readable.
+        assert!(tokens.iter().all(|t| t.len() == 16 && !t.contains("ada")));
+        for q in ["ada", "Love", "LOVELACE", "exam", "a"] {
+            let want = v.search_query(q);
+            assert_eq!(want.len(), 1, "{q}");
+            assert!(tokens.contains(&want[0]), "{q}");
+        }
+        for q in ["velace", "adam", "lovelaces"] {
+            assert!(!tokens.contains(&v.search_query(q)[0]), "{q}");
+        }
+        assert_eq!(v.search_query("ada lovelace").len(), 2);
+        assert!(v.search_query(" .,@ ").is_empty());
+        // Another master key, other tokens: the index says nothing across databases.
+        assert!(!tokens.contains(&vault().search_query("ada")[0]));
+        // A plain vault keeps no index: its search reads the names.
+        assert!(Vault::plain().search_tokens("Ada", "a@b").is_empty());
+        assert!(Vault::plain().search_query("ada").is_empty());
+        // Long words: indexed by their first SEARCH_PREFIX characters, decided on the record.
+        let long = "a".repeat(SEARCH_PREFIX + 5);
+        let t = v.search_tokens(&long, "");
+        assert_eq!(t.len(), SEARCH_PREFIX);
+        assert!(t.contains(&v.search_query(&long)[0]));
+    }
+
+    #[test]
+    fn a_search_matches_when_every_word_begins_a_word_of_the_name_or_email() {
+        assert!(search_matches("ada", "Ada Lovelace", "ada@example.com"));
+        assert!(search_matches("love ADA", "Ada Lovelace", "x@example.com"));
+        assert!(search_matches(
+            "lovelace@exa",
+            "Ada Byron",
+            "ada.lovelace@example.com"
+        ));
+        assert!(search_matches("Żó", "Żółw Nowak", ""));
+        assert!(!search_matches("velace", "Ada Lovelace", "ada@example.com"));
+        assert!(!search_matches(
+            "ada grace",
+            "Ada Lovelace",
+            "ada@example.com"
+        ));
     }
 
     #[test]

@@ -49,8 +49,38 @@ pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
     .bind(manager)
     .bind(search)
     .bind(email_index)
-    .execute(c)
+    .execute(&mut *c)
     .await?;
+    index_person_search(c, p, tombstone).await
+}
+
+/// What the search index holds for each person it indexed, besides their tokens: so that a
+/// person indexed with no word at all is told from one not indexed yet.
+pub(crate) const SEARCH_INDEXED: &str = "-";
+
+/// Replaces `p`'s entries in the search index of a sealing vault (see
+/// [`crate::Vault::search_tokens`]); a tombstone has none.
+pub(crate) async fn index_person_search(c: &mut Conn, p: &Person, tombstone: bool) -> Result<()> {
+    if !c.vault().seals() {
+        return Ok(());
+    }
+    db::query("DELETE FROM people_search_tokens WHERE person_id = $1")
+        .bind(p.id.clone())
+        .execute(&mut *c)
+        .await?;
+    if tombstone {
+        return Ok(());
+    }
+    let mut tokens = c.vault().search_tokens(&p.name, &p.email);
+    tokens.push(SEARCH_INDEXED.to_string());
+    bulk!(
+        c,
+        tokens,
+        2,
+        "INSERT INTO people_search_tokens (token, person_id) VALUES ",
+        "",
+        |q, t| { q.bind(t.clone()).bind(p.id.clone()) }
+    );
     Ok(())
 }
 
