@@ -42,6 +42,7 @@ def main() -> None:
         ("runs of a person", f"/console/runs?person={person}"),
         ("run", f"/console/runs/{run}"),
         ("systems", "/console/systems"),
+        ("findings", "/console/findings"),
         ("dashboard", "/console/dashboard"),
         ("tasks", "/console/tasks"),
         ("audit", "/console/audit"),
