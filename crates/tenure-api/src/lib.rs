@@ -54,6 +54,8 @@ struct StateInner {
     chain: chain::ChainWatcher,
     /// The console's identity provider, as last discovered.
     oidc: console::Discovery,
+    /// The console dashboard's last service-level figures.
+    dashboard: console::Snapshot,
 }
 
 /// Files laid over the configuration folder's own, by name, in a what-if: the main
@@ -145,6 +147,7 @@ impl AppState {
                 scim_locks: Default::default(),
                 chain: Default::default(),
                 oidc: Default::default(),
+                dashboard: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -166,6 +169,7 @@ impl AppState {
                 scim_locks: Default::default(),
                 chain: Default::default(),
                 oidc: Default::default(),
+                dashboard: Default::default(),
             }),
             public_url: DEFAULT_PUBLIC_URL.into(),
         }
@@ -184,6 +188,10 @@ impl AppState {
 
     fn oidc(&self) -> &console::Discovery {
         &self.inner.oidc
+    }
+
+    fn dashboard(&self) -> &console::Snapshot {
+        &self.inner.dashboard
     }
 
     fn rules_loader(&self) -> Option<&RulesLoader> {

@@ -451,6 +451,17 @@ async fn pages_enforce_the_api_scopes_and_escape_what_they_show() {
     ] {
         assert!(dash.body.contains(part), "{part}: {}", dash.body);
     }
+    // The default view's figures are a snapshot, and say so; a period asked for is live.
+    assert!(dash.body.contains("Figures as of"), "{}", dash.body);
+    let since = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let asked = r
+        .page(&format!(
+            "/console/dashboard?since={}",
+            url::form_urlencoded::byte_serialize(since.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert!(asked.body.contains("Time to provision"), "{}", asked.body);
+    assert!(!asked.body.contains("Figures as of"), "{}", asked.body);
     let p = r.get("/console/dashboard?since=yesterday").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
 

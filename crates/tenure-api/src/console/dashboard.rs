@@ -1,6 +1,12 @@
 //! The dashboard: how fast access arrives and goes (the service-level report of the API, and
 //! the same day by day), what waits in the queue, leavers not yet fully revoked, breaches, and
 //! each system's error rate. Everything comes from the API's own functions, with `read`.
+//!
+//! The service-level figures of the default view (the last 30 days, and each of the last seven
+//! days) read every run of those periods with its steps: about a second at 100,000 runs. So they
+//! are kept as a snapshot, worked out again at most once a minute, in the background, while the
+//! page answers from the last one and says how old it is. A period someone asks for
+//! (`since`, `until`) is worked out for them, live. Queue, leavers and systems are always live.
 
 use super::pages::{Nav, Params, or_page};
 use super::session::Session;
@@ -10,6 +16,8 @@ use crate::{ApiError, AppState, routes, views};
 use askama::Template;
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tenure_core::run::{Priority, RunKind, RunState};
 use tenure_core::sla::{Breach, Figures, SlaReport};
 
@@ -128,6 +136,130 @@ pub(crate) struct Dashboard {
     breaches_shown: u64,
     has_targets: bool,
     systems: Vec<views::System>,
+    /// When the figures were worked out, when they are the default view's snapshot.
+    as_of: Option<String>,
+}
+
+/// How long a snapshot of the default view's figures is shown before it is worked out again.
+pub(crate) const SNAPSHOT_MS: i64 = 60_000;
+
+/// The service-level reports a dashboard shows: its period's, and each of the last [`DAYS`]
+/// days' (from the start of each UTC day), as worked out at `at`.
+#[derive(Clone)]
+pub(crate) struct Reports {
+    at: i64,
+    period: SlaReport,
+    days: Vec<(i64, SlaReport)>,
+}
+
+/// The default view's last [`Reports`], shared by every request (part of `AppState`).
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    last: Mutex<Option<Arc<Reports>>>,
+    refreshing: AtomicBool,
+}
+
+/// What a snapshot taken at `at` is worth at `now`.
+#[derive(Debug, PartialEq, Eq)]
+enum Age {
+    /// None yet (or from a clock that went back): work it out now.
+    Missing,
+    /// Young enough to show as it is.
+    Fresh,
+    /// Show it, and work out the next in the background.
+    Stale,
+}
+
+fn age(at: Option<i64>, now: i64) -> Age {
+    match at {
+        Some(at) if at <= now && now - at < SNAPSHOT_MS => Age::Fresh,
+        Some(at) if at <= now => Age::Stale,
+        _ => Age::Missing,
+    }
+}
+
+/// Works out the reports of the period `q` names and of the last [`DAYS`] days, through the
+/// API's own report (and its `read` check), as `p`.
+async fn reports(
+    s: &AppState,
+    p: &crate::auth::Principal,
+    q: Query<routes::SlaQuery>,
+) -> Result<Reports, ApiError> {
+    let at = s.engine().clock().now_ms();
+    let Json(period) = routes::sla_report(State(s.clone()), p.clone(), q).await?;
+    let today = at - at.rem_euclid(DAY_MS);
+    let mut days = Vec::new();
+    for d in 0..DAYS {
+        let from = today - d * DAY_MS;
+        let one = format!(
+            "since={}&until={}",
+            form_urlencoded::byte_serialize(views::time(from).as_bytes()).collect::<String>(),
+            form_urlencoded::byte_serialize(views::time(from + DAY_MS).as_bytes())
+                .collect::<String>()
+        );
+        let Json(r) =
+            routes::sla_report(State(s.clone()), p.clone(), parse(&one).map(Query)?).await?;
+        days.push((from, r));
+    }
+    Ok(Reports { at, period, days })
+}
+
+/// Lowers the "being worked out" flag when dropped.
+struct Refreshed<'a>(&'a AtomicBool);
+
+impl Drop for Refreshed<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Snapshot {
+    /// The default view's reports: the last snapshot when young enough; when stale, the last
+    /// one while the next is worked out in the background; when there is none, worked out now.
+    async fn get(
+        &self,
+        s: &AppState,
+        p: &crate::auth::Principal,
+    ) -> Result<Arc<Reports>, ApiError> {
+        // The snapshot is everyone's: who reads it must hold `read`, as the report asks.
+        p.require(crate::auth::Scope::Read)?;
+        let now = s.engine().clock().now_ms();
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match age(last.as_ref().map(|r| r.at), now) {
+            Age::Fresh => Ok(last.expect("a fresh snapshot exists")),
+            Age::Stale => {
+                if !self.refreshing.swap(true, Ordering::AcqRel) {
+                    let (s, p) = (s.clone(), p.clone());
+                    tokio::spawn(async move {
+                        let snap = s.dashboard();
+                        // Whatever happens to this task, the next stale read may try again.
+                        let _done = Refreshed(&snap.refreshing);
+                        let next = async { reports(&s, &p, parse("").map(Query)?).await }.await;
+                        match next {
+                            Ok(r) => {
+                                snap.keep(r);
+                            }
+                            Err(e) => tracing::warn!(
+                                error = %e.message,
+                                "the dashboard's figures could not be worked out"
+                            ),
+                        }
+                    });
+                }
+                Ok(last.expect("a stale snapshot exists"))
+            }
+            Age::Missing => {
+                let r = reports(s, p, parse("").map(Query)?).await?;
+                Ok(self.keep(r))
+            }
+        }
+    }
+
+    fn keep(&self, r: Reports) -> Arc<Reports> {
+        let r = Arc::new(r);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+        r
+    }
 }
 
 /// The whole runs' line of a report's figures.
@@ -145,30 +277,18 @@ pub(crate) async fn dashboard(
     let p = &session.principal;
     let (params, _) = Params::new(raw.as_deref(), &[]);
     let q = or_page(&session, params.query())?;
-    let Json(report) = or_page(
-        &session,
-        routes::sla_report(State(s.clone()), p.clone(), q).await,
-    )?;
-
-    // Day by day, the last DAYS days (UTC days), today first.
+    // A period asked for is worked out now; the default view is the snapshot's.
+    let asked = !params.get("since").is_empty() || !params.get("until").is_empty();
+    let (figures, as_of) = if asked {
+        (Arc::new(or_page(&session, reports(&s, p, q).await)?), None)
+    } else {
+        let r = or_page(&session, s.dashboard().get(&s, p).await)?;
+        let at = views::time(r.at);
+        (r, Some(at))
+    };
+    let report = figures.period.clone();
+    let reports = &figures.days;
     let now = s.engine().clock().now_ms();
-    let today = now - now.rem_euclid(DAY_MS);
-    let mut reports = Vec::new();
-    for d in 0..DAYS {
-        let from = today - d * DAY_MS;
-        let period = format!(
-            "since={}&until={}",
-            form_urlencoded::byte_serialize(views::time(from).as_bytes()).collect::<String>(),
-            form_urlencoded::byte_serialize(views::time(from + DAY_MS).as_bytes())
-                .collect::<String>()
-        );
-        let q = or_page(&session, parse(&period).map(Query))?;
-        let Json(r) = or_page(
-            &session,
-            routes::sla_report(State(s.clone()), p.clone(), q).await,
-        )?;
-        reports.push((from, r));
-    }
     let scale = reports
         .iter()
         .flat_map(|(_, r)| [whole(&r.provision), whole(&r.revoke)])
@@ -286,12 +406,23 @@ pub(crate) async fn dashboard(
         breaches,
         systems: systems.items,
         report,
+        as_of,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_is_shown_for_a_minute_then_shown_while_the_next_is_worked_out() {
+        assert_eq!(age(None, 1_000), Age::Missing);
+        assert_eq!(age(Some(1_000), 1_000), Age::Fresh);
+        assert_eq!(age(Some(1_000), 1_000 + SNAPSHOT_MS - 1), Age::Fresh);
+        assert_eq!(age(Some(1_000), 1_000 + SNAPSHOT_MS), Age::Stale);
+        // A clock that went back does not keep a snapshot young: it is worked out again.
+        assert_eq!(age(Some(1_000), 999), Age::Missing);
+    }
 
     #[test]
     fn durations_read_as_people_say_them() {

@@ -28,6 +28,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+pub(crate) use dashboard::Snapshot;
 pub(crate) use oidc::Discovery;
 pub(crate) use session::Session;
 
