@@ -606,6 +606,8 @@ system = "vpn"
 
 [approvals]
 request_stages = ["manager"]
+[approvals.teams]
+it-desk = ["mia"]
 "#;
     let vpn = "entitlements = [\"vpn:acme\"]\n[match]\ndepartment = [\"Field\"]\n";
     let env = TestEnv::new(MANUAL, &[("field", vpn)]).await;
@@ -690,8 +692,18 @@ request_stages = ["manager"]
         }
     }
     let task = next_task(&s).await;
+    // Mia is in it-desk: her home lists the team's open task; a reader in no team sees none.
+    let home = m.page("/console").await;
+    assert!(home.body.contains("Open tasks of it-desk"), "{}", home.body);
+    assert!(home.body.contains("on vpn for"), "{}", home.body);
+    assert!(
+        home.body.contains("/console/tasks?team=it-desk"),
+        "{}",
+        home.body
+    );
     let mut r = Browser::new(&s);
     r.sign_in(&reader).await;
+    assert!(!r.page("/console").await.body.contains("Open tasks of"));
     let page = r.page("/console/tasks").await;
     assert!(
         page.body.contains("vpn") && !page.body.contains("outcome"),

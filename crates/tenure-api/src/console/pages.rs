@@ -279,10 +279,15 @@ pub(crate) struct Home {
     nav: Nav,
     approvals: Option<Vec<views::Approval>>,
     requests: Vec<views::Request>,
+    /// The teams I am in (`[approvals.teams]`) and their open manual tasks, when I may read.
+    team_tasks: Vec<(String, Vec<views::Task>)>,
     notice: Option<Notice>,
 }
 
-/// `GET /console/`: what waits for me, and my requests.
+/// Open tasks listed per team on the home page at most.
+const HOME_TASKS: usize = 10;
+
+/// `GET /console/`: what waits for me (approvals, my teams' open tasks), and my requests.
 pub(crate) async fn home(
     State(s): State<AppState>,
     session: Session,
@@ -312,10 +317,33 @@ pub(crate) async fn home(
         }
         None => Vec::new(),
     };
+    let mut team_tasks = Vec::new();
+    if let (Some(me), true) = (
+        &session.principal.person_id,
+        nav.me.as_ref().is_some_and(|m| m.read),
+    ) {
+        let config = s.engine().config();
+        for (team, members) in &config.approvals.teams {
+            if !members.contains(me) {
+                continue;
+            }
+            let open = format!(
+                "state=open&limit={HOME_TASKS}&team={}",
+                form_urlencoded::byte_serialize(team.as_bytes()).collect::<String>()
+            );
+            let q = or_page(&session, parse(&open).map(Query))?;
+            let Json(list) = or_page(
+                &session,
+                crate::tasks::list_tasks(state(&s), who(&session), q).await,
+            )?;
+            team_tasks.push((team.clone(), list.tasks));
+        }
+    }
     render(&Home {
         nav,
         approvals,
         requests,
+        team_tasks,
         notice: params.notice,
     })
 }
