@@ -362,10 +362,11 @@ test('the roles claim adds scopes: a member of tenure-admins signs in as an admi
   await page.context().close();
 });
 
-test('someone tenure does not know, or whose email is unverified, is told why and not let in', async () => {
+test('someone tenure does not know, who has left, or whose email is unverified is told why and not let in', async () => {
   for (const [login, why] of [
     ['nobody@example.com', /no one here has the email `nobody@example.com`/],
     ['unverified-eve@example.com', /not verified/],
+    ['leo@example.com', /`leo` has left/],
   ]) {
     const { page } = await signInAtProvider(login);
     assert.match(await page.getByRole('alert').innerText(), why);

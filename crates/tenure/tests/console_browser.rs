@@ -71,8 +71,11 @@ fn missing() -> Option<String> {
     if Command::new("node").arg("--version").output().is_err() {
         return Some("no node".into());
     }
-    let modules = repo_root().join("tests/browser/node_modules/playwright-core");
-    if !modules.exists() {
+    let modules = repo_root().join("tests/browser/node_modules");
+    if !["playwright-core", "axe-core", "oidc-provider"]
+        .iter()
+        .all(|m| modules.join(m).exists())
+    {
         return Some("tests/browser has no node_modules (npm ci --prefix tests/browser)".into());
     }
     None
@@ -115,6 +118,7 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
         ("olga", "Olga Owner", None),
         ("eve", "Eve Employee", Some("mia")),
         ("sam", "Sam Smith", Some("mia")),
+        ("leo", "Leo Leaver", Some("mia")),
     ] {
         let mut p = serde_json::json!({
             "id": id, "name": name, "email": format!("{id}@example.com"),
@@ -131,6 +135,9 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
     orphan_account(&env, "directory", "ghost").await;
     let found = reconciled(&s, "directory", true).await;
     assert_eq!(found["state"], "completed", "{found:#}");
+    // Leo has left: the identity provider may still sign him in, tenure must not.
+    s.apply_ok(&serde_json::json!({ "type": "leave", "person": { "id": "leo" } }))
+        .await;
     let employee = token(&env, "eve", &["request", "read"], Some("eve"));
     let manager = token(&env, "mia", &["approve", "read"], Some("mia"));
     let owner = token(&env, "olga", &["approve", "read"], Some("olga"));
