@@ -111,6 +111,10 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
         (Some(t), true) => c.vault().search_query(t),
         _ => Vec::new(),
     };
+    if seals && text.is_some() && tokens.is_empty() {
+        // Text with no word in it (`_`, `%`) begins no word of anyone's.
+        return Ok(Vec::new());
+    }
     let mut after = f.after.map(str::to_string);
     let mut out = Vec::new();
     loop {

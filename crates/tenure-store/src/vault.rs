@@ -207,10 +207,12 @@ pub fn search_words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Whether every word of `query` begins a word of `name` or `email`: what a search on a
-/// sealing vault matches (its index finds the candidates; this decides).
+/// sealing vault matches (its index finds the candidates; this decides). A query with no word
+/// (`_`, `%`) matches no one.
 pub fn search_matches(query: &str, name: &str, email: &str) -> bool {
     let have: Vec<String> = search_words(name).chain(search_words(email)).collect();
-    search_words(query).all(|q| have.iter().any(|w| w.starts_with(&q)))
+    let mut words = search_words(query).peekable();
+    words.peek().is_some() && words.all(|q| have.iter().any(|w| w.starts_with(&q)))
 }
 
 /// One token of the search index: 64 bits of a keyed hash of a word's beginning.
@@ -336,6 +338,8 @@ mod tests {
             "Ada Lovelace",
             "ada@example.com"
         ));
+        assert!(!search_matches("_", "Ada Lovelace", "ada@example.com"));
+        assert!(!search_matches(" %", "Ada Lovelace", "ada@example.com"));
     }
 
     #[test]

@@ -366,7 +366,8 @@ async fn people_runs_audit_and_entitlements_filter_on_what_is_asked() {
     assert_eq!(people("manager=p1").await, ["p2", "p3"]);
     assert_eq!(people("client=acme").await, ["p3"]);
     assert_eq!(people("client=globex").await, Vec::<String>::new());
-    // Text search: name or email, any case; `_` and `%` are plain characters.
+    // Text search: words beginning words of the name or email, any case; `_` and `%` are
+    // plain characters, not wildcards (and no word at all: they match no one).
     assert_eq!(people("q=LOVELACE").await, ["p1"]);
     assert_eq!(people("q=grace.hopper%40").await, ["p2"]);
     assert_eq!(people("q=example.com").await, ["p1", "p2", "p3"]);
