@@ -147,12 +147,11 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
         if let Some(after) = &after {
             w.and("id > ?", [after.as_str().into()]);
         }
-        let batch = f.limit;
         let tail = format!("ORDER BY id LIMIT ${}", w.next());
         let rows = w
-            .fetch(c, crate::privacy::PERSON_SELECT, &tail, &[batch.into()])
+            .fetch(c, crate::privacy::PERSON_SELECT, &tail, &[f.limit.into()])
             .await?;
-        let full = rows.len() as i64 == batch;
+        let full = rows.len() as i64 == f.limit;
         for r in &rows {
             let p = crate::privacy::person_row(c, r)?;
             after = Some(p.id.clone());

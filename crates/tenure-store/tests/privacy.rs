@@ -58,6 +58,20 @@ async fn raw(store: &Store, sql: &str) -> String {
         .join("\n")
 }
 
+/// The people the list's text filter finds for `text` (a page of ten).
+async fn matching(c: &mut tenure_store::Conn, text: &str) -> Vec<Person> {
+    tenure_store::people_matching(
+        c,
+        &PeopleFilter {
+            text: Some(text),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn check(url: &str) {
     let key = generate_master_key();
     let store = Store::connect(url)
@@ -97,30 +111,11 @@ async fn check(url: &str) {
         .body;
     assert!(body.contains("Ada Lovelace"), "{body}");
     for text in ["LOVEL", "ada.lovelace@", "Ada Lovelace"] {
-        let found = tenure_store::people_matching(
-            &mut c,
-            &PeopleFilter {
-                text: Some(text),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(found, [ada()], "{text}");
+        assert_eq!(matching(&mut c, text).await, [ada()], "{text}");
     }
     // The blind index matches beginnings of words, as the opened record decides.
     for text in ["grace", "velace", "ada grace"] {
-        let none = tenure_store::people_matching(
-            &mut c,
-            &PeopleFilter {
-                text: Some(text),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let none = matching(&mut c, text).await;
         assert!(none.is_empty(), "{text}: {none:?}");
     }
     let by_email =
@@ -281,17 +276,7 @@ async fn check_sealing_in_place(url: &str) {
     );
     tx.commit().await.unwrap();
     let mut c = store.reader().await.unwrap();
-    let found = tenure_store::people_matching(
-        &mut c,
-        &PeopleFilter {
-            text: Some("lovel"),
-            limit: 10,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(found, [ada()]);
+    assert_eq!(matching(&mut c, "lovel").await, [ada()]);
     drop(c);
     for sql in [
         "SELECT data FROM people",
