@@ -13,6 +13,7 @@ mod openapi;
 mod path;
 mod query;
 mod reconciliations;
+mod reviews;
 mod routes;
 mod scim;
 mod tasks;

@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
         (name = "access", description = "Access requests, approvals and delegations."),
         (name = "tasks", description = "Manual steps and webhook completion callbacks."),
         (name = "reconciliation", description = "What target systems really hold, against tenure's records."),
+        (name = "reviews", description = "Access reviews: campaigns that certify who keeps which access, and revoke the rest."),
         (name = "hr", description = "Change notices from HR systems."),
         (name = "service", description = "Health, metrics and this document."),
     ),

@@ -78,6 +78,15 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(reconciliations::list_findings))
         .routes(routes!(reconciliations::get_reconciliation))
+        .routes(routes!(
+            crate::reviews::list_campaigns,
+            crate::reviews::post_campaign
+        ))
+        .routes(routes!(crate::reviews::get_campaign))
+        .routes(routes!(crate::reviews::close_campaign))
+        .routes(routes!(crate::reviews::list_items))
+        .routes(routes!(crate::reviews::post_decisions))
+        .routes(routes!(crate::reviews::export_campaign))
 }
 
 /// The document as JSON, built once.

@@ -161,6 +161,9 @@ pub(crate) async fn record_gauges(s: &AppState) -> Result<(), ApiError> {
     let now = s.engine().clock().now_ms();
     let mut c = s.store().reader().await?;
     let depth = tenure_store::queue_depth(&mut c, now).await?;
+    let (open, overdue) = tenure_store::review_gauges(&mut c, now).await?;
+    metrics::gauge!("tenure_review_items_open").set(open as f64);
+    metrics::gauge!("tenure_review_items_overdue").set(overdue as f64);
     // Every priority always has a value (labelled with its stored number: 0 for leavers, 10
     // for everyone else), so an emptied queue reads 0.
     for p in [Priority::Urgent, Priority::Normal] {

@@ -138,6 +138,17 @@ pub enum AuditAction {
     ReconciliationCorrected,
     /// The scheduler raised an event of its own: `scheduler.leave`, `scheduler.engagement_end`.
     SchedulerRaised(EventType),
+    /// An access review campaign opened with its items: `review.opened`.
+    ReviewOpened,
+    /// A reviewer decided an item: `review.decided`.
+    ReviewDecided,
+    /// A review's `revoke` became a revocation run: `review.revoked`.
+    ReviewRevoked,
+    /// A review's `revoke` of access a template gives back was flagged to the template's
+    /// owner instead: `review.flagged`.
+    ReviewFlagged,
+    /// A campaign closed and its results were applied: `review.closed`.
+    ReviewClosed,
 }
 
 /// The actions that carry nothing, with their text.
@@ -194,6 +205,11 @@ const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
         AuditAction::ReconciliationCorrected,
         "reconciliation.corrected",
     ),
+    (AuditAction::ReviewOpened, "review.opened"),
+    (AuditAction::ReviewDecided, "review.decided"),
+    (AuditAction::ReviewRevoked, "review.revoked"),
+    (AuditAction::ReviewFlagged, "review.flagged"),
+    (AuditAction::ReviewClosed, "review.closed"),
 ];
 
 impl AuditAction {

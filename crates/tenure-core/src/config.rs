@@ -124,6 +124,8 @@ pub struct Config {
     pub reconcile: BTreeMap<String, crate::drift::ReconcileSettings>,
     /// The web console (`[console]`, optional).
     pub console: ConsoleSettings,
+    /// Access review campaigns (`[[reviews]]`), by name.
+    pub reviews: BTreeMap<String, crate::review::CampaignDefinition>,
 }
 
 /// `[console]`: the web console served by `tenure serve`.
@@ -395,6 +397,9 @@ pub struct RoleTemplate {
     pub rule: MatchRule,
     /// Entitlement ids; `{client}` is replaced by the engagement's client id.
     pub entitlements: Vec<String>,
+    /// Who answers for it (a person id or team name): told when an access review revokes
+    /// access the template gives back at once.
+    pub owner: Option<String>,
 }
 
 /// Attribute conditions: every listed attribute must match one of its values (case-insensitive).
@@ -633,6 +638,27 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     console: RawConsole,
+    #[serde(default)]
+    reviews: Vec<RawReview>,
+}
+
+/// `[[reviews]]`: an access review campaign's definition.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    name: Spanned<String>,
+    #[serde(default)]
+    scope: crate::review::ReviewScope,
+    reviewer: Spanned<String>,
+    team: Option<String>,
+    fallback: Option<String>,
+    duration_days: Option<u32>,
+    #[serde(default)]
+    reminder_days: Vec<u32>,
+    recurrence: Option<Spanned<String>>,
+    when_undecided: Option<Spanned<String>>,
+    apply: Option<Spanned<String>>,
+    auto_close: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -865,6 +891,7 @@ struct RawTemplate {
     #[serde(default, rename = "match")]
     rule: RawMatch,
     entitlements: Vec<Spanned<String>>,
+    owner: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1126,6 +1153,7 @@ fn validate(
                 .into_iter()
                 .map(Spanned::into_inner)
                 .collect(),
+            owner: t.owner.filter(|o| !o.trim().is_empty()),
         });
     }
     templates.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1204,6 +1232,15 @@ fn validate(
         forget_people_ms: period("forget_people", raw.retention.forget_people),
     };
 
+    let reviews = validate_reviews(
+        main,
+        raw.reviews,
+        &approvals,
+        &systems,
+        &entitlements,
+        &mut err,
+    );
+
     let mut hr = BTreeMap::new();
     for (source, table) in &raw.hr {
         if !valid_id(source) {
@@ -1238,6 +1275,7 @@ fn validate(
         retention,
         reconcile,
         console,
+        reviews,
     }
 }
 
@@ -1951,6 +1989,74 @@ fn validate_oidc(
         scopes: everyone,
         roles_claim,
         roles,
+    }
+}
+
+/// The default length of a review campaign, in days.
+pub const REVIEW_DEFAULT_DAYS: u32 = 14;
+
+fn validate_reviews(
+    main: &SourceFile,
+    raw: Vec<RawReview>,
+    approvals: &ApprovalSettings,
+    systems: &BTreeMap<String, System>,
+    entitlements: &BTreeMap<String, Entitlement>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> BTreeMap<String, crate::review::CampaignDefinition> {
+    use crate::review::{ApplyAt, CampaignDefinition, WhenUndecided};
+    let mut out = BTreeMap::new();
+    for r in raw {
+        let name = r.name.get_ref().trim().to_string();
+        let span = r.name.span();
+        if !valid_id(&name) {
+            err(
+                main,
+                span.clone(),
+                format!("review name `{name}` must be letters, digits, '-', '_', '.' or ':'"),
+            );
+        }
+        let reviewer = review_choice(main, &name, "reviewer", Some(r.reviewer), err)
+            .unwrap_or(crate::review::ReviewerKind::Manager);
+        let def = CampaignDefinition {
+            scope: r.scope,
+            reviewer,
+            team: r.team,
+            fallback: r.fallback,
+            duration_days: r.duration_days.unwrap_or(REVIEW_DEFAULT_DAYS),
+            reminder_days: r.reminder_days,
+            recurrence: review_choice(main, &name, "recurrence", r.recurrence, err),
+            when_undecided: review_choice(main, &name, "when_undecided", r.when_undecided, err)
+                .unwrap_or(WhenUndecided::Keep),
+            apply: review_choice(main, &name, "apply", r.apply, err).unwrap_or(ApplyAt::Close),
+            auto_close: r.auto_close.unwrap_or(true),
+        };
+        let mut problems = def.problems(&approvals.teams);
+        problems.extend(def.scope.unknown_names(systems, entitlements));
+        for p in problems {
+            err(main, span.clone(), format!("reviews `{name}`: {p}"));
+        }
+        if out.insert(name.clone(), def).is_some() {
+            err(main, span, format!("review `{name}` is defined twice"));
+        }
+    }
+    out
+}
+
+/// One of a closed set of words in `[[reviews]]`, its mistake located.
+fn review_choice<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
+    main: &SourceFile,
+    name: &str,
+    key: &str,
+    v: Option<Spanned<String>>,
+    err: &mut impl FnMut(&SourceFile, Range<usize>, String),
+) -> Option<T> {
+    let v = v?;
+    match v.get_ref().trim().parse() {
+        Ok(x) => Some(x),
+        Err(e) => {
+            err(main, v.span(), format!("reviews `{name}`: {key}: {e}"));
+            None
+        }
     }
 }
 

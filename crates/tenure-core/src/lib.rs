@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod planner;
 pub mod privacy;
 pub mod retry;
+pub mod review;
 pub mod roster;
 pub mod run;
 pub mod scope;

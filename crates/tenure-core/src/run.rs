@@ -96,6 +96,8 @@ string_enum!(
         /// Reconciliation found a target system disagreeing with tenure's records and corrected
         /// them: the person's access brought to what the rules say again.
         Remediate => "remediate",
+        /// An access review decided the access goes: one revoke step per item.
+        Review => "review",
     }
 );
 
@@ -124,7 +126,11 @@ impl RunKind {
             RunKind::ContractChange => EventType::ContractChange,
             RunKind::EngagementStart => EventType::EngagementStart,
             RunKind::EngagementEnd => EventType::EngagementEnd,
-            RunKind::Request | RunKind::Expiry | RunKind::Reconcile | RunKind::Remediate => {
+            RunKind::Request
+            | RunKind::Expiry
+            | RunKind::Reconcile
+            | RunKind::Remediate
+            | RunKind::Review => {
                 return None;
             }
         })

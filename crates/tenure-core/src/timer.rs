@@ -37,6 +37,15 @@ string_enum!(
         /// An engagement's end date has passed: it ends.
         #[serde(rename = "engagement.end")]
         EngagementEnd => "engagement.end",
+        /// An access review campaign's end: it closes and its results are applied.
+        #[serde(rename = "review.close")]
+        ReviewClose => "review.close",
+        /// Reviewers with open items are reminded.
+        #[serde(rename = "review.remind")]
+        ReviewRemind => "review.remind",
+        /// A recurring campaign opens again.
+        #[serde(rename = "review.open")]
+        ReviewOpen => "review.open",
     }
 );
 
@@ -49,6 +58,8 @@ impl TimerKind {
             TimerKind::ApprovalEscalate | TimerKind::ApprovalDeadline => Some("approval_id"),
             TimerKind::PersonEnd => Some("person_id"),
             TimerKind::EngagementEnd => Some("engagement_id"),
+            TimerKind::ReviewClose | TimerKind::ReviewRemind => Some("campaign_id"),
+            TimerKind::ReviewOpen => Some("name"),
         }
     }
 }
@@ -92,6 +103,31 @@ pub enum Timer {
     /// An engagement's end date passed.
     #[serde(rename = "engagement.end")]
     EngagementEnd(EngagementEnd),
+    /// A campaign's end.
+    #[serde(rename = "review.close")]
+    ReviewClose(ReviewTimer),
+    /// A campaign's next reminder.
+    #[serde(rename = "review.remind")]
+    ReviewRemind(ReviewTimer),
+    /// A recurring campaign's next opening.
+    #[serde(rename = "review.open")]
+    ReviewOpen(ReviewOpening),
+}
+
+/// A campaign's end or reminder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewTimer {
+    /// The campaign (the timer's subject).
+    #[serde(skip_serializing)]
+    pub campaign_id: String,
+}
+
+/// The next opening of a recurring campaign definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewOpening {
+    /// The definition's name in `[[reviews]]` (the timer's subject).
+    #[serde(skip_serializing)]
+    pub name: String,
 }
 
 /// The end of a time-bound grant.
@@ -202,6 +238,9 @@ impl Timer {
             Timer::ApprovalDeadline(_) => TimerKind::ApprovalDeadline,
             Timer::PersonEnd(_) => TimerKind::PersonEnd,
             Timer::EngagementEnd(_) => TimerKind::EngagementEnd,
+            Timer::ReviewClose(_) => TimerKind::ReviewClose,
+            Timer::ReviewRemind(_) => TimerKind::ReviewRemind,
+            Timer::ReviewOpen(_) => TimerKind::ReviewOpen,
         }
     }
 
@@ -213,6 +252,8 @@ impl Timer {
             Timer::ApprovalEscalate(a) | Timer::ApprovalDeadline(a) => a.approval_id.clone(),
             Timer::PersonEnd(p) => p.person_id.clone(),
             Timer::EngagementEnd(e) => e.engagement_id.clone(),
+            Timer::ReviewClose(r) | Timer::ReviewRemind(r) => r.campaign_id.clone(),
+            Timer::ReviewOpen(o) => o.name.clone(),
         }
     }
 
@@ -383,6 +424,15 @@ mod tests {
                 role: "consultant".into(),
                 end_date: date("2026-06-30"),
             }),
+            Timer::ReviewClose(ReviewTimer {
+                campaign_id: "rc-1".into(),
+            }),
+            Timer::ReviewRemind(ReviewTimer {
+                campaign_id: "rc-1".into(),
+            }),
+            Timer::ReviewOpen(ReviewOpening {
+                name: "privileged-quarterly".into(),
+            }),
         ]
     }
 
@@ -399,7 +449,22 @@ mod tests {
 
     #[test]
     fn payloads_keep_the_shape_stored_rows_have() {
-        let [expiry, escalate, deadline, person, engagement] = every_kind().try_into().unwrap();
+        let [
+            expiry,
+            escalate,
+            deadline,
+            person,
+            engagement,
+            close,
+            remind,
+            open,
+        ] = every_kind().try_into().unwrap();
+        assert_eq!(close.payload(), serde_json::json!({}));
+        assert_eq!(
+            (close.subject(), remind.subject()),
+            ("rc-1".into(), "rc-1".into())
+        );
+        assert_eq!(open.subject(), "privileged-quarterly");
         assert_eq!(
             expiry.payload(),
             serde_json::json!({"person_id": "p-1", "entitlement": "github:admins", "source": "engagement", "source_ref": "eng-1"})
@@ -529,7 +594,7 @@ mod tests {
         assert!(err("grant.expiry", both).reason.contains("either"));
         assert_eq!(
             err("grant.renewal", "{}").to_string(),
-            "cannot read a `grant.renewal` timer for `s-1`: unknown TimerKind `grant.renewal`, expected one of: grant.expiry, approval.escalate, approval.deadline, person.end, engagement.end"
+            "cannot read a `grant.renewal` timer for `s-1`: unknown TimerKind `grant.renewal`, expected one of: grant.expiry, approval.escalate, approval.deadline, person.end, engagement.end, review.close, review.remind, review.open"
         );
     }
 

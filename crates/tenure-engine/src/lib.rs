@@ -36,6 +36,7 @@ mod planning;
 mod progress;
 mod reconcile;
 mod retention;
+mod reviews;
 mod scheduler;
 mod timers;
 mod worker;
@@ -53,6 +54,7 @@ pub use reconcile::{
     what_if_event, what_if_group,
 };
 pub use retention::{RetentionPass, forget_person};
+pub use reviews::{DecideItems, MAX_DECISION_ITEMS, MAX_JUSTIFICATION, OpenCampaign};
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
@@ -428,6 +430,21 @@ impl Engine {
         comment: &str,
     ) -> Result<ApprovalDetail> {
         approvals::decide(&self.inner, id, actor, verdict, comment).await
+    }
+
+    /// Opens an access review campaign: its items are the grants in scope held now.
+    pub async fn open_review(&self, req: OpenCampaign) -> Result<tenure_store::CampaignRow> {
+        reviews::open(&self.inner, req).await
+    }
+
+    /// Records a reviewer's decision on items of an open campaign (all of them or none).
+    pub async fn decide_review(&self, d: DecideItems) -> Result<Vec<tenure_store::ItemRow>> {
+        reviews::decide(&self.inner, d).await
+    }
+
+    /// Closes an open campaign and applies its results (`revoke`s become runs).
+    pub async fn close_review(&self, id: &str, actor: &str) -> Result<tenure_store::CampaignRow> {
+        reviews::close(&self.inner, id, actor).await
     }
 
     /// `delegator` names `delegate` to decide their approvals from `starts_at` until `ends_at`.

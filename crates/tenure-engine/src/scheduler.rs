@@ -20,7 +20,7 @@ use crate::context::Inner;
 use crate::error::Result;
 use crate::messages::{Planning, Submission};
 use crate::timers::schedule;
-use crate::{approvals, dispatch, facts, ingest};
+use crate::{approvals, dispatch, facts, ingest, reviews};
 use chrono::DateTime;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +134,11 @@ pub(crate) async fn fire_due(inner: &Arc<Inner>, now: i64) -> Result<usize> {
             }
             Timer::PersonEnd(p) => person_end(inner, &mut tx, p, now).await?,
             Timer::EngagementEnd(e) => engagement_end(inner, &mut tx, e, now).await?,
+            Timer::ReviewClose(r) => {
+                reviews::close_due(inner, &mut tx, &r.campaign_id, now).await?
+            }
+            Timer::ReviewRemind(r) => reviews::remind(inner, &mut tx, &r.campaign_id, now).await?,
+            Timer::ReviewOpen(o) => reviews::open_due(inner, &mut tx, &o.name, now).await?,
         }
     }
     dispatch::claim_urgent_now(inner, &mut tx, &urgent, now).await?;

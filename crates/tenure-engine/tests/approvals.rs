@@ -1791,3 +1791,365 @@ async fn retention_forgets_people_who_left_longer_ago_than_the_period() {
         .unwrap_err();
     assert!(refused.to_string().contains("is active"), "{refused}");
 }
+
+// ------------------------------------------------------------------------- access reviews
+
+use tenure_core::review::{
+    ApplyAt, CampaignDefinition, CampaignState, ItemOutcome, ReviewDecision, ReviewScope,
+    ReviewerKind, SettledBy, Signal, WhenUndecided,
+};
+use tenure_engine::{DecideItems, OpenCampaign};
+
+fn campaign(reviewer: ReviewerKind, scope: ReviewScope) -> CampaignDefinition {
+    CampaignDefinition {
+        scope,
+        reviewer,
+        team: None,
+        fallback: None,
+        duration_days: 14,
+        reminder_days: vec![7],
+        recurrence: None,
+        when_undecided: WhenUndecided::Keep,
+        apply: ApplyAt::Close,
+        auto_close: true,
+    }
+}
+
+fn only(entitlements: &[&str]) -> ReviewScope {
+    ReviewScope {
+        entitlements: entitlements.iter().map(|e| e.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    async fn open_review(&self, name: &str, def: CampaignDefinition) -> tenure_store::CampaignRow {
+        self.engine
+            .open_review(OpenCampaign {
+                name: name.into(),
+                definition: def,
+                actor: "admin".into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn items(&self, campaign: &str) -> Vec<tenure_store::ItemRow> {
+        let mut c = self.engine.store().reader().await.unwrap();
+        tenure_store::review_items(
+            &mut c,
+            &tenure_store::ItemFilter {
+                campaign_id: campaign,
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn item(&self, campaign: &str, person: &str, entitlement: &str) -> tenure_store::ItemRow {
+        self.items(campaign)
+            .await
+            .into_iter()
+            .find(|i| i.person_id == person && i.entitlement == entitlement)
+            .unwrap_or_else(|| panic!("no item for {person} {entitlement}"))
+    }
+
+    async fn review(
+        &self,
+        campaign: &str,
+        items: &[i64],
+        actor: &str,
+        decision: ReviewDecision,
+        justification: Option<&str>,
+    ) -> Result<Vec<tenure_store::ItemRow>, EngineError> {
+        self.engine
+            .decide_review(DecideItems {
+                campaign_id: campaign.into(),
+                items: items.to_vec(),
+                decision,
+                justification: justification.map(str::to_string),
+                actor: actor.into(),
+                admin: false,
+            })
+            .await
+    }
+
+    /// `person` holds `entitlement` through an approved request (approved by `approver`).
+    async fn granted_by_request(&self, person: &str, entitlement: &str, approver: &str) {
+        let (_, run, a) = self.waiting_request(person, entitlement, None).await;
+        self.decide(&a.id, approver, Verdict::Approve)
+            .await
+            .unwrap();
+        assert_eq!(self.finish(&run).await, RunState::Succeeded);
+    }
+}
+
+#[tokio::test]
+async fn a_review_revokes_what_reviewers_revoke_through_a_run_and_keeps_the_rest() {
+    let h = harness().await;
+    h.granted_by_request("ann", "directory:reports", "mia")
+        .await;
+    h.granted_by_request("bob", "directory:reports", "mia")
+        .await;
+    let c = h
+        .open_review(
+            "reports",
+            campaign(
+                ReviewerKind::Manager,
+                only(&["directory:reports", "directory:staff"]),
+            ),
+        )
+        .await;
+    assert_eq!(c.state, CampaignState::Open);
+    // Everyone's staff membership, and two reports.
+    assert_eq!(c.items, 9 + 2);
+    let ann = h.item(&c.id, "ann", "directory:reports").await;
+    let bob = h.item(&c.id, "bob", "directory:reports").await;
+    assert_eq!(ann.reviewer.as_deref(), Some("mia"), "the manager reviews");
+    let ceo = h.item(&c.id, "ceo", "directory:staff").await;
+    assert_eq!(ceo.reviewer, None, "nobody manages the CEO: admins decide");
+
+    // Nobody reviews their own access, nor someone else's items.
+    let own = h
+        .review(&c.id, &[ann.seq], "ann", ReviewDecision::Keep, None)
+        .await;
+    assert!(
+        matches!(own, Err(EngineError::Forbidden(ref m)) if m.contains("own access")),
+        "{own:?}"
+    );
+    let other = h
+        .review(&c.id, &[ann.seq], "bob", ReviewDecision::Keep, None)
+        .await;
+    assert!(matches!(other, Err(EngineError::Forbidden(_))), "{other:?}");
+    // All or nothing: an item not mia's refuses the whole decision.
+    let mixed = h
+        .review(
+            &c.id,
+            &[ann.seq, ceo.seq],
+            "mia",
+            ReviewDecision::Revoke,
+            None,
+        )
+        .await;
+    assert!(matches!(mixed, Err(EngineError::Forbidden(_))), "{mixed:?}");
+    assert_eq!(
+        h.item(&c.id, "ann", "directory:reports").await.decision,
+        None
+    );
+
+    let decided = h
+        .review(
+            &c.id,
+            &[ann.seq],
+            "mia",
+            ReviewDecision::Revoke,
+            Some("left the team"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided[0].decided_by.as_deref(), Some("mia"));
+    assert_eq!(
+        h.review(&c.id, &[ann.seq], "mia", ReviewDecision::Keep, None)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+        format!("item {} was already decided (revoke) by `mia`", ann.seq)
+    );
+    // Revoking a template's access: flagged, not revoked in a loop.
+    let staff = h.item(&c.id, "bob", "directory:staff").await;
+    h.review(
+        &c.id,
+        &[bob.seq, staff.seq],
+        "mia",
+        ReviewDecision::Revoke,
+        None,
+    )
+    .await
+    .unwrap();
+    // Nothing changes before the campaign closes.
+    assert_eq!(
+        h.grant("ann", "directory:reports").await.unwrap().state,
+        GrantState::Granted
+    );
+
+    let closed = h.engine.close_review(&c.id, "admin").await.unwrap();
+    assert_eq!(closed.state, CampaignState::Closed);
+    assert_eq!(closed.decided, 3);
+    let ann = h.item(&c.id, "ann", "directory:reports").await;
+    assert_eq!(ann.outcome, Some(ItemOutcome::Revoked));
+    assert_eq!(ann.settled_by, Some(SettledBy::Reviewer));
+    let run = ann.run_id.clone().unwrap();
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let detail = h.engine.run_detail(&run).await.unwrap();
+    assert_eq!(detail.run.kind, RunKind::Review);
+    assert_eq!(
+        h.grant("ann", "directory:reports").await.unwrap().state,
+        GrantState::Revoked
+    );
+    assert!(
+        !h.memberships("directory", "ann")
+            .await
+            .contains(&"directory:reports".to_string())
+    );
+    let staff = h.item(&c.id, "bob", "directory:staff").await;
+    assert_eq!(staff.outcome, Some(ItemOutcome::Flagged));
+    assert_eq!(
+        h.grant("bob", "directory:staff").await.unwrap().state,
+        GrantState::Granted
+    );
+    let kept = h.item(&c.id, "dan", "directory:staff").await;
+    assert_eq!(
+        (kept.outcome, kept.settled_by),
+        (Some(ItemOutcome::Kept), Some(SettledBy::Default))
+    );
+    assert_eq!(h.audit("review.decided").await.len(), 3);
+    assert_eq!(h.audit("review.revoked").await.len(), 2);
+    assert_eq!(h.audit("review.flagged").await.len(), 1);
+    assert_eq!(h.audit("review.closed").await.len(), 1);
+    // Closing twice changes nothing; deciding after the close is refused.
+    assert!(matches!(
+        h.engine.close_review(&c.id, "admin").await,
+        Err(EngineError::Conflict(_))
+    ));
+    let late = h
+        .review(&c.id, &[kept.seq], "ceo", ReviewDecision::Revoke, None)
+        .await;
+    assert!(matches!(late, Err(EngineError::Conflict(_))), "{late:?}");
+}
+
+#[tokio::test]
+async fn reviewing_needs_a_justification_to_keep_privileged_access_and_delegates_stand_in() {
+    let h = harness().await;
+    h.granted_on_request("ann", "db:prod-admin", 8, &["mia", "dora", "dan"])
+        .await;
+    let mut def = campaign(ReviewerKind::Owner, only(&["db:prod-admin"]));
+    def.apply = ApplyAt::Decision;
+    let c = h.open_review("privileged", def).await;
+    let item = h.item(&c.id, "ann", "db:prod-admin").await;
+    assert_eq!(
+        item.reviewer.as_deref(),
+        Some("team:dba-team"),
+        "the owning team reviews"
+    );
+    let bare = h
+        .review(&c.id, &[item.seq], "dora", ReviewDecision::Keep, None)
+        .await;
+    assert!(
+        matches!(bare, Err(EngineError::Invalid { ref field, .. }) if field == "justification"),
+        "{bare:?}"
+    );
+    // A delegate of a team member decides for them; applied at once.
+    h.engine
+        .delegate("dora", "sub", START, START + 1000 * HOUR, "dora")
+        .await
+        .unwrap();
+    let done = h
+        .review(
+            &c.id,
+            &[item.seq],
+            "sub",
+            ReviewDecision::Revoke,
+            Some("not needed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done[0].decided_for.as_deref(), Some("dora"));
+    assert_eq!(
+        done[0].outcome,
+        Some(ItemOutcome::Revoked),
+        "applied on decision"
+    );
+    assert_eq!(
+        h.finish(done[0].run_id.as_deref().unwrap()).await,
+        RunState::Succeeded
+    );
+    assert_eq!(
+        h.grant("ann", "db:prod-admin").await.unwrap().state,
+        GrantState::Revoked
+    );
+}
+
+#[tokio::test]
+async fn an_undecided_review_closes_at_its_end_and_follows_recommendations_on_low_risk_only() {
+    let h = harness().await;
+    h.granted_by_request("ann", "directory:reports", "mia")
+        .await;
+    h.granted_on_request("bob", "db:prod-admin", 8, &["mia", "dora", "dan"])
+        .await;
+    let mut def = campaign(
+        ReviewerKind::Manager,
+        only(&["directory:reports", "db:prod-admin"]),
+    );
+    def.when_undecided = WhenUndecided::Recommendation;
+    def.fallback = Some("olga".into());
+    // Ann's leave is announced for later: her access is recommended for revocation.
+    h.send(
+        &serde_json::json!({"type": "leave", "effective_at": "2030-01-01T00:00:00Z",
+            "person": {"id": "ann", "end_date": "2030-01-01"}})
+        .to_string(),
+    )
+    .await;
+    let c = h.open_review("ends", def).await;
+    let ann = h.item(&c.id, "ann", "directory:reports").await;
+    let rec = ann.recommendation.clone();
+    let bob = h.item(&c.id, "bob", "db:prod-admin").await;
+    // Nobody decides; the end comes.
+    h.advance(14 * 24 * HOUR + 1).await;
+    let mut r = h.engine.store().reader().await.unwrap();
+    let closed = tenure_store::get_campaign(&mut r, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(r);
+    assert_eq!(closed.state, CampaignState::Closed);
+    assert_eq!(closed.closed_by.as_deref(), Some("scheduler"));
+    let bob_after = h.item(&c.id, "bob", "db:prod-admin").await;
+    assert_eq!(
+        bob_after.outcome,
+        Some(ItemOutcome::Kept),
+        "privileged: never revoked on a recommendation alone ({:?})",
+        bob.recommendation
+    );
+    let ann_after = h.item(&c.id, "ann", "directory:reports").await;
+    match rec {
+        Some(r) if r.decision == ReviewDecision::Revoke => {
+            assert_eq!(ann_after.settled_by, Some(SettledBy::Recommendation));
+            assert!(
+                r.evidence.iter().any(|e| e.signal == Signal::Leaving),
+                "{r:?}"
+            );
+        }
+        other => panic!("ann is leaving: expected a revoke recommendation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_review_with_an_unknown_team_or_entitlement_is_refused_and_nothing_is_stored() {
+    let h = harness().await;
+    let mut def = campaign(ReviewerKind::Team, only(&["directory:nope"]));
+    def.team = Some("ghosts".into());
+    let e = h
+        .engine
+        .open_review(OpenCampaign {
+            name: "bad".into(),
+            definition: def,
+            actor: "admin".into(),
+        })
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("ghosts") && text.contains("directory:nope"),
+        "{text}"
+    );
+    let mut c = h.engine.store().reader().await.unwrap();
+    assert!(
+        tenure_store::list_campaigns(&mut c, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

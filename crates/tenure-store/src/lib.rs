@@ -19,6 +19,7 @@ mod migrate;
 mod observe;
 mod privacy;
 mod queries;
+mod reviews;
 mod scim;
 mod scim_groups;
 mod sessions;
@@ -42,6 +43,7 @@ pub use migrate::{
 pub use observe::*;
 pub use privacy::*;
 pub use queries::*;
+pub use reviews::*;
 pub use scim::*;
 pub use scim_groups::*;
 pub use sessions::*;

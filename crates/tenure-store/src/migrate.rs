@@ -242,6 +242,13 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 18,
+        name: "access_reviews",
+        sql: include_str!("../migrations/0018_access_reviews.sql"),
+        postgres: None,
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.
