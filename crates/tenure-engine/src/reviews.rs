@@ -750,10 +750,12 @@ async fn apply_revokes(
                     finished_at: None,
                     cancel_requested: false,
                     error: None,
-                    note: Some(format!(
-                        "access review `{}` ({})",
-                        campaign.name, campaign.id
-                    )),
+                    note: Some(
+                        serde_json::json!({
+                            "review": { "campaign_id": campaign.id, "name": campaign.name },
+                        })
+                        .to_string(),
+                    ),
                     traceparent: tenure_store::trace::run_context(
                         &run_id,
                         RunKind::Review.as_str(),

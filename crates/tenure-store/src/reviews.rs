@@ -161,8 +161,8 @@ pub async fn close_campaign(c: &mut Conn, id: &str, by: &str, at: i64) -> Result
 /// Open items across open campaigns, and those of them past their campaign's end.
 pub async fn review_gauges(c: &mut Conn, now: i64) -> Result<(i64, i64)> {
     let r = db::query(
-        "SELECT COALESCE(SUM(items - decided), 0),
-                COALESCE(SUM(CASE WHEN due_at <= $1 THEN items - decided ELSE 0 END), 0)
+        "SELECT CAST(COALESCE(SUM(items - decided), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN due_at <= $1 THEN items - decided ELSE 0 END), 0) AS BIGINT)
          FROM review_campaigns WHERE state = 'open'",
     )
     .bind(now)

@@ -113,6 +113,29 @@ impl Api {
         self.send(method, path, &[], body).await
     }
 
+    /// `GET path?query` answered with text (an export): the body as it came.
+    pub(crate) async fn get_text(&self, path: &str, query: &[(&str, &str)]) -> Result<String> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .with_context(|| format!("`{}` is not a URL", self.base))?;
+        url.query_pairs_mut().extend_pairs(query);
+        let res = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        let status = res.status();
+        let text = res
+            .text()
+            .await
+            .with_context(|| format!("reading the answer to {path}"))?;
+        if !status.is_success() {
+            bail!("{status}: {}", error_message(&text));
+        }
+        Ok(text)
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,

@@ -22,6 +22,7 @@ mod policy_cmd;
 mod privacy;
 mod recon_bench;
 mod reconcile_cmd;
+mod reviews_cmd;
 mod scim_bench;
 mod serve;
 mod tasks_cmd;
@@ -136,6 +137,12 @@ enum Command {
     Delegations {
         #[command(subcommand)]
         command: access_cmd::DelegationsCommand,
+    },
+    /// Access reviews over the HTTP API (token in TENURE_TOKEN): list campaigns, open one,
+    /// show and decide your items, close, export the evidence.
+    Reviews {
+        #[command(subcommand)]
+        command: reviews_cmd::ReviewsCommand,
     },
     /// Tasks that steps wait on (manual systems, webhook callbacks): list, complete, fail.
     Tasks {
@@ -346,6 +353,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Requests { command } => access_cmd::requests(command).await,
             Command::Delegations { command } => access_cmd::delegations(command).await,
             Command::Tasks { command } => tasks_cmd::run(command).await,
+            Command::Reviews { command } => reviews_cmd::run(command).await,
             Command::Reconcile(args) => reconcile_cmd::run(args).await,
             Command::Init { dir, force } => {
                 let written = config_files::write_demo(&dir, force)?;
