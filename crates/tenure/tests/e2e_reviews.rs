@@ -399,7 +399,7 @@ async fn a_review_over_http_and_the_cli_revokes_through_a_run_and_exports_its_ev
         a["revoke_seq"].as_i64().unwrap(),
     );
     assert!(d < applied && applied < revoked, "{a}");
-    let audit = s.get(&format!("/api/v1/audit?person=ann&limit=1000")).await;
+    let audit = s.get("/api/v1/audit?person=ann&limit=1000").await;
     let action_at = |seq: i64| {
         audit["items"]
             .as_array()
