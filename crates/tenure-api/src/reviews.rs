@@ -70,31 +70,31 @@ pub(crate) struct NewCampaign {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Campaign {
     /// Its id.
-    id: String,
+    pub(crate) id: String,
     /// Its name.
-    name: String,
+    pub(crate) name: String,
     /// `open` or `closed`.
-    state: CampaignState,
+    pub(crate) state: CampaignState,
     /// What it covers and how it runs.
-    definition: CampaignDefinition,
+    pub(crate) definition: CampaignDefinition,
     /// Who opened it (`scheduler` for a recurrence).
-    opened_by: String,
+    pub(crate) opened_by: String,
     /// When.
-    opened_at: String,
+    pub(crate) opened_at: String,
     /// When reviewers' time ends.
-    due_at: String,
+    pub(crate) due_at: String,
     /// When it closed.
-    closed_at: Option<String>,
+    pub(crate) closed_at: Option<String>,
     /// Who closed it (`scheduler` at its end).
-    closed_by: Option<String>,
+    pub(crate) closed_by: Option<String>,
     /// Items in all.
-    items: i64,
+    pub(crate) items: i64,
     /// Items a reviewer decided.
-    decided: i64,
+    pub(crate) decided: i64,
     /// Items still undecided.
-    open_items: i64,
+    pub(crate) open_items: i64,
     /// Whether it is open past its end.
-    overdue: bool,
+    pub(crate) overdue: bool,
 }
 
 impl Campaign {
@@ -125,52 +125,52 @@ impl Campaign {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CampaignPage {
     /// Newest first.
-    items: Vec<Campaign>,
+    pub(crate) items: Vec<Campaign>,
     /// Pass as `before` for the next page; absent on the last.
-    next_before: Option<String>,
+    pub(crate) next_before: Option<String>,
 }
 
 /// One (person, entitlement) to review.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Item {
     /// Its number in the campaign.
-    seq: i64,
+    pub(crate) seq: i64,
     /// Whose access.
-    person_id: String,
+    pub(crate) person_id: String,
     /// What access.
-    entitlement: String,
+    pub(crate) entitlement: String,
     /// On which system.
-    system: String,
+    pub(crate) system: String,
     /// How risky it is.
-    risk: Risk,
+    pub(crate) risk: Risk,
     /// How it was given.
-    source: GrantSource,
+    pub(crate) source: GrantSource,
     /// The template, engagement or request.
-    source_ref: String,
+    pub(crate) source_ref: String,
     /// When it was granted.
-    granted_at: Option<String>,
+    pub(crate) granted_at: Option<String>,
     /// Who reviews it: a person id or `team:NAME`; null: admins.
-    reviewer: Option<String>,
+    pub(crate) reviewer: Option<String>,
     /// What is recommended and why.
-    recommendation: Option<Recommendation>,
+    pub(crate) recommendation: Option<Recommendation>,
     /// The decision.
-    decision: Option<ReviewDecision>,
+    pub(crate) decision: Option<ReviewDecision>,
     /// Why.
-    justification: Option<String>,
+    pub(crate) justification: Option<String>,
     /// Who decided.
-    decided_by: Option<String>,
+    pub(crate) decided_by: Option<String>,
     /// For which reviewer (differs from `decided_by` for a delegate).
-    decided_for: Option<String>,
+    pub(crate) decided_for: Option<String>,
     /// When.
-    decided_at: Option<String>,
+    pub(crate) decided_at: Option<String>,
     /// Once applied: `reviewer`, `default` or `recommendation`.
-    settled_by: Option<SettledBy>,
+    pub(crate) settled_by: Option<SettledBy>,
     /// Once applied: `kept`, `revoked`, `flagged` or `gone`.
-    outcome: Option<ItemOutcome>,
+    pub(crate) outcome: Option<ItemOutcome>,
     /// The run that carried a `revoke` out.
-    run_id: Option<String>,
+    pub(crate) run_id: Option<String>,
     /// When the result was applied.
-    applied_at: Option<String>,
+    pub(crate) applied_at: Option<String>,
 }
 
 impl From<ItemRow> for Item {
@@ -203,9 +203,9 @@ impl From<ItemRow> for Item {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ItemPage {
     /// In item order.
-    items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     /// Pass as `after` for the next page; absent on the last.
-    next_after: Option<i64>,
+    pub(crate) next_after: Option<i64>,
 }
 
 /// Open a campaign.
@@ -605,10 +605,24 @@ pub(crate) async fn post_decisions(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Decided>, ApiError> {
+    let b: DecisionBody = parse_body(&body)?;
+    let items = decide(&s, &p, id, b.items, b.decision, b.justification).await?;
+    Ok(Json(Decided { items }))
+}
+
+/// Decides items of campaign `id` as `p`'s person: the rules of
+/// `POST /api/v1/reviews/{id}/decisions`, for every way in.
+pub(crate) async fn decide(
+    s: &AppState,
+    p: &Principal,
+    id: String,
+    items: Vec<i64>,
+    decision: ReviewDecision,
+    justification: Option<String>,
+) -> Result<Vec<Item>, ApiError> {
     p.require(Scope::Approve)?;
     let actor = p.person()?.to_string();
-    let b: DecisionBody = parse_body(&body)?;
-    if let Some(j) = &b.justification {
+    if let Some(j) = &justification {
         tenure_core::text::check(j, tenure_engine::MAX_JUSTIFICATION)
             .map_err(|e| ApiError::invalid("justification", e.to_string()))?;
     }
@@ -616,16 +630,14 @@ pub(crate) async fn post_decisions(
         .engine()
         .decide_review(DecideItems {
             campaign_id: id,
-            items: b.items,
-            decision: b.decision,
-            justification: b.justification,
+            items,
+            decision,
+            justification,
             actor,
             admin: p.is_admin(),
         })
         .await?;
-    Ok(Json(Decided {
-        items: rows.into_iter().map(Item::from).collect(),
-    }))
+    Ok(rows.into_iter().map(Item::from).collect())
 }
 
 #[derive(Deserialize, IntoParams)]
