@@ -2188,6 +2188,87 @@ mod tests {
     }
 
     #[test]
+    fn review_definitions_are_read_with_defaults_and_their_mistakes_located() {
+        use crate::review::{ApplyAt, Recurrence, ReviewerKind, WhenUndecided};
+        let base = "[[systems]]\nid = \"crm\"\nconnector = \"sandbox\"\n\
+                    [[entitlements]]\nid = \"crm:admin\"\nsystem = \"crm\"\nrisk = \"privileged\"\n\
+                    [approvals.teams]\nsecurity = [\"ann\"]\n";
+        let text = format!(
+            "{base}[[reviews]]\nname = \"privileged\"\nreviewer = \"team\"\nteam = \"security\"\n\
+             recurrence = \"quarterly\"\nwhen_undecided = \"recommendation\"\nreminder_days = [3]\n\
+             [reviews.scope]\nrisks = [\"privileged\"]\n\
+             [[reviews]]\nname = \"managers\"\nreviewer = \"manager\"\n"
+        );
+        let c = Config::parse(&file("tenure.toml", &text), &[]).unwrap();
+        let p = &c.reviews["privileged"];
+        assert_eq!(p.reviewer, ReviewerKind::Team);
+        assert_eq!(p.recurrence, Some(Recurrence::Quarterly));
+        assert_eq!(p.when_undecided, WhenUndecided::Recommendation);
+        assert_eq!(p.scope.risks, [Risk::Privileged]);
+        let m = &c.reviews["managers"];
+        assert_eq!(
+            (
+                m.duration_days,
+                m.apply,
+                m.auto_close,
+                m.when_undecided,
+                m.recurrence
+            ),
+            (
+                REVIEW_DEFAULT_DAYS,
+                ApplyAt::Close,
+                true,
+                WhenUndecided::Keep,
+                None
+            )
+        );
+        for (review, says) in [
+            (
+                "reviewer = \"boss\"",
+                "reviewer: unknown ReviewerKind `boss`",
+            ),
+            (
+                "reviewer = \"team\"\nteam = \"ghosts\"",
+                "team `ghosts` is not a team",
+            ),
+            (
+                "reviewer = \"manager\"\nduration_days = 0",
+                "duration_days must be 1 to 366",
+            ),
+            (
+                "reviewer = \"manager\"\nreminder_days = [14]",
+                "reminder_days must be 1 to 13",
+            ),
+            (
+                "reviewer = \"manager\"\nrecurrence = \"weekly\"",
+                "recurrence: unknown Recurrence",
+            ),
+            (
+                "reviewer = \"manager\"\n[reviews.scope]\nsystems = [\"erp\"]",
+                "unknown system `erp`",
+            ),
+            (
+                "reviewer = \"manager\"\n[reviews.scope]\ncolour = [\"x\"]",
+                "unknown field `colour`",
+            ),
+        ] {
+            let text = format!("{base}[[reviews]]\nname = \"r\"\n{review}\n");
+            let e = Config::parse(&file("tenure.toml", &text), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{review}: {e}");
+            assert!(e.contains("tenure.toml:"), "located: {e}");
+        }
+        let twice = format!(
+            "{base}[[reviews]]\nname = \"r\"\nreviewer = \"manager\"\n[[reviews]]\nname = \"r\"\nreviewer = \"owner\"\n"
+        );
+        let e = Config::parse(&file("tenure.toml", &twice), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("defined twice"), "{e}");
+    }
+
+    #[test]
     fn console_oidc_settings_are_read_with_defaults_and_their_mistakes_located() {
         use crate::Scope;
         let none = Config::parse(&file("tenure.toml", ""), &[]).unwrap();

@@ -22,6 +22,7 @@ mod policy_cmd;
 mod privacy;
 mod recon_bench;
 mod reconcile_cmd;
+mod reviews_bench;
 mod reviews_cmd;
 mod scim_bench;
 mod serve;
