@@ -362,6 +362,9 @@ pub(crate) async fn list_campaigns(
             ("all", None),
         ],
     )?;
+    if let Some(b) = &q.before {
+        plain("before", b)?;
+    }
     let mut c = s.store().reader().await?;
     let rows = tenure_store::list_campaigns(&mut c, state, q.before.as_deref(), limit).await?;
     let next_before = (rows.len() as i64 == limit)
@@ -374,7 +377,14 @@ pub(crate) async fn list_campaigns(
     }))
 }
 
+/// Refuses a NUL in a path or query value (no database stores one): a `400` naming it.
+fn plain<'a>(field: &str, v: &'a str) -> Result<&'a str, ApiError> {
+    tenure_core::text::check(v, 1_000).map_err(|e| ApiError::invalid(field, e.to_string()))?;
+    Ok(v)
+}
+
 async fn campaign(s: &AppState, id: &str) -> Result<CampaignRow, ApiError> {
+    plain("id", id)?;
     let mut c = s.store().reader().await?;
     tenure_store::get_campaign(&mut c, id)
         .await?
@@ -435,6 +445,7 @@ pub(crate) async fn close_campaign(
     Path(id): Path<String>,
 ) -> Result<Json<Campaign>, ApiError> {
     p.require(Scope::Admin)?;
+    plain("id", &id)?;
     let row = s.engine().close_review(&id, &p.name).await?;
     Ok(Json(Campaign::new(row, s.engine().clock().now_ms())))
 }
@@ -525,6 +536,9 @@ pub(crate) async fn list_items(
         Some(p.person()?.to_string())
     };
     let row = campaign(&s, &id).await?;
+    if let Some(person) = &q.person {
+        plain("person", person)?;
+    }
     let reviewers = match &me {
         Some(person) => Some(answers_as(&s, &p, person).await?),
         None => None,
@@ -622,6 +636,7 @@ pub(crate) async fn decide(
 ) -> Result<Vec<Item>, ApiError> {
     p.require(Scope::Approve)?;
     let actor = p.person()?.to_string();
+    plain("id", &id)?;
     if let Some(j) = &justification {
         tenure_core::text::check(j, tenure_engine::MAX_JUSTIFICATION)
             .map_err(|e| ApiError::invalid("justification", e.to_string()))?;

@@ -237,6 +237,11 @@ pub struct CampaignDefinition {
     pub auto_close: bool,
 }
 
+/// The most values a scope list (or the reminders) may hold.
+pub const MAX_SCOPE_VALUES: usize = 1_000;
+/// The longest name a definition may hold (a team, a fallback, a scope value).
+pub const MAX_NAME: usize = 200;
+
 /// The longest a campaign may last.
 pub const MAX_DURATION_DAYS: u32 = 366;
 
@@ -274,6 +279,33 @@ impl CampaignDefinition {
             .is_some_and(|f| f.trim().is_empty())
         {
             out.push("fallback is empty".into());
+        }
+        let sc = &self.scope;
+        let names = [
+            ("scope.clients", &sc.clients),
+            ("scope.systems", &sc.systems),
+            ("scope.entitlements", &sc.entitlements),
+            ("scope.departments", &sc.departments),
+        ];
+        for (key, list) in names {
+            if list.len() > MAX_SCOPE_VALUES {
+                out.push(format!("{key} lists more than {MAX_SCOPE_VALUES} values"));
+            }
+        }
+        let texts = names
+            .iter()
+            .flat_map(|(key, list)| list.iter().map(move |v| (*key, v.as_str())))
+            .chain(self.team.as_deref().map(|t| ("team", t)))
+            .chain(self.fallback.as_deref().map(|f| ("fallback", f)));
+        for (key, v) in texts {
+            if let Err(e) = crate::text::check(v, MAX_NAME) {
+                out.push(format!("{key}: {e}"));
+            }
+        }
+        if self.reminder_days.len() > MAX_SCOPE_VALUES {
+            out.push(format!(
+                "reminder_days lists more than {MAX_SCOPE_VALUES} values"
+            ));
         }
         out
     }
@@ -828,6 +860,11 @@ mod tests {
         d.team = Some("sec".into());
         d.reminder_days = vec![7, 2];
         assert!(d.problems(&teams()).is_empty());
+        let mut nul = d.clone();
+        nul.fallback = Some("a\0b".into());
+        nul.scope.departments = vec!["x".repeat(201)];
+        let p = nul.problems(&teams());
+        assert_eq!(p.len(), 2, "{p:?}");
         let due = 20 * DAY_MS;
         assert_eq!(d.reminders(6 * DAY_MS, due), vec![13 * DAY_MS, 18 * DAY_MS]);
         assert_eq!(
