@@ -149,6 +149,9 @@ pub enum AuditAction {
     ReviewFlagged,
     /// A campaign closed and its results were applied: `review.closed`.
     ReviewClosed,
+    /// A reviewer left: their undecided items went to the campaign's fallback (or to admins):
+    /// `review.reassigned`.
+    ReviewReassigned,
 }
 
 /// The actions that carry nothing, with their text.
@@ -210,6 +213,7 @@ const FIXED_ACTIONS: &[(AuditAction, &str)] = &[
     (AuditAction::ReviewRevoked, "review.revoked"),
     (AuditAction::ReviewFlagged, "review.flagged"),
     (AuditAction::ReviewClosed, "review.closed"),
+    (AuditAction::ReviewReassigned, "review.reassigned"),
 ];
 
 impl AuditAction {

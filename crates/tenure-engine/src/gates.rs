@@ -794,6 +794,44 @@ pub(crate) async fn close_withdrawn(
 /// that names them goes, for their part, to the first working manager above them, as an
 /// escalation would (`Chain::hand_over`), audited `approval.escalated`. Approvals for the
 /// leaver's own access are withdrawn by the leave itself.
+/// A reviewer left: their undecided items of every open campaign go to its fallback (or, when
+/// the campaign has none or the fallback is the leaver, to admins), audited per campaign.
+async fn hand_over_reviews(inner: &Inner, tx: &mut Tx, person: &str, now: i64) -> Result<()> {
+    use tenure_core::review::{CampaignState, Reviewer};
+    let rules = inner.rules();
+    let teams = &rules.config.approvals.teams;
+    let open =
+        tenure_store::list_campaigns(tx.conn(), Some(CampaignState::Open), None, 1_000).await?;
+    for c in open {
+        let to = c
+            .definition
+            .fallback
+            .as_deref()
+            .map(|f| Reviewer::named(f, teams))
+            .filter(|r| *r != Reviewer::Person(person.to_string()))
+            .map(|r| r.stored());
+        let moved =
+            tenure_store::hand_over_review_items(tx.conn(), &c.id, person, to.as_deref()).await?;
+        if moved > 0 {
+            tx.audit(NewAudit {
+                at_ms: now,
+                actor: "engine".into(),
+                action: AuditAction::ReviewReassigned.into(),
+                person_id: Some(person.to_string()),
+                reason: format!(
+                    "`{person}` left: {moved} undecided items of `{}` go to {}",
+                    c.name,
+                    to.as_deref().unwrap_or("admins")
+                ),
+                correlation_id: Some(c.id.clone()),
+                details: serde_json::json!({ "campaign_id": c.id, "items": moved, "to": to }),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn on_person_left(
     inner: &Inner,
     tx: &mut Tx,
@@ -815,6 +853,7 @@ pub(crate) async fn on_person_left(
             ..Default::default()
         });
     }
+    hand_over_reviews(inner, tx, person, now).await?;
     let pending = tenure_store::pending_approvals_naming(tx.conn(), person).await?;
     if pending.is_empty() {
         return Ok(());

@@ -566,22 +566,21 @@ pub(crate) async fn close_in(
         let Some(last) = page.last() else { break };
         after = last.seq;
         let mut revoke = Vec::new();
-        for mut item in page {
+        let mut keep: BTreeMap<SettledBy, Vec<i64>> = BTreeMap::new();
+        for item in page {
             let rec = item
                 .recommendation
                 .as_ref()
                 .map(|r| (r.decision, r.confidence));
             let (decision, by) = review::settle(item.decision, rec, item.risk, def.when_undecided);
             match decision {
-                ReviewDecision::Keep => {
-                    item.settled_by = Some(by);
-                    item.outcome = Some(ItemOutcome::Kept);
-                    item.applied_at = Some(now);
-                    tenure_store::record_review_outcome(tx.conn(), &item).await?;
-                    kept += 1;
-                }
+                ReviewDecision::Keep => keep.entry(by).or_default().push(item.seq),
                 ReviewDecision::Revoke => revoke.push((item, by)),
             }
+        }
+        for (by, seqs) in keep {
+            tenure_store::keep_review_items(tx.conn(), &campaign.id, &seqs, by, now).await?;
+            kept += seqs.len() as u64;
         }
         for item in apply_revokes(inner, tx, campaign, revoke, actor, now).await? {
             if let Some(o) = item.outcome {

@@ -2153,3 +2153,44 @@ async fn a_review_with_an_unknown_team_or_entitlement_is_refused_and_nothing_is_
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_reviewer_who_leaves_hands_their_items_to_the_fallback() {
+    let h = harness().await;
+    h.granted_by_request("ann", "directory:reports", "mia")
+        .await;
+    let mut def = campaign(
+        ReviewerKind::Manager,
+        only(&["directory:reports", "directory:staff"]),
+    );
+    def.fallback = Some("olga".into());
+    let c = h.open_review("handover", def).await;
+    let ann = h.item(&c.id, "ann", "directory:reports").await;
+    assert_eq!(ann.reviewer.as_deref(), Some("mia"));
+    let olga = h.item(&c.id, "olga", "directory:staff").await;
+    assert_eq!(olga.reviewer.as_deref(), Some("ceo"));
+    let mia_own = h.item(&c.id, "mia", "directory:staff").await;
+    let run = h
+        .send(&serde_json::json!({"type": "leave", "person": {"id": "mia"}}).to_string())
+        .await;
+    assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    let ann = h.item(&c.id, "ann", "directory:reports").await;
+    assert_eq!(
+        ann.reviewer.as_deref(),
+        Some("olga"),
+        "the fallback takes over"
+    );
+    assert_eq!(
+        h.item(&c.id, "mia", "directory:staff").await.reviewer,
+        mia_own.reviewer,
+        "items about the leaver stay with their reviewer"
+    );
+    assert_eq!(h.audit("review.reassigned").await.len(), 1);
+    let gone = h
+        .review(&c.id, &[ann.seq], "mia", ReviewDecision::Keep, None)
+        .await;
+    assert!(matches!(gone, Err(EngineError::Forbidden(_))), "{gone:?}");
+    h.review(&c.id, &[ann.seq], "olga", ReviewDecision::Keep, None)
+        .await
+        .unwrap();
+}

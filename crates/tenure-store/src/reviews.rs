@@ -614,3 +614,65 @@ pub async fn review_proofs(
     }
     Ok(out)
 }
+
+/// Hands `from`'s undecided items of a campaign to `to` (a stored reviewer; `None`: admins),
+/// except items about `to` itself, which go to admins: nobody reviews their own access.
+/// Returns how many moved.
+pub async fn hand_over_review_items(
+    c: &mut Conn,
+    campaign: &str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<u64> {
+    let done = db::query(
+        "UPDATE review_items SET reviewer = CASE WHEN person_id = $1 THEN NULL ELSE $1 END
+         WHERE campaign_id = $2 AND reviewer = $3 AND decision IS NULL",
+    )
+    .bind(to.map(str::to_string))
+    .bind(campaign.to_string())
+    .bind(from.to_string())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records undecided or kept items as settled `kept` by `by`, many per statement.
+pub async fn keep_review_items(
+    c: &mut Conn,
+    campaign: &str,
+    seqs: &[i64],
+    by: SettledBy,
+    at: i64,
+) -> Result<()> {
+    let sqlite = c.is_sqlite();
+    for chunk in seqs.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                if sqlite {
+                    "?".to_string()
+                } else {
+                    format!("${}", i + 4)
+                }
+            })
+            .collect();
+        let (a, b, d) = if sqlite {
+            ("?", "?", "?")
+        } else {
+            ("$1", "$2", "$3")
+        };
+        let sql = format!(
+            "UPDATE review_items SET settled_by = {a}, outcome = 'kept', applied_at = {b}
+             WHERE campaign_id = {d} AND seq IN ({})",
+            marks.join(", ")
+        );
+        let mut q = db::query(db::AssertSqlSafe(sql))
+            .bind(by.as_str())
+            .bind(at)
+            .bind(campaign.to_string());
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
