@@ -475,10 +475,23 @@ pub fn needs_justification(decision: ReviewDecision, risk: Risk) -> bool {
     decision == ReviewDecision::Keep && risk >= Risk::High
 }
 
+string_enum!(
+    /// Who a person's peers are.
+    PeerGroup {
+        /// People at work with the same department and title.
+        DepartmentTitle => "department_title",
+        /// People on an active engagement with the same client in the same role (for access
+        /// an engagement gave).
+        ClientRole => "client_role",
+    }
+);
+
 /// How many of a person's peers hold the same access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerShare {
-    /// Peers (same department and title, working, the person excluded) holding it.
+    /// Who the peers are.
+    pub group: PeerGroup,
+    /// Peers (the person excluded) holding it.
     pub holding: u32,
     /// Peers in all.
     pub peers: u32,
@@ -581,7 +594,11 @@ pub fn recommend(s: &Signals) -> Option<Recommendation> {
     }
     if let Some(p) = s.peers.filter(|p| p.peers >= MIN_PEERS) {
         let share = f64::from(p.holding) / f64::from(p.peers);
-        let detail = format!("{} of {} peers hold it", p.holding, p.peers);
+        let who = match p.group {
+            PeerGroup::DepartmentTitle => "with the same department and title",
+            PeerGroup::ClientRole => "in the same role at the same client",
+        };
+        let detail = format!("{} of {} peers {who} hold it", p.holding, p.peers);
         if share <= 0.1 {
             evidence.push(Evidence {
                 signal: Signal::PeersLack,
@@ -776,6 +793,7 @@ mod tests {
             still_given: false,
             source: GrantSource::Engagement,
             peers: Some(PeerShare {
+                group: PeerGroup::DepartmentTitle,
                 holding: 40,
                 peers: 40,
             }),
@@ -790,12 +808,20 @@ mod tests {
         assert_eq!(gone.evidence[1].signal, Signal::PeersHold);
         let peers = |holding, peers| {
             recommend(&Signals {
-                peers: Some(PeerShare { holding, peers }),
+                peers: Some(PeerShare {
+                    group: PeerGroup::DepartmentTitle,
+                    holding,
+                    peers,
+                }),
                 ..base
             })
         };
         assert_eq!(peers(0, 4), None, "four peers say nothing");
         let lack = peers(0, 5).unwrap();
+        assert_eq!(
+            lack.evidence[0].detail,
+            "0 of 5 peers with the same department and title hold it"
+        );
         assert_eq!(
             (lack.decision, lack.confidence),
             (ReviewDecision::Revoke, 55)
@@ -920,7 +946,7 @@ mod tests {
                 status: if leaving { PersonStatus::Leaving } else { PersonStatus::Active },
                 source,
                 still_given: still,
-                peers: peers.map(|(h, p)| PeerShare { holding: h.min(p), peers: p }),
+                peers: peers.map(|(h, p)| PeerShare { group: PeerGroup::ClientRole, holding: h.min(p), peers: p }),
             };
             if let Some(r) = recommend(&s) {
                 prop_assert!(r.confidence <= 100);

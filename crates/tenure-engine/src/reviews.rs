@@ -20,7 +20,8 @@ use tenure_core::config::{ClientFacts, Config};
 use tenure_core::planner::{self, Action};
 use tenure_core::review::{
     self, ApplyAt, CampaignDefinition, CampaignState, DAY_MS, DecideError, InScope, ItemOutcome,
-    PeerShare, ReviewDecision, Reviewer, ReviewerKind, SettledBy, Signals, WhenUndecided,
+    PeerGroup, PeerShare, ReviewDecision, Reviewer, ReviewerKind, SettledBy, Signals,
+    WhenUndecided,
 };
 use tenure_core::run::{Priority, RunKind, RunState};
 use tenure_core::timer::{ReviewOpening, ReviewTimer, Timer, TimerKind};
@@ -86,7 +87,12 @@ struct Population {
     peers: HashMap<(String, String), u32>,
     /// Holders per peer group and entitlement.
     holders: HashMap<(String, String, String), u32>,
-    engagements: HashSet<String>,
+    /// Active engagements: id to (client, role).
+    engagements: HashMap<String, (String, String)>,
+    /// People on an active engagement per (client, role).
+    crew: HashMap<(String, String), u32>,
+    /// Of those, holders per (client, role, entitlement).
+    crew_holders: HashMap<(String, String, String), u32>,
     clients: ClientFacts,
 }
 
@@ -113,6 +119,25 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
             *peers.entry(k).or_insert(0u32) += 1;
         }
     }
+    let active = tenure_store::active_engagements(tx.conn()).await?;
+    // A person's (client, role) pairs, each counted once however many engagements make it.
+    let mut roles_of: HashMap<String, HashSet<(String, String)>> = HashMap::new();
+    let mut engagements = HashMap::new();
+    for e in active {
+        let key = (e.client_id.clone(), e.role.to_lowercase());
+        roles_of
+            .entry(e.person_id.clone())
+            .or_default()
+            .insert(key.clone());
+        engagements.insert(e.id, key);
+    }
+    let mut crew = HashMap::new();
+    for keys in roles_of.values() {
+        for k in keys {
+            *crew.entry(k.clone()).or_insert(0u32) += 1;
+        }
+    }
+    let mut crew_holders = HashMap::new();
     let mut holders = HashMap::new();
     let mut after: Option<(String, String)> = None;
     loop {
@@ -132,15 +157,20 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
             {
                 *holders.entry((d, t, g.entitlement.clone())).or_insert(0u32) += 1;
             }
+            for (client, role) in roles_of.get(&g.person_id).into_iter().flatten() {
+                let key = (client.clone(), role.clone(), g.entitlement.clone());
+                *crew_holders.entry(key).or_insert(0u32) += 1;
+            }
         }
     }
-    let engagements = tenure_store::active_engagement_ids(tx.conn()).await?;
     let told = tenure_store::list_clients(tx.conn()).await?;
     Ok(Population {
         people,
         peers,
         holders,
         engagements,
+        crew,
+        crew_holders,
         clients: ClientFacts::new(config, told),
     })
 }
@@ -178,7 +208,7 @@ fn named_reviewer(
 /// Whether what gave a grant still does.
 fn still_given(
     config: &Config,
-    engagements: &HashSet<String>,
+    engagements: &HashMap<String, (String, String)>,
     person: &Person,
     g: &tenure_core::Grant,
     now: i64,
@@ -189,10 +219,45 @@ fn still_given(
                 && t.rule.matches_person(person)
                 && t.entitlements.contains(&g.entitlement)
         }),
-        GrantSource::Engagement => engagements.contains(&g.source_ref),
+        GrantSource::Engagement => engagements.contains_key(&g.source_ref),
         GrantSource::Request => g.expires_at.is_none_or(|t| t > now),
         GrantSource::Discovered => false,
     }
+}
+
+/// The person's peers for a grant: those on the same client in the same role when an
+/// engagement gave it (and is still active), else those with the same department and title.
+/// The person is not their own peer.
+fn peers_of(pop: &Population, person: &Person, g: &tenure_core::Grant) -> Option<PeerShare> {
+    if g.source == GrantSource::Engagement
+        && let Some((client, role)) = pop.engagements.get(&g.source_ref)
+    {
+        let key = (client.clone(), role.clone());
+        let crew = pop.crew.get(&key).copied().unwrap_or(0);
+        let holding = pop
+            .crew_holders
+            .get(&(key.0, key.1, g.entitlement.clone()))
+            .copied()
+            .unwrap_or(0);
+        return Some(PeerShare {
+            group: PeerGroup::ClientRole,
+            holding: holding.saturating_sub(1),
+            peers: crew.saturating_sub(1),
+        });
+    }
+    let k = peer_key(person)?;
+    let in_group = pop.peers.get(&k).copied().unwrap_or(0);
+    let holding = pop
+        .holders
+        .get(&(k.0, k.1, g.entitlement.clone()))
+        .copied()
+        .unwrap_or(0);
+    let me = u32::from(person.status.is_working());
+    Some(PeerShare {
+        group: PeerGroup::DepartmentTitle,
+        holding: holding.saturating_sub(me),
+        peers: in_group.saturating_sub(me),
+    })
 }
 
 /// Opens a campaign inside `tx` (the API's, or the scheduler's for a recurrence).
@@ -249,20 +314,7 @@ pub(crate) async fn open_in(
             let named = named_reviewer(config, &pop.clients, &definition, person, &g.entitlement);
             let reviewer =
                 review::pick_reviewer(&person.id, named, fallback.clone(), teams, working);
-            let peers = peer_key(person).map(|k| {
-                let in_group = pop.peers.get(&k).copied().unwrap_or(0);
-                let holding = pop
-                    .holders
-                    .get(&(k.0, k.1, g.entitlement.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                // The person is not their own peer.
-                let me = u32::from(person.status.is_working());
-                PeerShare {
-                    holding: holding.saturating_sub(me),
-                    peers: in_group.saturating_sub(me),
-                }
-            });
+            let peers = peers_of(&pop, person, g);
             let recommendation = review::recommend(&Signals {
                 status: person.status,
                 source: g.source,

@@ -535,13 +535,13 @@ pub async fn held_grants(
         .collect()
 }
 
-/// The ids of engagements that are active.
-pub async fn active_engagement_ids(c: &mut Conn) -> Result<std::collections::HashSet<String>> {
-    db::query("SELECT id FROM engagements WHERE active = 1")
+/// Every active engagement.
+pub async fn active_engagements(c: &mut Conn) -> Result<Vec<tenure_core::Engagement>> {
+    db::query("SELECT data FROM engagements WHERE active = 1")
         .fetch_all(c)
         .await?
         .iter()
-        .map(|r| r.try_get(0))
+        .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt))
         .collect()
 }
 
