@@ -2194,3 +2194,67 @@ async fn a_reviewer_who_leaves_hands_their_items_to_the_fallback() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn reviewers_are_told_when_a_campaign_opens_and_reminded_before_its_end() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (rx, url) = receiver().await;
+    let h = harness_with(
+        &format!(
+            "[notifications]\nwebhook_url = \"{url}\"\nsecret_env = \"TENURE_WEBHOOK_SECRET\"\n"
+        ),
+        Some(SECRET),
+    )
+    .await;
+    let c = h
+        .open_review(
+            "staff",
+            campaign(ReviewerKind::Manager, only(&["directory:staff"])),
+        )
+        .await;
+    // Messages of `kind` delivered, by recipient list: retried until each arrives once.
+    let delivered = |kind: &'static str, n: usize| {
+        let rx = rx.clone();
+        let h = &h;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut seen = std::collections::BTreeMap::new();
+                for (headers, body) in rx.got.lock().unwrap().iter() {
+                    let msg: serde_json::Value = serde_json::from_str(body).unwrap();
+                    if msg["type"] == kind {
+                        let id = headers["webhook-id"].to_str().unwrap().to_string();
+                        seen.insert(id, msg["data"].clone());
+                    }
+                }
+                if seen.len() >= n {
+                    return seen.into_values().collect::<Vec<_>>();
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} {kind} of {n}",
+                    seen.len()
+                );
+                h.advance(60_000).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    // Two reviewers: mia (ann, bob) and ceo (everyone else but the ceo, whom admins review).
+    let opened = delivered("review.opened", 2).await;
+    let mia = opened
+        .iter()
+        .find(|d| d["recipients"] == serde_json::json!(["mia"]))
+        .unwrap_or_else(|| panic!("{opened:?}"));
+    assert_eq!(mia["event"]["items"], 2);
+    assert_eq!(mia["event"]["campaign_id"], c.id.as_str());
+    // Seven days before the end, each reviewer with open items is reminded.
+    h.advance(7 * 24 * HOUR).await;
+    let reminded = delivered("review.reminder", 2).await;
+    assert!(
+        reminded
+            .iter()
+            .all(|d| d["event"]["open_items"].as_i64() > Some(0)),
+        "{reminded:?}"
+    );
+}
