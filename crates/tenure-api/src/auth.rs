@@ -28,7 +28,9 @@ pub(crate) fn token_row(
     now: i64,
 ) -> tenure_store::TokenRow {
     tenure_store::TokenRow {
-        id: format!("tok_{}", &uuid::Uuid::now_v7().simple().to_string()[..20]),
+        // The whole UUID: its first 20 digits are the same for every id made within one
+        // millisecond (the time and the top of a counter that counts up by one).
+        id: format!("tok_{}", uuid::Uuid::now_v7().simple()),
         name: name.to_string(),
         scopes: scopes
             .iter()
@@ -270,6 +272,14 @@ mod tests {
         assert_eq!(a.len(), 68);
         assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn token_ids_made_in_the_same_millisecond_differ() {
+        let ids: std::collections::HashSet<String> = (0..1_000)
+            .map(|_| token_row("t", &[Scope::Read], None, 0).id)
+            .collect();
+        assert_eq!(ids.len(), 1_000);
     }
 
     #[test]
