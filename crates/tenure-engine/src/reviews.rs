@@ -94,6 +94,8 @@ struct Population {
     /// Of those, holders per (client, role, entitlement).
     crew_holders: HashMap<(String, String, String), u32>,
     clients: ClientFacts,
+    /// Every grant held, with its system, read once.
+    grants: Vec<(tenure_core::Grant, String)>,
 }
 
 /// A person's peer group: same department and title, compared without case.
@@ -139,6 +141,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
     }
     let mut crew_holders = HashMap::new();
     let mut holders = HashMap::new();
+    let mut grants = Vec::new();
     let mut after: Option<(String, String)> = None;
     loop {
         let page = tenure_store::held_grants(
@@ -162,6 +165,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
                 *crew_holders.entry(key).or_insert(0u32) += 1;
             }
         }
+        grants.extend(page);
     }
     let told = tenure_store::list_clients(tx.conn()).await?;
     Ok(Population {
@@ -172,6 +176,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
         crew,
         crew_holders,
         clients: ClientFacts::new(config, told),
+        grants,
     })
 }
 
@@ -272,7 +277,10 @@ pub(crate) async fn open_in(
     let rules = inner.rules();
     let config = &rules.config;
     let teams = &config.approvals.teams;
+    let started = std::time::Instant::now();
     let pop = population(tx, config).await?;
+    let read = started.elapsed();
+    let mut inserting = std::time::Duration::ZERO;
     let id = format!("rc_{}", uuid::Uuid::now_v7().simple());
     let fallback = definition
         .fallback
@@ -282,17 +290,8 @@ pub(crate) async fn open_in(
     let mut items = Vec::new();
     let mut seq = 0i64;
     let mut per_reviewer: BTreeMap<Option<Reviewer>, i64> = BTreeMap::new();
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = tenure_store::held_grants(
-            tx.conn(),
-            after.as_ref().map(|(p, e)| (p.as_str(), e.as_str())),
-            GRANT_PAGE,
-        )
-        .await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some((last.person_id.clone(), last.entitlement.clone()));
-        for (g, system) in &page {
+    for chunk in pop.grants.chunks(10_000) {
+        for (g, system) in chunk {
             let (Some(person), Some(ent)) = (
                 pop.people.get(&g.person_id),
                 config.entitlements.get(&g.entitlement),
@@ -346,12 +345,17 @@ pub(crate) async fn open_in(
                 applied_at: None,
             });
         }
-        if items.len() >= 10_000 {
-            tenure_store::insert_review_items(tx.conn(), &items).await?;
-            items.clear();
-        }
+        let t = std::time::Instant::now();
+        tenure_store::insert_review_items(tx.conn(), &items).await?;
+        inserting += t.elapsed();
+        items.clear();
     }
-    tenure_store::insert_review_items(tx.conn(), &items).await?;
+    tracing::info!(
+        campaign = %id, name, items = seq, grants = pop.grants.len(),
+        read_ms = read.as_millis() as u64, insert_ms = inserting.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "access review opened"
+    );
     let due_at = now + i64::from(definition.duration_days) * DAY_MS;
     let row = CampaignRow {
         id: id.clone(),

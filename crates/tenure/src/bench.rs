@@ -295,6 +295,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             people: args.people,
             grants: args.grants_each,
             requests: args.requests,
+            vault: bench_vault(&args),
             database: args.database,
             json: args.json,
         })

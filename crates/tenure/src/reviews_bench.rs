@@ -25,6 +25,9 @@ pub struct ReviewsBenchArgs {
     pub database: Option<String>,
     /// Print one JSON object.
     pub json: bool,
+    /// People's records sealed under this vault (as `tenure serve` seals them, unless
+    /// `--plain`).
+    pub vault: tenure_store::Vault,
 }
 
 /// Entitlements in the catalog; each person holds `--grants` of them.
@@ -151,7 +154,9 @@ pub async fn run(args: ReviewsBenchArgs) -> Result<()> {
     let store = match &args.database {
         Some(url) => Store::connect(url).await?,
         None => Store::open_sqlite(&dir.path().join("bench.db")).await?,
-    };
+    }
+    .with_vault(args.vault.clone());
+    let sealed = args.vault.seals();
     let backend = store.backend();
     let t = Instant::now();
     let grants = seed(&store, args.people, args.grants).await?;
@@ -293,6 +298,7 @@ pub async fn run(args: ReviewsBenchArgs) -> Result<()> {
 
     let report = json!({
         "backend": format!("{backend:?}").to_lowercase(),
+        "sealed": sealed,
         "people": args.people,
         "grants": grants,
         "seed_s": seed_s,
@@ -313,8 +319,9 @@ pub async fn run(args: ReviewsBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "seeded {} people with {grants} grants in {seed_s:.1} s ({backend:?})",
-        args.people
+        "seeded {} people with {grants} grants in {seed_s:.1} s ({backend:?}, personal data {})",
+        args.people,
+        if sealed { "sealed" } else { "in clear" }
     );
     println!(
         "opened a campaign of {} items in {open_s:.2} s (target: under 5 s at 100,000 people x 10 grants); {recommended} of the first 1,000 carry a recommendation",
