@@ -18,6 +18,7 @@ mod duties;
 mod findings;
 mod oidc;
 mod pages;
+mod reviews;
 mod session;
 mod timeline;
 
@@ -33,7 +34,8 @@ pub(crate) use oidc::Discovery;
 pub(crate) use session::Session;
 
 /// The largest form the console takes: a bulk decision over a page of approvals fits many
-/// times over.
+/// times over, and one over the most review items a decision takes (1,000) with the longest
+/// justification.
 const MAX_FORM: usize = 64 * 1024;
 
 /// What every console page is sent with: nothing but the console's own stylesheet and script
@@ -74,6 +76,12 @@ fn pages() -> Router<AppState> {
             "/approvals/{id}",
             get(pages::approval).post(pages::decide_one),
         )
+        .route("/reviews", get(reviews::campaigns))
+        .route("/reviews/{id}", get(reviews::campaign))
+        .route("/reviews/{id}/decide", post(reviews::decide))
+        .route("/reviews/{id}/close", post(reviews::close))
+        .route("/reviews/{id}/export.csv", get(reviews::export_csv))
+        .route("/reviews/{id}/export.json", get(reviews::export_json))
         .route("/people", get(pages::people))
         .route("/people/{id}", get(pages::person))
         .route("/runs", get(pages::runs))

@@ -87,6 +87,8 @@ pub(crate) enum Notice {
     Delegated,
     Withdrawn,
     Finished,
+    Reviewed,
+    ReviewClosed,
 }
 
 impl Notice {
@@ -99,6 +101,8 @@ impl Notice {
             "delegated" => Notice::Delegated,
             "withdrawn" => Notice::Withdrawn,
             "finished" => Notice::Finished,
+            "reviewed" => Notice::Reviewed,
+            "closed" => Notice::ReviewClosed,
             _ => return None,
         })
     }
@@ -112,6 +116,10 @@ impl Notice {
             Notice::Delegated => "Your delegation was recorded.",
             Notice::Withdrawn => "The delegation was withdrawn.",
             Notice::Finished => "The task was recorded: its step moves on.",
+            Notice::Reviewed => "Your decisions were recorded.",
+            Notice::ReviewClosed => {
+                "The campaign is closed and its results applied: each revocation goes through a run."
+            }
         }
     }
 }
@@ -163,6 +171,13 @@ impl Params {
     /// The notice a form sent the browser here with, if any.
     pub(crate) fn notice(&self) -> Option<Notice> {
         self.notice
+    }
+
+    /// Sets the API's parameter `name` to `value` unless the link gives it.
+    pub(crate) fn default(&mut self, name: &str, value: &str) {
+        self.api
+            .entry(name.to_string())
+            .or_insert_with(|| value.to_string());
     }
 
     /// The value of a filter, or empty: what a search form shows.
