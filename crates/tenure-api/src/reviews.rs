@@ -488,6 +488,54 @@ async fn answers_as(s: &AppState, p: &Principal, person: &str) -> Result<Vec<Str
     Ok(out.into_iter().collect())
 }
 
+/// Open campaigns looked at for what waits for a reviewer: the newest, at most this many.
+pub(crate) const WAITING_CAMPAIGNS: i64 = 20;
+
+/// An open campaign and how many of its items wait for the token's person.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    /// The campaign's id.
+    pub(crate) id: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Items the person may decide (as `GET /api/v1/reviews/{id}/items` lists them).
+    pub(crate) items: i64,
+}
+
+/// The open campaigns (the [`WAITING_CAMPAIGNS`] newest) with items waiting for the token's
+/// person, newest first: the items `GET /api/v1/reviews/{id}/items` lists for them, counted.
+/// Requires `approve` and a person.
+pub(crate) async fn waiting(s: &AppState, p: &Principal) -> Result<Vec<Waiting>, ApiError> {
+    p.require(Scope::Approve)?;
+    let person = p.person()?.to_string();
+    let mut c = s.store().reader().await?;
+    let open =
+        tenure_store::list_campaigns(&mut c, Some(CampaignState::Open), None, WAITING_CAMPAIGNS)
+            .await?;
+    drop(c);
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reviewers = answers_as(s, p, &person).await?;
+    let ids: Vec<String> = open.iter().map(|r| r.id.clone()).collect();
+    let mut c = s.store().reader().await?;
+    let counts: HashMap<String, i64> =
+        tenure_store::count_waiting_items(&mut c, &ids, &reviewers, &person)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(open
+        .into_iter()
+        .filter_map(|r| {
+            counts.get(&r.id).map(|n| Waiting {
+                items: *n,
+                id: r.id,
+                name: r.name,
+            })
+        })
+        .collect())
+}
+
 /// A campaign's items: by default, those waiting for the token's person.
 ///
 /// Items about the token's own access are never listed as theirs to decide. Requires

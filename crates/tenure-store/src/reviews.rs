@@ -500,6 +500,55 @@ pub async fn open_items_by_reviewer(
     .collect()
 }
 
+/// How many undecided items of each of `campaigns` wait for one of `reviewers` (stored forms;
+/// an empty string stands for "nobody named", as in [`ItemFilter`]), leaving out those about
+/// `except`'s own access. Campaigns with none are left out.
+pub async fn count_waiting_items(
+    c: &mut Conn,
+    campaigns: &[String],
+    reviewers: &[String],
+    except: &str,
+) -> Result<Vec<(String, i64)>> {
+    let named: Vec<&String> = reviewers.iter().filter(|r| !r.is_empty()).collect();
+    let nobody = reviewers.iter().any(|r| r.is_empty());
+    if campaigns.is_empty() || (named.is_empty() && !nobody) {
+        return Ok(Vec::new());
+    }
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let ids: Vec<String> = campaigns.iter().map(|_| next()).collect();
+    let mut who = Vec::new();
+    if !named.is_empty() {
+        let marks: Vec<String> = named.iter().map(|_| next()).collect();
+        who.push(format!("reviewer IN ({})", marks.join(", ")));
+    }
+    if nobody {
+        who.push("reviewer IS NULL".into());
+    }
+    let sql = format!(
+        "SELECT campaign_id, COUNT(*) FROM review_items
+         WHERE person_id <> $1 AND decision IS NULL AND campaign_id IN ({}) AND ({})
+         GROUP BY campaign_id ORDER BY campaign_id DESC",
+        ids.join(", "),
+        who.join(" OR ")
+    );
+    let mut q = db::query(db::AssertSqlSafe(sql)).bind(except.to_string());
+    for id in campaigns {
+        q = q.bind(id.clone());
+    }
+    for r in named {
+        q = q.bind(r.clone());
+    }
+    q.fetch_all(c)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// Every granted grant, a page in (person, entitlement) order after `after`.
 pub async fn held_grants(
     c: &mut Conn,

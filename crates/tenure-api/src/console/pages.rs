@@ -293,6 +293,10 @@ pub(crate) struct SignedIn {
 pub(crate) struct Home {
     nav: Nav,
     approvals: Option<Vec<views::Approval>>,
+    /// Open campaigns with access review items waiting for me, when I may decide them.
+    reviews: Vec<crate::reviews::Waiting>,
+    /// How many items in all.
+    review_items: i64,
     requests: Vec<views::Request>,
     /// The teams I am in (`[approvals.teams]`) and their open manual tasks, when I may read.
     team_tasks: Vec<(String, Vec<views::Task>)>,
@@ -302,7 +306,8 @@ pub(crate) struct Home {
 /// Open tasks listed per team on the home page at most.
 const HOME_TASKS: usize = 10;
 
-/// `GET /console/`: what waits for me (approvals, my teams' open tasks), and my requests.
+/// `GET /console/`: what waits for me (approvals, access review items, my teams' open tasks),
+/// and my requests.
 pub(crate) async fn home(
     State(s): State<AppState>,
     session: Session,
@@ -321,6 +326,14 @@ pub(crate) async fn home(
         }
         false => None,
     };
+    let reviews = match nav.can_approve() {
+        true => or_page(
+            &session,
+            crate::reviews::waiting(&s, &session.principal).await,
+        )?,
+        false => Vec::new(),
+    };
+    let review_items = reviews.iter().map(|w| w.items).sum();
     let requests = match session.principal.person_id {
         Some(_) => {
             let q = or_page(&session, parse("limit=10").map(Query))?;
@@ -357,6 +370,8 @@ pub(crate) async fn home(
     render(&Home {
         nav,
         approvals,
+        reviews,
+        review_items,
         requests,
         team_tasks,
         notice: params.notice,
