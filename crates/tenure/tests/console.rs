@@ -117,6 +117,24 @@ impl<'a> Browser<'a> {
         assert!(self.cookie.is_some(), "no session cookie");
     }
 
+    /// Sends the decision form of the review page `path`: `decision` for `items`, with `why`.
+    async fn review(
+        &mut self,
+        path: &str,
+        csrf: &str,
+        decision: &str,
+        items: &[&str],
+        why: &str,
+    ) -> Page {
+        let mut form = vec![
+            ("csrf", csrf),
+            ("decision", decision),
+            ("justification", why),
+        ];
+        form.extend(items.iter().map(|i| ("item", *i)));
+        self.post(&format!("{path}/decide"), &form).await
+    }
+
     /// Asserts that each of `paths` is refused as the API refuses a token without `read` (its
     /// `403`, shown as a page), and that the menu links none of them.
     async fn refused_without_read(&mut self, paths: &[&str]) {
@@ -1011,4 +1029,331 @@ async fn sign_in_through_a_provider_is_offered_only_when_set_up_and_fails_plainl
         Some(0),
         "{opened}"
     );
+}
+
+/// The items a review page offers to tick: what each box's label names ("ENTITLEMENT of
+/// PERSON") and the item's number.
+fn review_picks(html: &str) -> Vec<(String, String)> {
+    html.split("name=\"item\" value=\"")
+        .skip(1)
+        .map(|rest| {
+            let seq = rest.split('"').next().unwrap_or_default().to_string();
+            let label = rest
+                .split("aria-label=\"Select ")
+                .nth(1)
+                .and_then(|l| l.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            (label, seq)
+        })
+        .collect()
+}
+
+/// `who` approves every approval waiting for them, over the API.
+async fn approve_waiting(s: &Server, who: &str) {
+    let list = s
+        .request(Method::GET, "/api/v1/approvals", Some(who), &[], None)
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let items = list.body["items"].as_array().cloned().unwrap_or_default();
+    assert!(!items.is_empty(), "nothing to approve: {}", list.body);
+    for a in items {
+        let d = s
+            .request(
+                Method::POST,
+                &format!("/api/v1/approvals/{}/decision", a["id"].as_str().unwrap()),
+                Some(who),
+                &[("content-type", "application/json")],
+                Some(json!({"decision": "approve", "comment": "ok"}).to_string()),
+            )
+            .await;
+        assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    }
+}
+
+#[tokio::test]
+async fn a_reviewer_decides_access_review_items_in_bulk_under_the_api_rules() {
+    // Managers review their reports; the `sec` team reviews those without a manager.
+    let config = format!("{CONFIG}[approvals.teams]\nsec = [\"mia\", \"olga\"]\n");
+    let env = TestEnv::new(&config, ALL).await;
+    let s = env.start().await;
+    for (id, name, manager) in [
+        ("mia", "Mia", None),
+        ("olga", "Olga", None),
+        ("ann", "Ann", Some("mia")),
+        ("bob", "Bob", Some("mia")),
+    ] {
+        s.apply_ok(&hire(id, name, manager)).await;
+    }
+    let ann = token(&env, "ann", &["request", "approve"], Some("ann"));
+    let mia = token(&env, "mia", &["approve", "read"], Some("mia"));
+    let olga = token(&env, "olga", &["approve"], Some("olga"));
+    let asker = token(&env, "asker", &["request"], Some("olga"));
+    let reader = token(&env, "reader", &["read"], None);
+
+    // Ann holds privileged access for an hour; bob's leave is announced for next month.
+    let asked = s
+        .request(
+            Method::POST,
+            "/api/v1/requests",
+            Some(&ann),
+            &[("content-type", "application/json")],
+            Some(
+                json!({"entitlement": "db:prod-admin", "justification": "on call", "duration_secs": 3600})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.body);
+    let run = asked.body["run_id"].as_str().unwrap().to_string();
+    s.awaiting_approval(&run).await;
+    approve_waiting(&s, &mia).await;
+    approve_waiting(&s, &olga).await;
+    assert_eq!(s.wait_run(&run).await["state"], "succeeded");
+    let leaves_at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    s.accept(&json!({"type": "leave", "person": {"id": "bob"}, "effective_at": leaves_at}))
+        .await;
+
+    // The campaign, opened over the API by an admin.
+    let opened = s
+        .post(
+            "/api/v1/reviews",
+            &json!({
+                "name": "Quarterly access",
+                "reviewer": "manager",
+                "fallback": "sec",
+                "scope": {"entitlements": ["directory:staff", "db:prod-admin"]},
+            }),
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let id = opened.body["id"].as_str().unwrap().to_string();
+    assert_eq!(opened.body["items"], 5, "{}", opened.body);
+    let path = format!("/console/reviews/{id}");
+    // Mia's own item goes to her team, of which she is a member: still never hers.
+    let everyone = s
+        .get(&format!("/api/v1/reviews/{id}/items?reviewer=all"))
+        .await;
+    let own = everyone["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["person_id"] == "mia")
+        .unwrap_or_else(|| panic!("{everyone}"))
+        .clone();
+    assert_eq!(own["reviewer"], "team:sec", "{own}");
+
+    // The reviewer: the menu, home and the campaigns list lead to it.
+    let mut m = Browser::new(&s);
+    m.sign_in(&mia).await;
+    m.page_saying(
+        "/console",
+        &[
+            "href=\"/console/reviews\"",
+            "4 access review items wait for you",
+            &format!("href=\"{path}\""),
+        ],
+    )
+    .await;
+    let list = m.page("/console/reviews").await;
+    let row = list.row("Quarterly access");
+    assert!(row.contains("0 of 5") && row.contains("open"), "{row}");
+    assert!(!row.contains("overdue"), "{row}");
+
+    // Her items: her reports' and olga's (for the team), each with its recommendation and
+    // why; never her own.
+    let page = m
+        .page_saying(
+            &path,
+            &[
+                "Items for you to review",
+                "the person is leaving",
+                "90&#160;%",
+                "Required to keep high or privileged access",
+                "Export as CSV",
+            ],
+        )
+        .await;
+    assert!(!page.body.contains("Close now"), "{}", page.body);
+    let picks = review_picks(&page.body);
+    let mut labels: Vec<&str> = picks.iter().map(|(l, _)| l.as_str()).collect();
+    labels.sort_unstable();
+    assert_eq!(
+        labels,
+        [
+            "db:prod-admin of ann",
+            "directory:staff of ann",
+            "directory:staff of bob",
+            "directory:staff of olga"
+        ],
+        "{}",
+        page.body
+    );
+    let seq = |label: &str| {
+        picks
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, s)| s.clone())
+            .unwrap()
+    };
+    let (admin_item, staff_item, bob_item) = (
+        seq("db:prod-admin of ann"),
+        seq("directory:staff of ann"),
+        seq("directory:staff of bob"),
+    );
+    let csrf = page.csrf();
+    let decided = || {
+        let (s, id) = (&s, &id);
+        async move { s.get(&format!("/api/v1/reviews/{id}")).await["decided"].clone() }
+    };
+
+    // Without the session's secret, or from another site: refused, nothing decided.
+    let wrong = "0".repeat(64);
+    let p = m.review(&path, &wrong, "revoke", &[&bob_item], "").await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    m.origin = "https://evil.example".into();
+    let p = m.review(&path, &csrf, "revoke", &[&bob_item], "").await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    m.origin = s.base.clone();
+    assert_eq!(decided().await, 0);
+
+    // Keeping privileged access without a reason: the API's refusal, and nothing recorded,
+    // not even the item that needed none.
+    let p = m
+        .review(&path, &csrf, "keep", &[&staff_item, &admin_item], "")
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    let needs = format!("item {admin_item}: keeping privileged access needs a justification");
+    assert!(p.body.contains(&needs), "{}", p.body);
+    assert_eq!(decided().await, 0);
+    let p = m.review(&path, &csrf, "keep", &[], "").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("tick at least one item"), "{}", p.body);
+
+    // Both of ann's kept with one justification: recorded, and gone from what waits.
+    let p = m
+        .review(
+            &path,
+            &csrf,
+            "keep",
+            &[&staff_item, &admin_item],
+            "on the on-call rota",
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), format!("{path}?notice=reviewed"));
+    let after = m
+        .page_saying(p.location(), &["Your decisions were recorded."])
+        .await;
+    let left: Vec<String> = review_picks(&after.body)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(
+        left,
+        ["directory:staff of bob", "directory:staff of olga"],
+        "{}",
+        after.body
+    );
+    assert_eq!(decided().await, 2);
+    let done = m.page(&format!("{path}?state=decided")).await;
+    let row = done.row("db:prod-admin <span");
+    assert!(
+        row.contains("keep") && row.contains("by mia") && row.contains("on the on-call rota"),
+        "{row}"
+    );
+    assert!(!done.body.contains("name=\"item\""), "{}", done.body);
+    m.page_saying("/console", &["2 access review items wait for you"])
+        .await;
+    let p = m.review(&path, &csrf, "revoke", &[&staff_item], "").await;
+    assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
+
+    // Ann may decide nothing here: neither her colleague's access nor her own.
+    let mut a = Browser::new(&s);
+    a.sign_in(&ann).await;
+    let home = a.page("/console").await;
+    assert!(!home.body.contains("access review item"), "{}", home.body);
+    let hers = a
+        .page_saying(&path, &["Items about your own access are never yours"])
+        .await;
+    assert!(review_picks(&hers.body).is_empty(), "{}", hers.body);
+    let csrf_a = hers.csrf();
+    let p = a.review(&path, &csrf_a, "revoke", &[&bob_item], "").await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert!(p.body.contains("is not the reviewer"), "{}", p.body);
+    let p = a
+        .review(&path, &csrf_a, "keep", &[&staff_item], "mine")
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert!(
+        p.body.contains("`ann` may not review their own access"),
+        "{}",
+        p.body
+    );
+    assert_eq!(decided().await, 2);
+
+    // Without `approve` or `read`: the API's 403, and no link in the menu.
+    let mut o = Browser::new(&s);
+    o.sign_in(&asker).await;
+    let home = o.page("/console").await;
+    assert!(!home.body.contains("/console/reviews"), "{}", home.body);
+    for p in ["/console/reviews", path.as_str()] {
+        let page = o.get(p).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{p}: {}", page.body);
+    }
+
+    // A reader sees every reviewer's items, with nothing to tick and no close.
+    let mut r = Browser::new(&s);
+    r.sign_in(&reader).await;
+    let all = r
+        .page_saying(&path, &["Every reviewer's items", "team:sec"])
+        .await;
+    assert!(review_picks(&all.body).is_empty(), "{}", all.body);
+    assert!(!all.body.contains("Close now"), "{}", all.body);
+    let p = r
+        .post(&format!("{path}/close"), &[("csrf", &all.csrf())])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+
+    // The admin exports the evidence and closes the campaign from its page.
+    let mut root = Browser::new(&s);
+    root.sign_in(TOKEN).await;
+    let page = root
+        .page_saying(&path, &["Close now and apply results"])
+        .await;
+    let csv = root.page(&format!("{path}/export.csv")).await;
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"),
+        "{:?}",
+        csv.headers
+    );
+    assert!(
+        csv.body.starts_with("item,person_id,entitlement"),
+        "{}",
+        csv.body
+    );
+    assert!(csv.body.contains("on the on-call rota"), "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 6, "{}", csv.body);
+    let exported = root.page(&format!("{path}/export.json")).await;
+    let v: serde_json::Value = serde_json::from_str(&exported.body).unwrap();
+    assert_eq!(v["campaign"]["id"], id.as_str(), "{v}");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(5), "{v}");
+    let p = root.post(&format!("{path}/close"), &[("csrf", "")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    let p = root
+        .post(&format!("{path}/close"), &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    root.page_saying(p.location(), &["The campaign is closed", "kept"])
+        .await;
+    assert_eq!(
+        s.get(&format!("/api/v1/reviews/{id}")).await["state"],
+        "closed"
+    );
+    let p = m.review(&path, &csrf, "revoke", &[&bob_item], "").await;
+    assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
+    assert!(p.body.contains("the campaign is closed"), "{}", p.body);
 }
