@@ -1,8 +1,8 @@
 // The console in headless Chromium: sign in with a token, ask for access, approve it as the
 // manager (in bulk) and as the owner, see the grant and its end on the person's page, cancel
 // a run as an admin, find the decision in the audit search, see a reconciliation's findings and
-// its page, and check every page with axe-core (WCAG 2.2 A and AA). Pages load with their
-// Content-Security-Policy enforced.
+// its page, revoke a leaver's access in an access review, and check every page with axe-core
+// (WCAG 2.2 A and AA). Pages load with their Content-Security-Policy enforced.
 //
 // Started by crates/tenure/tests/console_browser.rs, which runs a server and passes:
 //   TENURE_URL                  the server, http://127.0.0.1:PORT
@@ -10,6 +10,8 @@
 //   TENURE_MANAGER_TOKEN        acts as mia (approve, read)
 //   TENURE_OWNER_TOKEN          acts as olga (approve, read), owner of directory:reports
 //   TENURE_ADMIN_TOKEN          admin, acting as no person
+// and has opened the access review "Chat access" (chat:general, reviewed by each person's
+// manager), with sam's leave announced for next month.
 //   TENURE_OIDC_ISSUER          the OpenID provider the console signs in through
 //                               (tests/browser/oidc_provider.mjs): any login name works there,
 //                               and mia@example.com is in its group tenure-admins
@@ -152,6 +154,34 @@ test('the manager approves it from the inbox, in bulk, with one comment', async 
   assert.match(await page.getByRole('status').innerText(), /decision was recorded/);
   await nav(page, 'Delegations');
   await check(page, 'delegations');
+  await page.context().close();
+});
+
+test('the manager revokes a leaver\'s access in an access review, with a reason', async () => {
+  const page = await signIn('manager');
+  assert.match(await page.locator('main').innerText(), /2 access review items wait for you/);
+  await nav(page, 'Reviews');
+  await check(page, 'access reviews');
+  await page.getByRole('link', { name: 'Chat access' }).click();
+  const items = page.getByRole('table', { name: 'Items of Chat access' });
+  const sam = await items.locator('tbody tr', { hasText: 'sam' }).innerText();
+  assert.match(sam, /revoke\s+90\s%/);
+  assert.match(sam, /the person is leaving/);
+  await check(page, 'access review');
+  await screenshot(page, 'access-review');
+  await page.getByRole('checkbox', { name: 'Select chat:general of sam' }).check();
+  await page.getByLabel('Justification').fill('Leaves at the end of the month');
+  await page.getByRole('button', { name: 'Revoke', exact: true }).click();
+  await page.getByRole('status').waitFor();
+  assert.match(await page.getByRole('status').innerText(), /decisions were recorded/);
+  // Decided, it no longer waits; eve's does.
+  assert.equal(await page.getByRole('checkbox', { name: /of sam$/ }).count(), 0);
+  assert.equal(await page.getByRole('checkbox', { name: /of eve$/ }).count(), 1);
+  await check(page, 'access review (decided)');
+  await page.getByLabel('Show').selectOption('decided');
+  await page.getByRole('button', { name: 'Show', exact: true }).click();
+  await page.waitForURL(/state=decided/);
+  assert.match(await items.locator('tbody').innerText(), /Leaves at the end of the month/);
   await page.context().close();
 });
 

@@ -138,6 +138,23 @@ async fn the_console_works_in_chromium_and_every_page_passes_axe() {
     // Leo has left: the identity provider may still sign him in, tenure must not.
     s.apply_ok(&serde_json::json!({ "type": "leave", "person": { "id": "leo" } }))
         .await;
+    // Sam's leave is announced for next month, and an access review of the chat is open: mia
+    // reviews her reports' access (eve's and sam's), sam's with a recommendation to revoke.
+    let leaves_at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    s.accept(&serde_json::json!({
+        "type": "leave", "person": { "id": "sam" }, "effective_at": leaves_at,
+    }))
+    .await;
+    let opened = s
+        .post(
+            "/api/v1/reviews",
+            &serde_json::json!({
+                "name": "Chat access", "reviewer": "manager",
+                "scope": { "entitlements": ["chat:general"] },
+            }),
+        )
+        .await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
     let employee = token(&env, "eve", &["request", "read"], Some("eve"));
     let manager = token(&env, "mia", &["approve", "read"], Some("mia"));
     let owner = token(&env, "olga", &["approve", "read"], Some("olga"));
