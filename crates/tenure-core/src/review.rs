@@ -501,7 +501,7 @@ pub struct PeerShare {
 pub const MIN_PEERS: u32 = 5;
 
 /// What is known of an item when its campaign opens.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signals {
     /// The person's status.
     pub status: PersonStatus,
@@ -512,6 +512,67 @@ pub struct Signals {
     pub still_given: bool,
     /// The person's peers, when they have a department and a title.
     pub peers: Option<PeerShare>,
+}
+
+impl Signals {
+    /// The facts as stored with an item, in a few bytes (`active 1 d:9/49`: status, whether
+    /// what gave the access still does, the peer group with its holders and size, or `-`).
+    /// The grant's source is stored beside them. The facts are frozen when the campaign
+    /// opens; the recommendation is worked out from them ([`recommend`]).
+    pub fn encode(&self) -> String {
+        let peers = match self.peers {
+            None => "-".to_string(),
+            Some(p) => {
+                let g = match p.group {
+                    PeerGroup::DepartmentTitle => 'd',
+                    PeerGroup::ClientRole => 'c',
+                };
+                format!("{g}:{}/{}", p.holding, p.peers)
+            }
+        };
+        format!("{} {} {peers}", self.status, u8::from(self.still_given))
+    }
+
+    /// Reads [`Signals::encode`]'s form back, with the grant's `source`.
+    pub fn decode(text: &str, source: GrantSource) -> Result<Signals, String> {
+        let bad = || format!("review facts `{text}` are not `STATUS 0|1 PEERS`");
+        let mut parts = text.split(' ');
+        let (Some(status), Some(still), Some(peers), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let status: PersonStatus = status
+            .parse()
+            .map_err(|e: crate::UnknownValue| e.to_string())?;
+        let still_given = match still {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
+        let peers = match peers {
+            "-" => None,
+            p => {
+                let (g, counts) = p.split_once(':').ok_or_else(bad)?;
+                let (holding, all) = counts.split_once('/').ok_or_else(bad)?;
+                Some(PeerShare {
+                    group: match g {
+                        "d" => PeerGroup::DepartmentTitle,
+                        "c" => PeerGroup::ClientRole,
+                        _ => return Err(bad()),
+                    },
+                    holding: holding.parse().map_err(|_| bad())?,
+                    peers: all.parse().map_err(|_| bad())?,
+                })
+            }
+        };
+        Ok(Signals {
+            status,
+            source,
+            still_given,
+            peers,
+        })
+    }
 }
 
 /// One piece of evidence behind a recommendation.
@@ -780,6 +841,17 @@ mod tests {
             peers: None,
         };
         assert_eq!(recommend(&base), None, "nothing known, nothing recommended");
+        assert_eq!(base.encode(), "active 1 -");
+        for bad in [
+            "",
+            "active 1",
+            "active 2 -",
+            "gone 1 -",
+            "active 1 x:1/2",
+            "active 1 d:1",
+        ] {
+            assert!(Signals::decode(bad, GrantSource::Request).is_err(), "{bad}");
+        }
         let leaving = recommend(&Signals {
             status: PersonStatus::Leaving,
             ..base
@@ -948,6 +1020,7 @@ mod tests {
                 still_given: still,
                 peers: peers.map(|(h, p)| PeerShare { group: PeerGroup::ClientRole, holding: h.min(p), peers: p }),
             };
+            prop_assert_eq!(Signals::decode(&s.encode(), source), Ok(s));
             if let Some(r) = recommend(&s) {
                 prop_assert!(r.confidence <= 100);
                 prop_assert!(r.evidence.iter().all(|e| e.confidence <= r.confidence));

@@ -66,6 +66,12 @@ pub(crate) async fn open(inner: &Arc<Inner>, req: OpenCampaign) -> Result<Campai
             message: problems.join("; "),
         });
     }
+    let started = std::time::Instant::now();
+    let pop = {
+        let mut c = inner.store.reader().await?;
+        population(&mut c, &rules.config).await?
+    };
+    let read = started.elapsed();
     let mut tx = inner.store.begin().await?;
     let now = inner.clock.now_ms();
     if let Some(id) = tenure_store::open_campaign_named(tx.conn(), &req.name).await? {
@@ -74,7 +80,17 @@ pub(crate) async fn open(inner: &Arc<Inner>, req: OpenCampaign) -> Result<Campai
             req.name
         )));
     }
-    let row = open_in(inner, &mut tx, &req.name, req.definition, &req.actor, now).await?;
+    let row = open_in(
+        inner,
+        &mut tx,
+        &req.name,
+        req.definition,
+        &req.actor,
+        now,
+        pop,
+    )
+    .await?;
+    tracing::info!(campaign = %row.id, read_ms = read.as_millis() as u64, "read before the writer was taken");
     tx.commit().await?;
     inner.wake_all();
     Ok(row)
@@ -106,11 +122,14 @@ fn peer_key(p: &Person) -> Option<(String, String)> {
     ))
 }
 
-async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
+/// Reads everything a campaign's items are made from, once: through a reader before the
+/// writer is taken when a campaign is opened by hand (the items are as of that snapshot), in
+/// the scheduler's transaction for a recurrence.
+async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Population> {
     let mut people = HashMap::new();
     let mut after: Option<String> = None;
     loop {
-        let page = tenure_store::list_people(tx.conn(), after.as_deref(), 5_000).await?;
+        let page = tenure_store::list_people(c, after.as_deref(), 5_000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         people.extend(page.into_iter().map(|p| (p.id.clone(), p)));
@@ -121,7 +140,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
             *peers.entry(k).or_insert(0u32) += 1;
         }
     }
-    let active = tenure_store::active_engagements(tx.conn()).await?;
+    let active = tenure_store::active_engagements(c).await?;
     // A person's (client, role) pairs, each counted once however many engagements make it.
     let mut roles_of: HashMap<String, HashSet<(String, String)>> = HashMap::new();
     let mut engagements = HashMap::new();
@@ -145,7 +164,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
     let mut after: Option<(String, String)> = None;
     loop {
         let page = tenure_store::held_grants(
-            tx.conn(),
+            c,
             after.as_ref().map(|(p, e)| (p.as_str(), e.as_str())),
             GRANT_PAGE,
         )
@@ -167,7 +186,7 @@ async fn population(tx: &mut Tx, config: &Config) -> Result<Population> {
         }
         grants.extend(page);
     }
-    let told = tenure_store::list_clients(tx.conn()).await?;
+    let told = tenure_store::list_clients(c).await?;
     Ok(Population {
         people,
         peers,
@@ -266,20 +285,19 @@ fn peers_of(pop: &Population, person: &Person, g: &tenure_core::Grant) -> Option
 }
 
 /// Opens a campaign inside `tx` (the API's, or the scheduler's for a recurrence).
-pub(crate) async fn open_in(
+async fn open_in(
     inner: &Inner,
     tx: &mut Tx,
     name: &str,
     definition: CampaignDefinition,
     actor: &str,
     now: i64,
+    pop: Population,
 ) -> Result<CampaignRow> {
     let rules = inner.rules();
     let config = &rules.config;
     let teams = &config.approvals.teams;
     let started = std::time::Instant::now();
-    let pop = population(tx, config).await?;
-    let read = started.elapsed();
     let mut inserting = std::time::Duration::ZERO;
     let id = format!("rc_{}", uuid::Uuid::now_v7().simple());
     let fallback = definition
@@ -314,12 +332,12 @@ pub(crate) async fn open_in(
             let reviewer =
                 review::pick_reviewer(&person.id, named, fallback.clone(), teams, working);
             let peers = peers_of(&pop, person, g);
-            let recommendation = review::recommend(&Signals {
+            let signals = Signals {
                 status: person.status,
                 source: g.source,
                 still_given: still_given(config, &pop.engagements, person, g, now),
                 peers,
-            });
+            };
             seq += 1;
             *per_reviewer.entry(reviewer.clone()).or_insert(0) += 1;
             items.push(ItemRow {
@@ -333,7 +351,8 @@ pub(crate) async fn open_in(
                 source_ref: g.source_ref.clone(),
                 granted_at: g.granted_at,
                 reviewer: reviewer.map(|r| r.stored()),
-                recommendation,
+                signals: Some(signals),
+                recommendation: None,
                 decision: None,
                 justification: None,
                 decided_by: None,
@@ -352,7 +371,7 @@ pub(crate) async fn open_in(
     }
     tracing::info!(
         campaign = %id, name, items = seq, grants = pop.grants.len(),
-        read_ms = read.as_millis() as u64, insert_ms = inserting.as_millis() as u64,
+        insert_ms = inserting.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "access review opened"
     );
@@ -929,6 +948,7 @@ pub(crate) async fn open_due(inner: &Inner, tx: &mut Tx, name: &str, now: i64) -
         }
         return Ok(());
     }
-    open_in(inner, tx, name, def, "scheduler", now).await?;
+    let pop = population(tx.conn(), &rules.config).await?;
+    open_in(inner, tx, name, def, "scheduler", now, pop).await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use crate::db::{self, Conn, Row};
 use crate::queries::{corrupt, parse, push_placeholders};
 use tenure_core::review::{
     CampaignDefinition, CampaignState, ItemOutcome, Recommendation, ReviewDecision, SettledBy,
+    Signals, recommend,
 };
 use tenure_core::{GrantSource, Risk};
 
@@ -194,7 +195,10 @@ pub struct ItemRow {
     pub granted_at: Option<i64>,
     /// A person id or `team:NAME`; `None`: admins decide.
     pub reviewer: Option<String>,
-    /// What was recommended, with its evidence.
+    /// What was known of the item when the campaign opened (stored in the `recommendation`
+    /// column in a few bytes, [`Signals::encode`]).
+    pub signals: Option<Signals>,
+    /// What those facts recommend, with the evidence ([`tenure_core::review::recommend`]).
     pub recommendation: Option<Recommendation>,
     /// The reviewer's decision.
     pub decision: Option<ReviewDecision>,
@@ -228,6 +232,11 @@ where
 }
 
 fn item_row(r: &Row) -> Result<ItemRow> {
+    let source: GrantSource = parse(&r.try_get::<String, _>("source")?)?;
+    let signals = r
+        .try_get::<Option<String>, _>("recommendation")?
+        .map(|s| Signals::decode(&s, source).map_err(corrupt))
+        .transpose()?;
     Ok(ItemRow {
         campaign_id: r.try_get("campaign_id")?,
         seq: r.try_get("seq")?,
@@ -235,14 +244,12 @@ fn item_row(r: &Row) -> Result<ItemRow> {
         entitlement: r.try_get("entitlement")?,
         system: r.try_get("system")?,
         risk: parse(&r.try_get::<String, _>("risk")?)?,
-        source: parse(&r.try_get::<String, _>("source")?)?,
+        source,
         source_ref: r.try_get("source_ref")?,
         granted_at: r.try_get("granted_at")?,
         reviewer: r.try_get("reviewer")?,
-        recommendation: r
-            .try_get::<Option<String>, _>("recommendation")?
-            .map(|s| serde_json::from_str(&s).map_err(corrupt))
-            .transpose()?,
+        signals,
+        recommendation: signals.as_ref().and_then(recommend),
         decision: opt(r.try_get("decision")?)?,
         justification: r.try_get("justification")?,
         decided_by: r.try_get("decided_by")?,
@@ -267,12 +274,7 @@ pub async fn insert_review_items(c: &mut Conn, items: &[ItemRow]) -> Result<()> 
         push_placeholders(&mut sql, chunk.len(), COLS, sqlite);
         let mut q = db::query(db::AssertSqlSafe(sql));
         for i in chunk {
-            let recommendation = i
-                .recommendation
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(corrupt)?;
+            let recommendation = i.signals.as_ref().map(Signals::encode);
             q = q
                 .bind(i.campaign_id.clone())
                 .bind(i.seq)

@@ -176,6 +176,13 @@ pub async fn run(args: ReviewsBenchArgs) -> Result<()> {
     )
     .await?;
 
+    // Where the opening's time goes: the engine logs it (reading, inserting, in all).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "tenure_engine::reviews=info",
+        ))
+        .with_writer(std::io::stderr)
+        .try_init();
     let definition = CampaignDefinition {
         scope: ReviewScope::default(),
         reviewer: ReviewerKind::Manager,
