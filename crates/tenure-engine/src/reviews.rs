@@ -67,10 +67,7 @@ pub(crate) async fn open(inner: &Arc<Inner>, req: OpenCampaign) -> Result<Campai
         });
     }
     let started = std::time::Instant::now();
-    let pop = {
-        let mut c = inner.store.reader().await?;
-        population(&mut c, &rules.config).await?
-    };
+    let pop = population_read_apart(&inner.store, &rules.config).await?;
     let read = started.elapsed();
     let mut tx = inner.store.begin().await?;
     let now = inner.clock.now_ms();
@@ -122,10 +119,8 @@ fn peer_key(p: &Person) -> Option<(String, String)> {
     ))
 }
 
-/// Reads everything a campaign's items are made from, once: through a reader before the
-/// writer is taken when a campaign is opened by hand (the items are as of that snapshot), in
-/// the scheduler's transaction for a recurrence.
-async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Population> {
+/// Everyone, by id.
+async fn read_people(c: &mut tenure_store::Conn) -> Result<HashMap<String, Person>> {
     let mut people = HashMap::new();
     let mut after: Option<String> = None;
     loop {
@@ -134,13 +129,71 @@ async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Popul
         after = Some(last.id.clone());
         people.extend(page.into_iter().map(|p| (p.id.clone(), p)));
     }
+    Ok(people)
+}
+
+/// Every grant held, with its system, a page at a time.
+async fn read_grants(c: &mut tenure_store::Conn) -> Result<Vec<(tenure_core::Grant, String)>> {
+    let mut grants = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = tenure_store::held_grants(
+            c,
+            after.as_ref().map(|(p, e)| (p.as_str(), e.as_str())),
+            GRANT_PAGE,
+        )
+        .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some((last.person_id.clone(), last.entitlement.clone()));
+        grants.extend(page);
+    }
+    Ok(grants)
+}
+
+/// Reads everything a campaign's items are made from, once, in the caller's transaction (the
+/// scheduler's, for a recurrence).
+async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Population> {
+    let people = read_people(c).await?;
+    let grants = read_grants(c).await?;
+    let active = tenure_store::active_engagements(c).await?;
+    let told = tenure_store::list_clients(c).await?;
+    Ok(assemble(config, people, grants, active, told))
+}
+
+/// The same, through two readers at once (the grants on one, everything else on the other),
+/// before the writer is taken: for a campaign opened by hand. Its items are as of the moment
+/// it opens.
+async fn population_read_apart(store: &tenure_store::Store, config: &Config) -> Result<Population> {
+    let grants_store = store.clone();
+    let grants = tokio::spawn(async move {
+        let mut c = grants_store.reader().await?;
+        read_grants(&mut c).await
+    });
+    let mut c = store.reader().await?;
+    let people = read_people(&mut c).await?;
+    let active = tenure_store::active_engagements(&mut c).await?;
+    let told = tenure_store::list_clients(&mut c).await?;
+    drop(c);
+    let grants = grants
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("reading the grants held: {e}")))??;
+    Ok(assemble(config, people, grants, active, told))
+}
+
+/// Counts each peer group's people and holdings.
+fn assemble(
+    config: &Config,
+    people: HashMap<String, Person>,
+    grants: Vec<(tenure_core::Grant, String)>,
+    active: Vec<tenure_core::Engagement>,
+    told: Vec<tenure_core::Client>,
+) -> Population {
     let mut peers = HashMap::new();
     for p in people.values().filter(|p| p.status.is_working()) {
         if let Some(k) = peer_key(p) {
             *peers.entry(k).or_insert(0u32) += 1;
         }
     }
-    let active = tenure_store::active_engagements(c).await?;
     // A person's (client, role) pairs, each counted once however many engagements make it.
     let mut roles_of: HashMap<String, HashSet<(String, String)>> = HashMap::new();
     let mut engagements = HashMap::new();
@@ -160,34 +213,20 @@ async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Popul
     }
     let mut crew_holders = HashMap::new();
     let mut holders = HashMap::new();
-    let mut grants = Vec::new();
-    let mut after: Option<(String, String)> = None;
-    loop {
-        let page = tenure_store::held_grants(
-            c,
-            after.as_ref().map(|(p, e)| (p.as_str(), e.as_str())),
-            GRANT_PAGE,
-        )
-        .await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some((last.person_id.clone(), last.entitlement.clone()));
-        for (g, _) in &page {
-            if let Some((d, t)) = people
-                .get(&g.person_id)
-                .filter(|p| p.status.is_working())
-                .and_then(peer_key)
-            {
-                *holders.entry((d, t, g.entitlement.clone())).or_insert(0u32) += 1;
-            }
-            for (client, role) in roles_of.get(&g.person_id).into_iter().flatten() {
-                let key = (client.clone(), role.clone(), g.entitlement.clone());
-                *crew_holders.entry(key).or_insert(0u32) += 1;
-            }
+    for (g, _) in &grants {
+        if let Some((d, t)) = people
+            .get(&g.person_id)
+            .filter(|p| p.status.is_working())
+            .and_then(peer_key)
+        {
+            *holders.entry((d, t, g.entitlement.clone())).or_insert(0u32) += 1;
         }
-        grants.extend(page);
+        for (client, role) in roles_of.get(&g.person_id).into_iter().flatten() {
+            let key = (client.clone(), role.clone(), g.entitlement.clone());
+            *crew_holders.entry(key).or_insert(0u32) += 1;
+        }
     }
-    let told = tenure_store::list_clients(c).await?;
-    Ok(Population {
+    Population {
         people,
         peers,
         holders,
@@ -196,7 +235,7 @@ async fn population(c: &mut tenure_store::Conn, config: &Config) -> Result<Popul
         crew_holders,
         clients: ClientFacts::new(config, told),
         grants,
-    })
+    }
 }
 
 /// The reviewer the model names for an item, before the fallback.
@@ -284,22 +323,17 @@ fn peers_of(pop: &Population, person: &Person, g: &tenure_core::Grant) -> Option
     })
 }
 
-/// Opens a campaign inside `tx` (the API's, or the scheduler's for a recurrence).
-async fn open_in(
-    inner: &Inner,
-    tx: &mut Tx,
-    name: &str,
-    definition: CampaignDefinition,
-    actor: &str,
+/// The items of a campaign over `pop`, sent `chunk` by chunk; returns how many, how many
+/// grants were read, and how many items each reviewer has.
+fn make_items(
+    config: &Config,
+    definition: &CampaignDefinition,
+    id: &str,
+    pop: &Population,
     now: i64,
-    pop: Population,
-) -> Result<CampaignRow> {
-    let rules = inner.rules();
-    let config = &rules.config;
+    chunks: &tokio::sync::mpsc::Sender<Vec<ItemRow>>,
+) -> (i64, usize, BTreeMap<Option<Reviewer>, i64>) {
     let teams = &config.approvals.teams;
-    let started = std::time::Instant::now();
-    let mut inserting = std::time::Duration::ZERO;
-    let id = format!("rc_{}", uuid::Uuid::now_v7().simple());
     let fallback = definition
         .fallback
         .as_deref()
@@ -328,10 +362,10 @@ async fn open_in(
             if !definition.scope.covers(&in_scope) {
                 continue;
             }
-            let named = named_reviewer(config, &pop.clients, &definition, person, &g.entitlement);
+            let named = named_reviewer(config, &pop.clients, definition, person, &g.entitlement);
             let reviewer =
                 review::pick_reviewer(&person.id, named, fallback.clone(), teams, working);
-            let peers = peers_of(&pop, person, g);
+            let peers = peers_of(pop, person, g);
             let signals = Signals {
                 status: person.status,
                 source: g.source,
@@ -341,7 +375,7 @@ async fn open_in(
             seq += 1;
             *per_reviewer.entry(reviewer.clone()).or_insert(0) += 1;
             items.push(ItemRow {
-                campaign_id: id.clone(),
+                campaign_id: id.to_string(),
                 seq,
                 person_id: g.person_id.clone(),
                 entitlement: g.entitlement.clone(),
@@ -364,13 +398,48 @@ async fn open_in(
                 applied_at: None,
             });
         }
+        if chunks.blocking_send(std::mem::take(&mut items)).is_err() {
+            break; // the writer gave up: its error is the caller's
+        }
+    }
+    (seq, pop.grants.len(), per_reviewer)
+}
+
+/// Opens a campaign inside `tx` (the API's, or the scheduler's for a recurrence).
+async fn open_in(
+    inner: &Inner,
+    tx: &mut Tx,
+    name: &str,
+    definition: CampaignDefinition,
+    actor: &str,
+    now: i64,
+    pop: Population,
+) -> Result<CampaignRow> {
+    let rules = inner.rules();
+    let config = &rules.config;
+    let teams = &config.approvals.teams;
+    let started = std::time::Instant::now();
+    let id = format!("rc_{}", uuid::Uuid::now_v7().simple());
+    // Items are made on a thread of their own, a chunk at a time, while the writer stores
+    // the chunk before: the two cores share the work.
+    let (chunks, mut made) = tokio::sync::mpsc::channel::<Vec<ItemRow>>(2);
+    let maker = {
+        let (config, definition, id) = (rules.config.clone(), definition.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            make_items(&config, &definition, &id, &pop, now, &chunks)
+        })
+    };
+    let mut inserting = std::time::Duration::ZERO;
+    while let Some(items) = made.recv().await {
         let t = std::time::Instant::now();
         tenure_store::insert_review_items(tx.conn(), &items).await?;
         inserting += t.elapsed();
-        items.clear();
     }
+    let (seq, grants, per_reviewer) = maker
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("making the campaign's items: {e}")))?;
     tracing::info!(
-        campaign = %id, name, items = seq, grants = pop.grants.len(),
+        campaign = %id, name, items = seq, grants,
         insert_ms = inserting.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "access review opened"
