@@ -560,7 +560,7 @@ pub async fn held_grants(
     let (p, e) = after.unwrap_or(("", ""));
     let rows = db::query(
         "SELECT person_id, entitlement, system, source, source_ref, state, granted_at, expires_at
-         FROM grants WHERE state = 'granted' AND (person_id > $1 OR (person_id = $1 AND entitlement > $2))
+         FROM grants WHERE state = 'granted' AND (person_id, entitlement) > ($1, $2)
          ORDER BY person_id, entitlement LIMIT $3",
     )
     .bind(p.to_string())
