@@ -12,39 +12,6 @@ use serde_json::{Value, json};
 const CONFIG: &str = APPROVALS_CONFIG;
 const ALL: &[(&str, &str)] = APPROVALS_TEMPLATES;
 
-fn person(id: &str, manager: Option<&str>) -> Value {
-    let mut p = json!({
-        "id": id, "name": format!("N {id}"), "email": format!("{id}@example.com"),
-        "worker_type": "employee",
-    });
-    if let Some(m) = manager {
-        p["manager"] = m.into();
-    }
-    json!({ "type": "hire", "person": p })
-}
-
-async fn call(s: &Server, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
-    s.request(
-        method,
-        path,
-        Some(token),
-        &[("content-type", "application/json")],
-        body.map(|b| b.to_string()),
-    )
-    .await
-}
-
-/// Runs `tenure ARGS` against the server with `token` in TENURE_TOKEN.
-fn api_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env("TENURE_URL", &s.base)
-        .env("TENURE_TOKEN", token)
-        .current_dir(env.dir.path())
-        .output()
-        .expect("running tenure")
-}
-
 /// Asks for access with `requester`'s token; returns the run and the first approval waiting
 /// for `approver`.
 async fn ask_first_approval(
@@ -75,7 +42,7 @@ async fn requests_and_approvals_over_http_and_the_cli_with_scopes_enforced() {
         ("ann", Some("mia")),
         ("bob", Some("mia")),
     ] {
-        s.apply_ok(&person(id, m)).await;
+        s.apply_ok(&hire_under(id, m)).await;
     }
     let ann = token(&env, "ann", &["request", "read"], Some("ann"));
     let mia = token(&env, "mia", &["approve", "request"], Some("mia"));
@@ -478,7 +445,7 @@ async fn approvers_requesters_and_delegations_are_listed_paged_and_scoped() {
         ("bob", Some("mia")),
         ("cat", Some("mia")),
     ] {
-        s.apply_ok(&person(id, m)).await;
+        s.apply_ok(&hire_under(id, m)).await;
     }
     let ann = token(&env, "ann", &["request"], Some("ann"));
     let bob = token(&env, "bob", &["request"], Some("bob"));
@@ -883,9 +850,9 @@ async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
     let env = TestEnv::new(SUPPORT, SUPPORT_TEMPLATES).await;
     demo_policies(&env);
     let s = env.start().await;
-    s.apply_ok(&person("mia", None)).await;
-    s.apply_ok(&person("olga", None)).await;
-    let mut sam = person("sam", Some("mia"));
+    s.apply_ok(&hire_under("mia", None)).await;
+    s.apply_ok(&hire_under("olga", None)).await;
+    let mut sam = hire_under("sam", Some("mia"));
     sam["person"]["department"] = "Support".into();
     s.apply_ok(&sam).await;
     assert_eq!(
@@ -894,7 +861,7 @@ async fn requests_and_break_glass_meet_separation_of_duties_and_policy() {
             .map(String::as_str),
         Some("granted")
     );
-    let mut cora = person("cora", Some("mia"));
+    let mut cora = hire_under("cora", Some("mia"));
     cora["person"]["worker_type"] = "contractor".into();
     s.apply_ok(&cora).await;
     let sam_token = token(&env, "sam", &["request", "break_glass"], Some("sam"));
@@ -949,7 +916,7 @@ async fn a_leaver_s_tokens_stop_and_their_approvals_go_up_the_line() {
         ("olga", Some("ceo")),
         ("ann", Some("mia")),
     ] {
-        s.apply_ok(&person(id, m)).await;
+        s.apply_ok(&hire_under(id, m)).await;
     }
     let ann = token(&env, "ann", &["request"], Some("ann"));
     let mia = token(&env, "mia", &["approve"], Some("mia"));

@@ -22,39 +22,6 @@ when_undecided = "keep"
 entitlements = ["directory:reports"]
 "#;
 
-fn person(id: &str, manager: Option<&str>) -> Value {
-    let mut p = json!({
-        "id": id, "name": format!("N {id}"), "email": format!("{id}@example.com"),
-        "worker_type": "employee",
-    });
-    if let Some(m) = manager {
-        p["manager"] = m.into();
-    }
-    json!({ "type": "hire", "person": p })
-}
-
-async fn call(s: &Server, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
-    s.request(
-        method,
-        path,
-        Some(token),
-        &[("content-type", "application/json")],
-        body.map(|b| b.to_string()),
-    )
-    .await
-}
-
-/// Runs `tenure ARGS` against the server with `token` in TENURE_TOKEN.
-fn api_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env("TENURE_URL", &s.base)
-        .env("TENURE_TOKEN", token)
-        .current_dir(env.dir.path())
-        .output()
-        .expect("running tenure")
-}
-
 /// `who` asks for `entitlement`; the manager then the owner approve; the run succeeds.
 async fn granted(s: &Server, who: &str, entitlement: &str, approvers: &[&str]) {
     let a = call(
@@ -102,7 +69,7 @@ async fn a_review_over_http_and_the_cli_revokes_through_a_run_and_exports_its_ev
         ("ann", Some("mia")),
         ("bob", Some("mia")),
     ] {
-        s.apply_ok(&person(id, m)).await;
+        s.apply_ok(&hire_under(id, m)).await;
     }
     let admin = token(&env, "admin", &["admin"], None);
     let ann = token(&env, "ann", &["request", "approve"], Some("ann"));

@@ -756,6 +756,47 @@ pub fn token(env: &TestEnv, name: &str, scopes: &[&str], person: Option<&str>) -
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A hire of an employee reporting to `manager` (name and email made from the id).
+pub fn hire_under(id: &str, manager: Option<&str>) -> Value {
+    let mut p = json!({
+        "id": id, "name": format!("N {id}"), "email": format!("{id}@example.com"),
+        "worker_type": "employee",
+    });
+    if let Some(m) = manager {
+        p["manager"] = m.into();
+    }
+    json!({ "type": "hire", "person": p })
+}
+
+/// `method path` with `token` and a JSON `body`.
+pub async fn call(
+    s: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Answer {
+    s.request(
+        method,
+        path,
+        Some(token),
+        &[("content-type", "application/json")],
+        body.map(|b| b.to_string()),
+    )
+    .await
+}
+
+/// Runs `tenure ARGS` against the server with `token` in TENURE_TOKEN.
+pub fn api_cli(env: &TestEnv, s: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("TENURE_URL", &s.base)
+        .env("TENURE_TOKEN", token)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("running tenure")
+}
+
 /// A hire event.
 pub fn hire(id: &str, department: &str) -> Value {
     json!({
