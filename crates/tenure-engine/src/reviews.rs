@@ -417,7 +417,6 @@ async fn open_in(
 ) -> Result<CampaignRow> {
     let rules = inner.rules();
     let config = &rules.config;
-    let teams = &config.approvals.teams;
     let started = std::time::Instant::now();
     let id = format!("rc_{}", uuid::Uuid::now_v7().simple());
     // Items are made on a thread of their own, a chunk at a time, while the writer stores
@@ -491,16 +490,11 @@ async fn open_in(
     });
     for (reviewer, count) in per_reviewer {
         let Some(reviewer) = reviewer else { continue };
-        let to: Vec<String> = reviewer
-            .members(teams)
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
-        notify(
+        notify_reviewer(
             inner,
             tx,
             "review.opened",
-            &to,
+            &reviewer,
             serde_json::json!({
                 "campaign_id": id, "name": name, "reviewer": reviewer.stored(),
                 "items": count, "due_at": due_at,
@@ -944,6 +938,24 @@ fn template_owner(config: &Config, want: &planner::Want, entitlement: &str) -> O
         })
 }
 
+/// Tells every member of `reviewer` through the signed webhook (when one is configured).
+async fn notify_reviewer(
+    inner: &Inner,
+    tx: &mut Tx,
+    kind: &str,
+    reviewer: &Reviewer,
+    data: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    let rules = inner.rules();
+    let to: Vec<String> = reviewer
+        .members(&rules.config.approvals.teams)
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    notify(inner, tx, kind, &to, data, now).await
+}
+
 /// A campaign's reminder: every reviewer with open items is told, and the next reminder set.
 pub(crate) async fn remind(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> Result<()> {
     let Some(campaign) = tenure_store::get_campaign(tx.conn(), id).await? else {
@@ -952,21 +964,15 @@ pub(crate) async fn remind(inner: &Inner, tx: &mut Tx, id: &str, now: i64) -> Re
     if campaign.state != CampaignState::Open {
         return Ok(());
     }
-    let teams = &inner.rules().config.approvals.teams;
     for (reviewer, open) in tenure_store::open_items_by_reviewer(tx.conn(), id).await? {
         let Some(reviewer) = reviewer.as_deref().map(Reviewer::from_stored) else {
             continue;
         };
-        let to: Vec<String> = reviewer
-            .members(teams)
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
-        notify(
+        notify_reviewer(
             inner,
             tx,
             "review.reminder",
-            &to,
+            &reviewer,
             serde_json::json!({
                 "campaign_id": id, "name": campaign.name, "reviewer": reviewer.stored(),
                 "open_items": open, "due_at": campaign.due_at,
