@@ -5,7 +5,7 @@
 use crate::Result;
 use crate::db::{self, Conn, Row};
 use crate::filter::Where;
-use crate::queries::{corrupt, parse, push_placeholders};
+use crate::queries::{corrupt, in_list, parse, push_placeholders};
 use std::collections::{BTreeMap, HashMap};
 use tenure_core::drift::{HeldGrant, Remedy, Situation};
 use tenure_core::{AccountState, GrantState, PersonStatus};
@@ -439,22 +439,6 @@ pub struct HeldOnSystem {
     pub accounts: HashMap<String, HeldAccount>,
     /// Grants on the system by person id: entitlement and state only.
     pub grants: HashMap<String, Vec<HeldGrant>>,
-}
-
-fn in_list(sql: &mut String, n: usize, sqlite: bool, first: usize) {
-    use std::fmt::Write;
-    sql.push('(');
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        if sqlite {
-            sql.push('?');
-        } else {
-            let _ = write!(sql, "${}", first + i);
-        }
-    }
-    sql.push(')');
 }
 
 /// Loads [`HeldOnSystem`] for `people` (ids; those that do not exist are left out).

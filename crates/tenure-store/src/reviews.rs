@@ -2,7 +2,7 @@
 
 use crate::Result;
 use crate::db::{self, Conn, Row};
-use crate::queries::{corrupt, parse, push_placeholders};
+use crate::queries::{corrupt, in_list, parse, push_placeholders};
 use tenure_core::review::{
     CampaignDefinition, CampaignState, ItemOutcome, Recommendation, ReviewDecision, SettledBy,
     Signals, recommend,
@@ -311,6 +311,26 @@ pub struct ItemFilter<'a> {
     pub limit: i64,
 }
 
+/// The reviewers of `list` who are named (an empty string stands for "nobody named").
+fn named(list: &[String]) -> impl Iterator<Item = &String> {
+    list.iter().filter(|r| !r.is_empty())
+}
+
+/// The condition that an item waits for one of `reviewers` (stored forms; an empty string:
+/// items nobody was named for), its placeholders taken from `next` in the order of
+/// [`named`]; `None` when the list matches nothing.
+fn reviewer_condition(reviewers: &[String], next: &mut impl FnMut() -> String) -> Option<String> {
+    let mut parts = Vec::new();
+    let marks: Vec<String> = named(reviewers).map(|_| next()).collect();
+    if !marks.is_empty() {
+        parts.push(format!("reviewer IN ({})", marks.join(", ")));
+    }
+    if reviewers.iter().any(|r| r.is_empty()) {
+        parts.push("reviewer IS NULL".to_string());
+    }
+    (!parts.is_empty()).then(|| format!("({})", parts.join(" OR ")))
+}
+
 /// A page of a campaign's items, in item order.
 pub async fn review_items(c: &mut Conn, f: &ItemFilter<'_>) -> Result<Vec<ItemRow>> {
     let mut sql =
@@ -321,19 +341,10 @@ pub async fn review_items(c: &mut Conn, f: &ItemFilter<'_>) -> Result<Vec<ItemRo
         format!("${n}")
     };
     if let Some(list) = f.reviewers {
-        let named: Vec<&String> = list.iter().filter(|r| !r.is_empty()).collect();
-        let mut parts = Vec::new();
-        if !named.is_empty() {
-            let marks: Vec<String> = named.iter().map(|_| next()).collect();
-            parts.push(format!("reviewer IN ({})", marks.join(", ")));
-        }
-        if list.iter().any(|r| r.is_empty()) {
-            parts.push("reviewer IS NULL".into());
-        }
-        if parts.is_empty() {
+        let Some(cond) = reviewer_condition(list, &mut next) else {
             return Ok(Vec::new());
-        }
-        sql.push_str(&format!(" AND ({})", parts.join(" OR ")));
+        };
+        sql.push_str(&format!(" AND {cond}"));
     }
     match f.decided {
         Some(true) => sql.push_str(" AND decision IS NOT NULL"),
@@ -347,12 +358,7 @@ pub async fn review_items(c: &mut Conn, f: &ItemFilter<'_>) -> Result<Vec<ItemRo
     let mut q = db::query(db::AssertSqlSafe(sql))
         .bind(f.campaign_id.to_string())
         .bind(f.after);
-    for r in f
-        .reviewers
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| !r.is_empty())
-    {
+    for r in named(f.reviewers.unwrap_or_default()) {
         q = q.bind(r.clone());
     }
     if let Some(p) = f.person_id {
@@ -375,20 +381,10 @@ pub async fn review_items_by_seq(
     let mut out = Vec::with_capacity(seqs.len());
     let sqlite = c.is_sqlite();
     for chunk in seqs.chunks(500) {
-        let mut sql = format!("SELECT {ITEM_COLS} FROM review_items WHERE campaign_id = ");
-        sql.push_str(if sqlite { "?" } else { "$1" });
-        sql.push_str(" AND seq IN ");
-        let mut marks = String::new();
-        push_placeholders(&mut marks, 1, chunk.len(), sqlite);
-        if !sqlite {
-            // Numbered after the campaign's $1.
-            marks = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            marks = format!("({marks})");
-        }
-        sql.push_str(&marks);
+        let first = if sqlite { "?" } else { "$1" };
+        let mut sql =
+            format!("SELECT {ITEM_COLS} FROM review_items WHERE campaign_id = {first} AND seq IN ");
+        in_list(&mut sql, chunk.len(), sqlite, 2);
         let mut q = db::query(db::AssertSqlSafe(sql)).bind(campaign.to_string());
         for s in chunk {
             q = q.bind(*s);
@@ -511,9 +507,7 @@ pub async fn count_waiting_items(
     reviewers: &[String],
     except: &str,
 ) -> Result<Vec<(String, i64)>> {
-    let named: Vec<&String> = reviewers.iter().filter(|r| !r.is_empty()).collect();
-    let nobody = reviewers.iter().any(|r| r.is_empty());
-    if campaigns.is_empty() || (named.is_empty() && !nobody) {
+    if campaigns.is_empty() {
         return Ok(Vec::new());
     }
     let mut n = 1;
@@ -522,26 +516,20 @@ pub async fn count_waiting_items(
         format!("${n}")
     };
     let ids: Vec<String> = campaigns.iter().map(|_| next()).collect();
-    let mut who = Vec::new();
-    if !named.is_empty() {
-        let marks: Vec<String> = named.iter().map(|_| next()).collect();
-        who.push(format!("reviewer IN ({})", marks.join(", ")));
-    }
-    if nobody {
-        who.push("reviewer IS NULL".into());
-    }
+    let Some(who) = reviewer_condition(reviewers, &mut next) else {
+        return Ok(Vec::new());
+    };
     let sql = format!(
         "SELECT campaign_id, COUNT(*) FROM review_items
-         WHERE person_id <> $1 AND decision IS NULL AND campaign_id IN ({}) AND ({})
+         WHERE person_id <> $1 AND decision IS NULL AND campaign_id IN ({}) AND {who}
          GROUP BY campaign_id ORDER BY campaign_id DESC",
-        ids.join(", "),
-        who.join(" OR ")
+        ids.join(", ")
     );
     let mut q = db::query(db::AssertSqlSafe(sql)).bind(except.to_string());
     for id in campaigns {
         q = q.bind(id.clone());
     }
-    for r in named {
+    for r in named(reviewers) {
         q = q.bind(r.clone());
     }
     q.fetch_all(c)
@@ -623,12 +611,7 @@ pub async fn review_proofs(
     let mut out = Vec::new();
     for chunk in people.chunks(500) {
         let mut marks = String::new();
-        if sqlite {
-            push_placeholders(&mut marks, 1, chunk.len(), true);
-        } else {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            marks = format!("({})", list.join(", "));
-        }
+        in_list(&mut marks, chunk.len(), sqlite, 2);
         let first = if sqlite { "?" } else { "$1" };
         let sql = format!(
             "SELECT seq, action, run_id, entitlement, details FROM audit_log
@@ -697,25 +680,16 @@ pub async fn keep_review_items(
 ) -> Result<()> {
     let sqlite = c.is_sqlite();
     for chunk in seqs.chunks(500) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                if sqlite {
-                    "?".to_string()
-                } else {
-                    format!("${}", i + 4)
-                }
-            })
-            .collect();
         let (a, b, d) = if sqlite {
             ("?", "?", "?")
         } else {
             ("$1", "$2", "$3")
         };
-        let sql = format!(
+        let mut sql = format!(
             "UPDATE review_items SET settled_by = {a}, outcome = 'kept', applied_at = {b}
-             WHERE campaign_id = {d} AND seq IN ({})",
-            marks.join(", ")
+             WHERE campaign_id = {d} AND seq IN "
         );
+        in_list(&mut sql, chunk.len(), sqlite, 4);
         let mut q = db::query(db::AssertSqlSafe(sql))
             .bind(by.as_str())
             .bind(at)

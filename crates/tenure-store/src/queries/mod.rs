@@ -36,6 +36,24 @@ pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqli
     }
 }
 
+/// A parenthesised list of `n` placeholders: `?` on SQLite, `$first`, `$first+1`, ... on
+/// PostgreSQL (after the statement's earlier parameters).
+pub(crate) fn in_list(sql: &mut String, n: usize, sqlite: bool, first: usize) {
+    use std::fmt::Write;
+    sql.push('(');
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        if sqlite {
+            sql.push('?');
+        } else {
+            let _ = write!(sql, "${}", first + i);
+        }
+    }
+    sql.push(')');
+}
+
 /// Runs `make(chunk)` over `items` in chunks small enough for any database's parameter limit.
 macro_rules! bulk {
     ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, |$q:ident, $it:ident| $bind:block) => {{
