@@ -469,6 +469,11 @@ impl SqliteWriter {
         c.pragma_update(None, "cache_size", -65_536)?;
         // Checkpoints run beside the writer (see `Checkpoints`), not inside its commits.
         c.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A statement that changes many rows keeps what it overwrote until it ends (the
+        // statement journal), so that it can be undone alone; past 64 KiB SQLite spills it to
+        // a temporary file, which batched writes crossed hundreds of times a second. It is
+        // never part of what a commit makes durable (the log is), so it stays in memory.
+        c.pragma_update(None, "temp_store", "MEMORY")?;
         let checkpoints = Checkpoints::start(path)?;
         c.busy_timeout(BUSY_TIMEOUT)?;
         c.set_prepared_statement_cache_capacity(512);
@@ -1100,6 +1105,30 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!other.is_unique_violation(), "{other}");
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_durable_and_keeps_its_scratch_data_in_memory() {
+        let (_d, w) = writer();
+        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let pragma = |name: &'static str| query(AssertSqlSafe(format!("PRAGMA {name}")));
+        // 2 = FULL: an fsync at every commit.
+        let sync: i64 = pragma("synchronous")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sync, 2);
+        // 2 = MEMORY: no temporary file for a statement journal or a sort.
+        let temp: i64 = pragma("temp_store").fetch_one(&mut c).await.unwrap().get(0);
+        assert_eq!(temp, 2);
+        let mode: String = pragma("journal_mode")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "wal");
+        c.rollback().await.unwrap();
     }
 
     #[tokio::test]
