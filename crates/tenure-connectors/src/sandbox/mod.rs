@@ -127,8 +127,18 @@ impl SandboxHub {
     /// Creates the sandbox tables and starts the writer.
     pub async fn start(store: Store) -> Result<SandboxHub, StoreError> {
         let mut t = store.begin().await?;
+        // On SQLite each table is its primary key's B-tree alone (`WITHOUT ROWID`), not a
+        // table beside an index of the same columns: one B-tree written per row, not two.
+        // Tables made before stay as they are; they behave the same.
+        let clustered = if store.backend() == tenure_store::Backend::Sqlite {
+            " WITHOUT ROWID"
+        } else {
+            ""
+        };
         for ddl in SCHEMA {
-            t.conn().execute(*ddl).await?;
+            t.conn()
+                .execute(AssertSqlSafe(format!("{ddl}{clustered}")))
+                .await?;
         }
         t.commit().await?;
         let (tx, rx) = mpsc::channel(4096);
