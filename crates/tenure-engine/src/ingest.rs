@@ -276,14 +276,15 @@ pub(crate) async fn store_events(
             }
         } else if kind == EventType::Leave {
             // Announced but not yet effective: the person is leaving; access stays until then.
-            if let Some(mut p) = tenure_store::get_person(tx.conn(), &run.person_id).await?
-                && matches!(p.status, PersonStatus::Active | PersonStatus::PreHire)
+            if let Some(before) = tenure_store::get_person(tx.conn(), &run.person_id).await?
+                && matches!(before.status, PersonStatus::Active | PersonStatus::PreHire)
             {
+                let mut p = before.clone();
                 p.status = PersonStatus::Leaving;
                 if let Some(end) = sub.event.person.end_date {
                     p.end_date = Some(end);
                 }
-                tenure_store::upsert_person(tx.conn(), &p, now).await?;
+                tenure_store::upsert_person_after(tx.conn(), &p, Some(&before), now).await?;
             }
         }
         events.push(event);

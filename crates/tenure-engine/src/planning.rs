@@ -353,7 +353,7 @@ async fn plan_loaded(
             return Ok(Planned::Yes);
         }
     };
-    tenure_store::upsert_person(tx.conn(), &applied.person, now).await?;
+    tenure_store::upsert_person_after(tx.conn(), &applied.person, stored.as_ref(), now).await?;
     if applied.person.status == PersonStatus::Terminated
         && stored
             .as_ref()

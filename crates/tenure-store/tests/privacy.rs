@@ -347,3 +347,89 @@ async fn a_database_stored_in_clear_is_sealed_in_place_once_given_a_key() {
         check_sealing_in_place(&url).await;
     }
 }
+
+/// Where each of Ada's search index entries is stored (SQLite's rowid, PostgreSQL's ctid): an
+/// entry deleted and written again is stored somewhere else.
+async fn index_places(store: &Store) -> String {
+    let place = match store.backend() {
+        tenure_store::Backend::Sqlite => "CAST(rowid AS TEXT)",
+        tenure_store::Backend::Postgres => "ctid::text",
+    };
+    raw(
+        store,
+        &format!("SELECT {place} FROM people_search_tokens WHERE person_id = 'p-ada' ORDER BY token"),
+    )
+    .await
+}
+
+async fn check_reindexing(url: &str) {
+    let key = generate_master_key();
+    let store = Store::connect(url)
+        .await
+        .unwrap()
+        .with_vault(Vault::from_base64(&key).unwrap());
+    hire_ada(&store).await;
+    // Someone indexed after Ada: entries of hers written again could not take back the
+    // places they had.
+    let mut tx = store.begin().await.unwrap();
+    let grace = Person::new("p-grace", "Grace Hopper", "grace@example.com");
+    tenure_store::upsert_person(tx.conn(), &grace, 15)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let places = index_places(&store).await;
+    assert!(!places.is_empty());
+
+    // Leaving: the same name and email, so the index stays as it was written.
+    let mut leaving = ada();
+    leaving.status = PersonStatus::Leaving;
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person_after(tx.conn(), &leaving, Some(&ada()), 20)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(index_places(&store).await, places);
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(matching(&mut c, "lovelace").await, [leaving.clone()]);
+    drop(c);
+
+    // Renamed: the index follows the new name and email, and the old ones no longer find her.
+    let mut renamed = leaving.clone();
+    renamed.name = "Ada Byron".into();
+    renamed.email = "ada.byron@example.com".into();
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person_after(tx.conn(), &renamed, Some(&leaving), 30)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(matching(&mut c, "byron").await, [renamed.clone()]);
+    assert_eq!(matching(&mut c, "ada byr").await, [renamed.clone()]);
+    assert!(matching(&mut c, "lovelace").await.is_empty());
+    drop(c);
+
+    // Without `before`, the index is written again.
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &renamed, 40)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let rewritten = index_places(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &renamed, 50)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_ne!(index_places(&store).await, rewritten);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_search_index_is_written_again_only_when_the_name_or_email_changes() {
+    let (dir, url) = sqlite_url();
+    check_reindexing(&url).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(url) = scratch("reindex").await {
+        check_reindexing(&url).await;
+    }
+}

@@ -17,6 +17,19 @@ pub async fn get_person(c: &mut Conn, id: &str) -> Result<Option<Person>> {
 /// ([`Person::forgotten`], written back by a run that read it) stays as it is: no key, no
 /// email index, still forgotten.
 pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
+    upsert_person_after(c, p, None, now).await
+}
+
+/// Stores a person as [`upsert_person`] does, given `before`: the person as the caller read
+/// them in this same transaction (`None`: not known). The search index is written again only
+/// when the name or the email changed, so a leave or a transfer does not delete and write
+/// again some 25 entries on pages all over the index.
+pub async fn upsert_person_after(
+    c: &mut Conn,
+    p: &Person,
+    before: Option<&Person>,
+    now: i64,
+) -> Result<()> {
     let [department, worker_type, manager, _] = person_columns(p);
     let tombstone = *p == Person::forgotten(p.id.clone());
     let keys = if tombstone {
@@ -51,6 +64,15 @@ pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
     .bind(email_index)
     .execute(&mut *c)
     .await?;
+    let indexed_as_is = before.is_some_and(|b| {
+        !tombstone
+            && b.name == p.name
+            && b.email == p.email
+            && *b != Person::forgotten(b.id.clone())
+    });
+    if indexed_as_is {
+        return Ok(());
+    }
     index_person_search(c, p, tombstone).await
 }
 
