@@ -72,12 +72,16 @@ async fn matching(c: &mut tenure_store::Conn, text: &str) -> Vec<Person> {
     .unwrap()
 }
 
-async fn check(url: &str) {
-    let key = generate_master_key();
-    let store = Store::connect(url)
+/// The database at `url`, sealing personal data under a fresh master key.
+async fn sealed(url: &str) -> Store {
+    Store::connect(url)
         .await
         .unwrap()
-        .with_vault(Vault::from_base64(&key).unwrap());
+        .with_vault(Vault::from_base64(&generate_master_key()).unwrap())
+}
+
+async fn check(url: &str) {
+    let store = sealed(url).await;
     hire_ada(&store).await;
 
     // Nothing of Ada is stored in clear.
@@ -234,10 +238,7 @@ async fn check_sealing_in_place(url: &str) {
     assert!(raw(&plain, "SELECT data FROM people").await.contains("Ada"));
     plain.close().await;
 
-    let store = Store::connect(url)
-        .await
-        .unwrap()
-        .with_vault(Vault::from_base64(&generate_master_key()).unwrap());
+    let store = sealed(url).await;
     // Stored in clear, it reads as it is until sealed.
     let mut c = store.reader().await.unwrap();
     assert_eq!(
@@ -365,11 +366,7 @@ async fn index_places(store: &Store) -> String {
 }
 
 async fn check_reindexing(url: &str) {
-    let key = generate_master_key();
-    let store = Store::connect(url)
-        .await
-        .unwrap()
-        .with_vault(Vault::from_base64(&key).unwrap());
+    let store = sealed(url).await;
     hire_ada(&store).await;
     // Someone indexed after Ada: entries of hers written again could not take back the
     // places they had.
