@@ -636,18 +636,17 @@ pub async fn open_runs_of_people(
 ) -> Result<std::collections::HashMap<String, Vec<RunRow>>> {
     let mut out: std::collections::HashMap<String, Vec<RunRow>> = Default::default();
     let sqlite = c.is_sqlite();
+    // Found by person (`runs_person`), then filtered by state. Left to itself, SQLite reads
+    // them through `runs_state` instead: every open run, thousands under a backlog, for a
+    // batch of a few people. `+state` keeps it off that index (SQLite only: for PostgreSQL `+`
+    // is no operator on text, and its planner weighs the two by statistics).
+    let state = if sqlite { "+state" } else { "state" };
     for chunk in people.chunks(500) {
         let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE person_id IN ");
         push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        // Found by person (`runs_person`), then filtered by state. Left to itself, SQLite
-        // reads them through `runs_state` instead: every open run, thousands under a backlog,
-        // for a batch of a few people. `+state` keeps it off that index (SQLite only: for
-        // PostgreSQL `+` is no operator on text, and its planner weighs the two by statistics).
-        sql.push_str(if sqlite {
-            " AND +state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id"
-        } else {
-            " AND state IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id"
-        });
+        sql.push_str(&format!(
+            " AND {state} IN ('pending', 'running', 'awaiting_approval') ORDER BY effective_at, id"
+        ));
         let mut q = db::query(db::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(p.clone());
