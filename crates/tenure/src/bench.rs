@@ -29,6 +29,11 @@ pub struct BenchArgs {
     /// How many leaves, sent while hires are still flowing.
     #[arg(long, default_value_t = 1_000)]
     leaves: usize,
+    /// Send the leaves spread evenly among this many of the hires that follow the first half
+    /// (all of them by default). With `--leaves-among 1000` the 1,000 leaves go one for one
+    /// with the next 1,000 hires: a burst of leaves that compete with each other.
+    #[arg(long)]
+    leaves_among: Option<usize>,
     /// Database URL; a fresh SQLite file in a temporary folder by default.
     #[arg(long)]
     database: Option<String>,
@@ -177,6 +182,40 @@ fn hire_event(h: usize) -> String {
     format!(
         r#"{{"type":"hire","person":{{"id":"p{h}","name":"Person {h}","email":"p{h}@example.com","worker_type":"employee"}}}}"#
     )
+}
+
+/// One event the bench sends: a hire or a leave of the bench's person with this number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Hire(usize),
+    Leave(usize),
+}
+
+/// The order events go out: the first half of the hires; then the rest of the hires with the
+/// leaves of the earliest hires spread evenly among the first `among` of them (all by
+/// default); then any leaves left over.
+fn send_order(hires: usize, leaves: usize, among: Option<usize>) -> Vec<Sent> {
+    let half = hires / 2;
+    let rest = hires - half;
+    let among = among.unwrap_or(rest).min(rest);
+    let mut out: Vec<Sent> = (0..half).map(Sent::Hire).collect();
+    let mut sent = 0;
+    for j in 0..rest {
+        out.push(Sent::Hire(half + j));
+        // After the (j + 1)th hire of `among`, that share of the leaves has gone out.
+        let due = if j < among {
+            (j + 1) * leaves / among
+        } else {
+            leaves
+        };
+        // A leave never goes out before its person's hire.
+        while sent < due.min(leaves).min(half + j + 1) {
+            out.push(Sent::Leave(sent));
+            sent += 1;
+        }
+    }
+    out.extend((sent..leaves).map(Sent::Leave));
+    out
 }
 
 /// A leave event of the bench's person `l`.
@@ -367,19 +406,15 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         Ok(ends)
     });
 
-    // The order events go out: the first half of the hires, then the rest of the hires with
-    // the leaves of the earliest hires among them, then any leaves left over.
-    let half = args.hires / 2;
-    let mut events: Vec<String> = (0..half).map(hire_event).collect();
-    for j in 0..(args.hires - half).max(args.leaves) {
-        if half + j < args.hires {
-            events.push(hire_event(half + j));
-        }
-        if j < args.leaves {
-            events.push(leave_event(j));
-        }
-    }
-    let events = Arc::new(events);
+    let events = Arc::new(
+        send_order(args.hires, args.leaves, args.leaves_among)
+            .into_iter()
+            .map(|e| match e {
+                Sent::Hire(h) => hire_event(h),
+                Sent::Leave(l) => leave_event(l),
+            })
+            .collect(),
+    );
 
     let started = Instant::now();
     let committed_before = store.transactions_committed();
@@ -1049,4 +1084,60 @@ async fn expiry(args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Sent, send_order};
+    use Sent::{Hire as H, Leave as L};
+
+    #[test]
+    fn leaves_go_out_spread_among_the_second_half_of_the_hires() {
+        assert_eq!(
+            send_order(10, 2, None),
+            [
+                H(0),
+                H(1),
+                H(2),
+                H(3),
+                H(4),
+                H(5),
+                H(6),
+                H(7),
+                L(0),
+                H(8),
+                H(9),
+                L(1)
+            ]
+        );
+    }
+
+    #[test]
+    fn leaves_among_as_many_hires_go_one_for_one() {
+        let order = send_order(10, 2, Some(2));
+        assert_eq!(order[5..9], [H(5), L(0), H(6), L(1)]);
+        // More leaves than hires left: the rest go out at the end.
+        assert_eq!(
+            send_order(4, 3, None),
+            [H(0), H(1), H(2), L(0), H(3), L(1), L(2)]
+        );
+    }
+
+    #[test]
+    fn every_event_goes_out_once_and_each_leave_after_its_hire() {
+        for (hires, leaves, among) in [
+            (10_000, 1_000, None),
+            (10_000, 1_000, Some(1_000)),
+            (7, 7, Some(3)),
+            (1, 0, None),
+        ] {
+            let order = send_order(hires, leaves, among);
+            assert_eq!(order.len(), hires + leaves);
+            for l in 0..leaves {
+                let hired = order.iter().position(|e| *e == H(l)).unwrap();
+                let left = order.iter().position(|e| *e == L(l)).unwrap();
+                assert!(hired < left, "leave {l} before its hire");
+            }
+        }
+    }
 }
