@@ -170,13 +170,17 @@ impl ConnectorError {
     }
 }
 
-/// What identifies one call: the step's operation id and the attempt number.
+/// What identifies one call: the step's operation id and the attempt number, and how urgent
+/// it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
     /// Deterministic per step; the same on every retry.
     pub id: String,
     /// 1 for the first call.
     pub attempt: u32,
+    /// The step's priority: `Urgent` for a leaver's. A connector that queues its calls lets
+    /// urgent ones go first.
+    pub priority: tenure_core::run::Priority,
 }
 
 /// An account as a target system reports it, for reconciliation.

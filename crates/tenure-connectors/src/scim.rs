@@ -1096,6 +1096,7 @@ mod tests {
         let op = Op {
             id: "op".into(),
             attempt: 1,
+            priority: tenure_core::run::Priority::Normal,
         };
         assert!(c.delete_account(&op, &p).await.unwrap_err().is_retryable());
     }

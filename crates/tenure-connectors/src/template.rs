@@ -234,6 +234,7 @@ mod tests {
         let op = Op {
             id: "op_1".into(),
             attempt: 2,
+            priority: tenure_core::run::Priority::Normal,
         };
         let e = Entitlement {
             id: "t:g".into(),

@@ -13,7 +13,7 @@ use tenure_core::config::Config;
 use tenure_core::health::SystemHealth;
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Tuning that is not part of the policy configuration.
 #[derive(Debug, Clone)]
@@ -52,7 +52,8 @@ impl Default for EngineOptions {
 
 pub(crate) struct SystemHandle {
     pub(crate) connector: Arc<dyn Connector>,
-    pub(crate) permits: Arc<Semaphore>,
+    /// The system's `max_concurrency` calls at once, handed to leavers' steps first.
+    pub(crate) permits: Arc<tenure_store::turns::Turns>,
     pub(crate) breaker: Mutex<Breaker>,
     /// Recent calls and the health they add up to; told of each call after the breaker.
     pub(crate) health: Mutex<SystemHealth>,

@@ -160,9 +160,8 @@ pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) 
     {
         return CallResult::Deferred(until);
     }
-    let Ok(_permit) = handle.permits.acquire().await else {
-        return CallResult::Called(Err(ConnectorError::retryable("system is shutting down")));
-    };
+    // A leaver's step is handed the system's next free call before the hires waiting.
+    let _permit = handle.permits.take(step.priority).await;
     let Some(person) = person else {
         // Either the person is gone or reading them failed; a retry reads again.
         return CallResult::Called(Err(ConnectorError::retryable(format!(
@@ -185,6 +184,7 @@ pub(crate) async fn call(inner: &Inner, step: &StepRow, person: Option<Person>) 
     let op = Op {
         id: step.op_id.clone(),
         attempt: step.attempts as u32 + 1,
+        priority: step.priority,
     };
     let started = Instant::now();
     let result = tenure_connectors::execute(

@@ -53,20 +53,20 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
         let (urgent, normal): (Vec<Job>, Vec<Job>) = jobs_now.into_iter().partition(|j| {
             j.submission.event.kind.is_urgent() && !others.contains(&j.submission.event.person.id)
         });
-        for batch in [urgent, normal] {
+        for (batch, priority) in [(urgent, Priority::Urgent), (normal, Priority::Normal)] {
             if !batch.is_empty() {
-                store_and_reply(&inner, batch).await;
+                store_and_reply(&inner, batch, priority).await;
             }
         }
     }
 }
 
-async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>) {
+async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>, priority: Priority) {
     let jobs: Vec<(&Submission, i64)> = batch
         .iter()
         .map(|j| (&j.submission, j.received_at))
         .collect();
-    match store_batch(inner, &jobs).await {
+    match store_batch(inner, &jobs, priority).await {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
@@ -86,8 +86,9 @@ async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>) {
 async fn store_batch(
     inner: &Arc<Inner>,
     subs: &[(&Submission, i64)],
+    priority: Priority,
 ) -> Result<Vec<IngestOutcome>> {
-    let mut tx = inner.store.begin().await?;
+    let mut tx = inner.store.begin_with(priority).await?;
     let now = inner.clock.now_ms();
     let outcomes = store_events(inner, &mut tx, subs, now, Planning::InTransaction).await?;
     tx.commit().await?;

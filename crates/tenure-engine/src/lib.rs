@@ -75,7 +75,8 @@ use tenure_core::config::Config;
 use tenure_core::health::{HealthStatus, SystemHealth};
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tenure_store::turns::Turns;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// The running engine: cheap to clone.
 #[derive(Clone)]
@@ -99,6 +100,8 @@ pub struct SystemStatus {
     pub circuit: CircuitState,
     /// Calls in flight now.
     pub in_flight: usize,
+    /// Calls waiting for one of the system's `max_concurrency` slots (a leaver's go first).
+    pub queued: usize,
     /// Connector figures (the sandbox's call and change counters).
     pub stats: Option<serde_json::Value>,
 }
@@ -183,7 +186,7 @@ impl Engine {
                 s.id.clone(),
                 SystemHandle {
                     connector,
-                    permits: Arc::new(Semaphore::new(s.max_concurrency as usize)),
+                    permits: Arc::new(Turns::new(s.max_concurrency as usize)),
                     breaker: Mutex::new(Breaker::new(
                         config.engine.breaker_failure_threshold,
                         config.engine.breaker_open_ms,
@@ -579,7 +582,8 @@ impl Engine {
                 connector: s.connector.clone(),
                 health,
                 circuit,
-                in_flight: s.max_concurrency as usize - h.permits.available_permits(),
+                in_flight: s.max_concurrency as usize - h.permits.free(),
+                queued: h.permits.waiting(),
                 stats,
             });
         }

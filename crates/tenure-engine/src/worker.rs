@@ -14,6 +14,7 @@ use std::time::Duration;
 use tenure_connectors::ConnectorError;
 use tenure_core::audit::AuditAction;
 use tenure_core::outcome::{self, CallOutcome, OutcomeKind, StepFacts};
+use tenure_core::run::Priority;
 use tenure_store::{NewAudit, StepRow, StepUpdate};
 use tokio::sync::mpsc;
 
@@ -131,14 +132,18 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
 /// earlier run of the same person stay pending.
 async fn plan_due(inner: &Arc<Inner>) -> Result<usize> {
     let mut c = inner.store.reader().await?;
-    if tenure_store::runs_due(&mut c, inner.clock.now_ms(), 1)
+    // Runs come urgent first: when the first is, this transaction takes the writer ahead of
+    // normal work. It plans the normal runs due as well: an urgent run waiting for an earlier
+    // run of its person stays first, and must not hold back the runs behind it.
+    let Some(first) = tenure_store::runs_due(&mut c, inner.clock.now_ms(), 1)
         .await?
-        .is_empty()
-    {
+        .pop()
+    else {
         return Ok(0);
-    }
+    };
     drop(c);
-    let mut tx = inner.store.begin().await?;
+    let priority = first.priority;
+    let mut tx = inner.store.begin_with(priority).await?;
     // The time once the writer is ours: a run ended by the transaction before this one is
     // never planned, by these timestamps, before it ended.
     let now = inner.clock.now_ms();
@@ -227,8 +232,8 @@ pub(crate) async fn completer(
                 renewal = Some(None);
                 None
             }
-            n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight)),
-            n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight)),
+            n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight, Priority::Urgent)),
+            n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight, Priority::Normal)),
             _ = shutdown.wait_for(|stop| *stop), if !stopping => {
                 stopping = true;
                 None
@@ -245,10 +250,10 @@ pub(crate) async fn completer(
             }
             None => {}
         }
-        if let Some((batch, counter)) = lane {
+        if let Some((batch, counter, priority)) = lane {
             let outcomes = std::mem::take(batch);
             let count = outcomes.len();
-            if let Err(e) = record(&inner, outcomes).await {
+            if let Err(e) = record(&inner, outcomes, priority).await {
                 // Nothing of the batch was stored; its steps stay leased and are taken back
                 // when the lease runs out, then retried with the same operation ids.
                 tracing::error!(error = %e, steps = count, "recording step outcomes failed");
@@ -306,7 +311,8 @@ async fn renew(inner: &Inner) -> Result<usize> {
     Ok(renewed.len())
 }
 
-async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
+/// Records a lane's outcomes in one transaction, taken with the lane's priority.
+async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>, priority: Priority) -> Result<()> {
     // The lease each step holds now (renewed during its call, perhaps); the steps are no longer
     // renewed, whatever comes of the recording: a failed one leaves them to be taken back.
     {
@@ -322,7 +328,7 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>) -> Result<()> {
     }
     let rules = inner.rules();
     let settings = &rules.config.engine;
-    let mut tx = inner.store.begin().await?;
+    let mut tx = inner.store.begin_with(priority).await?;
     let now = inner.clock.now_ms();
     let mut runs = BTreeSet::new();
     let mut updates = Vec::with_capacity(outcomes.len());

@@ -830,6 +830,17 @@ async fn held_harness_tuned(
     max_attempts: u32,
     timeout_ms: u64,
 ) -> (Harness, HeldSystem) {
+    held_harness_system(extra, max_attempts, timeout_ms, "").await
+}
+
+/// [`held_harness_tuned`] with more of the system's own settings (`system`, TOML under
+/// `[[systems]]`).
+async fn held_harness_system(
+    extra: &str,
+    max_attempts: u32,
+    timeout_ms: u64,
+    system: &str,
+) -> (Harness, HeldSystem) {
     let held = held_system().await;
     // SAFETY: set before the engine starts, always to the same value; nothing reads it concurrently.
     unsafe {
@@ -846,6 +857,7 @@ max_attempts = {max_attempts}
 [[systems]]
 id = "ticketing"
 connector = "webhook"
+{system}
 [systems.settings]
 allowed_hosts = ["127.0.0.1"]
 allow_private_networks = true
@@ -1323,6 +1335,67 @@ async fn an_operator_cancel_keeps_what_a_step_taken_back_mid_call_may_have_made(
     let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
     assert_eq!(h.finish(&leave).await, RunState::Succeeded);
     assert_eq!(held.off.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A system at its `max_concurrency` hands its next free slot to a leaver's call, not to the
+/// hires that were waiting before it.
+#[tokio::test]
+async fn a_leavers_call_takes_the_next_free_slot_ahead_of_hires_waiting() {
+    let (h, mut held) = held_harness_system(
+        "[systems.settings.operations.disable_account]\nurl = \"{off}\"\n",
+        3,
+        60_000,
+        "max_concurrency = 1",
+    )
+    .await;
+    let off = || held.off.load(std::sync::atomic::Ordering::SeqCst);
+    let leaver = h.send(&hire("d1", "Sales")).await;
+    held.arrived.recv().await.unwrap();
+    held.release.send(()).await.unwrap();
+    assert_eq!(h.finish(&leaver).await, RunState::Succeeded);
+
+    // One hire's call holds the system's one slot; the next hire's waits for it.
+    let first = h.send(&hire("a1", "Sales")).await;
+    held.arrived.recv().await.unwrap();
+    let second = h.send(&hire("b1", "Sales")).await;
+    h.until_queued("ticketing", 1).await;
+    // Then d1 leaves: the disable waits behind the second hire's call.
+    let leave = h.send(r#"{"type":"leave","person":{"id":"d1"}}"#).await;
+    h.until_queued("ticketing", 2).await;
+    assert_eq!(off(), 0);
+
+    held.release.send(()).await.unwrap();
+    // The slot went to the disable first: it was made before the second hire's call came.
+    held.arrived.recv().await.unwrap();
+    assert_eq!(off(), 1, "the leaver's disable went first");
+    held.release.send(()).await.unwrap();
+    for run in [first, second, leave] {
+        assert_eq!(h.finish(&run).await, RunState::Succeeded);
+    }
+}
+
+impl Harness {
+    /// Waits until `n` calls wait for a slot of `system`.
+    async fn until_queued(&self, system: &str, n: usize) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let queued = self
+                    .engine
+                    .systems()
+                    .await
+                    .into_iter()
+                    .find(|s| s.id == system)
+                    .unwrap()
+                    .queued;
+                if queued == n {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} calls never waited for `{system}`"));
+    }
 }
 
 /// A hire's `create_account` call outlives its lease (the process paused, say); the step is

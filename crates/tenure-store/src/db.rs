@@ -10,12 +10,14 @@
 //! The queries themselves do not know the difference: they build a [`Query`], bind
 //! [`Value`]s and run it on a [`Conn`], and read columns by name or position from a [`Row`].
 
+use crate::turns::{Turn, Turns};
 use crate::{Result, StoreError};
 use rusqlite::types::Value as SqliteValue;
 use sqlx::any::AnyRow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tenure_core::run::Priority;
 
 /// SQL text: a literal, or text built at run time from trusted pieces (see [`AssertSqlSafe`]).
 #[derive(Debug, Clone)]
@@ -334,6 +336,7 @@ impl Conn {
 #[derive(Clone)]
 pub(crate) struct SqliteWriter {
     conn: Arc<tokio::sync::Mutex<Option<rusqlite::Connection>>>,
+    turns: Arc<Turns>,
     times: Arc<Times>,
     checkpoints: Arc<Checkpoints>,
 }
@@ -479,14 +482,17 @@ impl SqliteWriter {
         c.set_prepared_statement_cache_capacity(512);
         Ok(SqliteWriter {
             conn: Arc::new(tokio::sync::Mutex::new(Some(c))),
+            turns: Arc::new(Turns::new(1)),
             times: Arc::default(),
             checkpoints: Arc::new(checkpoints),
         })
     }
 
-    /// Waits for the writer, then begins a transaction that holds the write lock from the start
-    /// (`BEGIN IMMEDIATE`), so it never fails half-way for want of it.
-    pub(crate) async fn begin(&self) -> Result<SqliteTx> {
+    /// Waits for the writer's turn (see [`Turns`]: urgent transactions first), then begins a
+    /// transaction that holds the write lock from the start (`BEGIN IMMEDIATE`), so it never
+    /// fails half-way for want of it.
+    pub(crate) async fn begin(&self, priority: Priority) -> Result<SqliteTx> {
+        let turn = self.turns.take(priority).await;
         let guard = self.conn.clone().lock_owned().await;
         let Some(c) = guard.as_ref() else {
             return Err(StoreError::Closed);
@@ -499,6 +505,7 @@ impl SqliteWriter {
         match first {
             Ok(()) => Ok(SqliteTx {
                 guard,
+                _turn: turn,
                 since: Instant::now(),
                 times: self.times.clone(),
                 checkpoints: self.checkpoints.clone(),
@@ -510,6 +517,7 @@ impl SqliteWriter {
                     c.execute_batch("BEGIN IMMEDIATE")?;
                     Ok(SqliteTx {
                         guard,
+                        _turn: turn,
                         since: Instant::now(),
                         times,
                         checkpoints,
@@ -652,6 +660,8 @@ impl Drop for SqliteRead {
 /// The SQLite writer, held for one transaction. Dropped without a commit, it rolls back.
 pub(crate) struct SqliteTx {
     guard: tokio::sync::OwnedMutexGuard<Option<rusqlite::Connection>>,
+    /// Given back after the connection (fields drop in order), once the transaction is over.
+    _turn: Turn,
     since: Instant,
     times: Arc<Times>,
     checkpoints: Arc<Checkpoints>,
@@ -970,7 +980,7 @@ mod tests {
     #[tokio::test]
     async fn numbered_parameters_take_their_argument_whatever_their_order() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT, b TEXT, c TEXT)")
             .await
             .unwrap();
@@ -998,7 +1008,7 @@ mod tests {
     #[tokio::test]
     async fn rows_changed_are_counted_with_or_without_returning() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY)")
             .await
             .unwrap();
@@ -1024,7 +1034,7 @@ mod tests {
     #[tokio::test]
     async fn taking_the_first_row_of_a_change_still_makes_all_of_it() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT, b TEXT)")
             .await
             .unwrap();
@@ -1049,17 +1059,18 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_dropped_without_commit_is_rolled_back() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT)").await.unwrap();
         c.commit().await.unwrap();
         {
-            let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+            let mut c =
+                Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
             query("INSERT INTO t (a) VALUES (1)")
                 .execute(&mut c)
                 .await
                 .unwrap();
         }
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         let n: i64 = query("SELECT COUNT(*) FROM t")
             .fetch_one(&mut c)
             .await
@@ -1073,7 +1084,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_argument_is_an_error_not_a_null() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         let err = query("SELECT $1, $2")
             .bind(1_i64)
             .fetch_one(&mut c)
@@ -1085,7 +1096,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_unique_key_is_reported_as_such() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         c.execute("CREATE TABLE t (a BIGINT PRIMARY KEY, b TEXT UNIQUE)")
             .await
             .unwrap();
@@ -1110,7 +1121,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_is_durable_and_keeps_its_scratch_data_in_memory() {
         let (_d, w) = writer();
-        let mut c = Conn::sqlite_tx(w.begin().await.unwrap(), Default::default());
+        let mut c = Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
         let pragma = |name: &'static str| query(AssertSqlSafe(format!("PRAGMA {name}")));
         // 2 = FULL: an fsync at every commit.
         let sync: i64 = pragma("synchronous")
@@ -1135,6 +1146,46 @@ mod tests {
     async fn a_closed_writer_refuses_new_transactions() {
         let (_d, w) = writer();
         w.close().await;
-        assert!(matches!(w.begin().await, Err(StoreError::Closed)));
+        assert!(matches!(
+            w.begin(Priority::Normal).await,
+            Err(StoreError::Closed)
+        ));
+    }
+
+    /// A leaver's transaction waiting for the writer begins before normal ones that were
+    /// waiting longer, and sees what the transaction before it committed.
+    #[tokio::test]
+    async fn an_urgent_transaction_takes_the_writer_before_normal_ones_waiting() {
+        let (_d, w) = writer();
+        let mut first =
+            Conn::sqlite_tx(w.begin(Priority::Normal).await.unwrap(), Default::default());
+        first
+            .execute("CREATE TABLE t (n BIGINT, who TEXT)")
+            .await
+            .unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for (priority, who) in [(Priority::Normal, "normal"), (Priority::Urgent, "urgent")] {
+            let (w, order) = (w.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let mut c = Conn::sqlite_tx(w.begin(priority).await.unwrap(), Default::default());
+                order.lock().unwrap().push(who);
+                query("INSERT INTO t VALUES ((SELECT COUNT(*) FROM t), $1)")
+                    .bind(who)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                c.commit().await.unwrap();
+            }));
+            // Each is waiting before the next asks.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        first.commit().await.unwrap();
+        for t in waiting {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["urgent", "normal"]);
     }
 }

@@ -27,6 +27,7 @@ mod sla;
 mod tasks;
 mod timers;
 pub mod trace;
+pub mod turns;
 mod tx;
 pub mod vault;
 
@@ -59,6 +60,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tenure_core::run::Priority;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -313,10 +315,17 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction of normal priority.
     pub async fn begin(&self) -> Result<Tx> {
+        self.begin_with(Priority::Normal).await
+    }
+
+    /// Starts a write transaction. On SQLite, whose one writer takes transactions in turn, an
+    /// urgent one (a leaver's work) is handed the writer before every normal one waiting;
+    /// PostgreSQL runs transactions side by side, so there the priority changes nothing.
+    pub async fn begin_with(&self, priority: Priority) -> Result<Tx> {
         let conn = match &self.write {
-            Writer::Sqlite(w) => Conn::sqlite_tx(w.begin().await?, self.vault.clone()),
+            Writer::Sqlite(w) => Conn::sqlite_tx(w.begin(priority).await?, self.vault.clone()),
             Writer::Pool(p) => Conn::sqlx_tx(p.begin().await?, self.vault.clone()),
         };
         Ok(Tx::new(conn, self.backend, self.committed.clone()))

@@ -332,6 +332,7 @@ async fn seed_target(t: &Target, n: usize) -> Result<()> {
             let op = |k: usize| Op {
                 id: format!("bench-{}-{k}", p.id),
                 attempt: 1,
+                priority: tenure_core::run::Priority::Normal,
             };
             c.create_account(&op(0), &p).await?;
             for (k, e) in grants.iter().enumerate() {
@@ -357,6 +358,7 @@ async fn clean_target(t: &Target, n: usize) -> Result<()> {
             let op = Op {
                 id: format!("bench-{id}-delete"),
                 attempt: 1,
+                priority: tenure_core::run::Priority::Normal,
             };
             c.delete_account(&op, &person(id, PersonStatus::Terminated))
                 .await

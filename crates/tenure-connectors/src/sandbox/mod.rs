@@ -8,8 +8,9 @@
 //!
 //! `inventory` pages through a system's accounts in person id order, two range scans a page.
 //!
-//! All sandbox systems share one writer task that applies calls in batches, one transaction per
-//! batch (group commit), and answers each call only after its batch is on disk.
+//! All sandbox systems share two writer tasks, one for leavers' calls and one for the rest, that
+//! apply calls in batches, one transaction per batch (group commit), and answer each call only
+//! after its batch is on disk.
 
 use crate::{
     Connector, ConnectorError, Inventory, InventoryAccount, InventoryPages, Op, RemoteAccount,
@@ -22,6 +23,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tenure_core::run::Priority;
 use tenure_core::{Entitlement, Person};
 use tenure_store::db::{self, AssertSqlSafe};
 use tenure_store::{Store, StoreError};
@@ -120,7 +122,9 @@ struct Call {
 #[derive(Clone)]
 pub struct SandboxHub {
     store: Store,
-    tx: mpsc::Sender<Call>,
+    /// Leavers' calls, batched and written apart from the rest (see [`writer`]).
+    urgent: mpsc::Sender<Call>,
+    normal: mpsc::Sender<Call>,
 }
 
 impl SandboxHub {
@@ -141,9 +145,15 @@ impl SandboxHub {
                 .await?;
         }
         t.commit().await?;
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(store.clone(), rx));
-        Ok(SandboxHub { store, tx })
+        let (urgent, urgent_rx) = mpsc::channel(4096);
+        let (normal, normal_rx) = mpsc::channel(4096);
+        tokio::spawn(writer(store.clone(), urgent_rx, Priority::Urgent));
+        tokio::spawn(writer(store.clone(), normal_rx, Priority::Normal));
+        Ok(SandboxHub {
+            store,
+            urgent,
+            normal,
+        })
     }
 
     /// A connector for system `system` with these settings.
@@ -183,11 +193,14 @@ impl SandboxHub {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Call>) {
+/// Applies the calls of one priority in batches, a transaction each. Urgent calls have a
+/// writer of their own whose transactions take the store's writer first, as a system's own
+/// storage would not make a leaver's call wait for a batch of hires queued before it.
+async fn writer(store: Store, mut rx: mpsc::Receiver<Call>, priority: Priority) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
         let calls = std::mem::take(&mut batch);
-        match apply_batch(&store, &calls).await {
+        match apply_batch(&store, &calls, priority).await {
             Ok(results) => {
                 for (call, result) in calls.into_iter().zip(results) {
                     let _ = call.reply.send(result);
@@ -208,8 +221,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Call>) {
 async fn apply_batch(
     store: &Store,
     calls: &[Call],
+    priority: Priority,
 ) -> Result<Vec<Result<(), ConnectorError>>, StoreError> {
-    let mut t = store.begin().await?;
+    let mut t = store.begin_with(priority).await?;
     let tx = t.conn();
     let sqlite = tx.is_sqlite();
     let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
@@ -414,9 +428,11 @@ impl SandboxConnector {
             fail_after,
             reply,
         };
-        self.hub
-            .tx
-            .send(call)
+        let lane = match op.priority {
+            Priority::Urgent => &self.hub.urgent,
+            Priority::Normal => &self.hub.normal,
+        };
+        lane.send(call)
             .await
             .map_err(|_| ConnectorError::retryable("sandbox writer stopped"))?;
         answer
@@ -727,6 +743,7 @@ mod tests {
         Op {
             id: id.into(),
             attempt: 1,
+            priority: tenure_core::run::Priority::Normal,
         }
     }
 

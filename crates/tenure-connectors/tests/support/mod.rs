@@ -52,6 +52,7 @@ pub fn op(id: &str) -> Op {
     Op {
         id: id.into(),
         attempt: 1,
+        priority: tenure_core::run::Priority::Normal,
     }
 }
 
