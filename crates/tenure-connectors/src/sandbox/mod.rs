@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenure_core::run::Priority;
@@ -226,7 +226,9 @@ async fn apply_batch(
     let mut t = store.begin_with(priority).await?;
     let tx = t.conn();
     let sqlite = tx.is_sqlite();
-    let mut counters: HashMap<Arc<str>, SandboxStats> = HashMap::new();
+    // Counters are written in system order: the two writers' transactions run side by side on
+    // PostgreSQL, and rows locked in different orders would deadlock.
+    let mut counters: BTreeMap<Arc<str>, SandboxStats> = BTreeMap::new();
     let mut results = Vec::with_capacity(calls.len());
     // One statement records every operation id of the batch; the ones already there are repeats.
     let mut fresh = std::collections::HashSet::new();
