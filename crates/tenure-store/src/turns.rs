@@ -88,15 +88,9 @@ impl Turns {
     fn hand_on(&self) {
         let mut s = self.state.lock().expect("turns lock");
         loop {
-            let next = match s.urgent.pop_front() {
-                Some(next) => next,
-                None => match s.normal.pop_front() {
-                    Some(next) => next,
-                    None => {
-                        s.free += 1;
-                        return;
-                    }
-                },
+            let Some(next) = s.urgent.pop_front().or_else(|| s.normal.pop_front()) else {
+                s.free += 1;
+                return;
             };
             // A waiter that gave up (its future dropped) is skipped.
             if next.send(()).is_ok() {

@@ -322,31 +322,33 @@ async fn scratch(name: &str) -> Option<String> {
     )
 }
 
-fn sqlite_url() -> (std::path::PathBuf, String) {
+/// Runs `check` on a fresh SQLite file, then on a scratch PostgreSQL database named after
+/// `name` when one is configured.
+async fn on_both_backends<F, Fut>(name: &str, check: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let dir = std::env::temp_dir().join(format!("tenure-privacy-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    (dir, url)
+    check(format!("sqlite://{}?mode=rwc", dir.join("t.db").display())).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    if let Some(url) = scratch(name).await {
+        check(url).await;
+    }
 }
 
 #[tokio::test]
 async fn personal_data_is_sealed_per_person_and_forgetting_erases_it() {
-    let (dir, url) = sqlite_url();
-    check(&url).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Some(url) = scratch("privacy").await {
-        check(&url).await;
-    }
+    on_both_backends("privacy", |url| async move { check(&url).await }).await;
 }
 
 #[tokio::test]
 async fn a_database_stored_in_clear_is_sealed_in_place_once_given_a_key() {
-    let (dir, url) = sqlite_url();
-    check_sealing_in_place(&url).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Some(url) = scratch("sealing").await {
-        check_sealing_in_place(&url).await;
-    }
+    on_both_backends("sealing", |url| async move {
+        check_sealing_in_place(&url).await
+    })
+    .await;
 }
 
 /// Where each of Ada's search index entries is stored (SQLite's rowid, PostgreSQL's ctid): an
@@ -427,10 +429,5 @@ async fn check_reindexing(url: &str) {
 
 #[tokio::test]
 async fn the_search_index_is_written_again_only_when_the_name_or_email_changes() {
-    let (dir, url) = sqlite_url();
-    check_reindexing(&url).await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    if let Some(url) = scratch("reindex").await {
-        check_reindexing(&url).await;
-    }
+    on_both_backends("reindex", |url| async move { check_reindexing(&url).await }).await;
 }
