@@ -234,6 +234,10 @@ pub struct Evaluation {
     pub release: Vec<Lane>,
     /// The run was cancelled and nothing is in flight: create compensation steps now.
     pub compensate: bool,
+    /// The run was cancelled, and some of its own steps are queued again: a call in flight at
+    /// the cancel came back to be retried, or a lease ran out and the step was taken back.
+    /// Cancel them (as the cancel did the steps queued then) before anything is undone.
+    pub cancel_queued: bool,
 }
 
 /// Evaluates a run from its steps. `cancel_requested` is set once an operator cancels it.
@@ -248,20 +252,28 @@ pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
         state,
         release: Vec::new(),
         compensate: false,
+        cancel_queued: false,
     };
     if cancel_requested {
         // Nothing is undone while a call is in flight: its outcome decides what there is to undo.
         if running {
             return keep(RunState::Running);
         }
+        if steps.iter().any(|s| {
+            !s.compensation && matches!(s.state, StepState::Pending | StepState::AwaitingApproval)
+        }) {
+            return Evaluation {
+                cancel_queued: true,
+                ..keep(RunState::Running)
+            };
+        }
         let comp: Vec<&StepStatus> = steps.iter().filter(|s| s.compensation).collect();
         if comp.is_empty() {
             let anything_done = steps.iter().any(|s| s.state == StepState::Succeeded);
             return if anything_done {
                 Evaluation {
-                    state: RunState::Running,
-                    release: Vec::new(),
                     compensate: true,
+                    ..keep(RunState::Running)
                 }
             } else {
                 keep(RunState::Cancelled)
@@ -276,9 +288,8 @@ pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
             RunState::Compensated
         };
         return Evaluation {
-            state,
             release: p.release,
-            compensate: false,
+            ..keep(state)
         };
     }
     let p = progress(steps.iter());
@@ -302,9 +313,8 @@ pub fn evaluate(steps: &[StepStatus], cancel_requested: bool) -> Evaluation {
         RunState::Succeeded
     };
     Evaluation {
-        state,
         release: p.release,
-        compensate: false,
+        ..keep(state)
     }
 }
 
@@ -613,7 +623,8 @@ mod tests {
             Evaluation {
                 state: RunState::Running,
                 release: vec![],
-                compensate: false
+                compensate: false,
+                cancel_queued: false,
             }
         );
         let steps = [s(0, Succeeded, true), s(1, Succeeded, true)];
@@ -671,7 +682,8 @@ mod tests {
             Evaluation {
                 state: RunState::Failed,
                 release: vec![],
-                compensate: false
+                compensate: false,
+                cancel_queued: false,
             }
         );
     }
@@ -694,7 +706,8 @@ mod tests {
             Evaluation {
                 state: RunState::Failed,
                 release: vec![],
-                compensate: false
+                compensate: false,
+                cancel_queued: false,
             }
         );
     }
@@ -737,6 +750,18 @@ mod tests {
         assert_eq!(evaluate(&steps, true).state, RunState::Cancelled);
         let steps = [s(0, Running, true), s(1, Cancelled, false)];
         assert!(!evaluate(&steps, true).compensate);
+        // The call in flight at the cancel came back to be retried: its step is cancelled
+        // before anything is undone or the run ends.
+        let steps = [
+            s(0, Succeeded, true),
+            s(0, Pending, true),
+            s(1, Cancelled, false),
+        ];
+        let e = evaluate(&steps, true);
+        assert!(e.cancel_queued && !e.compensate);
+        assert_eq!(e.state, RunState::Running);
+        let steps = [s(0, Pending, true), s(1, Cancelled, false)];
+        assert!(evaluate(&steps, true).cancel_queued);
         let comp = StepStatus {
             compensation: true,
             ..s(10, Pending, false)
@@ -1092,7 +1117,25 @@ mod tests {
                 }
                 continue;
             }
+            if e.cancel_queued {
+                // The engine cancels them as the operator's cancel did those queued then.
+                for s in sims.iter_mut().filter(|s| !s.status.compensation) {
+                    if matches!(s.status.state, Pending | AwaitingApproval) {
+                        s.status.state = Cancelled;
+                    }
+                }
+                continue;
+            }
             out.state = e.state;
+            if e.state.is_terminal() && cancelled {
+                // Nothing of the run's own is left to happen once it has ended.
+                prop_assert!(
+                    sims.iter().all(|s| s.status.compensation
+                        || !matches!(s.status.state, Pending | Running | AwaitingApproval)),
+                    "the cancelled run ended {:?} with steps left: {sims:?}",
+                    e.state
+                );
+            }
             if e.state.is_terminal() {
                 if e.state == RunState::Failed && cancel_at.is_some() && !cancelled {
                     // A failed run can still be cancelled (and what it did undone).
@@ -1104,8 +1147,12 @@ mod tests {
                 cancelled = true;
                 out.cancelled = true;
                 for s in sims.iter_mut() {
-                    if matches!(s.status.state, Pending | AwaitingApproval) {
-                        s.status.state = Cancelled;
+                    match (s.status.state, s.status.ready, &s.outcome) {
+                        // A call in flight when the cancel comes: it cannot be cancelled, and
+                        // its outcome (below) puts the step back in the queue, to be retried.
+                        (Pending, true, Outcome::Wait(n)) if *n > 0 => s.status.state = Running,
+                        (Pending | AwaitingApproval, _, _) => s.status.state = Cancelled,
+                        _ => {}
                     }
                 }
                 continue;
@@ -1131,6 +1178,8 @@ mod tests {
                         compensated.extend(s.undoes);
                     }
                     (Pending, true, Outcome::Fail) => s.status.state = Failed,
+                    // The call in flight at the cancel failed and is to be tried again.
+                    (Running, _, _) => s.status.state = Pending,
                     (Pending, true, Outcome::Wait(n)) => {
                         if *n == 0 {
                             s.status.state = Succeeded;

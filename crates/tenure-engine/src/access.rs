@@ -3,7 +3,7 @@
 //! store. Gathered per batch, written in a few statements inside the caller's transaction.
 
 use crate::error::Result;
-use tenure_core::outcome::AccessChange;
+use tenure_core::outcome::{self, AccessChange};
 use tenure_core::{AccountState, GrantState};
 use tenure_store::{Conn, StepRow};
 
@@ -40,6 +40,22 @@ impl AccessChanges {
             }
             None => {}
         }
+    }
+
+    /// What steps cancelled before they ended leave of people's access
+    /// (`tenure_core::outcome::cancelled`).
+    pub(crate) fn of_cancelled(steps: &[StepRow]) -> AccessChanges {
+        let mut changes = AccessChanges::default();
+        for s in steps {
+            let step = outcome::CancelledStep {
+                action: s.action,
+                claimed: s.started_at.is_some(),
+                attempts: s.attempts,
+                last_error: s.last_error.as_deref(),
+            };
+            changes.push(s, outcome::cancelled(step));
+        }
+        changes
     }
 
     /// Writes them: what is forgotten first, then the new states (later ones win for the same

@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use tenure_core::audit::AuditAction;
 use tenure_core::config::ClientFacts;
 use tenure_core::event::{EventInput, EventType, apply_event};
-use tenure_core::outcome;
 use tenure_core::planner::{self, Action};
 use tenure_core::run::{
     Priority, RunKind, RunState, StepFacts, StepState, SystemProgress, systems_progress,
@@ -906,17 +905,9 @@ async fn forget_planned_effects(
         .map(|s| s.id.clone())
         .collect();
     gates::withdraw(inner, tx, &waiting, why, now).await?;
-    let mut changes = AccessChanges::default();
-    for s in cancelled {
-        let step = outcome::CancelledStep {
-            action: s.action,
-            claimed: s.started_at.is_some(),
-            attempts: s.attempts,
-            last_error: s.last_error.as_deref(),
-        };
-        changes.push(s, outcome::cancelled(step));
-    }
-    changes.write(tx.conn(), now).await
+    AccessChanges::of_cancelled(cancelled)
+        .write(tx.conn(), now)
+        .await
 }
 
 pub(crate) async fn cancel_run(inner: &Inner, run_id: &str, actor: &str) -> Result<()> {

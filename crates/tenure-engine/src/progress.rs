@@ -1,6 +1,7 @@
 //! Moving runs on from their steps: the next phase of each system, compensation of a
 //! cancelled run, the end of a run and its announcement.
 
+use crate::access::AccessChanges;
 use crate::context::Inner;
 use crate::error::Result;
 use crate::messages::RunFinished;
@@ -42,6 +43,17 @@ pub(crate) async fn advance_runs(
         }
         let steps = statuses.get(&run.id).map_or(&[][..], Vec::as_slice);
         let eval = evaluate(steps, run.cancel_requested);
+        if eval.cancel_queued {
+            // Queued again after the cancel (a retry, a lease taken back): cancelled as the
+            // cancel did the steps queued then. None waits for an approval: those were
+            // cancelled with the run, and no step of it is gated again.
+            let queued = tenure_store::cancel_pending_steps(tx.conn(), &run.id, now).await?;
+            AccessChanges::of_cancelled(&queued)
+                .write(tx.conn(), now)
+                .await?;
+            Box::pin(advance_run(inner, tx, &run.id, now)).await?;
+            continue;
+        }
         if eval.compensate {
             add_compensation(inner, tx, &run, now).await?;
             Box::pin(advance_run(inner, tx, &run.id, now)).await?;

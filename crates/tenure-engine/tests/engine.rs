@@ -1072,7 +1072,12 @@ fn random_interleavings_settle_with_the_store_and_the_systems_agreeing() {
 /// - on PostgreSQL, a leave cancelled an earlier run's waiting steps and then looked for calls
 ///   in flight, in two statements: a step put back in the queue for a retry in between was
 ///   neither cancelled nor waited for, and ran after the leave. The leave now looks for both
-///   in one statement and cancels again what it finds waiting.
+///   in one statement and cancels again what it finds waiting;
+/// - an operator cancelled a hire while its `crm` account call was in flight; the call timed
+///   out and put the step back in the queue to be retried, and the run, finding nothing in
+///   flight, ended with the step left queued and the account neither undone nor `uncertain`.
+///   A cancelled run now cancels steps queued again after its cancel, as it did those queued
+///   then (`a_call_in_flight_at_a_cancel_that_comes_back_to_be_retried_is_cancelled_too`).
 #[test]
 fn random_interleavings_with_failing_calls_settle_the_same() {
     interleavings(0.3);
@@ -1139,6 +1144,37 @@ fn a_leave_takes_back_uncertain_access_a_cancelled_run_had_planned_again() {
         Op::Advance { minutes: 1648 },
     ];
     rt.block_on(interleave(ops, 84, 0.3));
+}
+
+/// The operations with which the failing-calls test found a cancelled hire's account left
+/// behind: r2's hire is cancelled while its `crm` account call is in flight, the call times
+/// out after making the account, and the leaves that follow must still disable it. `crm`'s
+/// failures with seed 71 give that order.
+#[test]
+fn a_call_in_flight_at_a_cancel_that_comes_back_to_be_retried_is_cancelled_too() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ops = vec![
+        Op::Hire {
+            who: 2,
+            consulting: true,
+            end_in_days: Some(1),
+        },
+        Op::Cancel { who: 1 },
+        Op::Leave { who: 0 },
+        Op::Cancel { who: 2 },
+        Op::Transfer {
+            who: 2,
+            consulting: false,
+        },
+        Op::Leave { who: 2 },
+        Op::Leave { who: 2 },
+        Op::Leave { who: 1 },
+    ];
+    rt.block_on(interleave(ops, 71, 0.3));
 }
 
 async fn interleave(ops: Vec<Op>, seed: u64, failure_rate: f64) {

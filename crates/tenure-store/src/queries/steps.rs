@@ -549,14 +549,15 @@ pub async fn run_unended_steps(c: &mut Conn, run: &str) -> Result<UnendedSteps> 
     })
 }
 
-/// Cancels a run's steps that have not started, and the open tasks they wait on; returns
-/// them. The tasks withdrawn are those of the steps this statement cancelled: on PostgreSQL a
+/// Cancels a run's own steps (not those undoing it) that have not started or are queued
+/// again, and the open tasks they wait on; returns them. The tasks withdrawn are those of the steps this statement cancelled: on PostgreSQL a
 /// running step can be put back in the queue by an outcome committing between two statements,
 /// so choosing the tasks by a separate read of the steps' states could leave the task of a
 /// step cancelled here open.
 pub async fn cancel_pending_steps(c: &mut Conn, run: &str, now: i64) -> Result<Vec<StepRow>> {
     let sql = format!(
         "UPDATE steps SET state = 'cancelled', finished_at = $1 WHERE run_id = $2 AND state IN ('pending', 'awaiting_approval')
+           AND compensation_of IS NULL
          RETURNING {STEP_COLS}"
     );
     let rows = db::query(db::AssertSqlSafe(sql))
