@@ -2,6 +2,7 @@
 //! with their breakers, the clock, the channels between the loops, and the engine's options.
 
 use crate::clock::Clock;
+use crate::error::EngineError;
 use crate::messages::{Held, Job, Outcome, RenewRequest, RunFinished};
 use rand::rngs::StdRng;
 use std::collections::HashMap;
@@ -34,6 +35,46 @@ pub struct EngineOptions {
     /// The secret notifications are signed with (read from the environment variable the
     /// configuration's `[notifications] secret_env` names); required when a webhook is set.
     pub webhook_secret: Option<String>,
+}
+
+/// The most steps one instance holds in flight at once, in either lane: beyond it, memory and
+/// a system's queue grow with nothing gained.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 65_536;
+
+impl EngineOptions {
+    /// Checks the limits: each at least 1, at most [`MAX_IN_FLIGHT_LIMIT`], and a claim no
+    /// larger than what may be in flight.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let check = |field: &str, n: usize| {
+            if (1..=MAX_IN_FLIGHT_LIMIT).contains(&n) {
+                Ok(())
+            } else {
+                Err(EngineError::Invalid {
+                    field: field.into(),
+                    message: format!("{n} is outside 1 to {MAX_IN_FLIGHT_LIMIT}"),
+                })
+            }
+        };
+        check("max_in_flight", self.max_in_flight)?;
+        check("max_urgent_in_flight", self.max_urgent_in_flight)?;
+        check("claim_batch", self.claim_batch)?;
+        if self.claim_batch > self.max_in_flight {
+            return Err(EngineError::Invalid {
+                field: "claim_batch".into(),
+                message: format!(
+                    "{} is more than max_in_flight ({}): a claim takes at most what may be in flight",
+                    self.claim_batch, self.max_in_flight
+                ),
+            });
+        }
+        if self.lease_ms < 1_000 {
+            return Err(EngineError::Invalid {
+                field: "lease_ms".into(),
+                message: format!("{} ms is under a second", self.lease_ms),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineOptions {
@@ -124,5 +165,50 @@ impl Inner {
     pub(crate) fn wake_all(&self) {
         self.wake.notify_one();
         self.timer_wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked() {
+        assert!(EngineOptions::default().validate().is_ok());
+        let bad = |o: EngineOptions| o.validate().unwrap_err().to_string();
+        assert_eq!(
+            bad(EngineOptions {
+                max_in_flight: 0,
+                ..Default::default()
+            }),
+            "max_in_flight: 0 is outside 1 to 65536"
+        );
+        assert_eq!(
+            bad(EngineOptions {
+                max_urgent_in_flight: MAX_IN_FLIGHT_LIMIT + 1,
+                ..Default::default()
+            }),
+            "max_urgent_in_flight: 65537 is outside 1 to 65536"
+        );
+        assert_eq!(
+            bad(EngineOptions {
+                claim_batch: 600,
+                ..Default::default()
+            }),
+            "claim_batch: 600 is more than max_in_flight (512): a claim takes at most what may be in flight"
+        );
+        assert_eq!(
+            bad(EngineOptions {
+                lease_ms: 999,
+                ..Default::default()
+            }),
+            "lease_ms: 999 ms is under a second"
+        );
+        let big = EngineOptions {
+            max_in_flight: 1024,
+            claim_batch: 512,
+            ..Default::default()
+        };
+        assert!(big.validate().is_ok());
     }
 }

@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// Database URL; a fresh SQLite file in a temporary folder by default.
     #[arg(long)]
     database: Option<String>,
+    #[command(flatten)]
+    limits: crate::EngineLimits,
+    /// Each system's `max_concurrency`: the calls it is sent at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    system_concurrency: u32,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -131,7 +136,7 @@ const SYSTEMS: [&str; 4] = ["directory", "chat", "crm", "ticketing"];
 /// With `faults`, each system fails as `--faults` says; steps get enough attempts that none
 /// runs out (0.35^20 is under one in a billion), retries come quickly, and an open circuit
 /// tries again after a second.
-fn bench_config(faults: bool) -> Config {
+fn bench_config(faults: bool, system_concurrency: u32) -> Config {
     let mut main = String::from(if faults {
         "[engine]\nmax_attempts = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 2000\nbreaker_open_ms = 1000\n"
     } else {
@@ -140,7 +145,7 @@ fn bench_config(faults: bool) -> Config {
     let mut ents = Vec::new();
     for (i, sys) in SYSTEMS.into_iter().enumerate() {
         main.push_str(&format!(
-            "[[systems]]\nid = \"{sys}\"\nconnector = \"sandbox\"\nmax_concurrency = 64\n[systems.settings]\nlatency_ms = 0\nseed = {}\n",
+            "[[systems]]\nid = \"{sys}\"\nconnector = \"sandbox\"\nmax_concurrency = {system_concurrency}\n[systems.settings]\nlatency_ms = 0\nseed = {}\n",
             i + 1
         ));
         if faults {
@@ -289,13 +294,13 @@ async fn start(
         tenure_store::commit_rate(&store, std::time::Duration::from_millis(1_500)).await?;
     let engine = Engine::start(
         store.clone(),
-        Arc::new(bench_config(faults)),
+        Arc::new(bench_config(faults, args.system_concurrency)),
         Arc::new(SystemClock),
-        EngineOptions {
+        args.limits.apply(EngineOptions {
             sole_instance: store.backend() == tenure_store::Backend::Sqlite,
             seed: Some(42),
             ..Default::default()
-        },
+        }),
     )
     .await?;
     Ok((store, commits_per_sec, engine))
@@ -473,6 +478,12 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         "steps": steps,
         "checkpoints": checkpoints,
         "personal_data": if args.plain { "plain" } else { "sealed" },
+        "limits": {
+            "max_in_flight": args.limits.max_in_flight,
+            "max_urgent_in_flight": args.limits.max_urgent_in_flight,
+            "claim_batch": args.limits.claim_batch,
+            "system_concurrency": args.system_concurrency,
+        },
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "steps_per_sec": (steps as f64 / elapsed).round(),
         "commits_per_sec": commits_per_sec.round(),
@@ -502,6 +513,13 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             args.hires,
             args.leaves,
             figures["personal_data"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  limits: {} steps in flight (+{} leavers'), claims of {}, {} calls at once per system",
+            args.limits.max_in_flight,
+            args.limits.max_urgent_in_flight,
+            args.limits.claim_batch,
+            args.system_concurrency
         );
         println!(
             "  steps succeeded: {steps} in {elapsed:.2} s = {} steps/s",

@@ -35,6 +35,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tenure_api::Scope;
+use tenure_engine::EngineOptions;
 use tenure_store::Store;
 
 /// Identity lifecycle automation: the right access on day one, none the moment it ends.
@@ -203,6 +204,35 @@ enum AuditCommand {
     /// Write entries (a range, or one person's) with the checkpoints that cover them to a file
     /// of JSON lines, for verification elsewhere.
     Export(evidence::ExportArgs),
+}
+
+/// How much work the engine holds at once (`tenure serve`, `tenure bench`).
+#[derive(Args, Clone, Debug)]
+pub struct EngineLimits {
+    /// Steps in flight at once (claimed and not yet recorded), over all systems. More makes
+    /// larger transactions and more throughput under a backlog; a system's own
+    /// `max_concurrency` still bounds the calls it is sent at once.
+    #[arg(long, env = "TENURE_MAX_IN_FLIGHT", default_value_t = EngineOptions::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Leavers' steps in flight at once, on top of `--max-in-flight`: room no backlog of
+    /// hires takes.
+    #[arg(long, env = "TENURE_MAX_URGENT_IN_FLIGHT", default_value_t = EngineOptions::default().max_urgent_in_flight)]
+    pub max_urgent_in_flight: usize,
+    /// Steps claimed per transaction (at most `--max-in-flight`).
+    #[arg(long, env = "TENURE_CLAIM_BATCH", default_value_t = EngineOptions::default().claim_batch)]
+    pub claim_batch: usize,
+}
+
+impl EngineLimits {
+    /// These limits over `options`.
+    pub fn apply(&self, options: EngineOptions) -> EngineOptions {
+        EngineOptions {
+            max_in_flight: self.max_in_flight,
+            max_urgent_in_flight: self.max_urgent_in_flight,
+            claim_batch: self.claim_batch,
+            ..options
+        }
+    }
 }
 
 /// Where the database is.

@@ -1,6 +1,6 @@
 //! `tenure serve`: the engine and the HTTP API, with graceful shutdown.
 
-use crate::{DbArgs, config_files, demo};
+use crate::{DbArgs, EngineLimits, config_files, demo};
 use anyhow::{Context, Result};
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -19,6 +19,8 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    limits: EngineLimits,
     /// tenure.toml; without it the built-in demo configuration is used.
     #[arg(long, env = "TENURE_CONFIG")]
     config: Option<PathBuf>,
@@ -142,12 +144,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Arc::new(config),
         Arc::new(policy),
         Arc::new(SystemClock),
-        EngineOptions {
+        args.limits.apply(EngineOptions {
             sole_instance,
             lease_ms: args.step_lease_secs.max(1) as i64 * 1000,
             webhook_secret,
             ..Default::default()
-        },
+        }),
     )
     .await?;
     let demo_seeded = args.demo && demo::seed(&engine).await?;

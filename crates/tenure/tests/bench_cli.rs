@@ -52,6 +52,55 @@ fn the_fault_benchmark_converges_with_nothing_done_twice() {
     }
 }
 
+/// The engine's limits and the systems' concurrency are the bench's to set, and reported
+/// with its figures; a limit out of range stops it with a message naming it.
+#[test]
+fn the_benchmark_takes_and_reports_its_limits() {
+    let v = bench(&[
+        "--hires",
+        "40",
+        "--leaves",
+        "4",
+        "--max-in-flight",
+        "16",
+        "--claim-batch",
+        "4",
+        "--max-urgent-in-flight",
+        "8",
+        "--system-concurrency",
+        "2",
+    ]);
+    assert_eq!(v["runs_not_converged"], 0, "{v}");
+    assert_eq!(
+        v["limits"],
+        serde_json::json!({
+            "max_in_flight": 16,
+            "max_urgent_in_flight": 8,
+            "claim_batch": 4,
+            "system_concurrency": 2,
+        })
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args([
+            "bench",
+            "--hires",
+            "1",
+            "--leaves",
+            "0",
+            "--claim-batch",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", common::describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("claim_batch: 600 is more than max_in_flight (512)"),
+        "{}",
+        common::describe(&o)
+    );
+}
+
 /// The idle-leave benchmark sends each leave once the one before has ended, and reports every
 /// one of them.
 #[test]

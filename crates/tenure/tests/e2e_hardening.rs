@@ -379,6 +379,57 @@ async fn the_last_admin_token_cannot_be_revoked() {
     );
 }
 
+/// The engine's limits are checked before it starts: out of range, `serve` stops with a
+/// message naming the limit; in range, it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_limits_out_of_range_stop_serve_with_a_message() {
+    let env = TestEnv::new(CONFIG, TEMPLATES).await;
+    for (args, want) in [
+        (
+            &["--claim-batch", "0"][..],
+            "claim_batch: 0 is outside 1 to 65536",
+        ),
+        (
+            &["--max-in-flight", "100", "--claim-batch", "200"][..],
+            "claim_batch: 200 is more than max_in_flight (100)",
+        ),
+        (
+            &["--max-urgent-in-flight", "70000"][..],
+            "max_urgent_in_flight: 70000 is outside 1 to 65536",
+        ),
+    ] {
+        let mut cmd = env.command();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .args(env.db_args());
+        let o = cmd.output().unwrap();
+        assert!(!o.status.success(), "{args:?}: {}", common::describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {}", common::describe(&o));
+    }
+    let s = env
+        .start_with(
+            &[
+                "--max-in-flight",
+                "8",
+                "--claim-batch",
+                "2",
+                "--max-urgent-in-flight",
+                "4",
+            ],
+            None,
+        )
+        .await;
+    // Two steps claimed at a time: the hires still finish, every one of them.
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        runs.push(s.accept(&hire(&format!("lim-{i}"), "engineering")).await);
+    }
+    for id in runs {
+        assert_eq!(s.wait_run(&id).await["state"], "succeeded");
+    }
+}
+
 /// SCIM's absolute links come from `--public-url`, or the listen address without it, never
 /// from the `Host` header a client sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,6 +190,9 @@ impl TestEnv {
             "TENURE_PUBLIC_URL",
             "TENURE_MAX_CONNECTIONS",
             "TENURE_IDLE_TIMEOUT_SECS",
+            "TENURE_MAX_IN_FLIGHT",
+            "TENURE_MAX_URGENT_IN_FLIGHT",
+            "TENURE_CLAIM_BATCH",
             "TENURE_MASTER_KEY",
             "TENURE_MASTER_KEY_FILE",
         ] {
