@@ -209,9 +209,9 @@ enum AuditCommand {
 /// How much work the engine holds at once (`tenure serve`, `tenure bench`).
 #[derive(Args, Clone, Debug)]
 pub struct EngineLimits {
-    /// Steps in flight at once (claimed and not yet recorded), over all systems. More makes
-    /// larger transactions and more throughput under a backlog; a system's own
-    /// `max_concurrency` still bounds the calls it is sent at once.
+    /// Steps in flight at once (claimed and not yet recorded), over all systems. A system's
+    /// own `max_concurrency` still bounds the calls it is sent at once, so steps beyond the
+    /// systems' sum only wait: set it near that sum.
     #[arg(long, env = "TENURE_MAX_IN_FLIGHT", default_value_t = EngineOptions::default().max_in_flight)]
     pub max_in_flight: usize,
     /// Leavers' steps in flight at once, on top of `--max-in-flight`: room no backlog of
