@@ -1083,13 +1083,19 @@ fn random_interleavings_with_failing_calls_settle_the_same() {
     interleavings(0.3);
 }
 
-fn interleavings(failure_rate: f64) {
-    use proptest::prelude::*;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The runtime the interleaving tests run on: two workers, so the engine's loops really run
+/// beside each other.
+fn interleaving_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn interleavings(failure_rate: f64) {
+    use proptest::prelude::*;
+    let rt = interleaving_runtime();
     // PROPTEST_CASES, proptest's own setting, runs more for a soak.
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -1112,11 +1118,7 @@ fn interleavings(failure_rate: f64) {
 /// `crm`'s failures with seed 84 give that order.
 #[test]
 fn a_leave_takes_back_uncertain_access_a_cancelled_run_had_planned_again() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = interleaving_runtime();
     let ops = vec![
         Op::Hire {
             who: 0,
@@ -1152,11 +1154,7 @@ fn a_leave_takes_back_uncertain_access_a_cancelled_run_had_planned_again() {
 /// failures with seed 71 give that order.
 #[test]
 fn a_call_in_flight_at_a_cancel_that_comes_back_to_be_retried_is_cancelled_too() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = interleaving_runtime();
     let ops = vec![
         Op::Hire {
             who: 2,
