@@ -39,10 +39,10 @@ pub struct EngineOptions {
 
 /// The most steps one instance holds in flight at once, in either lane: beyond it, memory and
 /// a system's queue grow with nothing gained.
-pub const MAX_IN_FLIGHT_LIMIT: usize = 65_536;
+pub(crate) const MAX_IN_FLIGHT_LIMIT: usize = 65_536;
 
 impl EngineOptions {
-    /// Checks the limits: each at least 1, at most [`MAX_IN_FLIGHT_LIMIT`], and a claim no
+    /// Checks the limits: each at least 1, at most `MAX_IN_FLIGHT_LIMIT` (65,536), and a claim no
     /// larger than what may be in flight.
     pub fn validate(&self) -> Result<(), EngineError> {
         let check = |field: &str, n: usize| {

@@ -44,7 +44,7 @@ mod worker;
 pub use approvals::{ApprovalDetail, NewRequest, RequestAccepted, RequestDetail};
 pub use checkpoints::{CheckpointError, CheckpointWriter, Round, Sink};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::{EngineOptions, MAX_IN_FLIGHT_LIMIT, Rules};
+pub use context::{EngineOptions, Rules};
 pub use drift::ReconcileRequest;
 pub use error::{EngineError, Result};
 pub use messages::{IngestOutcome, Planning, RunFinished, Submission};
