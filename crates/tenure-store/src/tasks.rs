@@ -294,13 +294,13 @@ pub async fn cancel_open_tasks(c: &mut Conn, op_ids: &[String], now: i64) -> Res
     let sqlite = c.is_sqlite();
     let mut cancelled = 0;
     for chunk in op_ids.chunks(500) {
-        let mut sql = format!(
+        let mut sql = String::from(
             "UPDATE tasks SET state = 'cancelled', message = 'the step was cancelled',
-                    finished_at = {now}, finished_by = 'engine'
-              WHERE state = 'open' AND id IN "
+                    finished_at = $1, finished_by = 'engine'
+              WHERE state = 'open' AND id IN ",
         );
-        crate::queries::push_placeholders(&mut sql, 1, chunk.len(), sqlite);
-        let mut q = db::query(db::AssertSqlSafe(sql));
+        crate::queries::push_placeholders_after(&mut sql, 1, chunk.len(), sqlite, 1);
+        let mut q = db::query(db::AssertSqlSafe(sql)).bind(now);
         for id in chunk {
             q = q.bind(id.clone());
         }

@@ -179,15 +179,21 @@ pub async fn set_grant_states(
         "UPDATE grants SET
            state = CASE WHEN grants.state = 'uncertain' AND v.column3 IN {GRANT_PLANNED}
                         THEN grants.state ELSE v.column3 END,
-           updated_at = {now},
-           granted_at = CASE WHEN v.column3 = 'granted' THEN {now} ELSE grants.granted_at END,
-           expires_at = CASE WHEN v.column3 = 'revoked' AND grants.expires_at > {now} THEN NULL
+           updated_at = $1,
+           granted_at = CASE WHEN v.column3 = 'granted' THEN $1 ELSE grants.granted_at END,
+           expires_at = CASE WHEN v.column3 = 'revoked' AND grants.expires_at > $1 THEN NULL
                              ELSE grants.expires_at END
          FROM (VALUES "
     );
-    bulk!(c, rows, 3, prefix.as_str(), suffix.as_str(), |q, r| {
-        q.bind(r.0.clone()).bind(r.1.clone()).bind(r.2.as_str())
-    });
+    bulk!(
+        c,
+        rows,
+        3,
+        prefix.as_str(),
+        suffix.as_str(),
+        lead = [now],
+        |q, r| { q.bind(r.0.clone()).bind(r.1.clone()).bind(r.2.as_str()) }
+    );
     Ok(())
 }
 

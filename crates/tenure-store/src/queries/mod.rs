@@ -19,6 +19,19 @@ use tenure_core::{
 /// `(?, ?), (?, ?)` on SQLite, where looking up numbered parameters costs time linear in their
 /// count (quadratic over a large multi-row statement).
 pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqlite: bool) {
+    push_placeholders_after(sql, rows, cols, sqlite, 0);
+}
+
+/// [`push_placeholders`] in a statement whose first `before` parameters come ahead of the rows
+/// (`$1` to `$before`, named the same on both databases: SQLite numbers a named parameter on
+/// its first use and each `?` after the highest number given so far).
+pub(crate) fn push_placeholders_after(
+    sql: &mut String,
+    rows: usize,
+    cols: usize,
+    sqlite: bool,
+    before: usize,
+) {
     use std::fmt::Write;
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -29,7 +42,7 @@ pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqli
             if sqlite {
                 sql.push('?');
             } else {
-                let _ = write!(sql, "${}", r * cols + c + 1);
+                let _ = write!(sql, "${}", before + r * cols + c + 1);
             }
         }
         sql.push(')');
@@ -56,13 +69,23 @@ pub(crate) fn in_list(sql: &mut String, n: usize, sqlite: bool, first: usize) {
 
 /// Runs `make(chunk)` over `items` in chunks small enough for any database's parameter limit.
 macro_rules! bulk {
-    ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, |$q:ident, $it:ident| $bind:block) => {{
+    ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, |$q:ident, $it:ident| $bind:block) => {
+        bulk!($c, $items, $cols, $prefix, $suffix, lead = [], |$q, $it| $bind)
+    };
+    // `lead`: values bound ahead of the rows, as `$1`, `$2`, ... in the prefix (a timestamp
+    // bound, not written into the text, keeps the statement the same and its prepared form
+    // cached).
+    ($c:expr, $items:expr, $cols:expr, $prefix:expr, $suffix:expr, lead = [$($lead:expr),*], |$q:ident, $it:ident| $bind:block) => {{
         let sqlite = $c.is_sqlite();
+        let lead: &[db::Value] = &[$(db::Value::from($lead)),*];
         for chunk in $items.chunks((30_000 / $cols).min(500)) {
             let mut sql = String::from($prefix);
-            push_placeholders(&mut sql, chunk.len(), $cols, sqlite);
+            push_placeholders_after(&mut sql, chunk.len(), $cols, sqlite, lead.len());
             sql.push_str($suffix);
             let mut $q = db::query(db::AssertSqlSafe(sql));
+            for v in lead {
+                $q = $q.bind(v.clone());
+            }
             for $it in chunk {
                 $q = $bind;
             }

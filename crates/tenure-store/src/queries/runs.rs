@@ -260,16 +260,14 @@ pub async fn set_runs_planned(
     rows: &[(String, Option<String>)],
     now: i64,
 ) -> Result<()> {
-    let prefix = format!(
-        "UPDATE runs SET state = 'running', planned_at = {now}, note = CAST(v.column2 AS TEXT)
-         FROM (VALUES "
-    );
     bulk!(
         c,
         rows,
         2,
-        prefix.as_str(),
+        "UPDATE runs SET state = 'running', planned_at = $1, note = CAST(v.column2 AS TEXT)
+         FROM (VALUES ",
         ") AS v WHERE runs.id = v.column1",
+        lead = [now],
         |q, r| { q.bind(r.0.clone()).bind(r.1.clone()) }
     );
     Ok(())
@@ -303,17 +301,15 @@ pub async fn runs_by_ids(c: &mut Conn, ids: &[String]) -> Result<Vec<RunRow>> {
 
 /// Records many runs' states at once; terminal states also set `finished_at`.
 pub async fn set_run_states(c: &mut Conn, rows: &[(String, RunState)], now: i64) -> Result<()> {
-    let prefix = format!(
-        "UPDATE runs SET state = v.column2,
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
-         FROM (VALUES "
-    );
     bulk!(
         c,
         rows,
         2,
-        prefix.as_str(),
+        "UPDATE runs SET state = v.column2,
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN CAST($1 AS BIGINT) ELSE NULL END
+         FROM (VALUES ",
         ") AS v WHERE runs.id = v.column1",
+        lead = [now],
         |q, r| { q.bind(r.0.clone()).bind(r.1.as_str()) }
     );
     Ok(())

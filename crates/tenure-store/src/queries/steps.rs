@@ -254,13 +254,15 @@ pub async fn claim_ready_steps_of_runs(
     let mut out = Vec::new();
     let sqlite = c.is_sqlite();
     for chunk in runs.chunks(500) {
-        let mut sql = format!(
-            "UPDATE steps SET state = 'running', lease_until = {lease_until}, started_at = COALESCE(started_at, {now})
-             WHERE state = 'pending' AND ready = 1 AND available_at <= {now} AND run_id IN "
+        let mut sql = String::from(
+            "UPDATE steps SET state = 'running', lease_until = $1, started_at = COALESCE(started_at, $2)
+             WHERE state = 'pending' AND ready = 1 AND available_at <= $2 AND run_id IN ",
         );
-        push_placeholders(&mut sql, 1, chunk.len(), sqlite);
+        push_placeholders_after(&mut sql, 1, chunk.len(), sqlite, 2);
         sql.push_str(&format!(" RETURNING {STEP_COLS}"));
-        let mut q = db::query(db::AssertSqlSafe(sql));
+        let mut q = db::query(db::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(now);
         for id in chunk {
             q = q.bind(id.clone());
         }
@@ -269,6 +271,19 @@ pub async fn claim_ready_steps_of_runs(
         }
     }
     Ok(out)
+}
+
+/// Whether a pending, ready step is claimable at `now`: the first entry of the claim index that
+/// is, without reading the rest (`MIN(available_at)` reads every entry of that index, as it
+/// is ordered by priority first).
+pub async fn any_step_claimable(c: &mut Conn, now: i64) -> Result<bool> {
+    let row = db::query(
+        "SELECT 1 FROM steps WHERE state = 'pending' AND ready = 1 AND available_at <= $1 LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// When the next pending, ready step becomes claimable.
@@ -326,13 +341,13 @@ pub async fn step_statuses_of_runs(
 
 /// Makes the pending steps of many (run, system, phase) lanes claimable at once.
 pub async fn release_lanes(c: &mut Conn, rows: &[(String, Lane)], now: i64) -> Result<()> {
-    let prefix = format!("UPDATE steps SET ready = 1, available_at = {now} FROM (VALUES ");
     bulk!(
         c,
         rows,
         3,
-        prefix.as_str(),
+        "UPDATE steps SET ready = 1, available_at = $1 FROM (VALUES ",
         ") AS v WHERE steps.run_id = v.column1 AND steps.system = v.column2 AND steps.phase = v.column3 AND steps.state = 'pending'",
+        lead = [now],
         |q, r| {
             q.bind(r.0.clone())
                 .bind(r.1.system.clone())
@@ -430,19 +445,17 @@ pub struct StepUpdate {
 
 /// Records many steps' new states at once.
 pub async fn update_steps(c: &mut Conn, rows: &[StepUpdate], now: i64) -> Result<()> {
-    let prefix = format!(
-        "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
-           lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
-           maybe_applied = CASE WHEN v.column6 = 1 THEN 1 ELSE steps.maybe_applied END,
-           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN {now} ELSE NULL END
-         FROM (VALUES "
-    );
     bulk!(
         c,
         rows,
         6,
-        prefix.as_str(),
+        "UPDATE steps SET state = v.column2, attempts = v.column3, last_error = COALESCE(v.column4, steps.last_error),
+           lease_until = NULL, available_at = COALESCE(v.column5, steps.available_at),
+           maybe_applied = CASE WHEN v.column6 = 1 THEN 1 ELSE steps.maybe_applied END,
+           finished_at = CASE WHEN v.column2 IN ('succeeded', 'failed', 'cancelled', 'compensated', 'denied') THEN CAST($1 AS BIGINT) ELSE NULL END
+         FROM (VALUES ",
         ") AS v WHERE steps.id = v.column1",
+        lead = [now],
         |q, r| {
             q.bind(r.id.clone())
                 .bind(r.state.as_str())
