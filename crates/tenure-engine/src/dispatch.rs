@@ -51,6 +51,7 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
     } else {
         HashMap::new()
     };
+    let mut urgent = Vec::new();
     for step in steps {
         let inner = inner.clone();
         let person = people
@@ -58,7 +59,8 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
             .cloned()
             .or_else(|| step.is_orphan().then(|| orphan_subject(&step.person_id)));
         let span = step_span(&step, traces.get(&step.run_id).map(String::as_str));
-        tokio::spawn(async move {
+        let is_urgent = step.priority.is_urgent();
+        let task = async move {
             let result = call(&inner, &step, person).instrument(span.clone()).await;
             // The completer lives as long as the engine; a closed channel means the process
             // is going down and the lease will hand the step back.
@@ -68,7 +70,18 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
                 &inner.outcome_tx
             };
             let _ = lane.send(Outcome { step, result, span }).await;
-        });
+        };
+        if is_urgent {
+            urgent.push(task);
+        } else {
+            tokio::spawn(task);
+        }
+    }
+    // A leaver's calls claimed together go out together: one task polls them all, so they
+    // reach their systems at once, and the outcomes that come back at once reach the
+    // completer at once, to be recorded in one transaction rather than one after another.
+    if !urgent.is_empty() {
+        tokio::spawn(futures_util::future::join_all(urgent));
     }
 }
 

@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 const POLL_MS: i64 = 1_000;
 /// How often expired leases are taken back.
 const REQUEUE_EVERY_MS: i64 = 5_000;
+/// At most this many leaver outcomes are recorded in one transaction.
+const URGENT_BATCH: usize = 128;
 
 /// Takes back steps a previous process left running.
 pub(crate) async fn recover(inner: &Inner) -> Result<()> {
@@ -94,7 +96,7 @@ pub(crate) async fn dispatcher(inner: Arc<Inner>) {
             (urgent.min(inner.options.claim_batch), true)
         };
         let mut claimed = 0;
-        if want > 0 {
+        if want > 0 && ready_now(&inner, now).await {
             match claim(&inner, now, want, urgent_only).await {
                 Ok(steps) => {
                     claimed = steps.len();
@@ -169,6 +171,18 @@ async fn requeue(inner: &Inner, now: i64) -> Result<u64> {
     Ok(n)
 }
 
+/// Whether a read shows a step ready to claim. When none is, a claim's write transaction would
+/// find nothing and only take SQLite's one writer from work that has some (a leave's next
+/// phase, claimed in the completer's transaction, waited behind such empty claims). A failed
+/// read says yes: the claim then reports its own error.
+async fn ready_now(inner: &Inner, now: i64) -> bool {
+    let ready = async {
+        let mut c = inner.store.reader().await?;
+        tenure_store::any_step_claimable(&mut c, now).await
+    };
+    ready.await.unwrap_or(true)
+}
+
 async fn claim(inner: &Inner, now: i64, limit: usize, urgent_only: bool) -> Result<Vec<StepRow>> {
     let mut tx = inner.store.begin().await?;
     let lease_until = now + inner.options.lease_ms;
@@ -232,7 +246,7 @@ pub(crate) async fn completer(
                 renewal = Some(None);
                 None
             }
-            n = urgent.recv_many(&mut urgent_batch, 128) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight, Priority::Urgent)),
+            n = urgent.recv_many(&mut urgent_batch, URGENT_BATCH) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight, Priority::Urgent)),
             n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight, Priority::Normal)),
             _ = shutdown.wait_for(|stop| *stop), if !stopping => {
                 stopping = true;
@@ -251,6 +265,16 @@ pub(crate) async fn completer(
             None => {}
         }
         if let Some((batch, counter, priority)) = lane {
+            if priority == Priority::Urgent {
+                // Outcomes that come back together (a leave's calls of one phase) are
+                // recorded together: those sent while this task was waking join the batch.
+                tokio::task::yield_now().await;
+                while batch.len() < URGENT_BATCH
+                    && let Ok(o) = urgent.try_recv()
+                {
+                    batch.push(o);
+                }
+            }
             let outcomes = std::mem::take(batch);
             let count = outcomes.len();
             if let Err(e) = record(&inner, outcomes, priority).await {

@@ -199,6 +199,14 @@ impl SandboxHub {
 async fn writer(store: Store, mut rx: mpsc::Receiver<Call>, priority: Priority) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
+        // Calls made at the same moment (a leave's, one per system) share the transaction:
+        // those sent while this task was waking join the batch.
+        tokio::task::yield_now().await;
+        while batch.len() < 512
+            && let Ok(call) = rx.try_recv()
+        {
+            batch.push(call);
+        }
         let calls = std::mem::take(&mut batch);
         match apply_batch(&store, &calls, priority).await {
             Ok(results) => {
