@@ -299,7 +299,7 @@ pub async fn cancel_open_tasks(c: &mut Conn, op_ids: &[String], now: i64) -> Res
                     finished_at = $1, finished_by = 'engine'
               WHERE state = 'open' AND id IN ",
         );
-        crate::queries::push_placeholders_after(&mut sql, 1, chunk.len(), sqlite, 1);
+        crate::queries::in_list(&mut sql, chunk.len(), sqlite, 2);
         let mut q = db::query(db::AssertSqlSafe(sql)).bind(now);
         for id in chunk {
             q = q.bind(id.clone());

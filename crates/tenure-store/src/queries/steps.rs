@@ -258,7 +258,7 @@ pub async fn claim_ready_steps_of_runs(
             "UPDATE steps SET state = 'running', lease_until = $1, started_at = COALESCE(started_at, $2)
              WHERE state = 'pending' AND ready = 1 AND available_at <= $2 AND run_id IN ",
         );
-        push_placeholders_after(&mut sql, 1, chunk.len(), sqlite, 2);
+        in_list(&mut sql, chunk.len(), sqlite, 3);
         sql.push_str(&format!(" RETURNING {STEP_COLS}"));
         let mut q = db::query(db::AssertSqlSafe(sql))
             .bind(lease_until)
