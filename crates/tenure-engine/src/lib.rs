@@ -38,6 +38,7 @@ mod reconcile;
 mod retention;
 mod reviews;
 mod scheduler;
+mod search_index;
 mod timers;
 mod worker;
 
@@ -268,6 +269,7 @@ impl Engine {
             tokio::spawn(scheduler::run(inner.clone())),
             tokio::spawn(drift::run(inner.clone())),
             tokio::spawn(retention::run(inner.clone())),
+            tokio::spawn(search_index::run(inner.clone())),
         ];
         Ok(Engine {
             inner,

@@ -32,8 +32,14 @@ pub(crate) struct Where {
 impl Where {
     /// Adds `cond`, in which each `?` stands for the next of `args`.
     pub(crate) fn and<const N: usize>(&mut self, cond: &str, args: [Arg; N]) -> &mut Self {
-        debug_assert_eq!(cond.matches('?').count(), N, "{cond}");
-        let mut out = String::with_capacity(cond.len() + 4 * N);
+        self.and_all(cond, args.into())
+    }
+
+    /// [`Where::and`] with as many arguments as the condition has `?`.
+    pub(crate) fn and_all(&mut self, cond: &str, args: Vec<Arg>) -> &mut Self {
+        let n = args.len();
+        debug_assert_eq!(cond.matches('?').count(), n, "{cond}");
+        let mut out = String::with_capacity(cond.len() + 4 * n);
         for (i, part) in cond.split('?').enumerate() {
             if i > 0 {
                 out.push_str(&format!("${}", self.args.len() + i));

@@ -102,8 +102,9 @@ pub struct PeopleFilter<'a> {
 ///
 /// The text filter is SQL's on a plain vault (a substring of the name or email). On a sealing
 /// vault, where no name is stored in clear, every word of the text must begin a word of the
-/// name or email: the blind index (`people_search_tokens`) finds the candidates, and their
-/// opened records decide ([`crate::vault::search_matches`]).
+/// name or email: the blind index (`people_search_tokens`) finds the candidates, with the
+/// people not indexed yet (`people_search_pending`), and their opened records decide
+/// ([`crate::vault::search_matches`]).
 pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<Person>> {
     let seals = c.vault().seals();
     let text = f.text.map(str::to_lowercase);
@@ -138,11 +139,16 @@ pub async fn people_matching(c: &mut Conn, f: &PeopleFilter<'_>) -> Result<Vec<P
                 [contains_pattern(text).as_str().into()],
             );
         }
-        for t in &tokens {
-            w.and(
-                "id IN (SELECT person_id FROM people_search_tokens WHERE token = ?)",
-                [t.as_str().into()],
+        if !tokens.is_empty() {
+            // Candidates: people with every token, and people whose entries are not written
+            // yet (queued); their opened records decide below. (INTERSECT binds tighter than
+            // UNION on PostgreSQL; SQLite reads left to right: the same here.)
+            let with_token = "SELECT person_id FROM people_search_tokens WHERE token = ?";
+            let cond = format!(
+                "id IN ({} UNION SELECT person_id FROM people_search_pending)",
+                vec![with_token; tokens.len()].join(" INTERSECT ")
             );
+            w.and_all(&cond, tokens.iter().map(|t| t.as_str().into()).collect());
         }
         if let Some(after) = &after {
             w.and("id > ?", [after.as_str().into()]);

@@ -249,6 +249,15 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: None,
         data: None,
     },
+    Migration {
+        version: 19,
+        name: "people_search_pending",
+        sql: include_str!("../migrations/0019_people_search_pending.sqlite.sql"),
+        postgres: Some(include_str!(
+            "../migrations/0019_people_search_pending.postgres.sql"
+        )),
+        data: None,
+    },
 ];
 
 /// A migration a database records as applied.

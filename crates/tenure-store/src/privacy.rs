@@ -208,6 +208,10 @@ pub async fn forget_person(c: &mut Conn, person: &str, now: i64) -> Result<Erase
         .bind(person.to_string())
         .execute(&mut *c)
         .await?;
+    db::query("DELETE FROM people_search_pending WHERE person_id = $1")
+        .bind(person.to_string())
+        .execute(&mut *c)
+        .await?;
     let event_payloads = db::query(
         "UPDATE events SET body = 'null', payload_dropped_at = COALESCE(payload_dropped_at, $1)
          WHERE person_id = $2 AND body <> 'null'",

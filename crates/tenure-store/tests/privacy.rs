@@ -45,6 +45,23 @@ async fn hire_ada(store: &Store) {
     tx.commit().await.unwrap();
 }
 
+/// Writes the search index entries of everyone queued, `limit` people a transaction; returns
+/// how many people each transaction took.
+async fn index_queued(store: &Store, limit: i64) -> Vec<usize> {
+    let mut passes = Vec::new();
+    loop {
+        let mut tx = store.begin().await.unwrap();
+        let n = tenure_store::index_pending_people(tx.conn(), limit)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if n == 0 {
+            return passes;
+        }
+        passes.push(n);
+    }
+}
+
 /// Every stored text of `sql`'s rows, joined: what someone reading the database sees.
 async fn raw(store: &Store, sql: &str) -> String {
     let mut c = store.reader().await.unwrap();
@@ -58,13 +75,13 @@ async fn raw(store: &Store, sql: &str) -> String {
         .join("\n")
 }
 
-/// The people the list's text filter finds for `text` (a page of ten).
+/// The people the list's text filter finds for `text` (a page of a hundred).
 async fn matching(c: &mut tenure_store::Conn, text: &str) -> Vec<Person> {
     tenure_store::people_matching(
         c,
         &PeopleFilter {
             text: Some(text),
-            limit: 10,
+            limit: 100,
             ..Default::default()
         },
     )
@@ -83,6 +100,29 @@ async fn sealed(url: &str) -> Store {
 async fn check(url: &str) {
     let store = sealed(url).await;
     hire_ada(&store).await;
+    // Queued for the search index, and found by a search meanwhile.
+    assert_eq!(
+        raw(&store, "SELECT token FROM people_search_tokens").await,
+        ""
+    );
+    assert_eq!(
+        raw(&store, "SELECT person_id FROM people_search_pending").await,
+        "p-ada"
+    );
+    let mut c = store.reader().await.unwrap();
+    assert_eq!(matching(&mut c, "lovel").await, [ada()]);
+    assert!(matching(&mut c, "grace").await.is_empty());
+    drop(c);
+    assert_eq!(index_queued(&store, 10).await, [1]);
+    assert_eq!(
+        raw(&store, "SELECT person_id FROM people_search_pending").await,
+        ""
+    );
+    assert!(
+        !raw(&store, "SELECT token FROM people_search_tokens")
+            .await
+            .is_empty()
+    );
 
     // Nothing of Ada is stored in clear.
     for sql in [
@@ -212,6 +252,11 @@ async fn check(url: &str) {
         raw(&store, "SELECT token FROM people_search_tokens").await,
         "",
         "a forgotten person leaves nothing in the search index"
+    );
+    assert_eq!(
+        raw(&store, "SELECT person_id FROM people_search_pending").await,
+        "",
+        "nor in its queue"
     );
     drop(c);
 
@@ -370,6 +415,7 @@ async fn index_places(store: &Store) -> String {
 async fn check_reindexing(url: &str) {
     let store = sealed(url).await;
     hire_ada(&store).await;
+    assert_eq!(index_queued(&store, 10).await, [1]);
     // Someone indexed after Ada: entries of hers written again could not take back the
     // places they had.
     let mut tx = store.begin().await.unwrap();
@@ -378,6 +424,7 @@ async fn check_reindexing(url: &str) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(index_queued(&store, 10).await, [1]);
     let places = index_places(&store).await;
     assert!(!places.is_empty());
 
@@ -390,6 +437,11 @@ async fn check_reindexing(url: &str) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(index_places(&store).await, places);
+    assert_eq!(
+        raw(&store, "SELECT person_id FROM people_search_pending").await,
+        "",
+        "nothing to index again"
+    );
     let mut c = store.reader().await.unwrap();
     assert_eq!(matching(&mut c, "lovelace").await, [leaving.clone()]);
     drop(c);
@@ -403,11 +455,21 @@ async fn check_reindexing(url: &str) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let mut c = store.reader().await.unwrap();
-    assert_eq!(matching(&mut c, "byron").await, [renamed.clone()]);
-    assert_eq!(matching(&mut c, "ada byr").await, [renamed.clone()]);
-    assert!(matching(&mut c, "lovelace").await.is_empty());
-    drop(c);
+    // Found by the new name and not the old one, while queued (her old entries still in the
+    // index) and once indexed again.
+    for indexed in [false, true] {
+        if indexed {
+            assert_eq!(index_queued(&store, 10).await, [1]);
+        }
+        let mut c = store.reader().await.unwrap();
+        assert_eq!(matching(&mut c, "byron").await, [renamed.clone()]);
+        assert_eq!(matching(&mut c, "ada byr").await, [renamed.clone()]);
+        assert!(matching(&mut c, "lovelace").await.is_empty());
+        assert_eq!(
+            matching(&mut c, "hopper").await,
+            std::slice::from_ref(&grace)
+        );
+    }
 
     // Without `before`, the index is written again (someone indexed after her first, as
     // above).
@@ -418,11 +480,13 @@ async fn check_reindexing(url: &str) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(index_queued(&store, 10).await, [1]);
     let mut tx = store.begin().await.unwrap();
     tenure_store::upsert_person(tx.conn(), &renamed, 50)
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    assert_eq!(index_queued(&store, 10).await, [1]);
     assert_ne!(index_places(&store).await, places);
     store.close().await;
 }
@@ -430,4 +494,72 @@ async fn check_reindexing(url: &str) {
 #[tokio::test]
 async fn the_search_index_is_written_again_only_when_the_name_or_email_changes() {
     on_both_backends("reindex", |url| async move { check_reindexing(&url).await }).await;
+}
+
+/// Many people queued: indexed `limit` at a time, each once however often queued, none of
+/// those forgotten meanwhile; found all along.
+async fn check_index_batches(url: &str) {
+    let store = sealed(url).await;
+    let person = |i: usize, name: &str| {
+        Person::new(
+            format!("p-{i:02}"),
+            format!("{name}{i} Batchley"),
+            format!("p{i}@example.com"),
+        )
+    };
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..25 {
+        tenure_store::upsert_person(tx.conn(), &person(i, "Pat"), 10)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    // Renamed before being indexed, and one forgotten.
+    let mut tx = store.begin().await.unwrap();
+    tenure_store::upsert_person(tx.conn(), &person(3, "Sam"), 20)
+        .await
+        .unwrap();
+    tenure_store::forget_person(tx.conn(), "p-05", 20)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let found = |store: Store| async move {
+        let mut c = store.reader().await.unwrap();
+        let all = matching(&mut c, "batchley").await;
+        let sams = matching(&mut c, "sam").await;
+        (
+            all.len(),
+            sams.into_iter().map(|p| p.id).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(found(store.clone()).await, (24, vec!["p-03".to_string()]));
+    assert_eq!(index_queued(&store, 10).await, [10, 10, 4]);
+    assert_eq!(found(store.clone()).await, (24, vec!["p-03".to_string()]));
+    assert_eq!(
+        raw(
+            &store,
+            "SELECT person_id FROM people_search_tokens WHERE person_id = 'p-05'"
+        )
+        .await,
+        ""
+    );
+    // Each indexed person has their entries and the mark of being indexed, once.
+    assert_eq!(
+        raw(
+            &store,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM people_search_tokens WHERE token = '-'"
+        )
+        .await,
+        "24"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_search_index_is_written_in_batches_behind_the_intake() {
+    on_both_backends("index_batches", |url| async move {
+        check_index_batches(&url).await
+    })
+    .await;
 }

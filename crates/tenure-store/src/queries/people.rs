@@ -21,9 +21,9 @@ pub async fn upsert_person(c: &mut Conn, p: &Person, now: i64) -> Result<()> {
 }
 
 /// Stores a person as [`upsert_person`] does, given `before`: the person as the caller read
-/// them in this same transaction (`None`: not known). The search index is written again only
-/// when the name or the email changed, so a leave or a transfer does not delete and write
-/// again some 25 entries on pages all over the index.
+/// them in this same transaction (`None`: not known). The person is queued for the search
+/// index ([`index_pending_people`]) only when the name or the email changed, so a leave or a
+/// transfer does not delete and write again some 25 entries on pages all over the index.
 pub async fn upsert_person_after(
     c: &mut Conn,
     p: &Person,
@@ -73,7 +73,107 @@ pub async fn upsert_person_after(
     if indexed_as_is {
         return Ok(());
     }
-    index_person_search(c, p, tombstone).await
+    if tombstone {
+        return index_person_search(c, p, true).await;
+    }
+    queue_person_search(c, &p.id).await
+}
+
+/// Queues `person` for [`index_pending_people`] (on a sealing vault; a plain one has no search
+/// index): their entries are written later, with many other people's in one transaction.
+async fn queue_person_search(c: &mut Conn, person: &str) -> Result<()> {
+    if !c.vault().seals() {
+        return Ok(());
+    }
+    db::query(
+        "INSERT INTO people_search_pending (person_id, generation) VALUES ($1, 0)
+         ON CONFLICT (person_id) DO UPDATE SET generation = people_search_pending.generation + 1",
+    )
+    .bind(person.to_string())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Writes the search index entries of up to `limit` people queued by [`upsert_person`], in
+/// person id order, and takes them off the queue; returns how many it took (0: none queued).
+///
+/// One pass writes all their entries together, so that entries of the same pass share the
+/// index's pages, where one person's 25 or so entries written alone each dirty a page of
+/// their own. A person queued again while the pass ran (a newer generation) stays queued;
+/// one forgotten meanwhile gets no entries. Entries another pass wrote already are left as
+/// they are, so two instances indexing the same people do not conflict.
+pub async fn index_pending_people(c: &mut Conn, limit: i64) -> Result<usize> {
+    if !c.vault().seals() {
+        return Ok(0);
+    }
+    let queued = db::query(
+        "SELECT person_id, generation FROM people_search_pending ORDER BY person_id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+    .collect::<Result<Vec<_>>>()?;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let sqlite = c.is_sqlite();
+    let ids: Vec<String> = queued.iter().map(|(id, _)| id.clone()).collect();
+    let mut entries: Vec<(String, String)> = Vec::with_capacity(ids.len() * 26);
+    for chunk in ids.chunks(500) {
+        let mut sql = format!(
+            "{} WHERE forgotten_at IS NULL AND id IN ",
+            crate::privacy::PERSON_SELECT
+        );
+        in_list(&mut sql, chunk.len(), sqlite, 1);
+        let mut q = db::query(db::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let p = crate::privacy::person_row(c, &r)?;
+            let mut tokens = c.vault().search_tokens(&p.name, &p.email);
+            tokens.push(SEARCH_INDEXED.to_string());
+            entries.extend(tokens.into_iter().map(|t| (t, p.id.clone())));
+        }
+        let mut sql = String::from("DELETE FROM people_search_tokens WHERE person_id IN ");
+        in_list(&mut sql, chunk.len(), sqlite, 1);
+        let mut q = db::query(db::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        q.execute(&mut *c).await?;
+    }
+    // In the primary key's order: each page of the index is reached once, in turn.
+    entries.sort_unstable();
+    entries.dedup();
+    bulk!(
+        c,
+        entries,
+        2,
+        "INSERT INTO people_search_tokens (token, person_id) VALUES ",
+        " ON CONFLICT DO NOTHING",
+        |q, e| { q.bind(e.0.clone()).bind(e.1.clone()) }
+    );
+    bulk!(
+        c,
+        queued,
+        2,
+        "DELETE FROM people_search_pending WHERE (person_id, generation) IN (VALUES ",
+        ")",
+        |q, e| { q.bind(e.0.clone()).bind(e.1) }
+    );
+    Ok(queued.len())
+}
+
+/// Whether a person is queued for [`index_pending_people`].
+pub async fn people_search_pending(c: &mut Conn) -> Result<bool> {
+    Ok(db::query("SELECT 1 FROM people_search_pending LIMIT 1")
+        .fetch_optional(&mut *c)
+        .await?
+        .is_some())
 }
 
 /// What the search index holds for each person it indexed, besides their tokens: so that a
@@ -81,12 +181,17 @@ pub async fn upsert_person_after(
 pub(crate) const SEARCH_INDEXED: &str = "-";
 
 /// Replaces `p`'s entries in the search index of a sealing vault (see
-/// [`crate::Vault::search_tokens`]); a tombstone has none.
+/// [`crate::Vault::search_tokens`]) now, and takes them off the queue of
+/// [`index_pending_people`]; a tombstone has none.
 pub(crate) async fn index_person_search(c: &mut Conn, p: &Person, tombstone: bool) -> Result<()> {
     if !c.vault().seals() {
         return Ok(());
     }
     db::query("DELETE FROM people_search_tokens WHERE person_id = $1")
+        .bind(p.id.clone())
+        .execute(&mut *c)
+        .await?;
+    db::query("DELETE FROM people_search_pending WHERE person_id = $1")
         .bind(p.id.clone())
         .execute(&mut *c)
         .await?;
