@@ -1,5 +1,6 @@
 //! Durability: the audit trail's hash chain catches edits made behind tenure's back, and a
-//! server killed mid-work loses nothing and applies nothing twice once restarted.
+//! server killed mid-work (once all hires are in, or again and again while they arrive) loses
+//! nothing and applies nothing twice once restarted.
 
 mod common;
 
@@ -158,36 +159,60 @@ fn crash_config() -> (String, String) {
     (main, format!("entitlements = [{}]\n", ents.join(", ")))
 }
 
-async fn send_hires(s: &Server) -> BTreeMap<String, String> {
+/// Sends hire number `i` (its person `h{i:03}`, its idempotency key `hire-h{i:03}`, the same
+/// however often it is sent); `None` when the server answered nothing (killed).
+async fn send_hire(http: reqwest::Client, base: String, i: usize) -> Option<(String, String)> {
+    let id = format!("h{i:03}");
+    let body = hire(&id, "Engineering");
+    let res = http
+        .post(format!("{base}/api/v1/events"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("hire-{id}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()?;
+    assert_eq!(res.status(), 202, "hire {id}");
+    let v: Value = res.json().await.ok()?;
+    Some((id, v["run_id"].as_str().unwrap().to_string()))
+}
+
+/// Sends the hires numbered `which`, 16 at a time; once `kill_after` of them are acknowledged,
+/// SIGKILLs the server with the rest in flight. Returns each acknowledged hire's person and
+/// run.
+async fn send_until(
+    s: &mut Server,
+    which: &[usize],
+    kill_after: Option<usize>,
+) -> BTreeMap<String, String> {
     let mut set = JoinSet::new();
-    let mut runs = BTreeMap::new();
-    for i in 0..HIRES {
-        if set.len() >= 16 {
-            let (id, run) = set.join_next().await.unwrap().unwrap();
-            runs.insert(id, run);
+    let mut acked = BTreeMap::new();
+    let mut next = which.iter();
+    loop {
+        while set.len() < 16 {
+            let Some(&i) = next.next() else { break };
+            set.spawn(send_hire(s.http.clone(), s.base.clone(), i));
         }
-        let (http, base) = (s.http.clone(), s.base.clone());
-        set.spawn(async move {
-            let id = format!("h{i:03}");
-            let body = hire(&id, "Engineering");
-            let res = http
-                .post(format!("{base}/api/v1/events"))
-                .header("authorization", format!("Bearer {TOKEN}"))
-                .header("content-type", "application/json")
-                .header("idempotency-key", format!("hire-{id}"))
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("sending a hire");
-            assert_eq!(res.status(), 202, "hire {id}");
-            let v: Value = res.json().await.expect("202 body");
-            (id, v["run_id"].as_str().unwrap().to_string())
-        });
+        let Some(answer) = set.join_next().await else {
+            return acked;
+        };
+        acked.extend(answer.unwrap());
+        if kill_after.is_some_and(|k| acked.len() >= k) {
+            s.kill();
+            // What was answered before the kill was acknowledged; the rest gets no answer.
+            while let Some(answer) = set.join_next().await {
+                acked.extend(answer.unwrap());
+            }
+            return acked;
+        }
     }
-    while let Some(r) = set.join_next().await {
-        let (id, run) = r.unwrap();
-        runs.insert(id, run);
-    }
+}
+
+async fn send_hires(s: &mut Server) -> BTreeMap<String, String> {
+    let all: Vec<usize> = (0..HIRES).collect();
+    let runs = send_until(s, &all, None).await;
+    assert_eq!(runs.len(), HIRES, "every hire acknowledged");
     runs
 }
 
@@ -213,8 +238,7 @@ async fn a_killed_server_loses_nothing_and_applies_nothing_twice() {
     let (main, template) = crash_config();
     let env = TestEnv::new(&main, &[("all", &template)]).await;
     let mut s = env.start().await;
-    let runs = send_hires(&s).await;
-    assert_eq!(runs.len(), HIRES);
+    let runs = send_hires(&mut s).await;
 
     // Kill -9 once some runs have succeeded but not all (polling, a few ms apart).
     let start = Instant::now();
@@ -236,7 +260,14 @@ async fn a_killed_server_loses_nothing_and_applies_nothing_twice() {
 
     // Restart on the same data and let everything finish.
     let s = env.start().await;
-    for (person, run_id) in &runs {
+    all_done_once(&env, &s, &runs).await;
+}
+
+/// Every hire of `runs` (person to run) succeeded, each effect was applied once at its system,
+/// and each step and each run recorded done exactly once: nothing lost, nothing applied twice.
+async fn all_done_once(env: &TestEnv, s: &Server, runs: &BTreeMap<String, String>) {
+    let hires = runs.len();
+    for (person, run_id) in runs {
         let run = s.wait_run(run_id).await;
         assert_eq!(run["state"], "succeeded", "run of {person}: {run:#}");
     }
@@ -255,23 +286,23 @@ async fn a_killed_server_loses_nothing_and_applies_nothing_twice() {
     for sys in SYSTEMS {
         assert_eq!(
             stats[sys].changes,
-            HIRES as i64 * 3,
+            hires as i64 * 3,
             "changes on {sys}: {stats:?}"
         );
     }
-    assert_eq!(total_changes(&stats), HIRES as i64 * EFFECTS_PER_HIRE);
+    assert_eq!(total_changes(&stats), hires as i64 * EFFECTS_PER_HIRE);
     assert!(
         stats.values().map(|x| x.failures).sum::<i64>() > 0,
         "failures were injected: {stats:?}"
     );
 
-    // And each step and each run is recorded as done exactly once.
-    let audit = whole_audit(&s).await;
+    // And each event stored once, each step and each run recorded as done exactly once.
+    let audit = whole_audit(s).await;
     let count = |action: &str| audit.iter().filter(|e| e["action"] == action).count();
-    assert_eq!(count("run.succeeded"), HIRES);
-    assert_eq!(count("step.create_account"), HIRES * 4);
-    assert_eq!(count("step.grant"), HIRES * 8);
-    assert_eq!(count("event.received"), HIRES);
+    assert_eq!(count("event.received"), hires);
+    assert_eq!(count("run.succeeded"), hires);
+    assert_eq!(count("step.create_account"), hires * 4);
+    assert_eq!(count("step.grant"), hires * 8);
     let retried: i64 = audit
         .iter()
         .filter(|e| e["action"] == "engine.recovered")
@@ -283,6 +314,53 @@ async fn a_killed_server_loses_nothing_and_applies_nothing_twice() {
     );
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Hires sent while the server is killed again and again.
+const STORM: usize = 1_000;
+/// Kills while they arrive.
+const KILLS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_at_random_moments_while_hires_arrive_loses_and_doubles_nothing() {
+    use rand::{Rng, SeedableRng};
+    // The moments are drawn from a seed (another one with `TENURE_CRASH_SEED`); which
+    // requests are answered before each kill is up to the machine.
+    let seed: u64 = std::env::var("TENURE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_207);
+    eprintln!("TENURE_CRASH_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (main, template) = crash_config();
+    let env = TestEnv::new(&main, &[("all", &template)]).await;
+
+    // Each round sends what was not acknowledged yet (the same idempotency keys) and is
+    // killed after a random share of it is acknowledged, with hires still in flight and
+    // runs under way; the last round sends the rest.
+    let mut runs = BTreeMap::new();
+    for round in 0..=KILLS {
+        let mut s = env.start().await;
+        let unacked: Vec<usize> = (0..STORM)
+            .filter(|i| !runs.contains_key(&format!("h{i:03}")))
+            .collect();
+        let kill_after = (round < KILLS).then(|| rng.random_range(1..=unacked.len() / 2));
+        let acked = send_until(&mut s, &unacked, kill_after).await;
+        for (person, run) in acked {
+            // A hire stored before a kill and sent again is the same run.
+            if let Some(before) = runs.insert(person.clone(), run.clone()) {
+                assert_eq!(before, run, "{person} sent again");
+            }
+        }
+        eprintln!(
+            "round {round}: killed after {kill_after:?} answers, {} of {STORM} acknowledged",
+            runs.len()
+        );
+        if round == KILLS {
+            assert_eq!(runs.len(), STORM, "every hire acknowledged in the end");
+            all_done_once(&env, &s, &runs).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
