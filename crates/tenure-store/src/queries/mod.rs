@@ -403,25 +403,25 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_late_outcome_does_not_count_once_the_lease_was_taken_back() {
-        let (store, dir) = scratch().await;
-        let step = StepRow {
-            id: "s1".into(),
+    /// A pending, ready step of run `r1` at `idx`, of `priority`, claimable from
+    /// `available_at`.
+    fn pending_step(id: &str, idx: i64, priority: Priority, available_at: i64) -> StepRow {
+        StepRow {
+            id: id.into(),
             run_id: "r1".into(),
-            idx: 0,
+            idx,
             phase: 0,
             ready: true,
             state: StepState::Pending,
-            priority: Priority::Normal,
-            available_at: 0,
+            priority,
+            available_at,
             person_id: "p1".into(),
             system: "directory".into(),
             action: Action::CreateAccount,
             entitlement: None,
             source: None,
             source_ref: None,
-            op_id: "op1".into(),
+            op_id: format!("op-{id}"),
             attempts: 0,
             last_error: None,
             compensation_of: None,
@@ -429,7 +429,58 @@ mod tests {
             started_at: None,
             finished_at: None,
             maybe_applied: false,
+        }
+    }
+
+    /// The dispatcher's wake-up time: the earliest step of either priority, steps not ready
+    /// or not pending left out.
+    #[tokio::test]
+    async fn the_next_step_available_is_the_earliest_of_either_priority() {
+        let (store, dir) = scratch().await;
+        let next = |store: crate::Store| async move {
+            let mut c = store.reader().await.unwrap();
+            next_step_available(&mut c).await.unwrap()
         };
+        assert_eq!(next(store.clone()).await, None);
+        let waiting = StepRow {
+            ready: false,
+            ..pending_step("s0", 0, Priority::Urgent, 5)
+        };
+        let running = StepRow {
+            state: StepState::Running,
+            ..pending_step("s1", 1, Priority::Normal, 7)
+        };
+        let mut tx = store.begin().await.unwrap();
+        insert_steps(
+            tx.conn(),
+            &[
+                waiting,
+                running,
+                pending_step("s2", 2, Priority::Normal, 40),
+                pending_step("s3", 3, Priority::Urgent, 90),
+                pending_step("s4", 4, Priority::Normal, 30),
+            ],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(next(store.clone()).await, Some(30), "a normal step first");
+        let mut tx = store.begin().await.unwrap();
+        insert_steps(tx.conn(), &[pending_step("s5", 5, Priority::Urgent, 20)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(next(store.clone()).await, Some(20), "an urgent step first");
+        store.close().await;
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_outcome_does_not_count_once_the_lease_was_taken_back() {
+        let (store, dir) = scratch().await;
+        let step = pending_step("s1", 1, Priority::Normal, 0);
         let mut tx = store.begin().await.unwrap();
         insert_steps(tx.conn(), &[step]).await.unwrap();
         let claimed = claim_steps(tx.conn(), store.backend(), 10, 1_000, 10, false)

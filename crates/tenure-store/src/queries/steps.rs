@@ -286,12 +286,23 @@ pub async fn any_step_claimable(c: &mut Conn, now: i64) -> Result<bool> {
     Ok(row.is_some())
 }
 
-/// When the next pending, ready step becomes claimable.
+/// When the next pending, ready step becomes claimable: the earlier of the first entries of
+/// each priority's part of the claim index, one lookup each. (`MIN(available_at)` over the
+/// whole index read every entry, the index being ordered by priority first: 17 ms at 200,000
+/// steps waiting, where this takes microseconds.)
 pub async fn next_step_available(c: &mut Conn) -> Result<Option<i64>> {
-    db::query("SELECT MIN(available_at) FROM steps WHERE state = 'pending' AND ready = 1")
-        .fetch_one(c)
-        .await?
-        .try_get(0)
+    db::query(
+        "SELECT MIN(t) FROM (
+           SELECT MIN(available_at) AS t FROM steps WHERE state = 'pending' AND ready = 1 AND priority = $1
+           UNION ALL
+           SELECT MIN(available_at) FROM steps WHERE state = 'pending' AND ready = 1 AND priority = $2
+         ) AS firsts",
+    )
+    .bind(Priority::Urgent.as_i64())
+    .bind(Priority::Normal.as_i64())
+    .fetch_one(c)
+    .await?
+    .try_get(0)
 }
 
 /// Puts running steps whose lease ends before `lease_before` (their worker died) back in the
