@@ -122,22 +122,16 @@ pub async fn index_pending_people(c: &mut Conn, limit: i64) -> Result<usize> {
     let sqlite = c.is_sqlite();
     let ids: Vec<String> = queued.iter().map(|(id, _)| id.clone()).collect();
     let mut entries: Vec<(String, String)> = Vec::with_capacity(ids.len() * 26);
+    // A person forgotten since being queued is a tombstone now, with nothing to index.
+    for p in people_by_ids(c, &ids).await? {
+        if p == Person::forgotten(p.id.clone()) {
+            continue;
+        }
+        let mut tokens = c.vault().search_tokens(&p.name, &p.email);
+        tokens.push(SEARCH_INDEXED.to_string());
+        entries.extend(tokens.into_iter().map(|t| (t, p.id.clone())));
+    }
     for chunk in ids.chunks(500) {
-        let mut sql = format!(
-            "{} WHERE forgotten_at IS NULL AND id IN ",
-            crate::privacy::PERSON_SELECT
-        );
-        in_list(&mut sql, chunk.len(), sqlite, 1);
-        let mut q = db::query(db::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id.clone());
-        }
-        for r in q.fetch_all(&mut *c).await? {
-            let p = crate::privacy::person_row(c, &r)?;
-            let mut tokens = c.vault().search_tokens(&p.name, &p.email);
-            tokens.push(SEARCH_INDEXED.to_string());
-            entries.extend(tokens.into_iter().map(|t| (t, p.id.clone())));
-        }
         let mut sql = String::from("DELETE FROM people_search_tokens WHERE person_id IN ");
         in_list(&mut sql, chunk.len(), sqlite, 1);
         let mut q = db::query(db::AssertSqlSafe(sql));
