@@ -41,7 +41,7 @@ pub(crate) async fn pass(inner: &Inner, batch: &mut i64) -> Result<usize> {
     let mut done = 0;
     loop {
         let mut c = inner.store.reader().await?;
-        let queued = tenure_store::people_search_pending(&mut c).await?;
+        let queued = tenure_store::any_person_queued_for_search(&mut c).await?;
         drop(c);
         if !queued {
             return Ok(done);

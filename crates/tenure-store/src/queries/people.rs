@@ -163,7 +163,7 @@ pub async fn index_pending_people(c: &mut Conn, limit: i64) -> Result<usize> {
 }
 
 /// Whether a person is queued for [`index_pending_people`].
-pub async fn people_search_pending(c: &mut Conn) -> Result<bool> {
+pub async fn any_person_queued_for_search(c: &mut Conn) -> Result<bool> {
     Ok(db::query("SELECT 1 FROM people_search_pending LIMIT 1")
         .fetch_optional(&mut *c)
         .await?
