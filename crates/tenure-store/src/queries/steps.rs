@@ -289,7 +289,7 @@ pub async fn any_step_claimable(c: &mut Conn, now: i64) -> Result<bool> {
 /// When the next pending, ready step becomes claimable: the earlier of the first entries of
 /// each priority's part of the claim index, one lookup each. (`MIN(available_at)` over the
 /// whole index read every entry, the index being ordered by priority first: 17 ms at 200,000
-/// steps waiting, where this takes microseconds.)
+/// steps waiting, where this takes microseconds; `scripts/claim_index_bench.py`.)
 pub async fn next_step_available(c: &mut Conn) -> Result<Option<i64>> {
     db::query(
         "SELECT MIN(t) FROM (
