@@ -401,7 +401,9 @@ mod tests {
         let v = vault();
         let a = v.email_index("Ada@Example.com ");
         assert_eq!(a, v.email_index("ada@example.com"));
-        assert!(a.starts_with("h1:") && !a.contains("ada"));
+        // "example" has letters no hex digest holds; "ada" turned up in one by chance now and
+        // then (three hex digits in a row), failing this test about once in sixty runs.
+        assert!(a.starts_with("h1:") && !a.contains("example"));
         assert_ne!(a, vault().email_index("ada@example.com"));
         assert_eq!(
             Vault::plain().email_index("Ada@Example.com"),
