@@ -60,18 +60,8 @@ impl Turns {
     /// Waits for a turn. Cancel-safe: a waiter dropped before or after being handed a turn
     /// passes it on.
     pub async fn take(self: &Arc<Self>, priority: Priority) -> Turn {
-        let answer = {
-            let mut s = self.state.lock().expect("turns lock");
-            if s.free > 0 {
-                s.free -= 1;
-                return Turn(self.clone());
-            }
-            let (tx, rx) = oneshot::channel();
-            match priority {
-                Priority::Urgent => s.urgent.push_back(tx),
-                Priority::Normal => s.normal.push_back(tx),
-            }
-            rx
+        let Some(answer) = self.free_or_queue(priority) else {
+            return Turn(self.clone());
         };
         let mut waiting = Waiting {
             answer: Some(answer),
@@ -82,6 +72,32 @@ impl Turns {
         // A sender is only dropped unsent with `Turns` itself, which this waiter holds.
         debug_assert!(handed.is_ok(), "a turn's sender is never dropped unsent");
         Turn(self.clone())
+    }
+
+    /// Waits for a turn on a thread outside the async runtime, blocking it (the SQLite
+    /// checkpoint thread). Must not be called from async code.
+    pub fn take_blocking(self: &Arc<Self>, priority: Priority) -> Turn {
+        let Some(answer) = self.free_or_queue(priority) else {
+            return Turn(self.clone());
+        };
+        let handed = answer.blocking_recv();
+        debug_assert!(handed.is_ok(), "a turn's sender is never dropped unsent");
+        Turn(self.clone())
+    }
+
+    /// Takes a free turn (`None`), or queues for one: the receiver is told when it is handed.
+    fn free_or_queue(&self, priority: Priority) -> Option<oneshot::Receiver<()>> {
+        let mut s = self.state.lock().expect("turns lock");
+        if s.free > 0 {
+            s.free -= 1;
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        match priority {
+            Priority::Urgent => s.urgent.push_back(tx),
+            Priority::Normal => s.normal.push_back(tx),
+        }
+        Some(rx)
     }
 
     /// Gives a turn given back to the next waiter, urgent ones first, or frees it.
