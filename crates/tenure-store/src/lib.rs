@@ -17,6 +17,7 @@ mod filter;
 mod lists;
 mod migrate;
 mod observe;
+mod pcache;
 mod privacy;
 mod queries;
 mod reviews;
@@ -140,6 +141,7 @@ pub async fn create_scratch_database(url: &str, name: &str) -> Result<String> {
 pub async fn sqlite_in_use(path: &Path) -> Result<bool> {
     use sqlx::Connection;
     install_default_drivers();
+    pcache::install();
     let url = format!("sqlite://{}?mode=rw", path.display());
     let mut c = sqlx::AnyConnection::connect(&url).await?;
     c.execute("PRAGMA busy_timeout = 0").await?;
