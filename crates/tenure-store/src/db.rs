@@ -513,7 +513,7 @@ impl SqliteWriter {
     /// [`SqliteWriter::open`], the log started over at `restart_frames` pages (see
     /// [`Checkpoints`]).
     fn open_restarting_at(path: &str, create: bool, restart_frames: i64) -> Result<SqliteWriter> {
-        crate::pcache::install();
+        crate::sqlite_setup::install();
         use rusqlite::OpenFlags;
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {

@@ -25,6 +25,7 @@ mod scim;
 mod scim_groups;
 mod sessions;
 mod sla;
+mod sqlite_setup;
 mod tasks;
 mod timers;
 pub mod trace;
@@ -141,7 +142,7 @@ pub async fn create_scratch_database(url: &str, name: &str) -> Result<String> {
 pub async fn sqlite_in_use(path: &Path) -> Result<bool> {
     use sqlx::Connection;
     install_default_drivers();
-    pcache::install();
+    sqlite_setup::install();
     let url = format!("sqlite://{}?mode=rw", path.display());
     let mut c = sqlx::AnyConnection::connect(&url).await?;
     c.execute("PRAGMA busy_timeout = 0").await?;

@@ -14,12 +14,11 @@
 //! largest page number that can be in it, not counting the parked page while it is parked.
 //! When asked to drop pages at or past a number no page can have, it has nothing to do and
 //! does not call the default cache; otherwise it does, exactly as before. SQLite takes a page
-//! cache only before it is first used in the process ([`install`] is called before the store
-//! opens any SQLite connection); if it was used already, the default cache stays, unwrapped.
+//! cache only before it starts: [`wrap`] is called from [`crate::sqlite_setup::install`].
 
 use rusqlite::ffi;
 use std::ffi::{c_int, c_uint};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 /// SQLite's default page cache methods, which every call is passed to.
 struct Inner(ffi::sqlite3_pcache_methods2);
@@ -52,54 +51,44 @@ struct Cache {
     parked: bool,
 }
 
-/// Wraps SQLite's page cache, once per process, if SQLite has not been started yet.
-pub(crate) fn install() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: `sqlite3_config` is called before SQLite is initialized by this process's
-        // code (it refuses with SQLITE_MISUSE otherwise, and nothing is changed); the methods
-        // struct is copied by SQLite.
-        unsafe {
-            let mut methods: ffi::sqlite3_pcache_methods2 = std::mem::zeroed();
-            let got = ffi::sqlite3_config(
-                ffi::SQLITE_CONFIG_GETPCACHE2,
-                &mut methods as *mut ffi::sqlite3_pcache_methods2,
-            );
-            if got != ffi::SQLITE_OK || methods.xCreate.is_none() {
-                tracing::debug!(
-                    code = got,
-                    "SQLite is in use already; its page cache stays as it is"
-                );
-                return;
-            }
-            let _ = DEFAULT.set(Inner(methods));
-            let wrapped = ffi::sqlite3_pcache_methods2 {
-                iVersion: methods.iVersion,
-                pArg: methods.pArg,
-                xInit: methods.xInit,
-                xShutdown: methods.xShutdown,
-                xCreate: Some(create),
-                xCachesize: Some(cachesize),
-                xPagecount: Some(pagecount),
-                xFetch: Some(fetch),
-                xUnpin: Some(unpin),
-                xRekey: Some(rekey),
-                xTruncate: Some(truncate),
-                xDestroy: Some(destroy),
-                xShrink: Some(shrink),
-            };
-            let set = ffi::sqlite3_config(
-                ffi::SQLITE_CONFIG_PCACHE2,
-                &wrapped as *const ffi::sqlite3_pcache_methods2,
-            );
-            if set != ffi::SQLITE_OK {
-                tracing::debug!(
-                    code = set,
-                    "SQLite is in use already; its page cache stays as it is"
-                );
-            }
+/// Wraps SQLite's page cache; returns SQLite's answer (`SQLITE_MISUSE` once SQLite has started).
+///
+/// # Safety
+/// Called at most once, before SQLite starts (SQLite refuses otherwise and nothing changes).
+pub(crate) unsafe fn wrap() -> c_int {
+    // SAFETY: the methods struct is copied by SQLite, before any cache exists.
+    unsafe {
+        let mut methods: ffi::sqlite3_pcache_methods2 = std::mem::zeroed();
+        let got = ffi::sqlite3_config(
+            ffi::SQLITE_CONFIG_GETPCACHE2,
+            &mut methods as *mut ffi::sqlite3_pcache_methods2,
+        );
+        if got != ffi::SQLITE_OK {
+            return got;
         }
-    });
+        if methods.xCreate.is_none() || DEFAULT.set(Inner(methods)).is_err() {
+            return ffi::SQLITE_MISUSE;
+        }
+        let wrapped = ffi::sqlite3_pcache_methods2 {
+            iVersion: methods.iVersion,
+            pArg: methods.pArg,
+            xInit: methods.xInit,
+            xShutdown: methods.xShutdown,
+            xCreate: Some(create),
+            xCachesize: Some(cachesize),
+            xPagecount: Some(pagecount),
+            xFetch: Some(fetch),
+            xUnpin: Some(unpin),
+            xRekey: Some(rekey),
+            xTruncate: Some(truncate),
+            xDestroy: Some(destroy),
+            xShrink: Some(shrink),
+        };
+        ffi::sqlite3_config(
+            ffi::SQLITE_CONFIG_PCACHE2,
+            &wrapped as *const ffi::sqlite3_pcache_methods2,
+        )
+    }
 }
 
 /// The wrapper behind a cache pointer SQLite holds.
@@ -243,7 +232,7 @@ mod tests {
     fn splits_rollbacks_and_deletes_leave_the_database_whole() {
         // Every test of this crate that opens SQLite goes through the store, which installs
         // the wrapper before SQLite starts; this one may be the first.
-        install();
+        crate::sqlite_setup::install();
         assert!(DEFAULT.get().is_some(), "the wrapper is installed");
         let dir = std::env::temp_dir().join(format!("tenure-pcache-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
