@@ -384,8 +384,8 @@ impl Checkpoints {
         let thread = std::thread::Builder::new()
             .name("tenure-checkpoint".into())
             .spawn(move || {
-                // PASSIVE: copy what no reader still needs, never waiting for the writer or
-                // the readers; what is left is copied next time.
+                // Each wake-up copies beside the writer (`PASSIVE`, waiting for no one); once
+                // the log is long, it finishes in the writer's turn (see `copy_back`).
                 let mut restart_at = restart_frames;
                 while woken.recv().is_ok() {
                     if let Err(e) = copy_back(&c, &turns, restart_frames, &mut restart_at) {
