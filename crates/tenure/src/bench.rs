@@ -428,6 +428,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
     let Ends {
         mut provision,
         mut revoke,
+        leave_runs,
         superseded,
         unfinished,
     } = collector.await?.context("collecting run results")?;
@@ -460,6 +461,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         .sum();
     drop(c);
     engine.shutdown().await;
+    let phases = phase_times(&store, &leave_runs).await?;
     if let Some((stop, task)) = writer {
         stop.send_replace(true);
         task.await?;
@@ -495,6 +497,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         "provision_p99_ms": percentile(&provision, 99.0),
         "revoke_p50_ms": percentile(&revoke, 50.0),
         "revoke_p99_ms": percentile(&revoke, 99.0),
+        "revoke_phases_ms": phases,
         "runs_not_converged": unfinished.len(),
     });
     if let (Some(f), Some(obj)) = (&faults, figures.as_object_mut()) {
@@ -548,6 +551,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             "  time-to-revoke:    p50 {} ms, p99 {} ms",
             figures["revoke_p50_ms"], figures["revoke_p99_ms"]
         );
+        print_phases(&phases);
         if args.checkpoints {
             println!("  audit checkpoints signed: {checkpoints}");
         }
@@ -577,6 +581,8 @@ struct Ends {
     provision: Vec<i64>,
     /// Time-to-revoke of each leave that succeeded (ms).
     revoke: Vec<i64>,
+    /// The runs of the leaves that succeeded.
+    leave_runs: Vec<String>,
     /// Hires cancelled by their person's leave.
     superseded: usize,
     /// Runs that ended otherwise: `kind run-id state`.
@@ -591,7 +597,10 @@ impl Ends {
     fn add(&mut self, kind: RunKind, state: RunState, latency_ms: i64, run_id: &str) {
         match (kind, state) {
             (RunKind::Hire, RunState::Succeeded) => self.provision.push(latency_ms),
-            (RunKind::Leave, RunState::Succeeded) => self.revoke.push(latency_ms),
+            (RunKind::Leave, RunState::Succeeded) => {
+                self.revoke.push(latency_ms);
+                self.leave_runs.push(run_id.to_string());
+            }
             (RunKind::Hire, RunState::Cancelled) => self.superseded += 1,
             _ => self.unfinished.push(format!("{kind} {run_id} {state}")),
         }
@@ -809,7 +818,7 @@ async fn idle(args: BenchArgs) -> Result<()> {
         "revoke_p50_ms": percentile(&revoke, 50.0),
         "revoke_p99_ms": percentile(&revoke, 99.0),
         "revoke_max_ms": percentile(&revoke, 100.0),
-        "phases_median_ms": phases,
+        "revoke_phases_ms": phases,
     });
     if args.json {
         println!("{figures}");
@@ -827,17 +836,27 @@ async fn idle(args: BenchArgs) -> Result<()> {
             "  time-to-revoke: p50 {} ms, p99 {} ms, max {} ms",
             figures["revoke_p50_ms"], figures["revoke_p99_ms"], figures["revoke_max_ms"]
         );
-        println!("  each phase, in ms after the leave was received (median; first and last step):");
-        for (action, p) in &phases {
-            println!("    {action}: {} to {}", p["first"], p["last"]);
-        }
+        print_phases(&phases);
     }
     Ok(())
 }
 
-/// Where a leave's time goes: for each of its step actions, the median time (ms after the
-/// leave was received) at which the first and the last such step was recorded done, read from
-/// the audit trail of `runs`.
+/// Prints what [`phase_times`] found.
+fn print_phases(phases: &serde_json::Map<String, serde_json::Value>) {
+    println!(
+        "  each phase of a leave, in ms after it was received, first and last step done: median (p99)"
+    );
+    for (action, p) in phases {
+        println!(
+            "    {action}: {} to {} ({} to {})",
+            p["first"], p["last"], p["first_p99"], p["last_p99"]
+        );
+    }
+}
+
+/// Where a leave's time goes: for each of its step actions, the time (ms after the leave was
+/// received) at which the first and the last such step was recorded done, read from the audit
+/// trail of `runs`, at the median and at p99.
 async fn phase_times(
     store: &Store,
     runs: &[String],
@@ -886,6 +905,8 @@ async fn phase_times(
             let p = serde_json::json!({
                 "first": percentile(&first, 50.0),
                 "last": percentile(&last, 50.0),
+                "first_p99": percentile(&first, 99.0),
+                "last_p99": percentile(&last, 99.0),
             });
             (action.to_string(), p)
         })
