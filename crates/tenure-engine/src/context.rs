@@ -12,6 +12,7 @@ use tenure_connectors::Connector;
 use tenure_core::breaker::Breaker;
 use tenure_core::config::Config;
 use tenure_core::health::SystemHealth;
+use tenure_core::run::Priority;
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -136,13 +137,14 @@ pub(crate) struct Inner {
     pub(crate) urgent_in_flight: AtomicUsize,
     pub(crate) finished: broadcast::Sender<RunFinished>,
     pub(crate) ingest_tx: mpsc::Sender<Job>,
-    pub(crate) outcome_tx: mpsc::Sender<Outcome>,
-    pub(crate) urgent_tx: mpsc::Sender<Outcome>,
+    /// The completer of leavers' steps (priority 0).
+    pub(crate) urgent_lane: Lane,
+    /// The completer of every other step.
+    pub(crate) normal_lane: Lane,
     /// Steps whose connector call is in flight or whose outcome is not yet recorded, with the
-    /// lease this process holds on each; the completer renews them and fences outcomes by them.
+    /// lease this process holds on each; their lane's completer renews them and fences their
+    /// outcomes by them.
     pub(crate) held: Mutex<HashMap<String, Held>>,
-    /// Asks the completer to renew the leases that are due now (see [`Engine::renew_leases`]).
-    pub(crate) renew_tx: mpsc::Sender<RenewRequest>,
     pub(crate) shutdown: watch::Sender<bool>,
     /// Systems whose circuit closed again since the reconciler last looked; it wakes on
     /// `reconcile_wake`.
@@ -151,7 +153,22 @@ pub(crate) struct Inner {
     pub(crate) reconcile_wake: Notify,
 }
 
+/// What reaches one of the two completers: the outcomes of its priority's steps, and requests
+/// to renew their leases now (see [`Engine::renew_leases`]).
+pub(crate) struct Lane {
+    pub(crate) outcomes: mpsc::Sender<Outcome>,
+    pub(crate) renew: mpsc::Sender<RenewRequest>,
+}
+
 impl Inner {
+    /// The completer that records outcomes of this priority.
+    pub(crate) fn lane(&self, priority: Priority) -> &Lane {
+        match priority {
+            Priority::Urgent => &self.urgent_lane,
+            Priority::Normal => &self.normal_lane,
+        }
+    }
+
     pub(crate) fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
     }

@@ -31,6 +31,7 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
                     Held {
                         claimed: lease,
                         current: lease,
+                        priority: s.priority,
                     },
                 );
             }
@@ -64,11 +65,7 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
             let result = call(&inner, &step, person).instrument(span.clone()).await;
             // The completer lives as long as the engine; a closed channel means the process
             // is going down and the lease will hand the step back.
-            let lane = if step.priority.is_urgent() {
-                &inner.urgent_tx
-            } else {
-                &inner.outcome_tx
-            };
+            let lane = &inner.lane(step.priority).outcomes;
             let _ = lane.send(Outcome { step, result, span }).await;
         };
         if is_urgent {

@@ -59,7 +59,7 @@ pub use reviews::{DecideItems, MAX_DECISION_ITEMS, MAX_JUSTIFICATION, OpenCampai
 /// The policy crate, so callers can load the policy set they start the engine with.
 pub use tenure_policy;
 
-use context::{Inner, SystemHandle};
+use context::{Inner, Lane, SystemHandle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
@@ -74,6 +74,7 @@ use tenure_connectors::webhook::WebhookConnector;
 use tenure_core::breaker::{Breaker, CircuitState};
 use tenure_core::config::Config;
 use tenure_core::health::{HealthStatus, SystemHealth};
+use tenure_core::run::Priority;
 use tenure_policy::PolicyEngine;
 use tenure_store::Store;
 use tenure_store::turns::Turns;
@@ -222,6 +223,7 @@ impl Engine {
         let (outcome_tx, outcome_rx) = mpsc::channel(8192);
         let (urgent_tx, urgent_rx) = mpsc::channel(4096);
         let (renew_tx, renew_rx) = mpsc::channel(16);
+        let (urgent_renew_tx, urgent_renew_rx) = mpsc::channel(16);
         let (finished, _) = broadcast::channel(16_384);
         let (shutdown, _) = watch::channel(false);
         let seed = options
@@ -248,10 +250,15 @@ impl Engine {
             urgent_in_flight: AtomicUsize::new(0),
             finished,
             ingest_tx,
-            outcome_tx,
-            urgent_tx,
+            urgent_lane: Lane {
+                outcomes: urgent_tx,
+                renew: urgent_renew_tx,
+            },
+            normal_lane: Lane {
+                outcomes: outcome_tx,
+                renew: renew_tx,
+            },
             held: Mutex::new(HashMap::new()),
-            renew_tx,
             shutdown,
             circuits_closed: Mutex::new(Vec::new()),
             reconcile_wake: Notify::new(),
@@ -262,7 +269,13 @@ impl Engine {
             tokio::spawn(worker::dispatcher(inner.clone())),
             tokio::spawn(worker::completer(
                 inner.clone(),
+                Priority::Urgent,
                 urgent_rx,
+                urgent_renew_rx,
+            )),
+            tokio::spawn(worker::completer(
+                inner.clone(),
+                Priority::Normal,
                 outcome_rx,
                 renew_rx,
             )),
@@ -475,16 +488,22 @@ impl Engine {
     }
 
     /// Renews now the leases of this process's in-flight steps that are a third or more used,
-    /// without waiting for the completer's own tick (every third of `lease_ms`); returns how many
-    /// were renewed. A step another instance took back is not renewed. For tests and tools.
+    /// without waiting for the completers' own ticks (every third of `lease_ms`); returns how
+    /// many were renewed. A step another instance took back is not renewed. For tests and tools.
     pub async fn renew_leases(&self) -> Result<usize> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.inner
-            .renew_tx
-            .send(reply)
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
-        answer.await.map_err(|_| EngineError::ShuttingDown)?
+        let mut renewed = 0;
+        // Each completer renews the leases of the steps it records.
+        for priority in [Priority::Urgent, Priority::Normal] {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.inner
+                .lane(priority)
+                .renew
+                .send(reply)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+            renewed += answer.await.map_err(|_| EngineError::ShuttingDown)??;
+        }
+        Ok(renewed)
     }
 
     /// Fires the timers due now and sends due notifications, without waiting for the

@@ -5,6 +5,7 @@
 use crate::error::Result;
 use tenure_connectors::ConnectorError;
 use tenure_core::event::EventInput;
+use tenure_core::run::Priority;
 use tenure_store::StepRow;
 use tokio::sync::oneshot;
 
@@ -97,6 +98,8 @@ pub(crate) struct Held {
     pub(crate) claimed: i64,
     /// The lease it holds now, renewed while its call lasts.
     pub(crate) current: i64,
+    /// Its priority: the completer of that priority renews the lease and records the outcome.
+    pub(crate) priority: Priority,
 }
 
 /// What came of one claimed step.

@@ -24,6 +24,8 @@ const POLL_MS: i64 = 1_000;
 const REQUEUE_EVERY_MS: i64 = 5_000;
 /// At most this many leaver outcomes are recorded in one transaction.
 const URGENT_BATCH: usize = 128;
+/// At most this many other outcomes are recorded in one transaction.
+const NORMAL_BATCH: usize = 512;
 
 /// Takes back steps a previous process left running.
 pub(crate) async fn recover(inner: &Inner) -> Result<()> {
@@ -214,88 +216,94 @@ async fn next_due(inner: &Inner, now: i64) -> Result<Option<i64>> {
     })
 }
 
+/// Records the outcomes of one priority's steps, in batches of a transaction each, and renews
+/// the leases of that priority's steps still in flight. Leavers' outcomes have a completer of
+/// their own: they never wait for a batch of hire outcomes being recorded, only (on SQLite) for
+/// the writer's transaction under way.
 pub(crate) async fn completer(
     inner: Arc<Inner>,
-    mut urgent: mpsc::Receiver<Outcome>,
-    mut normal: mpsc::Receiver<Outcome>,
+    priority: Priority,
+    mut outcomes: mpsc::Receiver<Outcome>,
     mut renew_requests: mpsc::Receiver<RenewRequest>,
 ) {
+    let (in_flight, batch_limit) = match priority {
+        Priority::Urgent => (&inner.urgent_in_flight, URGENT_BATCH),
+        Priority::Normal => (&inner.in_flight, NORMAL_BATCH),
+    };
     let mut shutdown = inner.shutdown.subscribe();
-    // Leases are renewed here, between recordings, so an outcome is always fenced by the lease
-    // its step holds in the database: renewal and recording never interleave.
+    // Leases are renewed here, between this completer's recordings, so an outcome is always
+    // fenced by the lease its step holds in the database: renewal and recording of the same
+    // step never interleave (the other completer's steps are not this one's to renew).
     let every = Duration::from_millis((inner.options.lease_ms / 3).max(1) as u64);
     let mut renew_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut urgent_batch, mut normal_batch) = (Vec::with_capacity(128), Vec::with_capacity(512));
+    let mut batch = Vec::with_capacity(batch_limit);
     // Once stopping, only the outcomes of calls still in flight are awaited. `wait_for` sees a
     // stop requested before this task first ran, which `changed` would miss.
     let mut stopping = false;
     // A renewal asked for (with whom to answer) or due by the tick.
     let mut renewal: Option<Option<RenewRequest>> = None;
     loop {
-        // Leaver outcomes go first and in small transactions of their own.
-        let lane = tokio::select! {
+        let received = tokio::select! {
             biased;
             // A renewal is due once a third of a lease: it never holds outcomes back for long,
             // and a steady stream of outcomes never holds it back.
             Some(reply) = renew_requests.recv() => {
                 renewal = Some(Some(reply));
-                None
+                false
             }
             _ = renew_tick.tick() => {
                 renewal = Some(None);
-                None
+                false
             }
-            n = urgent.recv_many(&mut urgent_batch, URGENT_BATCH) => (n > 0).then_some((&mut urgent_batch, &inner.urgent_in_flight, Priority::Urgent)),
-            n = normal.recv_many(&mut normal_batch, 512) => (n > 0).then_some((&mut normal_batch, &inner.in_flight, Priority::Normal)),
+            n = outcomes.recv_many(&mut batch, batch_limit) => n > 0,
             _ = shutdown.wait_for(|stop| *stop), if !stopping => {
                 stopping = true;
-                None
+                false
             }
         };
         match renewal.take() {
             Some(Some(reply)) => {
-                let _ = reply.send(renew(&inner).await);
+                let _ = reply.send(renew(&inner, priority).await);
             }
             Some(None) => {
-                if let Err(e) = renew(&inner).await {
+                if let Err(e) = renew(&inner, priority).await {
                     tracing::error!(error = %e, "renewing step leases failed; will try again");
                 }
             }
             None => {}
         }
-        if let Some((batch, counter, priority)) = lane {
+        if received {
             if priority == Priority::Urgent {
                 // Outcomes that come back together (a leave's calls of one phase) are
                 // recorded together: those sent while this task was waking join the batch.
                 tokio::task::yield_now().await;
-                while batch.len() < URGENT_BATCH
-                    && let Ok(o) = urgent.try_recv()
+                while batch.len() < batch_limit
+                    && let Ok(o) = outcomes.try_recv()
                 {
                     batch.push(o);
                 }
             }
-            let outcomes = std::mem::take(batch);
-            let count = outcomes.len();
-            if let Err(e) = record(&inner, outcomes, priority).await {
+            let recorded = std::mem::take(&mut batch);
+            let count = recorded.len();
+            if let Err(e) = record(&inner, recorded, priority).await {
                 // Nothing of the batch was stored; its steps stay leased and are taken back
                 // when the lease runs out, then retried with the same operation ids.
                 tracing::error!(error = %e, steps = count, "recording step outcomes failed");
             }
-            counter.fetch_sub(count, Ordering::AcqRel);
+            in_flight.fetch_sub(count, Ordering::AcqRel);
             inner.wake.notify_one();
         }
-        let idle = inner.in_flight.load(Ordering::Acquire) == 0
-            && inner.urgent_in_flight.load(Ordering::Acquire) == 0;
-        if stopping && idle {
+        if stopping && in_flight.load(Ordering::Acquire) == 0 {
             break;
         }
     }
 }
 
-/// Renews the leases of held steps that are a third or more used, so a call that outlives its
-/// lease is not taken back and made again. A lease another instance took back stays lost.
-async fn renew(inner: &Inner) -> Result<usize> {
+/// Renews the leases of held steps of this priority that are a third or more used, so a call
+/// that outlives its lease is not taken back and made again. A lease another instance took
+/// back stays lost.
+async fn renew(inner: &Inner, priority: Priority) -> Result<usize> {
     let now = inner.clock.now_ms();
     let lease_ms = inner.options.lease_ms;
     let due: Vec<(String, i64)> = inner
@@ -303,7 +311,7 @@ async fn renew(inner: &Inner) -> Result<usize> {
         .lock()
         .expect("held lock")
         .iter()
-        .filter(|(_, h)| h.current - now <= lease_ms - lease_ms / 3)
+        .filter(|(_, h)| h.priority == priority && h.current - now <= lease_ms - lease_ms / 3)
         .map(|(id, h)| (id.clone(), h.current))
         .collect();
     if due.is_empty() {
@@ -311,7 +319,7 @@ async fn renew(inner: &Inner) -> Result<usize> {
     }
     let new_lease = now + lease_ms;
     let leases: Vec<(&str, i64)> = due.iter().map(|(id, l)| (id.as_str(), *l)).collect();
-    let mut tx = inner.store.begin().await?;
+    let mut tx = inner.store.begin_with(priority).await?;
     let renewed = tenure_store::renew_leases(tx.conn(), &leases, new_lease).await?;
     tx.commit().await?;
     let mut held = inner.held.lock().expect("held lock");

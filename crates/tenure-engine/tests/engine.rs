@@ -819,7 +819,8 @@ async fn held_harness() -> (Harness, HeldSystem) {
 }
 
 /// [`held_harness`] with more of the webhook system's settings (`extra`, TOML under
-/// `[systems.settings]`, its operations; `{off}` stands for the `/off` URL).
+/// `[systems.settings]`, its operations; `{off}` stands for the `/off` URL, `{held}` for the
+/// one that holds each call).
 async fn held_harness_with(extra: &str) -> (Harness, HeldSystem) {
     held_harness_tuned(extra, 3, 60_000).await
 }
@@ -872,7 +873,9 @@ id = "ticketing:agent"
 system = "ticketing"
 "#,
         url = held.url,
-        extra = extra.replace("{off}", &held.url.replace("/users", "/off"))
+        extra = extra
+            .replace("{off}", &held.url.replace("/users", "/off"))
+            .replace("{held}", &held.url)
     );
     let t = |p: &str, s: &str| SourceFile {
         path: p.into(),
@@ -950,6 +953,34 @@ async fn a_call_that_outlives_its_lease_keeps_its_step_by_renewing_it() {
         "the system was called again"
     );
     assert_eq!(h.audited("step.create_account").await, 1, "operation {op}");
+}
+
+/// A leaver's steps are recorded by a completer of their own, which renews their leases: a
+/// leaver's call slower than its lease keeps its step too.
+#[tokio::test]
+async fn a_leavers_call_that_outlives_its_lease_keeps_its_step_by_renewing_it() {
+    let (h, mut held) =
+        held_harness_with("[systems.settings.operations.disable_account]\nurl = \"{held}\"\n")
+            .await;
+    let hire = h.send(HIRE).await;
+    held.arrived.recv().await.unwrap();
+    held.release.send(()).await.unwrap();
+    assert_eq!(h.finish(&hire).await, RunState::Succeeded);
+
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    let op = held.arrived.recv().await.unwrap();
+    h.clock.advance(45_000);
+    assert_eq!(h.engine.renew_leases().await.unwrap(), 1);
+    h.clock.advance(18_000);
+    assert_eq!(h.requeue_as_another_instance().await, 0);
+
+    held.release.send(()).await.unwrap();
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    assert!(
+        held.arrived.try_recv().is_err(),
+        "the system was called again"
+    );
+    assert_eq!(h.audited("step.disable_account").await, 1, "operation {op}");
 }
 
 #[tokio::test]
