@@ -13,31 +13,24 @@ use crate::error::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long one indexing transaction should hold the store's writer: leaves wait behind it.
-/// The batch is sized from the last one's time per person, which grows with the index and with
-/// the load (under `tenure bench`'s backlog, 10,000 people stored, about 80 microseconds).
+/// The most one indexing transaction holds the store's writer. It ends sooner when a leaver's
+/// transaction waits for the writer (on SQLite): a leave takes the writer about seven times,
+/// and each would otherwise wait for the rest of the batch.
 const HOLD: Duration = Duration::from_millis(50);
-/// The fewest and the most people per transaction.
-const MIN_BATCH: i64 = 50;
-const MAX_BATCH: i64 = 2_000;
+/// People indexed between two looks at the clock and at who waits: about 2 ms of the writer
+/// under `tenure bench`'s backlog (some 60 microseconds a person with 10,000 stored).
+const CHUNK: i64 = 32;
 /// How often the queue is looked at.
 const EVERY: Duration = Duration::from_millis(500);
 
-/// People for the next transaction, after one that indexed `n` people in `took`.
-fn next_batch(batch: i64, n: usize, took: Duration) -> i64 {
-    if n == 0 {
-        return batch;
-    }
-    let each = took.as_secs_f64() / n as f64;
-    if each <= 0.0 {
-        return MAX_BATCH;
-    }
-    ((HOLD.as_secs_f64() / each) as i64).clamp(MIN_BATCH, MAX_BATCH)
+/// Whether a transaction that has held the writer for `held` and found a full chunk of people
+/// still queued indexes another chunk before it commits.
+fn go_on(held: Duration, urgent_waiting: bool) -> bool {
+    held < HOLD && !urgent_waiting
 }
 
-/// Indexes everyone queued now, `batch` people per transaction (resized as it goes); returns
-/// how many.
-pub(crate) async fn pass(inner: &Inner, batch: &mut i64) -> Result<usize> {
+/// Indexes everyone queued now, many people per transaction; returns how many.
+pub(crate) async fn pass(inner: &Inner) -> Result<usize> {
     let mut done = 0;
     loop {
         let mut c = inner.store.reader().await?;
@@ -46,15 +39,21 @@ pub(crate) async fn pass(inner: &Inner, batch: &mut i64) -> Result<usize> {
         if !queued {
             return Ok(done);
         }
-        let size = *batch;
         let mut tx = inner.store.begin().await?;
-        // Held from here: the wait for the writer is not the batch's cost.
+        // Held from here: the wait for the writer is not the batch's.
         let started = Instant::now();
-        let n = tenure_store::index_pending_people(tx.conn(), size).await?;
+        let more = loop {
+            let n = tenure_store::index_pending_people(tx.conn(), CHUNK).await?;
+            done += n;
+            if (n as i64) < CHUNK {
+                break false;
+            }
+            if !go_on(started.elapsed(), inner.store.urgent_waiting()) {
+                break true;
+            }
+        };
         tx.commit().await?;
-        *batch = next_batch(size, n, started.elapsed());
-        done += n;
-        if (n as i64) < size {
+        if !more {
             return Ok(done);
         }
     }
@@ -62,13 +61,12 @@ pub(crate) async fn pass(inner: &Inner, batch: &mut i64) -> Result<usize> {
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
-    let mut batch = MAX_BATCH / 4;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        match pass(&inner, &mut batch).await {
-            Ok(n) if n > 0 => tracing::debug!(people = n, batch, "search index written"),
+        match pass(&inner).await {
+            Ok(n) if n > 0 => tracing::debug!(people = n, "search index written"),
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "writing the search index failed; will try again")
@@ -86,18 +84,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_sized_to_hold_the_writer_for_about_the_same_time() {
-        // 1,000 people in 5 ms: 10,000 would take the 50 ms, so the most.
-        assert_eq!(
-            next_batch(1_000, 1_000, Duration::from_millis(5)),
-            MAX_BATCH
-        );
-        // 500 in 100 ms: 250 take 50 ms.
-        assert_eq!(next_batch(500, 500, Duration::from_millis(100)), 250);
-        // Very slow: never under the fewest.
-        assert_eq!(next_batch(100, 100, Duration::from_secs(2)), MIN_BATCH);
-        // Nothing indexed tells nothing.
-        assert_eq!(next_batch(300, 0, Duration::from_millis(1)), 300);
-        assert_eq!(next_batch(300, 10, Duration::ZERO), MAX_BATCH);
+    fn a_batch_goes_on_until_its_time_is_up_or_a_leaver_waits() {
+        assert!(go_on(Duration::from_millis(3), false));
+        assert!(!go_on(Duration::from_millis(3), true), "a leaver waits");
+        assert!(!go_on(HOLD, false), "its time is up");
     }
 }

@@ -598,6 +598,11 @@ impl SqliteWriter {
         }
     }
 
+    /// Whether an urgent transaction waits for the writer now.
+    pub(crate) fn urgent_waiting(&self) -> bool {
+        self.turns.urgent_waiting()
+    }
+
     /// Where the writer's time has gone since it was opened.
     pub(crate) fn times(&self) -> WriterTimes {
         let get = |c: &AtomicU64| Duration::from_nanos(c.load(Ordering::Relaxed));

@@ -344,6 +344,16 @@ impl Store {
         }
     }
 
+    /// Whether an urgent transaction (a leaver's work) waits for SQLite's one writer now: a
+    /// long batch of normal work commits what it has done and lets it go first. Always `false`
+    /// on PostgreSQL, where transactions run side by side.
+    pub fn urgent_waiting(&self) -> bool {
+        match &self.write {
+            Writer::Sqlite(w) => w.urgent_waiting(),
+            Writer::Pool(_) => false,
+        }
+    }
+
     /// How many write transactions this store (and its clones) committed since it was opened:
     /// with a count of work done, how well writes are batched.
     pub fn transactions_committed(&self) -> u64 {

@@ -57,6 +57,12 @@ impl Turns {
         s.urgent.len() + s.normal.len()
     }
 
+    /// Whether an urgent taker waits for a turn now: a holder doing a long batch of normal
+    /// work can end it early and let it go first.
+    pub fn urgent_waiting(&self) -> bool {
+        !self.state.lock().expect("turns lock").urgent.is_empty()
+    }
+
     /// Waits for a turn. Cancel-safe: a waiter dropped before or after being handed a turn
     /// passes it on.
     pub async fn take(self: &Arc<Self>, priority: Priority) -> Turn {
@@ -178,6 +184,28 @@ mod tests {
             *order.lock().unwrap(),
             ["urgent 1", "urgent 2", "normal 1", "normal 2"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_holder_can_see_an_urgent_taker_waiting() {
+        let turns = Arc::new(Turns::new(1));
+        let held = turns.take(Priority::Normal).await;
+        let normal = tokio::spawn({
+            let turns = turns.clone();
+            async move { drop(turns.take(Priority::Normal).await) }
+        });
+        settle().await;
+        assert!(!turns.urgent_waiting(), "only a normal taker waits");
+        let urgent = tokio::spawn({
+            let turns = turns.clone();
+            async move { drop(turns.take(Priority::Urgent).await) }
+        });
+        settle().await;
+        assert!(turns.urgent_waiting());
+        drop(held);
+        urgent.await.unwrap();
+        normal.await.unwrap();
+        assert!(!turns.urgent_waiting());
     }
 
     #[tokio::test]
