@@ -189,7 +189,12 @@ impl Engine {
                 s.id.clone(),
                 SystemHandle {
                     connector,
-                    permits: Arc::new(Turns::new(s.max_concurrency as usize)),
+                    // An eighth of a system's calls (rounded down) is kept for leavers'
+                    // steps: under a backlog of hires, a leaver's call seldom waits for a slot.
+                    permits: Arc::new(Turns::with_reserve(
+                        s.max_concurrency as usize,
+                        s.max_concurrency as usize / 8,
+                    )),
                     breaker: Mutex::new(Breaker::new(
                         config.engine.breaker_failure_threshold,
                         config.engine.breaker_open_ms,

@@ -7,6 +7,8 @@
 //! system's `max_concurrency` is the same kind of queue for its calls. With [`Turns`], a
 //! waiting urgent taker is handed the next free turn ahead of every normal one waiting; normal
 //! ones still go in the order they came. Nothing is pre-empted: a turn is held until dropped.
+//! Some turns can be kept for urgent takers ([`Turns::with_reserve`]): normal takers wait
+//! rather than take the last of them, so an urgent taker seldom waits at all.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ pub struct Turns {
 
 struct State {
     free: usize,
+    /// Free turns only urgent takers may have.
+    reserved: usize,
     urgent: VecDeque<oneshot::Sender<()>>,
     normal: VecDeque<oneshot::Sender<()>>,
 }
@@ -37,9 +41,16 @@ impl Drop for Turn {
 impl Turns {
     /// `n` turns that can be held at once.
     pub fn new(n: usize) -> Turns {
+        Turns::with_reserve(n, 0)
+    }
+
+    /// `n` turns that can be held at once, of which normal takers may hold at most
+    /// `n - reserved`: the last `reserved` free turns go to urgent takers only.
+    pub fn with_reserve(n: usize, reserved: usize) -> Turns {
         Turns {
             state: Mutex::new(State {
                 free: n,
+                reserved: reserved.min(n.saturating_sub(1)),
                 urgent: VecDeque::new(),
                 normal: VecDeque::new(),
             }),
@@ -94,7 +105,11 @@ impl Turns {
     /// Takes a free turn (`None`), or queues for one: the receiver is told when it is handed.
     fn free_or_queue(&self, priority: Priority) -> Option<oneshot::Receiver<()>> {
         let mut s = self.state.lock().expect("turns lock");
-        if s.free > 0 {
+        let room = match priority {
+            Priority::Urgent => s.free,
+            Priority::Normal => s.free.saturating_sub(s.reserved),
+        };
+        if room > 0 {
             s.free -= 1;
             return None;
         }
@@ -106,11 +121,17 @@ impl Turns {
         Some(rx)
     }
 
-    /// Gives a turn given back to the next waiter, urgent ones first, or frees it.
+    /// Gives a turn given back to the next waiter, urgent ones first, or frees it. A normal
+    /// waiter has it only if the reserve stays whole.
     fn hand_on(&self) {
         let mut s = self.state.lock().expect("turns lock");
         loop {
-            let Some(next) = s.urgent.pop_front().or_else(|| s.normal.pop_front()) else {
+            let next = match s.urgent.pop_front() {
+                Some(next) => Some(next),
+                None if s.free >= s.reserved => s.normal.pop_front(),
+                None => None,
+            };
+            let Some(next) = next else {
                 s.free += 1;
                 return;
             };
@@ -187,6 +208,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn normal_takers_leave_the_reserve_to_urgent_ones() {
+        let turns = Arc::new(Turns::with_reserve(2, 1));
+        let first = turns.take(Priority::Normal).await;
+        let second = tokio::spawn({
+            let turns = turns.clone();
+            async move { turns.take(Priority::Normal).await }
+        });
+        settle().await;
+        assert_eq!(turns.waiting(), 1, "the last free turn is kept");
+        // An urgent taker has it at once, and gives it back to the reserve.
+        let urgent = tokio::time::timeout(Duration::ZERO, turns.take(Priority::Urgent))
+            .await
+            .expect("the reserve is the urgent taker's without waiting");
+        drop(urgent);
+        settle().await;
+        assert_eq!(turns.waiting(), 1, "the reserve stays whole");
+        assert_eq!(turns.free(), 1);
+        // A normal turn given back goes to the normal waiter.
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the normal waiter gets the turn given back")
+            .unwrap();
+        assert_eq!(turns.free(), 1);
+        drop(second);
+        assert_eq!(turns.free(), 2);
+        // A reserve can never take every turn: one turn, no reserve.
+        let one = Arc::new(Turns::with_reserve(1, 1));
+        drop(
+            tokio::time::timeout(Duration::ZERO, one.take(Priority::Normal))
+                .await
+                .expect("a normal taker can have the only turn"),
+        );
+    }
+
+    #[tokio::test]
     async fn a_holder_can_see_an_urgent_taker_waiting() {
         let turns = Arc::new(Turns::new(1));
         let held = turns.take(Priority::Normal).await;
@@ -237,36 +294,54 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn turns_are_neither_lost_nor_doubled_under_contention() {
-        let turns = Arc::new(Turns::new(8));
-        let holding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for i in 0..400 {
-            let (turns, holding, most) = (turns.clone(), holding.clone(), most.clone());
-            tasks.push(tokio::spawn(async move {
-                let priority = if i % 5 == 0 {
-                    Priority::Urgent
-                } else {
-                    Priority::Normal
-                };
-                if i % 7 == 0 {
-                    // Some give up while waiting.
-                    let _ =
-                        tokio::time::timeout(Duration::from_micros(50), turns.take(priority)).await;
-                    return;
-                }
-                let _turn = turns.take(priority).await;
-                let now = holding.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
-                tokio::task::yield_now().await;
-                holding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }));
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        for reserve in [0, 3] {
+            let turns = Arc::new(Turns::with_reserve(8, reserve));
+            // Turns held in all, and by normal takers.
+            let holding = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+            let most = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+            let mut tasks = Vec::new();
+            for i in 0..400 {
+                let (turns, holding, most) = (turns.clone(), holding.clone(), most.clone());
+                tasks.push(tokio::spawn(async move {
+                    let priority = if i % 5 == 0 {
+                        Priority::Urgent
+                    } else {
+                        Priority::Normal
+                    };
+                    if i % 7 == 0 {
+                        // Some give up while waiting.
+                        let _ =
+                            tokio::time::timeout(Duration::from_micros(50), turns.take(priority))
+                                .await;
+                        return;
+                    }
+                    let _turn = turns.take(priority).await;
+                    let all = holding.0.fetch_add(1, SeqCst) + 1;
+                    most.0.fetch_max(all, SeqCst);
+                    if priority == Priority::Normal {
+                        let normal = holding.1.fetch_add(1, SeqCst) + 1;
+                        most.1.fetch_max(normal, SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                    if priority == Priority::Normal {
+                        holding.1.fetch_sub(1, SeqCst);
+                    }
+                    holding.0.fetch_sub(1, SeqCst);
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(turns.free(), 8, "every turn was given back");
+            assert!(most.0.load(SeqCst) <= 8);
+            assert!(
+                most.1.load(SeqCst) <= 8 - reserve,
+                "normal takers held {} of the turns, more than {}",
+                most.1.load(SeqCst),
+                8 - reserve
+            );
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(turns.free(), 8, "every turn was given back");
-        assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 8);
     }
 
     /// Polls a future once: `Some` with its output if it was ready.
