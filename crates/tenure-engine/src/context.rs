@@ -136,7 +136,14 @@ pub(crate) struct Inner {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) urgent_in_flight: AtomicUsize,
     pub(crate) finished: broadcast::Sender<RunFinished>,
-    pub(crate) ingest_tx: mpsc::Sender<Job>,
+    /// The intake of leaves and engagement ends (see [`Inner::intake_lane`]).
+    pub(crate) urgent_intake: mpsc::Sender<Job>,
+    /// The intake of every other event.
+    pub(crate) normal_intake: mpsc::Sender<Job>,
+    /// People with events queued in an intake and not yet stored: how many, and in which
+    /// intake. A person's next event joins them there, whatever its kind, so that one
+    /// person's events are stored in the order they came.
+    pub(crate) intake_queued: Mutex<HashMap<String, (Priority, usize)>>,
     /// The completer of leavers' steps (priority 0).
     pub(crate) urgent_lane: Lane,
     /// The completer of every other step.
@@ -161,6 +168,32 @@ pub(crate) struct Lane {
 }
 
 impl Inner {
+    /// The intake an event of `person` goes to: the urgent one for a leave or an engagement
+    /// end (`urgent`), the other for the rest, unless `person` has events queued in one
+    /// already. Counted until [`Inner::intake_done`].
+    pub(crate) fn intake_lane(&self, person: &str, urgent: bool) -> Priority {
+        let wanted = if urgent {
+            Priority::Urgent
+        } else {
+            Priority::Normal
+        };
+        let mut queued = self.intake_queued.lock().expect("intake lock");
+        let entry = queued.entry(person.to_string()).or_insert((wanted, 0));
+        entry.1 += 1;
+        entry.0
+    }
+
+    /// An event of `person` counted by [`Inner::intake_lane`] is stored, or will never be.
+    pub(crate) fn intake_done(&self, person: &str) {
+        let mut queued = self.intake_queued.lock().expect("intake lock");
+        if let Some(entry) = queued.get_mut(person) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                queued.remove(person);
+            }
+        }
+    }
+
     /// The completer that records outcomes of this priority.
     pub(crate) fn lane(&self, priority: Priority) -> &Lane {
         match priority {

@@ -19,18 +19,25 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<IngestOutcome> {
     let (reply, answer) = oneshot::channel();
     let received_at = inner.clock.now_ms();
-    inner
-        .ingest_tx
-        .send(Job {
-            submission,
-            received_at,
-            reply,
-        })
-        .await
-        .map_err(|_| EngineError::ShuttingDown)?;
+    let person = submission.event.person.id.clone();
+    let lane = match inner.intake_lane(&person, submission.event.kind.is_urgent()) {
+        Priority::Urgent => &inner.urgent_intake,
+        Priority::Normal => &inner.normal_intake,
+    };
+    let job = Job {
+        submission,
+        received_at,
+        reply,
+    };
+    if lane.send(job).await.is_err() {
+        inner.intake_done(&person);
+        return Err(EngineError::ShuttingDown);
+    }
     answer.await.map_err(|_| EngineError::ShuttingDown)?
 }
 
+/// One intake: stores the events sent to it, many per transaction. Leaves and engagement ends
+/// have an intake of their own, so they never wait for a batch of hires being stored.
 pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut jobs = Vec::with_capacity(256);
@@ -66,7 +73,12 @@ async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>, priority: Priority
         .iter()
         .map(|j| (&j.submission, j.received_at))
         .collect();
-    match store_batch(inner, &jobs, priority).await {
+    let stored = store_batch(inner, &jobs, priority).await;
+    // Stored, or never to be: a person's next event may go to either intake again.
+    for job in &batch {
+        inner.intake_done(&job.submission.event.person.id);
+    }
+    match stored {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));

@@ -224,7 +224,8 @@ impl Engine {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::Config(format!("notifications: HTTP client: {e}")))?;
-        let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+        let (urgent_intake, urgent_intake_rx) = mpsc::channel(4096);
+        let (normal_intake, normal_intake_rx) = mpsc::channel(4096);
         let (outcome_tx, outcome_rx) = mpsc::channel(8192);
         let (urgent_tx, urgent_rx) = mpsc::channel(4096);
         let (renew_tx, renew_rx) = mpsc::channel(16);
@@ -254,7 +255,9 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             urgent_in_flight: AtomicUsize::new(0),
             finished,
-            ingest_tx,
+            urgent_intake,
+            normal_intake,
+            intake_queued: Mutex::new(HashMap::new()),
             urgent_lane: Lane {
                 outcomes: urgent_tx,
                 renew: urgent_renew_tx,
@@ -270,7 +273,8 @@ impl Engine {
         });
         worker::recover(&inner).await?;
         let tasks = vec![
-            tokio::spawn(ingest::run(inner.clone(), ingest_rx)),
+            tokio::spawn(ingest::run(inner.clone(), urgent_intake_rx)),
+            tokio::spawn(ingest::run(inner.clone(), normal_intake_rx)),
             tokio::spawn(worker::dispatcher(inner.clone())),
             tokio::spawn(worker::completer(
                 inner.clone(),

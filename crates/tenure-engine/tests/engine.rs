@@ -2067,3 +2067,55 @@ async fn a_system_is_reconciled_when_its_time_comes() {
     h.clock.advance(3_600_000);
     assert_eq!(h.engine.reconcile_due().await.unwrap().len(), 1);
 }
+
+/// Leaves have an intake of their own, ahead of hires, yet one person's events are still
+/// stored in the order they came: a leave sent while its person's hire waits to be stored
+/// follows the hire, and is neither refused as naming nobody nor run before it.
+#[tokio::test]
+async fn a_leave_sent_while_its_persons_hire_waits_to_be_stored_comes_after_it() {
+    use std::future::Future;
+    let h = harness(config("")).await;
+    // On SQLite, the writer is held meanwhile: when it is let go, the intakes' transactions
+    // take it urgent first, as they would under a backlog of hires.
+    let held = h.engine.store().begin().await.unwrap();
+    let mut pairs = Vec::new();
+    for i in 0..40 {
+        let (engine, body) = (h.engine.clone(), hire(&format!("q{i}"), "Engineering"));
+        let mut hire = Box::pin(async move { engine.submit(submission(&body)).await });
+        let engine = h.engine.clone();
+        let body = format!(r#"{{"type":"leave","person":{{"id":"q{i}"}}}}"#);
+        let mut leave = Box::pin(async move { engine.submit(submission(&body)).await });
+        // Each polled once, in turn: the hire is queued for its intake, then the leave.
+        for mut sent in [
+            hire.as_mut() as std::pin::Pin<&mut dyn Future<Output = _>>,
+            leave.as_mut(),
+        ] {
+            let waits = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(sent.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(waits, "the event waits for its intake");
+        }
+        pairs.push(async move { (hire.await, leave.await) });
+    }
+    let pairs = tokio::spawn(futures_util::future::join_all(pairs));
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    drop(held);
+    for (hire, leave) in pairs.await.unwrap() {
+        let run = |o: IngestOutcome| match o {
+            IngestOutcome::Accepted { run_id, .. } => run_id,
+            other => panic!("{other:?}"),
+        };
+        let (hire, leave) = (run(hire.unwrap()), run(leave.unwrap()));
+        assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+        let hire_state = h.engine.run_detail(&hire).await.unwrap().run.state;
+        assert!(
+            matches!(hire_state, RunState::Cancelled | RunState::Succeeded),
+            "{hire_state}"
+        );
+    }
+    let dir = h.engine.connector("directory").unwrap();
+    assert!(dir.list_accounts().await.unwrap().is_empty());
+}
