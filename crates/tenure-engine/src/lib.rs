@@ -39,6 +39,7 @@ mod retention;
 mod reviews;
 mod scheduler;
 mod search_index;
+mod statistics;
 mod timers;
 mod worker;
 
@@ -291,6 +292,7 @@ impl Engine {
             tokio::spawn(scheduler::run(inner.clone())),
             tokio::spawn(drift::run(inner.clone())),
             tokio::spawn(retention::run(inner.clone())),
+            tokio::spawn(statistics::run(inner.clone())),
             tokio::spawn(search_index::run(inner.clone())),
         ];
         Ok(Engine {
