@@ -101,6 +101,27 @@ fn the_benchmark_takes_and_reports_its_limits() {
     );
 }
 
+/// Each phase of a leave, from the audit trail: the first step done no later than the last,
+/// at the median and at p99, and each phase's last step no later than the next one's.
+fn phases_in_order(v: &serde_json::Value) {
+    let mut before = 0.0;
+    for phase in ["disable_account", "revoke", "delete_account"] {
+        let p = &v["revoke_phases_ms"][phase];
+        let ms = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{phase} {k}: {v}"));
+        assert!(
+            0.0 <= ms("first") && ms("first") <= ms("last"),
+            "{phase}: {v}"
+        );
+        assert!(ms("first_p99") <= ms("last_p99"), "{phase}: {v}");
+        assert!(ms("first") <= ms("first_p99"), "{phase}: {v}");
+        assert!(
+            before <= ms("last"),
+            "{phase} ends before the phase ahead of it: {v}"
+        );
+        before = ms("last");
+    }
+}
+
 /// The idle-leave benchmark sends each leave once the one before has ended, and reports every
 /// one of them.
 #[test]
@@ -113,12 +134,7 @@ fn the_idle_benchmark_times_each_leave() {
             "{figure}: {v}"
         );
     }
-    // Each phase of a leave, from the audit trail: the first step done no later than the last.
-    for phase in ["disable_account", "revoke", "delete_account"] {
-        let p = &v["phases_median_ms"][phase];
-        let (first, last) = (p["first"].as_f64().unwrap(), p["last"].as_f64().unwrap());
-        assert!(0.0 <= first && first <= last, "{phase}: {v}");
-    }
+    phases_in_order(&v);
     // A refused count is a clear error, not a run of nothing.
     let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(["bench", "--idle", "--leaves", "0"])
