@@ -136,14 +136,12 @@ pub(crate) struct Inner {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) urgent_in_flight: AtomicUsize,
     pub(crate) finished: broadcast::Sender<RunFinished>,
-    /// The intake of leaves and engagement ends (see [`Inner::intake_lane`]).
+    /// The intake of leaves and engagement ends (see [`IntakeQueue`]).
     pub(crate) urgent_intake: mpsc::Sender<Job>,
     /// The intake of every other event.
     pub(crate) normal_intake: mpsc::Sender<Job>,
-    /// People with events queued in an intake and not yet stored: how many, and in which
-    /// intake. A person's next event joins them there, whatever its kind, so that one
-    /// person's events are stored in the order they came.
-    pub(crate) intake_queued: Mutex<HashMap<String, (Priority, usize)>>,
+    /// Which intake each person's queued events are in (see [`IntakeQueue`]).
+    pub(crate) intake_queued: IntakeQueue,
     /// The completer of leavers' steps (priority 0).
     pub(crate) urgent_lane: Lane,
     /// The completer of every other step.
@@ -167,25 +165,59 @@ pub(crate) struct Lane {
     pub(crate) renew: mpsc::Sender<RenewRequest>,
 }
 
-impl Inner {
-    /// The intake an event of `person` goes to: the urgent one for a leave or an engagement
-    /// end (`urgent`), the other for the rest, unless `person` has events queued in one
-    /// already. Counted until [`Inner::intake_done`].
-    pub(crate) fn intake_lane(&self, person: &str, urgent: bool) -> Priority {
+/// People with events queued in an intake and not yet stored: how many, and in which intake.
+/// A person's next event joins them there, whatever its kind, so that one person's events are
+/// stored in the order they came.
+#[derive(Default)]
+pub(crate) struct IntakeQueue(Mutex<HashMap<String, (Priority, usize)>>);
+
+/// An event counted in an [`IntakeQueue`] that has not reached its intake yet: dropped before
+/// [`IntakeTicket::handed_over`] (its submitter gone while the intake was full, or the engine
+/// stopping), it takes its count back.
+pub(crate) struct IntakeTicket<'q> {
+    queue: &'q IntakeQueue,
+    person: Option<String>,
+    pub(crate) lane: Priority,
+}
+
+impl IntakeTicket<'_> {
+    /// The event is in its intake, which will call [`IntakeQueue::done`] once it is stored.
+    pub(crate) fn handed_over(mut self) {
+        self.person = None;
+    }
+}
+
+impl Drop for IntakeTicket<'_> {
+    fn drop(&mut self) {
+        if let Some(person) = self.person.take() {
+            self.queue.done(&person);
+        }
+    }
+}
+
+impl IntakeQueue {
+    /// Counts an event of `person`, and says which intake it goes to: the urgent one for a
+    /// leave or an engagement end (`urgent`), the other for the rest, unless `person` has
+    /// events queued in one already.
+    pub(crate) fn enter(&self, person: &str, urgent: bool) -> IntakeTicket<'_> {
         let wanted = if urgent {
             Priority::Urgent
         } else {
             Priority::Normal
         };
-        let mut queued = self.intake_queued.lock().expect("intake lock");
+        let mut queued = self.0.lock().expect("intake lock");
         let entry = queued.entry(person.to_string()).or_insert((wanted, 0));
         entry.1 += 1;
-        entry.0
+        IntakeTicket {
+            queue: self,
+            person: Some(person.to_string()),
+            lane: entry.0,
+        }
     }
 
-    /// An event of `person` counted by [`Inner::intake_lane`] is stored, or will never be.
-    pub(crate) fn intake_done(&self, person: &str) {
-        let mut queued = self.intake_queued.lock().expect("intake lock");
+    /// An event of `person` counted by [`IntakeQueue::enter`] is stored, or will never be.
+    pub(crate) fn done(&self, person: &str) {
+        let mut queued = self.0.lock().expect("intake lock");
         if let Some(entry) = queued.get_mut(person) {
             entry.1 -= 1;
             if entry.1 == 0 {
@@ -194,6 +226,14 @@ impl Inner {
         }
     }
 
+    /// How many people have events queued.
+    #[cfg(test)]
+    fn people(&self) -> usize {
+        self.0.lock().expect("intake lock").len()
+    }
+}
+
+impl Inner {
     /// The completer that records outcomes of this priority.
     pub(crate) fn lane(&self, priority: Priority) -> &Lane {
         match priority {
@@ -221,6 +261,49 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_persons_events_follow_the_first_into_its_intake_until_all_are_stored() {
+        let q = IntakeQueue::default();
+        let hire = q.enter("a", false);
+        assert_eq!(hire.lane, Priority::Normal);
+        hire.handed_over();
+        // A leave behind a queued hire goes where the hire is.
+        let leave = q.enter("a", true);
+        assert_eq!(leave.lane, Priority::Normal);
+        leave.handed_over();
+        // Someone else's leave goes to the leavers' intake.
+        let other = q.enter("b", true);
+        assert_eq!(other.lane, Priority::Urgent);
+        other.handed_over();
+        q.done("a");
+        assert_eq!(
+            q.enter("a", true).lane,
+            Priority::Normal,
+            "one still queued"
+        );
+        q.done("a");
+        q.done("b");
+        assert_eq!(q.people(), 0);
+        // Both stored: the next leave goes to the leavers' intake again.
+        let leave = q.enter("a", true);
+        assert_eq!(leave.lane, Priority::Urgent);
+        leave.handed_over();
+        q.done("a");
+        assert_eq!(q.people(), 0);
+    }
+
+    #[test]
+    fn an_event_that_never_reached_its_intake_takes_its_count_back() {
+        let q = IntakeQueue::default();
+        let hire = q.enter("a", false);
+        hire.handed_over();
+        // Its submitter gave up while the intake was full.
+        drop(q.enter("a", true));
+        q.done("a");
+        assert_eq!(q.people(), 0, "nothing left counted");
+        assert_eq!(q.enter("a", true).lane, Priority::Urgent);
+    }
 
     #[test]
     fn limits_are_checked() {

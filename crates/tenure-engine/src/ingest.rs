@@ -19,8 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<IngestOutcome> {
     let (reply, answer) = oneshot::channel();
     let received_at = inner.clock.now_ms();
-    let person = submission.event.person.id.clone();
-    let lane = match inner.intake_lane(&person, submission.event.kind.is_urgent()) {
+    let ticket = inner.intake_queued.enter(
+        &submission.event.person.id,
+        submission.event.kind.is_urgent(),
+    );
+    let lane = match ticket.lane {
         Priority::Urgent => &inner.urgent_intake,
         Priority::Normal => &inner.normal_intake,
     };
@@ -29,10 +32,12 @@ pub(crate) async fn submit(inner: &Inner, submission: Submission) -> Result<Inge
         received_at,
         reply,
     };
-    if lane.send(job).await.is_err() {
-        inner.intake_done(&person);
-        return Err(EngineError::ShuttingDown);
-    }
+    // Dropped unsent (the engine stopping, or this future dropped while the intake is full),
+    // the ticket takes the event's count back.
+    lane.send(job)
+        .await
+        .map_err(|_| EngineError::ShuttingDown)?;
+    ticket.handed_over();
     answer.await.map_err(|_| EngineError::ShuttingDown)?
 }
 
@@ -76,7 +81,7 @@ async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>, priority: Priority
     let stored = store_batch(inner, &jobs, priority).await;
     // Stored, or never to be: a person's next event may go to either intake again.
     for job in &batch {
-        inner.intake_done(&job.submission.event.person.id);
+        inner.intake_queued.done(&job.submission.event.person.id);
     }
     match stored {
         Ok(outcomes) => {

@@ -258,7 +258,7 @@ impl Engine {
             finished,
             urgent_intake,
             normal_intake,
-            intake_queued: Mutex::new(HashMap::new()),
+            intake_queued: Default::default(),
             urgent_lane: Lane {
                 outcomes: urgent_tx,
                 renew: urgent_renew_tx,
