@@ -163,13 +163,14 @@ pub async fn refresh_planner_statistics(store: &crate::Store) -> Result<Vec<&'st
     if store.backend() != crate::Backend::Postgres {
         return Ok(Vec::new());
     }
-    let mut tx = store.begin().await?;
+    // Looked at with a reader: most looks find nothing to do, and need no write transaction.
+    let mut c = store.reader().await?;
     let changed: Vec<String> = db::query(
         "SELECT relname::TEXT FROM pg_stat_user_tables
           WHERE schemaname = current_schema()
             AND n_mod_since_analyze >= 1000 AND n_mod_since_analyze * 5 >= n_live_tup",
     )
-    .fetch_all(tx.conn())
+    .fetch_all(&mut c)
     .await?
     .iter()
     .map(|r| r.try_get::<String, _>(0))
@@ -179,6 +180,11 @@ pub async fn refresh_planner_statistics(store: &crate::Store) -> Result<Vec<&'st
         .copied()
         .filter(|t| changed.iter().any(|c| c == t))
         .collect();
+    drop(c);
+    if stale.is_empty() {
+        return Ok(stale);
+    }
+    let mut tx = store.begin().await?;
     for table in &stale {
         // The name is one of `GROWING`'s, never input.
         db::query(db::AssertSqlSafe(format!("ANALYZE {table}")))
