@@ -73,41 +73,69 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Hires and other normal events are stored this many at a time. Between two such parts the
+/// transaction is committed when a leaver's transaction waits for SQLite's one writer, so a
+/// leave waits for a few hires being planned, never for a whole batch of them.
+const NORMAL_PART: usize = 4;
+
+/// Stores a batch in as few transactions as leavers' work allows, answering each event once
+/// its transaction is on disk.
 async fn store_and_reply(inner: &Arc<Inner>, batch: Vec<Job>, priority: Priority) {
-    let jobs: Vec<(&Submission, i64)> = batch
-        .iter()
-        .map(|j| (&j.submission, j.received_at))
-        .collect();
-    let stored = store_batch(inner, &jobs, priority).await;
-    // Stored, or never to be: a person's next event may go to either intake again.
-    for job in &batch {
-        inner.intake_queued.done(&job.submission.event.person.id);
-    }
-    match stored {
-        Ok(outcomes) => {
-            for (job, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
-            }
-            inner.wake.notify_one();
+    let part = match priority {
+        Priority::Urgent => batch.len(),
+        Priority::Normal => NORMAL_PART,
+    };
+    let mut rest = batch.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut taken = Vec::new();
+        let stored = store_parts(inner, &mut rest, &mut taken, part, priority).await;
+        // Stored, or never to be: a person's next event may go to either intake again.
+        for job in &taken {
+            inner.intake_queued.done(&job.submission.event.person.id);
         }
-        Err(e) => {
-            tracing::error!(error = %e, events = batch.len(), "storing events failed; none of the batch was stored");
-            let msg = e.to_string();
-            for job in batch {
-                let _ = job.reply.send(Err(EngineError::Unavailable(msg.clone())));
+        match stored {
+            Ok(outcomes) => {
+                for (job, outcome) in taken.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                inner.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = taken.len(), "storing events failed; none of them was stored");
+                let msg = e.to_string();
+                for job in taken {
+                    let _ = job.reply.send(Err(EngineError::Unavailable(msg.clone())));
+                }
             }
         }
     }
 }
 
-async fn store_batch(
+/// Stores events from `rest`, `part` at a time, in one transaction that ends with the batch or
+/// as soon as an urgent transaction waits for the writer; the events it took are moved to
+/// `taken`, stored all or none.
+async fn store_parts(
     inner: &Arc<Inner>,
-    subs: &[(&Submission, i64)],
+    rest: &mut std::iter::Peekable<std::vec::IntoIter<Job>>,
+    taken: &mut Vec<Job>,
+    part: usize,
     priority: Priority,
 ) -> Result<Vec<IngestOutcome>> {
     let mut tx = inner.store.begin_with(priority).await?;
     let now = inner.clock.now_ms();
-    let outcomes = store_events(inner, &mut tx, subs, now, Planning::InTransaction).await?;
+    let mut outcomes = Vec::new();
+    loop {
+        let from = taken.len();
+        taken.extend(rest.by_ref().take(part));
+        let subs: Vec<(&Submission, i64)> = taken[from..]
+            .iter()
+            .map(|j| (&j.submission, j.received_at))
+            .collect();
+        outcomes.extend(store_events(inner, &mut tx, &subs, now, Planning::InTransaction).await?);
+        if rest.peek().is_none() || inner.store.urgent_waiting() {
+            break;
+        }
+    }
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -24,8 +24,12 @@ const POLL_MS: i64 = 1_000;
 const REQUEUE_EVERY_MS: i64 = 5_000;
 /// At most this many leaver outcomes are recorded in one transaction.
 const URGENT_BATCH: usize = 128;
-/// At most this many other outcomes are recorded in one transaction.
+/// At most this many other outcomes are taken to record at once.
 const NORMAL_BATCH: usize = 512;
+/// Other outcomes are recorded this many at a time. Between two such parts the transaction is
+/// committed when a leaver's transaction waits for SQLite's one writer: it waits for a part,
+/// never for a whole batch of hire outcomes.
+const NORMAL_PART: usize = 32;
 
 /// Takes back steps a previous process left running.
 pub(crate) async fn recover(inner: &Inner) -> Result<()> {
@@ -287,8 +291,9 @@ pub(crate) async fn completer(
             let recorded = std::mem::take(&mut batch);
             let count = recorded.len();
             if let Err(e) = record(&inner, recorded, priority).await {
-                // Nothing of the batch was stored; its steps stay leased and are taken back
-                // when the lease runs out, then retried with the same operation ids.
+                // What the failed transaction held was not stored; its steps stay leased and
+                // are taken back when the lease runs out, then retried with the same
+                // operation ids.
                 tracing::error!(error = %e, steps = count, "recording step outcomes failed");
             }
             in_flight.fetch_sub(count, Ordering::AcqRel);
@@ -343,7 +348,8 @@ async fn renew(inner: &Inner, priority: Priority) -> Result<usize> {
     Ok(renewed.len())
 }
 
-/// Records a lane's outcomes in one transaction, taken with the lane's priority.
+/// Records a lane's outcomes in transactions taken with the lane's priority: one for a
+/// leaver's, as few as leavers' work allows for the others.
 async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>, priority: Priority) -> Result<()> {
     // The lease each step holds now (renewed during its call, perhaps); the steps are no longer
     // renewed, whatever comes of the recording: a failed one leaves them to be taken back.
@@ -358,10 +364,37 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>, priority: Priori
             }
         }
     }
+    let part = match priority {
+        Priority::Urgent => outcomes.len().max(1),
+        Priority::Normal => NORMAL_PART,
+    };
+    // A run's outcomes side by side: they are mostly recorded, and the run advanced, together.
+    outcomes.sort_by(|a, b| a.step.run_id.cmp(&b.step.run_id));
+    let mut rest = outcomes.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut tx = inner.store.begin_with(priority).await?;
+        let now = inner.clock.now_ms();
+        loop {
+            record_part(inner, &mut tx, rest.by_ref().take(part).collect(), now).await?;
+            if rest.peek().is_none() || inner.store.urgent_waiting() {
+                break;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Records outcomes inside `tx`: their steps' new states, the access they changed, their runs'
+/// progress, and the claim of leavers' steps that progress released.
+async fn record_part(
+    inner: &Arc<Inner>,
+    tx: &mut tenure_store::Tx,
+    outcomes: Vec<Outcome>,
+    now: i64,
+) -> Result<()> {
     let rules = inner.rules();
     let settings = &rules.config.engine;
-    let mut tx = inner.store.begin_with(priority).await?;
-    let now = inner.clock.now_ms();
     let mut runs = BTreeSet::new();
     let mut updates = Vec::with_capacity(outcomes.len());
     let mut access = AccessChanges::default();
@@ -475,9 +508,8 @@ async fn record(inner: &Arc<Inner>, mut outcomes: Vec<Outcome>, priority: Priori
     tenure_store::update_steps(tx.conn(), &updates, now).await?;
     access.write(tx.conn(), now).await?;
     let runs: Vec<String> = runs.into_iter().collect();
-    progress::advance_runs(inner, &mut tx, &runs, now).await?;
+    progress::advance_runs(inner, tx, &runs, now).await?;
     let urgent_runs: Vec<String> = urgent_runs.into_iter().collect();
-    claim_urgent_now(inner, &mut tx, &urgent_runs, now).await?;
-    tx.commit().await?;
+    claim_urgent_now(inner, tx, &urgent_runs, now).await?;
     Ok(())
 }

@@ -113,7 +113,29 @@ fn submission(body: &str) -> Submission {
     }
 }
 
+/// Polls a submission once, so it is queued for its intake in the order this is called, and
+/// hands it back to be awaited.
+async fn queued<F: std::future::Future>(
+    mut submit: std::pin::Pin<Box<F>>,
+) -> std::pin::Pin<Box<F>> {
+    let pending =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(submit.as_mut().poll(cx).is_pending()))
+            .await;
+    assert!(pending, "the event waits for its intake");
+    submit
+}
+
 impl Harness {
+    /// Waits for a leave to succeed: its person's hire was cancelled by it, or had ended.
+    async fn leave_outlasts(&self, hire: &str, leave: &str) {
+        assert_eq!(self.finish(leave).await, RunState::Succeeded);
+        let hire_state = self.engine.run_detail(hire).await.unwrap().run.state;
+        assert!(
+            matches!(hire_state, RunState::Cancelled | RunState::Succeeded),
+            "{hire_state}"
+        );
+    }
+
     async fn send(&self, body: &str) -> String {
         match self.engine.submit(submission(body)).await.unwrap() {
             IngestOutcome::Accepted { run_id, .. } => run_id,
@@ -477,12 +499,7 @@ async fn a_leave_supersedes_the_unfinished_hire_and_removes_everything() {
     let h = harness(Arc::new(slow)).await;
     let hire = h.send(HIRE).await;
     let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
-    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
-    let hire_state = h.engine.run_detail(&hire).await.unwrap().run.state;
-    assert!(
-        matches!(hire_state, RunState::Cancelled | RunState::Succeeded),
-        "{hire_state}"
-    );
+    h.leave_outlasts(&hire, &leave).await;
     let dir = h.engine.connector("directory").unwrap();
     assert!(dir.list_accounts().await.unwrap().is_empty());
     assert!(dir.list_memberships("e1").await.unwrap().is_empty());
@@ -2068,12 +2085,87 @@ async fn a_system_is_reconciled_when_its_time_comes() {
     assert_eq!(h.engine.reconcile_due().await.unwrap().len(), 1);
 }
 
+/// Hires are stored a few at a time (so a leaver's transaction can go between two parts); a
+/// batch split so still recognises its repeats and keeps each person's order across parts.
+#[tokio::test]
+async fn a_batch_stored_in_parts_keeps_its_repeats_and_its_order() {
+    let h = harness(config("")).await;
+    let keyed = |body: String, key: &str| Submission {
+        idempotency_key: Some(key.into()),
+        ..submission(&body)
+    };
+    let mut sent: Vec<Submission> = (0..9)
+        .map(|i| keyed(hire(&format!("b{i}"), "Engineering"), &format!("k{i}")))
+        .collect();
+    // The leave of the first hire's person, a part later.
+    sent[5] = keyed(
+        r#"{"type":"leave","person":{"id":"b0"}}"#.to_string(),
+        "leave-b0",
+    );
+    // Two parts after their first sending: the same event again, and another under a key
+    // already used.
+    sent.push(keyed(hire("b1", "Engineering"), "k1"));
+    sent.push(keyed(hire("b2", "Sales"), "k2"));
+    // The writer is held while all of them queue, so they reach the intake as one batch.
+    let held = h.engine.store().begin().await.unwrap();
+    let mut waiting = Vec::new();
+    for sub in sent {
+        let engine = h.engine.clone();
+        waiting.push(queued(Box::pin(async move { engine.submit(sub).await })).await);
+    }
+    let answers = tokio::spawn(futures_util::future::join_all(waiting));
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    drop(held);
+    let answers: Vec<IngestOutcome> = answers
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let run = |o: &IngestOutcome| match o {
+        IngestOutcome::Accepted {
+            run_id,
+            replay: false,
+            ..
+        } => run_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    match &answers[9] {
+        IngestOutcome::Accepted {
+            run_id,
+            replay: true,
+            ..
+        } => assert_eq!(run_id, &run(&answers[1])),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&answers[10], IngestOutcome::KeyReused { key, .. } if key == "k2"),
+        "{:?}",
+        answers[10]
+    );
+    h.leave_outlasts(&run(&answers[0]), &run(&answers[5])).await;
+    for i in [1, 2, 3, 4, 6, 7, 8] {
+        assert_eq!(h.finish(&run(&answers[i])).await, RunState::Succeeded);
+    }
+    let dir = h.engine.connector("directory").unwrap();
+    let mut holders: Vec<String> = dir
+        .list_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.person_id)
+        .collect();
+    holders.sort();
+    assert_eq!(holders, ["b1", "b2", "b3", "b4", "b6", "b7", "b8"]);
+}
+
 /// Leaves have an intake of their own, ahead of hires, yet one person's events are still
 /// stored in the order they came: a leave sent while its person's hire waits to be stored
 /// follows the hire, and is neither refused as naming nobody nor run before it.
 #[tokio::test]
 async fn a_leave_sent_while_its_persons_hire_waits_to_be_stored_comes_after_it() {
-    use std::future::Future;
     let h = harness(config("")).await;
     // On SQLite, the writer is held meanwhile: when it is let go, the intakes' transactions
     // take it urgent first, as they would under a backlog of hires.
@@ -2081,21 +2173,17 @@ async fn a_leave_sent_while_its_persons_hire_waits_to_be_stored_comes_after_it()
     let mut pairs = Vec::new();
     for i in 0..40 {
         let (engine, body) = (h.engine.clone(), hire(&format!("q{i}"), "Engineering"));
-        let mut hire = Box::pin(async move { engine.submit(submission(&body)).await });
+        // Queued in turn: the hire for its intake, then the leave.
+        let hire = queued(Box::pin(
+            async move { engine.submit(submission(&body)).await },
+        ))
+        .await;
         let engine = h.engine.clone();
         let body = format!(r#"{{"type":"leave","person":{{"id":"q{i}"}}}}"#);
-        let mut leave = Box::pin(async move { engine.submit(submission(&body)).await });
-        // Each polled once, in turn: the hire is queued for its intake, then the leave.
-        for mut sent in [
-            hire.as_mut() as std::pin::Pin<&mut dyn Future<Output = _>>,
-            leave.as_mut(),
-        ] {
-            let waits = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(sent.as_mut().poll(cx).is_pending())
-            })
-            .await;
-            assert!(waits, "the event waits for its intake");
-        }
+        let leave = queued(Box::pin(
+            async move { engine.submit(submission(&body)).await },
+        ))
+        .await;
         pairs.push(async move { (hire.await, leave.await) });
     }
     let pairs = tokio::spawn(futures_util::future::join_all(pairs));
@@ -2109,12 +2197,7 @@ async fn a_leave_sent_while_its_persons_hire_waits_to_be_stored_comes_after_it()
             other => panic!("{other:?}"),
         };
         let (hire, leave) = (run(hire.unwrap()), run(leave.unwrap()));
-        assert_eq!(h.finish(&leave).await, RunState::Succeeded);
-        let hire_state = h.engine.run_detail(&hire).await.unwrap().run.state;
-        assert!(
-            matches!(hire_state, RunState::Cancelled | RunState::Succeeded),
-            "{hire_state}"
-        );
+        h.leave_outlasts(&hire, &leave).await;
     }
     let dir = h.engine.connector("directory").unwrap();
     assert!(dir.list_accounts().await.unwrap().is_empty());
