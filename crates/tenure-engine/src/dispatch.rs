@@ -11,6 +11,7 @@ use std::time::Instant;
 use tenure_connectors::{ConnectorError, Op};
 use tenure_core::Person;
 use tenure_core::breaker::Transition;
+use tenure_core::run::Priority;
 use tenure_store::StepRow;
 use tracing::Instrument;
 
@@ -77,8 +78,11 @@ pub(crate) async fn dispatch(inner: &Arc<Inner>, steps: Vec<StepRow>) {
     // A leaver's calls claimed together go out together: one task polls them all, so they
     // reach their systems at once, and the outcomes that come back at once reach the
     // completer at once, to be recorded in one transaction rather than one after another.
+    // They run on the store's urgent thread when it has one.
     if !urgent.is_empty() {
-        tokio::spawn(futures_util::future::join_all(urgent));
+        inner
+            .store
+            .spawn(Priority::Urgent, futures_util::future::join_all(urgent));
     }
 }
 
@@ -99,7 +103,11 @@ pub(crate) async fn claim_urgent_now(
     if !steps.is_empty() {
         let inner = inner.clone();
         tx.after_commit(move || {
-            tokio::spawn(async move { dispatch(&inner, steps).await });
+            let store = inner.store.clone();
+            store.spawn(
+                Priority::Urgent,
+                async move { dispatch(&inner, steps).await },
+            );
         });
     }
     Ok(())

@@ -273,16 +273,19 @@ impl Engine {
             reconcile_wake: Notify::new(),
         });
         worker::recover(&inner).await?;
+        // The urgent lane's loops run on the store's urgent thread when it has one.
+        let store = &inner.store;
         let tasks = vec![
-            tokio::spawn(ingest::run(inner.clone(), urgent_intake_rx)),
+            store.spawn(
+                Priority::Urgent,
+                ingest::run(inner.clone(), urgent_intake_rx),
+            ),
             tokio::spawn(ingest::run(inner.clone(), normal_intake_rx)),
             tokio::spawn(worker::dispatcher(inner.clone())),
-            tokio::spawn(worker::completer(
-                inner.clone(),
+            store.spawn(
                 Priority::Urgent,
-                urgent_rx,
-                urgent_renew_rx,
-            )),
+                worker::completer(inner.clone(), Priority::Urgent, urgent_rx, urgent_renew_rx),
+            ),
             tokio::spawn(worker::completer(
                 inner.clone(),
                 Priority::Normal,

@@ -80,6 +80,15 @@ async fn harness(config: Arc<Config>) -> Harness {
 }
 
 async fn harness_with(config: Arc<Config>, options: EngineOptions) -> Harness {
+    harness_on(config, options, |store| store).await
+}
+
+/// A harness whose store `prepare` sets up before the engine starts.
+async fn harness_on(
+    config: Arc<Config>,
+    options: EngineOptions,
+    prepare: impl FnOnce(Store) -> Store,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = match std::env::var("TENURE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
@@ -92,7 +101,7 @@ async fn harness_with(config: Arc<Config>, options: EngineOptions) -> Harness {
         _ => Store::open_sqlite(&dir.path().join("t.db")).await.unwrap(),
     };
     let clock = Arc::new(ManualClock::new(1_780_000_000_000));
-    let engine = Engine::start(store, config, clock.clone(), options)
+    let engine = Engine::start(prepare(store), config, clock.clone(), options)
         .await
         .unwrap();
     Harness {
@@ -190,6 +199,51 @@ async fn hire_then_leave() {
     let run = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
     assert_eq!(h.finish(&run).await, RunState::Succeeded);
     assert!(dir.list_accounts().await.unwrap().is_empty());
+}
+
+/// As `tenure serve` runs it: the urgent lane on a thread of its own, the rest on two worker
+/// threads. A leave sent among hires revokes everything of its person, the hires all finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_on_the_urgent_thread_revokes_everything_among_hires() {
+    let h = harness_on(
+        config(""),
+        EngineOptions {
+            seed: Some(1),
+            ..Default::default()
+        },
+        |store| store.with_urgent_thread().unwrap(),
+    )
+    .await;
+    assert!(h.engine.store().has_urgent_thread());
+    let first = h.send(HIRE).await;
+    assert_eq!(h.finish(&first).await, RunState::Succeeded);
+    let hire = |n: usize| {
+        format!(
+            r#"{{"type":"hire","person":{{"id":"h{n}","name":"H {n}","email":"h{n}@example.com","worker_type":"employee","department":"Consulting"}}}}"#
+        )
+    };
+    let mut hires = Vec::new();
+    for n in 0..20 {
+        hires.push(h.send(&hire(n)).await);
+    }
+    let leave = h.send(r#"{"type":"leave","person":{"id":"e1"}}"#).await;
+    for n in 20..40 {
+        hires.push(h.send(&hire(n)).await);
+    }
+    assert_eq!(h.finish(&leave).await, RunState::Succeeded);
+    let dir = h.engine.connector("directory").unwrap();
+    let accounts = dir.list_accounts().await.unwrap();
+    assert!(
+        accounts.iter().all(|a| a.person_id != "e1"),
+        "the leaver's account is gone: {accounts:?}"
+    );
+    for run in &hires {
+        assert_eq!(h.finish(run).await, RunState::Succeeded, "{run}");
+    }
+    assert!(dir.list_memberships("e1").await.unwrap().is_empty());
+    let crm = h.engine.connector("crm").unwrap();
+    assert_eq!(crm.list_memberships("h39").await.unwrap(), vec!["crm:acme"]);
+    h.engine.shutdown().await;
 }
 
 impl Harness {

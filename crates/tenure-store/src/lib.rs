@@ -14,6 +14,7 @@ pub mod db;
 mod drift;
 mod evidence;
 mod filter;
+pub mod lane;
 mod lists;
 mod migrate;
 mod observe;
@@ -185,6 +186,8 @@ pub struct Store {
     schema: SchemaVersion,
     committed: Arc<AtomicU64>,
     vault: Vault,
+    /// Where urgent tasks run, when not on the caller's runtime (see [`lane`]).
+    urgent: Option<Arc<lane::UrgentThread>>,
 }
 
 /// A pooled connection for reads; it goes back to the pool when dropped.
@@ -280,6 +283,7 @@ impl Store {
             backend,
             committed: Arc::default(),
             vault: Vault::plain(),
+            urgent: None,
             schema: SchemaVersion {
                 version: 0,
                 name: String::new(),
@@ -306,6 +310,32 @@ impl Store {
     pub fn with_vault(mut self, vault: Vault) -> Store {
         self.vault = vault;
         self
+    }
+
+    /// The store, running the urgent lane's tasks ([`Store::spawn`]) on a thread of its own
+    /// (see [`lane`]). Its clones share the thread; it stops once all are dropped.
+    pub fn with_urgent_thread(mut self) -> Result<Store> {
+        self.urgent = Some(Arc::new(lane::UrgentThread::start()?));
+        Ok(self)
+    }
+
+    /// Whether the urgent lane has a thread of its own ([`Store::with_urgent_thread`]).
+    pub fn has_urgent_thread(&self) -> bool {
+        self.urgent.is_some()
+    }
+
+    /// Spawns `task` in the lane of `priority`: an urgent one on the store's urgent thread
+    /// when it has one, everything else (and every task of a store without one) on the
+    /// caller's runtime.
+    pub fn spawn<F>(&self, priority: Priority, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.urgent {
+            Some(thread) if priority.is_urgent() => thread.spawn(task),
+            _ => tokio::spawn(task),
+        }
     }
 
     /// How this store seals personal data.

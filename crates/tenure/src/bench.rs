@@ -288,6 +288,7 @@ async fn start(
         None => Store::open_sqlite(&dir.join("bench.db")).await?,
     }
     .with_vault(bench_vault(args));
+    let store = args.limits.lane(store)?;
     // What the disk under this database commits, measured before the engine starts: the
     // engine's throughput is judged as a multiple of it.
     let commits_per_sec =
@@ -485,6 +486,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             "max_urgent_in_flight": args.limits.max_urgent_in_flight,
             "claim_batch": args.limits.claim_batch,
             "system_concurrency": args.system_concurrency,
+            "urgent_lane": args.limits.urgent_lane.name(),
         },
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "steps_per_sec": (steps as f64 / elapsed).round(),
@@ -518,11 +520,12 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
             figures["personal_data"].as_str().unwrap_or("?")
         );
         println!(
-            "  limits: {} steps in flight (+{} leavers'), claims of {}, {} calls at once per system",
+            "  limits: {} steps in flight (+{} leavers'), claims of {}, {} calls at once per system, leavers' lane {}",
             args.limits.max_in_flight,
             args.limits.max_urgent_in_flight,
             args.limits.claim_batch,
-            args.system_concurrency
+            args.system_concurrency,
+            args.limits.urgent_lane.name()
         );
         println!(
             "  steps succeeded: {steps} in {elapsed:.2} s = {} steps/s",

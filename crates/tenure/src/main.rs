@@ -221,6 +221,30 @@ pub struct EngineLimits {
     /// Steps claimed per transaction (at most `--max-in-flight`).
     #[arg(long, env = "TENURE_CLAIM_BATCH", default_value_t = EngineOptions::default().claim_batch)]
     pub claim_batch: usize,
+    /// Where leavers' work runs: `thread`, a thread of its own that no backlog of hires keeps
+    /// busy; `shared`, the runtime's worker threads, beside everything else (a little more
+    /// throughput, leavers wait longer under load).
+    #[arg(long, env = "TENURE_URGENT_LANE", value_enum, default_value_t = UrgentLane::Thread)]
+    pub urgent_lane: UrgentLane,
+}
+
+/// Where leavers' work runs (`--urgent-lane`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrgentLane {
+    /// On a thread of its own.
+    Thread,
+    /// On the runtime's worker threads.
+    Shared,
+}
+
+impl UrgentLane {
+    /// The name `--urgent-lane` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            UrgentLane::Thread => "thread",
+            UrgentLane::Shared => "shared",
+        }
+    }
 }
 
 impl EngineLimits {
@@ -232,6 +256,14 @@ impl EngineLimits {
             claim_batch: self.claim_batch,
             ..options
         }
+    }
+
+    /// `store`, with the urgent lane these limits ask for.
+    pub fn lane(&self, store: Store) -> Result<Store> {
+        Ok(match self.urgent_lane {
+            UrgentLane::Thread => store.with_urgent_thread()?,
+            UrgentLane::Shared => store,
+        })
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .and_then(|name| std::env::var(name).ok())
         .filter(|s| !s.is_empty());
     let config_checkpoints = config.audit.checkpoints.clone();
-    let store = args.db.open().await?;
+    let store = args.limits.lane(args.db.open().await?)?;
     // A wrong master key, or a database restored without its keys, stops the start here.
     tenure_store::check_keys(&mut *store.reader().await?)
         .await

@@ -147,7 +147,11 @@ impl SandboxHub {
         t.commit().await?;
         let (urgent, urgent_rx) = mpsc::channel(4096);
         let (normal, normal_rx) = mpsc::channel(4096);
-        tokio::spawn(writer(store.clone(), urgent_rx, Priority::Urgent));
+        // Leavers' calls are written on the store's urgent thread when it has one.
+        store.spawn(
+            Priority::Urgent,
+            writer(store.clone(), urgent_rx, Priority::Urgent),
+        );
         tokio::spawn(writer(store.clone(), normal_rx, Priority::Normal));
         Ok(SandboxHub {
             store,
