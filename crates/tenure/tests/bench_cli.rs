@@ -52,8 +52,8 @@ fn the_fault_benchmark_converges_with_nothing_done_twice() {
     }
 }
 
-/// The engine's limits and the systems' concurrency are the bench's to set, and reported
-/// with its figures; a limit out of range stops it with a message naming it.
+/// The engine's limits, the leavers' lane and the systems' concurrency are the bench's to
+/// set, and reported with its figures; a limit out of range stops it with a message naming it.
 #[test]
 fn the_benchmark_takes_and_reports_its_limits() {
     let v = bench(&[
@@ -69,6 +69,8 @@ fn the_benchmark_takes_and_reports_its_limits() {
         "8",
         "--system-concurrency",
         "2",
+        "--urgent-lane",
+        "shared",
     ]);
     assert_eq!(v["runs_not_converged"], 0, "{v}");
     assert_eq!(
@@ -78,6 +80,7 @@ fn the_benchmark_takes_and_reports_its_limits() {
             "max_urgent_in_flight": 8,
             "claim_batch": 4,
             "system_concurrency": 2,
+            "urgent_lane": "shared",
         })
     );
     let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
