@@ -11,6 +11,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -865,35 +866,48 @@ async fn phase_times(
     runs: &[String],
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
     let actions = ["disable_account", "revoke", "delete_account"];
-    let mut at: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); actions.len()];
+    // One read for every run, by the audit log's index on its action, then grouped here:
+    // a read per run would scan the whole log each time (it has no index on `run_id`), which
+    // took longer than the benchmark itself.
     let mut c = store.reader().await?;
-    for run in runs {
-        let rows = tenure_store::db::query(
-            "SELECT at_ms, action FROM audit_log WHERE run_id = $1 ORDER BY seq",
-        )
-        .bind(run.as_str())
-        .fetch_all(&mut c)
-        .await?;
-        let mut received = None;
-        let mut seen: Vec<(Option<i64>, Option<i64>)> = vec![(None, None); actions.len()];
-        for r in &rows {
-            let (ms, action): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
-            if action == "event.received" {
-                received = Some(ms);
-            }
-            if let Some(i) = actions
-                .iter()
-                .position(|a| action.strip_prefix("step.") == Some(a))
-            {
-                seen[i].0.get_or_insert(ms);
-                seen[i].1 = Some(ms);
-            }
+    let rows = tenure_store::db::query(
+        "SELECT run_id, action, MIN(at_ms), MAX(at_ms) FROM audit_log \
+         WHERE action IN ('event.received', 'step.disable_account', 'step.revoke', 'step.delete_account') \
+         AND run_id IS NOT NULL GROUP BY run_id, action",
+    )
+    .fetch_all(&mut c)
+    .await?;
+    drop(c);
+    // Per run: when its event was received, and each phase's first and last step done.
+    type Seen = (Option<i64>, Vec<Option<(i64, i64)>>);
+    let mut by_run: HashMap<&str, Seen> = runs
+        .iter()
+        .map(|r| (r.as_str(), (None, vec![None; actions.len()])))
+        .collect();
+    for r in &rows {
+        let run: String = r.try_get(0)?;
+        let action: String = r.try_get(1)?;
+        let (first, last): (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
+        let Some((received, seen)) = by_run.get_mut(run.as_str()) else {
+            continue;
+        };
+        if action == "event.received" {
+            *received = Some(last);
+        } else if let Some(i) = actions
+            .iter()
+            .position(|a| action.strip_prefix("step.") == Some(a))
+        {
+            seen[i] = Some((first, last));
         }
-        let Some(t0) = received else {
+    }
+    let mut at: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); actions.len()];
+    for run in runs {
+        let (received, seen) = &by_run[run.as_str()];
+        let Some(t0) = *received else {
             bail!("leave run {run} has no event.received entry");
         };
-        for (i, (first, last)) in seen.into_iter().enumerate() {
-            if let (Some(first), Some(last)) = (first, last) {
+        for (i, phase) in seen.iter().enumerate() {
+            if let Some((first, last)) = phase {
                 at[i].0.push(first - t0);
                 at[i].1.push(last - t0);
             }
