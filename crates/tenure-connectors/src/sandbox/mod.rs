@@ -246,16 +246,7 @@ async fn apply_batch(
     let mut fresh = std::collections::HashSet::new();
     for chunk in calls.chunks(1000) {
         let mut sql = String::from("INSERT INTO sandbox_ops (system, op_id) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            if sqlite {
-                sql.push_str("(?, ?)");
-            } else {
-                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-            }
-        }
+        tenure_store::push_placeholders(&mut sql, chunk.len(), 2, sqlite);
         sql.push_str(" ON CONFLICT DO NOTHING RETURNING system, op_id");
         let mut q = db::query(AssertSqlSafe(sql));
         for call in chunk {
@@ -378,19 +369,26 @@ async fn apply_batch(
             results.push(Ok(()));
         }
     }
-    for (system, c) in counters {
-        db::query(
-            "INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + excluded.calls,
+    // Every system's counters in one statement (a leave's phase touches four systems: one
+    // round trip, not four), in system order.
+    if !counters.is_empty() {
+        let mut sql =
+            String::from("INSERT INTO sandbox_counters (system, calls, changes, failures) VALUES ");
+        tenure_store::push_placeholders(&mut sql, counters.len(), 4, sqlite);
+        sql.push_str(
+            " ON CONFLICT (system) DO UPDATE SET calls = sandbox_counters.calls + excluded.calls,
                changes = sandbox_counters.changes + excluded.changes,
                failures = sandbox_counters.failures + excluded.failures",
-        )
-        .bind(system.to_string())
-        .bind(c.calls)
-        .bind(c.changes)
-        .bind(c.failures)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let mut q = db::query(AssertSqlSafe(sql));
+        for (system, c) in counters {
+            q = q
+                .bind(system.to_string())
+                .bind(c.calls)
+                .bind(c.changes)
+                .bind(c.failures);
+        }
+        q.execute(&mut *tx).await?;
     }
     t.commit().await?;
     Ok(results)

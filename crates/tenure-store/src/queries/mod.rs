@@ -18,7 +18,7 @@ use tenure_core::{
 /// Appends `rows` groups of `cols` placeholders: `($1, $2), ($3, $4)` on PostgreSQL, anonymous
 /// `(?, ?), (?, ?)` on SQLite, where looking up numbered parameters costs time linear in their
 /// count (quadratic over a large multi-row statement).
-pub(crate) fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqlite: bool) {
+pub fn push_placeholders(sql: &mut String, rows: usize, cols: usize, sqlite: bool) {
     push_placeholders_after(sql, rows, cols, sqlite, 0);
 }
 
