@@ -15,8 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+use tenure_core::audit::AuditAction;
 use tenure_core::config::{Config, SourceFile};
 use tenure_core::event::parse_event;
+use tenure_core::planner::Action;
 use tenure_core::run::{RunKind, RunState};
 use tenure_engine::{Engine, EngineOptions, IngestOutcome, Submission, SystemClock};
 use tenure_store::Store;
@@ -865,18 +867,24 @@ async fn phase_times(
     store: &Store,
     runs: &[String],
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let actions = ["disable_account", "revoke", "delete_account"];
+    let actions = [
+        Action::DisableAccount,
+        Action::Revoke,
+        Action::DeleteAccount,
+    ];
     // One read for every run, by the audit log's index on its action, then grouped here:
     // a read per run would scan the whole log each time (it has no index on `run_id`), which
     // took longer than the benchmark itself.
     let mut c = store.reader().await?;
-    let rows = tenure_store::db::query(
+    let mut read = tenure_store::db::query(
         "SELECT run_id, action, MIN(at_ms), MAX(at_ms) FROM audit_log \
-         WHERE action IN ('event.received', 'step.disable_account', 'step.revoke', 'step.delete_account') \
-         AND run_id IS NOT NULL GROUP BY run_id, action",
+         WHERE action IN ($1, $2, $3, $4) AND run_id IS NOT NULL GROUP BY run_id, action",
     )
-    .fetch_all(&mut c)
-    .await?;
+    .bind(AuditAction::EventReceived.to_string());
+    for a in actions {
+        read = read.bind(AuditAction::StepDone(a).to_string());
+    }
+    let rows = read.fetch_all(&mut c).await?;
     drop(c);
     // Per run: when its event was received, and each phase's first and last step done.
     type Seen = (Option<i64>, Vec<Option<(i64, i64)>>);
@@ -886,18 +894,19 @@ async fn phase_times(
         .collect();
     for r in &rows {
         let run: String = r.try_get(0)?;
-        let action: String = r.try_get(1)?;
+        let action: AuditAction = r.try_get::<String, _>(1)?.parse()?;
         let (first, last): (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
         let Some((received, seen)) = by_run.get_mut(run.as_str()) else {
             continue;
         };
-        if action == "event.received" {
-            *received = Some(last);
-        } else if let Some(i) = actions
-            .iter()
-            .position(|a| action.strip_prefix("step.") == Some(a))
-        {
-            seen[i] = Some((first, last));
+        match action {
+            AuditAction::EventReceived => *received = Some(last),
+            AuditAction::StepDone(a) => {
+                if let Some(i) = actions.iter().position(|p| *p == a) {
+                    seen[i] = Some((first, last));
+                }
+            }
+            _ => {}
         }
     }
     let mut at: Vec<(Vec<i64>, Vec<i64>)> = vec![(Vec::new(), Vec::new()); actions.len()];
